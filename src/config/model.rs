@@ -1,0 +1,145 @@
+//! The `subscriptions.toml` model as written: serde types with source spans.
+//!
+//! These types only describe the file. Meaning (globs, templates, secrets,
+//! provider settings) is checked and compiled by the loader and the stages it
+//! calls. Provider-specific settings and chat target fields are not here: each
+//! provider file owns its own, and [`crate::providers::registry`] lists them.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+/// The `[discourse]` table: the forum this relay listens to.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct Discourse {
+    /// Base URL of the forum, e.g. `https://forum.example.org`; prefixes links.
+    #[schemars(with = "String")]
+    pub url: Spanned<String>,
+    /// Secret of the Discourse webhook, as `${VAR}`. Without it, signatures are not checked.
+    #[schemars(with = "Option<String>")]
+    pub webhook_secret: Option<Spanned<String>>,
+    /// Discourse API key, as `${VAR}`; lets the relay fetch categories, tags and PM groups.
+    #[schemars(with = "Option<String>")]
+    pub api_key: Option<Spanned<String>>,
+    /// User the API key acts as (default `system`).
+    #[schemars(with = "Option<String>")]
+    pub api_username: Option<Spanned<String>>,
+    /// How long to hold a post before notifying (edits and deletes in the window count), e.g. `20s`.
+    #[schemars(with = "Option<String>")]
+    pub delay: Option<Spanned<String>>,
+    /// Static map of category id to slug path, for offline use and forums without an API key.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, CategoryEntry>")]
+    pub categories: BTreeMap<String, Spanned<CategoryEntry>>,
+}
+
+/// A category in the static map: a slug path, or a table with more detail.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged, expecting = "a slug path like \"support/rust\" or a table { path, restricted, name }")]
+pub enum CategoryEntry {
+    Path(String),
+    Full(CategoryDetail),
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryDetail {
+    /// Slug path, parent first: `support/rust`.
+    pub path: String,
+    /// Read-restricted: only rules naming this exact category receive its posts.
+    #[serde(default)]
+    pub restricted: bool,
+    /// Display name; defaults to the last slug.
+    pub name: Option<String>,
+}
+
+/// One `[[chat]]`: a destination and what it subscribes to. Provider-specific
+/// target fields (`channel`, `url`, ...) sit beside these and belong to the provider.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct Chat {
+    /// Unique name, used in logs, metrics, the status page and commands.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// A `[providers.NAME]` instance, or a provider kind that needs no settings.
+    #[schemars(with = "String")]
+    pub provider: Spanned<String>,
+    /// A `[templates]` name; default: the provider's own message.
+    #[schemars(with = "Option<String>")]
+    pub template: Option<Spanned<String>>,
+    /// Compact subscriptions, one `watch` rule each: `c/<category glob>`, `t/<tag glob>` or `all`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub subscribe: Vec<Spanned<String>>,
+    /// Full rules.
+    #[serde(default)]
+    #[schemars(with = "Vec<Rule>")]
+    pub rule: Vec<Spanned<Rule>>,
+}
+
+/// One `[[chat.rule]]`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+pub struct Rule {
+    /// `watch` (every post, default), `follow` (new topics only), `mute`, or `thread`.
+    #[schemars(with = "Option<Filter>")]
+    pub filter: Option<Spanned<Filter>>,
+    /// Glob over the category slug path (`support/**`); absent = any category.
+    #[schemars(with = "Option<String>")]
+    pub category: Option<Spanned<String>>,
+    /// Globs over tag names; the rule matches when any topic tag matches any of them.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub tags: Vec<Spanned<String>>,
+    /// `normal` (default), `group_message` (PMs to `group`) or `group_mention` (posts mentioning `@group`).
+    #[serde(rename = "type")]
+    #[schemars(with = "Option<RuleType>")]
+    pub kind: Option<Spanned<RuleType>>,
+    /// The group for `group_message` and `group_mention` rules.
+    #[schemars(with = "Option<String>")]
+    pub group: Option<Spanned<String>>,
+}
+
+/// What a matching rule does. Precedence: mute > thread > watch > follow.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Filter {
+    Mute,
+    Thread,
+    Watch,
+    Follow,
+}
+
+impl Filter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Filter::Mute => "mute",
+            Filter::Thread => "thread",
+            Filter::Watch => "watch",
+            Filter::Follow => "follow",
+        }
+    }
+}
+
+/// Which events a rule looks at. Precedence: group_message > group_mention > normal.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleType {
+    GroupMessage,
+    GroupMention,
+    Normal,
+}
+
+impl RuleType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleType::GroupMessage => "group_message",
+            RuleType::GroupMention => "group_mention",
+            RuleType::Normal => "normal",
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The one normalized [`Event`] every later stage works on.
+//!
+//! Discourse sends several payload shapes (post, topic, solved...) that each
+//! lack something (post events carry no tags, topic events no category slug).
+//! Ingest fills the gaps from what it has learned and hands on this type; no
+//! stage after ingest ever looks at a raw Discourse payload.
+
+use serde::Serialize;
+
+/// The Discourse event name (`X-Discourse-Event`), with the ones the relay acts on named.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    PostCreated,
+    PostEdited,
+    PostDestroyed,
+    PostRecovered,
+    TopicCreated,
+    TopicEdited,
+    TopicDestroyed,
+    TopicRecovered,
+    Ping,
+    /// Any other event name, kept verbatim.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl EventKind {
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "post_created" => Self::PostCreated,
+            "post_edited" => Self::PostEdited,
+            "post_destroyed" => Self::PostDestroyed,
+            "post_recovered" => Self::PostRecovered,
+            "topic_created" => Self::TopicCreated,
+            "topic_edited" => Self::TopicEdited,
+            "topic_destroyed" => Self::TopicDestroyed,
+            "topic_recovered" => Self::TopicRecovered,
+            "ping" => Self::Ping,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::PostCreated => "post_created",
+            Self::PostEdited => "post_edited",
+            Self::PostDestroyed => "post_destroyed",
+            Self::PostRecovered => "post_recovered",
+            Self::TopicCreated => "topic_created",
+            Self::TopicEdited => "topic_edited",
+            Self::TopicDestroyed => "topic_destroyed",
+            Self::TopicRecovered => "topic_recovered",
+            Self::Ping => "ping",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+/// Discourse `post_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PostType {
+    Regular,
+    ModeratorAction,
+    SmallAction,
+    Whisper,
+    Unknown,
+}
+
+impl PostType {
+    pub fn from_code(code: i64) -> Self {
+        match code {
+            1 => Self::Regular,
+            2 => Self::ModeratorAction,
+            3 => Self::SmallAction,
+            4 => Self::Whisper,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// A category as the relay knows it. `path` (`support/rust`) is its identity:
+/// leaf slugs are not unique across parents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Category {
+    pub id: u64,
+    pub slug: String,
+    pub path: String,
+    pub name: String,
+    /// Read-restricted (staff-only and similar): only rules naming it exactly get its posts.
+    pub restricted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tag {
+    pub name: String,
+    pub slug: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Topic {
+    pub id: u64,
+    pub title: String,
+    pub slug: String,
+    /// Absolute URL of the topic.
+    pub url: String,
+    pub private_message: bool,
+    pub category: Option<Category>,
+    pub tags: Vec<Tag>,
+    /// Groups a private message is addressed to (lower-case names); empty when unknown.
+    pub pm_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Post {
+    pub id: u64,
+    pub number: u64,
+    pub post_type: PostType,
+    /// `category_changed`, `closed.enabled`, ... for small actions and automatic posts.
+    pub action_code: Option<String>,
+    pub username: String,
+    /// Display name; empty when the forum hides names.
+    pub name: String,
+    pub raw: String,
+    pub cooked: String,
+    /// Absolute URL of the post.
+    pub url: String,
+    pub created_at: String,
+    pub hidden: bool,
+    pub deleted: bool,
+    /// Groups and users mentioned in `raw` (`@name`, lower-case, outside code).
+    pub mentions: Vec<String>,
+}
+
+impl Post {
+    pub fn is_first(&self) -> bool {
+        self.number == 1
+    }
+
+    /// The automatic post announcing a category move (a whisper since late
+    /// 2024, a small action before).
+    pub fn is_category_change(&self) -> bool {
+        self.action_code.as_deref() == Some("category_changed")
+    }
+}
+
+/// A normalized Discourse event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub kind: EventKind,
+    /// `X-Discourse-Event-Id`, when the request carried one.
+    pub id: Option<u64>,
+    /// Base URL of the forum that sent it (`X-Discourse-Instance` or the configured url).
+    pub forum: String,
+    pub topic: Topic,
+    /// Absent for topic events.
+    pub post: Option<Post>,
+}
+
+impl Event {
+    /// A complete event with every field filled, used to check templates at
+    /// load time (a template that renders this renders any real event).
+    pub fn sample(forum: &str) -> Self {
+        let forum = forum.trim_end_matches('/').to_string();
+        Event {
+            kind: EventKind::PostCreated,
+            id: Some(1),
+            topic: Topic {
+                id: 101,
+                title: "How do I share state between async tasks?".into(),
+                slug: "how-do-i-share-state-between-async-tasks".into(),
+                url: format!("{forum}/t/how-do-i-share-state-between-async-tasks/101"),
+                private_message: false,
+                category: Some(Category {
+                    id: 7,
+                    slug: "rust".into(),
+                    path: "support/rust".into(),
+                    name: "Rust".into(),
+                    restricted: false,
+                }),
+                tags: vec![Tag {
+                    name: "async".into(),
+                    slug: "async".into(),
+                }],
+                pm_groups: vec![],
+            },
+            post: Some(Post {
+                id: 1001,
+                number: 1,
+                post_type: PostType::Regular,
+                action_code: None,
+                username: "bob".into(),
+                name: "Bob Ramirez".into(),
+                raw: "I have a **shared** map and several tasks.".into(),
+                cooked: "<p>I have a <strong>shared</strong> map and several tasks.</p>".into(),
+                url: format!("{forum}/t/how-do-i-share-state-between-async-tasks/101/1"),
+                created_at: "2026-03-10T09:00:12.512Z".into(),
+                hidden: false,
+                deleted: false,
+                mentions: vec![],
+            }),
+            forum,
+        }
+    }
+}

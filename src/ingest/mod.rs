@@ -1,0 +1,10 @@
+//! Ingest: Discourse webhook requests in, normalized [`Event`]s out.
+//!
+//! Parses the payload shapes Discourse sends, verifies signatures, and fills
+//! what a payload lacks (tags, category paths, PM groups) from [`ForumState`],
+//! which learns from earlier events and API responses. Ingest decides nothing
+//! about who gets notified: that is [`crate::rules`].
+
+pub mod event;
+
+pub use event::{Category, Event, EventKind, Post, PostType, Tag, Topic};

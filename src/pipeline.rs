@@ -1,0 +1,1 @@
+//! Pipeline: the stages composed for one config snapshot.

@@ -1,0 +1,1 @@
+//! Providers: one file per chat platform behind one trait.
