@@ -1,1 +1,248 @@
-fn main() {}
+//! The `discourse-relay` command line. Only argument handling and output
+//! here; everything else lives in the library.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use discourse_relay::config::{MissingEnv, env::ProcessEnv, schema};
+use discourse_relay::ingest::{ForumState, Ingested, WebhookRequest, learn_api_response, normalize};
+use discourse_relay::pipeline::{self, Pipeline};
+
+#[derive(Parser)]
+#[command(name = "discourse-relay", version, about = "Discourse forum activity to chat rooms")]
+struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check config files; prints every problem as FILE:LINE:COL and exits 1 if any is an error.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show which chats recorded webhook requests would reach, and the exact requests.
+    Explain {
+        #[arg(long)]
+        config: PathBuf,
+        /// One JSON object per event, one per line.
+        #[arg(long)]
+        json: bool,
+        /// Webhook request files (headers + raw_body), read in order; API
+        /// responses (/site.json, /t/ID.json) among them teach categories and PM groups.
+        #[arg(required = true)]
+        events: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of the config file.
+    Schema,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Validate { files } => validate(&files),
+        Command::Explain {
+            config,
+            json,
+            events,
+        } => explain(&config, json, &events),
+        Command::Schema => {
+            print!("{}", schema::schema_text());
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn validate(files: &[PathBuf]) -> Result<ExitCode> {
+    let mut failed = false;
+    let mut out = std::io::stdout().lock();
+    for file in files {
+        match pipeline::load(file, &ProcessEnv, MissingEnv::Warn) {
+            Ok((p, warnings)) => {
+                for d in &warnings.0 {
+                    writeln!(out, "{d}")?;
+                }
+                let rules: usize = p.config.chats.iter().map(|c| c.rules.len()).sum();
+                writeln!(
+                    out,
+                    "{}: ok ({} chats, {} rules)",
+                    file.display(),
+                    p.config.chats.len(),
+                    rules
+                )?;
+            }
+            Err(diags) => {
+                failed = true;
+                for d in &diags.0 {
+                    writeln!(out, "{d}")?;
+                }
+                let n = diags.errors().count();
+                writeln!(out, "{}: {n} error{}", file.display(), if n == 1 { "" } else { "s" })?;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn explain(config: &Path, as_json: bool, files: &[PathBuf]) -> Result<ExitCode> {
+    let pipeline = match pipeline::load(config, &ProcessEnv, MissingEnv::Warn) {
+        Ok((p, _warnings)) => p,
+        Err(diags) => {
+            eprintln!("{diags}");
+            anyhow::bail!("{} is not valid; run `discourse-relay validate` for details", config.display());
+        }
+    };
+    let mut state = pipeline.forum_state();
+    let mut out = std::io::stdout().lock();
+    let mut ok = true;
+    for file in files {
+        match explain_one(&pipeline, &mut state, file) {
+            Ok(Some(line)) => {
+                if as_json {
+                    writeln!(out, "{}", serde_json::to_string(&line)?)?;
+                } else {
+                    write_text(&mut out, file, &line)?;
+                }
+            }
+            Ok(None) => {
+                if !as_json {
+                    writeln!(out, "{}: learned from API response", file.display())?;
+                }
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("{}: {e:#}", file.display());
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One event file → the explain object; `None` for API responses (learned).
+fn explain_one(p: &Pipeline, state: &mut ForumState, file: &Path) -> Result<Option<serde_json::Value>> {
+    let text = std::fs::read_to_string(file).context("cannot read")?;
+    let json: serde_json::Value = serde_json::from_str(&text).context("not JSON")?;
+    if json.get("headers").is_none() {
+        return match learn_api_response(&json, state) {
+            Some(_) => Ok(None),
+            None => anyhow::bail!("neither a webhook request file (headers + raw_body) nor a /site.json or /t/ID.json response"),
+        };
+    }
+    let req = WebhookRequest::from_fixture(&json)?;
+    let name = req.header("X-Discourse-Event").unwrap_or("?").to_string();
+    let ingested = normalize(&req, state, &p.config.forum.url)?;
+    let event = match ingested {
+        Ingested::Ping => return Ok(Some(json!({"event": name, "deliveries": [], "skipped": "ping: nothing to relay"}))),
+        Ingested::Unsupported(n) => {
+            return Ok(Some(json!({"event": name, "deliveries": [], "skipped": format!("`{n}` events are not relayed")})));
+        }
+        Ingested::Event(e) => e,
+    };
+    let decision = p.decide(&event);
+    let redactor = &p.config.redactor;
+    let deliveries: Vec<serde_json::Value> = decision
+        .deliveries
+        .iter()
+        .map(|d| {
+            let chat = &p.config.chats[d.chat];
+            json!({
+                "chat": chat.name,
+                "provider": chat.provider,
+                "filter": d.filter.as_str(),
+                "rule": chat.rules.get(d.rule).map(|r| r.compact()),
+                "text": redactor.redact(&d.text),
+                "request": d.outbound.redacted_json(redactor),
+            })
+        })
+        .collect();
+    let mut obj = json!({"event": name, "deliveries": deliveries, "skipped": decision.skipped});
+    if !decision.failures.is_empty() {
+        obj["errors"] = json!(
+            decision
+                .failures
+                .iter()
+                .map(|f| json!({"chat": p.config.chats[f.chat].name, "error": f.error}))
+                .collect::<Vec<_>>()
+        );
+    }
+    Ok(Some(obj))
+}
+
+fn write_text(out: &mut impl Write, file: &Path, v: &serde_json::Value) -> Result<()> {
+    writeln!(out, "{}: {}", file.display(), v["event"].as_str().unwrap_or("?"))?;
+    if let Some(reason) = v["skipped"].as_str() {
+        writeln!(out, "  skipped: {reason}")?;
+    }
+    for d in v["deliveries"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "  -> {} via {} ({})",
+            d["chat"].as_str().unwrap_or("?"),
+            d["provider"].as_str().unwrap_or("?"),
+            d["rule"].as_str().unwrap_or("?"),
+        )?;
+        if let Some(r) = d["request"].as_object() {
+            writeln!(
+                out,
+                "     {} {}",
+                r.get("method").and_then(|m| m.as_str()).unwrap_or("?"),
+                r.get("url").and_then(|m| m.as_str()).unwrap_or("?")
+            )?;
+        }
+        for line in d["text"].as_str().unwrap_or("").lines() {
+            writeln!(out, "     | {line}")?;
+        }
+    }
+    for e in v["errors"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "  !! {}: {}",
+            e["chat"].as_str().unwrap_or("?"),
+            e["error"].as_str().unwrap_or("?")
+        )?;
+    }
+    Ok(())
+}

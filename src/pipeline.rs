@@ -1,1 +1,234 @@
 //! Pipeline: the stages composed for one config snapshot.
+//!
+//! [`load`] reads a file and builds everything fallible (secrets, provider
+//! targets, globs, templates) before anything uses it; the result is an
+//! immutable [`Pipeline`] that a server swaps in whole. [`Pipeline::decide`]
+//! takes a normalized event to the exact requests that would be sent: it is
+//! what `explain` prints and what delivery will enqueue.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::model::Filter;
+use crate::config::{Config, Diagnostics, MissingEnv, Problem, Severity, SourceMap, env::Env};
+use crate::ingest::{Event, ForumState};
+use crate::providers::{Message, Outbound};
+use crate::render::{self, Dialect, Renderer};
+use crate::rules::{Matcher, Routing, RuleDef};
+
+/// One config, compiled.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub config: Config,
+    matcher: Matcher,
+    renderer: Renderer,
+    /// The template name registered for each chat (index = chat index).
+    chat_templates: Vec<String>,
+}
+
+/// A message for one chat, ready to send.
+#[derive(Debug)]
+pub struct Delivery {
+    pub chat: usize,
+    pub filter: Filter,
+    /// Index of the deciding rule in the chat's rules.
+    pub rule: usize,
+    pub text: String,
+    pub outbound: Outbound,
+}
+
+/// A chat that matched but whose message could not be built.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatFailure {
+    pub chat: usize,
+    pub error: String,
+}
+
+/// What happens to one event.
+#[derive(Debug)]
+pub struct Decision {
+    /// Why nothing is sent, when nothing is.
+    pub skipped: Option<String>,
+    pub deliveries: Vec<Delivery>,
+    pub failures: Vec<ChatFailure>,
+}
+
+impl Pipeline {
+    /// Compiles rules and templates. Problems carry file spans.
+    pub fn build(config: Config) -> Result<Self, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let rule_sets: Vec<Vec<RuleDef>> = config.chats.iter().map(|c| c.rules.clone()).collect();
+        let matcher = Matcher::compile(&rule_sets);
+        if let Err(p) = &matcher {
+            problems.extend(p.iter().cloned());
+        }
+
+        let mut renderer = Renderer::new();
+        let mut registered: HashSet<(String, Dialect)> = HashSet::new();
+        let mut chat_templates = Vec::with_capacity(config.chats.len());
+        for chat in &config.chats {
+            let dialect = chat.destination.dialect();
+            let (name, source, located) = match &chat.template {
+                Some(t) => match config.templates.get(t.get_ref()) {
+                    Some(src) => (t.get_ref().clone(), src.text.as_str(), Some(src)),
+                    // The loader already reported the unknown name.
+                    None => continue,
+                },
+                None => (
+                    format!("default:{}", chat.destination.kind()),
+                    chat.destination
+                        .default_template()
+                        .unwrap_or_else(|| render::default_template(dialect)),
+                    None,
+                ),
+            };
+            if registered.insert((name.clone(), dialect))
+                && let Err(p) = renderer.register(&name, source, dialect)
+            {
+                let span = located
+                    .map(|src| src.locate(p.line, p.col))
+                    .unwrap_or_else(|| chat.span.clone());
+                problems.push(Problem::error(
+                    Some(span),
+                    format!(
+                        "template `{name}` (used by {} chat `{}`): {}",
+                        chat.destination.kind(),
+                        chat.name,
+                        p.message
+                    ),
+                ));
+            }
+            chat_templates.push(name);
+        }
+
+        match matcher {
+            Ok(matcher) if problems.is_empty() => Ok(Self {
+                config,
+                matcher,
+                renderer,
+                chat_templates,
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// A fresh forum state seeded with the config's static category map.
+    pub fn forum_state(&self) -> ForumState {
+        ForumState::new(&self.config.forum.categories)
+    }
+
+    /// Only the routing decision (no rendering): which chats, by which rule.
+    pub fn route(&self, event: &Event) -> Routing {
+        self.matcher.route(event)
+    }
+
+    /// Routes, renders and builds the request for every chat the event reaches.
+    /// A chat whose message fails to render is reported, never blocks others.
+    pub fn decide(&self, event: &Event) -> Decision {
+        let matches = match self.matcher.route(event) {
+            Routing::Skipped(reason) => {
+                return Decision {
+                    skipped: Some(format!("{reason:?}")),
+                    deliveries: vec![],
+                    failures: vec![],
+                };
+            }
+            Routing::Matched(m) if m.is_empty() => {
+                return Decision {
+                    skipped: Some("no chat's rules match this event".into()),
+                    deliveries: vec![],
+                    failures: vec![],
+                };
+            }
+            Routing::Matched(m) => m,
+        };
+        let mut deliveries = Vec::with_capacity(matches.len());
+        let mut failures = Vec::new();
+        // Built once per event; only the chat name changes between chats.
+        let mut context = render::context(event, "");
+        for m in matches {
+            let chat = &self.config.chats[m.chat];
+            let dest = &chat.destination;
+            context["chat"]["name"] = serde_json::Value::String(chat.name.clone());
+            match self
+                .renderer
+                .render_context(&self.chat_templates[m.chat], dest.dialect(), &context)
+            {
+                Ok(text) => {
+                    let outbound = dest.request(&Message {
+                        chat: &chat.name,
+                        text: &text,
+                        context: &context,
+                    });
+                    deliveries.push(Delivery {
+                        chat: m.chat,
+                        filter: m.filter,
+                        rule: m.rule,
+                        text,
+                        outbound,
+                    });
+                }
+                Err(e) => failures.push(ChatFailure {
+                    chat: m.chat,
+                    error: self.config.redactor.redact(&e.to_string()),
+                }),
+            }
+        }
+        Decision {
+            skipped: None,
+            deliveries,
+            failures,
+        }
+    }
+}
+
+/// Reads, validates and compiles a config file. `Ok` carries the warnings;
+/// `Err` carries every problem found (errors and warnings), sorted.
+pub fn load(path: &Path, env: &dyn Env, missing: MissingEnv) -> Result<(Pipeline, Diagnostics), Diagnostics> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            let map = SourceMap::new(path, "");
+            return Err(Diagnostics(vec![map.diagnostic(
+                None,
+                Severity::Error,
+                format!("cannot read the file: {e}"),
+            )]));
+        }
+    };
+    load_str(path, &text, env, missing)
+}
+
+/// [`load`] for text already in memory (`path` is only used in messages).
+pub fn load_str(
+    path: &Path,
+    text: &str,
+    env: &dyn Env,
+    missing: MissingEnv,
+) -> Result<(Pipeline, Diagnostics), Diagnostics> {
+    let map = SourceMap::new(path, text);
+    let (config, mut problems) = crate::config::parse(&map, env, missing);
+    let pipeline = match config {
+        Some(c) => match Pipeline::build(c) {
+            Ok(p) => Some(p),
+            Err(more) => {
+                problems.extend(more);
+                None
+            }
+        },
+        None => None,
+    };
+    let mut diags = Diagnostics(
+        problems
+            .into_iter()
+            .map(|p| map.diagnostic(p.span, p.severity, p.message))
+            .collect(),
+    );
+    diags.sort();
+    match pipeline {
+        Some(p) if !diags.has_errors() => Ok((p, diags)),
+        _ => Err(diags),
+    }
+}

@@ -55,6 +55,13 @@ pub struct CategoryDetail {
     pub name: Option<String>,
 }
 
+/// The `[templates]` table: name = Handlebars text.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Templates(
+    #[schemars(with = "BTreeMap<String, String>")] pub BTreeMap<String, Spanned<String>>,
+);
+
 /// One `[[chat]]`: a destination and what it subscribes to. Provider-specific
 /// target fields (`channel`, `url`, ...) sit beside these and belong to the provider.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -74,8 +81,7 @@ pub struct Chat {
     pub subscribe: Vec<Spanned<String>>,
     /// Full rules.
     #[serde(default)]
-    #[schemars(with = "Vec<Rule>")]
-    pub rule: Vec<Spanned<Rule>>,
+    pub rule: Vec<Rule>,
 }
 
 /// One `[[chat.rule]]`.

@@ -6,5 +6,12 @@
 //! about who gets notified: that is [`crate::rules`].
 
 pub mod event;
+pub mod forum;
+pub mod normalize;
+pub mod payload;
+pub mod request;
 
 pub use event::{Category, Event, EventKind, Post, PostType, Tag, Topic};
+pub use forum::{ForumState, StaticCategory};
+pub use normalize::{IngestError, Ingested, learn_api_response, normalize};
+pub use request::WebhookRequest;

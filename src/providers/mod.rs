@@ -1,1 +1,133 @@
 //! Providers: one file per chat platform behind one trait.
+//!
+//! A provider reads its own `[providers.NAME]` settings and a chat's target
+//! fields (through [`crate::config::de::Ctx`], so every problem is located),
+//! then becomes a [`Destination`] bound to one chat. A destination is pure:
+//! it builds the exact request for a rendered message and classifies the
+//! platform's answer. Sending, retrying and rate limiting belong to delivery,
+//! so `explain` shows precisely what would be sent without sending it.
+//!
+//! Adding a platform: one file with a [`Registration`], one line in
+//! [`registry::PROVIDERS`].
+
+pub mod console;
+pub mod http;
+pub mod registry;
+pub mod slack;
+pub mod webhook;
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::{Schema, SchemaGenerator};
+use serde::Serialize;
+use toml_edit::Item;
+
+use crate::config::de::Ctx;
+use crate::config::env::Redactor;
+use crate::render::Dialect;
+
+pub use http::{HttpRequest, HttpResponse};
+
+/// What a destination can do beyond posting a message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// Replies can go into the first post's thread (needs a message id back).
+    pub thread: bool,
+    pub edit: bool,
+    pub delete: bool,
+}
+
+/// A rendered message for one chat.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub chat: &'a str,
+    /// The rendered template, in the destination's dialect.
+    pub text: &'a str,
+    /// The template context, for providers that send structured fields.
+    pub context: &'a serde_json::Value,
+}
+
+/// What would leave the relay for one delivery.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Http(HttpRequest),
+    /// The console provider: a line on standard output.
+    Stdout(String),
+}
+
+impl Outbound {
+    /// The request as `{"method","url","headers","body"}` with every secret
+    /// redacted, or `null` when nothing goes over the network.
+    pub fn redacted_json(&self, redactor: &Redactor) -> serde_json::Value {
+        match self {
+            Outbound::Http(r) => r.redacted_json(redactor),
+            Outbound::Stdout(_) => serde_json::Value::Null,
+        }
+    }
+}
+
+/// A platform's answer, classified. Reasons are safe to show (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered; `remote_id` identifies the chat message where the platform says.
+    Sent { remote_id: Option<String> },
+    /// Worth trying again, after `after` when the platform said so.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// Will never work as configured (bad token, unknown channel, other 4xx).
+    Permanent { reason: String },
+}
+
+/// One chat's destination on one platform.
+pub trait Destination: Send + Sync + fmt::Debug {
+    fn kind(&self) -> &'static str;
+    fn dialect(&self) -> Dialect;
+    fn capabilities(&self) -> Capabilities;
+    /// Where messages go, for people (status page, explain): never a secret.
+    fn target(&self) -> String;
+    /// The message used when the chat names no template; `None` = the
+    /// renderer's default for the dialect.
+    fn default_template(&self) -> Option<&'static str> {
+        None
+    }
+    /// The exact request for `msg`. Pure: no I/O.
+    fn request(&self, msg: &Message<'_>) -> Outbound;
+    /// Classifies the platform's answer to a request built by [`Destination::request`].
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        http::classify_status(resp)
+    }
+}
+
+/// A configured provider instance (`[providers.NAME]`), ready to bind chats.
+pub trait Instance: Send + Sync + fmt::Debug {
+    /// Reads a chat's target fields (`target` holds only those) and binds a
+    /// destination. `chat` locates the chat for "missing field" problems.
+    fn bind(
+        self: Arc<Self>,
+        target: &Item,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>>;
+}
+
+/// How the registry knows a provider: its kind name, how to read its
+/// settings, and the schemas of its settings and chat target fields.
+pub struct Registration {
+    pub kind: &'static str,
+    /// One line for docs and `schema` descriptions.
+    pub about: &'static str,
+    /// Reads `[providers.NAME]` (without `kind`) into an instance.
+    pub parse: fn(&Item, &mut Ctx<'_>) -> Option<Arc<dyn Instance>>,
+    pub settings_schema: fn(&mut SchemaGenerator) -> Schema,
+    pub target_schema: fn(&mut SchemaGenerator) -> Schema,
+}
+
+/// `settings_schema`/`target_schema` for a type: `schema_of::<MyTarget>`.
+pub fn schema_of<T: schemars::JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}

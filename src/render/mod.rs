@@ -1,12 +1,33 @@
 //! Render: Handlebars templates turned into chat text, escaped per dialect.
 //!
-//! Every `{{value}}` is escaped for the destination's dialect, so a post
-//! titled `<!channel> @everyone <b>x</b>` can never ping or inject markup.
-//! Templates are compiled and rendered against [`Event::sample`] when they are
-//! registered: an unknown variable or helper is a load error. This stage
-//! knows nothing of providers or HTTP.
+//! Every `{{value}}` is escaped for the destination's dialect ([`escape`]),
+//! so a post titled `<!channel> @everyone <b>x</b>` can never ping or inject
+//! markup; `{{{value}}}`/`{{&value}}` (unescaped) are refused, and so are
+//! partials (they could recurse without end). Helpers ([`helpers`]) escape
+//! what they write with the same rules. Templates are compiled and rendered
+//! against [`Event::sample`] when they are registered: a syntax error, an
+//! unknown variable or helper, bad helper arguments or (for JSON) output that
+//! does not parse is a load error positioned in the template. The context a
+//! template sees is [`context()`]. This stage knows nothing of providers or
+//! HTTP.
 
-use crate::ingest::Event;
+mod context;
+pub mod escape;
+pub mod helpers;
+pub mod text;
+
+use std::collections::BTreeMap;
+
+use handlebars::template::{Template, TemplateElement};
+use handlebars::{Handlebars, RenderErrorReason, TemplateError, TemplateErrorReason};
+
+pub use context::context;
+
+use crate::ingest::{Event, EventKind};
+
+/// The forum URL of the sample event templates are checked against.
+const SAMPLE_FORUM: &str = "https://forum.example.org";
+const SAMPLE_CHAT: &str = "sample-chat";
 
 /// The markup language of a destination; decides how values are escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -14,9 +35,10 @@ use crate::ingest::Event;
 pub enum Dialect {
     /// Slack mrkdwn: `&`, `<`, `>` become entities.
     SlackMrkdwn,
-    /// CommonMark-like (Discord, Mattermost, Zulip, Rocket.Chat...).
+    /// CommonMark-like (Discord, Mattermost, Zulip, Rocket.Chat...):
+    /// formatting characters backslash-escaped, mentions broken with U+200B.
     Markdown,
-    /// HTML (Telegram, Matrix `formatted_body`, email).
+    /// HTML (Telegram, Matrix `formatted_body`, email): `& < > " '` as entities.
     Html,
     /// Plain text: no markup, control characters removed.
     Plain,
@@ -33,6 +55,16 @@ pub struct TemplateProblem {
     pub message: String,
 }
 
+impl TemplateProblem {
+    fn at(line: Option<usize>, col: Option<usize>, message: impl Into<String>) -> Self {
+        Self {
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("rendering template `{template}` failed: {message}")]
 pub struct RenderError {
@@ -42,7 +74,9 @@ pub struct RenderError {
 
 /// Compiled templates, one Handlebars registry per dialect in use.
 #[derive(Debug, Default)]
-pub struct Renderer {}
+pub struct Renderer {
+    registries: BTreeMap<Dialect, Handlebars<'static>>,
+}
 
 impl Renderer {
     pub fn new() -> Self {
@@ -50,24 +84,301 @@ impl Renderer {
     }
 
     /// Compiles `source` under `name` for `dialect` and renders it against
-    /// [`Event::sample`]; any error is returned positioned in `source`.
-    pub fn register(&mut self, name: &str, source: &str, dialect: Dialect) -> Result<(), TemplateProblem> {
-        let _ = (name, source, dialect);
-        todo!()
+    /// [`Event::sample`]; any error is returned positioned in `source`. On
+    /// error, a template registered earlier under `name` stays in place.
+    pub fn register(
+        &mut self,
+        name: &str,
+        source: &str,
+        dialect: Dialect,
+    ) -> Result<(), TemplateProblem> {
+        let template = Template::compile_with_name(source, name.to_string())
+            .map_err(|e| syntax_problem(&e))?;
+        check_elements(&template)?;
+        let registry = self
+            .registries
+            .entry(dialect)
+            .or_insert_with(|| new_registry(dialect));
+        let previous = registry.get_template(name).cloned();
+        registry.register_template(name, template);
+        let checked = check_samples(registry, name, dialect);
+        if checked.is_err() {
+            match previous {
+                Some(previous) => registry.register_template(name, previous),
+                None => registry.unregister_template(name),
+            }
+        }
+        checked
     }
 
-    pub fn render(&self, name: &str, dialect: Dialect, event: &Event, chat: &str) -> Result<String, RenderError> {
-        let _ = (name, dialect, event, chat);
-        todo!()
+    /// Renders template `name` of `dialect` for `event` sent to `chat`.
+    pub fn render(
+        &self,
+        name: &str,
+        dialect: Dialect,
+        event: &Event,
+        chat: &str,
+    ) -> Result<String, RenderError> {
+        self.render_context(name, dialect, &context(event, chat))
+    }
+
+    /// Renders with a context built by [`context`]: the caller builds it once
+    /// per event (the excerpt is the costly part) and changes only `chat.name`.
+    pub fn render_context(
+        &self,
+        name: &str,
+        dialect: Dialect,
+        data: &serde_json::Value,
+    ) -> Result<String, RenderError> {
+        let fail = |message: String| RenderError {
+            template: name.to_string(),
+            message,
+        };
+        let registry = self
+            .registries
+            .get(&dialect)
+            .filter(|r| r.has_template(name))
+            .ok_or_else(|| {
+                fail(format!(
+                    "no template `{name}` is registered for {dialect:?}"
+                ))
+            })?;
+        let output = registry.render(name, data).map_err(|e| {
+            let problem = render_problem(&e, data);
+            match (problem.line, problem.col) {
+                (Some(line), Some(col)) => {
+                    fail(format!("{} (line {line}, column {col})", problem.message))
+                }
+                _ => fail(problem.message),
+            }
+        })?;
+        if dialect == Dialect::Json {
+            // Branches the samples did not take can still produce broken JSON.
+            serde_json::from_str::<serde_json::Value>(&output)
+                .map_err(|e| fail(format!("the output is not valid JSON: {e}")))?;
+        }
+        Ok(output)
     }
 }
 
-/// The template context for one event and chat:
-/// `{event, forum, chat, topic{id,title,url,tags,category{id,slug,path,name}},
-///   post{id,number,username,name,excerpt,raw,cooked,url,is_first,created_at}}`.
-/// Every key is always present (null when unknown) so strict mode never
-/// trips on a real event that the sample did not.
-pub fn context(event: &Event, chat: &str) -> serde_json::Value {
-    let _ = (event, chat);
-    todo!()
+fn new_registry(dialect: Dialect) -> Handlebars<'static> {
+    let mut registry = Handlebars::new();
+    registry.set_strict_mode(true);
+    registry.register_escape_fn(move |value| escape::escape(dialect, value));
+    helpers::register(&mut registry, dialect);
+    registry
 }
+
+/// Renders `name` against the full sample, which must succeed, then (for
+/// JSON) against a bare topic event, which must give valid JSON if it renders
+/// at all: a template may rightly use `post.*` without a guard when it is
+/// only meant for post events.
+fn check_samples(
+    registry: &Handlebars<'static>,
+    name: &str,
+    dialect: Dialect,
+) -> Result<(), TemplateProblem> {
+    let sample = Event::sample(SAMPLE_FORUM);
+    let data = context(&sample, SAMPLE_CHAT);
+    let output = registry
+        .render(name, &data)
+        .map_err(|e| render_problem(&e, &data))?;
+    if dialect != Dialect::Json {
+        return Ok(());
+    }
+    check_json(&output, "the sample post event")?;
+    let mut bare = sample;
+    bare.kind = EventKind::TopicCreated;
+    bare.post = None;
+    bare.topic.category = None;
+    bare.topic.tags.clear();
+    if let Ok(output) = registry.render(name, &context(&bare, SAMPLE_CHAT)) {
+        check_json(&output, "a topic event without post, category or tags")?;
+    }
+    Ok(())
+}
+
+fn check_json(output: &str, what: &str) -> Result<(), TemplateProblem> {
+    serde_json::from_str::<serde_json::Value>(output).map(drop).map_err(|e| {
+        TemplateProblem::at(
+            None,
+            None,
+            format!(
+                "the template does not produce valid JSON for {what}: {e} (in the output:\n{}\n)",
+                text::truncate(output, 1000)
+            ),
+        )
+    })
+}
+
+/// Refuses what would defeat escaping or loop: `{{{x}}}`, `{{&x}}`, partials.
+fn check_elements(template: &Template) -> Result<(), TemplateProblem> {
+    for (idx, element) in template.elements.iter().enumerate() {
+        let pos = template.mapping.get(idx);
+        let problem =
+            |message: &str| TemplateProblem::at(pos.map(|m| m.0), pos.map(|m| m.1), message);
+        match element {
+            TemplateElement::HtmlExpression(_) => {
+                return Err(problem(
+                    "`{{{...}}}` would insert post content unescaped; use `{{...}}` (the value is escaped for the chat)",
+                ));
+            }
+            TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => {
+                return Err(problem("partials (`{{> name}}`) are not supported"));
+            }
+            TemplateElement::HelperBlock(block) => {
+                for inner in [&block.template, &block.inverse].into_iter().flatten() {
+                    check_elements(inner)?;
+                }
+            }
+            TemplateElement::DecoratorBlock(block) => {
+                if let Some(inner) = &block.template {
+                    check_elements(inner)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn syntax_problem(e: &TemplateError) -> TemplateProblem {
+    let (line, col) = e.pos().unzip();
+    let message = match e.reason() {
+        // The parser's own list of expected grammar rules helps nobody.
+        TemplateErrorReason::InvalidSyntax(_) => {
+            "invalid Handlebars syntax: a malformed `{{...}}` or a block left open".to_string()
+        }
+        other => other.to_string(),
+    };
+    TemplateProblem::at(line, col, message)
+}
+
+/// A render error as a problem; for an unknown variable, suggests the
+/// closest path of `data`.
+fn render_problem(e: &handlebars::RenderError, data: &serde_json::Value) -> TemplateProblem {
+    let message = match e.reason() {
+        RenderErrorReason::MissingVariable(Some(path)) => {
+            let mut message = format!("unknown variable `{path}`");
+            if let Some(best) = closest(path, &known_paths(data)) {
+                message.push_str(&format!(" (did you mean `{best}`?)"));
+            }
+            message
+        }
+        RenderErrorReason::MissingVariable(None) => "unknown variable".to_string(),
+        RenderErrorReason::HelperNotFound(name) => format!(
+            "unknown helper `{name}` (helpers: excerpt, truncate, date, link, join, bold, \
+             and Handlebars' if, unless, each, with, lookup, eq, ne, gt, lt, and, or, not, len)"
+        ),
+        RenderErrorReason::TemplateError(te) => return syntax_problem(te),
+        other => other.to_string(),
+    };
+    TemplateProblem::at(e.line_no, e.column_no, message)
+}
+
+/// Every dotted path to a value in `data` (objects only, not array items).
+fn known_paths(data: &serde_json::Value) -> Vec<String> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = value {
+            for (key, child) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                walk(&path, child, out);
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", data, &mut out);
+    out
+}
+
+fn closest<'a>(wanted: &str, candidates: &'a [String]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::normalized_levenshtein(wanted, c), c))
+        .filter(|(score, _)| *score >= 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.as_str())
+}
+
+// Pieces of the default text templates, shared by every text dialect.
+macro_rules! title_link {
+    () => {
+        "{{#if post}}{{link post.url topic.title}}{{else}}{{link topic.url topic.title}}{{/if}}"
+    };
+}
+macro_rules! byline {
+    () => {
+        concat!(
+            "{{#if post}} by {{#if post.name}}{{post.name}}{{else}}{{post.username}}{{/if}}{{/if}}",
+            "{{#if topic.category}} in {{topic.category.path}}{{/if}}",
+            "{{#if topic.tags}} [{{join topic.tags \", \"}}]{{/if}}",
+        )
+    };
+}
+macro_rules! excerpt_line {
+    ($open:literal, $close:literal) => {
+        concat!(
+            "{{#if post}}{{#if post.excerpt}}\n",
+            $open,
+            "{{post.excerpt}}",
+            $close,
+            "{{/if}}{{/if}}"
+        )
+    };
+}
+
+/// The familiar message for `dialect`: the title linked to the post, the
+/// author, the category path and tags when present, then the excerpt on its
+/// own line. For [`Dialect::Json`], a document of the most useful fields.
+pub fn default_template(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::SlackMrkdwn => concat!("*", title_link!(), "*", byline!(), excerpt_line!("", "")),
+        Dialect::Markdown => concat!(
+            "**",
+            title_link!(),
+            "**",
+            byline!(),
+            excerpt_line!("> ", "")
+        ),
+        Dialect::Html => concat!(
+            "<b>",
+            title_link!(),
+            "</b>",
+            byline!(),
+            excerpt_line!("<blockquote>", "</blockquote>")
+        ),
+        Dialect::Plain => concat!(title_link!(), byline!(), excerpt_line!("", "")),
+        Dialect::Json => JSON_TEMPLATE,
+    }
+}
+
+const JSON_TEMPLATE: &str = r#"{
+  "event": "{{event}}",
+  "forum": "{{forum.url}}",
+  "chat": "{{chat.name}}",
+  "topic": {
+    "id": {{topic.id}},
+    "title": "{{topic.title}}",
+    "url": "{{topic.url}}",
+    "category": {{#if topic.category}}"{{topic.category.path}}"{{else}}null{{/if}},
+    "tags": [{{#each topic.tags}}{{#unless @first}}, {{/unless}}"{{this}}"{{/each}}],
+    "private_message": {{topic.private_message}}
+  },
+  "post": {{#if post}}{
+    "id": {{post.id}},
+    "number": {{post.number}},
+    "username": "{{post.username}}",
+    "name": "{{post.name}}",
+    "url": "{{post.url}}",
+    "created_at": "{{post.created_at}}",
+    "excerpt": "{{post.excerpt}}"
+  }{{else}}null{{/if}}
+}"#;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,477 @@
+//! Reading one `subscriptions.toml`: syntax, sections, provider settings,
+//! chats and their rules, secrets. Reports every problem; touches no network
+//! and no disk beyond the text it is given.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_spanned::Spanned;
+use sha2::{Digest, Sha256};
+use toml_edit::{Item, Value};
+
+use super::de::{Ctx, MissingEnv, key_span, known_keys};
+use super::diag::{Problem, SourceMap, did_you_mean};
+use super::env::{Env, Redactor, Secret};
+use super::model::{self, CategoryEntry, Filter, RuleType};
+use crate::ingest::StaticCategory;
+use crate::providers::{Destination, Instance, registry};
+use crate::rules::RuleDef;
+
+/// Top-level tables of the file.
+const SECTIONS: &[&str] = &["discourse", "providers", "templates", "chat"];
+
+const DEFAULT_DELAY: Duration = Duration::from_secs(20);
+
+/// A validated config: everything later stages need, secrets resolved.
+#[derive(Debug)]
+pub struct Config {
+    /// SHA-256 of the file's bytes, hex: identifies what is serving.
+    pub hash: String,
+    pub forum: Forum,
+    pub templates: BTreeMap<String, TemplateSource>,
+    pub chats: Vec<ChatConfig>,
+    /// Replaces every secret value in printed text.
+    pub redactor: Redactor,
+}
+
+#[derive(Debug)]
+pub struct Forum {
+    pub url: String,
+    pub webhook_secret: Option<Secret>,
+    pub api_key: Option<Secret>,
+    pub api_username: String,
+    pub delay: Duration,
+    pub categories: Vec<StaticCategory>,
+}
+
+/// A `[templates]` entry and where its text starts in the file, so template
+/// errors can be placed at file:line:col.
+#[derive(Debug, Clone)]
+pub struct TemplateSource {
+    pub text: String,
+    pub span: Range<usize>,
+    content_start: usize,
+}
+
+impl TemplateSource {
+    /// The file span of a 1-based (line, col) inside the template text.
+    pub fn locate(&self, line: Option<usize>, col: Option<usize>) -> Range<usize> {
+        let (Some(line), Some(col)) = (line, col) else {
+            return self.span.clone();
+        };
+        let mut offset = self.content_start;
+        for l in self.text.split('\n').take(line.saturating_sub(1)) {
+            offset += l.len() + 1;
+        }
+        let this_line = self.text.split('\n').nth(line.saturating_sub(1)).unwrap_or("");
+        offset += this_line
+            .chars()
+            .take(col.saturating_sub(1))
+            .map(char::len_utf8)
+            .sum::<usize>();
+        offset..offset + 1
+    }
+}
+
+#[derive(Debug)]
+pub struct ChatConfig {
+    pub name: String,
+    /// The `provider` as written: an instance name or a kind.
+    pub provider: String,
+    pub destination: Box<dyn Destination>,
+    pub template: Option<Spanned<String>>,
+    pub rules: Vec<RuleDef>,
+    /// Span of the chat's `name` value.
+    pub span: Range<usize>,
+}
+
+/// Parses and validates `source`. The config is `None` only when nothing
+/// usable was read; callers must check the problems for errors.
+pub fn parse(source: &SourceMap, env: &dyn Env, missing: MissingEnv) -> (Option<Config>, Vec<Problem>) {
+    let doc = match toml_edit::Document::parse(source.text().to_string()) {
+        Ok(d) => d,
+        Err(e) => {
+            let msg = e.message().trim().to_string();
+            return (None, vec![Problem::error(e.span(), format!("invalid TOML: {msg}"))]);
+        }
+    };
+    let mut cx = Ctx::new(env, missing);
+    let root = doc.as_item();
+
+    for (key, _) in doc.as_table().iter() {
+        if !SECTIONS.contains(&key) {
+            let span = key_span(root, key);
+            cx.error(span, format!("unknown table `{key}`{}", did_you_mean(key, SECTIONS.iter().copied())));
+        }
+    }
+
+    let forum = read_forum(&doc, &mut cx);
+    let templates = read_templates(&doc, source.text(), &mut cx);
+    let instances = read_providers(&doc, &mut cx);
+    let chats = read_chats(&doc, &templates, &instances, &mut cx);
+
+    let hash = hex::encode(Sha256::digest(source.text().as_bytes()));
+    let (problems, redactor) = cx.finish();
+    // Even with errors, hand on what was read so later checks (globs,
+    // templates) still run and `validate` reports every problem at once.
+    let config = forum.map(|forum| Config {
+        hash,
+        forum,
+        templates,
+        chats,
+        redactor,
+    });
+    (config, problems)
+}
+
+fn read_forum(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Option<Forum> {
+    let Some(item) = doc.get("discourse") else {
+        cx.error(Some(0..0), "missing [discourse] table (at least `url`)");
+        return None;
+    };
+    let d = cx.deserialize::<model::Discourse>(item)?;
+    let url = cx.url("url", &d.url, false)?.expose().trim_end_matches('/').to_string();
+    let webhook_secret = d.webhook_secret.as_ref().and_then(|s| cx.secret("webhook_secret", s));
+    let api_key = d.api_key.as_ref().and_then(|s| cx.secret("api_key", s));
+    let api_username = d
+        .api_username
+        .as_ref()
+        .and_then(|u| cx.string(u))
+        .map(|u| u.expose().to_string())
+        .unwrap_or_else(|| "system".into());
+    let delay = match &d.delay {
+        None => DEFAULT_DELAY,
+        Some(s) => match humantime::parse_duration(s.get_ref()) {
+            Ok(d) => d,
+            Err(e) => {
+                cx.error(Some(s.span()), format!("invalid duration `{}`: {e} (write e.g. \"20s\", \"1m\")", s.get_ref()));
+                DEFAULT_DELAY
+            }
+        },
+    };
+    let mut categories = Vec::new();
+    let cat_table = item.get("categories");
+    for (id, entry) in &d.categories {
+        let Ok(num) = id.parse::<u64>() else {
+            let span = cat_table.and_then(|t| key_span(t, id));
+            cx.error(span, format!("category key `{id}` must be a numeric category id"));
+            continue;
+        };
+        let (path, name, restricted) = match entry.get_ref() {
+            CategoryEntry::Path(p) => (p.clone(), None, false),
+            CategoryEntry::Full(f) => (f.path.clone(), f.name.clone(), f.restricted),
+        };
+        let valid = !path.is_empty()
+            && path.split('/').all(|s| !s.is_empty())
+            && !path.contains(['*', '?', '[', ']', '{', '}']);
+        if !valid {
+            cx.error(Some(entry.span()), format!("`{path}` is not a category slug path like \"support/rust\""));
+            continue;
+        }
+        categories.push(StaticCategory {
+            id: num,
+            path,
+            name,
+            restricted,
+        });
+    }
+    Some(Forum {
+        url,
+        webhook_secret,
+        api_key,
+        api_username,
+        delay,
+        categories,
+    })
+}
+
+fn read_templates(
+    doc: &toml_edit::Document<String>,
+    text: &str,
+    cx: &mut Ctx<'_>,
+) -> BTreeMap<String, TemplateSource> {
+    let Some(item) = doc.get("templates") else {
+        return BTreeMap::new();
+    };
+    let Some(model::Templates(map)) = cx.deserialize::<model::Templates>(item) else {
+        return BTreeMap::new();
+    };
+    map.into_iter()
+        .map(|(name, v)| {
+            let span = v.span();
+            let rest = text.get(span.start..).unwrap_or("");
+            let content_start = if rest.starts_with("\"\"\"") || rest.starts_with("'''") {
+                // A newline right after the opening quotes is not part of the string.
+                let after = &rest[3..];
+                span.start
+                    + 3
+                    + if after.starts_with("\r\n") {
+                        2
+                    } else if after.starts_with('\n') {
+                        1
+                    } else {
+                        0
+                    }
+            } else {
+                span.start + 1
+            };
+            (
+                name,
+                TemplateSource {
+                    text: v.into_inner(),
+                    span,
+                    content_start,
+                },
+            )
+        })
+        .collect()
+}
+
+type Instances = HashMap<String, (&'static str, Arc<dyn Instance>)>;
+
+fn read_providers(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Instances {
+    let mut out = Instances::new();
+    let Some(item) = doc.get("providers") else {
+        return out;
+    };
+    let Some(table) = item.as_table_like() else {
+        cx.error(item.span(), "`providers` must be a table of [providers.NAME] tables");
+        return out;
+    };
+    for (name, p) in table.iter() {
+        let Some(mut settings) = p.clone().into_table().ok().or_else(|| {
+            p.as_inline_table().map(|t| t.clone().into_table())
+        }) else {
+            cx.error(p.span().or_else(|| key_span(item, name)), format!("[providers.{name}] must be a table"));
+            continue;
+        };
+        let (kind, kind_span) = match settings.get("kind") {
+            Some(k) => match k.as_str() {
+                Some(s) => (s.to_string(), k.span()),
+                None => {
+                    cx.error(k.span(), "`kind` must be a string");
+                    continue;
+                }
+            },
+            None => (name.to_string(), key_span(item, name)),
+        };
+        settings.remove("kind");
+        let Some(reg) = registry::find(&kind) else {
+            let known: Vec<&str> = registry::kinds().collect();
+            cx.error(
+                kind_span,
+                format!(
+                    "unknown provider kind `{kind}`{}; known kinds: {}",
+                    did_you_mean(&kind, known.iter().copied()),
+                    known.join(", ")
+                ),
+            );
+            continue;
+        };
+        if let Some(inst) = (reg.parse)(&Item::Table(settings), cx) {
+            out.insert(name.to_string(), (reg.kind, inst));
+        }
+    }
+    out
+}
+
+fn read_chats(
+    doc: &toml_edit::Document<String>,
+    templates: &BTreeMap<String, TemplateSource>,
+    instances: &Instances,
+    cx: &mut Ctx<'_>,
+) -> Vec<ChatConfig> {
+    let mut out = Vec::new();
+    let Some(item) = doc.get("chat") else {
+        return out;
+    };
+    let items: Vec<Item> = match item {
+        Item::ArrayOfTables(a) => a.iter().map(|t| Item::Table(t.clone())).collect(),
+        Item::Value(Value::Array(a)) => a.iter().map(|v| Item::Value(v.clone())).collect(),
+        _ => {
+            cx.error(item.span(), "`chat` must be an array of tables: write [[chat]]");
+            return out;
+        }
+    };
+    let mut names: HashMap<String, Range<usize>> = HashMap::new(); // name -> first span
+    let mut bare: HashMap<&'static str, Arc<dyn Instance>> = HashMap::new();
+    for chat_item in &items {
+        let Some((chat, extra)) = cx.deserialize_open::<model::Chat>(chat_item) else {
+            continue;
+        };
+        let name = chat.name.get_ref().clone();
+        if name.trim().is_empty() {
+            cx.error(Some(chat.name.span()), "chat `name` is empty");
+        }
+        if names.contains_key(&name) {
+            cx.error(
+                Some(chat.name.span()),
+                format!("duplicate chat name `{name}`: chat names must be unique"),
+            );
+        } else {
+            names.insert(name.clone(), chat.name.span());
+        }
+
+        // Provider: a [providers.NAME] instance, or a bare kind with default settings.
+        let provider = chat.provider.get_ref().clone();
+        let instance = match instances.get(&provider) {
+            Some((kind, inst)) => Some((*kind, inst.clone())),
+            None => match registry::find(&provider) {
+                Some(reg) => match bare.get(reg.kind) {
+                    Some(i) => Some((reg.kind, i.clone())),
+                    None => {
+                        let empty = Item::Table(toml_edit::Table::new());
+                        let inst = (reg.parse)(&empty, cx);
+                        if let Some(i) = &inst {
+                            bare.insert(reg.kind, i.clone());
+                        }
+                        inst.map(|i| (reg.kind, i))
+                    }
+                },
+                None => {
+                    let mut candidates: Vec<String> = instances.keys().cloned().collect();
+                    candidates.extend(registry::kinds().map(str::to_string));
+                    cx.error(
+                        Some(chat.provider.span()),
+                        format!(
+                            "unknown provider `{provider}`: neither a [providers.{provider}] table nor a provider kind{}",
+                            did_you_mean(&provider, candidates.iter().map(String::as_str))
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+
+        // Keys the common chat fields did not take belong to the provider's target.
+        let mut target = toml_edit::InlineTable::new();
+        let target_keys = instance
+            .as_ref()
+            .and_then(|(kind, _)| registry::find(kind))
+            .map(registry::target_keys)
+            .unwrap_or_default();
+        for key in &extra {
+            if target_keys.contains(key) || instance.is_none() {
+                if let Some(v) = chat_item.as_table_like().and_then(|t| t.get(key)) {
+                    if let Some(v) = v.clone().into_value().ok() {
+                        target.insert(key, v);
+                    }
+                }
+            } else {
+                let kind = instance.as_ref().map(|(k, _)| *k).unwrap_or("?");
+                let span = key_span(chat_item, key);
+                let owner = registry::PROVIDERS
+                    .iter()
+                    .find(|r| registry::target_keys(r).contains(key));
+                let message = match owner {
+                    Some(r) => format!("`{key}` is not a field of {kind} chats (it is one of {} chats)", r.kind),
+                    None => {
+                        let mut known = known_keys::<model::Chat>(&[]);
+                        known.extend(registry::PROVIDERS.iter().flat_map(registry::target_keys));
+                        format!(
+                            "unknown key `{key}` for a {kind} chat{}",
+                            did_you_mean(key, known.iter().map(String::as_str))
+                        )
+                    }
+                };
+                cx.error(span, message);
+            }
+        }
+        let destination = instance.and_then(|(_, inst)| {
+            inst.bind(&Item::Value(Value::InlineTable(target)), Some(chat.name.span()), cx)
+        });
+
+        if let Some(t) = &chat.template
+            && !templates.contains_key(t.get_ref())
+        {
+            let defined: Vec<&str> = templates.keys().map(String::as_str).collect();
+            cx.error(
+                Some(t.span()),
+                format!(
+                    "unknown template `{}`{}; define it under [templates]{}",
+                    t.get_ref(),
+                    did_you_mean(t.get_ref(), defined.iter().copied()),
+                    if defined.is_empty() { String::new() } else { format!(" (defined: {})", defined.join(", ")) }
+                ),
+            );
+        }
+
+        let rules = read_rules(&chat, cx);
+        if rules.is_empty() {
+            cx.warning(
+                Some(chat.name.span()),
+                format!("chat `{name}` has no `subscribe` and no [[chat.rule]]: it will receive nothing"),
+            );
+        }
+        if let Some(dest) = &destination
+            && !dest.capabilities().thread
+        {
+            for r in &chat.rule {
+                if let Some(f) = &r.filter
+                    && *f.get_ref() == Filter::Thread
+                {
+                    cx.error(
+                        Some(f.span()),
+                        format!(
+                            "`thread` needs a destination that returns message ids; this {} chat ({}) cannot thread: use `watch`",
+                            dest.kind(),
+                            dest.target()
+                        ),
+                    );
+                }
+            }
+        }
+
+        if let Some(destination) = destination {
+            out.push(ChatConfig {
+                span: chat.name.span(),
+                name,
+                provider,
+                destination,
+                template: chat.template,
+                rules,
+            });
+        }
+    }
+    out
+}
+
+fn read_rules(chat: &model::Chat, cx: &mut Ctx<'_>) -> Vec<RuleDef> {
+    let mut rules = Vec::new();
+    for s in &chat.subscribe {
+        let text = s.get_ref().trim();
+        let spanned = |v: &str| Spanned::new(s.span(), v.to_string());
+        let (category, tags) = if text == "all" {
+            (None, vec![])
+        } else if let Some(c) = text.strip_prefix("c/").filter(|c| !c.is_empty()) {
+            (Some(spanned(c)), vec![])
+        } else if let Some(t) = text.strip_prefix("t/").filter(|t| !t.is_empty()) {
+            (None, vec![spanned(t)])
+        } else {
+            cx.error(
+                Some(s.span()),
+                format!("`{text}` is not a subscription: write `c/<category path or glob>`, `t/<tag or glob>` or `all`"),
+            );
+            continue;
+        };
+        rules.push(RuleDef {
+            filter: Filter::Watch,
+            kind: RuleType::Normal,
+            category,
+            tags,
+            group: None,
+        });
+    }
+    for r in &chat.rule {
+        rules.push(RuleDef {
+            filter: r.filter.as_ref().map(|f| *f.get_ref()).unwrap_or(Filter::Watch),
+            kind: r.kind.as_ref().map(|k| *k.get_ref()).unwrap_or(RuleType::Normal),
+            category: r.category.clone(),
+            tags: r.tags.clone(),
+            group: r.group.clone(),
+        });
+    }
+    rules
+}

@@ -1,0 +1,222 @@
+//! What the relay knows about one forum beyond single payloads: category
+//! paths and restrictions, topic tags and PM groups. It learns from the static
+//! map in the config, from topic events, and from API responses.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::event::{Category, Tag};
+use super::payload::{Site, TopicPayload};
+
+/// Topics remembered at most; the oldest learned are forgotten first. Enough
+/// for the posts that arrive while a topic is active, bounded for memory.
+const MAX_TOPICS: usize = 50_000;
+
+#[derive(Debug, Clone)]
+struct CategoryInfo {
+    slug: String,
+    name: String,
+    parent: Option<u64>,
+    restricted: bool,
+    /// A path given by the static map wins over one derived from parents.
+    path: Option<String>,
+}
+
+/// What a topic event or `GET /t/{id}.json` taught about a topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub title: Option<String>,
+    pub slug: Option<String>,
+    pub category_id: Option<u64>,
+    pub private_message: bool,
+    pub tags: Option<Vec<Tag>>,
+    pub pm_groups: Option<Vec<String>>,
+}
+
+/// A category from the static map in the config.
+#[derive(Debug, Clone)]
+pub struct StaticCategory {
+    pub id: u64,
+    pub path: String,
+    pub name: Option<String>,
+    pub restricted: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ForumState {
+    categories: HashMap<u64, CategoryInfo>,
+    topics: HashMap<u64, TopicInfo>,
+    order: VecDeque<u64>,
+}
+
+impl ForumState {
+    pub fn new(static_categories: &[StaticCategory]) -> Self {
+        let mut s = Self::default();
+        for c in static_categories {
+            let slug = c.path.rsplit('/').next().unwrap_or(&c.path).to_string();
+            s.categories.insert(
+                c.id,
+                CategoryInfo {
+                    name: c.name.clone().unwrap_or_else(|| slug.clone()),
+                    slug,
+                    parent: None,
+                    restricted: c.restricted,
+                    path: Some(c.path.clone()),
+                },
+            );
+        }
+        s
+    }
+
+    /// Learns every category of `GET /site.json`. Restrictions and names from
+    /// the API win; a static path is kept (the admin chose it on purpose).
+    pub fn learn_site(&mut self, site: &Site) {
+        for c in &site.categories {
+            let path = self.categories.get(&c.id).and_then(|old| old.path.clone());
+            self.categories.insert(
+                c.id,
+                CategoryInfo {
+                    slug: c.slug.clone(),
+                    name: c.name.clone().unwrap_or_else(|| c.slug.clone()),
+                    parent: c.parent_category_id,
+                    restricted: c.read_restricted,
+                    path,
+                },
+            );
+        }
+    }
+
+    /// Resolves a category id; `fallback_slug` (the post payload's leaf
+    /// `category_slug`) is used when the id is unknown.
+    pub fn category(&self, id: u64, fallback_slug: Option<&str>) -> Option<Category> {
+        match self.categories.get(&id) {
+            Some(info) => Some(Category {
+                id,
+                slug: info.slug.clone(),
+                path: self.path_of(id),
+                name: info.name.clone(),
+                restricted: info.restricted,
+            }),
+            None => fallback_slug.map(|slug| Category {
+                id,
+                slug: slug.to_string(),
+                path: slug.to_string(),
+                name: slug.to_string(),
+                restricted: false,
+            }),
+        }
+    }
+
+    fn path_of(&self, id: u64) -> String {
+        let mut parts = Vec::new();
+        let mut cur = Some(id);
+        // Bounded walk: a cycle in bad data must not hang the relay.
+        for _ in 0..16 {
+            let Some(c) = cur.and_then(|i| self.categories.get(&i)) else {
+                break;
+            };
+            if let Some(path) = &c.path {
+                parts.push(path.clone());
+                break;
+            }
+            parts.push(c.slug.clone());
+            cur = c.parent;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    pub fn topic(&self, id: u64) -> Option<&TopicInfo> {
+        self.topics.get(&id)
+    }
+
+    /// Learns from a topic event or a `GET /t/{id}.json` response: fields the
+    /// payload carries replace what was known, absent ones keep it.
+    pub fn learn_topic(&mut self, t: &TopicPayload) {
+        let entry = match self.topics.get_mut(&t.id) {
+            Some(e) => e,
+            None => {
+                if self.order.len() >= MAX_TOPICS
+                    && let Some(old) = self.order.pop_front()
+                {
+                    self.topics.remove(&old);
+                }
+                self.order.push_back(t.id);
+                self.topics.entry(t.id).or_default()
+            }
+        };
+        if t.title.is_some() {
+            entry.title = t.title.clone();
+        }
+        if t.slug.is_some() {
+            entry.slug = t.slug.clone();
+        }
+        if t.category_id.is_some() {
+            entry.category_id = t.category_id;
+        }
+        if let Some(a) = &t.archetype {
+            entry.private_message = a == "private_message";
+        }
+        if let Some(tags) = &t.tags {
+            entry.tags = Some(
+                tags.iter()
+                    .cloned()
+                    .map(|tag| {
+                        let (name, slug) = tag.into_parts();
+                        Tag { name, slug }
+                    })
+                    .collect(),
+            );
+        }
+        if let Some(d) = &t.details {
+            entry.pm_groups = Some(
+                d.allowed_groups
+                    .iter()
+                    .map(|g| g.name.to_lowercase())
+                    .collect(),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site() -> Site {
+        let json = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/api/site.json"
+        ))
+        .unwrap();
+        serde_json::from_str(&json).unwrap()
+    }
+
+    #[test]
+    fn paths_walk_parents_and_keep_same_leaf_slugs_apart() {
+        let mut f = ForumState::new(&[]);
+        f.learn_site(&site());
+        assert_eq!(f.category(7, None).unwrap().path, "support/rust");
+        assert_eq!(f.category(9, None).unwrap().path, "development/rust");
+        assert!(f.category(3, None).unwrap().restricted);
+    }
+
+    #[test]
+    fn unknown_id_falls_back_to_leaf_slug() {
+        let f = ForumState::new(&[]);
+        assert_eq!(f.category(4, Some("general")).unwrap().path, "general");
+        assert!(f.category(4, None).is_none());
+    }
+
+    #[test]
+    fn static_map_path_wins() {
+        let mut f = ForumState::new(&[StaticCategory {
+            id: 7,
+            path: "help/rust".into(),
+            name: None,
+            restricted: false,
+        }]);
+        f.learn_site(&site());
+        assert_eq!(f.category(7, None).unwrap().path, "help/rust");
+        assert_eq!(f.category(7, None).unwrap().name, "Rust");
+    }
+}

@@ -1,0 +1,162 @@
+//! The HTTP request a destination builds and the response it classifies,
+//! plus the classification shared by every HTTP platform (Alertmanager's
+//! rules: 2xx sent, 429/408/5xx retry, other 4xx permanent).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::config::env::{Redactor, Secret};
+
+/// An exact request. The URL and header values may hold secrets (tokens in
+/// paths, `Authorization`), so they are [`Secret`]s: `Debug` never shows them.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: &'static str,
+    pub url: Secret,
+    pub headers: Vec<(String, Secret)>,
+    pub body: String,
+}
+
+impl HttpRequest {
+    pub fn post_json(url: &Secret, body: &serde_json::Value) -> Self {
+        Self {
+            method: "POST",
+            url: url.clone(),
+            headers: vec![(
+                "Content-Type".into(),
+                Secret::new("application/json; charset=utf-8"),
+            )],
+            body: body.to_string(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: Secret) -> Self {
+        self.headers.push((name.to_string(), value));
+        self
+    }
+
+    pub fn redacted_json(&self, redactor: &Redactor) -> serde_json::Value {
+        let headers: serde_json::Map<String, serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(redactor.redact(v.expose()))))
+            .collect();
+        json!({
+            "method": self.method,
+            "url": redactor.redact(self.url.expose()),
+            "headers": headers,
+            "body": redactor.redact(&self.body),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `Retry-After` in seconds (the HTTP-date form is rare on chat APIs and
+    /// treated as absent: the retry stage's backoff applies).
+    pub fn retry_after(&self) -> Option<Duration> {
+        let v = self.header("Retry-After")?.trim();
+        v.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(86_400.0)))
+    }
+
+    /// The start of the body as text, for error reasons.
+    pub fn body_snippet(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        let mut out: String = text.chars().take(200).collect();
+        if text.chars().count() > 200 {
+            out.push('…');
+        }
+        out
+    }
+}
+
+/// The status-code classification every HTTP provider starts from.
+pub fn classify_status(resp: &HttpResponse) -> super::Outcome {
+    use super::Outcome;
+    let reason = || {
+        let snippet = resp.body_snippet();
+        if snippet.is_empty() {
+            format!("HTTP {}", resp.status)
+        } else {
+            format!("HTTP {}: {snippet}", resp.status)
+        }
+    };
+    match resp.status {
+        200..=299 => Outcome::Sent { remote_id: None },
+        408 | 429 | 500..=599 => Outcome::Retry {
+            reason: reason(),
+            after: resp.retry_after(),
+        },
+        _ => Outcome::Permanent { reason: reason() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Outcome;
+    use super::*;
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(
+            classify_status(&resp(204, &[], "")),
+            Outcome::Sent { remote_id: None }
+        );
+        assert_eq!(
+            classify_status(&resp(429, &[("retry-after", "7")], "slow down")),
+            Outcome::Retry {
+                reason: "HTTP 429: slow down".into(),
+                after: Some(Duration::from_secs(7))
+            }
+        );
+        assert!(matches!(
+            classify_status(&resp(503, &[], "")),
+            Outcome::Retry { after: None, .. }
+        ));
+        assert_eq!(
+            classify_status(&resp(404, &[], "no_service")),
+            Outcome::Permanent {
+                reason: "HTTP 404: no_service".into()
+            }
+        );
+    }
+
+    #[test]
+    fn debug_hides_url_and_headers() {
+        let r = HttpRequest::post_json(&Secret::new("https://h/s3cr3t"), &json!({"a": 1}))
+            .header("Authorization", Secret::new("Bearer s3cr3t"));
+        assert!(!format!("{r:?}").contains("s3cr3t"));
+        let shown = r.redacted_json(&Redactor::new(["s3cr3t".to_string()]));
+        assert_eq!(shown["url"], "https://h/[redacted]");
+        assert_eq!(shown["headers"]["Authorization"], "Bearer [redacted]");
+    }
+}

@@ -1,0 +1,58 @@
+//! The one list of providers. Adding a platform is one line here.
+
+use schemars::SchemaGenerator;
+
+use super::Registration;
+use super::{console, slack, webhook};
+
+/// Every provider kind the relay knows, in the order docs list them.
+pub static PROVIDERS: &[Registration] = &[
+    console::REGISTRATION,
+    webhook::REGISTRATION,
+    slack::REGISTRATION,
+];
+
+pub fn find(kind: &str) -> Option<&'static Registration> {
+    PROVIDERS.iter().find(|r| r.kind == kind)
+}
+
+pub fn kinds() -> impl Iterator<Item = &'static str> {
+    PROVIDERS.iter().map(|r| r.kind)
+}
+
+/// Field names a chat of `kind` may set beside the common ones.
+pub fn target_keys(reg: &Registration) -> Vec<String> {
+    let mut g = SchemaGenerator::default();
+    let schema = (reg.target_schema)(&mut g);
+    let mut root = serde_json::to_value(&schema).unwrap_or_default();
+    // The generator keeps definitions aside; inline a `$ref` to read properties.
+    if let Some(name) = root
+        .get("$ref")
+        .and_then(|r| r.as_str())
+        .and_then(|r| r.rsplit('/').next())
+        .map(str::to_string)
+        && let Some(def) = g.definitions().get(&name)
+    {
+        root = def.clone();
+    }
+    root.get("properties")
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_unique_and_targets_known() {
+        let mut k: Vec<_> = kinds().collect();
+        k.sort();
+        k.dedup();
+        assert_eq!(k.len(), PROVIDERS.len());
+        let slack = find("slack").unwrap();
+        assert_eq!(target_keys(slack), vec!["channel", "webhook_url"]);
+        assert!(target_keys(find("console").unwrap()).is_empty());
+    }
+}

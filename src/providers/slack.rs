@@ -1,0 +1,368 @@
+//! `slack`: the Web API (`chat.postMessage` with a bot token) or an incoming
+//! webhook URL. Dialect: mrkdwn, escaped by the renderer (`&`, `<`, `>`), and
+//! `link_names` never set, so `<!channel>` or `@here` in a post stays text.
+//!
+//! Errors: the Web API answers HTTP 200 with `{"ok":false,"error":...}`;
+//! webhooks answer with a status and a plain-text code. See
+//! shared/providers.md §2.1 and docs.slack.dev `/reference/methods/chat.postMessage`.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+use serde_spanned::Spanned;
+use toml_edit::Item;
+
+use super::{
+    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
+    Registration, http::classify_status, schema_of,
+};
+use crate::config::de::Ctx;
+use crate::config::env::Secret;
+use crate::render::Dialect;
+
+pub const REGISTRATION: Registration = Registration {
+    kind: "slack",
+    about: "Slack Web API (bot token) or incoming webhook",
+    parse,
+    settings_schema: schema_of::<Settings>,
+    target_schema: schema_of::<Target>,
+};
+
+const DEFAULT_API_URL: &str = "https://slack.com/api";
+
+/// Web API error codes worth retrying; every other `ok:false` is permanent.
+const TRANSIENT_ERRORS: &[&str] = &[
+    "ratelimited",
+    "rate_limited",
+    "fatal_error",
+    "internal_error",
+    "request_timeout",
+    "service_unavailable",
+];
+
+/// `[providers.NAME]` for `kind = "slack"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Settings {
+    /// Bot token (`xoxb-…`) with `chat:write`, as `${VAR}`. Needed for chats that name a `channel`.
+    #[schemars(with = "Option<String>")]
+    pub token: Option<Spanned<String>>,
+    /// Web API base URL (default `https://slack.com/api`).
+    #[schemars(with = "Option<String>")]
+    pub api_url: Option<Spanned<String>>,
+    /// Display name override (needs `chat:write.customize`).
+    pub username: Option<String>,
+    /// Avatar URL override (needs `chat:write.customize`).
+    pub icon_url: Option<String>,
+}
+
+/// Chat fields for a Slack chat: `channel` (Web API) or `webhook_url`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Target {
+    /// Channel id (`C0123…`) or name (`#general`), for the Web API.
+    #[schemars(with = "Option<String>")]
+    pub channel: Option<Spanned<String>>,
+    /// Incoming webhook URL, as `${VAR}` (the URL is the credential).
+    #[schemars(with = "Option<String>")]
+    pub webhook_url: Option<Spanned<String>>,
+}
+
+#[derive(Debug)]
+struct Slack {
+    token: Option<Secret>,
+    api_url: String,
+    username: Option<String>,
+    icon_url: Option<String>,
+}
+
+fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    let s = cx.deserialize::<Settings>(item)?;
+    let token = match &s.token {
+        Some(t) => Some(cx.secret("token", t)?),
+        None => None,
+    };
+    let api_url = match &s.api_url {
+        Some(u) => cx.url("api_url", u, false)?.expose().to_string(),
+        None => DEFAULT_API_URL.to_string(),
+    };
+    Some(Arc::new(Slack {
+        token,
+        api_url: api_url.trim_end_matches('/').to_string(),
+        username: s.username,
+        icon_url: s.icon_url,
+    }))
+}
+
+impl Instance for Slack {
+    fn bind(
+        self: Arc<Self>,
+        target: &Item,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let t = cx.deserialize::<Target>(target)?;
+        let mode = match (&t.channel, &t.webhook_url) {
+            (Some(c), None) => {
+                let Some(token) = self.token.clone() else {
+                    cx.error(
+                        Some(c.span()),
+                        "posting to a `channel` needs a bot token: set `token = \"${SLACK_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"slack\", or use `webhook_url`",
+                    );
+                    return None;
+                };
+                let channel = c.get_ref().trim().trim_start_matches('#').to_string();
+                if channel.is_empty() {
+                    cx.error(Some(c.span()), "`channel` is empty");
+                    return None;
+                }
+                Mode::Api { token, channel }
+            }
+            (None, Some(u)) => Mode::Webhook {
+                url: cx.url("webhook_url", u, true)?,
+            },
+            (Some(c), Some(_)) => {
+                cx.error(
+                    Some(c.span()),
+                    "set either `channel` (Web API) or `webhook_url` (incoming webhook), not both",
+                );
+                return None;
+            }
+            (None, None) => {
+                cx.error(
+                    chat,
+                    "a slack chat needs `channel` (with a bot token) or `webhook_url`",
+                );
+                return None;
+            }
+        };
+        Some(Box::new(SlackChat {
+            instance: self,
+            mode,
+        }))
+    }
+}
+
+#[derive(Debug)]
+enum Mode {
+    Api { token: Secret, channel: String },
+    Webhook { url: Secret },
+}
+
+#[derive(Debug)]
+struct SlackChat {
+    instance: Arc<Slack>,
+    mode: Mode,
+}
+
+impl Destination for SlackChat {
+    fn kind(&self) -> &'static str {
+        "slack"
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::SlackMrkdwn
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        match self.mode {
+            // The Web API returns the message `ts`: threads and edits work.
+            Mode::Api { .. } => Capabilities {
+                thread: true,
+                edit: true,
+                delete: true,
+            },
+            // A webhook answers just `ok`: nothing to thread under or edit.
+            Mode::Webhook { .. } => Capabilities::default(),
+        }
+    }
+
+    fn target(&self) -> String {
+        match &self.mode {
+            Mode::Api { channel, .. } => format!("#{channel}"),
+            Mode::Webhook { .. } => "incoming webhook".into(),
+        }
+    }
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        match &self.mode {
+            Mode::Api { token, channel } => {
+                let mut body = json!({
+                    "channel": channel,
+                    "text": msg.text,
+                    "unfurl_links": false,
+                    "unfurl_media": false,
+                });
+                if let Some(u) = &self.instance.username {
+                    body["username"] = json!(u);
+                }
+                if let Some(i) = &self.instance.icon_url {
+                    body["icon_url"] = json!(i);
+                }
+                let url = Secret::new(format!("{}/chat.postMessage", self.instance.api_url));
+                Outbound::Http(HttpRequest::post_json(&url, &body).header(
+                    "Authorization",
+                    Secret::new(format!("Bearer {}", token.expose())),
+                ))
+            }
+            Mode::Webhook { url } => {
+                let body = json!({"text": msg.text, "unfurl_links": false});
+                Outbound::Http(HttpRequest::post_json(url, &body))
+            }
+        }
+    }
+
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        let base = classify_status(resp);
+        if !matches!(base, Outcome::Sent { .. }) || matches!(self.mode, Mode::Webhook { .. }) {
+            return base;
+        }
+        let body: serde_json::Value = match serde_json::from_slice(&resp.body) {
+            Ok(v) => v,
+            Err(_) => {
+                return Outcome::Retry {
+                    reason: format!("slack: unreadable answer: {}", resp.body_snippet()),
+                    after: None,
+                };
+            }
+        };
+        if body["ok"].as_bool() == Some(true) {
+            return Outcome::Sent {
+                remote_id: body["ts"].as_str().map(str::to_string),
+            };
+        }
+        let code = body["error"].as_str().unwrap_or("unknown_error");
+        if TRANSIENT_ERRORS.contains(&code) {
+            Outcome::Retry {
+                reason: format!("slack: {code}"),
+                after: resp.retry_after(),
+            }
+        } else {
+            Outcome::Permanent {
+                reason: format!("slack: {code}{}", hint(code)),
+            }
+        }
+    }
+}
+
+fn hint(code: &str) -> &'static str {
+    match code {
+        "channel_not_found" => " (check the channel, and invite the bot to private channels)",
+        "not_in_channel" => " (invite the bot to the channel, or grant chat:write.public)",
+        "is_archived" => " (the channel is archived)",
+        "invalid_auth" | "not_authed" | "token_revoked" | "account_inactive" => {
+            " (the bot token was rejected)"
+        }
+        "missing_scope" => " (the token lacks the chat:write scope)",
+        "msg_too_long" => " (the message is too long; shorten the template)",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    fn api_chat() -> SlackChat {
+        SlackChat {
+            instance: Arc::new(Slack {
+                token: Some(Secret::new("xoxb-canary-123")),
+                api_url: "http://127.0.0.1:9/api".into(),
+                username: None,
+                icon_url: None,
+            }),
+            mode: Mode::Api {
+                token: Secret::new("xoxb-canary-123"),
+                channel: "general".into(),
+            },
+        }
+    }
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn web_api_request_shape() {
+        let ctx = json!({});
+        let out = api_chat().request(&Message {
+            chat: "c",
+            text: "&lt;!channel&gt; hi",
+            context: &ctx,
+        });
+        let Outbound::Http(r) = out else {
+            panic!("expected HTTP")
+        };
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.url.expose(), "http://127.0.0.1:9/api/chat.postMessage");
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"channel": "general", "text": "&lt;!channel&gt; hi", "unfurl_links": false, "unfurl_media": false})
+        );
+        assert!(body.get("link_names").is_none());
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| k == "Authorization" && v.expose() == "Bearer xoxb-canary-123")
+        );
+    }
+
+    #[test]
+    fn classifies_web_api_answers_without_leaking_the_token() {
+        let c = api_chat();
+        assert_eq!(
+            c.classify(&resp(200, &[], r#"{"ok":true,"ts":"1700000000.000100"}"#)),
+            Outcome::Sent {
+                remote_id: Some("1700000000.000100".into())
+            }
+        );
+        assert_eq!(
+            c.classify(&resp(429, &[("Retry-After", "3")], "")),
+            Outcome::Retry {
+                reason: "HTTP 429".into(),
+                after: Some(Duration::from_secs(3))
+            }
+        );
+        assert!(matches!(
+            c.classify(&resp(200, &[], r#"{"ok":false,"error":"ratelimited"}"#)),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(c.classify(&resp(502, &[], "")), Outcome::Retry { .. }));
+        for code in ["invalid_auth", "channel_not_found"] {
+            let out = c.classify(&resp(200, &[], &format!(r#"{{"ok":false,"error":"{code}"}}"#)));
+            let Outcome::Permanent { reason } = out else {
+                panic!("{code} should be permanent")
+            };
+            assert!(reason.contains(code));
+            assert!(!reason.contains("xoxb-canary-123"));
+        }
+    }
+
+    #[test]
+    fn channel_without_token_is_a_located_error() {
+        let env = HashMap::<String, String>::new();
+        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+        let inst = Arc::new(Slack {
+            token: None,
+            api_url: DEFAULT_API_URL.into(),
+            username: None,
+            icon_url: None,
+        });
+        let doc = toml_edit::Document::parse("t = { channel = \"#general\" }".to_string()).unwrap();
+        assert!(inst.bind(&doc["t"], None, &mut cx).is_none());
+        let p = &cx.problems()[0];
+        assert!(p.message.contains("needs a bot token"));
+        assert_eq!(p.span, Some(16..26));
+    }
+}

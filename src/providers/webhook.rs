@@ -1,0 +1,140 @@
+//! `webhook`: a generic JSON POST to any URL. The body is the rendered
+//! template (its dialect is JSON, so every value is escaped as JSON string
+//! content), by default a JSON document of the event's main fields.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use toml_edit::Item;
+
+use super::{
+    Capabilities, Destination, HttpRequest, Instance, Message, Outbound, Registration, schema_of,
+};
+use crate::config::de::Ctx;
+use crate::config::env::Secret;
+use crate::render::Dialect;
+
+pub const REGISTRATION: Registration = Registration {
+    kind: "webhook",
+    about: "generic JSON POST to a URL",
+    parse,
+    settings_schema: schema_of::<Settings>,
+    target_schema: schema_of::<Target>,
+};
+
+/// `[providers.NAME]` for `kind = "webhook"`: defaults for its chats.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Settings {
+    /// Default URL for chats that set none. May contain `${VAR}`s.
+    #[schemars(with = "Option<String>")]
+    pub url: Option<Spanned<String>>,
+    /// Extra headers sent with every request (e.g. `Authorization = "Bearer ${HOOK_TOKEN}"`).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub headers: BTreeMap<String, Spanned<String>>,
+}
+
+/// Chat fields for a webhook chat.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Target {
+    /// Where to POST (webhook provider). May contain `${VAR}`s.
+    #[schemars(with = "Option<String>")]
+    pub url: Option<Spanned<String>>,
+    /// Extra headers for this chat; they override the provider's.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub headers: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug)]
+struct Webhook {
+    url: Option<Secret>,
+    headers: BTreeMap<String, Secret>,
+}
+
+fn read_headers(
+    raw: &BTreeMap<String, Spanned<String>>,
+    cx: &mut Ctx<'_>,
+) -> BTreeMap<String, Secret> {
+    raw.iter()
+        .filter_map(|(k, v)| Some((k.clone(), cx.string(v)?)))
+        .collect()
+}
+
+fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    let s = cx.deserialize::<Settings>(item)?;
+    let url = match &s.url {
+        Some(u) => Some(cx.url("url", u, false)?),
+        None => None,
+    };
+    let headers = read_headers(&s.headers, cx);
+    Some(Arc::new(Webhook { url, headers }))
+}
+
+impl Instance for Webhook {
+    fn bind(
+        self: Arc<Self>,
+        target: &Item,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let t = cx.deserialize::<Target>(target)?;
+        let url = match (&t.url, &self.url) {
+            (Some(u), _) => cx.url("url", u, false)?,
+            (None, Some(u)) => u.clone(),
+            (None, None) => {
+                cx.error(chat, "a webhook chat needs `url` (or a `url` on its provider)");
+                return None;
+            }
+        };
+        let mut headers = self.headers.clone();
+        headers.extend(read_headers(&t.headers, cx));
+        Some(Box::new(WebhookChat { url, headers }))
+    }
+}
+
+#[derive(Debug)]
+struct WebhookChat {
+    url: Secret,
+    headers: BTreeMap<String, Secret>,
+}
+
+impl Destination for WebhookChat {
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Json
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    fn target(&self) -> String {
+        // The URL may carry a token in its path: show only its origin.
+        match url::Url::parse(self.url.expose()) {
+            Ok(u) => format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or("?")),
+            Err(_) => "webhook".into(),
+        }
+    }
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        let mut req = HttpRequest {
+            method: "POST",
+            url: self.url.clone(),
+            headers: vec![("Content-Type".into(), Secret::new("application/json"))],
+            body: msg.text.to_string(),
+        };
+        for (k, v) in &self.headers {
+            req.headers.retain(|(name, _)| !name.eq_ignore_ascii_case(k));
+            req.headers.push((k.clone(), v.clone()));
+        }
+        Outbound::Http(req)
+    }
+}

@@ -1,0 +1,61 @@
+//! The data a template sees for one event and chat.
+
+use serde_json::{Value, json};
+
+use super::text;
+use crate::ingest::Event;
+
+/// The template context for one event and chat:
+///
+/// ```text
+/// { event, forum{url}, chat{name},
+///   topic{id,title,slug,url,tags[names],category{id,slug,path,name}|null,private_message},
+///   post{id,number,username,name,excerpt,raw,cooked,url,is_first,created_at,action_code}|null }
+/// ```
+///
+/// Every key is always present (null when unknown) so strict mode never
+/// trips on a real event that the sample did not; `topic.category` and
+/// `post` are null for uncategorised topics and topic events, so templates
+/// guard them with `{{#if}}`. `post.excerpt` is the cooked HTML as
+/// collapsed plain text, at most 300 characters.
+pub fn context(event: &Event, chat: &str) -> Value {
+    let topic = &event.topic;
+    let category = topic.category.as_ref().map(|c| {
+        json!({
+            "id": c.id,
+            "slug": c.slug,
+            "path": c.path,
+            "name": c.name,
+        })
+    });
+    let post = event.post.as_ref().map(|p| {
+        json!({
+            "id": p.id,
+            "number": p.number,
+            "username": p.username,
+            "name": p.name,
+            "excerpt": text::excerpt(&p.cooked, text::EXCERPT_MAX),
+            "raw": p.raw,
+            "cooked": p.cooked,
+            "url": p.url,
+            "is_first": p.is_first(),
+            "created_at": p.created_at,
+            "action_code": p.action_code,
+        })
+    });
+    json!({
+        "event": event.kind.as_str(),
+        "forum": { "url": event.forum },
+        "chat": { "name": chat },
+        "topic": {
+            "id": topic.id,
+            "title": topic.title,
+            "slug": topic.slug,
+            "url": topic.url,
+            "tags": topic.tags.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            "category": category,
+            "private_message": topic.private_message,
+        },
+        "post": post,
+    })
+}
