@@ -78,7 +78,11 @@ fn events() -> Vec<Event> {
         ];
         if let Some(p) = e.post.as_mut() {
             p.number = if i % 4 == 0 { 1 } else { 2 + i as u64 };
-            p.mentions = if i % 8 == 0 { vec![format!("group{}", i % 500)] } else { vec![] };
+            p.mentions = if i % 8 == 0 {
+                vec![format!("group{}", i % 500)]
+            } else {
+                vec![]
+            };
         }
         out.push(e);
     }

@@ -10,11 +10,17 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use discourse_relay::config::{MissingEnv, env::ProcessEnv, schema};
-use discourse_relay::ingest::{ForumState, Ingested, WebhookRequest, learn_api_response, normalize};
+use discourse_relay::ingest::{
+    ForumState, Ingested, WebhookRequest, learn_api_response, normalize,
+};
 use discourse_relay::pipeline::{self, Pipeline};
 
 #[derive(Parser)]
-#[command(name = "discourse-relay", version, about = "Discourse forum activity to chat rooms")]
+#[command(
+    name = "discourse-relay",
+    version,
+    about = "Discourse forum activity to chat rooms"
+)]
 struct Cli {
     /// Log format on standard error.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -112,7 +118,12 @@ fn validate(files: &[PathBuf]) -> Result<ExitCode> {
                     writeln!(out, "{d}")?;
                 }
                 let n = diags.errors().count();
-                writeln!(out, "{}: {n} error{}", file.display(), if n == 1 { "" } else { "s" })?;
+                writeln!(
+                    out,
+                    "{}: {n} error{}",
+                    file.display(),
+                    if n == 1 { "" } else { "s" }
+                )?;
             }
         }
     }
@@ -128,7 +139,10 @@ fn explain(config: &Path, as_json: bool, files: &[PathBuf]) -> Result<ExitCode> 
         Ok((p, _warnings)) => p,
         Err(diags) => {
             eprintln!("{diags}");
-            anyhow::bail!("{} is not valid; run `discourse-relay validate` for details", config.display());
+            anyhow::bail!(
+                "{} is not valid; run `discourse-relay validate` for details",
+                config.display()
+            );
         }
     };
     let mut state = pipeline.forum_state();
@@ -162,22 +176,34 @@ fn explain(config: &Path, as_json: bool, files: &[PathBuf]) -> Result<ExitCode> 
 }
 
 /// One event file → the explain object; `None` for API responses (learned).
-fn explain_one(p: &Pipeline, state: &mut ForumState, file: &Path) -> Result<Option<serde_json::Value>> {
+fn explain_one(
+    p: &Pipeline,
+    state: &mut ForumState,
+    file: &Path,
+) -> Result<Option<serde_json::Value>> {
     let text = std::fs::read_to_string(file).context("cannot read")?;
     let json: serde_json::Value = serde_json::from_str(&text).context("not JSON")?;
     if json.get("headers").is_none() {
         return match learn_api_response(&json, state) {
             Some(_) => Ok(None),
-            None => anyhow::bail!("neither a webhook request file (headers + raw_body) nor a /site.json or /t/ID.json response"),
+            None => anyhow::bail!(
+                "neither a webhook request file (headers + raw_body) nor a /site.json or /t/ID.json response"
+            ),
         };
     }
     let req = WebhookRequest::from_fixture(&json)?;
     let name = req.header("X-Discourse-Event").unwrap_or("?").to_string();
     let ingested = normalize(&req, state, &p.config.forum.url)?;
     let event = match ingested {
-        Ingested::Ping => return Ok(Some(json!({"event": name, "deliveries": [], "skipped": "ping: nothing to relay"}))),
+        Ingested::Ping => {
+            return Ok(Some(
+                json!({"event": name, "deliveries": [], "skipped": "ping: nothing to relay"}),
+            ));
+        }
         Ingested::Unsupported(n) => {
-            return Ok(Some(json!({"event": name, "deliveries": [], "skipped": format!("`{n}` events are not relayed")})));
+            return Ok(Some(
+                json!({"event": name, "deliveries": [], "skipped": format!("`{n}` events are not relayed")}),
+            ));
         }
         Ingested::Event(e) => e,
     };
@@ -212,7 +238,12 @@ fn explain_one(p: &Pipeline, state: &mut ForumState, file: &Path) -> Result<Opti
 }
 
 fn write_text(out: &mut impl Write, file: &Path, v: &serde_json::Value) -> Result<()> {
-    writeln!(out, "{}: {}", file.display(), v["event"].as_str().unwrap_or("?"))?;
+    writeln!(
+        out,
+        "{}: {}",
+        file.display(),
+        v["event"].as_str().unwrap_or("?")
+    )?;
     if let Some(reason) = v["skipped"].as_str() {
         writeln!(out, "  skipped: {reason}")?;
     }

@@ -130,7 +130,7 @@ impl Pipeline {
         let matches = match self.matcher.route(event) {
             Routing::Skipped(reason) => {
                 return Decision {
-                    skipped: Some(format!("{reason:?}")),
+                    skipped: Some(reason.to_string()),
                     deliveries: vec![],
                     failures: vec![],
                 };
@@ -152,10 +152,11 @@ impl Pipeline {
             let chat = &self.config.chats[m.chat];
             let dest = &chat.destination;
             context["chat"]["name"] = serde_json::Value::String(chat.name.clone());
-            match self
-                .renderer
-                .render_context(&self.chat_templates[m.chat], dest.dialect(), &context)
-            {
+            match self.renderer.render_context(
+                &self.chat_templates[m.chat],
+                dest.dialect(),
+                &context,
+            ) {
                 Ok(text) => {
                     let outbound = dest.request(&Message {
                         chat: &chat.name,
@@ -186,7 +187,11 @@ impl Pipeline {
 
 /// Reads, validates and compiles a config file. `Ok` carries the warnings;
 /// `Err` carries every problem found (errors and warnings), sorted.
-pub fn load(path: &Path, env: &dyn Env, missing: MissingEnv) -> Result<(Pipeline, Diagnostics), Diagnostics> {
+pub fn load(
+    path: &Path,
+    env: &dyn Env,
+    missing: MissingEnv,
+) -> Result<(Pipeline, Diagnostics), Diagnostics> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {

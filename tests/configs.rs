@@ -35,7 +35,10 @@ fn every_bad_config_reports_exactly_the_expected_problems() {
             Err(diags) => diags
                 .0
                 .iter()
-                .map(|d| format!("{}:{}: {:?}: {}\n", d.line, d.col, d.severity, d.message).to_lowercase())
+                .map(|d| {
+                    let sev = format!("{:?}", d.severity).to_lowercase();
+                    format!("{}:{}: {sev}: {}\n", d.line, d.col, d.message)
+                })
                 .collect(),
         };
         let expected_path = file.with_extension("expected");
@@ -45,7 +48,10 @@ fn every_bad_config_reports_exactly_the_expected_problems() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if got != expected {
-            mismatches.push(format!("{}:\n--- expected\n{expected}--- got\n{got}", file.display()));
+            mismatches.push(format!(
+                "{}:\n--- expected\n{expected}--- got\n{got}",
+                file.display()
+            ));
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
@@ -70,7 +76,10 @@ fn shipped_examples_and_good_configs_load() {
 fn serving_refuses_unset_secrets_and_accepts_them_set() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/subscriptions.toml");
     let err = pipeline::load(&file, &no_env(), MissingEnv::Error).unwrap_err();
-    assert!(err.errors().any(|d| d.message.contains("SLACK_BOT_TOKEN is not set")));
+    assert!(
+        err.errors()
+            .any(|d| d.message.contains("SLACK_BOT_TOKEN is not set"))
+    );
     let env: HashMap<String, String> = [
         "DISCOURSE_WEBHOOK_SECRET",
         "DISCOURSE_API_KEY",
@@ -92,7 +101,10 @@ fn serving_refuses_unset_secrets_and_accepts_them_set() {
     assert!(warnings.0.is_empty(), "{warnings}");
     // Nothing the relay prints about its config may contain a secret value.
     let shown = format!("{:?}", p.config);
-    assert!(!shown.contains("canary-secret"), "secret leaked into Debug output");
+    assert!(
+        !shown.contains("canary-secret"),
+        "secret leaked into Debug output"
+    );
 }
 
 #[test]

@@ -86,7 +86,12 @@ fn a_topic_and_its_replies_through_the_rules() {
     // topic_created teaches (tags) and notifies nobody.
     assert_eq!(out[0]["event"], "topic_created");
     assert!(chats(&out[0]).is_empty());
-    assert!(out[0]["skipped"].as_str().unwrap().contains("topic_created"));
+    assert!(
+        out[0]["skipped"]
+            .as_str()
+            .unwrap()
+            .contains("topic_created")
+    );
 
     // First post in General, tagged async + web_sockets (learned from topic_created):
     // the tag hook gets it; the firehose mutes web_sockets.
@@ -103,17 +108,33 @@ fn a_topic_and_its_replies_through_the_rules() {
 
     // A plain whisper goes nowhere.
     assert!(chats(&out[3]).is_empty());
-    assert!(out[3]["skipped"].as_str().unwrap().to_lowercase().contains("whisper"));
+    assert!(
+        out[3]["skipped"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("whisper")
+    );
 
     // The move to Support > Rust is announced by the category-changed post,
     // only to chats whose deciding rule names a category.
     assert!(chats(&out[4]).is_empty(), "topic_edited notifies nobody");
     assert_eq!(chats(&out[5]), vec!["support"]);
-    assert_eq!(chats(&out[6]), vec!["support"], "legacy small-action form too");
+    assert_eq!(
+        chats(&out[6]),
+        vec!["support"],
+        "legacy small-action form too"
+    );
 
     // Other small actions are skipped.
     assert!(chats(&out[7]).is_empty());
-    assert!(out[7]["skipped"].as_str().unwrap().to_lowercase().contains("small action"));
+    assert!(
+        out[7]["skipped"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("small action")
+    );
 
     // A reply in Development > Rust: `follow` is new topics only; the firehose
     // (no web_sockets tag on this topic) gets it. Same leaf slug as
@@ -121,7 +142,12 @@ fn a_topic_and_its_replies_through_the_rules() {
     assert_eq!(chats(&out[8]), vec!["firehose"]);
 
     assert_eq!(out[9]["skipped"], "ping: nothing to relay");
-    assert!(out[10]["skipped"].as_str().unwrap().contains("user_created"));
+    assert!(
+        out[10]["skipped"]
+            .as_str()
+            .unwrap()
+            .contains("user_created")
+    );
     assert!(chats(&out[11]).is_empty(), "edits do not notify");
 }
 
@@ -129,13 +155,16 @@ fn a_topic_and_its_replies_through_the_rules() {
 fn private_messages_only_through_group_rules() {
     let without = explain(&["webhooks/post_created_private_message"], &[]);
     assert!(chats(&without[0]).is_empty());
-    assert!(without[0]["skipped"].as_str().unwrap().to_lowercase().contains("private message"));
+    assert!(
+        without[0]["skipped"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("private message")
+    );
 
     // GET /t/104.json names the support-team inbox.
-    let with = explain(
-        &["api/t_104", "webhooks/post_created_private_message"],
-        &[],
-    );
+    let with = explain(&["api/t_104", "webhooks/post_created_private_message"], &[]);
     assert_eq!(chats(&with[0]), vec!["staff"]);
     assert_eq!(
         delivery(&with[0], "staff")["rule"],
@@ -176,12 +205,18 @@ fn requests_are_exact_escaped_and_redacted() {
 fn unset_secrets_show_as_references() {
     let out = explain(&["webhooks/post_created_hostile_content"], &[]);
     let d = delivery(&out[0], "firehose");
-    assert_eq!(d["request"]["headers"]["Authorization"], "Bearer ${SLACK_BOT_TOKEN}");
+    assert_eq!(
+        d["request"]["headers"]["Authorization"],
+        "Bearer ${SLACK_BOT_TOKEN}"
+    );
 }
 
 #[test]
 fn webhook_provider_posts_valid_json() {
-    let out = explain(&["webhooks/topic_created", "webhooks/post_created_first_post"], &[]);
+    let out = explain(
+        &["webhooks/topic_created", "webhooks/post_created_first_post"],
+        &[],
+    );
     let d = delivery(&out[1], "async-hook");
     assert_eq!(d["request"]["url"], "http://127.0.0.1:9/hook");
     let body: Value = serde_json::from_str(d["request"]["body"].as_str().unwrap()).unwrap();
@@ -195,7 +230,11 @@ fn webhook_provider_posts_valid_json() {
 fn bad_event_files_fail_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.json");
-    std::fs::write(&bad, r#"{"headers": {"X-Discourse-Event": "post_created"}, "raw_body": "{\"post\":"}"#).unwrap();
+    std::fs::write(
+        &bad,
+        r#"{"headers": {"X-Discourse-Event": "post_created"}, "raw_body": "{\"post\":"}"#,
+    )
+    .unwrap();
     let out = Command::new(BIN)
         .args(["explain", "--config"])
         .arg(root().join("examples/quickstart.toml"))
@@ -204,7 +243,10 @@ fn bad_event_files_fail_with_a_reason() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.json") && err.contains("not valid JSON"), "{err}");
+    assert!(
+        err.contains("bad.json") && err.contains("not valid JSON"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -217,7 +259,11 @@ fn validate_exit_codes_and_format() {
     assert!(ok.status.success());
     let bad = Command::new(BIN)
         .current_dir(root())
-        .args(["validate", "tests/configs/bad/unknown_keys.toml", "examples/quickstart.toml"])
+        .args([
+            "validate",
+            "tests/configs/bad/unknown_keys.toml",
+            "examples/quickstart.toml",
+        ])
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));

@@ -96,10 +96,9 @@ impl<'a> Ctx<'a> {
             }
         };
         let mut ignored: Vec<Vec<Seg>> = Vec::new();
-        let result: Result<T, _> =
-            serde_ignored::deserialize(value.into_deserializer(), |path| {
-                ignored.push(segments(&path));
-            });
+        let result: Result<T, _> = serde_ignored::deserialize(value.into_deserializer(), |path| {
+            ignored.push(segments(&path));
+        });
         match result {
             Ok(v) => {
                 let mut top = Vec::new();
@@ -133,7 +132,10 @@ impl<'a> Ctx<'a> {
     pub fn unknown_key(&mut self, table: &Item, key: &str, known: &[String]) {
         let span = key_span(table, key);
         let names: Vec<&str> = known.iter().map(String::as_str).collect();
-        self.error(span, format!("unknown key `{key}`{}", did_you_mean(key, names)));
+        self.error(
+            span,
+            format!("unknown key `{key}`{}", did_you_mean(key, names)),
+        );
     }
 
     /// A secret field: it must be a `${VAR}` reference, because the file
@@ -249,9 +251,9 @@ fn segments(path: &serde_ignored::Path<'_>) -> Vec<Seg> {
             v.push(Seg::Key(key.clone()));
             v
         }
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            segments(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => segments(parent),
     }
 }
 
@@ -264,9 +266,9 @@ fn span_at(item: &Item, path: &[Seg]) -> Option<Range<usize>> {
             Item::ArrayOfTables(a) => a
                 .get(*n)
                 .and_then(|t| span_in_table(t, &path[1..]).or_else(|| t.span())),
-            Item::Value(toml_edit::Value::Array(a)) => a.get(*n).and_then(|v| {
-                span_at(&Item::Value(v.clone()), &path[1..]).or_else(|| v.span())
-            }),
+            Item::Value(toml_edit::Value::Array(a)) => a
+                .get(*n)
+                .and_then(|v| span_at(&Item::Value(v.clone()), &path[1..]).or_else(|| v.span())),
             _ => None,
         },
     };
@@ -297,7 +299,8 @@ fn properties_at(root: &serde_json::Value, path: &[Seg]) -> Vec<String> {
                 Seg::Key(k) => {
                     if let Some(p) = n.get("properties").and_then(|p| p.get(k)) {
                         next.push(p);
-                    } else if let Some(ap) = n.get("additionalProperties").filter(|v| v.is_object()) {
+                    } else if let Some(ap) = n.get("additionalProperties").filter(|v| v.is_object())
+                    {
                         next.push(ap);
                     }
                 }
@@ -317,7 +320,10 @@ fn properties_at(root: &serde_json::Value, path: &[Seg]) -> Vec<String> {
 }
 
 /// Resolves `$ref`s and flattens `anyOf`/`oneOf`/`allOf` (bounded depth).
-fn expand<'s>(root: &'s serde_json::Value, nodes: Vec<&'s serde_json::Value>) -> Vec<&'s serde_json::Value> {
+fn expand<'s>(
+    root: &'s serde_json::Value,
+    nodes: Vec<&'s serde_json::Value>,
+) -> Vec<&'s serde_json::Value> {
     let mut out = Vec::new();
     let mut stack: Vec<(&serde_json::Value, usize)> = nodes.into_iter().map(|n| (n, 0)).collect();
     while let Some((n, depth)) = stack.pop() {
@@ -325,9 +331,9 @@ fn expand<'s>(root: &'s serde_json::Value, nodes: Vec<&'s serde_json::Value>) ->
             continue;
         }
         if let Some(r) = n.get("$ref").and_then(|r| r.as_str())
-            && let Some(target) = r.strip_prefix("#/").and_then(|p| {
-                p.split('/').try_fold(root, |cur, part| cur.get(part))
-            })
+            && let Some(target) = r
+                .strip_prefix("#/")
+                .and_then(|p| p.split('/').try_fold(root, |cur, part| cur.get(part)))
         {
             stack.push((target, depth + 1));
         }
@@ -348,6 +354,7 @@ fn clean_serde_message(msg: &str) -> String {
         .replace("struct ", "table ")
         .replace("invalid type: ", "wrong type: ")
         .replace("variant identifier", "value")
+        .replace("unknown variant", "unknown value")
 }
 
 #[cfg(test)]
@@ -392,8 +399,14 @@ mod tests {
         assert_eq!(
             msgs,
             vec![
-                ("unknown key `nmae`; did you mean `name`?".to_string(), "nmae"),
-                ("unknown key `fitler`; did you mean `filter`?".to_string(), "fitler"),
+                (
+                    "unknown key `nmae`; did you mean `name`?".to_string(),
+                    "nmae"
+                ),
+                (
+                    "unknown key `fitler`; did you mean `filter`?".to_string(),
+                    "fitler"
+                ),
             ]
         );
     }
@@ -432,9 +445,22 @@ mod tests {
     fn url_shape_is_checked_without_echoing_value() {
         let env = HashMap::<String, String>::new();
         let mut cx = Ctx::new(&env, MissingEnv::Warn);
-        assert!(cx.url("url", &Spanned::new(0..1, "ftp://x".into()), false).is_none());
-        assert!(cx.url("url", &Spanned::new(0..1, "https://h/${P}".into()), false).is_some());
-        assert!(cx.url("url", &Spanned::new(0..1, "http://127.0.0.1:9/x".into()), false).is_some());
+        assert!(
+            cx.url("url", &Spanned::new(0..1, "ftp://x".into()), false)
+                .is_none()
+        );
+        assert!(
+            cx.url("url", &Spanned::new(0..1, "https://h/${P}".into()), false)
+                .is_some()
+        );
+        assert!(
+            cx.url(
+                "url",
+                &Spanned::new(0..1, "http://127.0.0.1:9/x".into()),
+                false
+            )
+            .is_some()
+        );
         assert!(!cx.problems()[0].message.contains("ftp"));
     }
 }

@@ -46,7 +46,9 @@ enum Part {
 pub enum EnvSyntaxError {
     #[error("unterminated `${{` (write `$$` for a literal `$`)")]
     Unterminated,
-    #[error("`${{{0}}}` is not a valid variable name (letters, digits and `_`, not starting with a digit)")]
+    #[error(
+        "`${{{0}}}` is not a valid variable name (letters, digits and `_`, not starting with a digit)"
+    )]
     BadName(String),
 }
 
@@ -208,10 +210,16 @@ impl serde::Serialize for Secret {
 /// Replaces every known secret value in text with its `${VAR}` name (or
 /// `[redacted]`). Defence in depth for anything printed: requests shown by
 /// `explain`, error texts from providers, logs of responses.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Redactor {
     // Longest first, so a secret containing another is replaced whole.
     secrets: Vec<String>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} secrets)", self.secrets.len())
+    }
 }
 
 impl Redactor {

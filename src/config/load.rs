@@ -65,7 +65,11 @@ impl TemplateSource {
         for l in self.text.split('\n').take(line.saturating_sub(1)) {
             offset += l.len() + 1;
         }
-        let this_line = self.text.split('\n').nth(line.saturating_sub(1)).unwrap_or("");
+        let this_line = self
+            .text
+            .split('\n')
+            .nth(line.saturating_sub(1))
+            .unwrap_or("");
         offset += this_line
             .chars()
             .take(col.saturating_sub(1))
@@ -89,12 +93,19 @@ pub struct ChatConfig {
 
 /// Parses and validates `source`. The config is `None` only when nothing
 /// usable was read; callers must check the problems for errors.
-pub fn parse(source: &SourceMap, env: &dyn Env, missing: MissingEnv) -> (Option<Config>, Vec<Problem>) {
+pub fn parse(
+    source: &SourceMap,
+    env: &dyn Env,
+    missing: MissingEnv,
+) -> (Option<Config>, Vec<Problem>) {
     let doc = match toml_edit::Document::parse(source.text().to_string()) {
         Ok(d) => d,
         Err(e) => {
             let msg = e.message().trim().to_string();
-            return (None, vec![Problem::error(e.span(), format!("invalid TOML: {msg}"))]);
+            return (
+                None,
+                vec![Problem::error(e.span(), format!("invalid TOML: {msg}"))],
+            );
         }
     };
     let mut cx = Ctx::new(env, missing);
@@ -103,7 +114,13 @@ pub fn parse(source: &SourceMap, env: &dyn Env, missing: MissingEnv) -> (Option<
     for (key, _) in doc.as_table().iter() {
         if !SECTIONS.contains(&key) {
             let span = key_span(root, key);
-            cx.error(span, format!("unknown table `{key}`{}", did_you_mean(key, SECTIONS.iter().copied())));
+            cx.error(
+                span,
+                format!(
+                    "unknown table `{key}`{}",
+                    did_you_mean(key, SECTIONS.iter().copied())
+                ),
+            );
         }
     }
 
@@ -132,8 +149,15 @@ fn read_forum(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Option<For
         return None;
     };
     let d = cx.deserialize::<model::Discourse>(item)?;
-    let url = cx.url("url", &d.url, false)?.expose().trim_end_matches('/').to_string();
-    let webhook_secret = d.webhook_secret.as_ref().and_then(|s| cx.secret("webhook_secret", s));
+    let url = cx
+        .url("url", &d.url, false)?
+        .expose()
+        .trim_end_matches('/')
+        .to_string();
+    let webhook_secret = d
+        .webhook_secret
+        .as_ref()
+        .and_then(|s| cx.secret("webhook_secret", s));
     let api_key = d.api_key.as_ref().and_then(|s| cx.secret("api_key", s));
     let api_username = d
         .api_username
@@ -146,7 +170,13 @@ fn read_forum(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Option<For
         Some(s) => match humantime::parse_duration(s.get_ref()) {
             Ok(d) => d,
             Err(e) => {
-                cx.error(Some(s.span()), format!("invalid duration `{}`: {e} (write e.g. \"20s\", \"1m\")", s.get_ref()));
+                cx.error(
+                    Some(s.span()),
+                    format!(
+                        "invalid duration `{}`: {e} (write e.g. \"20s\", \"1m\")",
+                        s.get_ref()
+                    ),
+                );
                 DEFAULT_DELAY
             }
         },
@@ -156,7 +186,10 @@ fn read_forum(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Option<For
     for (id, entry) in &d.categories {
         let Ok(num) = id.parse::<u64>() else {
             let span = cat_table.and_then(|t| key_span(t, id));
-            cx.error(span, format!("category key `{id}` must be a numeric category id"));
+            cx.error(
+                span,
+                format!("category key `{id}` must be a numeric category id"),
+            );
             continue;
         };
         let (path, name, restricted) = match entry.get_ref() {
@@ -167,7 +200,10 @@ fn read_forum(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Option<For
             && path.split('/').all(|s| !s.is_empty())
             && !path.contains(['*', '?', '[', ']', '{', '}']);
         if !valid {
-            cx.error(Some(entry.span()), format!("`{path}` is not a category slug path like \"support/rust\""));
+            cx.error(
+                Some(entry.span()),
+                format!("`{path}` is not a category slug path like \"support/rust\""),
+            );
             continue;
         }
         categories.push(StaticCategory {
@@ -237,14 +273,23 @@ fn read_providers(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Instan
         return out;
     };
     let Some(table) = item.as_table_like() else {
-        cx.error(item.span(), "`providers` must be a table of [providers.NAME] tables");
+        cx.error(
+            item.span(),
+            "`providers` must be a table of [providers.NAME] tables",
+        );
         return out;
     };
     for (name, p) in table.iter() {
-        let Some(mut settings) = p.clone().into_table().ok().or_else(|| {
-            p.as_inline_table().map(|t| t.clone().into_table())
-        }) else {
-            cx.error(p.span().or_else(|| key_span(item, name)), format!("[providers.{name}] must be a table"));
+        let Some(mut settings) = p
+            .clone()
+            .into_table()
+            .ok()
+            .or_else(|| p.as_inline_table().map(|t| t.clone().into_table()))
+        else {
+            cx.error(
+                p.span().or_else(|| key_span(item, name)),
+                format!("[providers.{name}] must be a table"),
+            );
             continue;
         };
         let (kind, kind_span) = match settings.get("kind") {
@@ -263,7 +308,7 @@ fn read_providers(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Instan
             cx.error(
                 kind_span,
                 format!(
-                    "unknown provider kind `{kind}`{}; known kinds: {}",
+                    "unknown provider kind `{kind}`{} (known: {})",
                     did_you_mean(&kind, known.iter().copied()),
                     known.join(", ")
                 ),
@@ -291,7 +336,10 @@ fn read_chats(
         Item::ArrayOfTables(a) => a.iter().map(|t| Item::Table(t.clone())).collect(),
         Item::Value(Value::Array(a)) => a.iter().map(|v| Item::Value(v.clone())).collect(),
         _ => {
-            cx.error(item.span(), "`chat` must be an array of tables: write [[chat]]");
+            cx.error(
+                item.span(),
+                "`chat` must be an array of tables: write [[chat]]",
+            );
             return out;
         }
     };
@@ -354,10 +402,12 @@ fn read_chats(
             .unwrap_or_default();
         for key in &extra {
             if target_keys.contains(key) || instance.is_none() {
-                if let Some(v) = chat_item.as_table_like().and_then(|t| t.get(key)) {
-                    if let Some(v) = v.clone().into_value().ok() {
-                        target.insert(key, v);
-                    }
+                if let Some(v) = chat_item
+                    .as_table_like()
+                    .and_then(|t| t.get(key))
+                    .and_then(|v| v.clone().into_value().ok())
+                {
+                    target.insert(key, v);
                 }
             } else {
                 let kind = instance.as_ref().map(|(k, _)| *k).unwrap_or("?");
@@ -366,7 +416,10 @@ fn read_chats(
                     .iter()
                     .find(|r| registry::target_keys(r).contains(key));
                 let message = match owner {
-                    Some(r) => format!("`{key}` is not a field of {kind} chats (it is one of {} chats)", r.kind),
+                    Some(r) => format!(
+                        "`{key}` is not a field of {kind} chats (it is one of {} chats)",
+                        r.kind
+                    ),
                     None => {
                         let mut known = known_keys::<model::Chat>(&[]);
                         known.extend(registry::PROVIDERS.iter().flat_map(registry::target_keys));
@@ -380,7 +433,11 @@ fn read_chats(
             }
         }
         let destination = instance.and_then(|(_, inst)| {
-            inst.bind(&Item::Value(Value::InlineTable(target)), Some(chat.name.span()), cx)
+            inst.bind(
+                &Item::Value(Value::InlineTable(target)),
+                Some(chat.name.span()),
+                cx,
+            )
         });
 
         if let Some(t) = &chat.template
@@ -393,7 +450,11 @@ fn read_chats(
                     "unknown template `{}`{}; define it under [templates]{}",
                     t.get_ref(),
                     did_you_mean(t.get_ref(), defined.iter().copied()),
-                    if defined.is_empty() { String::new() } else { format!(" (defined: {})", defined.join(", ")) }
+                    if defined.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (defined: {})", defined.join(", "))
+                    }
                 ),
             );
         }
@@ -402,7 +463,9 @@ fn read_chats(
         if rules.is_empty() {
             cx.warning(
                 Some(chat.name.span()),
-                format!("chat `{name}` has no `subscribe` and no [[chat.rule]]: it will receive nothing"),
+                format!(
+                    "chat `{name}` has no `subscribe` and no [[chat.rule]]: it will receive nothing"
+                ),
             );
         }
         if let Some(dest) = &destination
@@ -462,15 +525,29 @@ fn read_rules(chat: &model::Chat, cx: &mut Ctx<'_>) -> Vec<RuleDef> {
             category,
             tags,
             group: None,
+            span: Some(s.span()),
         });
     }
     for r in &chat.rule {
         rules.push(RuleDef {
-            filter: r.filter.as_ref().map(|f| *f.get_ref()).unwrap_or(Filter::Watch),
-            kind: r.kind.as_ref().map(|k| *k.get_ref()).unwrap_or(RuleType::Normal),
+            filter: r
+                .filter
+                .as_ref()
+                .map(|f| *f.get_ref())
+                .unwrap_or(Filter::Watch),
+            kind: r
+                .kind
+                .as_ref()
+                .map(|k| *k.get_ref())
+                .unwrap_or(RuleType::Normal),
             category: r.category.clone(),
             tags: r.tags.clone(),
             group: r.group.clone(),
+            span: r
+                .kind
+                .as_ref()
+                .map(|k| k.span())
+                .or_else(|| r.filter.as_ref().map(|f| f.span())),
         });
     }
     rules

@@ -37,7 +37,10 @@ pub struct Discourse {
 
 /// A category in the static map: a slug path, or a table with more detail.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(untagged, expecting = "a slug path like \"support/rust\" or a table { path, restricted, name }")]
+#[serde(
+    untagged,
+    expecting = "a slug path like \"support/rust\" or a table { path, restricted, name }"
+)]
 pub enum CategoryEntry {
     Path(String),
     Full(CategoryDetail),
@@ -108,7 +111,17 @@ pub struct Rule {
 
 /// What a matching rule does. Precedence: mute > thread > watch > follow.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Deserialize,
+    serde::Serialize,
+    JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Filter {
@@ -131,7 +144,17 @@ impl Filter {
 
 /// Which events a rule looks at. Precedence: group_message > group_mention > normal.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Deserialize,
+    serde::Serialize,
+    JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum RuleType {

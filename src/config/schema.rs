@@ -28,10 +28,7 @@ pub fn schema() -> Value {
         let target = (reg.target_schema)(&mut g);
         target_props.insert(reg.kind.to_string(), to_value(&target));
     }
-    let mut defs: Map<String, Value> = g
-        .take_definitions(true)
-        .into_iter()
-        .collect();
+    let mut defs: Map<String, Value> = g.take_definitions(true).into_iter().collect();
 
     // A provider table is one kind's settings plus `kind` (which defaults to
     // the table name, so it stays optional).

@@ -98,7 +98,10 @@ pub fn normalize(
 
 /// Learns from an API response file (`/site.json` or `/t/{id}.json`);
 /// returns what it was, or `None` if it is neither.
-pub fn learn_api_response(json: &serde_json::Value, state: &mut ForumState) -> Option<&'static str> {
+pub fn learn_api_response(
+    json: &serde_json::Value,
+    state: &mut ForumState,
+) -> Option<&'static str> {
     if json.get("categories").is_some_and(|c| c.is_array()) && json.get("post_types").is_some() {
         let site = serde_json::from_value(json.clone()).ok()?;
         state.learn_site(&site);
@@ -205,7 +208,10 @@ pub fn mentions(raw: &str) -> Vec<String> {
             let c = chars[i];
             if c == '`' {
                 in_code = !in_code;
-            } else if c == '@' && !in_code && !prev.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == '`') {
+            } else if c == '@'
+                && !in_code
+                && !prev.is_some_and(|p| p.is_alphanumeric() || p == '_' || p == '`')
+            {
                 let name: String = chars[i + 1..]
                     .iter()
                     .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
@@ -261,9 +267,14 @@ mod tests {
         let t = event(normalize(&fixture("topic_created"), &mut state, "https://x").unwrap());
         assert_eq!(t.kind, EventKind::TopicCreated);
         assert_eq!(t.topic.tags.len(), 2);
-        let p = event(normalize(&fixture("post_created_first_post"), &mut state, "https://x").unwrap());
+        let p =
+            event(normalize(&fixture("post_created_first_post"), &mut state, "https://x").unwrap());
         assert_eq!(
-            p.topic.tags.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            p.topic
+                .tags
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>(),
             vec!["async", "web_sockets"]
         );
         let post = p.post.unwrap();
@@ -275,18 +286,30 @@ mod tests {
     #[test]
     fn ping_unsupported_and_malformed() {
         let mut state = ForumState::new(&[]);
-        assert_eq!(normalize(&fixture("ping"), &mut state, "u").unwrap(), Ingested::Ping);
+        assert_eq!(
+            normalize(&fixture("ping"), &mut state, "u").unwrap(),
+            Ingested::Ping
+        );
         assert_eq!(
             normalize(&fixture("user_created"), &mut state, "u").unwrap(),
             Ingested::Unsupported("user_created".into())
         );
         let mut bad = fixture("post_created_first_post");
         bad.body = b"{\"post\":".to_vec();
-        assert!(matches!(normalize(&bad, &mut state, "u"), Err(IngestError::BadJson(_))));
+        assert!(matches!(
+            normalize(&bad, &mut state, "u"),
+            Err(IngestError::BadJson(_))
+        ));
         bad.body = b"[1]".to_vec();
-        assert!(matches!(normalize(&bad, &mut state, "u"), Err(IngestError::BadEnvelope(_))));
+        assert!(matches!(
+            normalize(&bad, &mut state, "u"),
+            Err(IngestError::BadEnvelope(_))
+        ));
         bad.body = br#"{"post":{"id":"x"}}"#.to_vec();
-        assert!(matches!(normalize(&bad, &mut state, "u"), Err(IngestError::BadPayload { .. })));
+        assert!(matches!(
+            normalize(&bad, &mut state, "u"),
+            Err(IngestError::BadPayload { .. })
+        ));
         bad.headers.retain(|(k, _)| k != "X-Discourse-Event");
         assert_eq!(
             normalize(&bad, &mut state, "u"),
@@ -297,9 +320,15 @@ mod tests {
     #[test]
     fn both_hostile_encodings_normalize_the_same() {
         let mut state = ForumState::new(&[]);
-        let a = event(normalize(&fixture("post_created_hostile_content"), &mut state, "u").unwrap());
+        let a =
+            event(normalize(&fixture("post_created_hostile_content"), &mut state, "u").unwrap());
         let b = event(
-            normalize(&fixture("post_created_hostile_content_html_escaped_json"), &mut state, "u").unwrap(),
+            normalize(
+                &fixture("post_created_hostile_content_html_escaped_json"),
+                &mut state,
+                "u",
+            )
+            .unwrap(),
         );
         assert_eq!(a.topic.title, b.topic.title);
         assert_eq!(a.post, b.post);
@@ -312,7 +341,8 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         assert_eq!(learn_api_response(&json, &mut state), Some("topic"));
-        let p = event(normalize(&fixture("post_created_private_message"), &mut state, "u").unwrap());
+        let p =
+            event(normalize(&fixture("post_created_private_message"), &mut state, "u").unwrap());
         assert!(p.topic.private_message);
         assert_eq!(p.topic.pm_groups, vec!["support-team"]);
     }

@@ -338,9 +338,16 @@ mod tests {
             c.classify(&resp(200, &[], r#"{"ok":false,"error":"ratelimited"}"#)),
             Outcome::Retry { .. }
         ));
-        assert!(matches!(c.classify(&resp(502, &[], "")), Outcome::Retry { .. }));
+        assert!(matches!(
+            c.classify(&resp(502, &[], "")),
+            Outcome::Retry { .. }
+        ));
         for code in ["invalid_auth", "channel_not_found"] {
-            let out = c.classify(&resp(200, &[], &format!(r#"{{"ok":false,"error":"{code}"}}"#)));
+            let out = c.classify(&resp(
+                200,
+                &[],
+                &format!(r#"{{"ok":false,"error":"{code}"}}"#),
+            ));
             let Outcome::Permanent { reason } = out else {
                 panic!("{code} should be permanent")
             };

@@ -87,7 +87,10 @@ impl Instance for Webhook {
             (Some(u), _) => cx.url("url", u, false)?,
             (None, Some(u)) => u.clone(),
             (None, None) => {
-                cx.error(chat, "a webhook chat needs `url` (or a `url` on its provider)");
+                cx.error(
+                    chat,
+                    "a webhook chat needs `url` (or a `url` on its provider)",
+                );
                 return None;
             }
         };
@@ -132,7 +135,8 @@ impl Destination for WebhookChat {
             body: msg.text.to_string(),
         };
         for (k, v) in &self.headers {
-            req.headers.retain(|(name, _)| !name.eq_ignore_ascii_case(k));
+            req.headers
+                .retain(|(name, _)| !name.eq_ignore_ascii_case(k));
             req.headers.push((k.clone(), v.clone()));
         }
         Outbound::Http(req)

@@ -37,6 +37,9 @@ pub struct RuleDef {
     pub tags: Vec<Spanned<String>>,
     /// Group name for `group_message` / `group_mention` rules.
     pub group: Option<Spanned<String>>,
+    /// Where the rule is written (its `type` or `filter` value, or the
+    /// `subscribe` entry), for problems about the rule as a whole.
+    pub span: Option<std::ops::Range<usize>>,
 }
 
 impl RuleDef {
@@ -73,16 +76,25 @@ impl RuleDef {
 }
 
 /// Why an event reaches no chat at all, before any rule is looked at.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SkipReason {
     /// Only `post_created` notifies; other events teach or edit.
+    #[error(
+        "`{0}` does not notify (only post_created does; topic events update what the relay knows)"
+    )]
     NotNotifying(String),
+    #[error("whisper (only the category-changed post is relayed)")]
     Whisper,
+    #[error("small action (only the category-changed post is relayed)")]
     SmallAction,
+    #[error("moderator action post")]
     ModeratorAction,
+    #[error("hidden post")]
     Hidden,
+    #[error("deleted post")]
     Deleted,
     /// A private message that names no group the relay knows of.
+    #[error("private message to no known group (PMs reach chats only through group_message rules)")]
     PrivateMessageWithoutGroups,
 }
 
@@ -568,12 +580,12 @@ fn validate_group(def: &RuleDef, problems: &mut Vec<Problem>) -> Option<String> 
             Some(name.to_lowercase())
         }
         (kind, None) => {
-            // RuleDef has no span of its own; point at the nearest value.
-            let span = def
-                .category
-                .as_ref()
-                .or(def.tags.first())
-                .map(Spanned::span);
+            let span = def.span.clone().or_else(|| {
+                def.category
+                    .as_ref()
+                    .or(def.tags.first())
+                    .map(Spanned::span)
+            });
             problems.push(Problem::error(
                 span,
                 format!("a rule with type = {} needs `group`", kind.as_str()),

@@ -27,6 +27,7 @@ fn rule(filter: Filter, category: Option<&str>) -> RuleDef {
         category: category.map(sp),
         tags: vec![],
         group: None,
+        span: None,
     }
 }
 
@@ -44,6 +45,7 @@ fn group(filter: Filter, kind: RuleType, name: &str) -> RuleDef {
         category: None,
         tags: vec![],
         group: Some(sp(name)),
+        span: None,
     }
 }
 
@@ -796,6 +798,7 @@ fn indexed_matcher_agrees_with_naive_router() {
                         category,
                         tags,
                         group: (kind != Normal).then(|| sp(rng.pick(&groups))),
+                        span: None,
                     }
                 })
                 .collect()
