@@ -16,8 +16,11 @@
 //! Stages only call downstream; none reaches back upstream.
 
 pub mod config;
+pub mod delivery;
+pub mod http;
 pub mod ingest;
 pub mod pipeline;
 pub mod providers;
 pub mod render;
 pub mod rules;
+// pub mod service; (enabled once the store lands)

@@ -149,31 +149,17 @@ impl Pipeline {
         // Built once per event; only the chat name changes between chats.
         let mut context = render::context(event, "");
         for m in matches {
-            let chat = &self.config.chats[m.chat];
-            let dest = &chat.destination;
-            context["chat"]["name"] = serde_json::Value::String(chat.name.clone());
-            match self.renderer.render_context(
-                &self.chat_templates[m.chat],
-                dest.dialect(),
-                &context,
-            ) {
-                Ok(text) => {
-                    let outbound = dest.request(&Message {
-                        chat: &chat.name,
-                        text: &text,
-                        context: &context,
-                    });
-                    deliveries.push(Delivery {
-                        chat: m.chat,
-                        filter: m.filter,
-                        rule: m.rule,
-                        text,
-                        outbound,
-                    });
-                }
-                Err(e) => failures.push(ChatFailure {
+            match self.message_with(m.chat, &mut context) {
+                Ok((text, outbound)) => deliveries.push(Delivery {
                     chat: m.chat,
-                    error: self.config.redactor.redact(&e.to_string()),
+                    filter: m.filter,
+                    rule: m.rule,
+                    text,
+                    outbound,
+                }),
+                Err(error) => failures.push(ChatFailure {
+                    chat: m.chat,
+                    error,
                 }),
             }
         }
@@ -182,6 +168,58 @@ impl Pipeline {
             deliveries,
             failures,
         }
+    }
+}
+
+impl Pipeline {
+    /// The index of the chat named `name`.
+    pub fn chat_index(&self, name: &str) -> Option<usize> {
+        self.config.chats.iter().position(|c| c.name == name)
+    }
+
+    /// The rendered text and exact request of `event` for chat `chat`
+    /// (an index from [`Pipeline::chat_index`]). The error text is redacted.
+    pub fn message(&self, chat: usize, event: &Event) -> Result<(String, Outbound), String> {
+        self.message_with(chat, &mut render::context(event, ""))
+    }
+
+    fn message_with(
+        &self,
+        chat: usize,
+        context: &mut serde_json::Value,
+    ) -> Result<(String, Outbound), String> {
+        let c = self
+            .config
+            .chats
+            .get(chat)
+            .ok_or_else(|| format!("no chat #{chat}"))?;
+        let dest = &c.destination;
+        context["chat"]["name"] = serde_json::Value::String(c.name.clone());
+        let text = self
+            .renderer
+            .render_context(&self.chat_templates[chat], dest.dialect(), context)
+            .map_err(|e| self.config.redactor.redact(&e.to_string()))?;
+        let outbound = dest.request(&Message {
+            chat: &c.name,
+            text: &text,
+            context,
+        });
+        Ok((text, outbound))
+    }
+
+    /// The event a test message is rendered from: the sample post, titled so
+    /// that nobody mistakes it for forum activity.
+    pub fn test_event(&self) -> Event {
+        let mut e = Event::sample(&self.config.forum.url);
+        e.id = None;
+        e.topic.title = "Test message from discourse-relay".into();
+        if let Some(p) = e.post.as_mut() {
+            p.username = "discourse-relay".into();
+            p.name = "discourse-relay".into();
+            p.raw = "If you can read this, messages reach this chat.".into();
+            p.cooked = format!("<p>{}</p>", p.raw);
+        }
+        e
     }
 }
 

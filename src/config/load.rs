@@ -3,6 +3,7 @@
 //! and no disk beyond the text it is given.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use crate::providers::{Destination, Instance, registry};
 use crate::rules::RuleDef;
 
 /// Top-level tables of the file.
-const SECTIONS: &[&str] = &["discourse", "providers", "templates", "chat"];
+const SECTIONS: &[&str] = &["discourse", "server", "providers", "templates", "chat"];
 
 const DEFAULT_DELAY: Duration = Duration::from_secs(20);
 
@@ -30,6 +31,7 @@ pub struct Config {
     /// SHA-256 of the file's bytes, hex: identifies what is serving.
     pub hash: String,
     pub forum: Forum,
+    pub server: ServerConfig,
     pub templates: BTreeMap<String, TemplateSource>,
     pub chats: Vec<ChatConfig>,
     /// Replaces every secret value in printed text.
@@ -44,6 +46,50 @@ pub struct Forum {
     pub api_username: String,
     pub delay: Duration,
     pub categories: Vec<StaticCategory>,
+}
+
+/// `[server]`, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub admin_token: Option<Secret>,
+    pub body_limit: usize,
+    pub max_age: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            admin_token: None,
+            body_limit: 1024 * 1024,
+            max_age: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// At most `count` messages per `per`, with bursts up to `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl Rate {
+    /// `"1/s"`, `"20/m"`, `"100/h"`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (n, unit) = s.trim().split_once('/')?;
+        let count: u32 = n.trim().parse().ok().filter(|c| *c > 0)?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            _ => return None,
+        };
+        Some(Self { count, per })
+    }
 }
 
 /// A `[templates]` entry and where its text starts in the file, so template
@@ -87,6 +133,8 @@ pub struct ChatConfig {
     pub destination: Box<dyn Destination>,
     pub template: Option<Spanned<String>>,
     pub rules: Vec<RuleDef>,
+    /// `rate_limit`, if the chat sets one (else the provider's default).
+    pub rate_limit: Option<Rate>,
     /// Span of the chat's `name` value.
     pub span: Range<usize>,
 }
@@ -125,6 +173,7 @@ pub fn parse(
     }
 
     let forum = read_forum(&doc, &mut cx);
+    let server = read_server(&doc, &mut cx);
     let templates = read_templates(&doc, source.text(), &mut cx);
     let instances = read_providers(&doc, &mut cx);
     let chats = read_chats(&doc, &templates, &instances, &mut cx);
@@ -136,6 +185,7 @@ pub fn parse(
     let config = forum.map(|forum| Config {
         hash,
         forum,
+        server,
         templates,
         chats,
         redactor,
@@ -167,19 +217,7 @@ fn read_forum(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Option<For
         .unwrap_or_else(|| "system".into());
     let delay = match &d.delay {
         None => DEFAULT_DELAY,
-        Some(s) => match humantime::parse_duration(s.get_ref()) {
-            Ok(d) => d,
-            Err(e) => {
-                cx.error(
-                    Some(s.span()),
-                    format!(
-                        "invalid duration `{}`: {e} (write e.g. \"20s\", \"1m\")",
-                        s.get_ref()
-                    ),
-                );
-                DEFAULT_DELAY
-            }
-        },
+        Some(v) => duration(cx, v, DEFAULT_DELAY),
     };
     let mut categories = Vec::new();
     let cat_table = item.get("categories");
@@ -221,6 +259,56 @@ fn read_forum(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Option<For
         delay,
         categories,
     })
+}
+
+fn duration(cx: &mut Ctx<'_>, v: &Spanned<String>, default: Duration) -> Duration {
+    match humantime::parse_duration(v.get_ref()) {
+        Ok(d) => d,
+        Err(e) => {
+            cx.error(
+                Some(v.span()),
+                format!(
+                    "invalid duration `{}`: {e} (write e.g. \"20s\", \"1m\")",
+                    v.get_ref()
+                ),
+            );
+            default
+        }
+    }
+}
+
+fn read_server(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> ServerConfig {
+    let mut out = ServerConfig::default();
+    let Some(item) = doc.get("server") else {
+        return out;
+    };
+    let Some(s) = cx.deserialize::<model::Server>(item) else {
+        return out;
+    };
+    let addr = |cx: &mut Ctx<'_>, v: &Option<Spanned<String>>, slot: &mut SocketAddr| {
+        if let Some(v) = v {
+            match v.get_ref().parse::<SocketAddr>() {
+                Ok(a) => *slot = a,
+                Err(_) => cx.error(
+                    Some(v.span()),
+                    format!("`{}` is not an address like \"127.0.0.1:8080\"", v.get_ref()),
+                ),
+            }
+        }
+    };
+    addr(cx, &s.listen, &mut out.listen);
+    addr(cx, &s.admin_listen, &mut out.admin_listen);
+    out.admin_token = s
+        .admin_token
+        .as_ref()
+        .and_then(|t| cx.secret("admin_token", t));
+    if let Some(b) = s.body_limit {
+        out.body_limit = usize::try_from(b).unwrap_or(usize::MAX);
+    }
+    if let Some(m) = &s.max_age {
+        out.max_age = duration(cx, m, out.max_age);
+    }
+    out
 }
 
 fn read_templates(
@@ -460,6 +548,16 @@ fn read_chats(
         }
 
         let rules = read_rules(&chat, cx);
+        let rate_limit = chat.rate_limit.as_ref().and_then(|r| {
+            let rate = Rate::parse(r.get_ref());
+            if rate.is_none() {
+                cx.error(
+                    Some(r.span()),
+                    format!("`{}` is not a rate like \"1/s\", \"20/m\" or \"100/h\"", r.get_ref()),
+                );
+            }
+            rate
+        });
         if rules.is_empty() {
             cx.warning(
                 Some(chat.name.span()),
@@ -495,6 +593,7 @@ fn read_chats(
                 destination,
                 template: chat.template,
                 rules,
+                rate_limit,
             });
         }
     }

@@ -15,4 +15,4 @@ pub mod schema;
 
 pub use de::MissingEnv;
 pub use diag::{Diagnostic, Diagnostics, Problem, Severity, SourceMap};
-pub use load::{ChatConfig, Config, Forum, TemplateSource, parse};
+pub use load::{ChatConfig, Config, Forum, Rate, ServerConfig, TemplateSource, parse};

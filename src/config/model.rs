@@ -35,6 +35,25 @@ pub struct Discourse {
     pub categories: BTreeMap<String, Spanned<CategoryEntry>>,
 }
 
+/// The `[server]` table: where `serve` listens and how it delivers.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+pub struct Server {
+    /// Public listener for Discourse webhooks (default `127.0.0.1:8080`).
+    #[schemars(with = "Option<String>")]
+    pub listen: Option<Spanned<String>>,
+    /// Admin listener: status page, metrics, reload, test (default `127.0.0.1:9090`).
+    #[schemars(with = "Option<String>")]
+    pub admin_listen: Option<Spanned<String>>,
+    /// Bearer token required on the admin listener, as `${VAR}`; unset = no token.
+    #[schemars(with = "Option<String>")]
+    pub admin_token: Option<Spanned<String>>,
+    /// Largest accepted webhook body in bytes (default 1048576).
+    pub body_limit: Option<u64>,
+    /// Give up on a delivery this long after it was queued (default `24h`); it goes to dead letters.
+    #[schemars(with = "Option<String>")]
+    pub max_age: Option<Spanned<String>>,
+}
+
 /// A category in the static map: a slug path, or a table with more detail.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(
@@ -85,6 +104,9 @@ pub struct Chat {
     /// Full rules.
     #[serde(default)]
     pub rule: Vec<Rule>,
+    /// Most messages sent to this chat, e.g. `"1/s"`, `"20/m"`; default: the provider's.
+    #[schemars(with = "Option<String>")]
+    pub rate_limit: Option<Spanned<String>>,
 }
 
 /// One `[[chat.rule]]`.

@@ -5,11 +5,11 @@
 //! Ingest fills the gaps from what it has learned and hands on this type; no
 //! stage after ingest ever looks at a raw Discourse payload.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The Discourse event name (`X-Discourse-Event`), with the ones the relay acts on named.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Serialized as the plain event name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum EventKind {
     PostCreated,
     PostEdited,
@@ -21,8 +21,20 @@ pub enum EventKind {
     TopicRecovered,
     Ping,
     /// Any other event name, kept verbatim.
-    #[serde(untagged)]
     Other(String),
+}
+
+impl Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(Self::parse(&name))
+    }
 }
 
 impl EventKind {
@@ -58,7 +70,7 @@ impl EventKind {
 }
 
 /// Discourse `post_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PostType {
     Regular,
@@ -82,7 +94,7 @@ impl PostType {
 
 /// A category as the relay knows it. `path` (`support/rust`) is its identity:
 /// leaf slugs are not unique across parents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Category {
     pub id: u64,
     pub slug: String,
@@ -92,13 +104,13 @@ pub struct Category {
     pub restricted: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tag {
     pub name: String,
     pub slug: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topic {
     pub id: u64,
     pub title: String,
@@ -112,7 +124,7 @@ pub struct Topic {
     pub pm_groups: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Post {
     pub id: u64,
     pub number: u64,
@@ -146,7 +158,7 @@ impl Post {
 }
 
 /// A normalized Discourse event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub kind: EventKind,
     /// `X-Discourse-Event-Id`, when the request carried one.

@@ -26,6 +26,7 @@ use serde::Serialize;
 use toml_edit::Item;
 
 use crate::config::de::Ctx;
+use crate::config::Rate;
 use crate::config::env::Redactor;
 use crate::render::Dialect;
 
@@ -93,6 +94,11 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// The message used when the chat names no template; `None` = the
     /// renderer's default for the dialect.
     fn default_template(&self) -> Option<&'static str> {
+        None
+    }
+    /// The platform's sending limit for one chat, used when the chat sets
+    /// no `rate_limit`; `None` = unlimited.
+    fn default_rate(&self) -> Option<Rate> {
         None
     }
     /// The exact request for `msg`. Pure: no I/O.

@@ -8,6 +8,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -19,6 +20,7 @@ use super::{
     Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
     Registration, http::classify_status, schema_of,
 };
+use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
@@ -178,6 +180,14 @@ impl Destination for SlackChat {
         }
     }
 
+    fn default_rate(&self) -> Option<Rate> {
+        // chat.postMessage and webhooks: about one message per second per channel.
+        Some(Rate {
+            count: 1,
+            per: Duration::from_secs(1),
+        })
+    }
+
     fn target(&self) -> String {
         match &self.mode {
             Mode::Api { channel, .. } => format!("#{channel}"),
@@ -264,7 +274,6 @@ fn hint(code: &str) -> &'static str {
 mod tests {
     use super::*;
     use std::collections::HashMap;
-    use std::time::Duration;
 
     fn api_chat() -> SlackChat {
         SlackChat {

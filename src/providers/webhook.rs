@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -14,6 +15,7 @@ use toml_edit::Item;
 use super::{
     Capabilities, Destination, HttpRequest, Instance, Message, Outbound, Registration, schema_of,
 };
+use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
@@ -117,6 +119,14 @@ impl Destination for WebhookChat {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
+    }
+
+    fn default_rate(&self) -> Option<Rate> {
+        // Unknown receivers: polite by default, `rate_limit` raises it.
+        Some(Rate {
+            count: 10,
+            per: Duration::from_secs(1),
+        })
     }
 
     fn target(&self) -> String {

@@ -1,0 +1,107 @@
+//! Executes an [`Outbound`]: the one place that talks to chat platforms.
+//! The destination that built the request classifies the answer.
+
+use std::time::Duration;
+
+use crate::config::env::Redactor;
+use crate::providers::{Destination, HttpResponse, Outbound, Outcome};
+
+/// Answers larger than this are cut: error bodies are for people, and a
+/// hostile server must not make the relay buffer gigabytes.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+}
+
+impl Sender {
+    pub fn new() -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .user_agent(concat!("discourse-relay/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()?;
+        Ok(Self { client })
+    }
+
+    /// Sends and classifies. Errors never carry secrets: reqwest errors can
+    /// include the URL (which may hold a token), so they pass the redactor
+    /// and lose their URL.
+    pub async fn send(&self, dest: &dyn Destination, out: &Outbound, redactor: &Redactor) -> Outcome {
+        match out {
+            Outbound::Stdout(line) => {
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                match writeln!(stdout, "{line}").and_then(|_| stdout.flush()) {
+                    Ok(()) => Outcome::Sent { remote_id: None },
+                    Err(e) => Outcome::Retry {
+                        reason: format!("stdout: {e}"),
+                        after: None,
+                    },
+                }
+            }
+            Outbound::Http(req) => {
+                let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+                let mut builder = self.client.request(method, req.url.expose());
+                for (k, v) in &req.headers {
+                    builder = builder.header(k.as_str(), v.expose());
+                }
+                let result = builder.body(req.body.clone()).send().await;
+                let resp = match result {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let kind = if e.is_timeout() {
+                            "timed out"
+                        } else if e.is_connect() {
+                            "connection failed"
+                        } else {
+                            "request failed"
+                        };
+                        let detail = redactor.redact(&e.without_url().to_string());
+                        return Outcome::Retry {
+                            reason: format!("{kind}: {detail}"),
+                            after: None,
+                        };
+                    }
+                };
+                let status = resp.status().as_u16();
+                let headers = resp
+                    .headers()
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+                    .collect();
+                let body = read_capped(resp).await;
+                let outcome = dest.classify(&HttpResponse { status, headers, body });
+                redact_outcome(outcome, redactor)
+            }
+        }
+    }
+}
+
+async fn read_capped(mut resp: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if room <= chunk.len() {
+            break;
+        }
+    }
+    body
+}
+
+/// Platforms sometimes echo the request (with its token) in errors.
+fn redact_outcome(o: Outcome, r: &Redactor) -> Outcome {
+    match o {
+        Outcome::Retry { reason, after } => Outcome::Retry {
+            reason: r.redact(&reason),
+            after,
+        },
+        Outcome::Permanent { reason } => Outcome::Permanent {
+            reason: r.redact(&reason),
+        },
+        sent => sent,
+    }
+}

@@ -1,0 +1,263 @@
+//! One worker per chat: sends the head of the chat's queue, in order, at the
+//! chat's rate, retrying with backoff; a slow or broken chat only ever holds
+//! up its own queue.
+//!
+//! Requests are built from the config serving at send time; a reload swaps
+//! the config between sends and never cancels one in flight.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::limits::{RateLimiter, backoff};
+use super::send::Sender;
+use super::store::{MessageRef, Payload, QueuedDelivery, Store, StoreError};
+use crate::config::Rate;
+use crate::pipeline::Pipeline;
+use crate::providers::Outcome;
+
+/// What happened to deliveries, for metrics and the status page.
+pub trait Observer: Send + Sync {
+    fn sent(&self, chat: &str, provider: &str, latency: Duration);
+    fn retry(&self, chat: &str, provider: &str, reason: &str);
+    fn dead_letter(&self, chat: &str, provider: &str, reason: &str);
+}
+
+/// Everything a worker needs; shared by all workers.
+pub struct WorkerCtx {
+    pub store: Arc<dyn Store>,
+    pub pipeline: Arc<ArcSwap<Pipeline>>,
+    pub sender: Sender,
+    pub observer: Arc<dyn Observer>,
+    pub shutdown: CancellationToken,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs a blocking store call off the async runtime.
+pub async fn blocking<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Io(format!("store task failed: {e}"))))
+}
+
+/// The running workers, by chat name.
+pub struct Workers {
+    ctx: Arc<WorkerCtx>,
+    running: Mutex<HashMap<String, Arc<Notify>>>,
+    tasks: Mutex<tokio::task::JoinSet<()>>,
+}
+
+impl Workers {
+    pub fn new(ctx: Arc<WorkerCtx>) -> Arc<Self> {
+        Arc::new(Self {
+            ctx,
+            running: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(tokio::task::JoinSet::new()),
+        })
+    }
+
+    /// Wakes the chat's worker, starting one if none runs.
+    pub fn wake(self: &Arc<Self>, chat: &str) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = running.get(chat) {
+            n.notify_one();
+            return;
+        }
+        let notify = Arc::new(Notify::new());
+        running.insert(chat.to_string(), notify.clone());
+        let this = self.clone();
+        let chat = chat.to_string();
+        let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            Box::pin(async move { this.run(chat, notify).await });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .spawn(task);
+    }
+
+    /// Waits for every worker to finish its current send after shutdown.
+    pub async fn join(&self) {
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn run(self: Arc<Self>, chat: String, wake: Arc<Notify>) {
+        let ctx = &self.ctx;
+        let mut limiter: Option<(Rate, RateLimiter)> = None;
+        loop {
+            if ctx.shutdown.is_cancelled() {
+                return;
+            }
+            let name = chat.clone();
+            let head = match blocking(&ctx.store, move |s| s.head(&name)).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(chat = %chat, error = %e, "cannot read the queue; retrying");
+                    self.pause(&wake, Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let Some(d) = head else {
+                if self.ctx.pipeline.load().chat_index(&chat).is_none() {
+                    self.retire(&chat).await;
+                    return;
+                }
+                self.pause(&wake, Duration::from_secs(30)).await;
+                continue;
+            };
+            let now = now_ms();
+            if d.next_attempt_at_ms > now {
+                self.pause(&wake, Duration::from_millis(d.next_attempt_at_ms - now))
+                    .await;
+                continue;
+            }
+            let p = ctx.pipeline.load_full();
+            let Some(idx) = p.chat_index(&chat) else {
+                self.give_up(&d, "?", "the chat is no longer in the config").await;
+                continue;
+            };
+            let cfg = &p.config.chats[idx];
+            let provider = cfg.provider.clone();
+            let max_age = p.config.server.max_age.as_millis() as u64;
+            if now.saturating_sub(d.created_at_ms) > max_age {
+                let reason = format!(
+                    "gave up after {}: {}",
+                    humantime::format_duration(p.config.server.max_age),
+                    d.last_error.as_deref().unwrap_or("no attempt succeeded")
+                );
+                self.give_up(&d, &provider, &reason).await;
+                continue;
+            }
+
+            // Rate limit: the chat's own, else the platform's default.
+            if let Some(rate) = cfg.rate_limit.or(cfg.destination.default_rate()) {
+                let l = match &mut limiter {
+                    Some((r, l)) if *r == rate => l,
+                    slot => &mut slot.insert((rate, RateLimiter::new(rate))).1,
+                };
+                let wait = l.check(Instant::now());
+                if !wait.is_zero() {
+                    self.pause(&Notify::new(), wait).await;
+                    continue;
+                }
+            }
+
+            let event = match &d.payload {
+                Payload::Event { event, .. } => (**event).clone(),
+                Payload::Test { .. } => p.test_event(),
+            };
+            let (_, outbound) = match p.message(idx, &event) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.give_up(&d, &provider, &format!("cannot render the message: {e}"))
+                        .await;
+                    continue;
+                }
+            };
+            let outcome = ctx
+                .sender
+                .send(cfg.destination.as_ref(), &outbound, &p.config.redactor)
+                .await;
+            self.settle(&d, &provider, &event, outcome, max_age).await;
+        }
+    }
+
+    async fn settle(
+        &self,
+        d: &QueuedDelivery,
+        provider: &str,
+        event: &crate::ingest::Event,
+        outcome: Outcome,
+        max_age_ms: u64,
+    ) {
+        let ctx = &self.ctx;
+        let (chat, seq) = (d.chat.clone(), d.seq);
+        match outcome {
+            Outcome::Sent { remote_id } => {
+                let post_id = match &d.payload {
+                    Payload::Event { .. } => event.post.as_ref().map(|p| p.id),
+                    Payload::Test { .. } => None,
+                };
+                let result = blocking(&ctx.store, move |s| {
+                    s.ack(&chat, seq)?;
+                    if let (Some(post), Some(remote_id)) = (post_id, remote_id) {
+                        let r = MessageRef {
+                            remote_id,
+                            stored_at_ms: now_ms(),
+                        };
+                        s.put_message_ref(&chat, post, &r)?;
+                    }
+                    Ok(())
+                })
+                .await;
+                if let Err(e) = result {
+                    // Sent but not acknowledged: it will be sent again (at-least-once).
+                    tracing::error!(chat = %d.chat, error = %e, "delivered, but the queue could not record it");
+                }
+                let latency = Duration::from_millis(now_ms().saturating_sub(d.created_at_ms));
+                ctx.observer.sent(&d.chat, provider, latency);
+            }
+            Outcome::Retry { reason, after } => {
+                let attempts = d.attempts + 1;
+                let delay = after.unwrap_or_else(|| backoff(attempts));
+                let next = now_ms() + delay.as_millis() as u64;
+                if next.saturating_sub(d.created_at_ms) > max_age_ms {
+                    self.give_up(d, provider, &format!("gave up: {reason}")).await;
+                    return;
+                }
+                tracing::info!(chat = %d.chat, attempts, retry_in = ?delay, reason = %reason, "delivery failed; will retry");
+                ctx.observer.retry(&d.chat, provider, &reason);
+                if let Err(e) = blocking(&ctx.store, move |s| s.reschedule(&chat, seq, next, &reason)).await {
+                    tracing::error!(chat = %d.chat, error = %e, "cannot record the retry");
+                }
+            }
+            Outcome::Permanent { reason } => self.give_up(d, provider, &reason).await,
+        }
+    }
+
+    async fn give_up(&self, d: &QueuedDelivery, provider: &str, reason: &str) {
+        tracing::warn!(chat = %d.chat, seq = d.seq, reason, "delivery failed for good; moved to dead letters");
+        self.ctx.observer.dead_letter(&d.chat, provider, reason);
+        let (chat, seq, reason) = (d.chat.clone(), d.seq, reason.to_string());
+        if let Err(e) = blocking(&self.ctx.store, move |s| s.dead_letter(&chat, seq, &reason, now_ms())).await {
+            tracing::error!(chat = %d.chat, error = %e, "cannot record the dead letter");
+            self.pause(&Notify::new(), Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Stops tracking a worker whose chat is gone. Work that arrives in the
+    /// meantime starts a new worker (its wake finds no running one).
+    async fn retire(self: &Arc<Self>, chat: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(chat);
+        let name = chat.to_string();
+        if let Ok(Some(_)) = blocking(&self.ctx.store, move |s| s.head(&name)).await {
+            self.wake(chat);
+        }
+    }
+
+    async fn pause(&self, wake: &Notify, d: Duration) {
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(d) => {}
+            _ = self.ctx.shutdown.cancelled() => {}
+        }
+    }
+}

@@ -1,0 +1,565 @@
+//! The long-running relay (`serve`): one [`App`] owning the serving config,
+//! the durable store, the delay scheduler and the chat workers, plus reload
+//! and shutdown. The HTTP listeners ([`crate::http::server`]) are thin
+//! adapters over its methods.
+//!
+//! Startup is the reload path run once: build the config fully, then start.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::env::ProcessEnv;
+use crate::config::{Diagnostics, MissingEnv};
+use crate::delivery::group_commit::GroupCommitter;
+use crate::delivery::redb_store::RedbStore;
+use crate::delivery::scheduler::{Scheduler, absorb};
+use crate::delivery::send::Sender;
+use crate::delivery::store::{
+    AcceptOutcome, DedupeKey, InboundEvent, NewDelivery, Payload, Store, StoreError,
+};
+use crate::delivery::worker::{Observer, WorkerCtx, Workers, blocking, now_ms};
+use crate::http::metrics::{DeliveryResult, EventOutcome, Metrics};
+use crate::http::status::{ChatError, ChatStatus, ConfigStatus, ReloadStatus, StatusReport};
+use crate::ingest::request::SignatureError;
+use crate::ingest::{EventKind, ForumState, IngestError, Ingested, WebhookRequest, normalize};
+use crate::pipeline::{self, Pipeline};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{path} is not valid:\n{diags}")]
+    Config { path: String, diags: Diagnostics },
+    #[error("cannot create the data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+    #[error("HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How a webhook was answered: status code and a one-line reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Answer {
+    fn new(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: body.into(),
+        }
+    }
+}
+
+/// What ended a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Start,
+    File,
+    Sighup,
+    Http,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Start => "start",
+            Trigger::File => "file",
+            Trigger::Sighup => "sighup",
+            Trigger::Http => "http",
+        }
+    }
+}
+
+/// Per-chat counters for the status page (metrics keep the same in Prometheus form).
+#[derive(Debug, Default, Clone)]
+struct ChatStat {
+    delivered: u64,
+    failed: u64,
+    last_success_ms: Option<u64>,
+    last_error: Option<(u64, String)>,
+}
+
+pub struct Stats {
+    metrics: Arc<Metrics>,
+    chats: Mutex<HashMap<String, ChatStat>>,
+}
+
+impl Stats {
+    fn with<R>(&self, chat: &str, f: impl FnOnce(&mut ChatStat) -> R) -> R {
+        let mut map = self.chats.lock().unwrap_or_else(|e| e.into_inner());
+        f(map.entry(chat.to_string()).or_default())
+    }
+}
+
+impl Observer for Stats {
+    fn sent(&self, chat: &str, provider: &str, latency: Duration) {
+        self.with(chat, |s| {
+            s.delivered += 1;
+            s.last_success_ms = Some(now_ms());
+        });
+        self.metrics.delivery(chat, provider, DeliveryResult::Sent);
+        self.metrics.delivery_latency(chat, latency.as_secs_f64());
+    }
+
+    fn retry(&self, chat: &str, provider: &str, reason: &str) {
+        self.with(chat, |s| s.last_error = Some((now_ms(), reason.to_string())));
+        self.metrics.delivery(chat, provider, DeliveryResult::Retry);
+        self.metrics.retry(chat);
+    }
+
+    fn dead_letter(&self, chat: &str, provider: &str, reason: &str) {
+        self.with(chat, |s| {
+            s.failed += 1;
+            s.last_error = Some((now_ms(), reason.to_string()));
+        });
+        self.metrics.delivery(chat, provider, DeliveryResult::DeadLetter);
+        self.metrics.dead_letter(chat);
+    }
+}
+
+pub struct App {
+    pub config_path: PathBuf,
+    pub pipeline: Arc<ArcSwap<Pipeline>>,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+    committer: GroupCommitter,
+    forum: Arc<Mutex<ForumState>>,
+    workers: Arc<Workers>,
+    scheduler_wake: Arc<Notify>,
+    stats: Arc<Stats>,
+    reloads: Mutex<Vec<ReloadStatus>>,
+    reload_lock: tokio::sync::Mutex<()>,
+    loaded_at: Mutex<String>,
+    started_at: String,
+    ready: AtomicBool,
+}
+
+/// Options of `serve` beyond the config file.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    /// Override `[server] listen` (tests use port 0).
+    pub listen: Option<std::net::SocketAddr>,
+    pub admin_listen: Option<std::net::SocketAddr>,
+}
+
+fn rfc3339(ms: u64) -> String {
+    jiff::Timestamp::from_millisecond(ms as i64)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+impl App {
+    /// Loads the config (every secret must be set), opens the store and
+    /// starts the scheduler and workers. Listeners are started by the caller.
+    pub async fn start(opts: &ServeOptions) -> Result<Arc<Self>, ServeError> {
+        let path = opts.config.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            pipeline::load(&path, &ProcessEnv, MissingEnv::Error)
+        })
+        .await
+        .map_err(|e| ServeError::Io(std::io::Error::other(e)))?;
+        let (p, warnings) = loaded.map_err(|diags| ServeError::Config {
+            path: opts.config.display().to_string(),
+            diags,
+        })?;
+        for w in &warnings.0 {
+            tracing::warn!("{w}");
+        }
+        if p.config.forum.webhook_secret.is_none() {
+            tracing::warn!(
+                "no [discourse] webhook_secret: webhook signatures are NOT checked, anyone who can reach the listener can post events"
+            );
+        }
+
+        std::fs::create_dir_all(&opts.data_dir)
+            .map_err(|e| ServeError::DataDir(opts.data_dir.display().to_string(), e))?;
+        let db = opts.data_dir.join("relay.redb");
+        let store: Arc<dyn Store> =
+            Arc::new(tokio::task::spawn_blocking(move || RedbStore::open(&db)).await.map_err(
+                |e| ServeError::Io(std::io::Error::other(e)),
+            )??);
+
+        let metrics = Arc::new(Metrics::new());
+        let stats = Arc::new(Stats {
+            metrics: metrics.clone(),
+            chats: Mutex::new(HashMap::new()),
+        });
+        let shutdown = CancellationToken::new();
+        let forum = Arc::new(Mutex::new(p.forum_state()));
+        let hash = p.config.hash.clone();
+        let chats: Vec<String> = p.config.chats.iter().map(|c| c.name.clone()).collect();
+        let pipeline = Arc::new(ArcSwap::from_pointee(p));
+        let workers = Workers::new(Arc::new(WorkerCtx {
+            store: store.clone(),
+            pipeline: pipeline.clone(),
+            sender: Sender::new()?,
+            observer: stats.clone(),
+            shutdown: shutdown.clone(),
+        }));
+        let scheduler_wake = Arc::new(Notify::new());
+        let now = rfc3339(now_ms());
+        let app = Arc::new(App {
+            config_path: opts.config.clone(),
+            pipeline: pipeline.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+            committer: GroupCommitter::new(store.clone()),
+            forum,
+            workers: workers.clone(),
+            scheduler_wake: scheduler_wake.clone(),
+            stats,
+            reloads: Mutex::new(vec![ReloadStatus {
+                at: now.clone(),
+                ok: true,
+                trigger: Trigger::Start.as_str().into(),
+                hash: Some(hash.clone()),
+                errors: vec![],
+            }]),
+            reload_lock: tokio::sync::Mutex::new(()),
+            loaded_at: Mutex::new(now.clone()),
+            started_at: now,
+            ready: AtomicBool::new(false),
+        });
+        metrics.reload(true, &hash, now_ms() as f64 / 1000.0);
+
+        tokio::spawn(
+            Scheduler {
+                store: store.clone(),
+                pipeline,
+                workers: workers.clone(),
+                wake: scheduler_wake,
+                shutdown: shutdown.clone(),
+            }
+            .run(),
+        );
+        // Resume what was queued before a restart, and start every chat.
+        let pending = blocking(&store, |s| s.queue_depths()).await?;
+        for chat in chats.iter().chain(pending.iter().map(|(c, _)| c)) {
+            workers.wake(chat);
+        }
+        app.spawn_housekeeping();
+        app.ready.store(true, Ordering::SeqCst);
+        Ok(app)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && !self.shutdown.is_cancelled()
+    }
+
+    /// Stops accepting, lets workers finish their current send, and flushes.
+    pub async fn stop(&self) {
+        self.ready.store(false, Ordering::SeqCst);
+        self.shutdown.cancel();
+        self.workers.join().await;
+    }
+
+    /// Prunes the dedupe window and old message refs, and refreshes the
+    /// queue-depth gauges.
+    fn spawn_housekeeping(self: &Arc<Self>) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut n: u64 = 0;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = app.shutdown.cancelled() => return,
+                }
+                if let Ok(depths) = blocking(&app.store, |s| s.queue_depths()).await {
+                    let mut seen: HashMap<String, u64> = depths.into_iter().collect();
+                    for c in &app.pipeline.load().config.chats {
+                        seen.entry(c.name.clone()).or_insert(0);
+                    }
+                    for (chat, depth) in seen {
+                        app.metrics.set_queue_depth(&chat, depth);
+                    }
+                }
+                n += 1;
+                if n % 60 == 0 {
+                    let now = now_ms();
+                    let day = 24 * 3600 * 1000;
+                    if let Err(e) =
+                        blocking(&app.store, move |s| s.prune(now.saturating_sub(day), now.saturating_sub(30 * day))).await
+                    {
+                        tracing::warn!(error = %e, "pruning the store failed");
+                    }
+                }
+            }
+        });
+    }
+
+    /// The whole ingest path of one webhook request: verify, normalize,
+    /// store durably, answer. 202 only once the event is on disk.
+    pub async fn accept(&self, req: WebhookRequest) -> Answer {
+        let p = self.pipeline.load_full();
+        let forum = &p.config.forum;
+        let name = req.header("X-Discourse-Event").unwrap_or("").to_string();
+
+        if let Some(instance) = req.header("X-Discourse-Instance")
+            && instance.trim_end_matches('/') != forum.url
+        {
+            self.metrics.event(&name, EventOutcome::UnknownInstance);
+            return Answer::new(403, "unknown X-Discourse-Instance: this relay serves another forum");
+        }
+        if let Some(secret) = &forum.webhook_secret
+            && let Err(e) = req.verify_signature(secret.expose().as_bytes())
+        {
+            self.metrics.event(&name, EventOutcome::BadSignature);
+            let why = match e {
+                SignatureError::Missing => "missing X-Discourse-Event-Signature",
+                SignatureError::Malformed => "malformed X-Discourse-Event-Signature",
+                SignatureError::Mismatch => "signature does not match the body",
+            };
+            return Answer::new(401, why);
+        }
+        let ingested = {
+            let mut state = self.forum.lock().unwrap_or_else(|e| e.into_inner());
+            normalize(&req, &mut state, &forum.url)
+        };
+        let event = match ingested {
+            Err(e) => {
+                self.metrics.event(&name, EventOutcome::Malformed);
+                let e: IngestError = e;
+                return Answer::new(400, e.to_string());
+            }
+            Ok(Ingested::Ping) => {
+                self.metrics.event("ping", EventOutcome::Ping);
+                return Answer::new(200, "pong");
+            }
+            Ok(Ingested::Unsupported(n)) => {
+                self.metrics.event(&n, EventOutcome::Unsupported);
+                // 200, never 404/410: Discourse disables hooks that answer those.
+                return Answer::new(200, format!("ignored: `{n}` events are not relayed"));
+            }
+            Ok(Ingested::Event(e)) => *e,
+        };
+
+        let now = now_ms();
+        let delay = if event.kind == EventKind::PostCreated {
+            forum.delay.as_millis() as u64
+        } else {
+            0
+        };
+        let body_hash: [u8; 32] = Sha256::new()
+            .chain_update(forum.url.as_bytes())
+            .chain_update([0u8])
+            .chain_update(&req.body)
+            .finalize()
+            .into();
+        let inbound = InboundEvent {
+            dedupe: DedupeKey {
+                event_id: req
+                    .header("X-Discourse-Event-Id")
+                    .map(|id| format!("{}#{}", forum.url, id.trim())),
+                body_hash,
+            },
+            event,
+            due_at_ms: now + delay,
+            received_at_ms: now,
+        };
+        let arrived = inbound.event.clone();
+        match self.committer.accept(inbound).await {
+            Ok(AcceptOutcome::Stored(_)) => {
+                self.metrics.event(&name, EventOutcome::Accepted);
+                if let Err(e) = blocking(&self.store, move |s| absorb(s, &arrived)).await {
+                    tracing::warn!(error = %e, "could not merge the event into pending ones");
+                }
+                self.scheduler_wake.notify_one();
+                Answer::new(202, "accepted")
+            }
+            Ok(AcceptOutcome::Duplicate) => {
+                self.metrics.event(&name, EventOutcome::Duplicate);
+                Answer::new(200, "duplicate: already accepted")
+            }
+            Err(e) => {
+                self.metrics.event(&name, EventOutcome::Unavailable);
+                tracing::error!(error = %e, "cannot store the event; answering 503 so Discourse retries");
+                Answer::new(503, "storage unavailable; retry later")
+            }
+        }
+    }
+
+    /// Reads and builds the config, then swaps it in whole. A failure
+    /// changes nothing. Returns the new hash, or every problem.
+    pub async fn reload(&self, trigger: Trigger) -> Result<String, Vec<String>> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let path = self.config_path.clone();
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(t) => t,
+            Err(e) => {
+                let errors = vec![format!("{}: cannot read the file: {e}", path.display())];
+                self.record_reload(trigger, None, errors.clone());
+                return Err(errors);
+            }
+        };
+        let current = self.pipeline.load().config.hash.clone();
+        let hash = hex::encode(Sha256::digest(text.as_bytes()));
+        if trigger == Trigger::File && hash == current {
+            return Ok(hash);
+        }
+        let built = tokio::task::spawn_blocking(move || {
+            pipeline::load_str(&path, &text, &ProcessEnv, MissingEnv::Error)
+        })
+        .await;
+        match built {
+            Ok(Ok((p, _warnings))) => {
+                let chats: Vec<String> = p.config.chats.iter().map(|c| c.name.clone()).collect();
+                self.pipeline.store(Arc::new(p));
+                *self.loaded_at.lock().unwrap_or_else(|e| e.into_inner()) = rfc3339(now_ms());
+                self.record_reload(trigger, Some(hash.clone()), vec![]);
+                for chat in &chats {
+                    self.workers.wake(chat);
+                }
+                tracing::info!(trigger = trigger.as_str(), hash = %&hash[..12], "config reloaded");
+                Ok(hash)
+            }
+            Ok(Err(diags)) => {
+                let errors: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
+                tracing::error!(trigger = trigger.as_str(), "config rejected; the previous one keeps serving:\n{diags}");
+                self.record_reload(trigger, Some(hash), errors.clone());
+                Err(errors)
+            }
+            Err(e) => {
+                let errors = vec![format!("reload task failed: {e}")];
+                self.record_reload(trigger, Some(hash), errors.clone());
+                Err(errors)
+            }
+        }
+    }
+
+    fn record_reload(&self, trigger: Trigger, hash: Option<String>, errors: Vec<String>) {
+        let ok = errors.is_empty();
+        let now = now_ms();
+        self.metrics.reload(ok, hash.as_deref().unwrap_or(""), now as f64 / 1000.0);
+        let mut h = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        h.insert(
+            0,
+            ReloadStatus {
+                at: rfc3339(now),
+                ok,
+                trigger: trigger.as_str().into(),
+                hash,
+                errors,
+            },
+        );
+        h.truncate(20);
+    }
+
+    /// Queues the test message for `chat`; `None` if there is no such chat.
+    pub async fn send_test(&self, chat: &str, requested_by: &str) -> Result<Option<u64>, StoreError> {
+        if self.pipeline.load().chat_index(chat).is_none() {
+            return Ok(None);
+        }
+        let d = NewDelivery {
+            chat: chat.to_string(),
+            payload: Payload::Test {
+                requested_by: requested_by.to_string(),
+            },
+        };
+        let seq = blocking(&self.store, move |s| s.enqueue(&d, now_ms())).await?;
+        self.workers.wake(chat);
+        Ok(Some(seq))
+    }
+
+    /// Everything the status page and `/api/status` show.
+    pub async fn status(&self) -> StatusReport {
+        let p = self.pipeline.load_full();
+        let depths: HashMap<String, u64> = blocking(&self.store, |s| s.queue_depths())
+            .await
+            .map(|v| v.into_iter().collect())
+            .unwrap_or_default();
+        let dead: HashMap<String, u64> = blocking(&self.store, |s| s.dead_letter_counts())
+            .await
+            .map(|v| v.into_iter().collect())
+            .unwrap_or_default();
+        let stats = self.stats.chats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let chats = p
+            .config
+            .chats
+            .iter()
+            .map(|c| {
+                let s = stats.get(&c.name).cloned().unwrap_or_default();
+                ChatStatus {
+                    name: c.name.clone(),
+                    provider: c.provider.clone(),
+                    kind: c.destination.kind().to_string(),
+                    target: c.destination.target(),
+                    rules: c.rules.iter().map(|r| r.compact()).collect(),
+                    delivered: s.delivered,
+                    failed: s.failed,
+                    queue_depth: depths.get(&c.name).copied().unwrap_or(0),
+                    dead_letters: dead.get(&c.name).copied().unwrap_or(0),
+                    last_success_at: s.last_success_ms.map(rfc3339),
+                    last_error: s.last_error.map(|(at, reason)| ChatError {
+                        at: rfc3339(at),
+                        reason,
+                    }),
+                }
+            })
+            .collect();
+        let history = self.reloads.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: self.started_at.clone(),
+            config: ConfigStatus {
+                path: self.config_path.display().to_string(),
+                hash: p.config.hash.clone(),
+                loaded_at: self.loaded_at.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                last_reload: history.first().cloned(),
+                history,
+            },
+            chats,
+        }
+    }
+}
+
+/// The config file's directory is watched (not the file): editors replace
+/// files by rename and Kubernetes swaps a `..data` symlink, both invisible to
+/// a watch on the file itself. Changes are debounced and compared by hash.
+pub fn watch_config(app: Arc<App>) -> Result<notify::RecommendedWatcher, notify::Error> {
+    use notify::Watcher;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = tx.try_send(());
+        }
+    })?;
+    let dir = app
+        .config_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                got = rx.recv() => if got.is_none() { return },
+                _ = app.shutdown.cancelled() => return,
+            }
+            // Debounce: editors write in several steps.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            while rx.try_recv().is_ok() {}
+            let _ = app.reload(Trigger::File).await;
+        }
+    });
+    Ok(watcher)
+}
