@@ -23,4 +23,4 @@ pub mod pipeline;
 pub mod providers;
 pub mod render;
 pub mod rules;
-// pub mod service; (enabled once the store lands)
+pub mod service;

@@ -10,10 +10,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use discourse_relay::config::{MissingEnv, env::ProcessEnv, schema};
+use discourse_relay::delivery::send::Sender;
+use discourse_relay::http::server;
 use discourse_relay::ingest::{
     ForumState, Ingested, WebhookRequest, learn_api_response, normalize,
 };
 use discourse_relay::pipeline::{self, Pipeline};
+use discourse_relay::providers::Outcome;
+use discourse_relay::service::ServeOptions;
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +60,26 @@ enum Command {
     },
     /// Print the JSON Schema of the config file.
     Schema,
+    /// Run the relay: Discourse webhooks in, chat messages out.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        /// Where the durable queue lives (created if missing).
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Override `[server] listen` (e.g. 127.0.0.1:0 for a free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Override `[server] admin_listen`.
+        #[arg(long)]
+        admin_listen: Option<std::net::SocketAddr>,
+    },
+    /// Send the test message to one chat now, without a running relay.
+    SendTest {
+        #[arg(long)]
+        config: PathBuf,
+        chat: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +96,18 @@ fn main() -> ExitCode {
             print!("{}", schema::schema_text());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+            admin_listen,
+        } => serve(ServeOptions {
+            config,
+            data_dir,
+            listen,
+            admin_listen,
+        }),
+        Command::SendTest { config, chat } => send_test(&config, &chat),
     };
     match result {
         Ok(code) => code,
@@ -91,6 +127,52 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn serve(opts: ServeOptions) -> Result<ExitCode> {
+    runtime()?.block_on(server::run(opts, |_, _| {}))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn send_test(config: &Path, chat: &str) -> Result<ExitCode> {
+    let (p, _) = match pipeline::load(config, &ProcessEnv, MissingEnv::Error) {
+        Ok(loaded) => loaded,
+        Err(diags) => {
+            eprintln!("{diags}");
+            anyhow::bail!("{} is not valid", config.display());
+        }
+    };
+    let Some(idx) = p.chat_index(chat) else {
+        let names: Vec<&str> = p.config.chats.iter().map(|c| c.name.as_str()).collect();
+        anyhow::bail!("no chat named `{chat}` (chats: {})", names.join(", "));
+    };
+    let (_, outbound) = p
+        .message(idx, &p.test_event())
+        .map_err(|e| anyhow::anyhow!("cannot render the test message: {e}"))?;
+    let dest = &p.config.chats[idx].destination;
+    let sender = Sender::new()?;
+    let outcome = runtime()?.block_on(sender.send(dest.as_ref(), &outbound, &p.config.redactor));
+    match outcome {
+        Outcome::Sent { .. } => {
+            println!("sent the test message to `{chat}` ({})", dest.target());
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Retry { reason, .. } => {
+            println!("not sent (temporary failure, a relay would retry): {reason}");
+            Ok(ExitCode::FAILURE)
+        }
+        Outcome::Permanent { reason } => {
+            println!("not sent: {reason}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

@@ -116,7 +116,9 @@ impl Observer for Stats {
     }
 
     fn retry(&self, chat: &str, provider: &str, reason: &str) {
-        self.with(chat, |s| s.last_error = Some((now_ms(), reason.to_string())));
+        self.with(chat, |s| {
+            s.last_error = Some((now_ms(), reason.to_string()))
+        });
         self.metrics.delivery(chat, provider, DeliveryResult::Retry);
         self.metrics.retry(chat);
     }
@@ -126,7 +128,8 @@ impl Observer for Stats {
             s.failed += 1;
             s.last_error = Some((now_ms(), reason.to_string()));
         });
-        self.metrics.delivery(chat, provider, DeliveryResult::DeadLetter);
+        self.metrics
+            .delivery(chat, provider, DeliveryResult::DeadLetter);
         self.metrics.dead_letter(chat);
     }
 }
@@ -191,10 +194,11 @@ impl App {
         std::fs::create_dir_all(&opts.data_dir)
             .map_err(|e| ServeError::DataDir(opts.data_dir.display().to_string(), e))?;
         let db = opts.data_dir.join("relay.redb");
-        let store: Arc<dyn Store> =
-            Arc::new(tokio::task::spawn_blocking(move || RedbStore::open(&db)).await.map_err(
-                |e| ServeError::Io(std::io::Error::other(e)),
-            )??);
+        let store: Arc<dyn Store> = Arc::new(
+            tokio::task::spawn_blocking(move || RedbStore::open(&db))
+                .await
+                .map_err(|e| ServeError::Io(std::io::Error::other(e)))??,
+        );
 
         let metrics = Arc::new(Metrics::new());
         let stats = Arc::new(Stats {
@@ -239,6 +243,9 @@ impl App {
             ready: AtomicBool::new(false),
         });
         metrics.reload(true, &hash, now_ms() as f64 / 1000.0);
+        for c in &app.pipeline.load().config.chats {
+            metrics.register_chat(&c.name, &c.provider);
+        }
 
         tokio::spawn(
             Scheduler {
@@ -293,11 +300,13 @@ impl App {
                     }
                 }
                 n += 1;
-                if n % 60 == 0 {
+                if n.is_multiple_of(60) {
                     let now = now_ms();
                     let day = 24 * 3600 * 1000;
-                    if let Err(e) =
-                        blocking(&app.store, move |s| s.prune(now.saturating_sub(day), now.saturating_sub(30 * day))).await
+                    if let Err(e) = blocking(&app.store, move |s| {
+                        s.prune(now.saturating_sub(day), now.saturating_sub(30 * day))
+                    })
+                    .await
                     {
                         tracing::warn!(error = %e, "pruning the store failed");
                     }
@@ -317,7 +326,10 @@ impl App {
             && instance.trim_end_matches('/') != forum.url
         {
             self.metrics.event(&name, EventOutcome::UnknownInstance);
-            return Answer::new(403, "unknown X-Discourse-Instance: this relay serves another forum");
+            return Answer::new(
+                403,
+                "unknown X-Discourse-Instance: this relay serves another forum",
+            );
         }
         if let Some(secret) = &forum.webhook_secret
             && let Err(e) = req.verify_signature(secret.expose().as_bytes())
@@ -422,7 +434,15 @@ impl App {
         match built {
             Ok(Ok((p, _warnings))) => {
                 let chats: Vec<String> = p.config.chats.iter().map(|c| c.name.clone()).collect();
-                self.pipeline.store(Arc::new(p));
+                for c in &p.config.chats {
+                    self.metrics.register_chat(&c.name, &c.provider);
+                }
+                let old = self.pipeline.swap(Arc::new(p));
+                for c in &old.config.chats {
+                    if !chats.contains(&c.name) {
+                        self.metrics.forget_chat(&c.name);
+                    }
+                }
                 *self.loaded_at.lock().unwrap_or_else(|e| e.into_inner()) = rfc3339(now_ms());
                 self.record_reload(trigger, Some(hash.clone()), vec![]);
                 for chat in &chats {
@@ -433,7 +453,10 @@ impl App {
             }
             Ok(Err(diags)) => {
                 let errors: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
-                tracing::error!(trigger = trigger.as_str(), "config rejected; the previous one keeps serving:\n{diags}");
+                tracing::error!(
+                    trigger = trigger.as_str(),
+                    "config rejected; the previous one keeps serving:\n{diags}"
+                );
                 self.record_reload(trigger, Some(hash), errors.clone());
                 Err(errors)
             }
@@ -448,7 +471,8 @@ impl App {
     fn record_reload(&self, trigger: Trigger, hash: Option<String>, errors: Vec<String>) {
         let ok = errors.is_empty();
         let now = now_ms();
-        self.metrics.reload(ok, hash.as_deref().unwrap_or(""), now as f64 / 1000.0);
+        self.metrics
+            .reload(ok, hash.as_deref().unwrap_or(""), now as f64 / 1000.0);
         let mut h = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
         h.insert(
             0,
@@ -464,7 +488,11 @@ impl App {
     }
 
     /// Queues the test message for `chat`; `None` if there is no such chat.
-    pub async fn send_test(&self, chat: &str, requested_by: &str) -> Result<Option<u64>, StoreError> {
+    pub async fn send_test(
+        &self,
+        chat: &str,
+        requested_by: &str,
+    ) -> Result<Option<u64>, StoreError> {
         if self.pipeline.load().chat_index(chat).is_none() {
             return Ok(None);
         }
@@ -490,7 +518,12 @@ impl App {
             .await
             .map(|v| v.into_iter().collect())
             .unwrap_or_default();
-        let stats = self.stats.chats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let stats = self
+            .stats
+            .chats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let chats = p
             .config
             .chats
@@ -515,14 +548,22 @@ impl App {
                 }
             })
             .collect();
-        let history = self.reloads.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let history = self
+            .reloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: self.started_at.clone(),
             config: ConfigStatus {
                 path: self.config_path.display().to_string(),
                 hash: p.config.hash.clone(),
-                loaded_at: self.loaded_at.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                loaded_at: self
+                    .loaded_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
                 last_reload: history.first().cloned(),
                 history,
             },

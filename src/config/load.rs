@@ -291,7 +291,10 @@ fn read_server(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> ServerCon
                 Ok(a) => *slot = a,
                 Err(_) => cx.error(
                     Some(v.span()),
-                    format!("`{}` is not an address like \"127.0.0.1:8080\"", v.get_ref()),
+                    format!(
+                        "`{}` is not an address like \"127.0.0.1:8080\"",
+                        v.get_ref()
+                    ),
                 ),
             }
         }
@@ -553,7 +556,10 @@ fn read_chats(
             if rate.is_none() {
                 cx.error(
                     Some(r.span()),
-                    format!("`{}` is not a rate like \"1/s\", \"20/m\" or \"100/h\"", r.get_ref()),
+                    format!(
+                        "`{}` is not a rate like \"1/s\", \"20/m\" or \"100/h\"",
+                        r.get_ref()
+                    ),
                 );
             }
             rate

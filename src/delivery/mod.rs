@@ -5,7 +5,9 @@
 //! delays the others. Delivery builds requests with the config serving at
 //! send time and never reaches back into ingest.
 
+pub mod group_commit;
 pub mod limits;
+pub mod redb_store;
 pub mod scheduler;
 pub mod send;
 pub mod store;

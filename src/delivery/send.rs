@@ -29,7 +29,12 @@ impl Sender {
     /// Sends and classifies. Errors never carry secrets: reqwest errors can
     /// include the URL (which may hold a token), so they pass the redactor
     /// and lose their URL.
-    pub async fn send(&self, dest: &dyn Destination, out: &Outbound, redactor: &Redactor) -> Outcome {
+    pub async fn send(
+        &self,
+        dest: &dyn Destination,
+        out: &Outbound,
+        redactor: &Redactor,
+    ) -> Outcome {
         match out {
             Outbound::Stdout(line) => {
                 use std::io::Write;
@@ -43,7 +48,8 @@ impl Sender {
                 }
             }
             Outbound::Http(req) => {
-                let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+                let method = reqwest::Method::from_bytes(req.method.as_bytes())
+                    .unwrap_or(reqwest::Method::POST);
                 let mut builder = self.client.request(method, req.url.expose());
                 for (k, v) in &req.headers {
                     builder = builder.header(k.as_str(), v.expose());
@@ -73,7 +79,11 @@ impl Sender {
                     .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
                     .collect();
                 let body = read_capped(resp).await;
-                let outcome = dest.classify(&HttpResponse { status, headers, body });
+                let outcome = dest.classify(&HttpResponse {
+                    status,
+                    headers,
+                    body,
+                });
                 redact_outcome(outcome, redactor)
             }
         }

@@ -113,7 +113,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deduplicates and stores a batch of accepted events in ONE durable
     /// commit (the group commit: many requests, one fsync). Outcomes are in
     /// batch order; duplicates inside the batch count too.
-    fn accept(&self, batch: &[InboundEvent], now_ms: u64) -> Result<Vec<AcceptOutcome>, StoreError>;
+    fn accept(&self, batch: &[InboundEvent], now_ms: u64)
+    -> Result<Vec<AcceptOutcome>, StoreError>;
 
     /// Inbox events due at or before `now_ms`, oldest due first.
     fn due_events(&self, now_ms: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
@@ -153,13 +154,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Moves a delivery to the dead-letter list with the reason.
-    fn dead_letter(&self, chat: &str, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError>;
+    fn dead_letter(
+        &self,
+        chat: &str,
+        seq: u64,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError>;
 
     /// Chats with queued deliveries and their queue depth.
     fn queue_depths(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Dead letters, newest first; `chat` filters.
-    fn dead_letters(&self, chat: Option<&str>, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+    fn dead_letters(&self, chat: Option<&str>, limit: usize)
+    -> Result<Vec<DeadLetter>, StoreError>;
 
     /// Dead-letter count per chat.
     fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;

@@ -128,7 +128,8 @@ impl Workers {
             }
             let p = ctx.pipeline.load_full();
             let Some(idx) = p.chat_index(&chat) else {
-                self.give_up(&d, "?", "the chat is no longer in the config").await;
+                self.give_up(&d, "?", "the chat is no longer in the config")
+                    .await;
                 continue;
             };
             let cfg = &p.config.chats[idx];
@@ -217,12 +218,15 @@ impl Workers {
                 let delay = after.unwrap_or_else(|| backoff(attempts));
                 let next = now_ms() + delay.as_millis() as u64;
                 if next.saturating_sub(d.created_at_ms) > max_age_ms {
-                    self.give_up(d, provider, &format!("gave up: {reason}")).await;
+                    self.give_up(d, provider, &format!("gave up: {reason}"))
+                        .await;
                     return;
                 }
                 tracing::info!(chat = %d.chat, attempts, retry_in = ?delay, reason = %reason, "delivery failed; will retry");
                 ctx.observer.retry(&d.chat, provider, &reason);
-                if let Err(e) = blocking(&ctx.store, move |s| s.reschedule(&chat, seq, next, &reason)).await {
+                if let Err(e) =
+                    blocking(&ctx.store, move |s| s.reschedule(&chat, seq, next, &reason)).await
+                {
                     tracing::error!(chat = %d.chat, error = %e, "cannot record the retry");
                 }
             }
@@ -234,7 +238,11 @@ impl Workers {
         tracing::warn!(chat = %d.chat, seq = d.seq, reason, "delivery failed for good; moved to dead letters");
         self.ctx.observer.dead_letter(&d.chat, provider, reason);
         let (chat, seq, reason) = (d.chat.clone(), d.seq, reason.to_string());
-        if let Err(e) = blocking(&self.ctx.store, move |s| s.dead_letter(&chat, seq, &reason, now_ms())).await {
+        if let Err(e) = blocking(&self.ctx.store, move |s| {
+            s.dead_letter(&chat, seq, &reason, now_ms())
+        })
+        .await
+        {
             tracing::error!(chat = %d.chat, error = %e, "cannot record the dead letter");
             self.pause(&Notify::new(), Duration::from_secs(1)).await;
         }

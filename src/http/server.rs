@@ -118,7 +118,10 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/-/reload", post(reload))
         .route("/api/chats/{name}/test", post(test_message))
-        .route_layer(axum::middleware::from_fn_with_state(app.clone(), require_token));
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            require_token,
+        ));
     Router::new()
         .merge(guarded)
         .route("/healthz", get(|| async { "ok" }))
@@ -157,7 +160,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     // Hash first so the comparison time does not depend on lengths either.
     let (ha, hb) = (Sha256::digest(a), Sha256::digest(b));
-    ha.iter().zip(hb.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    ha.iter()
+        .zip(hb.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 async fn status_page(State(app): State<Arc<App>>) -> Html<String> {

@@ -25,8 +25,8 @@ use schemars::{Schema, SchemaGenerator};
 use serde::Serialize;
 use toml_edit::Item;
 
-use crate::config::de::Ctx;
 use crate::config::Rate;
+use crate::config::de::Ctx;
 use crate::config::env::Redactor;
 use crate::render::Dialect;
 

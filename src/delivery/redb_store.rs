@@ -1,0 +1,1446 @@
+//! The embedded [`Store`]: one redb file holding the inbox, the per-chat
+//! queues, the dead letters, the dedupe window and the message-id map.
+//!
+//! # Tables
+//!
+//! Values are JSON (simple to debug, tolerant of added fields). Where a
+//! value carries a field that an index is keyed by, that field is also kept
+//! in front of the JSON as a plain `u64`, so index upkeep never depends on
+//! decoding a record.
+//!
+//! | table            | key                             | value                              |
+//! |------------------|---------------------------------|------------------------------------|
+//! | `inbox`          | id `u64`                        | (`due_at_ms`, JSON [`StoredEvent`])|
+//! | `inbox_due`      | (`due_at_ms`, id)               | `()` — index for `due_events`      |
+//! | `queue`          | (chat, seq)                     | JSON [`QueuedDelivery`]            |
+//! | `queue_depth`    | chat                            | rows of the chat in `queue`        |
+//! | `next_seq`       | chat                            | the chat's next seq (never reused) |
+//! | `dead`           | dead-letter id `u64` (global)   | JSON [`DeadLetter`]                |
+//! | `dead_by_chat`   | (chat, dead-letter id)          | `()` — index for a chat filter     |
+//! | `dead_count`     | chat                            | rows of the chat in `dead`         |
+//! | `dedupe`         | `id:<event id>` / `body:<hex>`  | first seen, ms                     |
+//! | `dedupe_by_time` | (first seen, key)               | `()` — index for `prune`           |
+//! | `refs`           | (chat, post id)                 | (`stored_at_ms`, JSON [`MessageRef`]) |
+//! | `refs_by_time`   | (`stored_at_ms`, chat, post id) | `()` — index for `prune`           |
+//! | `meta`           | name                            | `u64` (schema, next ids)           |
+//!
+//! The counters (`queue_depth`, `dead_count`) are kept in the same
+//! transactions as the rows they count, so the status page reads one row per
+//! chat instead of scanning the queues.
+//!
+//! # Durability
+//!
+//! Every transaction is [`Durability::Immediate`] (fsync before returning),
+//! except [`Store::ack`] and [`Store::reschedule`]: they use
+//! [`Durability::None`], which redb makes durable with the next immediate
+//! commit (any accept, route, dead letter...) or at a clean close. A crash
+//! loses at most the acks and reschedules since the last immediate commit:
+//! those deliveries are sent again (at-least-once allows it) or retried
+//! early. Because redb only reuses pages freed by non-durable commits after
+//! a durable one, and to bound what a crash can undo, a cheap commit is
+//! promoted to an immediate one after [`MAX_CHEAP_COMMITS`] of them in a row
+//! or when the last immediate commit is older than [`MAX_CHEAP_AGE`].
+//!
+//! # Failures
+//!
+//! A redb I/O failure (disk full, unwritable, read error) is returned as
+//! [`StoreError::Io`]. redb then refuses every later operation until the
+//! database is reopened, so the store closes and reopens the file itself on
+//! the next call (at most once per [`REOPEN_INTERVAL`]): once space is
+//! freed, the relay recovers without a restart. A record whose JSON cannot
+//! be decoded is [`StoreError::Corrupt`] and is left in place.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use redb::{
+    Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table,
+    TableDefinition, WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::store::{
+    AcceptOutcome, DeadLetter, DedupeKey, InboundEvent, MessageRef, NewDelivery, Payload,
+    QueuedDelivery, Store, StoreError, StoredEvent,
+};
+use crate::ingest::Event;
+
+const INBOX: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("inbox");
+const INBOX_DUE: TableDefinition<(u64, u64), ()> = TableDefinition::new("inbox_due");
+const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue");
+const QUEUE_DEPTH: TableDefinition<&str, u64> = TableDefinition::new("queue_depth");
+const NEXT_SEQ: TableDefinition<&str, u64> = TableDefinition::new("next_seq");
+const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead");
+const DEAD_BY_CHAT: TableDefinition<(&str, u64), ()> = TableDefinition::new("dead_by_chat");
+const DEAD_COUNT: TableDefinition<&str, u64> = TableDefinition::new("dead_count");
+const DEDUPE: TableDefinition<&str, u64> = TableDefinition::new("dedupe");
+const DEDUPE_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("dedupe_by_time");
+const REFS: TableDefinition<(&str, u64), (u64, &[u8])> = TableDefinition::new("refs");
+const REFS_BY_TIME: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new("refs_by_time");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const SCHEMA_KEY: &str = "schema_version";
+const SCHEMA_VERSION: u64 = 1;
+const NEXT_INBOX_ID: &str = "next_inbox_id";
+const NEXT_DEAD_ID: &str = "next_dead_id";
+
+/// redb's page cache (its default is 1 GiB).
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Cheap (non-durable) commits in a row before one is made durable.
+pub const MAX_CHEAP_COMMITS: u32 = 64;
+/// A cheap commit is made durable when the last durable one is this old.
+pub const MAX_CHEAP_AGE: Duration = Duration::from_secs(1);
+/// After an I/O failure, how often reopening the database is tried.
+pub const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How a write transaction commits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// fsync before returning.
+    Durable,
+    /// Made durable by the next durable commit; see the module docs.
+    Cheap,
+}
+
+/// Internal error: keeps redb's error until the boundary so that the store
+/// can tell an I/O failure (which needs a reopen) from anything else.
+enum Fail {
+    Store(StoreError),
+    Db(redb::Error),
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Fail {
+            fn from(e: $t) -> Self {
+                Fail::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::StorageError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::CommitError,
+    redb::SetDurabilityError,
+    redb::DatabaseError
+);
+
+type R<T> = Result<T, Fail>;
+
+/// Whether redb has latched the failure: every later call fails until the
+/// database is closed and reopened.
+fn latches(e: &redb::Error) -> bool {
+    matches!(
+        e,
+        redb::Error::Io(_)
+            | redb::Error::PreviousIo
+            | redb::Error::Backend(_)
+            | redb::Error::DatabaseClosed
+    )
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> String) -> R<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Fail::Store(StoreError::Corrupt(format!("{}: {e}", what()))))
+}
+
+fn encode<T: Serialize>(value: &T) -> R<Vec<u8>> {
+    serde_json::to_vec(value)
+        .map_err(|e| Fail::Store(StoreError::Corrupt(format!("cannot encode a record: {e}"))))
+}
+
+/// [`StoredEvent`] by reference (same JSON), to store without cloning.
+#[derive(Serialize)]
+struct StoredEventRef<'a> {
+    id: u64,
+    event: &'a Event,
+    due_at_ms: u64,
+    received_at_ms: u64,
+}
+
+/// [`QueuedDelivery`] by reference (same JSON).
+#[derive(Serialize)]
+struct QueuedDeliveryRef<'a> {
+    chat: &'a str,
+    seq: u64,
+    payload: &'a Payload,
+    created_at_ms: u64,
+    attempts: u32,
+    next_attempt_at_ms: u64,
+    last_error: Option<&'a str>,
+}
+
+fn dedupe_keys(key: &DedupeKey) -> Vec<String> {
+    let mut keys = Vec::with_capacity(2);
+    if let Some(id) = &key.event_id {
+        keys.push(format!("id:{id}"));
+    }
+    keys.push(format!("body:{}", hex::encode(key.body_hash)));
+    keys
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Adds `delta` to a per-chat counter; a counter reaching zero is removed.
+fn bump(table: &mut Table<'_, &'static str, u64>, chat: &str, delta: i64) -> R<()> {
+    let current = table.get(chat)?.map(|g| g.value()).unwrap_or(0);
+    let next = current.saturating_add_signed(delta);
+    if next == 0 {
+        table.remove(chat)?;
+    } else {
+        table.insert(chat, next)?;
+    }
+    Ok(())
+}
+
+/// Takes the next value of a `meta` counter (starting at 1).
+fn next_meta(meta: &mut Table<'_, &'static str, u64>, key: &str) -> R<u64> {
+    let id = meta.get(key)?.map(|g| g.value()).unwrap_or(1);
+    let next = id
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Io(format!("counter {key} is exhausted")))?;
+    meta.insert(key, next)?;
+    Ok(id)
+}
+
+/// The queue tables, opened together in a write transaction.
+struct Queues<'t> {
+    queue: Table<'t, (&'static str, u64), &'static [u8]>,
+    depth: Table<'t, &'static str, u64>,
+    seqs: Table<'t, &'static str, u64>,
+}
+
+impl<'t> Queues<'t> {
+    fn open(txn: &'t WriteTransaction) -> R<Self> {
+        Ok(Self {
+            queue: txn.open_table(QUEUE)?,
+            depth: txn.open_table(QUEUE_DEPTH)?,
+            seqs: txn.open_table(NEXT_SEQ)?,
+        })
+    }
+
+    /// Appends at the chat's next seq. The counter outlives the queue's
+    /// rows, so a seq is never handed out twice.
+    fn append(&mut self, d: &NewDelivery, now_ms: u64) -> R<u64> {
+        let chat = d.chat.as_str();
+        let seq = self.seqs.get(chat)?.map(|g| g.value()).unwrap_or(1);
+        let next = seq
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Io(format!("the sequence of chat {chat} is exhausted")))?;
+        self.seqs.insert(chat, next)?;
+        let record = encode(&QueuedDeliveryRef {
+            chat,
+            seq,
+            payload: &d.payload,
+            created_at_ms: now_ms,
+            attempts: 0,
+            next_attempt_at_ms: now_ms,
+            last_error: None,
+        })?;
+        self.queue.insert((chat, seq), record.as_slice())?;
+        bump(&mut self.depth, chat, 1)?;
+        Ok(seq)
+    }
+
+    /// Removes a row, returning its bytes.
+    fn remove(&mut self, chat: &str, seq: u64) -> R<Option<Vec<u8>>> {
+        let removed = self.queue.remove((chat, seq))?.map(|g| g.value().to_vec());
+        if removed.is_some() {
+            bump(&mut self.depth, chat, -1)?;
+        }
+        Ok(removed)
+    }
+}
+
+/// The cheap-commit budget (see the module docs).
+struct CheapCommits {
+    since_durable: u32,
+    last_durable: Instant,
+}
+
+/// What the last failed reopen said, and when it was tried.
+struct Recovery {
+    last_attempt: Option<Instant>,
+    last_error: String,
+}
+
+type Opener = Box<dyn Fn() -> Result<Database, DatabaseError> + Send + Sync>;
+
+/// The default [`Store`]: an embedded redb database in one file.
+pub struct RedbStore {
+    path: PathBuf,
+    opener: Opener,
+    /// `None` only while reopening after an I/O failure failed.
+    db: RwLock<Option<Database>>,
+    /// Set when redb latched an I/O failure: the next call reopens.
+    failed: AtomicBool,
+    recovery: Mutex<Recovery>,
+    cheap: Mutex<CheapCommits>,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl RedbStore {
+    /// Opens the database at `path`, creating the file (and its directory)
+    /// and the tables if needed. Fails with [`StoreError::Io`] when the file
+    /// cannot be opened (unwritable, already open by another relay) and with
+    /// [`StoreError::Corrupt`] when it was written by a newer schema.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let owned = path.to_path_buf();
+        let opener: Opener = Box::new(move || {
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&owned)
+        });
+        Self::with_opener(path.to_path_buf(), opener)
+    }
+
+    fn with_opener(path: PathBuf, opener: Opener) -> Result<Self, StoreError> {
+        let store = Self {
+            db: RwLock::new(None),
+            failed: AtomicBool::new(false),
+            recovery: Mutex::new(Recovery {
+                last_attempt: None,
+                last_error: String::new(),
+            }),
+            cheap: Mutex::new(CheapCommits {
+                since_durable: 0,
+                last_durable: Instant::now(),
+            }),
+            path,
+            opener,
+        };
+        let db = store.open_db()?;
+        *store.db.write().unwrap_or_else(PoisonError::into_inner) = Some(db);
+        Ok(store)
+    }
+
+    /// Opens the file, creates missing tables and checks the schema.
+    fn open_db(&self) -> Result<Database, StoreError> {
+        let db = (self.opener)().map_err(|e| {
+            let hint = match e {
+                DatabaseError::DatabaseAlreadyOpen => " (is another relay using it?)",
+                _ => "",
+            };
+            StoreError::Io(format!("cannot open {}: {e}{hint}", self.path.display()))
+        })?;
+        let init = || -> R<()> {
+            let txn = db.begin_write()?;
+            txn.open_table(INBOX)?;
+            txn.open_table(INBOX_DUE)?;
+            txn.open_table(QUEUE)?;
+            txn.open_table(QUEUE_DEPTH)?;
+            txn.open_table(NEXT_SEQ)?;
+            txn.open_table(DEAD)?;
+            txn.open_table(DEAD_BY_CHAT)?;
+            txn.open_table(DEAD_COUNT)?;
+            txn.open_table(DEDUPE)?;
+            txn.open_table(DEDUPE_BY_TIME)?;
+            txn.open_table(REFS)?;
+            txn.open_table(REFS_BY_TIME)?;
+            {
+                let mut meta = txn.open_table(META)?;
+                let version = meta.get(SCHEMA_KEY)?.map(|g| g.value());
+                match version {
+                    None => {
+                        meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+                    }
+                    Some(SCHEMA_VERSION) => {}
+                    Some(v) => {
+                        return Err(Fail::Store(StoreError::Corrupt(format!(
+                            "{} has schema version {v}; this relay reads version {SCHEMA_VERSION}",
+                            self.path.display()
+                        ))));
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        };
+        init().map_err(|e| match e {
+            Fail::Store(e) => e,
+            Fail::Db(e) => {
+                StoreError::Io(format!("cannot initialize {}: {e}", self.path.display()))
+            }
+        })?;
+        Ok(db)
+    }
+
+    /// Closes and reopens the database after redb latched an I/O failure.
+    fn recover(&self) -> Result<(), StoreError> {
+        let mut recovery = lock(&self.recovery);
+        if !self.failed.load(Ordering::Acquire) {
+            return Ok(()); // another call recovered meanwhile
+        }
+        if let Some(at) = recovery.last_attempt
+            && at.elapsed() < REOPEN_INTERVAL
+        {
+            return Err(StoreError::Io(format!(
+                "the database failed and is not reopened yet: {}",
+                recovery.last_error
+            )));
+        }
+        recovery.last_attempt = Some(Instant::now());
+        // Waits for the calls in progress; closing releases the file lock
+        // that the reopen takes.
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        drop(slot.take());
+        match self.open_db() {
+            Ok(db) => {
+                *slot = Some(db);
+                self.failed.store(false, Ordering::Release);
+                tracing::warn!(path = %self.path.display(), "store reopened after an I/O failure");
+                Ok(())
+            }
+            Err(e) => {
+                recovery.last_error = e.to_string();
+                tracing::error!(path = %self.path.display(), error = %e, "cannot reopen the store");
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `f` on the database, mapping errors to [`StoreError`].
+    fn run<T>(&self, f: impl FnOnce(&Database) -> R<T>) -> Result<T, StoreError> {
+        if self.failed.load(Ordering::Acquire) {
+            self.recover()?;
+        }
+        // The read lock is released before `recovery` is locked (`recover`
+        // takes them in the other order), but `failed` is set under it, so
+        // that it can never mark a database reopened meanwhile.
+        let result = {
+            let slot = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            slot.as_ref().map(|db| {
+                let result = f(db);
+                if let Err(Fail::Db(e)) = &result
+                    && latches(e)
+                {
+                    self.failed.store(true, Ordering::Release);
+                }
+                result
+            })
+        };
+        let Some(result) = result else {
+            return Err(StoreError::Io(format!(
+                "the database is closed after an I/O failure: {}",
+                lock(&self.recovery).last_error
+            )));
+        };
+        match result {
+            Ok(v) => Ok(v),
+            Err(Fail::Store(e)) => Err(e),
+            Err(Fail::Db(e)) => {
+                if latches(&e) {
+                    lock(&self.recovery).last_error = e.to_string();
+                    tracing::error!(path = %self.path.display(), error = %e, "store I/O failure");
+                }
+                Err(StoreError::Io(e.to_string()))
+            }
+        }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> R<T>) -> Result<T, StoreError> {
+        self.run(|db| {
+            let txn = db.begin_read()?;
+            f(&txn)
+        })
+    }
+
+    /// One write transaction; `f` failing aborts it.
+    fn write<T>(
+        &self,
+        commit: Commit,
+        f: impl FnOnce(&WriteTransaction) -> R<T>,
+    ) -> Result<T, StoreError> {
+        self.run(|db| {
+            let mut txn = db.begin_write()?;
+            // Decided inside the transaction: writers are serialized by redb.
+            let durable = commit == Commit::Durable || {
+                let mut cheap = lock(&self.cheap);
+                let promote = cheap.since_durable >= MAX_CHEAP_COMMITS
+                    || cheap.last_durable.elapsed() >= MAX_CHEAP_AGE;
+                if !promote {
+                    cheap.since_durable += 1;
+                }
+                promote
+            };
+            txn.set_durability(if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            })?;
+            let out = f(&txn)?;
+            txn.commit()?;
+            if durable {
+                let mut cheap = lock(&self.cheap);
+                cheap.since_durable = 0;
+                cheap.last_durable = Instant::now();
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl Store for RedbStore {
+    fn accept(
+        &self,
+        batch: &[InboundEvent],
+        now_ms: u64,
+    ) -> Result<Vec<AcceptOutcome>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(Commit::Durable, |txn| {
+            let mut inbox = txn.open_table(INBOX)?;
+            let mut due = txn.open_table(INBOX_DUE)?;
+            let mut dedupe = txn.open_table(DEDUPE)?;
+            let mut dedupe_by_time = txn.open_table(DEDUPE_BY_TIME)?;
+            let mut meta = txn.open_table(META)?;
+            let mut out = Vec::with_capacity(batch.len());
+            for ev in batch {
+                let keys = dedupe_keys(&ev.dedupe);
+                // Keys of earlier events of this batch are already in the
+                // table (a transaction reads its own writes).
+                let mut duplicate = false;
+                for key in &keys {
+                    if dedupe.get(key.as_str())?.is_some() {
+                        duplicate = true;
+                        break;
+                    }
+                }
+                if duplicate {
+                    out.push(AcceptOutcome::Duplicate);
+                    continue;
+                }
+                let id = next_meta(&mut meta, NEXT_INBOX_ID)?;
+                let record = encode(&StoredEventRef {
+                    id,
+                    event: &ev.event,
+                    due_at_ms: ev.due_at_ms,
+                    received_at_ms: ev.received_at_ms,
+                })?;
+                inbox.insert(id, (ev.due_at_ms, record.as_slice()))?;
+                due.insert((ev.due_at_ms, id), ())?;
+                for key in &keys {
+                    dedupe.insert(key.as_str(), now_ms)?;
+                    dedupe_by_time.insert((now_ms, key.as_str()), ())?;
+                }
+                out.push(AcceptOutcome::Stored(id));
+            }
+            Ok(out)
+        })
+    }
+
+    fn due_events(&self, now_ms: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(|txn| {
+            let due = txn.open_table(INBOX_DUE)?;
+            let inbox = txn.open_table(INBOX)?;
+            let mut out = Vec::new();
+            for item in due.range(..=(now_ms, u64::MAX))? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, _) = item?;
+                let (_, id) = key.value();
+                // An index row always has its inbox row (same transactions).
+                if let Some(row) = inbox.get(id)? {
+                    out.push(decode(row.value().1, || format!("inbox entry {id}"))?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn pending_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(|txn| {
+            let inbox = txn.open_table(INBOX)?;
+            let mut out = Vec::new();
+            for item in inbox.iter()? {
+                let (key, row) = item?;
+                let id = key.value();
+                out.push(decode(row.value().1, || format!("inbox entry {id}"))?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn update_pending(&self, id: u64, event: &Event) -> Result<bool, StoreError> {
+        self.write(Commit::Durable, |txn| {
+            let mut inbox = txn.open_table(INBOX)?;
+            let Some((due_at, bytes)) = inbox.get(id)?.map(|g| {
+                let (due_at, bytes) = g.value();
+                (due_at, bytes.to_vec())
+            }) else {
+                return Ok(false);
+            };
+            let stored: StoredEvent = decode(&bytes, || format!("inbox entry {id}"))?;
+            let record = encode(&StoredEventRef {
+                id,
+                event,
+                due_at_ms: stored.due_at_ms,
+                received_at_ms: stored.received_at_ms,
+            })?;
+            inbox.insert(id, (due_at, record.as_slice()))?;
+            Ok(true)
+        })
+    }
+
+    fn cancel_pending(&self, id: u64) -> Result<bool, StoreError> {
+        self.write(Commit::Durable, |txn| {
+            let mut inbox = txn.open_table(INBOX)?;
+            let Some(due_at) = inbox.remove(id)?.map(|g| g.value().0) else {
+                return Ok(false);
+            };
+            txn.open_table(INBOX_DUE)?.remove((due_at, id))?;
+            Ok(true)
+        })
+    }
+
+    fn route(&self, id: u64, deliveries: &[NewDelivery], now_ms: u64) -> Result<(), StoreError> {
+        self.write(Commit::Durable, |txn| {
+            let mut inbox = txn.open_table(INBOX)?;
+            let Some(due_at) = inbox.remove(id)?.map(|g| g.value().0) else {
+                return Ok(()); // already routed (or cancelled)
+            };
+            txn.open_table(INBOX_DUE)?.remove((due_at, id))?;
+            let mut queues = Queues::open(txn)?;
+            for d in deliveries {
+                queues.append(d, now_ms)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn enqueue(&self, delivery: &NewDelivery, now_ms: u64) -> Result<u64, StoreError> {
+        self.write(Commit::Durable, |txn| {
+            Queues::open(txn)?.append(delivery, now_ms)
+        })
+    }
+
+    fn head(&self, chat: &str) -> Result<Option<QueuedDelivery>, StoreError> {
+        self.read(|txn| {
+            let queue = txn.open_table(QUEUE)?;
+            let mut range = queue.range((chat, 0)..=(chat, u64::MAX))?;
+            match range.next() {
+                None => Ok(None),
+                Some(item) => {
+                    let (key, row) = item?;
+                    let (_, seq) = key.value();
+                    Ok(Some(decode(row.value(), || {
+                        format!("queue entry {chat}#{seq}")
+                    })?))
+                }
+            }
+        })
+    }
+
+    fn ack(&self, chat: &str, seq: u64) -> Result<(), StoreError> {
+        // Cheap: a lost ack re-sends after a crash (module docs).
+        self.write(Commit::Cheap, |txn| {
+            Queues::open(txn)?.remove(chat, seq)?;
+            Ok(())
+        })
+    }
+
+    fn reschedule(
+        &self,
+        chat: &str,
+        seq: u64,
+        next_attempt_at_ms: u64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        // Cheap: a lost reschedule retries early after a crash (module docs).
+        self.write(Commit::Cheap, |txn| {
+            let mut queue = txn.open_table(QUEUE)?;
+            let Some(bytes) = queue.get((chat, seq))?.map(|g| g.value().to_vec()) else {
+                return Ok(()); // acked or dead-lettered meanwhile
+            };
+            let mut d: QueuedDelivery = decode(&bytes, || format!("queue entry {chat}#{seq}"))?;
+            d.attempts = d.attempts.saturating_add(1);
+            d.next_attempt_at_ms = next_attempt_at_ms;
+            d.last_error = Some(error.to_string());
+            queue.insert((chat, seq), encode(&d)?.as_slice())?;
+            Ok(())
+        })
+    }
+
+    fn dead_letter(
+        &self,
+        chat: &str,
+        seq: u64,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.write(Commit::Durable, |txn| {
+            let mut queues = Queues::open(txn)?;
+            let Some(bytes) = queues.remove(chat, seq)? else {
+                return Ok(()); // already acked or dead-lettered
+            };
+            let delivery: QueuedDelivery = decode(&bytes, || format!("queue entry {chat}#{seq}"))?;
+            let letter = DeadLetter {
+                delivery,
+                reason: reason.to_string(),
+                failed_at_ms: now_ms,
+            };
+            let id = next_meta(&mut txn.open_table(META)?, NEXT_DEAD_ID)?;
+            txn.open_table(DEAD)?
+                .insert(id, encode(&letter)?.as_slice())?;
+            txn.open_table(DEAD_BY_CHAT)?.insert((chat, id), ())?;
+            bump(&mut txn.open_table(DEAD_COUNT)?, chat, 1)?;
+            Ok(())
+        })
+    }
+
+    fn queue_depths(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|txn| counters(&txn.open_table(QUEUE_DEPTH)?))
+    }
+
+    fn dead_letters(
+        &self,
+        chat: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        self.read(|txn| {
+            let dead = txn.open_table(DEAD)?;
+            let mut out = Vec::new();
+            match chat {
+                None => {
+                    for item in dead.iter()?.rev() {
+                        if out.len() >= limit {
+                            break;
+                        }
+                        let (key, row) = item?;
+                        let id = key.value();
+                        out.push(decode(row.value(), || format!("dead letter {id}"))?);
+                    }
+                }
+                Some(chat) => {
+                    let index = txn.open_table(DEAD_BY_CHAT)?;
+                    for item in index.range((chat, 0)..=(chat, u64::MAX))?.rev() {
+                        if out.len() >= limit {
+                            break;
+                        }
+                        let (key, _) = item?;
+                        let (_, id) = key.value();
+                        if let Some(row) = dead.get(id)? {
+                            out.push(decode(row.value(), || format!("dead letter {id}"))?);
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|txn| counters(&txn.open_table(DEAD_COUNT)?))
+    }
+
+    fn prune(&self, before_ms: u64, refs_before_ms: u64) -> Result<(), StoreError> {
+        self.write(Commit::Durable, |txn| {
+            let mut dedupe = txn.open_table(DEDUPE)?;
+            let mut by_time = txn.open_table(DEDUPE_BY_TIME)?;
+            let mut old = Vec::new();
+            for item in by_time.range(..(before_ms, ""))? {
+                let (key, _) = item?;
+                let (at, k) = key.value();
+                old.push((at, k.to_string()));
+            }
+            for (at, key) in &old {
+                by_time.remove((*at, key.as_str()))?;
+                let current = dedupe.get(key.as_str())?.map(|g| g.value());
+                if current == Some(*at) {
+                    dedupe.remove(key.as_str())?;
+                }
+            }
+
+            let mut refs = txn.open_table(REFS)?;
+            let mut by_time = txn.open_table(REFS_BY_TIME)?;
+            let mut old = Vec::new();
+            for item in by_time.range(..(refs_before_ms, "", 0))? {
+                let (key, _) = item?;
+                let (at, chat, post) = key.value();
+                old.push((at, chat.to_string(), post));
+            }
+            for (at, chat, post) in &old {
+                by_time.remove((*at, chat.as_str(), *post))?;
+                let current = refs.get((chat.as_str(), *post))?.map(|g| g.value().0);
+                if current == Some(*at) {
+                    refs.remove((chat.as_str(), *post))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn put_message_ref(&self, chat: &str, post_id: u64, r: &MessageRef) -> Result<(), StoreError> {
+        self.write(Commit::Durable, |txn| {
+            let record = encode(r)?;
+            let mut refs = txn.open_table(REFS)?;
+            let previous = refs
+                .insert((chat, post_id), (r.stored_at_ms, record.as_slice()))?
+                .map(|g| g.value().0);
+            let mut by_time = txn.open_table(REFS_BY_TIME)?;
+            if let Some(at) = previous {
+                by_time.remove((at, chat, post_id))?;
+            }
+            by_time.insert((r.stored_at_ms, chat, post_id), ())?;
+            Ok(())
+        })
+    }
+
+    fn message_ref(&self, chat: &str, post_id: u64) -> Result<Option<MessageRef>, StoreError> {
+        self.read(|txn| {
+            let refs = txn.open_table(REFS)?;
+            match refs.get((chat, post_id))? {
+                None => Ok(None),
+                Some(row) => Ok(Some(decode(row.value().1, || {
+                    format!("message ref {chat}/{post_id}")
+                })?)),
+            }
+        })
+    }
+}
+
+/// Reads a per-chat counter table (one row per chat).
+fn counters(table: &impl ReadableTable<&'static str, u64>) -> R<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (chat, n) = item?;
+        out.push((chat.value().to_string(), n.value()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use redb::StorageBackend;
+    use redb::backends::InMemoryBackend;
+
+    use super::*;
+    use crate::config::model::Filter;
+
+    pub(crate) fn event(n: u64) -> Event {
+        let mut e = Event::sample("https://forum.example.org");
+        e.id = Some(n);
+        if let Some(p) = e.post.as_mut() {
+            p.id = n;
+        }
+        e
+    }
+
+    pub(crate) fn hash(n: u64) -> [u8; 32] {
+        let mut h = [7u8; 32];
+        h[..8].copy_from_slice(&n.to_be_bytes());
+        h
+    }
+
+    /// Event `n`, with event id `n` and a body hashing to `hash(n)`.
+    pub(crate) fn inbound(n: u64, due_at_ms: u64) -> InboundEvent {
+        InboundEvent {
+            dedupe: DedupeKey {
+                event_id: Some(format!("forum.example.org:{n}")),
+                body_hash: hash(n),
+            },
+            event: event(n),
+            due_at_ms,
+            received_at_ms: 1,
+        }
+    }
+
+    fn delivery(chat: &str, n: u64) -> NewDelivery {
+        NewDelivery {
+            chat: chat.into(),
+            payload: Payload::Event {
+                event: Box::new(event(n)),
+                filter: Filter::Watch,
+            },
+        }
+    }
+
+    fn test_delivery(chat: &str) -> NewDelivery {
+        NewDelivery {
+            chat: chat.into(),
+            payload: Payload::Test {
+                requested_by: "tester".into(),
+            },
+        }
+    }
+
+    fn temp() -> (tempfile::TempDir, RedbStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("relay.redb")).unwrap();
+        (dir, store)
+    }
+
+    fn stored(o: AcceptOutcome) -> u64 {
+        match o {
+            AcceptOutcome::Stored(id) => id,
+            AcceptOutcome::Duplicate => panic!("expected Stored, got Duplicate"),
+        }
+    }
+
+    fn seqs(store: &RedbStore, chat: &str) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Some(d) = store.head(chat).unwrap() {
+            out.push(d.seq);
+            store.ack(chat, d.seq).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn accept_stores_and_dedupes() {
+        let (_dir, store) = temp();
+        let a = stored(store.accept(&[inbound(1, 10)], 100).unwrap()[0]);
+
+        // Same event id, other body (a manual redelivery).
+        let mut by_id = inbound(2, 10);
+        by_id.dedupe.event_id = Some("forum.example.org:1".into());
+        // Other id, same body (an automatic retry).
+        let mut by_body = inbound(3, 10);
+        by_body.dedupe.body_hash = hash(1);
+        // No id at all, same body.
+        let mut no_id = inbound(4, 10);
+        no_id.dedupe.event_id = None;
+        no_id.dedupe.body_hash = hash(1);
+        let out = store.accept(&[by_id, by_body, no_id], 100).unwrap();
+        assert_eq!(out, vec![AcceptOutcome::Duplicate; 3]);
+
+        // Within one batch: the second and fourth repeat the first.
+        let mut again_body = inbound(6, 10);
+        again_body.dedupe.event_id = None;
+        again_body.dedupe.body_hash = hash(5);
+        let out = store
+            .accept(
+                &[inbound(5, 10), inbound(5, 10), inbound(7, 10), again_body],
+                100,
+            )
+            .unwrap();
+        assert!(matches!(out[0], AcceptOutcome::Stored(_)));
+        assert_eq!(out[1], AcceptOutcome::Duplicate);
+        assert!(matches!(out[2], AcceptOutcome::Stored(_)));
+        assert_eq!(out[3], AcceptOutcome::Duplicate);
+        let b = stored(out[0]);
+        let c = stored(out[2]);
+        assert!(a < b && b < c, "ids increase: {a} {b} {c}");
+
+        let pending = store.pending_events().unwrap();
+        assert_eq!(
+            pending.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![a, b, c]
+        );
+        assert_eq!(pending[0].event, event(1));
+        assert_eq!(store.accept(&[], 100).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn due_events_oldest_due_first_with_limit() {
+        let (_dir, store) = temp();
+        let out = store
+            .accept(&[inbound(1, 300), inbound(2, 100), inbound(3, 200)], 1)
+            .unwrap();
+        let ids: Vec<u64> = out.into_iter().map(stored).collect();
+        let due = |now, limit| -> Vec<u64> {
+            store
+                .due_events(now, limit)
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect()
+        };
+        assert_eq!(due(99, 10), Vec::<u64>::new());
+        assert_eq!(due(100, 10), vec![ids[1]]);
+        assert_eq!(due(250, 10), vec![ids[1], ids[2]]);
+        assert_eq!(due(1000, 10), vec![ids[1], ids[2], ids[0]]);
+        assert_eq!(due(1000, 2), vec![ids[1], ids[2]]);
+        assert_eq!(due(1000, 0), Vec::<u64>::new());
+        let first = &store.due_events(1000, 1).unwrap()[0];
+        assert_eq!(first.due_at_ms, 100);
+        assert_eq!(first.event, event(2));
+    }
+
+    #[test]
+    fn update_and_cancel_pending() {
+        let (_dir, store) = temp();
+        let out = store.accept(&[inbound(1, 10), inbound(2, 20)], 1).unwrap();
+        let (a, b) = (stored(out[0]), stored(out[1]));
+
+        let mut edited = event(1);
+        edited.topic.title = "edited in the window".into();
+        assert!(store.update_pending(a, &edited).unwrap());
+        let pending = store.pending_events().unwrap();
+        assert_eq!(pending[0].event.topic.title, "edited in the window");
+        assert_eq!(pending[0].due_at_ms, 10);
+        assert_eq!(store.due_events(10, 5).unwrap()[0].event, edited);
+
+        assert!(store.cancel_pending(b).unwrap());
+        assert!(!store.cancel_pending(b).unwrap());
+        assert!(!store.update_pending(b, &edited).unwrap());
+        assert!(!store.update_pending(999, &edited).unwrap());
+        let ids: Vec<u64> = store
+            .due_events(u64::MAX, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, vec![a]);
+    }
+
+    #[test]
+    fn route_is_atomic_and_idempotent() {
+        let (_dir, store) = temp();
+        let id = stored(store.accept(&[inbound(1, 10)], 1).unwrap()[0]);
+        let deliveries = [delivery("a", 1), delivery("b", 1), delivery("a", 1)];
+        store.route(id, &deliveries, 50).unwrap();
+        assert!(store.pending_events().unwrap().is_empty());
+        assert!(store.due_events(u64::MAX, 10).unwrap().is_empty());
+        assert_eq!(
+            store.queue_depths().unwrap(),
+            vec![("a".to_string(), 2), ("b".to_string(), 1)]
+        );
+        let head = store.head("a").unwrap().unwrap();
+        assert_eq!(head.seq, 1);
+        assert_eq!(head.created_at_ms, 50);
+        assert_eq!(head.next_attempt_at_ms, 50);
+        assert_eq!(head.attempts, 0);
+        assert_eq!(head.last_error, None);
+        assert_eq!(head.payload, deliveries[0].payload);
+
+        // Routed again (a crash before the caller noticed): nothing appended.
+        store.route(id, &deliveries, 60).unwrap();
+        store.route(12345, &deliveries, 60).unwrap();
+        assert_eq!(
+            store.queue_depths().unwrap(),
+            vec![("a".to_string(), 2), ("b".to_string(), 1)]
+        );
+        // Routing to no chat just clears the inbox entry.
+        let id = stored(store.accept(&[inbound(2, 10)], 1).unwrap()[0]);
+        store.route(id, &[], 60).unwrap();
+        assert!(store.pending_events().unwrap().is_empty());
+    }
+
+    #[test]
+    fn per_chat_order_and_seqs_never_reused() {
+        let (_dir, store) = temp();
+        assert_eq!(store.head("a").unwrap(), None);
+        assert_eq!(store.enqueue(&test_delivery("a"), 1).unwrap(), 1);
+        assert_eq!(store.enqueue(&test_delivery("b"), 1).unwrap(), 1);
+        assert_eq!(store.enqueue(&test_delivery("a"), 1).unwrap(), 2);
+        // A chat whose name prefixes another's stays separate.
+        assert_eq!(store.enqueue(&test_delivery("ab"), 1).unwrap(), 1);
+        let id = stored(store.accept(&[inbound(1, 1)], 1).unwrap()[0]);
+        store.route(id, &[delivery("a", 1)], 2).unwrap();
+        assert_eq!(seqs(&store, "a"), vec![1, 2, 3]);
+        assert_eq!(store.head("a").unwrap(), None);
+        // Emptied, the chat's next seq still goes up.
+        assert_eq!(store.enqueue(&test_delivery("a"), 3).unwrap(), 4);
+        assert_eq!(seqs(&store, "b"), vec![1]);
+        assert_eq!(seqs(&store, "ab"), vec![1]);
+        assert_eq!(store.queue_depths().unwrap(), vec![("a".to_string(), 1)]);
+    }
+
+    #[test]
+    fn reschedule_ack_dead_letter_and_counts() {
+        let (_dir, store) = temp();
+        for _ in 0..3 {
+            store.enqueue(&test_delivery("a"), 10).unwrap();
+        }
+        store.enqueue(&test_delivery("b"), 10).unwrap();
+
+        store.reschedule("a", 1, 500, "HTTP 502").unwrap();
+        store.reschedule("a", 1, 900, "HTTP 503").unwrap();
+        let head = store.head("a").unwrap().unwrap();
+        assert_eq!(
+            (head.seq, head.attempts, head.next_attempt_at_ms),
+            (1, 2, 900)
+        );
+        assert_eq!(head.last_error.as_deref(), Some("HTTP 503"));
+        // A missing row is not an error (acked meanwhile).
+        store.reschedule("a", 99, 1, "x").unwrap();
+
+        store
+            .dead_letter("a", 1, "HTTP 404: no such channel", 1000)
+            .unwrap();
+        store.dead_letter("b", 1, "revoked", 1100).unwrap();
+        store.dead_letter("a", 2, "too old", 1200).unwrap();
+        store.dead_letter("a", 2, "again", 1300).unwrap(); // already moved: no-op
+        store.ack("a", 2).unwrap(); // gone: no-op
+        assert_eq!(store.queue_depths().unwrap(), vec![("a".to_string(), 1)]);
+        assert_eq!(
+            store.dead_letter_counts().unwrap(),
+            vec![("a".to_string(), 2), ("b".to_string(), 1)]
+        );
+
+        let all = store.dead_letters(None, 10).unwrap();
+        let reasons: Vec<&str> = all.iter().map(|d| d.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            vec!["too old", "revoked", "HTTP 404: no such channel"]
+        );
+        assert_eq!(all[2].delivery.attempts, 2);
+        assert_eq!(all[2].delivery.last_error.as_deref(), Some("HTTP 503"));
+        assert_eq!(all[2].failed_at_ms, 1000);
+        let a: Vec<u64> = store
+            .dead_letters(Some("a"), 10)
+            .unwrap()
+            .iter()
+            .map(|d| d.delivery.seq)
+            .collect();
+        assert_eq!(a, vec![2, 1]);
+        assert_eq!(store.dead_letters(Some("a"), 1).unwrap().len(), 1);
+        assert_eq!(store.dead_letters(None, 2).unwrap().len(), 2);
+        assert!(store.dead_letters(Some("zzz"), 10).unwrap().is_empty());
+
+        store.ack("a", 3).unwrap();
+        assert!(store.queue_depths().unwrap().is_empty());
+        assert_eq!(store.head("a").unwrap(), None);
+    }
+
+    #[test]
+    fn message_refs_and_prune() {
+        let (_dir, store) = temp();
+        let r = |id: &str, at| MessageRef {
+            remote_id: id.into(),
+            stored_at_ms: at,
+        };
+        store.put_message_ref("a", 1, &r("m1", 100)).unwrap();
+        store.put_message_ref("a", 2, &r("m2", 100)).unwrap();
+        store.put_message_ref("b", 1, &r("m3", 100)).unwrap();
+        assert_eq!(store.message_ref("a", 1).unwrap(), Some(r("m1", 100)));
+        assert_eq!(store.message_ref("b", 1).unwrap(), Some(r("m3", 100)));
+        assert_eq!(store.message_ref("c", 1).unwrap(), None);
+        // Rewritten later: the old time no longer prunes it.
+        store.put_message_ref("a", 2, &r("m2b", 300)).unwrap();
+
+        store.accept(&[inbound(1, 1)], 100).unwrap();
+        store.accept(&[inbound(2, 1)], 300).unwrap();
+
+        store.prune(200, 200).unwrap();
+        assert_eq!(store.message_ref("a", 1).unwrap(), None);
+        assert_eq!(store.message_ref("b", 1).unwrap(), None);
+        assert_eq!(store.message_ref("a", 2).unwrap(), Some(r("m2b", 300)));
+        // Event 1's keys are forgotten, event 2's kept.
+        let out = store.accept(&[inbound(1, 1), inbound(2, 1)], 400).unwrap();
+        assert!(matches!(out[0], AcceptOutcome::Stored(_)));
+        assert_eq!(out[1], AcceptOutcome::Duplicate);
+
+        store.prune(u64::MAX, u64::MAX).unwrap();
+        assert_eq!(store.message_ref("a", 2).unwrap(), None);
+        assert!(matches!(
+            store.accept(&[inbound(2, 1)], 500).unwrap()[0],
+            AcceptOutcome::Stored(_)
+        ));
+    }
+
+    #[test]
+    fn survives_drop_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/dir/relay.redb");
+        let (pending, routed);
+        {
+            let store = RedbStore::open(&path).unwrap();
+            let out = store
+                .accept(&[inbound(1, 10), inbound(2, 10)], 100)
+                .unwrap();
+            pending = stored(out[0]);
+            routed = stored(out[1]);
+            store
+                .route(
+                    routed,
+                    &[delivery("a", 2), delivery("a", 2), delivery("b", 2)],
+                    100,
+                )
+                .unwrap();
+            store.ack("a", 1).unwrap(); // cheap commit: made durable by the close
+            store.reschedule("b", 1, 777, "HTTP 500").unwrap();
+            store.enqueue(&test_delivery("c"), 100).unwrap();
+            store.dead_letter("c", 1, "gone", 200).unwrap();
+            store
+                .put_message_ref(
+                    "a",
+                    2,
+                    &MessageRef {
+                        remote_id: "m".into(),
+                        stored_at_ms: 1,
+                    },
+                )
+                .unwrap();
+        }
+        let store = RedbStore::open(&path).unwrap();
+        let ids: Vec<u64> = store
+            .pending_events()
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, vec![pending]);
+        assert_eq!(store.head("a").unwrap().unwrap().seq, 2);
+        let b = store.head("b").unwrap().unwrap();
+        assert_eq!((b.attempts, b.next_attempt_at_ms), (1, 777));
+        assert_eq!(
+            store.queue_depths().unwrap(),
+            vec![("a".to_string(), 1), ("b".to_string(), 1)]
+        );
+        assert_eq!(
+            store.dead_letter_counts().unwrap(),
+            vec![("c".to_string(), 1)]
+        );
+        assert_eq!(store.message_ref("a", 2).unwrap().unwrap().remote_id, "m");
+        // Dedupe keys, inbox ids and seqs carry on.
+        assert_eq!(
+            store.accept(&[inbound(1, 10)], 300).unwrap(),
+            vec![AcceptOutcome::Duplicate]
+        );
+        assert!(stored(store.accept(&[inbound(3, 10)], 300).unwrap()[0]) > routed);
+        assert_eq!(store.enqueue(&test_delivery("a"), 300).unwrap(), 3);
+        assert_eq!(store.enqueue(&test_delivery("c"), 300).unwrap(), 2);
+    }
+
+    #[test]
+    fn open_failures_are_io_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        // Its parent is a regular file.
+        let err = RedbStore::open(&file.join("relay.redb")).unwrap_err();
+        assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+        // Not a database.
+        let err = RedbStore::open(&file).unwrap_err();
+        assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+        // Already open (by another relay).
+        let path = dir.path().join("relay.redb");
+        let _first = RedbStore::open(&path).unwrap();
+        let err = RedbStore::open(&path).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Io(m) if m.contains("another relay")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.redb");
+        {
+            let store = RedbStore::open(&path).unwrap();
+            store
+                .write(Commit::Durable, |txn| {
+                    txn.open_table(META)?
+                        .insert(SCHEMA_KEY, SCHEMA_VERSION + 1)?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let err = RedbStore::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    }
+
+    #[test]
+    fn unreadable_records_are_corrupt() {
+        let (_dir, store) = temp();
+        store.enqueue(&test_delivery("a"), 1).unwrap();
+        store
+            .write(Commit::Durable, |txn| {
+                txn.open_table(QUEUE)?
+                    .insert(("a", 1), b"{not json".as_slice())?;
+                txn.open_table(REFS)?
+                    .insert(("a", 5), (1, b"[]".as_slice()))?;
+                Ok(())
+            })
+            .unwrap();
+        let corrupt = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Corrupt(_)));
+        assert!(corrupt(store.head("a").map(|_| ())));
+        assert!(corrupt(store.reschedule("a", 1, 1, "x")));
+        assert!(corrupt(store.dead_letter("a", 1, "x", 1)));
+        assert!(corrupt(store.message_ref("a", 5).map(|_| ())));
+        // The failed dead letter left the row and counters as they were.
+        assert_eq!(store.queue_depths().unwrap(), vec![("a".to_string(), 1)]);
+        assert!(store.dead_letter_counts().unwrap().is_empty());
+        // It can still be acked away.
+        store.ack("a", 1).unwrap();
+        assert_eq!(store.head("a").unwrap(), None);
+    }
+
+    /// Storage that fails every write while `full` is set, like a full disk.
+    #[derive(Debug)]
+    struct FullDisk {
+        data: Arc<InMemoryBackend>,
+        full: Arc<AtomicBool>,
+    }
+
+    impl FullDisk {
+        fn check(&self) -> Result<(), std::io::Error> {
+            if self.full.load(Ordering::SeqCst) {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "No space left on device",
+                ))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl StorageBackend for FullDisk {
+        fn len(&self) -> Result<u64, std::io::Error> {
+            self.data.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+            self.data.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.data.set_len(len)
+        }
+        fn sync_data(&self) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.data.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.data.write(offset, data)
+        }
+    }
+
+    #[test]
+    fn full_disk_is_an_io_error_and_the_store_recovers() {
+        let data = Arc::new(InMemoryBackend::new());
+        let full = Arc::new(AtomicBool::new(false));
+        let (d, f) = (data.clone(), full.clone());
+        let store = RedbStore::with_opener(
+            PathBuf::from("memory"),
+            Box::new(move || {
+                Database::builder().create_with_backend(FullDisk {
+                    data: d.clone(),
+                    full: f.clone(),
+                })
+            }),
+        )
+        .unwrap();
+        let id = stored(store.accept(&[inbound(1, 1)], 1).unwrap()[0]);
+
+        full.store(true, Ordering::SeqCst);
+        let err = store.accept(&[inbound(2, 1)], 1).unwrap_err();
+        assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+        let err = store
+            .route(id, &[delivery("a", 1), delivery("b", 1)], 1)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+        assert!(matches!(store.queue_depths(), Err(StoreError::Io(_))));
+
+        // Space is freed: the store reopens by itself (after REOPEN_INTERVAL).
+        full.store(false, Ordering::SeqCst);
+        std::thread::sleep(REOPEN_INTERVAL + Duration::from_millis(100));
+        // The failed route left the event in the inbox and no queue rows.
+        let pending: Vec<u64> = store
+            .pending_events()
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(pending, vec![id]);
+        assert!(store.queue_depths().unwrap().is_empty());
+        // The failed accept stored nothing: event 2 is not a duplicate.
+        assert!(matches!(
+            store.accept(&[inbound(2, 1)], 1).unwrap()[0],
+            AcceptOutcome::Stored(_)
+        ));
+        store
+            .route(id, &[delivery("a", 1), delivery("b", 1)], 1)
+            .unwrap();
+        assert_eq!(
+            store.queue_depths().unwrap(),
+            vec![("a".to_string(), 1), ("b".to_string(), 1)]
+        );
+    }
+
+    /// Not a correctness test: prints what the status page's calls cost with
+    /// 100k queued rows.
+    #[test]
+    #[cfg_attr(debug_assertions, ignore = "slow unoptimized; runs with --release")]
+    fn measure_status_calls_with_100k_rows() {
+        let (_dir, store) = temp();
+        let chats: Vec<String> = (0..20).map(|i| format!("chat-{i}")).collect();
+        let deliveries: Vec<NewDelivery> = (0..100_000)
+            .map(|i| test_delivery(&chats[i % chats.len()]))
+            .collect();
+        let id = stored(store.accept(&[inbound(1, 1)], 1).unwrap()[0]);
+        let t = Instant::now();
+        store.route(id, &deliveries, 1).unwrap();
+        let route = t.elapsed();
+        for i in 0..100 {
+            store
+                .dead_letter(&chats[i % 20], (i / 20 + 1) as u64, "x", 1)
+                .unwrap();
+        }
+
+        let t = Instant::now();
+        let n = 100;
+        let mut depth = 0;
+        for _ in 0..n {
+            depth = store
+                .queue_depths()
+                .unwrap()
+                .iter()
+                .map(|(_, d)| d)
+                .sum::<u64>();
+            store.dead_letter_counts().unwrap();
+        }
+        let status = t.elapsed() / n;
+        assert_eq!(depth, 100_000 - 100);
+        // What counting by scanning the queue would cost instead.
+        let t = Instant::now();
+        let scanned = store
+            .read(|txn| {
+                let mut per_chat = std::collections::BTreeMap::<String, u64>::new();
+                for item in txn.open_table(QUEUE)?.iter()? {
+                    let (key, _) = item?;
+                    *per_chat.entry(key.value().0.to_string()).or_default() += 1;
+                }
+                Ok(per_chat.values().sum::<u64>())
+            })
+            .unwrap();
+        let scan = t.elapsed();
+        assert_eq!(scanned, depth);
+        let t = Instant::now();
+        for c in &chats {
+            store.head(c).unwrap();
+        }
+        let head = t.elapsed() / chats.len() as u32;
+        let t = Instant::now();
+        store.ack(&chats[0], 6).unwrap();
+        let ack = t.elapsed();
+        eprintln!(
+            "100k queued rows: route (one txn) {route:?}; queue_depths + dead_letter_counts \
+             {status:?} per call (a scan of the queue instead: {scan:?}); head {head:?}; \
+             ack {ack:?}"
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! Test harness: the real `discourse-relay serve` binary on port 0 with a
+//! temp data dir, and mock chat servers on 127.0.0.1 that record every
+//! request and answer from a script.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_discourse-relay");
+pub const SECRET: &str = "fixture-secret";
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One request as the mock received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub at: Instant,
+}
+
+impl Recorded {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A scripted answer: status, headers, body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            headers: vec![],
+            body: body.into(),
+        }
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+#[derive(Default)]
+struct MockState {
+    requests: Vec<Recorded>,
+    script: VecDeque<Reply>,
+    default: Option<Reply>,
+}
+
+/// A chat platform stand-in. Answers `{"ok":true,"ts":"<n>"}` by default
+/// (Slack's shape; fine for generic webhooks too).
+pub struct Mock {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<MockState>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Mock {
+    pub fn start() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = Arc::new(Mutex::new(MockState::default()));
+        let st = state.clone();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        rt.spawn(async move {
+            let app = axum::Router::new().fallback(
+                move |req: axum::extract::Request| {
+                    let st = st.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let bytes = axum::body::to_bytes(body, 10 << 20).await.unwrap_or_default();
+                        let mut s = st.lock().unwrap();
+                        let n = s.requests.len();
+                        s.requests.push(Recorded {
+                            method: parts.method.to_string(),
+                            path: parts
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.to_string())
+                                .unwrap_or_default(),
+                            headers: parts
+                                .headers
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                                .collect(),
+                            body: String::from_utf8_lossy(&bytes).into_owned(),
+                            at: Instant::now(),
+                        });
+                        let reply = s.script.pop_front().or_else(|| s.default.clone()).unwrap_or_else(|| {
+                            Reply::new(200, &format!("{{\"ok\":true,\"ts\":\"{}.000100\"}}", 1_700_000_000 + n))
+                        });
+                        let mut resp = axum::response::Response::builder().status(reply.status);
+                        for (k, v) in &reply.headers {
+                            resp = resp.header(k, v);
+                        }
+                        resp.body(axum::body::Body::from(reply.body)).unwrap()
+                    }
+                },
+            );
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            addr,
+            state,
+            _rt: rt,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Answers the next requests with these, in order.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.lock().unwrap().script.extend(replies);
+    }
+
+    /// Answers every request with this once the script is used up.
+    pub fn always(&self, reply: Reply) {
+        self.state.lock().unwrap().default = Some(reply);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Waits until at least `n` requests arrived (or panics after `timeout`).
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
+        let end = Instant::now() + timeout;
+        loop {
+            let r = self.requests();
+            if r.len() >= n {
+                return r;
+            }
+            assert!(
+                Instant::now() < end,
+                "mock got {} requests, expected {n}: {:#?}",
+                r.len(),
+                r
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The relay binary, running `serve`.
+pub struct Relay {
+    pub child: Child,
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Relay {
+    /// Starts `serve` and waits for its "listening" line.
+    pub fn start(config: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--log-format", "json", "serve", "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .env("DISCOURSE_WEBHOOK_SECRET", SECRET)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["fields"]["message"] == "listening"
+                {
+                    let _ = tx.send((
+                        v["fields"]["public"].as_str().unwrap_or("").to_string(),
+                        v["fields"]["admin"].as_str().unwrap_or("").to_string(),
+                    ));
+                }
+                log2.lock().unwrap().push(line);
+            }
+        });
+        // Drain stdout so console output can never block the relay.
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
+        let (public, admin) = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("relay did not start: {:#?}", log.lock().unwrap());
+            }
+        };
+        Self {
+            child,
+            public: public.parse().unwrap(),
+            admin: admin.parse().unwrap(),
+            config: config.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
+            log,
+        }
+    }
+
+    pub fn webhook_url(&self) -> String {
+        format!("http://{}/webhooks/discourse", self.public)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// Posts a fixture file (`webhooks/NAME`) exactly as recorded.
+    pub fn post_fixture(&self, name: &str) -> (u16, String) {
+        let f = fixture(name);
+        self.post(&f.headers, f.body)
+    }
+
+    pub fn post(&self, headers: &[(String, String)], body: Vec<u8>) -> (u16, String) {
+        let client = reqwest::blocking::Client::new();
+        let mut req = client.post(self.webhook_url());
+        for (k, v) in headers {
+            if k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("host") {
+                continue;
+            }
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let resp = req.body(body).send().unwrap();
+        (resp.status().as_u16(), resp.text().unwrap_or_default())
+    }
+
+    pub fn status(&self) -> Value {
+        reqwest::blocking::get(self.admin_url("/api/status"))
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// kill -9: no chance to flush anything.
+    pub fn kill9(mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+
+    pub fn logs(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until `f` holds for the status JSON.
+    pub fn wait_status(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = self.status();
+            if f(&s) {
+                return s;
+            }
+            assert!(Instant::now() < end, "timed out waiting for {what}: {s:#}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A recorded webhook request from tests/fixtures/webhooks.
+pub struct Fixture {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Fixture {
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.headers.push((name.into(), value.into()));
+    }
+}
+
+pub fn fixture(name: &str) -> Fixture {
+    let text = std::fs::read_to_string(root().join(format!("tests/fixtures/webhooks/{name}.json"))).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    Fixture {
+        headers: v["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect(),
+        body: v["raw_body"].as_str().unwrap().as_bytes().to_vec(),
+    }
+}
+
+/// A config with one webhook chat per mock URL path, watching everything.
+pub fn config(delay: &str, chats: &[(&str, &str)], extra: &str) -> String {
+    let mut s = format!(
+        "[discourse]\nurl = \"https://forum.example.org\"\nwebhook_secret = \"${{DISCOURSE_WEBHOOK_SECRET}}\"\ndelay = \"{delay}\"\n\n[server]\nmax_age = \"1h\"\n\n{extra}\n"
+    );
+    for (name, url) in chats {
+        s.push_str(&format!(
+            "[[chat]]\nname = \"{name}\"\nprovider = \"webhook\"\nurl = \"{url}\"\nrate_limit = \"100/s\"\nsubscribe = [\"all\"]\n\n"
+        ));
+    }
+    s
+}
