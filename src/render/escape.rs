@@ -50,10 +50,17 @@ fn slack(value: &str) -> String {
     out
 }
 
+/// HTML entities, and mentions broken like in Markdown: Telegram and
+/// Matrix clients notify on `@name` in the text itself.
 fn html(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
+    let chars: Vec<char> = value.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
         match c {
+            '@' if breaks_mention(&chars, i) => {
+                out.push('@');
+                out.push(ZWSP);
+            }
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),

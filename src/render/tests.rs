@@ -92,13 +92,13 @@ fn slack_escapes_only_amp_lt_gt() {
 }
 
 #[test]
-fn html_escapes_five_characters() {
+fn html_escapes_five_characters_and_breaks_mentions() {
     let out = render("{{topic.title}}|{{post.raw}}", Dialect::Html, &hostile());
     assert_eq!(
         out,
-        "&lt;!channel&gt; @everyone &lt;script&gt;alert(1)&lt;/script&gt; *bold* [link](javascript:x) &amp; &lt;/b&gt;|\
-         &lt;!channel&gt; @everyone &lt;script&gt;alert(1)&lt;/script&gt; *bold* [link](javascript:x) &amp; &lt;/b&gt;\n\n\
-         @here @room &lt;@U024BE7LH&gt; &lt;https://evil.example|click me&gt; ~~strike~~ `code` ||spoiler||"
+        "&lt;!channel&gt; @\u{200b}everyone &lt;script&gt;alert(1)&lt;/script&gt; *bold* [link](javascript:x) &amp; &lt;/b&gt;|\
+         &lt;!channel&gt; @\u{200b}everyone &lt;script&gt;alert(1)&lt;/script&gt; *bold* [link](javascript:x) &amp; &lt;/b&gt;\n\n\
+         @\u{200b}here @\u{200b}room &lt;@\u{200b}U024BE7LH&gt; &lt;https://evil.example|click me&gt; ~~strike~~ `code` ||spoiler||"
     );
     assert_eq!(
         escape::escape(Dialect::Html, r#"a "b" 'c'"#),
@@ -219,7 +219,7 @@ fn link_per_dialect_with_hostile_title() {
     assert_eq!(
         render(link, Dialect::Html, &hostile()),
         format!(
-            "<a href=\"{POST_URL}\">&lt;!channel&gt; @everyone &lt;script&gt;alert(1)&lt;/script&gt; *bold* \
+            "<a href=\"{POST_URL}\">&lt;!channel&gt; @{ZW}everyone &lt;script&gt;alert(1)&lt;/script&gt; *bold* \
              [link](javascript:x) &amp; &lt;/b&gt;</a>"
         )
     );
