@@ -20,7 +20,7 @@ use crate::config::env::ProcessEnv;
 use crate::config::{Diagnostics, MissingEnv};
 use crate::delivery::group_commit::GroupCommitter;
 use crate::delivery::redb_store::RedbStore;
-use crate::delivery::scheduler::{Scheduler, absorb};
+use crate::delivery::scheduler::{Scheduler, absorb, refresh_topic};
 use crate::delivery::send::Sender;
 use crate::delivery::store::{
     AcceptOutcome, DedupeKey, InboundEvent, NewDelivery, Payload, Store, StoreError,
@@ -28,6 +28,7 @@ use crate::delivery::store::{
 use crate::delivery::worker::{Observer, WorkerCtx, Workers, blocking, now_ms};
 use crate::http::metrics::{DeliveryResult, EventOutcome, Metrics};
 use crate::http::status::{ChatError, ChatStatus, ConfigStatus, ReloadStatus, StatusReport};
+use crate::ingest::api::DiscourseApi;
 use crate::ingest::request::SignatureError;
 use crate::ingest::{EventKind, ForumState, IngestError, Ingested, WebhookRequest, normalize};
 use crate::pipeline::{self, Pipeline};
@@ -142,6 +143,11 @@ pub struct App {
     pub shutdown: CancellationToken,
     committer: GroupCommitter,
     forum: Arc<Mutex<ForumState>>,
+    /// The Discourse API, when `api_key` is set.
+    api: arc_swap::ArcSwapOption<DiscourseApi>,
+    /// Topics being fetched, so a burst of posts fetches each once.
+    fetching: Mutex<std::collections::HashSet<u64>>,
+    site_refresh: Arc<Notify>,
     workers: Arc<Workers>,
     scheduler_wake: Arc<Notify>,
     stats: Arc<Stats>,
@@ -227,6 +233,9 @@ impl App {
             shutdown: shutdown.clone(),
             committer: GroupCommitter::new(store.clone()),
             forum,
+            api: arc_swap::ArcSwapOption::empty(),
+            fetching: Mutex::new(std::collections::HashSet::new()),
+            site_refresh: Arc::new(Notify::new()),
             workers: workers.clone(),
             scheduler_wake: scheduler_wake.clone(),
             stats,
@@ -262,7 +271,9 @@ impl App {
         for chat in chats.iter().chain(pending.iter().map(|(c, _)| c)) {
             workers.wake(chat);
         }
+        app.set_api(&app.pipeline.load());
         app.spawn_housekeeping();
+        app.spawn_site_refresh();
         app.ready.store(true, Ordering::SeqCst);
         Ok(app)
     }
@@ -271,11 +282,97 @@ impl App {
         self.ready.load(Ordering::SeqCst) && !self.shutdown.is_cancelled()
     }
 
-    /// Stops accepting, lets workers finish their current send, and flushes.
+    /// Stops accepting, lets workers finish their current send, and flushes
+    /// the store (a clean close makes cheap-durability acks durable).
     pub async fn stop(&self) {
         self.ready.store(false, Ordering::SeqCst);
         self.shutdown.cancel();
         self.workers.join().await;
+        self.committer.shutdown().await;
+    }
+
+    fn set_api(&self, p: &Pipeline) {
+        let f = &p.config.forum;
+        let api = f
+            .api_key
+            .as_ref()
+            .and_then(|key| DiscourseApi::new(&f.url, key.clone(), &f.api_username).ok())
+            .map(Arc::new);
+        self.api.store(api);
+    }
+
+    /// Keeps category paths and restrictions current from `/site.json`:
+    /// at start, every 10 minutes, and after `category_*` events.
+    fn spawn_site_refresh(self: &Arc<Self>) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(api) = app.api.load_full() {
+                    match api.site().await {
+                        Ok(site) => {
+                            let n = site.categories.len();
+                            app.forum
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .learn_site(&site);
+                            tracing::info!(categories = n, "learned categories from /site.json");
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot fetch /site.json; using what is known")
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = app.site_refresh.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+                    _ = app.shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Fetches `/t/{id}.json` for a topic whose tags or PM groups are
+    /// unknown, then fills the events waiting out their delay.
+    fn spawn_topic_fetch(self: &Arc<Self>, topic_id: u64) {
+        let Some(api) = self.api.load_full() else {
+            return;
+        };
+        if !self
+            .fetching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(topic_id)
+        {
+            return;
+        }
+        let app = self.clone();
+        tokio::spawn(async move {
+            let result = api.topic(topic_id).await;
+            app.fetching
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&topic_id);
+            let t = match result {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(topic = topic_id, error = %e, "cannot fetch the topic");
+                    return;
+                }
+            };
+            let (tags, groups) = {
+                let mut forum = app.forum.lock().unwrap_or_else(|e| e.into_inner());
+                forum.learn_topic(&t);
+                let known = forum.topic(topic_id).cloned().unwrap_or_default();
+                (known.tags, known.pm_groups)
+            };
+            let r = blocking(&app.store, move |s| {
+                refresh_topic(s, topic_id, tags.as_deref(), groups.as_deref())
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(topic = topic_id, error = %e, "cannot update waiting events");
+            }
+        });
     }
 
     /// Prunes the dedupe window and old message refs, and refreshes the
@@ -317,7 +414,7 @@ impl App {
 
     /// The whole ingest path of one webhook request: verify, normalize,
     /// store durably, answer. 202 only once the event is on disk.
-    pub async fn accept(&self, req: WebhookRequest) -> Answer {
+    pub async fn accept(self: &Arc<Self>, req: WebhookRequest) -> Answer {
         let p = self.pipeline.load_full();
         let forum = &p.config.forum;
         let name = req.header("X-Discourse-Event").unwrap_or("").to_string();
@@ -358,6 +455,9 @@ impl App {
             }
             Ok(Ingested::Unsupported(n)) => {
                 self.metrics.event(&n, EventOutcome::Unsupported);
+                if n.starts_with("category_") {
+                    self.site_refresh.notify_one();
+                }
                 // 200, never 404/410: Discourse disables hooks that answer those.
                 return Answer::new(200, format!("ignored: `{n}` events are not relayed"));
             }
@@ -388,6 +488,21 @@ impl App {
             received_at_ms: now,
         };
         let arrived = inbound.event.clone();
+        // Post payloads carry no tags and no PM recipients: ask the API while
+        // the event waits out its delay.
+        if arrived.post.is_some() {
+            let known = self
+                .forum
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .topic(arrived.topic.id)
+                .cloned()
+                .unwrap_or_default();
+            let missing_groups = arrived.topic.private_message && known.pm_groups.is_none();
+            if known.tags.is_none() || missing_groups {
+                self.spawn_topic_fetch(arrived.topic.id);
+            }
+        }
         match self.committer.accept(inbound).await {
             Ok(AcceptOutcome::Stored(_)) => {
                 self.metrics.event(&name, EventOutcome::Accepted);
@@ -437,6 +552,7 @@ impl App {
                 for c in &p.config.chats {
                     self.metrics.register_chat(&c.name, &c.provider);
                 }
+                self.set_api(&p);
                 let old = self.pipeline.swap(Arc::new(p));
                 for c in &old.config.chats {
                     if !chats.contains(&c.name) {

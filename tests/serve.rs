@@ -24,7 +24,11 @@ const WAIT: Duration = Duration::from_secs(15);
 fn delivers_a_post_and_answers_discourse_correctly() {
     let mock = Mock::start();
     let dir = temp();
-    let cfg = write(dir.path(), "relay.toml", &config("0s", &[("hook", &mock.url("/hook"))], ""));
+    let cfg = write(
+        dir.path(),
+        "relay.toml",
+        &config("0s", &[("hook", &mock.url("/hook"))], ""),
+    );
     let relay = Relay::start(&cfg, &dir.path().join("data"), &[]);
 
     assert_eq!(relay.post_fixture("ping").0, 200);
@@ -48,7 +52,8 @@ fn delivers_a_post_and_answers_discourse_correctly() {
     assert_eq!(s, 401);
     assert!(b.contains("signature"), "{b}");
     let mut f = fixture("post_created_first_post");
-    f.headers.retain(|(k, _)| k != "X-Discourse-Event-Signature");
+    f.headers
+        .retain(|(k, _)| k != "X-Discourse-Event-Signature");
     assert_eq!(relay.post(&f.headers, f.body).0, 401);
 
     let body = b"{\"post\":".to_vec();
@@ -74,14 +79,22 @@ fn delivers_a_post_and_answers_discourse_correctly() {
     assert_eq!(relay.post(&f.headers, big).0, 413);
 
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(mock.requests().len(), 1, "rejected requests must not deliver");
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "rejected requests must not deliver"
+    );
 }
 
 #[test]
 fn deduplicates_retries_and_redeliveries() {
     let mock = Mock::start();
     let dir = temp();
-    let cfg = write(dir.path(), "relay.toml", &config("0s", &[("hook", &mock.url("/hook"))], ""));
+    let cfg = write(
+        dir.path(),
+        "relay.toml",
+        &config("0s", &[("hook", &mock.url("/hook"))], ""),
+    );
     let relay = Relay::start(&cfg, &dir.path().join("data"), &[]);
 
     assert_eq!(relay.post_fixture("post_created_first_post").0, 202);
@@ -103,7 +116,11 @@ fn deduplicates_retries_and_redeliveries() {
 fn delay_window_cancels_deleted_posts_and_applies_edits() {
     let mock = Mock::start();
     let dir = temp();
-    let cfg = write(dir.path(), "relay.toml", &config("1500ms", &[("hook", &mock.url("/hook"))], ""));
+    let cfg = write(
+        dir.path(),
+        "relay.toml",
+        &config("1500ms", &[("hook", &mock.url("/hook"))], ""),
+    );
     let relay = Relay::start(&cfg, &dir.path().join("data"), &[]);
 
     // Post 1006 of topic 101 is created then destroyed inside the window.
@@ -137,12 +154,22 @@ fn delay_window_cancels_deleted_posts_and_applies_edits() {
     assert_eq!(relay.post_fixture("post_edited").0, 202);
 
     let got = mock.wait_for(1, WAIT);
-    assert!(started.elapsed() >= Duration::from_millis(1400), "delay not honoured");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "delay not honoured"
+    );
     std::thread::sleep(Duration::from_millis(2000));
     let got2 = mock.requests();
-    assert_eq!(got2.len(), 1, "the destroyed post must not be relayed: {got2:#?}");
+    assert_eq!(
+        got2.len(),
+        1,
+        "the destroyed post must not be relayed: {got2:#?}"
+    );
     let text = got[0].body.clone();
-    assert!(text.contains("keep the lock scope short"), "edit not applied: {text}");
+    assert!(
+        text.contains("keep the lock scope short"),
+        "edit not applied: {text}"
+    );
     assert!(!text.contains("the original text"));
 }
 
@@ -160,28 +187,63 @@ fn retries_honour_retry_after_then_dead_letter_permanent_errors() {
     let cfg = write(
         dir.path(),
         "relay.toml",
-        &config("0s", &[("flaky", &mock.url("/f")), ("gone", &bad.url("/g"))], ""),
+        &config(
+            "0s",
+            &[("flaky", &mock.url("/f")), ("gone", &bad.url("/g"))],
+            "",
+        ),
     );
     let relay = Relay::start(&cfg, &dir.path().join("data"), &[]);
     assert_eq!(relay.post_fixture("post_created_first_post").0, 202);
 
     let got = mock.wait_for(3, WAIT);
     let gap = got[1].at - got[0].at;
-    assert!(gap >= Duration::from_millis(950), "Retry-After ignored: {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After ignored: {gap:?}"
+    );
     assert_eq!(got[0].body, got[2].body, "the retry sends the same message");
 
     let s = relay.wait_status("dead letter", |s| {
-        s["chats"].as_array().unwrap().iter().any(|c| c["name"] == "gone" && c["dead_letters"] == 1)
+        s["chats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "gone" && c["dead_letters"] == 1)
     });
-    let gone = s["chats"].as_array().unwrap().iter().find(|c| c["name"] == "gone").unwrap();
-    assert!(gone["last_error"]["reason"].as_str().unwrap().contains("404"));
+    let gone = s["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "gone")
+        .unwrap();
+    assert!(
+        gone["last_error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("404")
+    );
     assert_eq!(bad.requests().len(), 1, "a permanent error is not retried");
-    let flaky = s["chats"].as_array().unwrap().iter().find(|c| c["name"] == "flaky").unwrap();
+    let flaky = s["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "flaky")
+        .unwrap();
     assert_eq!(flaky["delivered"], 1);
 
-    let metrics = reqwest::blocking::get(relay.admin_url("/metrics")).unwrap().text().unwrap();
-    assert!(metrics.contains("discourse_relay_retries_total{chat=\"flaky\"} 2"), "{metrics}");
-    assert!(metrics.contains("discourse_relay_dead_letters_total{chat=\"gone\"} 1"), "{metrics}");
+    let metrics = reqwest::blocking::get(relay.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("discourse_relay_retries_total{chat=\"flaky\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("discourse_relay_dead_letters_total{chat=\"gone\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -193,15 +255,26 @@ fn a_broken_chat_does_not_delay_the_others() {
     let cfg = write(
         dir.path(),
         "relay.toml",
-        &config("0s", &[("broken", &slow.url("/s")), ("healthy", &fast.url("/f"))], ""),
+        &config(
+            "0s",
+            &[("broken", &slow.url("/s")), ("healthy", &fast.url("/f"))],
+            "",
+        ),
     );
     let relay = Relay::start(&cfg, &dir.path().join("data"), &[]);
-    for name in ["post_created_first_post", "post_created_reply_group_mention", "post_created_subcategory"] {
+    for name in [
+        "post_created_first_post",
+        "post_created_reply_group_mention",
+        "post_created_subcategory",
+    ] {
         assert_eq!(relay.post_fixture(name).0, 202);
     }
     let got = fast.wait_for(3, Duration::from_secs(5));
     // Order per chat is the order of acceptance.
-    let numbers: Vec<u64> = got.iter().map(|r| r.json()["post"]["number"].as_u64().unwrap()).collect();
+    let numbers: Vec<u64> = got
+        .iter()
+        .map(|r| r.json()["post"]["number"].as_u64().unwrap())
+        .collect();
     assert_eq!(numbers, vec![1, 3, 2]);
 }
 
@@ -215,20 +288,37 @@ fn reloads_by_file_edit_rename_symlink_sighup_and_http() {
     // Kubernetes layout: subscriptions.toml -> ..data/subscriptions.toml, ..data -> ..v1
     let v1 = conf_dir.join("..v1");
     std::fs::create_dir(&v1).unwrap();
-    write(&v1, "subscriptions.toml", &config("0s", &[("a", &a.url("/a"))], ""));
+    write(
+        &v1,
+        "subscriptions.toml",
+        &config("0s", &[("a", &a.url("/a"))], ""),
+    );
     std::os::unix::fs::symlink("..v1", conf_dir.join("..data")).unwrap();
-    std::os::unix::fs::symlink("..data/subscriptions.toml", conf_dir.join("subscriptions.toml")).unwrap();
+    std::os::unix::fs::symlink(
+        "..data/subscriptions.toml",
+        conf_dir.join("subscriptions.toml"),
+    )
+    .unwrap();
     let cfg = conf_dir.join("subscriptions.toml");
     let relay = Relay::start(&cfg, &dir.path().join("data"), &[]);
     let chats = |r: &Relay| -> Vec<String> {
-        r.status()["chats"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect()
+        r.status()["chats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(chats(&relay), vec!["a"]);
 
     // 1. Symlink swap, as a ConfigMap update does it.
     let v2 = conf_dir.join("..v2");
     std::fs::create_dir(&v2).unwrap();
-    write(&v2, "subscriptions.toml", &config("0s", &[("b", &b.url("/b"))], ""));
+    write(
+        &v2,
+        "subscriptions.toml",
+        &config("0s", &[("b", &b.url("/b"))], ""),
+    );
     std::os::unix::fs::symlink("..v2", conf_dir.join("..data_tmp")).unwrap();
     std::fs::rename(conf_dir.join("..data_tmp"), conf_dir.join("..data")).unwrap();
     relay.wait_status("symlink swap reload", |s| s["chats"][0]["name"] == "b");
@@ -237,19 +327,42 @@ fn reloads_by_file_edit_rename_symlink_sighup_and_http() {
 
     // 2. A broken file is rejected; the old config keeps serving.
     let plain = dir.path().join("plain.toml");
-    write(dir.path(), "plain.toml", &config("0s", &[("b", &b.url("/b"))], ""));
+    write(
+        dir.path(),
+        "plain.toml",
+        &config("0s", &[("b", &b.url("/b"))], ""),
+    );
     let relay2 = Relay::start(&plain, &dir.path().join("data2"), &[]);
-    write(dir.path(), "plain.toml", "[discourse]\nurl = \"https://forum.example.org\"\n[[chat]]\nname = 1\n");
-    relay2.wait_status("rejected reload", |s| s["config"]["last_reload"]["ok"] == false);
-    let resp = reqwest::blocking::Client::new().post(relay2.admin_url("/-/reload")).send().unwrap();
+    write(
+        dir.path(),
+        "plain.toml",
+        "[discourse]\nurl = \"https://forum.example.org\"\n[[chat]]\nname = 1\n",
+    );
+    relay2.wait_status("rejected reload", |s| {
+        s["config"]["last_reload"]["ok"] == false
+    });
+    let resp = reqwest::blocking::Client::new()
+        .post(relay2.admin_url("/-/reload"))
+        .send()
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
     let j: serde_json::Value = resp.json().unwrap();
     assert_eq!(j["ok"], false);
     let err = j["errors"][0].as_str().unwrap();
     assert!(err.contains("plain.toml:4:8: error"), "{err}");
-    assert_eq!(relay2.status()["chats"][0]["name"], "b", "old config keeps serving");
-    let metrics = reqwest::blocking::get(relay2.admin_url("/metrics")).unwrap().text().unwrap();
-    assert!(metrics.contains("discourse_relay_config_last_reload_successful 0"), "{metrics}");
+    assert_eq!(
+        relay2.status()["chats"][0]["name"],
+        "b",
+        "old config keeps serving"
+    );
+    let metrics = reqwest::blocking::get(relay2.admin_url("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("discourse_relay_config_last_reload_successful 0"),
+        "{metrics}"
+    );
 
     // 3. Editor-style rename-replace with a valid file.
     let tmp = dir.path().join(".plain.toml.swp");
@@ -258,14 +371,28 @@ fn reloads_by_file_edit_rename_symlink_sighup_and_http() {
     relay2.wait_status("rename reload", |s| s["chats"][0]["name"] == "c");
 
     // 4. In-place edit without a watcher event is picked up by SIGHUP and by HTTP.
-    write(dir.path(), "plain.toml", &config("0s", &[("d", &a.url("/d"))], ""));
+    write(
+        dir.path(),
+        "plain.toml",
+        &config("0s", &[("d", &a.url("/d"))], ""),
+    );
     relay2.signal("HUP");
     relay2.wait_status("sighup reload", |s| s["chats"][0]["name"] == "d");
-    write(dir.path(), "plain.toml", &config("0s", &[("e", &a.url("/e"))], ""));
-    let resp = reqwest::blocking::Client::new().post(relay2.admin_url("/-/reload")).send().unwrap();
+    write(
+        dir.path(),
+        "plain.toml",
+        &config("0s", &[("e", &a.url("/e"))], ""),
+    );
+    let resp = reqwest::blocking::Client::new()
+        .post(relay2.admin_url("/-/reload"))
+        .send()
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(relay2.status()["chats"][0]["name"], "e");
-    let history = relay2.status()["config"]["history"].as_array().unwrap().len();
+    let history = relay2.status()["config"]["history"]
+        .as_array()
+        .unwrap()
+        .len();
     assert!(history >= 4, "reload history kept");
 }
 
@@ -281,7 +408,11 @@ fn kill_9_loses_nothing_that_was_accepted() {
     let cfg = write(
         dir.path(),
         "relay.toml",
-        &config("0s", &[("hook", &format!("http://127.0.0.1:{dead_port}/hook"))], ""),
+        &config(
+            "0s",
+            &[("hook", &format!("http://127.0.0.1:{dead_port}/hook"))],
+            "",
+        ),
     );
     let relay = Relay::start(&cfg, &data, &[]);
     let names = [
@@ -297,10 +428,17 @@ fn kill_9_loses_nothing_that_was_accepted() {
 
     // Second run on the same data dir, chat server up.
     let mock = Mock::start();
-    write(dir.path(), "relay.toml", &config("0s", &[("hook", &mock.url("/hook"))], ""));
+    write(
+        dir.path(),
+        "relay.toml",
+        &config("0s", &[("hook", &mock.url("/hook"))], ""),
+    );
     let relay = Relay::start(&cfg, &data, &[]);
     let got = mock.wait_for(4, Duration::from_secs(20));
-    let ids: Vec<u64> = got.iter().map(|r| r.json()["post"]["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = got
+        .iter()
+        .map(|r| r.json()["post"]["id"].as_u64().unwrap())
+        .collect();
     assert_eq!(ids, vec![1001, 1003, 1012, 1016], "all delivered, in order");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(mock.requests().len(), 4, "none twice");
@@ -314,12 +452,26 @@ fn test_message_admin_token_and_graceful_stop() {
     let cfg = write(
         dir.path(),
         "relay.toml",
-        &config("0s", &[("hook", &mock.url("/hook"))], "")
-            .replace("[server]\n", "[server]\nadmin_token = \"${RELAY_ADMIN_TOKEN}\"\n"),
+        &config("0s", &[("hook", &mock.url("/hook"))], "").replace(
+            "[server]\n",
+            "[server]\nadmin_token = \"${RELAY_ADMIN_TOKEN}\"\n",
+        ),
     );
-    let mut relay = Relay::start(&cfg, &dir.path().join("data"), &[("RELAY_ADMIN_TOKEN", "admin-canary-7")]);
+    let mut relay = Relay::start(
+        &cfg,
+        &dir.path().join("data"),
+        &[("RELAY_ADMIN_TOKEN", "admin-canary-7")],
+    );
     let client = reqwest::blocking::Client::new();
-    assert_eq!(client.get(relay.admin_url("/api/status")).send().unwrap().status().as_u16(), 401);
+    assert_eq!(
+        client
+            .get(relay.admin_url("/api/status"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
     assert_eq!(
         client
             .get(relay.admin_url("/api/status"))
@@ -330,7 +482,15 @@ fn test_message_admin_token_and_graceful_stop() {
             .as_u16(),
         401
     );
-    assert_eq!(client.get(relay.admin_url("/healthz")).send().unwrap().status().as_u16(), 200);
+    assert_eq!(
+        client
+            .get(relay.admin_url("/healthz"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
     let r = client
         .post(relay.admin_url("/api/chats/hook/test"))
         .bearer_auth("admin-canary-7")
@@ -338,7 +498,11 @@ fn test_message_admin_token_and_graceful_stop() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
     let got = mock.wait_for(1, WAIT);
-    assert!(got[0].body.contains("Test message from discourse-relay"), "{}", got[0].body);
+    assert!(
+        got[0].body.contains("Test message from discourse-relay"),
+        "{}",
+        got[0].body
+    );
     let page = client
         .get(relay.admin_url("/"))
         .bearer_auth("admin-canary-7")
@@ -346,7 +510,10 @@ fn test_message_admin_token_and_graceful_stop() {
         .unwrap()
         .text()
         .unwrap();
-    assert!(page.contains("hook") && page.contains("watch all"), "{page}");
+    assert!(
+        page.contains("hook") && page.contains("watch all"),
+        "{page}"
+    );
     assert!(!page.contains("admin-canary-7") && !relay.logs().contains("admin-canary-7"));
 
     relay.signal("TERM");
@@ -359,4 +526,56 @@ fn test_message_admin_token_and_graceful_stop() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn learns_pm_groups_and_categories_from_the_discourse_api() {
+    let forum = Mock::start();
+    let api_file = |name: &str| {
+        std::fs::read_to_string(root().join(format!("tests/fixtures/api/{name}.json"))).unwrap()
+    };
+    forum.route(
+        "/site.json",
+        Reply::new(200, &api_file("site")).header("content-type", "application/json"),
+    );
+    forum.route(
+        "/t/104.json",
+        Reply::new(200, &api_file("t_104")).header("content-type", "application/json"),
+    );
+    let chat = Mock::start();
+    let dir = temp();
+    let toml = format!(
+        "[discourse]\nurl = \"{}\"\nwebhook_secret = \"${{DISCOURSE_WEBHOOK_SECRET}}\"\napi_key = \"${{DISCOURSE_API_KEY}}\"\ndelay = \"1s\"\n\n\
+[[chat]]\nname = \"inbox\"\nprovider = \"webhook\"\nurl = \"{}\"\nrate_limit = \"100/s\"\n\
+[[chat.rule]]\ntype = \"group_message\"\ngroup = \"support-team\"\n\n\
+[[chat]]\nname = \"rust\"\nprovider = \"webhook\"\nurl = \"{}\"\nrate_limit = \"100/s\"\nsubscribe = [\"c/development/rust\"]\n",
+        forum.url(""),
+        chat.url("/inbox"),
+        chat.url("/rust"),
+    );
+    let cfg = write(dir.path(), "relay.toml", &toml);
+    let relay = Relay::start(
+        &cfg,
+        &dir.path().join("data"),
+        &[("DISCOURSE_API_KEY", "api-canary-99")],
+    );
+    // /site.json is fetched at start: category 9 is development/rust, not just "rust".
+    forum.wait_for(1, WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    for name in ["post_created_private_message", "post_created_subcategory"] {
+        let mut f = fixture(name);
+        f.set_header("X-Discourse-Instance", &forum.url(""));
+        assert_eq!(relay.post(&f.headers, f.body).0, 202);
+    }
+    let got = chat.wait_for(2, WAIT);
+    let mut paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, vec!["/inbox", "/rust"]);
+    let asked: Vec<String> = forum.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(asked.contains(&"/t/104.json".to_string()), "{asked:?}");
+    for r in forum.requests() {
+        assert_eq!(r.header("api-key"), Some("api-canary-99"));
+        assert_eq!(r.header("api-username"), Some("system"));
+    }
+    assert!(!relay.logs().contains("api-canary-99"));
 }

@@ -18,6 +18,7 @@ pub fn schema_text() -> String {
 pub fn schema() -> Value {
     let mut g = SchemaSettings::draft2020_12().into_generator();
     let discourse = g.subschema_for::<model::Discourse>();
+    let server = g.subschema_for::<model::Server>();
     let templates = g.subschema_for::<model::Templates>();
     let chat_ref = g.subschema_for::<model::Chat>();
     let mut provider_variants = Vec::new();
@@ -85,6 +86,7 @@ pub fn schema() -> Value {
         "required": ["discourse"],
         "properties": {
             "discourse": to_value(&discourse),
+            "server": to_value(&server),
             "providers": {
                 "description": format!("Provider instances, [providers.NAME]; `kind` defaults to NAME. Kinds: {}.", kinds.join(", ")),
                 "type": "object",

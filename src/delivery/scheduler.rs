@@ -134,3 +134,30 @@ pub fn absorb(store: &dyn Store, arrived: &Event) -> Result<(), super::store::St
     }
     Ok(())
 }
+
+/// Fills the topic of pending events with what the API told about it (tags,
+/// PM groups) after they were accepted. Blocking: call off the runtime.
+pub fn refresh_topic(
+    store: &dyn Store,
+    topic_id: u64,
+    tags: Option<&[crate::ingest::Tag]>,
+    pm_groups: Option<&[String]>,
+) -> Result<usize, super::store::StoreError> {
+    let mut updated = 0;
+    for pending in store.pending_events()? {
+        let mut e = pending.event;
+        if e.topic.id != topic_id {
+            continue;
+        }
+        if let Some(tags) = tags {
+            e.topic.tags = tags.to_vec();
+        }
+        if let Some(groups) = pm_groups {
+            e.topic.pm_groups = groups.to_vec();
+        }
+        if store.update_pending(pending.id, &e)? {
+            updated += 1;
+        }
+    }
+    Ok(updated)
+}

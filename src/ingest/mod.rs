@@ -5,6 +5,7 @@
 //! which learns from earlier events and API responses. Ingest decides nothing
 //! about who gets notified: that is [`crate::rules`].
 
+pub mod api;
 pub mod event;
 pub mod forum;
 pub mod normalize;

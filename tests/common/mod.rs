@@ -70,6 +70,7 @@ struct MockState {
     requests: Vec<Recorded>,
     script: VecDeque<Reply>,
     default: Option<Reply>,
+    routes: Vec<(String, Reply)>,
 }
 
 /// A chat platform stand-in. Answers `{"ok":true,"ts":"<n>"}` by default
@@ -94,40 +95,52 @@ impl Mock {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         rt.spawn(async move {
-            let app = axum::Router::new().fallback(
-                move |req: axum::extract::Request| {
-                    let st = st.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let bytes = axum::body::to_bytes(body, 10 << 20).await.unwrap_or_default();
-                        let mut s = st.lock().unwrap();
-                        let n = s.requests.len();
-                        s.requests.push(Recorded {
-                            method: parts.method.to_string(),
-                            path: parts
-                                .uri
-                                .path_and_query()
-                                .map(|p| p.to_string())
-                                .unwrap_or_default(),
-                            headers: parts
-                                .headers
-                                .iter()
-                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                                .collect(),
-                            body: String::from_utf8_lossy(&bytes).into_owned(),
-                            at: Instant::now(),
+            let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+                let st = st.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let bytes = axum::body::to_bytes(body, 10 << 20)
+                        .await
+                        .unwrap_or_default();
+                    let mut s = st.lock().unwrap();
+                    let n = s.requests.len();
+                    s.requests.push(Recorded {
+                        method: parts.method.to_string(),
+                        path: parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
+                        headers: parts
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                            .collect(),
+                        body: String::from_utf8_lossy(&bytes).into_owned(),
+                        at: Instant::now(),
+                    });
+                    let path_only = parts.uri.path().to_string();
+                    let routed = s
+                        .routes
+                        .iter()
+                        .find(|(p, _)| *p == path_only)
+                        .map(|(_, r)| r.clone());
+                    let reply = routed
+                        .or_else(|| s.script.pop_front())
+                        .or_else(|| s.default.clone())
+                        .unwrap_or_else(|| {
+                            Reply::new(
+                                200,
+                                &format!("{{\"ok\":true,\"ts\":\"{}.000100\"}}", 1_700_000_000 + n),
+                            )
                         });
-                        let reply = s.script.pop_front().or_else(|| s.default.clone()).unwrap_or_else(|| {
-                            Reply::new(200, &format!("{{\"ok\":true,\"ts\":\"{}.000100\"}}", 1_700_000_000 + n))
-                        });
-                        let mut resp = axum::response::Response::builder().status(reply.status);
-                        for (k, v) in &reply.headers {
-                            resp = resp.header(k, v);
-                        }
-                        resp.body(axum::body::Body::from(reply.body)).unwrap()
+                    let mut resp = axum::response::Response::builder().status(reply.status);
+                    for (k, v) in &reply.headers {
+                        resp = resp.header(k, v);
                     }
-                },
-            );
+                    resp.body(axum::body::Body::from(reply.body)).unwrap()
+                }
+            });
             axum::serve(listener, app).await.unwrap();
         });
         Self {
@@ -144,6 +157,11 @@ impl Mock {
     /// Answers the next requests with these, in order.
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.state.lock().unwrap().script.extend(replies);
+    }
+
+    /// Always answers requests for `path` with `reply` (before the script).
+    pub fn route(&self, path: &str, reply: Reply) {
+        self.state.lock().unwrap().routes.push((path.into(), reply));
     }
 
     /// Answers every request with this once the script is used up.
@@ -326,7 +344,8 @@ impl Fixture {
 }
 
 pub fn fixture(name: &str) -> Fixture {
-    let text = std::fs::read_to_string(root().join(format!("tests/fixtures/webhooks/{name}.json"))).unwrap();
+    let text = std::fs::read_to_string(root().join(format!("tests/fixtures/webhooks/{name}.json")))
+        .unwrap();
     let v: Value = serde_json::from_str(&text).unwrap();
     Fixture {
         headers: v["headers"]
@@ -364,10 +383,13 @@ pub fn deliver(
 ) -> discourse_relay::providers::Outcome {
     use discourse_relay::config::MissingEnv;
     use discourse_relay::ingest::{ForumState, Ingested, WebhookRequest, normalize};
-    let env: std::collections::HashMap<String, String> =
-        env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let (p, _) = discourse_relay::pipeline::load_str(Path::new("test.toml"), toml, &env, MissingEnv::Error)
-        .unwrap_or_else(|d| panic!("config invalid:\n{d}"));
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (p, _) =
+        discourse_relay::pipeline::load_str(Path::new("test.toml"), toml, &env, MissingEnv::Error)
+            .unwrap_or_else(|d| panic!("config invalid:\n{d}"));
     let f = fixture(fixture_name);
     let req = WebhookRequest {
         headers: f.headers,
@@ -377,9 +399,18 @@ pub fn deliver(
     let Ok(Ingested::Event(event)) = normalize(&req, &mut state, &p.config.forum.url) else {
         panic!("{fixture_name} is not an event");
     };
-    let idx = p.chat_index(chat).unwrap_or_else(|| panic!("no chat {chat}"));
+    let idx = p
+        .chat_index(chat)
+        .unwrap_or_else(|| panic!("no chat {chat}"));
     let (_, out) = p.message(idx, &event).unwrap();
     let sender = discourse_relay::delivery::send::Sender::new().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(sender.send(p.config.chats[idx].destination.as_ref(), &out, &p.config.redactor))
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(sender.send(
+        p.config.chats[idx].destination.as_ref(),
+        &out,
+        &p.config.redactor,
+    ))
 }
