@@ -1,6 +1,7 @@
 //! The `discourse-relay` command line. Only argument handling and output
 //! here; everything else lives in the library.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -227,11 +228,11 @@ fn explain(config: &Path, as_json: bool, files: &[PathBuf]) -> Result<ExitCode> 
             );
         }
     };
-    let mut state = pipeline.forum_state();
+    let mut states: HashMap<String, ForumState> = HashMap::new();
     let mut out = std::io::stdout().lock();
     let mut ok = true;
     for file in files {
-        match explain_one(&pipeline, &mut state, file) {
+        match explain_one(&pipeline, &mut states, file) {
             Ok(Some(line)) => {
                 if as_json {
                     writeln!(out, "{}", serde_json::to_string(&line)?)?;
@@ -260,12 +261,17 @@ fn explain(config: &Path, as_json: bool, files: &[PathBuf]) -> Result<ExitCode> 
 /// One event file → the explain object; `None` for API responses (learned).
 fn explain_one(
     p: &Pipeline,
-    state: &mut ForumState,
+    states: &mut HashMap<String, ForumState>,
     file: &Path,
 ) -> Result<Option<serde_json::Value>> {
     let text = std::fs::read_to_string(file).context("cannot read")?;
     let json: serde_json::Value = serde_json::from_str(&text).context("not JSON")?;
     if json.get("headers").is_none() {
+        // API responses teach the [discourse] forum.
+        let forum = p.config.forum();
+        let state = states
+            .entry(forum.url.clone())
+            .or_insert_with(|| p.forum_state(0));
         return match learn_api_response(&json, state) {
             Some(_) => Ok(None),
             None => anyhow::bail!(
@@ -275,7 +281,17 @@ fn explain_one(
     }
     let req = WebhookRequest::from_fixture(&json)?;
     let name = req.header("X-Discourse-Event").unwrap_or("?").to_string();
-    let ingested = normalize(&req, state, &p.config.forum.url)?;
+    let idx = match req.header("X-Discourse-Instance") {
+        None => 0,
+        Some(i) => p.config.forum_index(i).ok_or_else(|| {
+            anyhow::anyhow!("X-Discourse-Instance {i} is not a forum of this config")
+        })?,
+    };
+    let forum = &p.config.forums[idx];
+    let state = states
+        .entry(forum.url.clone())
+        .or_insert_with(|| p.forum_state(idx));
+    let ingested = normalize(&req, state, &forum.url)?;
     let event = match ingested {
         Ingested::Ping => {
             return Ok(Some(

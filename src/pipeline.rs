@@ -114,20 +114,39 @@ impl Pipeline {
         }
     }
 
-    /// A fresh forum state seeded with the config's static category map.
-    pub fn forum_state(&self) -> ForumState {
-        ForumState::new(&self.config.forum.categories)
+    /// A fresh state for forum `forum` (an index into `config.forums`),
+    /// seeded with its static category map.
+    pub fn forum_state(&self, forum: usize) -> ForumState {
+        ForumState::new(
+            self.config
+                .forums
+                .get(forum)
+                .map(|f| f.categories.as_slice())
+                .unwrap_or(&[]),
+        )
     }
 
     /// Only the routing decision (no rendering): which chats, by which rule.
+    /// With several forums, only chats of the event's forum count.
     pub fn route(&self, event: &Event) -> Routing {
-        self.matcher.route(event)
+        let routing = self.matcher.route(event);
+        if self.config.forums.len() == 1 {
+            return routing;
+        }
+        let forum = self.config.forum_index(&event.forum).unwrap_or(0);
+        match routing {
+            Routing::Matched(mut ms) => {
+                ms.retain(|m| self.config.chats[m.chat].forum == forum);
+                Routing::Matched(ms)
+            }
+            skipped => skipped,
+        }
     }
 
     /// Routes, renders and builds the request for every chat the event reaches.
     /// A chat whose message fails to render is reported, never blocks others.
     pub fn decide(&self, event: &Event) -> Decision {
-        let matches = match self.matcher.route(event) {
+        let matches = match self.route(event) {
             Routing::Skipped(reason) => {
                 return Decision {
                     skipped: Some(reason.to_string()),
@@ -210,7 +229,7 @@ impl Pipeline {
     /// The event a test message is rendered from: the sample post, titled so
     /// that nobody mistakes it for forum activity.
     pub fn test_event(&self) -> Event {
-        let mut e = Event::sample(&self.config.forum.url);
+        let mut e = Event::sample(&self.config.forum().url);
         e.id = None;
         e.topic.title = "Test message from discourse-relay".into();
         if let Some(p) = e.post.as_mut() {

@@ -142,9 +142,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
     committer: GroupCommitter,
-    forum: Arc<Mutex<ForumState>>,
-    /// The Discourse API, when `api_key` is set.
-    api: arc_swap::ArcSwapOption<DiscourseApi>,
+    /// What each forum taught (by forum URL).
+    forum: Mutex<HashMap<String, ForumState>>,
+    /// The Discourse API of each forum that has an `api_key` (by forum URL).
+    api: ArcSwap<HashMap<String, Arc<DiscourseApi>>>,
     /// Topics being fetched, so a burst of posts fetches each once.
     fetching: Mutex<std::collections::HashSet<u64>>,
     site_refresh: Arc<Notify>,
@@ -191,10 +192,13 @@ impl App {
         for w in &warnings.0 {
             tracing::warn!("{w}");
         }
-        if p.config.forum.webhook_secret.is_none() {
-            tracing::warn!(
-                "no [discourse] webhook_secret: webhook signatures are NOT checked, anyone who can reach the listener can post events"
-            );
+        for f in &p.config.forums {
+            if f.webhook_secret.is_none() {
+                tracing::warn!(
+                    forum = %f.url,
+                    "no webhook_secret: webhook signatures are NOT checked, anyone who can reach the listener can post events"
+                );
+            }
         }
 
         std::fs::create_dir_all(&opts.data_dir)
@@ -212,7 +216,14 @@ impl App {
             chats: Mutex::new(HashMap::new()),
         });
         let shutdown = CancellationToken::new();
-        let forum = Arc::new(Mutex::new(p.forum_state()));
+        let forum = Mutex::new(
+            p.config
+                .forums
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.url.clone(), p.forum_state(i)))
+                .collect::<HashMap<_, _>>(),
+        );
         let hash = p.config.hash.clone();
         let chats: Vec<String> = p.config.chats.iter().map(|c| c.name.clone()).collect();
         let pipeline = Arc::new(ArcSwap::from_pointee(p));
@@ -233,7 +244,7 @@ impl App {
             shutdown: shutdown.clone(),
             committer: GroupCommitter::new(store.clone()),
             forum,
-            api: arc_swap::ArcSwapOption::empty(),
+            api: ArcSwap::from_pointee(HashMap::new()),
             fetching: Mutex::new(std::collections::HashSet::new()),
             site_refresh: Arc::new(Notify::new()),
             workers: workers.clone(),
@@ -292,13 +303,28 @@ impl App {
     }
 
     fn set_api(&self, p: &Pipeline) {
-        let f = &p.config.forum;
-        let api = f
-            .api_key
-            .as_ref()
-            .and_then(|key| DiscourseApi::new(&f.url, key.clone(), &f.api_username).ok())
-            .map(Arc::new);
-        self.api.store(api);
+        let apis: HashMap<String, Arc<DiscourseApi>> = p
+            .config
+            .forums
+            .iter()
+            .filter_map(|f| {
+                let key = f.api_key.as_ref()?;
+                let api = DiscourseApi::new(&f.url, key.clone(), &f.api_username).ok()?;
+                Some((f.url.clone(), Arc::new(api)))
+            })
+            .collect();
+        self.api.store(Arc::new(apis));
+    }
+
+    /// The learned state of the forum at `url`, created from the serving
+    /// config's static map on first use.
+    fn with_forum<R>(&self, url: &str, f: impl FnOnce(&mut ForumState) -> R) -> R {
+        let mut forums = self.forum.lock().unwrap_or_else(|e| e.into_inner());
+        let state = forums.entry(url.to_string()).or_insert_with(|| {
+            let p = self.pipeline.load();
+            p.forum_state(p.config.forum_index(url).unwrap_or(0))
+        });
+        f(state)
     }
 
     /// Keeps category paths and restrictions current from `/site.json`:
@@ -307,18 +333,15 @@ impl App {
         let app = self.clone();
         tokio::spawn(async move {
             loop {
-                if let Some(api) = app.api.load_full() {
+                for (url, api) in app.api.load_full().iter() {
                     match api.site().await {
                         Ok(site) => {
                             let n = site.categories.len();
-                            app.forum
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .learn_site(&site);
-                            tracing::info!(categories = n, "learned categories from /site.json");
+                            app.with_forum(url, |f| f.learn_site(&site));
+                            tracing::info!(forum = %url, categories = n, "learned categories from /site.json");
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "cannot fetch /site.json; using what is known")
+                            tracing::warn!(forum = %url, error = %e, "cannot fetch /site.json; using what is known")
                         }
                     }
                 }
@@ -333,10 +356,11 @@ impl App {
 
     /// Fetches `/t/{id}.json` for a topic whose tags or PM groups are
     /// unknown, then fills the events waiting out their delay.
-    fn spawn_topic_fetch(self: &Arc<Self>, topic_id: u64) {
-        let Some(api) = self.api.load_full() else {
+    fn spawn_topic_fetch(self: &Arc<Self>, forum_url: &str, topic_id: u64) {
+        let Some(api) = self.api.load().get(forum_url).cloned() else {
             return;
         };
+        let forum_url = forum_url.to_string();
         if !self
             .fetching
             .lock()
@@ -359,12 +383,11 @@ impl App {
                     return;
                 }
             };
-            let (tags, groups) = {
-                let mut forum = app.forum.lock().unwrap_or_else(|e| e.into_inner());
-                forum.learn_topic(&t);
-                let known = forum.topic(topic_id).cloned().unwrap_or_default();
-                (known.tags, known.pm_groups)
-            };
+            let known = app.with_forum(&forum_url, |f| {
+                f.learn_topic(&t);
+                f.topic(topic_id).cloned().unwrap_or_default()
+            });
+            let (tags, groups) = (known.tags, known.pm_groups);
             let r = blocking(&app.store, move |s| {
                 refresh_topic(s, topic_id, tags.as_deref(), groups.as_deref())
             })
@@ -416,18 +439,21 @@ impl App {
     /// store durably, answer. 202 only once the event is on disk.
     pub async fn accept(self: &Arc<Self>, req: WebhookRequest) -> Answer {
         let p = self.pipeline.load_full();
-        let forum = &p.config.forum;
         let name = req.header("X-Discourse-Event").unwrap_or("").to_string();
-
-        if let Some(instance) = req.header("X-Discourse-Instance")
-            && instance.trim_end_matches('/') != forum.url
-        {
-            self.metrics.event(&name, EventOutcome::UnknownInstance);
-            return Answer::new(
-                403,
-                "unknown X-Discourse-Instance: this relay serves another forum",
-            );
-        }
+        // X-Discourse-Instance picks the forum; without it, [discourse].
+        let forum = match req.header("X-Discourse-Instance") {
+            None => p.config.forum(),
+            Some(instance) => match p.config.forum_index(instance) {
+                Some(i) => &p.config.forums[i],
+                None => {
+                    self.metrics.event(&name, EventOutcome::UnknownInstance);
+                    return Answer::new(
+                        403,
+                        "unknown X-Discourse-Instance: this relay serves other forums",
+                    );
+                }
+            },
+        };
         if let Some(secret) = &forum.webhook_secret
             && let Err(e) = req.verify_signature(secret.expose().as_bytes())
         {
@@ -439,10 +465,7 @@ impl App {
             };
             return Answer::new(401, why);
         }
-        let ingested = {
-            let mut state = self.forum.lock().unwrap_or_else(|e| e.into_inner());
-            normalize(&req, &mut state, &forum.url)
-        };
+        let ingested = self.with_forum(&forum.url, |state| normalize(&req, state, &forum.url));
         let event = match ingested {
             Err(e) => {
                 self.metrics.event(&name, EventOutcome::Malformed);
@@ -491,16 +514,12 @@ impl App {
         // Post payloads carry no tags and no PM recipients: ask the API while
         // the event waits out its delay.
         if arrived.post.is_some() {
-            let known = self
-                .forum
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .topic(arrived.topic.id)
-                .cloned()
-                .unwrap_or_default();
+            let known = self.with_forum(&forum.url, |f| {
+                f.topic(arrived.topic.id).cloned().unwrap_or_default()
+            });
             let missing_groups = arrived.topic.private_message && known.pm_groups.is_none();
             if known.tags.is_none() || missing_groups {
-                self.spawn_topic_fetch(arrived.topic.id);
+                self.spawn_topic_fetch(&forum.url, arrived.topic.id);
             }
         }
         match self.committer.accept(inbound).await {

@@ -579,3 +579,54 @@ fn learns_pm_groups_and_categories_from_the_discourse_api() {
     }
     assert!(!relay.logs().contains("api-canary-99"));
 }
+
+#[test]
+fn several_forums_share_one_relay_by_instance_header() {
+    let chat = Mock::start();
+    let dir = temp();
+    let toml = format!(
+        "[discourse]\nurl = \"https://forum.example.org\"\nwebhook_secret = \"${{DISCOURSE_WEBHOOK_SECRET}}\"\ndelay = \"0s\"\n\n\
+[forums.meta]\nurl = \"https://meta.example.org/\"\nwebhook_secret = \"${{META_SECRET}}\"\ndelay = \"0s\"\n\n\
+[[chat]]\nname = \"main\"\nprovider = \"webhook\"\nurl = \"{}\"\nrate_limit = \"100/s\"\nsubscribe = [\"all\"]\n\n\
+[[chat]]\nname = \"meta\"\nforum = \"meta\"\nprovider = \"webhook\"\nurl = \"{}\"\nrate_limit = \"100/s\"\nsubscribe = [\"all\"]\n",
+        chat.url("/main"),
+        chat.url("/meta"),
+    );
+    let cfg = write(dir.path(), "relay.toml", &toml);
+    let relay = Relay::start(
+        &cfg,
+        &dir.path().join("data"),
+        &[("META_SECRET", "meta-secret-123")],
+    );
+
+    assert_eq!(relay.post_fixture("post_created_first_post").0, 202);
+    let mut f = fixture("post_created_reply_group_mention");
+    f.set_header("X-Discourse-Instance", "https://meta.example.org");
+    // Signed with the main forum's secret: wrong for meta.
+    assert_eq!(relay.post(&f.headers, f.body.clone()).0, 401);
+    let sig = discourse_relay::ingest::request::sign(b"meta-secret-123", &f.body);
+    f.set_header("X-Discourse-Event-Signature", &sig);
+    assert_eq!(relay.post(&f.headers, f.body.clone()).0, 202);
+
+    let got = chat.wait_for(2, WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut seen: Vec<(String, String)> = chat
+        .requests()
+        .iter()
+        .map(|r| {
+            (
+                r.path.clone(),
+                r.json()["forum"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        seen,
+        vec![
+            ("/main".to_string(), "https://forum.example.org".to_string()),
+            ("/meta".to_string(), "https://meta.example.org".to_string())
+        ]
+    );
+}

@@ -21,7 +21,14 @@ use crate::providers::{Destination, Instance, registry};
 use crate::rules::RuleDef;
 
 /// Top-level tables of the file.
-const SECTIONS: &[&str] = &["discourse", "server", "providers", "templates", "chat"];
+pub(crate) const SECTIONS: &[&str] = &[
+    "discourse",
+    "forums",
+    "server",
+    "providers",
+    "templates",
+    "chat",
+];
 
 const DEFAULT_DELAY: Duration = Duration::from_secs(20);
 
@@ -30,7 +37,8 @@ const DEFAULT_DELAY: Duration = Duration::from_secs(20);
 pub struct Config {
     /// SHA-256 of the file's bytes, hex: identifies what is serving.
     pub hash: String,
-    pub forum: Forum,
+    /// Every forum: `[discourse]` first, then `[forums.NAME]` in name order.
+    pub forums: Vec<Forum>,
     pub server: ServerConfig,
     pub templates: BTreeMap<String, TemplateSource>,
     pub chats: Vec<ChatConfig>,
@@ -40,6 +48,8 @@ pub struct Config {
 
 #[derive(Debug)]
 pub struct Forum {
+    /// `discourse` for the `[discourse]` table, NAME for `[forums.NAME]`.
+    pub name: String,
     pub url: String,
     pub webhook_secret: Option<Secret>,
     pub api_key: Option<Secret>,
@@ -133,6 +143,8 @@ pub struct ChatConfig {
     pub destination: Box<dyn Destination>,
     pub template: Option<Spanned<String>>,
     pub rules: Vec<RuleDef>,
+    /// Index into [`Config::forums`] of the forum whose events it receives.
+    pub forum: usize,
     /// `rate_limit`, if the chat sets one (else the provider's default).
     pub rate_limit: Option<Rate>,
     /// Span of the chat's `name` value.
@@ -172,19 +184,25 @@ pub fn parse(
         }
     }
 
-    let forum = read_forum(&doc, &mut cx);
+    let forums = read_forums(&doc, &mut cx);
     let server = read_server(&doc, &mut cx);
     let templates = read_templates(&doc, source.text(), &mut cx);
     let instances = read_providers(&doc, &mut cx);
-    let chats = read_chats(&doc, &templates, &instances, &mut cx);
+    let chats = read_chats(
+        &doc,
+        &templates,
+        &instances,
+        forums.as_deref().unwrap_or(&[]),
+        &mut cx,
+    );
 
     let hash = hex::encode(Sha256::digest(source.text().as_bytes()));
     let (problems, redactor) = cx.finish();
     // Even with errors, hand on what was read so later checks (globs,
     // templates) still run and `validate` reports every problem at once.
-    let config = forum.map(|forum| Config {
+    let config = forums.map(|forums| Config {
         hash,
-        forum,
+        forums,
         server,
         templates,
         chats,
@@ -193,11 +211,53 @@ pub fn parse(
     (config, problems)
 }
 
-fn read_forum(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Option<Forum> {
+impl Config {
+    /// The `[discourse]` forum.
+    pub fn forum(&self) -> &Forum {
+        // `parse` only builds a Config with at least the [discourse] forum.
+        &self.forums[0]
+    }
+
+    /// The forum whose base URL is `url` (as `X-Discourse-Instance` sends it).
+    pub fn forum_index(&self, url: &str) -> Option<usize> {
+        let url = url.trim_end_matches('/');
+        self.forums.iter().position(|f| f.url == url)
+    }
+}
+
+/// `[discourse]` and every `[forums.NAME]`; `None` without a usable `[discourse]`.
+fn read_forums(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Option<Vec<Forum>> {
     let Some(item) = doc.get("discourse") else {
         cx.error(Some(0..0), "missing [discourse] table (at least `url`)");
         return None;
     };
+    let mut forums = vec![read_forum("discourse", item, cx)?];
+    if let Some(more) = doc.get("forums") {
+        let Some(table) = more.as_table_like() else {
+            cx.error(
+                more.span(),
+                "`forums` must be a table of [forums.NAME] tables",
+            );
+            return Some(forums);
+        };
+        for (name, item) in table.iter() {
+            if let Some(f) = read_forum(name, item, cx) {
+                if forums.iter().any(|o| o.url == f.url) {
+                    let span = item.get("url").and_then(|u| u.span());
+                    cx.error(
+                        span,
+                        format!("forum `{name}` has the same url as another forum"),
+                    );
+                    continue;
+                }
+                forums.push(f);
+            }
+        }
+    }
+    Some(forums)
+}
+
+fn read_forum(name: &str, item: &Item, cx: &mut Ctx<'_>) -> Option<Forum> {
     let d = cx.deserialize::<model::Discourse>(item)?;
     let url = cx
         .url("url", &d.url, false)?
@@ -252,6 +312,7 @@ fn read_forum(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Option<For
         });
     }
     Some(Forum {
+        name: name.to_string(),
         url,
         webhook_secret,
         api_key,
@@ -417,6 +478,7 @@ fn read_chats(
     doc: &toml_edit::Document<String>,
     templates: &BTreeMap<String, TemplateSource>,
     instances: &Instances,
+    forums: &[Forum],
     cx: &mut Ctx<'_>,
 ) -> Vec<ChatConfig> {
     let mut out = Vec::new();
@@ -551,6 +613,25 @@ fn read_chats(
         }
 
         let rules = read_rules(&chat, cx);
+        let forum = match &chat.forum {
+            None => 0,
+            Some(f) => match forums.iter().position(|x| &x.name == f.get_ref()) {
+                Some(i) => i,
+                None => {
+                    let names: Vec<&str> = forums.iter().map(|x| x.name.as_str()).collect();
+                    cx.error(
+                        Some(f.span()),
+                        format!(
+                            "unknown forum `{}`{}; forums: {}",
+                            f.get_ref(),
+                            did_you_mean(f.get_ref(), names.iter().copied()),
+                            names.join(", ")
+                        ),
+                    );
+                    0
+                }
+            },
+        };
         let rate_limit = chat.rate_limit.as_ref().and_then(|r| {
             let rate = Rate::parse(r.get_ref());
             if rate.is_none() {
@@ -599,6 +680,7 @@ fn read_chats(
                 destination,
                 template: chat.template,
                 rules,
+                forum,
                 rate_limit,
             });
         }

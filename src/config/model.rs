@@ -11,7 +11,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
-/// The `[discourse]` table: the forum this relay listens to.
+/// The `[discourse]` table: the forum this relay listens to. `[forums.NAME]`
+/// tables have the same keys, for more forums pointing at one relay.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct Discourse {
     /// Base URL of the forum, e.g. `https://forum.example.org`; prefixes links.
@@ -104,6 +105,9 @@ pub struct Chat {
     /// Full rules.
     #[serde(default)]
     pub rule: Vec<Rule>,
+    /// The forum whose events this chat receives: a `[forums.NAME]`; default `[discourse]`.
+    #[schemars(with = "Option<String>")]
+    pub forum: Option<Spanned<String>>,
     /// Most messages sent to this chat, e.g. `"1/s"`, `"20/m"`; default: the provider's.
     #[schemars(with = "Option<String>")]
     pub rate_limit: Option<Spanned<String>>,

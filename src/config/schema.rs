@@ -86,6 +86,11 @@ pub fn schema() -> Value {
         "required": ["discourse"],
         "properties": {
             "discourse": to_value(&discourse),
+            "forums": {
+                "description": "More forums served by this relay, [forums.NAME], each like [discourse]; chats pick one with `forum = \"NAME\"`. Requests choose by X-Discourse-Instance.",
+                "type": "object",
+                "additionalProperties": to_value(&discourse),
+            },
             "server": to_value(&server),
             "providers": {
                 "description": format!("Provider instances, [providers.NAME]; `kind` defaults to NAME. Kinds: {}.", kinds.join(", ")),

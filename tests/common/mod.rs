@@ -395,8 +395,8 @@ pub fn deliver(
         headers: f.headers,
         body: f.body,
     };
-    let mut state = ForumState::new(&p.config.forum.categories);
-    let Ok(Ingested::Event(event)) = normalize(&req, &mut state, &p.config.forum.url) else {
+    let mut state = ForumState::new(&p.config.forum().categories);
+    let Ok(Ingested::Event(event)) = normalize(&req, &mut state, &p.config.forum().url) else {
         panic!("{fixture_name} is not an event");
     };
     let idx = p
