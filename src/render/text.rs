@@ -7,10 +7,8 @@
 //! entities decoded, no tree building): a few µs for a typical post where a
 //! full DOM build cost ~30 µs. Without a tree there are no implied end tags,
 //! so a hidden element (a quote, say) ends only at its own end tag: left
-//! unclosed, it hides the rest of the post, as a browser would show it.
-
-use std::borrow::Cow;
-use std::convert::Infallible;
+//! unclosed, it hides the rest of the post, even where a DOM would have
+//! closed it (an enclosing element's end tag, say).
 
 use html5gum::emitters::callback::{CallbackEmitter, CallbackEvent};
 use html5gum::{Span, Tokenizer};
@@ -24,7 +22,11 @@ const HTML_MAX_BYTES: usize = 100_000;
 
 /// Cooked HTML → whitespace-collapsed text truncated to `max` characters.
 pub fn excerpt(html: &str, max: usize) -> String {
-    truncate(&collapse_whitespace(&html_to_text(html)), max)
+    // `truncate` looks at no more than the first `max + 1` characters.
+    truncate(
+        &collapse_whitespace(&text_prefix(html, max.saturating_add(1))),
+        max,
+    )
 }
 
 /// Cooked HTML → text: entities decoded, tags dropped, code kept as text.
@@ -41,25 +43,35 @@ pub fn excerpt(html: &str, max: usize) -> String {
 /// - An `<img>` (with a `src`) becomes its `alt` text: an emoji's `:smile:`
 ///   (or the unicode character), an uploaded image's description.
 pub fn html_to_text(html: &str) -> String {
+    text_prefix(html, usize::MAX)
+}
+
+/// The start of `html_to_text(html)`: conversion stops once the text holds
+/// `min_chars` non-whitespace characters, so it is at least `min_chars`
+/// characters long once collapsed (or it is the whole text), and its
+/// collapsed form is a prefix of the whole text's. An excerpt of a long post
+/// thus reads only the post's start.
+fn text_prefix(html: &str, min_chars: usize) -> String {
     let html = clip(html, HTML_MAX_BYTES);
     // The tokenizer is fed user content; should it ever panic, that must not
     // take the relay down, so a panic becomes an empty excerpt.
-    std::panic::catch_unwind(|| convert(html)).unwrap_or_else(|_| {
+    std::panic::catch_unwind(|| convert(html, min_chars)).unwrap_or_else(|_| {
         tracing::warn!("HTML to text conversion panicked");
         String::new()
     })
 }
 
-fn convert(html: &str) -> String {
-    let mut converter = Converter::new(html.len());
+fn convert(html: &str, min_chars: usize) -> String {
+    let mut converter = Converter::new(html.len(), min_chars);
+    // The callback yields a token (and so pauses the tokenizer) once the
+    // text is long enough.
     let mut emitter = CallbackEmitter::new(|event: CallbackEvent<'_>, _: Span<()>| {
-        converter.event(event);
-        None::<Infallible>
+        converter.event(event).then_some(())
     });
     // Contents of `script`, `style`, `textarea`, … are raw text, not markup.
     emitter.naively_switch_states(true);
-    // Reading a `&str` cannot fail.
-    let Ok(()) = Tokenizer::new_with_emitter(html, emitter).finish();
+    // Runs to the end of the input or to the first token, whichever is first.
+    let _ = Tokenizer::new_with_emitter(html, emitter).next();
     converter.out
 }
 
@@ -112,6 +124,11 @@ impl Scope {
 /// State of the streaming conversion, fed one tokenizer event at a time.
 struct Converter {
     out: String,
+    /// Non-whitespace characters in `out`, counted only if `wanted` is
+    /// finite (not `usize::MAX`).
+    chars: usize,
+    /// How many non-whitespace characters are enough.
+    wanted: usize,
     /// Whether attribute events belong to a start tag (end tags can carry
     /// attributes too; they are ignored).
     in_start_tag: bool,
@@ -131,9 +148,11 @@ struct Converter {
 }
 
 impl Converter {
-    fn new(html_len: usize) -> Self {
+    fn new(html_len: usize, wanted: usize) -> Self {
         Converter {
-            out: String::with_capacity(html_len),
+            out: String::with_capacity(html_len.min(4096)),
+            chars: 0,
+            wanted,
             in_start_tag: false,
             tag: Vec::new(),
             attr: Attr::Other,
@@ -148,7 +167,8 @@ impl Converter {
         }
     }
 
-    fn event(&mut self, event: CallbackEvent<'_>) {
+    /// Handles one event; whether the text is now long enough.
+    fn event(&mut self, event: CallbackEvent<'_>) -> bool {
         match event {
             CallbackEvent::OpenStartTag { name } => {
                 self.in_start_tag = true;
@@ -190,7 +210,7 @@ impl Converter {
             },
             CallbackEvent::CloseStartTag { self_closing } if self.in_start_tag => {
                 self.in_start_tag = false;
-                self.start_tag(self_closing);
+                return self.start_tag(self_closing);
             }
             CallbackEvent::EndTag { name } => {
                 self.in_start_tag = false;
@@ -200,16 +220,17 @@ impl Converter {
                 // A DOM drops U+0000 from body text.
                 if value.contains(&0) {
                     let kept: Vec<u8> = value.iter().copied().filter(|&b| b != 0).collect();
-                    push_utf8(&mut self.out, &kept);
-                } else {
-                    push_utf8(&mut self.out, value);
+                    return self.push(&kept);
                 }
+                return self.push(value);
             }
             _ => {}
         }
+        false
     }
 
-    fn start_tag(&mut self, self_closing: bool) {
+    /// Whether the text is now long enough.
+    fn start_tag(&mut self, self_closing: bool) -> bool {
         let name = self.tag.as_slice();
         // Void elements have no content or end tag; `/>` ends an element
         // only in SVG and MathML (`<div/>` opens a div).
@@ -217,7 +238,7 @@ impl Converter {
         let has_content = !is_void(name) && !ends_itself;
         if let Some(hidden) = &mut self.hidden {
             hidden.open(name, has_content);
-            return;
+            return false;
         }
         let in_lightbox = self.lightbox.is_some();
         let hide = matches!(
@@ -239,7 +260,7 @@ impl Converter {
             if has_content {
                 self.hidden = Some(Scope::new(name));
             }
-            return;
+            return false;
         }
         match &mut self.lightbox {
             Some(lightbox) => lightbox.open(name, has_content),
@@ -248,13 +269,16 @@ impl Converter {
             }
             None => {}
         }
-        if name == b"img" {
-            if self.has_src {
-                push_utf8(&mut self.out, &self.alt);
-            }
-        } else if name == b"br" || is_block(name) {
+        if name == b"img" && self.has_src {
+            let alt = std::mem::take(&mut self.alt);
+            let enough = self.push(&alt);
+            self.alt = alt;
+            return enough;
+        }
+        if name == b"br" || is_block(name) {
             self.line_break();
         }
+        false
     }
 
     fn end_tag(&mut self, name: &[u8]) {
@@ -275,18 +299,22 @@ impl Converter {
         }
     }
 
+    /// Appends text (UTF-8 from the tokenizer, which reads a `&str`); whether
+    /// the text is now long enough.
+    fn push(&mut self, bytes: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(bytes);
+        self.out.push_str(&text);
+        if self.wanted == usize::MAX {
+            return false;
+        }
+        self.chars += text.chars().filter(|c| !c.is_whitespace()).count();
+        self.chars >= self.wanted
+    }
+
     fn line_break(&mut self) {
         if !self.out.is_empty() && !self.out.ends_with('\n') {
             self.out.push('\n');
         }
-    }
-}
-
-/// `bytes` (UTF-8 from the tokenizer, which reads a `&str`) appended to `out`.
-fn push_utf8(out: &mut String, bytes: &[u8]) {
-    match String::from_utf8_lossy(bytes) {
-        Cow::Borrowed(s) => out.push_str(s),
-        Cow::Owned(s) => out.push_str(&s),
     }
 }
 
@@ -601,6 +629,34 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn excerpt_reads_only_what_it_needs_and_matches_the_full_text() {
+        let full =
+            |html: &str, max: usize| truncate(&collapse_whitespace(&html_to_text(html)), max);
+        let mut html = String::new();
+        for i in 0..2_000 {
+            html.push_str(&format!(
+                "<p>w{i} <b>bo</b>ld<img src=x class=emoji alt=\":e{i}:\"> \n &amp;{i}</p><aside class=quote>q{i}</aside>"
+            ));
+        }
+        for max in [0, 1, 2, 5, 9, 10, 11, 12, 13, 40, 299, 300, 301, 1_000] {
+            assert_eq!(excerpt(&html, max), full(&html, max), "max {max}");
+        }
+        let prefix = text_prefix(&html, 301);
+        assert!(prefix.len() < 1_000, "{}", prefix.len());
+        // Short texts are read whole.
+        for short in [
+            "",
+            "<p>a</p>",
+            "<p>a b</p> <p>c</p>  ",
+            "abc<img src=x alt=de>",
+        ] {
+            for max in [0, 1, 2, 3, 4, 300] {
+                assert_eq!(excerpt(short, max), full(short, max), "{short:?} {max}");
+            }
+        }
     }
 
     #[test]
