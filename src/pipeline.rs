@@ -15,7 +15,7 @@ use crate::config::model::Filter;
 use crate::config::{Config, Diagnostics, MissingEnv, Problem, Severity, SourceMap, env::Env};
 use crate::ingest::{Event, ForumState};
 use crate::providers::{Message, Outbound};
-use crate::render::{self, Dialect, Renderer};
+use crate::render::{self, Dialect, RenderContext, Renderer};
 use crate::rules::{Matcher, Routing, RuleDef};
 
 /// One config, compiled.
@@ -166,7 +166,7 @@ impl Pipeline {
         let mut deliveries = Vec::with_capacity(matches.len());
         let mut failures = Vec::new();
         // Built once per event; only the chat name changes between chats.
-        let mut context = render::context(event, "");
+        let mut context = RenderContext::new(event);
         for m in matches {
             match self.message_with(m.chat, &mut context) {
                 Ok((text, outbound)) => deliveries.push(Delivery {
@@ -199,13 +199,13 @@ impl Pipeline {
     /// The rendered text and exact request of `event` for chat `chat`
     /// (an index from [`Pipeline::chat_index`]). The error text is redacted.
     pub fn message(&self, chat: usize, event: &Event) -> Result<(String, Outbound), String> {
-        self.message_with(chat, &mut render::context(event, ""))
+        self.message_with(chat, &mut RenderContext::new(event))
     }
 
     fn message_with(
         &self,
         chat: usize,
-        context: &mut serde_json::Value,
+        context: &mut RenderContext,
     ) -> Result<(String, Outbound), String> {
         let c = self
             .config
@@ -213,7 +213,7 @@ impl Pipeline {
             .get(chat)
             .ok_or_else(|| format!("no chat #{chat}"))?;
         let dest = &c.destination;
-        context["chat"]["name"] = serde_json::Value::String(c.name.clone());
+        context.set_chat(&c.name);
         let text = self
             .renderer
             .render_context(&self.chat_templates[chat], dest.dialect(), context)
@@ -221,7 +221,7 @@ impl Pipeline {
         let outbound = dest.request(&Message {
             chat: &c.name,
             text: &text,
-            context,
+            context: context.data(),
         });
         Ok((text, outbound))
     }

@@ -102,12 +102,17 @@ impl<'a> Ctx<'a> {
         match result {
             Ok(v) => {
                 let mut top = Vec::new();
-                let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default();
+                // The schema (for did-you-mean) is costly: build it only for
+                // nested unknown keys, which are rare.
+                let mut schema: Option<serde_json::Value> = None;
                 for path in ignored {
                     match path.as_slice() {
                         [Seg::Key(k)] => top.push(k.clone()),
                         [parent @ .., Seg::Key(k)] => {
-                            let candidates = properties_at(&schema, parent);
+                            let schema = schema.get_or_insert_with(|| {
+                                serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
+                            });
+                            let candidates = properties_at(schema, parent);
                             let span = span_at(item, &path);
                             let names: Vec<&str> = candidates.iter().map(String::as_str).collect();
                             self.error(

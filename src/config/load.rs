@@ -457,14 +457,14 @@ fn read_providers(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Instan
         settings.remove("kind");
         let Some(reg) = registry::find(&kind) else {
             let known: Vec<&str> = registry::kinds().collect();
-            cx.error(
-                kind_span,
-                format!(
-                    "unknown provider kind `{kind}`{} (known: {})",
-                    did_you_mean(&kind, known.iter().copied()),
-                    known.join(", ")
-                ),
-            );
+            let hint = did_you_mean(&kind, known.iter().copied());
+            // The full list only when no close name is found: it is long.
+            let message = if hint.is_empty() {
+                format!("unknown provider kind `{kind}` (known: {})", known.join(", "))
+            } else {
+                format!("unknown provider kind `{kind}`{hint}")
+            };
+            cx.error(kind_span, message);
             continue;
         };
         if let Some(inst) = (reg.parse)(&Item::Table(settings), cx) {

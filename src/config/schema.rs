@@ -57,18 +57,44 @@ pub fn schema() -> Value {
     // provider is known only by name, so the schema allows the union and the
     // loader checks the exact set.
     let mut chat = resolve(&defs, &to_value(&chat_ref));
+    // field -> [(kind, schema)], in registry order.
+    let mut fields: std::collections::BTreeMap<String, Vec<(&str, Value)>> = Default::default();
+    for (kind, t) in &target_props {
+        let t = resolve(&defs, t);
+        if let Some(tp) = t.get("properties").and_then(Value::as_object) {
+            for (k, v) in tp {
+                fields.entry(k.clone()).or_default().push((kind.as_str(), v.clone()));
+            }
+        }
+    }
     if let Some(p) = chat.get_mut("properties").and_then(Value::as_object_mut) {
-        for (kind, t) in &target_props {
-            let t = resolve(&defs, t);
-            if let Some(tp) = t.get("properties").and_then(Value::as_object) {
-                for (k, v) in tp {
-                    let mut v = v.clone();
-                    if let Some(d) = v.get("description").and_then(Value::as_str) {
-                        v["description"] = json!(format!("({kind}) {d}"));
-                    }
-                    p.entry(k.clone()).or_insert(v);
+        for (field, uses) in fields {
+            // One description naming every provider that uses the field.
+            let description = uses
+                .iter()
+                .map(|(kind, v)| match v.get("description").and_then(Value::as_str) {
+                    Some(d) => format!("{kind}: {d}"),
+                    None => kind.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(" | ");
+            let mut variants: Vec<Value> = Vec::new();
+            for (_, v) in &uses {
+                let mut v = v.clone();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("description");
+                }
+                if !variants.contains(&v) {
+                    variants.push(v);
                 }
             }
+            let mut merged = if variants.len() == 1 {
+                variants.remove(0)
+            } else {
+                json!({ "anyOf": variants })
+            };
+            merged["description"] = json!(description);
+            p.entry(field).or_insert(merged);
         }
     }
     chat["additionalProperties"] = json!(false);

@@ -47,6 +47,7 @@ impl Sender {
                     },
                 }
             }
+            Outbound::Native(m) => redact_outcome(m.sender.send(&m.payload).await, redactor),
             Outbound::Http(req) => {
                 let method = reqwest::Method::from_bytes(req.method.as_bytes())
                     .unwrap_or(reqwest::Method::POST);

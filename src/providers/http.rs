@@ -9,13 +9,25 @@ use serde_json::json;
 use crate::config::env::{Redactor, Secret};
 
 /// An exact request. The URL and header values may hold secrets (tokens in
-/// paths, `Authorization`), so they are [`Secret`]s: `Debug` never shows them.
-#[derive(Debug, Clone)]
+/// paths, `Authorization`), so they are [`Secret`]s; some platforms also
+/// want keys in the body, so `Debug` shows only the body's length.
+#[derive(Clone)]
 pub struct HttpRequest {
     pub method: &'static str,
     pub url: Secret,
     pub headers: Vec<(String, Secret)>,
     pub body: String,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &self.headers)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 impl HttpRequest {

@@ -11,10 +11,32 @@
 //! [`registry::PROVIDERS`].
 
 pub mod console;
+pub mod dingtalk;
+pub mod discord;
+pub mod gitter;
+pub mod googlechat;
+pub mod gotify;
+pub mod groupme;
+pub mod hipchat;
 pub mod http;
+pub mod irc;
+pub mod lark;
+pub mod mastodon;
+pub mod matrix;
+pub mod mattermost;
+pub mod messenger;
+pub mod ntfy;
+pub mod pushover;
 pub mod registry;
+pub mod rocketchat;
 pub mod slack;
+pub mod smtp;
+pub mod teams;
+pub mod telegram;
+pub mod webex;
 pub mod webhook;
+pub mod wecom;
+pub mod zulip;
 
 use std::fmt;
 use std::ops::Range;
@@ -57,6 +79,37 @@ pub enum Outbound {
     Http(HttpRequest),
     /// The console provider: a line on standard output.
     Stdout(String),
+    /// A platform spoken over its own protocol (IRC, SMTP...): the provider
+    /// owns the connection and sends the message itself.
+    Native(NativeMessage),
+}
+
+/// A message for a provider that speaks its own protocol.
+#[derive(Clone)]
+pub struct NativeMessage {
+    /// What `explain` shows, shaped like an HTTP request:
+    /// `{"method": "PRIVMSG", "url": "irc://host:6667/#chan", "headers": {}, "body": "..."}`.
+    /// Secrets in it are redacted by the caller's redactor.
+    pub shown: serde_json::Value,
+    /// The provider-specific payload, handed back to `sender`.
+    pub payload: serde_json::Value,
+    pub sender: Arc<dyn NativeSender>,
+}
+
+impl fmt::Debug for NativeMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NativeMessage").field("shown", &self.shown).finish()
+    }
+}
+
+/// Sends native messages; one per provider instance (it may hold a
+/// persistent connection, reconnecting as needed). Outcomes follow the same
+/// rules as HTTP ones: reasons never contain secrets.
+pub trait NativeSender: Send + Sync {
+    fn send<'a>(
+        &'a self,
+        payload: &'a serde_json::Value,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>>;
 }
 
 impl Outbound {
@@ -66,6 +119,10 @@ impl Outbound {
         match self {
             Outbound::Http(r) => r.redacted_json(redactor),
             Outbound::Stdout(_) => serde_json::Value::Null,
+            Outbound::Native(n) => match serde_json::to_string(&n.shown) {
+                Ok(text) => serde_json::from_str(&redactor.redact(&text)).unwrap_or_default(),
+                Err(_) => serde_json::Value::Null,
+            },
         }
     }
 }

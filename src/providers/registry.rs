@@ -10,6 +10,28 @@ pub static PROVIDERS: &[Registration] = &[
     console::REGISTRATION,
     webhook::REGISTRATION,
     slack::REGISTRATION,
+    super::telegram::REGISTRATION,
+    super::discord::REGISTRATION,
+    super::mattermost::REGISTRATION,
+    super::ntfy::REGISTRATION,
+    super::gotify::REGISTRATION,
+    super::pushover::REGISTRATION,
+    super::lark::REGISTRATION,
+    super::dingtalk::REGISTRATION,
+    super::wecom::REGISTRATION,
+    super::teams::REGISTRATION,
+    super::googlechat::REGISTRATION,
+    super::webex::REGISTRATION,
+    super::groupme::REGISTRATION,
+    super::matrix::REGISTRATION,
+    super::gitter::REGISTRATION,
+    super::zulip::REGISTRATION,
+    super::rocketchat::REGISTRATION,
+    super::irc::REGISTRATION,
+    super::smtp::REGISTRATION,
+    super::mastodon::REGISTRATION,
+    super::messenger::REGISTRATION,
+    super::hipchat::REGISTRATION,
 ];
 
 pub fn find(kind: &str) -> Option<&'static Registration> {
@@ -20,8 +42,24 @@ pub fn kinds() -> impl Iterator<Item = &'static str> {
     PROVIDERS.iter().map(|r| r.kind)
 }
 
-/// Field names a chat of `kind` may set beside the common ones.
+/// Field names a chat of `kind` may set beside the common ones (computed
+/// once per kind: loading a 10k-chat config asks for each chat).
 pub fn target_keys(reg: &Registration) -> Vec<String> {
+    static CACHE: std::sync::OnceLock<std::collections::HashMap<&'static str, Vec<String>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| {
+        PROVIDERS
+            .iter()
+            .map(|r| (r.kind, target_keys_uncached(r)))
+            .collect()
+    });
+    cache
+        .get(reg.kind)
+        .cloned()
+        .unwrap_or_else(|| target_keys_uncached(reg))
+}
+
+fn target_keys_uncached(reg: &Registration) -> Vec<String> {
     let mut g = SchemaGenerator::default();
     let schema = (reg.target_schema)(&mut g);
     let mut root = serde_json::to_value(&schema).unwrap_or_default();

@@ -119,17 +119,21 @@ impl Renderer {
         event: &Event,
         chat: &str,
     ) -> Result<String, RenderError> {
-        self.render_context(name, dialect, &context(event, chat))
+        let mut ctx = RenderContext::new(event);
+        ctx.set_chat(chat);
+        self.render_context(name, dialect, &ctx)
     }
 
-    /// Renders with a context built by [`context`]: the caller builds it once
-    /// per event (the excerpt is the costly part) and changes only `chat.name`.
+    /// Renders with a context built once per event: only `chat.name`
+    /// changes between the chats of one event, and handlebars reads it in
+    /// place (no copy of the post text per chat).
     pub fn render_context(
         &self,
         name: &str,
         dialect: Dialect,
-        data: &serde_json::Value,
+        ctx: &RenderContext,
     ) -> Result<String, RenderError> {
+        let data = ctx.data();
         let fail = |message: String| RenderError {
             template: name.to_string(),
             message,
@@ -143,7 +147,7 @@ impl Renderer {
                     "no template `{name}` is registered for {dialect:?}"
                 ))
             })?;
-        let output = registry.render(name, data).map_err(|e| {
+        let output = registry.render_with_context(name, &ctx.0).map_err(|e| {
             let problem = render_problem(&e, data);
             match (problem.line, problem.col) {
                 (Some(line), Some(col)) => {
@@ -158,6 +162,25 @@ impl Renderer {
                 .map_err(|e| fail(format!("the output is not valid JSON: {e}")))?;
         }
         Ok(output)
+    }
+}
+
+/// The template data of one event, reused for every chat it goes to.
+#[derive(Debug, Clone)]
+pub struct RenderContext(handlebars::Context);
+
+impl RenderContext {
+    pub fn new(event: &Event) -> Self {
+        Self(handlebars::Context::from(context(event, "")))
+    }
+
+    pub fn set_chat(&mut self, chat: &str) {
+        self.0.data_mut()["chat"]["name"] = serde_json::Value::String(chat.to_string());
+    }
+
+    /// The data as JSON (what providers get as `Message::context`).
+    pub fn data(&self) -> &serde_json::Value {
+        self.0.data()
     }
 }
 

@@ -1,0 +1,589 @@
+//! `discord`: a channel webhook, executed with `?wait=true` so Discord answers
+//! with the created message (its `id` becomes the remote id) instead of a
+//! silent 204. Dialect: Markdown, escaped by the renderer (backslashes, and
+//! `@everyone`-style mentions broken with a zero-width space); on top of
+//! that every request sends `allowed_mentions: {"parse": []}`, so even a
+//! mention that got through could not ping anyone.
+//!
+//! The webhook URL holds the webhook's token: it is a secret (`${VAR}`).
+//! Errors are JSON `{"code", "message"}`; a 429 carries `retry_after`
+//! (float seconds) and `Retry-After`. Discord asks clients to stop using a
+//! webhook after a 404, so that is permanent. See shared/providers.md §2.2
+//! and discord-api-docs `resources/webhook` (Execute Webhook).
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+use serde_spanned::Spanned;
+use toml_edit::Item;
+
+use super::{
+    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
+    Registration, http::classify_status, schema_of,
+};
+use crate::config::Rate;
+use crate::config::de::Ctx;
+use crate::config::env::Secret;
+use crate::render::Dialect;
+use crate::render::text::truncate;
+
+pub const REGISTRATION: Registration = Registration {
+    kind: "discord",
+    about: "Discord channel webhook",
+    parse,
+    settings_schema: schema_of::<Settings>,
+    target_schema: schema_of::<Target>,
+};
+
+/// `content` limit (discord-api-docs `resources/message`, "2000 characters").
+const MAX_CONTENT: usize = 2000;
+
+/// `username` limit for webhook messages.
+const MAX_USERNAME: usize = 80;
+
+/// `flags` bit that hides link embeds (`SUPPRESS_EMBEDS`).
+const SUPPRESS_EMBEDS: u64 = 1 << 2;
+
+/// The longest `retry_after` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// `[providers.NAME]` for `kind = "discord"`: how its messages look.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Settings {
+    /// Display name instead of the webhook's own (1 to 80 characters; Discord refuses names containing "discord" or "clyde").
+    #[schemars(with = "Option<String>")]
+    pub username: Option<Spanned<String>>,
+    /// Avatar image URL instead of the webhook's own.
+    #[schemars(with = "Option<String>")]
+    pub avatar_url: Option<Spanned<String>>,
+    /// Hide the link previews (embeds) Discord adds for URLs in the message (default false).
+    pub suppress_embeds: Option<bool>,
+}
+
+/// Chat fields for a Discord chat.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Target {
+    /// The channel's webhook URL (`https://discord.com/api/webhooks/ID/TOKEN`), as `${VAR}`: the URL is the credential.
+    #[schemars(with = "Option<String>")]
+    pub webhook_url: Option<Spanned<String>>,
+    /// Post into this existing thread (or forum post) of the webhook's channel, by id. Forum channels need it.
+    #[schemars(with = "Option<SnowflakeValue>")]
+    pub thread_id: Option<Spanned<SnowflakeValue>>,
+}
+
+/// A Discord id: an integer, or the same digits as a string.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SnowflakeValue {
+    Id(u64),
+    Text(String),
+}
+
+impl SnowflakeValue {
+    fn digits(&self) -> Option<String> {
+        match self {
+            SnowflakeValue::Id(0) => None,
+            SnowflakeValue::Id(n) => Some(n.to_string()),
+            SnowflakeValue::Text(s) => {
+                let s = s.trim();
+                (!s.is_empty() && s.len() <= 20 && s.chars().all(|c| c.is_ascii_digit()))
+                    .then(|| s.to_string())
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Discord {
+    username: Option<String>,
+    avatar_url: Option<String>,
+    suppress_embeds: bool,
+}
+
+fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    let s = cx.deserialize::<Settings>(item)?;
+    let username = match &s.username {
+        Some(u) => {
+            let name = u.get_ref().trim();
+            let lower = name.to_lowercase();
+            if name.is_empty() || name.chars().count() > MAX_USERNAME {
+                cx.error(
+                    Some(u.span()),
+                    format!("`username` must be 1 to {MAX_USERNAME} characters"),
+                );
+                return None;
+            }
+            if lower.contains("discord") || lower.contains("clyde") {
+                cx.error(
+                    Some(u.span()),
+                    "Discord refuses webhook names containing \"discord\" or \"clyde\"",
+                );
+                return None;
+            }
+            Some(name.to_string())
+        }
+        None => None,
+    };
+    let avatar_url = match &s.avatar_url {
+        Some(u) => Some(cx.url("avatar_url", u, false)?.expose().to_string()),
+        None => None,
+    };
+    Some(Arc::new(Discord {
+        username,
+        avatar_url,
+        suppress_embeds: s.suppress_embeds.unwrap_or(false),
+    }))
+}
+
+impl Instance for Discord {
+    fn bind(
+        self: Arc<Self>,
+        target: &Item,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let t = cx.deserialize::<Target>(target)?;
+        let Some(raw) = &t.webhook_url else {
+            cx.error(
+                chat,
+                "a discord chat needs `webhook_url = \"${DISCORD_WEBHOOK_URL}\"` (channel settings > Integrations > Webhooks)",
+            );
+            return None;
+        };
+        let url = cx.url("webhook_url", raw, true)?;
+        if !looks_like_webhook(url.expose()) {
+            // Never echo the URL: it holds the webhook's token.
+            cx.error(
+                Some(raw.span()),
+                "`webhook_url` is not a Discord webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)",
+            );
+            return None;
+        }
+        let thread_id = match &t.thread_id {
+            Some(v) => match v.get_ref().digits() {
+                Some(d) => Some(d),
+                None => {
+                    cx.error(
+                        Some(v.span()),
+                        "`thread_id` must be a Discord id (digits, from \"Copy Thread ID\")",
+                    );
+                    return None;
+                }
+            },
+            None => None,
+        };
+        Some(Box::new(DiscordChat {
+            instance: self,
+            url,
+            thread_id,
+        }))
+    }
+}
+
+/// On Discord's own hosts the path must be `/api[/vN]/webhooks/ID/TOKEN`
+/// (so a Slack-compatible `/slack` URL or a channel link is caught at load).
+/// Other hosts (proxies, test servers) and unexpanded `${VAR}`s pass.
+fn looks_like_webhook(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return true;
+    };
+    let host = u.host_str().unwrap_or("").to_ascii_lowercase();
+    let discord = ["discord.com", "discordapp.com"]
+        .iter()
+        .any(|d| host == *d || host.ends_with(&format!(".{d}")));
+    if !discord {
+        return true;
+    }
+    let segs: Vec<&str> = u.path().trim_matches('/').split('/').collect();
+    let rest = match segs.as_slice() {
+        ["api", v, rest @ ..]
+            if v.starts_with('v') && v[1..].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            rest
+        }
+        ["api", rest @ ..] => rest,
+        _ => return false,
+    };
+    matches!(rest, ["webhooks", id, token] if !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) && !token.is_empty())
+}
+
+#[derive(Debug)]
+struct DiscordChat {
+    instance: Arc<Discord>,
+    url: Secret,
+    thread_id: Option<String>,
+}
+
+impl Destination for DiscordChat {
+    fn kind(&self) -> &'static str {
+        "discord"
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Markdown
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // `wait=true` returns the message id, and the webhook can edit and
+        // delete its own messages (`/messages/{id}`); but a webhook cannot
+        // reply to a message or open a thread in a text channel.
+        Capabilities {
+            thread: false,
+            edit: true,
+            delete: true,
+        }
+    }
+
+    fn default_rate(&self) -> Option<Rate> {
+        // Commonly observed per-webhook bucket: 5 requests per 2 seconds
+        // (unofficial; Discord says to follow the headers, which the 429
+        // classification does).
+        Some(Rate {
+            count: 5,
+            per: Duration::from_secs(2),
+        })
+    }
+
+    fn target(&self) -> String {
+        // The webhook id is not a secret (the token after it is).
+        let id = url::Url::parse(self.url.expose()).ok().and_then(|u| {
+            let segs: Vec<String> = u.path_segments()?.map(str::to_string).collect();
+            let i = segs.iter().position(|s| s == "webhooks")?;
+            segs.get(i + 1)
+                .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()))
+                .cloned()
+        });
+        let hook = match id {
+            Some(id) => format!("webhook {id}"),
+            None => "webhook".to_string(),
+        };
+        match &self.thread_id {
+            Some(t) => format!("{hook} thread {t}"),
+            None => hook,
+        }
+    }
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        let mut body = json!({
+            "content": truncate(msg.text, MAX_CONTENT),
+            "allowed_mentions": {"parse": []},
+        });
+        if let Some(u) = &self.instance.username {
+            body["username"] = json!(u);
+        }
+        if let Some(a) = &self.instance.avatar_url {
+            body["avatar_url"] = json!(a);
+        }
+        if self.instance.suppress_embeds {
+            body["flags"] = json!(SUPPRESS_EMBEDS);
+        }
+        let base = self.url.expose();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let mut url = format!("{base}{sep}wait=true");
+        if let Some(t) = &self.thread_id {
+            url.push_str("&thread_id=");
+            url.push_str(t);
+        }
+        Outbound::Http(HttpRequest::post_json(&Secret::new(url), &body))
+    }
+
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        // The sender redacts the whole URL; an answer quoting only its path
+        // would still show the token, so that goes too.
+        match (self.classify_answer(resp), webhook_token(self.url.expose())) {
+            (Outcome::Retry { reason, after }, Some(t)) => Outcome::Retry {
+                reason: reason.replace(&t, "[redacted]"),
+                after,
+            },
+            (Outcome::Permanent { reason }, Some(t)) => Outcome::Permanent {
+                reason: reason.replace(&t, "[redacted]"),
+            },
+            (o, _) => o,
+        }
+    }
+}
+
+/// The token segment of a webhook URL (`…/webhooks/ID/TOKEN`), when long
+/// enough to be worth scrubbing.
+fn webhook_token(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let segs: Vec<&str> = u.path_segments()?.collect();
+    let i = segs.iter().position(|s| *s == "webhooks")?;
+    segs.get(i + 2)
+        .filter(|t| t.len() >= 8)
+        .map(|t| t.to_string())
+}
+
+impl DiscordChat {
+    fn classify_answer(&self, resp: &HttpResponse) -> Outcome {
+        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+        if (200..300).contains(&resp.status) {
+            // The status is authoritative: the message exists even if the
+            // answer is odd, so never retry (that would post it twice).
+            return Outcome::Sent {
+                remote_id: body["id"].as_str().map(str::to_string),
+            };
+        }
+        let code = body["code"].as_u64();
+        let message = body["message"].as_str();
+        let detail = match (code, message) {
+            (Some(c), Some(m)) => format!(" {c} {}", clip(m)),
+            (None, Some(m)) => format!(" {}", clip(m)),
+            (Some(c), None) => format!(" {c}"),
+            (None, None) => {
+                let s = resp.body_snippet();
+                if s.is_empty() { s } else { format!(": {s}") }
+            }
+        };
+        let status = resp.status;
+        if status == 429 {
+            let after = body["retry_after"]
+                .as_f64()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(|s| Duration::from_secs_f64(s).min(MAX_RETRY_AFTER))
+                .or_else(|| resp.retry_after());
+            let scope = if body["global"].as_bool() == Some(true) {
+                " (global limit)"
+            } else {
+                ""
+            };
+            return Outcome::Retry {
+                reason: format!("discord: HTTP 429{detail}{scope}"),
+                after,
+            };
+        }
+        let hint = match (status, code) {
+            (404, _) | (_, Some(10015)) => {
+                " (the webhook was deleted: create a new one and update webhook_url)"
+            }
+            (401, _) | (_, Some(50027)) => {
+                " (the webhook token is invalid: copy the webhook URL again)"
+            }
+            (_, Some(220001)) => " (a forum channel: set `thread_id` to post into a thread)",
+            (_, Some(10003)) => " (unknown channel or thread: check thread_id)",
+            (_, Some(50083)) => " (the thread is archived)",
+            (_, Some(50006)) => " (the message is empty: check the template)",
+            (_, Some(50035)) => " (Discord refused the message: check username and avatar_url)",
+            (403, _) => " (the webhook lacks permission to post there)",
+            _ => "",
+        };
+        match classify_status(resp) {
+            Outcome::Retry { after, .. } => Outcome::Retry {
+                reason: format!("discord: HTTP {status}{detail}"),
+                after,
+            },
+            _ => Outcome::Permanent {
+                reason: format!("discord: HTTP {status}{detail}{hint}"),
+            },
+        }
+    }
+}
+
+fn clip(s: &str) -> String {
+    truncate(s.trim(), 200)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const HOOK: &str = "https://discord.com/api/webhooks/112233445566778899/canary-discord-token";
+
+    fn chat(username: Option<&str>, thread: Option<&str>) -> DiscordChat {
+        DiscordChat {
+            instance: Arc::new(Discord {
+                username: username.map(str::to_string),
+                avatar_url: None,
+                suppress_embeds: false,
+            }),
+            url: Secret::new(HOOK),
+            thread_id: thread.map(str::to_string),
+        }
+    }
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn http(out: Outbound) -> HttpRequest {
+        match out {
+            Outbound::Http(r) => r,
+            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
+        }
+    }
+
+    #[test]
+    fn request_shape() {
+        let ctx = json!({});
+        let text = "**[title](https://f/t/1)** @\u{200B}everyone";
+        let r = http(chat(Some("Forum"), Some("998877")).request(&Message {
+            chat: "c",
+            text,
+            context: &ctx,
+        }));
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.url.expose(), format!("{HOOK}?wait=true&thread_id=998877"));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"content": text, "allowed_mentions": {"parse": []}, "username": "Forum"})
+        );
+        let c = chat(None, None);
+        assert_eq!(c.target(), "webhook 112233445566778899");
+        assert!(!c.target().contains("canary"));
+    }
+
+    #[test]
+    fn long_content_is_cut_at_a_char_boundary() {
+        let ctx = json!({});
+        let text = "é😀".repeat(1500);
+        let r = http(chat(None, None).request(&Message {
+            chat: "c",
+            text: &text,
+            context: &ctx,
+        }));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let content = body["content"].as_str().unwrap();
+        assert_eq!(content.chars().count(), MAX_CONTENT);
+        assert!(content.ends_with('…'));
+    }
+
+    #[test]
+    fn classifies_discord_answers() {
+        let c = chat(None, None);
+        assert_eq!(
+            c.classify(&resp(
+                200,
+                &[],
+                r#"{"id":"1234567890123456789","type":0,"content":"x","channel_id":"1"}"#
+            )),
+            Outcome::Sent {
+                remote_id: Some("1234567890123456789".into())
+            }
+        );
+        assert_eq!(
+            c.classify(&resp(204, &[], "")),
+            Outcome::Sent { remote_id: None }
+        );
+        assert_eq!(
+            c.classify(&resp(
+                429,
+                &[("Retry-After", "2")],
+                r#"{"message":"You are being rate limited.","retry_after":1.337,"global":false}"#
+            )),
+            Outcome::Retry {
+                reason: "discord: HTTP 429 You are being rate limited.".into(),
+                after: Some(Duration::from_secs_f64(1.337))
+            }
+        );
+        // Cloudflare's HTML 429: the header is all there is.
+        assert!(matches!(
+            c.classify(&resp(429, &[("Retry-After", "60")], "<html>error 1015</html>")),
+            Outcome::Retry { after: Some(d), .. } if d.as_secs() == 60
+        ));
+        assert!(matches!(
+            c.classify(&resp(503, &[], "")),
+            Outcome::Retry { .. }
+        ));
+        let cases = [
+            (
+                404,
+                r#"{"message": "Unknown Webhook", "code": 10015}"#,
+                "10015 Unknown Webhook (the webhook was deleted",
+            ),
+            (
+                401,
+                r#"{"message": "Invalid Webhook Token", "code": 50027}"#,
+                "50027 Invalid Webhook Token (the webhook token is invalid",
+            ),
+            (
+                400,
+                r#"{"message": "Webhooks posted to forum channels must have a thread_name or thread_id", "code": 220001}"#,
+                "set `thread_id`",
+            ),
+            (
+                400,
+                r#"{"message": "Invalid Form Body", "code": 50035, "errors": {}}"#,
+                "50035 Invalid Form Body",
+            ),
+            (
+                403,
+                r#"{"message": "Missing Permissions", "code": 50013}"#,
+                "lacks permission",
+            ),
+        ];
+        for (status, body, want) in cases {
+            let out = c.classify(&resp(status, &[], body));
+            let Outcome::Permanent { reason } = &out else {
+                panic!("{body} should be permanent: {out:?}")
+            };
+            assert!(reason.contains(want), "{reason} lacks {want}");
+            assert!(!reason.contains("canary-discord-token"));
+        }
+    }
+
+    #[test]
+    fn webhook_urls_and_settings_are_validated() {
+        assert!(looks_like_webhook(HOOK));
+        assert!(looks_like_webhook(
+            "https://canary.discord.com/api/v10/webhooks/1/tok"
+        ));
+        assert!(looks_like_webhook("http://127.0.0.1:8080/hook"));
+        assert!(looks_like_webhook("${DISCORD_HOOK}"));
+        assert!(!looks_like_webhook(
+            "https://discord.com/api/webhooks/1/tok/slack"
+        ));
+        assert!(!looks_like_webhook("https://discord.com/channels/1/2"));
+
+        let env: HashMap<String, String> = [(
+            "HOOK".to_string(),
+            "https://discord.com/channels/1/secretish".to_string(),
+        )]
+        .into();
+        let inst = Arc::new(Discord {
+            username: None,
+            avatar_url: None,
+            suppress_embeds: false,
+        });
+        for (text, want) in [
+            (
+                "t = { webhook_url = \"${HOOK}\" }",
+                "not a Discord webhook URL",
+            ),
+            (
+                "t = { webhook_url = \"https://discord.com/api/webhooks/1/literal\" }",
+                "must be an environment reference",
+            ),
+            ("t = { thread_id = 5 }", "needs `webhook_url"),
+        ] {
+            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+            let doc = toml_edit::Document::parse(text.to_string()).unwrap();
+            assert!(inst.clone().bind(&doc["t"], Some(0..1), &mut cx).is_none());
+            let p = &cx.problems()[0];
+            assert!(p.message.contains(want), "{text}: {}", p.message);
+            assert!(!p.message.contains("secretish") && !p.message.contains("literal"));
+        }
+        for (text, want) in [
+            ("username = \"Discord Bot\"", "\"discord\" or \"clyde\""),
+            ("username = \"\"", "1 to 80"),
+            ("avatar_url = \"not a url\"", "absolute http"),
+        ] {
+            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+            let doc = toml_edit::Document::parse(format!("[p]\n{text}\n")).unwrap();
+            assert!(parse(&doc["p"], &mut cx).is_none(), "{text}");
+            assert!(cx.problems()[0].message.contains(want), "{text}");
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! `googlechat`: a Google Chat space's incoming webhook,
+//! `POST https://chat.googleapis.com/v1/spaces/{space}/messages?key=…&token=…`
+//! with `{"text": …}`. The whole URL is the credential.
+//!
+//! Markup: Chat's own text syntax (`*bold*`, `_italic_`, `~strike~`,
+//! `<url|label>` links, `<users/{id}>` and `<users/all>` mentions) is close
+//! to Slack's, so the dialect is Slack mrkdwn: the renderer turns `&`, `<`,
+//! `>` in every value into entities, and no `<` from a post can open a link
+//! or a mention. Google documents no entity decoding for text messages (and
+//! a `&gt;` sent by LibreNMS shows as `&gt;` in Chat, librenms#18234), so
+//! `readable` turns the entities back into look-alikes before sending:
+//! `&lt;`/`&gt;` become `‹`/`›`, `&amp;` becomes `&` unless an entity name
+//! follows. The result holds no `<` or `>` from user content whether or not
+//! Chat decodes entities; links and mentions written in the template stay.
+//!
+//! Errors are Google's `{"error":{"code","message","status"}}`. See
+//! shared/providers.md §2.9 and developers.google.com/workspace/chat/format-messages.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+use serde_spanned::Spanned;
+use toml_edit::Item;
+
+use super::{
+    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
+    Registration, http::classify_status, schema_of,
+};
+use crate::config::Rate;
+use crate::config::de::Ctx;
+use crate::config::env::Secret;
+use crate::render::Dialect;
+
+pub const REGISTRATION: Registration = Registration {
+    kind: "googlechat",
+    about: "Google Chat space incoming webhook",
+    parse,
+    settings_schema: schema_of::<Settings>,
+    target_schema: schema_of::<Target>,
+};
+
+/// Longest `text` Chat takes, counted here in UTF-16 units (never fewer than
+/// characters, so the cut is safe whichever way Google counts).
+const MAX_TEXT: usize = 4096;
+
+/// `[providers.NAME]` for `kind = "googlechat"`: nothing to set (each chat
+/// names its own webhook).
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Settings {}
+
+/// Chat fields for a Google Chat chat.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Target {
+    /// The space's incoming webhook URL
+    /// (`https://chat.googleapis.com/v1/spaces/…/messages?key=…&token=…`),
+    /// as `${VAR}`: the URL is the credential.
+    #[schemars(with = "Option<String>")]
+    pub webhook_url: Option<Spanned<String>>,
+}
+
+#[derive(Debug)]
+struct GoogleChat;
+
+fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    cx.deserialize::<Settings>(item)?;
+    Some(Arc::new(GoogleChat))
+}
+
+impl Instance for GoogleChat {
+    fn bind(
+        self: Arc<Self>,
+        target: &Item,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let t = cx.deserialize::<Target>(target)?;
+        let Some(raw) = &t.webhook_url else {
+            cx.error(
+                chat,
+                "a googlechat chat needs `webhook_url = \"${GOOGLE_CHAT_WEBHOOK_URL}\"` (the space's incoming webhook URL)",
+            );
+            return None;
+        };
+        let url = cx.url("webhook_url", raw, true)?;
+        let mut scrub = vec![url.clone()];
+        if let Ok(u) = url::Url::parse(url.expose()) {
+            let path_ok = u.path().contains("/spaces/") && u.path().ends_with("/messages");
+            let mut key = false;
+            let mut token = false;
+            for (k, v) in u.query_pairs() {
+                if k == "key" || k == "token" {
+                    key |= k == "key";
+                    token |= k == "token";
+                    scrub.push(Secret::new(v.into_owned()));
+                }
+            }
+            if !(path_ok && key && token) {
+                cx.warning(
+                    Some(raw.span()),
+                    "`webhook_url` does not look like a Google Chat incoming webhook (https://chat.googleapis.com/v1/spaces/…/messages?key=…&token=…); copy the whole URL from the space's \"Apps & integrations\" > Webhooks",
+                );
+            }
+        }
+        Some(Box::new(GoogleChatChat { url, scrub }))
+    }
+}
+
+#[derive(Debug)]
+struct GoogleChatChat {
+    url: Secret,
+    /// Values no reason may show: the URL, its `key` and its `token`.
+    scrub: Vec<Secret>,
+}
+
+/// Rendered mrkdwn with the renderer's entities turned into characters that
+/// display as meant and cannot form Chat markup: `&lt;` → `‹`, `&gt;` → `›`,
+/// `&amp;` → `&` unless what follows would make an entity again.
+fn readable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(after) = tail.strip_prefix("&lt;") {
+            out.push('‹');
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("&gt;") {
+            out.push('›');
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("&amp;") {
+            out.push_str(if starts_entity(after) { "&amp;" } else { "&" });
+            rest = after;
+        } else {
+            out.push('&');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether `s` starts like the rest of an entity: `name;`, `#123;`, `#x1F;`.
+fn starts_entity(s: &str) -> bool {
+    let body = s.strip_prefix('#').unwrap_or(s);
+    let n = body.chars().take_while(char::is_ascii_alphanumeric).count();
+    n > 0 && body[n..].starts_with(';')
+}
+
+/// `text` cut so that its characters' `cost` fits `budget`, ending in `…`,
+/// at a word boundary when one is near.
+fn fit(text: &str, budget: usize, cost: impl Fn(char) -> usize) -> String {
+    if text.chars().map(&cost).sum::<usize>() <= budget {
+        return text.to_string();
+    }
+    let room = budget.saturating_sub(cost('…'));
+    let mut used = 0;
+    let mut end = 0;
+    for (i, c) in text.char_indices() {
+        used += cost(c);
+        if used > room {
+            break;
+        }
+        end = i + c.len_utf8();
+    }
+    let head = &text[..end];
+    let cut = if text[end..].starts_with(char::is_whitespace) {
+        head
+    } else {
+        match head.rfind(char::is_whitespace) {
+            Some(i) if !head[..i].trim_end().is_empty() => &head[..i],
+            _ => head,
+        }
+    };
+    format!("{}…", cut.trim_end())
+}
+
+impl GoogleChatChat {
+    fn scrub(&self, mut reason: String) -> String {
+        for s in &self.scrub {
+            if s.expose().len() >= 3 {
+                reason = reason.replace(s.expose(), "[redacted]");
+            }
+        }
+        reason
+    }
+}
+
+impl Destination for GoogleChatChat {
+    fn kind(&self) -> &'static str {
+        "googlechat"
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::SlackMrkdwn
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // Webhooks cannot edit or delete (that needs a Chat app's auth);
+        // threads would need a thread key scheme, not message ids.
+        Capabilities::default()
+    }
+
+    fn default_rate(&self) -> Option<Rate> {
+        // Writes to one space are limited to about one a second, shared by
+        // every app and webhook in it (developers.google.com/workspace/chat/limits).
+        Some(Rate {
+            count: 1,
+            per: Duration::from_secs(1),
+        })
+    }
+
+    fn target(&self) -> String {
+        // The space id is not secret, but it sits next to the key and token.
+        "Google Chat webhook".into()
+    }
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        let text = fit(&readable(msg.text), MAX_TEXT, char::len_utf16);
+        Outbound::Http(HttpRequest::post_json(&self.url, &json!({ "text": text })))
+    }
+
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        match classify_status(resp) {
+            // The answer is the created Message: `name` = spaces/…/messages/….
+            Outcome::Sent { .. } => Outcome::Sent {
+                remote_id: serde_json::from_slice::<serde_json::Value>(&resp.body)
+                    .ok()
+                    .and_then(|v| v["name"].as_str().map(str::to_string)),
+            },
+            Outcome::Retry { after, .. } => Outcome::Retry {
+                reason: self.scrub(format!("googlechat: {}", describe(resp))),
+                after,
+            },
+            Outcome::Permanent { .. } => Outcome::Permanent {
+                reason: self.scrub(format!(
+                    "googlechat: {}{}",
+                    describe(resp),
+                    hint(resp.status)
+                )),
+            },
+        }
+    }
+}
+
+/// `HTTP 404 NOT_FOUND: message` from Google's error shape, else the body's start.
+fn describe(resp: &HttpResponse) -> String {
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let status = body["error"]["status"].as_str().unwrap_or_default();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    let detail = match (status, message) {
+        ("", "") => resp.body_snippet(),
+        (s, "") => s.to_string(),
+        ("", m) => m.to_string(),
+        (s, m) => format!("{s}: {m}"),
+    };
+    let detail: String = detail.chars().take(300).collect();
+    if detail.is_empty() {
+        format!("HTTP {}", resp.status)
+    } else {
+        format!("HTTP {} {detail}", resp.status)
+    }
+}
+
+fn hint(status: u16) -> &'static str {
+    match status {
+        400 => " (a wrong `key` in the webhook URL, or a message Chat refused)",
+        401 | 403 => {
+            " (the webhook's token was rejected: the webhook was deleted, or the app is not allowed in the space)"
+        }
+        404 => " (the space or its webhook no longer exists)",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const URL: &str = "https://chat.googleapis.com/v1/spaces/AAAA1234/messages?key=canaryKey123&token=canaryToken456";
+
+    fn chat() -> GoogleChatChat {
+        GoogleChatChat {
+            url: Secret::new(URL),
+            scrub: vec![
+                Secret::new(URL),
+                Secret::new("canaryKey123"),
+                Secret::new("canaryToken456"),
+            ],
+        }
+    }
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn entities_become_inert_look_alikes() {
+        assert_eq!(
+            readable("*<https://f/t/1?a=1&amp;b=2|A &amp; B &lt;users/all&gt;>* Q&amp;A"),
+            "*<https://f/t/1?a=1&b=2|A & B ‹users/all›>* Q&A"
+        );
+        // A literal entity typed in a post stays an escaped one.
+        assert_eq!(
+            readable("&amp;lt;users/all&amp;gt;"),
+            "&amp;lt;users/all&amp;gt;"
+        );
+        assert_eq!(
+            readable("&amp;#60; &amp;#x3C; &amp; x;"),
+            "&amp;#60; &amp;#x3C; & x;"
+        );
+        assert_eq!(readable("& &am &amp"), "& &am &amp");
+        assert_eq!(readable("&amp;&lt;"), "&‹");
+    }
+
+    #[test]
+    fn request_shape() {
+        let ctx = json!({});
+        let out = chat().request(&Message {
+            chat: "c",
+            text: "*<https://f/t/1|&lt;users/all&gt; hi>*",
+            context: &ctx,
+        });
+        let Outbound::Http(r) = out else {
+            panic!("expected HTTP")
+        };
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.url.expose(), URL);
+        assert_eq!(r.headers.len(), 1);
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body, json!({"text": "*<https://f/t/1|‹users/all› hi>*"}));
+    }
+
+    #[test]
+    fn long_text_is_cut_to_the_limit() {
+        let ctx = json!({});
+        let text = "😀 ab ".repeat(2000);
+        let Outbound::Http(r) = chat().request(&Message {
+            chat: "c",
+            text: &text,
+            context: &ctx,
+        }) else {
+            panic!()
+        };
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let sent = body["text"].as_str().unwrap();
+        let units: usize = sent.chars().map(char::len_utf16).sum();
+        assert!(units <= MAX_TEXT && units > MAX_TEXT - 10, "{units}");
+        assert!(sent.ends_with('…'));
+    }
+
+    #[test]
+    fn classifies_google_errors_without_key_or_token() {
+        let c = chat();
+        assert_eq!(
+            c.classify(&resp(
+                200,
+                &[],
+                r#"{"name":"spaces/AAAA1234/messages/x.y","text":"t"}"#
+            )),
+            Outcome::Sent {
+                remote_id: Some("spaces/AAAA1234/messages/x.y".into())
+            }
+        );
+        assert_eq!(
+            c.classify(&resp(200, &[], "")),
+            Outcome::Sent { remote_id: None }
+        );
+        let limited = r#"{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED"}}"#;
+        assert_eq!(
+            c.classify(&resp(429, &[("Retry-After", "5")], limited)),
+            Outcome::Retry {
+                reason: "googlechat: HTTP 429 RESOURCE_EXHAUSTED: Resource has been exhausted (e.g. check quota).".into(),
+                after: Some(Duration::from_secs(5))
+            }
+        );
+        assert!(matches!(
+            c.classify(&resp(503, &[], r#"{"error":{"code":503,"message":"The service is currently unavailable.","status":"UNAVAILABLE"}}"#)),
+            Outcome::Retry { after: None, .. }
+        ));
+        for (status, body, want) in [
+            (
+                400,
+                r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT"}}"#,
+                "INVALID_ARGUMENT",
+            ),
+            (
+                401,
+                r#"{"error":{"code":401,"message":"Request had invalid authentication credentials (token canaryToken456).","status":"UNAUTHENTICATED"}}"#,
+                "token was rejected",
+            ),
+            (
+                403,
+                r#"{"error":{"code":403,"message":"The caller does not have permission","status":"PERMISSION_DENIED"}}"#,
+                "PERMISSION_DENIED",
+            ),
+            (
+                404,
+                r#"{"error":{"code":404,"message":"Requested entity was not found.","status":"NOT_FOUND"}}"#,
+                "no longer exists",
+            ),
+        ] {
+            let Outcome::Permanent { reason } = c.classify(&resp(status, &[], body)) else {
+                panic!("{status} should be permanent")
+            };
+            assert!(reason.contains(want), "{reason}");
+            assert!(
+                !reason.contains("canaryToken456") && !reason.contains("canaryKey123"),
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn target_validation() {
+        let env = HashMap::from([
+            ("GC".to_string(), URL.to_string()),
+            (
+                "SPACE".to_string(),
+                "https://chat.google.com/room/AAAA1234".to_string(),
+            ),
+        ]);
+        let run = |toml: &str| {
+            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+            let doc = toml_edit::Document::parse(format!("t = {toml}")).unwrap();
+            let d = Arc::new(GoogleChat).bind(&doc["t"], Some(0..1), &mut cx);
+            let p: Vec<String> = cx.problems().iter().map(|p| p.message.clone()).collect();
+            (d.is_some(), p)
+        };
+        assert_eq!(run("{ webhook_url = \"${GC}\" }"), (true, vec![]));
+        let (ok, p) = run("{ webhook_url = \"${SPACE}\" }");
+        assert!(ok && p[0].contains("does not look like"), "{p:?}");
+        let (ok, p) = run("{}");
+        assert!(!ok && p[0].contains("needs `webhook_url"), "{p:?}");
+        let (ok, p) = run(
+            "{ webhook_url = \"https://chat.googleapis.com/v1/spaces/A/messages?key=k&token=t\" }",
+        );
+        assert!(!ok && p[0].contains("environment reference"), "{p:?}");
+    }
+}

@@ -1,0 +1,693 @@
+//! `mattermost`: the REST API (`POST /api/v4/posts` with a bot or personal
+//! access token, which returns the post and its `id`) or an incoming
+//! webhook URL (answers a plain `ok`). Dialect: Markdown, escaped by the
+//! renderer: backslashes before Markdown punctuation (which also breaks the
+//! Slack-compatible `<!channel>`/`<url|text>` forms webhooks translate) and
+//! `@channel`/`@all`/`@here`/`@name` broken with a zero-width space.
+//! Mattermost has no API switch to disable mentions, so the escaping is
+//! what keeps a post from pinging.
+//!
+//! Errors: REST answers JSON `{"id":"…app_error","message",…}` with the
+//! status; webhooks a status with JSON or text. The rate limiter answers
+//! 429 with `Retry-After` and `X-Ratelimit-Reset`. See shared/providers.md
+//! §2.4 and mattermost `api/v4/source/introduction.yaml`.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+use serde_spanned::Spanned;
+use toml_edit::Item;
+
+use super::{
+    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
+    Registration, http::classify_status, schema_of,
+};
+use crate::config::Rate;
+use crate::config::de::Ctx;
+use crate::config::env::Secret;
+use crate::render::Dialect;
+use crate::render::text::truncate;
+
+pub const REGISTRATION: Registration = Registration {
+    kind: "mattermost",
+    about: "Mattermost REST API (bot token) or incoming webhook",
+    parse,
+    settings_schema: schema_of::<Settings>,
+    target_schema: schema_of::<Target>,
+};
+
+/// Post length limit in characters (runes) since Mattermost 5.0
+/// (`model.PostMessageMaxRunesV2`). REST refuses longer posts; webhooks
+/// split them into several.
+const MAX_MESSAGE: usize = 16_383;
+
+/// The longest rate-limit wait honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// `[providers.NAME]` for `kind = "mattermost"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Settings {
+    /// Bot access token or personal access token, as `${VAR}`. Needed for chats that name a `channel_id`.
+    #[schemars(with = "Option<String>")]
+    pub token: Option<Spanned<String>>,
+    /// The Mattermost server (e.g. `https://chat.example.org`); posts go to `{api_url}/api/v4/posts`. Needed for chats that name a `channel_id`.
+    #[schemars(with = "Option<String>")]
+    pub api_url: Option<Spanned<String>>,
+    /// Display name for webhook posts (incoming webhooks only; needs "Enable integrations to override usernames" on the server).
+    pub username: Option<String>,
+    /// Profile picture URL for webhook posts (incoming webhooks only; needs "Enable integrations to override profile picture icons").
+    #[schemars(with = "Option<String>")]
+    pub icon_url: Option<Spanned<String>>,
+}
+
+/// Chat fields for a Mattermost chat: `channel_id` (REST API) or `webhook_url`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Target {
+    /// Channel id (26 letters and digits, from the channel's "View Info"), for the REST API; the bot must be a member of the channel.
+    #[schemars(with = "Option<String>")]
+    pub channel_id: Option<Spanned<String>>,
+    /// Incoming webhook URL (`https://chat.example.org/hooks/KEY`), as `${VAR}` (the URL is the credential).
+    #[schemars(with = "Option<String>")]
+    pub webhook_url: Option<Spanned<String>>,
+    /// With `webhook_url`: post to this channel (its URL name, e.g. `town-square`) instead of the webhook's own, unless the webhook is locked to its channel.
+    #[schemars(with = "Option<String>")]
+    pub channel: Option<Spanned<String>>,
+}
+
+#[derive(Debug)]
+struct Mattermost {
+    token: Option<Secret>,
+    api_url: Option<String>,
+    username: Option<String>,
+    icon_url: Option<String>,
+}
+
+fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    let s = cx.deserialize::<Settings>(item)?;
+    let token = match &s.token {
+        Some(t) => Some(cx.secret("token", t)?),
+        None => None,
+    };
+    let api_url = match &s.api_url {
+        Some(u) => {
+            let u = cx.url("api_url", u, false)?;
+            // Accept the API root too: `https://h/api/v4` means `https://h`.
+            let base = u.expose().trim_end_matches('/');
+            Some(base.strip_suffix("/api/v4").unwrap_or(base).to_string())
+        }
+        None => None,
+    };
+    let icon_url = match &s.icon_url {
+        Some(u) => Some(cx.url("icon_url", u, false)?.expose().to_string()),
+        None => None,
+    };
+    Some(Arc::new(Mattermost {
+        token,
+        api_url,
+        username: s.username,
+        icon_url,
+    }))
+}
+
+impl Instance for Mattermost {
+    fn bind(
+        self: Arc<Self>,
+        target: &Item,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let t = cx.deserialize::<Target>(target)?;
+        let mode = match (&t.channel_id, &t.webhook_url) {
+            (Some(c), None) => {
+                if let Some(ch) = &t.channel {
+                    cx.error(
+                        Some(ch.span()),
+                        "`channel` is for incoming webhooks; a REST chat names its channel with `channel_id` only",
+                    );
+                    return None;
+                }
+                let channel_id = c.get_ref().trim().to_string();
+                let is_id = channel_id.len() == 26
+                    && channel_id
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+                if !is_id {
+                    cx.error(
+                        Some(c.span()),
+                        "`channel_id` must be a channel id (26 lowercase letters and digits, from the channel's \"View Info\"), not a channel name",
+                    );
+                    return None;
+                }
+                let (Some(token), Some(api_url)) = (self.token.clone(), self.api_url.clone())
+                else {
+                    cx.error(
+                        Some(c.span()),
+                        "posting to a `channel_id` needs `token = \"${MATTERMOST_TOKEN}\"` and `api_url` on a [providers.NAME] table with kind = \"mattermost\", or use `webhook_url`",
+                    );
+                    return None;
+                };
+                Mode::Api {
+                    token,
+                    api_url,
+                    channel_id,
+                }
+            }
+            (None, Some(u)) => {
+                let url = cx.url("webhook_url", u, true)?;
+                let channel = match &t.channel {
+                    Some(ch) => {
+                        let name = ch.get_ref().trim().trim_start_matches('#').to_string();
+                        if name.is_empty() {
+                            cx.error(Some(ch.span()), "`channel` is empty");
+                            return None;
+                        }
+                        Some(name)
+                    }
+                    None => None,
+                };
+                Mode::Webhook { url, channel }
+            }
+            (Some(c), Some(_)) => {
+                cx.error(
+                    Some(c.span()),
+                    "set either `channel_id` (REST API) or `webhook_url` (incoming webhook), not both",
+                );
+                return None;
+            }
+            (None, None) => {
+                cx.error(
+                    chat,
+                    "a mattermost chat needs `channel_id` (with a token) or `webhook_url`",
+                );
+                return None;
+            }
+        };
+        Some(Box::new(MattermostChat {
+            instance: self,
+            mode,
+        }))
+    }
+}
+
+#[derive(Debug)]
+enum Mode {
+    Api {
+        token: Secret,
+        api_url: String,
+        channel_id: String,
+    },
+    Webhook {
+        url: Secret,
+        channel: Option<String>,
+    },
+}
+
+#[derive(Debug)]
+struct MattermostChat {
+    instance: Arc<Mattermost>,
+    mode: Mode,
+}
+
+impl Destination for MattermostChat {
+    fn kind(&self) -> &'static str {
+        "mattermost"
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Markdown
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        match self.mode {
+            // The REST API returns the post id: replies (`root_id`), patches
+            // and deletes can use it.
+            Mode::Api { .. } => Capabilities {
+                thread: true,
+                edit: true,
+                delete: true,
+            },
+            // A webhook answers just `ok`.
+            Mode::Webhook { .. } => Capabilities::default(),
+        }
+    }
+
+    fn default_rate(&self) -> Option<Rate> {
+        // The server's rate limiter defaults to 10 requests/s per user or
+        // IP (when enabled, with a burst of 100).
+        Some(Rate {
+            count: 10,
+            per: Duration::from_secs(1),
+        })
+    }
+
+    fn target(&self) -> String {
+        match &self.mode {
+            Mode::Api { channel_id, .. } => format!("channel {channel_id}"),
+            Mode::Webhook {
+                channel: Some(c), ..
+            } => format!("incoming webhook, channel {c}"),
+            Mode::Webhook { channel: None, .. } => "incoming webhook".into(),
+        }
+    }
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        let text = truncate(msg.text, MAX_MESSAGE);
+        match &self.mode {
+            Mode::Api {
+                token,
+                api_url,
+                channel_id,
+            } => {
+                let body = json!({"channel_id": channel_id, "message": text});
+                let url = Secret::new(format!("{api_url}/api/v4/posts"));
+                Outbound::Http(HttpRequest::post_json(&url, &body).header(
+                    "Authorization",
+                    Secret::new(format!("Bearer {}", token.expose())),
+                ))
+            }
+            Mode::Webhook { url, channel } => {
+                let mut body = json!({"text": text});
+                if let Some(c) = channel {
+                    body["channel"] = json!(c);
+                }
+                if let Some(u) = &self.instance.username {
+                    body["username"] = json!(u);
+                }
+                if let Some(i) = &self.instance.icon_url {
+                    body["icon_url"] = json!(i);
+                }
+                Outbound::Http(HttpRequest::post_json(url, &body))
+            }
+        }
+    }
+
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        let outcome = self.classify_answer(resp);
+        // The sender redacts the whole webhook URL; an answer quoting only
+        // its `/hooks/KEY` path would still show the key.
+        let Some(key) = self.webhook_key() else {
+            return outcome;
+        };
+        match outcome {
+            Outcome::Retry { reason, after } => Outcome::Retry {
+                reason: reason.replace(&key, "[redacted]"),
+                after,
+            },
+            Outcome::Permanent { reason } => Outcome::Permanent {
+                reason: reason.replace(&key, "[redacted]"),
+            },
+            sent => sent,
+        }
+    }
+}
+
+impl MattermostChat {
+    fn is_webhook(&self) -> bool {
+        matches!(self.mode, Mode::Webhook { .. })
+    }
+
+    fn webhook_key(&self) -> Option<String> {
+        let Mode::Webhook { url, .. } = &self.mode else {
+            return None;
+        };
+        let u = url::Url::parse(url.expose()).ok()?;
+        u.path_segments()?
+            .next_back()
+            .filter(|k| k.len() >= 8)
+            .map(str::to_string)
+    }
+
+    fn classify_answer(&self, resp: &HttpResponse) -> Outcome {
+        let status = resp.status;
+        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+        if (200..300).contains(&status) {
+            // The status is authoritative: retrying would post twice.
+            return Outcome::Sent {
+                remote_id: if self.is_webhook() {
+                    None
+                } else {
+                    body["id"].as_str().map(str::to_string)
+                },
+            };
+        }
+        let detail = match (body["id"].as_str(), body["message"].as_str()) {
+            (Some(id), Some(m)) => format!(" {id}: {}", truncate(m.trim(), 200)),
+            (None, Some(m)) => format!(": {}", truncate(m.trim(), 200)),
+            _ => {
+                let s = resp.body_snippet();
+                if s.is_empty() { s } else { format!(": {s}") }
+            }
+        };
+        let reason = |hint: &str| format!("mattermost: HTTP {status}{detail}{hint}");
+        if status == 429 {
+            return Outcome::Retry {
+                reason: reason(""),
+                after: resp.retry_after().or_else(|| ratelimit_reset(resp)),
+            };
+        }
+        if status == 501 {
+            // "Not implemented": the feature is switched off server-wide.
+            return Outcome::Permanent {
+                reason: reason(if self.is_webhook() {
+                    " (incoming webhooks are disabled on this server)"
+                } else {
+                    " (the API is disabled on this server)"
+                }),
+            };
+        }
+        let text = format!(
+            "{} {}",
+            body["message"].as_str().unwrap_or(""),
+            resp.body_snippet()
+        )
+        .to_ascii_lowercase();
+        let hint = match (status, self.is_webhook()) {
+            (401, _) => " (the token was rejected: check it, and that the bot account is enabled)",
+            (403, false) => {
+                " (the token's account may not post in this channel: add the bot to the team and the channel)"
+            }
+            (403, true) => " (the webhook may not post to that channel)",
+            (404, false) => " (check channel_id: the channel is unknown or the bot cannot see it)",
+            (404, true) => " (the webhook was deleted: create a new one and update webhook_url)",
+            (400, true) if text.contains("couldn't find the channel") => {
+                " (check `channel`: no such channel for this webhook's team)"
+            }
+            (400, true) if text.contains("invalid webhook") => {
+                " (the webhook was deleted: create a new one and update webhook_url)"
+            }
+            (400, _) if text.contains("archived") => " (the channel is archived)",
+            _ => "",
+        };
+        match classify_status(resp) {
+            Outcome::Retry { after, .. } => Outcome::Retry {
+                reason: reason(""),
+                after,
+            },
+            _ => Outcome::Permanent {
+                reason: reason(hint),
+            },
+        }
+    }
+}
+
+/// `X-Ratelimit-Reset`: seconds until the limit resets (Mattermost's
+/// limiter), or, from proxies that send it, a Unix time.
+fn ratelimit_reset(resp: &HttpResponse) -> Option<Duration> {
+    let v: u64 = resp.header("X-Ratelimit-Reset")?.trim().parse().ok()?;
+    let secs = if v > 1_000_000_000 {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+        v.saturating_sub(now)
+    } else {
+        v
+    };
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const TOKEN: &str = "canary-mm-token-8u3k2";
+    const CHANNEL: &str = "4xp9fdt77pncbef59f4k1qe83o";
+    const HOOK: &str = "https://chat.example.org/hooks/canaryhookkey12345";
+
+    fn instance() -> Arc<Mattermost> {
+        Arc::new(Mattermost {
+            token: Some(Secret::new(TOKEN)),
+            api_url: Some("http://127.0.0.1:9".into()),
+            username: Some("Forum".into()),
+            icon_url: None,
+        })
+    }
+
+    fn api_chat() -> MattermostChat {
+        MattermostChat {
+            instance: instance(),
+            mode: Mode::Api {
+                token: Secret::new(TOKEN),
+                api_url: "http://127.0.0.1:9".into(),
+                channel_id: CHANNEL.into(),
+            },
+        }
+    }
+
+    fn hook_chat(channel: Option<&str>) -> MattermostChat {
+        MattermostChat {
+            instance: instance(),
+            mode: Mode::Webhook {
+                url: Secret::new(HOOK),
+                channel: channel.map(str::to_string),
+            },
+        }
+    }
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn http(out: Outbound) -> HttpRequest {
+        match out {
+            Outbound::Http(r) => r,
+            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
+        }
+    }
+
+    #[test]
+    fn rest_and_webhook_request_shapes() {
+        let ctx = json!({});
+        let msg = Message {
+            chat: "c",
+            text: "**[t](https://f/t/1)** @\u{200B}channel",
+            context: &ctx,
+        };
+        let r = http(api_chat().request(&msg));
+        assert_eq!(r.url.expose(), "http://127.0.0.1:9/api/v4/posts");
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| k == "Authorization" && v.expose() == format!("Bearer {TOKEN}"))
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body, json!({"channel_id": CHANNEL, "message": msg.text}));
+
+        let r = http(hook_chat(Some("town-square")).request(&msg));
+        assert_eq!(r.url.expose(), HOOK);
+        assert!(r.headers.iter().all(|(k, _)| k != "Authorization"));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"text": msg.text, "channel": "town-square", "username": "Forum"})
+        );
+        assert_eq!(api_chat().target(), format!("channel {CHANNEL}"));
+        assert!(!hook_chat(None).target().contains("canary"));
+        assert!(api_chat().capabilities().thread && !hook_chat(None).capabilities().thread);
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let ctx = json!({});
+        let text = "word ".repeat(4000);
+        let r = http(api_chat().request(&Message {
+            chat: "c",
+            text: &text,
+            context: &ctx,
+        }));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let m = body["message"].as_str().unwrap();
+        assert!(m.chars().count() <= MAX_MESSAGE && m.ends_with("word…"));
+    }
+
+    #[test]
+    fn classifies_answers() {
+        let api = api_chat();
+        let hook = hook_chat(None);
+        assert_eq!(
+            api.classify(&resp(
+                201,
+                &[],
+                r#"{"id":"ab1cd2ef3gh4ij5kl6mn7op8qr","channel_id":"x","message":"m"}"#
+            )),
+            Outcome::Sent {
+                remote_id: Some("ab1cd2ef3gh4ij5kl6mn7op8qr".into())
+            }
+        );
+        assert_eq!(
+            hook.classify(&resp(200, &[], "ok")),
+            Outcome::Sent { remote_id: None }
+        );
+        assert_eq!(
+            api.classify(&resp(
+                429,
+                &[("X-Ratelimit-Reset", "4"), ("X-Ratelimit-Remaining", "0")],
+                "limit exceeded"
+            )),
+            Outcome::Retry {
+                reason: "mattermost: HTTP 429: limit exceeded".into(),
+                after: Some(Duration::from_secs(4))
+            }
+        );
+        assert!(matches!(
+            api.classify(&resp(429, &[("Retry-After", "2"), ("X-Ratelimit-Reset", "9")], "")),
+            Outcome::Retry { after: Some(d), .. } if d.as_secs() == 2
+        ));
+        assert!(matches!(
+            api.classify(&resp(503, &[], "")),
+            Outcome::Retry { .. }
+        ));
+        let err = |id: &str, msg: &str, code: u16| {
+            format!(
+                r#"{{"id":"{id}","message":"{msg}","detailed_error":"","request_id":"r","status_code":{code}}}"#
+            )
+        };
+        let cases = [
+            (
+                &api,
+                401,
+                err(
+                    "api.context.session_expired.app_error",
+                    "Invalid or expired session, please login again.",
+                    401,
+                ),
+                "token was rejected",
+            ),
+            (
+                &api,
+                403,
+                err(
+                    "api.context.permissions.app_error",
+                    "You do not have the appropriate permissions.",
+                    403,
+                ),
+                "add the bot",
+            ),
+            (
+                &api,
+                404,
+                err(
+                    "app.channel.get.existing.app_error",
+                    "Unable to find the existing channel.",
+                    404,
+                ),
+                "check channel_id",
+            ),
+            (
+                &hook,
+                400,
+                err(
+                    "web.incoming_webhook.channel.app_error",
+                    "Couldn't find the channel.",
+                    400,
+                ),
+                "check `channel`",
+            ),
+            (&hook, 404, "".to_string(), "webhook was deleted"),
+            (
+                &hook,
+                501,
+                err(
+                    "web.incoming_webhook.disabled.app_error",
+                    "Incoming webhooks have been disabled by the system admin.",
+                    501,
+                ),
+                "disabled",
+            ),
+        ];
+        for (chat, status, body, want) in cases {
+            let out = chat.classify(&resp(status, &[], &body));
+            let Outcome::Permanent { reason } = &out else {
+                panic!("{status} {body} should be permanent: {out:?}")
+            };
+            assert!(reason.contains(want), "{reason} lacks {want}");
+            assert!(!reason.contains(TOKEN));
+        }
+        // An answer quoting the hook's path loses the key.
+        let out = hook.classify(&resp(400, &[], "bad hook /hooks/canaryhookkey12345"));
+        assert!(
+            !format!("{out:?}").contains("canaryhookkey12345"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn fields_are_validated() {
+        let env = HashMap::<String, String>::new();
+        let no_token = Arc::new(Mattermost {
+            token: None,
+            api_url: Some("https://chat.example.org".into()),
+            username: None,
+            icon_url: None,
+        });
+        let cases: [(&Arc<Mattermost>, String, &str); 6] = [
+            (
+                &no_token,
+                format!("t = {{ channel_id = \"{CHANNEL}\" }}"),
+                "needs `token",
+            ),
+            (
+                &instance(),
+                "t = { channel_id = \"town-square\" }".into(),
+                "not a channel name",
+            ),
+            (
+                &instance(),
+                format!("t = {{ channel_id = \"{CHANNEL}\", channel = \"x\" }}"),
+                "`channel` is for incoming webhooks",
+            ),
+            (
+                &instance(),
+                format!("t = {{ channel_id = \"{CHANNEL}\", webhook_url = \"${{H}}\" }}"),
+                "not both",
+            ),
+            (
+                &instance(),
+                "t = { webhook_url = \"https://chat.example.org/hooks/literal\" }".into(),
+                "environment reference",
+            ),
+            (
+                &instance(),
+                "t = { channel = \"town-square\" }".into(),
+                "needs `channel_id`",
+            ),
+        ];
+        for (inst, text, want) in cases {
+            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+            let doc = toml_edit::Document::parse(text.clone()).unwrap();
+            assert!(
+                inst.clone().bind(&doc["t"], Some(0..1), &mut cx).is_none(),
+                "{text}"
+            );
+            let p = &cx.problems()[0];
+            assert!(p.message.contains(want), "{text}: {}", p.message);
+            assert!(p.span.is_some());
+        }
+        // `api_url` may be given as the API root.
+        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+        let doc = toml_edit::Document::parse(
+            "[p]\ntoken = \"${T}\"\napi_url = \"https://chat.example.org/api/v4/\"\n".to_string(),
+        )
+        .unwrap();
+        let inst = parse(&doc["p"], &mut cx).unwrap();
+        let doc =
+            toml_edit::Document::parse(format!("t = {{ channel_id = \"{CHANNEL}\" }}")).unwrap();
+        let d = inst.bind(&doc["t"], None, &mut cx).unwrap();
+        let ctx = json!({});
+        let r = http(d.request(&Message {
+            chat: "c",
+            text: "x",
+            context: &ctx,
+        }));
+        assert_eq!(r.url.expose(), "https://chat.example.org/api/v4/posts");
+    }
+}

@@ -1,0 +1,540 @@
+//! `pushover`: push notifications through Pushover's Messages API.
+//!
+//! `POST https://api.pushover.net/1/messages.json`, form-encoded, with the
+//! application token and the user (or group) key in the body: `token`,
+//! `user`, `message`, `title` (the topic title), `url` (the post) and
+//! `url_title`, `html=1`, plus optional `device`, `priority` and `sound`.
+//! Both keys are `${VAR}`s, so the config's redactor hides them wherever the
+//! request is printed (`explain`).
+//!
+//! Dialect: HTML, which Pushover renders in a small subset (`<b>`, `<i>`,
+//! `<u>`, `<font color>`, `<a href>`); values are entity-escaped. Limits:
+//! message 1 024 characters (cut without splitting a tag or an entity),
+//! title 250, URL 512, URL title 100. No mentions exist.
+//!
+//! Answers: `200 {"status":1,"request":…}`; `4xx {"status":0,"errors":[…]}`
+//! (permanent), `429` when the application's monthly quota is spent; 5xx are
+//! retried no faster than every 5 s, as Pushover asks. See
+//! shared/providers.md §3, alertmanager `notify/pushover`.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use toml_edit::Item;
+
+use super::{
+    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
+    Registration, http::classify_status, schema_of,
+};
+use crate::config::Rate;
+use crate::config::de::Ctx;
+use crate::config::env::Secret;
+use crate::render::Dialect;
+use crate::render::escape::{escape, is_linkable, strip_controls};
+use crate::render::text::truncate;
+
+pub const REGISTRATION: Registration = Registration {
+    kind: "pushover",
+    about: "Pushover push notifications",
+    parse,
+    settings_schema: schema_of::<Settings>,
+    target_schema: schema_of::<Target>,
+};
+
+const DEFAULT_API_URL: &str = "https://api.pushover.net/1";
+const MAX_MESSAGE_CHARS: usize = 1024;
+const MAX_TITLE_CHARS: usize = 250;
+const MAX_URL_CHARS: usize = 512;
+const MAX_URL_TITLE_CHARS: usize = 100;
+/// Pushover asks clients to wait at least this long before retrying a 5xx.
+const MIN_RETRY: Duration = Duration::from_secs(5);
+
+/// The title and the link are fields of their own: the message is the
+/// byline and the excerpt.
+const BODY_TEMPLATE: &str = concat!(
+    "{{#if post}}by {{#if post.name}}{{post.name}}{{else}}{{post.username}}{{/if}}{{/if}}",
+    "{{#if topic.category}} in {{topic.category.path}}{{/if}}",
+    "{{#if topic.tags}} [{{join topic.tags \", \"}}]{{/if}}",
+    "{{#if post}}{{#if post.excerpt}}\n{{post.excerpt}}{{/if}}{{/if}}",
+);
+
+/// `[providers.NAME]` for `kind = "pushover"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Settings {
+    /// Application API token, as `${VAR}` (required; sent in the request body).
+    #[schemars(with = "Option<String>")]
+    pub token: Option<Spanned<String>>,
+    /// API base URL (default `https://api.pushover.net/1`).
+    #[schemars(with = "Option<String>")]
+    pub api_url: Option<Spanned<String>>,
+    /// Priority from -2 (no alert) to 1 (high, bypasses quiet hours); default 0. Emergency (2) is not supported.
+    #[schemars(with = "Option<i64>")]
+    pub priority: Option<Spanned<i64>>,
+    /// Notification sound name (e.g. `pushover`, `none`); default: the user's.
+    pub sound: Option<String>,
+}
+
+/// Chat fields for a Pushover chat.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Target {
+    /// User or group key to notify, as `${VAR}` (sent in the request body).
+    #[schemars(with = "Option<String>")]
+    pub user: Option<Spanned<String>>,
+    /// Device name(s) to notify, comma-separated; default: all of the user's devices.
+    pub device: Option<String>,
+}
+
+#[derive(Debug)]
+struct Pushover {
+    token: Secret,
+    api_url: String,
+    priority: Option<i8>,
+    sound: Option<String>,
+}
+
+fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    let s = cx.deserialize::<Settings>(item)?;
+    let Some(raw) = &s.token else {
+        cx.error(
+            item.span(),
+            "a pushover provider needs the application `token = \"${PUSHOVER_TOKEN}\"`: define [providers.NAME] with kind = \"pushover\"",
+        );
+        return None;
+    };
+    let token = cx.secret("token", raw)?;
+    let api_url = match &s.api_url {
+        Some(u) => cx.url("api_url", u, false)?.expose().to_string(),
+        None => DEFAULT_API_URL.to_string(),
+    };
+    let priority = match &s.priority {
+        Some(p) => match i8::try_from(*p.get_ref()) {
+            Ok(v @ -2..=1) => Some(v),
+            _ => {
+                cx.error(
+                    Some(p.span()),
+                    "`priority` must be between -2 and 1 (emergency priority 2 needs acknowledgements the relay does not handle)",
+                );
+                return None;
+            }
+        },
+        None => None,
+    };
+    Some(Arc::new(Pushover {
+        token,
+        api_url: api_url.trim_end_matches('/').to_string(),
+        priority,
+        sound: s.sound.filter(|v| !v.trim().is_empty()),
+    }))
+}
+
+impl Instance for Pushover {
+    fn bind(
+        self: Arc<Self>,
+        target: &Item,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let t = cx.deserialize::<Target>(target)?;
+        let Some(raw) = &t.user else {
+            cx.error(
+                chat,
+                "a pushover chat needs `user = \"${PUSHOVER_USER}\"` (a user or group key)",
+            );
+            return None;
+        };
+        let user = cx.secret("user", raw)?;
+        if user.expose().trim().is_empty() {
+            cx.error(Some(raw.span()), "`user` is empty");
+            return None;
+        }
+        Some(Box::new(PushoverChat {
+            instance: self,
+            user,
+            user_shown: raw.get_ref().clone(),
+            device: t.device.filter(|d| !d.trim().is_empty()),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct PushoverChat {
+    instance: Arc<Pushover>,
+    user: Secret,
+    /// The key as written (`${VAR}`), for `target()`.
+    user_shown: String,
+    device: Option<String>,
+}
+
+impl Destination for PushoverChat {
+    fn kind(&self) -> &'static str {
+        "pushover"
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Html
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    fn default_template(&self) -> Option<&'static str> {
+        Some(BODY_TEMPLATE)
+    }
+
+    fn default_rate(&self) -> Option<Rate> {
+        // No per-second limit is documented (the quota is monthly): one a second.
+        Some(Rate {
+            count: 1,
+            per: Duration::from_secs(1),
+        })
+    }
+
+    fn target(&self) -> String {
+        match &self.device {
+            Some(d) => format!("user {} (device {d})", self.user_shown),
+            None => format!("user {}", self.user_shown),
+        }
+    }
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        let inst = &self.instance;
+        let title = msg.context["topic"]["title"]
+            .as_str()
+            .map(|t| strip_controls(t).trim().to_string())
+            .unwrap_or_default();
+        let mut message = truncate_html(msg.text, MAX_MESSAGE_CHARS);
+        if message.trim().is_empty() {
+            // Pushover refuses a blank message.
+            message = escape(Dialect::Html, &truncate(&title, MAX_MESSAGE_CHARS));
+        }
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("token", inst.token.expose())
+            .append_pair("user", self.user.expose())
+            .append_pair("message", &message)
+            .append_pair("html", "1");
+        if !title.is_empty() {
+            form.append_pair("title", &truncate(&title, MAX_TITLE_CHARS));
+        }
+        if let Some(url) = post_url(msg.context) {
+            form.append_pair("url", url);
+            if !title.is_empty() {
+                form.append_pair("url_title", &truncate(&title, MAX_URL_TITLE_CHARS));
+            }
+        }
+        if let Some(d) = &self.device {
+            form.append_pair("device", d);
+        }
+        if let Some(p) = inst.priority {
+            form.append_pair("priority", &p.to_string());
+        }
+        if let Some(s) = &inst.sound {
+            form.append_pair("sound", s);
+        }
+        Outbound::Http(HttpRequest {
+            method: "POST",
+            url: Secret::new(format!("{}/messages.json", inst.api_url)),
+            headers: vec![(
+                "Content-Type".into(),
+                Secret::new("application/x-www-form-urlencoded"),
+            )],
+            body: form.finish(),
+        })
+    }
+
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+        match classify_status(resp) {
+            // HTTP 200 means accepted; `status: 0` with it would still be a refusal.
+            Outcome::Sent { .. } if body["status"].as_i64() != Some(0) => {
+                Outcome::Sent { remote_id: None }
+            }
+            Outcome::Sent { .. } | Outcome::Permanent { .. } => Outcome::Permanent {
+                reason: format!("{}{}", reason(resp, &body), hint(&body)),
+            },
+            Outcome::Retry { after, .. } if resp.status == 429 => Outcome::Retry {
+                reason: format!(
+                    "{} (the application's monthly message quota is used up)",
+                    reason(resp, &body)
+                ),
+                after,
+            },
+            Outcome::Retry { after, .. } => Outcome::Retry {
+                reason: reason(resp, &body),
+                after: Some(after.map_or(MIN_RETRY, |a| a.max(MIN_RETRY))),
+            },
+        }
+    }
+}
+
+/// `pushover: HTTP 400: user identifier is invalid; …`.
+fn reason(resp: &HttpResponse, body: &serde_json::Value) -> String {
+    let errors: Vec<&str> = body["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str())
+        .collect();
+    let detail = if errors.is_empty() {
+        resp.body_snippet()
+    } else {
+        errors.join("; ").chars().take(240).collect()
+    };
+    if detail.is_empty() {
+        format!("pushover: HTTP {}", resp.status)
+    } else {
+        format!("pushover: HTTP {}: {detail}", resp.status)
+    }
+}
+
+/// Pushover names the failing parameter (`"token":"invalid"`, `"user":"invalid"`).
+fn hint(body: &serde_json::Value) -> &'static str {
+    if body["token"] == "invalid" {
+        " (check the application `token`)"
+    } else if body["user"] == "invalid" {
+        " (check `user`: a user or group key)"
+    } else if body["device"] == "invalid" {
+        " (check `device`)"
+    } else {
+        ""
+    }
+}
+
+/// The post's URL (the topic's for topic events), when it is a web link
+/// that fits Pushover's limit.
+fn post_url(ctx: &serde_json::Value) -> Option<&str> {
+    let url = ctx["post"]["url"]
+        .as_str()
+        .or_else(|| ctx["topic"]["url"].as_str())?
+        .trim();
+    (is_linkable(url) && !url.starts_with("mailto:") && url.chars().count() <= MAX_URL_CHARS)
+        .then_some(url)
+}
+
+/// `html` cut to at most `max` characters, with `…`, never inside a tag
+/// (`<a href=…`) or an entity (`&amp;`).
+fn truncate_html(html: &str, max: usize) -> String {
+    if html.chars().count() <= max {
+        return html.to_string();
+    }
+    let end = html
+        .char_indices()
+        .nth(max.saturating_sub(1))
+        .map_or(html.len(), |(i, _)| i);
+    let mut head = &html[..end];
+    if let Some(lt) = head.rfind('<')
+        && !head[lt..].contains('>')
+    {
+        head = &head[..lt];
+    }
+    if let Some(amp) = head.rfind('&')
+        && !head[amp..].contains(';')
+    {
+        head = &head[..amp];
+    }
+    format!("{head}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    const TOKEN: &str = "azGDORePK8gMaC0QOYAMyEEuzJnyUi";
+    const USER: &str = "uQiRzpo4DXghDmr9QzzfQu27cmVRsG";
+
+    fn chat() -> PushoverChat {
+        PushoverChat {
+            instance: Arc::new(Pushover {
+                token: Secret::new(TOKEN),
+                api_url: "http://127.0.0.1:9/1".into(),
+                priority: Some(-1),
+                sound: Some("none".into()),
+            }),
+            user: Secret::new(USER),
+            user_shown: "${PUSHOVER_USER}".into(),
+            device: Some("phone".into()),
+        }
+    }
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn form(body: &str) -> Vec<(String, String)> {
+        url::form_urlencoded::parse(body.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn request_shape() {
+        let ctx = json!({"topic": {"title": "A & B", "url": "https://f.example/t/a-b/7"}, "post": {"url": "https://f.example/t/a-b/7/3"}});
+        let Outbound::Http(r) = chat().request(&Message {
+            chat: "c",
+            text: "by <b>Bob</b> &amp; co",
+            context: &ctx,
+        }) else {
+            panic!("expected HTTP")
+        };
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.url.expose(), "http://127.0.0.1:9/1/messages.json");
+        assert_eq!(r.headers[0].1.expose(), "application/x-www-form-urlencoded");
+        assert_eq!(
+            form(&r.body),
+            pairs(&[
+                ("token", TOKEN),
+                ("user", USER),
+                ("message", "by <b>Bob</b> &amp; co"),
+                ("html", "1"),
+                ("title", "A & B"),
+                ("url", "https://f.example/t/a-b/7/3"),
+                ("url_title", "A & B"),
+                ("device", "phone"),
+                ("priority", "-1"),
+                ("sound", "none"),
+            ])
+        );
+        assert_eq!(chat().target(), "user ${PUSHOVER_USER} (device phone)");
+    }
+
+    #[test]
+    fn blank_messages_fall_back_to_the_title_and_bad_links_are_dropped() {
+        let ctx = json!({"topic": {"title": "<T>", "url": "javascript:x"}, "post": null});
+        let Outbound::Http(r) = chat().request(&Message {
+            chat: "c",
+            text: " ",
+            context: &ctx,
+        }) else {
+            panic!("expected HTTP")
+        };
+        let f = form(&r.body);
+        assert!(f.contains(&("message".into(), "&lt;T&gt;".into())));
+        assert!(!f.iter().any(|(k, _)| k == "url" || k == "url_title"));
+    }
+
+    #[test]
+    fn html_is_cut_outside_tags_and_entities() {
+        assert_eq!(truncate_html("short", 10), "short");
+        assert_eq!(truncate_html("abc <a href=\"x\">d</a>", 8), "abc …");
+        assert_eq!(truncate_html("abc &amp; def", 7), "abc …");
+        assert_eq!(truncate_html("abc &amp; def", 11), "abc &amp; …");
+        let long = "é".repeat(2000);
+        assert_eq!(
+            truncate_html(&long, MAX_MESSAGE_CHARS).chars().count(),
+            MAX_MESSAGE_CHARS
+        );
+    }
+
+    #[test]
+    fn classifies_answers() {
+        let c = chat();
+        assert_eq!(
+            c.classify(&resp(
+                200,
+                &[],
+                r#"{"status":1,"request":"647d2300-702c-4b38-8b2f-d56326ae460b"}"#
+            )),
+            Outcome::Sent { remote_id: None }
+        );
+        let Outcome::Permanent { reason } = c.classify(&resp(
+            400,
+            &[],
+            r#"{"user":"invalid","errors":["user identifier is not a valid user, group, or subscribed user key"],"status":0,"request":"5042853c-402d-4a18-abcb-168734a801de"}"#,
+        )) else {
+            panic!("400 is permanent")
+        };
+        assert_eq!(
+            reason,
+            "pushover: HTTP 400: user identifier is not a valid user, group, or subscribed user key (check `user`: a user or group key)"
+        );
+        assert!(matches!(
+            c.classify(&resp(400, &[], r#"{"token":"invalid","errors":["application token is invalid"],"status":0}"#)),
+            Outcome::Permanent { reason } if reason.ends_with("(check the application `token`)")
+        ));
+        assert!(matches!(
+            c.classify(&resp(
+                200,
+                &[],
+                r#"{"status":0,"errors":["message cannot be blank"]}"#
+            )),
+            Outcome::Permanent { .. }
+        ));
+        assert!(matches!(
+            c.classify(&resp(429, &[("X-Limit-App-Remaining", "0")], r#"{"status":0,"errors":["application is over its monthly limit"]}"#)),
+            Outcome::Retry { reason, after: None } if reason.contains("monthly")
+        ));
+        assert_eq!(
+            c.classify(&resp(503, &[], "")),
+            Outcome::Retry {
+                reason: "pushover: HTTP 503".into(),
+                after: Some(MIN_RETRY)
+            }
+        );
+        assert!(matches!(
+            c.classify(&resp(500, &[("Retry-After", "60")], "")),
+            Outcome::Retry { after: Some(d), .. } if d.as_secs() == 60
+        ));
+    }
+
+    fn bind(settings: &str, target: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {
+        let env: HashMap<String, String> = [
+            ("PUSHOVER_TOKEN".to_string(), TOKEN.to_string()),
+            ("PUSHOVER_USER".to_string(), USER.to_string()),
+        ]
+        .into();
+        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+        let doc = toml_edit::Document::parse(format!("s = {{ {settings} }}\nt = {{ {target} }}"))
+            .unwrap();
+        let dest = parse(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
+        let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
+        (dest, problems)
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        let (d, p) = bind(
+            "token = \"${PUSHOVER_TOKEN}\"",
+            "user = \"${PUSHOVER_USER}\"",
+        );
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(d.unwrap().target(), "user ${PUSHOVER_USER}");
+        let (_, p) = bind("", "user = \"${PUSHOVER_USER}\"");
+        assert!(p[0].contains("needs the application `token"), "{p:?}");
+        let (_, p) = bind("token = \"${PUSHOVER_TOKEN}\"", "");
+        assert!(p[0].contains("needs `user"), "{p:?}");
+        let (_, p) = bind(
+            "token = \"${PUSHOVER_TOKEN}\"",
+            &format!("user = \"{USER}\""),
+        );
+        assert!(p[0].contains("must be an environment reference"), "{p:?}");
+        let (_, p) = bind(
+            "token = \"${PUSHOVER_TOKEN}\", priority = 2",
+            "user = \"${PUSHOVER_USER}\"",
+        );
+        assert!(p[0].contains("between -2 and 1"), "{p:?}");
+        let (_, p) = bind(
+            "token = \"${PUSHOVER_TOKEN}\", api_url = \"nope\"",
+            "user = \"${PUSHOVER_USER}\"",
+        );
+        assert!(p[0].contains("`api_url` must be an absolute"), "{p:?}");
+    }
+}

@@ -1,0 +1,719 @@
+//! `telegram`: the Bot API's `sendMessage` with `parse_mode = HTML`. The
+//! rendered text is already HTML-escaped by the renderer (entities, and
+//! `@name` broken with a zero-width space), link previews are turned off,
+//! and a forum supergroup's topic can be targeted with `message_thread_id`.
+//!
+//! The bot token is part of the URL path (`/bot<token>/sendMessage`), so the
+//! whole URL is a secret. Errors are JSON with the matching HTTP status:
+//! `{"ok":false,"error_code":N,"description":...,"parameters"?}`, where
+//! `parameters.retry_after` (429) and `parameters.migrate_to_chat_id` (a
+//! group upgraded to a supergroup) carry the actionable part.
+//! See shared/providers.md §2.3 and core.telegram.org/bots/api#sendmessage.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+use serde_spanned::Spanned;
+use toml_edit::Item;
+
+use super::{
+    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
+    Registration, http::classify_status, schema_of,
+};
+use crate::config::Rate;
+use crate::config::de::Ctx;
+use crate::config::env::Secret;
+use crate::render::Dialect;
+
+pub const REGISTRATION: Registration = Registration {
+    kind: "telegram",
+    about: "Telegram Bot API (sendMessage, HTML)",
+    parse,
+    settings_schema: schema_of::<Settings>,
+    target_schema: schema_of::<Target>,
+};
+
+const DEFAULT_API_URL: &str = "https://api.telegram.org";
+
+/// `text` is limited to 4096 characters after entity parsing
+/// (core.telegram.org/bots/api#sendmessage); counted here in UTF-16 units,
+/// which is what Telegram measures and never less than the characters.
+const MAX_TEXT: usize = 4096;
+
+/// The longest `retry_after` honoured; beyond it the retry stage's backoff
+/// still applies.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// `[providers.NAME]` for `kind = "telegram"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Settings {
+    /// Bot token from @BotFather (`123456:ABC-…`), as `${VAR}`. Required: every telegram chat posts as this bot.
+    #[schemars(with = "Option<String>")]
+    pub token: Option<Spanned<String>>,
+    /// Bot API base URL (default `https://api.telegram.org`; a self-hosted `telegram-bot-api` server or a test mock).
+    #[schemars(with = "Option<String>")]
+    pub api_url: Option<Spanned<String>>,
+    /// Send silently: members get a notification without sound (default false).
+    pub disable_notification: Option<bool>,
+}
+
+/// Chat fields for a Telegram chat.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Target {
+    /// Chat id (groups and channels are negative, e.g. `-1001234567890`) or a public channel's `@username`. The bot must be a member (an admin, in channels).
+    #[schemars(with = "Option<ChatIdValue>")]
+    pub chat_id: Option<Spanned<ChatIdValue>>,
+    /// Forum topic to post in (`message_thread_id`), for supergroups with topics enabled.
+    #[schemars(with = "Option<i64>")]
+    pub message_thread_id: Option<Spanned<i64>>,
+}
+
+/// A Telegram chat: an integer id, or a string (`"@channelname"`, or a numeric id).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ChatIdValue {
+    Id(i64),
+    Text(String),
+}
+
+/// A validated chat id, as the Bot API takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ChatId {
+    Id(i64),
+    Username(String),
+}
+
+impl ChatId {
+    fn json(&self) -> serde_json::Value {
+        match self {
+            ChatId::Id(n) => json!(n),
+            ChatId::Username(u) => json!(u),
+        }
+    }
+
+    fn read(v: &ChatIdValue) -> Result<Self, &'static str> {
+        const HELP: &str =
+            "`chat_id` must be a chat id like -1001234567890 or a public channel's \"@username\"";
+        match v {
+            ChatIdValue::Id(0) => Err(HELP),
+            ChatIdValue::Id(n) => Ok(ChatId::Id(*n)),
+            ChatIdValue::Text(s) => {
+                let s = s.trim();
+                if let Ok(n) = s.parse::<i64>() {
+                    return if n == 0 { Err(HELP) } else { Ok(ChatId::Id(n)) };
+                }
+                let name = s.strip_prefix('@').ok_or(HELP)?;
+                // Telegram usernames: 4 to 32 of a-z, 0-9 and `_`.
+                let ok = (4..=32).contains(&name.len())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if ok {
+                    Ok(ChatId::Username(s.to_string()))
+                } else {
+                    Err(HELP)
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Telegram {
+    token: Option<Secret>,
+    api_url: String,
+    disable_notification: bool,
+}
+
+fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    let s = cx.deserialize::<Settings>(item)?;
+    let token = match &s.token {
+        Some(t) => Some(cx.secret("token", t)?),
+        None => None,
+    };
+    let api_url = match &s.api_url {
+        Some(u) => cx.url("api_url", u, false)?.expose().to_string(),
+        None => DEFAULT_API_URL.to_string(),
+    };
+    Some(Arc::new(Telegram {
+        token,
+        api_url: api_url.trim_end_matches('/').to_string(),
+        disable_notification: s.disable_notification.unwrap_or(false),
+    }))
+}
+
+impl Instance for Telegram {
+    fn bind(
+        self: Arc<Self>,
+        target: &Item,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let t = cx.deserialize::<Target>(target)?;
+        let Some(raw) = &t.chat_id else {
+            cx.error(
+                chat,
+                "a telegram chat needs `chat_id` (e.g. -1001234567890, or \"@channelname\")",
+            );
+            return None;
+        };
+        let chat_id = match ChatId::read(raw.get_ref()) {
+            Ok(c) => c,
+            Err(msg) => {
+                cx.error(Some(raw.span()), msg);
+                return None;
+            }
+        };
+        let thread = match &t.message_thread_id {
+            Some(n) if *n.get_ref() <= 0 => {
+                cx.error(
+                    Some(n.span()),
+                    "`message_thread_id` must be a positive forum topic id",
+                );
+                return None;
+            }
+            Some(n) => Some(*n.get_ref()),
+            None => None,
+        };
+        let Some(token) = self.token.clone() else {
+            cx.error(
+                Some(raw.span()),
+                "a telegram chat needs a bot token: set `token = \"${TELEGRAM_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"telegram\"",
+            );
+            return None;
+        };
+        Some(Box::new(TelegramChat {
+            instance: self,
+            token,
+            chat_id,
+            thread,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct TelegramChat {
+    instance: Arc<Telegram>,
+    token: Secret,
+    chat_id: ChatId,
+    thread: Option<i64>,
+}
+
+impl Destination for TelegramChat {
+    fn kind(&self) -> &'static str {
+        "telegram"
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Html
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // sendMessage returns `message_id`: replies (`reply_parameters`),
+        // `editMessageText` and `deleteMessage` can use it.
+        Capabilities {
+            thread: true,
+            edit: true,
+            delete: true,
+        }
+    }
+
+    fn default_rate(&self) -> Option<Rate> {
+        // Bot FAQ: about 1 message/s per chat, at most 20/min in a group or
+        // channel (negative ids and @channel names).
+        Some(match self.chat_id {
+            ChatId::Id(n) if n > 0 => Rate {
+                count: 1,
+                per: Duration::from_secs(1),
+            },
+            _ => Rate {
+                count: 20,
+                per: Duration::from_secs(60),
+            },
+        })
+    }
+
+    fn target(&self) -> String {
+        let chat = match &self.chat_id {
+            ChatId::Id(n) => format!("chat {n}"),
+            ChatId::Username(u) => u.clone(),
+        };
+        match self.thread {
+            Some(t) => format!("{chat} topic {t}"),
+            None => chat,
+        }
+    }
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        let mut body = json!({
+            "chat_id": self.chat_id.json(),
+            "text": truncate_html(msg.text, MAX_TEXT),
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": true},
+        });
+        if let Some(t) = self.thread {
+            body["message_thread_id"] = json!(t);
+        }
+        if self.instance.disable_notification {
+            body["disable_notification"] = json!(true);
+        }
+        let url = Secret::new(format!(
+            "{}/bot{}/sendMessage",
+            self.instance.api_url,
+            self.token.expose()
+        ));
+        Outbound::Http(HttpRequest::post_json(&url, &body))
+    }
+
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        let body: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
+        let Some(body) = body.filter(|b| b.get("ok").and_then(|o| o.as_bool()).is_some()) else {
+            // Not the Bot API's JSON (a proxy, a load balancer page).
+            return match classify_status(resp) {
+                Outcome::Sent { .. } => Outcome::Retry {
+                    reason: format!("telegram: unreadable answer: {}", resp.body_snippet()),
+                    after: None,
+                },
+                Outcome::Retry { reason, after } => Outcome::Retry {
+                    reason: format!("telegram: {reason}"),
+                    after,
+                },
+                Outcome::Permanent { reason } => Outcome::Permanent {
+                    reason: format!("telegram: {reason}{}", status_hint(resp.status)),
+                },
+            };
+        };
+        if body["ok"].as_bool() == Some(true) && (200..300).contains(&resp.status) {
+            return Outcome::Sent {
+                remote_id: body["result"]["message_id"].as_i64().map(|n| n.to_string()),
+            };
+        }
+        classify_error(resp, &body)
+    }
+}
+
+/// An `ok:false` answer (or `ok:true` with a failing status, treated alike).
+fn classify_error(resp: &HttpResponse, body: &serde_json::Value) -> Outcome {
+    let code = body["error_code"]
+        .as_u64()
+        .and_then(|c| u16::try_from(c).ok())
+        .unwrap_or(resp.status);
+    let description = body["description"]
+        .as_str()
+        .map(|d| d.chars().take(200).collect::<String>())
+        .unwrap_or_default();
+    let params = &body["parameters"];
+    let reason = |hint: &str| {
+        if description.is_empty() {
+            format!("telegram: {code}{hint}")
+        } else {
+            format!("telegram: {code} {description}{hint}")
+        }
+    };
+    if let Some(new_id) = params["migrate_to_chat_id"].as_i64() {
+        return Outcome::Permanent {
+            reason: reason(&format!(
+                " (the group was upgraded to a supergroup: set `chat_id = {new_id}` for this chat)"
+            )),
+        };
+    }
+    let retry_after = params["retry_after"]
+        .as_f64()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s).min(MAX_RETRY_AFTER));
+    if code == 429 || retry_after.is_some() {
+        return Outcome::Retry {
+            reason: reason(""),
+            after: retry_after.or_else(|| resp.retry_after()),
+        };
+    }
+    if code >= 500 || code == 408 {
+        return Outcome::Retry {
+            reason: reason(""),
+            after: resp.retry_after(),
+        };
+    }
+    let lower = description.to_ascii_lowercase();
+    let hint = if lower.contains("chat not found") {
+        " (check chat_id, and that the bot has been added to the chat)"
+    } else if lower.contains("thread not found") {
+        " (check message_thread_id: the forum topic may have been deleted)"
+    } else if lower.contains("topic_closed") {
+        " (the forum topic is closed)"
+    } else if lower.contains("can't parse entities") {
+        " (the template produced HTML Telegram refuses: use only b, i, u, s, a, code, pre, blockquote)"
+    } else if lower.contains("message is too long") {
+        " (the message is too long; shorten the template)"
+    } else if code == 403 {
+        " (the bot cannot post there: add it to the chat again, with the right to post)"
+    } else {
+        status_hint(code)
+    };
+    Outcome::Permanent {
+        reason: reason(hint),
+    }
+}
+
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        401 => " (the bot token was rejected)",
+        404 => " (check the bot token and api_url)",
+        _ => "",
+    }
+}
+
+/// `html` cut so that at most `max` UTF-16 units of *text* remain (tags
+/// don't count; an entity counts as one), `…` included, with the elements
+/// left open at the cut closed again. The renderer's HTML is well-formed
+/// (values are escaped, helpers emit balanced tags), so this keeps it so.
+fn truncate_html(html: &str, max: usize) -> Cow<'_, str> {
+    if visible_units(html) <= max {
+        return Cow::Borrowed(html);
+    }
+    let budget = max.saturating_sub(1);
+    let mut out = String::with_capacity(html.len().min(max * 4));
+    let mut open: Vec<String> = Vec::new();
+    let mut used = 0;
+    let mut rest = html;
+    while let Some((token, units)) = next_token(rest) {
+        if units == 0 {
+            track_tag(token, &mut open);
+        } else if used + units > budget {
+            break;
+        } else {
+            used += units;
+        }
+        out.push_str(token);
+        rest = &rest[token.len()..];
+    }
+    out.push('…');
+    for name in open.iter().rev() {
+        out.push_str("</");
+        out.push_str(name);
+        out.push('>');
+    }
+    Cow::Owned(out)
+}
+
+fn visible_units(html: &str) -> usize {
+    let mut n = 0;
+    let mut rest = html;
+    while let Some((token, units)) = next_token(rest) {
+        n += units;
+        rest = &rest[token.len()..];
+    }
+    n
+}
+
+/// The next tag (0 units), entity (1 unit) or character at the start of `s`.
+fn next_token(s: &str) -> Option<(&str, usize)> {
+    let c = s.chars().next()?;
+    if c == '<'
+        && let Some(end) = s.find('>')
+    {
+        return Some((&s[..=end], 0));
+    }
+    if c == '&'
+        && let Some(end) = s
+            .char_indices()
+            .take(12)
+            .find(|(_, c)| *c == ';')
+            .map(|(i, _)| i)
+        && s[1..end]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '#')
+        && end > 1
+    {
+        return Some((&s[..=end], 1));
+    }
+    Some((&s[..c.len_utf8()], c.len_utf16()))
+}
+
+/// Keeps the stack of open elements up to date with one tag.
+fn track_tag(tag: &str, open: &mut Vec<String>) {
+    let inner = tag.trim_start_matches('<').trim_end_matches('>').trim();
+    if inner.ends_with('/') || inner.starts_with('!') {
+        return;
+    }
+    let name = |s: &str| {
+        s.split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    if let Some(closing) = inner.strip_prefix('/') {
+        let n = name(closing.trim());
+        if let Some(i) = open.iter().rposition(|o| *o == n) {
+            open.truncate(i);
+        }
+    } else {
+        let n = name(inner);
+        if !n.is_empty() {
+            open.push(n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const TOKEN: &str = "123456:canary-telegram-token";
+
+    fn chat(chat_id: ChatId, thread: Option<i64>) -> TelegramChat {
+        TelegramChat {
+            instance: Arc::new(Telegram {
+                token: Some(Secret::new(TOKEN)),
+                api_url: "http://127.0.0.1:9".into(),
+                disable_notification: false,
+            }),
+            token: Secret::new(TOKEN),
+            chat_id,
+            thread,
+        }
+    }
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn http(out: Outbound) -> HttpRequest {
+        match out {
+            Outbound::Http(r) => r,
+            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
+        }
+    }
+
+    #[test]
+    fn request_shape() {
+        let ctx = json!({});
+        let text = "<b><a href=\"https://f/t/1\">&lt;b&gt;hi</a></b> by @\u{200B}bob";
+        let r = http(
+            chat(ChatId::Id(-1001234567890), Some(42)).request(&Message {
+                chat: "c",
+                text,
+                context: &ctx,
+            }),
+        );
+        assert_eq!(r.method, "POST");
+        assert_eq!(
+            r.url.expose(),
+            format!("http://127.0.0.1:9/bot{TOKEN}/sendMessage")
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "chat_id": -1001234567890i64,
+                "text": text,
+                "parse_mode": "HTML",
+                "link_preview_options": {"is_disabled": true},
+                "message_thread_id": 42,
+            })
+        );
+        // The token is only in the URL, never in a header or the body.
+        assert!(!r.body.contains(TOKEN));
+        assert!(r.headers.iter().all(|(_, v)| !v.expose().contains(TOKEN)));
+
+        let c = chat(ChatId::Username("@forum_news".into()), None);
+        let body: serde_json::Value = serde_json::from_str(
+            &http(c.request(&Message {
+                chat: "c",
+                text: "x",
+                context: &ctx,
+            }))
+            .body,
+        )
+        .unwrap();
+        assert_eq!(body["chat_id"], "@forum_news");
+        assert!(body.get("message_thread_id").is_none());
+        assert!(!c.target().contains(TOKEN));
+        assert_eq!(c.target(), "@forum_news");
+    }
+
+    #[test]
+    fn chat_ids_are_validated() {
+        let read = |v: ChatIdValue| ChatId::read(&v);
+        assert_eq!(read(ChatIdValue::Id(-100123)), Ok(ChatId::Id(-100123)));
+        assert_eq!(
+            read(ChatIdValue::Text(" -100123 ".into())),
+            Ok(ChatId::Id(-100123))
+        );
+        assert_eq!(
+            read(ChatIdValue::Text("@forum_news".into())),
+            Ok(ChatId::Username("@forum_news".into()))
+        );
+        for bad in ["forum_news", "@ab", "@has space", "", "@"] {
+            assert!(read(ChatIdValue::Text(bad.into())).is_err(), "{bad}");
+        }
+        assert!(read(ChatIdValue::Id(0)).is_err());
+    }
+
+    #[test]
+    fn classifies_bot_api_answers() {
+        let c = chat(ChatId::Id(-100123), None);
+        assert_eq!(
+            c.classify(&resp(
+                200,
+                &[],
+                r#"{"ok":true,"result":{"message_id":77,"chat":{"id":-100123}}}"#
+            )),
+            Outcome::Sent {
+                remote_id: Some("77".into())
+            }
+        );
+        assert_eq!(
+            c.classify(&resp(
+                429,
+                &[("Retry-After", "9")],
+                r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 31","parameters":{"retry_after":31}}"#
+            )),
+            Outcome::Retry {
+                reason: "telegram: 429 Too Many Requests: retry after 31".into(),
+                after: Some(Duration::from_secs(31))
+            }
+        );
+        assert!(matches!(
+            c.classify(&resp(502, &[], "<html>Bad Gateway</html>")),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            c.classify(&resp(
+                500,
+                &[],
+                r#"{"ok":false,"error_code":500,"description":"Internal Server Error"}"#
+            )),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            c.classify(&resp(200, &[], "not json")),
+            Outcome::Retry { .. }
+        ));
+        let cases = [
+            (
+                401,
+                r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#,
+                "token was rejected",
+            ),
+            (
+                404,
+                r#"{"ok":false,"error_code":404,"description":"Not Found"}"#,
+                "check the bot token",
+            ),
+            (
+                400,
+                r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
+                "check chat_id",
+            ),
+            (
+                403,
+                r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was kicked from the supergroup chat"}"#,
+                "add it to the chat again",
+            ),
+            (
+                403,
+                r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#,
+                "bot was blocked",
+            ),
+            (
+                400,
+                r#"{"ok":false,"error_code":400,"description":"Bad Request: message thread not found"}"#,
+                "message_thread_id",
+            ),
+            (
+                400,
+                r#"{"ok":false,"error_code":400,"description":"Bad Request: can't parse entities: Unsupported start tag \"x\""}"#,
+                "use only b, i",
+            ),
+            (
+                400,
+                r#"{"ok":false,"error_code":400,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":-1009876543210}}"#,
+                "set `chat_id = -1009876543210`",
+            ),
+        ];
+        for (status, body, want) in cases {
+            let out = c.classify(&resp(status, &[], body));
+            let Outcome::Permanent { reason } = &out else {
+                panic!("{body} should be permanent: {out:?}")
+            };
+            assert!(reason.contains(want), "{reason} lacks {want}");
+            assert!(!reason.contains(TOKEN));
+        }
+    }
+
+    #[test]
+    fn truncation_keeps_html_balanced() {
+        assert_eq!(truncate_html("<b>abc</b>", 3), "<b>abc</b>");
+        assert_eq!(truncate_html("<b>abcd</b>", 3), "<b>ab…</b>");
+        assert_eq!(
+            truncate_html(
+                "<b><a href=\"u\">a&amp;bcdef</a></b>\n<blockquote>x</blockquote>",
+                4
+            ),
+            "<b><a href=\"u\">a&amp;b…</a></b>"
+        );
+        // Entities count as one character, emoji as two UTF-16 units.
+        assert_eq!(visible_units("&lt;&#39;😀<i>x</i>"), 5);
+        let long = format!(
+            "<b>t</b>\n<blockquote>{}</blockquote>",
+            "&lt;é".repeat(5000)
+        );
+        let cut = truncate_html(&long, MAX_TEXT);
+        assert_eq!(visible_units(&cut), MAX_TEXT);
+        assert!(cut.ends_with("…</blockquote>"));
+        assert!(!cut.contains("&lt…") && !cut.ends_with("&…"));
+    }
+
+    #[test]
+    fn missing_token_and_bad_fields_are_located_errors() {
+        let env = HashMap::<String, String>::new();
+        let inst = Arc::new(Telegram {
+            token: None,
+            api_url: DEFAULT_API_URL.into(),
+            disable_notification: false,
+        });
+        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+        let doc = toml_edit::Document::parse("t = { chat_id = -100123 }".to_string()).unwrap();
+        assert!(inst.clone().bind(&doc["t"], None, &mut cx).is_none());
+        assert!(cx.problems()[0].message.contains("needs a bot token"));
+
+        let inst = Arc::new(Telegram {
+            token: Some(Secret::new(TOKEN)),
+            api_url: DEFAULT_API_URL.into(),
+            disable_notification: false,
+        });
+        for (text, want) in [
+            ("t = { chat_id = \"general\" }", "`chat_id` must be"),
+            (
+                "t = { chat_id = 1, message_thread_id = 0 }",
+                "positive forum topic",
+            ),
+            ("t = { message_thread_id = 3 }", "needs `chat_id`"),
+        ] {
+            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+            let doc = toml_edit::Document::parse(text.to_string()).unwrap();
+            assert!(inst.clone().bind(&doc["t"], Some(0..1), &mut cx).is_none());
+            assert!(cx.problems()[0].message.contains(want), "{text}");
+            assert!(cx.problems()[0].span.is_some(), "{text}");
+        }
+        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+        let doc = toml_edit::Document::parse(
+            "t = { chat_id = \"@forum_news\", message_thread_id = 5 }".to_string(),
+        )
+        .unwrap();
+        let d = inst.bind(&doc["t"], None, &mut cx).unwrap();
+        assert_eq!(d.target(), "@forum_news topic 5");
+        assert!(cx.problems().is_empty());
+    }
+}

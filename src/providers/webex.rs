@@ -1,0 +1,423 @@
+//! `webex`: the Webex Messages API, `POST {api_url}/v1/messages` with a bot
+//! token, body `{"roomId", "markdown"}`. The answer is the created message,
+//! whose `id` is kept: threads (`parentId`) and edits
+//! (`PUT /v1/messages/{id}`) work from it.
+//!
+//! Markup: Webex Markdown. The renderer backslash-escapes formatting
+//! characters and `<`, and puts U+200B after an `@` that could mention, so
+//! Webex's `<@all>` and `<@personEmail:…>` mention tags cannot form from a
+//! post (the tag is broken even if Webex read it before the Markdown).
+//!
+//! Errors: `{"message", "errors":[{"description"}], "trackingId"}`; 429 and
+//! 423 carry `Retry-After`. See shared/providers.md §2.10 and
+//! developer.webex.com/docs/api/v1/messages/create-a-message.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+use serde_spanned::Spanned;
+use toml_edit::Item;
+
+use super::{
+    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
+    Registration, http::classify_status, schema_of,
+};
+use crate::config::Rate;
+use crate::config::de::Ctx;
+use crate::config::env::Secret;
+use crate::render::Dialect;
+
+pub const REGISTRATION: Registration = Registration {
+    kind: "webex",
+    about: "Webex Messages API (bot token)",
+    parse,
+    settings_schema: schema_of::<Settings>,
+    target_schema: schema_of::<Target>,
+};
+
+const DEFAULT_API_URL: &str = "https://webexapis.com";
+
+/// Longest `markdown` Webex accepts, in bytes (Webex docs; Alertmanager's
+/// `notify/webex` cuts at the same size).
+const MAX_MARKDOWN_BYTES: usize = 7439;
+
+/// `[providers.NAME]` for `kind = "webex"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Settings {
+    /// Bot access token, as `${VAR}` (developer.webex.com > My Webex Apps > bot).
+    #[schemars(with = "Option<String>")]
+    pub token: Option<Spanned<String>>,
+    /// API base URL (default `https://webexapis.com`).
+    #[schemars(with = "Option<String>")]
+    pub api_url: Option<Spanned<String>>,
+}
+
+/// Chat fields for a Webex chat.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct Target {
+    /// The room (space) id, `Y2lzY29zcGFyazovL…`; the bot must be a member of the room.
+    #[schemars(with = "Option<String>")]
+    pub room_id: Option<Spanned<String>>,
+}
+
+#[derive(Debug)]
+struct Webex {
+    token: Option<Secret>,
+    api_url: String,
+}
+
+fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    let s = cx.deserialize::<Settings>(item)?;
+    let token = match &s.token {
+        Some(t) => Some(cx.secret("token", t)?),
+        None => None,
+    };
+    let api_url = match &s.api_url {
+        Some(u) => cx.url("api_url", u, false)?.expose().to_string(),
+        None => DEFAULT_API_URL.to_string(),
+    };
+    Some(Arc::new(Webex {
+        token,
+        api_url: api_url.trim_end_matches('/').to_string(),
+    }))
+}
+
+impl Instance for Webex {
+    fn bind(
+        self: Arc<Self>,
+        target: &Item,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let t = cx.deserialize::<Target>(target)?;
+        let Some(room) = &t.room_id else {
+            cx.error(chat, "a webex chat needs `room_id` (the space's id)");
+            return None;
+        };
+        let room_id = room.get_ref().trim().to_string();
+        if room_id.is_empty() {
+            cx.error(Some(room.span()), "`room_id` is empty");
+            return None;
+        }
+        let Some(token) = self.token.clone() else {
+            cx.error(
+                Some(room.span()),
+                "posting to a webex room needs a bot token: set `token = \"${WEBEX_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"webex\"",
+            );
+            return None;
+        };
+        Some(Box::new(WebexChat {
+            instance: self,
+            token,
+            room_id,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct WebexChat {
+    instance: Arc<Webex>,
+    token: Secret,
+    room_id: String,
+}
+
+/// `text` cut so that its characters' `cost` fits `budget`, ending in `…`,
+/// at a word boundary when one is near.
+fn fit(text: &str, budget: usize, cost: impl Fn(char) -> usize) -> String {
+    if text.chars().map(&cost).sum::<usize>() <= budget {
+        return text.to_string();
+    }
+    let room = budget.saturating_sub(cost('…'));
+    let mut used = 0;
+    let mut end = 0;
+    for (i, c) in text.char_indices() {
+        used += cost(c);
+        if used > room {
+            break;
+        }
+        end = i + c.len_utf8();
+    }
+    let head = &text[..end];
+    let cut = if text[end..].starts_with(char::is_whitespace) {
+        head
+    } else {
+        match head.rfind(char::is_whitespace) {
+            Some(i) if !head[..i].trim_end().is_empty() => &head[..i],
+            _ => head,
+        }
+    };
+    format!("{}…", cut.trim_end())
+}
+
+impl Destination for WebexChat {
+    fn kind(&self) -> &'static str {
+        "webex"
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Markdown
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // The answer carries the message `id`: replies go under it with
+        // `parentId`, edits are `PUT /v1/messages/{id}`, deletes `DELETE`.
+        Capabilities {
+            thread: true,
+            edit: true,
+            delete: true,
+        }
+    }
+
+    fn default_rate(&self) -> Option<Rate> {
+        // Webex publishes no fixed numbers and answers 429 + Retry-After;
+        // one a second per room stays well clear of it.
+        Some(Rate {
+            count: 1,
+            per: Duration::from_secs(1),
+        })
+    }
+
+    fn target(&self) -> String {
+        format!("room {}", self.room_id)
+    }
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        let body = json!({
+            "roomId": self.room_id,
+            "markdown": fit(msg.text, MAX_MARKDOWN_BYTES, char::len_utf8),
+        });
+        let url = Secret::new(format!("{}/v1/messages", self.instance.api_url));
+        Outbound::Http(HttpRequest::post_json(&url, &body).header(
+            "Authorization",
+            Secret::new(format!("Bearer {}", self.token.expose())),
+        ))
+    }
+
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        let outcome = match classify_status(resp) {
+            Outcome::Sent { .. } => Outcome::Sent {
+                remote_id: serde_json::from_slice::<serde_json::Value>(&resp.body)
+                    .ok()
+                    .and_then(|v| v["id"].as_str().map(str::to_string)),
+            },
+            // 423 Locked: "temporarily unavailable", with Retry-After.
+            Outcome::Permanent { .. } if resp.status == 423 => Outcome::Retry {
+                reason: format!("webex: {}", describe(resp)),
+                after: resp.retry_after(),
+            },
+            Outcome::Retry { after, .. } => Outcome::Retry {
+                reason: format!("webex: {}", describe(resp)),
+                after,
+            },
+            Outcome::Permanent { .. } => Outcome::Permanent {
+                reason: format!("webex: {}{}", describe(resp), hint(resp.status)),
+            },
+        };
+        scrub(outcome, self.token.expose())
+    }
+}
+
+/// Removes the token from a reason (Webex does not echo it, but a proxy might).
+fn scrub(o: Outcome, token: &str) -> Outcome {
+    let clean = |r: String| {
+        if token.len() >= 3 {
+            r.replace(token, "[redacted]")
+        } else {
+            r
+        }
+    };
+    match o {
+        Outcome::Retry { reason, after } => Outcome::Retry {
+            reason: clean(reason),
+            after,
+        },
+        Outcome::Permanent { reason } => Outcome::Permanent {
+            reason: clean(reason),
+        },
+        sent => sent,
+    }
+}
+
+/// `HTTP 404: message (trackingId …)` from Webex's error shape, else the body's start.
+fn describe(resp: &HttpResponse) -> String {
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let message = body["message"]
+        .as_str()
+        .or_else(|| body["errors"][0]["description"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| resp.body_snippet());
+    let message: String = message.chars().take(300).collect();
+    let mut out = format!("HTTP {}", resp.status);
+    if !message.is_empty() {
+        out.push_str(": ");
+        out.push_str(&message);
+    }
+    if let Some(id) = body["trackingId"].as_str() {
+        out.push_str(&format!(
+            " (trackingId {})",
+            id.chars().take(100).collect::<String>()
+        ));
+    }
+    out
+}
+
+fn hint(status: u16) -> &'static str {
+    match status {
+        401 => " (the bot token was rejected)",
+        403 => " (the bot may not post in this room)",
+        404 => " (unknown room_id, or the bot is not a member of the room)",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const TOKEN: &str = "canary-webex-token-789";
+    const ROOM: &str =
+        "Y2lzY29zcGFyazovL3VzL1JPT00vYmJjZWIxYWQtNDNmMS0zYjU4LTkxNDctZjE0YmIwYzRkMTU0";
+
+    fn chat() -> WebexChat {
+        WebexChat {
+            instance: Arc::new(Webex {
+                token: Some(Secret::new(TOKEN)),
+                api_url: "http://127.0.0.1:9".into(),
+            }),
+            token: Secret::new(TOKEN),
+            room_id: ROOM.into(),
+        }
+    }
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn request_shape() {
+        let ctx = json!({});
+        let Outbound::Http(r) = chat().request(&Message {
+            chat: "c",
+            text: "**\\<@\u{200B}all\\>**",
+            context: &ctx,
+        }) else {
+            panic!("expected HTTP")
+        };
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.url.expose(), "http://127.0.0.1:9/v1/messages");
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| k == "Authorization" && v.expose() == format!("Bearer {TOKEN}"))
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"roomId": ROOM, "markdown": "**\\<@\u{200B}all\\>**"})
+        );
+    }
+
+    #[test]
+    fn markdown_is_cut_to_the_byte_limit() {
+        let ctx = json!({});
+        let text = "é word ".repeat(2000);
+        let Outbound::Http(r) = chat().request(&Message {
+            chat: "c",
+            text: &text,
+            context: &ctx,
+        }) else {
+            panic!()
+        };
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let md = body["markdown"].as_str().unwrap();
+        assert!(
+            md.len() <= MAX_MARKDOWN_BYTES && md.len() > MAX_MARKDOWN_BYTES - 12,
+            "{}",
+            md.len()
+        );
+        assert!(md.ends_with('…'));
+    }
+
+    #[test]
+    fn classifies_webex_answers_without_the_token() {
+        let c = chat();
+        assert_eq!(
+            c.classify(&resp(
+                200,
+                &[],
+                &format!(r#"{{"id":"Y2lzY29zcGFyazovL3VzL01FU1NBR0UvMQ","roomId":"{ROOM}"}}"#)
+            )),
+            Outcome::Sent {
+                remote_id: Some("Y2lzY29zcGFyazovL3VzL01FU1NBR0UvMQ".into())
+            }
+        );
+        assert_eq!(
+            c.classify(&resp(
+                429,
+                &[("Retry-After", "17")],
+                r#"{"message":"Too Many Requests","trackingId":"ROUTER_1"}"#
+            )),
+            Outcome::Retry {
+                reason: "webex: HTTP 429: Too Many Requests (trackingId ROUTER_1)".into(),
+                after: Some(Duration::from_secs(17))
+            }
+        );
+        assert!(matches!(
+            c.classify(&resp(423, &[("Retry-After", "4")], "")),
+            Outcome::Retry { after: Some(d), .. } if d.as_secs() == 4
+        ));
+        assert!(matches!(
+            c.classify(&resp(502, &[], "")),
+            Outcome::Retry { .. }
+        ));
+        let unauthorized = format!(
+            r#"{{"message":"The request requires a valid access token set in the Authorization request header. Got Bearer {TOKEN}","errors":[{{"description":"The request requires a valid access token set in the Authorization request header."}}],"trackingId":"ROUTER_2"}}"#
+        );
+        let Outcome::Permanent { reason } = c.classify(&resp(401, &[], &unauthorized)) else {
+            panic!("401 should be permanent")
+        };
+        assert!(
+            reason.contains("token was rejected") && reason.contains("ROUTER_2"),
+            "{reason}"
+        );
+        assert!(!reason.contains(TOKEN), "{reason}");
+        let Outcome::Permanent { reason } = c.classify(&resp(
+            404,
+            &[],
+            r#"{"message":"Could not find a room with provided ID.","errors":[{"description":"Could not find a room with provided ID."}],"trackingId":"ROUTER_3"}"#,
+        )) else {
+            panic!("404 should be permanent")
+        };
+        assert!(
+            reason.contains("Could not find a room") && reason.contains("unknown room_id"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn room_without_token_is_a_located_error() {
+        let env = HashMap::<String, String>::new();
+        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+        let inst = Arc::new(Webex {
+            token: None,
+            api_url: DEFAULT_API_URL.into(),
+        });
+        let doc = toml_edit::Document::parse("t = { room_id = \"Y2lz\" }".to_string()).unwrap();
+        assert!(inst.bind(&doc["t"], None, &mut cx).is_none());
+        let p = &cx.problems()[0];
+        assert!(p.message.contains("needs a bot token"), "{}", p.message);
+        assert_eq!(p.span, Some(16..22));
+    }
+}

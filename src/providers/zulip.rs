@@ -1,0 +1,672 @@
+//! `zulip`: a channel ("stream") message through `POST {realm}/api/v1/messages`
+//! as a bot (HTTP Basic `email:api_key`), form-encoded
+//! `type=stream&to=…&topic=…&content=…`.
+//!
+//! Dialect: Markdown, escaped by the renderer: `*`, `_` and friends get a
+//! backslash and every `@` that could mention gets U+200B after it, so
+//! `@**all**`, `@**everyone**`, `@**channel**`, `@**stream**`, `@**topic**`,
+//! `@*group*` and `@_**silent**` in a post stay text. Zulip has no API switch
+//! for mentions; escaping is the defence.
+//!
+//! Topic: fixed per chat (`topic`), or by default the forum topic's title cut
+//! to Zulip's 60 characters, so each forum topic gets its own Zulip topic.
+//!
+//! Credentials: the request URL carries them as `https://EMAIL:KEY@realm/…`,
+//! which the HTTP client sends as `Authorization: Basic …` (and strips from
+//! the URL). A ready-made `Basic` header would hold the key in base64, which
+//! the config's redactor cannot recognise; in the URL the key is verbatim and
+//! `explain` prints `[redacted]`. API keys are letters and digits, so
+//! percent-encoding leaves them intact.
+//!
+//! Errors: `{"result":"error","code":…,"msg":…}`; decisions use `code`, not
+//! the translated `msg`. See shared/providers.md §2.6 and zulip/zulip
+//! `zerver/openapi/zulip.yaml` (`/messages` POST).
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use toml_edit::Item;
+
+use super::{
+    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
+    Registration, http::classify_status, schema_of,
+};
+use crate::config::Rate;
+use crate::config::de::Ctx;
+use crate::config::env::Secret;
+use crate::render::Dialect;
+use crate::render::escape::strip_controls;
+use crate::render::text::{collapse_whitespace, truncate};
+
+pub const REGISTRATION: Registration = Registration {
+    kind: "zulip",
+    about: "Zulip channel message (bot email + API key)",
+    parse,
+    settings_schema: schema_of::<Settings>,
+    target_schema: schema_of::<Target>,
+};
+
+/// Zulip's default `max_topic_length`, in characters.
+const TOPIC_MAX: usize = 60;
+
+/// Error codes worth retrying; every other error is permanent.
+const TRANSIENT_CODES: &[&str] = &["RATE_LIMIT_HIT", "REQUEST_TIMEOUT", "SERVER_NOT_READY"];
+
+/// `[providers.NAME]` for `kind = "zulip"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "ZulipSettings")]
+pub struct Settings {
+    /// Organization URL, e.g. `https://chat.example.org` or `https://example.zulipchat.com` (`/api/v1/messages` is added). Required.
+    #[schemars(with = "Option<String>")]
+    pub realm: Option<Spanned<String>>,
+    /// The bot's email address (Personal settings → Bots), e.g. `relay-bot@chat.example.org`. Required.
+    #[schemars(with = "Option<String>")]
+    pub email: Option<Spanned<String>>,
+    /// The bot's API key, as `${VAR}`. Required.
+    #[schemars(with = "Option<String>")]
+    pub api_key: Option<Spanned<String>>,
+}
+
+/// Chat fields for a Zulip chat.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "ZulipTarget")]
+pub struct Target {
+    /// Channel (stream) name, or its numeric id (digits only; survives renames). The bot must be subscribed to private channels.
+    #[schemars(with = "Option<String>")]
+    pub stream: Option<Spanned<String>>,
+    /// A fixed topic for every message (at most 60 characters). Default: the forum topic's title, cut to 60 characters, so each forum topic gets its own Zulip topic.
+    #[schemars(with = "Option<String>")]
+    pub topic: Option<Spanned<String>>,
+}
+
+#[derive(Debug)]
+struct Zulip {
+    realm: Option<String>,
+    email: Option<Secret>,
+    api_key: Option<Secret>,
+}
+
+fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    let s = cx.deserialize::<Settings>(item)?;
+    let realm = match &s.realm {
+        Some(u) => Some(
+            cx.url("realm", u, false)?
+                .expose()
+                .trim_end_matches('/')
+                .to_string(),
+        ),
+        None => None,
+    };
+    let email = match &s.email {
+        Some(e) => {
+            let v = cx.string(e)?;
+            let shown = v.expose();
+            if !shown.contains("${") && (!shown.contains('@') || shown.trim() != shown) {
+                cx.error(
+                    Some(e.span()),
+                    "`email` must be the bot's email address, like \"relay-bot@chat.example.org\"",
+                );
+                return None;
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let api_key = match &s.api_key {
+        Some(k) => {
+            let v = cx.secret("api_key", k)?;
+            let shown = v.expose();
+            if !shown.contains("${") && (shown.is_empty() || !shown.bytes().all(is_unreserved)) {
+                // Never echo the value: it is the secret.
+                cx.error(
+                    Some(k.span()),
+                    "`api_key` does not look like a Zulip API key (letters and digits)",
+                );
+                return None;
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let has_settings = item.as_table_like().is_some_and(|t| !t.is_empty());
+    if has_settings {
+        let missing: Vec<&str> = [
+            (realm.is_none(), "`realm`"),
+            (email.is_none(), "`email`"),
+            (api_key.is_none(), "`api_key = \"${ZULIP_API_KEY}\"`"),
+        ]
+        .into_iter()
+        .filter_map(|(m, k)| m.then_some(k))
+        .collect();
+        if !missing.is_empty() {
+            cx.error(
+                item.span(),
+                format!("a zulip provider needs {}", missing.join(", ")),
+            );
+            return None;
+        }
+    }
+    Some(Arc::new(Zulip {
+        realm,
+        email,
+        api_key,
+    }))
+}
+
+impl Instance for Zulip {
+    fn bind(
+        self: Arc<Self>,
+        target: &Item,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let t = cx.deserialize::<Target>(target)?;
+        let Some(stream) = &t.stream else {
+            cx.error(
+                chat,
+                "a zulip chat needs `stream`, the channel's name (or numeric id)",
+            );
+            return None;
+        };
+        let name = stream.get_ref().trim().trim_start_matches('#').trim();
+        if name.is_empty() || name.chars().any(char::is_control) {
+            cx.error(Some(stream.span()), "`stream` must be a channel name or id");
+            return None;
+        }
+        let stream = if name.bytes().all(|b| b.is_ascii_digit()) {
+            match name.parse::<u64>() {
+                Ok(id) => Stream::Id(id),
+                Err(_) => {
+                    cx.error(Some(stream.span()), "`stream` id is out of range");
+                    return None;
+                }
+            }
+        } else {
+            Stream::Name(name.to_string())
+        };
+        let topic = match &t.topic {
+            Some(topic) => {
+                let v = topic.get_ref().trim();
+                if v.is_empty() || v.chars().any(char::is_control) {
+                    cx.error(
+                        Some(topic.span()),
+                        "`topic` must be a non-empty line of text",
+                    );
+                    return None;
+                }
+                if v.chars().count() > TOPIC_MAX {
+                    cx.error(
+                        Some(topic.span()),
+                        format!("`topic` is longer than Zulip's {TOPIC_MAX} characters"),
+                    );
+                    return None;
+                }
+                Some(v.to_string())
+            }
+            None => None,
+        };
+        let (Some(realm), Some(email), Some(api_key)) = (&self.realm, &self.email, &self.api_key)
+        else {
+            cx.error(
+                chat,
+                "a zulip chat needs `realm`, `email` and `api_key = \"${ZULIP_API_KEY}\"` on a [providers.NAME] table with kind = \"zulip\"",
+            );
+            return None;
+        };
+        Some(Box::new(ZulipChat {
+            url: messages_url(realm, email.expose(), api_key.expose()),
+            stream,
+            topic,
+        }))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stream {
+    Name(String),
+    Id(u64),
+}
+
+#[derive(Debug)]
+struct ZulipChat {
+    /// `{realm}/api/v1/messages` with the credentials as userinfo.
+    url: Secret,
+    stream: Stream,
+    /// `None`: the forum topic's title.
+    topic: Option<String>,
+}
+
+/// `https://EMAIL:KEY@host/…/api/v1/messages`. A value still holding an
+/// unset `${VAR}` (only `validate`/`explain` see one) is left readable.
+fn messages_url(realm: &str, email: &str, api_key: &str) -> Secret {
+    let userinfo = |v: &str| {
+        if v.contains("${") {
+            v.to_string()
+        } else {
+            percent_encode(v)
+        }
+    };
+    let url = match realm.split_once("://") {
+        Some((scheme, rest)) => format!(
+            "{scheme}://{}:{}@{rest}/api/v1/messages",
+            userinfo(email),
+            userinfo(api_key)
+        ),
+        // `realm` is an unset `${VAR}`: nothing is sent in that case.
+        None => format!("{realm}/api/v1/messages"),
+    };
+    Secret::new(url)
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if is_unreserved(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl ZulipChat {
+    fn topic(&self, context: &serde_json::Value) -> String {
+        if let Some(t) = &self.topic {
+            return t.clone();
+        }
+        let title = context["topic"]["title"].as_str().unwrap_or("");
+        let title = collapse_whitespace(&strip_controls(title));
+        if title.is_empty() {
+            "forum".to_string()
+        } else {
+            truncate(&title, TOPIC_MAX)
+        }
+    }
+}
+
+impl Destination for ZulipChat {
+    fn kind(&self) -> &'static str {
+        "zulip"
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Markdown
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // Topics are Zulip's threads: without a fixed `topic`, every message
+        // already goes to the forum topic's own Zulip topic. The answer
+        // carries the message `id` for edits (`PATCH /messages/{id}`) and
+        // deletions (`DELETE /messages/{id}`).
+        Capabilities {
+            thread: self.topic.is_none(),
+            edit: true,
+            delete: true,
+        }
+    }
+
+    fn default_rate(&self) -> Option<Rate> {
+        // Zulip's default: 200 requests a minute per user, shared by every
+        // chat of the bot; 1/s with bursts of 10 leaves room for others.
+        Some(Rate {
+            count: 10,
+            per: Duration::from_secs(10),
+        })
+    }
+
+    fn target(&self) -> String {
+        let stream = match &self.stream {
+            Stream::Name(n) => format!("#{n}"),
+            Stream::Id(id) => format!("channel {id}"),
+        };
+        match &self.topic {
+            Some(t) => format!("{stream} > {t}"),
+            None => format!("{stream} > (forum topic title)"),
+        }
+    }
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        // `to` is JSON (the spec's encoding): a quoted name can never be
+        // mistaken for an id, nor a name like `[1]` for a list.
+        let to = match &self.stream {
+            Stream::Name(n) => serde_json::Value::String(n.clone()).to_string(),
+            Stream::Id(id) => id.to_string(),
+        };
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("type", "stream")
+            .append_pair("to", &to)
+            .append_pair("topic", &self.topic(msg.context))
+            .append_pair("content", msg.text)
+            .finish();
+        Outbound::Http(HttpRequest {
+            method: "POST",
+            url: self.url.clone(),
+            headers: vec![(
+                "Content-Type".into(),
+                Secret::new("application/x-www-form-urlencoded"),
+            )],
+            body,
+        })
+    }
+
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        let body: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
+        let field = |k: &str| {
+            body.as_ref()
+                .and_then(|b| b.get(k))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        let result = field("result");
+        if (200..300).contains(&resp.status) && result.as_deref() == Some("success") {
+            return Outcome::Sent {
+                remote_id: body
+                    .as_ref()
+                    .and_then(|b| b.get("id"))
+                    .and_then(|v| v.as_u64())
+                    .map(|id| id.to_string()),
+            };
+        }
+        if result.as_deref() != Some("error") {
+            return match classify_status(resp) {
+                // A 2xx that is not Zulip's JSON: `realm` points elsewhere (a
+                // login page, a proxy). Retrying could post twice if it did land.
+                Outcome::Sent { .. } => Outcome::Permanent {
+                    reason: format!(
+                        "zulip: not a Zulip API answer (check `realm`): HTTP {}: {}",
+                        resp.status,
+                        resp.body_snippet()
+                    ),
+                },
+                other => other,
+            };
+        }
+        let code = field("code").unwrap_or_else(|| "BAD_REQUEST".into());
+        let msg: String = field("msg")
+            .map(|m| m.chars().take(200).collect())
+            .unwrap_or_default();
+        let reason = format!(
+            "zulip: HTTP {} {code}: {msg}{}",
+            resp.status,
+            hint(&code, resp.status)
+        );
+        if resp.status == 429 || TRANSIENT_CODES.contains(&code.as_str()) {
+            let after = resp.retry_after().or_else(|| {
+                body.as_ref()
+                    .and_then(|b| b.get("retry-after"))
+                    .and_then(|v| v.as_f64())
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(|s| Duration::from_secs_f64(s.min(86_400.0)))
+            });
+            return Outcome::Retry { reason, after };
+        }
+        match classify_status(resp) {
+            Outcome::Retry { after, .. } => Outcome::Retry { reason, after },
+            _ => Outcome::Permanent { reason },
+        }
+    }
+}
+
+fn hint(code: &str, status: u16) -> &'static str {
+    match code {
+        "STREAM_DOES_NOT_EXIST" => {
+            " (check `stream`; a bot must be subscribed to a private channel)"
+        }
+        "UNAUTHORIZED" | "INVALID_API_KEY" | "UNAUTHENTICATED_USER" | "AUTHENTICATION_FAILED" => {
+            " (check `email` and `api_key`)"
+        }
+        "USER_DEACTIVATED" => " (the bot is deactivated)",
+        "REALM_DEACTIVATED" => " (the organization is deactivated)",
+        _ if status == 401 => " (check `email` and `api_key`)",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    const KEY: &str = "CanaryKey0123456789abcdefABCDEF0";
+
+    fn chat(stream: Stream, topic: Option<&str>) -> ZulipChat {
+        ZulipChat {
+            url: messages_url("http://127.0.0.1:9", "relay-bot@z.example", KEY),
+            stream,
+            topic: topic.map(str::to_string),
+        }
+    }
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn form(body: &str) -> Vec<(String, String)> {
+        url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect()
+    }
+
+    fn request(c: &ZulipChat, text: &str, ctx: &serde_json::Value) -> HttpRequest {
+        match c.request(&Message {
+            chat: "c",
+            text,
+            context: ctx,
+        }) {
+            Outbound::Http(r) => r,
+            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
+        }
+    }
+
+    #[test]
+    fn request_shape() {
+        let title = format!("A very long forum topic title {}", "word ".repeat(20));
+        let ctx = json!({"topic": {"title": title}});
+        let r = request(
+            &chat(Stream::Name("forum feed".into()), None),
+            "**x** & y",
+            &ctx,
+        );
+        assert_eq!(r.method, "POST");
+        assert_eq!(
+            r.url.expose(),
+            format!("http://relay-bot%40z.example:{KEY}@127.0.0.1:9/api/v1/messages")
+        );
+        assert_eq!(
+            r.headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.expose()))
+                .collect::<Vec<_>>(),
+            vec![("Content-Type", "application/x-www-form-urlencoded")]
+        );
+        let f = form(&r.body);
+        let topic = &f[2].1;
+        assert!(
+            topic.chars().count() <= TOPIC_MAX && topic.ends_with('…'),
+            "{topic}"
+        );
+        assert_eq!(
+            f,
+            vec![
+                ("type".to_string(), "stream".to_string()),
+                ("to".to_string(), "\"forum feed\"".to_string()),
+                ("topic".to_string(), topic.clone()),
+                ("content".to_string(), "**x** & y".to_string()),
+            ]
+        );
+        // A numeric stream is an id; a fixed topic wins over the title.
+        let r = request(&chat(Stream::Id(42), Some("Forum")), "t", &ctx);
+        let f = form(&r.body);
+        assert_eq!(f[1].1, "42");
+        assert_eq!(f[2].1, "Forum");
+        // Control characters never reach the topic; a missing title has a fallback.
+        let r = request(
+            &chat(Stream::Id(1), None),
+            "t",
+            &json!({"topic": {"title": "a\u{7}\nb"}}),
+        );
+        assert_eq!(form(&r.body)[2].1, "a b");
+        let r = request(&chat(Stream::Id(1), None), "t", &json!({}));
+        assert_eq!(form(&r.body)[2].1, "forum");
+    }
+
+    #[test]
+    fn wildcard_mentions_are_broken_by_markdown_escaping() {
+        use crate::render::escape::escape;
+        for m in [
+            "@**all**",
+            "@**everyone**",
+            "@**stream**",
+            "@**channel**",
+            "@**topic**",
+            "@*admins*",
+            "@_**Bob**",
+        ] {
+            let e = escape(Dialect::Markdown, m);
+            assert!(e.starts_with("@\u{200B}"), "{m} -> {e}");
+            assert!(
+                !e.contains("@*") && !e.contains("@_") && !e.contains("**"),
+                "{m} -> {e}"
+            );
+        }
+        assert_eq!(escape(Dialect::Markdown, "$$x$$"), "\\$\\$x\\$\\$");
+    }
+
+    #[test]
+    fn classifies_zulip_errors_without_the_key() {
+        let c = chat(Stream::Id(1), None);
+        assert_eq!(
+            c.classify(&resp(200, &[], r#"{"result":"success","msg":"","id":42}"#)),
+            Outcome::Sent {
+                remote_id: Some("42".into())
+            }
+        );
+        assert!(matches!(
+            c.classify(&resp(200, &[], "<html>login</html>")),
+            Outcome::Permanent { reason } if reason.contains("check `realm`")
+        ));
+        assert!(matches!(
+            c.classify(&resp(429, &[("Retry-After", "1.5")], r#"{"result":"error","code":"RATE_LIMIT_HIT","msg":"API usage exceeded rate limit","retry-after":1.5}"#)),
+            Outcome::Retry { after: Some(d), .. } if d == Duration::from_millis(1500)
+        ));
+        assert!(matches!(
+            c.classify(&resp(429, &[], r#"{"result":"error","code":"RATE_LIMIT_HIT","msg":"","retry-after":3}"#)),
+            Outcome::Retry { after: Some(d), .. } if d == Duration::from_secs(3)
+        ));
+        assert!(matches!(
+            c.classify(&resp(503, &[], "<html>")),
+            Outcome::Retry { .. }
+        ));
+        for (status, code) in [
+            (400, "STREAM_DOES_NOT_EXIST"),
+            (400, "BAD_REQUEST"),
+            (401, "UNAUTHORIZED"),
+            (401, "INVALID_API_KEY"),
+            (401, "USER_DEACTIVATED"),
+        ] {
+            let body = format!(r#"{{"result":"error","code":"{code}","msg":"nope"}}"#);
+            let Outcome::Permanent { reason } = c.classify(&resp(status, &[], &body)) else {
+                panic!("{code} should be permanent")
+            };
+            assert!(reason.contains(code) && reason.contains("nope"), "{reason}");
+            assert!(!reason.contains(KEY));
+        }
+        // 401 without JSON (a proxy): still permanent.
+        assert!(matches!(
+            c.classify(&resp(401, &[], "")),
+            Outcome::Permanent { .. }
+        ));
+    }
+
+    fn bind(settings: &str, target: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {
+        let env = HashMap::from([("ZULIP_API_KEY".to_string(), KEY.to_string())]);
+        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+        let doc = toml_edit::Document::parse(format!("s = {settings}\nt = {target}\n")).unwrap();
+        let dest =
+            parse(&doc["s"], &mut cx).and_then(|inst| inst.bind(&doc["t"], Some(0..1), &mut cx));
+        let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
+        (dest, problems)
+    }
+
+    #[test]
+    fn validates_settings_and_target() {
+        let ok = r#"{ realm = "https://z.example/", email = "bot@z.example", api_key = "${ZULIP_API_KEY}" }"#;
+        let (d, p) = bind(ok, r##"{ stream = "#general" }"##);
+        assert!(p.is_empty(), "{p:?}");
+        let d = d.unwrap();
+        assert_eq!(d.target(), "#general > (forum topic title)");
+        assert!(d.capabilities().thread);
+        let (d, p) = bind(ok, r#"{ stream = "7", topic = "Forum" }"#);
+        assert!(p.is_empty(), "{p:?}");
+        let d = d.unwrap();
+        assert_eq!(d.target(), "channel 7 > Forum");
+        assert!(!d.capabilities().thread);
+
+        let cases = [
+            (ok, "{}", "needs `stream`"),
+            (ok, r#"{ stream = " " }"#, "channel name or id"),
+            (ok, r#"{ stream = "g", topic = "" }"#, "non-empty"),
+            (
+                ok,
+                &format!(r#"{{ stream = "g", topic = "{}" }}"#, "x".repeat(61)),
+                "60",
+            ),
+            (
+                r#"{ realm = "https://z.example", email = "bot@z.example", api_key = "literal" }"#,
+                r#"{ stream = "g" }"#,
+                "environment reference",
+            ),
+            (
+                r#"{ realm = "https://z.example", email = "bot", api_key = "${ZULIP_API_KEY}" }"#,
+                r#"{ stream = "g" }"#,
+                "email address",
+            ),
+            (
+                r#"{ realm = "z.example", email = "bot@z.example", api_key = "${ZULIP_API_KEY}" }"#,
+                r#"{ stream = "g" }"#,
+                "absolute http",
+            ),
+            (
+                r#"{ realm = "https://z.example" }"#,
+                r#"{ stream = "g" }"#,
+                "needs `email`, `api_key",
+            ),
+            ("{}", r#"{ stream = "g" }"#, "[providers.NAME]"),
+        ];
+        for (s, t, want) in cases {
+            let (d, p) = bind(s, t);
+            assert!(d.is_none(), "{s} {t}");
+            assert!(p.iter().any(|m| m.contains(want)), "{s} {t}: {p:?}");
+        }
+        // A key that is not letters and digits is refused without echoing it.
+        let env = HashMap::from([("ZULIP_API_KEY".to_string(), "bad key:/@".to_string())]);
+        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+        let doc = toml_edit::Document::parse(
+            format!("s = {ok}\n").replace("https://z.example/", "https://z.example"),
+        )
+        .unwrap();
+        assert!(parse(&doc["s"], &mut cx).is_none());
+        let m = &cx.problems()[0].message;
+        assert!(
+            m.contains("does not look like") && !m.contains("bad key"),
+            "{m}"
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! Mattermost through a mock server: the exact REST (`/api/v4/posts`) and
+//! incoming-webhook requests, the hostile fixture's Markdown escaping, and
+//! the classification of Mattermost's real error answers, none of which
+//! may carry the token or the webhook key.
+
+mod common;
+
+use common::*;
+use discourse_relay::providers::Outcome;
+
+const TOKEN: &str = "canary-mm-token-7f3k9q";
+const HOOK_KEY: &str = "canaryhookkey9x8y7z6w5v4u3";
+const CHANNEL: &str = "4xp9fdt77pncbef59f4k1qe83o";
+
+fn config(api_url: &str) -> String {
+    format!(
+        r##"[discourse]
+url = "https://forum.example.org"
+[providers.mm]
+kind = "mattermost"
+token = "${{MM_TOKEN}}"
+api_url = "{api_url}"
+username = "Forum"
+[[chat]]
+name = "api"
+provider = "mm"
+channel_id = "{CHANNEL}"
+subscribe = ["all"]
+[[chat]]
+name = "hook"
+provider = "mm"
+webhook_url = "${{MM_HOOK}}"
+channel = "town-square"
+subscribe = ["all"]
+"##
+    )
+}
+
+fn run_at(api_url: &str, hook: &str, chat: &str, fixture: &str) -> Outcome {
+    deliver(
+        &config(api_url),
+        chat,
+        fixture,
+        &[("MM_TOKEN", TOKEN), ("MM_HOOK", hook)],
+    )
+}
+
+fn run(mock: &Mock, chat: &str, fixture: &str) -> Outcome {
+    run_at(
+        &mock.url(""),
+        &mock.url(&format!("/hooks/{HOOK_KEY}")),
+        chat,
+        fixture,
+    )
+}
+
+fn post_reply(id: &str) -> Reply {
+    Reply::new(
+        201,
+        &format!(
+            r#"{{"id":"{id}","create_at":1700000000000,"update_at":1700000000000,"user_id":"u","channel_id":"{CHANNEL}","root_id":"","message":"x","type":"","props":{{}}}}"#
+        ),
+    )
+    .header("Content-Type", "application/json")
+}
+
+fn error(status: u16, id: &str, message: &str) -> Reply {
+    Reply::new(
+        status,
+        &format!(
+            r#"{{"id":"{id}","message":"{message}","detailed_error":"","request_id":"8h3kq1","status_code":{status}}}"#
+        ),
+    )
+    .header("Content-Type", "application/json")
+}
+
+const EXPECTED_TEXT: &str = concat!(
+    "**[\\<!channel\\> @\u{200B}everyone \\<script\\>alert(1)\\</script\\> \\*bold\\* \\[link\\](javascript:x) & \\</b\\>]",
+    "(https://forum.example.org/t/channel-everyone-script-alert-1-script-bold-link-javascript-x-b/105/1)** by Mallory Mischief in general\n",
+    "> \\<!channel\\> @\u{200B}everyone \\<script\\>alert(1)\\</script\\> bold \\[link\\](javascript:x) & \\</b\\> ",
+    "@\u{200B}here @\u{200B}room \\<@\u{200B}U024BE7LH\\> \\<https://evil.example\\|click me\\> strike code \\|\\|spoiler\\|\\|"
+);
+
+fn assert_inert(text: &str) {
+    assert_eq!(text, EXPECTED_TEXT);
+    // Mattermost's mentions and the Slack forms its webhooks translate.
+    for active in ["@everyone", "@here", "@channel", "@room"] {
+        assert!(!text.contains(active), "{active} survived in {text}");
+    }
+    // Every `<` is escaped, so no `<!channel>` or `<url|text>` is translated.
+    assert_eq!(text.matches('<').count(), text.matches("\\<").count());
+}
+
+#[test]
+fn rest_request_is_exact_and_escaped() {
+    let mock = Mock::start();
+    mock.script([post_reply("ab1cd2ef3gh4ij5kl6mn7op8qr")]);
+    let out = run(&mock, "api", "post_created_hostile_content");
+    assert_eq!(
+        out,
+        Outcome::Sent {
+            remote_id: Some("ab1cd2ef3gh4ij5kl6mn7op8qr".into())
+        }
+    );
+    let r = &mock.requests()[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/api/v4/posts");
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    let body = r.json();
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, vec!["channel_id", "message"]);
+    assert_eq!(body["channel_id"], CHANNEL);
+    assert_inert(body["message"].as_str().unwrap());
+}
+
+#[test]
+fn webhook_request_is_exact_and_escaped() {
+    let mock = Mock::start();
+    mock.script([Reply::new(200, "ok").header("Content-Type", "text/plain")]);
+    let out = run(&mock, "hook", "post_created_hostile_content");
+    assert_eq!(out, Outcome::Sent { remote_id: None });
+    let r = &mock.requests()[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, format!("/hooks/{HOOK_KEY}"));
+    assert!(r.header("authorization").is_none());
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    let body = r.json();
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, vec!["channel", "text", "username"]);
+    assert_eq!(body["channel"], "town-square");
+    assert_eq!(body["username"], "Forum");
+    assert_inert(body["text"].as_str().unwrap());
+}
+
+#[test]
+fn real_error_answers_are_classified_without_secrets() {
+    let mock = Mock::start();
+    mock.script([
+        Reply::new(429, "limit exceeded")
+            .header("X-Ratelimit-Limit", "10")
+            .header("X-Ratelimit-Remaining", "0")
+            .header("X-Ratelimit-Reset", "6"),
+        error(
+            401,
+            "api.context.session_expired.app_error",
+            "Invalid or expired session, please login again.",
+        ),
+        error(
+            403,
+            "api.context.permissions.app_error",
+            "You do not have the appropriate permissions.",
+        ),
+        error(
+            404,
+            "app.channel.get.existing.app_error",
+            "Unable to find the existing channel.",
+        ),
+        Reply::new(503, "<html>503 Service Unavailable</html>"),
+        // An answer echoing the token: the redactor must catch it.
+        error(400, "x.app_error", &format!("bad token {TOKEN}")),
+    ]);
+    let outs: Vec<Outcome> = (0..6)
+        .map(|_| run(&mock, "api", "post_created_first_post"))
+        .collect();
+    assert!(
+        matches!(&outs[0], Outcome::Retry { after: Some(d), .. } if d.as_secs() == 6),
+        "{:?}",
+        outs[0]
+    );
+    assert!(
+        matches!(&outs[1], Outcome::Permanent { reason } if reason.contains("session_expired") && reason.contains("token was rejected"))
+    );
+    assert!(matches!(&outs[2], Outcome::Permanent { reason } if reason.contains("add the bot")));
+    assert!(
+        matches!(&outs[3], Outcome::Permanent { reason } if reason.contains("check channel_id"))
+    );
+    assert!(matches!(&outs[4], Outcome::Retry { .. }));
+    assert!(matches!(&outs[5], Outcome::Permanent { .. }));
+    for o in &outs {
+        let shown = format!("{o:?}");
+        assert!(!shown.contains(TOKEN), "{shown}");
+    }
+
+    // Webhook errors: a status with JSON or text.
+    let hook = Mock::start();
+    hook.script([
+        error(
+            400,
+            "web.incoming_webhook.channel.app_error",
+            "Couldn't find the channel.",
+        ),
+        error(
+            400,
+            "web.incoming_webhook.invalid.app_error",
+            "Invalid webhook.",
+        ),
+        error(
+            501,
+            "web.incoming_webhook.disabled.app_error",
+            "Incoming webhooks have been disabled by the system admin.",
+        ),
+        Reply::new(429, "").header("Retry-After", "3"),
+        Reply::new(404, &format!("404 page not found: /hooks/{HOOK_KEY}")),
+    ]);
+    let outs: Vec<Outcome> = (0..5)
+        .map(|_| run(&hook, "hook", "post_created_first_post"))
+        .collect();
+    assert!(
+        matches!(&outs[0], Outcome::Permanent { reason } if reason.contains("check `channel`"))
+    );
+    assert!(
+        matches!(&outs[1], Outcome::Permanent { reason } if reason.contains("webhook was deleted"))
+    );
+    assert!(
+        matches!(&outs[2], Outcome::Permanent { reason } if reason.contains("disabled on this server"))
+    );
+    assert!(matches!(&outs[3], Outcome::Retry { after: Some(d), .. } if d.as_secs() == 3));
+    assert!(matches!(&outs[4], Outcome::Permanent { .. }));
+    for o in &outs {
+        let shown = format!("{o:?}");
+        assert!(!shown.contains(HOOK_KEY), "{shown}");
+    }
+}
+
+#[test]
+fn network_errors_retry_and_hide_secrets() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    for chat in ["api", "hook"] {
+        let o = run_at(
+            &base,
+            &format!("{base}/hooks/{HOOK_KEY}"),
+            chat,
+            "post_created_first_post",
+        );
+        let Outcome::Retry { reason, .. } = o else {
+            panic!("{o:?}")
+        };
+        assert!(
+            !reason.contains(TOKEN) && !reason.contains(HOOK_KEY),
+            "{reason}"
+        );
+    }
+}

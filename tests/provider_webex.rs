@@ -1,0 +1,170 @@
+//! Webex through a mock Messages API: the exact `POST /v1/messages` for the
+//! hostile fixture (escaped Markdown, no `<@all>` or `<@personEmail:…>`
+//! mention can form), the message id kept, and the classification of
+//! Webex's error answers, none of which may carry the bot token.
+
+mod common;
+
+use common::*;
+use discourse_relay::providers::Outcome;
+use serde_json::json;
+
+const TOKEN: &str = "canaryWebexBotToken4242";
+const ROOM: &str = "Y2lzY29zcGFyazovL3VzL1JPT00vYmJjZWIxYWQtNDNmMS0zYjU4LTkxNDctZjE0YmIwYzRkMTU0";
+
+const POST_URL: &str = "https://forum.example.org/t/channel-everyone-script-alert-1-script-bold-link-javascript-x-b/105/1";
+
+fn config(api_url: &str) -> String {
+    format!(
+        r##"[discourse]
+url = "https://forum.example.org"
+[providers.webex]
+token = "${{WEBEX_BOT_TOKEN}}"
+api_url = "{api_url}"
+[[chat]]
+name = "room"
+provider = "webex"
+room_id = "{ROOM}"
+subscribe = ["all"]
+"##
+    )
+}
+
+fn run_at(api_url: &str, fixture: &str) -> Outcome {
+    deliver(
+        &config(api_url),
+        "room",
+        fixture,
+        &[("WEBEX_BOT_TOKEN", TOKEN)],
+    )
+}
+
+fn run(mock: &Mock, fixture: &str) -> Outcome {
+    run_at(&mock.url("/webex"), fixture)
+}
+
+fn webex_error(status: u16, message: &str, tracking: &str) -> Reply {
+    Reply::new(
+        status,
+        &json!({"message": message, "errors": [{"description": message}], "trackingId": tracking})
+            .to_string(),
+    )
+    .header("Content-Type", "application/json")
+}
+
+#[test]
+fn hostile_post_request_is_exact_and_inert() {
+    let mock = Mock::start();
+    mock.script([Reply::new(
+        200,
+        &format!(
+            r#"{{"id":"Y2lzY29zcGFyazovL3VzL01FU1NBR0UvOTJkYjNiZTAtNDNiZC0xMWU2LThhZTktZGQ1YjNkZmM1NjVk","roomId":"{ROOM}","roomType":"group","markdown":"…","personId":"P","personEmail":"bot@webex.bot","created":"2026-03-10T16:00:05.000Z"}}"#
+        ),
+    )]);
+    let out = run(&mock, "post_created_hostile_content");
+    assert_eq!(
+        out,
+        Outcome::Sent {
+            remote_id: Some(
+                "Y2lzY29zcGFyazovL3VzL01FU1NBR0UvOTJkYjNiZTAtNDNiZC0xMWU2LThhZTktZGQ1YjNkZmM1NjVk"
+                    .into()
+            )
+        }
+    );
+    let r = &mock.requests()[0];
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/webex/v1/messages");
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    let z = '\u{200B}';
+    let markdown = format!(
+        "**[\\<!channel\\> @{z}everyone \\<script\\>alert(1)\\</script\\> \\*bold\\* \\[link\\](javascript:x) & \\</b\\>]({POST_URL})** by Mallory Mischief in general\n> \\<!channel\\> @{z}everyone \\<script\\>alert(1)\\</script\\> bold \\[link\\](javascript:x) & \\</b\\> @{z}here @{z}room \\<@{z}U024BE7LH\\> \\<https://evil.example\\|click me\\> strike code \\|\\|spoiler\\|\\|"
+    );
+    assert_eq!(r.json(), json!({"roomId": ROOM, "markdown": markdown}));
+    let sent = r.json()["markdown"].as_str().unwrap().to_string();
+    // No Webex mention tag can form: every `<` is escaped and every `@` broken.
+    assert!(!sent.contains("<@all") && !sent.contains("<@U"), "{sent}");
+    let chars: Vec<char> = sent.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if matches!(c, '<' | '>') && !(*c == '>' && i > 0 && chars[i - 1] == '\n') {
+            assert_eq!(chars[i - 1], '\\', "unescaped {c} at {i} in {sent}");
+        }
+        if *c == '@' {
+            assert_eq!(chars.get(i + 1), Some(&z), "live mention at {i} in {sent}");
+        }
+    }
+}
+
+#[test]
+fn webex_errors_are_classified_without_the_token() {
+    let mock = Mock::start();
+    mock.script([
+        webex_error(429, "Too Many Requests", "ROUTER_429").header("Retry-After", "42"),
+        // A bad token; this answer even quotes it.
+        webex_error(
+            401,
+            &format!(
+                "The request requires a valid access token set in the Authorization request header ({TOKEN})."
+            ),
+            "ROUTER_401",
+        ),
+        webex_error(404, "Could not find a room with provided ID.", "ROUTER_404"),
+        webex_error(502, "Bad Gateway", "ROUTER_502"),
+        webex_error(423, "Resource Locked", "ROUTER_423").header("Retry-After", "3"),
+    ]);
+    let outs: Vec<Outcome> = (0..5)
+        .map(|_| run(&mock, "post_created_first_post"))
+        .collect();
+    assert_eq!(
+        outs[0],
+        Outcome::Retry {
+            reason: "webex: HTTP 429: Too Many Requests (trackingId ROUTER_429)".into(),
+            after: Some(std::time::Duration::from_secs(42))
+        }
+    );
+    assert!(
+        matches!(&outs[1], Outcome::Permanent { reason } if reason.contains("HTTP 401") && reason.contains("token was rejected")),
+        "{:?}",
+        outs[1]
+    );
+    assert!(
+        matches!(&outs[2], Outcome::Permanent { reason } if reason.contains("Could not find a room") && reason.contains("unknown room_id")),
+        "{:?}",
+        outs[2]
+    );
+    assert!(
+        matches!(&outs[3], Outcome::Retry { reason, after: None } if reason.contains("502")),
+        "{:?}",
+        outs[3]
+    );
+    assert!(
+        matches!(&outs[4], Outcome::Retry { after: Some(d), .. } if d.as_secs() == 3),
+        "{:?}",
+        outs[4]
+    );
+    for o in &outs {
+        assert!(!format!("{o:?}").contains(TOKEN), "{o:?}");
+    }
+}
+
+#[test]
+fn network_errors_retry_and_hide_the_token() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let o = run_at(
+        &format!("http://127.0.0.1:{port}"),
+        "post_created_first_post",
+    );
+    let Outcome::Retry { reason, .. } = o else {
+        panic!("{o:?}")
+    };
+    assert!(!reason.contains(TOKEN), "{reason}");
+}
