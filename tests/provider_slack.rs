@@ -32,7 +32,10 @@ subscribe = ["all"]
 }
 
 fn env(mock: &Mock) -> Vec<(&'static str, String)> {
-    vec![("SLACK_TOKEN", TOKEN.into()), ("SLACK_HOOK", mock.url("/services/T0/B0/hooksecret"))]
+    vec![
+        ("SLACK_TOKEN", TOKEN.into()),
+        ("SLACK_HOOK", mock.url("/services/T0/B0/hooksecret")),
+    ]
 }
 
 fn run(mock: &Mock, chat: &str, fixture: &str) -> Outcome {
@@ -45,18 +48,40 @@ fn run(mock: &Mock, chat: &str, fixture: &str) -> Outcome {
 fn web_api_request_is_exact_and_escaped() {
     let mock = Mock::start();
     let out = run(&mock, "api", "post_created_hostile_content");
-    assert!(matches!(out, Outcome::Sent { remote_id: Some(_) }), "{out:?}");
+    assert!(
+        matches!(out, Outcome::Sent { remote_id: Some(_) }),
+        "{out:?}"
+    );
     let r = &mock.requests()[0];
     assert_eq!(r.method, "POST");
     assert_eq!(r.path, "/api/chat.postMessage");
-    assert_eq!(r.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
-    assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
     let body = r.json();
-    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, vec!["channel", "text", "unfurl_links", "unfurl_media"]);
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        vec!["channel", "text", "unfurl_links", "unfurl_media"]
+    );
     assert_eq!(body["channel"], "general");
     let text = body["text"].as_str().unwrap();
-    for inert in ["&lt;!channel&gt;", "&lt;@U024BE7LH&gt;", "&lt;https://evil.example|click me&gt;", "&lt;script&gt;"] {
+    for inert in [
+        "&lt;!channel&gt;",
+        "&lt;@U024BE7LH&gt;",
+        "&lt;https://evil.example|click me&gt;",
+        "&lt;script&gt;",
+    ] {
         assert!(text.contains(inert), "{inert} missing in {text}");
     }
     assert!(!text.contains("<!") && !text.contains("<@") && !text.contains("<https://evil"));
@@ -84,23 +109,32 @@ fn real_error_answers_are_classified_without_secrets() {
         Reply::new(200, r#"{"ok":false,"error":"channel_not_found"}"#),
         Reply::new(503, "upstream connect error"),
     ]);
-    let outs: Vec<Outcome> = (0..5).map(|_| run(&mock, "api", "post_created_first_post")).collect();
+    let outs: Vec<Outcome> = (0..5)
+        .map(|_| run(&mock, "api", "post_created_first_post"))
+        .collect();
     assert!(matches!(&outs[0], Outcome::Retry { after: Some(d), .. } if d.as_secs() == 30));
     assert!(matches!(&outs[1], Outcome::Retry { .. }));
     assert!(matches!(&outs[2], Outcome::Permanent { reason } if reason.contains("invalid_auth")));
-    assert!(matches!(&outs[3], Outcome::Permanent { reason } if reason.contains("channel_not_found")));
+    assert!(
+        matches!(&outs[3], Outcome::Permanent { reason } if reason.contains("channel_not_found"))
+    );
     assert!(matches!(&outs[4], Outcome::Retry { .. }));
     for o in &outs {
         assert!(!format!("{o:?}").contains(TOKEN));
     }
     // Webhook errors are plain text with a status.
     let hook = Mock::start();
-    hook.script([Reply::new(404, "channel_not_found"), Reply::new(410, "channel_is_archived")]);
+    hook.script([
+        Reply::new(404, "channel_not_found"),
+        Reply::new(410, "channel_is_archived"),
+    ]);
     let env = env(&hook);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     for _ in 0..2 {
         let o = deliver(&config(&hook), "hook", "post_created_first_post", &env);
-        let Outcome::Permanent { reason } = o else { panic!("{o:?}") };
+        let Outcome::Permanent { reason } = o else {
+            panic!("{o:?}")
+        };
         assert!(!reason.contains("hooksecret"), "{reason}");
     }
 }
@@ -113,10 +147,18 @@ fn network_errors_retry_and_hide_the_url_secret() {
         l.local_addr().unwrap().port()
     };
     let toml = config(&mock).replace(&mock.url("/api"), &format!("http://127.0.0.1:{port}/api"));
-    let env = [("SLACK_TOKEN", TOKEN), ("SLACK_HOOK", "http://127.0.0.1:9/services/hooksecret")];
+    let env = [
+        ("SLACK_TOKEN", TOKEN),
+        ("SLACK_HOOK", "http://127.0.0.1:9/services/hooksecret"),
+    ];
     for chat in ["api", "hook"] {
         let o = deliver(&toml, chat, "post_created_first_post", &env);
-        let Outcome::Retry { reason, .. } = o else { panic!("{o:?}") };
-        assert!(!reason.contains(TOKEN) && !reason.contains("hooksecret"), "{reason}");
+        let Outcome::Retry { reason, .. } = o else {
+            panic!("{o:?}")
+        };
+        assert!(
+            !reason.contains(TOKEN) && !reason.contains("hooksecret"),
+            "{reason}"
+        );
     }
 }

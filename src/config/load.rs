@@ -460,7 +460,10 @@ fn read_providers(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Instan
             let hint = did_you_mean(&kind, known.iter().copied());
             // The full list only when no close name is found: it is long.
             let message = if hint.is_empty() {
-                format!("unknown provider kind `{kind}` (known: {})", known.join(", "))
+                format!(
+                    "unknown provider kind `{kind}` (known: {})",
+                    known.join(", ")
+                )
             } else {
                 format!("unknown provider kind `{kind}`{hint}")
             };

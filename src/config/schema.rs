@@ -63,7 +63,10 @@ pub fn schema() -> Value {
         let t = resolve(&defs, t);
         if let Some(tp) = t.get("properties").and_then(Value::as_object) {
             for (k, v) in tp {
-                fields.entry(k.clone()).or_default().push((kind.as_str(), v.clone()));
+                fields
+                    .entry(k.clone())
+                    .or_default()
+                    .push((kind.as_str(), v.clone()));
             }
         }
     }
@@ -72,10 +75,12 @@ pub fn schema() -> Value {
             // One description naming every provider that uses the field.
             let description = uses
                 .iter()
-                .map(|(kind, v)| match v.get("description").and_then(Value::as_str) {
-                    Some(d) => format!("{kind}: {d}"),
-                    None => kind.to_string(),
-                })
+                .map(
+                    |(kind, v)| match v.get("description").and_then(Value::as_str) {
+                        Some(d) => format!("{kind}: {d}"),
+                        None => kind.to_string(),
+                    },
+                )
                 .collect::<Vec<_>>()
                 .join(" | ");
             let mut variants: Vec<Value> = Vec::new();

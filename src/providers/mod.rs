@@ -98,7 +98,9 @@ pub struct NativeMessage {
 
 impl fmt::Debug for NativeMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NativeMessage").field("shown", &self.shown).finish()
+        f.debug_struct("NativeMessage")
+            .field("shown", &self.shown)
+            .finish()
     }
 }
 
