@@ -27,8 +27,6 @@ pub static PROVIDERS: &[Registration] = &[
     super::gitter::REGISTRATION,
     super::zulip::REGISTRATION,
     super::rocketchat::REGISTRATION,
-    super::irc::REGISTRATION,
-    super::smtp::REGISTRATION,
     super::mastodon::REGISTRATION,
     super::messenger::REGISTRATION,
     super::hipchat::REGISTRATION,

@@ -1,0 +1,852 @@
+//! `mastodon`: a status on a Mastodon account, `POST {instance}/api/v1/statuses`
+//! with the account's access token as `Authorization: Bearer` (scope
+//! `write:statuses`). The "chat" is the account's timeline; each chat may
+//! choose its own `visibility` and content warning.
+//!
+//! Plain text ([`Dialect::Plain`]): Mastodon has no markup in statuses, but
+//! it turns `@user` and `@user@domain` into mentions that notify, and the
+//! renderer's plain dialect leaves `@` alone. So the provider breaks every
+//! `@` that Mastodon would read as a mention (its `Account::MENTION_RE`: an
+//! `@` not after a word character, `=` or `/`, followed by a username
+//! character) with a zero-width space after it, in the whole rendered text:
+//! template text included, because a relay must never ping. `bob@example.com`
+//! and `https://host/@user` stay intact. Hashtags are left alone: they notify
+//! nobody (and `unlisted`, the default, keeps statuses off hashtag pages).
+//!
+//! Length: the instance's limit (`max_chars`, default 500) covers the status
+//! and the content warning together. Mastodon counts every URL as 23
+//! characters; the cut here counts each URL as its length plus 12, which can
+//! never be less than what Mastodon counts (a URL is at least 11 characters
+//! long), so a cut status is never refused. It ends with `…`.
+//!
+//! Each request carries an `Idempotency-Key` (a SHA-256 of the chat, the
+//! event's ids and the text), so a retry after a lost answer returns the
+//! first status instead of posting twice; Mastodon remembers keys for an
+//! hour. The answer's status `id` is the remote id (edits: `PUT
+//! /api/v1/statuses/:id`, Mastodon 3.5+; replies: `in_reply_to_id`).
+//!
+//! Errors are JSON `{"error": "..."}`. 429 comes with `X-RateLimit-Reset`
+//! (an ISO 8601 time, no `Retry-After`); 401 (token), 403 (scope, suspended
+//! account), 404 (not a Mastodon API) and 422 (validation: too long, empty)
+//! are permanent. See shared/providers.md §3 and docs.joinmastodon.org
+//! `methods/statuses` and `api/rate-limits`.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+use serde_spanned::Spanned;
+use sha2::{Digest, Sha256};
+use toml_edit::Item;
+
+use super::{
+    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
+    Registration, http::classify_status, schema_of,
+};
+use crate::config::Rate;
+use crate::config::de::Ctx;
+use crate::config::env::Secret;
+use crate::render::Dialect;
+use crate::render::text::truncate;
+
+pub const REGISTRATION: Registration = Registration {
+    kind: "mastodon",
+    about: "Mastodon status on an account (access token)",
+    parse,
+    settings_schema: schema_of::<Settings>,
+    target_schema: schema_of::<Target>,
+};
+
+/// Mastodon's default status limit (`StatusLengthValidator::MAX_CHARS`);
+/// instances may raise it (`/api/v2/instance`:
+/// `configuration.statuses.max_characters`).
+const DEFAULT_MAX_CHARS: usize = 500;
+
+/// Smallest `max_chars` accepted: room for a title and a link.
+const MIN_MAX_CHARS: usize = 50;
+
+/// Largest `max_chars` accepted.
+const MAX_MAX_CHARS: usize = 100_000;
+
+/// What a URL may add to the count beyond its own length: Mastodon counts a
+/// URL as 23 characters, and the shortest URL (`http://a.bc`) has 11.
+const URL_SLACK: usize = 23 - 11;
+
+/// Posting limit per account: 300 statuses per 3 hours (Mastodon
+/// `RateLimiter` family `statuses`).
+const STATUSES_PER_3H: u32 = 300;
+
+/// The longest wait honoured from `X-RateLimit-Reset`.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// Inserted after an `@` to break a mention.
+const ZWSP: char = '\u{200B}';
+
+/// Who sees a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(rename = "MastodonVisibility")]
+pub enum Visibility {
+    /// Everyone, and the public timelines.
+    Public,
+    /// Everyone with the link and the followers, kept off public timelines and hashtag pages.
+    Unlisted,
+    /// Followers only.
+    Private,
+    /// Mentioned accounts only: since the relay breaks every mention, nobody but the account itself.
+    Direct,
+}
+
+impl Visibility {
+    fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Unlisted => "unlisted",
+            Visibility::Private => "private",
+            Visibility::Direct => "direct",
+        }
+    }
+}
+
+/// `[providers.NAME]` for `kind = "mastodon"`: one account on one instance.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "MastodonSettings")]
+pub struct Settings {
+    /// The instance's base URL, e.g. `https://mastodon.social`. Required.
+    #[schemars(with = "Option<String>")]
+    pub instance: Option<Spanned<String>>,
+    /// Access token of the posting account, as `${VAR}` (Preferences → Development → New application, scope `write:statuses`). Sent as `Authorization: Bearer`. Required.
+    #[schemars(with = "Option<String>")]
+    pub access_token: Option<Spanned<String>>,
+    /// Who sees the statuses: `public`, `unlisted` (default), `private` (followers only) or `direct`. A chat may override it.
+    #[schemars(with = "Option<Visibility>")]
+    pub visibility: Option<Spanned<Visibility>>,
+    /// Content warning shown before each status (Mastodon's `spoiler_text`); counts toward `max_chars`. A chat may override it. Default none.
+    #[schemars(with = "Option<String>")]
+    pub spoiler_text: Option<Spanned<String>>,
+    /// ISO 639 language code of the statuses, e.g. `en`. Default: Mastodon guesses.
+    #[schemars(with = "Option<String>")]
+    pub language: Option<Spanned<String>>,
+    /// The instance's status length limit (default 500; see `/api/v2/instance` `configuration.statuses.max_characters`). Longer statuses are cut with `…`.
+    #[schemars(with = "Option<u32>", range(min = 50, max = 100000))]
+    pub max_chars: Option<Spanned<i64>>,
+}
+
+/// Chat fields for a Mastodon chat (all optional: the account is the destination).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "MastodonTarget")]
+pub struct Target {
+    /// This chat's status visibility, instead of the provider's: `public`, `unlisted`, `private` or `direct`.
+    #[schemars(with = "Option<Visibility>")]
+    pub visibility: Option<Spanned<Visibility>>,
+    /// This chat's content warning, instead of the provider's (`""` for none).
+    #[schemars(with = "Option<String>")]
+    pub spoiler_text: Option<Spanned<String>>,
+}
+
+#[derive(Debug)]
+struct Mastodon {
+    instance: Option<String>,
+    token: Option<Secret>,
+    visibility: Visibility,
+    spoiler_text: Option<String>,
+    language: Option<String>,
+    max_chars: usize,
+}
+
+fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    let s = cx.deserialize::<Settings>(item)?;
+    let instance = match &s.instance {
+        Some(u) => Some(
+            cx.url("instance", u, false)?
+                .expose()
+                .trim_end_matches('/')
+                .to_string(),
+        ),
+        None => None,
+    };
+    let token = match &s.access_token {
+        Some(t) => Some(cx.secret("access_token", t)?),
+        None => None,
+    };
+    let max_chars = match &s.max_chars {
+        Some(m) => match usize::try_from(*m.get_ref()) {
+            Ok(n) if (MIN_MAX_CHARS..=MAX_MAX_CHARS).contains(&n) => n,
+            _ => {
+                cx.error(
+                    Some(m.span()),
+                    format!("`max_chars` must be between {MIN_MAX_CHARS} and {MAX_MAX_CHARS}"),
+                );
+                return None;
+            }
+        },
+        None => DEFAULT_MAX_CHARS,
+    };
+    let language = match &s.language {
+        Some(l) => {
+            let code = l.get_ref().trim();
+            if !is_language_code(code) {
+                cx.error(
+                    Some(l.span()),
+                    "`language` must be an ISO 639 code like \"en\" or \"pt-BR\"",
+                );
+                return None;
+            }
+            Some(code.to_string())
+        }
+        None => None,
+    };
+    let spoiler_text = match &s.spoiler_text {
+        Some(t) => spoiler(t, max_chars, cx)?,
+        None => None,
+    };
+    let visibility = match &s.visibility {
+        Some(v) => {
+            warn_direct(v, cx);
+            *v.get_ref()
+        }
+        None => Visibility::Unlisted,
+    };
+    let has_settings = item.as_table_like().is_some_and(|t| !t.is_empty());
+    if has_settings {
+        let mut missing = Vec::new();
+        if instance.is_none() {
+            missing.push("`instance` (e.g. \"https://mastodon.social\")");
+        }
+        if token.is_none() {
+            missing.push("`access_token` (e.g. \"${MASTODON_TOKEN}\")");
+        }
+        if !missing.is_empty() {
+            cx.error(
+                item.span(),
+                format!("a mastodon provider needs {}", missing.join(" and ")),
+            );
+            return None;
+        }
+    }
+    Some(Arc::new(Mastodon {
+        instance,
+        token,
+        visibility,
+        spoiler_text,
+        language,
+        max_chars,
+    }))
+}
+
+/// `en`, `fra`, `pt-BR`, `zh-Hant`: a language and an optional subtag.
+fn is_language_code(code: &str) -> bool {
+    let (lang, sub) = match code.split_once('-') {
+        Some((l, s)) => (l, Some(s)),
+        None => (code, None),
+    };
+    (2..=3).contains(&lang.len())
+        && lang.chars().all(|c| c.is_ascii_alphabetic())
+        && sub.is_none_or(|s| {
+            (2..=8).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric())
+        })
+}
+
+/// A content warning: `None` when empty; an error when it leaves too little
+/// room for the status under `max_chars`.
+fn spoiler(t: &Spanned<String>, max_chars: usize, cx: &mut Ctx<'_>) -> Option<Option<String>> {
+    let text = t.get_ref().trim();
+    if text.is_empty() {
+        return Some(None);
+    }
+    if weight(text) + MIN_MAX_CHARS / 2 > max_chars {
+        cx.error(
+            Some(t.span()),
+            format!(
+                "`spoiler_text` counts toward the {max_chars} characters of a status and leaves too little room: shorten it"
+            ),
+        );
+        return None;
+    }
+    Some(Some(break_mentions(text)))
+}
+
+fn warn_direct(v: &Spanned<Visibility>, cx: &mut Ctx<'_>) {
+    if *v.get_ref() == Visibility::Direct {
+        cx.warning(
+            Some(v.span()),
+            "`direct` statuses reach only the accounts they mention, and the relay breaks every mention: only the posting account will see them",
+        );
+    }
+}
+
+impl Instance for Mastodon {
+    fn bind(
+        self: Arc<Self>,
+        target: &Item,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let t = cx.deserialize::<Target>(target)?;
+        let (Some(instance), Some(token)) = (&self.instance, &self.token) else {
+            cx.error(
+                chat,
+                "a mastodon chat needs `instance` and `access_token = \"${MASTODON_TOKEN}\"` on a [providers.NAME] table with kind = \"mastodon\"",
+            );
+            return None;
+        };
+        let visibility = match &t.visibility {
+            Some(v) => {
+                warn_direct(v, cx);
+                *v.get_ref()
+            }
+            None => self.visibility,
+        };
+        let spoiler_text = match &t.spoiler_text {
+            Some(s) => spoiler(s, self.max_chars, cx)?,
+            None => self.spoiler_text.clone(),
+        };
+        Some(Box::new(MastodonChat {
+            instance: instance.clone(),
+            token: token.clone(),
+            visibility,
+            spoiler_text,
+            language: self.language.clone(),
+            max_chars: self.max_chars,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct MastodonChat {
+    instance: String,
+    token: Secret,
+    visibility: Visibility,
+    spoiler_text: Option<String>,
+    language: Option<String>,
+    max_chars: usize,
+}
+
+impl Destination for MastodonChat {
+    fn kind(&self) -> &'static str {
+        "mastodon"
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Plain
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // The answer is the status, with its `id`: replies (`in_reply_to_id`),
+        // edits (`PUT /api/v1/statuses/:id`) and deletions all work.
+        Capabilities {
+            thread: true,
+            edit: true,
+            delete: true,
+        }
+    }
+
+    fn default_rate(&self) -> Option<Rate> {
+        Some(Rate {
+            count: STATUSES_PER_3H,
+            per: Duration::from_secs(3 * 3600),
+        })
+    }
+
+    fn target(&self) -> String {
+        let host = url::Url::parse(&self.instance)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| "mastodon".to_string());
+        format!("{host} ({})", self.visibility.as_str())
+    }
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        let budget = self
+            .max_chars
+            .saturating_sub(self.spoiler_text.as_deref().map_or(0, weight));
+        let status = fit(&break_mentions(msg.text), budget);
+        let mut body = json!({
+            "status": status,
+            "visibility": self.visibility.as_str(),
+        });
+        if let Some(s) = &self.spoiler_text {
+            body["spoiler_text"] = json!(s);
+        }
+        if let Some(l) = &self.language {
+            body["language"] = json!(l);
+        }
+        let url = Secret::new(format!("{}/api/v1/statuses", self.instance));
+        let key = idempotency_key(msg, &body);
+        Outbound::Http(
+            HttpRequest::post_json(&url, &body)
+                .header(
+                    "Authorization",
+                    Secret::new(format!("Bearer {}", self.token.expose())),
+                )
+                .header("Idempotency-Key", Secret::new(key)),
+        )
+    }
+
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        classify_answer(resp, jiff::Timestamp::now())
+    }
+}
+
+/// The key Mastodon deduplicates posts by: the chat, the event's ids and
+/// the exact body, hashed. Retries of one delivery share it; two posts never
+/// do, even with the same text.
+fn idempotency_key(msg: &Message<'_>, body: &serde_json::Value) -> String {
+    let c = msg.context;
+    let key = json!([
+        "discourse-relay/mastodon/1",
+        msg.chat,
+        c["event"],
+        c["topic"]["id"],
+        c["post"]["id"],
+        body,
+    ]);
+    hex::encode(Sha256::digest(key.to_string().as_bytes()))
+}
+
+/// `text` with a zero-width space after every `@` that Mastodon would take
+/// for the start of a mention: not after a word character, `=` or `/`, and
+/// followed by a letter, digit or `_`. Any non-ASCII character before an `@`
+/// counts as a non-word character here, so in doubt the mention is broken.
+fn break_mentions(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len() + 16);
+    for (i, &c) in chars.iter().enumerate() {
+        out.push(c);
+        if c != '@' {
+            continue;
+        }
+        let next_starts_name = chars
+            .get(i + 1)
+            .is_some_and(|n| n.is_alphanumeric() || *n == '_');
+        let glued = i.checked_sub(1).is_some_and(|p| {
+            let p = chars[p];
+            p.is_ascii_alphanumeric() || matches!(p, '_' | '=' | '/')
+        });
+        if next_starts_name && !glued {
+            out.push(ZWSP);
+        }
+    }
+    out
+}
+
+/// An upper bound of Mastodon's count for `text`: characters (never fewer
+/// than its graphemes), plus [`URL_SLACK`] per URL scheme.
+fn weight(text: &str) -> usize {
+    text.chars().count() + URL_SLACK * schemes(text)
+}
+
+/// How many `http://` or `https://` occur in `text` (any case).
+fn schemes(text: &str) -> usize {
+    let lower = text.to_ascii_lowercase();
+    lower.matches("http://").count() + lower.matches("https://").count()
+}
+
+/// `text` cut (at a word boundary, ending in `…`) so that its [`weight`]
+/// fits `budget`, keeping as much as possible.
+fn fit(text: &str, budget: usize) -> String {
+    if weight(text) <= budget {
+        return text.to_string();
+    }
+    let fits = |n: usize| weight(&truncate(text, n)) <= budget;
+    // Cutting to `budget - all the slack` characters always fits; find the
+    // longest cut that still does.
+    let mut lo = budget.saturating_sub(URL_SLACK * schemes(text));
+    let mut hi = budget;
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    truncate(text, lo)
+}
+
+fn classify_answer(resp: &HttpResponse, now: jiff::Timestamp) -> Outcome {
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let status = resp.status;
+    if (200..300).contains(&status) {
+        // The status exists even if the answer is odd: never post it twice.
+        return Outcome::Sent {
+            remote_id: body["id"].as_str().map(str::to_string),
+        };
+    }
+    // Mastodon: `{"error": "..."}`; OAuth (Doorkeeper) errors may add
+    // `error_description`.
+    let message = body["error_description"]
+        .as_str()
+        .or_else(|| body["error"].as_str())
+        .map(|m| truncate(m.trim(), 200));
+    let detail = match message {
+        Some(m) if !m.is_empty() => format!(": {m}"),
+        _ => {
+            let s = resp.body_snippet();
+            if s.is_empty() { s } else { format!(": {s}") }
+        }
+    };
+    if status == 429 {
+        let after = resp.retry_after().or_else(|| {
+            resp.header("X-RateLimit-Reset")
+                .and_then(|v| reset_after(v, now))
+        });
+        return Outcome::Retry {
+            reason: format!("mastodon: HTTP 429{detail}"),
+            after,
+        };
+    }
+    let hint = match status {
+        401 => " (the access token was rejected: revoked or mistyped; create a new one)",
+        403 => {
+            " (the token lacks the write:statuses scope, or the account is disabled or suspended)"
+        }
+        404 => " (no Mastodon API there: check `instance`)",
+        422 if detail.contains("character limit") => {
+            " (the status is too long for the instance: lower `max_chars`)"
+        }
+        422 => " (Mastodon refused the status: check the template and settings)",
+        _ => "",
+    };
+    match classify_status(resp) {
+        Outcome::Retry { after, .. } => Outcome::Retry {
+            reason: format!("mastodon: HTTP {status}{detail}"),
+            after,
+        },
+        _ => Outcome::Permanent {
+            reason: format!("mastodon: HTTP {status}{detail}{hint}"),
+        },
+    }
+}
+
+/// The wait until an `X-RateLimit-Reset` time (ISO 8601), from `now`.
+fn reset_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let reset: jiff::Timestamp = value.trim().parse().ok()?;
+    let ms = reset.as_millisecond().saturating_sub(now.as_millisecond());
+    let ms = u64::try_from(ms).unwrap_or(0);
+    Some(Duration::from_millis(ms).min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const TOKEN: &str = "canary-mastodon-token-4242";
+
+    fn chat(spoiler: Option<&str>, max_chars: usize) -> MastodonChat {
+        MastodonChat {
+            instance: "https://social.example.org".into(),
+            token: Secret::new(TOKEN),
+            visibility: Visibility::Unlisted,
+            spoiler_text: spoiler.map(str::to_string),
+            language: None,
+            max_chars,
+        }
+    }
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn http(out: Outbound) -> HttpRequest {
+        match out {
+            Outbound::Http(r) => r,
+            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
+        }
+    }
+
+    fn header<'a>(r: &'a HttpRequest, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.expose())
+    }
+
+    #[test]
+    fn request_shape() {
+        let ctx = json!({"event": "post_created", "topic": {"id": 7}, "post": {"id": 9}});
+        let mut c = chat(Some("forum"), 500);
+        c.language = Some("en".into());
+        let r = http(c.request(&Message {
+            chat: "toots",
+            text: "Hello @everyone (https://f.example/t/x/7/1)",
+            context: &ctx,
+        }));
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.url.expose(), "https://social.example.org/api/v1/statuses");
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "status": "Hello @\u{200B}everyone (https://f.example/t/x/7/1)",
+                "visibility": "unlisted",
+                "spoiler_text": "forum",
+                "language": "en",
+            })
+        );
+        assert_eq!(
+            header(&r, "Authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+        let key = header(&r, "Idempotency-Key").unwrap();
+        assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(!r.body.contains(TOKEN) && !r.url.expose().contains(TOKEN));
+        assert_eq!(c.target(), "social.example.org (unlisted)");
+    }
+
+    #[test]
+    fn idempotency_key_is_stable_and_distinct() {
+        let ctx = json!({"event": "post_created", "topic": {"id": 7}, "post": {"id": 9}});
+        let other = json!({"event": "post_created", "topic": {"id": 7}, "post": {"id": 10}});
+        let key = |c: &MastodonChat, name: &str, text: &str, ctx: &serde_json::Value| {
+            let r = http(c.request(&Message {
+                chat: name,
+                text,
+                context: ctx,
+            }));
+            header(&r, "Idempotency-Key").unwrap().to_string()
+        };
+        let c = chat(None, 500);
+        assert_eq!(key(&c, "a", "x", &ctx), key(&c, "a", "x", &ctx));
+        assert_ne!(key(&c, "a", "x", &ctx), key(&c, "b", "x", &ctx));
+        assert_ne!(key(&c, "a", "x", &ctx), key(&c, "a", "y", &ctx));
+        assert_ne!(key(&c, "a", "x", &ctx), key(&c, "a", "x", &other));
+        let mut public = chat(None, 500);
+        public.visibility = Visibility::Public;
+        assert_ne!(key(&c, "a", "x", &ctx), key(&public, "a", "x", &ctx));
+    }
+
+    #[test]
+    fn mentions_are_broken_like_mastodon_parses_them() {
+        let cases = [
+            ("@alice hi", "@\u{200B}alice hi"),
+            (
+                "cc @alice@mastodon.social.",
+                "cc @\u{200B}alice@mastodon.social.",
+            ),
+            ("(@Bob_2)", "(@\u{200B}Bob_2)"),
+            ("<@U024BE7LH>", "<@\u{200B}U024BE7LH>"),
+            ("mail bob@example.com", "mail bob@example.com"),
+            (
+                "https://social.example/@alice",
+                "https://social.example/@alice",
+            ),
+            ("https://x.example/?u=@alice", "https://x.example/?u=@alice"),
+            ("a @ b, @@, trailing @", "a @ b, @@, trailing @"),
+            ("é@alice", "é@\u{200B}alice"),
+            ("@élodie", "@\u{200B}élodie"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(break_mentions(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn long_statuses_fit_mastodons_count() {
+        let ctx = json!({});
+        let text = format!(
+            "Title (https://f.example/t/1) by me\n{}",
+            "word ".repeat(200)
+        );
+        let c = chat(Some("CW"), 500);
+        let r = http(c.request(&Message {
+            chat: "c",
+            text: &text,
+            context: &ctx,
+        }));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let status = body["status"].as_str().unwrap();
+        assert!(status.ends_with('…'), "{status}");
+        assert!(status.starts_with("Title (https://f.example/t/1) by me\nword"));
+        // Mastodon's count: URL as 23, plus the content warning.
+        let url = "https://f.example/t/1";
+        let mastodon_count = status.chars().count() - url.chars().count() + 23 + 2;
+        assert!(mastodon_count <= 500, "{mastodon_count}");
+        // Close to the limit: only the slack of one URL is lost.
+        assert!(mastodon_count >= 500 - URL_SLACK - 5, "{mastodon_count}");
+        // Short text is untouched; many URLs are accounted for.
+        assert_eq!(fit("short", 500), "short");
+        let urls = "https://a.example ".repeat(40);
+        let cut = fit(&urls, 500);
+        assert!(cut.ends_with('…') && weight(&cut) <= 500, "{cut}");
+        assert!(weight(&cut) > 500 - 40, "{}", weight(&cut));
+    }
+
+    #[test]
+    fn classifies_mastodon_answers() {
+        let now: jiff::Timestamp = "2026-11-25T04:00:00Z".parse().unwrap();
+        assert_eq!(
+            classify_answer(
+                &resp(
+                    200,
+                    &[],
+                    r#"{"id":"113456789012345678","content":"<p>x</p>"}"#
+                ),
+                now
+            ),
+            Outcome::Sent {
+                remote_id: Some("113456789012345678".into())
+            }
+        );
+        assert_eq!(
+            classify_answer(
+                &resp(
+                    429,
+                    &[
+                        ("X-RateLimit-Limit", "300"),
+                        ("X-RateLimit-Remaining", "0"),
+                        ("X-RateLimit-Reset", "2026-11-25T04:05:30.123456Z")
+                    ],
+                    r#"{"error":"Too many requests"}"#
+                ),
+                now
+            ),
+            Outcome::Retry {
+                reason: "mastodon: HTTP 429: Too many requests".into(),
+                after: Some(Duration::from_millis(330_123))
+            }
+        );
+        // A reset in the past: retry now; garbage: the backoff decides.
+        assert!(matches!(
+            classify_answer(&resp(429, &[("X-RateLimit-Reset", "2026-11-25T03:00:00Z")], ""), now),
+            Outcome::Retry { after: Some(d), .. } if d.is_zero()
+        ));
+        assert!(matches!(
+            classify_answer(&resp(429, &[("X-RateLimit-Reset", "soon")], ""), now),
+            Outcome::Retry { after: None, .. }
+        ));
+        assert!(matches!(
+            classify_answer(&resp(502, &[], "<html>Bad Gateway</html>"), now),
+            Outcome::Retry { .. }
+        ));
+        let cases = [
+            (
+                401,
+                r#"{"error":"The access token is invalid"}"#,
+                "access token was rejected",
+            ),
+            (
+                401,
+                r#"{"error":"invalid_token","error_description":"The access token was revoked"}"#,
+                "The access token was revoked",
+            ),
+            (
+                403,
+                r#"{"error":"This action is outside the authorized scopes"}"#,
+                "write:statuses",
+            ),
+            (404, "<html>Not Found</html>", "check `instance`"),
+            (
+                422,
+                r#"{"error":"Validation failed: Text character limit of 500 exceeded"}"#,
+                "lower `max_chars`",
+            ),
+            (
+                422,
+                r#"{"error":"Validation failed: Text can't be blank"}"#,
+                "Text can't be blank",
+            ),
+        ];
+        for (status, body, want) in cases {
+            let out = classify_answer(&resp(status, &[], body), now);
+            let Outcome::Permanent { reason } = &out else {
+                panic!("{status} {body} should be permanent: {out:?}")
+            };
+            assert!(reason.contains(want), "{reason} lacks {want}");
+            assert!(!reason.contains(TOKEN));
+        }
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        let env: HashMap<String, String> = [("TOK".to_string(), TOKEN.to_string())].into();
+        for (text, want) in [
+            ("instance = \"https://m.example\"", "needs `access_token`"),
+            ("access_token = \"${TOK}\"", "needs `instance`"),
+            (
+                "instance = \"https://m.example\"\naccess_token = \"literal-token\"",
+                "must be an environment reference",
+            ),
+            (
+                "instance = \"mastodon.social\"\naccess_token = \"${TOK}\"",
+                "absolute http",
+            ),
+            (
+                "instance = \"https://m.example\"\naccess_token = \"${TOK}\"\nvisibility = \"friends\"",
+                "unknown value",
+            ),
+            (
+                "instance = \"https://m.example\"\naccess_token = \"${TOK}\"\nmax_chars = 10",
+                "between 50 and 100000",
+            ),
+            (
+                "instance = \"https://m.example\"\naccess_token = \"${TOK}\"\nlanguage = \"English\"",
+                "ISO 639",
+            ),
+            (
+                "instance = \"https://m.example\"\naccess_token = \"${TOK}\"\nmax_chars = 50\nspoiler_text = \"a rather long content warning\"",
+                "too little room",
+            ),
+        ] {
+            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+            let doc = toml_edit::Document::parse(format!("[p]\n{text}\n")).unwrap();
+            assert!(parse(&doc["p"], &mut cx).is_none(), "{text}");
+            let msgs: Vec<&str> = cx.problems().iter().map(|p| p.message.as_str()).collect();
+            assert!(msgs.iter().any(|m| m.contains(want)), "{text}: {msgs:?}");
+            assert!(
+                msgs.iter()
+                    .all(|m| !m.contains(TOKEN) && !m.contains("literal-token"))
+            );
+        }
+        // A bare `provider = "mastodon"` chat: reported at the chat.
+        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+        let empty = Item::Table(toml_edit::Table::new());
+        let inst = parse(&empty, &mut cx).unwrap();
+        let doc = toml_edit::Document::parse("t = {}".to_string()).unwrap();
+        assert!(inst.bind(&doc["t"], Some(0..1), &mut cx).is_none());
+        assert!(cx.problems()[0].message.contains("needs `instance`"));
+    }
+
+    #[test]
+    fn chats_override_visibility_and_spoiler() {
+        let env: HashMap<String, String> = [("TOK".to_string(), TOKEN.to_string())].into();
+        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Error);
+        let doc = toml_edit::Document::parse(
+            "[p]\ninstance = \"https://m.example/\"\naccess_token = \"${TOK}\"\nspoiler_text = \"forum @staff\"\n[t]\nvisibility = \"direct\"\n[u]\nspoiler_text = \"\"\n".to_string(),
+        )
+        .unwrap();
+        let inst = parse(&doc["p"], &mut cx).unwrap();
+        let ctx = json!({});
+        let msg = Message {
+            chat: "c",
+            text: "x",
+            context: &ctx,
+        };
+        let d = inst.clone().bind(&doc["t"], None, &mut cx).unwrap();
+        assert_eq!(d.target(), "m.example (direct)");
+        let body: serde_json::Value = serde_json::from_str(&http(d.request(&msg)).body).unwrap();
+        assert_eq!(body["visibility"], "direct");
+        assert_eq!(body["spoiler_text"], "forum @\u{200B}staff");
+        assert!(
+            cx.problems()[0]
+                .message
+                .contains("only the posting account")
+        );
+        let d = inst.bind(&doc["u"], None, &mut cx).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&http(d.request(&msg)).body).unwrap();
+        assert_eq!(body["visibility"], "unlisted");
+        assert!(body.get("spoiler_text").is_none());
+        assert!(!cx.has_errors());
+    }
+}

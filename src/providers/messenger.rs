@@ -1,0 +1,769 @@
+//! `messenger`: Facebook Messenger's Send API, `POST
+//! {api_url}/{api_version}/me/messages`, one message to one person.
+//!
+//! **A poor fit for forum notifications.** Messenger has no group or channel
+//! a Page can post to: each chat is one person (a page-scoped id, PSID) who
+//! must have messaged the Page first. Meta allows free-form messages only
+//! within 24 hours of that person's last message to the Page (the "standard
+//! messaging window"); after that only messages with an approved *message
+//! tag* go through, and tags have narrow allowed uses (an update to the
+//! person's own account, an event they registered for, a purchase, a human
+//! agent's reply), none of which a forum digest honestly is; misusing them
+//! can get the Page's messaging restricted. So by default messages are sent
+//! as `"messaging_type": "UPDATE"`, which works only inside the 24-hour
+//! window: outside it Meta answers error 10 / 2018278, which is a permanent
+//! failure with a readable reason (the person has to message the Page
+//! again). `tag` opts into `MESSAGE_TAG` for deployments whose messages
+//! really fit one of Meta's tags. No threads, no edits.
+//!
+//! The Page access token travels as `Authorization: Bearer` rather than the
+//! `access_token` query parameter of Meta's examples: the Graph API accepts
+//! OAuth 2.0 bearer headers on every endpoint (the WhatsApp Cloud API on the
+//! same host documents only that form), and a header keeps the token out of
+//! URLs, proxy logs and error messages. Apps with "Require app secret"
+//! turned on (which needs `appsecret_proof`) are not supported.
+//!
+//! Plain text ([`Dialect::Plain`]), at most 2000 characters (counted here in
+//! UTF-16 units, never fewer than Meta's count); Messenger has no mentions.
+//!
+//! Errors are Graph JSON `{"error": {"message", "type", "code",
+//! "error_subcode", "fbtrace_id"}}`, mostly with HTTP 400 whatever the
+//! cause, so the code decides: 4, 17, 32, 613, 80006 (rate limits) and 1, 2,
+//! 1200 (temporary) retry; 190 (token), 10 (permission, outside the window),
+//! 100 (bad parameter, unknown PSID), 200–299 (permissions), 368
+//! (Page blocked), 551 (person unavailable) are permanent. See
+//! shared/providers.md §2.15 and developers.facebook.com
+//! `/docs/messenger-platform/reference/send-api`, `…/error-codes`,
+//! `…/policy/policy-overview`.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+use serde_spanned::Spanned;
+use toml_edit::Item;
+
+use super::{
+    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
+    Registration, http::classify_status, schema_of,
+};
+use crate::config::Rate;
+use crate::config::de::Ctx;
+use crate::config::env::Secret;
+use crate::render::Dialect;
+use crate::render::text::truncate;
+
+pub const REGISTRATION: Registration = Registration {
+    kind: "messenger",
+    about: "Facebook Messenger Send API, one person per chat (Page access token; 24-hour window)",
+    parse,
+    settings_schema: schema_of::<Settings>,
+    target_schema: schema_of::<Target>,
+};
+
+const DEFAULT_API_URL: &str = "https://graph.facebook.com";
+
+/// Graph API version used when the settings name none. Calls to a version
+/// past its end of life are served by the oldest available one.
+const DEFAULT_API_VERSION: &str = "v21.0";
+
+/// Send API text limit (`message.text`: "UTF-8, 2000 character limit").
+const MAX_TEXT: usize = 2000;
+
+/// The longest wait honoured from a usage header.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// Graph error codes that mean "too many calls, later": application (4),
+/// user (17), Page/business (32, 80006) and per-call-type (613) limits.
+const RATE_LIMIT_CODES: &[u64] = &[4, 17, 32, 613, 80006];
+
+/// Graph error codes Meta asks to retry: unknown (1), temporary (2),
+/// temporary send failure (1200).
+const TRANSIENT_CODES: &[u64] = &[1, 2, 1200];
+
+/// A message tag, for sending outside the 24-hour window (Meta's allowed uses only; never promotional content).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schemars(rename = "MessengerTag")]
+pub enum Tag {
+    /// A non-recurring change to the person's own application or account.
+    AccountUpdate,
+    /// A reminder or update for an event the person registered for.
+    ConfirmedEventUpdate,
+    /// An update on the person's recent purchase.
+    PostPurchaseUpdate,
+    /// A human agent answering the person's question, within 7 days of their message.
+    HumanAgent,
+}
+
+impl Tag {
+    fn as_str(self) -> &'static str {
+        match self {
+            Tag::AccountUpdate => "ACCOUNT_UPDATE",
+            Tag::ConfirmedEventUpdate => "CONFIRMED_EVENT_UPDATE",
+            Tag::PostPurchaseUpdate => "POST_PURCHASE_UPDATE",
+            Tag::HumanAgent => "HUMAN_AGENT",
+        }
+    }
+}
+
+/// How the person's phone announces a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schemars(rename = "MessengerNotificationType")]
+pub enum NotificationType {
+    /// Sound or vibration (Messenger's default).
+    Regular,
+    /// A notification without sound or vibration.
+    SilentPush,
+    /// No notification.
+    NoPush,
+}
+
+impl NotificationType {
+    fn as_str(self) -> &'static str {
+        match self {
+            NotificationType::Regular => "REGULAR",
+            NotificationType::SilentPush => "SILENT_PUSH",
+            NotificationType::NoPush => "NO_PUSH",
+        }
+    }
+}
+
+/// `[providers.NAME]` for `kind = "messenger"`: one Facebook Page.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "MessengerSettings")]
+pub struct Settings {
+    /// The Page access token (permission `pages_messaging`), as `${VAR}`. Sent as `Authorization: Bearer`. Required.
+    #[schemars(with = "Option<String>")]
+    pub page_token: Option<Spanned<String>>,
+    /// Graph API base URL (default `https://graph.facebook.com`).
+    #[schemars(with = "Option<String>")]
+    pub api_url: Option<Spanned<String>>,
+    /// Graph API version, e.g. `v21.0` (the default).
+    #[schemars(with = "Option<String>")]
+    pub api_version: Option<Spanned<String>>,
+    /// Send as `MESSAGE_TAG` with this tag (`ACCOUNT_UPDATE`, `CONFIRMED_EVENT_UPDATE`, `POST_PURCHASE_UPDATE`, `HUMAN_AGENT`) so messages pass outside the 24-hour window. Only for messages that really fit the tag's allowed uses: forum notifications usually do not, and misuse can restrict the Page. Default: none (`messaging_type` `UPDATE`, inside the window only).
+    #[schemars(with = "Option<Tag>")]
+    pub tag: Option<Spanned<Tag>>,
+    /// `REGULAR` (default), `SILENT_PUSH` or `NO_PUSH`.
+    pub notification_type: Option<NotificationType>,
+}
+
+/// Chat fields for a Messenger chat: one person.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "MessengerTarget")]
+pub struct Target {
+    /// The person's page-scoped id (PSID), from a webhook event of the same Page (`sender.id`) after they messaged it. Digits, as a string or an integer.
+    #[schemars(with = "Option<PsidValue>")]
+    pub psid: Option<Spanned<PsidValue>>,
+}
+
+/// A PSID: digits, as a string or an integer.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "MessengerPsid")]
+pub enum PsidValue {
+    Id(u64),
+    Text(String),
+}
+
+impl PsidValue {
+    fn digits(&self) -> Option<String> {
+        match self {
+            PsidValue::Id(0) => None,
+            PsidValue::Id(n) => Some(n.to_string()),
+            PsidValue::Text(s) => {
+                let s = s.trim();
+                (!s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_digit()))
+                    .then(|| s.to_string())
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Messenger {
+    token: Option<Secret>,
+    /// `{api_url}/{api_version}/me/messages`.
+    endpoint: String,
+    tag: Option<Tag>,
+    notification_type: Option<NotificationType>,
+}
+
+fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    let s = cx.deserialize::<Settings>(item)?;
+    let token = match &s.page_token {
+        Some(t) => Some(cx.secret("page_token", t)?),
+        None => None,
+    };
+    let api_url = match &s.api_url {
+        Some(u) => cx.url("api_url", u, false)?.expose().to_string(),
+        None => DEFAULT_API_URL.to_string(),
+    };
+    let version = match &s.api_version {
+        Some(v) => {
+            let v = v.get_ref().trim();
+            if !is_version(v) {
+                cx.error(
+                    s.api_version.as_ref().map(Spanned::span),
+                    "`api_version` must be a Graph API version like \"v21.0\"",
+                );
+                return None;
+            }
+            v.to_string()
+        }
+        None => DEFAULT_API_VERSION.to_string(),
+    };
+    let has_settings = item.as_table_like().is_some_and(|t| !t.is_empty());
+    if has_settings && token.is_none() {
+        cx.error(
+            item.span(),
+            "a messenger provider needs `page_token` (e.g. \"${MESSENGER_PAGE_TOKEN}\")",
+        );
+        return None;
+    }
+    Some(Arc::new(Messenger {
+        token,
+        endpoint: format!("{}/{version}/me/messages", api_url.trim_end_matches('/')),
+        tag: s.tag.as_ref().map(|t| *t.get_ref()),
+        notification_type: s.notification_type,
+    }))
+}
+
+/// `v21.0`.
+fn is_version(v: &str) -> bool {
+    v.strip_prefix('v')
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(major, minor)| {
+            !major.is_empty()
+                && !minor.is_empty()
+                && major.len() <= 3
+                && minor.len() <= 3
+                && major.chars().all(|c| c.is_ascii_digit())
+                && minor.chars().all(|c| c.is_ascii_digit())
+        })
+}
+
+impl Instance for Messenger {
+    fn bind(
+        self: Arc<Self>,
+        target: &Item,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let t = cx.deserialize::<Target>(target)?;
+        let Some(raw) = &t.psid else {
+            cx.error(
+                chat,
+                "a messenger chat needs `psid`, the page-scoped id of a person who messaged the Page",
+            );
+            return None;
+        };
+        let Some(psid) = raw.get_ref().digits() else {
+            cx.error(
+                Some(raw.span()),
+                "`psid` must be a page-scoped id (digits, the `sender.id` of a webhook event of the Page)",
+            );
+            return None;
+        };
+        let Some(token) = self.token.clone() else {
+            cx.error(
+                chat,
+                "a messenger chat needs `page_token = \"${MESSENGER_PAGE_TOKEN}\"` on a [providers.NAME] table with kind = \"messenger\"",
+            );
+            return None;
+        };
+        Some(Box::new(MessengerChat {
+            instance: self,
+            token,
+            psid,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct MessengerChat {
+    instance: Arc<Messenger>,
+    token: Secret,
+    psid: String,
+}
+
+impl Destination for MessengerChat {
+    fn kind(&self) -> &'static str {
+        "messenger"
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Plain
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // The answer has a `message_id`, but the Send API cannot reply in a
+        // thread, edit or delete a message.
+        Capabilities::default()
+    }
+
+    fn default_rate(&self) -> Option<Rate> {
+        // One person's inbox: at most one message a second (a courtesy; the
+        // Page-wide Graph limits are signalled by the error codes).
+        Some(Rate {
+            count: 1,
+            per: Duration::from_secs(1),
+        })
+    }
+
+    fn target(&self) -> String {
+        format!("psid {}", self.psid)
+    }
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        let mut body = json!({
+            "recipient": {"id": self.psid},
+            "messaging_type": "UPDATE",
+            "message": {"text": fit(msg.text, MAX_TEXT)},
+        });
+        if let Some(tag) = self.instance.tag {
+            body["messaging_type"] = json!("MESSAGE_TAG");
+            body["tag"] = json!(tag.as_str());
+        }
+        if let Some(n) = self.instance.notification_type {
+            body["notification_type"] = json!(n.as_str());
+        }
+        let url = Secret::new(self.instance.endpoint.clone());
+        Outbound::Http(HttpRequest::post_json(&url, &body).header(
+            "Authorization",
+            Secret::new(format!("Bearer {}", self.token.expose())),
+        ))
+    }
+
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        classify_answer(resp)
+    }
+}
+
+/// `text` cut to at most `max` UTF-16 units (never fewer than characters),
+/// at a word boundary, ending in `…`.
+fn fit(text: &str, max: usize) -> String {
+    let units = text.encode_utf16().count();
+    if units <= max {
+        return text.to_string();
+    }
+    // Characters outside the BMP take two units: leave room for all of them.
+    let astral = units - text.chars().count();
+    truncate(text, max.saturating_sub(astral))
+}
+
+fn classify_answer(resp: &HttpResponse) -> Outcome {
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let status = resp.status;
+    if (200..300).contains(&status) {
+        // The message was accepted: never send it twice.
+        return Outcome::Sent {
+            remote_id: body["message_id"].as_str().map(str::to_string),
+        };
+    }
+    let err = &body["error"];
+    let Some(code) = err["code"].as_u64() else {
+        // Not a Graph error (a proxy, an outage page): the status decides.
+        return match classify_status(resp) {
+            Outcome::Retry { reason, after } => Outcome::Retry {
+                reason: format!("messenger: {reason}"),
+                after,
+            },
+            Outcome::Permanent { reason } => Outcome::Permanent {
+                reason: format!("messenger: {reason}"),
+            },
+            sent => sent,
+        };
+    };
+    let subcode = err["error_subcode"].as_u64();
+    let message = err["message"]
+        .as_str()
+        .map(|m| truncate(m.trim(), 200))
+        .unwrap_or_default();
+    let sub = subcode.map(|s| format!("/{s}")).unwrap_or_default();
+    let reason =
+        |hint: &str| format!("messenger: HTTP {status} error {code}{sub}: {message}{hint}");
+    if RATE_LIMIT_CODES.contains(&code) || status == 429 {
+        return Outcome::Retry {
+            reason: reason(" (Graph API rate limit)"),
+            after: resp.retry_after().or_else(|| usage_wait(resp)),
+        };
+    }
+    if TRANSIENT_CODES.contains(&code) {
+        return Outcome::Retry {
+            reason: reason(""),
+            after: resp.retry_after(),
+        };
+    }
+    let hint = match (code, subcode) {
+        (190, _) => {
+            " (the Page access token is invalid or expired: generate a new one and update page_token)"
+        }
+        (10, Some(2018278)) => {
+            " (outside the 24-hour messaging window: the person must message the Page again before it can write to them; see `tag`)"
+        }
+        (10, Some(2018065)) => " (the app lacks the pages_messaging permission for this Page)",
+        (10, _) => " (the Page may not message this person now)",
+        (551, _) => {
+            " (this person cannot receive messages from the Page: they blocked it or turned its messages off)"
+        }
+        (100, Some(2018001)) => {
+            " (no person with this psid for this Page: PSIDs are page-scoped, take it from this Page's webhook)"
+        }
+        (100, _) => " (the Send API refused a parameter: check psid, tag and the template)",
+        (200..=299, _) => " (the token lacks a permission: pages_messaging, granted for this Page)",
+        (368, _) => " (the Page is temporarily blocked from messaging for policy violations)",
+        _ => "",
+    };
+    match classify_status(resp) {
+        // An unknown code with a 5xx answer: Meta's side, try again.
+        Outcome::Retry { after, .. } if hint.is_empty() => Outcome::Retry {
+            reason: reason(""),
+            after,
+        },
+        _ => Outcome::Permanent {
+            reason: reason(hint),
+        },
+    }
+}
+
+/// The wait Meta announces in `X-Business-Use-Case-Usage` (or
+/// `X-Page-Usage`): the largest `estimated_time_to_regain_access`, in
+/// minutes, of any entry.
+fn usage_wait(resp: &HttpResponse) -> Option<Duration> {
+    let mut minutes: Option<u64> = None;
+    for name in ["X-Business-Use-Case-Usage", "X-Page-Usage", "X-App-Usage"] {
+        let Some(v) = resp
+            .header(name)
+            .and_then(|h| serde_json::from_str::<serde_json::Value>(h).ok())
+        else {
+            continue;
+        };
+        let mut stack = vec![&v];
+        while let Some(node) = stack.pop() {
+            match node {
+                serde_json::Value::Object(map) => {
+                    if let Some(m) = map
+                        .get("estimated_time_to_regain_access")
+                        .and_then(serde_json::Value::as_u64)
+                    {
+                        minutes = Some(minutes.map_or(m, |old| old.max(m)));
+                    }
+                    stack.extend(map.values());
+                }
+                serde_json::Value::Array(items) => stack.extend(items),
+                _ => {}
+            }
+        }
+    }
+    minutes
+        .filter(|m| *m > 0)
+        .map(|m| Duration::from_secs(m.saturating_mul(60)).min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const TOKEN: &str = "EAAcanaryMessengerToken4242";
+
+    fn chat(tag: Option<Tag>, notification_type: Option<NotificationType>) -> MessengerChat {
+        MessengerChat {
+            instance: Arc::new(Messenger {
+                token: Some(Secret::new(TOKEN)),
+                endpoint: format!("{DEFAULT_API_URL}/{DEFAULT_API_VERSION}/me/messages"),
+                tag,
+                notification_type,
+            }),
+            token: Secret::new(TOKEN),
+            psid: "6543210987654321".into(),
+        }
+    }
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn graph_error(status: u16, code: u64, subcode: Option<u64>, message: &str) -> HttpResponse {
+        let mut err = json!({"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbC123xyz"});
+        if let Some(s) = subcode {
+            err["error_subcode"] = json!(s);
+        }
+        resp(status, &[], &json!({ "error": err }).to_string())
+    }
+
+    fn http(out: Outbound) -> HttpRequest {
+        match out {
+            Outbound::Http(r) => r,
+            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
+        }
+    }
+
+    #[test]
+    fn request_shape() {
+        let ctx = json!({});
+        let r = http(chat(None, None).request(&Message {
+            chat: "c",
+            text: "New topic <b>x</b> @everyone",
+            context: &ctx,
+        }));
+        assert_eq!(r.method, "POST");
+        assert_eq!(
+            r.url.expose(),
+            "https://graph.facebook.com/v21.0/me/messages"
+        );
+        assert!(
+            !r.url.expose().contains(TOKEN),
+            "the token stays out of the URL"
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "recipient": {"id": "6543210987654321"},
+                "messaging_type": "UPDATE",
+                "message": {"text": "New topic <b>x</b> @everyone"},
+            })
+        );
+        assert!(
+            r.headers
+                .iter()
+                .any(|(k, v)| k == "Authorization" && v.expose() == format!("Bearer {TOKEN}"))
+        );
+        let tagged = http(
+            chat(
+                Some(Tag::ConfirmedEventUpdate),
+                Some(NotificationType::SilentPush),
+            )
+            .request(&Message {
+                chat: "c",
+                text: "x",
+                context: &ctx,
+            }),
+        );
+        let body: serde_json::Value = serde_json::from_str(&tagged.body).unwrap();
+        assert_eq!(body["messaging_type"], "MESSAGE_TAG");
+        assert_eq!(body["tag"], "CONFIRMED_EVENT_UPDATE");
+        assert_eq!(body["notification_type"], "SILENT_PUSH");
+        assert_eq!(chat(None, None).target(), "psid 6543210987654321");
+    }
+
+    #[test]
+    fn long_text_is_cut_to_2000_utf16_units() {
+        let text = "word 😀 ".repeat(400);
+        let cut = fit(&text, MAX_TEXT);
+        assert!(cut.encode_utf16().count() <= MAX_TEXT);
+        assert!(cut.ends_with('…'));
+        assert!(cut.chars().count() > 1500, "{}", cut.chars().count());
+        assert_eq!(fit("short", MAX_TEXT), "short");
+    }
+
+    #[test]
+    fn classifies_graph_errors() {
+        assert_eq!(
+            classify_answer(&resp(
+                200,
+                &[],
+                r#"{"recipient_id":"6543210987654321","message_id":"m_AG5Hz2Uq7tuwNEhXfYYKj8mJEM"}"#
+            )),
+            Outcome::Sent {
+                remote_id: Some("m_AG5Hz2Uq7tuwNEhXfYYKj8mJEM".into())
+            }
+        );
+        // Rate limits come as HTTP 400 with a code; the usage header says how long.
+        let limited = resp(
+            400,
+            &[(
+                "X-Business-Use-Case-Usage",
+                r#"{"112233":[{"type":"messenger","call_count":100,"total_cputime":3,"total_time":4,"estimated_time_to_regain_access":7}]}"#,
+            )],
+            r#"{"error":{"message":"(#613) Calls to this api have exceeded the rate limit.","type":"OAuthException","code":613,"fbtrace_id":"x"}}"#,
+        );
+        assert_eq!(
+            classify_answer(&limited),
+            Outcome::Retry {
+                reason: "messenger: HTTP 400 error 613: (#613) Calls to this api have exceeded the rate limit. (Graph API rate limit)".into(),
+                after: Some(Duration::from_secs(420))
+            }
+        );
+        for code in [4, 17, 32, 80006] {
+            assert!(matches!(
+                classify_answer(&graph_error(400, code, None, "limit")),
+                Outcome::Retry { after: None, .. }
+            ));
+        }
+        assert!(matches!(
+            classify_answer(&graph_error(
+                500,
+                2,
+                None,
+                "An unexpected error has occurred. Please retry your request later."
+            )),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_answer(&graph_error(
+                500,
+                1200,
+                None,
+                "Temporary send message failure. Please try again later"
+            )),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_answer(&resp(502, &[], "<html>Bad Gateway</html>")),
+            Outcome::Retry { .. }
+        ));
+        let cases = [
+            (
+                graph_error(
+                    400,
+                    190,
+                    Some(463),
+                    "Error validating access token: Session has expired",
+                ),
+                "generate a new one",
+            ),
+            (
+                graph_error(
+                    400,
+                    10,
+                    Some(2018278),
+                    "(#10) This message is sent outside of allowed window.",
+                ),
+                "24-hour messaging window",
+            ),
+            (
+                graph_error(
+                    400,
+                    551,
+                    Some(1545041),
+                    "This person isn't available right now.",
+                ),
+                "blocked it",
+            ),
+            (
+                graph_error(400, 100, Some(2018001), "(#100) No matching user found"),
+                "page-scoped",
+            ),
+            (
+                graph_error(
+                    403,
+                    200,
+                    None,
+                    "(#200) Requires pages_messaging permission to manage the object",
+                ),
+                "pages_messaging",
+            ),
+            (
+                graph_error(
+                    400,
+                    368,
+                    None,
+                    "(#368) The action attempted has been deemed abusive",
+                ),
+                "temporarily blocked",
+            ),
+            (
+                graph_error(400, 12345, None, "Something new"),
+                "Something new",
+            ),
+        ];
+        for (r, want) in cases {
+            let out = classify_answer(&r);
+            let Outcome::Permanent { reason } = &out else {
+                panic!("{want}: should be permanent: {out:?}")
+            };
+            assert!(reason.contains(want), "{reason} lacks {want}");
+            assert!(!reason.contains(TOKEN));
+        }
+        assert!(matches!(
+            classify_answer(&resp(404, &[], "Not Found")),
+            Outcome::Permanent { reason } if reason == "messenger: HTTP 404: Not Found"
+        ));
+    }
+
+    #[test]
+    fn settings_and_chats_are_validated() {
+        let env: HashMap<String, String> = [("TOK".to_string(), TOKEN.to_string())].into();
+        for (text, want) in [
+            ("api_version = \"v21.0\"", "needs `page_token`"),
+            (
+                "page_token = \"EAAliteral\"",
+                "must be an environment reference",
+            ),
+            (
+                "page_token = \"${TOK}\"\napi_version = \"21\"",
+                "Graph API version",
+            ),
+            (
+                "page_token = \"${TOK}\"\ntag = \"PROMOTION\"",
+                "unknown value",
+            ),
+            (
+                "page_token = \"${TOK}\"\napi_url = \"graph.facebook.com\"",
+                "absolute http",
+            ),
+        ] {
+            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+            let doc = toml_edit::Document::parse(format!("[p]\n{text}\n")).unwrap();
+            assert!(parse(&doc["p"], &mut cx).is_none(), "{text}");
+            let msgs: Vec<&str> = cx.problems().iter().map(|p| p.message.as_str()).collect();
+            assert!(msgs.iter().any(|m| m.contains(want)), "{text}: {msgs:?}");
+            assert!(
+                msgs.iter()
+                    .all(|m| !m.contains(TOKEN) && !m.contains("EAAliteral"))
+            );
+        }
+        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Error);
+        let doc = toml_edit::Document::parse(
+            "[p]\npage_token = \"${TOK}\"\napi_url = \"http://127.0.0.1:9/\"\napi_version = \"v23.0\"\n".to_string(),
+        )
+        .unwrap();
+        let inst = parse(&doc["p"], &mut cx).unwrap();
+        for (text, want) in [
+            ("t = { psid = \"12ab\" }", "must be a page-scoped id"),
+            ("t = { psid = 0 }", "must be a page-scoped id"),
+            ("t = {}", "needs `psid`"),
+        ] {
+            let doc = toml_edit::Document::parse(text.to_string()).unwrap();
+            assert!(
+                inst.clone().bind(&doc["t"], Some(0..1), &mut cx).is_none(),
+                "{text}"
+            );
+            assert!(
+                cx.problems().last().unwrap().message.contains(want),
+                "{text}"
+            );
+        }
+        let doc =
+            toml_edit::Document::parse("t = { psid = 6543210987654321 }".to_string()).unwrap();
+        let d = inst.bind(&doc["t"], None, &mut cx).unwrap();
+        let ctx = json!({});
+        let r = http(d.request(&Message {
+            chat: "c",
+            text: "x",
+            context: &ctx,
+        }));
+        assert_eq!(r.url.expose(), "http://127.0.0.1:9/v23.0/me/messages");
+        assert!(r.body.contains("\"id\":\"6543210987654321\""));
+        // A bare `provider = "messenger"` chat has no token.
+        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+        let bare = parse(&Item::Table(toml_edit::Table::new()), &mut cx).unwrap();
+        assert!(bare.bind(&doc["t"], Some(0..1), &mut cx).is_none());
+        assert!(cx.problems()[0].message.contains("needs `page_token"));
+    }
+}
