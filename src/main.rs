@@ -135,6 +135,9 @@ fn init_logging(format: LogFormat) {
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        // Store calls run on blocking threads; hundreds of them (the default
+        // 512) only add glibc arenas and memory under a reload storm.
+        .max_blocking_threads(32)
         .enable_all()
         .build()
         .context("cannot start the async runtime")

@@ -20,7 +20,7 @@ use crate::config::env::ProcessEnv;
 use crate::config::{Diagnostics, MissingEnv};
 use crate::delivery::group_commit::GroupCommitter;
 use crate::delivery::redb_store::RedbStore;
-use crate::delivery::scheduler::{Scheduler, absorb, refresh_topic};
+use crate::delivery::scheduler::{Scheduler, absorb, absorbs, refresh_topic};
 use crate::delivery::send::Sender;
 use crate::delivery::store::{
     AcceptOutcome, DedupeKey, InboundEvent, NewDelivery, Payload, Store, StoreError,
@@ -511,21 +511,24 @@ impl App {
             received_at_ms: now,
         };
         let arrived = inbound.event.clone();
-        // Post payloads carry no tags and no PM recipients: ask the API while
-        // the event waits out its delay.
-        if arrived.post.is_some() {
-            let known = self.with_forum(&forum.url, |f| {
-                f.topic(arrived.topic.id).cloned().unwrap_or_default()
-            });
-            let missing_groups = arrived.topic.private_message && known.pm_groups.is_none();
-            if known.tags.is_none() || missing_groups {
-                self.spawn_topic_fetch(&forum.url, arrived.topic.id);
-            }
-        }
         match self.committer.accept(inbound).await {
             Ok(AcceptOutcome::Stored(_)) => {
                 self.metrics.event(&name, EventOutcome::Accepted);
-                if let Err(e) = blocking(&self.store, move |s| absorb(s, &arrived)).await {
+                // Post payloads carry no tags and no PM recipients: ask the API while
+                // the event waits out its delay (after it is stored, so the answer
+                // can update it).
+                if arrived.post.is_some() {
+                    let known = self.with_forum(&forum.url, |f| {
+                        f.topic(arrived.topic.id).cloned().unwrap_or_default()
+                    });
+                    let missing_groups = arrived.topic.private_message && known.pm_groups.is_none();
+                    if known.tags.is_none() || missing_groups {
+                        self.spawn_topic_fetch(&forum.url, arrived.topic.id);
+                    }
+                }
+                if absorbs(&arrived.kind)
+                    && let Err(e) = blocking(&self.store, move |s| absorb(s, &arrived)).await
+                {
                     tracing::warn!(error = %e, "could not merge the event into pending ones");
                 }
                 self.scheduler_wake.notify_one();
@@ -580,7 +583,9 @@ impl App {
                 }
                 *self.loaded_at.lock().unwrap_or_else(|e| e.into_inner()) = rfc3339(now_ms());
                 self.record_reload(trigger, Some(hash.clone()), vec![]);
-                for chat in &chats {
+                // Running workers pick the new config up at their next send;
+                // only chats new in this config need one started.
+                for chat in chats.iter().filter(|c| old.chat_index(c).is_none()) {
                     self.workers.wake(chat);
                 }
                 tracing::info!(trigger = trigger.as_str(), hash = %&hash[..12], "config reloaded");

@@ -545,7 +545,7 @@ fn learns_pm_groups_and_categories_from_the_discourse_api() {
     let chat = Mock::start();
     let dir = temp();
     let toml = format!(
-        "[discourse]\nurl = \"{}\"\nwebhook_secret = \"${{DISCOURSE_WEBHOOK_SECRET}}\"\napi_key = \"${{DISCOURSE_API_KEY}}\"\ndelay = \"3s\"\n\n\
+        "[discourse]\nurl = \"{}\"\nwebhook_secret = \"${{DISCOURSE_WEBHOOK_SECRET}}\"\napi_key = \"${{DISCOURSE_API_KEY}}\"\ndelay = \"1s\"\n\n\
 [[chat]]\nname = \"inbox\"\nprovider = \"webhook\"\nurl = \"{}\"\nrate_limit = \"100/s\"\n\
 [[chat.rule]]\ntype = \"group_message\"\ngroup = \"support-team\"\n\n\
 [[chat]]\nname = \"rust\"\nprovider = \"webhook\"\nurl = \"{}\"\nrate_limit = \"100/s\"\nsubscribe = [\"c/development/rust\"]\n",

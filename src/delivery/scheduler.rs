@@ -79,19 +79,24 @@ impl Scheduler {
     }
 }
 
-/// Merges an event that just arrived into the events still waiting out
-/// their delay: a deleted post cancels its notification, an edit replaces
-/// its content, topic data fills its topic. Blocking: call off the runtime.
-pub fn absorb(store: &dyn Store, arrived: &Event) -> Result<(), super::store::StoreError> {
-    let relevant = matches!(
-        arrived.kind,
+/// Whether [`absorb`] can change anything for an event of this kind (so
+/// callers skip the store round trip for the common `post_created`).
+pub fn absorbs(kind: &EventKind) -> bool {
+    matches!(
+        kind,
         EventKind::PostDestroyed
             | EventKind::PostEdited
             | EventKind::TopicCreated
             | EventKind::TopicEdited
             | EventKind::TopicDestroyed
-    );
-    if !relevant {
+    )
+}
+
+/// Merges an event that just arrived into the events still waiting out
+/// their delay: a deleted post cancels its notification, an edit replaces
+/// its content, topic data fills its topic. Blocking: call off the runtime.
+pub fn absorb(store: &dyn Store, arrived: &Event) -> Result<(), super::store::StoreError> {
+    if !absorbs(&arrived.kind) {
         return Ok(());
     }
     for pending in store.pending_events()? {
