@@ -34,6 +34,7 @@ pub mod telegram;
 pub mod webex;
 pub mod webhook;
 pub mod wecom;
+pub mod xmpp;
 pub mod zulip;
 
 use std::fmt;

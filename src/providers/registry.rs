@@ -30,6 +30,7 @@ pub static PROVIDERS: &[Registration] = &[
     super::mastodon::REGISTRATION,
     super::messenger::REGISTRATION,
     super::hipchat::REGISTRATION,
+    super::xmpp::REGISTRATION,
 ];
 
 pub fn find(kind: &str) -> Option<&'static Registration> {

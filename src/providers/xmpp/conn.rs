@@ -1,0 +1,1296 @@
+//! The XMPP client connection of one provider instance: a task that owns
+//! the socket, started on the first send and ended (closing the stream)
+//! when the instance is dropped (config reload). Sends reach it through a
+//! channel and get their [`Outcome`] back; while idle it answers the
+//! server's requests, keeps the link alive, notices being kicked from a
+//! room, and reconnects (with backoff) when it has rooms to sit in.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+
+use super::xml::{self, Element, Item, escape};
+use super::{ConnConfig, Tls, check_room, join_stanza, message_stanza, sasl};
+use crate::providers::{NativeSender, Outcome};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Stream negotiation (TLS, SASL, bind) as a whole.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the room may take to reflect our message.
+const ECHO_TIMEOUT: Duration = Duration::from_secs(30);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A single space is written after this long without writing anything.
+const WHITESPACE_EVERY: Duration = Duration::from_secs(60);
+/// Server silence after which an XMPP ping is sent; the link is dropped
+/// when nothing arrives within [`WHITESPACE_EVERY`] after it.
+const SILENCE_PROBE: Duration = Duration::from_secs(180);
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Unparsed server data beyond this ends the connection.
+const MAX_BUFFER: usize = 1 << 20;
+
+const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+const NS_STREAMS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+const NS_PING: &str = "urn:xmpp:ping";
+const NS_SID: &str = "urn:xmpp:sid:0";
+
+/// One message for one room, as built by `XmppChat::request`.
+#[derive(Debug)]
+struct Job {
+    room: String,
+    body: String,
+}
+
+impl Job {
+    fn from_payload(p: &serde_json::Value) -> Option<Self> {
+        let room = p["room"].as_str()?;
+        check_room(room).ok()?;
+        Some(Self {
+            room: room.to_string(),
+            body: p["body"].as_str()?.to_string(),
+        })
+    }
+}
+
+struct Request {
+    job: Job,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// The [`NativeSender`] of one `[providers.NAME]` of kind `xmpp`.
+pub(crate) struct XmppSender {
+    cfg: Arc<ConnConfig>,
+    tx: Mutex<Option<mpsc::Sender<Request>>>,
+}
+
+impl fmt::Debug for XmppSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XmppSender")
+            .field("jid", &self.cfg.bare_jid())
+            .field("server", &self.cfg.addr())
+            .finish()
+    }
+}
+
+impl XmppSender {
+    pub(crate) fn new(cfg: Arc<ConnConfig>) -> Self {
+        Self {
+            cfg,
+            tx: Mutex::new(None),
+        }
+    }
+
+    /// The connection task's queue, starting the task when there is none
+    /// (first send) or it is gone (its runtime ended).
+    fn queue(&self) -> Option<mpsc::Sender<Request>> {
+        let mut slot = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = slot.as_ref().filter(|tx| !tx.is_closed()) {
+            return Some(tx.clone());
+        }
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let (tx, rx) = mpsc::channel(256);
+        handle.spawn(run(self.cfg.clone(), rx));
+        *slot = Some(tx.clone());
+        Some(tx)
+    }
+}
+
+impl NativeSender for XmppSender {
+    fn send<'a>(
+        &'a self,
+        payload: &'a serde_json::Value,
+    ) -> Pin<Box<dyn Future<Output = Outcome> + Send + 'a>> {
+        Box::pin(async move {
+            let Some(job) = Job::from_payload(payload) else {
+                return permanent("xmpp: malformed message (no room or body)");
+            };
+            if job.body.trim().is_empty() {
+                return permanent("xmpp: the rendered message is empty");
+            }
+            let (reply, answer) = oneshot::channel();
+            let mut req = Request { job, reply };
+            // Twice: a task whose runtime ended is replaced once.
+            for _ in 0..2 {
+                let Some(tx) = self.queue() else {
+                    return retry("xmpp: no async runtime to run the connection on");
+                };
+                match tx.send(req).await {
+                    Ok(()) => {
+                        return answer.await.unwrap_or_else(|_| {
+                            retry("xmpp: the connection task stopped before answering")
+                        });
+                    }
+                    Err(mpsc::error::SendError(r)) => req = r,
+                }
+            }
+            retry("xmpp: the connection task is not running")
+        })
+    }
+}
+
+fn retry(reason: impl Into<String>) -> Outcome {
+    Outcome::Retry {
+        reason: reason.into(),
+        after: None,
+    }
+}
+
+fn permanent(reason: impl Into<String>) -> Outcome {
+    Outcome::Permanent {
+        reason: reason.into(),
+    }
+}
+
+/// Server text for a reason: one line, bounded.
+fn short(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let clean = clean.trim();
+    let mut out: String = clean.chars().take(200).collect();
+    if clean.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+/// The bare part of a JID (`room@service/nick` → `room@service`), lower-cased.
+fn bare(jid: &str) -> String {
+    jid.split('/').next().unwrap_or(jid).to_lowercase()
+}
+
+fn resource(jid: &str) -> Option<&str> {
+    jid.split_once('/').map(|(_, r)| r)
+}
+
+/// A stanza error: `(type, condition, text)` from its `<error>` child.
+fn stanza_error(el: &Element) -> (String, String, String) {
+    let Some(e) = el.child("error") else {
+        return ("cancel".into(), "undefined-condition".into(), String::new());
+    };
+    let condition = e
+        .children
+        .iter()
+        .find(|c| c.local() != "text" && c.ns() == Some(NS_STANZAS))
+        .or_else(|| e.children.iter().find(|c| c.local() != "text"))
+        .map(|c| c.local().to_string())
+        .unwrap_or_else(|| "undefined-condition".into());
+    let text = e.child("text").map(|t| short(&t.text)).unwrap_or_default();
+    (
+        e.attr("type").unwrap_or("cancel").to_string(),
+        condition,
+        text,
+    )
+}
+
+fn with_text(condition: &str, text: &str) -> String {
+    if text.is_empty() {
+        condition.to_string()
+    } else {
+        format!("{condition}: {text}")
+    }
+}
+
+/// A `<stream:error>` as an outcome.
+fn stream_error(el: &Element, addr: &str) -> Outcome {
+    let condition = el
+        .children
+        .iter()
+        .find(|c| c.local() != "text" && c.ns() == Some(NS_STREAMS))
+        .or_else(|| el.children.iter().find(|c| c.local() != "text"))
+        .map(|c| c.local().to_string())
+        .unwrap_or_else(|| "undefined-condition".into());
+    let text = el.child("text").map(|t| short(&t.text)).unwrap_or_default();
+    let what = with_text(&condition, &text);
+    match condition.as_str() {
+        "host-unknown" | "host-gone" => permanent(format!(
+            "xmpp: {addr} does not serve the JID's domain ({what}; check `jid` and `server`)"
+        )),
+        "not-authorized"
+        | "improper-addressing"
+        | "invalid-namespace"
+        | "unsupported-version"
+        | "unsupported-encoding"
+        | "unsupported-feature" => permanent(format!("xmpp: {addr} ended the stream ({what})")),
+        _ => retry(format!("xmpp: {addr} ended the stream ({what})")),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The connection
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+struct Conn {
+    io: Box<dyn Io>,
+    buf: Vec<u8>,
+    addr: String,
+    /// Our full JID, as bound.
+    jid: String,
+    /// Rooms we are in (bare, lower-cased) → our nick there.
+    joined: HashMap<String, String>,
+    last_rx: Instant,
+    last_tx: Instant,
+    /// When a silence probe (ping) was sent, until anything arrives.
+    probe_at: Option<Instant>,
+    ids: u64,
+}
+
+impl Conn {
+    fn new(io: Box<dyn Io>, addr: String) -> Self {
+        let now = Instant::now();
+        Self {
+            io,
+            buf: Vec::new(),
+            addr,
+            jid: String::new(),
+            joined: HashMap::new(),
+            last_rx: now,
+            last_tx: now,
+            probe_at: None,
+            ids: 0,
+        }
+    }
+
+    fn id(&mut self, what: &str) -> String {
+        self.ids += 1;
+        format!("relay-{what}-{}", self.ids)
+    }
+
+    /// Reads the next item (cancel safe: bytes are buffered only after a
+    /// read completes, so a `select!` may drop this future at any time).
+    async fn read_item(&mut self) -> io::Result<Item> {
+        loop {
+            match xml::next_item(&mut self.buf) {
+                Ok(Some(item)) => {
+                    self.last_rx = Instant::now();
+                    self.probe_at = None;
+                    return Ok(item);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("the server sent bad XML ({e})"),
+                    ));
+                }
+            }
+            if self.buf.len() > MAX_BUFFER {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the server sent an over-long stanza",
+                ));
+            }
+            let mut chunk = [0u8; 8192];
+            let n = self.io.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                ));
+            }
+            // Any bytes (a whitespace keepalive too) show the link is alive.
+            self.last_rx = Instant::now();
+            self.probe_at = None;
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn write(&mut self, data: &str) -> Result<(), Outcome> {
+        let write = async {
+            self.io.write_all(data.as_bytes()).await?;
+            self.io.flush().await
+        };
+        match timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => {
+                self.last_tx = Instant::now();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(retry(format!(
+                "xmpp: connection to {} lost while sending: {e}",
+                self.addr
+            ))),
+            Err(_) => Err(retry(format!(
+                "xmpp: {} stopped reading for {} s",
+                self.addr,
+                WRITE_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// The next element before `deadline` (`None` at the deadline), after
+    /// the bookkeeping every stanza gets (requests answered, room exits
+    /// noticed). A stream error, a closed stream or a lost link is `Err`.
+    async fn next(&mut self, deadline: Instant) -> Result<Option<Element>, Outcome> {
+        loop {
+            let item = match timeout_at(deadline, self.read_item()).await {
+                Err(_) => return Ok(None),
+                Ok(Err(e)) => {
+                    return Err(retry(format!(
+                        "xmpp: connection to {} lost: {e}",
+                        self.addr
+                    )));
+                }
+                Ok(Ok(item)) => item,
+            };
+            match item {
+                Item::StreamOpen(_) => continue,
+                Item::StreamClose => {
+                    return Err(retry(format!("xmpp: {} closed the stream", self.addr)));
+                }
+                Item::Element(el) => {
+                    if el.local() == "error" && el.name.contains(':') {
+                        return Err(stream_error(&el, &self.addr));
+                    }
+                    self.observe(&el).await?;
+                    return Ok(Some(el));
+                }
+            }
+        }
+    }
+
+    async fn observe(&mut self, el: &Element) -> Result<(), Outcome> {
+        match el.local() {
+            "iq" if matches!(el.attr("type"), Some("get" | "set")) => {
+                let id = escape(el.attr("id").unwrap_or(""));
+                let to = el
+                    .attr("from")
+                    .map(|f| format!(" to='{}'", escape(f)))
+                    .unwrap_or_default();
+                let answer = if el.child_ns("ping", NS_PING).is_some() {
+                    format!("<iq type='result' id='{id}'{to}/>")
+                } else {
+                    format!(
+                        "<iq type='error' id='{id}'{to}><error type='cancel'><service-unavailable xmlns='{NS_STANZAS}'/></error></iq>"
+                    )
+                };
+                self.write(&answer).await?;
+            }
+            "presence" => {
+                let from = el.attr("from").unwrap_or("");
+                let room = bare(from);
+                let nick = resource(from).unwrap_or("");
+                let self_presence = el.child_ns("x", NS_MUC_USER).is_some_and(|x| {
+                    x.children
+                        .iter()
+                        .any(|c| c.local() == "status" && c.attr("code") == Some("110"))
+                });
+                let ours = self_presence || self.joined.get(&room).is_some_and(|n| n == nick);
+                match el.attr("type") {
+                    Some("unavailable" | "error")
+                        if ours && self.joined.remove(&room).is_some() =>
+                    {
+                        tracing::info!(room = %room, "xmpp: left the room (kicked, banned or the room went away)");
+                    }
+                    None if self_presence => {
+                        self.joined.insert(room, nick.to_string());
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        let _ = timeout(Duration::from_secs(2), self.write("</stream:stream>")).await;
+    }
+}
+
+/// Opens the socket and logs in. `Err` carries the outcome for the message
+/// that wanted the connection.
+async fn connect(cfg: &ConnConfig) -> Result<Conn, Outcome> {
+    let addr = cfg.addr();
+    let tcp = match timeout(
+        CONNECT_TIMEOUT,
+        TcpStream::connect((cfg.server.as_str(), cfg.port)),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(retry(format!("xmpp: cannot connect to {addr}: {e}"))),
+        Err(_) => {
+            return Err(retry(format!(
+                "xmpp: connecting to {addr} timed out after {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )));
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let mut conn = Conn::new(Box::new(tcp), addr);
+    let deadline = Instant::now() + LOGIN_TIMEOUT;
+    login(&mut conn, cfg, deadline).await?;
+    Ok(conn)
+}
+
+fn tls_connector() -> Result<tokio_rustls::TlsConnector, tokio_rustls::rustls::Error> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    use tokio_rustls::rustls;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_platform_verifier()?
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Sends a stream header and returns the server's `<stream:features>`.
+async fn open_stream(
+    c: &mut Conn,
+    cfg: &ConnConfig,
+    deadline: Instant,
+) -> Result<Element, Outcome> {
+    c.buf.clear();
+    c.write(&format!(
+        "<?xml version='1.0'?><stream:stream to='{}' version='1.0' xml:lang='en' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+        escape(&cfg.domain)
+    ))
+    .await?;
+    loop {
+        let Some(el) = c.next(deadline).await? else {
+            return Err(retry(format!(
+                "xmpp: {} sent no stream features within {} s",
+                c.addr,
+                LOGIN_TIMEOUT.as_secs()
+            )));
+        };
+        if el.local() == "features" {
+            return Ok(el);
+        }
+    }
+}
+
+/// Waits for the next element (no deadline answer = a retryable timeout).
+async fn expect(c: &mut Conn, deadline: Instant, what: &str) -> Result<Element, Outcome> {
+    match c.next(deadline).await? {
+        Some(el) => Ok(el),
+        None => Err(retry(format!(
+            "xmpp: {} did not answer {what} within {} s",
+            c.addr,
+            LOGIN_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+async fn login(c: &mut Conn, cfg: &ConnConfig, deadline: Instant) -> Result<(), Outcome> {
+    let mut features = open_stream(c, cfg, deadline).await?;
+
+    // 1. STARTTLS
+    if cfg.tls == Tls::Starttls {
+        if features.child_ns("starttls", NS_TLS).is_none() {
+            return Err(permanent(format!(
+                "xmpp: {} does not offer STARTTLS; the relay will not log in without TLS",
+                c.addr
+            )));
+        }
+        c.write(&format!("<starttls xmlns='{NS_TLS}'/>")).await?;
+        loop {
+            let el = expect(c, deadline, "STARTTLS").await?;
+            match el.local() {
+                "proceed" => break,
+                "failure" => {
+                    return Err(retry(format!("xmpp: {} refused STARTTLS", c.addr)));
+                }
+                _ => {}
+            }
+        }
+        let connector = tls_connector().map_err(|e| retry(format!("xmpp: TLS setup: {e}")))?;
+        // The certificate names the XMPP domain, not the host connected to.
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(cfg.domain.clone())
+            .map_err(|_| {
+                permanent(format!(
+                    "xmpp: `{}` is not a valid TLS server name",
+                    cfg.domain
+                ))
+            })?;
+        let plain = std::mem::replace(&mut c.io, Box::new(tokio::io::duplex(1).0));
+        let tls = match timeout_at(deadline, connector.connect(name, plain)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return Err(retry(format!(
+                    "xmpp: TLS handshake with {} failed: {e}",
+                    c.addr
+                )));
+            }
+            Err(_) => {
+                return Err(retry(format!(
+                    "xmpp: TLS handshake with {} timed out",
+                    c.addr
+                )));
+            }
+        };
+        c.io = Box::new(tls);
+        features = open_stream(c, cfg, deadline).await?;
+    }
+
+    // 2. SASL
+    let offered: Vec<String> = features
+        .child_ns("mechanisms", NS_SASL)
+        .map(|m| {
+            m.children
+                .iter()
+                .filter(|c| c.local() == "mechanism")
+                .map(|c| c.text.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let user = &cfg.user;
+    let password = cfg.password.expose();
+    let who = cfg.bare_jid();
+    if offered.iter().any(|m| m == "SCRAM-SHA-1") {
+        let (mut scram, first) = sasl::Scram::start(user, password);
+        c.write(&format!(
+            "<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-1'>{first}</auth>"
+        ))
+        .await?;
+        loop {
+            let el = expect(c, deadline, "the SASL login").await?;
+            match el.local() {
+                "challenge" => {
+                    let reply = scram.respond(&el.text).map_err(|e| {
+                        permanent(format!("xmpp: SCRAM login to {} failed: {e}", c.addr))
+                    })?;
+                    c.write(&format!("<response xmlns='{NS_SASL}'>{reply}</response>"))
+                        .await?;
+                }
+                "success" => {
+                    scram.verify(&el.text).map_err(|e| {
+                        permanent(format!("xmpp: SCRAM login to {} failed: {e}", c.addr))
+                    })?;
+                    break;
+                }
+                "failure" => return Err(sasl_failure(&el, &who, &c.addr)),
+                _ => {}
+            }
+        }
+    } else if offered.iter().any(|m| m == "PLAIN") {
+        c.write(&format!(
+            "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{}</auth>",
+            sasl::plain(user, password)
+        ))
+        .await?;
+        loop {
+            let el = expect(c, deadline, "the SASL login").await?;
+            match el.local() {
+                "success" => break,
+                "failure" => return Err(sasl_failure(&el, &who, &c.addr)),
+                _ => {}
+            }
+        }
+    } else {
+        return Err(permanent(format!(
+            "xmpp: {} offers no login the relay supports (SCRAM-SHA-1, PLAIN); offered: {}",
+            c.addr,
+            if offered.is_empty() {
+                "none".to_string()
+            } else {
+                short(&offered.join(", "))
+            }
+        )));
+    }
+
+    // 3. Resource binding (and the legacy session when required).
+    let features = open_stream(c, cfg, deadline).await?;
+    if features.child_ns("bind", NS_BIND).is_none() {
+        return Err(retry(format!(
+            "xmpp: {} offered no resource binding after login",
+            c.addr
+        )));
+    }
+    let bind_id = c.id("bind");
+    let resource = cfg
+        .resource
+        .as_ref()
+        .map(|r| format!("<resource>{}</resource>", escape(r)))
+        .unwrap_or_default();
+    c.write(&format!(
+        "<iq type='set' id='{bind_id}'><bind xmlns='{NS_BIND}'>{resource}</bind></iq>"
+    ))
+    .await?;
+    loop {
+        let el = expect(c, deadline, "resource binding").await?;
+        if el.local() != "iq" || el.attr("id") != Some(bind_id.as_str()) {
+            continue;
+        }
+        if el.attr("type") == Some("result") {
+            c.jid = el
+                .child("bind")
+                .and_then(|b| b.child("jid"))
+                .map(|j| j.text.trim().to_string())
+                .unwrap_or_else(|| who.clone());
+            break;
+        }
+        let (kind, condition, text) = stanza_error(&el);
+        let what = with_text(&condition, &text);
+        return Err(if kind == "wait" {
+            retry(format!(
+                "xmpp: {} refused resource binding ({what})",
+                c.addr
+            ))
+        } else {
+            permanent(format!(
+                "xmpp: {} refused resource binding ({what})",
+                c.addr
+            ))
+        });
+    }
+    if let Some(s) = features.child_ns("session", NS_SESSION)
+        && s.child("optional").is_none()
+    {
+        let id = c.id("session");
+        c.write(&format!(
+            "<iq type='set' id='{id}'><session xmlns='{NS_SESSION}'/></iq>"
+        ))
+        .await?;
+        loop {
+            let el = expect(c, deadline, "session start").await?;
+            if el.local() == "iq" && el.attr("id") == Some(id.as_str()) {
+                if el.attr("type") == Some("result") {
+                    break;
+                }
+                let (_, condition, text) = stanza_error(&el);
+                return Err(retry(format!(
+                    "xmpp: {} refused the session ({})",
+                    c.addr,
+                    with_text(&condition, &text)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sasl_failure(el: &Element, who: &str, addr: &str) -> Outcome {
+    let condition = el
+        .children
+        .iter()
+        .find(|c| c.local() != "text")
+        .map(|c| c.local().to_string())
+        .unwrap_or_else(|| "failure".into());
+    let text = el.child("text").map(|t| short(&t.text)).unwrap_or_default();
+    let what = with_text(&condition, &text);
+    match condition.as_str() {
+        "temporary-auth-failure" => {
+            retry(format!("xmpp: login as {who} failed on {addr} ({what})"))
+        }
+        "not-authorized" => permanent(format!(
+            "xmpp: login as {who} refused by {addr} ({what}; check `jid` and `password`)"
+        )),
+        "account-disabled" | "credentials-expired" => permanent(format!(
+            "xmpp: the account {who} cannot log in on {addr} ({what})"
+        )),
+        _ => permanent(format!("xmpp: login as {who} failed on {addr} ({what})")),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The task
+
+struct State {
+    cfg: Arc<ConnConfig>,
+    conn: Option<Conn>,
+    /// Rooms to sit in (bare, as configured), joined again after a reconnect.
+    wanted: HashSet<String>,
+    backoff: Duration,
+    /// While set, sends answer this outcome without trying to connect.
+    failed: Option<(Instant, Outcome)>,
+}
+
+async fn run(cfg: Arc<ConnConfig>, mut rx: mpsc::Receiver<Request>) {
+    let mut st = State {
+        cfg,
+        conn: None,
+        wanted: HashSet::new(),
+        backoff: BACKOFF_MIN,
+        failed: None,
+    };
+    loop {
+        let keepalive_at = st.conn.as_ref().map(|c| match c.probe_at {
+            Some(p) => p + WHITESPACE_EVERY,
+            None => c.last_tx + WHITESPACE_EVERY,
+        });
+        let reconnect_at = match (&st.conn, &st.failed) {
+            (None, Some((at, _))) if !st.wanted.is_empty() => Some(*at),
+            _ => None,
+        };
+        tokio::select! {
+            req = rx.recv() => match req {
+                Some(req) => {
+                    let outcome = st.deliver(&req.job).await;
+                    let _ = req.reply.send(outcome);
+                }
+                None => {
+                    if let Some(c) = st.conn.as_mut() {
+                        c.close().await;
+                    }
+                    return;
+                }
+            },
+            r = read_idle(&mut st.conn) => {
+                if let Err(o) = r {
+                    st.lost(o);
+                }
+            }
+            _ = sleep_until(keepalive_at.unwrap_or_else(Instant::now)), if keepalive_at.is_some() => {
+                st.keepalive().await;
+            }
+            _ = sleep_until(reconnect_at.unwrap_or_else(Instant::now)), if reconnect_at.is_some() => {
+                st.failed = None;
+                let _ = st.ensure_connected().await;
+            }
+        }
+    }
+}
+
+/// Handles one element while idle; pending forever without a connection.
+async fn read_idle(conn: &mut Option<Conn>) -> Result<(), Outcome> {
+    match conn {
+        Some(c) => {
+            let far = Instant::now() + Duration::from_secs(86_400);
+            c.next(far).await.map(|_| ())
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn reason_of(o: &Outcome) -> &str {
+    match o {
+        Outcome::Retry { reason, .. } | Outcome::Permanent { reason } => reason,
+        Outcome::Sent { .. } => "sent",
+    }
+}
+
+impl State {
+    /// The connection dropped: forget it, reconnect later with backoff.
+    fn lost(&mut self, outcome: Outcome) {
+        tracing::info!(server = %self.cfg.addr(), reason = %reason_of(&outcome), "xmpp connection lost");
+        self.conn = None;
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.failed = Some((Instant::now() + wait, outcome));
+    }
+
+    async fn keepalive(&mut self) {
+        let Some(c) = self.conn.as_mut() else { return };
+        let now = Instant::now();
+        if let Some(at) = c.probe_at
+            && now >= at + WHITESPACE_EVERY
+        {
+            let o = retry(format!(
+                "xmpp: {} stopped answering (no reply to a ping within {} s)",
+                c.addr,
+                WHITESPACE_EVERY.as_secs()
+            ));
+            self.lost(o);
+            return;
+        }
+        let r = if c.probe_at.is_none() && now.duration_since(c.last_rx) >= SILENCE_PROBE {
+            c.probe_at = Some(now);
+            let id = c.id("ping");
+            let to = escape(&self.cfg.domain);
+            c.write(&format!(
+                "<iq type='get' id='{id}' to='{to}'><ping xmlns='{NS_PING}'/></iq>"
+            ))
+            .await
+        } else {
+            c.write(" ").await
+        };
+        if let Err(o) = r {
+            self.lost(o);
+        }
+    }
+
+    async fn ensure_connected(&mut self) -> Result<(), Outcome> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        if let Some((until, outcome)) = &self.failed {
+            let now = Instant::now();
+            if now < *until {
+                return Err(match outcome.clone() {
+                    Outcome::Retry { reason, .. } => Outcome::Retry {
+                        reason,
+                        after: Some(*until - now),
+                    },
+                    other => other,
+                });
+            }
+        }
+        match connect(&self.cfg).await {
+            Ok(mut c) => {
+                tracing::info!(server = %self.cfg.addr(), jid = %c.jid, "xmpp connected");
+                self.backoff = BACKOFF_MIN;
+                self.failed = None;
+                // Sit in every room again; answers arrive as we go.
+                let rooms: Vec<String> = self.wanted.iter().cloned().collect();
+                for room in rooms {
+                    let id = c.id("join");
+                    let stanza = join_stanza(&room, &self.cfg.nick, &id);
+                    if let Err(o) = c.write(&stanza).await {
+                        self.lost(o.clone());
+                        return Err(o);
+                    }
+                }
+                self.conn = Some(c);
+                Ok(())
+            }
+            Err(o) => {
+                tracing::info!(server = %self.cfg.addr(), reason = %reason_of(&o), "xmpp connection failed");
+                let wait = self.backoff;
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                self.failed = Some((Instant::now() + wait, o.clone()));
+                Err(o)
+            }
+        }
+    }
+
+    async fn deliver(&mut self, job: &Job) -> Outcome {
+        if let Err(o) = self.ensure_connected().await {
+            return o;
+        }
+        match self.send_message(job).await {
+            Ok(outcome) => outcome,
+            Err(o) => {
+                // The link failed mid-message: it may or may not have gone out.
+                self.lost(o.clone());
+                match o {
+                    Outcome::Retry { reason, .. } => Outcome::Retry {
+                        reason,
+                        after: None,
+                    },
+                    other => other,
+                }
+            }
+        }
+    }
+
+    /// `Err` = the connection failed; `Ok` = the message's outcome.
+    async fn send_message(&mut self, job: &Job) -> Result<Outcome, Outcome> {
+        let cfg = self.cfg.clone();
+        let Some(c) = self.conn.as_mut() else {
+            return Ok(retry("xmpp: not connected"));
+        };
+        let room = bare(&job.room);
+        if !c.joined.contains_key(&room) {
+            match join(c, &job.room, &cfg.nick).await? {
+                None => {
+                    self.wanted.insert(job.room.clone());
+                }
+                Some(o) => {
+                    if matches!(o, Outcome::Permanent { .. }) {
+                        self.wanted.remove(&job.room);
+                    }
+                    return Ok(o);
+                }
+            }
+        }
+        let Some(c) = self.conn.as_mut() else {
+            return Ok(retry("xmpp: not connected"));
+        };
+        let id = c.id("msg");
+        c.write(&message_stanza(&job.room, &id, &job.body)).await?;
+        let deadline = Instant::now() + ECHO_TIMEOUT;
+        loop {
+            let Some(el) = c.next(deadline).await? else {
+                return Ok(retry(format!(
+                    "xmpp: {} did not reflect the message within {} s",
+                    job.room,
+                    ECHO_TIMEOUT.as_secs()
+                )));
+            };
+            if el.local() != "message" || bare(el.attr("from").unwrap_or("")) != room {
+                continue;
+            }
+            let same_id = el.attr("id") == Some(id.as_str())
+                || el
+                    .child_ns("origin-id", NS_SID)
+                    .is_some_and(|o| o.attr("id") == Some(id.as_str()));
+            if el.attr("type") == Some("error") {
+                if !same_id && el.attr("id").is_some() {
+                    continue;
+                }
+                let (kind, condition, text) = stanza_error(&el);
+                let what = with_text(&condition, &text);
+                return Ok(match condition.as_str() {
+                    "not-acceptable" | "item-not-found" => {
+                        // Not (or no longer) an occupant: join again next time.
+                        c.joined.remove(&room);
+                        retry(format!(
+                            "xmpp: {} refused the message: not in the room ({what})",
+                            job.room
+                        ))
+                    }
+                    "forbidden" => permanent(format!(
+                        "xmpp: {} refused the message ({what}; the room may be moderated and the relay only a visitor: give it voice)",
+                        job.room
+                    )),
+                    _ if kind == "wait" => retry(format!(
+                        "xmpp: {} refused the message for now ({what})",
+                        job.room
+                    )),
+                    _ => permanent(format!("xmpp: {} refused the message ({what})", job.room)),
+                });
+            }
+            let ours_by_text = resource(el.attr("from").unwrap_or(""))
+                == c.joined.get(&room).map(String::as_str)
+                && el.child("body").is_some_and(|b| b.text == job.body);
+            if same_id || ours_by_text {
+                return Ok(Outcome::Sent { remote_id: None });
+            }
+        }
+    }
+}
+
+/// Joins `room` as `nick`; `Ok(Some)` = the message's outcome (the join failed).
+async fn join(c: &mut Conn, room: &str, nick: &str) -> Result<Option<Outcome>, Outcome> {
+    let id = c.id("join");
+    c.write(&join_stanza(room, nick, &id)).await?;
+    let bare_room = bare(room);
+    let deadline = Instant::now() + JOIN_TIMEOUT;
+    loop {
+        let Some(el) = c.next(deadline).await? else {
+            return Ok(Some(retry(format!(
+                "xmpp: no answer to joining {room} within {} s",
+                JOIN_TIMEOUT.as_secs()
+            ))));
+        };
+        if c.joined.contains_key(&bare_room) {
+            return Ok(None);
+        }
+        if el.local() != "presence"
+            || el.attr("type") != Some("error")
+            || bare(el.attr("from").unwrap_or("")) != bare_room
+        {
+            continue;
+        }
+        let (kind, condition, text) = stanza_error(&el);
+        let what = with_text(&condition, &text);
+        let why = match condition.as_str() {
+            "forbidden" => "the relay is banned from the room",
+            "item-not-found" => {
+                "no such room, and the relay may not create it (or it is locked: the server needs muc_room_locking off, or create the room first)"
+            }
+            "registration-required" => "the room is members-only: make the relay's JID a member",
+            "not-authorized" => "the room needs a password, which the relay does not support",
+            "conflict" => "the nick is taken in this room by someone else: set another `nick`",
+            "not-allowed" => {
+                "the relay may not create rooms on this service: create the room first"
+            }
+            "jid-malformed" => "the nick or room address is not acceptable to the server",
+            "remote-server-not-found" | "remote-server-timeout" => {
+                return Ok(Some(retry(format!(
+                    "xmpp: cannot reach the room service of {room} ({what})"
+                ))));
+            }
+            "service-unavailable" => {
+                return Ok(Some(retry(format!(
+                    "xmpp: cannot join {room} now: the room is full or the service is unavailable ({what})"
+                ))));
+            }
+            _ if kind == "wait" => {
+                return Ok(Some(retry(format!(
+                    "xmpp: cannot join {room} now ({what})"
+                ))));
+            }
+            _ => "refused",
+        };
+        return Ok(Some(permanent(format!(
+            "xmpp: cannot join {room}: {why} ({what})"
+        ))));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    #[test]
+    fn classifies_stanza_and_stream_errors() {
+        let mut buf = br#"<presence type='error' from='r@c/n'><error type='auth'><registration-required xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>Members only</text></error></presence>"#.to_vec();
+        let Some(Item::Element(el)) = xml::next_item(&mut buf).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            stanza_error(&el),
+            (
+                "auth".to_string(),
+                "registration-required".to_string(),
+                "Members only".to_string()
+            )
+        );
+        let mut buf = br#"<stream:error xmlns:stream='http://etherx.jabber.org/streams'><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"#.to_vec();
+        let Some(Item::Element(el)) = xml::next_item(&mut buf).unwrap() else {
+            panic!()
+        };
+        assert!(
+            matches!(stream_error(&el, "h:5222"), Outcome::Permanent { reason } if reason.contains("host-unknown"))
+        );
+        assert_eq!(
+            bare("Forum@Conference.Localhost/Nick"),
+            "forum@conference.localhost"
+        );
+        assert_eq!(resource("a@b/c/d"), Some("c/d"));
+    }
+
+    fn config(port: u16, tls: Tls) -> Arc<ConnConfig> {
+        Arc::new(ConnConfig {
+            user: "relaybot".into(),
+            domain: "localhost".into(),
+            resource: None,
+            server: "127.0.0.1".into(),
+            port,
+            tls,
+            password: crate::config::env::Secret::new("pw-canary"),
+            nick: "relay".into(),
+        })
+    }
+
+    fn payload() -> serde_json::Value {
+        serde_json::json!({"room": "forum@conference.localhost", "body": "hi"})
+    }
+
+    /// A scripted server: answers each complete element with `answer`'s
+    /// strings; `stream` opens a new stream each time a header arrives.
+    async fn fake_server(
+        answer: impl Fn(&Element) -> Vec<String> + Send + 'static,
+    ) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
+        fake_server_n(1, answer).await
+    }
+
+    /// Serves `conns` connections one after the other; an answer "CLOSE"
+    /// drops the current one. `seen` marks each new connection with "accept".
+    async fn fake_server_n(
+        conns: usize,
+        answer: impl Fn(&Element) -> Vec<String> + Send + 'static,
+    ) -> (u16, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..conns {
+                let Ok(Ok((mut sock, _))) =
+                    timeout(Duration::from_secs(10), listener.accept()).await
+                else {
+                    break;
+                };
+                if conns > 1 {
+                    seen.push("accept".to_string());
+                }
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                'conn: loop {
+                    let n = match timeout(Duration::from_secs(5), sock.read(&mut chunk)).await {
+                        Ok(Ok(n)) if n > 0 => n,
+                        _ => break,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Ok(Some(item)) = xml::next_item(&mut buf) {
+                        let (label, mut outs) = match item {
+                            Item::StreamOpen(_) => (
+                                "stream".to_string(),
+                                vec!["<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='localhost' id='x' version='1.0'>".to_string()],
+                            ),
+                            Item::StreamClose => ("/stream".to_string(), vec![]),
+                            Item::Element(el) => (el.local().to_string(), answer(&el)),
+                        };
+                        if label == "stream" {
+                            outs.extend(answer(&Element {
+                                name: "stream".into(),
+                                ..Default::default()
+                            }));
+                        }
+                        seen.push(label);
+                        for o in outs {
+                            if o == "CLOSE" || sock.write_all(o.as_bytes()).await.is_err() {
+                                break 'conn;
+                            }
+                        }
+                    }
+                }
+            }
+            seen
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn refusals_are_classified() {
+        // No STARTTLS offered while it is required: permanent.
+        let (port, _s) = fake_server(|el| match el.local() {
+            "stream" => vec![format!("<stream:features><mechanisms xmlns='{NS_SASL}'><mechanism>PLAIN</mechanism></mechanisms></stream:features>")],
+            _ => vec![],
+        })
+        .await;
+        let sender = XmppSender::new(config(port, Tls::Starttls));
+        let Outcome::Permanent { reason } = sender.send(&payload()).await else {
+            panic!("no STARTTLS must be permanent")
+        };
+        assert!(reason.contains("STARTTLS"), "{reason}");
+
+        // Bad password: permanent, without the password.
+        let (port, _s) = fake_server(|el| match el.local() {
+            "stream" => vec![format!("<stream:features><mechanisms xmlns='{NS_SASL}'><mechanism>PLAIN</mechanism></mechanisms></stream:features>")],
+            "auth" => vec![format!("<failure xmlns='{NS_SASL}'><not-authorized/><text>Unable to authorize you</text></failure>")],
+            _ => vec![],
+        })
+        .await;
+        let sender = XmppSender::new(config(port, Tls::None));
+        let Outcome::Permanent { reason } = sender.send(&payload()).await else {
+            panic!("not-authorized must be permanent")
+        };
+        assert!(
+            reason.contains("not-authorized") && !reason.contains("pw-canary"),
+            "{reason}"
+        );
+
+        // Logged in, but the room refuses: each condition is readable.
+        for (condition, expect) in [
+            ("forbidden", "banned"),
+            ("item-not-found", "no such room"),
+            ("registration-required", "members-only"),
+        ] {
+            let (port, _s) = fake_server(move |el| {
+                match (el.local(), ()) {
+                    ("stream", _) => vec![format!("<stream:features><mechanisms xmlns='{NS_SASL}'><mechanism>PLAIN</mechanism></mechanisms><bind xmlns='{NS_BIND}'/></stream:features>")],
+                    ("auth", _) => vec![format!("<success xmlns='{NS_SASL}'/>")],
+                    ("iq", _) => vec![format!("<iq type='result' id='{}'><bind xmlns='{NS_BIND}'><jid>relaybot@localhost/r1</jid></bind></iq>", el.attr("id").unwrap_or(""))],
+                    ("presence", _) => vec![format!("<presence type='error' from='forum@conference.localhost/relay' id='{}'><error type='auth'><{condition} xmlns='{NS_STANZAS}'/></error></presence>", el.attr("id").unwrap_or(""))],
+                    _ => vec![],
+                }
+            })
+            .await;
+            let sender = XmppSender::new(config(port, Tls::None));
+            let Outcome::Permanent { reason } = sender.send(&payload()).await else {
+                panic!("{condition} must be permanent")
+            };
+            assert!(
+                reason.contains(expect) && reason.contains(condition),
+                "{reason}"
+            );
+        }
+
+        // Nothing listening: retry, then the backoff is reported.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let sender = XmppSender::new(config(port, Tls::None));
+        let Outcome::Retry { reason, .. } = sender.send(&payload()).await else {
+            panic!("refused must retry")
+        };
+        assert!(reason.contains("cannot connect"), "{reason}");
+        let Outcome::Retry { after, .. } = sender.send(&payload()).await else {
+            panic!("still retry")
+        };
+        assert!(after.is_some(), "inside the backoff window");
+    }
+
+    #[tokio::test]
+    async fn joins_sends_and_waits_for_the_echo() {
+        let (port, server) = fake_server(|el| match el.local() {
+            "stream" => vec![format!("<stream:features><mechanisms xmlns='{NS_SASL}'><mechanism>PLAIN</mechanism></mechanisms><bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session></stream:features>")],
+            "auth" => vec![format!("<success xmlns='{NS_SASL}'/>")],
+            "iq" => vec![format!("<iq type='result' id='{}'><bind xmlns='{NS_BIND}'><jid>relaybot@localhost/r1</jid></bind></iq>", el.attr("id").unwrap_or(""))],
+            "presence" => vec![
+                "<presence from='forum@conference.localhost/someone'><x xmlns='http://jabber.org/protocol/muc#user'><item role='participant'/></x></presence>".into(),
+                // The server asks us something meanwhile: we must answer.
+                format!("<iq type='get' id='srv-ping' from='localhost'><ping xmlns='{NS_PING}'/></iq>"),
+                "<presence from='forum@conference.localhost/relay'><x xmlns='http://jabber.org/protocol/muc#user'><item role='participant'/><status code='110'/></x></presence>".into(),
+            ],
+            "message" => vec![format!(
+                "<message type='groupchat' from='forum@conference.localhost/relay' id='{}'><body>{}</body></message>",
+                el.attr("id").unwrap_or(""),
+                escape(&el.child("body").map(|b| b.text.clone()).unwrap_or_default())
+            )],
+            _ => vec![],
+        })
+        .await;
+        let sender = XmppSender::new(config(port, Tls::None));
+        assert_eq!(
+            sender.send(&payload()).await,
+            Outcome::Sent { remote_id: None }
+        );
+        // A second message reuses the connection and the joined room.
+        let p2 = serde_json::json!({"room": "forum@conference.localhost", "body": "</body><message to='x'>"});
+        assert_eq!(sender.send(&p2).await, Outcome::Sent { remote_id: None });
+        drop(sender);
+        let seen = server.await.unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                "stream", "auth", "stream", "iq", "presence", "iq", "message", "message", "/stream"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn reconnects_with_backoff_and_joins_again() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dropped = Arc::new(AtomicBool::new(false));
+        let d = dropped.clone();
+        let (port, server) = fake_server_n(2, move |el| match el.local() {
+            "stream" => vec![format!("<stream:features><mechanisms xmlns='{NS_SASL}'><mechanism>PLAIN</mechanism></mechanisms><bind xmlns='{NS_BIND}'/></stream:features>")],
+            "auth" => vec![format!("<success xmlns='{NS_SASL}'/>")],
+            "iq" => vec![format!("<iq type='result' id='{}'><bind xmlns='{NS_BIND}'><jid>relaybot@localhost/r1</jid></bind></iq>", el.attr("id").unwrap_or(""))],
+            "presence" => vec!["<presence from='forum@conference.localhost/relay'><x xmlns='http://jabber.org/protocol/muc#user'><status code='110'/></x></presence>".into()],
+            "message" => {
+                let mut out = vec![format!(
+                    "<message type='groupchat' from='forum@conference.localhost/relay' id='{}'><body>x</body></message>",
+                    el.attr("id").unwrap_or("")
+                )];
+                // The first connection drops right after the first message.
+                if !d.swap(true, Ordering::SeqCst) {
+                    out.push("CLOSE".into());
+                }
+                out
+            }
+            _ => vec![],
+        })
+        .await;
+        let sender = XmppSender::new(config(port, Tls::None));
+        assert_eq!(
+            sender.send(&payload()).await,
+            Outcome::Sent { remote_id: None }
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The drop was noticed while idle: inside the 1 s backoff, a retry.
+        let Outcome::Retry { reason, after } = sender.send(&payload()).await else {
+            panic!("inside the backoff a send must retry")
+        };
+        assert!(after.is_some() && reason.contains("lost"), "{reason}");
+        // The task reconnects on its own (it has a room to sit in) and joins again.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            sender.send(&payload()).await,
+            Outcome::Sent { remote_id: None }
+        );
+        drop(sender);
+        let seen = server.await.unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                "accept", "stream", "auth", "stream", "iq", "presence", "message", "accept",
+                "stream", "auth", "stream", "iq", "presence", "message", "/stream"
+            ]
+        );
+    }
+}
