@@ -31,6 +31,8 @@ pub static PROVIDERS: &[Registration] = &[
     super::messenger::REGISTRATION,
     super::hipchat::REGISTRATION,
     super::xmpp::REGISTRATION,
+    super::irc::REGISTRATION,
+    super::smtp::REGISTRATION,
 ];
 
 pub fn find(kind: &str) -> Option<&'static Registration> {
