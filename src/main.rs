@@ -138,6 +138,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         // Store calls run on blocking threads; hundreds of them (the default
         // 512) only add glibc arenas and memory under a reload storm.
         .max_blocking_threads(32)
+        // Handlebars recurses per nesting level; `validate` checks templates
+        // on the 8 MiB main thread, so serve must never have less.
+        .thread_stack_size(16 * 1024 * 1024)
         .enable_all()
         .build()
         .context("cannot start the async runtime")

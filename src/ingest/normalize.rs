@@ -66,8 +66,18 @@ pub fn normalize(
         kind: key.clone(),
         reason: e.to_string(),
     };
+    // The event name decides, not only the body key: an unknown name with a
+    // post body must not be stored (its body hash would make the real event
+    // a "duplicate"), and `accepted_solution` bodies are posts too.
+    let is_post_event = matches!(
+        kind,
+        EventKind::PostCreated
+            | EventKind::PostEdited
+            | EventKind::PostDestroyed
+            | EventKind::PostRecovered
+    );
     match (key.as_str(), &kind) {
-        ("topic", _) => {
+        ("topic", _) if kind.as_str().starts_with("topic_") => {
             let t: TopicPayload = serde_json::from_value(payload).map_err(bad)?;
             state.learn_topic(&t);
             let topic = topic_from(state, &forum, t.id, None);
@@ -80,7 +90,7 @@ pub fn normalize(
             })))
         }
         // `solved` carries a post too, but only post events notify.
-        ("post", _) => {
+        ("post", _) if is_post_event => {
             let p: PostPayload = serde_json::from_value(payload).map_err(bad)?;
             let topic = topic_from(state, &forum, p.topic_id, Some(&p));
             let post = post_from(&forum, &p);
