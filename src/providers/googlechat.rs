@@ -26,6 +26,7 @@ use serde_json::json;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
+use super::http::fit;
 use super::{
     Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
     Registration, http::classify_status, schema_of,
@@ -148,34 +149,6 @@ fn starts_entity(s: &str) -> bool {
     let body = s.strip_prefix('#').unwrap_or(s);
     let n = body.chars().take_while(char::is_ascii_alphanumeric).count();
     n > 0 && body[n..].starts_with(';')
-}
-
-/// `text` cut so that its characters' `cost` fits `budget`, ending in `…`,
-/// at a word boundary when one is near.
-fn fit(text: &str, budget: usize, cost: impl Fn(char) -> usize) -> String {
-    if text.chars().map(&cost).sum::<usize>() <= budget {
-        return text.to_string();
-    }
-    let room = budget.saturating_sub(cost('…'));
-    let mut used = 0;
-    let mut end = 0;
-    for (i, c) in text.char_indices() {
-        used += cost(c);
-        if used > room {
-            break;
-        }
-        end = i + c.len_utf8();
-    }
-    let head = &text[..end];
-    let cut = if text[end..].starts_with(char::is_whitespace) {
-        head
-    } else {
-        match head.rfind(char::is_whitespace) {
-            Some(i) if !head[..i].trim_end().is_empty() => &head[..i],
-            _ => head,
-        }
-    };
-    format!("{}…", cut.trim_end())
 }
 
 impl GoogleChatChat {

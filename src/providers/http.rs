@@ -100,6 +100,34 @@ impl HttpResponse {
     }
 }
 
+/// `text` cut so that its characters' `cost` fits `budget`, ending in `…`,
+/// at a word boundary when one is near (platform size limits).
+pub fn fit(text: &str, budget: usize, cost: impl Fn(char) -> usize) -> String {
+    if text.chars().map(&cost).sum::<usize>() <= budget {
+        return text.to_string();
+    }
+    let room = budget.saturating_sub(cost('…'));
+    let mut used = 0;
+    let mut end = 0;
+    for (i, c) in text.char_indices() {
+        used += cost(c);
+        if used > room {
+            break;
+        }
+        end = i + c.len_utf8();
+    }
+    let head = &text[..end];
+    let cut = if text[end..].starts_with(char::is_whitespace) {
+        head
+    } else {
+        match head.rfind(char::is_whitespace) {
+            Some(i) if !head[..i].trim_end().is_empty() => &head[..i],
+            _ => head,
+        }
+    };
+    format!("{}…", cut.trim_end())
+}
+
 /// The status-code classification every HTTP provider starts from.
 pub fn classify_status(resp: &HttpResponse) -> super::Outcome {
     use super::Outcome;
