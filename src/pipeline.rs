@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::config::model::Filter;
 use crate::config::{Config, Diagnostics, MissingEnv, Problem, Severity, SourceMap, env::Env};
 use crate::ingest::{Event, ForumState};
-use crate::providers::{Message, Outbound};
+use crate::providers::{Action, Message, Outbound};
 use crate::render::{self, Dialect, RenderContext, Renderer};
 use crate::rules::{Matcher, Routing, RuleDef};
 
@@ -168,7 +168,7 @@ impl Pipeline {
         // Built once per event; only the chat name changes between chats.
         let mut context = RenderContext::new(event);
         for m in matches {
-            match self.message_with(m.chat, &mut context) {
+            match self.message_with(m.chat, &mut context, Action::default(), false) {
                 Ok((text, outbound)) => deliveries.push(Delivery {
                     chat: m.chat,
                     filter: m.filter,
@@ -199,13 +199,39 @@ impl Pipeline {
     /// The rendered text and exact request of `event` for chat `chat`
     /// (an index from [`Pipeline::chat_index`]). The error text is redacted.
     pub fn message(&self, chat: usize, event: &Event) -> Result<(String, Outbound), String> {
-        self.message_with(chat, &mut RenderContext::new(event))
+        self.message_with(
+            chat,
+            &mut RenderContext::new(event),
+            Action::default(),
+            false,
+        )
+    }
+
+    /// [`Pipeline::message`] for a given action: a thread reply, an edit, a
+    /// delete. `strike` strikes the text through (a deleted post).
+    pub fn message_as(
+        &self,
+        chat: usize,
+        event: &Event,
+        action: Action<'_>,
+        strike: bool,
+    ) -> Result<(String, Outbound), String> {
+        self.message_with(chat, &mut RenderContext::new(event), action, strike)
+    }
+
+    fn render(&self, chat: usize, context: &RenderContext) -> Result<String, String> {
+        let dialect = self.config.chats[chat].destination.dialect();
+        self.renderer
+            .render_context(&self.chat_templates[chat], dialect, context)
+            .map_err(|e| self.config.redactor.redact(&e.to_string()))
     }
 
     fn message_with(
         &self,
         chat: usize,
         context: &mut RenderContext,
+        action: Action<'_>,
+        strike: bool,
     ) -> Result<(String, Outbound), String> {
         let c = self
             .config
@@ -214,14 +240,15 @@ impl Pipeline {
             .ok_or_else(|| format!("no chat #{chat}"))?;
         let dest = &c.destination;
         context.set_chat(&c.name);
-        let text = self
-            .renderer
-            .render_context(&self.chat_templates[chat], dest.dialect(), context)
-            .map_err(|e| self.config.redactor.redact(&e.to_string()))?;
+        let mut text = self.render(chat, context)?;
+        if strike {
+            text = render::escape::strike(dest.dialect(), &text);
+        }
         let outbound = dest.request(&Message {
             chat: &c.name,
             text: &text,
             context: context.data(),
+            action,
         });
         Ok((text, outbound))
     }

@@ -399,6 +399,7 @@ impl Relay {
             chat,
             text,
             context: &ctx,
+            action: Default::default(),
         });
         let shown = out.redacted_json(&self.p.config.redactor)["body"]
             .as_str()

@@ -276,6 +276,7 @@ fn send(port: u16, chat: &str, title: &str, text: &str) -> Outcome {
         chat,
         text,
         context: &ctx,
+        action: Default::default(),
     });
     let Outbound::Native(m) = out else {
         panic!("smtp must be native")

@@ -15,7 +15,7 @@ use toml_edit::{Item, Value};
 use super::de::{Ctx, MissingEnv, key_span, known_keys};
 use super::diag::{Problem, SourceMap, did_you_mean};
 use super::env::{Env, Redactor, Secret};
-use super::model::{self, CategoryEntry, Filter, RuleType};
+use super::model::{self, CategoryEntry, Filter, OnDelete, OnEdit, RuleType};
 use crate::ingest::StaticCategory;
 use crate::providers::{Destination, Instance, registry};
 use crate::rules::RuleDef;
@@ -147,6 +147,10 @@ pub struct ChatConfig {
     pub forum: usize,
     /// `rate_limit`, if the chat sets one (else the provider's default).
     pub rate_limit: Option<Rate>,
+    /// What edits and deletes of forum posts do here; `ignore` where the
+    /// destination cannot.
+    pub on_edit: OnEdit,
+    pub on_delete: OnDelete,
     /// Span of the chat's `name` value.
     pub span: Range<usize>,
 }
@@ -675,8 +679,14 @@ fn read_chats(
             }
         }
 
+        let (on_edit, on_delete) = match &destination {
+            Some(dest) => lifecycle(&chat, dest.as_ref(), cx),
+            None => (OnEdit::Ignore, OnDelete::Ignore),
+        };
         if let Some(destination) = destination {
             out.push(ChatConfig {
+                on_edit,
+                on_delete,
                 span: chat.name.span(),
                 name,
                 provider,
@@ -689,6 +699,45 @@ fn read_chats(
         }
     }
     out
+}
+
+/// The chat's `on_edit`/`on_delete`: as set (an error where the platform
+/// cannot do it), else the most the platform can do.
+fn lifecycle(chat: &model::Chat, dest: &dyn Destination, cx: &mut Ctx<'_>) -> (OnEdit, OnDelete) {
+    let caps = dest.capabilities();
+    let mut refuse = |span: Range<usize>, key: &str, value: &str, needs: &str| {
+        cx.error(
+            Some(span),
+            format!(
+                "`{key} = \"{value}\"` needs a destination that can {needs} messages; this {} chat ({}) cannot: use \"ignore\"",
+                dest.kind(),
+                dest.target()
+            ),
+        );
+    };
+    let on_edit = match &chat.on_edit {
+        Some(e) if *e.get_ref() == OnEdit::Update && !caps.edit => {
+            refuse(e.span(), "on_edit", "update", "edit");
+            OnEdit::Ignore
+        }
+        Some(e) => *e.get_ref(),
+        None if caps.edit => OnEdit::Update,
+        None => OnEdit::Ignore,
+    };
+    let on_delete = match &chat.on_delete {
+        Some(d) if *d.get_ref() == OnDelete::Delete && !caps.delete => {
+            refuse(d.span(), "on_delete", "delete", "delete");
+            OnDelete::Ignore
+        }
+        Some(d) if *d.get_ref() == OnDelete::Strike && !caps.edit => {
+            refuse(d.span(), "on_delete", "strike", "edit");
+            OnDelete::Ignore
+        }
+        Some(d) => *d.get_ref(),
+        None if caps.delete => OnDelete::Delete,
+        None => OnDelete::Ignore,
+    };
+    (on_edit, on_delete)
 }
 
 fn read_rules(chat: &model::Chat, cx: &mut Ctx<'_>) -> Vec<RuleDef> {

@@ -111,6 +111,29 @@ pub struct Chat {
     /// Most messages sent to this chat, e.g. `"1/s"`, `"20/m"`; default: the provider's.
     #[schemars(with = "Option<String>")]
     pub rate_limit: Option<Spanned<String>>,
+    /// When a forum post is edited: `update` the chat message (default where the platform can edit) or `ignore`.
+    #[schemars(with = "Option<OnEdit>")]
+    pub on_edit: Option<Spanned<OnEdit>>,
+    /// When a forum post is deleted: `delete` the chat message (default where the platform can), `strike` it through, or `ignore`.
+    #[schemars(with = "Option<OnDelete>")]
+    pub on_delete: Option<Spanned<OnDelete>>,
+}
+
+/// What an edited forum post does to the chat messages it became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnEdit {
+    Update,
+    Ignore,
+}
+
+/// What a deleted forum post does to the chat messages it became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDelete {
+    Delete,
+    Strike,
+    Ignore,
 }
 
 /// One `[[chat.rule]]`.

@@ -316,6 +316,7 @@ mod tests {
             chat: "c",
             text: "**x** \\_y\\_",
             context: ctx,
+            action: Default::default(),
         }) {
             Outbound::Http(r) => r,
             _ => panic!("expected HTTP"),

@@ -432,6 +432,7 @@ mod tests {
             chat: "c",
             text,
             context: &ctx,
+            action: Default::default(),
         }));
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), format!("{HOOK}?wait=true&thread_id=998877"));
@@ -453,6 +454,7 @@ mod tests {
             chat: "c",
             text: &text,
             context: &ctx,
+            action: Default::default(),
         }));
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         let content = body["content"].as_str().unwrap();

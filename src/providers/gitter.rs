@@ -87,6 +87,7 @@ mod tests {
             chat: "c",
             text: "hi",
             context: &ctx,
+            action: Default::default(),
         }) else {
             panic!("expected HTTP")
         };

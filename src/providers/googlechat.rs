@@ -304,6 +304,7 @@ mod tests {
             chat: "c",
             text: "*<https://f/t/1|&lt;users/all&gt; hi>*",
             context: &ctx,
+            action: Default::default(),
         });
         let Outbound::Http(r) = out else {
             panic!("expected HTTP")
@@ -323,6 +324,7 @@ mod tests {
             chat: "c",
             text: &text,
             context: &ctx,
+            action: Default::default(),
         }) else {
             panic!()
         };

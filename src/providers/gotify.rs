@@ -321,6 +321,7 @@ mod tests {
             chat: "c",
             text,
             context: ctx,
+            action: Default::default(),
         }) {
             Outbound::Http(r) => r,
             _ => panic!("expected HTTP"),

@@ -237,6 +237,7 @@ mod tests {
             chat: "c",
             text: "<!channel> @everyone hi",
             context: &ctx,
+            action: Default::default(),
         }) else {
             panic!("expected HTTP")
         };
@@ -264,6 +265,7 @@ mod tests {
             chat: "c",
             text: &text,
             context: &ctx,
+            action: Default::default(),
         }) else {
             panic!()
         };

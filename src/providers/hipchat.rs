@@ -538,6 +538,7 @@ mod tests {
             chat: "c",
             text,
             context: &ctx,
+            action: Default::default(),
         }));
         assert_eq!(r.method, "POST");
         assert_eq!(
@@ -739,6 +740,7 @@ mod tests {
             chat: "c",
             text: "x",
             context: &ctx,
+            action: Default::default(),
         }));
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/v2/room/7/notification");
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();

@@ -776,6 +776,7 @@ mod tests {
                 chat: "c",
                 text: "x",
                 context: &ctx,
+                action: Default::default(),
             }) else {
                 panic!("native")
             };
@@ -805,6 +806,7 @@ mod tests {
             chat: "c",
             text: "Title (https://f/t/1)\r\nQUIT :x\nexcerpt",
             context: &ctx,
+            action: Default::default(),
         });
         let Outbound::Native(m) = out else {
             panic!("expected native")

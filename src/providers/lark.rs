@@ -322,6 +322,7 @@ mod tests {
             chat: "c",
             text,
             context: &ctx,
+            action: Default::default(),
         }) else {
             panic!("expected HTTP")
         };

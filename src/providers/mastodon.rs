@@ -582,6 +582,7 @@ mod tests {
             chat: "toots",
             text: "Hello @everyone (https://f.example/t/x/7/1)",
             context: &ctx,
+            action: Default::default(),
         }));
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "https://social.example.org/api/v1/statuses");
@@ -614,6 +615,7 @@ mod tests {
                 chat: name,
                 text,
                 context: ctx,
+                action: Default::default(),
             }));
             header(&r, "Idempotency-Key").unwrap().to_string()
         };
@@ -664,6 +666,7 @@ mod tests {
             chat: "c",
             text: &text,
             context: &ctx,
+            action: Default::default(),
         }));
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         let status = body["status"].as_str().unwrap();
@@ -832,6 +835,7 @@ mod tests {
             chat: "c",
             text: "x",
             context: &ctx,
+            action: Default::default(),
         };
         let d = inst.clone().bind(&doc["t"], None, &mut cx).unwrap();
         assert_eq!(d.target(), "m.example (direct)");

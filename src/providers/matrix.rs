@@ -553,6 +553,7 @@ mod tests {
             chat,
             text,
             context: ctx,
+            action: Default::default(),
         }) {
             Outbound::Http(r) => r,
             Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),

@@ -471,6 +471,7 @@ mod tests {
             chat: "c",
             text: "**[t](https://f/t/1)** @\u{200B}channel",
             context: &ctx,
+            action: Default::default(),
         };
         let r = http(api_chat().request(&msg));
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/api/v4/posts");
@@ -503,6 +504,7 @@ mod tests {
             chat: "c",
             text: &text,
             context: &ctx,
+            action: Default::default(),
         }));
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         let m = body["message"].as_str().unwrap();
@@ -687,6 +689,7 @@ mod tests {
             chat: "c",
             text: "x",
             context: &ctx,
+            action: Default::default(),
         }));
         assert_eq!(r.url.expose(), "https://chat.example.org/api/v4/posts");
     }

@@ -519,6 +519,7 @@ mod tests {
             chat: "c",
             text: "New topic <b>x</b> @everyone",
             context: &ctx,
+            action: Default::default(),
         }));
         assert_eq!(r.method, "POST");
         assert_eq!(
@@ -552,6 +553,7 @@ mod tests {
                 chat: "c",
                 text: "x",
                 context: &ctx,
+                action: Default::default(),
             }),
         );
         let body: serde_json::Value = serde_json::from_str(&tagged.body).unwrap();
@@ -757,6 +759,7 @@ mod tests {
             chat: "c",
             text: "x",
             context: &ctx,
+            action: Default::default(),
         }));
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/v23.0/me/messages");
         assert!(r.body.contains("\"id\":\"6543210987654321\""));

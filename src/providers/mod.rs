@@ -70,8 +70,40 @@ pub struct Message<'a> {
     pub chat: &'a str,
     /// The rendered template, in the destination's dialect.
     pub text: &'a str,
-    /// The template context, for providers that send structured fields.
+    /// The template context, for providers that send structured fields
+    /// (`topic.id`, `topic.title`... name threads on some platforms).
     pub context: &'a serde_json::Value,
+    /// What to do in the chat. Delivery only asks for what
+    /// [`Destination::capabilities`] allows: a destination without `edit`
+    /// never sees [`Action::Edit`].
+    pub action: Action<'a>,
+}
+
+/// What a delivery does in the chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// A new message; `thread` is set when the deciding rule is `thread`.
+    Post { thread: Option<Thread<'a>> },
+    /// Replace the text of the message [`Outcome::Sent`] named `remote_id`.
+    Edit { remote_id: &'a str },
+    /// Remove the message named `remote_id`.
+    Delete { remote_id: &'a str },
+}
+
+impl Default for Action<'_> {
+    fn default() -> Self {
+        Action::Post { thread: None }
+    }
+}
+
+/// A message that belongs in its forum topic's thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thread<'a> {
+    /// The id of the message that opened the topic's thread in this chat
+    /// (its `remote_id`); `None` when this message opens it. Platforms that
+    /// key threads by name (Zulip topics, Google Chat thread keys) use the
+    /// topic from the context instead.
+    pub root: Option<&'a str>,
 }
 
 /// What would leave the relay for one delivery.

@@ -439,6 +439,7 @@ mod tests {
             chat: "c",
             text: "by Bob\n@everyone <b>",
             context: &ctx,
+            action: Default::default(),
         }) else {
             panic!("expected HTTP")
         };
@@ -479,6 +480,7 @@ mod tests {
             chat: "c",
             text: "x",
             context: &ctx,
+            action: Default::default(),
         }) else {
             panic!("expected HTTP")
         };

@@ -392,6 +392,7 @@ mod tests {
             chat: "c",
             text: "by <b>Bob</b> &amp; co",
             context: &ctx,
+            action: Default::default(),
         }) else {
             panic!("expected HTTP")
         };
@@ -423,6 +424,7 @@ mod tests {
             chat: "c",
             text: " ",
             context: &ctx,
+            action: Default::default(),
         }) else {
             panic!("expected HTTP")
         };

@@ -308,6 +308,7 @@ mod tests {
             chat: "c",
             text: "&lt;!channel&gt; hi",
             context: &ctx,
+            action: Default::default(),
         });
         let Outbound::Http(r) = out else {
             panic!("expected HTTP")

@@ -699,6 +699,7 @@ mod tests {
             chat: "c",
             text: "body",
             context: &ctx,
+            action: Default::default(),
         }) else {
             panic!("native")
         };

@@ -341,6 +341,7 @@ mod tests {
             chat: "c",
             text: "**\\[x\\]** \\<at\\>",
             context: &ctx,
+            action: Default::default(),
         }));
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), URL);
@@ -374,6 +375,7 @@ mod tests {
                 chat: "c",
                 text: "t",
                 context: &ctx,
+                action: Default::default(),
             }));
             assert!(
                 v["attachments"][0]["content"].get("actions").is_none(),
@@ -386,6 +388,7 @@ mod tests {
             chat: "c",
             text: "t",
             context: &ctx,
+            action: Default::default(),
         }));
         assert_eq!(
             v["attachments"][0]["content"]["actions"][0]["url"],
@@ -402,6 +405,7 @@ mod tests {
             chat: "c",
             text: &text,
             context: &ctx,
+            action: Default::default(),
         }));
         assert!(r.body.len() <= MAX_BODY_BYTES, "{}", r.body.len());
         assert!(r.body.len() > MAX_BODY_BYTES - 100, "{}", r.body.len());

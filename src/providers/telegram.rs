@@ -504,6 +504,7 @@ mod tests {
                 chat: "c",
                 text,
                 context: &ctx,
+                action: Default::default(),
             }),
         );
         assert_eq!(r.method, "POST");
@@ -532,6 +533,7 @@ mod tests {
                 chat: "c",
                 text: "x",
                 context: &ctx,
+                action: Default::default(),
             }))
             .body,
         )

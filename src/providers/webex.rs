@@ -285,6 +285,7 @@ mod tests {
             chat: "c",
             text: "**\\<@\u{200B}all\\>**",
             context: &ctx,
+            action: Default::default(),
         }) else {
             panic!("expected HTTP")
         };
@@ -310,6 +311,7 @@ mod tests {
             chat: "c",
             text: &text,
             context: &ctx,
+            action: Default::default(),
         }) else {
             panic!()
         };

@@ -630,6 +630,7 @@ mod tests {
             chat: "c",
             text: "T </body> & x\u{1}",
             context: &ctx,
+            action: Default::default(),
         }) else {
             panic!("expected native")
         };

@@ -469,6 +469,7 @@ mod tests {
             chat: "c",
             text,
             context: ctx,
+            action: Default::default(),
         }) {
             Outbound::Http(r) => r,
             Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),

@@ -26,6 +26,29 @@ pub fn escape(dialect: Dialect, value: &str) -> String {
     }
 }
 
+/// A rendered message struck through, for a chat whose `on_delete` is
+/// `strike`. Markup is line-based on Slack and Markdown (a strike cannot
+/// span lines there), so each non-blank line is struck on its own.
+pub fn strike(dialect: Dialect, text: &str) -> String {
+    let per_line = |mark: &str| {
+        text.lines()
+            .map(|l| match l.trim() {
+                "" => String::new(),
+                t => format!("{mark}{t}{mark}"),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    match dialect {
+        Dialect::SlackMrkdwn => per_line("~"),
+        Dialect::Markdown => per_line("~~"),
+        Dialect::Html => format!("<s>{text}</s>"),
+        Dialect::Plain => format!("[deleted] {text}"),
+        // A JSON body has no markup to strike with.
+        Dialect::Json => text.to_string(),
+    }
+}
+
 /// Removes control characters (C0, DEL, C1) except newline and tab.
 pub fn strip_controls(value: &str) -> Cow<'_, str> {
     let keep = |c: char| !c.is_control() || c == '\n' || c == '\t';
