@@ -168,7 +168,7 @@ impl Pipeline {
         // Built once per event; only the chat name changes between chats.
         let mut context = RenderContext::new(event);
         for m in matches {
-            match self.message_with(m.chat, &mut context, Action::default(), false) {
+            match self.message_with(m.chat, &mut context, Action::default(), false, None) {
                 Ok((text, outbound)) => deliveries.push(Delivery {
                     chat: m.chat,
                     filter: m.filter,
@@ -204,19 +204,23 @@ impl Pipeline {
             &mut RenderContext::new(event),
             Action::default(),
             false,
+            None,
         )
     }
 
-    /// [`Pipeline::message`] for a given action: a thread reply, an edit, a
-    /// delete. `strike` strikes the text through (a deleted post).
+    /// [`Pipeline::message`] as delivery sends it: for one delivery (its
+    /// id, see [`Message::delivery`]) and action (a thread reply, an edit, a
+    /// delete); `strike` strikes the text through (a deleted post).
     pub fn message_as(
         &self,
         chat: usize,
         event: &Event,
         action: Action<'_>,
         strike: bool,
+        delivery: &str,
     ) -> Result<(String, Outbound), String> {
-        self.message_with(chat, &mut RenderContext::new(event), action, strike)
+        let mut context = RenderContext::new(event);
+        self.message_with(chat, &mut context, action, strike, Some(delivery))
     }
 
     fn render(&self, chat: usize, context: &RenderContext) -> Result<String, String> {
@@ -232,6 +236,7 @@ impl Pipeline {
         context: &mut RenderContext,
         action: Action<'_>,
         strike: bool,
+        delivery: Option<&str>,
     ) -> Result<(String, Outbound), String> {
         let c = self
             .config
@@ -249,6 +254,7 @@ impl Pipeline {
             text: &text,
             context: context.data(),
             action,
+            delivery,
         });
         Ok((text, outbound))
     }

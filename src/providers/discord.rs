@@ -433,6 +433,7 @@ mod tests {
             text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), format!("{HOOK}?wait=true&thread_id=998877"));
@@ -455,6 +456,7 @@ mod tests {
             text: &text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         let content = body["content"].as_str().unwrap();

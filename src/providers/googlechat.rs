@@ -305,6 +305,7 @@ mod tests {
             text: "*<https://f/t/1|&lt;users/all&gt; hi>*",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         });
         let Outbound::Http(r) = out else {
             panic!("expected HTTP")
@@ -325,6 +326,7 @@ mod tests {
             text: &text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!()
         };

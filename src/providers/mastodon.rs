@@ -583,6 +583,7 @@ mod tests {
             text: "Hello @everyone (https://f.example/t/x/7/1)",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "https://social.example.org/api/v1/statuses");
@@ -616,6 +617,7 @@ mod tests {
                 text,
                 context: ctx,
                 action: Default::default(),
+                delivery: None,
             }));
             header(&r, "Idempotency-Key").unwrap().to_string()
         };
@@ -667,6 +669,7 @@ mod tests {
             text: &text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         let status = body["status"].as_str().unwrap();
@@ -836,6 +839,7 @@ mod tests {
             text: "x",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         };
         let d = inst.clone().bind(&doc["t"], None, &mut cx).unwrap();
         assert_eq!(d.target(), "m.example (direct)");

@@ -505,6 +505,7 @@ mod tests {
                 text,
                 context: &ctx,
                 action: Default::default(),
+                delivery: None,
             }),
         );
         assert_eq!(r.method, "POST");
@@ -534,6 +535,7 @@ mod tests {
                 text: "x",
                 context: &ctx,
                 action: Default::default(),
+                delivery: None,
             }))
             .body,
         )

@@ -286,6 +286,7 @@ mod tests {
             text: "**\\<@\u{200B}all\\>**",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!("expected HTTP")
         };
@@ -312,6 +313,7 @@ mod tests {
             text: &text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!()
         };
