@@ -254,6 +254,14 @@ impl Destination for SlackChat {
             }
         }
     }
+
+    fn chat_ids(&self) -> Vec<String> {
+        match &self.mode {
+            // As configured: a channel id (`C0123…`) or a name without `#`.
+            Mode::Api { channel, .. } => vec![channel.clone()],
+            Mode::Webhook { .. } => vec![],
+        }
+    }
 }
 
 fn hint(code: &str) -> &'static str {
