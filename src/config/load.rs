@@ -174,6 +174,8 @@ pub struct ChatConfig {
     pub rate_limit: Option<Rate>,
     /// Span of the chat's `name` value.
     pub span: Range<usize>,
+    /// 1-based line where the chat is written (its `[[chat]]` header).
+    pub line: usize,
     /// `command_channels`: more platform ids whose commands speak for it.
     pub command_channels: Vec<String>,
     /// Where each rule (same index as `rules`) is written.
@@ -543,7 +545,9 @@ fn take_command_settings(
         if *owner != kind {
             cx.error(
                 k.span().or_else(|| v.span()),
-                format!("`{key}` is a setting of {owner} providers (chat commands), not of {kind} ones"),
+                format!(
+                    "`{key}` is a setting of {owner} providers (chat commands), not of {kind} ones"
+                ),
             );
             continue;
         }
@@ -563,7 +567,8 @@ fn take_command_settings(
             let t = token.expose();
             let ok = t.contains("${")
                 || ((1..=256).contains(&t.len())
-                    && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
             if !ok {
                 // Never echo the value: it is a secret.
                 cx.error(
@@ -578,8 +583,8 @@ fn take_command_settings(
             let v = s.public_key.as_ref()?;
             let key = cx.string(v)?;
             let k = key.expose().trim();
-            let ok = k.contains("${")
-                || (k.len() == 64 && k.chars().all(|c| c.is_ascii_hexdigit()));
+            let ok =
+                k.contains("${") || (k.len() == 64 && k.chars().all(|c| c.is_ascii_hexdigit()));
             if !ok {
                 cx.error(
                     Some(v.span()),
@@ -816,6 +821,9 @@ fn read_chats(
                 rate_limit,
                 command_channels,
                 rule_sources,
+                line: source
+                    .position(chat_item.span().unwrap_or(chat.name.span()).start)
+                    .0,
             });
         }
     }

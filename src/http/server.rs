@@ -1,6 +1,7 @@
 //! The two listeners of `serve`, as thin adapters over [`App`]:
 //!
-//! - public (`[server] listen`): `POST /webhooks/discourse`;
+//! - public (`[server] listen`): `POST /webhooks/discourse`, chat commands
+//!   (`POST /commands/{slack,mattermost,telegram,discord}`, see [`super::commands`]);
 //! - admin (`[server] admin_listen`, optional bearer token): status page,
 //!   `/api/status`, `/metrics`, `POST /-/reload`, test messages, health.
 //!
@@ -94,6 +95,7 @@ pub fn public_router(app: Arc<App>, body_limit: usize) -> Router {
     Router::new()
         .route("/webhooks/discourse", post(webhook))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(super::commands::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app)
 }
@@ -156,7 +158,8 @@ async fn require_token(
     next.run(req).await
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Equal bytes, in time independent of where they differ (tokens, CSRF).
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     // Hash first so the comparison time does not depend on lengths either.
     let (ha, hb) = (Sha256::digest(a), Sha256::digest(b));
