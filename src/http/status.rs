@@ -544,9 +544,9 @@ fn render_chats(out: &mut String, chats: &[ChatStatus], pane: &Pane<'_>) {
             out,
             "<tr id=\"{}\" class=\"{class}\" data-chat=\"{name}\" data-search=\"{}\"{}>\
              <th scope=\"row\">{name}</th>\
-             <td data-label=\"Provider\">{} <span class=\"muted\">({})</span></td>\
-             <td data-label=\"Target\"><code>{}</code></td>\
-             <td data-label=\"Rules\"><ul class=\"rules mono\">",
+             <td data-label=\"Chat system\">{} <span class=\"muted\">({})</span></td>\
+             <td data-label=\"Chat id\"><code>{}</code></td>\
+             <td data-label=\"Subscriptions\"><ul class=\"rules mono\">",
             chat_row_id(&chat.name),
             escape_html(&search),
             if search.contains(&query) {
