@@ -23,7 +23,7 @@ use crate::delivery::redb_store::RedbStore;
 use crate::delivery::scheduler::{Scheduler, absorb, absorbs, refresh_topic};
 use crate::delivery::send::Sender;
 use crate::delivery::store::{
-    AcceptOutcome, DedupeKey, InboundEvent, NewDelivery, Payload, Store, StoreError,
+    AcceptOutcome, DeadLetter, DedupeKey, InboundEvent, NewDelivery, Payload, Store, StoreError,
 };
 use crate::delivery::worker::{Observer, WorkerCtx, Workers, blocking, now_ms};
 use crate::http::metrics::{DeliveryResult, EventOutcome, Metrics};
@@ -654,6 +654,21 @@ impl App {
         let seq = blocking(&self.store, move |s| s.enqueue(&d, now_ms())).await?;
         self.workers.wake(chat);
         Ok(Some(seq))
+    }
+
+    /// The newest `limit` dead letters of `chat`; `None` if there is no such chat.
+    pub async fn dead_letters(
+        &self,
+        chat: &str,
+        limit: usize,
+    ) -> Result<Option<Vec<DeadLetter>>, StoreError> {
+        if self.pipeline.load().chat_index(chat).is_none() {
+            return Ok(None);
+        }
+        let name = chat.to_string();
+        blocking(&self.store, move |s| s.dead_letters(Some(&name), limit))
+            .await
+            .map(Some)
     }
 
     /// Everything the status page and `/api/status` show.

@@ -84,6 +84,7 @@ fn serving_refuses_unset_secrets_and_accepts_them_set() {
         "DISCOURSE_WEBHOOK_SECRET",
         "DISCOURSE_API_KEY",
         "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
         "SLACK_ANNOUNCE_WEBHOOK_URL",
         "CI_HOOK_TOKEN",
     ]

@@ -42,8 +42,30 @@ pub struct Config {
     pub server: ServerConfig,
     pub templates: BTreeMap<String, TemplateSource>,
     pub chats: Vec<ChatConfig>,
+    /// Chat command credentials, one per provider instance that sets one.
+    pub commands: Vec<CommandAuth>,
     /// Replaces every secret value in printed text.
     pub redactor: Redactor,
+}
+
+/// The keys of chat command settings and the provider kind each belongs to.
+pub const COMMAND_KEYS: &[(&str, &str)] = &[
+    ("signing_secret", "slack"),
+    ("command_token", "mattermost"),
+    ("webhook_secret_token", "telegram"),
+    ("public_key", "discord"),
+];
+
+/// What verifies chat commands from one provider instance.
+#[derive(Debug, Clone)]
+pub struct CommandAuth {
+    /// The `[providers.NAME]` name; chats naming it answer its commands.
+    pub instance: String,
+    /// The provider kind (`slack`, `mattermost`, `telegram`, `discord`).
+    pub kind: &'static str,
+    /// Slack signing secret, Mattermost token, Telegram secret token, or
+    /// the Discord public key (hex, validated at load).
+    pub secret: Secret,
 }
 
 #[derive(Debug)]
@@ -68,6 +90,8 @@ pub struct ServerConfig {
     pub max_age: Duration,
     /// How long message refs and post records are kept.
     pub remember: Duration,
+    /// Link to edit the config in its repository, shown in command replies.
+    pub config_edit_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +103,7 @@ impl Default for ServerConfig {
             body_limit: 1024 * 1024,
             max_age: Duration::from_secs(24 * 3600),
             remember: Duration::from_secs(30 * 24 * 3600),
+            config_edit_url: None,
         }
     }
 }
@@ -156,6 +181,21 @@ pub struct ChatConfig {
     pub on_delete: OnDelete,
     /// Span of the chat's `name` value.
     pub span: Range<usize>,
+    /// 1-based line where the chat is written (its `[[chat]]` header).
+    pub line: usize,
+    /// `command_channels`: more platform ids whose commands speak for it.
+    pub command_channels: Vec<String>,
+    /// Where each rule (same index as `rules`) is written.
+    pub rule_sources: Vec<RuleSource>,
+}
+
+/// A rule as written in the file, for people (chat command `status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSource {
+    /// 1-based line of the rule's first line.
+    pub line: usize,
+    /// The `subscribe` entry (`"c/support"`) or the `[[chat.rule]]` table's lines.
+    pub text: String,
 }
 
 /// Parses and validates `source`. The config is `None` only when nothing
@@ -194,9 +234,10 @@ pub fn parse(
     let forums = read_forums(&doc, &mut cx);
     let server = read_server(&doc, &mut cx);
     let templates = read_templates(&doc, source.text(), &mut cx);
-    let instances = read_providers(&doc, &mut cx);
+    let (instances, commands) = read_providers(&doc, &mut cx);
     let chats = read_chats(
         &doc,
+        source,
         &templates,
         &instances,
         forums.as_deref().unwrap_or(&[]),
@@ -213,6 +254,7 @@ pub fn parse(
         server,
         templates,
         chats,
+        commands,
         redactor,
     });
     (config, problems)
@@ -382,6 +424,11 @@ fn read_server(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> ServerCon
     if let Some(r) = &s.remember {
         out.remember = duration(cx, r, out.remember);
     }
+    out.config_edit_url = s
+        .config_edit_url
+        .as_ref()
+        .and_then(|u| cx.url("config_edit_url", u, false))
+        .map(|u| u.expose().to_string());
     out
 }
 
@@ -429,17 +476,21 @@ fn read_templates(
 
 type Instances = HashMap<String, (&'static str, Arc<dyn Instance>)>;
 
-fn read_providers(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Instances {
+fn read_providers(
+    doc: &toml_edit::Document<String>,
+    cx: &mut Ctx<'_>,
+) -> (Instances, Vec<CommandAuth>) {
     let mut out = Instances::new();
+    let mut commands = Vec::new();
     let Some(item) = doc.get("providers") else {
-        return out;
+        return (out, commands);
     };
     let Some(table) = item.as_table_like() else {
         cx.error(
             item.span(),
             "`providers` must be a table of [providers.NAME] tables",
         );
-        return out;
+        return (out, commands);
     };
     for (name, p) in table.iter() {
         let Some(mut settings) = p
@@ -480,15 +531,91 @@ fn read_providers(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Instan
             cx.error(kind_span, message);
             continue;
         };
+        commands.extend(take_command_settings(name, reg.kind, &mut settings, cx));
         if let Some(inst) = (reg.parse)(&Item::Table(settings), cx) {
             out.insert(name.to_string(), (reg.kind, inst));
         }
     }
-    out
+    (out, commands)
+}
+
+/// Takes the chat command keys ([`COMMAND_KEYS`]) out of a provider table
+/// (the provider never sees them) and reads the one its kind may set.
+fn take_command_settings(
+    instance: &str,
+    kind: &'static str,
+    settings: &mut toml_edit::Table,
+    cx: &mut Ctx<'_>,
+) -> Option<CommandAuth> {
+    let mut taken = toml_edit::Table::new();
+    for (key, owner) in COMMAND_KEYS {
+        let Some((k, v)) = settings.remove_entry(key) else {
+            continue;
+        };
+        if *owner != kind {
+            cx.error(
+                k.span().or_else(|| v.span()),
+                format!(
+                    "`{key}` is a setting of {owner} providers (chat commands), not of {kind} ones"
+                ),
+            );
+            continue;
+        }
+        taken.insert_formatted(&k, v);
+    }
+    if taken.is_empty() {
+        return None;
+    }
+    let item = Item::Table(taken);
+    let s = cx.deserialize::<model::CommandSettings>(&item)?;
+    let secret = match kind {
+        "slack" => cx.secret("signing_secret", s.signing_secret.as_ref()?)?,
+        "mattermost" => cx.secret("command_token", s.command_token.as_ref()?)?,
+        "telegram" => {
+            let v = s.webhook_secret_token.as_ref()?;
+            let token = cx.secret("webhook_secret_token", v)?;
+            let t = token.expose();
+            let ok = t.contains("${")
+                || ((1..=256).contains(&t.len())
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+            if !ok {
+                // Never echo the value: it is a secret.
+                cx.error(
+                    Some(v.span()),
+                    "`webhook_secret_token` must be 1 to 256 of A-Z a-z 0-9 _ - (Telegram's rule for setWebhook's secret_token)",
+                );
+                return None;
+            }
+            token
+        }
+        "discord" => {
+            let v = s.public_key.as_ref()?;
+            let key = cx.string(v)?;
+            let k = key.expose().trim();
+            let ok =
+                k.contains("${") || (k.len() == 64 && k.chars().all(|c| c.is_ascii_hexdigit()));
+            if !ok {
+                cx.error(
+                    Some(v.span()),
+                    "`public_key` must be the application's public key: 64 hex digits (Developer Portal > General Information)",
+                );
+                return None;
+            }
+            Secret::new(k)
+        }
+        _ => return None,
+    };
+    Some(CommandAuth {
+        instance: instance.to_string(),
+        kind,
+        secret,
+    })
 }
 
 fn read_chats(
     doc: &toml_edit::Document<String>,
+    source: &SourceMap,
     templates: &BTreeMap<String, TemplateSource>,
     instances: &Instances,
     forums: &[Forum],
@@ -626,6 +753,13 @@ fn read_chats(
         }
 
         let rules = read_rules(&chat, cx);
+        let rule_sources = rule_sources(source, chat_item, &chat, &rules);
+        let command_channels = chat
+            .command_channels
+            .iter()
+            .map(|c| c.get_ref().trim().trim_start_matches('#').to_string())
+            .filter(|c| !c.is_empty())
+            .collect();
         let forum = match &chat.forum {
             None => 0,
             Some(f) => match forums.iter().position(|x| &x.name == f.get_ref()) {
@@ -701,6 +835,11 @@ fn read_chats(
                 rules,
                 forum,
                 rate_limit,
+                command_channels,
+                rule_sources,
+                line: source
+                    .position(chat_item.span().unwrap_or(chat.name.span()).start)
+                    .0,
             });
         }
     }
@@ -744,6 +883,73 @@ fn lifecycle(chat: &model::Chat, dest: &dyn Destination, cx: &mut Ctx<'_>) -> (O
         None => OnDelete::Ignore,
     };
     (on_edit, on_delete)
+}
+
+/// Where each rule of `rules` (as [`read_rules`] built them: `subscribe`
+/// entries, then `[[chat.rule]]` tables) is written.
+fn rule_sources(
+    source: &SourceMap,
+    chat_item: &Item,
+    chat: &model::Chat,
+    rules: &[RuleDef],
+) -> Vec<RuleSource> {
+    let text = source.text();
+    let line_of = |offset: usize| source.position(offset).0;
+    let mut out: Vec<RuleSource> = chat
+        .subscribe
+        .iter()
+        .filter_map(|s| {
+            let span = s.span();
+            Some(RuleSource {
+                line: line_of(span.start),
+                text: text.get(span)?.to_string(),
+            })
+        })
+        .collect();
+    let tables = match chat_item.get("rule") {
+        Some(Item::ArrayOfTables(a)) => a.iter().map(|t| t.span()).collect(),
+        _ => vec![],
+    };
+    for (i, rule) in rules.iter().enumerate().skip(out.len()) {
+        let table = tables.get(i - chat.subscribe.len()).cloned().flatten();
+        let found = match table {
+            // The table's header: its lines run to the next header.
+            Some(header) => {
+                let start = text[..header.start.min(text.len())]
+                    .rfind('\n')
+                    .map_or(0, |n| n + 1);
+                let body: Vec<&str> = text[start..]
+                    .lines()
+                    .enumerate()
+                    .take_while(|(n, l)| *n == 0 || !l.trim_start().starts_with('['))
+                    .map(|(_, l)| l)
+                    .collect();
+                let end = body
+                    .iter()
+                    .rposition(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                    .map_or(1, |n| n + 1);
+                Some(RuleSource {
+                    line: line_of(start),
+                    text: body[..end].join("\n"),
+                })
+            }
+            // An inline table: the line of its `filter` or `type` value.
+            None => rule.span.clone().and_then(|span| {
+                let start = text[..span.start.min(text.len())]
+                    .rfind('\n')
+                    .map_or(0, |n| n + 1);
+                Some(RuleSource {
+                    line: line_of(start),
+                    text: text[start..].lines().next()?.trim().to_string(),
+                })
+            }),
+        };
+        out.push(found.unwrap_or(RuleSource {
+            line: 0,
+            text: rule.compact(),
+        }));
+    }
+    out
 }
 
 fn read_rules(chat: &model::Chat, cx: &mut Ctx<'_>) -> Vec<RuleDef> {

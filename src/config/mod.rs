@@ -15,4 +15,6 @@ pub mod schema;
 
 pub use de::MissingEnv;
 pub use diag::{Diagnostic, Diagnostics, Problem, Severity, SourceMap};
-pub use load::{ChatConfig, Config, Forum, Rate, ServerConfig, TemplateSource, parse};
+pub use load::{
+    ChatConfig, CommandAuth, Config, Forum, Rate, RuleSource, ServerConfig, TemplateSource, parse,
+};

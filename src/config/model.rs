@@ -56,6 +56,28 @@ pub struct Server {
     /// How long the relay remembers which chat message each post became, for threads, edits and deletes (default `30d`).
     #[schemars(with = "Option<String>")]
     pub remember: Option<Spanned<String>>,
+    /// Where people edit this file in its repository (e.g. `https://github.com/org/relay-config/edit/main/subscriptions.toml`); chat command replies link to it.
+    #[schemars(with = "Option<String>")]
+    pub config_edit_url: Option<Spanned<String>>,
+}
+
+/// Chat command settings a `[providers.NAME]` table of the matching kind may
+/// carry beside its own. Not a table of the file: the loader takes these keys
+/// out of the provider table before the provider reads the rest.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+pub struct CommandSettings {
+    /// slack: the app's signing secret, as `${VAR}`; enables `POST /commands/slack` (slash commands, signed `v0` HMAC).
+    #[schemars(with = "Option<String>")]
+    pub signing_secret: Option<Spanned<String>>,
+    /// mattermost: the slash command's token, as `${VAR}`; enables `POST /commands/mattermost`.
+    #[schemars(with = "Option<String>")]
+    pub command_token: Option<Spanned<String>>,
+    /// telegram: the `secret_token` given to `setWebhook` (1-256 of `A-Z a-z 0-9 _ -`), as `${VAR}`; enables `POST /commands/telegram`.
+    #[schemars(with = "Option<String>")]
+    pub webhook_secret_token: Option<Spanned<String>>,
+    /// discord: the application's public key (64 hex digits, not a secret); enables `POST /commands/discord` (interactions, Ed25519).
+    #[schemars(with = "Option<String>")]
+    pub public_key: Option<Spanned<String>>,
 }
 
 /// A category in the static map: a slug path, or a table with more detail.
@@ -120,6 +142,10 @@ pub struct Chat {
     /// When a forum post is deleted: `delete` the chat message (default where the platform can), `strike` it through, or `ignore`.
     #[schemars(with = "Option<OnDelete>")]
     pub on_delete: Option<Spanned<OnDelete>>,
+    /// Platform channel ids whose chat commands speak for this chat, beside the one its target names (a Discord or incoming-webhook target names none).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub command_channels: Vec<Spanned<String>>,
 }
 
 /// What an edited forum post does to the chat messages it became.

@@ -5,6 +5,7 @@
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
+use super::load::COMMAND_KEYS;
 use super::model;
 use crate::providers::registry::PROVIDERS;
 
@@ -21,6 +22,7 @@ pub fn schema() -> Value {
     let server = g.subschema_for::<model::Server>();
     let templates = g.subschema_for::<model::Templates>();
     let chat_ref = g.subschema_for::<model::Chat>();
+    let commands_ref = g.subschema_for::<model::CommandSettings>();
     let mut provider_variants = Vec::new();
     let mut target_props = Map::new();
     for reg in PROVIDERS {
@@ -32,8 +34,12 @@ pub fn schema() -> Value {
     let mut defs: Map<String, Value> = g.take_definitions(true).into_iter().collect();
 
     // A provider table is one kind's settings plus `kind` (which defaults to
-    // the table name, so it stays optional).
+    // the table name, so it stays optional), plus its chat command key if any.
     let kinds: Vec<&str> = PROVIDERS.iter().map(|r| r.kind).collect();
+    let command_props = resolve(&defs, &to_value(&commands_ref))
+        .get("properties")
+        .cloned()
+        .unwrap_or_default();
     let variants: Vec<Value> = provider_variants
         .into_iter()
         .map(|(reg, r)| {
@@ -46,6 +52,13 @@ pub fn schema() -> Value {
                     "kind".into(),
                     json!({"const": reg.kind, "description": format!("`{}`: {}", reg.kind, reg.about)}),
                 );
+                for (key, owner) in COMMAND_KEYS {
+                    if *owner == reg.kind
+                        && let Some(v) = command_props.get(*key)
+                    {
+                        p.insert((*key).into(), v.clone());
+                    }
+                }
             }
             obj["additionalProperties"] = json!(false);
             obj["title"] = json!(format!("{} provider", reg.kind));

@@ -1,8 +1,11 @@
 //! The two listeners of `serve`, as thin adapters over [`App`]:
 //!
-//! - public (`[server] listen`): `POST /webhooks/discourse`;
-//! - admin (`[server] admin_listen`, optional bearer token): status page,
-//!   `/api/status`, `/metrics`, `POST /-/reload`, test messages, health.
+//! - public (`[server] listen`): `POST /webhooks/discourse`, chat commands
+//!   (`POST /commands/{slack,mattermost,telegram,discord}`, see [`super::commands`]);
+//! - admin (`[server] admin_listen`, optional token as bearer or login
+//!   cookie): the pane (`/`, dead letters, "send test message" forms with a
+//!   CSRF token), `/api/status`, `/metrics`, `POST /-/reload`, test messages,
+//!   health.
 //!
 //! [`run`] starts everything and returns when SIGTERM/SIGINT has been
 //! handled: listeners stop accepting, workers finish their current send.
@@ -12,14 +15,18 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
 use super::metrics::CONTENT_TYPE;
-use super::status::render_html;
+use super::status::{
+    DeadLetterView, FILTER_SCRIPT, Pane, path_segment, render_dead_letters, render_html,
+    render_login,
+};
+use crate::delivery::store::{DeadLetter, Payload};
 use crate::ingest::WebhookRequest;
 use crate::service::{App, ServeError, ServeOptions, Trigger, watch_config};
 
@@ -94,6 +101,7 @@ pub fn public_router(app: Arc<App>, body_limit: usize) -> Router {
     Router::new()
         .route("/webhooks/discourse", post(webhook))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(super::commands::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app)
 }
@@ -112,39 +120,121 @@ async fn webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
 }
 
 pub fn admin_router(app: Arc<App>) -> Router {
+    let keys = Arc::new(PaneKeys::new());
     let guarded = Router::new()
         .route("/", get(status_page))
         .route("/api/status", get(status_json))
         .route("/metrics", get(metrics))
         .route("/-/reload", post(reload))
         .route("/api/chats/{name}/test", post(test_message))
+        .route("/api/chats/{name}/dead-letters", get(dead_letters_json))
+        .route("/chats/{name}/test", post(test_from_pane))
+        .route("/chats/{name}/dead-letters", get(dead_letters_page))
+        .route("/logout", post(logout))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_token,
         ));
     Router::new()
         .merge(guarded)
+        .route("/login", get(login_page).post(login))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .layer(axum::Extension(keys))
         .with_state(app)
 }
 
-/// With `[server] admin_token` set, every admin route but health needs
-/// `Authorization: Bearer <token>` (compared in constant time).
+/// Per-process secrets of the pane: the CSRF token every form carries, and
+/// the key that turns the admin token into a session cookie. Both change on
+/// restart (forms and sessions from before then stop working).
+struct PaneKeys {
+    csrf: String,
+    session_key: [u8; 32],
+}
+
+impl PaneKeys {
+    fn new() -> Self {
+        let mut seed = [0u8; 64];
+        if let Err(e) = getrandom::fill(&mut seed) {
+            // Without OS randomness the keys would be guessable: refuse
+            // every form and session rather than accept forged ones.
+            tracing::error!(error = %e, "no OS randomness: the admin pane's forms and login are disabled");
+            return Self {
+                csrf: String::new(),
+                session_key: [0; 32],
+            };
+        }
+        let mut session_key = [0u8; 32];
+        session_key.copy_from_slice(&seed[32..]);
+        Self {
+            csrf: hex::encode(&seed[..32]),
+            session_key,
+        }
+    }
+
+    /// The cookie value for an admin token: an HMAC, so the cookie never
+    /// holds the token itself and dies with the process or the token.
+    fn session(&self, token: &str) -> String {
+        use hmac::{Hmac, KeyInit, Mac};
+        let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(&self.session_key) else {
+            return String::new();
+        };
+        mac.update(token.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+const SESSION_COOKIE: &str = "relay_admin";
+
+/// The value of cookie `name`, if sent.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// With `[server] admin_token` set, every admin route but health and login
+/// needs `Authorization: Bearer <token>` or the session cookie set by
+/// `POST /login` (both compared in constant time). Browsers asking for
+/// HTML get the login form with the 401.
 async fn require_token(
     State(app): State<Arc<App>>,
+    axum::Extension(keys): axum::Extension<Arc<PaneKeys>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let expected = app.pipeline.load().config.server.admin_token.clone();
     if let Some(token) = expected {
-        let given = req
-            .headers()
+        let headers = req.headers();
+        let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+        let by_bearer = constant_time_eq(bearer.as_bytes(), token.expose().as_bytes());
+        let session = keys.session(token.expose());
+        let by_cookie = !keys.csrf.is_empty()
+            && cookie(headers, SESSION_COOKIE)
+                .is_some_and(|c| constant_time_eq(c.as_bytes(), session.as_bytes()));
+        if !by_bearer && !by_cookie {
+            let wants_html = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("text/html"));
+            if wants_html {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    pane_headers(),
+                    Html(render_login(&keys.csrf, false)),
+                )
+                    .into_response();
+            }
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -156,7 +246,121 @@ async fn require_token(
     next.run(req).await
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Headers of every pane page: the only script allowed is the filter's,
+/// forms post only here, and no other site may frame the pane.
+fn pane_headers() -> [(header::HeaderName, String); 3] {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let script = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(FILTER_SCRIPT));
+    [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            format!(
+                "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{script}'; \
+                 form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+            ),
+        ),
+        (header::X_FRAME_OPTIONS, "DENY".into()),
+        (header::REFERRER_POLICY, "same-origin".into()),
+    ]
+}
+
+/// A form post is ours when it carries this process's CSRF token and, when
+/// the browser says where it comes from (`Sec-Fetch-Site`, `Origin`), that
+/// is this same origin.
+fn check_form(headers: &HeaderMap, keys: &PaneKeys, form: &Form) -> Result<(), &'static str> {
+    let given = form.get("csrf").map(String::as_str).unwrap_or("");
+    if keys.csrf.is_empty() || !constant_time_eq(given.as_bytes(), keys.csrf.as_bytes()) {
+        return Err("the form is stale or forged (CSRF token mismatch): reload the page");
+    }
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if let Some(site) = site
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err("cross-site form posts are refused");
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let same = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|o| !host.is_empty() && o == host);
+        if !same {
+            return Err("cross-origin form posts are refused");
+        }
+    }
+    Ok(())
+}
+
+type Form = std::collections::HashMap<String, String>;
+
+fn parse_form(body: &[u8]) -> Form {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn forbidden(why: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{why}\n"),
+    )
+        .into_response()
+}
+
+async fn login_page(axum::Extension(keys): axum::Extension<Arc<PaneKeys>>) -> Response {
+    (pane_headers(), Html(render_login(&keys.csrf, false))).into_response()
+}
+
+async fn login(
+    State(app): State<Arc<App>>,
+    axum::Extension(keys): axum::Extension<Arc<PaneKeys>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    if let Err(why) = check_form(&headers, &keys, &form) {
+        return forbidden(why);
+    }
+    let Some(token) = app.pipeline.load().config.server.admin_token.clone() else {
+        return Redirect::to("/").into_response();
+    };
+    let given = form.get("token").map(String::as_str).unwrap_or("");
+    if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+        tracing::warn!("admin pane login with a wrong token");
+        return (
+            StatusCode::UNAUTHORIZED,
+            pane_headers(),
+            Html(render_login(&keys.csrf, true)),
+        )
+            .into_response();
+    }
+    // HttpOnly: no script reads it; SameSite=Strict: no other site's page
+    // sends it. No `Secure`: the admin listener is usually plain HTTP on
+    // loopback (put TLS in front and it still works).
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+        keys.session(token.expose())
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+}
+
+async fn logout(
+    axum::Extension(keys): axum::Extension<Arc<PaneKeys>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(why) = check_form(&headers, &keys, &parse_form(&body)) {
+        return forbidden(why);
+    }
+    let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    ([(header::SET_COOKIE, clear)], Redirect::to("/login")).into_response()
+}
+
+/// Equal bytes, in time independent of where they differ (tokens, CSRF).
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     // Hash first so the comparison time does not depend on lengths either.
     let (ha, hb) = (Sha256::digest(a), Sha256::digest(b));
@@ -166,8 +370,130 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         == 0
 }
 
-async fn status_page(State(app): State<Arc<App>>) -> Html<String> {
-    Html(render_html(&app.status().await))
+#[derive(serde::Deserialize, Default)]
+struct PageQuery {
+    #[serde(default)]
+    q: String,
+    sent: Option<String>,
+}
+
+async fn status_page(
+    State(app): State<Arc<App>>,
+    axum::Extension(keys): axum::Extension<Arc<PaneKeys>>,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    let report = app.status().await;
+    let login = app.pipeline.load().config.server.admin_token.is_some();
+    let pane = Pane {
+        csrf: &keys.csrf,
+        query: &query.q,
+        sent: query.sent.as_deref(),
+        login,
+    };
+    (pane_headers(), Html(render_html(&report, &pane))).into_response()
+}
+
+/// The pane's "send test message" button: a CSRF-checked form post, then
+/// back to the pane (303, so reloading does not send again).
+async fn test_from_pane(
+    State(app): State<Arc<App>>,
+    axum::Extension(keys): axum::Extension<Arc<PaneKeys>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(why) = check_form(&headers, &keys, &parse_form(&body)) {
+        return forbidden(why);
+    }
+    match app.send_test(&name, "admin pane").await {
+        Ok(Some(_)) => {
+            // The row's id (`chat_row_id`) before HTML escaping.
+            let row: String = name
+                .chars()
+                .map(|c| if c.is_whitespace() { '-' } else { c })
+                .collect();
+            Redirect::to(&format!(
+                "/?sent={}#chat-{}",
+                path_segment(&name),
+                path_segment(&row)
+            ))
+        }
+        .into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, format!("no chat named `{name}`\n")).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
+}
+
+/// How many dead letters a page or answer shows at most.
+const DEAD_LETTER_LIMIT: usize = 200;
+
+async fn dead_letter_views(app: &App, name: &str) -> Result<Vec<DeadLetterView>, Response> {
+    match app.dead_letters(name, DEAD_LETTER_LIMIT).await {
+        Ok(Some(letters)) => Ok(letters.into_iter().map(dead_letter_view).collect()),
+        Ok(None) => {
+            Err((StatusCode::NOT_FOUND, format!("no chat named `{name}`\n")).into_response())
+        }
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()),
+    }
+}
+
+fn dead_letter_view(d: DeadLetter) -> DeadLetterView {
+    let rfc3339 = |ms: u64| {
+        jiff::Timestamp::from_millisecond(ms as i64)
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    };
+    let link = |event: &crate::ingest::Event| {
+        event
+            .post
+            .as_ref()
+            .map(|p| p.url.clone())
+            .or_else(|| Some(event.topic.url.clone()))
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+    };
+    let (what, url) = match &d.delivery.payload {
+        Payload::Edit { event, strike } => (
+            format!(
+                "{} ({} of the sent message)",
+                event.topic.title,
+                if *strike { "strike-through" } else { "edit" }
+            ),
+            link(event),
+        ),
+        Payload::Delete { event } => (
+            format!("{} (deletion of the sent message)", event.topic.title),
+            link(event),
+        ),
+        Payload::Event { event, filter } => (
+            format!("{} ({})", event.topic.title, filter.as_str()),
+            link(event),
+        ),
+        Payload::Test { requested_by } => {
+            (format!("test message requested by {requested_by}"), None)
+        }
+    };
+    DeadLetterView {
+        failed_at: rfc3339(d.failed_at_ms),
+        reason: d.reason,
+        attempts: d.delivery.attempts,
+        queued_at: rfc3339(d.delivery.created_at_ms),
+        what,
+        url,
+    }
+}
+
+async fn dead_letters_page(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    match dead_letter_views(&app, &name).await {
+        Ok(v) => (pane_headers(), Html(render_dead_letters(&name, &v))).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn dead_letters_json(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    match dead_letter_views(&app, &name).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(r) => r,
+    }
 }
 
 async fn status_json(State(app): State<Arc<App>>) -> Response {

@@ -1,15 +1,72 @@
-//! The read-only status page: its data ([`StatusReport`], also served as
-//! JSON) and its server-rendered HTML ([`render_html`]).
+//! The admin pane: its data ([`StatusReport`], also served as JSON) and its
+//! server-rendered HTML ([`render_html`], [`render_dead_letters`],
+//! [`render_login`]).
 //!
-//! The page is one self-contained HTML5 document: inline CSS, no script, a
-//! viewport meta tag, and tables that stack into labelled cards on narrow
-//! screens. Every dynamic string passes through [`escape_html`]. Each chat
-//! row carries `id="chat-<name>"`, `data-chat="<name>"` and the class
-//! `chat ok` or `chat error` (see [`ChatStatus::is_failing`]).
+//! Each page is one self-contained HTML5 document: inline CSS, a viewport
+//! meta tag, tables that stack into labelled cards on narrow screens, and
+//! forms that work without JavaScript. The one script ([`FILTER_SCRIPT`])
+//! only filters chat rows as you type; without it the filter box submits
+//! `?q=` and the server hides the rows. Every dynamic string passes through
+//! [`escape_html`]; chat names in URLs through [`path_segment`]. Each chat
+//! row carries `id="chat-<name>"`, `data-chat="<name>"`, `data-search` and
+//! the class `chat ok` or `chat error` (see [`ChatStatus::is_failing`]).
+//! Rendering only: authentication and CSRF checks live in the server.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
+
+/// The filter box's script: hides chat rows not containing the typed text.
+/// Its SHA-256 goes into the pages' Content-Security-Policy.
+pub const FILTER_SCRIPT: &str = "(function(){var q=document.getElementById('q');if(!q)return;\
+var rows=document.querySelectorAll('tr.chat'),shown=document.getElementById('shown');\
+function apply(){var v=q.value.trim().toLowerCase(),n=0;\
+rows.forEach(function(r){var ok=!v||r.getAttribute('data-search').indexOf(v)>=0;r.hidden=!ok;if(ok)n++;});\
+if(shown)shown.textContent=String(n);}\
+q.addEventListener('input',apply);apply();})();";
+
+/// What the pane needs beyond the report: the form token and the request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pane<'a> {
+    /// The CSRF token every form carries.
+    pub csrf: &'a str,
+    /// The filter (`?q=`), as typed.
+    pub query: &'a str,
+    /// A chat a test message was just queued for (`?sent=`).
+    pub sent: Option<&'a str>,
+    /// Whether the admin listener asks for a token (shows "Log out").
+    pub login: bool,
+}
+
+/// One dead letter, as the pane shows it.
+#[derive(Serialize, Clone, Debug)]
+pub struct DeadLetterView {
+    /// When it was given up on, RFC 3339.
+    pub failed_at: String,
+    /// The platform's (or the relay's) reason.
+    pub reason: String,
+    pub attempts: u32,
+    /// When it was queued, RFC 3339.
+    pub queued_at: String,
+    /// What it was: a topic title, or "test message requested by …".
+    pub what: String,
+    /// The forum post it was about.
+    pub url: Option<String>,
+}
+
+/// A chat name (or any text) as one URL path segment: everything but
+/// unreserved characters percent-encoded.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
 
 /// How many reloads [`ConfigStatus::history`] keeps.
 pub const HISTORY_LIMIT: usize = 20;
@@ -175,6 +232,15 @@ ul.rules li { white-space: pre-wrap; }
 tr.chat.ok > th { border-left: 4px solid var(--ok); }
 tr.chat.error { background: var(--bad-bg); }
 tr.chat.error > th { border-left: 4px solid var(--err); }
+[hidden] { display: none !important; }
+a { color: inherit; }
+form.inline { display: inline; margin: 0; }
+button { font: inherit; padding: .3rem .7rem; border: 1px solid var(--line); border-radius: 6px; background: transparent; cursor: pointer; }
+button:hover { border-color: var(--muted); }
+form.filter { display: flex; gap: .5rem; align-items: center; flex-wrap: wrap; margin: .5rem 0 1rem; }
+form.filter input { font: inherit; padding: .35rem .5rem; border: 1px solid var(--line); border-radius: 6px; min-width: 14rem; flex: 1 1 14rem; max-width: 28rem; }
+p.notice { border-left: 3px solid var(--ok); padding: .4rem .75rem; }
+nav.top { display: flex; gap: 1rem; align-items: baseline; justify-content: space-between; flex-wrap: wrap; }
 @media (max-width: 48rem) {
   table, thead, tbody, tr, th, td { display: block; }
   thead { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
@@ -187,29 +253,126 @@ tr.chat.error > th { border-left: 4px solid var(--err); }
 }
 "#;
 
-/// The complete status page.
-pub fn render_html(report: &StatusReport) -> String {
-    let mut out = String::with_capacity(8 * 1024 + report.chats.len() * 1024);
-    out.push_str(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>discourse-relay status</title>\n<style>",
-    );
-    out.push_str(STYLE);
-    out.push_str("</style>\n</head>\n<body>\n");
-
+/// The start of every page, through `<body>`.
+fn head(out: &mut String, title: &str) {
     let _ = write!(
         out,
-        "<header>\n<h1>discourse-relay status</h1>\n\
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        escape_html(title)
+    );
+}
+
+/// The admin pane: configuration, reloads, and every chat with its rules,
+/// health and a "send test message" button.
+pub fn render_html(report: &StatusReport, pane: &Pane<'_>) -> String {
+    let mut out = String::with_capacity(8 * 1024 + report.chats.len() * 1024);
+    head(&mut out, "discourse-relay status");
+    let _ = write!(
+        out,
+        "<header>\n<nav class=\"top\"><h1>discourse-relay status</h1>{}</nav>\n\
          <p class=\"muted\">version {} · started {}</p>\n</header>\n<main>\n",
+        if pane.login {
+            format!(
+                "<form class=\"inline\" method=\"post\" action=\"/logout\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Log out</button></form>",
+                escape_html(pane.csrf)
+            )
+        } else {
+            String::new()
+        },
         escape_html(&report.version),
         time(&report.started_at),
     );
+    if let Some(chat) = pane.sent {
+        let _ = writeln!(
+            out,
+            "<p class=\"notice\" role=\"status\">Test message queued for chat <strong>{}</strong>.</p>",
+            escape_html(chat)
+        );
+    }
 
+    render_chats(&mut out, &report.chats, pane);
     render_config(&mut out, &report.config);
-    render_chats(&mut out, &report.chats);
 
+    let _ = write!(
+        out,
+        "</main>\n<script>{FILTER_SCRIPT}</script>\n</body>\n</html>\n"
+    );
+    out
+}
+
+/// A chat's dead letters: what failed, when, and the platform's reason.
+pub fn render_dead_letters(chat: &str, letters: &[DeadLetterView]) -> String {
+    let mut out = String::with_capacity(4096 + letters.len() * 512);
+    head(
+        &mut out,
+        &format!("Dead letters of {chat} · discourse-relay"),
+    );
+    let _ = write!(
+        out,
+        "<header>\n<p><a href=\"/#{}\">← all chats</a></p>\n\
+         <h1>Dead letters of {}</h1>\n<p class=\"muted\">Messages the relay gave up on \
+         (a permanent error, or older than <code>max_age</code>), newest first.</p>\n</header>\n<main>\n",
+        chat_row_id(chat),
+        escape_html(chat),
+    );
+    if letters.is_empty() {
+        out.push_str("<p class=\"muted\">None.</p>\n");
+    } else {
+        out.push_str(
+            "<table class=\"dead-letters\">\n<thead><tr><th scope=\"col\">Failed at</th>\
+             <th scope=\"col\">Message</th><th scope=\"col\">Reason</th>\
+             <th scope=\"col\">Attempts</th><th scope=\"col\">Queued at</th></tr></thead>\n<tbody>\n",
+        );
+        for d in letters {
+            let what = match &d.url {
+                Some(url) => format!(
+                    "<a href=\"{}\">{}</a>",
+                    escape_html(url),
+                    escape_html(&d.what)
+                ),
+                None => escape_html(&d.what),
+            };
+            let _ = writeln!(
+                out,
+                "<tr class=\"dead-letter\"><td data-label=\"Failed at\">{}</td>\
+                 <td data-label=\"Message\">{what}</td>\
+                 <td data-label=\"Reason\"><pre class=\"reason\">{}</pre></td>\
+                 <td data-label=\"Attempts\" class=\"num\">{}</td>\
+                 <td data-label=\"Queued at\">{}</td></tr>",
+                time(&d.failed_at),
+                escape_html(&d.reason),
+                d.attempts,
+                time(&d.queued_at),
+            );
+        }
+        out.push_str("</tbody>\n</table>\n");
+    }
     out.push_str("</main>\n</body>\n</html>\n");
+    out
+}
+
+/// The login form shown instead of a page when the admin token is required.
+pub fn render_login(csrf: &str, failed: bool) -> String {
+    let mut out = String::with_capacity(4096);
+    head(&mut out, "Log in · discourse-relay");
+    let _ = write!(
+        out,
+        "<main>\n<h1>discourse-relay admin</h1>\n{}\
+         <form method=\"post\" action=\"/login\">\n\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\n\
+         <p><label for=\"token\">Admin token (<code>[server] admin_token</code>)</label><br>\
+         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required></p>\n\
+         <p><button type=\"submit\">Log in</button></p>\n</form>\n</main>\n</body>\n</html>\n",
+        if failed {
+            "<p class=\"error\" role=\"alert\"><span class=\"error\">That token is not the admin token.</span></p>\n"
+        } else {
+            ""
+        },
+        escape_html(csrf),
+    );
     out
 }
 
@@ -321,18 +484,41 @@ fn render_errors(out: &mut String, errors: &[String]) {
     out.push_str("</pre>\n");
 }
 
-fn render_chats(out: &mut String, chats: &[ChatStatus]) {
+/// The text the filter matches for a chat, lower-case.
+fn search_text(chat: &ChatStatus) -> String {
+    let mut s = format!(
+        "{} {} {} {}",
+        chat.name, chat.provider, chat.kind, chat.target
+    );
+    for r in &chat.rules {
+        s.push(' ');
+        s.push_str(r);
+    }
+    s.to_lowercase()
+}
+
+fn render_chats(out: &mut String, chats: &[ChatStatus], pane: &Pane<'_>) {
     let failing = chats.iter().filter(|c| c.is_failing()).count();
+    let query = pane.query.trim().to_lowercase();
+    let shown = chats
+        .iter()
+        .filter(|c| search_text(c).contains(&query))
+        .count();
     let _ = write!(
         out,
         "<section id=\"chats\" aria-labelledby=\"chats-title\">\n\
-         <h2 id=\"chats-title\">Chats ({}{})</h2>\n",
+         <h2 id=\"chats-title\">Chats (<span id=\"shown\">{shown}</span> of {}{})</h2>\n\
+         <form class=\"filter\" method=\"get\" action=\"/\" role=\"search\">\
+         <label for=\"q\">Filter</label>\
+         <input id=\"q\" name=\"q\" type=\"search\" value=\"{}\" placeholder=\"chat, platform, channel or rule\" autocomplete=\"off\">\
+         <button type=\"submit\">Filter</button></form>\n",
         chats.len(),
         if failing > 0 {
             format!(", <span class=\"error\">{failing} failing</span>")
         } else {
             String::new()
         },
+        escape_html(pane.query),
     );
     if chats.is_empty() {
         out.push_str("<p class=\"muted\">No chats configured.</p>\n</section>\n");
@@ -340,11 +526,11 @@ fn render_chats(out: &mut String, chats: &[ChatStatus]) {
     }
     out.push_str(
         "<table class=\"chats\">\n<thead><tr><th scope=\"col\">Chat</th>\
-         <th scope=\"col\">Provider</th><th scope=\"col\">Target</th>\
-         <th scope=\"col\">Rules</th><th scope=\"col\">Delivered</th>\
+         <th scope=\"col\">Chat system</th><th scope=\"col\">Chat id</th>\
+         <th scope=\"col\">Subscriptions</th><th scope=\"col\">Delivered</th>\
          <th scope=\"col\">Failed</th><th scope=\"col\">Queue</th>\
          <th scope=\"col\">Dead letters</th><th scope=\"col\">Last success</th>\
-         <th scope=\"col\">Last error</th></tr></thead>\n<tbody>\n",
+         <th scope=\"col\">Last error</th><th scope=\"col\">Test</th></tr></thead>\n<tbody>\n",
     );
     for chat in chats {
         let class = if chat.is_failing() {
@@ -353,14 +539,21 @@ fn render_chats(out: &mut String, chats: &[ChatStatus]) {
             "chat ok"
         };
         let name = escape_html(&chat.name);
+        let search = search_text(chat);
         let _ = write!(
             out,
-            "<tr id=\"{}\" class=\"{class}\" data-chat=\"{name}\">\
+            "<tr id=\"{}\" class=\"{class}\" data-chat=\"{name}\" data-search=\"{}\"{}>\
              <th scope=\"row\">{name}</th>\
-             <td data-label=\"Provider\">{} <span class=\"muted\">({})</span></td>\
-             <td data-label=\"Target\"><code>{}</code></td>\
-             <td data-label=\"Rules\"><ul class=\"rules mono\">",
+             <td data-label=\"Chat system\">{} <span class=\"muted\">({})</span></td>\
+             <td data-label=\"Chat id\"><code>{}</code></td>\
+             <td data-label=\"Subscriptions\"><ul class=\"rules mono\">",
             chat_row_id(&chat.name),
+            escape_html(&search),
+            if search.contains(&query) {
+                ""
+            } else {
+                " hidden"
+            },
             escape_html(&chat.provider),
             escape_html(&chat.kind),
             escape_html(&chat.target),
@@ -374,13 +567,15 @@ fn render_chats(out: &mut String, chats: &[ChatStatus]) {
              <td data-label=\"Delivered\" class=\"num\">{}</td>\
              <td data-label=\"Failed\" class=\"num\">{}</td>\
              <td data-label=\"Queue\" class=\"num\">{}</td>\
-             <td data-label=\"Dead letters\" class=\"num{}\">{}</td>\
+             <td data-label=\"Dead letters\" class=\"num{}\">\
+             <a href=\"/chats/{}/dead-letters\" title=\"see the failed messages\">{}</a></td>\
              <td data-label=\"Last success\">{}</td>\
              <td data-label=\"Last error\">",
             chat.delivered,
             chat.failed,
             chat.queue_depth,
             if chat.dead_letters > 0 { " error" } else { "" },
+            path_segment(&chat.name),
             chat.dead_letters,
             match &chat.last_success_at {
                 Some(at) => time(at),
@@ -398,7 +593,14 @@ fn render_chats(out: &mut String, chats: &[ChatStatus]) {
             }
             None => out.push_str("<span class=\"muted\">–</span>"),
         }
-        out.push_str("</td></tr>\n");
+        let _ = writeln!(
+            out,
+            "</td><td data-label=\"Test\"><form class=\"inline\" method=\"post\" action=\"/chats/{}/test\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <button type=\"submit\" class=\"send-test\">Send test message</button></form></td></tr>",
+            path_segment(&chat.name),
+            escape_html(pane.csrf),
+        );
     }
     out.push_str("</tbody>\n</table>\n</section>\n");
 }
@@ -513,8 +715,10 @@ mod tests {
 
     #[test]
     fn hostile_strings_are_escaped() {
-        let html = render_html(&report());
-        assert!(!html.contains("<script>"), "{html}");
+        let html = render_html(&report(), &Pane::default());
+        // The one <script> is the filter's own.
+        assert_eq!(html.matches("<script>").count(), 1, "{html}");
+        assert!(!html.contains("<script>alert"), "{html}");
         assert!(!html.contains("<b>"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("HTTP 400: &lt;b&gt;bad&lt;/b&gt; &amp; &quot;worse&quot;"));
@@ -527,11 +731,13 @@ mod tests {
 
     #[test]
     fn page_shape() {
-        let html = render_html(&report());
+        let html = render_html(&report(), &Pane::default());
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(html.contains("<title>discourse-relay status</title>"));
         assert!(html.contains("<meta name=\"viewport\""));
-        assert!(!html.contains("<script"));
+        // One script: the filter's.
+        assert_eq!(html.matches("<script").count(), 1);
+        assert!(html.contains(&format!("<script>{FILTER_SCRIPT}</script>")));
         assert!(html.trim_end().ends_with("</html>"));
         assert!(html.contains("<code>/etc/relay/subscriptions.toml</code>"));
         assert!(html.contains(&format!("<code title=\"{HASH}\">9f86d081884c</code>")));
@@ -540,21 +746,24 @@ mod tests {
     #[test]
     fn every_chat_and_rule_appears() {
         let report = report();
-        let html = render_html(&report);
+        let html = render_html(&report, &Pane::default());
         for chat in &report.chats {
             assert!(html.contains(&escape_html(&chat.name)));
             for rule in &chat.rules {
                 assert!(html.contains(&format!("<li>{}</li>", escape_html(rule))));
             }
         }
-        assert!(html.contains("<tr id=\"chat-general\" class=\"chat ok\" data-chat=\"general\">"));
+        assert!(html.contains(
+            "<tr id=\"chat-general\" class=\"chat ok\" data-chat=\"general\" \
+             data-search=\"general team-slack slack #general watch c/support/** t/bug mute c/staff\">"
+        ));
         assert!(html.contains("<li>watch c/support/** t/bug</li>"));
         assert!(html.contains("team-slack <span class=\"muted\">(slack)</span>"));
     }
 
     #[test]
     fn failed_reload_errors_appear() {
-        let html = render_html(&report());
+        let html = render_html(&report(), &Pane::default());
         assert!(html.contains(
             "subscriptions.toml:12:5: error: unknown key `chanel`, did you mean `channel`?"
         ));
@@ -604,6 +813,55 @@ mod tests {
             config.last_reload.as_ref().map(|r| r.at.as_str()),
             Some("2025-06-02T00:00:29Z")
         );
+    }
+
+    #[test]
+    fn filter_hides_rows_without_script_and_forms_carry_the_csrf_token() {
+        let pane = Pane {
+            csrf: "tok\"en",
+            query: "SUPPORT",
+            sent: Some("general"),
+            login: true,
+        };
+        let html = render_html(&report(), &pane);
+        assert!(html.contains("value=\"SUPPORT\""));
+        assert!(html.contains("(<span id=\"shown\">1</span> of 2"));
+        // The hook chat has no "support": hidden, still in the page for the script.
+        assert_eq!(html.matches(" hidden>").count(), 1);
+        assert!(html.contains("data-chat=\"&lt;script&gt;alert(1)&lt;/script&gt;\" data-search=\"&lt;script&gt;alert(1)&lt;/script&gt; hook webhook https://hooks.example.org/… follow all\" hidden>"));
+        // One test form per chat, plus log out, each with the escaped token.
+        assert_eq!(
+            html.matches("name=\"csrf\" value=\"tok&quot;en\"").count(),
+            3
+        );
+        assert!(html.contains("action=\"/chats/general/test\""));
+        assert!(html.contains("action=\"/chats/%3Cscript%3Ealert%281%29%3C%2Fscript%3E/test\""));
+        assert!(html.contains("href=\"/chats/general/dead-letters\""));
+        assert!(html.contains("Test message queued for chat <strong>general</strong>."));
+    }
+
+    #[test]
+    fn dead_letters_and_login_pages() {
+        let html = render_dead_letters(
+            "a&b",
+            &[DeadLetterView {
+                failed_at: "2025-06-01T12:00:00Z".into(),
+                reason: "slack: channel_not_found <x>".into(),
+                attempts: 1,
+                queued_at: "2025-06-01T11:59:00Z".into(),
+                what: "Title <i>".into(),
+                url: Some("https://forum.example.org/t/x/1/2".into()),
+            }],
+        );
+        assert!(html.contains("<h1>Dead letters of a&amp;b</h1>"));
+        assert!(html.contains("slack: channel_not_found &lt;x&gt;"));
+        assert!(html.contains("<a href=\"https://forum.example.org/t/x/1/2\">Title &lt;i&gt;</a>"));
+        assert!(render_dead_letters("x", &[]).contains("None."));
+        let login = render_login("abc", true);
+        assert!(login.contains("name=\"csrf\" value=\"abc\""));
+        assert!(login.contains("type=\"password\""));
+        assert!(login.contains("not the admin token"));
+        assert_eq!(path_segment("a b/ü"), "a%20b%2F%C3%BC");
     }
 
     #[test]

@@ -305,6 +305,11 @@ impl Destination for DiscordChat {
             (o, _) => o,
         }
     }
+
+    fn chat_ids(&self) -> Vec<String> {
+        // A webhook URL does not name its channel; a thread is a channel.
+        self.thread_id.iter().cloned().collect()
+    }
 }
 
 /// The token segment of a webhook URL (`…/webhooks/ID/TOKEN`), when long

@@ -303,6 +303,16 @@ impl Destination for MattermostChat {
             sent => sent,
         }
     }
+
+    fn chat_ids(&self) -> Vec<String> {
+        match &self.mode {
+            Mode::Api { channel_id, .. } => vec![channel_id.clone()],
+            Mode::Webhook {
+                channel: Some(c), ..
+            } => vec![c.clone()],
+            Mode::Webhook { channel: None, .. } => vec![],
+        }
+    }
 }
 
 impl MattermostChat {

@@ -204,6 +204,13 @@ pub trait Destination: Send + Sync + fmt::Debug {
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         http::classify_status(resp)
     }
+
+    /// The platform's own ids of this chat (channel id or name, chat id),
+    /// which chat commands from the platform are matched against. Empty
+    /// when the target names none (an incoming webhook URL).
+    fn chat_ids(&self) -> Vec<String> {
+        vec![]
+    }
 }
 
 /// A configured provider instance (`[providers.NAME]`), ready to bind chats.

@@ -279,6 +279,14 @@ impl Destination for SlackChat {
             }
         }
     }
+
+    fn chat_ids(&self) -> Vec<String> {
+        match &self.mode {
+            // As configured: a channel id (`C0123…`) or a name without `#`.
+            Mode::Api { channel, .. } => vec![channel.clone()],
+            Mode::Webhook { .. } => vec![],
+        }
+    }
 }
 
 /// A message as the relay remembers it: `CHANNEL_ID/ts` (the channel ID

@@ -293,6 +293,14 @@ impl Destination for TelegramChat {
         }
         classify_error(resp, &body)
     }
+
+    fn chat_ids(&self) -> Vec<String> {
+        match &self.chat_id {
+            ChatId::Id(n) => vec![n.to_string()],
+            // `@name`: the update names the chat by `username` without `@`.
+            ChatId::Username(u) => vec![u.clone()],
+        }
+    }
 }
 
 /// An `ok:false` answer (or `ok:true` with a failing status, treated alike).

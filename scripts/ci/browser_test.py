@@ -1,0 +1,304 @@
+"""The admin pane in a real browser (see scripts/ci/browser-test).
+
+Starts a chat sink (records every request), the relay binary with a config
+pointing at it, and headless Chromium driven over the DevTools protocol.
+Usage: browser_test.py RELAY_BINARY PNG PHONE_PNG
+"""
+
+import base64
+import http.server
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+from websockets.sync.client import connect
+
+TOKEN = "browser-test-admin-token"
+HITS = []
+
+
+class Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        # Without it keep-alive clients stall ~40 ms per request (Nagle).
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        HITS.append({"path": self.path, "body": self.rfile.read(n).decode(errors="replace")})
+        body = b'{"ok":true,"ts":"1700000000.000100"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def config(sink, broken=False):
+    return f"""[discourse]
+url = "https://forum.example.org"
+delay = "0s"
+
+[server]
+admin_token = "${{RELAY_ADMIN_TOKEN}}"
+
+[providers.team]
+kind = "slack"
+token = "${{SLACK_TOKEN}}"
+api_url = "{sink}/slack"
+
+[[chat]]
+name = "support"
+provider = "webhook"
+url = "{sink}/support"
+subscribe = ["c/support/**", "t/bug"]
+
+[[chat]]
+name = "announcements"
+provider = "team"
+channel = "C0ANNOUNCE"
+
+[[chat.rule]]
+filter = "follow"
+category = "announcements"
+
+[[chat]]
+name = "staff-room"
+provider = "webhook"
+url = "{sink}/staff"
+subscribe = ["all"]
+
+[[chat.rule]]
+filter = "{'wach' if broken else 'mute'}"
+category = "lounge"
+"""
+
+
+class Browser:
+    """One page of headless Chromium, over the DevTools protocol."""
+
+    def __init__(self, profile):
+        self.proc = subprocess.Popen(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+             "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--no-first-run", "--disable-quic",
+             f"--user-data-dir={profile}", "--remote-debugging-port=0",
+             "--window-size=1280,900", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        port = None
+        end = time.time() + 30
+        while time.time() < end and port is None:
+            line = self.proc.stderr.readline()
+            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+            if m:
+                port = m.group(1)
+        if port is None:
+            raise RuntimeError("chromium did not start")
+        threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as r:
+            pages = [t for t in json.load(r) if t["type"] == "page"]
+        self.conn = connect(pages[0]["webSocketDebuggerUrl"], max_size=64 << 20)
+        self.ws = self.conn.__enter__()
+        self.next_id = 0
+        self.call("Page.enable")
+        self.call("Runtime.enable")
+
+    def call(self, method, **params):
+        self.next_id += 1
+        me = self.next_id
+        self.ws.send(json.dumps({"id": me, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=30))
+            if msg.get("id") == me:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+
+    def eval(self, js):
+        r = self.call("Runtime.evaluate", expression=js, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in r:
+            raise RuntimeError(f"{js}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    def wait(self, js, what, timeout=15):
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                if self.eval(js):
+                    return
+            except RuntimeError:
+                pass  # navigating: the context is gone for a moment
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def goto(self, url):
+        self.call("Page.navigate", url=url)
+        self.wait("document.readyState === 'complete'", f"{url} to load")
+
+    def screenshot(self, path, width, height, mobile=False):
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                  deviceScaleFactor=1, mobile=mobile)
+        h = self.eval("Math.ceil(document.documentElement.scrollHeight)")
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=min(h, 4000),
+                  deviceScaleFactor=1, mobile=mobile)
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(data))
+        print(f"browser-test: saved {path} ({os.path.getsize(path)} bytes)")
+
+    def close(self):
+        try:
+            self.conn.__exit__(None, None, None)
+        finally:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print(f"browser-test: ok: {what}")
+
+
+def main():
+    relay_bin, png, phone_png = sys.argv[1:4]
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    sink_url = f"http://127.0.0.1:{sink.server_address[1]}"
+
+    work = tempfile.mkdtemp(prefix="relay-browser-")
+    cfg = os.path.join(work, "relay.toml")
+    with open(cfg, "w") as f:
+        f.write(config(sink_url))
+    env = dict(os.environ, RELAY_ADMIN_TOKEN=TOKEN, SLACK_TOKEN="xoxb-browser-test", RUST_LOG="info")
+    relay = subprocess.Popen(
+        [relay_bin, "--log-format", "json", "serve", "--config", cfg,
+         "--data-dir", os.path.join(work, "data"),
+         "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = []
+    admin = None
+    end = time.time() + 30
+    while admin is None and time.time() < end:
+        line = relay.stderr.readline()
+        if not line:
+            break
+        log.append(line)
+        try:
+            v = json.loads(line)
+        except ValueError:
+            continue
+        if v.get("fields", {}).get("message") == "listening":
+            admin = v["fields"]["admin"]
+    threading.Thread(target=lambda: [log.append(l) for l in relay.stderr], daemon=True).start()
+    browser = None
+    try:
+        if admin is None:
+            raise RuntimeError("relay did not start:\n" + "".join(log))
+        base = f"http://{admin}"
+
+        # A rejected reload, so the pane shows an error at file:line:col.
+        with open(cfg, "w") as f:
+            f.write(config(sink_url, broken=True))
+        req = urllib.request.Request(f"{base}/-/reload", method="POST",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+        try:
+            urllib.request.urlopen(req)
+            raise AssertionError("the broken config was accepted")
+        except urllib.error.HTTPError as e:
+            check(e.code == 400, "a broken config is rejected by POST /-/reload")
+        with open(cfg, "w") as f:
+            f.write(config(sink_url))
+
+        profile = tempfile.mkdtemp(prefix="relay-chromium-")
+        browser = Browser(profile)
+        b = browser
+
+        b.goto(base + "/")
+        check(b.eval("!!document.querySelector('input[type=password]')"),
+              "without the token, the pane asks to log in")
+        b.eval(f"document.getElementById('token').value = {json.dumps(TOKEN)}")
+        b.eval("document.querySelector('form button[type=submit]').click()")
+        b.wait("!!document.querySelector('table.chats')", "the pane after logging in")
+
+        chats = b.eval("[...document.querySelectorAll('tr.chat')].map(r => r.dataset.chat)")
+        check(chats == ["support", "announcements", "staff-room"], f"chats shown: {chats}")
+        rules = b.eval("Object.fromEntries([...document.querySelectorAll('tr.chat')].map(r => "
+                       "[r.dataset.chat, [...r.querySelectorAll('ul.rules li')].map(li => li.textContent)]))")
+        check(rules == {"support": ["watch c/support/**", "watch t/bug"],
+                        "announcements": ["follow c/announcements"],
+                        "staff-room": ["watch all", "mute c/lounge"]}, f"rules shown: {rules}")
+        system = b.eval("document.querySelector('tr[data-chat=announcements] td[data-label=\"Chat system\"]').textContent")
+        check(system == "team (slack)", f"chat system shown: {system}")
+        errors = b.eval("[...document.querySelectorAll('pre.errors')].map(p => p.textContent).join('\\n')")
+        check(re.search(r"relay\.toml:\d+:\d+: error", errors or "") is not None,
+              f"reload history shows file:line:col errors: {errors[:120]!r}")
+
+        # Type into the filter like a user: real key input events.
+        b.call("Runtime.evaluate", expression="document.getElementById('q').focus()")
+        b.call("Input.insertText", text="slack")
+        visible = b.eval("[...document.querySelectorAll('tr.chat')].filter(r => !r.hidden).map(r => r.dataset.chat)")
+        check(visible == ["announcements"], f"filter 'slack' shows only {visible}")
+        check(b.eval("document.getElementById('shown').textContent") == "1", "the count follows the filter")
+        b.eval("const q = document.getElementById('q'); q.value = ''; q.dispatchEvent(new Event('input'))")
+        visible = b.eval("[...document.querySelectorAll('tr.chat')].filter(r => !r.hidden).length")
+        check(visible == 3, "clearing the filter shows every chat again")
+
+        before = len(HITS)
+        b.eval("document.querySelector('tr[data-chat=support] button.send-test').click()")
+        b.wait("location.search.includes('sent=support') && document.readyState === 'complete'",
+               "the pane after sending a test message")
+        notice = b.eval("document.querySelector('p.notice').textContent")
+        check(notice == "Test message queued for chat support.", f"notice: {notice}")
+        end = time.time() + 15
+        while time.time() < end and not any(
+                h["path"] == "/support" and "Test message from discourse-relay" in h["body"]
+                for h in HITS[before:]):
+            time.sleep(0.1)
+        got = [h for h in HITS[before:] if h["path"] == "/support"]
+        check(got and "Test message from discourse-relay" in got[0]["body"],
+              "the sink received the test message")
+        b.eval("document.querySelector('tr[data-chat=announcements] button.send-test').click()")
+        b.wait("location.search.includes('sent=announcements') && document.readyState === 'complete'",
+               "the second test message")
+        end = time.time() + 15
+        while time.time() < end and not any(h["path"] == "/slack/chat.postMessage" for h in HITS):
+            time.sleep(0.1)
+        check(any(h["path"] == "/slack/chat.postMessage" and "C0ANNOUNCE" in h["body"] for h in HITS),
+              "the slack chat's test message reached chat.postMessage")
+        # Let the health columns catch up before the pictures.
+        time.sleep(0.5)
+        b.goto(base + "/")
+        b.wait("!!document.querySelector('table.chats')", "the pane")
+
+        os.makedirs(os.path.dirname(png) or ".", exist_ok=True)
+        b.screenshot(png, 1280, 900)
+        b.screenshot(phone_png, 390, 844, mobile=True)
+        print("browser-test: all checks passed")
+    except Exception:
+        print("browser-test: relay log:\n" + "".join(log[-40:]), file=sys.stderr)
+        raise
+    finally:
+        if browser is not None:
+            browser.close()
+        relay.terminate()
+        relay.wait(15)
+        sink.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
