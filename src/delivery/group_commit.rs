@@ -199,7 +199,8 @@ mod tests {
     use crate::delivery::redb_store::RedbStore;
     use crate::delivery::redb_store::tests::inbound;
     use crate::delivery::store::{
-        DeadLetter, MessageRef, NewDelivery, QueuedDelivery, StoredEvent,
+        DeadLetter, FollowUp, MessageRef, NewDelivery, PostKey, PostRecord, QueuedDelivery,
+        RefChange, StoredEvent,
     };
     use crate::ingest::Event;
 
@@ -267,8 +268,8 @@ mod tests {
         fn head(&self, chat: &str) -> Result<Option<QueuedDelivery>, StoreError> {
             self.inner.head(chat)
         }
-        fn ack(&self, chat: &str, seq: u64) -> Result<(), StoreError> {
-            self.inner.ack(chat, seq)
+        fn ack(&self, chat: &str, seq: u64, refs: &[RefChange]) -> Result<(), StoreError> {
+            self.inner.ack(chat, seq, refs)
         }
         fn reschedule(&self, chat: &str, seq: u64, at: u64, e: &str) -> Result<(), StoreError> {
             self.inner.reschedule(chat, seq, at, e)
@@ -292,11 +293,26 @@ mod tests {
         fn prune(&self, before_ms: u64, refs_before_ms: u64) -> Result<(), StoreError> {
             self.inner.prune(before_ms, refs_before_ms)
         }
-        fn put_message_ref(&self, chat: &str, post: u64, r: &MessageRef) -> Result<(), StoreError> {
-            self.inner.put_message_ref(chat, post, r)
+        fn post_record(&self, key: &PostKey) -> Result<Option<PostRecord>, StoreError> {
+            self.inner.post_record(key)
         }
-        fn message_ref(&self, chat: &str, post: u64) -> Result<Option<MessageRef>, StoreError> {
-            self.inner.message_ref(chat, post)
+        fn follow_up(
+            &self,
+            id: u64,
+            key: &PostKey,
+            record: Option<PostRecord>,
+            steps: &[FollowUp],
+            now_ms: u64,
+        ) -> Result<Vec<String>, StoreError> {
+            self.inner.follow_up(id, key, record, steps, now_ms)
+        }
+        fn message_ref(
+            &self,
+            chat: &str,
+            topic: u64,
+            number: u64,
+        ) -> Result<Option<MessageRef>, StoreError> {
+            self.inner.message_ref(chat, topic, number)
         }
     }
 

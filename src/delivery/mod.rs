@@ -6,6 +6,7 @@
 //! send time and never reaches back into ingest.
 
 pub mod group_commit;
+pub mod lifecycle;
 pub mod limits;
 pub mod redb_store;
 pub mod scheduler;

@@ -20,8 +20,10 @@
 //! | `dead_count`     | chat                            | rows of the chat in `dead`         |
 //! | `dedupe`         | `id:<event id>` / `body:<hex>`  | first seen, ms                     |
 //! | `dedupe_by_time` | (first seen, key)               | `()` — index for `prune`           |
-//! | `refs`           | (chat, post id)                 | (`stored_at_ms`, JSON [`MessageRef`]) |
-//! | `refs_by_time`   | (`stored_at_ms`, chat, post id) | `()` — index for `prune`           |
+//! | `message_refs`   | (chat, topic id, post number)   | (`stored_at_ms`, JSON [`MessageRef`]) |
+//! | `message_refs_by_time` | (`stored_at_ms`, chat, topic, number) | `()` — index for `prune` |
+//! | `posts`          | (forum URL, topic id, post number) | (`stored_at_ms`, JSON [`PostRecord`]) |
+//! | `posts_by_time`  | (`stored_at_ms`, forum, topic, number) | `()` — index for `prune`      |
 //! | `meta`           | name                            | `u64` (schema, next ids)           |
 //!
 //! The counters (`queue_depth`, `dead_count`) are kept in the same
@@ -63,10 +65,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::store::{
-    AcceptOutcome, DeadLetter, DedupeKey, InboundEvent, MessageRef, NewDelivery, Payload,
-    QueuedDelivery, Store, StoreError, StoredEvent,
+    AcceptOutcome, DeadLetter, DedupeKey, FollowUp, InboundEvent, MessageRef, NewDelivery, Payload,
+    PostChat, PostKey, PostRecord, QueuedDelivery, RefChange, Store, StoreError, StoredEvent,
 };
 use crate::ingest::Event;
+use crate::ingest::EventKind;
 
 const INBOX: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("inbox");
 const INBOX_DUE: TableDefinition<(u64, u64), ()> = TableDefinition::new("inbox_due");
@@ -78,8 +81,14 @@ const DEAD_BY_CHAT: TableDefinition<(&str, u64), ()> = TableDefinition::new("dea
 const DEAD_COUNT: TableDefinition<&str, u64> = TableDefinition::new("dead_count");
 const DEDUPE: TableDefinition<&str, u64> = TableDefinition::new("dedupe");
 const DEDUPE_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("dedupe_by_time");
-const REFS: TableDefinition<(&str, u64), (u64, &[u8])> = TableDefinition::new("refs");
-const REFS_BY_TIME: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new("refs_by_time");
+const REFS: TableDefinition<(&str, u64, u64), (u64, &[u8])> = TableDefinition::new("message_refs");
+const REFS_BY_TIME: TableDefinition<(u64, &str, u64, u64), ()> =
+    TableDefinition::new("message_refs_by_time");
+const POSTS: TableDefinition<(&str, u64, u64), (u64, &[u8])> = TableDefinition::new("posts");
+const POSTS_BY_TIME: TableDefinition<(u64, &str, u64, u64), ()> =
+    TableDefinition::new("posts_by_time");
+/// The refs of the first releases (keyed by post id alone): dropped at open.
+const OLD_REFS: [&str; 2] = ["refs", "refs_by_time"];
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const SCHEMA_KEY: &str = "schema_version";
@@ -256,6 +265,25 @@ impl<'t> Queues<'t> {
         Ok(seq)
     }
 
+    /// The delivery `seq` of `chat` if it is queued behind the head (the
+    /// head may be in flight; nothing behind it is).
+    fn waiting(&self, chat: &str, seq: u64) -> R<Option<QueuedDelivery>> {
+        let head = self.queue.range((chat, 0)..=(chat, u64::MAX))?.next();
+        let head_seq = match head {
+            Some(item) => item?.0.value().1,
+            None => return Ok(None),
+        };
+        if head_seq == seq {
+            return Ok(None);
+        }
+        match self.queue.get((chat, seq))? {
+            Some(row) => Ok(Some(decode(row.value(), || {
+                format!("queue entry {chat}#{seq}")
+            })?)),
+            None => Ok(None),
+        }
+    }
+
     /// Removes a row, returning its bytes.
     fn remove(&mut self, chat: &str, seq: u64) -> R<Option<Vec<u8>>> {
         let removed = self.queue.remove((chat, seq))?.map(|g| g.value().to_vec());
@@ -362,6 +390,11 @@ impl RedbStore {
             txn.open_table(DEDUPE_BY_TIME)?;
             txn.open_table(REFS)?;
             txn.open_table(REFS_BY_TIME)?;
+            txn.open_table(POSTS)?;
+            txn.open_table(POSTS_BY_TIME)?;
+            for old in OLD_REFS {
+                txn.delete_table(redb::TableDefinition::<(&str, u64), ()>::new(old))?;
+            }
             {
                 let mut meta = txn.open_table(META)?;
                 let version = meta.get(SCHEMA_KEY)?.map(|g| g.value());
@@ -628,10 +661,104 @@ impl Store for RedbStore {
             };
             txn.open_table(INBOX_DUE)?.remove((due_at, id))?;
             let mut queues = Queues::open(txn)?;
+            let mut record: Option<(PostKey, PostRecord)> = None;
             for d in deliveries {
-                queues.append(d, now_ms)?;
+                let seq = queues.append(d, now_ms)?;
+                if let Payload::Event { event, filter } = &d.payload
+                    && event.kind == EventKind::PostCreated
+                    && let Some(key) = PostKey::of(event)
+                {
+                    let (_, r) = record.get_or_insert_with(|| {
+                        let r = PostRecord {
+                            event: (**event).clone(),
+                            chats: vec![],
+                            deleted: false,
+                        };
+                        (key, r)
+                    });
+                    r.chats.push(PostChat {
+                        chat: d.chat.clone(),
+                        seq,
+                        filter: *filter,
+                        dropped: false,
+                    });
+                }
+            }
+            if let Some((key, r)) = record {
+                put_post(txn, &key, &r, now_ms)?;
             }
             Ok(())
+        })
+    }
+
+    fn post_record(&self, key: &PostKey) -> Result<Option<PostRecord>, StoreError> {
+        self.read(|txn| {
+            let posts = txn.open_table(POSTS)?;
+            let row = posts.get((key.forum.as_str(), key.topic, key.number))?;
+            row.map(|r| {
+                decode(r.value().1, || {
+                    format!("post record {}/{}", key.topic, key.number)
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn follow_up(
+        &self,
+        id: u64,
+        key: &PostKey,
+        mut record: Option<PostRecord>,
+        steps: &[FollowUp],
+        now_ms: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.write(Commit::Durable, |txn| {
+            let mut inbox = txn.open_table(INBOX)?;
+            let Some(due_at) = inbox.remove(id)?.map(|g| g.value().0) else {
+                return Ok(vec![]); // already done
+            };
+            txn.open_table(INBOX_DUE)?.remove((due_at, id))?;
+            let mut queues = Queues::open(txn)?;
+            let mut changed = Vec::new();
+            for step in steps {
+                let chat = step.chat.as_str();
+                let waiting = match step.queued {
+                    Some(seq) => queues.waiting(chat, seq)?,
+                    None => None,
+                };
+                if let Some(mut d) = waiting {
+                    match &step.if_queued {
+                        Some(payload) => {
+                            d.payload = payload.clone();
+                            queues.queue.insert((chat, d.seq), encode(&d)?.as_slice())?;
+                        }
+                        None => {
+                            queues.remove(chat, d.seq)?;
+                            if let Some(c) = record.as_mut().and_then(|r| r.chat_mut(chat)) {
+                                c.dropped = true;
+                            }
+                        }
+                    }
+                    changed.push(step.chat.clone());
+                } else if let Some(payload) = &step.otherwise {
+                    let new = NewDelivery {
+                        chat: step.chat.clone(),
+                        payload: payload.clone(),
+                    };
+                    let seq = queues.append(&new, now_ms)?;
+                    if let Payload::Event { .. } = payload
+                        && let Some(c) = record.as_mut().and_then(|r| r.chat_mut(chat))
+                    {
+                        c.seq = seq;
+                        c.dropped = false;
+                    }
+                    changed.push(step.chat.clone());
+                }
+            }
+            if let Some(r) = &record {
+                put_post(txn, key, r, now_ms)?;
+            }
+            Ok(changed)
         })
     }
 
@@ -658,10 +785,36 @@ impl Store for RedbStore {
         })
     }
 
-    fn ack(&self, chat: &str, seq: u64) -> Result<(), StoreError> {
-        // Cheap: a lost ack re-sends after a crash (module docs).
+    fn ack(&self, chat: &str, seq: u64, changes: &[RefChange]) -> Result<(), StoreError> {
+        // Cheap: a lost ack re-sends after a crash (module docs); the refs
+        // go with it, so they never name a message the queue forgot.
         self.write(Commit::Cheap, |txn| {
             Queues::open(txn)?.remove(chat, seq)?;
+            if changes.is_empty() {
+                return Ok(());
+            }
+            let mut refs = txn.open_table(REFS)?;
+            let mut by_time = txn.open_table(REFS_BY_TIME)?;
+            for change in changes {
+                let (topic, number, new) = match change {
+                    RefChange::Put { topic, number, r } => (*topic, *number, Some(r)),
+                    RefChange::Remove { topic, number } => (*topic, *number, None),
+                };
+                let previous = match new {
+                    Some(r) => refs.insert(
+                        (chat, topic, number),
+                        (r.stored_at_ms, encode(r)?.as_slice()),
+                    )?,
+                    None => refs.remove((chat, topic, number))?,
+                }
+                .map(|g| g.value().0);
+                if let Some(at) = previous {
+                    by_time.remove((at, chat, topic, number))?;
+                }
+                if let Some(r) = new {
+                    by_time.insert((r.stored_at_ms, chat, topic, number), ())?;
+                }
+            }
             Ok(())
         })
     }
@@ -778,52 +931,69 @@ impl Store for RedbStore {
                 }
             }
 
-            let mut refs = txn.open_table(REFS)?;
-            let mut by_time = txn.open_table(REFS_BY_TIME)?;
-            let mut old = Vec::new();
-            for item in by_time.range(..(refs_before_ms, "", 0))? {
-                let (key, _) = item?;
-                let (at, chat, post) = key.value();
-                old.push((at, chat.to_string(), post));
-            }
-            for (at, chat, post) in &old {
-                by_time.remove((*at, chat.as_str(), *post))?;
-                let current = refs.get((chat.as_str(), *post))?.map(|g| g.value().0);
-                if current == Some(*at) {
-                    refs.remove((chat.as_str(), *post))?;
-                }
-            }
+            prune_timed(txn, REFS, REFS_BY_TIME, refs_before_ms)?;
+            prune_timed(txn, POSTS, POSTS_BY_TIME, refs_before_ms)?;
             Ok(())
         })
     }
 
-    fn put_message_ref(&self, chat: &str, post_id: u64, r: &MessageRef) -> Result<(), StoreError> {
-        self.write(Commit::Durable, |txn| {
-            let record = encode(r)?;
-            let mut refs = txn.open_table(REFS)?;
-            let previous = refs
-                .insert((chat, post_id), (r.stored_at_ms, record.as_slice()))?
-                .map(|g| g.value().0);
-            let mut by_time = txn.open_table(REFS_BY_TIME)?;
-            if let Some(at) = previous {
-                by_time.remove((at, chat, post_id))?;
-            }
-            by_time.insert((r.stored_at_ms, chat, post_id), ())?;
-            Ok(())
-        })
-    }
-
-    fn message_ref(&self, chat: &str, post_id: u64) -> Result<Option<MessageRef>, StoreError> {
+    fn message_ref(
+        &self,
+        chat: &str,
+        topic: u64,
+        number: u64,
+    ) -> Result<Option<MessageRef>, StoreError> {
         self.read(|txn| {
             let refs = txn.open_table(REFS)?;
-            match refs.get((chat, post_id))? {
-                None => Ok(None),
-                Some(row) => Ok(Some(decode(row.value().1, || {
-                    format!("message ref {chat}/{post_id}")
-                })?)),
-            }
+            let row = refs.get((chat, topic, number))?;
+            row.map(|r| {
+                decode(r.value().1, || {
+                    format!("message ref {chat}/{topic}/{number}")
+                })
+            })
+            .transpose()
         })
     }
+}
+
+/// Stores a post record, keeping the time index in step.
+fn put_post(txn: &WriteTransaction, key: &PostKey, r: &PostRecord, now_ms: u64) -> R<()> {
+    let k = (key.forum.as_str(), key.topic, key.number);
+    let previous = txn
+        .open_table(POSTS)?
+        .insert(k, (now_ms, encode(r)?.as_slice()))?
+        .map(|g| g.value().0);
+    let mut by_time = txn.open_table(POSTS_BY_TIME)?;
+    if let Some(at) = previous {
+        by_time.remove((at, k.0, k.1, k.2))?;
+    }
+    by_time.insert((now_ms, k.0, k.1, k.2), ())?;
+    Ok(())
+}
+
+/// Drops the rows of a (name, u64, u64)-keyed table stored before `before_ms`.
+fn prune_timed(
+    txn: &WriteTransaction,
+    table: TableDefinition<(&str, u64, u64), (u64, &[u8])>,
+    index: TableDefinition<(u64, &str, u64, u64), ()>,
+    before_ms: u64,
+) -> R<()> {
+    let mut rows = txn.open_table(table)?;
+    let mut by_time = txn.open_table(index)?;
+    let mut old = Vec::new();
+    for item in by_time.range(..(before_ms, "", 0, 0))? {
+        let (key, _) = item?;
+        let (at, name, a, b) = key.value();
+        old.push((at, name.to_string(), a, b));
+    }
+    for (at, name, a, b) in &old {
+        by_time.remove((*at, name.as_str(), *a, *b))?;
+        let current = rows.get((name.as_str(), *a, *b))?.map(|g| g.value().0);
+        if current == Some(*at) {
+            rows.remove((name.as_str(), *a, *b))?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads a per-chat counter table (one row per chat).
@@ -910,9 +1080,23 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         while let Some(d) = store.head(chat).unwrap() {
             out.push(d.seq);
-            store.ack(chat, d.seq).unwrap();
+            store.ack(chat, d.seq, &[]).unwrap();
         }
         out
+    }
+
+    /// The seqs queued for `chat`, without draining them.
+    fn seqs_of(store: &RedbStore, chat: &str) -> Vec<u64> {
+        store
+            .read(|txn| {
+                let queue = txn.open_table(QUEUE)?;
+                let mut out = Vec::new();
+                for item in queue.range((chat, 0)..=(chat, u64::MAX))? {
+                    out.push(item?.0.value().1);
+                }
+                Ok(out)
+            })
+            .unwrap()
     }
 
     #[test]
@@ -1091,7 +1275,7 @@ pub(crate) mod tests {
         store.dead_letter("b", 1, "revoked", 1100).unwrap();
         store.dead_letter("a", 2, "too old", 1200).unwrap();
         store.dead_letter("a", 2, "again", 1300).unwrap(); // already moved: no-op
-        store.ack("a", 2).unwrap(); // gone: no-op
+        store.ack("a", 2, &[]).unwrap(); // gone: no-op
         assert_eq!(store.queue_depths().unwrap(), vec![("a".to_string(), 1)]);
         assert_eq!(
             store.dead_letter_counts().unwrap(),
@@ -1118,9 +1302,23 @@ pub(crate) mod tests {
         assert_eq!(store.dead_letters(None, 2).unwrap().len(), 2);
         assert!(store.dead_letters(Some("zzz"), 10).unwrap().is_empty());
 
-        store.ack("a", 3).unwrap();
+        store.ack("a", 3, &[]).unwrap();
         assert!(store.queue_depths().unwrap().is_empty());
         assert_eq!(store.head("a").unwrap(), None);
+    }
+
+    /// Records a ref for post (topic, 1) of `chat`, as an ack would.
+    fn put_ref(store: &RedbStore, chat: &str, topic: u64, id: &str, at: u64) {
+        let r = MessageRef {
+            remote_id: id.into(),
+            stored_at_ms: at,
+        };
+        let change = RefChange::Put {
+            topic,
+            number: 1,
+            r,
+        };
+        store.ack(chat, u64::MAX, &[change]).unwrap();
     }
 
     #[test]
@@ -1130,33 +1328,140 @@ pub(crate) mod tests {
             remote_id: id.into(),
             stored_at_ms: at,
         };
-        store.put_message_ref("a", 1, &r("m1", 100)).unwrap();
-        store.put_message_ref("a", 2, &r("m2", 100)).unwrap();
-        store.put_message_ref("b", 1, &r("m3", 100)).unwrap();
-        assert_eq!(store.message_ref("a", 1).unwrap(), Some(r("m1", 100)));
-        assert_eq!(store.message_ref("b", 1).unwrap(), Some(r("m3", 100)));
-        assert_eq!(store.message_ref("c", 1).unwrap(), None);
+        put_ref(&store, "a", 1, "m1", 100);
+        put_ref(&store, "a", 2, "m2", 100);
+        put_ref(&store, "b", 1, "m3", 100);
+        assert_eq!(store.message_ref("a", 1, 1).unwrap(), Some(r("m1", 100)));
+        assert_eq!(store.message_ref("b", 1, 1).unwrap(), Some(r("m3", 100)));
+        assert_eq!(store.message_ref("c", 1, 1).unwrap(), None);
+        assert_eq!(store.message_ref("a", 1, 2).unwrap(), None);
         // Rewritten later: the old time no longer prunes it.
-        store.put_message_ref("a", 2, &r("m2b", 300)).unwrap();
+        put_ref(&store, "a", 2, "m2b", 300);
 
         store.accept(&[inbound(1, 1)], 100).unwrap();
         store.accept(&[inbound(2, 1)], 300).unwrap();
 
         store.prune(200, 200).unwrap();
-        assert_eq!(store.message_ref("a", 1).unwrap(), None);
-        assert_eq!(store.message_ref("b", 1).unwrap(), None);
-        assert_eq!(store.message_ref("a", 2).unwrap(), Some(r("m2b", 300)));
+        assert_eq!(store.message_ref("a", 1, 1).unwrap(), None);
+        assert_eq!(store.message_ref("b", 1, 1).unwrap(), None);
+        assert_eq!(store.message_ref("a", 2, 1).unwrap(), Some(r("m2b", 300)));
         // Event 1's keys are forgotten, event 2's kept.
         let out = store.accept(&[inbound(1, 1), inbound(2, 1)], 400).unwrap();
         assert!(matches!(out[0], AcceptOutcome::Stored(_)));
         assert_eq!(out[1], AcceptOutcome::Duplicate);
 
+        // A removal drops the ref and its time index.
+        store
+            .ack(
+                "a",
+                1,
+                &[RefChange::Remove {
+                    topic: 2,
+                    number: 1,
+                }],
+            )
+            .unwrap();
+        assert_eq!(store.message_ref("a", 2, 1).unwrap(), None);
+        put_ref(&store, "a", 3, "m4", 300);
         store.prune(u64::MAX, u64::MAX).unwrap();
-        assert_eq!(store.message_ref("a", 2).unwrap(), None);
+        assert_eq!(store.message_ref("a", 3, 1).unwrap(), None);
         assert!(matches!(
             store.accept(&[inbound(2, 1)], 500).unwrap()[0],
             AcceptOutcome::Stored(_)
         ));
+    }
+
+    #[test]
+    fn routed_posts_are_remembered_and_follow_ups_change_queues() {
+        let (_dir, store) = temp();
+        let id = |o: Vec<AcceptOutcome>| stored(o[0]);
+        let first = id(store.accept(&[inbound(1, 1)], 1).unwrap());
+        // Chat a already has a head (a test message), so post 1 waits behind it.
+        store.enqueue(&test_delivery("a"), 1).unwrap();
+        store
+            .route(first, &[delivery("a", 1), delivery("b", 1)], 10)
+            .unwrap();
+        let key = PostKey::of(&event(1)).unwrap();
+        let record = store.post_record(&key).unwrap().unwrap();
+        assert_eq!(record.event, event(1));
+        let seqs: Vec<(&str, u64)> = record
+            .chats
+            .iter()
+            .map(|c| (c.chat.as_str(), c.seq))
+            .collect();
+        assert_eq!(seqs, vec![("a", 2), ("b", 1)]);
+
+        // An edit: chat a's message is still waiting (merged in place);
+        // chat b's is the head, maybe in flight (an edit is queued behind it).
+        let mut edited = event(1);
+        if let Some(p) = edited.post.as_mut() {
+            p.raw = "edited".into();
+        }
+        let merged = Payload::Event {
+            event: Box::new(edited.clone()),
+            filter: Filter::Watch,
+        };
+        let edit = Payload::Edit {
+            event: Box::new(edited.clone()),
+            strike: false,
+        };
+        let step = |chat: &str, seq| FollowUp {
+            chat: chat.into(),
+            queued: Some(seq),
+            if_queued: Some(merged.clone()),
+            otherwise: Some(edit.clone()),
+        };
+        let second = id(store.accept(&[inbound(2, 1)], 20).unwrap());
+        let mut record2 = record.clone();
+        record2.event = edited.clone();
+        let changed = store
+            .follow_up(
+                second,
+                &key,
+                Some(record2),
+                &[step("a", 2), step("b", 1)],
+                30,
+            )
+            .unwrap();
+        assert_eq!(changed, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(seqs_of(&store, "a"), vec![1, 2]);
+        assert_eq!(seqs_of(&store, "b"), vec![1, 2]);
+        assert_eq!(store.post_record(&key).unwrap().unwrap().event, edited);
+        // Idempotent: the inbox entry is gone, a replay changes nothing.
+        let again = store
+            .follow_up(second, &key, None, &[step("a", 2)], 40)
+            .unwrap();
+        assert!(again.is_empty());
+        assert_eq!(seqs_of(&store, "b"), vec![1, 2]);
+
+        // A delete drops the waiting message and marks the chat dropped.
+        let third = id(store.accept(&[inbound(3, 1)], 50).unwrap());
+        let drop = FollowUp {
+            chat: "a".into(),
+            queued: Some(2),
+            if_queued: None,
+            otherwise: None,
+        };
+        let before = store.post_record(&key).unwrap();
+        store.follow_up(third, &key, before, &[drop], 60).unwrap();
+        assert_eq!(seqs_of(&store, "a"), vec![1]);
+        let after = store.post_record(&key).unwrap().unwrap();
+        assert!(after.chats[0].dropped && !after.chats[1].dropped);
+
+        // A re-post (recovery) appends and the record follows the new seq.
+        let fourth = id(store.accept(&[inbound(4, 1)], 70).unwrap());
+        let repost = FollowUp {
+            chat: "a".into(),
+            queued: None,
+            if_queued: None,
+            otherwise: Some(merged.clone()),
+        };
+        store
+            .follow_up(fourth, &key, Some(after), &[repost], 80)
+            .unwrap();
+        let last = store.post_record(&key).unwrap().unwrap();
+        assert_eq!((last.chats[0].seq, last.chats[0].dropped), (3, false));
+        assert_eq!(seqs_of(&store, "a"), vec![1, 3]);
     }
 
     #[test]
@@ -1178,20 +1483,11 @@ pub(crate) mod tests {
                     100,
                 )
                 .unwrap();
-            store.ack("a", 1).unwrap(); // cheap commit: made durable by the close
+            store.ack("a", 1, &[]).unwrap(); // cheap commit: made durable by the close
             store.reschedule("b", 1, 777, "HTTP 500").unwrap();
             store.enqueue(&test_delivery("c"), 100).unwrap();
             store.dead_letter("c", 1, "gone", 200).unwrap();
-            store
-                .put_message_ref(
-                    "a",
-                    2,
-                    &MessageRef {
-                        remote_id: "m".into(),
-                        stored_at_ms: 1,
-                    },
-                )
-                .unwrap();
+            put_ref(&store, "a", 2, "m", 1);
         }
         let store = RedbStore::open(&path).unwrap();
         let ids: Vec<u64> = store
@@ -1212,7 +1508,10 @@ pub(crate) mod tests {
             store.dead_letter_counts().unwrap(),
             vec![("c".to_string(), 1)]
         );
-        assert_eq!(store.message_ref("a", 2).unwrap().unwrap().remote_id, "m");
+        assert_eq!(
+            store.message_ref("a", 2, 1).unwrap().unwrap().remote_id,
+            "m"
+        );
         // Dedupe keys, inbox ids and seqs carry on.
         assert_eq!(
             store.accept(&[inbound(1, 10)], 300).unwrap(),
@@ -1271,7 +1570,7 @@ pub(crate) mod tests {
                 txn.open_table(QUEUE)?
                     .insert(("a", 1), b"{not json".as_slice())?;
                 txn.open_table(REFS)?
-                    .insert(("a", 5), (1, b"[]".as_slice()))?;
+                    .insert(("a", 5, 1), (1, b"[]".as_slice()))?;
                 Ok(())
             })
             .unwrap();
@@ -1279,12 +1578,12 @@ pub(crate) mod tests {
         assert!(corrupt(store.head("a").map(|_| ())));
         assert!(corrupt(store.reschedule("a", 1, 1, "x")));
         assert!(corrupt(store.dead_letter("a", 1, "x", 1)));
-        assert!(corrupt(store.message_ref("a", 5).map(|_| ())));
+        assert!(corrupt(store.message_ref("a", 5, 1).map(|_| ())));
         // The failed dead letter left the row and counters as they were.
         assert_eq!(store.queue_depths().unwrap(), vec![("a".to_string(), 1)]);
         assert!(store.dead_letter_counts().unwrap().is_empty());
         // It can still be acked away.
-        store.ack("a", 1).unwrap();
+        store.ack("a", 1, &[]).unwrap();
         assert_eq!(store.head("a").unwrap(), None);
     }
 
@@ -1435,7 +1734,7 @@ pub(crate) mod tests {
         }
         let head = t.elapsed() / chats.len() as u32;
         let t = Instant::now();
-        store.ack(&chats[0], 6).unwrap();
+        store.ack(&chats[0], 6, &[]).unwrap();
         let ack = t.elapsed();
         eprintln!(
             "100k queued rows: route (one txn) {route:?}; queue_depths + dead_letter_counts \

@@ -11,7 +11,8 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{NewDelivery, Payload, Store};
+use super::lifecycle;
+use super::store::{NewDelivery, Payload, PostKey, Store};
 use super::worker::{Workers, blocking, now_ms};
 use crate::ingest::{Event, EventKind};
 use crate::pipeline::Pipeline;
@@ -50,7 +51,13 @@ impl Scheduler {
                 return Ok(());
             }
             for stored in due {
-                let event = stored.event;
+                let mut event = stored.event;
+                if let Some(key) = lifecycle::target(&event) {
+                    match self.follow_up(stored.id, key, event).await? {
+                        Some(to_route) => event = to_route,
+                        None => continue,
+                    }
+                }
                 let p = self.pipeline.load();
                 let deliveries: Vec<NewDelivery> = match p.route(&event) {
                     Routing::Matched(ms) => ms
@@ -75,6 +82,51 @@ impl Scheduler {
                     self.workers.wake(&chat);
                 }
             }
+        }
+    }
+}
+
+impl Scheduler {
+    /// Applies an edit, deletion or recovery to the chat messages of its
+    /// post. Returns the event to route by the rules instead: a recovered
+    /// post the relay knows nothing of is routed as a new one.
+    async fn follow_up(
+        &self,
+        id: u64,
+        key: PostKey,
+        event: Event,
+    ) -> Result<Option<Event>, super::store::StoreError> {
+        let pipeline = self.pipeline.load_full();
+        let done = blocking(&self.store, move |s| {
+            let now = now_ms();
+            let Some(record) = s.post_record(&key)? else {
+                if event.kind == EventKind::PostRecovered {
+                    let mut again = event;
+                    again.kind = EventKind::PostCreated;
+                    return Ok(Err(again));
+                }
+                tracing::debug!(
+                    event = event.kind.as_str(),
+                    topic = key.topic,
+                    post = key.number,
+                    "no chat message is known for this post (never relayed, or remembered too long ago); ignored"
+                );
+                return s.follow_up(id, &key, None, &[], now).map(Ok);
+            };
+            match lifecycle::plan(&pipeline, &event, record) {
+                Some((record, steps)) => s.follow_up(id, &key, Some(record), &steps, now).map(Ok),
+                None => s.follow_up(id, &key, None, &[], now).map(Ok),
+            }
+        })
+        .await?;
+        match done {
+            Ok(chats) => {
+                for chat in chats {
+                    self.workers.wake(&chat);
+                }
+                Ok(None)
+            }
+            Err(again) => Ok(Some(again)),
         }
     }
 }
@@ -113,25 +165,11 @@ pub fn absorb(store: &dyn Store, arrived: &Event) -> Result<(), super::store::St
                 store.cancel_pending(pending.id)?;
             }
             EventKind::PostEdited if same_post => {
-                if let (Some(p), Some(new)) = (e.post.as_mut(), arrived.post.as_ref()) {
-                    p.raw = new.raw.clone();
-                    p.cooked = new.cooked.clone();
-                    p.hidden = new.hidden;
-                    p.mentions = new.mentions.clone();
-                }
-                e.topic.title = arrived.topic.title.clone();
+                lifecycle::merge_post(&mut e, arrived);
                 store.update_pending(pending.id, &e)?;
             }
             EventKind::TopicCreated | EventKind::TopicEdited => {
-                if !arrived.topic.tags.is_empty() {
-                    e.topic.tags = arrived.topic.tags.clone();
-                }
-                if arrived.topic.category.is_some() {
-                    e.topic.category = arrived.topic.category.clone();
-                }
-                if !arrived.topic.title.is_empty() {
-                    e.topic.title = arrived.topic.title.clone();
-                }
+                lifecycle::merge_topic(&mut e, arrived);
                 store.update_pending(pending.id, &e)?;
             }
             _ => {}

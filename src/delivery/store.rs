@@ -69,6 +69,11 @@ pub struct StoredEvent {
 pub enum Payload {
     /// A forum event routed to this chat by a rule with this filter.
     Event { event: Box<Event>, filter: Filter },
+    /// Update the chat message that `event`'s post became: new content
+    /// (an edit, a recovered post) or struck through (a deleted post).
+    Edit { event: Box<Event>, strike: bool },
+    /// Remove the chat message that `event`'s post became.
+    Delete { event: Box<Event> },
     /// The test message (`send-test`, the status page button).
     Test { requested_by: String },
 }
@@ -102,11 +107,97 @@ pub struct DeadLetter {
     pub failed_at_ms: u64,
 }
 
-/// Which chat message a forum post became (for threads, edits, deletes).
+/// Which chat message a forum post became in one chat (for threads, edits,
+/// deletes). Keyed by (chat, topic id, post number): a chat belongs to one
+/// forum, and post number [`THREAD_ROOT`] names the message that opened the
+/// topic's thread in that chat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageRef {
+    /// The platform's id, as the destination returned it (opaque here).
     pub remote_id: String,
     pub stored_at_ms: u64,
+}
+
+/// The post number under which a chat's thread root for a topic is kept.
+pub const THREAD_ROOT: u64 = 0;
+
+/// A change to the message refs, made with the acknowledgement of the
+/// delivery that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefChange {
+    Put {
+        topic: u64,
+        number: u64,
+        r: MessageRef,
+    },
+    Remove {
+        topic: u64,
+        number: u64,
+    },
+}
+
+/// A forum post, across chats: forum URL, topic id, post number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PostKey {
+    pub forum: String,
+    pub topic: u64,
+    pub number: u64,
+}
+
+impl PostKey {
+    /// The key of the post an event is about (`None` without a post).
+    pub fn of(event: &Event) -> Option<Self> {
+        event.post.as_ref().map(|p| Self {
+            forum: event.forum.clone(),
+            topic: event.topic.id,
+            number: p.number,
+        })
+    }
+}
+
+/// What the relay remembers of a routed post, so that its edits, deletion
+/// and recovery reach the chats it went to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostRecord {
+    /// The post as last known (edits merged in): what edits re-render.
+    pub event: Event,
+    /// The chats it was queued to.
+    pub chats: Vec<PostChat>,
+    /// Deleted in the forum (and not recovered since).
+    pub deleted: bool,
+}
+
+impl PostRecord {
+    pub fn chat_mut(&mut self, chat: &str) -> Option<&mut PostChat> {
+        self.chats.iter_mut().find(|c| c.chat == chat)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostChat {
+    pub chat: String,
+    /// The queued delivery that posts (or posted) the message.
+    pub seq: u64,
+    pub filter: Filter,
+    /// Dropped from the queue before it was sent (the post was deleted).
+    #[serde(default)]
+    pub dropped: bool,
+}
+
+/// What an edit, deletion or recovery does to one chat's queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUp {
+    pub chat: String,
+    /// The delivery that posts the message, if it may still be queued.
+    pub queued: Option<u64>,
+    /// Replaces that delivery while it still waits behind the head of the
+    /// queue (`None` drops it). The head may be in flight, so it is never
+    /// changed: `otherwise` applies then.
+    pub if_queued: Option<Payload>,
+    /// Appended to the chat's queue when the message was sent (or is being
+    /// sent). A [`Payload::Event`] here re-posts the message, and the
+    /// record's `seq` for the chat follows it.
+    pub otherwise: Option<Payload>,
 }
 
 pub trait Store: Send + Sync + 'static {
@@ -132,8 +223,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Atomically removes inbox entry `id` and appends `deliveries` to their
     /// chats' queues (next `seq` per chat). Idempotent: a missing `id` means
-    /// it was already routed, and nothing is appended.
+    /// it was already routed, and nothing is appended. A new post
+    /// ([`Payload::Event`] of `post_created`) is remembered as a
+    /// [`PostRecord`] in the same transaction.
     fn route(&self, id: u64, deliveries: &[NewDelivery], now_ms: u64) -> Result<(), StoreError>;
+
+    /// What is remembered of a routed post.
+    fn post_record(&self, key: &PostKey) -> Result<Option<PostRecord>, StoreError>;
+
+    /// Atomically removes inbox entry `id`, applies `steps` to the chats'
+    /// queues and stores `record` (when given) under `key`. Returns the chats
+    /// whose queues changed. Idempotent like [`Store::route`].
+    fn follow_up(
+        &self,
+        id: u64,
+        key: &PostKey,
+        record: Option<PostRecord>,
+        steps: &[FollowUp],
+        now_ms: u64,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Appends directly to a chat's queue (test messages).
     fn enqueue(&self, delivery: &NewDelivery, now_ms: u64) -> Result<u64, StoreError>;
@@ -141,8 +249,8 @@ pub trait Store: Send + Sync + 'static {
     /// The head of a chat's queue.
     fn head(&self, chat: &str) -> Result<Option<QueuedDelivery>, StoreError>;
 
-    /// Removes a delivered head.
-    fn ack(&self, chat: &str, seq: u64) -> Result<(), StoreError>;
+    /// Removes a delivered head and records what it did to the message refs.
+    fn ack(&self, chat: &str, seq: u64, refs: &[RefChange]) -> Result<(), StoreError>;
 
     /// Records a failed attempt and when to try again.
     fn reschedule(
@@ -172,12 +280,16 @@ pub trait Store: Send + Sync + 'static {
     /// Dead-letter count per chat.
     fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
-    /// Forgets dedupe keys older than `before_ms` and message refs older
-    /// than `refs_before_ms`.
+    /// Forgets dedupe keys older than `before_ms`, and message refs and
+    /// post records older than `refs_before_ms`.
     fn prune(&self, before_ms: u64, refs_before_ms: u64) -> Result<(), StoreError>;
 
-    /// Remembers which chat message a post became.
-    fn put_message_ref(&self, chat: &str, post_id: u64, r: &MessageRef) -> Result<(), StoreError>;
-
-    fn message_ref(&self, chat: &str, post_id: u64) -> Result<Option<MessageRef>, StoreError>;
+    /// The chat message post `number` of `topic` became in `chat`
+    /// ([`THREAD_ROOT`]: the message that opened the topic's thread).
+    fn message_ref(
+        &self,
+        chat: &str,
+        topic: u64,
+        number: u64,
+    ) -> Result<Option<MessageRef>, StoreError>;
 }

@@ -15,10 +15,95 @@ use tokio_util::sync::CancellationToken;
 
 use super::limits::{RateLimiter, backoff};
 use super::send::Sender;
-use super::store::{MessageRef, Payload, QueuedDelivery, Store, StoreError};
+use super::store::{
+    MessageRef, Payload, QueuedDelivery, RefChange, Store, StoreError, THREAD_ROOT,
+};
 use crate::config::Rate;
+use crate::config::model::Filter;
 use crate::pipeline::Pipeline;
-use crate::providers::Outcome;
+use crate::providers::{Action, Outbound, Outcome, Thread};
+
+/// Why an edit or delete finds nothing to change: logged, not an error.
+const UNKNOWN_MESSAGE: &str =
+    "no chat message is known for this post (never sent, or remembered too long ago)";
+
+/// A delivery resolved against the message refs.
+enum Step {
+    Send {
+        outbound: Outbound,
+        remember: Remember,
+    },
+    /// Nothing to do (an edit of a message the relay does not know).
+    Skip(&'static str),
+}
+
+enum Failure {
+    Store(StoreError),
+    /// The redacted render error.
+    Render(String),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+/// What a sent delivery changes in the message refs.
+enum Remember {
+    Nothing,
+    /// Post `number` of `topic` became a message; `root`: it opened the
+    /// topic's thread in this chat.
+    Posted {
+        topic: u64,
+        number: u64,
+        root: bool,
+    },
+    /// The message of post `number` was deleted (`root`: it was the thread root).
+    Deleted {
+        topic: u64,
+        number: u64,
+        root: bool,
+    },
+}
+
+impl Remember {
+    fn changes(self, remote_id: Option<String>, now_ms: u64) -> Vec<RefChange> {
+        let keys = |topic, number, root: bool| {
+            std::iter::once((topic, number)).chain(root.then_some((topic, THREAD_ROOT)))
+        };
+        match (self, remote_id) {
+            (
+                Remember::Posted {
+                    topic,
+                    number,
+                    root,
+                },
+                Some(id),
+            ) => keys(topic, number, root)
+                .map(|(topic, number)| RefChange::Put {
+                    topic,
+                    number,
+                    r: MessageRef {
+                        remote_id: id.clone(),
+                        stored_at_ms: now_ms,
+                    },
+                })
+                .collect(),
+            (
+                Remember::Deleted {
+                    topic,
+                    number,
+                    root,
+                },
+                _,
+            ) => keys(topic, number, root)
+                .map(|(topic, number)| RefChange::Remove { topic, number })
+                .collect(),
+            _ => vec![],
+        }
+    }
+}
 
 /// What happened to deliveries, for metrics and the status page.
 pub trait Observer: Send + Sync {
@@ -158,15 +243,27 @@ impl Workers {
                 }
             }
 
-            let event = match &d.payload {
-                Payload::Event { event, .. } => (**event).clone(),
-                Payload::Test { .. } => p.test_event(),
-            };
-            let (_, outbound) = match p.message(idx, &event) {
-                Ok(m) => m,
-                Err(e) => {
+            let step = match self.prepare(&d, &p, idx).await {
+                Ok(step) => step,
+                Err(Failure::Store(e)) => {
+                    tracing::warn!(chat = %chat, error = %e, "cannot read the message refs; retrying");
+                    self.pause(&wake, Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(Failure::Render(e)) => {
                     self.give_up(&d, &provider, &format!("cannot render the message: {e}"))
                         .await;
+                    continue;
+                }
+            };
+            let (outbound, remember) = match step {
+                Step::Send { outbound, remember } => (outbound, remember),
+                Step::Skip(why) => {
+                    tracing::debug!(chat = %chat, seq = d.seq, "nothing to send: {why}");
+                    let (name, seq) = (chat.clone(), d.seq);
+                    if let Err(e) = blocking(&ctx.store, move |s| s.ack(&name, seq, &[])).await {
+                        tracing::error!(chat = %chat, error = %e, "cannot record a skipped delivery");
+                    }
                     continue;
                 }
             };
@@ -174,7 +271,102 @@ impl Workers {
                 .sender
                 .send(cfg.destination.as_ref(), &outbound, &p.config.redactor)
                 .await;
-            self.settle(&d, &provider, &event, outcome, max_age).await;
+            self.settle(&d, &provider, remember, outcome, max_age).await;
+        }
+    }
+
+    /// Resolves what a delivery does against the message refs: the thread
+    /// to reply in, the message to edit or delete.
+    async fn prepare(&self, d: &QueuedDelivery, p: &Pipeline, idx: usize) -> Result<Step, Failure> {
+        let caps = p.config.chats[idx].destination.capabilities();
+        let (event, filter) = match &d.payload {
+            Payload::Test { .. } => {
+                let (_, outbound) = p.message(idx, &p.test_event()).map_err(Failure::Render)?;
+                return Ok(Step::Send {
+                    outbound,
+                    remember: Remember::Nothing,
+                });
+            }
+            Payload::Event { event, filter } => (event, Some(*filter)),
+            Payload::Edit { event, .. } | Payload::Delete { event } => (event, None),
+        };
+        let Some(number) = event.post.as_ref().map(|post| post.number) else {
+            let (_, outbound) = p.message(idx, event).map_err(Failure::Render)?;
+            return Ok(Step::Send {
+                outbound,
+                remember: Remember::Nothing,
+            });
+        };
+        let topic = event.topic.id;
+        let chat = d.chat.as_str();
+        let lookup = |number: u64| {
+            let chat = chat.to_string();
+            blocking(&self.ctx.store, move |s| {
+                s.message_ref(&chat, topic, number)
+            })
+        };
+        let message = |action: Action<'_>, strike: bool| {
+            p.message_as(idx, event, action, strike)
+                .map(|(_, outbound)| outbound)
+                .map_err(Failure::Render)
+        };
+        match &d.payload {
+            Payload::Event { .. } => {
+                let thread = filter == Some(Filter::Thread) && caps.thread;
+                let root = match thread {
+                    true => lookup(THREAD_ROOT).await?.map(|r| r.remote_id),
+                    false => None,
+                };
+                let action = Action::Post {
+                    thread: thread.then_some(Thread {
+                        root: root.as_deref(),
+                    }),
+                };
+                Ok(Step::Send {
+                    outbound: message(action, false)?,
+                    remember: Remember::Posted {
+                        topic,
+                        number,
+                        root: thread && root.is_none(),
+                    },
+                })
+            }
+            Payload::Edit { strike, .. } => {
+                if !caps.edit {
+                    return Ok(Step::Skip("this destination cannot edit messages"));
+                }
+                let Some(r) = lookup(number).await? else {
+                    return Ok(Step::Skip(UNKNOWN_MESSAGE));
+                };
+                let action = Action::Edit {
+                    remote_id: &r.remote_id,
+                };
+                Ok(Step::Send {
+                    outbound: message(action, *strike)?,
+                    remember: Remember::Nothing,
+                })
+            }
+            Payload::Delete { .. } => {
+                if !caps.delete {
+                    return Ok(Step::Skip("this destination cannot delete messages"));
+                }
+                let Some(r) = lookup(number).await? else {
+                    return Ok(Step::Skip(UNKNOWN_MESSAGE));
+                };
+                let root = lookup(THREAD_ROOT).await?;
+                let action = Action::Delete {
+                    remote_id: &r.remote_id,
+                };
+                Ok(Step::Send {
+                    outbound: message(action, false)?,
+                    remember: Remember::Deleted {
+                        topic,
+                        number,
+                        root: root.is_some_and(|root| root.remote_id == r.remote_id),
+                    },
+                })
+            }
+            Payload::Test { .. } => unreachable!("handled above"),
         }
     }
 
@@ -182,7 +374,7 @@ impl Workers {
         &self,
         d: &QueuedDelivery,
         provider: &str,
-        event: &crate::ingest::Event,
+        remember: Remember,
         outcome: Outcome,
         max_age_ms: u64,
     ) {
@@ -190,22 +382,8 @@ impl Workers {
         let (chat, seq) = (d.chat.clone(), d.seq);
         match outcome {
             Outcome::Sent { remote_id } => {
-                let post_id = match &d.payload {
-                    Payload::Event { .. } => event.post.as_ref().map(|p| p.id),
-                    Payload::Test { .. } => None,
-                };
-                let result = blocking(&ctx.store, move |s| {
-                    s.ack(&chat, seq)?;
-                    if let (Some(post), Some(remote_id)) = (post_id, remote_id) {
-                        let r = MessageRef {
-                            remote_id,
-                            stored_at_ms: now_ms(),
-                        };
-                        s.put_message_ref(&chat, post, &r)?;
-                    }
-                    Ok(())
-                })
-                .await;
+                let changes = remember.changes(remote_id, now_ms());
+                let result = blocking(&ctx.store, move |s| s.ack(&chat, seq, &changes)).await;
                 if let Err(e) = result {
                     // Sent but not acknowledged: it will be sent again (at-least-once).
                     tracing::error!(chat = %d.chat, error = %e, "delivered, but the queue could not record it");

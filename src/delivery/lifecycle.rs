@@ -1,0 +1,137 @@
+//! What happens to the chat messages a post became when the post changes:
+//! `post_edited` and `topic_edited` update them, `post_destroyed` deletes or
+//! strikes them, `post_recovered` restores them, each per the chat's
+//! `on_edit`/`on_delete`.
+//!
+//! Pure planning: from the [`PostRecord`] of the post (which chats it was
+//! queued to, as what) to [`FollowUp`] steps that the store applies
+//! atomically. A message still waiting in a queue is changed in place
+//! instead (an edit merges into it, a delete drops it); one already sent
+//! gets an edit or delete delivery behind it, so per-chat order holds.
+
+use super::store::{FollowUp, Payload, PostKey, PostRecord};
+use crate::config::model::{OnDelete, OnEdit};
+use crate::ingest::{Event, EventKind};
+use crate::pipeline::Pipeline;
+
+/// The post whose chat messages `event` changes, for the events that
+/// change them. `topic_edited` is about the first post (its title).
+pub fn target(event: &Event) -> Option<PostKey> {
+    match event.kind {
+        EventKind::PostEdited | EventKind::PostDestroyed | EventKind::PostRecovered => {
+            PostKey::of(event)
+        }
+        EventKind::TopicEdited => Some(PostKey {
+            forum: event.forum.clone(),
+            topic: event.topic.id,
+            number: 1,
+        }),
+        _ => None,
+    }
+}
+
+/// An edited post's new content into `into` (post events carry no tags,
+/// so the topic's tags stay).
+pub fn merge_post(into: &mut Event, edit: &Event) {
+    if let (Some(p), Some(new)) = (into.post.as_mut(), edit.post.as_ref()) {
+        p.raw = new.raw.clone();
+        p.cooked = new.cooked.clone();
+        p.hidden = new.hidden;
+        p.mentions = new.mentions.clone();
+    }
+    if !edit.topic.title.is_empty() {
+        into.topic.title = edit.topic.title.clone();
+    }
+}
+
+/// What a topic event tells about the topic into `into`.
+pub fn merge_topic(into: &mut Event, topic: &Event) {
+    if !topic.topic.tags.is_empty() {
+        into.topic.tags = topic.topic.tags.clone();
+    }
+    if topic.topic.category.is_some() {
+        into.topic.category = topic.topic.category.clone();
+    }
+    if !topic.topic.title.is_empty() {
+        into.topic.title = topic.topic.title.clone();
+    }
+}
+
+/// The record to store and the steps for each chat the post went to.
+/// `None` = nothing changes (the edit changed nothing the relay keeps, or
+/// the post is already in the state the event says).
+pub fn plan(
+    p: &Pipeline,
+    arrived: &Event,
+    mut record: PostRecord,
+) -> Option<(PostRecord, Vec<FollowUp>)> {
+    match arrived.kind {
+        EventKind::PostEdited | EventKind::TopicEdited => {
+            let mut merged = record.event.clone();
+            match arrived.kind {
+                EventKind::PostEdited => merge_post(&mut merged, arrived),
+                _ => merge_topic(&mut merged, arrived),
+            }
+            if merged == record.event {
+                return None;
+            }
+            record.event = merged;
+            if record.deleted {
+                return Some((record, vec![]));
+            }
+        }
+        EventKind::PostDestroyed if !record.deleted => record.deleted = true,
+        EventKind::PostRecovered if record.deleted => record.deleted = false,
+        _ => return None,
+    }
+    let event = Box::new(record.event.clone());
+    let mut steps = Vec::with_capacity(record.chats.len());
+    for c in &record.chats {
+        let Some(idx) = p.chat_index(&c.chat) else {
+            continue; // removed from the config since
+        };
+        let chat = &p.config.chats[idx];
+        let post = || Payload::Event {
+            event: event.clone(),
+            filter: c.filter,
+        };
+        let edit = |strike| Payload::Edit {
+            event: event.clone(),
+            strike,
+        };
+        let step = match arrived.kind {
+            EventKind::PostDestroyed => FollowUp {
+                chat: c.chat.clone(),
+                queued: Some(c.seq),
+                if_queued: None,
+                otherwise: match chat.on_delete {
+                    OnDelete::Delete => Some(Payload::Delete {
+                        event: event.clone(),
+                    }),
+                    OnDelete::Strike => Some(edit(true)),
+                    OnDelete::Ignore => None,
+                },
+            },
+            EventKind::PostRecovered => FollowUp {
+                chat: c.chat.clone(),
+                queued: None,
+                if_queued: None,
+                // Post again where the message is gone: dropped before it
+                // was sent, or deleted; a struck one is restored in place.
+                otherwise: match (c.dropped, chat.on_delete) {
+                    (true, _) | (false, OnDelete::Delete) => Some(post()),
+                    (false, OnDelete::Strike) => Some(edit(false)),
+                    (false, OnDelete::Ignore) => None,
+                },
+            },
+            _ => FollowUp {
+                chat: c.chat.clone(),
+                queued: Some(c.seq),
+                if_queued: Some(post()),
+                otherwise: (chat.on_edit == OnEdit::Update).then(|| edit(false)),
+            },
+        };
+        steps.push(step);
+    }
+    Some((record, steps))
+}
