@@ -403,12 +403,21 @@ impl App {
     fn spawn_housekeeping(self: &Arc<Self>) {
         let app = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
             let mut n: u64 = 0;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = app.shutdown.cancelled() => return,
+                }
+                n += 1;
+                // Acks are cheap commits; an idle second makes them durable,
+                // so a crash after a quiet moment re-sends nothing.
+                if let Err(e) = blocking(&app.store, |s| s.sync()).await {
+                    tracing::warn!(error = %e, "cannot make the last acknowledgements durable");
+                }
+                if !n.is_multiple_of(5) {
+                    continue;
                 }
                 if let Ok(depths) = blocking(&app.store, |s| s.queue_depths()).await {
                     let mut seen: HashMap<String, u64> = depths.into_iter().collect();
@@ -419,12 +428,12 @@ impl App {
                         app.metrics.set_queue_depth(&chat, depth);
                     }
                 }
-                n += 1;
-                if n.is_multiple_of(60) {
+                if n.is_multiple_of(300) {
                     let now = now_ms();
                     let day = 24 * 3600 * 1000;
+                    let remember = app.pipeline.load().config.server.remember.as_millis() as u64;
                     if let Err(e) = blocking(&app.store, move |s| {
-                        s.prune(now.saturating_sub(day), now.saturating_sub(30 * day))
+                        s.prune(now.saturating_sub(day), now.saturating_sub(remember))
                     })
                     .await
                     {

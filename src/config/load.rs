@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub admin_token: Option<Secret>,
     pub body_limit: usize,
     pub max_age: Duration,
+    /// How long message refs and post records are kept.
+    pub remember: Duration,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +78,7 @@ impl Default for ServerConfig {
             admin_token: None,
             body_limit: 1024 * 1024,
             max_age: Duration::from_secs(24 * 3600),
+            remember: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -375,6 +378,9 @@ fn read_server(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> ServerCon
     }
     if let Some(m) = &s.max_age {
         out.max_age = duration(cx, m, out.max_age);
+    }
+    if let Some(r) = &s.remember {
+        out.remember = duration(cx, r, out.remember);
     }
     out
 }

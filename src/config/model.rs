@@ -53,6 +53,9 @@ pub struct Server {
     /// Give up on a delivery this long after it was queued (default `24h`); it goes to dead letters.
     #[schemars(with = "Option<String>")]
     pub max_age: Option<Spanned<String>>,
+    /// How long the relay remembers which chat message each post became, for threads, edits and deletes (default `30d`).
+    #[schemars(with = "Option<String>")]
+    pub remember: Option<Spanned<String>>,
 }
 
 /// A category in the static map: a slug path, or a table with more detail.

@@ -290,6 +290,9 @@ mod tests {
         fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
             self.inner.dead_letter_counts()
         }
+        fn sync(&self) -> Result<(), StoreError> {
+            self.inner.sync()
+        }
         fn prune(&self, before_ms: u64, refs_before_ms: u64) -> Result<(), StoreError> {
             self.inner.prune(before_ms, refs_before_ms)
         }

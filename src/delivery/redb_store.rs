@@ -913,6 +913,13 @@ impl Store for RedbStore {
         self.read(|txn| counters(&txn.open_table(DEAD_COUNT)?))
     }
 
+    fn sync(&self) -> Result<(), StoreError> {
+        if lock(&self.cheap).since_durable == 0 {
+            return Ok(());
+        }
+        self.write(Commit::Durable, |_| Ok(()))
+    }
+
     fn prune(&self, before_ms: u64, refs_before_ms: u64) -> Result<(), StoreError> {
         self.write(Commit::Durable, |txn| {
             let mut dedupe = txn.open_table(DEDUPE)?;

@@ -280,6 +280,10 @@ pub trait Store: Send + Sync + 'static {
     /// Dead-letter count per chat.
     fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
+    /// Makes every earlier cheap commit (acks, reschedules) durable; a
+    /// no-op when there is none.
+    fn sync(&self) -> Result<(), StoreError>;
+
     /// Forgets dedupe keys older than `before_ms`, and message refs and
     /// post records older than `refs_before_ms`.
     fn prune(&self, before_ms: u64, refs_before_ms: u64) -> Result<(), StoreError>;

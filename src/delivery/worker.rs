@@ -279,40 +279,34 @@ impl Workers {
     /// to reply in, the message to edit or delete.
     async fn prepare(&self, d: &QueuedDelivery, p: &Pipeline, idx: usize) -> Result<Step, Failure> {
         let caps = p.config.chats[idx].destination.capabilities();
-        let (event, filter) = match &d.payload {
+        let send = |event: &crate::ingest::Event, action, strike, remember| {
+            p.message_as(idx, event, action, strike)
+                .map(|(_, outbound)| Step::Send { outbound, remember })
+                .map_err(Failure::Render)
+        };
+        let (event, topic, number) = match &d.payload {
             Payload::Test { .. } => {
-                let (_, outbound) = p.message(idx, &p.test_event()).map_err(Failure::Render)?;
-                return Ok(Step::Send {
-                    outbound,
-                    remember: Remember::Nothing,
-                });
+                return send(&p.test_event(), Action::default(), false, Remember::Nothing);
             }
-            Payload::Event { event, filter } => (event, Some(*filter)),
-            Payload::Edit { event, .. } | Payload::Delete { event } => (event, None),
+            Payload::Event { event, .. }
+            | Payload::Edit { event, .. }
+            | Payload::Delete { event } => {
+                match &event.post {
+                    Some(post) => (event, event.topic.id, post.number),
+                    // Topic events never reach a queue; sent as they are if one does.
+                    None => return send(event, Action::default(), false, Remember::Nothing),
+                }
+            }
         };
-        let Some(number) = event.post.as_ref().map(|post| post.number) else {
-            let (_, outbound) = p.message(idx, event).map_err(Failure::Render)?;
-            return Ok(Step::Send {
-                outbound,
-                remember: Remember::Nothing,
-            });
-        };
-        let topic = event.topic.id;
-        let chat = d.chat.as_str();
         let lookup = |number: u64| {
-            let chat = chat.to_string();
+            let chat = d.chat.clone();
             blocking(&self.ctx.store, move |s| {
                 s.message_ref(&chat, topic, number)
             })
         };
-        let message = |action: Action<'_>, strike: bool| {
-            p.message_as(idx, event, action, strike)
-                .map(|(_, outbound)| outbound)
-                .map_err(Failure::Render)
-        };
         match &d.payload {
-            Payload::Event { .. } => {
-                let thread = filter == Some(Filter::Thread) && caps.thread;
+            Payload::Event { filter, .. } => {
+                let thread = *filter == Filter::Thread && caps.thread;
                 let root = match thread {
                     true => lookup(THREAD_ROOT).await?.map(|r| r.remote_id),
                     false => None,
@@ -322,14 +316,17 @@ impl Workers {
                         root: root.as_deref(),
                     }),
                 };
-                Ok(Step::Send {
-                    outbound: message(action, false)?,
-                    remember: Remember::Posted {
+                let root = thread && root.is_none();
+                send(
+                    event,
+                    action,
+                    false,
+                    Remember::Posted {
                         topic,
                         number,
-                        root: thread && root.is_none(),
+                        root,
                     },
-                })
+                )
             }
             Payload::Edit { strike, .. } => {
                 if !caps.edit {
@@ -341,32 +338,33 @@ impl Workers {
                 let action = Action::Edit {
                     remote_id: &r.remote_id,
                 };
-                Ok(Step::Send {
-                    outbound: message(action, *strike)?,
-                    remember: Remember::Nothing,
-                })
+                send(event, action, *strike, Remember::Nothing)
             }
-            Payload::Delete { .. } => {
+            // (A test message returned above.)
+            Payload::Delete { .. } | Payload::Test { .. } => {
                 if !caps.delete {
                     return Ok(Step::Skip("this destination cannot delete messages"));
                 }
                 let Some(r) = lookup(number).await? else {
                     return Ok(Step::Skip(UNKNOWN_MESSAGE));
                 };
-                let root = lookup(THREAD_ROOT).await?;
+                let root = lookup(THREAD_ROOT)
+                    .await?
+                    .is_some_and(|root| root.remote_id == r.remote_id);
                 let action = Action::Delete {
                     remote_id: &r.remote_id,
                 };
-                Ok(Step::Send {
-                    outbound: message(action, false)?,
-                    remember: Remember::Deleted {
+                send(
+                    event,
+                    action,
+                    false,
+                    Remember::Deleted {
                         topic,
                         number,
-                        root: root.is_some_and(|root| root.remote_id == r.remote_id),
+                        root,
                     },
-                })
+                )
             }
-            Payload::Test { .. } => unreachable!("handled above"),
         }
     }
 

@@ -17,8 +17,8 @@ use serde_spanned::Spanned;
 use toml_edit::Item;
 
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
+    Outcome, Registration, http::classify_status, schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -198,19 +198,37 @@ impl Destination for SlackChat {
     fn request(&self, msg: &Message<'_>) -> Outbound {
         match &self.mode {
             Mode::Api { token, channel } => {
-                let mut body = json!({
-                    "channel": channel,
-                    "text": msg.text,
-                    "unfurl_links": false,
-                    "unfurl_media": false,
-                });
-                if let Some(u) = &self.instance.username {
-                    body["username"] = json!(u);
-                }
-                if let Some(i) = &self.instance.icon_url {
-                    body["icon_url"] = json!(i);
-                }
-                let url = Secret::new(format!("{}/chat.postMessage", self.instance.api_url));
+                let (method, body) = match msg.action {
+                    Action::Post { thread } => {
+                        let mut body = json!({
+                            "channel": channel,
+                            "text": msg.text,
+                            "unfurl_links": false,
+                            "unfurl_media": false,
+                        });
+                        if let Some(u) = &self.instance.username {
+                            body["username"] = json!(u);
+                        }
+                        if let Some(i) = &self.instance.icon_url {
+                            body["icon_url"] = json!(i);
+                        }
+                        if let Some(root) = thread.and_then(|t| t.root) {
+                            body["thread_ts"] = json!(MessageId::parse(root, channel).ts);
+                        }
+                        ("chat.postMessage", body)
+                    }
+                    // Edits and deletes need the channel ID the post answer named.
+                    Action::Edit { remote_id } => {
+                        let id = MessageId::parse(remote_id, channel);
+                        let body = json!({"channel": id.channel, "ts": id.ts, "text": msg.text});
+                        ("chat.update", body)
+                    }
+                    Action::Delete { remote_id } => {
+                        let id = MessageId::parse(remote_id, channel);
+                        ("chat.delete", json!({"channel": id.channel, "ts": id.ts}))
+                    }
+                };
+                let url = Secret::new(format!("{}/{method}", self.instance.api_url));
                 Outbound::Http(HttpRequest::post_json(&url, &body).header(
                     "Authorization",
                     Secret::new(format!("Bearer {}", token.expose())),
@@ -238,11 +256,18 @@ impl Destination for SlackChat {
             }
         };
         if body["ok"].as_bool() == Some(true) {
-            return Outcome::Sent {
-                remote_id: body["ts"].as_str().map(str::to_string),
+            let remote_id = match (body["channel"].as_str(), body["ts"].as_str()) {
+                (Some(channel), Some(ts)) => Some(format!("{channel}/{ts}")),
+                (None, Some(ts)) => Some(ts.to_string()),
+                _ => None,
             };
+            return Outcome::Sent { remote_id };
         }
         let code = body["error"].as_str().unwrap_or("unknown_error");
+        if code == "message_not_found" {
+            // Edited or deleted after someone removed it in Slack: nothing left to do.
+            return Outcome::Sent { remote_id: None };
+        }
         if TRANSIENT_ERRORS.contains(&code) {
             Outcome::Retry {
                 reason: format!("slack: {code}"),
@@ -252,6 +277,26 @@ impl Destination for SlackChat {
             Outcome::Permanent {
                 reason: format!("slack: {code}{}", hint(code)),
             }
+        }
+    }
+}
+
+/// A message as the relay remembers it: `CHANNEL_ID/ts` (the channel ID
+/// from the post answer, since `chat.update` refuses channel names), or a
+/// bare `ts` in the configured channel.
+struct MessageId<'a> {
+    channel: &'a str,
+    ts: &'a str,
+}
+
+impl<'a> MessageId<'a> {
+    fn parse(remote_id: &'a str, channel: &'a str) -> Self {
+        match remote_id.split_once('/') {
+            Some((channel, ts)) => Self { channel, ts },
+            None => Self {
+                channel,
+                ts: remote_id,
+            },
         }
     }
 }
@@ -266,6 +311,9 @@ fn hint(code: &str) -> &'static str {
         }
         "missing_scope" => " (the token lacks the chat:write scope)",
         "msg_too_long" => " (the message is too long; shorten the template)",
+        "cant_update_message" | "cant_delete_message" => {
+            " (a bot can only change its own messages)"
+        }
         _ => "",
     }
 }
@@ -328,14 +376,76 @@ mod tests {
         );
     }
 
+    fn api_request(action: Action<'_>) -> (String, serde_json::Value) {
+        let ctx = json!({});
+        let out = api_chat().request(&Message {
+            chat: "c",
+            text: "new text",
+            context: &ctx,
+            action,
+        });
+        let Outbound::Http(r) = out else {
+            panic!("expected HTTP")
+        };
+        (
+            r.url.expose().to_string(),
+            serde_json::from_str(&r.body).unwrap(),
+        )
+    }
+
+    #[test]
+    fn thread_edit_and_delete_requests() {
+        use crate::providers::Thread;
+        let root = "C0123/1700000000.000100";
+        let (url, body) = api_request(Action::Post {
+            thread: Some(Thread { root: Some(root) }),
+        });
+        assert!(url.ends_with("/chat.postMessage"));
+        assert_eq!(body["thread_ts"], "1700000000.000100");
+        assert_eq!(body["channel"], "general");
+        // Opening a thread is an ordinary message.
+        let (_, body) = api_request(Action::Post {
+            thread: Some(Thread { root: None }),
+        });
+        assert!(body.get("thread_ts").is_none());
+
+        let (url, body) = api_request(Action::Edit { remote_id: root });
+        assert!(url.ends_with("/chat.update"));
+        assert_eq!(
+            body,
+            json!({"channel": "C0123", "ts": "1700000000.000100", "text": "new text"})
+        );
+        let (url, body) = api_request(Action::Delete { remote_id: root });
+        assert!(url.ends_with("/chat.delete"));
+        assert_eq!(body, json!({"channel": "C0123", "ts": "1700000000.000100"}));
+        // A bare ts (older refs) uses the configured channel.
+        let (_, body) = api_request(Action::Delete {
+            remote_id: "1700000000.000100",
+        });
+        assert_eq!(body["channel"], "general");
+    }
+
     #[test]
     fn classifies_web_api_answers_without_leaking_the_token() {
         let c = api_chat();
         assert_eq!(
-            c.classify(&resp(200, &[], r#"{"ok":true,"ts":"1700000000.000100"}"#)),
+            c.classify(&resp(
+                200,
+                &[],
+                r#"{"ok":true,"channel":"C0123","ts":"1700000000.000100"}"#
+            )),
             Outcome::Sent {
-                remote_id: Some("1700000000.000100".into())
+                remote_id: Some("C0123/1700000000.000100".into())
             }
+        );
+        // Changing a message that is gone already: done.
+        assert_eq!(
+            c.classify(&resp(
+                200,
+                &[],
+                r#"{"ok":false,"error":"message_not_found"}"#
+            )),
+            Outcome::Sent { remote_id: None }
         );
         assert_eq!(
             c.classify(&resp(429, &[("Retry-After", "3")], "")),

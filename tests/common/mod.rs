@@ -131,7 +131,10 @@ impl Mock {
                         .unwrap_or_else(|| {
                             Reply::new(
                                 200,
-                                &format!("{{\"ok\":true,\"ts\":\"{}.000100\"}}", 1_700_000_000 + n),
+                                &format!(
+                                    "{{\"ok\":true,\"channel\":\"C0DEV\",\"ts\":\"{}.000100\"}}",
+                                    1_700_000_000 + n
+                                ),
                             )
                         });
                     let mut resp = axum::response::Response::builder().status(reply.status);
@@ -356,6 +359,22 @@ pub fn fixture(name: &str) -> Fixture {
             .collect(),
         body: v["raw_body"].as_str().unwrap().as_bytes().to_vec(),
     }
+}
+
+/// The fixture `webhooks/NAME` with its JSON body changed by `edit`,
+/// signed again with [`SECRET`] and given a new event id (Discourse's
+/// redeliveries repeat ids, so a reused id would be a duplicate).
+pub fn edited_fixture(name: &str, edit: impl FnOnce(&mut Value)) -> Fixture {
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(900_000);
+    let mut f = fixture(name);
+    let mut body: Value = serde_json::from_slice(&f.body).unwrap();
+    edit(&mut body);
+    f.body = serde_json::to_vec(&body).unwrap();
+    let sig = discourse_relay::ingest::request::sign(SECRET.as_bytes(), &f.body);
+    f.set_header("X-Discourse-Event-Signature", &sig);
+    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    f.set_header("X-Discourse-Event-Id", &id.to_string());
+    f
 }
 
 /// A config with one webhook chat per mock URL path, watching everything.
