@@ -6,7 +6,7 @@
 //! takes a normalized event to the exact requests that would be sent: it is
 //! what `explain` prints and what delivery will enqueue.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde::Serialize;
@@ -26,6 +26,10 @@ pub struct Pipeline {
     renderer: Renderer,
     /// The template name registered for each chat (index = chat index).
     chat_templates: Vec<String>,
+    /// Whether each chat's template may depend on the chat (else one render
+    /// per event serves every chat sharing the template and dialect).
+    per_chat: Vec<bool>,
+    chat_by_name: HashMap<String, usize>,
 }
 
 /// A message for one chat, ready to send.
@@ -68,6 +72,7 @@ impl Pipeline {
         let mut renderer = Renderer::new();
         let mut registered: HashSet<(String, Dialect)> = HashSet::new();
         let mut chat_templates = Vec::with_capacity(config.chats.len());
+        let mut per_chat = Vec::with_capacity(config.chats.len());
         for chat in &config.chats {
             let dialect = chat.destination.dialect();
             let (name, source, located) = match &chat.template {
@@ -101,14 +106,19 @@ impl Pipeline {
                 ));
             }
             chat_templates.push(name);
+            per_chat.push(may_depend_on_chat(source));
         }
 
         match matcher {
             Ok(matcher) if problems.is_empty() => Ok(Self {
+                chat_by_name: (config.chats.iter().enumerate())
+                    .map(|(i, c)| (c.name.clone(), i))
+                    .collect(),
                 config,
                 matcher,
                 renderer,
                 chat_templates,
+                per_chat,
             }),
             _ => Err(problems),
         }
@@ -165,10 +175,38 @@ impl Pipeline {
         };
         let mut deliveries = Vec::with_capacity(matches.len());
         let mut failures = Vec::new();
-        // Built once per event; only the chat name changes between chats.
+        // Built once per event; only the chat name changes between chats,
+        // and chats whose template ignores it share one render.
         let mut context = RenderContext::new(event);
+        let mut shared: HashMap<(&str, Dialect), String> = HashMap::new();
         for m in matches {
-            match self.message_with(m.chat, &mut context, Action::default(), false) {
+            let text = match self.per_chat[m.chat] {
+                true => None,
+                false => {
+                    let key = (
+                        self.chat_templates[m.chat].as_str(),
+                        self.config.chats[m.chat].destination.dialect(),
+                    );
+                    match shared.get(&key) {
+                        Some(t) => Some(t.clone()),
+                        None => match self.render(m.chat, &context) {
+                            Ok(t) => Some(shared.entry(key).or_insert(t).clone()),
+                            Err(error) => {
+                                failures.push(ChatFailure {
+                                    chat: m.chat,
+                                    error,
+                                });
+                                continue;
+                            }
+                        },
+                    }
+                }
+            };
+            let built = match text {
+                Some(text) => Ok(self.request(m.chat, text, &mut context, Action::default(), None)),
+                None => self.message_with(m.chat, &mut context, Action::default(), false, None),
+            };
+            match built {
                 Ok((text, outbound)) => deliveries.push(Delivery {
                     chat: m.chat,
                     filter: m.filter,
@@ -193,7 +231,7 @@ impl Pipeline {
 impl Pipeline {
     /// The index of the chat named `name`.
     pub fn chat_index(&self, name: &str) -> Option<usize> {
-        self.config.chats.iter().position(|c| c.name == name)
+        self.chat_by_name.get(name).copied()
     }
 
     /// The rendered text and exact request of `event` for chat `chat`
@@ -204,19 +242,23 @@ impl Pipeline {
             &mut RenderContext::new(event),
             Action::default(),
             false,
+            None,
         )
     }
 
-    /// [`Pipeline::message`] for a given action: a thread reply, an edit, a
-    /// delete. `strike` strikes the text through (a deleted post).
+    /// [`Pipeline::message`] as delivery sends it: for one delivery (its
+    /// id, see [`Message::delivery`]) and action (a thread reply, an edit, a
+    /// delete); `strike` strikes the text through (a deleted post).
     pub fn message_as(
         &self,
         chat: usize,
         event: &Event,
         action: Action<'_>,
         strike: bool,
+        delivery: &str,
     ) -> Result<(String, Outbound), String> {
-        self.message_with(chat, &mut RenderContext::new(event), action, strike)
+        let mut context = RenderContext::new(event);
+        self.message_with(chat, &mut context, action, strike, Some(delivery))
     }
 
     fn render(&self, chat: usize, context: &RenderContext) -> Result<String, String> {
@@ -232,25 +274,40 @@ impl Pipeline {
         context: &mut RenderContext,
         action: Action<'_>,
         strike: bool,
+        delivery: Option<&str>,
     ) -> Result<(String, Outbound), String> {
         let c = self
             .config
             .chats
             .get(chat)
             .ok_or_else(|| format!("no chat #{chat}"))?;
-        let dest = &c.destination;
         context.set_chat(&c.name);
         let mut text = self.render(chat, context)?;
         if strike {
-            text = render::escape::strike(dest.dialect(), &text);
+            text = render::escape::strike(c.destination.dialect(), &text);
         }
-        let outbound = dest.request(&Message {
+        Ok(self.request(chat, text, context, action, delivery))
+    }
+
+    fn request(
+        &self,
+        chat: usize,
+        text: String,
+        context: &mut RenderContext,
+        action: Action<'_>,
+        delivery: Option<&str>,
+    ) -> (String, Outbound) {
+        let c = &self.config.chats[chat];
+        // Providers may read the chat from the context too.
+        context.set_chat(&c.name);
+        let outbound = c.destination.request(&Message {
             chat: &c.name,
             text: &text,
             context: context.data(),
             action,
+            delivery,
         });
-        Ok((text, outbound))
+        (text, outbound)
     }
 
     /// The event a test message is rendered from: the sample post, titled so
@@ -267,6 +324,14 @@ impl Pipeline {
         }
         e
     }
+}
+
+/// Whether a template may render differently per chat: it names `chat`,
+/// or reaches the root context in a way a text search cannot follow.
+fn may_depend_on_chat(source: &str) -> bool {
+    ["chat", "@root", "lookup", "this", "{{.", " . ", "../"]
+        .iter()
+        .any(|needle| source.contains(needle))
 }
 
 /// Reads, validates and compiles a config file. `Ok` carries the warnings;
@@ -319,5 +384,57 @@ pub fn load_str(
     match pipeline {
         Some(p) if !diags.has_errors() => Ok((p, diags)),
         _ => Err(diags),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chats_sharing_a_template_share_a_render_unless_it_names_the_chat() {
+        let toml = r#"[discourse]
+url = "https://forum.example.org"
+[templates]
+plain = "{{topic.title}}"
+named = "{{topic.title}} for {{chat.name}}"
+[[chat]]
+name = "a"
+provider = "console"
+template = "plain"
+subscribe = ["all"]
+[[chat]]
+name = "b"
+provider = "console"
+template = "plain"
+subscribe = ["all"]
+[[chat]]
+name = "c"
+provider = "console"
+template = "named"
+subscribe = ["all"]
+[[chat]]
+name = "d"
+provider = "console"
+template = "named"
+subscribe = ["all"]
+"#;
+        let env = HashMap::<String, String>::new();
+        let (p, _) = load_str(Path::new("t.toml"), toml, &env, MissingEnv::Error).unwrap();
+        assert_eq!(p.per_chat, vec![false, false, true, true]);
+        let d = p.decide(&Event::sample("https://forum.example.org"));
+        let texts: Vec<&str> = d.deliveries.iter().map(|d| d.text.as_str()).collect();
+        let title = "How do I share state between async tasks?";
+        assert_eq!(
+            texts,
+            vec![
+                title.to_string(),
+                title.to_string(),
+                format!("{title} for c"),
+                format!("{title} for d")
+            ]
+        );
+        assert_eq!(p.chat_index("c"), Some(2));
+        assert_eq!(p.chat_index("zz"), None);
     }
 }

@@ -277,6 +277,7 @@ fn send(port: u16, chat: &str, title: &str, text: &str) -> Outcome {
         text,
         context: &ctx,
         action: Default::default(),
+        delivery: None,
     });
     let Outbound::Native(m) = out else {
         panic!("smtp must be native")

@@ -343,6 +343,7 @@ impl Relay {
             text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         });
         let shown = out.redacted_json(&self.p.config.redactor)["body"]
             .as_str()

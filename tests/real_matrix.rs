@@ -293,3 +293,119 @@ fn notices_reach_a_real_synapse_room_inert_and_only_once() {
         s.room
     );
 }
+
+/// Polls the room until an event satisfies `f` (newest first).
+fn wait_event(s: &Synapse, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(e) = latest_events(s).into_iter().find(|e| f(e)) {
+            return e;
+        }
+        assert!(std::time::Instant::now() < end, "no {what} in the room");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The whole relay (real binary) threads a reply under the first post's
+/// message, edits it with `m.replace` and redacts it when the post is
+/// deleted, all read back from the room by another account.
+#[test]
+fn threads_edits_and_redactions_in_a_real_synapse_room() {
+    let Some(s) = synapse() else {
+        println!("SKIP: SYNAPSE_URL is not set (run scripts/ci/start-synapse)");
+        return;
+    };
+    let nonce = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("relay.toml");
+    let text = format!(
+        r#"[discourse]
+url = "https://forum.example.org"
+webhook_secret = "${{DISCOURSE_WEBHOOK_SECRET}}"
+delay = "0s"
+
+[providers.synapse]
+kind = "matrix"
+homeserver = "{}"
+access_token = "${{SYNAPSE_BOT_TOKEN}}"
+
+[[chat]]
+name = "threaded"
+provider = "synapse"
+room = "{}"
+rate_limit = "100/s"
+[[chat.rule]]
+filter = "thread"
+"#,
+        s.url, s.room
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let relay = Relay::start(
+        &cfg,
+        &dir.path().join("data"),
+        &[("SYNAPSE_BOT_TOKEN", s.bot_token.as_str())],
+    );
+    let post = |name: &str, number: u64, id: u64, raw: String| {
+        let f = edited_fixture(name, |b| {
+            let p = &mut b["post"];
+            p["id"] = json!(id);
+            p["post_number"] = json!(number);
+            p["raw"] = json!(raw);
+            p["cooked"] = json!(format!("<p>{raw}</p>"));
+        });
+        assert_eq!(relay.post(&f.headers, f.body).0, 202, "{name}");
+    };
+    let body_has = |e: &Value, needle: &str| {
+        e["type"] == "m.room.message"
+            && e["content"]["body"]
+                .as_str()
+                .is_some_and(|b| b.contains(needle))
+    };
+
+    let first = format!("first-{nonce}");
+    post("post_created_first_post", 1, 1001, first.clone());
+    let root = wait_event(&s, "first post", |e| body_has(e, &first));
+    let root_id = root["event_id"].as_str().unwrap().to_string();
+    assert!(root["content"].get("m.relates_to").is_none());
+
+    let reply = format!("reply-{nonce}");
+    post("post_created_reply_group_mention", 3, 1003, reply.clone());
+    let threaded = wait_event(&s, "threaded reply", |e| body_has(e, &reply));
+    let rel = &threaded["content"]["m.relates_to"];
+    assert_eq!(rel["rel_type"], "m.thread", "{threaded:#}");
+    assert_eq!(rel["event_id"], json!(root_id));
+    let reply_id = threaded["event_id"].as_str().unwrap().to_string();
+
+    let edited = format!("edited-{nonce}");
+    post("post_edited", 3, 1003, edited.clone());
+    let edit = wait_event(&s, "m.replace edit", |e| {
+        e["content"]["m.relates_to"]["rel_type"] == "m.replace"
+            && e["content"]["m.new_content"]["body"]
+                .as_str()
+                .is_some_and(|b| b.contains(&edited))
+    });
+    assert_eq!(edit["content"]["m.relates_to"]["event_id"], json!(reply_id));
+
+    post("post_destroyed", 3, 1003, edited.clone());
+    let url = format!(
+        "{}/_matrix/client/v3/rooms/{}/event/{}",
+        s.url,
+        encode(&s.room),
+        encode(&reply_id)
+    );
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let e = get(&url, &s.reader_token);
+        if e["unsigned"].get("redacted_because").is_some() {
+            assert!(e["content"].get("body").is_none(), "{e:#}");
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "not redacted: {e:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!relay.logs().contains(&s.bot_token));
+}

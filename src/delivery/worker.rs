@@ -279,8 +279,10 @@ impl Workers {
     /// to reply in, the message to edit or delete.
     async fn prepare(&self, d: &QueuedDelivery, p: &Pipeline, idx: usize) -> Result<Step, Failure> {
         let caps = p.config.chats[idx].destination.capabilities();
+        // Seqs restart with a new data dir; the creation time keeps ids apart.
+        let id = format!("{}#{}@{}", d.chat, d.seq, d.created_at_ms);
         let send = |event: &crate::ingest::Event, action, strike, remember| {
-            p.message_as(idx, event, action, strike)
+            p.message_as(idx, event, action, strike, &id)
                 .map(|(_, outbound)| Step::Send { outbound, remember })
                 .map_err(Failure::Render)
         };

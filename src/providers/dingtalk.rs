@@ -317,6 +317,7 @@ mod tests {
             text: "**x** \\_y\\_",
             context: ctx,
             action: Default::default(),
+            delivery: None,
         }) {
             Outbound::Http(r) => r,
             _ => panic!("expected HTTP"),

@@ -555,6 +555,7 @@ mod tests {
             text: "new @\u{200B}everyone",
             context: &ctx,
             action,
+            delivery: None,
         }));
         let body = if r.body.is_empty() {
             serde_json::Value::Null
@@ -755,6 +756,7 @@ mod tests {
             text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), format!("{HOOK}?wait=true&thread_id=998877"));
@@ -777,6 +779,7 @@ mod tests {
             text: &text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         let content = body["content"].as_str().unwrap();

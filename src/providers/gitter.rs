@@ -88,6 +88,7 @@ mod tests {
             text: "hi",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!("expected HTTP")
         };

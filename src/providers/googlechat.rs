@@ -329,6 +329,7 @@ mod tests {
             text: "*<https://f/t/1|&lt;users/all&gt; hi>*",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         });
         let Outbound::Http(r) = out else {
             panic!("expected HTTP")
@@ -352,6 +353,7 @@ mod tests {
                 action: Action::Post {
                     thread: Some(Thread { root }),
                 },
+                delivery: None,
             }) else {
                 panic!("expected HTTP")
             };
@@ -371,6 +373,7 @@ mod tests {
             text: "hi",
             context: &ctx,
             action: Action::default(),
+            delivery: None,
         }) else {
             panic!("expected HTTP")
         };
@@ -389,6 +392,7 @@ mod tests {
             text: &text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!()
         };

@@ -322,6 +322,7 @@ mod tests {
             text,
             context: ctx,
             action: Default::default(),
+            delivery: None,
         }) {
             Outbound::Http(r) => r,
             _ => panic!("expected HTTP"),

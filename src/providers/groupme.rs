@@ -238,6 +238,7 @@ mod tests {
             text: "<!channel> @everyone hi",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!("expected HTTP")
         };
@@ -266,6 +267,7 @@ mod tests {
             text: &text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!()
         };

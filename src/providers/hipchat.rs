@@ -539,6 +539,7 @@ mod tests {
             text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         assert_eq!(r.method, "POST");
         assert_eq!(
@@ -741,6 +742,7 @@ mod tests {
             text: "x",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/v2/room/7/notification");
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();

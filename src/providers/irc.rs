@@ -777,6 +777,7 @@ mod tests {
                 text: "x",
                 context: &ctx,
                 action: Default::default(),
+                delivery: None,
             }) else {
                 panic!("native")
             };
@@ -807,6 +808,7 @@ mod tests {
             text: "Title (https://f/t/1)\r\nQUIT :x\nexcerpt",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         });
         let Outbound::Native(m) = out else {
             panic!("expected native")

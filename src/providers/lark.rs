@@ -323,6 +323,7 @@ mod tests {
             text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!("expected HTTP")
         };

@@ -628,6 +628,7 @@ mod tests {
             text: "Hello @everyone (https://f.example/t/x/7/1)",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "https://social.example.org/api/v1/statuses");
@@ -662,6 +663,7 @@ mod tests {
                 text: "new @alice",
                 context: &ctx,
                 action,
+                delivery: None,
             }))
         };
         let opens = req(Action::Post {
@@ -764,6 +766,7 @@ mod tests {
                 text,
                 context: ctx,
                 action: Default::default(),
+                delivery: None,
             }));
             header(&r, "Idempotency-Key").unwrap().to_string()
         };
@@ -815,6 +818,7 @@ mod tests {
             text: &text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         let status = body["status"].as_str().unwrap();
@@ -984,6 +988,7 @@ mod tests {
             text: "x",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         };
         let d = inst.clone().bind(&doc["t"], None, &mut cx).unwrap();
         assert_eq!(d.target(), "m.example (direct)");

@@ -29,8 +29,8 @@ use sha2::{Digest, Sha256};
 use toml_edit::Item;
 
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
+    Outcome, Registration, http::classify_status, schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -256,18 +256,48 @@ impl Destination for MatrixChat {
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        let content = json!({
-            "msgtype": "m.notice",
-            "body": html_to_plain(msg.text),
-            "format": "org.matrix.custom.html",
-            "formatted_body": msg.text,
-            "m.mentions": {},
-        });
+        let room = encode_path_segment(&self.room);
+        let txn = txn_id(msg);
+        let notice = || {
+            json!({
+                "msgtype": "m.notice",
+                "body": html_to_plain(msg.text),
+                "format": "org.matrix.custom.html",
+                "formatted_body": msg.text,
+                "m.mentions": {},
+            })
+        };
+        let (path, content) = match msg.action {
+            Action::Post { thread } => {
+                let mut content = notice();
+                if let Some(root) = thread.and_then(|t| t.root) {
+                    // Clients without threads show it as a reply to the root.
+                    content["m.relates_to"] = json!({
+                        "rel_type": "m.thread",
+                        "event_id": root,
+                        "is_falling_back": true,
+                        "m.in_reply_to": {"event_id": root},
+                    });
+                }
+                (format!("send/m.room.message/{txn}"), content)
+            }
+            Action::Edit { remote_id } => {
+                // The outer body is the fallback for clients without edits.
+                let mut content = notice();
+                content["body"] = json!(format!("* {}", html_to_plain(msg.text)));
+                content["formatted_body"] = json!(format!("* {}", msg.text));
+                content["m.new_content"] = notice();
+                content["m.relates_to"] = json!({"rel_type": "m.replace", "event_id": remote_id});
+                (format!("send/m.room.message/{txn}"), content)
+            }
+            Action::Delete { remote_id } => (
+                format!("redact/{}/{txn}", encode_path_segment(remote_id)),
+                json!({"reason": "deleted in the forum"}),
+            ),
+        };
         let url = Secret::new(format!(
-            "{}/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
-            self.homeserver,
-            encode_path_segment(&self.room),
-            txn_id(msg)
+            "{}/_matrix/client/v3/rooms/{room}/{path}",
+            self.homeserver
         ));
         let mut req = HttpRequest::post_json(&url, &content).header(
             "Authorization",
@@ -357,16 +387,29 @@ fn hint(errcode: &str) -> &'static str {
 /// the first event) while different posts never collide, even with the same
 /// text. Homeservers remember transaction ids for a limited time (Synapse:
 /// about 30 minutes), after which a retry could post again.
+/// The transaction id: Synapse answers a repeated one with the first
+/// event instead of posting again, so a retry never doubles a message. It
+/// is derived from the delivery id where there is one (a re-post after a
+/// recovery is a new delivery, so a new event), else from the content.
 fn txn_id(msg: &Message<'_>) -> String {
     let c = msg.context;
-    let key = json!([
-        "discourse-relay/1",
-        msg.chat,
-        c["event"],
-        c["topic"]["id"],
-        c["post"]["id"],
-        msg.text,
-    ]);
+    let action = match msg.action {
+        Action::Post { .. } => "post".to_string(),
+        Action::Edit { remote_id } => format!("edit {remote_id}"),
+        Action::Delete { remote_id } => format!("delete {remote_id}"),
+    };
+    let key = match msg.delivery {
+        Some(id) => json!(["discourse-relay/2", msg.chat, id, action]),
+        None => json!([
+            "discourse-relay/1",
+            msg.chat,
+            c["event"],
+            c["topic"]["id"],
+            c["post"]["id"],
+            msg.text,
+            action,
+        ]),
+    };
     hex::encode(Sha256::digest(key.to_string().as_bytes()))
 }
 
@@ -554,6 +597,7 @@ mod tests {
             text,
             context: ctx,
             action: Default::default(),
+            delivery: None,
         }) {
             Outbound::Http(r) => r,
             Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
@@ -589,6 +633,78 @@ mod tests {
                 "formatted_body": html,
                 "m.mentions": {},
             })
+        );
+    }
+
+    fn act(action: Action<'_>, delivery: Option<&str>) -> (String, serde_json::Value) {
+        let ctx = json!({"event": "post_created", "topic": {"id": 7}, "post": {"id": 9}});
+        let Outbound::Http(r) = chat().request(&Message {
+            chat: "c",
+            text: "<b>new</b> text",
+            context: &ctx,
+            action,
+            delivery,
+        }) else {
+            panic!("expected HTTP")
+        };
+        assert_eq!(r.method, "PUT");
+        (
+            r.url.expose().to_string(),
+            serde_json::from_str(&r.body).unwrap(),
+        )
+    }
+
+    #[test]
+    fn threads_edits_and_redactions() {
+        use crate::providers::Thread;
+        let room = "http://127.0.0.1:9/_matrix/client/v3/rooms/%21AbC%3Aexample.org";
+        let (url, body) = act(
+            Action::Post {
+                thread: Some(Thread {
+                    root: Some("$root"),
+                }),
+            },
+            Some("c#2@1"),
+        );
+        assert!(url.starts_with(&format!("{room}/send/m.room.message/")));
+        assert_eq!(
+            body["m.relates_to"],
+            json!({"rel_type": "m.thread", "event_id": "$root", "is_falling_back": true, "m.in_reply_to": {"event_id": "$root"}})
+        );
+        let (_, body) = act(
+            Action::Post {
+                thread: Some(Thread { root: None }),
+            },
+            None,
+        );
+        assert!(
+            body.get("m.relates_to").is_none(),
+            "the first message opens the thread"
+        );
+
+        let (_, body) = act(Action::Edit { remote_id: "$orig" }, Some("c#3@1"));
+        assert_eq!(
+            body["m.relates_to"],
+            json!({"rel_type": "m.replace", "event_id": "$orig"})
+        );
+        assert_eq!(body["body"], "* new text");
+        assert_eq!(
+            body["m.new_content"],
+            json!({"msgtype": "m.notice", "body": "new text", "format": "org.matrix.custom.html", "formatted_body": "<b>new</b> text", "m.mentions": {}})
+        );
+
+        let (url, body) = act(Action::Delete { remote_id: "$orig" }, Some("c#4@1"));
+        assert!(url.starts_with(&format!("{room}/redact/%24orig/")), "{url}");
+        assert_eq!(body, json!({"reason": "deleted in the forum"}));
+
+        // One delivery keeps its transaction id across retries; another
+        // delivery of the same text (a re-post) gets a new one.
+        let post = || Action::Post { thread: None };
+        assert_eq!(act(post(), Some("c#5@1")).0, act(post(), Some("c#5@1")).0);
+        assert_ne!(act(post(), Some("c#5@1")).0, act(post(), Some("c#6@1")).0);
+        assert_ne!(
+            act(Action::Edit { remote_id: "$a" }, None).0,
+            act(post(), None).0
         );
     }
 

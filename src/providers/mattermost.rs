@@ -513,6 +513,7 @@ mod tests {
             text: "**[t](https://f/t/1)** @\u{200B}channel",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         };
         let r = http(api_chat().request(&msg));
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/api/v4/posts");
@@ -546,6 +547,7 @@ mod tests {
             text: &text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         let m = body["message"].as_str().unwrap();
@@ -674,6 +676,7 @@ mod tests {
                 text: "new **text**",
                 context: &ctx,
                 action,
+                delivery: None,
             }))
         };
         let bearer = |r: &HttpRequest| {
@@ -837,6 +840,7 @@ mod tests {
             text: "x",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         assert_eq!(r.url.expose(), "https://chat.example.org/api/v4/posts");
     }

@@ -520,6 +520,7 @@ mod tests {
             text: "New topic <b>x</b> @everyone",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         assert_eq!(r.method, "POST");
         assert_eq!(
@@ -554,6 +555,7 @@ mod tests {
                 text: "x",
                 context: &ctx,
                 action: Default::default(),
+                delivery: None,
             }),
         );
         let body: serde_json::Value = serde_json::from_str(&tagged.body).unwrap();
@@ -760,6 +762,7 @@ mod tests {
             text: "x",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/v23.0/me/messages");
         assert!(r.body.contains("\"id\":\"6543210987654321\""));

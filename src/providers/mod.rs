@@ -77,6 +77,11 @@ pub struct Message<'a> {
     /// [`Destination::capabilities`] allows: a destination without `edit`
     /// never sees [`Action::Edit`].
     pub action: Action<'a>,
+    /// This delivery's id (`chat#seq@created_ms`): the same across its retries,
+    /// distinct from every other delivery, for platforms that take an
+    /// idempotency key (Matrix transaction ids). `None` outside delivery
+    /// (`explain`, previews).
+    pub delivery: Option<&'a str>,
 }
 
 /// What a delivery does in the chat.

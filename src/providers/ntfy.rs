@@ -440,6 +440,7 @@ mod tests {
             text: "by Bob\n@everyone <b>",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!("expected HTTP")
         };
@@ -481,6 +482,7 @@ mod tests {
             text: "x",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!("expected HTTP")
         };

@@ -393,6 +393,7 @@ mod tests {
             text: "by <b>Bob</b> &amp; co",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!("expected HTTP")
         };
@@ -425,6 +426,7 @@ mod tests {
             text: " ",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!("expected HTTP")
         };

@@ -288,6 +288,7 @@ mod tests {
             text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) {
             Outbound::Http(r) => r,
             Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),

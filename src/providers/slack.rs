@@ -357,6 +357,7 @@ mod tests {
             text: "&lt;!channel&gt; hi",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         });
         let Outbound::Http(r) = out else {
             panic!("expected HTTP")
@@ -383,6 +384,7 @@ mod tests {
             text: "new text",
             context: &ctx,
             action,
+            delivery: None,
         });
         let Outbound::Http(r) = out else {
             panic!("expected HTTP")

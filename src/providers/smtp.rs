@@ -700,6 +700,7 @@ mod tests {
             text: "body",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!("native")
         };

@@ -342,6 +342,7 @@ mod tests {
             text: "**\\[x\\]** \\<at\\>",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), URL);
@@ -376,6 +377,7 @@ mod tests {
                 text: "t",
                 context: &ctx,
                 action: Default::default(),
+                delivery: None,
             }));
             assert!(
                 v["attachments"][0]["content"].get("actions").is_none(),
@@ -389,6 +391,7 @@ mod tests {
             text: "t",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         assert_eq!(
             v["attachments"][0]["content"]["actions"][0]["url"],
@@ -406,6 +409,7 @@ mod tests {
             text: &text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }));
         assert!(r.body.len() <= MAX_BODY_BYTES, "{}", r.body.len());
         assert!(r.body.len() > MAX_BODY_BYTES - 100, "{}", r.body.len());

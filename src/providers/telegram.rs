@@ -567,6 +567,7 @@ mod tests {
                 text,
                 context: &ctx,
                 action: Default::default(),
+                delivery: None,
             }),
         );
         assert_eq!(r.method, "POST");
@@ -596,6 +597,7 @@ mod tests {
                 text: "x",
                 context: &ctx,
                 action: Default::default(),
+                delivery: None,
             }))
             .body,
         )
@@ -723,6 +725,7 @@ mod tests {
             text: "<b>new</b>",
             context: &ctx,
             action,
+            delivery: None,
         }));
         assert_eq!(r.method, "POST");
         let path = r

@@ -323,6 +323,7 @@ mod tests {
             text: "**\\<@\u{200B}all\\>**",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!("expected HTTP")
         };
@@ -351,6 +352,7 @@ mod tests {
                 text: "new",
                 context: &ctx,
                 action,
+                delivery: None,
             }) else {
                 panic!("expected HTTP")
             };
@@ -430,6 +432,7 @@ mod tests {
             text: &text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!()
         };

@@ -245,6 +245,7 @@ mod tests {
             text,
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) {
             Outbound::Http(r) => r,
             _ => panic!("expected HTTP"),

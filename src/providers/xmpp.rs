@@ -631,6 +631,7 @@ mod tests {
             text: "T </body> & x\u{1}",
             context: &ctx,
             action: Default::default(),
+            delivery: None,
         }) else {
             panic!("expected native")
         };

@@ -516,6 +516,7 @@ mod tests {
             text,
             context: ctx,
             action: Default::default(),
+            delivery: None,
         }) {
             Outbound::Http(r) => r,
             Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
@@ -652,6 +653,7 @@ mod tests {
             text: "new **text**",
             context: &ctx,
             action,
+            delivery: None,
         }) {
             Outbound::Http(r) => r,
             Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),

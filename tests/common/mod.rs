@@ -465,7 +465,13 @@ pub fn deliver_as(
     let idx = p
         .chat_index(chat)
         .unwrap_or_else(|| panic!("no chat {chat}"));
-    let (_, out) = p.message_as(idx, &event, action, strike).unwrap();
+    // A new delivery each call, as the worker would number it.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let delivery = format!("{chat}#{seq}@1700000000000");
+    let (_, out) = p
+        .message_as(idx, &event, action, strike, &delivery)
+        .unwrap();
     let sender = discourse_relay::delivery::send::Sender::new().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
