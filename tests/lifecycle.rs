@@ -231,3 +231,345 @@ fn threads_edits_deletes_and_recoveries_reach_slack_and_survive_kill_9() {
     }
     assert!(!relay.logs().contains(TOKEN));
 }
+
+/// One platform in [`other_platforms_thread_edit_and_delete`]: its config
+/// (one `thread` chat; `{api}` is the mock), its answers to the four
+/// requests (first post, reply, edit of the reply, delete of the reply) and
+/// what those requests must look like.
+struct Platform {
+    name: &'static str,
+    config: &'static str,
+    env: (&'static str, &'static str),
+    /// Where the mock is mounted (a webhook URL's path).
+    mount: &'static str,
+    answers: fn() -> Vec<Reply>,
+    /// Checks the recorded requests; `edits` says whether the platform can
+    /// edit and delete (else only the two posts are sent).
+    check: fn(&[Recorded]),
+    edits: bool,
+}
+
+const TOPIC: &str = "How do I share state between async tasks?";
+
+fn path_and_json(r: &Recorded) -> (&str, &str, Value) {
+    (r.method.as_str(), r.path.as_str(), r.json())
+}
+
+fn form(r: &Recorded) -> HashMap<String, String> {
+    url::form_urlencoded::parse(r.body.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn platforms() -> Vec<Platform> {
+    vec![
+        Platform {
+            name: "telegram",
+            config: r#"[providers.tg]
+kind = "telegram"
+token = "${TG_TOKEN}"
+api_url = "{api}"
+[[chat]]
+name = "c"
+provider = "tg"
+chat_id = -100123
+"#,
+            env: ("TG_TOKEN", "123:canary-tg"),
+            mount: "",
+            answers: || {
+                let msg = |id: u64| {
+                    Reply::new(
+                        200,
+                        &format!(r#"{{"ok":true,"result":{{"message_id":{id}}}}}"#),
+                    )
+                };
+                vec![
+                    msg(501),
+                    msg(502),
+                    msg(502),
+                    Reply::new(200, r#"{"ok":true,"result":true}"#),
+                ]
+            },
+            check: |r| {
+                let (_, path, body) = path_and_json(&r[0]);
+                assert!(path.ends_with("/sendMessage"));
+                assert!(body.get("reply_parameters").is_none());
+                let (_, _, body) = path_and_json(&r[1]);
+                assert_eq!(body["reply_parameters"]["message_id"], 501);
+                let (_, path, body) = path_and_json(&r[2]);
+                assert!(path.ends_with("/editMessageText"), "{path}");
+                assert_eq!(body["message_id"], 502);
+                assert!(body["text"].as_str().unwrap().contains("DashMap"));
+                let (_, path, body) = path_and_json(&r[3]);
+                assert!(path.ends_with("/deleteMessage"), "{path}");
+                assert_eq!(body, json!({"chat_id": -100123, "message_id": 502}));
+            },
+            edits: true,
+        },
+        Platform {
+            name: "mattermost",
+            config: r#"[providers.mm]
+kind = "mattermost"
+token = "${MM_TOKEN}"
+api_url = "{api}"
+[[chat]]
+name = "c"
+provider = "mm"
+channel_id = "4xp9fdt77pncbef59f4k1qe83o"
+"#,
+            env: ("MM_TOKEN", "canary-mm"),
+            mount: "",
+            answers: || {
+                let post = |id: &str| Reply::new(201, &format!(r#"{{"id":"{id}"}}"#));
+                vec![
+                    post("rootrootrootrootrootroot01"),
+                    post("replyreplyreplyreplyrepl02"),
+                    post("replyreplyreplyreplyrepl02"),
+                    Reply::new(200, r#"{"status":"OK"}"#),
+                ]
+            },
+            check: |r| {
+                assert!(path_and_json(&r[0]).2.get("root_id").is_none());
+                assert_eq!(
+                    path_and_json(&r[1]).2["root_id"],
+                    "rootrootrootrootrootroot01"
+                );
+                let (method, path, body) = path_and_json(&r[2]);
+                assert_eq!(
+                    (method, path),
+                    ("PUT", "/api/v4/posts/replyreplyreplyreplyrepl02/patch")
+                );
+                assert!(body["message"].as_str().unwrap().contains("DashMap"));
+                let (method, path, _) = path_and_json(&r[3]);
+                assert_eq!(
+                    (method, path),
+                    ("DELETE", "/api/v4/posts/replyreplyreplyreplyrepl02")
+                );
+            },
+            edits: true,
+        },
+        Platform {
+            name: "zulip",
+            config: r#"[providers.z]
+kind = "zulip"
+realm = "{api}"
+email = "bot@zulip.example"
+api_key = "${ZULIP_KEY}"
+[[chat]]
+name = "c"
+provider = "z"
+stream = "forum"
+"#,
+            env: ("ZULIP_KEY", "CanaryZulipKey42"),
+            mount: "",
+            answers: || {
+                let sent = |id: u64| {
+                    Reply::new(
+                        200,
+                        &format!(r#"{{"result":"success","msg":"","id":{id}}}"#),
+                    )
+                };
+                vec![
+                    sent(11),
+                    sent(12),
+                    Reply::new(200, r#"{"result":"success","msg":""}"#),
+                    Reply::new(200, r#"{"result":"success","msg":""}"#),
+                ]
+            },
+            check: |r| {
+                // The thread is the Zulip topic named after the forum topic.
+                for post in &r[..2] {
+                    assert_eq!(form(post)["topic"], TOPIC);
+                }
+                assert_eq!(
+                    (r[2].method.as_str(), r[2].path.as_str()),
+                    ("PATCH", "/api/v1/messages/12")
+                );
+                assert!(form(&r[2])["content"].contains("DashMap"));
+                assert_eq!(
+                    (r[3].method.as_str(), r[3].path.as_str()),
+                    ("DELETE", "/api/v1/messages/12")
+                );
+            },
+            edits: true,
+        },
+        Platform {
+            name: "discord",
+            config: r#"[[chat]]
+name = "c"
+provider = "discord"
+webhook_url = "${DISCORD_HOOK}"
+forum_channel = true
+"#,
+            env: ("DISCORD_HOOK", "{api}/api/webhooks/1/canary-discord"),
+            mount: "/api/webhooks/1/canary-discord",
+            answers: || {
+                let msg =
+                    |id: &str| Reply::new(200, &format!(r#"{{"id":"{id}","channel_id":"900"}}"#));
+                vec![msg("900"), msg("901"), msg("901"), Reply::new(204, "")]
+            },
+            check: |r| {
+                let hook = "/api/webhooks/1/canary-discord";
+                let (_, path, body) = path_and_json(&r[0]);
+                assert_eq!(path, format!("{hook}?wait=true"));
+                assert_eq!(body["thread_name"], TOPIC);
+                let (_, path, body) = path_and_json(&r[1]);
+                assert_eq!(path, format!("{hook}?wait=true&thread_id=900"));
+                assert!(body.get("thread_name").is_none());
+                let (method, path, body) = path_and_json(&r[2]);
+                assert_eq!(method, "PATCH");
+                assert_eq!(path, format!("{hook}/messages/901?thread_id=900"));
+                assert_eq!(body["allowed_mentions"], json!({"parse": []}));
+                assert!(body["content"].as_str().unwrap().contains("DashMap"));
+                let (method, path, _) = path_and_json(&r[3]);
+                assert_eq!(method, "DELETE");
+                assert_eq!(path, format!("{hook}/messages/901?thread_id=900"));
+            },
+            edits: true,
+        },
+        Platform {
+            name: "webex",
+            config: r#"[providers.wx]
+kind = "webex"
+token = "${WEBEX_TOKEN}"
+api_url = "{api}"
+[[chat]]
+name = "c"
+provider = "wx"
+room_id = "Y2lzY29zcGFyazovL3VzL1JPT00vMQ"
+"#,
+            env: ("WEBEX_TOKEN", "canary-webex"),
+            mount: "",
+            answers: || {
+                let msg = |id: &str| Reply::new(200, &format!(r#"{{"id":"{id}"}}"#));
+                vec![msg("M1"), msg("M2"), msg("M2"), Reply::new(204, "")]
+            },
+            check: |r| {
+                assert!(path_and_json(&r[0]).2.get("parentId").is_none());
+                assert_eq!(path_and_json(&r[1]).2["parentId"], "M1");
+                let (method, path, body) = path_and_json(&r[2]);
+                assert_eq!((method, path), ("PUT", "/v1/messages/M2"));
+                assert_eq!(body["roomId"], "Y2lzY29zcGFyazovL3VzL1JPT00vMQ");
+                assert!(body["markdown"].as_str().unwrap().contains("DashMap"));
+                let (method, path, _) = path_and_json(&r[3]);
+                assert_eq!((method, path), ("DELETE", "/v1/messages/M2"));
+            },
+            edits: true,
+        },
+        Platform {
+            name: "mastodon",
+            config: r#"[providers.m]
+kind = "mastodon"
+instance = "{api}"
+access_token = "${MASTODON_TOKEN}"
+[[chat]]
+name = "c"
+provider = "m"
+"#,
+            env: ("MASTODON_TOKEN", "canary-mastodon"),
+            mount: "",
+            answers: || {
+                let status = |id: &str| Reply::new(200, &format!(r#"{{"id":"{id}"}}"#));
+                vec![status("71"), status("72"), status("72"), status("72")]
+            },
+            check: |r| {
+                assert!(path_and_json(&r[0]).2.get("in_reply_to_id").is_none());
+                assert_eq!(path_and_json(&r[1]).2["in_reply_to_id"], "71");
+                let (method, path, body) = path_and_json(&r[2]);
+                assert_eq!((method, path), ("PUT", "/api/v1/statuses/72"));
+                assert!(body["status"].as_str().unwrap().contains("DashMap"));
+                let (method, path, _) = path_and_json(&r[3]);
+                assert_eq!((method, path), ("DELETE", "/api/v1/statuses/72"));
+            },
+            edits: true,
+        },
+        Platform {
+            name: "googlechat",
+            config: r#"[[chat]]
+name = "c"
+provider = "googlechat"
+webhook_url = "${GCHAT_HOOK}"
+"#,
+            env: (
+                "GCHAT_HOOK",
+                "{api}/v1/spaces/AAAA/messages?key=k&token=canary-gchat",
+            ),
+            mount: "/v1/spaces/AAAA/messages",
+            answers: || {
+                let msg =
+                    |n: &str| Reply::new(200, &format!(r#"{{"name":"spaces/AAAA/messages/{n}"}}"#));
+                vec![msg("a"), msg("b")]
+            },
+            check: |r| {
+                for post in r {
+                    assert!(
+                        post.path
+                            .ends_with("&messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"),
+                        "{}",
+                        post.path
+                    );
+                    assert_eq!(post.json()["thread"], json!({"threadKey": "topic-101"}));
+                }
+            },
+            // A webhook cannot edit or delete: on_edit/on_delete default to ignore.
+            edits: false,
+        },
+    ]
+}
+
+#[test]
+fn other_platforms_thread_edit_and_delete() {
+    for p in platforms() {
+        let mock = Mock::start();
+        mock.script((p.answers)());
+        let api = mock.url("");
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("relay.toml");
+        let chat = p.config.replace("{api}", &api)
+            + "rate_limit = \"100/s\"\n[[chat.rule]]\nfilter = \"thread\"\n";
+        std::fs::write(
+            &cfg,
+            format!(
+                "[discourse]\nurl = \"https://forum.example.org\"\nwebhook_secret = \"${{DISCOURSE_WEBHOOK_SECRET}}\"\ndelay = \"0s\"\n\n{chat}"
+            ),
+        )
+        .unwrap();
+        let env_value = p.env.1.replace("{api}", &api);
+        let relay = Relay::start(&cfg, &dir.path().join("data"), &[(p.env.0, &env_value)]);
+        let step = |f: Fixture, n: usize| {
+            assert_eq!(relay.post(&f.headers, f.body).0, 202, "{}", p.name);
+            mock.wait_for(n, Duration::from_secs(15));
+        };
+        step(fixture("post_created_first_post"), 1);
+        step(
+            edited_fixture("post_created_reply_group_mention", |_| {}),
+            2,
+        );
+        let edit = reply(3, 1003, "Edited: use a `DashMap` instead");
+        let sent = if p.edits {
+            step(edited_fixture("post_edited", edit), 3);
+            let gone = reply(3, 1003, "Edited: use a `DashMap` instead");
+            step(edited_fixture("post_destroyed", gone), 4);
+            4
+        } else {
+            let f = edited_fixture("post_edited", edit);
+            assert_eq!(relay.post(&f.headers, f.body).0, 202);
+            std::thread::sleep(Duration::from_millis(800));
+            2
+        };
+        let reqs = mock.requests();
+        assert_eq!(reqs.len(), sent, "{}: {reqs:#?}", p.name);
+        assert!(
+            reqs.iter().all(|r| r.path.starts_with(p.mount)),
+            "{}: {reqs:#?}",
+            p.name
+        );
+        (p.check)(&reqs);
+        let status = relay.status();
+        for chat in status["chats"].as_array().unwrap() {
+            assert_eq!(chat["dead_letters"], 0, "{}: {chat}", p.name);
+        }
+        let secret = p.env.1.rsplit(['/', '=', ':']).next().unwrap_or("");
+        assert!(!relay.logs().contains(secret), "{}", p.name);
+    }
+}

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use discourse_relay::providers::Outcome;
+use discourse_relay::providers::{Action, Outcome, Thread};
 
 const HOOK_TOKEN: &str = "canary-discord-token-4242";
 
@@ -27,6 +27,12 @@ provider = "discord"
 webhook_url = "${DISCORD_HOOK}"
 thread_id = "1122334455667788990"
 subscribe = ["all"]
+[[chat]]
+name = "forum"
+provider = "discord"
+webhook_url = "${DISCORD_HOOK}"
+forum_channel = true
+subscribe = ["all"]
 "##
     .to_string()
 }
@@ -44,10 +50,15 @@ fn run(mock: &Mock, chat: &str, fixture: &str) -> Outcome {
 }
 
 fn message_reply(id: &str) -> Reply {
+    message_in(id, "111")
+}
+
+/// A message as Discord answers it; in a thread, `channel_id` is the thread.
+fn message_in(id: &str, channel: &str) -> Reply {
     Reply::new(
         200,
         &format!(
-            r#"{{"id":"{id}","type":0,"content":"x","channel_id":"111","author":{{"bot":true,"id":"112233445566778899","username":"Forum"}},"webhook_id":"112233445566778899"}}"#
+            r#"{{"id":"{id}","type":0,"content":"x","channel_id":"{channel}","author":{{"bot":true,"id":"112233445566778899","username":"Forum"}},"webhook_id":"112233445566778899"}}"#
         ),
     )
     .header("Content-Type", "application/json")
@@ -121,12 +132,13 @@ fn execute_webhook_request_is_exact_and_mentions_are_off() {
 #[test]
 fn thread_target_adds_thread_id() {
     let mock = Mock::start();
-    mock.script([message_reply("7")]);
+    mock.script([message_in("7", "1122334455667788990")]);
     let out = run(&mock, "forum-thread", "post_created_first_post");
+    // The id names the thread too: edits and deletes need it.
     assert_eq!(
         out,
         Outcome::Sent {
-            remote_id: Some("7".into())
+            remote_id: Some("1122334455667788990/7".into())
         }
     );
     let r = &mock.requests()[0];
@@ -208,4 +220,106 @@ fn network_errors_retry_and_hide_the_url_secret() {
         panic!("{o:?}")
     };
     assert!(!reason.contains(HOOK_TOKEN), "{reason}");
+}
+
+#[test]
+fn forum_post_thread_reply_edit_and_delete_requests_are_exact() {
+    const POST: &str = "1300000000000000001";
+    let mock = Mock::start();
+    mock.script([
+        // Opening a forum post: the starter message's id is the post's.
+        message_in(POST, POST),
+        message_in("1300000000000000002", POST),
+        message_in("1300000000000000002", POST),
+        Reply::new(204, ""),
+        // Already deleted in the chat: done.
+        Reply::new(404, r#"{"message": "Unknown Message", "code": 10008}"#),
+    ]);
+    let cfg = config();
+    let hook = mock.url(&hook_path());
+    let env = [("DISCORD_HOOK", hook.as_str())];
+    let send = |fixture, action| deliver_as(&cfg, "forum", fixture, &env, action, false);
+    let root = format!("{POST}/{POST}");
+    let reply_id = format!("{POST}/1300000000000000002");
+    assert_eq!(
+        send(
+            "post_created_first_post",
+            Action::Post {
+                thread: Some(Thread { root: None })
+            }
+        ),
+        Outcome::Sent {
+            remote_id: Some(root.clone())
+        }
+    );
+    assert_eq!(
+        send(
+            "post_created_first_post",
+            Action::Post {
+                thread: Some(Thread { root: Some(&root) })
+            }
+        ),
+        Outcome::Sent {
+            remote_id: Some(reply_id.clone())
+        }
+    );
+    assert!(matches!(
+        send(
+            "post_edited",
+            Action::Edit {
+                remote_id: &reply_id
+            }
+        ),
+        Outcome::Sent { .. }
+    ));
+    for _ in 0..2 {
+        assert_eq!(
+            send(
+                "post_destroyed",
+                Action::Delete {
+                    remote_id: &reply_id
+                }
+            ),
+            Outcome::Sent { remote_id: None }
+        );
+    }
+    let reqs = mock.requests();
+    let hp = hook_path();
+    assert_eq!(reqs[0].method, "POST");
+    assert_eq!(reqs[0].path, format!("{hp}?wait=true"));
+    let body = reqs[0].json();
+    assert!(
+        body["thread_name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty() && n.chars().count() <= 100),
+        "{body}"
+    );
+    assert_eq!(body["allowed_mentions"], serde_json::json!({"parse": []}));
+
+    assert_eq!(reqs[1].path, format!("{hp}?wait=true&thread_id={POST}"));
+    assert!(reqs[1].json().get("thread_name").is_none());
+
+    assert_eq!(reqs[2].method, "PATCH");
+    assert_eq!(
+        reqs[2].path,
+        format!("{hp}/messages/1300000000000000002?thread_id={POST}")
+    );
+    let body = reqs[2].json();
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, vec!["allowed_mentions", "content"]);
+    assert_eq!(body["allowed_mentions"], serde_json::json!({"parse": []}));
+
+    for r in &reqs[3..] {
+        assert_eq!(r.method, "DELETE");
+        assert_eq!(
+            r.path,
+            format!("{hp}/messages/1300000000000000002?thread_id={POST}")
+        );
+        assert!(r.body.is_empty());
+    }
 }

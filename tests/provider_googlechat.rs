@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use discourse_relay::providers::Outcome;
+use discourse_relay::providers::{Action, Outcome, Thread};
 use serde_json::json;
 
 const KEY: &str = "AIzaCanaryKey4242";
@@ -154,4 +154,39 @@ fn network_errors_retry_and_hide_the_url() {
         panic!("{o:?}")
     };
     assert!(!reason.contains(TOKEN) && !reason.contains(KEY), "{reason}");
+}
+
+#[test]
+fn thread_messages_name_the_topic_thread() {
+    let mock = Mock::start();
+    mock.always(Reply::new(
+        200,
+        r#"{"name":"spaces/AAAAx1y2z3/messages/Kq1.Kq1","thread":{"name":"spaces/AAAAx1y2z3/threads/Kq1","threadKey":"topic-105"}}"#,
+    ));
+    let url = mock.url(&hook_path());
+    let env = [("GOOGLE_CHAT_WEBHOOK", url.as_str())];
+    for root in [None, Some("spaces/AAAAx1y2z3/messages/Kq1.Kq1")] {
+        let out = deliver_as(
+            &config(),
+            "space",
+            "post_created_hostile_content",
+            &env,
+            Action::Post {
+                thread: Some(Thread { root }),
+            },
+            false,
+        );
+        assert!(matches!(out, Outcome::Sent { .. }), "{out:?}");
+    }
+    for r in mock.requests() {
+        assert_eq!(r.method, "POST");
+        assert_eq!(
+            r.path,
+            format!(
+                "{}&messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD",
+                hook_path()
+            )
+        );
+        assert_eq!(r.json()["thread"], json!({"threadKey": "topic-105"}));
+    }
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use discourse_relay::providers::Outcome;
+use discourse_relay::providers::{Action, Outcome, Thread};
 
 const TOKEN: &str = "canary-mastodon-token-4242";
 const STATUS_ID: &str = "113456789012345678";
@@ -273,4 +273,96 @@ fn explain_hides_the_token() {
         request["headers"]["Idempotency-Key"].as_str().map(str::len),
         Some(64)
     );
+}
+
+#[test]
+fn thread_reply_edit_and_delete_requests_are_exact() {
+    let mock = Mock::start();
+    mock.script([
+        Reply::new(
+            200,
+            r#"{"id":"113456789012345679","in_reply_to_id":"113456789012345678"}"#,
+        ),
+        Reply::new(
+            200,
+            &format!(r#"{{"id":"{STATUS_ID}","edited_at":"2026-11-25T06:00:00.000Z"}}"#),
+        ),
+        Reply::new(200, &format!(r#"{{"id":"{STATUS_ID}","text":"x"}}"#)),
+        // Already deleted on the instance: done.
+        Reply::new(404, r#"{"error":"Record not found"}"#),
+    ]);
+    let cfg = config(&mock.url(""));
+    let env = [("MASTODON_TOKEN", TOKEN)];
+    let send = |fixture, action| deliver_as(&cfg, "toots", fixture, &env, action, false);
+    assert_eq!(
+        send(
+            "post_created_first_post",
+            Action::Post {
+                thread: Some(Thread {
+                    root: Some(STATUS_ID)
+                })
+            }
+        ),
+        Outcome::Sent {
+            remote_id: Some("113456789012345679".into())
+        }
+    );
+    assert!(matches!(
+        send(
+            "post_edited",
+            Action::Edit {
+                remote_id: STATUS_ID
+            }
+        ),
+        Outcome::Sent { .. }
+    ));
+    assert!(matches!(
+        send(
+            "post_destroyed",
+            Action::Delete {
+                remote_id: STATUS_ID
+            }
+        ),
+        Outcome::Sent { .. }
+    ));
+    assert_eq!(
+        send(
+            "post_destroyed",
+            Action::Delete {
+                remote_id: STATUS_ID
+            }
+        ),
+        Outcome::Sent { remote_id: None }
+    );
+    let reqs = mock.requests();
+    for r in &reqs {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+    }
+    assert_eq!(
+        (reqs[0].method.as_str(), reqs[0].path.as_str()),
+        ("POST", "/api/v1/statuses")
+    );
+    assert_eq!(reqs[0].json()["in_reply_to_id"], STATUS_ID);
+    assert!(reqs[0].header("idempotency-key").is_some());
+
+    assert_eq!(reqs[1].method, "PUT");
+    assert_eq!(reqs[1].path, format!("/api/v1/statuses/{STATUS_ID}"));
+    let body = reqs[1].json();
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, vec!["status"]);
+    assert!(no_live_mention(body["status"].as_str().unwrap()));
+
+    for r in &reqs[2..] {
+        assert_eq!(r.method, "DELETE");
+        assert_eq!(r.path, format!("/api/v1/statuses/{STATUS_ID}"));
+        assert!(r.body.is_empty());
+    }
 }

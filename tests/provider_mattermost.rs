@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use discourse_relay::providers::Outcome;
+use discourse_relay::providers::{Action, Outcome, Thread};
 
 const TOKEN: &str = "canary-mm-token-7f3k9q";
 const HOOK_KEY: &str = "canaryhookkey9x8y7z6w5v4u3";
@@ -263,5 +263,70 @@ fn network_errors_retry_and_hide_secrets() {
             !reason.contains(TOKEN) && !reason.contains(HOOK_KEY),
             "{reason}"
         );
+    }
+}
+
+#[test]
+fn thread_reply_patch_and_delete_requests_are_exact() {
+    const ROOT: &str = "ab1cd2ef3gh4ij5kl6mn7op8qr";
+    let mock = Mock::start();
+    mock.script([
+        post_reply("zz1cd2ef3gh4ij5kl6mn7op8qr"),
+        post_reply(ROOT),
+        Reply::new(200, r#"{"status":"OK"}"#),
+        // Deleted in the chat already: done.
+        error(404, "app.post.get.app_error", "Unable to get the post."),
+    ]);
+    let env = [
+        ("MM_TOKEN", TOKEN),
+        ("MM_HOOK", "http://127.0.0.1:9/hooks/x"),
+    ];
+    let cfg = config(&mock.url(""));
+    let reply = Action::Post {
+        thread: Some(Thread { root: Some(ROOT) }),
+    };
+    assert_eq!(
+        deliver_as(&cfg, "api", "post_created_first_post", &env, reply, false),
+        Outcome::Sent {
+            remote_id: Some("zz1cd2ef3gh4ij5kl6mn7op8qr".into())
+        }
+    );
+    let edit = Action::Edit { remote_id: ROOT };
+    assert!(matches!(
+        deliver_as(&cfg, "api", "post_edited", &env, edit, false),
+        Outcome::Sent { .. }
+    ));
+    let delete = Action::Delete { remote_id: ROOT };
+    for _ in 0..2 {
+        assert_eq!(
+            deliver_as(&cfg, "api", "post_destroyed", &env, delete, false),
+            Outcome::Sent { remote_id: None }
+        );
+    }
+    let reqs = mock.requests();
+    for r in &reqs {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+    }
+    assert_eq!(
+        (reqs[0].method.as_str(), reqs[0].path.as_str()),
+        ("POST", "/api/v4/posts")
+    );
+    let body = reqs[0].json();
+    assert_eq!(body["root_id"], ROOT);
+    assert_eq!(body["channel_id"], CHANNEL);
+
+    assert_eq!(reqs[1].method, "PUT");
+    assert_eq!(reqs[1].path, format!("/api/v4/posts/{ROOT}/patch"));
+    let body = reqs[1].json();
+    assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+    assert!(body["message"].as_str().unwrap().starts_with("**["));
+
+    for r in &reqs[2..] {
+        assert_eq!(r.method, "DELETE");
+        assert_eq!(r.path, format!("/api/v4/posts/{ROOT}"));
+        assert!(r.body.is_empty());
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use common::*;
 use discourse_relay::config::MissingEnv;
-use discourse_relay::providers::Outcome;
+use discourse_relay::providers::{Action, Outcome, Thread};
 
 const TOKEN: &str = "123456789:AAcanary-telegram-4242";
 
@@ -260,4 +260,92 @@ subscribe = ["all"]
         "{shown}"
     );
     assert!(!shown.contains("AAliteral"), "{shown}");
+}
+
+fn run_as(api_url: &str, chat: &str, fixture: &str, action: Action<'_>) -> Outcome {
+    deliver_as(
+        &config(api_url),
+        chat,
+        fixture,
+        &[("TELEGRAM_TOKEN", TOKEN)],
+        action,
+        false,
+    )
+}
+
+#[test]
+fn thread_reply_edit_and_delete_requests_are_exact() {
+    let mock = Mock::start();
+    mock.script([
+        ok_reply(502),
+        ok_reply(501),
+        Reply::new(200, r#"{"ok":true,"result":true}"#),
+        // The message was already removed in the chat: done.
+        Reply::new(
+            400,
+            r#"{"ok":false,"error_code":400,"description":"Bad Request: message to delete not found"}"#,
+        ),
+    ]);
+    let reply = Action::Post {
+        thread: Some(Thread { root: Some("501") }),
+    };
+    assert_eq!(
+        run_as(&mock.url(""), "topic", "post_created_first_post", reply),
+        Outcome::Sent {
+            remote_id: Some("502".into())
+        }
+    );
+    let edit = Action::Edit { remote_id: "501" };
+    assert_eq!(
+        run_as(&mock.url(""), "topic", "post_edited", edit),
+        Outcome::Sent {
+            remote_id: Some("501".into())
+        }
+    );
+    let delete = Action::Delete { remote_id: "501" };
+    for _ in 0..2 {
+        assert_eq!(
+            run_as(&mock.url(""), "topic", "post_destroyed", delete),
+            Outcome::Sent { remote_id: None }
+        );
+    }
+    let reqs = mock.requests();
+    assert_eq!(reqs[0].path, format!("/bot{TOKEN}/sendMessage"));
+    let body = reqs[0].json();
+    assert_eq!(body["message_thread_id"], 7);
+    assert_eq!(
+        body["reply_parameters"],
+        serde_json::json!({"message_id": 501, "allow_sending_without_reply": true})
+    );
+
+    assert_eq!(reqs[1].method, "POST");
+    assert_eq!(reqs[1].path, format!("/bot{TOKEN}/editMessageText"));
+    let body = reqs[1].json();
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            "chat_id",
+            "link_preview_options",
+            "message_id",
+            "parse_mode",
+            "text"
+        ]
+    );
+    assert_eq!(body["chat_id"], -1001234567890i64);
+    assert_eq!(body["message_id"], 501);
+    assert!(body["text"].as_str().unwrap().starts_with("<b><a href="));
+
+    for r in &reqs[2..] {
+        assert_eq!(r.path, format!("/bot{TOKEN}/deleteMessage"));
+        assert_eq!(
+            r.json(),
+            serde_json::json!({"chat_id": -1001234567890i64, "message_id": 501})
+        );
+    }
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use discourse_relay::providers::Outcome;
+use discourse_relay::providers::{Action, Outcome, Thread};
 use serde_json::json;
 
 const TOKEN: &str = "canaryWebexBotToken4242";
@@ -167,4 +167,78 @@ fn network_errors_retry_and_hide_the_token() {
         panic!("{o:?}")
     };
     assert!(!reason.contains(TOKEN), "{reason}");
+}
+
+#[test]
+fn thread_reply_edit_and_delete_requests_are_exact() {
+    const ROOT: &str = "Y2lzY29zcGFyazovL3VzL01FU1NBR0UvMQ";
+    let message = |id: &str| {
+        Reply::new(
+            200,
+            &json!({"id": id, "roomId": ROOM, "parentId": ROOT, "markdown": "x"}).to_string(),
+        )
+    };
+    let mock = Mock::start();
+    mock.script([
+        message("Y2lzY29zcGFyazovL3VzL01FU1NBR0UvMg"),
+        message(ROOT),
+        Reply::new(204, ""),
+        webex_error(404, "Unable to delete message.", "ROUTER_9"),
+    ]);
+    let cfg = config(&mock.url("/webex"));
+    let env = [("WEBEX_BOT_TOKEN", TOKEN)];
+    let send = |fixture, action| deliver_as(&cfg, "room", fixture, &env, action, false);
+    assert_eq!(
+        send(
+            "post_created_first_post",
+            Action::Post {
+                thread: Some(Thread { root: Some(ROOT) })
+            }
+        ),
+        Outcome::Sent {
+            remote_id: Some("Y2lzY29zcGFyazovL3VzL01FU1NBR0UvMg".into())
+        }
+    );
+    assert!(matches!(
+        send("post_edited", Action::Edit { remote_id: ROOT }),
+        Outcome::Sent { .. }
+    ));
+    for _ in 0..2 {
+        assert_eq!(
+            send("post_destroyed", Action::Delete { remote_id: ROOT }),
+            Outcome::Sent { remote_id: None }
+        );
+    }
+    let reqs = mock.requests();
+    for r in &reqs {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+    }
+    assert_eq!(
+        (reqs[0].method.as_str(), reqs[0].path.as_str()),
+        ("POST", "/webex/v1/messages")
+    );
+    assert_eq!(reqs[0].json()["parentId"], ROOT);
+    assert_eq!(reqs[0].json()["roomId"], ROOM);
+
+    assert_eq!(reqs[1].method, "PUT");
+    assert_eq!(reqs[1].path, format!("/webex/v1/messages/{ROOT}"));
+    let body = reqs[1].json();
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, vec!["markdown", "roomId"]);
+    assert_eq!(body["roomId"], ROOM);
+
+    for r in &reqs[2..] {
+        assert_eq!(r.method, "DELETE");
+        assert_eq!(r.path, format!("/webex/v1/messages/{ROOT}"));
+        assert!(r.body.is_empty());
+    }
 }

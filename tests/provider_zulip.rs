@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::*;
-use discourse_relay::providers::Outcome;
+use discourse_relay::providers::{Action, Outcome};
 
 const KEY: &str = "CanaryZulipKey0123456789abcdef";
 /// base64("relay-bot@zulip.example:" + KEY)
@@ -274,4 +274,49 @@ fn network_errors_retry_without_the_key() {
         panic!("{o:?}")
     };
     assert!(!reason.contains(KEY), "{reason}");
+}
+
+#[test]
+fn edit_and_delete_requests_are_exact() {
+    let mock = Mock::start();
+    mock.script([
+        Reply::new(
+            200,
+            r#"{"result":"success","msg":"","detached_uploads":[]}"#,
+        ),
+        Reply::new(200, r#"{"result":"success","msg":""}"#),
+        // Deleted in the chat already: done.
+        Reply::new(
+            400,
+            r#"{"code":"BAD_REQUEST","msg":"Invalid message(s)","result":"error"}"#,
+        ),
+    ]);
+    let cfg = config(&mock.url(""));
+    let env = [("ZULIP_API_KEY", KEY)];
+    let edit = Action::Edit { remote_id: "4242" };
+    assert_eq!(
+        deliver_as(&cfg, "per-topic", "post_edited", &env, edit, false),
+        Outcome::Sent { remote_id: None }
+    );
+    let delete = Action::Delete { remote_id: "4242" };
+    for _ in 0..2 {
+        assert_eq!(
+            deliver_as(&cfg, "per-topic", "post_destroyed", &env, delete, false),
+            Outcome::Sent { remote_id: None }
+        );
+    }
+    let reqs = mock.requests();
+    assert_eq!(reqs[0].method, "PATCH");
+    assert_eq!(reqs[0].path, "/api/v1/messages/4242");
+    assert_eq!(reqs[0].header("authorization"), Some(BASIC));
+    let f = form(&reqs[0].body);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].0, "content");
+    assert!(f[0].1.starts_with("**["), "{}", f[0].1);
+    for r in &reqs[1..] {
+        assert_eq!(r.method, "DELETE");
+        assert_eq!(r.path, "/api/v1/messages/4242");
+        assert_eq!(r.header("authorization"), Some(BASIC));
+        assert!(r.body.is_empty());
+    }
 }

@@ -5,6 +5,14 @@
 //! that every request sends `allowed_mentions: {"parse": []}`, so even a
 //! mention that got through could not ping anyone.
 //!
+//! Lifecycle: with `forum_channel = true` (a forum channel's webhook) the first
+//! message of a forum topic opens a forum post (`thread_name` = the topic's
+//! title) and `thread` rules send the replies into it (`thread_id`); edits
+//! are `PATCH …/messages/{id}`, deletes `DELETE` of the same path, with
+//! `?thread_id=` for a message in a thread. The `remote_id` is the message
+//! id, or `"<thread channel id>/<message id>"` for a message in a thread.
+//! Text channels cannot thread through a webhook.
+//!
 //! The webhook URL holds the webhook's token: it is a secret (`${VAR}`).
 //! Errors are JSON `{"code", "message"}`; a 429 carries `retry_after`
 //! (float seconds) and `Retry-After`. Discord asks clients to stop using a
@@ -22,14 +30,17 @@ use serde_spanned::Spanned;
 use toml_edit::Item;
 
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
+    Outcome, Registration, Thread,
+    http::{classify_status, path_segment},
+    schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
-use crate::render::text::truncate;
+use crate::render::escape::strip_controls;
+use crate::render::text::{collapse_whitespace, truncate};
 
 pub const REGISTRATION: Registration = Registration {
     kind: "discord",
@@ -41,6 +52,9 @@ pub const REGISTRATION: Registration = Registration {
 
 /// `content` limit (discord-api-docs `resources/message`, "2000 characters").
 const MAX_CONTENT: usize = 2000;
+
+/// `thread_name` limit: a forum post's title (a channel name), 1 to 100.
+const MAX_THREAD_NAME: usize = 100;
 
 /// `username` limit for webhook messages.
 const MAX_USERNAME: usize = 80;
@@ -70,9 +84,12 @@ pub struct Target {
     /// The channel's webhook URL (`https://discord.com/api/webhooks/ID/TOKEN`), as `${VAR}`: the URL is the credential.
     #[schemars(with = "Option<String>")]
     pub webhook_url: Option<Spanned<String>>,
-    /// Post into this existing thread (or forum post) of the webhook's channel, by id. Forum channels need it.
+    /// Post into this existing thread (or forum post) of the webhook's channel, by id. A forum channel needs this or `forum_channel = true`.
     #[schemars(with = "Option<SnowflakeValue>")]
     pub thread_id: Option<Spanned<SnowflakeValue>>,
+    /// The webhook belongs to a Discord forum channel: each forum topic opens a forum post named after its title, and `thread` rules put the replies into it (default false). Not with `thread_id`.
+    #[schemars(with = "Option<bool>")]
+    pub forum_channel: Option<Spanned<bool>>,
 }
 
 /// A Discord id: an integer, or the same digits as a string.
@@ -176,10 +193,19 @@ impl Instance for Discord {
             },
             None => None,
         };
+        let forum = t.forum_channel.as_ref().is_some_and(|f| *f.get_ref());
+        if let (Some(f), true, true) = (&t.forum_channel, forum, thread_id.is_some()) {
+            cx.error(
+                Some(f.span()),
+                "`forum_channel = true` opens a forum post per topic, `thread_id` posts into one existing thread: set one of them",
+            );
+            return None;
+        }
         Some(Box::new(DiscordChat {
             instance: self,
             url,
             thread_id,
+            forum,
         }))
     }
 }
@@ -216,6 +242,8 @@ struct DiscordChat {
     instance: Arc<Discord>,
     url: Secret,
     thread_id: Option<String>,
+    /// A forum channel's webhook: messages open or join a forum post.
+    forum: bool,
 }
 
 impl Destination for DiscordChat {
@@ -229,10 +257,11 @@ impl Destination for DiscordChat {
 
     fn capabilities(&self) -> Capabilities {
         // `wait=true` returns the message id, and the webhook can edit and
-        // delete its own messages (`/messages/{id}`); but a webhook cannot
-        // reply to a message or open a thread in a text channel.
+        // delete its own messages (`/messages/{id}`); but a webhook can only
+        // open threads in a forum channel (`thread_name`), not reply to a
+        // message in a text channel.
         Capabilities {
-            thread: false,
+            thread: self.forum,
             edit: true,
             delete: true,
         }
@@ -268,27 +297,28 @@ impl Destination for DiscordChat {
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        let mut body = json!({
-            "content": truncate(msg.text, MAX_CONTENT),
-            "allowed_mentions": {"parse": []},
-        });
-        if let Some(u) = &self.instance.username {
-            body["username"] = json!(u);
-        }
-        if let Some(a) = &self.instance.avatar_url {
-            body["avatar_url"] = json!(a);
-        }
-        if self.instance.suppress_embeds {
-            body["flags"] = json!(SUPPRESS_EMBEDS);
-        }
-        let base = self.url.expose();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let mut url = format!("{base}{sep}wait=true");
-        if let Some(t) = &self.thread_id {
-            url.push_str("&thread_id=");
-            url.push_str(t);
-        }
-        Outbound::Http(HttpRequest::post_json(&Secret::new(url), &body))
+        let content = truncate(msg.text, MAX_CONTENT);
+        let (message_id, thread) = match msg.action {
+            Action::Post { thread } => return self.execute(msg, &content, thread),
+            Action::Edit { remote_id } | Action::Delete { remote_id } => self.locate(remote_id),
+        };
+        let url = Secret::new(self.message_url(message_id, thread));
+        Outbound::Http(match msg.action {
+            Action::Delete { .. } => HttpRequest {
+                method: "DELETE",
+                url,
+                headers: vec![],
+                body: String::new(),
+            },
+            // Mentions are parsed again on edit unless turned off again.
+            _ => HttpRequest {
+                method: "PATCH",
+                ..HttpRequest::post_json(
+                    &url,
+                    &json!({"content": content, "allowed_mentions": {"parse": []}}),
+                )
+            },
+        })
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
@@ -324,13 +354,92 @@ fn webhook_token(url: &str) -> Option<String> {
 }
 
 impl DiscordChat {
+    /// Execute Webhook: a new message, in the chat's thread, in the forum
+    /// topic's forum post (`root`), or opening that post (`thread_name`).
+    fn execute(&self, msg: &Message<'_>, content: &str, thread: Option<Thread<'_>>) -> Outbound {
+        let mut body = json!({
+            "content": content,
+            "allowed_mentions": {"parse": []},
+        });
+        if let Some(u) = &self.instance.username {
+            body["username"] = json!(u);
+        }
+        if let Some(a) = &self.instance.avatar_url {
+            body["avatar_url"] = json!(a);
+        }
+        if self.instance.suppress_embeds {
+            body["flags"] = json!(SUPPRESS_EMBEDS);
+        }
+        let base = self.url.expose();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let mut url = format!("{base}{sep}wait=true");
+        let root_thread = thread
+            .and_then(|t| t.root)
+            .and_then(|root| self.locate(root).1);
+        if let Some(t) = root_thread.or(self.thread_id.as_deref()) {
+            url.push_str("&thread_id=");
+            url.push_str(&path_segment(t));
+        } else if self.forum {
+            // A forum channel takes no message outside a post: without a
+            // post to join (no `thread` rule, or its root is unknown), the
+            // message opens one named after the topic.
+            body["thread_name"] = json!(thread_name(msg.context));
+        }
+        Outbound::Http(HttpRequest::post_json(&Secret::new(url), &body))
+    }
+
+    /// The message id and thread id a `remote_id` names. Messages in a
+    /// thread (a forum post, or the chat's `thread_id`) are stored as
+    /// `"<thread channel id>/<message id>"`, others as `"<message id>"`;
+    /// for those, the chat's own `thread_id` (if any) is the thread.
+    fn locate<'a>(&'a self, remote_id: &'a str) -> (&'a str, Option<&'a str>) {
+        match remote_id.split_once('/') {
+            Some((thread, message)) => (message, Some(thread)),
+            None => (remote_id, self.thread_id.as_deref()),
+        }
+    }
+
+    /// `…/webhooks/ID/TOKEN/messages/{message_id}[?thread_id=…]`, keeping a
+    /// query the configured URL may have.
+    fn message_url(&self, message_id: &str, thread: Option<&str>) -> String {
+        let base = self.url.expose();
+        let (path, query) = match base.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (base, None),
+        };
+        let mut url = format!(
+            "{}/messages/{}",
+            path.trim_end_matches('/'),
+            path_segment(message_id)
+        );
+        let mut sep = '?';
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            url.push(sep);
+            url.push_str(q);
+            sep = '&';
+        }
+        if let Some(t) = thread {
+            url.push(sep);
+            url.push_str("thread_id=");
+            url.push_str(&path_segment(t));
+        }
+        url
+    }
+
     fn classify_answer(&self, resp: &HttpResponse) -> Outcome {
         let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
         if (200..300).contains(&resp.status) {
             // The status is authoritative: the message exists even if the
             // answer is odd, so never retry (that would post it twice).
+            let id = body["id"].as_str();
+            // In a thread the message's `channel_id` is the thread, which
+            // edits, deletes and replies need (see `locate`).
+            let in_thread = self.forum || self.thread_id.is_some();
             return Outcome::Sent {
-                remote_id: body["id"].as_str().map(str::to_string),
+                remote_id: match (id, body["channel_id"].as_str()) {
+                    (Some(id), Some(thread)) if in_thread => Some(format!("{thread}/{id}")),
+                    (id, _) => id.map(str::to_string),
+                },
             };
         }
         let code = body["code"].as_u64();
@@ -361,15 +470,25 @@ impl DiscordChat {
                 after,
             };
         }
+        if code == Some(10008) {
+            // Unknown Message: deleted in the chat already. A delete has
+            // nothing left to do, and an edit never can.
+            return Outcome::Sent { remote_id: None };
+        }
         let hint = match (status, code) {
+            (_, Some(10003)) => {
+                " (unknown channel or thread: check thread_id, or the forum post was deleted)"
+            }
             (404, _) | (_, Some(10015)) => {
                 " (the webhook was deleted: create a new one and update webhook_url)"
             }
             (401, _) | (_, Some(50027)) => {
                 " (the webhook token is invalid: copy the webhook URL again)"
             }
-            (_, Some(220001)) => " (a forum channel: set `thread_id` to post into a thread)",
-            (_, Some(10003)) => " (unknown channel or thread: check thread_id)",
+            (_, Some(220001)) => {
+                " (a forum channel: set `forum_channel = true` for a forum post per topic, or `thread_id`)"
+            }
+            (_, Some(220003)) => " (`forum_channel = true` needs the webhook of a forum channel)",
             (_, Some(50083)) => " (the thread is archived)",
             (_, Some(50006)) => " (the message is empty: check the template)",
             (_, Some(50035)) => " (Discord refused the message: check username and avatar_url)",
@@ -385,6 +504,21 @@ impl DiscordChat {
                 reason: format!("discord: HTTP {status}{detail}{hint}"),
             },
         }
+    }
+}
+
+/// A forum post's title: the topic's title on one line, cut to Discord's
+/// limit (never empty: Discord refuses that).
+fn thread_name(context: &serde_json::Value) -> String {
+    let title = context["topic"]["title"].as_str().unwrap_or("");
+    let title = collapse_whitespace(&strip_controls(title));
+    if title.is_empty() {
+        match context["topic"]["id"].as_u64() {
+            Some(id) => format!("Forum topic {id}"),
+            None => "Forum topic".to_string(),
+        }
+    } else {
+        truncate(&title, MAX_THREAD_NAME)
     }
 }
 
@@ -408,6 +542,195 @@ mod tests {
             }),
             url: Secret::new(HOOK),
             thread_id: thread.map(str::to_string),
+            forum: false,
+        }
+    }
+
+    fn forum_chat() -> DiscordChat {
+        DiscordChat {
+            forum: true,
+            ..chat(Some("Forum"), None)
+        }
+    }
+
+    fn req(c: &DiscordChat, action: Action<'_>, title: &str) -> (HttpRequest, serde_json::Value) {
+        let ctx = json!({"topic": {"id": 7, "title": title}});
+        let r = http(c.request(&Message {
+            chat: "c",
+            text: "new @\u{200B}everyone",
+            context: &ctx,
+            action,
+            delivery: None,
+        }));
+        let body = if r.body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&r.body).unwrap()
+        };
+        (r, body)
+    }
+
+    #[test]
+    fn forum_posts_threads_edits_and_deletes() {
+        let c = forum_chat();
+        assert!(c.capabilities().thread && !chat(None, None).capabilities().thread);
+        // The topic's first message opens a forum post named after it; so
+        // does any message without a known root (a forum takes no other).
+        for thread in [Some(Thread { root: None }), None] {
+            let (r, body) = req(&c, Action::Post { thread }, "Printer\non fire");
+            assert_eq!(r.method, "POST");
+            assert_eq!(r.url.expose(), format!("{HOOK}?wait=true"));
+            assert_eq!(
+                body,
+                json!({
+                    "content": "new @\u{200B}everyone",
+                    "allowed_mentions": {"parse": []},
+                    "username": "Forum",
+                    "thread_name": "Printer on fire",
+                })
+            );
+        }
+        let (_, body) = req(&c, Action::default(), &"long title ".repeat(20));
+        let name = body["thread_name"].as_str().unwrap();
+        assert!(name.chars().count() <= MAX_THREAD_NAME && name.ends_with('…'));
+        let (_, body) = req(&c, Action::default(), " ");
+        assert_eq!(body["thread_name"], "Forum topic 7");
+
+        // Replies go into the post the root names.
+        let root = Thread {
+            root: Some("1300000000000000001/1300000000000000001"),
+        };
+        let (r, body) = req(&c, Action::Post { thread: Some(root) }, "T");
+        assert_eq!(
+            r.url.expose(),
+            format!("{HOOK}?wait=true&thread_id=1300000000000000001")
+        );
+        assert!(body.get("thread_name").is_none());
+
+        let (r, body) = req(
+            &c,
+            Action::Edit {
+                remote_id: "1300000000000000001/1300000000000000002",
+            },
+            "T",
+        );
+        assert_eq!(r.method, "PATCH");
+        assert_eq!(
+            r.url.expose(),
+            format!("{HOOK}/messages/1300000000000000002?thread_id=1300000000000000001")
+        );
+        assert_eq!(
+            body,
+            json!({"content": "new @\u{200B}everyone", "allowed_mentions": {"parse": []}})
+        );
+        let (r, body) = req(
+            &c,
+            Action::Delete {
+                remote_id: "1300000000000000001/1300000000000000002",
+            },
+            "T",
+        );
+        assert_eq!(r.method, "DELETE");
+        assert_eq!(
+            r.url.expose(),
+            format!("{HOOK}/messages/1300000000000000002?thread_id=1300000000000000001")
+        );
+        assert!(body.is_null());
+    }
+
+    #[test]
+    fn text_channel_and_fixed_thread_edits() {
+        let (r, _) = req(
+            &chat(None, None),
+            Action::Edit {
+                remote_id: "1300000000000000002",
+            },
+            "T",
+        );
+        assert_eq!(r.method, "PATCH");
+        assert_eq!(
+            r.url.expose(),
+            format!("{HOOK}/messages/1300000000000000002")
+        );
+        // A chat with `thread_id`: an id stored without its thread still
+        // finds it.
+        let c = chat(None, Some("998877"));
+        for id in ["998877/1300000000000000002", "1300000000000000002"] {
+            let (r, _) = req(&c, Action::Delete { remote_id: id }, "T");
+            assert_eq!(
+                r.url.expose(),
+                format!("{HOOK}/messages/1300000000000000002?thread_id=998877")
+            );
+        }
+        // A configured query stays; a stored id cannot escape its segment.
+        let c = DiscordChat {
+            url: Secret::new(format!("{HOOK}?x=1")),
+            ..chat(None, None)
+        };
+        let (r, _) = req(&c, Action::Delete { remote_id: "1?y=2" }, "T");
+        assert_eq!(r.url.expose(), format!("{HOOK}/messages/1%3Fy%3D2?x=1"));
+    }
+
+    #[test]
+    fn classifies_thread_edit_and_delete_answers() {
+        let msg = r#"{"id":"1300000000000000002","type":0,"content":"x","channel_id":"1300000000000000001"}"#;
+        // In a thread the id names the thread too; elsewhere just the message.
+        assert_eq!(
+            forum_chat().classify(&resp(200, &[], msg)),
+            Outcome::Sent {
+                remote_id: Some("1300000000000000001/1300000000000000002".into())
+            }
+        );
+        assert_eq!(
+            chat(None, Some("1300000000000000001")).classify(&resp(200, &[], msg)),
+            Outcome::Sent {
+                remote_id: Some("1300000000000000001/1300000000000000002".into())
+            }
+        );
+        assert_eq!(
+            chat(None, None).classify(&resp(200, &[], msg)),
+            Outcome::Sent {
+                remote_id: Some("1300000000000000002".into())
+            }
+        );
+        // DELETE answers 204; a message already gone is done.
+        let c = forum_chat();
+        assert_eq!(
+            c.classify(&resp(204, &[], "")),
+            Outcome::Sent { remote_id: None }
+        );
+        assert_eq!(
+            c.classify(&resp(
+                404,
+                &[],
+                r#"{"message": "Unknown Message", "code": 10008}"#
+            )),
+            Outcome::Sent { remote_id: None }
+        );
+        // An unknown webhook stays permanent.
+        assert!(matches!(
+            c.classify(&resp(
+                404,
+                &[],
+                r#"{"message": "Unknown Webhook", "code": 10015}"#
+            )),
+            Outcome::Permanent { .. }
+        ));
+        for (body, want) in [
+            (
+                r#"{"message": "Unknown Channel", "code": 10003}"#,
+                "forum post was deleted",
+            ),
+            (
+                r#"{"message": "Webhooks can only create threads in forum and media channels", "code": 220003}"#,
+                "needs the webhook of a forum channel",
+            ),
+        ] {
+            let out = c.classify(&resp(400, &[], body));
+            assert!(
+                matches!(&out, Outcome::Permanent { reason } if reason.contains(want) && !reason.contains("canary")),
+                "{out:?}"
+            );
         }
     }
 
@@ -520,7 +843,7 @@ mod tests {
             (
                 400,
                 r#"{"message": "Webhooks posted to forum channels must have a thread_name or thread_id", "code": 220001}"#,
-                "set `thread_id`",
+                "set `forum_channel = true`",
             ),
             (
                 400,
@@ -556,10 +879,13 @@ mod tests {
         ));
         assert!(!looks_like_webhook("https://discord.com/channels/1/2"));
 
-        let env: HashMap<String, String> = [(
-            "HOOK".to_string(),
-            "https://discord.com/channels/1/secretish".to_string(),
-        )]
+        let env: HashMap<String, String> = [
+            (
+                "HOOK".to_string(),
+                "https://discord.com/channels/1/secretish".to_string(),
+            ),
+            ("GOOD".to_string(), HOOK.to_string()),
+        ]
         .into();
         let inst = Arc::new(Discord {
             username: None,
@@ -576,6 +902,10 @@ mod tests {
                 "must be an environment reference",
             ),
             ("t = { thread_id = 5 }", "needs `webhook_url"),
+            (
+                "t = { webhook_url = \"${GOOD}\", thread_id = 5, forum_channel = true }",
+                "set one of them",
+            ),
         ] {
             let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
             let doc = toml_edit::Document::parse(text.to_string()).unwrap();

@@ -13,6 +13,11 @@
 //! follows. The result holds no `<` or `>` from user content whether or not
 //! Chat decodes entities; links and mentions written in the template stay.
 //!
+//! Threads: a `thread` rule's messages carry `thread.threadKey =
+//! "topic-<forum topic id>"` with `messageReplyOption =
+//! REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD`, so a topic's messages share one
+//! Chat thread. Webhooks cannot edit or delete messages.
+//!
 //! Errors are Google's `{"error":{"code","message","status"}}`. See
 //! shared/providers.md §2.9 and developers.google.com/workspace/chat/format-messages.
 
@@ -28,8 +33,8 @@ use toml_edit::Item;
 
 use super::http::fit;
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
+    Outcome, Registration, http::classify_status, schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -172,9 +177,14 @@ impl Destination for GoogleChatChat {
     }
 
     fn capabilities(&self) -> Capabilities {
-        // Webhooks cannot edit or delete (that needs a Chat app's auth);
-        // threads would need a thread key scheme, not message ids.
-        Capabilities::default()
+        // Threads are named by a key the webhook chooses (the forum topic's
+        // id), so no message id is needed for them; editing and deleting
+        // need a Chat app's auth, which a webhook lacks.
+        Capabilities {
+            thread: true,
+            edit: false,
+            delete: false,
+        }
     }
 
     fn default_rate(&self) -> Option<Rate> {
@@ -193,7 +203,21 @@ impl Destination for GoogleChatChat {
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let text = fit(&readable(msg.text), MAX_TEXT, char::len_utf16);
-        Outbound::Http(HttpRequest::post_json(&self.url, &json!({ "text": text })))
+        let mut body = json!({ "text": text });
+        let topic = msg.context["topic"]["id"].as_u64();
+        // Only posts reach a webhook chat (no edit or delete capability).
+        if let (Action::Post { thread: Some(_) }, Some(topic)) = (msg.action, topic) {
+            // Every message of the topic names the same thread; the first
+            // one opens it (the fallback), the others join it.
+            body["thread"] = json!({ "threadKey": format!("topic-{topic}") });
+            let base = self.url.expose();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let url = Secret::new(format!(
+                "{base}{sep}messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"
+            ));
+            return Outbound::Http(HttpRequest::post_json(&url, &body));
+        }
+        Outbound::Http(HttpRequest::post_json(&self.url, &body))
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
@@ -315,6 +339,48 @@ mod tests {
         assert_eq!(r.headers.len(), 1);
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body, json!({"text": "*<https://f/t/1|‹users/all› hi>*"}));
+    }
+
+    #[test]
+    fn thread_messages_share_the_topic_thread_key() {
+        use super::super::Thread;
+        let ctx = json!({"topic": {"id": 105, "title": "T"}});
+        for root in [None, Some("spaces/AAAA1234/messages/x.y")] {
+            let Outbound::Http(r) = chat().request(&Message {
+                chat: "c",
+                text: "hi",
+                context: &ctx,
+                action: Action::Post {
+                    thread: Some(Thread { root }),
+                },
+                delivery: None,
+            }) else {
+                panic!("expected HTTP")
+            };
+            assert_eq!(
+                r.url.expose(),
+                format!("{URL}&messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD")
+            );
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(
+                body,
+                json!({"text": "hi", "thread": {"threadKey": "topic-105"}})
+            );
+        }
+        // Without a `thread` rule: a plain message.
+        let Outbound::Http(r) = chat().request(&Message {
+            chat: "c",
+            text: "hi",
+            context: &ctx,
+            action: Action::default(),
+            delivery: None,
+        }) else {
+            panic!("expected HTTP")
+        };
+        assert_eq!(r.url.expose(), URL);
+        assert_eq!(r.body, r#"{"text":"hi"}"#);
+        let caps = chat().capabilities();
+        assert!(caps.thread && !caps.edit && !caps.delete);
     }
 
     #[test]

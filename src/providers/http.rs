@@ -128,6 +128,21 @@ pub fn fit(text: &str, budget: usize, cost: impl Fn(char) -> usize) -> String {
     format!("{}…", cut.trim_end())
 }
 
+/// `s` as one URL path segment: everything but RFC 3986 unreserved
+/// characters percent-encoded, so a stored message id cannot add path
+/// segments, a query or a fragment to the platform's URL.
+pub fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The status-code classification every HTTP provider starts from.
 pub fn classify_status(resp: &HttpResponse) -> super::Outcome {
     use super::Outcome;
@@ -188,6 +203,12 @@ mod tests {
                 reason: "HTTP 404: no_service".into()
             }
         );
+    }
+
+    #[test]
+    fn path_segments_stay_one_segment() {
+        assert_eq!(path_segment("ab1-cd_2.x~"), "ab1-cd_2.x~");
+        assert_eq!(path_segment("1/../x?y#z"), "1%2F..%2Fx%3Fy%23z");
     }
 
     #[test]

@@ -22,8 +22,9 @@
 //! Each request carries an `Idempotency-Key` (a SHA-256 of the chat, the
 //! event's ids and the text), so a retry after a lost answer returns the
 //! first status instead of posting twice; Mastodon remembers keys for an
-//! hour. The answer's status `id` is the remote id (edits: `PUT
-//! /api/v1/statuses/:id`, Mastodon 3.5+; replies: `in_reply_to_id`).
+//! hour. The answer's status `id` is the remote id: thread replies answer
+//! the topic's first status (`in_reply_to_id`), edits are `PUT
+//! /api/v1/statuses/:id` (Mastodon 3.5+), deletes `DELETE` of that path.
 //!
 //! Errors are JSON `{"error": "..."}`. 429 comes with `X-RateLimit-Reset`
 //! (an ISO 8601 time, no `Retry-After`); 401 (token), 403 (scope, suspended
@@ -43,8 +44,10 @@ use sha2::{Digest, Sha256};
 use toml_edit::Item;
 
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
+    Outcome, Registration,
+    http::{classify_status, path_segment},
+    schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -374,16 +377,51 @@ impl Destination for MastodonChat {
         if let Some(l) = &self.language {
             body["language"] = json!(l);
         }
-        let url = Secret::new(format!("{}/api/v1/statuses", self.instance));
-        let key = idempotency_key(msg, &body);
-        Outbound::Http(
-            HttpRequest::post_json(&url, &body)
-                .header(
-                    "Authorization",
-                    Secret::new(format!("Bearer {}", self.token.expose())),
+        let auth = Secret::new(format!("Bearer {}", self.token.expose()));
+        let status_url = |id: &str| {
+            Secret::new(format!(
+                "{}/api/v1/statuses/{}",
+                self.instance,
+                path_segment(id)
+            ))
+        };
+        match msg.action {
+            Action::Post { thread } => {
+                if let Some(root) = thread.and_then(|t| t.root) {
+                    body["in_reply_to_id"] = json!(root);
+                }
+                let url = Secret::new(format!("{}/api/v1/statuses", self.instance));
+                let key = idempotency_key(msg, &body);
+                Outbound::Http(
+                    HttpRequest::post_json(&url, &body)
+                        .header("Authorization", auth)
+                        .header("Idempotency-Key", Secret::new(key)),
                 )
-                .header("Idempotency-Key", Secret::new(key)),
-        )
+            }
+            Action::Edit { remote_id } => {
+                // An edit cannot change the visibility: `PUT` takes no
+                // such field (the status keeps its own).
+                if let Some(o) = body.as_object_mut() {
+                    o.remove("visibility");
+                }
+                Outbound::Http(
+                    HttpRequest {
+                        method: "PUT",
+                        ..HttpRequest::post_json(&status_url(remote_id), &body)
+                    }
+                    .header("Authorization", auth),
+                )
+            }
+            Action::Delete { remote_id } => Outbound::Http(
+                HttpRequest {
+                    method: "DELETE",
+                    url: status_url(remote_id),
+                    headers: vec![],
+                    body: String::new(),
+                }
+                .header("Authorization", auth),
+            ),
+        }
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
@@ -489,6 +527,12 @@ fn classify_answer(resp: &HttpResponse, now: jiff::Timestamp) -> Outcome {
             if s.is_empty() { s } else { format!(": {s}") }
         }
     };
+    if status == 404 && body["error"].as_str() == Some("Record not found") {
+        // The status is gone (deleted on the instance): a delete has nothing
+        // left to do, and an edit never can. (A reply to a deleted status
+        // answers 404 with another message: that stays an error.)
+        return Outcome::Sent { remote_id: None };
+    }
     if status == 429 {
         let after = resp.retry_after().or_else(|| {
             resp.header("X-RateLimit-Reset")
@@ -504,6 +548,7 @@ fn classify_answer(resp: &HttpResponse, now: jiff::Timestamp) -> Outcome {
         403 => {
             " (the token lacks the write:statuses scope, or the account is disabled or suspended)"
         }
+        404 if detail.contains("reply to") => " (the status this replies to was deleted)",
         404 => " (no Mastodon API there: check `instance`)",
         422 if detail.contains("character limit") => {
             " (the status is too long for the instance: lower `max_chars`)"
@@ -605,6 +650,110 @@ mod tests {
         assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()));
         assert!(!r.body.contains(TOKEN) && !r.url.expose().contains(TOKEN));
         assert_eq!(c.target(), "social.example.org (unlisted)");
+    }
+
+    #[test]
+    fn thread_edit_and_delete_requests() {
+        use super::super::Thread;
+        let ctx = json!({"event": "post_created", "topic": {"id": 7}, "post": {"id": 9}});
+        let c = chat(Some("forum"), 500);
+        let req = |action| {
+            http(c.request(&Message {
+                chat: "toots",
+                text: "new @alice",
+                context: &ctx,
+                action,
+                delivery: None,
+            }))
+        };
+        let opens = req(Action::Post {
+            thread: Some(Thread { root: None }),
+        });
+        let body: serde_json::Value = serde_json::from_str(&opens.body).unwrap();
+        assert!(body.get("in_reply_to_id").is_none());
+        let reply = req(Action::Post {
+            thread: Some(Thread {
+                root: Some("109876543210"),
+            }),
+        });
+        assert_eq!(reply.method, "POST");
+        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "status": "new @\u{200B}alice",
+                "visibility": "unlisted",
+                "spoiler_text": "forum",
+                "in_reply_to_id": "109876543210",
+            })
+        );
+        // The reply is another post than the opening one: another key.
+        assert_ne!(
+            header(&opens, "Idempotency-Key"),
+            header(&reply, "Idempotency-Key")
+        );
+
+        let edit = req(Action::Edit {
+            remote_id: "109876543210",
+        });
+        assert_eq!(edit.method, "PUT");
+        assert_eq!(
+            edit.url.expose(),
+            "https://social.example.org/api/v1/statuses/109876543210"
+        );
+        let body: serde_json::Value = serde_json::from_str(&edit.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"status": "new @\u{200B}alice", "spoiler_text": "forum"})
+        );
+        assert_eq!(
+            header(&edit, "Authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+        assert!(header(&edit, "Idempotency-Key").is_none());
+
+        let delete = req(Action::Delete {
+            remote_id: "109876543210",
+        });
+        assert_eq!(delete.method, "DELETE");
+        assert_eq!(
+            delete.url.expose(),
+            "https://social.example.org/api/v1/statuses/109876543210"
+        );
+        assert!(delete.body.is_empty());
+        assert_eq!(
+            header(&delete, "Authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+    }
+
+    #[test]
+    fn classifies_edit_and_delete_answers() {
+        let now = jiff::Timestamp::now();
+        // DELETE answers the deleted status.
+        assert_eq!(
+            classify_answer(&resp(200, &[], r#"{"id":"109876543210","text":"x"}"#), now),
+            Outcome::Sent {
+                remote_id: Some("109876543210".into())
+            }
+        );
+        // Already deleted: done.
+        assert_eq!(
+            classify_answer(&resp(404, &[], r#"{"error":"Record not found"}"#), now),
+            Outcome::Sent { remote_id: None }
+        );
+        let out = classify_answer(
+            &resp(
+                404,
+                &[],
+                r#"{"error":"The post you are trying to reply to does not appear to exist."}"#,
+            ),
+            now,
+        );
+        assert!(
+            matches!(&out, Outcome::Permanent { reason } if reason.contains("replies to was deleted")),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! Mattermost has no API switch to disable mentions, so the escaping is
 //! what keeps a post from pinging.
 //!
+//! Lifecycle (REST only; a webhook answers no post id): a thread reply sets
+//! `root_id`, an edit is `PUT /api/v4/posts/{id}/patch`, a delete
+//! `DELETE /api/v4/posts/{id}`. The `remote_id` is the post id.
+//!
 //! Errors: REST answers JSON `{"id":"…app_error","message",…}` with the
 //! status; webhooks a status with JSON or text. The rate limiter answers
 //! 429 with `Retry-After` and `X-Ratelimit-Reset`. See shared/providers.md
@@ -23,8 +27,10 @@ use serde_spanned::Spanned;
 use toml_edit::Item;
 
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
+    Outcome, Registration,
+    http::{classify_status, path_segment},
+    schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -262,12 +268,39 @@ impl Destination for MattermostChat {
                 api_url,
                 channel_id,
             } => {
-                let body = json!({"channel_id": channel_id, "message": text});
-                let url = Secret::new(format!("{api_url}/api/v4/posts"));
-                Outbound::Http(HttpRequest::post_json(&url, &body).header(
-                    "Authorization",
-                    Secret::new(format!("Bearer {}", token.expose())),
-                ))
+                let auth = Secret::new(format!("Bearer {}", token.expose()));
+                let req = match msg.action {
+                    Action::Post { thread } => {
+                        let mut body = json!({"channel_id": channel_id, "message": text});
+                        if let Some(root) = thread.and_then(|t| t.root) {
+                            body["root_id"] = json!(root);
+                        }
+                        let url = Secret::new(format!("{api_url}/api/v4/posts"));
+                        HttpRequest::post_json(&url, &body)
+                    }
+                    Action::Edit { remote_id } => {
+                        // `patch` changes only the fields given: the
+                        // post's props and thread stay.
+                        let url = Secret::new(format!(
+                            "{api_url}/api/v4/posts/{}/patch",
+                            path_segment(remote_id)
+                        ));
+                        HttpRequest {
+                            method: "PUT",
+                            ..HttpRequest::post_json(&url, &json!({"message": text}))
+                        }
+                    }
+                    Action::Delete { remote_id } => HttpRequest {
+                        method: "DELETE",
+                        url: Secret::new(format!(
+                            "{api_url}/api/v4/posts/{}",
+                            path_segment(remote_id)
+                        )),
+                        headers: vec![],
+                        body: String::new(),
+                    },
+                };
+                Outbound::Http(req.header("Authorization", auth))
             }
             Mode::Webhook { url, channel } => {
                 let mut body = json!({"text": text});
@@ -353,6 +386,11 @@ impl MattermostChat {
             }
         };
         let reason = |hint: &str| format!("mattermost: HTTP {status}{detail}{hint}");
+        if status == 404 && body["id"].as_str() == Some("app.post.get.app_error") {
+            // The post is gone (deleted in the chat): a delete has nothing
+            // left to do, and an edit never can.
+            return Outcome::Sent { remote_id: None };
+        }
         if status == 429 {
             return Outcome::Retry {
                 reason: reason(""),
@@ -390,6 +428,9 @@ impl MattermostChat {
                 " (the webhook was deleted: create a new one and update webhook_url)"
             }
             (400, _) if text.contains("archived") => " (the channel is archived)",
+            (400, false) if text.contains("root_id") || text.contains("rootid") => {
+                " (the thread's first message was deleted in the chat)"
+            }
             _ => "",
         };
         match classify_status(resp) {
@@ -630,6 +671,113 @@ mod tests {
         let out = hook.classify(&resp(400, &[], "bad hook /hooks/canaryhookkey12345"));
         assert!(
             !format!("{out:?}").contains("canaryhookkey12345"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn thread_edit_and_delete_requests() {
+        use super::super::Thread;
+        const POST: &str = "ab1cd2ef3gh4ij5kl6mn7op8qr";
+        let ctx = json!({});
+        let req = |action| {
+            http(api_chat().request(&Message {
+                chat: "c",
+                text: "new **text**",
+                context: &ctx,
+                action,
+                delivery: None,
+            }))
+        };
+        let bearer = |r: &HttpRequest| {
+            r.headers
+                .iter()
+                .any(|(k, v)| k == "Authorization" && v.expose() == format!("Bearer {TOKEN}"))
+        };
+        let opens = req(Action::Post {
+            thread: Some(Thread { root: None }),
+        });
+        let body: serde_json::Value = serde_json::from_str(&opens.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"channel_id": CHANNEL, "message": "new **text**"})
+        );
+
+        let reply = req(Action::Post {
+            thread: Some(Thread { root: Some(POST) }),
+        });
+        assert_eq!(reply.method, "POST");
+        assert_eq!(reply.url.expose(), "http://127.0.0.1:9/api/v4/posts");
+        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"channel_id": CHANNEL, "message": "new **text**", "root_id": POST})
+        );
+        assert!(bearer(&reply));
+
+        let edit = req(Action::Edit { remote_id: POST });
+        assert_eq!(edit.method, "PUT");
+        assert_eq!(
+            edit.url.expose(),
+            format!("http://127.0.0.1:9/api/v4/posts/{POST}/patch")
+        );
+        let body: serde_json::Value = serde_json::from_str(&edit.body).unwrap();
+        assert_eq!(body, json!({"message": "new **text**"}));
+        assert!(bearer(&edit));
+
+        let delete = req(Action::Delete { remote_id: POST });
+        assert_eq!(delete.method, "DELETE");
+        assert_eq!(
+            delete.url.expose(),
+            format!("http://127.0.0.1:9/api/v4/posts/{POST}")
+        );
+        assert!(delete.body.is_empty());
+        assert!(bearer(&delete));
+        // A stored id can never leave its path segment.
+        let odd = req(Action::Delete {
+            remote_id: "x/../../users?y",
+        });
+        assert_eq!(
+            odd.url.expose(),
+            "http://127.0.0.1:9/api/v4/posts/x%2F..%2F..%2Fusers%3Fy"
+        );
+    }
+
+    #[test]
+    fn classifies_edit_and_delete_answers() {
+        let api = api_chat();
+        // PATCH answers the post; DELETE `{"status":"OK"}`.
+        assert_eq!(
+            api.classify(&resp(
+                200,
+                &[],
+                r#"{"id":"ab1cd2ef3gh4ij5kl6mn7op8qr","message":"new","edit_at":1700000000000}"#
+            )),
+            Outcome::Sent {
+                remote_id: Some("ab1cd2ef3gh4ij5kl6mn7op8qr".into())
+            }
+        );
+        assert_eq!(
+            api.classify(&resp(200, &[], r#"{"status":"OK"}"#)),
+            Outcome::Sent { remote_id: None }
+        );
+        // The post was already deleted in the chat: done.
+        assert_eq!(
+            api.classify(&resp(
+                404,
+                &[],
+                r#"{"id":"app.post.get.app_error","message":"Unable to get the post.","detailed_error":"","request_id":"r","status_code":404}"#
+            )),
+            Outcome::Sent { remote_id: None }
+        );
+        // A reply to a deleted thread root fails, saying why.
+        let out = api.classify(&resp(
+            400,
+            &[],
+            r#"{"id":"api.post.create_post.root_id.app_error","message":"Invalid RootId parameter.","detailed_error":"","request_id":"r","status_code":400}"#,
+        ));
+        assert!(
+            matches!(&out, Outcome::Permanent { reason } if reason.contains("first message was deleted")),
             "{out:?}"
         );
     }

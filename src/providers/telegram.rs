@@ -3,6 +3,11 @@
 //! `@name` broken with a zero-width space), link previews are turned off,
 //! and a forum supergroup's topic can be targeted with `message_thread_id`.
 //!
+//! Lifecycle: a reply in a forum topic's thread answers the topic's first
+//! message (`reply_parameters`), an edit is `editMessageText`, a delete
+//! `deleteMessage`. The `remote_id` is the decimal `message_id`; the chat
+//! is the destination's own.
+//!
 //! The bot token is part of the URL path (`/bot<token>/sendMessage`), so the
 //! whole URL is a secret. Errors are JSON with the matching HTTP status:
 //! `{"ok":false,"error_code":N,"description":...,"parameters"?}`, where
@@ -22,8 +27,8 @@ use serde_spanned::Spanned;
 use toml_edit::Item;
 
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
+    Outcome, Registration, http::classify_status, schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -248,20 +253,51 @@ impl Destination for TelegramChat {
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        let mut body = json!({
-            "chat_id": self.chat_id.json(),
-            "text": truncate_html(msg.text, MAX_TEXT),
-            "parse_mode": "HTML",
-            "link_preview_options": {"is_disabled": true},
-        });
-        if let Some(t) = self.thread {
-            body["message_thread_id"] = json!(t);
-        }
-        if self.instance.disable_notification {
-            body["disable_notification"] = json!(true);
-        }
+        let text = truncate_html(msg.text, MAX_TEXT);
+        let (method, body) = match msg.action {
+            Action::Post { thread } => {
+                let mut body = json!({
+                    "chat_id": self.chat_id.json(),
+                    "text": text,
+                    "parse_mode": "HTML",
+                    "link_preview_options": {"is_disabled": true},
+                });
+                if let Some(t) = self.thread {
+                    body["message_thread_id"] = json!(t);
+                }
+                if let Some(root) = thread.and_then(|t| t.root) {
+                    // A reply to the topic's first message; if that message
+                    // was deleted in the chat, post anyway rather than fail.
+                    body["reply_parameters"] = json!({
+                        "message_id": message_id(root),
+                        "allow_sending_without_reply": true,
+                    });
+                }
+                if self.instance.disable_notification {
+                    body["disable_notification"] = json!(true);
+                }
+                ("sendMessage", body)
+            }
+            Action::Edit { remote_id } => (
+                "editMessageText",
+                json!({
+                    "chat_id": self.chat_id.json(),
+                    "message_id": message_id(remote_id),
+                    "text": text,
+                    "parse_mode": "HTML",
+                    "link_preview_options": {"is_disabled": true},
+                }),
+            ),
+            Action::Delete { remote_id } => (
+                "deleteMessage",
+                json!({
+                    "chat_id": self.chat_id.json(),
+                    "message_id": message_id(remote_id),
+                }),
+            ),
+        };
         let url = Secret::new(format!(
-            "{}/bot{}/sendMessage",
+            "{}/bot{}/{method}",
             self.instance.api_url,
             self.token.expose()
         ));
@@ -287,6 +323,8 @@ impl Destination for TelegramChat {
             };
         };
         if body["ok"].as_bool() == Some(true) && (200..300).contains(&resp.status) {
+            // sendMessage and editMessageText answer the message;
+            // deleteMessage answers `"result": true` (no id).
             return Outcome::Sent {
                 remote_id: body["result"]["message_id"].as_i64().map(|n| n.to_string()),
             };
@@ -300,6 +338,16 @@ impl Destination for TelegramChat {
             // `@name`: the update names the chat by `username` without `@`.
             ChatId::Username(u) => vec![u.clone()],
         }
+    }
+}
+
+/// The Bot API's integer `message_id` for a `remote_id` (which is the
+/// decimal message id: the chat is fixed per destination). Anything else is
+/// passed as text so the Bot API's own error names the problem.
+fn message_id(remote_id: &str) -> serde_json::Value {
+    match remote_id.trim().parse::<i64>() {
+        Ok(n) => json!(n),
+        Err(_) => json!(remote_id),
     }
 }
 
@@ -345,6 +393,14 @@ fn classify_error(resp: &HttpResponse, body: &serde_json::Value) -> Outcome {
         };
     }
     let lower = description.to_ascii_lowercase();
+    // The wanted state already holds: an edit that changes nothing, or a
+    // delete of a message someone already removed in the chat.
+    if code == 400
+        && (lower.contains("message is not modified")
+            || lower.contains("message to delete not found"))
+    {
+        return Outcome::Sent { remote_id: None };
+    }
     let hint = if lower.contains("chat not found") {
         " (check chat_id, and that the bot has been added to the chat)"
     } else if lower.contains("thread not found") {
@@ -353,6 +409,12 @@ fn classify_error(resp: &HttpResponse, body: &serde_json::Value) -> Outcome {
         " (the forum topic is closed)"
     } else if lower.contains("can't parse entities") {
         " (the template produced HTML Telegram refuses: use only b, i, u, s, a, code, pre, blockquote)"
+    } else if lower.contains("message to edit not found") {
+        " (the message was deleted in the chat)"
+    } else if lower.contains("message can't be deleted") {
+        " (Telegram lets a bot delete a message only within 48 hours of sending it)"
+    } else if lower.contains("message can't be edited") {
+        " (the message can no longer be edited)"
     } else if lower.contains("message is too long") {
         " (the message is too long; shorten the template)"
     } else if code == 403 {
@@ -661,6 +723,119 @@ mod tests {
             };
             assert!(reason.contains(want), "{reason} lacks {want}");
             assert!(!reason.contains(TOKEN));
+        }
+    }
+
+    fn body_of(c: &TelegramChat, action: Action<'_>) -> (String, serde_json::Value) {
+        let ctx = json!({"topic": {"id": 5, "title": "T"}});
+        let r = http(c.request(&Message {
+            chat: "c",
+            text: "<b>new</b>",
+            context: &ctx,
+            action,
+            delivery: None,
+        }));
+        assert_eq!(r.method, "POST");
+        let path = r
+            .url
+            .expose()
+            .trim_start_matches(&format!("http://127.0.0.1:9/bot{TOKEN}/"))
+            .to_string();
+        (path, serde_json::from_str(&r.body).unwrap())
+    }
+
+    #[test]
+    fn thread_edit_and_delete_requests() {
+        use super::super::Thread;
+        let c = chat(ChatId::Id(-1001234567890), Some(42));
+        // The message that opens the thread is a plain post.
+        let (path, body) = body_of(
+            &c,
+            Action::Post {
+                thread: Some(Thread { root: None }),
+            },
+        );
+        assert_eq!(path, "sendMessage");
+        assert!(body.get("reply_parameters").is_none());
+        let (path, body) = body_of(
+            &c,
+            Action::Post {
+                thread: Some(Thread { root: Some("77") }),
+            },
+        );
+        assert_eq!(path, "sendMessage");
+        assert_eq!(
+            body,
+            json!({
+                "chat_id": -1001234567890i64,
+                "text": "<b>new</b>",
+                "parse_mode": "HTML",
+                "link_preview_options": {"is_disabled": true},
+                "message_thread_id": 42,
+                "reply_parameters": {"message_id": 77, "allow_sending_without_reply": true},
+            })
+        );
+        let (path, body) = body_of(&c, Action::Edit { remote_id: "77" });
+        assert_eq!(path, "editMessageText");
+        assert_eq!(
+            body,
+            json!({
+                "chat_id": -1001234567890i64,
+                "message_id": 77,
+                "text": "<b>new</b>",
+                "parse_mode": "HTML",
+                "link_preview_options": {"is_disabled": true},
+            })
+        );
+        let (path, body) = body_of(&c, Action::Delete { remote_id: "77" });
+        assert_eq!(path, "deleteMessage");
+        assert_eq!(
+            body,
+            json!({"chat_id": -1001234567890i64, "message_id": 77})
+        );
+    }
+
+    #[test]
+    fn classifies_edit_and_delete_answers() {
+        let c = chat(ChatId::Id(-100123), None);
+        let sent = |status, body: &str| c.classify(&resp(status, &[], body));
+        // editMessageText answers the edited message.
+        assert_eq!(
+            sent(
+                200,
+                r#"{"ok":true,"result":{"message_id":77,"chat":{"id":-100123},"edit_date":1700000100,"text":"new"}}"#
+            ),
+            Outcome::Sent {
+                remote_id: Some("77".into())
+            }
+        );
+        // deleteMessage answers `true`.
+        assert_eq!(
+            sent(200, r#"{"ok":true,"result":true}"#),
+            Outcome::Sent { remote_id: None }
+        );
+        // Already in the wanted state: done, not failed.
+        for done in [
+            r#"{"ok":false,"error_code":400,"description":"Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message"}"#,
+            r#"{"ok":false,"error_code":400,"description":"Bad Request: message to delete not found"}"#,
+        ] {
+            assert_eq!(sent(400, done), Outcome::Sent { remote_id: None }, "{done}");
+        }
+        for (body, want) in [
+            (
+                r#"{"ok":false,"error_code":400,"description":"Bad Request: message to edit not found"}"#,
+                "deleted in the chat",
+            ),
+            (
+                r#"{"ok":false,"error_code":400,"description":"Bad Request: message can't be deleted"}"#,
+                "48 hours",
+            ),
+        ] {
+            let out = sent(400, body);
+            let Outcome::Permanent { reason } = &out else {
+                panic!("{body}: {out:?}")
+            };
+            assert!(reason.contains(want) && !reason.contains(TOKEN), "{reason}");
         }
     }
 

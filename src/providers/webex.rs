@@ -1,7 +1,8 @@
 //! `webex`: the Webex Messages API, `POST {api_url}/v1/messages` with a bot
 //! token, body `{"roomId", "markdown"}`. The answer is the created message,
-//! whose `id` is kept: threads (`parentId`) and edits
-//! (`PUT /v1/messages/{id}`) work from it.
+//! whose `id` is the `remote_id`: thread replies (`parentId` = the
+//! topic's first message), edits (`PUT /v1/messages/{id}` with `roomId`
+//! and `markdown`) and deletes (`DELETE /v1/messages/{id}`) work from it.
 //!
 //! Markup: Webex Markdown. The renderer backslash-escapes formatting
 //! characters and `<`, and puts U+200B after an `@` that could mention, so
@@ -24,8 +25,10 @@ use toml_edit::Item;
 
 use super::http::fit;
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
+    Outcome, Registration,
+    http::{classify_status, path_segment},
+    schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -159,12 +162,32 @@ impl Destination for WebexChat {
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        let body = json!({
+        let mut body = json!({
             "roomId": self.room_id,
             "markdown": fit(msg.text, MAX_MARKDOWN_BYTES, char::len_utf8),
         });
-        let url = Secret::new(format!("{}/v1/messages", self.instance.api_url));
-        Outbound::Http(HttpRequest::post_json(&url, &body).header(
+        let api = &self.instance.api_url;
+        let message_url = |id: &str| Secret::new(format!("{api}/v1/messages/{}", path_segment(id)));
+        let req = match msg.action {
+            Action::Post { thread } => {
+                if let Some(root) = thread.and_then(|t| t.root) {
+                    body["parentId"] = json!(root);
+                }
+                HttpRequest::post_json(&Secret::new(format!("{api}/v1/messages")), &body)
+            }
+            // Webex wants the room again with the new text.
+            Action::Edit { remote_id } => HttpRequest {
+                method: "PUT",
+                ..HttpRequest::post_json(&message_url(remote_id), &body)
+            },
+            Action::Delete { remote_id } => HttpRequest {
+                method: "DELETE",
+                url: message_url(remote_id),
+                headers: vec![],
+                body: String::new(),
+            },
+        };
+        Outbound::Http(req.header(
             "Authorization",
             Secret::new(format!("Bearer {}", self.token.expose())),
         ))
@@ -186,6 +209,7 @@ impl Destination for WebexChat {
                 reason: format!("webex: {}", describe(resp)),
                 after,
             },
+            Outcome::Permanent { .. } if message_gone(resp) => Outcome::Sent { remote_id: None },
             Outcome::Permanent { .. } => Outcome::Permanent {
                 reason: format!("webex: {}{}", describe(resp), hint(resp.status)),
             },
@@ -236,6 +260,19 @@ fn describe(resp: &HttpResponse) -> String {
         ));
     }
     out
+}
+
+/// A 404 about a message (not a room): the message was deleted in the room
+/// already, so a delete has nothing left to do and an edit never can.
+/// Webex's generic "resource could not be found" stays an error: a post to
+/// an unknown room answers alike.
+fn message_gone(resp: &HttpResponse) -> bool {
+    if resp.status != 404 {
+        return false;
+    }
+    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let message = body["message"].as_str().unwrap_or("").to_ascii_lowercase();
+    message.contains("message") && !message.contains("room")
 }
 
 fn hint(status: u16) -> &'static str {
@@ -302,6 +339,88 @@ mod tests {
             body,
             json!({"roomId": ROOM, "markdown": "**\\<@\u{200B}all\\>**"})
         );
+    }
+
+    #[test]
+    fn thread_edit_and_delete_requests() {
+        use super::super::Thread;
+        const ID: &str = "Y2lzY29zcGFyazovL3VzL01FU1NBR0UvMQ";
+        let ctx = json!({});
+        let req = |action| {
+            let Outbound::Http(r) = chat().request(&Message {
+                chat: "c",
+                text: "new",
+                context: &ctx,
+                action,
+                delivery: None,
+            }) else {
+                panic!("expected HTTP")
+            };
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+            assert!(
+                r.headers
+                    .iter()
+                    .any(|(k, v)| k == "Authorization" && v.expose() == format!("Bearer {TOKEN}"))
+            );
+            (r, body)
+        };
+        let (r, body) = req(Action::Post {
+            thread: Some(Thread { root: None }),
+        });
+        assert_eq!(r.url.expose(), "http://127.0.0.1:9/v1/messages");
+        assert_eq!(body, json!({"roomId": ROOM, "markdown": "new"}));
+        let (r, body) = req(Action::Post {
+            thread: Some(Thread { root: Some(ID) }),
+        });
+        assert_eq!(
+            (r.method, r.url.expose()),
+            ("POST", "http://127.0.0.1:9/v1/messages")
+        );
+        assert_eq!(
+            body,
+            json!({"roomId": ROOM, "markdown": "new", "parentId": ID})
+        );
+        let (r, body) = req(Action::Edit { remote_id: ID });
+        assert_eq!(r.method, "PUT");
+        assert_eq!(
+            r.url.expose(),
+            format!("http://127.0.0.1:9/v1/messages/{ID}")
+        );
+        assert_eq!(body, json!({"roomId": ROOM, "markdown": "new"}));
+        let (r, _) = req(Action::Delete { remote_id: ID });
+        assert_eq!(r.method, "DELETE");
+        assert_eq!(
+            r.url.expose(),
+            format!("http://127.0.0.1:9/v1/messages/{ID}")
+        );
+        assert!(r.body.is_empty());
+    }
+
+    #[test]
+    fn classifies_edit_and_delete_answers() {
+        let c = chat();
+        assert_eq!(
+            c.classify(&resp(204, &[], "")),
+            Outcome::Sent { remote_id: None }
+        );
+        // The message was already deleted: done.
+        assert_eq!(
+            c.classify(&resp(
+                404,
+                &[],
+                r#"{"message":"Unable to delete message.","errors":[{"description":"Unable to delete message."}],"trackingId":"ROUTER_4"}"#
+            )),
+            Outcome::Sent { remote_id: None }
+        );
+        // Not a message: still an error.
+        assert!(matches!(
+            c.classify(&resp(
+                404,
+                &[],
+                r#"{"message":"The requested resource could not be found.","trackingId":"ROUTER_5"}"#
+            )),
+            Outcome::Permanent { .. }
+        ));
     }
 
     #[test]

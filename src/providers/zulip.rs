@@ -11,6 +11,10 @@
 //! Topic: fixed per chat (`topic`), or by default the forum topic's title cut
 //! to Zulip's 60 characters, so each forum topic gets its own Zulip topic.
 //!
+//! Lifecycle: the per-topic Zulip topic is the thread; an edit is
+//! `PATCH /api/v1/messages/{id}` with the new `content`, a delete `DELETE`
+//! of the same path. The `remote_id` is the message id.
+//!
 //! Credentials: the request URL carries them as `https://EMAIL:KEY@realm/…`,
 //! which the HTTP client sends as `Authorization: Basic …` (and strips from
 //! the URL). A ready-made `Basic` header would hold the key in base64, which
@@ -32,8 +36,10 @@ use serde_spanned::Spanned;
 use toml_edit::Item;
 
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
+    Outcome, Registration,
+    http::{classify_status, path_segment},
+    schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -335,27 +341,51 @@ impl Destination for ZulipChat {
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        // `to` is JSON (the spec's encoding): a quoted name can never be
-        // mistaken for an id, nor a name like `[1]` for a list.
-        let to = match &self.stream {
-            Stream::Name(n) => serde_json::Value::String(n.clone()).to_string(),
-            Stream::Id(id) => id.to_string(),
+        let form = |method: &'static str, url: Secret, body: String| {
+            Outbound::Http(HttpRequest {
+                method,
+                url,
+                headers: vec![(
+                    "Content-Type".into(),
+                    Secret::new("application/x-www-form-urlencoded"),
+                )],
+                body,
+            })
         };
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("type", "stream")
-            .append_pair("to", &to)
-            .append_pair("topic", &self.topic(msg.context))
-            .append_pair("content", msg.text)
-            .finish();
-        Outbound::Http(HttpRequest {
-            method: "POST",
-            url: self.url.clone(),
-            headers: vec![(
-                "Content-Type".into(),
-                Secret::new("application/x-www-form-urlencoded"),
-            )],
-            body,
-        })
+        let message_url =
+            |id: &str| Secret::new(format!("{}/{}", self.url.expose(), path_segment(id)));
+        match msg.action {
+            // A thread needs nothing more: the topic already is the forum
+            // topic's title when the chat fixes none.
+            Action::Post { .. } => {
+                // `to` is JSON (the spec's encoding): a quoted name can never be
+                // mistaken for an id, nor a name like `[1]` for a list.
+                let to = match &self.stream {
+                    Stream::Name(n) => serde_json::Value::String(n.clone()).to_string(),
+                    Stream::Id(id) => id.to_string(),
+                };
+                let body = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("type", "stream")
+                    .append_pair("to", &to)
+                    .append_pair("topic", &self.topic(msg.context))
+                    .append_pair("content", msg.text)
+                    .finish();
+                form("POST", self.url.clone(), body)
+            }
+            // Only the content: the message stays in its topic.
+            Action::Edit { remote_id } => {
+                let body = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("content", msg.text)
+                    .finish();
+                form("PATCH", message_url(remote_id), body)
+            }
+            Action::Delete { remote_id } => Outbound::Http(HttpRequest {
+                method: "DELETE",
+                url: message_url(remote_id),
+                headers: vec![],
+                body: String::new(),
+            }),
+        }
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
@@ -394,10 +424,16 @@ impl Destination for ZulipChat {
         let msg: String = field("msg")
             .map(|m| m.chars().take(200).collect())
             .unwrap_or_default();
+        if code == "BAD_REQUEST" && msg == "Invalid message(s)" {
+            // The message no longer exists (deleted in the chat): a delete
+            // has nothing left to do, and an edit never can. Zulip says so
+            // only in `msg` (English unless the bot's language differs).
+            return Outcome::Sent { remote_id: None };
+        }
         let reason = format!(
             "zulip: HTTP {} {code}: {msg}{}",
             resp.status,
-            hint(&code, resp.status)
+            hint(&code, &msg, resp.status)
         );
         if resp.status == 429 || TRANSIENT_CODES.contains(&code.as_str()) {
             let after = resp.retry_after().or_else(|| {
@@ -416,8 +452,18 @@ impl Destination for ZulipChat {
     }
 }
 
-fn hint(code: &str, status: u16) -> &'static str {
+fn hint(code: &str, msg: &str, status: u16) -> &'static str {
+    let msg = msg.to_ascii_lowercase();
     match code {
+        "BAD_REQUEST" if msg.contains("permission to delete") => {
+            " (the organization's settings do not let the bot delete messages)"
+        }
+        "BAD_REQUEST" if msg.contains("time limit for editing") => {
+            " (the organization's message edit time limit has passed)"
+        }
+        "BAD_REQUEST" if msg.contains("time limit for deleting") => {
+            " (the organization's message delete time limit has passed)"
+        }
         "STREAM_DOES_NOT_EXIST" => {
             " (check `stream`; a bot must be subscribed to a private channel)"
         }
@@ -595,6 +641,85 @@ mod tests {
             c.classify(&resp(401, &[], "")),
             Outcome::Permanent { .. }
         ));
+    }
+
+    #[test]
+    fn thread_edit_and_delete_requests() {
+        use super::super::Thread;
+        let c = chat(Stream::Name("forum feed".into()), None);
+        let ctx = json!({"topic": {"id": 7, "title": "Printer on fire"}});
+        let req = |action| match c.request(&Message {
+            chat: "c",
+            text: "new **text**",
+            context: &ctx,
+            action,
+            delivery: None,
+        }) {
+            Outbound::Http(r) => r,
+            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
+        };
+        let base = format!("http://relay-bot%40z.example:{KEY}@127.0.0.1:9/api/v1/messages");
+        // Replies and the message opening the thread: the topic is the title.
+        for root in [None, Some("4242")] {
+            let r = req(Action::Post {
+                thread: Some(Thread { root }),
+            });
+            assert_eq!((r.method, r.url.expose()), ("POST", base.as_str()));
+            assert_eq!(form(&r.body)[2].1, "Printer on fire");
+        }
+        let edit = req(Action::Edit { remote_id: "4242" });
+        assert_eq!(edit.method, "PATCH");
+        assert_eq!(edit.url.expose(), format!("{base}/4242"));
+        assert_eq!(
+            form(&edit.body),
+            vec![("content".to_string(), "new **text**".to_string())]
+        );
+        assert_eq!(
+            edit.headers[0].1.expose(),
+            "application/x-www-form-urlencoded"
+        );
+        let delete = req(Action::Delete { remote_id: "4242" });
+        assert_eq!(delete.method, "DELETE");
+        assert_eq!(delete.url.expose(), format!("{base}/4242"));
+        assert!(delete.body.is_empty());
+    }
+
+    #[test]
+    fn classifies_edit_and_delete_answers() {
+        let c = chat(Stream::Id(1), None);
+        assert_eq!(
+            c.classify(&resp(
+                200,
+                &[],
+                r#"{"result":"success","msg":"","detached_uploads":[]}"#
+            )),
+            Outcome::Sent { remote_id: None }
+        );
+        // Already deleted in the chat: done.
+        assert_eq!(
+            c.classify(&resp(
+                400,
+                &[],
+                r#"{"code":"BAD_REQUEST","msg":"Invalid message(s)","result":"error"}"#
+            )),
+            Outcome::Sent { remote_id: None }
+        );
+        for (body, want) in [
+            (
+                r#"{"code":"BAD_REQUEST","msg":"You don't have permission to delete this message","result":"error"}"#,
+                "do not let the bot delete",
+            ),
+            (
+                r#"{"code":"BAD_REQUEST","msg":"The time limit for editing this message has passed","result":"error"}"#,
+                "edit time limit",
+            ),
+        ] {
+            let out = c.classify(&resp(400, &[], body));
+            assert!(
+                matches!(&out, Outcome::Permanent { reason } if reason.contains(want) && !reason.contains(KEY)),
+                "{out:?}"
+            );
+        }
     }
 
     fn bind(settings: &str, target: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {

@@ -433,3 +433,53 @@ pub fn deliver(
         &p.config.redactor,
     ))
 }
+
+/// [`deliver`] for a given action (a thread reply, an edit, a delete), as
+/// the delivery worker would ask for it; `strike` strikes the text through.
+pub fn deliver_as(
+    toml: &str,
+    chat: &str,
+    fixture_name: &str,
+    env: &[(&str, &str)],
+    action: discourse_relay::providers::Action<'_>,
+    strike: bool,
+) -> discourse_relay::providers::Outcome {
+    use discourse_relay::config::MissingEnv;
+    use discourse_relay::ingest::{ForumState, Ingested, WebhookRequest, normalize};
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (p, _) =
+        discourse_relay::pipeline::load_str(Path::new("test.toml"), toml, &env, MissingEnv::Error)
+            .unwrap_or_else(|d| panic!("config invalid:\n{d}"));
+    let f = fixture(fixture_name);
+    let req = WebhookRequest {
+        headers: f.headers,
+        body: f.body,
+    };
+    let mut state = ForumState::new(&p.config.forum().categories);
+    let Ok(Ingested::Event(event)) = normalize(&req, &mut state, &p.config.forum().url) else {
+        panic!("{fixture_name} is not an event");
+    };
+    let idx = p
+        .chat_index(chat)
+        .unwrap_or_else(|| panic!("no chat {chat}"));
+    // A new delivery each call, as the worker would number it.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let delivery = format!("{chat}#{seq}@1700000000000");
+    let (_, out) = p
+        .message_as(idx, &event, action, strike, &delivery)
+        .unwrap();
+    let sender = discourse_relay::delivery::send::Sender::new().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(sender.send(
+        p.config.chats[idx].destination.as_ref(),
+        &out,
+        &p.config.redactor,
+    ))
+}
