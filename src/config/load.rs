@@ -66,6 +66,9 @@ pub struct ServerConfig {
     pub admin_token: Option<Secret>,
     pub body_limit: usize,
     pub max_age: Duration,
+    /// Slow clients (slow-loris) are dropped after these; see `http::server`.
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +79,8 @@ impl Default for ServerConfig {
             admin_token: None,
             body_limit: 1024 * 1024,
             max_age: Duration::from_secs(24 * 3600),
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -371,6 +376,20 @@ fn read_server(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> ServerCon
     }
     if let Some(m) = &s.max_age {
         out.max_age = duration(cx, m, out.max_age);
+    }
+    for (key, value, slot) in [
+        ("header_timeout", &s.header_timeout, &mut out.header_timeout),
+        ("body_timeout", &s.body_timeout, &mut out.body_timeout),
+    ] {
+        if let Some(v) = value {
+            let d = duration(cx, v, *slot);
+            // Zero would drop every client before its first byte.
+            if d.is_zero() {
+                cx.error(Some(v.span()), format!("`{key}` must be longer than 0s"));
+            } else {
+                *slot = d;
+            }
+        }
     }
     out
 }

@@ -53,6 +53,12 @@ pub struct Server {
     /// Give up on a delivery this long after it was queued (default `24h`); it goes to dead letters.
     #[schemars(with = "Option<String>")]
     pub max_age: Option<Spanned<String>>,
+    /// A client must send a request's complete headers within this (default `30s`); slower ones are disconnected.
+    #[schemars(with = "Option<String>")]
+    pub header_timeout: Option<Spanned<String>>,
+    /// A client must send a request's complete body within this after its headers (default `30s`); slower ones get 408.
+    #[schemars(with = "Option<String>")]
+    pub body_timeout: Option<Spanned<String>>,
 }
 
 /// A category in the static map: a slug path, or a table with more detail.
