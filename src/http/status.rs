@@ -23,6 +23,18 @@ pub struct StatusReport {
     pub started_at: String,
     pub config: ConfigStatus,
     pub chats: Vec<ChatStatus>,
+    /// Whether the durable store accepts writes; webhooks get 503 while not.
+    pub storage: StorageStatus,
+}
+
+/// The store's health as the last write found it.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct StorageStatus {
+    pub ok: bool,
+    /// Why the last write failed (disk full, unwritable...), while `!ok`.
+    pub error: Option<String>,
+    /// When writes started failing, RFC 3339.
+    pub since: Option<String>,
 }
 
 /// The configuration serving now and how reloads went.
@@ -206,11 +218,27 @@ pub fn render_html(report: &StatusReport) -> String {
         time(&report.started_at),
     );
 
+    render_storage(&mut out, &report.storage);
     render_config(&mut out, &report.config);
     render_chats(&mut out, &report.chats);
 
     out.push_str("</main>\n</body>\n</html>\n");
     out
+}
+
+/// A banner, only while the store fails: webhooks are being refused.
+fn render_storage(out: &mut String, storage: &StorageStatus) {
+    if storage.ok {
+        return;
+    }
+    let _ = write!(
+        out,
+        "<section id=\"storage\" class=\"error\" role=\"alert\">\n<h2>Storage failing</h2>\n\
+         <p>Webhooks are answered 503 (Discourse retries them) since {}.</p>\n",
+        time(storage.since.as_deref().unwrap_or("")),
+    );
+    render_errors(out, storage.error.as_slice());
+    out.push_str("</section>\n");
 }
 
 fn render_config(out: &mut String, config: &ConfigStatus) {
@@ -465,6 +493,10 @@ mod tests {
             version: "0.1.0".into(),
             started_at: "2025-06-01T12:00:00Z".into(),
             config,
+            storage: StorageStatus {
+                ok: true,
+                ..Default::default()
+            },
             chats: vec![
                 ChatStatus {
                     name: "general".into(),
