@@ -924,3 +924,49 @@ fn a_provider_outage_delays_but_loses_nothing() {
     assert!(worst_excess <= 0.0, "rate limit exceeded by {worst_excess}");
     drop(relay);
 }
+
+// ---------------------------------------------------------------------------
+// Config of the timeouts
+
+#[test]
+fn zero_or_malformed_timeouts_are_refused() {
+    let dir = temp();
+    for (value, message) in [
+        ("0s", "`header_timeout` must be longer than 0s"),
+        ("soon", "invalid duration `soon`"),
+    ] {
+        let text = config("0s", &[("hook", "http://127.0.0.1:9/hook")], "").replace(
+            "[server]\n",
+            &format!("[server]\nheader_timeout = \"{value}\"\n"),
+        );
+        let cfg = write(dir.path(), "relay.toml", &text);
+        let out = Command::new(BIN)
+            .arg("validate")
+            .arg(&cfg)
+            .env("DISCOURSE_WEBHOOK_SECRET", SECRET)
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{value}: {all}");
+        assert!(
+            all.contains(message) && all.contains("relay.toml:"),
+            "{value}: {all}"
+        );
+    }
+    let text = config("0s", &[("hook", "http://127.0.0.1:9/hook")], "").replace(
+        "[server]\n",
+        "[server]\nheader_timeout = \"5s\"\nbody_timeout = \"1m\"\n",
+    );
+    let cfg = write(dir.path(), "relay.toml", &text);
+    let ok = Command::new(BIN)
+        .arg("validate")
+        .arg(&cfg)
+        .env("DISCOURSE_WEBHOOK_SECRET", SECRET)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}

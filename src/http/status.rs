@@ -639,6 +639,21 @@ mod tests {
     }
 
     #[test]
+    fn storage_banner_only_while_failing() {
+        let mut r = report();
+        assert!(!render_html(&r).contains("id=\"storage\""));
+        r.storage = StorageStatus {
+            ok: false,
+            error: Some("storage failed: No space left on device <x>".into()),
+            since: Some("2025-06-01T12:30:00Z".into()),
+        };
+        let page = render_html(&r);
+        assert!(page.contains("Storage failing"), "{page}");
+        assert!(page.contains("No space left on device &lt;x&gt;"), "{page}");
+        assert!(page.contains("2025-06-01T12:30:00Z"), "{page}");
+    }
+
+    #[test]
     fn json_field_names() {
         let value = serde_json::to_value(report()).unwrap();
         let keys = |v: &serde_json::Value| {
@@ -646,7 +661,11 @@ mod tests {
             keys.sort();
             keys
         };
-        assert_eq!(keys(&value), ["chats", "config", "started_at", "version"]);
+        assert_eq!(
+            keys(&value),
+            ["chats", "config", "started_at", "storage", "version"]
+        );
+        assert_eq!(keys(&value["storage"]), ["error", "ok", "since"]);
         assert_eq!(
             keys(&value["config"]),
             ["hash", "history", "last_reload", "loaded_at", "path"]
