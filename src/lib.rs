@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod delivery;
+pub mod fuzzing;
 pub mod http;
 pub mod ingest;
 pub mod pipeline;

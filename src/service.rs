@@ -27,7 +27,9 @@ use crate::delivery::store::{
 };
 use crate::delivery::worker::{Observer, WorkerCtx, Workers, blocking, now_ms};
 use crate::http::metrics::{DeliveryResult, EventOutcome, Metrics};
-use crate::http::status::{ChatError, ChatStatus, ConfigStatus, ReloadStatus, StatusReport};
+use crate::http::status::{
+    ChatError, ChatStatus, ConfigStatus, ReloadStatus, StatusReport, StorageStatus,
+};
 use crate::ingest::api::DiscourseApi;
 use crate::ingest::request::SignatureError;
 use crate::ingest::{EventKind, ForumState, IngestError, Ingested, WebhookRequest, normalize};
@@ -153,6 +155,9 @@ pub struct App {
     scheduler_wake: Arc<Notify>,
     stats: Arc<Stats>,
     reloads: Mutex<Vec<ReloadStatus>>,
+    /// The last store write failure (when, why); cleared by the next
+    /// write that succeeds. Shown on the status page.
+    storage_failure: Mutex<Option<(u64, String)>>,
     reload_lock: tokio::sync::Mutex<()>,
     loaded_at: Mutex<String>,
     started_at: String,
@@ -257,6 +262,7 @@ impl App {
                 hash: Some(hash.clone()),
                 errors: vec![],
             }]),
+            storage_failure: Mutex::new(None),
             reload_lock: tokio::sync::Mutex::new(()),
             loaded_at: Mutex::new(now.clone()),
             started_at: now,
@@ -520,7 +526,9 @@ impl App {
             received_at_ms: now,
         };
         let arrived = inbound.event.clone();
-        match self.committer.accept(inbound).await {
+        let stored = self.committer.accept(inbound).await;
+        self.storage_result(stored.as_ref().err());
+        match stored {
             Ok(AcceptOutcome::Stored(_)) => {
                 self.metrics.event(&name, EventOutcome::Accepted);
                 // Post payloads carry no tags and no PM recipients: ask the API while
@@ -550,7 +558,7 @@ impl App {
             Err(e) => {
                 self.metrics.event(&name, EventOutcome::Unavailable);
                 tracing::error!(error = %e, "cannot store the event; answering 503 so Discourse retries");
-                Answer::new(503, "storage unavailable; retry later")
+                Answer::new(503, format!("storage unavailable, retry later: {e}"))
             }
         }
     }
@@ -651,7 +659,9 @@ impl App {
                 requested_by: requested_by.to_string(),
             },
         };
-        let seq = blocking(&self.store, move |s| s.enqueue(&d, now_ms())).await?;
+        let seq = blocking(&self.store, move |s| s.enqueue(&d, now_ms())).await;
+        self.storage_result(seq.as_ref().err());
+        let seq = seq?;
         self.workers.wake(chat);
         Ok(Some(seq))
     }
@@ -669,6 +679,24 @@ impl App {
         blocking(&self.store, move |s| s.dead_letters(Some(&name), limit))
             .await
             .map(Some)
+    }
+
+    /// Records how a store write went, for the status page.
+    fn storage_result(&self, error: Option<&StoreError>) {
+        let mut failure = self
+            .storage_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match (error, failure.as_mut()) {
+            (None, Some(_)) => {
+                tracing::warn!("storage works again; accepting webhooks");
+                *failure = None;
+            }
+            (None, None) => {}
+            // Keep when it started, update why.
+            (Some(e), Some((_, why))) => *why = e.to_string(),
+            (Some(e), None) => *failure = Some((now_ms(), e.to_string())),
+        }
     }
 
     /// Everything the status page and `/api/status` show.
@@ -732,6 +760,22 @@ impl App {
                 history,
             },
             chats,
+            storage: match self
+                .storage_failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                None => StorageStatus {
+                    ok: true,
+                    ..Default::default()
+                },
+                Some((since, error)) => StorageStatus {
+                    ok: false,
+                    error: Some(error),
+                    since: Some(rfc3339(since)),
+                },
+            },
         }
     }
 }

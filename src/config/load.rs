@@ -92,6 +92,9 @@ pub struct ServerConfig {
     pub remember: Duration,
     /// Link to edit the config in its repository, shown in command replies.
     pub config_edit_url: Option<String>,
+    /// Slow clients (slow-loris) are dropped after these; see `http::server`.
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +107,8 @@ impl Default for ServerConfig {
             max_age: Duration::from_secs(24 * 3600),
             remember: Duration::from_secs(30 * 24 * 3600),
             config_edit_url: None,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -429,6 +434,20 @@ fn read_server(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> ServerCon
         .as_ref()
         .and_then(|u| cx.url("config_edit_url", u, false))
         .map(|u| u.expose().to_string());
+    for (key, value, slot) in [
+        ("header_timeout", &s.header_timeout, &mut out.header_timeout),
+        ("body_timeout", &s.body_timeout, &mut out.body_timeout),
+    ] {
+        if let Some(v) = value {
+            let d = duration(cx, v, *slot);
+            // Zero would drop every client before its first byte.
+            if d.is_zero() {
+                cx.error(Some(v.span()), format!("`{key}` must be longer than 0s"));
+            } else {
+                *slot = d;
+            }
+        }
+    }
     out
 }
 

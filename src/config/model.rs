@@ -59,6 +59,12 @@ pub struct Server {
     /// Where people edit this file in its repository (e.g. `https://github.com/org/relay-config/edit/main/subscriptions.toml`); chat command replies link to it.
     #[schemars(with = "Option<String>")]
     pub config_edit_url: Option<Spanned<String>>,
+    /// A client must send a request's complete headers within this (default `30s`); slower ones are disconnected.
+    #[schemars(with = "Option<String>")]
+    pub header_timeout: Option<Spanned<String>>,
+    /// A client must send a request's complete body within this after its headers (default `30s`); slower ones get 408.
+    #[schemars(with = "Option<String>")]
+    pub body_timeout: Option<Spanned<String>>,
 }
 
 /// Chat command settings a `[providers.NAME]` table of the matching kind may

@@ -10,8 +10,13 @@
 //! [`run`] starts everything and returns when SIGTERM/SIGINT has been
 //! handled: listeners stop accepting, workers finish their current send.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,6 +25,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::metrics::CONTENT_TYPE;
 use super::status::{
@@ -59,19 +65,171 @@ pub async fn run(
     spawn_signals(app.clone());
 
     let shutdown = app.shutdown.clone();
-    let public_srv = axum::serve(public, public_router(app.clone(), server.body_limit))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let admin_srv = axum::serve(admin, admin_router(app.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let timeouts = Timeouts {
+        header: server.header_timeout,
+        body: server.body_timeout,
+    };
+    let public_srv = serve_listener(
+        public,
+        public_router(app.clone(), server.body_limit),
+        timeouts,
+        shutdown.clone(),
+    );
+    let admin_srv = serve_listener(admin, admin_router(app.clone()), timeouts, shutdown.clone());
     tracing::info!(public = %public_addr, admin = %admin_addr, "listening");
     on_ready(public_addr, admin_addr);
 
-    let (a, b) = tokio::join!(public_srv.into_future(), admin_srv.into_future());
+    let (a, b) = tokio::join!(public_srv, admin_srv);
     app.stop().await;
     tracing::info!("stopped");
     a?;
     b?;
     Ok(())
+}
+
+/// How long a client may take to send a request's headers, and then its body.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    header: Duration,
+    body: Duration,
+}
+
+/// Serves `router` on `listener` over HTTP/1.1 until `shutdown`, then lets
+/// the requests in progress finish (idle keep-alive connections close at once).
+///
+/// This replaces `axum::serve`, which sets no hyper timer and so has no
+/// header read timeout, and no body timeout: a client trickling bytes
+/// (slow-loris) held its connection and task forever.
+async fn serve_listener(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    timeouts: Timeouts,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        timeouts.body,
+        body_deadline,
+    ));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // The header timeout also ends keep-alive connections idle that long.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    if !is_connection_error(&e) {
+                        // Out of file descriptors and the like: do not spin.
+                        tracing::warn!(error = %e, "cannot accept a connection");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.cancelled() => break,
+                        }
+                    }
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = http.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // Client errors (resets, header timeouts) end only that connection.
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Errors of one incoming connection, not of the listener.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+/// Gives every request body a deadline (from the end of its headers): a
+/// client still sending its body then is answered 408 and disconnected.
+async fn body_deadline(
+    State(limit): State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let expired = Arc::new(AtomicBool::new(false));
+    let flag = expired.clone();
+    let req = req.map(|inner| {
+        axum::body::Body::new(DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            expired: flag,
+        })
+    });
+    let response = next.run(req).await;
+    if expired.load(Ordering::Acquire) {
+        tracing::info!(timeout = ?limit, "request body not received in time; closing the connection");
+        return (
+            StatusCode::REQUEST_TIMEOUT,
+            [(header::CONNECTION, "close")],
+            "request body not received in time\n",
+        )
+            .into_response();
+    }
+    response
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("request body not received in time")]
+struct BodyTimeout;
+
+/// A request body that fails once its deadline passes.
+struct DeadlineBody {
+    inner: axum::body::Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    expired: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
+        // Data already received is taken even at the deadline.
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.expired.store(true, Ordering::Release);
+            return Poll::Ready(Some(Err(axum::Error::new(BodyTimeout))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 fn spawn_signals(app: Arc<App>) {

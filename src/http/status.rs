@@ -80,6 +80,18 @@ pub struct StatusReport {
     pub started_at: String,
     pub config: ConfigStatus,
     pub chats: Vec<ChatStatus>,
+    /// Whether the durable store accepts writes; webhooks get 503 while not.
+    pub storage: StorageStatus,
+}
+
+/// The store's health as the last write found it.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct StorageStatus {
+    pub ok: bool,
+    /// Why the last write failed (disk full, unwritable...), while `!ok`.
+    pub error: Option<String>,
+    /// When writes started failing, RFC 3339.
+    pub since: Option<String>,
 }
 
 /// The configuration serving now and how reloads went.
@@ -293,6 +305,7 @@ pub fn render_html(report: &StatusReport, pane: &Pane<'_>) -> String {
         );
     }
 
+    render_storage(&mut out, &report.storage);
     render_chats(&mut out, &report.chats, pane);
     render_config(&mut out, &report.config);
 
@@ -374,6 +387,21 @@ pub fn render_login(csrf: &str, failed: bool) -> String {
         escape_html(csrf),
     );
     out
+}
+
+/// A banner, only while the store fails: webhooks are being refused.
+fn render_storage(out: &mut String, storage: &StorageStatus) {
+    if storage.ok {
+        return;
+    }
+    let _ = write!(
+        out,
+        "<section id=\"storage\" class=\"error\" role=\"alert\">\n<h2>Storage failing</h2>\n\
+         <p>Webhooks are answered 503 (Discourse retries them) since {}.</p>\n",
+        time(storage.since.as_deref().unwrap_or("")),
+    );
+    render_errors(out, storage.error.as_slice());
+    out.push_str("</section>\n");
 }
 
 fn render_config(out: &mut String, config: &ConfigStatus) {
@@ -667,6 +695,10 @@ mod tests {
             version: "0.1.0".into(),
             started_at: "2025-06-01T12:00:00Z".into(),
             config,
+            storage: StorageStatus {
+                ok: true,
+                ..Default::default()
+            },
             chats: vec![
                 ChatStatus {
                     name: "general".into(),
@@ -865,6 +897,21 @@ mod tests {
     }
 
     #[test]
+    fn storage_banner_only_while_failing() {
+        let mut r = report();
+        assert!(!render_html(&r, &Pane::default()).contains("id=\"storage\""));
+        r.storage = StorageStatus {
+            ok: false,
+            error: Some("storage failed: No space left on device <x>".into()),
+            since: Some("2025-06-01T12:30:00Z".into()),
+        };
+        let page = render_html(&r, &Pane::default());
+        assert!(page.contains("Storage failing"), "{page}");
+        assert!(page.contains("No space left on device &lt;x&gt;"), "{page}");
+        assert!(page.contains("2025-06-01T12:30:00Z"), "{page}");
+    }
+
+    #[test]
     fn json_field_names() {
         let value = serde_json::to_value(report()).unwrap();
         let keys = |v: &serde_json::Value| {
@@ -872,7 +919,11 @@ mod tests {
             keys.sort();
             keys
         };
-        assert_eq!(keys(&value), ["chats", "config", "started_at", "version"]);
+        assert_eq!(
+            keys(&value),
+            ["chats", "config", "started_at", "storage", "version"]
+        );
+        assert_eq!(keys(&value["storage"]), ["error", "ok", "since"]);
         assert_eq!(
             keys(&value["config"]),
             ["hash", "history", "last_reload", "loaded_at", "path"]

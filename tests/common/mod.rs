@@ -29,6 +29,8 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     pub body: String,
     pub at: Instant,
+    /// The status the mock answered (or will answer, after `Reply::delay`).
+    pub status: u16,
 }
 
 impl Recorded {
@@ -49,6 +51,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// Answer only after this long (a hanging server).
+    pub delay: Option<Duration>,
 }
 
 impl Reply {
@@ -57,7 +61,12 @@ impl Reply {
             status,
             headers: vec![],
             body: body.into(),
+            delay: None,
         }
+    }
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = Some(d);
+        self
     }
     pub fn header(mut self, k: &str, v: &str) -> Self {
         self.headers.push((k.into(), v.into()));
@@ -102,41 +111,49 @@ impl Mock {
                     let bytes = axum::body::to_bytes(body, 10 << 20)
                         .await
                         .unwrap_or_default();
-                    let mut s = st.lock().unwrap();
-                    let n = s.requests.len();
-                    s.requests.push(Recorded {
-                        method: parts.method.to_string(),
-                        path: parts
-                            .uri
-                            .path_and_query()
-                            .map(|p| p.to_string())
-                            .unwrap_or_default(),
-                        headers: parts
-                            .headers
+                    let delay = {
+                        let mut s = st.lock().unwrap();
+                        let n = s.requests.len();
+                        let path_only = parts.uri.path().to_string();
+                        let routed = s
+                            .routes
                             .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                            .collect(),
-                        body: String::from_utf8_lossy(&bytes).into_owned(),
-                        at: Instant::now(),
-                    });
-                    let path_only = parts.uri.path().to_string();
-                    let routed = s
-                        .routes
-                        .iter()
-                        .find(|(p, _)| *p == path_only)
-                        .map(|(_, r)| r.clone());
-                    let reply = routed
-                        .or_else(|| s.script.pop_front())
-                        .or_else(|| s.default.clone())
-                        .unwrap_or_else(|| {
-                            Reply::new(
-                                200,
-                                &format!(
-                                    "{{\"ok\":true,\"channel\":\"C0DEV\",\"ts\":\"{}.000100\"}}",
-                                    1_700_000_000 + n
-                                ),
-                            )
+                            .find(|(p, _)| *p == path_only)
+                            .map(|(_, r)| r.clone());
+                        let reply = routed
+                            .or_else(|| s.script.pop_front())
+                            .or_else(|| s.default.clone())
+                            .unwrap_or_else(|| {
+                                Reply::new(
+                                    200,
+                                    &format!(
+                                        "{{\"ok\":true,\"channel\":\"C0DEV\",\"ts\":\"{}.000100\"}}",
+                                        1_700_000_000 + n
+                                    ),
+                                )
+                            });
+                        s.requests.push(Recorded {
+                            method: parts.method.to_string(),
+                            path: parts
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.to_string())
+                                .unwrap_or_default(),
+                            headers: parts
+                                .headers
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                                .collect(),
+                            body: String::from_utf8_lossy(&bytes).into_owned(),
+                            at: Instant::now(),
+                            status: reply.status,
                         });
+                        (reply.delay, reply)
+                    };
+                    let (delay, reply) = delay;
+                    if let Some(d) = delay {
+                        tokio::time::sleep(d).await;
+                    }
                     let mut resp = axum::response::Response::builder().status(reply.status);
                     for (k, v) in &reply.headers {
                         resp = resp.header(k, v);
