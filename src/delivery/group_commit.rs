@@ -200,7 +200,7 @@ mod tests {
     use crate::delivery::redb_store::tests::inbound;
     use crate::delivery::store::{
         DeadLetter, FollowUp, MessageRef, NewDelivery, PostKey, PostRecord, QueuedDelivery,
-        RefChange, StoredEvent,
+        RefChange, Routed, StoredEvent,
     };
     use crate::ingest::Event;
 
@@ -259,8 +259,11 @@ mod tests {
         fn cancel_pending(&self, id: u64) -> Result<bool, StoreError> {
             self.inner.cancel_pending(id)
         }
-        fn route(&self, id: u64, d: &[NewDelivery], now_ms: u64) -> Result<(), StoreError> {
-            self.inner.route(id, d, now_ms)
+        fn route_many(&self, routed: &[Routed], now_ms: u64) -> Result<(), StoreError> {
+            self.inner.route_many(routed, now_ms)
+        }
+        fn heads(&self, chat: &str, limit: usize) -> Result<Vec<QueuedDelivery>, StoreError> {
+            self.inner.heads(chat, limit)
         }
         fn enqueue(&self, d: &NewDelivery, now_ms: u64) -> Result<u64, StoreError> {
             self.inner.enqueue(d, now_ms)
@@ -268,8 +271,8 @@ mod tests {
         fn head(&self, chat: &str) -> Result<Option<QueuedDelivery>, StoreError> {
             self.inner.head(chat)
         }
-        fn ack(&self, chat: &str, seq: u64, refs: &[RefChange]) -> Result<(), StoreError> {
-            self.inner.ack(chat, seq, refs)
+        fn ack_many(&self, chat: &str, acks: &[(u64, Vec<RefChange>)]) -> Result<(), StoreError> {
+            self.inner.ack_many(chat, acks)
         }
         fn reschedule(&self, chat: &str, seq: u64, at: u64, e: &str) -> Result<(), StoreError> {
             self.inner.reschedule(chat, seq, at, e)

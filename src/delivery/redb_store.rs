@@ -52,6 +52,7 @@
 //! freed, the relay recovers without a restart. A record whose JSON cannot
 //! be decoded is [`StoreError::Corrupt`] and is left in place.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
@@ -66,7 +67,8 @@ use serde::de::DeserializeOwned;
 
 use super::store::{
     AcceptOutcome, DeadLetter, DedupeKey, FollowUp, InboundEvent, MessageRef, NewDelivery, Payload,
-    PostChat, PostKey, PostRecord, QueuedDelivery, RefChange, Store, StoreError, StoredEvent,
+    PostChat, PostKey, PostRecord, QueuedDelivery, RefChange, Routed, Store, StoreError,
+    StoredEvent,
 };
 use crate::ingest::Event;
 use crate::ingest::EventKind;
@@ -318,6 +320,8 @@ pub struct RedbStore {
     failed: AtomicBool,
     recovery: Mutex<Recovery>,
     cheap: Mutex<CheapCommits>,
+    /// Per chat, the last seq its worker took with `heads` (in flight).
+    claims: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -359,6 +363,7 @@ impl RedbStore {
                 since_durable: 0,
                 last_durable: Instant::now(),
             }),
+            claims: Mutex::new(HashMap::new()),
             path,
             opener,
         };
@@ -653,39 +658,45 @@ impl Store for RedbStore {
         })
     }
 
-    fn route(&self, id: u64, deliveries: &[NewDelivery], now_ms: u64) -> Result<(), StoreError> {
+    fn route_many(&self, routed: &[Routed], now_ms: u64) -> Result<(), StoreError> {
+        if routed.is_empty() {
+            return Ok(());
+        }
         self.write(Commit::Durable, |txn| {
             let mut inbox = txn.open_table(INBOX)?;
-            let Some(due_at) = inbox.remove(id)?.map(|g| g.value().0) else {
-                return Ok(()); // already routed (or cancelled)
-            };
-            txn.open_table(INBOX_DUE)?.remove((due_at, id))?;
+            let mut due = txn.open_table(INBOX_DUE)?;
             let mut queues = Queues::open(txn)?;
-            let mut record: Option<(PostKey, PostRecord)> = None;
-            for d in deliveries {
-                let seq = queues.append(d, now_ms)?;
-                if let Payload::Event { event, filter } = &d.payload
-                    && event.kind == EventKind::PostCreated
-                    && let Some(key) = PostKey::of(event)
-                {
-                    let (_, r) = record.get_or_insert_with(|| {
-                        let r = PostRecord {
-                            event: (**event).clone(),
-                            chats: vec![],
-                            deleted: false,
-                        };
-                        (key, r)
-                    });
-                    r.chats.push(PostChat {
-                        chat: d.chat.clone(),
-                        seq,
-                        filter: *filter,
-                        dropped: false,
-                    });
+            for Routed { id, deliveries } in routed {
+                let Some(due_at) = inbox.remove(*id)?.map(|g| g.value().0) else {
+                    continue; // already routed (or cancelled)
+                };
+                due.remove((due_at, *id))?;
+                let mut record: Option<(PostKey, PostRecord)> = None;
+                for d in deliveries {
+                    let seq = queues.append(d, now_ms)?;
+                    if let Payload::Event { event, filter } = &d.payload
+                        && event.kind == EventKind::PostCreated
+                        && let Some(key) = PostKey::of(event)
+                    {
+                        let (_, r) = record.get_or_insert_with(|| {
+                            let r = PostRecord {
+                                event: (**event).clone(),
+                                chats: vec![],
+                                deleted: false,
+                            };
+                            (key, r)
+                        });
+                        r.chats.push(PostChat {
+                            chat: d.chat.clone(),
+                            seq,
+                            filter: *filter,
+                            dropped: false,
+                        });
+                    }
                 }
-            }
-            if let Some((key, r)) = record {
-                put_post(txn, &key, &r, now_ms)?;
+                if let Some((key, r)) = record {
+                    put_post(txn, &key, &r, now_ms)?;
+                }
             }
             Ok(())
         })
@@ -712,6 +723,8 @@ impl Store for RedbStore {
         steps: &[FollowUp],
         now_ms: u64,
     ) -> Result<Vec<String>, StoreError> {
+        // Held until the commit: see `heads`.
+        let claims = lock(&self.claims);
         self.write(Commit::Durable, |txn| {
             let mut inbox = txn.open_table(INBOX)?;
             let Some(due_at) = inbox.remove(id)?.map(|g| g.value().0) else {
@@ -723,8 +736,10 @@ impl Store for RedbStore {
             for step in steps {
                 let chat = step.chat.as_str();
                 let waiting = match step.queued {
-                    Some(seq) => queues.waiting(chat, seq)?,
-                    None => None,
+                    Some(seq) if claims.get(chat).is_none_or(|&c| seq > c) => {
+                        queues.waiting(chat, seq)?
+                    }
+                    _ => None,
                 };
                 if let Some(mut d) = waiting {
                     match &step.if_queued {
@@ -785,34 +800,60 @@ impl Store for RedbStore {
         })
     }
 
-    fn ack(&self, chat: &str, seq: u64, changes: &[RefChange]) -> Result<(), StoreError> {
+    fn heads(&self, chat: &str, limit: usize) -> Result<Vec<QueuedDelivery>, StoreError> {
+        // Claimed before the read, under the lock `follow_up` holds until
+        // it commits: a follow-up either committed before this read (and is
+        // seen) or sees the claim (and queues behind).
+        let mut claims = lock(&self.claims);
+        claims.insert(chat.to_string(), u64::MAX);
+        let heads = self.read(|txn| {
+            let queue = txn.open_table(QUEUE)?;
+            let mut out: Vec<QueuedDelivery> = Vec::with_capacity(limit.min(64));
+            for item in queue.range((chat, 0)..=(chat, u64::MAX))?.take(limit) {
+                let (key, row) = item?;
+                let (_, seq) = key.value();
+                out.push(decode(row.value(), || format!("queue entry {chat}#{seq}"))?);
+            }
+            Ok(out)
+        });
+        match heads.as_ref().ok().and_then(|h| h.last()) {
+            Some(last) => claims.insert(chat.to_string(), last.seq),
+            None => claims.remove(chat),
+        };
+        heads
+    }
+
+    fn ack_many(&self, chat: &str, acks: &[(u64, Vec<RefChange>)]) -> Result<(), StoreError> {
+        if acks.is_empty() {
+            return Ok(());
+        }
         // Cheap: a lost ack re-sends after a crash (module docs); the refs
         // go with it, so they never name a message the queue forgot.
         self.write(Commit::Cheap, |txn| {
-            Queues::open(txn)?.remove(chat, seq)?;
-            if changes.is_empty() {
-                return Ok(());
-            }
+            let mut queues = Queues::open(txn)?;
             let mut refs = txn.open_table(REFS)?;
             let mut by_time = txn.open_table(REFS_BY_TIME)?;
-            for change in changes {
-                let (topic, number, new) = match change {
-                    RefChange::Put { topic, number, r } => (*topic, *number, Some(r)),
-                    RefChange::Remove { topic, number } => (*topic, *number, None),
-                };
-                let previous = match new {
-                    Some(r) => refs.insert(
-                        (chat, topic, number),
-                        (r.stored_at_ms, encode(r)?.as_slice()),
-                    )?,
-                    None => refs.remove((chat, topic, number))?,
-                }
-                .map(|g| g.value().0);
-                if let Some(at) = previous {
-                    by_time.remove((at, chat, topic, number))?;
-                }
-                if let Some(r) = new {
-                    by_time.insert((r.stored_at_ms, chat, topic, number), ())?;
+            for (seq, changes) in acks {
+                queues.remove(chat, *seq)?;
+                for change in changes {
+                    let (topic, number, new) = match change {
+                        RefChange::Put { topic, number, r } => (*topic, *number, Some(r)),
+                        RefChange::Remove { topic, number } => (*topic, *number, None),
+                    };
+                    let previous = match new {
+                        Some(r) => refs.insert(
+                            (chat, topic, number),
+                            (r.stored_at_ms, encode(r)?.as_slice()),
+                        )?,
+                        None => refs.remove((chat, topic, number))?,
+                    }
+                    .map(|g| g.value().0);
+                    if let Some(at) = previous {
+                        by_time.remove((at, chat, topic, number))?;
+                    }
+                    if let Some(r) = new {
+                        by_time.insert((r.stored_at_ms, chat, topic, number), ())?;
+                    }
                 }
             }
             Ok(())
@@ -1376,6 +1417,75 @@ pub(crate) mod tests {
             store.accept(&[inbound(2, 1)], 500).unwrap()[0],
             AcceptOutcome::Stored(_)
         ));
+    }
+
+    #[test]
+    fn batches_route_ack_and_claim_what_the_worker_took() {
+        let (_dir, store) = temp();
+        let a = stored(store.accept(&[inbound(1, 1)], 1).unwrap()[0]);
+        let b = stored(store.accept(&[inbound(2, 1)], 1).unwrap()[0]);
+        let routed = |id, n| Routed {
+            id,
+            deliveries: vec![delivery("c", n), delivery("c", n)],
+        };
+        store.route_many(&[routed(a, 1), routed(b, 2)], 5).unwrap();
+        assert!(store.pending_events().unwrap().is_empty());
+        assert_eq!(seqs_of(&store, "c"), vec![1, 2, 3, 4]);
+
+        // The worker took seqs 1-2: a follow-up for 2 queues behind, one
+        // for 3 (not taken) rewrites it in place.
+        let took: Vec<u64> = store.heads("c", 2).unwrap().iter().map(|d| d.seq).collect();
+        assert_eq!(took, vec![1, 2]);
+        let key = PostKey::of(&event(1)).unwrap();
+        let edit = Payload::Edit {
+            event: Box::new(event(1)),
+            strike: false,
+        };
+        let step = |seq| FollowUp {
+            chat: "c".into(),
+            queued: Some(seq),
+            if_queued: Some(test_delivery("c").payload),
+            otherwise: Some(edit.clone()),
+        };
+        let f = stored(store.accept(&[inbound(3, 1)], 1).unwrap()[0]);
+        store
+            .follow_up(f, &key, None, &[step(2), step(3)], 6)
+            .unwrap();
+        assert_eq!(seqs_of(&store, "c"), vec![1, 2, 3, 4, 5]);
+        let queued = |seq| {
+            store
+                .heads("c", 10)
+                .unwrap()
+                .into_iter()
+                .find(|d| d.seq == seq)
+                .unwrap()
+                .payload
+        };
+        assert!(
+            matches!(queued(2), Payload::Event { .. }),
+            "in flight: unchanged"
+        );
+        assert!(
+            matches!(queued(3), Payload::Test { .. }),
+            "waiting: rewritten"
+        );
+        assert!(matches!(queued(5), Payload::Edit { .. }));
+
+        // One commit acks several, with their refs.
+        let r = MessageRef {
+            remote_id: "m".into(),
+            stored_at_ms: 7,
+        };
+        let put = RefChange::Put {
+            topic: 9,
+            number: 1,
+            r: r.clone(),
+        };
+        store
+            .ack_many("c", &[(1, vec![put]), (2, vec![]), (3, vec![])])
+            .unwrap();
+        assert_eq!(seqs_of(&store, "c"), vec![4, 5]);
+        assert_eq!(store.message_ref("c", 9, 1).unwrap(), Some(r));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::lifecycle;
-use super::store::{NewDelivery, Payload, PostKey, Store};
+use super::store::{NewDelivery, Payload, PostKey, Routed, Store};
 use super::worker::{Workers, blocking, now_ms};
 use crate::ingest::{Event, EventKind};
 use crate::pipeline::Pipeline;
@@ -43,6 +43,9 @@ impl Scheduler {
         }
     }
 
+    /// Routes every due event. Plain events are routed in batches (one
+    /// durable commit each); an edit, delete or recovery first commits the
+    /// batch before it, so it finds the records of the posts it follows.
     async fn route_due(&self) -> Result<(), super::store::StoreError> {
         loop {
             let now = now_ms();
@@ -50,9 +53,11 @@ impl Scheduler {
             if due.is_empty() {
                 return Ok(());
             }
+            let mut batch = Vec::new();
             for stored in due {
                 let mut event = stored.event;
                 if let Some(key) = lifecycle::target(&event) {
+                    self.commit(&mut batch).await?;
                     match self.follow_up(stored.id, key, event).await? {
                         Some(to_route) => event = to_route,
                         None => continue,
@@ -75,14 +80,31 @@ impl Scheduler {
                         vec![]
                     }
                 };
-                let chats: Vec<String> = deliveries.iter().map(|d| d.chat.clone()).collect();
-                let id = stored.id;
-                blocking(&self.store, move |s| s.route(id, &deliveries, now_ms())).await?;
-                for chat in chats {
-                    self.workers.wake(&chat);
-                }
+                batch.push(Routed {
+                    id: stored.id,
+                    deliveries,
+                });
             }
+            self.commit(&mut batch).await?;
         }
+    }
+
+    /// Commits routed events and wakes their chats' workers.
+    async fn commit(&self, batch: &mut Vec<Routed>) -> Result<(), super::store::StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let routed = std::mem::take(batch);
+        let mut chats: Vec<String> = (routed.iter())
+            .flat_map(|r| r.deliveries.iter().map(|d| d.chat.clone()))
+            .collect();
+        blocking(&self.store, move |s| s.route_many(&routed, now_ms())).await?;
+        chats.sort_unstable();
+        chats.dedup();
+        for chat in chats {
+            self.workers.wake(&chat);
+        }
+        Ok(())
     }
 }
 

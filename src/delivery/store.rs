@@ -78,6 +78,13 @@ pub enum Payload {
     Test { requested_by: String },
 }
 
+/// An inbox entry routed: removed from the inbox, these appended.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub id: u64,
+    pub deliveries: Vec<NewDelivery>,
+}
+
 /// A new entry for a chat's queue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewDelivery {
@@ -226,7 +233,18 @@ pub trait Store: Send + Sync + 'static {
     /// it was already routed, and nothing is appended. A new post
     /// ([`Payload::Event`] of `post_created`) is remembered as a
     /// [`PostRecord`] in the same transaction.
-    fn route(&self, id: u64, deliveries: &[NewDelivery], now_ms: u64) -> Result<(), StoreError>;
+    fn route(&self, id: u64, deliveries: &[NewDelivery], now_ms: u64) -> Result<(), StoreError> {
+        self.route_many(
+            &[Routed {
+                id,
+                deliveries: deliveries.to_vec(),
+            }],
+            now_ms,
+        )
+    }
+
+    /// [`Store::route`] for many inbox entries in one durable commit.
+    fn route_many(&self, routed: &[Routed], now_ms: u64) -> Result<(), StoreError>;
 
     /// What is remembered of a routed post.
     fn post_record(&self, key: &PostKey) -> Result<Option<PostRecord>, StoreError>;
@@ -249,8 +267,19 @@ pub trait Store: Send + Sync + 'static {
     /// The head of a chat's queue.
     fn head(&self, chat: &str) -> Result<Option<QueuedDelivery>, StoreError>;
 
+    /// The first `limit` deliveries of a chat's queue, in order, for its
+    /// worker to send. They count as in flight (see [`FollowUp::if_queued`])
+    /// until the next call for the chat: a follow-up never rewrites what
+    /// the worker may already have sent.
+    fn heads(&self, chat: &str, limit: usize) -> Result<Vec<QueuedDelivery>, StoreError>;
+
     /// Removes a delivered head and records what it did to the message refs.
-    fn ack(&self, chat: &str, seq: u64, refs: &[RefChange]) -> Result<(), StoreError>;
+    fn ack(&self, chat: &str, seq: u64, refs: &[RefChange]) -> Result<(), StoreError> {
+        self.ack_many(chat, &[(seq, refs.to_vec())])
+    }
+
+    /// [`Store::ack`] for several deliveries of one chat in one commit.
+    fn ack_many(&self, chat: &str, acks: &[(u64, Vec<RefChange>)]) -> Result<(), StoreError>;
 
     /// Records a failed attempt and when to try again.
     fn reschedule(

@@ -23,6 +23,35 @@ use crate::config::model::Filter;
 use crate::pipeline::Pipeline;
 use crate::providers::{Action, Outbound, Outcome, Thread};
 
+/// Deliveries a worker takes from its queue at once: their acks are
+/// committed together (a crash re-sends at most these).
+const BATCH: usize = 32;
+
+/// A worker's state across batches.
+struct WorkerState {
+    chat: String,
+    limiter: Option<(Rate, RateLimiter)>,
+    /// Sent deliveries not yet recorded, with their message-ref changes.
+    acks: Vec<(u64, Vec<RefChange>)>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Continue,
+    /// Stop the batch and read the queue again (a retry, a wait, shutdown).
+    Reread,
+}
+
+/// Whether preparing the delivery reads message refs (a thread root, the
+/// message to change), which the acks before it may have written.
+fn needs_refs(payload: &Payload) -> bool {
+    match payload {
+        Payload::Event { filter, .. } => *filter == Filter::Thread,
+        Payload::Edit { .. } | Payload::Delete { .. } => true,
+        Payload::Test { .. } => false,
+    }
+}
+
 /// Why an edit or delete finds nothing to change: logged, not an error.
 const UNKNOWN_MESSAGE: &str =
     "no chat message is known for this post (never sent, or remembered too long ago)";
@@ -182,96 +211,157 @@ impl Workers {
     }
 
     async fn run(self: Arc<Self>, chat: String, wake: Arc<Notify>) {
-        let ctx = &self.ctx;
-        let mut limiter: Option<(Rate, RateLimiter)> = None;
+        let mut state = WorkerState {
+            chat: chat.clone(),
+            limiter: None,
+            acks: Vec::new(),
+        };
         loop {
-            if ctx.shutdown.is_cancelled() {
+            if self.ctx.shutdown.is_cancelled() {
                 return;
             }
             let name = chat.clone();
-            let head = match blocking(&ctx.store, move |s| s.head(&name)).await {
-                Ok(h) => h,
+            let batch = match blocking(&self.ctx.store, move |s| s.heads(&name, BATCH)).await {
+                Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(chat = %chat, error = %e, "cannot read the queue; retrying");
                     self.pause(&wake, Duration::from_secs(1)).await;
                     continue;
                 }
             };
-            let Some(d) = head else {
+            if batch.is_empty() {
                 if self.ctx.pipeline.load().chat_index(&chat).is_none() {
                     self.retire(&chat).await;
                     return;
                 }
                 self.pause(&wake, Duration::from_secs(30)).await;
                 continue;
-            };
-            let now = now_ms();
-            if d.next_attempt_at_ms > now {
-                self.pause(&wake, Duration::from_millis(d.next_attempt_at_ms - now))
-                    .await;
-                continue;
             }
-            let p = ctx.pipeline.load_full();
-            let Some(idx) = p.chat_index(&chat) else {
-                self.give_up(&d, "?", "the chat is no longer in the config")
-                    .await;
-                continue;
-            };
-            let cfg = &p.config.chats[idx];
-            let provider = cfg.provider.clone();
-            let max_age = p.config.server.max_age.as_millis() as u64;
-            if now.saturating_sub(d.created_at_ms) > max_age {
-                let reason = format!(
-                    "gave up after {}: {}",
-                    humantime::format_duration(p.config.server.max_age),
-                    d.last_error.as_deref().unwrap_or("no attempt succeeded")
-                );
-                self.give_up(&d, &provider, &reason).await;
-                continue;
+            for d in &batch {
+                if self.deliver(d, &wake, &mut state).await == Next::Reread {
+                    break;
+                }
             }
+            self.flush(&mut state).await;
+        }
+    }
 
-            // Rate limit: the chat's own, else the platform's default.
-            if let Some(rate) = cfg.rate_limit.or(cfg.destination.default_rate()) {
-                let l = match &mut limiter {
+    /// Sends one delivery of a batch (or settles it without sending).
+    async fn deliver(&self, d: &QueuedDelivery, wake: &Notify, state: &mut WorkerState) -> Next {
+        let ctx = &self.ctx;
+        if ctx.shutdown.is_cancelled() {
+            return Next::Reread;
+        }
+        let now = now_ms();
+        if d.next_attempt_at_ms > now {
+            self.flush(state).await;
+            self.pause(wake, Duration::from_millis(d.next_attempt_at_ms - now))
+                .await;
+            return Next::Reread;
+        }
+        let p = ctx.pipeline.load_full();
+        let Some(idx) = p.chat_index(&d.chat) else {
+            self.flush(state).await;
+            self.give_up(d, "?", "the chat is no longer in the config")
+                .await;
+            return Next::Continue;
+        };
+        let cfg = &p.config.chats[idx];
+        let provider = cfg.provider.as_str();
+        let max_age = p.config.server.max_age.as_millis() as u64;
+        if now.saturating_sub(d.created_at_ms) > max_age {
+            let reason = format!(
+                "gave up after {}: {}",
+                humantime::format_duration(p.config.server.max_age),
+                d.last_error.as_deref().unwrap_or("no attempt succeeded")
+            );
+            self.flush(state).await;
+            self.give_up(d, provider, &reason).await;
+            return Next::Continue;
+        }
+
+        // Rate limit: the chat's own, else the platform's default.
+        if let Some(rate) = cfg.rate_limit.or(cfg.destination.default_rate()) {
+            loop {
+                let l = match &mut state.limiter {
                     Some((r, l)) if *r == rate => l,
                     slot => &mut slot.insert((rate, RateLimiter::new(rate))).1,
                 };
                 let wait = l.check(Instant::now());
-                if !wait.is_zero() {
-                    self.pause(&Notify::new(), wait).await;
-                    continue;
+                if wait.is_zero() {
+                    break;
+                }
+                self.flush(state).await;
+                self.pause(&Notify::new(), wait).await;
+                if ctx.shutdown.is_cancelled() {
+                    return Next::Reread;
                 }
             }
+        }
 
-            let step = match self.prepare(&d, &p, idx).await {
-                Ok(step) => step,
-                Err(Failure::Store(e)) => {
-                    tracing::warn!(chat = %chat, error = %e, "cannot read the message refs; retrying");
-                    self.pause(&wake, Duration::from_secs(1)).await;
-                    continue;
-                }
-                Err(Failure::Render(e)) => {
-                    self.give_up(&d, &provider, &format!("cannot render the message: {e}"))
-                        .await;
-                    continue;
-                }
-            };
-            let (outbound, remember) = match step {
-                Step::Send { outbound, remember } => (outbound, remember),
-                Step::Skip(why) => {
-                    tracing::debug!(chat = %chat, seq = d.seq, "nothing to send: {why}");
-                    let (name, seq) = (chat.clone(), d.seq);
-                    if let Err(e) = blocking(&ctx.store, move |s| s.ack(&name, seq, &[])).await {
-                        tracing::error!(chat = %chat, error = %e, "cannot record a skipped delivery");
-                    }
-                    continue;
-                }
-            };
-            let outcome = ctx
-                .sender
-                .send(cfg.destination.as_ref(), &outbound, &p.config.redactor)
-                .await;
-            self.settle(&d, &provider, remember, outcome, max_age).await;
+        // Thread roots and message ids must include the acks before this one.
+        if needs_refs(&d.payload) {
+            self.flush(state).await;
+        }
+        let step = match self.prepare(d, &p, idx).await {
+            Ok(step) => step,
+            Err(Failure::Store(e)) => {
+                tracing::warn!(chat = %d.chat, error = %e, "cannot read the message refs; retrying");
+                self.flush(state).await;
+                self.pause(wake, Duration::from_secs(1)).await;
+                return Next::Reread;
+            }
+            Err(Failure::Render(e)) => {
+                self.flush(state).await;
+                self.give_up(d, provider, &format!("cannot render the message: {e}"))
+                    .await;
+                return Next::Continue;
+            }
+        };
+        let (outbound, remember) = match step {
+            Step::Send { outbound, remember } => (outbound, remember),
+            Step::Skip(why) => {
+                tracing::debug!(chat = %d.chat, seq = d.seq, "nothing to send: {why}");
+                state.acks.push((d.seq, vec![]));
+                return Next::Continue;
+            }
+        };
+        let outcome = ctx
+            .sender
+            .send(cfg.destination.as_ref(), &outbound, &p.config.redactor)
+            .await;
+        match outcome {
+            Outcome::Sent { remote_id } => {
+                state
+                    .acks
+                    .push((d.seq, remember.changes(remote_id, now_ms())));
+                let latency = Duration::from_millis(now_ms().saturating_sub(d.created_at_ms));
+                ctx.observer.sent(&d.chat, provider, latency);
+                Next::Continue
+            }
+            Outcome::Retry { reason, after } => {
+                self.flush(state).await;
+                self.retry(d, provider, reason, after, max_age).await;
+                Next::Reread
+            }
+            Outcome::Permanent { reason } => {
+                self.flush(state).await;
+                self.give_up(d, provider, &reason).await;
+                Next::Continue
+            }
+        }
+    }
+
+    /// Records the batch's sent deliveries (one commit). A failure leaves
+    /// them queued: they are sent again (at-least-once).
+    async fn flush(&self, state: &mut WorkerState) {
+        if state.acks.is_empty() {
+            return;
+        }
+        let acks = std::mem::take(&mut state.acks);
+        let chat = state.chat.clone();
+        if let Err(e) = blocking(&self.ctx.store, move |s| s.ack_many(&chat, &acks)).await {
+            tracing::error!(chat = %state.chat, error = %e, "delivered, but the queue could not record it");
         }
     }
 
@@ -370,45 +460,31 @@ impl Workers {
         }
     }
 
-    async fn settle(
+    async fn retry(
         &self,
         d: &QueuedDelivery,
         provider: &str,
-        remember: Remember,
-        outcome: Outcome,
+        reason: String,
+        after: Option<Duration>,
         max_age_ms: u64,
     ) {
-        let ctx = &self.ctx;
+        let attempts = d.attempts + 1;
+        let delay = after.unwrap_or_else(|| backoff(attempts));
+        let next = now_ms() + delay.as_millis() as u64;
+        if next.saturating_sub(d.created_at_ms) > max_age_ms {
+            self.give_up(d, provider, &format!("gave up: {reason}"))
+                .await;
+            return;
+        }
+        tracing::info!(chat = %d.chat, attempts, retry_in = ?delay, reason = %reason, "delivery failed; will retry");
+        self.ctx.observer.retry(&d.chat, provider, &reason);
         let (chat, seq) = (d.chat.clone(), d.seq);
-        match outcome {
-            Outcome::Sent { remote_id } => {
-                let changes = remember.changes(remote_id, now_ms());
-                let result = blocking(&ctx.store, move |s| s.ack(&chat, seq, &changes)).await;
-                if let Err(e) = result {
-                    // Sent but not acknowledged: it will be sent again (at-least-once).
-                    tracing::error!(chat = %d.chat, error = %e, "delivered, but the queue could not record it");
-                }
-                let latency = Duration::from_millis(now_ms().saturating_sub(d.created_at_ms));
-                ctx.observer.sent(&d.chat, provider, latency);
-            }
-            Outcome::Retry { reason, after } => {
-                let attempts = d.attempts + 1;
-                let delay = after.unwrap_or_else(|| backoff(attempts));
-                let next = now_ms() + delay.as_millis() as u64;
-                if next.saturating_sub(d.created_at_ms) > max_age_ms {
-                    self.give_up(d, provider, &format!("gave up: {reason}"))
-                        .await;
-                    return;
-                }
-                tracing::info!(chat = %d.chat, attempts, retry_in = ?delay, reason = %reason, "delivery failed; will retry");
-                ctx.observer.retry(&d.chat, provider, &reason);
-                if let Err(e) =
-                    blocking(&ctx.store, move |s| s.reschedule(&chat, seq, next, &reason)).await
-                {
-                    tracing::error!(chat = %d.chat, error = %e, "cannot record the retry");
-                }
-            }
-            Outcome::Permanent { reason } => self.give_up(d, provider, &reason).await,
+        if let Err(e) = blocking(&self.ctx.store, move |s| {
+            s.reschedule(&chat, seq, next, &reason)
+        })
+        .await
+        {
+            tracing::error!(chat = %d.chat, error = %e, "cannot record the retry");
         }
     }
 
