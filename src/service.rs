@@ -422,6 +422,20 @@ impl App {
                 if let Err(e) = blocking(&app.store, |s| s.sync()).await {
                     tracing::warn!(error = %e, "cannot make the last acknowledgements durable");
                 }
+                // Prune every 5 minutes, or twice per `remember` when shorter.
+                let remember = app.pipeline.load().config.server.remember;
+                if n.is_multiple_of((remember.as_secs() / 2).clamp(1, 300)) {
+                    let now = now_ms();
+                    let day = 24 * 3600 * 1000;
+                    let remember = remember.as_millis() as u64;
+                    if let Err(e) = blocking(&app.store, move |s| {
+                        s.prune(now.saturating_sub(day), now.saturating_sub(remember))
+                    })
+                    .await
+                    {
+                        tracing::warn!(error = %e, "pruning the store failed");
+                    }
+                }
                 if !n.is_multiple_of(5) {
                     continue;
                 }
@@ -432,18 +446,6 @@ impl App {
                     }
                     for (chat, depth) in seen {
                         app.metrics.set_queue_depth(&chat, depth);
-                    }
-                }
-                if n.is_multiple_of(300) {
-                    let now = now_ms();
-                    let day = 24 * 3600 * 1000;
-                    let remember = app.pipeline.load().config.server.remember.as_millis() as u64;
-                    if let Err(e) = blocking(&app.store, move |s| {
-                        s.prune(now.saturating_sub(day), now.saturating_sub(remember))
-                    })
-                    .await
-                    {
-                        tracing::warn!(error = %e, "pruning the store failed");
                     }
                 }
             }

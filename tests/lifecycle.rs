@@ -573,3 +573,68 @@ fn other_platforms_thread_edit_and_delete() {
         assert!(!relay.logs().contains(secret), "{}", p.name);
     }
 }
+
+/// Once `remember` has passed, the relay forgets which message a post
+/// became: an edit then changes nothing and says why at debug level.
+#[test]
+fn an_edit_after_the_mapping_expired_is_ignored_with_a_debug_log() {
+    let mock = Mock::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("relay.toml");
+    let text = slack_config(&mock.url("/api")).replace(
+        "delay = \"0s\"\n",
+        "delay = \"0s\"\n\n[server]\nremember = \"2s\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let relay = Relay::start(
+        &cfg,
+        &dir.path().join("data"),
+        &[
+            ("SLACK_TOKEN", TOKEN),
+            ("RUST_LOG", "info,discourse_relay=debug"),
+        ],
+    );
+    let reply = |raw: &str| {
+        let raw = raw.to_string();
+        edited_fixture("post_edited", move |b| {
+            b["post"]["id"] = json!(1001);
+            b["post"]["post_number"] = json!(1);
+            b["post"]["raw"] = json!(raw);
+        })
+    };
+    assert_eq!(relay.post_fixture("post_created_first_post").0, 202);
+    mock.wait_for(2, Duration::from_secs(15));
+    // Still remembered: the edit reaches both chats.
+    let f = reply("first edit");
+    assert_eq!(relay.post(&f.headers, f.body).0, 202);
+    let got = mock.wait_for(4, Duration::from_secs(15));
+    assert!(got[2..].iter().all(|r| r.path.ends_with("/chat.update")));
+
+    // Forgotten (pruned at least once a second with remember = 2s).
+    std::thread::sleep(Duration::from_secs(4));
+    let f = reply("second edit");
+    assert_eq!(relay.post(&f.headers, f.body).0, 202);
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !relay
+        .logs()
+        .contains("no chat message is known for this post")
+    {
+        assert!(
+            std::time::Instant::now() < end,
+            "no debug line:\n{}",
+            relay.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        mock.requests().len(),
+        4,
+        "nothing sent for the forgotten post"
+    );
+    assert!(
+        !relay.logs().contains("\"level\":\"ERROR\""),
+        "{}",
+        relay.logs()
+    );
+}
