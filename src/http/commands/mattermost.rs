@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{Command, CommandError, auths, chat_name, header, verbs, verified};
+use super::{CommandError, auths, field, form, header, slash_command, verbs, verified};
 use crate::http::server::constant_time_eq;
 use crate::service::App;
 
@@ -25,16 +25,10 @@ pub async fn handle(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes
 async fn answer(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Response, CommandError> {
     let p = app.pipeline.load_full();
     let auths = auths(&p, "mattermost")?;
-    let form: std::collections::HashMap<String, String> =
-        url::form_urlencoded::parse(body).into_owned().collect();
-    let field = |k: &str| {
-        form.get(k)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    };
+    let form = form(body);
     let given = match header(headers, "authorization").strip_prefix("Token ") {
         Some(t) => t.trim().to_string(),
-        None => field("token"),
+        None => field(&form, "token"),
     };
     if given.is_empty() {
         return Err(CommandError::Unauthorized(
@@ -47,26 +41,7 @@ async fn answer(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Response,
         "the command token matches no configured command_token",
     )?;
 
-    let (channel_id, channel_name) = (field("channel_id"), field("channel_name"));
-    if channel_id.is_empty() {
-        return Err(CommandError::BadRequest(
-            "not a slash command: no channel_id".into(),
-        ));
-    }
-    let cmd = Command {
-        platform: "mattermost",
-        instances,
-        ids: [channel_id.clone(), channel_name.clone()]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect(),
-        place: format!("~{channel_name} ({channel_id})"),
-        user: field("user_name"),
-        text: field("text"),
-        prefix: "/discourse",
-        suggested_name: chat_name(&channel_name, &channel_id),
-        target_toml: format!("channel_id = {}\n", verbs::toml_str(&channel_id)),
-    };
+    let cmd = slash_command("mattermost", instances, &form, '~', "channel_id")?;
     let reply = verbs::run(app, &p, &cmd).await;
     Ok(axum::Json(json!({"response_type": "ephemeral", "text": reply.markdown()})).into_response())
 }

@@ -156,6 +156,51 @@ fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> &'a str {
 }
 
 /// A config-friendly chat name from a platform's channel name.
+/// A slash command's form fields (Slack and Mattermost send the same ones).
+pub(crate) type Form = std::collections::HashMap<String, String>;
+
+pub(crate) fn form(body: &[u8]) -> Form {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// A trimmed form field, empty when absent.
+pub(crate) fn field(form: &Form, key: &str) -> String {
+    form.get(key)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The [`Command`] of a Slack or Mattermost slash command: the channel
+/// shown as `{sigil}name (id)`, added to a config with `{target_key} = "ID"`.
+pub(crate) fn slash_command(
+    platform: &'static str,
+    instances: Vec<String>,
+    form: &Form,
+    sigil: char,
+    target_key: &str,
+) -> Result<Command, CommandError> {
+    let (channel_id, channel_name) = (field(form, "channel_id"), field(form, "channel_name"));
+    if channel_id.is_empty() {
+        return Err(CommandError::BadRequest(
+            "not a slash command: no channel_id".into(),
+        ));
+    }
+    Ok(Command {
+        platform,
+        instances,
+        ids: [channel_id.clone(), channel_name.clone()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect(),
+        place: format!("{sigil}{channel_name} ({channel_id})"),
+        user: field(form, "user_name"),
+        text: field(form, "text"),
+        prefix: "/discourse",
+        suggested_name: chat_name(&channel_name, &channel_id),
+        target_toml: format!("{target_key} = {}\n", verbs::toml_str(&channel_id)),
+    })
+}
+
 fn chat_name(name: &str, fallback: &str) -> String {
     let slug: String = name
         .trim_start_matches(['#', '@'])

@@ -14,7 +14,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use super::{Command, CommandError, auths, chat_name, fresh, header, verbs, verified};
+use super::{CommandError, auths, form, fresh, header, slash_command, verbs, verified};
 use crate::service::App;
 
 /// Whether `signature` is Slack's `v0` signature of `body` at `timestamp`.
@@ -75,33 +75,7 @@ async fn answer(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Response,
         "X-Slack-Signature does not match any configured signing_secret",
     )?;
 
-    let form: std::collections::HashMap<String, String> =
-        url::form_urlencoded::parse(body).into_owned().collect();
-    let field = |k: &str| {
-        form.get(k)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    };
-    let (channel_id, channel_name) = (field("channel_id"), field("channel_name"));
-    if channel_id.is_empty() {
-        return Err(CommandError::BadRequest(
-            "not a slash command: no channel_id".into(),
-        ));
-    }
-    let cmd = Command {
-        platform: "slack",
-        instances,
-        ids: [channel_id.clone(), channel_name.clone()]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect(),
-        place: format!("#{channel_name} ({channel_id})"),
-        user: field("user_name"),
-        text: field("text"),
-        prefix: "/discourse",
-        suggested_name: chat_name(&channel_name, &channel_id),
-        target_toml: format!("channel = {}\n", verbs::toml_str(&channel_id)),
-    };
+    let cmd = slash_command("slack", instances, &form(body), '#', "channel")?;
     let reply = verbs::run(app, &p, &cmd).await;
     Ok(axum::Json(json!({"response_type": "ephemeral", "text": reply.slack()})).into_response())
 }
