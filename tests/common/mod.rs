@@ -417,38 +417,9 @@ pub fn deliver(
     fixture_name: &str,
     env: &[(&str, &str)],
 ) -> discourse_relay::providers::Outcome {
-    use discourse_relay::config::MissingEnv;
-    use discourse_relay::ingest::{ForumState, Ingested, WebhookRequest, normalize};
-    let env: std::collections::HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let (p, _) =
-        discourse_relay::pipeline::load_str(Path::new("test.toml"), toml, &env, MissingEnv::Error)
-            .unwrap_or_else(|d| panic!("config invalid:\n{d}"));
-    let f = fixture(fixture_name);
-    let req = WebhookRequest {
-        headers: f.headers,
-        body: f.body,
-    };
-    let mut state = ForumState::new(&p.config.forum().categories);
-    let Ok(Ingested::Event(event)) = normalize(&req, &mut state, &p.config.forum().url) else {
-        panic!("{fixture_name} is not an event");
-    };
-    let idx = p
-        .chat_index(chat)
-        .unwrap_or_else(|| panic!("no chat {chat}"));
+    let (p, idx, event) = loaded(toml, chat, fixture_name, env);
     let (_, out) = p.message(idx, &event).unwrap();
-    let sender = discourse_relay::delivery::send::Sender::new().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(sender.send(
-        p.config.chats[idx].destination.as_ref(),
-        &out,
-        &p.config.redactor,
-    ))
+    send(&p, idx, &out)
 }
 
 /// [`deliver`] for a given action (a thread reply, an edit, a delete), as
@@ -461,6 +432,28 @@ pub fn deliver_as(
     action: discourse_relay::providers::Action<'_>,
     strike: bool,
 ) -> discourse_relay::providers::Outcome {
+    let (p, idx, event) = loaded(toml, chat, fixture_name, env);
+    // A new delivery each call, as the worker would number it.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let delivery = format!("{chat}#{seq}@1700000000000");
+    let (_, out) = p
+        .message_as(idx, &event, action, strike, &delivery)
+        .unwrap();
+    send(&p, idx, &out)
+}
+
+/// The config loaded, the chat's index and the fixture normalized.
+fn loaded(
+    toml: &str,
+    chat: &str,
+    fixture_name: &str,
+    env: &[(&str, &str)],
+) -> (
+    discourse_relay::pipeline::Pipeline,
+    usize,
+    discourse_relay::ingest::Event,
+) {
     use discourse_relay::config::MissingEnv;
     use discourse_relay::ingest::{ForumState, Ingested, WebhookRequest, normalize};
     let env: std::collections::HashMap<String, String> = env
@@ -482,13 +475,15 @@ pub fn deliver_as(
     let idx = p
         .chat_index(chat)
         .unwrap_or_else(|| panic!("no chat {chat}"));
-    // A new delivery each call, as the worker would number it.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let delivery = format!("{chat}#{seq}@1700000000000");
-    let (_, out) = p
-        .message_as(idx, &event, action, strike, &delivery)
-        .unwrap();
+    (p, idx, *event)
+}
+
+/// Sends a built request with the relay's sender.
+fn send(
+    p: &discourse_relay::pipeline::Pipeline,
+    idx: usize,
+    out: &discourse_relay::providers::Outbound,
+) -> discourse_relay::providers::Outcome {
     let sender = discourse_relay::delivery::send::Sender::new().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -496,7 +491,7 @@ pub fn deliver_as(
         .unwrap();
     rt.block_on(sender.send(
         p.config.chats[idx].destination.as_ref(),
-        &out,
+        out,
         &p.config.redactor,
     ))
 }
