@@ -457,6 +457,55 @@ room_id = "Y2lzY29zcGFyazovL3VzL1JPT00vMQ"
             edits: true,
         },
         Platform {
+            name: "rocketchat",
+            config: r#"[providers.rc]
+kind = "rocketchat"
+server_url = "{api}"
+user_id = "botuser1"
+auth_token = "${RC_TOKEN}"
+[[chat]]
+name = "c"
+provider = "rc"
+room_id = "GENERAL"
+"#,
+            env: ("RC_TOKEN", "canary-rocketchat"),
+            mount: "/api/v1/",
+            answers: || {
+                let msg = |id: &str| {
+                    Reply::new(
+                        200,
+                        &format!(
+                            r#"{{"success":true,"message":{{"_id":"{id}","rid":"GENERAL","msg":"x"}}}}"#
+                        ),
+                    )
+                };
+                vec![
+                    msg("R1"),
+                    msg("R2"),
+                    msg("R2"),
+                    Reply::new(200, r#"{"success":true}"#),
+                ]
+            },
+            check: |r| {
+                let (_, path, body) = path_and_json(&r[0]);
+                assert_eq!(path, "/api/v1/chat.postMessage");
+                assert!(body.get("tmid").is_none());
+                assert_eq!(r[0].header("X-Auth-Token"), Some("canary-rocketchat"));
+                assert_eq!(path_and_json(&r[1]).2["tmid"], "R1");
+                let (_, path, body) = path_and_json(&r[2]);
+                assert_eq!(path, "/api/v1/chat.update");
+                assert_eq!(
+                    (body["roomId"].as_str(), body["msgId"].as_str()),
+                    (Some("GENERAL"), Some("R2"))
+                );
+                assert!(body["text"].as_str().unwrap().contains("DashMap"));
+                let (_, path, body) = path_and_json(&r[3]);
+                assert_eq!(path, "/api/v1/chat.delete");
+                assert_eq!(body, json!({"roomId": "GENERAL", "msgId": "R2"}));
+            },
+            edits: true,
+        },
+        Platform {
             name: "mastodon",
             config: r#"[providers.m]
 kind = "mastodon"

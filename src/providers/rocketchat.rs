@@ -1,5 +1,9 @@
 //! `rocketchat`: a Rocket.Chat incoming webhook (`POST {webhook_url}`, the
-//! URL `https://HOST/hooks/ID/TOKEN` is the credential) with `{"text": …}`.
+//! URL `https://HOST/hooks/ID/TOKEN` is the credential) with `{"text": …}`,
+//! or the REST API (`POST {server_url}/api/v1/chat.postMessage` with the
+//! `X-User-Id` and `X-Auth-Token` headers of a bot or personal access token)
+//! for a `room_id`: REST answers name the message, so threads (`tmid`),
+//! edits (`chat.update`) and deletes (`chat.delete`) work there.
 //!
 //! Dialect: Markdown, escaped by the renderer: formatting characters get a
 //! backslash and every `@` that could mention (`@all`, `@here`, `@user`) gets
@@ -27,8 +31,8 @@ use serde_spanned::Spanned;
 use toml_edit::Item;
 
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
+    Outcome, Registration, http::classify_status, schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -38,7 +42,7 @@ use crate::render::text::truncate;
 
 pub const REGISTRATION: Registration = Registration {
     kind: "rocketchat",
-    about: "Rocket.Chat incoming webhook",
+    about: "Rocket.Chat REST API (user id + token) or incoming webhook",
     parse,
     settings_schema: schema_of::<Settings>,
     target_schema: schema_of::<Target>,
@@ -58,6 +62,15 @@ pub struct Settings {
     pub avatar: Option<Spanned<String>>,
     /// Emoji used as avatar, e.g. `:speech_balloon:` (`emoji`).
     pub emoji: Option<String>,
+    /// The Rocket.Chat server (e.g. `https://chat.example.org`), for chats that name a `room_id` (REST API).
+    #[schemars(with = "Option<String>")]
+    pub server_url: Option<Spanned<String>>,
+    /// The bot's user id (`X-User-Id`), for the REST API.
+    #[schemars(with = "Option<String>")]
+    pub user_id: Option<Spanned<String>>,
+    /// The bot's personal access token (`X-Auth-Token`), as `${VAR}`, for the REST API.
+    #[schemars(with = "Option<String>")]
+    pub auth_token: Option<Spanned<String>>,
 }
 
 /// Chat fields for a Rocket.Chat chat.
@@ -67,6 +80,9 @@ pub struct Target {
     /// Incoming webhook URL (`https://HOST/hooks/ID/TOKEN`, Administration → Integrations), as `${VAR}`: the URL is the credential. The integration decides the channel.
     #[schemars(with = "Option<String>")]
     pub webhook_url: Option<Spanned<String>>,
+    /// Room id (REST API; needs `server_url`, `user_id` and `auth_token` on the provider): threads, edits and deletes work.
+    #[schemars(with = "Option<String>")]
+    pub room_id: Option<Spanned<String>>,
 }
 
 #[derive(Debug)]
@@ -74,6 +90,15 @@ struct RocketChat {
     alias: Option<String>,
     avatar: Option<String>,
     emoji: Option<String>,
+    rest: Option<Arc<Rest>>,
+}
+
+/// The REST API credentials of a provider instance.
+#[derive(Debug)]
+struct Rest {
+    server: String,
+    user_id: Secret,
+    token: Secret,
 }
 
 fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
@@ -83,10 +108,28 @@ fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
         None => None,
     };
     let non_empty = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let rest = match (&s.server_url, &s.user_id, &s.auth_token) {
+        (None, None, None) => None,
+        (Some(server), Some(user), Some(token)) => Some(Arc::new(Rest {
+            server: (cx.url("server_url", server, false)?.expose())
+                .trim_end_matches('/')
+                .to_string(),
+            user_id: cx.string(user)?,
+            token: cx.secret("auth_token", token)?,
+        })),
+        _ => {
+            cx.error(
+                None,
+                "the Rocket.Chat REST API needs all of `server_url`, `user_id` and `auth_token = \"${ROCKETCHAT_TOKEN}\"`",
+            );
+            return None;
+        }
+    };
     Some(Arc::new(RocketChat {
         alias: non_empty(s.alias),
         avatar,
         emoji: non_empty(s.emoji),
+        rest,
     }))
 }
 
@@ -98,25 +141,57 @@ impl Instance for RocketChat {
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
         let t = cx.deserialize::<Target>(target)?;
-        let Some(u) = &t.webhook_url else {
-            cx.error(
-                chat,
-                "a rocketchat chat needs `webhook_url = \"${ROCKETCHAT_HOOK}\"`, the incoming webhook's URL",
-            );
-            return None;
+        let mode = match (&t.webhook_url, &t.room_id) {
+            (Some(u), None) => Mode::Webhook {
+                url: cx.url("webhook_url", u, true)?,
+            },
+            (None, Some(room)) => {
+                let Some(rest) = self.rest.clone() else {
+                    cx.error(
+                        Some(room.span()),
+                        "`room_id` needs the REST API: set `server_url`, `user_id` and `auth_token` on a [providers.NAME] table with kind = \"rocketchat\"",
+                    );
+                    return None;
+                };
+                let room = room.get_ref().trim().to_string();
+                if room.is_empty() {
+                    cx.error(None, "`room_id` is empty");
+                    return None;
+                }
+                Mode::Rest { room, rest }
+            }
+            (Some(_), Some(r)) => {
+                cx.error(
+                    Some(r.span()),
+                    "set either `webhook_url` (incoming webhook) or `room_id` (REST API), not both",
+                );
+                return None;
+            }
+            (None, None) => {
+                cx.error(
+                    chat,
+                    "a rocketchat chat needs `webhook_url = \"${ROCKETCHAT_HOOK}\"` (incoming webhook) or `room_id` (REST API)",
+                );
+                return None;
+            }
         };
-        let url = cx.url("webhook_url", u, true)?;
         Some(Box::new(RocketChatChat {
             instance: self,
-            url,
+            mode,
         }))
     }
 }
 
 #[derive(Debug)]
+enum Mode {
+    Webhook { url: Secret },
+    Rest { room: String, rest: Arc<Rest> },
+}
+
+#[derive(Debug)]
 struct RocketChatChat {
     instance: Arc<RocketChat>,
-    url: Secret,
+    mode: Mode,
 }
 
 impl Destination for RocketChatChat {
@@ -129,8 +204,16 @@ impl Destination for RocketChatChat {
     }
 
     fn capabilities(&self) -> Capabilities {
-        // The webhook answers just `success`: no message id to thread or edit.
-        Capabilities::default()
+        match self.mode {
+            // REST answers carry the message `_id`.
+            Mode::Rest { .. } => Capabilities {
+                thread: true,
+                edit: true,
+                delete: true,
+            },
+            // The webhook answers just `success`: no message id to thread or edit.
+            Mode::Webhook { .. } => Capabilities::default(),
+        }
     }
 
     fn default_rate(&self) -> Option<Rate> {
@@ -143,29 +226,61 @@ impl Destination for RocketChatChat {
     }
 
     fn target(&self) -> String {
-        // The path holds the token: show only the origin.
-        match url::Url::parse(self.url.expose()) {
-            Ok(u) => format!("{}://{}/hooks/…", u.scheme(), u.host_str().unwrap_or("?")),
-            Err(_) => "incoming webhook".into(),
+        match &self.mode {
+            // The path holds the token: show only the origin.
+            Mode::Webhook { url } => match url::Url::parse(url.expose()) {
+                Ok(u) => format!("{}://{}/hooks/…", u.scheme(), u.host_str().unwrap_or("?")),
+                Err(_) => "incoming webhook".into(),
+            },
+            Mode::Rest { room, .. } => format!("room {room}"),
         }
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        let mut body = json!({
-            "text": truncate(msg.text, TEXT_MAX),
-            "parseUrls": false,
-        });
-        let i = &self.instance;
-        if let Some(a) = &i.alias {
-            body["alias"] = json!(a);
-        }
-        if let Some(a) = &i.avatar {
-            body["avatar"] = json!(a);
-        }
-        if let Some(e) = &i.emoji {
-            body["emoji"] = json!(e);
-        }
-        Outbound::Http(HttpRequest::post_json(&self.url, &body))
+        let text = truncate(msg.text, TEXT_MAX);
+        let post = || {
+            let mut body = json!({"text": text, "parseUrls": false});
+            let i = &self.instance;
+            if let Some(a) = &i.alias {
+                body["alias"] = json!(a);
+            }
+            if let Some(a) = &i.avatar {
+                body["avatar"] = json!(a);
+            }
+            if let Some(e) = &i.emoji {
+                body["emoji"] = json!(e);
+            }
+            body
+        };
+        let (room, rest) = match &self.mode {
+            Mode::Webhook { url } => return Outbound::Http(HttpRequest::post_json(url, &post())),
+            Mode::Rest { room, rest } => (room, rest),
+        };
+        let (method, body) = match msg.action {
+            Action::Post { thread } => {
+                let mut body = post();
+                body["roomId"] = json!(room);
+                if let Some(root) = thread.and_then(|t| t.root) {
+                    body["tmid"] = json!(MessageId::parse(root, room).id);
+                }
+                ("chat.postMessage", body)
+            }
+            Action::Edit { remote_id } => {
+                let id = MessageId::parse(remote_id, room);
+                let body = json!({"roomId": id.room, "msgId": id.id, "text": text});
+                ("chat.update", body)
+            }
+            Action::Delete { remote_id } => {
+                let id = MessageId::parse(remote_id, room);
+                ("chat.delete", json!({"roomId": id.room, "msgId": id.id}))
+            }
+        };
+        let url = Secret::new(format!("{}/api/v1/{method}", rest.server));
+        Outbound::Http(
+            HttpRequest::post_json(&url, &body)
+                .header("X-User-Id", rest.user_id.clone())
+                .header("X-Auth-Token", rest.token.clone()),
+        )
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
@@ -174,9 +289,10 @@ impl Destination for RocketChatChat {
             .as_ref()
             .and_then(|b| b.get("success"))
             .and_then(|v| v.as_bool());
+        // Webhooks and REST say `error`; REST auth failures say `message`.
         let error = parsed
             .as_ref()
-            .and_then(|b| b.get("error"))
+            .and_then(|b| b.get("error").or_else(|| b.get("message")))
             .map(|e| match e.as_str() {
                 Some(s) => s.to_string(),
                 None => e.to_string(),
@@ -194,9 +310,22 @@ impl Destination for RocketChatChat {
         {
             return Outcome::Permanent { reason: reason(e) };
         }
+        if let Some(e) = &error
+            && (e.contains("No message found") || e.contains("error-message-not-found"))
+        {
+            // Edited or deleted after someone removed it in Rocket.Chat: done.
+            return Outcome::Sent { remote_id: None };
+        }
         if (200..300).contains(&resp.status) {
             return match (success, &error) {
-                (Some(true), _) => Outcome::Sent { remote_id: None },
+                (Some(true), _) => Outcome::Sent {
+                    // REST: `message._id` in room `message.rid`; webhooks name none.
+                    remote_id: parsed.as_ref().and_then(|b| {
+                        let m = b.get("message")?;
+                        let (rid, id) = (m.get("rid")?.as_str()?, m.get("_id")?.as_str()?);
+                        Some(format!("{rid}/{id}"))
+                    }),
+                },
                 (Some(false), e) => Outcome::Permanent {
                     reason: reason(e.as_deref().unwrap_or("success: false")),
                 },
@@ -224,6 +353,25 @@ impl Destination for RocketChatChat {
                 after: after.or_else(|| wait_seconds(e)),
             },
             _ => Outcome::Permanent { reason: reason(e) },
+        }
+    }
+}
+
+/// A message as the relay remembers it: `ROOM_ID/MESSAGE_ID` (REST
+/// answers name both), or a bare message id in the configured room.
+struct MessageId<'a> {
+    room: &'a str,
+    id: &'a str,
+}
+
+impl<'a> MessageId<'a> {
+    fn parse(remote_id: &'a str, room: &'a str) -> Self {
+        match remote_id.split_once('/') {
+            Some((room, id)) => Self { room, id },
+            None => Self {
+                room,
+                id: remote_id,
+            },
         }
     }
 }
@@ -265,9 +413,112 @@ mod tests {
                 alias: alias.map(str::to_string),
                 avatar: None,
                 emoji: Some(":speech_balloon:".into()),
+                rest: None,
             }),
-            url: Secret::new(HOOK),
+            mode: Mode::Webhook {
+                url: Secret::new(HOOK),
+            },
         }
+    }
+
+    fn rest_chat() -> RocketChatChat {
+        let rest = Arc::new(Rest {
+            server: "http://127.0.0.1:9".into(),
+            user_id: Secret::new("botuser1"),
+            token: Secret::new("canary-rc-token"),
+        });
+        RocketChatChat {
+            instance: Arc::new(RocketChat {
+                alias: None,
+                avatar: None,
+                emoji: None,
+                rest: Some(rest.clone()),
+            }),
+            mode: Mode::Rest {
+                room: "GENERAL".into(),
+                rest,
+            },
+        }
+    }
+
+    fn act(action: Action<'_>) -> (String, serde_json::Value) {
+        let ctx = json!({});
+        let Outbound::Http(r) = rest_chat().request(&Message {
+            chat: "c",
+            text: "new text",
+            context: &ctx,
+            action,
+            delivery: None,
+        }) else {
+            panic!("expected HTTP")
+        };
+        let header = |k: &str| {
+            r.headers
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.expose().to_string())
+        };
+        assert_eq!(header("X-Auth-Token").as_deref(), Some("canary-rc-token"));
+        assert_eq!(header("X-User-Id").as_deref(), Some("botuser1"));
+        (
+            r.url.expose().to_string(),
+            serde_json::from_str(&r.body).unwrap(),
+        )
+    }
+
+    #[test]
+    fn rest_posts_threads_edits_and_deletes() {
+        use crate::providers::Thread;
+        let (url, body) = act(Action::Post { thread: None });
+        assert_eq!(url, "http://127.0.0.1:9/api/v1/chat.postMessage");
+        assert_eq!(
+            body,
+            json!({"roomId": "GENERAL", "text": "new text", "parseUrls": false})
+        );
+        let root = "GENERAL/mRoot1";
+        let (_, body) = act(Action::Post {
+            thread: Some(Thread { root: Some(root) }),
+        });
+        assert_eq!(body["tmid"], "mRoot1");
+        let (url, body) = act(Action::Edit { remote_id: root });
+        assert_eq!(url, "http://127.0.0.1:9/api/v1/chat.update");
+        assert_eq!(
+            body,
+            json!({"roomId": "GENERAL", "msgId": "mRoot1", "text": "new text"})
+        );
+        let (url, body) = act(Action::Delete { remote_id: root });
+        assert_eq!(url, "http://127.0.0.1:9/api/v1/chat.delete");
+        assert_eq!(body, json!({"roomId": "GENERAL", "msgId": "mRoot1"}));
+
+        let c = rest_chat();
+        assert!(c.capabilities().thread && c.capabilities().edit);
+        assert!(!chat(None).capabilities().thread);
+        assert_eq!(
+            c.classify(&resp(
+                200,
+                &[],
+                r#"{"ts":1,"channel":"general","message":{"_id":"m9","rid":"GENERAL","msg":"x"},"success":true}"#
+            )),
+            Outcome::Sent {
+                remote_id: Some("GENERAL/m9".into())
+            }
+        );
+        assert_eq!(
+            c.classify(&resp(
+                400,
+                &[],
+                r#"{"success":false,"error":"No message found with the id of \"m9\".","errorType":"error-message-not-found"}"#
+            )),
+            Outcome::Sent { remote_id: None }
+        );
+        let Outcome::Permanent { reason } = c.classify(&resp(
+            401,
+            &[],
+            r#"{"status":"error","message":"You must be logged in to do this."}"#,
+        )) else {
+            panic!("401 is permanent")
+        };
+        assert!(!reason.contains("canary-rc-token"));
     }
 
     fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
