@@ -80,7 +80,7 @@ impl RuleDef {
 pub enum SkipReason {
     /// Only `post_created` notifies; other events teach or edit.
     #[error(
-        "`{0}` does not notify (only post_created does; topic events update what the relay knows)"
+        "`{0}` does not notify (only post_created does); edits, deletions and recoveries change the chat messages a post already became, which `serve` remembers, and topic events update what the relay knows"
     )]
     NotNotifying(String),
     #[error("whisper (only the category-changed post is relayed)")]
