@@ -527,7 +527,14 @@ impl App {
             due_at_ms: now + delay,
             received_at_ms: now,
         };
-        let arrived = inbound.event.clone();
+        // Only what is needed after the event moved into the store; the
+        // whole event only for the kinds that merge into pending ones.
+        let (has_post, topic_id, private_message) = (
+            inbound.event.post.is_some(),
+            inbound.event.topic.id,
+            inbound.event.topic.private_message,
+        );
+        let arrived = absorbs(&inbound.event.kind).then(|| inbound.event.clone());
         let stored = self.committer.accept(inbound).await;
         self.storage_result(stored.as_ref().err());
         match stored {
@@ -536,16 +543,16 @@ impl App {
                 // Post payloads carry no tags and no PM recipients: ask the API while
                 // the event waits out its delay (after it is stored, so the answer
                 // can update it).
-                if arrived.post.is_some() {
+                if has_post {
                     let known = self.with_forum(&forum.url, |f| {
-                        f.topic(arrived.topic.id).cloned().unwrap_or_default()
+                        f.topic(topic_id).cloned().unwrap_or_default()
                     });
-                    let missing_groups = arrived.topic.private_message && known.pm_groups.is_none();
+                    let missing_groups = private_message && known.pm_groups.is_none();
                     if known.tags.is_none() || missing_groups {
-                        self.spawn_topic_fetch(&forum.url, arrived.topic.id);
+                        self.spawn_topic_fetch(&forum.url, topic_id);
                     }
                 }
-                if absorbs(&arrived.kind)
+                if let Some(arrived) = arrived
                     && let Err(e) = blocking(&self.store, move |s| absorb(s, &arrived)).await
                 {
                     tracing::warn!(error = %e, "could not merge the event into pending ones");
