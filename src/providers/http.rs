@@ -31,7 +31,9 @@ impl std::fmt::Debug for HttpRequest {
 }
 
 impl HttpRequest {
-    pub fn post_json(url: &Secret, body: &serde_json::Value) -> Self {
+    /// A JSON POST. `body` is a `serde_json::Value` or, where a request is
+    /// built per delivery, a borrowed struct (one allocation, no copies).
+    pub fn post_json(url: &Secret, body: &impl serde::Serialize) -> Self {
         Self {
             method: "POST",
             url: url.clone(),
@@ -39,7 +41,8 @@ impl HttpRequest {
                 "Content-Type".into(),
                 Secret::new("application/json; charset=utf-8"),
             )],
-            body: body.to_string(),
+            // Values and plain structs of strings always serialize.
+            body: serde_json::to_string(body).unwrap_or_default(),
         }
     }
 

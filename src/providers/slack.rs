@@ -198,38 +198,34 @@ impl Destination for SlackChat {
     fn request(&self, msg: &Message<'_>) -> Outbound {
         match &self.mode {
             Mode::Api { token, channel } => {
-                let (method, body) = match msg.action {
+                let url = |method: &str| Secret::new(format!("{}/{method}", self.instance.api_url));
+                let req = match msg.action {
                     Action::Post { thread } => {
-                        let mut body = json!({
-                            "channel": channel,
-                            "text": msg.text,
-                            "unfurl_links": false,
-                            "unfurl_media": false,
-                        });
-                        if let Some(u) = &self.instance.username {
-                            body["username"] = json!(u);
-                        }
-                        if let Some(i) = &self.instance.icon_url {
-                            body["icon_url"] = json!(i);
-                        }
-                        if let Some(root) = thread.and_then(|t| t.root) {
-                            body["thread_ts"] = json!(MessageId::parse(root, channel).ts);
-                        }
-                        ("chat.postMessage", body)
+                        let body = PostMessage {
+                            channel,
+                            text: msg.text,
+                            unfurl_links: false,
+                            unfurl_media: false,
+                            username: self.instance.username.as_deref(),
+                            icon_url: self.instance.icon_url.as_deref(),
+                            thread_ts: (thread.and_then(|t| t.root))
+                                .map(|root| MessageId::parse(root, channel).ts),
+                        };
+                        HttpRequest::post_json(&url("chat.postMessage"), &body)
                     }
                     // Edits and deletes need the channel ID the post answer named.
                     Action::Edit { remote_id } => {
                         let id = MessageId::parse(remote_id, channel);
                         let body = json!({"channel": id.channel, "ts": id.ts, "text": msg.text});
-                        ("chat.update", body)
+                        HttpRequest::post_json(&url("chat.update"), &body)
                     }
                     Action::Delete { remote_id } => {
                         let id = MessageId::parse(remote_id, channel);
-                        ("chat.delete", json!({"channel": id.channel, "ts": id.ts}))
+                        let body = json!({"channel": id.channel, "ts": id.ts});
+                        HttpRequest::post_json(&url("chat.delete"), &body)
                     }
                 };
-                let url = Secret::new(format!("{}/{method}", self.instance.api_url));
-                Outbound::Http(HttpRequest::post_json(&url, &body).header(
+                Outbound::Http(req.header(
                     "Authorization",
                     Secret::new(format!("Bearer {}", token.expose())),
                 ))
@@ -287,6 +283,22 @@ impl Destination for SlackChat {
             Mode::Webhook { .. } => vec![],
         }
     }
+}
+
+/// The `chat.postMessage` body, serialized straight from borrowed fields
+/// (it is built for every delivery).
+#[derive(serde::Serialize)]
+struct PostMessage<'a> {
+    channel: &'a str,
+    text: &'a str,
+    unfurl_links: bool,
+    unfurl_media: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icon_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread_ts: Option<&'a str>,
 }
 
 /// A message as the relay remembers it: `CHANNEL_ID/ts` (the channel ID
