@@ -180,10 +180,31 @@ const CASES: &[Case] = &[
         reason: "not valid JSON",
     },
     Case {
+        name: "topic with 100k nested tags",
+        make: || {
+            let mut f = fixture("topic_created");
+            let body = format!(
+                r#"{{"topic":{{"id":101,"title":"t","tags":{}{}}}}}"#,
+                "[".repeat(100_000),
+                "]".repeat(100_000)
+            )
+            .into_bytes();
+            f.set_header(
+                "X-Discourse-Event-Signature",
+                &sign(SECRET.as_bytes(), &body),
+            );
+            (f.headers, body)
+        },
+        status: 400,
+        reason: "recursion limit exceeded",
+    },
+    Case {
+        // Nesting is refused by the payload's typed, depth-limited parse
+        // (no JSON tree is built); either way a clean 400, never a crash.
         name: "100k nested arrays",
         make: || signed(nested(100_000)),
         status: 400,
-        reason: "not valid JSON",
+        reason: "invalid post payload",
     },
     Case {
         name: "100k nested objects",
@@ -195,7 +216,7 @@ const CASES: &[Case] = &[
             signed(b)
         },
         status: 400,
-        reason: "not valid JSON",
+        reason: "invalid post payload",
     },
     Case {
         name: "wrong types: post.id a string",
@@ -552,23 +573,28 @@ fn slow_body_clients_get_408_after_the_body_timeout() {
     let start = Instant::now();
     let mut answer = Vec::new();
     let mut closed = None;
+    // Read before each write: once the server has answered and closed, a
+    // further write can draw a reset that discards the unread answer.
+    let read_all = |stream: &TcpStream, answer: &mut Vec<u8>| -> bool {
+        let mut buf = [0u8; 512];
+        loop {
+            match (&mut &*stream).read(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                Err(_) => return true,
+            }
+        }
+    };
     for b in f.body.iter().take(200) {
-        if stream.write_all(&[*b]).is_err() {
+        if read_all(&stream, &mut answer) {
             closed = Some(start.elapsed());
             break;
         }
-        let mut buf = [0u8; 512];
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                closed = Some(start.elapsed());
-                break;
-            }
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => {
-                closed = Some(start.elapsed());
-                break;
-            }
+        if stream.write_all(&[*b]).is_err() {
+            read_all(&stream, &mut answer);
+            closed = Some(start.elapsed());
+            break;
         }
         std::thread::sleep(Duration::from_millis(250));
     }

@@ -221,10 +221,17 @@ wrk_run() {
 
 # ------------------------------------------------------------------ 1. ingest
 
-bench_ingest() {
-  log "== 1. ingest: $INGEST_RUNS run(s) x ${INGEST_SECS}s per server and mode, $INGEST_CONNS connections"
+# The signatures ingest.lua sends (also used by the sink-capacity run, so
+# `run-all latency` works on its own).
+ensure_sigs() {
+  [[ -n ${BENCH_SIGS:-} && -f $BENCH_SIGS ]] && return
   export BENCH_SIGS=$OUT/sigs.lua
   $PY "$BENCH_DIR/gen.py" sigs --secret "$SECRET" --base 0 --count "$INGEST_SIGS" --out "$BENCH_SIGS"
+}
+
+bench_ingest() {
+  log "== 1. ingest: $INGEST_RUNS run(s) x ${INGEST_SECS}s per server and mode, $INGEST_CONNS connections"
+  ensure_sigs
   $PY "$BENCH_DIR/gen.py" config ingest --sink "$SINK_URL" --out "$OUT/ingest.toml"
   sed 's|subscribe = \["all"\]|subscribe = ["c/no-such-category"]|' "$OUT/ingest.toml" >"$OUT/ingest-nomatch.toml"
   local run mode close r
@@ -333,6 +340,7 @@ print(json.dumps({"events": p["sent"], "accepted": p["accepted"], "post_s": p["e
 
   log "== 2b. fan-out: $FANOUT_EVENTS events x $FANOUT_CHATS chats (rate_limit 1000/s each), $FANOUT_RUNS run(s)"
   sink_reset
+  ensure_sigs
   r=$(wrk_run "sink-capacity" "$SINK_URL/" ingest.lua 0 "$FANOUT_SINK_SECS" "$FANOUT_CHATS" 1)
   result sink_capacity "$r"
   log "   sink capacity with $FANOUT_CHATS keep-alive connections (wrk): $(jget "$r" 'd["rps"]') req/s"

@@ -33,12 +33,15 @@
 //! # Durability
 //!
 //! Every transaction is [`Durability::Immediate`] (fsync before returning),
-//! except [`Store::ack`] and [`Store::reschedule`]: they use
-//! [`Durability::None`], which redb makes durable with the next immediate
-//! commit (any accept, route, dead letter...) or at a clean close. A crash
-//! loses at most the acks and reschedules since the last immediate commit:
-//! those deliveries are sent again (at-least-once allows it) or retried
-//! early. Because redb only reuses pages freed by non-durable commits after
+//! except [`Store::route_many`], [`Store::ack`] and [`Store::reschedule`]:
+//! they use [`Durability::None`], which redb makes durable with the next
+//! immediate commit (any accept, dead letter...), the relay's once-a-second
+//! [`Store::sync`], or a clean close. A crash loses at most the routes, acks
+//! and reschedules since the last immediate commit: their events are still
+//! in the inbox (accepts are always durable) and are routed again, and their
+//! deliveries are sent again (at-least-once allows it) or retried early.
+//! Routing is internal: the promise made to Discourse (202) rests on the
+//! accept alone, so routing need not wait for its own fsync. Because redb only reuses pages freed by non-durable commits after
 //! a durable one, and to bound what a crash can undo, a cheap commit is
 //! promoted to an immediate one after [`MAX_CHEAP_COMMITS`] of them in a row
 //! or when the last immediate commit is older than [`MAX_CHEAP_AGE`].
@@ -662,7 +665,8 @@ impl Store for RedbStore {
         if routed.is_empty() {
             return Ok(());
         }
-        self.write(Commit::Durable, |txn| {
+        // Cheap: a lost route is routed again from the inbox (module docs).
+        self.write(Commit::Cheap, |txn| {
             let mut inbox = txn.open_table(INBOX)?;
             let mut due = txn.open_table(INBOX_DUE)?;
             let mut queues = Queues::open(txn)?;

@@ -47,11 +47,18 @@ pub fn normalize(
         .trim_end_matches('/')
         .to_string();
 
-    let body: serde_json::Value =
-        serde_json::from_slice(&req.body).map_err(|e| IngestError::BadJson(e.to_string()))?;
-    let serde_json::Value::Object(map) = body else {
-        return Err(IngestError::BadEnvelope(json_kind(&body).into()));
-    };
+    // The payload stays raw until its type is known: parsed once, straight
+    // into its struct (no JSON tree per webhook).
+    let map: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        match serde_json::from_slice(&req.body) {
+            Ok(m) => m,
+            // Not an object, or not JSON: parse again only to say which.
+            Err(_) => {
+                let body: serde_json::Value = serde_json::from_slice(&req.body)
+                    .map_err(|e| IngestError::BadJson(e.to_string()))?;
+                return Err(IngestError::BadEnvelope(json_kind(&body).into()));
+            }
+        };
     if map.len() != 1 {
         return Err(IngestError::BadEnvelope(format!("{} keys", map.len())));
     }
@@ -78,7 +85,7 @@ pub fn normalize(
     );
     match (key.as_str(), &kind) {
         ("topic", _) if kind.as_str().starts_with("topic_") => {
-            let t: TopicPayload = serde_json::from_value(payload).map_err(bad)?;
+            let t: TopicPayload = serde_json::from_str(payload.get()).map_err(bad)?;
             state.learn_topic(&t);
             let topic = topic_from(state, &forum, t.id, None);
             Ok(Ingested::Event(Box::new(Event {
@@ -91,7 +98,7 @@ pub fn normalize(
         }
         // `solved` carries a post too, but only post events notify.
         ("post", _) if is_post_event => {
-            let p: PostPayload = serde_json::from_value(payload).map_err(bad)?;
+            let p: PostPayload = serde_json::from_str(payload.get()).map_err(bad)?;
             let topic = topic_from(state, &forum, p.topic_id, Some(&p));
             let post = post_from(&forum, &p);
             Ok(Ingested::Event(Box::new(Event {
