@@ -134,6 +134,7 @@ fn mentions_broken(text: &str) -> bool {
 
 #[test]
 fn notices_reach_a_real_synapse_room_inert_and_only_once() {
+    let _room = one_at_a_time();
     let Some(s) = synapse() else {
         println!("SKIP: no Synapse (run scripts/ci/start-synapse)");
         return;
@@ -294,6 +295,12 @@ fn notices_reach_a_real_synapse_room_inert_and_only_once() {
     );
 }
 
+/// The tests share one room and count what appears in it: one at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ROOM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ROOM.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Polls the room until an event satisfies `f` (newest first).
 fn wait_event(s: &Synapse, what: &str, f: impl Fn(&Value) -> bool) -> Value {
     let end = std::time::Instant::now() + Duration::from_secs(30);
@@ -311,6 +318,7 @@ fn wait_event(s: &Synapse, what: &str, f: impl Fn(&Value) -> bool) -> Value {
 /// deleted, all read back from the room by another account.
 #[test]
 fn threads_edits_and_redactions_in_a_real_synapse_room() {
+    let _room = one_at_a_time();
     let Some(s) = synapse() else {
         println!("SKIP: SYNAPSE_URL is not set (run scripts/ci/start-synapse)");
         return;
