@@ -590,20 +590,27 @@ impl App {
         if trigger == Trigger::File && hash == current {
             return Ok(hash);
         }
-        let built = tokio::task::spawn_blocking(move || {
-            pipeline::load_str(&path, &text, &ProcessEnv, MissingEnv::Error)
-        })
-        .await;
+        let built =
+            build_aside(move || pipeline::load_str(&path, &text, &ProcessEnv, MissingEnv::Error))
+                .await;
         match built {
             Ok(Ok((p, _warnings))) => {
-                let chats: Vec<String> = p.config.chats.iter().map(|c| c.name.clone()).collect();
+                let old = self.pipeline.load_full();
+                // Only chats new here (or moved to another provider) need
+                // their metric series; unchanged ones keep theirs.
                 for c in &p.config.chats {
-                    self.metrics.register_chat(&c.name, &c.provider);
+                    let same = old
+                        .chat_index(&c.name)
+                        .is_some_and(|i| old.config.chats[i].provider == c.provider);
+                    if !same {
+                        self.metrics.register_chat(&c.name, &c.provider);
+                    }
                 }
                 self.set_api(&p);
-                let old = self.pipeline.swap(Arc::new(p));
+                let new = Arc::new(p);
+                self.pipeline.store(new.clone());
                 for c in &old.config.chats {
-                    if !chats.contains(&c.name) {
+                    if new.chat_index(&c.name).is_none() {
                         self.metrics.forget_chat(&c.name);
                     }
                 }
@@ -611,9 +618,16 @@ impl App {
                 self.record_reload(trigger, Some(hash.clone()), vec![]);
                 // Running workers pick the new config up at their next send;
                 // only chats new in this config need one started.
-                for chat in chats.iter().filter(|c| old.chat_index(c).is_none()) {
-                    self.workers.wake(chat);
+                for c in &new.config.chats {
+                    if old.chat_index(&c.name).is_none() {
+                        self.workers.wake(&c.name);
+                    }
                 }
+                drop(new);
+                // Freeing the old config (~100k small allocations for 100k
+                // rules) would stall this runtime thread; the last holder may
+                // also be a worker, which is fine (it is rare and after a send).
+                drop_aside(old);
                 tracing::info!(trigger = trigger.as_str(), hash = %&hash[..12], "config reloaded");
                 Ok(hash)
             }
@@ -786,6 +800,64 @@ impl App {
                 },
             },
         }
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+type JobQueue = std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Job>>>;
+
+/// Builds configs, on one long-lived thread started on first use. Not the
+/// blocking pool: a build allocates a few hundred MB of short-lived data, and
+/// on pool threads (or a fresh thread per reload) each reload may land in
+/// another glibc arena that keeps that memory; RSS grew by about a config per
+/// reload. Handlebars recurses per nesting level, hence the runtime's 16 MiB.
+static BUILDER: JobQueue = std::sync::OnceLock::new();
+/// Frees replaced configs, beside the builder so that a reload right after
+/// another does not wait for the previous config to be freed. Frees go back
+/// to the arena of the builder that allocated them.
+static FREER: JobQueue = std::sync::OnceLock::new();
+
+fn run_on(queue: &'static JobQueue, name: &str, job: Job) -> Result<(), std::io::Error> {
+    let tx = match queue.get() {
+        Some(tx) => tx,
+        None => {
+            let (tx, rx) = std::sync::mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name(name.into())
+                .stack_size(16 * 1024 * 1024)
+                .spawn(move || {
+                    for job in rx {
+                        job();
+                    }
+                })?;
+            // Reloads hold the reload lock, so one thread is started per queue.
+            queue.get_or_init(|| Mutex::new(tx))
+        }
+    };
+    let tx = tx.lock().unwrap_or_else(|e| e.into_inner());
+    tx.send(job)
+        .map_err(|_| std::io::Error::other(format!("the {name} thread is gone")))
+}
+
+/// Runs a config build on the builder thread and waits for it without
+/// blocking the runtime.
+async fn build_aside<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, std::io::Error> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job = move || {
+        let _ = tx.send(f());
+    };
+    run_on(&BUILDER, "config-build", Box::new(job))?;
+    rx.await
+        .map_err(|_| std::io::Error::other("the config build panicked"))
+}
+
+/// Frees `old` on the freer thread: freeing ~100k small allocations would
+/// stall a runtime thread. If the thread is gone, frees it here.
+fn drop_aside(old: Arc<Pipeline>) {
+    if let Err(e) = run_on(&FREER, "config-free", Box::new(move || drop(old))) {
+        tracing::warn!(error = %e, "cannot hand the old config to the config thread");
     }
 }
 

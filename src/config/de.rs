@@ -95,6 +95,36 @@ impl<'a> Ctx<'a> {
                 return None;
             }
         };
+        self.deserialize_value(value, Some(item), item.span())
+    }
+
+    /// [`Ctx::deserialize_open`] for an item the caller gives up: no copy
+    /// (for large repeated sections, e.g. 10k `[[chat]]` tables). Nested
+    /// unknown keys can only be placed at `span` (the item is gone by then),
+    /// so callers use it where they checked there are none.
+    pub fn deserialize_owned<T: DeserializeOwned + JsonSchema>(
+        &mut self,
+        item: Item,
+    ) -> Option<(T, Vec<String>)> {
+        let span = item.span();
+        let value = match item.into_value() {
+            Ok(v) => v,
+            Err(_) => {
+                self.error(span, "expected a value or a table");
+                return None;
+            }
+        };
+        self.deserialize_value(value, None, span)
+    }
+
+    /// Deserializes `value` (made from `item`, when the caller still has it,
+    /// for the spans of nested unknown keys; else they go to `span`).
+    fn deserialize_value<T: DeserializeOwned + JsonSchema>(
+        &mut self,
+        value: toml_edit::Value,
+        item: Option<&Item>,
+        span: Option<Range<usize>>,
+    ) -> Option<(T, Vec<String>)> {
         let mut ignored: Vec<Vec<Seg>> = Vec::new();
         let result: Result<T, _> = serde_ignored::deserialize(value.into_deserializer(), |path| {
             ignored.push(segments(&path));
@@ -113,12 +143,12 @@ impl<'a> Ctx<'a> {
                                 serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
                             });
                             let candidates = properties_at(schema, parent);
-                            let span = span_at(item, &path);
+                            let at = match item {
+                                Some(item) => span_at(item, &path),
+                                None => span.clone(),
+                            };
                             let names: Vec<&str> = candidates.iter().map(String::as_str).collect();
-                            self.error(
-                                span,
-                                format!("unknown key `{k}`{}", did_you_mean(k, names)),
-                            );
+                            self.error(at, format!("unknown key `{k}`{}", did_you_mean(k, names)));
                         }
                         _ => {}
                     }
@@ -126,8 +156,8 @@ impl<'a> Ctx<'a> {
                 Some((v, top))
             }
             Err(e) => {
-                let span = e.span().or_else(|| item.span());
-                self.error(span, clean_serde_message(e.message()));
+                let at = e.span().or(span);
+                self.error(at, clean_serde_message(e.message()));
                 None
             }
         }

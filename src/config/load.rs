@@ -236,12 +236,16 @@ pub fn parse(
         }
     }
 
+    // The root is taken apart rather than borrowed: the chats (nearly all of
+    // a large file) are deserialized from owned items, with no copy.
+    let mut doc = doc.into_table();
+    let chat = doc.remove("chat");
     let forums = read_forums(&doc, &mut cx);
     let server = read_server(&doc, &mut cx);
     let templates = read_templates(&doc, source.text(), &mut cx);
     let (instances, commands) = read_providers(&doc, &mut cx);
     let chats = read_chats(
-        &doc,
+        chat,
         source,
         &templates,
         &instances,
@@ -280,7 +284,7 @@ impl Config {
 }
 
 /// `[discourse]` and every `[forums.NAME]`; `None` without a usable `[discourse]`.
-fn read_forums(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> Option<Vec<Forum>> {
+fn read_forums(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> Option<Vec<Forum>> {
     let Some(item) = doc.get("discourse") else {
         cx.error(Some(0..0), "missing [discourse] table (at least `url`)");
         return None;
@@ -392,7 +396,7 @@ fn duration(cx: &mut Ctx<'_>, v: &Spanned<String>, default: Duration) -> Duratio
     }
 }
 
-fn read_server(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> ServerConfig {
+fn read_server(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> ServerConfig {
     let mut out = ServerConfig::default();
     let Some(item) = doc.get("server") else {
         return out;
@@ -452,7 +456,7 @@ fn read_server(doc: &toml_edit::Document<String>, cx: &mut Ctx<'_>) -> ServerCon
 }
 
 fn read_templates(
-    doc: &toml_edit::Document<String>,
+    doc: &toml_edit::Table,
     text: &str,
     cx: &mut Ctx<'_>,
 ) -> BTreeMap<String, TemplateSource> {
@@ -495,10 +499,7 @@ fn read_templates(
 
 type Instances = HashMap<String, (&'static str, Arc<dyn Instance>)>;
 
-fn read_providers(
-    doc: &toml_edit::Document<String>,
-    cx: &mut Ctx<'_>,
-) -> (Instances, Vec<CommandAuth>) {
+fn read_providers(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> (Instances, Vec<CommandAuth>) {
     let mut out = Instances::new();
     let mut commands = Vec::new();
     let Some(item) = doc.get("providers") else {
@@ -633,7 +634,7 @@ fn take_command_settings(
 }
 
 fn read_chats(
-    doc: &toml_edit::Document<String>,
+    item: Option<Item>,
     source: &SourceMap,
     templates: &BTreeMap<String, TemplateSource>,
     instances: &Instances,
@@ -641,12 +642,12 @@ fn read_chats(
     cx: &mut Ctx<'_>,
 ) -> Vec<ChatConfig> {
     let mut out = Vec::new();
-    let Some(item) = doc.get("chat") else {
+    let Some(item) = item else {
         return out;
     };
     let items: Vec<Item> = match item {
-        Item::ArrayOfTables(a) => a.iter().map(|t| Item::Table(t.clone())).collect(),
-        Item::Value(Value::Array(a)) => a.iter().map(|v| Item::Value(v.clone())).collect(),
+        Item::ArrayOfTables(a) => a.into_iter().map(Item::Table).collect(),
+        Item::Value(Value::Array(a)) => a.into_iter().map(Item::Value).collect(),
         _ => {
             cx.error(
                 item.span(),
@@ -655,10 +656,29 @@ fn read_chats(
             return out;
         }
     };
+    out.reserve(items.len());
+    // Keys of a chat and of its rules, once: what a chat table may hold
+    // besides its provider's target fields.
+    let chat_fields = known_keys::<model::Chat>(&[]);
+    let rule_fields = known_keys::<model::Rule>(&[]);
     let mut names: HashMap<String, Range<usize>> = HashMap::new(); // name -> first span
     let mut bare: HashMap<&'static str, Arc<dyn Instance>> = HashMap::new();
-    for chat_item in &items {
-        let Some((chat, extra)) = cx.deserialize_open::<model::Chat>(chat_item) else {
+    for mut chat_item in items {
+        // What is needed of the item once it is deserialized (it is consumed).
+        let item_span = chat_item.span();
+        let rule_spans: Vec<Option<Range<usize>>> = match chat_item.get("rule") {
+            Some(Item::ArrayOfTables(a)) => a.iter().map(|t| t.span()).collect(),
+            _ => vec![],
+        };
+        let extra = take_unknown_keys(&mut chat_item, &chat_fields);
+        // A misspelt key inside a rule needs the item for its span: that
+        // rare case takes the copying path.
+        let parsed = if has_unknown_rule_keys(&chat_item, &rule_fields) {
+            cx.deserialize_open::<model::Chat>(&chat_item)
+        } else {
+            cx.deserialize_owned::<model::Chat>(chat_item)
+        };
+        let Some((chat, _)) = parsed else {
             continue;
         };
         let name = chat.name.get_ref().clone();
@@ -712,21 +732,18 @@ fn read_chats(
             .and_then(|(kind, _)| registry::find(kind))
             .map(registry::target_keys)
             .unwrap_or_default();
-        for key in &extra {
-            if target_keys.contains(key) || instance.is_none() {
-                if let Some(v) = chat_item
-                    .as_table_like()
-                    .and_then(|t| t.get(key))
-                    .and_then(|v| v.clone().into_value().ok())
-                {
+        for (written, value) in extra {
+            let key = written.get();
+            if target_keys.iter().any(|k| k == key) || instance.is_none() {
+                if let Ok(v) = value.into_value() {
                     target.insert(key, v);
                 }
             } else {
                 let kind = instance.as_ref().map(|(k, _)| *k).unwrap_or("?");
-                let span = key_span(chat_item, key);
+                let span = written.span().or(item_span.clone());
                 let owner = registry::PROVIDERS
                     .iter()
-                    .find(|r| registry::target_keys(r).contains(key));
+                    .find(|r| registry::target_keys(r).iter().any(|k| k == key));
                 let message = match owner {
                     Some(r) => format!(
                         "`{key}` is not a field of {kind} chats (it is one of {} chats)",
@@ -772,7 +789,7 @@ fn read_chats(
         }
 
         let rules = read_rules(&chat, cx);
-        let rule_sources = rule_sources(source, chat_item, &chat, &rules);
+        let rule_sources = rule_sources(source, &rule_spans, &chat, &rules);
         let command_channels = chat
             .command_channels
             .iter()
@@ -857,12 +874,53 @@ fn read_chats(
                 command_channels,
                 rule_sources,
                 line: source
-                    .position(chat_item.span().unwrap_or(chat.name.span()).start)
+                    .position(item_span.unwrap_or(chat.name.span()).start)
                     .0,
             });
         }
     }
     out
+}
+
+/// Takes the keys of a chat table that are not common chat fields (its
+/// provider's target fields, or mistakes), in written order.
+fn take_unknown_keys(chat: &mut Item, fields: &[String]) -> Vec<(toml_edit::Key, Item)> {
+    let is_unknown = |k: &str| !fields.iter().any(|f| f == k);
+    match chat {
+        Item::Table(t) => {
+            let keys: Vec<String> = (t.iter().map(|(k, _)| k))
+                .filter(|k| is_unknown(k))
+                .map(str::to_string)
+                .collect();
+            keys.iter().filter_map(|k| t.remove_entry(k)).collect()
+        }
+        Item::Value(Value::InlineTable(t)) => {
+            let keys: Vec<String> = (t.iter().map(|(k, _)| k))
+                .filter(|k| is_unknown(k))
+                .map(str::to_string)
+                .collect();
+            keys.iter()
+                .filter_map(|k| t.remove_entry(k))
+                .map(|(k, v)| (k, Item::Value(v)))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a rule table of the chat holds a key rules do not have.
+fn has_unknown_rule_keys(chat: &Item, fields: &[String]) -> bool {
+    let unknown =
+        |t: &dyn toml_edit::TableLike| t.iter().any(|(k, _)| !fields.iter().any(|f| f == k));
+    match chat.get("rule") {
+        Some(Item::ArrayOfTables(a)) => a.iter().any(|t| unknown(t)),
+        Some(Item::Value(Value::Array(a))) => a
+            .iter()
+            .any(|v| v.as_inline_table().is_some_and(|t| unknown(t))),
+        Some(Item::Table(t)) => unknown(t),
+        Some(Item::Value(Value::InlineTable(t))) => unknown(t),
+        _ => false,
+    }
 }
 
 /// The chat's `on_edit`/`on_delete`: as set (an error where the platform
@@ -908,7 +966,7 @@ fn lifecycle(chat: &model::Chat, dest: &dyn Destination, cx: &mut Ctx<'_>) -> (O
 /// entries, then `[[chat.rule]]` tables) is written.
 fn rule_sources(
     source: &SourceMap,
-    chat_item: &Item,
+    tables: &[Option<Range<usize>>],
     chat: &model::Chat,
     rules: &[RuleDef],
 ) -> Vec<RuleSource> {
@@ -925,10 +983,6 @@ fn rule_sources(
             })
         })
         .collect();
-    let tables = match chat_item.get("rule") {
-        Some(Item::ArrayOfTables(a)) => a.iter().map(|t| t.span()).collect(),
-        _ => vec![],
-    };
     for (i, rule) in rules.iter().enumerate().skip(out.len()) {
         let table = tables.get(i - chat.subscribe.len()).cloned().flatten();
         let found = match table {
@@ -963,7 +1017,7 @@ fn rule_sources(
                 })
             }),
         };
-        out.push(found.unwrap_or(RuleSource {
+        out.push(found.unwrap_or_else(|| RuleSource {
             line: 0,
             text: rule.compact(),
         }));

@@ -198,7 +198,7 @@ const GLOB_META: &[char] = &['*', '?', '[', ']', '{', '}', '\\'];
 impl Matcher {
     /// `chats[i]` holds the rules of chat `i`. Reports every problem (bad glob,
     /// group rule without group, ...) with the span of the offending value.
-    pub fn compile(chats: &[Vec<RuleDef>]) -> Result<Self, Vec<Problem>> {
+    pub fn compile<R: AsRef<[RuleDef]>>(chats: &[R]) -> Result<Self, Vec<Problem>> {
         let mut problems = Vec::new();
         let mut categories = GlobInterner::default();
         let mut tags = GlobInterner::default();
@@ -214,7 +214,7 @@ impl Matcher {
         }
         let mut pending = Vec::new();
 
-        let total: usize = chats.iter().map(Vec::len).sum();
+        let total: usize = chats.iter().map(|c| c.as_ref().len()).sum();
         if u32::try_from(total).is_err() {
             // Ids are u32 to keep the indexes small; nobody configures 4 billion rules.
             return Err(vec![Problem::error(
@@ -224,6 +224,7 @@ impl Matcher {
         }
 
         for (chat, defs) in chats.iter().enumerate() {
+            let defs = defs.as_ref();
             // Precedence order; among equals, rules naming a category first so
             // a category-changed post is not lost to an equal catch-all rule
             // (the plugin's order among equals is unspecified), then as written.
