@@ -376,29 +376,34 @@ impl Workers {
                 .map(|(_, outbound)| Step::Send { outbound, remember })
                 .map_err(Failure::Render)
         };
-        let (event, topic, number) = match &d.payload {
+        // What to do, for which post.
+        enum Todo {
+            Post(Filter),
+            Edit { strike: bool },
+            Delete,
+        }
+        let (event, todo) = match &d.payload {
             Payload::Test { .. } => {
                 return send(&p.test_event(), Action::default(), false, Remember::Nothing);
             }
-            Payload::Event { event, .. }
-            | Payload::Edit { event, .. }
-            | Payload::Delete { event } => {
-                match &event.post {
-                    Some(post) => (event, event.topic.id, post.number),
-                    // Topic events never reach a queue; sent as they are if one does.
-                    None => return send(event, Action::default(), false, Remember::Nothing),
-                }
-            }
+            Payload::Event { event, filter } => (event, Todo::Post(*filter)),
+            Payload::Edit { event, strike } => (event, Todo::Edit { strike: *strike }),
+            Payload::Delete { event } => (event, Todo::Delete),
         };
+        let Some(number) = event.post.as_ref().map(|post| post.number) else {
+            // Topic events never reach a queue; sent as they are if one does.
+            return send(event, Action::default(), false, Remember::Nothing);
+        };
+        let topic = event.topic.id;
         let lookup = |number: u64| {
             let chat = d.chat.clone();
             blocking(&self.ctx.store, move |s| {
                 s.message_ref(&chat, topic, number)
             })
         };
-        match &d.payload {
-            Payload::Event { filter, .. } => {
-                let thread = *filter == Filter::Thread && caps.thread;
+        match todo {
+            Todo::Post(filter) => {
+                let thread = filter == Filter::Thread && caps.thread;
                 let root = match thread {
                     true => lookup(THREAD_ROOT).await?.map(|r| r.remote_id),
                     false => None,
@@ -420,7 +425,7 @@ impl Workers {
                     },
                 )
             }
-            Payload::Edit { strike, .. } => {
+            Todo::Edit { strike } => {
                 if !caps.edit {
                     return Ok(Step::Skip("this destination cannot edit messages"));
                 }
@@ -430,10 +435,9 @@ impl Workers {
                 let action = Action::Edit {
                     remote_id: &r.remote_id,
                 };
-                send(event, action, *strike, Remember::Nothing)
+                send(event, action, strike, Remember::Nothing)
             }
-            // (A test message returned above.)
-            Payload::Delete { .. } | Payload::Test { .. } => {
+            Todo::Delete => {
                 if !caps.delete {
                     return Ok(Step::Skip("this destination cannot delete messages"));
                 }
