@@ -21,7 +21,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -35,7 +35,9 @@ use toml_edit::Item;
 
 use super::{
     Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Registration,
+    http::{Clock, classify_status, system_clock},
+    schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -56,15 +58,6 @@ const TRANSIENT_CODES: &[i64] = &[130101, -1];
 
 /// How long to wait after "send too fast" when the answer names no `wait`.
 const THROTTLE_WAIT: Duration = Duration::from_secs(60);
-
-/// Milliseconds since the Unix epoch; a plain `fn` so tests can pin it.
-type Clock = fn() -> u64;
-
-fn system_clock() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// `[providers.NAME]` for `kind = "dingtalk"`: nothing to set (each robot
 /// belongs to one group, so everything is on the chat).

@@ -167,6 +167,16 @@ pub fn classify_status(resp: &HttpResponse) -> super::Outcome {
     }
 }
 
+/// Milliseconds since the Unix epoch, for request signatures (DingTalk,
+/// Lark); a plain `fn` so tests can pin it.
+pub(crate) type Clock = fn() -> u64;
+
+pub(crate) fn system_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::Outcome;

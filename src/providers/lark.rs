@@ -21,7 +21,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -35,7 +35,9 @@ use toml_edit::Item;
 
 use super::{
     Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Registration,
+    http::{Clock, classify_status, system_clock},
+    schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -55,15 +57,6 @@ const MAX_TEXT_BYTES: usize = 16 * 1024;
 
 /// Codes worth retrying: the bot's rate limit and the per-chat one.
 const TRANSIENT_CODES: &[i64] = &[11232, 230020];
-
-/// Milliseconds since the Unix epoch; a plain `fn` so tests can pin it.
-type Clock = fn() -> u64;
-
-fn system_clock() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// `[providers.NAME]` for `kind = "lark"`: nothing to set (each bot
 /// belongs to one group, so everything is on the chat).
