@@ -44,7 +44,10 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// A distinct signed `post_created` event for post `id` (the recorded
 /// fixture with the post id replaced and `pad` bytes added to the raw text).
-fn event(id: u64, pad: usize) -> (Vec<(String, String)>, Vec<u8>) {
+/// A signed webhook request: its headers and exact body.
+type Signed = (Vec<(String, String)>, Vec<u8>);
+
+fn event(id: u64, pad: usize) -> Signed {
     let mut f = fixture("post_created_first_post");
     let mut v: Value = serde_json::from_slice(&f.body).unwrap();
     v["post"]["id"] = id.into();
@@ -65,7 +68,7 @@ fn event(id: u64, pad: usize) -> (Vec<(String, String)>, Vec<u8>) {
 fn post(
     client: &reqwest::blocking::Client,
     url: &str,
-    (headers, body): &(Vec<(String, String)>, Vec<u8>),
+    (headers, body): &Signed,
 ) -> Result<(u16, String), String> {
     let mut req = client.post(url);
     for (k, v) in headers {
@@ -167,7 +170,7 @@ fn send_until_refused(
     url: &str,
     ids: std::ops::Range<u64>,
     accepted: &mut BTreeSet<u64>,
-) -> (u64, (Vec<(String, String)>, Vec<u8>), String) {
+) -> (u64, Signed, String) {
     let range = format!("{ids:?}");
     for id in ids {
         let ev = event(id, 16 * 1024);
