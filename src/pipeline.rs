@@ -18,6 +18,9 @@ use crate::providers::{Action, Message, Outbound};
 use crate::render::{self, Dialect, RenderContext, Renderer};
 use crate::rules::{Matcher, Routing, RuleDef};
 
+/// What destinations that never read [`Message::context`] get there.
+static NO_CONTEXT: serde_json::Value = serde_json::Value::Null;
+
 /// One config, compiled.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -304,7 +307,10 @@ impl Pipeline {
         let outbound = c.destination.request(&Message {
             chat: &c.name,
             text: &text,
-            context: context.data(),
+            context: match c.destination.reads_context() {
+                true => context.data(),
+                false => &NO_CONTEXT,
+            },
             action,
             delivery,
         });
@@ -437,5 +443,135 @@ subscribe = ["all"]
         );
         assert_eq!(p.chat_index("c"), Some(2));
         assert_eq!(p.chat_index("zz"), None);
+    }
+
+    #[test]
+    fn destinations_that_skip_the_context_build_the_same_requests_without_it() {
+        // Every mode of every provider that says it never reads the context.
+        let toml = r#"[discourse]
+url = "https://forum.example.org"
+[providers.slack]
+kind = "slack"
+token = "${T}"
+[providers.tg]
+kind = "telegram"
+token = "${T}"
+[providers.mm]
+kind = "mattermost"
+token = "${T}"
+api_url = "https://mm.example.org"
+[providers.rc]
+kind = "rocketchat"
+server_url = "https://rc.example.org"
+user_id = "bot"
+auth_token = "${T}"
+[[chat]]
+name = "slack-api"
+provider = "slack"
+channel = "C0123"
+subscribe = ["all"]
+[[chat]]
+name = "slack-hook"
+provider = "slack"
+webhook_url = "${HOOK}"
+subscribe = ["all"]
+[[chat]]
+name = "tg"
+provider = "tg"
+chat_id = -100123
+subscribe = ["all"]
+[[chat]]
+name = "mm-api"
+provider = "mm"
+channel_id = "abcdefghijklmnopqrstuvwxyz"
+subscribe = ["all"]
+[[chat]]
+name = "mm-hook"
+provider = "mattermost"
+webhook_url = "${HOOK}"
+subscribe = ["all"]
+[[chat]]
+name = "rc-rest"
+provider = "rc"
+room_id = "GENERAL"
+subscribe = ["all"]
+[[chat]]
+name = "rc-hook"
+provider = "rocketchat"
+webhook_url = "${HOOK}"
+subscribe = ["all"]
+[[chat]]
+name = "hook"
+provider = "webhook"
+url = "${HOOK}"
+subscribe = ["all"]
+[[chat]]
+name = "console"
+provider = "console"
+subscribe = ["all"]
+"#;
+        let env: HashMap<String, String> = [
+            ("T".to_string(), "tok".to_string()),
+            (
+                "HOOK".to_string(),
+                "https://hooks.example.org/x".to_string(),
+            ),
+        ]
+        .into();
+        let (p, _) = load_str(Path::new("t.toml"), toml, &env, MissingEnv::Error).unwrap();
+        let event = Event::sample("https://forum.example.org");
+        let actions = [
+            Action::default(),
+            Action::Post {
+                thread: Some(crate::providers::Thread {
+                    root: Some("C0123/1.2"),
+                }),
+            },
+            Action::Edit {
+                remote_id: "C0123/1.2",
+            },
+            Action::Delete {
+                remote_id: "C0123/1.2",
+            },
+        ];
+        let mut checked = 0;
+        for c in &p.config.chats {
+            assert!(!c.destination.reads_context(), "{}", c.name);
+            let mut ctx = RenderContext::new(&event);
+            ctx.set_chat(&c.name);
+            let caps = c.destination.capabilities();
+            for action in actions {
+                let allowed = match action {
+                    Action::Post { thread } => thread.is_none() || caps.thread,
+                    Action::Edit { .. } => caps.edit,
+                    Action::Delete { .. } => caps.delete,
+                };
+                if !allowed {
+                    continue;
+                }
+                let msg = |context| Message {
+                    chat: &c.name,
+                    text: "hello",
+                    context,
+                    action,
+                    delivery: Some("c#1@2"),
+                };
+                // Secrets print redacted: compare what would be sent.
+                let sent = |o: Outbound| match o {
+                    Outbound::Http(r) => {
+                        let headers: Vec<(String, String)> = (r.headers.iter())
+                            .map(|(k, v)| (k.clone(), v.expose().to_string()))
+                            .collect();
+                        format!("{} {} {headers:?} {}", r.method, r.url.expose(), r.body)
+                    }
+                    other => format!("{other:?}"),
+                };
+                let with = sent(c.destination.request(&msg(ctx.data())));
+                let without = sent(c.destination.request(&msg(&NO_CONTEXT)));
+                assert_eq!(with, without, "{}", c.name);
+                checked += 1;
+            }
+        }
+        assert!(checked >= 15, "{checked}");
     }
 }

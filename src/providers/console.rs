@@ -60,6 +60,10 @@ impl Destination for ConsoleChat {
         Dialect::Plain
     }
 
+    fn reads_context(&self) -> bool {
+        false
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
     }

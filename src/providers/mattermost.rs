@@ -227,6 +227,10 @@ impl Destination for MattermostChat {
         Dialect::Markdown
     }
 
+    fn reads_context(&self) -> bool {
+        false
+    }
+
     fn capabilities(&self) -> Capabilities {
         match self.mode {
             // The REST API returns the post id: replies (`root_id`), patches

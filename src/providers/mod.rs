@@ -200,6 +200,12 @@ pub trait Destination: Send + Sync + fmt::Debug {
     }
     /// The exact request for `msg`. Pure: no I/O.
     fn request(&self, msg: &Message<'_>) -> Outbound;
+    /// Whether [`Destination::request`] reads [`Message::context`]. One that
+    /// never does gets `null` there and spares building it for each
+    /// delivery (`pipeline::tests` checks the requests are the same).
+    fn reads_context(&self) -> bool {
+        true
+    }
     /// Classifies the platform's answer to a request built by [`Destination::request`].
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         http::classify_status(resp)

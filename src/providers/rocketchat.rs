@@ -203,6 +203,10 @@ impl Destination for RocketChatChat {
         Dialect::Markdown
     }
 
+    fn reads_context(&self) -> bool {
+        false
+    }
+
     fn capabilities(&self) -> Capabilities {
         match self.mode {
             // REST answers carry the message `_id`.

@@ -167,6 +167,10 @@ impl Destination for SlackChat {
         Dialect::SlackMrkdwn
     }
 
+    fn reads_context(&self) -> bool {
+        false
+    }
+
     fn capabilities(&self) -> Capabilities {
         match self.mode {
             // The Web API returns the message `ts`: threads and edits work.
@@ -198,7 +202,9 @@ impl Destination for SlackChat {
     fn request(&self, msg: &Message<'_>) -> Outbound {
         match &self.mode {
             Mode::Api { token, channel } => {
-                let url = |method: &str| Secret::new(format!("{}/{method}", self.instance.api_url));
+                // `concat`, not `format!`: this runs for every delivery.
+                let url =
+                    |method: &str| Secret::new([&self.instance.api_url, "/", method].concat());
                 let req = match msg.action {
                     Action::Post { thread } => {
                         let body = PostMessage {
@@ -227,7 +233,7 @@ impl Destination for SlackChat {
                 };
                 Outbound::Http(req.header(
                     "Authorization",
-                    Secret::new(format!("Bearer {}", token.expose())),
+                    Secret::new(["Bearer ", token.expose()].concat()),
                 ))
             }
             Mode::Webhook { url } => {

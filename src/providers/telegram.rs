@@ -216,6 +216,10 @@ impl Destination for TelegramChat {
         Dialect::Html
     }
 
+    fn reads_context(&self) -> bool {
+        false
+    }
+
     fn capabilities(&self) -> Capabilities {
         // sendMessage returns `message_id`: replies (`reply_parameters`),
         // `editMessageText` and `deleteMessage` can use it.

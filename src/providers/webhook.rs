@@ -117,6 +117,10 @@ impl Destination for WebhookChat {
         Dialect::Json
     }
 
+    fn reads_context(&self) -> bool {
+        false
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
     }

@@ -170,28 +170,30 @@ impl HelperDef for Date {
             }
             None => DEFAULT_DATE_FORMAT,
         };
-        let timestamp = match value {
-            Value::Null => return text_result(String::new()),
-            Value::String(s) if s.trim().is_empty() => return text_result(String::new()),
-            Value::String(s) => s.trim().parse::<Timestamp>().map_err(|e| {
-                usage_error(USAGE, &format!("`{s}` is not an RFC 3339 timestamp ({e})"))
-            })?,
-            Value::Number(n) => n
-                .as_i64()
-                .and_then(|secs| Timestamp::from_second(secs).ok())
-                .ok_or_else(|| usage_error(USAGE, &format!("{n} is not a Unix time in seconds")))?,
-            other => {
-                return Err(usage_error(
-                    USAGE,
-                    &format!("{} is not a timestamp", describe(other)),
-                ));
-            }
-        };
-        let formatted =
-            jiff::fmt::strtime::format(format, &timestamp.to_zoned_datetime(TimeZone::UTC))
-                .map_err(|e| usage_error(USAGE, &format!("bad date format `{format}` ({e})")))?;
-        text_result(formatted)
+        format_date(value, format)
+            .map_err(|problem| usage_error(USAGE, &problem))
+            .and_then(text_result)
     }
+}
+
+/// What `{{date VALUE FORMAT}}` writes (before escaping); the error names
+/// what is wrong with the arguments.
+pub fn format_date(value: &Value, format: &str) -> Result<String, String> {
+    let timestamp = match value {
+        Value::Null => return Ok(String::new()),
+        Value::String(s) if s.trim().is_empty() => return Ok(String::new()),
+        Value::String(s) => s
+            .trim()
+            .parse::<Timestamp>()
+            .map_err(|e| format!("`{s}` is not an RFC 3339 timestamp ({e})"))?,
+        Value::Number(n) => n
+            .as_i64()
+            .and_then(|secs| Timestamp::from_second(secs).ok())
+            .ok_or_else(|| format!("{n} is not a Unix time in seconds"))?,
+        other => return Err(format!("{} is not a timestamp", describe(other))),
+    };
+    jiff::fmt::strtime::format(format, &timestamp.to_zoned_datetime(TimeZone::UTC))
+        .map_err(|e| format!("bad date format `{format}` ({e})"))
 }
 
 /// `{{join LIST [SEP]}}`: the items as text, separated by SEP (`, `).

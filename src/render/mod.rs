@@ -14,9 +14,11 @@
 mod context;
 pub mod escape;
 pub mod helpers;
+mod plan;
 pub mod text;
 
-use std::collections::BTreeMap;
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, HashMap};
 
 use handlebars::template::{Template, TemplateElement};
 use handlebars::{Handlebars, RenderErrorReason, TemplateError, TemplateErrorReason};
@@ -72,10 +74,12 @@ pub struct RenderError {
     pub message: String,
 }
 
-/// Compiled templates, one Handlebars registry per dialect in use.
+/// Compiled templates, one Handlebars registry per dialect in use, and a
+/// [`plan`] for each template in the subset plans cover.
 #[derive(Debug, Default)]
 pub struct Renderer {
     registries: BTreeMap<Dialect, Handlebars<'static>>,
+    plans: BTreeMap<Dialect, HashMap<String, plan::Plan>>,
 }
 
 impl Renderer {
@@ -95,6 +99,7 @@ impl Renderer {
         let template = Template::compile_with_name(source, name.to_string())
             .map_err(|e| syntax_problem(&e))?;
         check_elements(&template)?;
+        let plan = plan::compile(&template);
         let registry = self
             .registries
             .entry(dialect)
@@ -107,8 +112,18 @@ impl Renderer {
                 Some(previous) => registry.register_template(name, previous),
                 None => registry.unregister_template(name),
             }
+            return checked;
         }
-        checked
+        let plans = self.plans.entry(dialect).or_default();
+        plans.remove(name);
+        // A plan is used only where it renders the samples exactly as
+        // Handlebars does (a guard on top of the differential tests).
+        if let Some(plan) = plan
+            && plan_agrees(registry, name, dialect, &plan)
+        {
+            plans.insert(name.to_string(), plan);
+        }
+        Ok(())
     }
 
     /// Renders template `name` of `dialect` for `event` sent to `chat`.
@@ -131,7 +146,31 @@ impl Renderer {
         &self,
         name: &str,
         dialect: Dialect,
-        ctx: &RenderContext,
+        ctx: &RenderContext<'_>,
+    ) -> Result<String, RenderError> {
+        let planned = (self.plans.get(&dialect))
+            .and_then(|plans| plans.get(name))
+            .and_then(|p| plan::render(p, dialect, ctx));
+        let output = match planned {
+            Some(output) => output,
+            None => self.render_handlebars(name, dialect, ctx)?,
+        };
+        if dialect == Dialect::Json {
+            // Branches the samples did not take can still produce broken JSON.
+            serde_json::from_str::<serde_json::Value>(&output).map_err(|e| RenderError {
+                template: name.to_string(),
+                message: format!("the output is not valid JSON: {e}"),
+            })?;
+        }
+        Ok(output)
+    }
+
+    /// Renders through Handlebars, whether or not the template has a plan.
+    fn render_handlebars(
+        &self,
+        name: &str,
+        dialect: Dialect,
+        ctx: &RenderContext<'_>,
     ) -> Result<String, RenderError> {
         let data = ctx.data();
         let fail = |message: String| RenderError {
@@ -147,41 +186,102 @@ impl Renderer {
                     "no template `{name}` is registered for {dialect:?}"
                 ))
             })?;
-        let output = registry.render_with_context(name, &ctx.0).map_err(|e| {
-            let problem = render_problem(&e, data);
-            match (problem.line, problem.col) {
-                (Some(line), Some(col)) => {
-                    fail(format!("{} (line {line}, column {col})", problem.message))
+        let output = registry
+            .render_with_context(name, ctx.handlebars())
+            .map_err(|e| {
+                let problem = render_problem(&e, data);
+                match (problem.line, problem.col) {
+                    (Some(line), Some(col)) => {
+                        fail(format!("{} (line {line}, column {col})", problem.message))
+                    }
+                    _ => fail(problem.message),
                 }
-                _ => fail(problem.message),
-            }
-        })?;
-        if dialect == Dialect::Json {
-            // Branches the samples did not take can still produce broken JSON.
-            serde_json::from_str::<serde_json::Value>(&output)
-                .map_err(|e| fail(format!("the output is not valid JSON: {e}")))?;
-        }
+            })?;
         Ok(output)
     }
 }
 
-/// The template data of one event, reused for every chat it goes to.
-#[derive(Debug, Clone)]
-pub struct RenderContext(handlebars::Context);
+/// The template data of one event, reused for every chat it goes to. The
+/// JSON form (what Handlebars and some providers read) is built only when
+/// asked for; plans read the event in place.
+#[derive(Debug)]
+pub struct RenderContext<'e> {
+    event: &'e Event,
+    chat: String,
+    excerpt: OnceCell<String>,
+    json: OnceCell<handlebars::Context>,
+}
 
-impl RenderContext {
-    pub fn new(event: &Event) -> Self {
-        Self(handlebars::Context::from(context(event, "")))
+impl<'e> RenderContext<'e> {
+    pub fn new(event: &'e Event) -> Self {
+        Self {
+            event,
+            chat: String::new(),
+            excerpt: OnceCell::new(),
+            json: OnceCell::new(),
+        }
     }
 
     pub fn set_chat(&mut self, chat: &str) {
-        self.0.data_mut()["chat"]["name"] = serde_json::Value::String(chat.to_string());
+        if self.chat == chat {
+            return;
+        }
+        self.chat.clear();
+        self.chat.push_str(chat);
+        if let Some(json) = self.json.get_mut() {
+            json.data_mut()["chat"]["name"] = serde_json::Value::String(chat.to_string());
+        }
+    }
+
+    /// `post.excerpt`, computed once.
+    fn excerpt(&self) -> &str {
+        self.excerpt.get_or_init(|| match &self.event.post {
+            Some(p) => text::excerpt(&p.cooked, text::EXCERPT_MAX),
+            None => String::new(),
+        })
+    }
+
+    fn handlebars(&self) -> &handlebars::Context {
+        self.json.get_or_init(|| {
+            let mut data = context(self.event, &self.chat);
+            if self.excerpt.get().is_some() && data["post"].is_object() {
+                // Already computed by a plan: the same text, not computed twice.
+                data["post"]["excerpt"] = self.excerpt().into();
+            }
+            handlebars::Context::from(data)
+        })
     }
 
     /// The data as JSON (what providers get as `Message::context`).
     pub fn data(&self) -> &serde_json::Value {
-        self.0.data()
+        self.handlebars().data()
     }
+}
+
+/// Whether `plan` renders the sample events exactly as Handlebars renders
+/// template `name`.
+fn plan_agrees(
+    registry: &Handlebars<'static>,
+    name: &str,
+    dialect: Dialect,
+    plan: &plan::Plan,
+) -> bool {
+    let sample = Event::sample(SAMPLE_FORUM);
+    let mut bare = sample.clone();
+    bare.kind = EventKind::TopicCreated;
+    bare.post = None;
+    bare.topic.category = None;
+    bare.topic.tags.clear();
+    [sample, bare].iter().all(|event| {
+        let mut ctx = RenderContext::new(event);
+        ctx.set_chat(SAMPLE_CHAT);
+        let expected = registry.render_with_context(name, ctx.handlebars()).ok();
+        match plan::render(plan, dialect, &ctx) {
+            Some(output) => expected.as_deref() == Some(output.as_str()),
+            // The plan leaves this one to Handlebars: nothing to disagree on.
+            None => true,
+        }
+    })
 }
 
 fn new_registry(dialect: Dialect) -> Handlebars<'static> {

@@ -603,3 +603,157 @@ fn one_name_many_dialects_and_failed_reregistration_keeps_the_old() {
         "h 101"
     );
 }
+
+/// Events that take every branch a template can: no post, no category, no
+/// tags, hostile text, a PM, a small action, an empty name and excerpt,
+/// dates a helper cannot read.
+fn plan_events() -> Vec<Event> {
+    let mut events = vec![Event::sample(FORUM), bare_topic(), hostile()];
+    let mut e = Event::sample(FORUM);
+    e.topic.private_message = true;
+    e.topic.id = 0;
+    e.topic.tags = ["a", "b <c>", "@here"]
+        .iter()
+        .map(|t| crate::ingest::Tag {
+            name: t.to_string(),
+            slug: t.to_string(),
+        })
+        .collect();
+    if let Some(p) = e.post.as_mut() {
+        p.number = 5;
+        p.name = String::new();
+        p.action_code = Some("category_changed".into());
+        p.cooked = String::new();
+        p.created_at = String::new();
+    }
+    events.push(e);
+    let mut e = Event::sample(FORUM);
+    e.kind = EventKind::PostEdited;
+    if let Some(p) = e.post.as_mut() {
+        p.created_at = "yesterday".into();
+        p.url = "javascript:alert(1)".into();
+    }
+    events.push(e);
+    events
+}
+
+const PLAN_TEMPLATES: &[&str] = &[
+    "{{topic.title}} {{post.username}}",
+    "{{#if post}}{{post.name}}{{else}}topic{{/if}}",
+    "{{#unless topic.category}}none{{else}}{{topic.category.name}} {{topic.category.id}} {{topic.category.slug}} {{topic.category.path}}{{/unless}}",
+    "{{#if post.action_code}}{{post.action_code}}{{/if}} {{post.is_first}} {{topic.private_message}} {{post.number}} {{topic.id}} {{post.id}}",
+    "{{bold topic.title}} {{link topic.url}} {{link post.url \"read it\"}} {{join topic.tags}} {{join topic.tags \" · \"}}",
+    "{{truncate topic.title 10}} {{excerpt post.cooked 20}} {{excerpt post.raw}} {{date post.created_at}} {{date post.created_at \"%d.%m.%Y\"}}",
+    "{{#if topic.tags}}tags{{else if post}}post{{else}}none{{/if}}",
+    "{{event}} {{forum.url}} {{chat.name}} {{topic.slug}} {{post.raw}} {{post.cooked}} {{post.excerpt}}",
+    "{{~#if post~}}   x   {{~/if~}}\n  {{#if topic.id}}\n  id\n  {{/if}}\n",
+    "{{!-- a comment --}}{{! another }}a{{post.action_code}}b",
+    "{{topic.tags}} {{link topic.tags}} {{bold post}}",
+    "{{date post.id}} {{truncate post.url 5}} {{join topic.tags post.number}}",
+    "{{#if post}}{{post.url}}{{/if}}{{#if topic.category}}{{topic.category.path}}{{/if}}",
+];
+
+#[test]
+fn plans_render_what_handlebars_renders() {
+    let mut sources: Vec<(String, Dialect)> = Vec::new();
+    for dialect in ALL {
+        sources.push((default_template(dialect).to_string(), dialect));
+        for t in PLAN_TEMPLATES {
+            sources.push((t.to_string(), dialect));
+        }
+    }
+    let events = plan_events();
+    let (mut planned, mut total) = (0, 0);
+    for (i, (source, dialect)) in sources.iter().enumerate() {
+        let mut renderer = Renderer::new();
+        let name = format!("t{i}");
+        if renderer.register(&name, source, *dialect).is_err() {
+            continue;
+        }
+        // The plan itself, not only the one registration kept (it drops a
+        // plan that disagrees on the samples, which would hide a bug here).
+        let compiled = handlebars::template::Template::compile(source).unwrap();
+        let plan = plan::compile(&compiled);
+        assert_eq!(
+            plan.is_some(),
+            renderer
+                .plans
+                .get(dialect)
+                .is_some_and(|p| p.contains_key(&name)),
+            "registration kept a plan exactly when there is one: {source:?}"
+        );
+        for event in &events {
+            let mut ctx = RenderContext::new(event);
+            ctx.set_chat("room <x>");
+            let expected = renderer
+                .render_handlebars(&name, *dialect, &ctx)
+                .map_err(|e| e.to_string());
+            total += 1;
+            if let Some(output) = plan.as_ref().and_then(|p| plan::render(p, *dialect, &ctx)) {
+                planned += 1;
+                assert_eq!(
+                    Ok(output),
+                    expected,
+                    "{dialect:?} template {source:?} on {event:?}"
+                );
+            }
+            let got = (renderer.render_context(&name, *dialect, &ctx)).map_err(|e| e.to_string());
+            assert_eq!(
+                got, expected,
+                "{dialect:?} template {source:?} on {event:?}"
+            );
+        }
+    }
+    // The comparison is not vacuous: most renders went through a plan.
+    assert!(planned * 2 > total, "{planned} of {total} renders planned");
+}
+
+#[test]
+fn the_default_text_templates_have_plans_and_each_does_not() {
+    let mut renderer = Renderer::new();
+    for dialect in ALL {
+        renderer
+            .register("default", default_template(dialect), dialect)
+            .unwrap();
+    }
+    renderer
+        .register(
+            "each",
+            "{{#each topic.tags}}{{this}}{{/each}}",
+            Dialect::Plain,
+        )
+        .unwrap();
+    let has = |d: Dialect, name: &str| renderer.plans.get(&d).is_some_and(|p| p.contains_key(name));
+    for dialect in [
+        Dialect::SlackMrkdwn,
+        Dialect::Markdown,
+        Dialect::Html,
+        Dialect::Plain,
+    ] {
+        assert!(has(dialect, "default"), "{dialect:?}");
+    }
+    // The JSON default iterates tags with `each`: Handlebars renders it.
+    assert!(!has(Dialect::Json, "default"));
+    assert!(!has(Dialect::Plain, "each"));
+    // And it still renders.
+    let out = renderer
+        .render("each", Dialect::Plain, &Event::sample(FORUM), "c")
+        .unwrap();
+    assert_eq!(out, "async");
+}
+
+#[test]
+fn a_provider_reads_the_context_built_after_a_plan() {
+    // The JSON context built after a plan ran carries the same excerpt and chat.
+    let event = Event::sample(FORUM);
+    let mut renderer = Renderer::new();
+    renderer
+        .register("d", default_template(Dialect::Plain), Dialect::Plain)
+        .unwrap();
+    let mut ctx = RenderContext::new(&event);
+    ctx.set_chat("one");
+    renderer.render_context("d", Dialect::Plain, &ctx).unwrap();
+    assert_eq!(ctx.data(), &context(&event, "one"));
+    ctx.set_chat("two");
+    assert_eq!(ctx.data(), &context(&event, "two"));
+}
