@@ -11,6 +11,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use discourse_relay::config::{MissingEnv, env::ProcessEnv, schema};
+
+// mimalloc: glibc's malloc was a third of the instructions of rendering and
+// building requests (BENCHMARKS.md), and its per-thread arenas grew RSS
+// across reloads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use discourse_relay::delivery::send::Sender;
 use discourse_relay::http::server;
 use discourse_relay::ingest::{

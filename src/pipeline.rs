@@ -16,7 +16,7 @@ use crate::config::{Config, Diagnostics, MissingEnv, Problem, Severity, SourceMa
 use crate::ingest::{Event, ForumState};
 use crate::providers::{Action, Message, Outbound};
 use crate::render::{self, Dialect, RenderContext, Renderer};
-use crate::rules::{Matcher, Routing, RuleDef};
+use crate::rules::{Match, Matcher, Routing, RuleDef};
 
 /// What destinations that never read [`Message::context`] get there.
 static NO_CONTEXT: serde_json::Value = serde_json::Value::Null;
@@ -160,64 +160,32 @@ impl Pipeline {
     /// Routes, renders and builds the request for every chat the event reaches.
     /// A chat whose message fails to render is reported, never blocks others.
     pub fn decide(&self, event: &Event) -> Decision {
-        let matches = match self.route(event) {
-            Routing::Skipped(reason) => {
-                return Decision {
-                    skipped: Some(reason.to_string()),
-                    deliveries: vec![],
-                    failures: vec![],
-                };
-            }
-            Routing::Matched(m) if m.is_empty() => {
-                return Decision {
-                    skipped: Some("no chat's rules match this event".into()),
-                    deliveries: vec![],
-                    failures: vec![],
-                };
-            }
-            Routing::Matched(m) => m,
-        };
-        let mut deliveries = Vec::with_capacity(matches.len());
-        let mut failures = Vec::new();
-        // Built once per event; only the chat name changes between chats,
-        // and chats whose template ignores it share one render.
         let mut context = RenderContext::new(event);
-        let mut shared: HashMap<(&str, Dialect), String> = HashMap::new();
-        for m in matches {
-            let text = match self.per_chat[m.chat] {
-                true => None,
-                false => {
-                    let key = (
-                        self.chat_templates[m.chat].as_str(),
-                        self.config.chats[m.chat].destination.dialect(),
-                    );
-                    match shared.get(&key) {
-                        Some(t) => Some(t.clone()),
-                        None => match self.render(m.chat, &context) {
-                            Ok(t) => Some(shared.entry(key).or_insert(t).clone()),
-                            Err(error) => {
-                                failures.push(ChatFailure {
-                                    chat: m.chat,
-                                    error,
-                                });
-                                continue;
-                            }
-                        },
-                    }
+        let rendered = match self.route_and_render(&mut context) {
+            Ok(r) => r,
+            Err(skipped) => {
+                return Decision {
+                    skipped: Some(skipped),
+                    deliveries: vec![],
+                    failures: vec![],
+                };
+            }
+        };
+        let mut deliveries = Vec::with_capacity(rendered.len());
+        let mut failures = Vec::new();
+        for (m, text) in rendered {
+            match text {
+                Ok(text) => {
+                    let (text, outbound) =
+                        self.request(m.chat, text, &mut context, Action::default(), None);
+                    deliveries.push(Delivery {
+                        chat: m.chat,
+                        filter: m.filter,
+                        rule: m.rule,
+                        text,
+                        outbound,
+                    });
                 }
-            };
-            let built = match text {
-                Some(text) => Ok(self.request(m.chat, text, &mut context, Action::default(), None)),
-                None => self.message_with(m.chat, &mut context, Action::default(), false, None),
-            };
-            match built {
-                Ok((text, outbound)) => deliveries.push(Delivery {
-                    chat: m.chat,
-                    filter: m.filter,
-                    rule: m.rule,
-                    text,
-                    outbound,
-                }),
                 Err(error) => failures.push(ChatFailure {
                     chat: m.chat,
                     error,
@@ -229,6 +197,51 @@ impl Pipeline {
             deliveries,
             failures,
         }
+    }
+
+    /// Routes and renders (no requests): the text for every chat the event
+    /// reaches, or why none. What `decide` does before building requests.
+    pub fn render_routed(
+        &self,
+        event: &Event,
+    ) -> Result<Vec<(Match, Result<String, String>)>, String> {
+        self.route_and_render(&mut RenderContext::new(event))
+    }
+
+    fn route_and_render(
+        &self,
+        context: &mut RenderContext<'_>,
+    ) -> Result<Vec<(Match, Result<String, String>)>, String> {
+        let matches = match self.route(context.event()) {
+            Routing::Skipped(reason) => return Err(reason.to_string()),
+            Routing::Matched(m) if m.is_empty() => {
+                return Err("no chat's rules match this event".into());
+            }
+            Routing::Matched(m) => m,
+        };
+        // Chats whose template ignores the chat share one render.
+        let mut shared: HashMap<(&str, Dialect), Result<String, String>> = HashMap::new();
+        let mut out = Vec::with_capacity(matches.len());
+        for m in matches {
+            let text = match self.per_chat[m.chat] {
+                true => {
+                    context.set_chat(&self.config.chats[m.chat].name);
+                    self.render(m.chat, context)
+                }
+                false => {
+                    let key = (
+                        self.chat_templates[m.chat].as_str(),
+                        self.config.chats[m.chat].destination.dialect(),
+                    );
+                    shared
+                        .entry(key)
+                        .or_insert_with(|| self.render(m.chat, context))
+                        .clone()
+                }
+            };
+            out.push((m, text));
+        }
+        Ok(out)
     }
 }
 

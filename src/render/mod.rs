@@ -233,6 +233,10 @@ impl<'e> RenderContext<'e> {
         }
     }
 
+    pub fn event(&self) -> &'e Event {
+        self.event
+    }
+
     /// `post.excerpt`, computed once.
     fn excerpt(&self) -> &str {
         self.excerpt.get_or_init(|| match &self.event.post {
