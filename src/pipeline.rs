@@ -46,6 +46,10 @@ pub struct Delivery {
     pub outbound: Outbound,
 }
 
+/// A matched chat and its rendered text (or why it could not be rendered,
+/// redacted).
+pub type Rendered = (Match, Result<String, String>);
+
 /// A chat that matched but whose message could not be built.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChatFailure {
@@ -201,17 +205,11 @@ impl Pipeline {
 
     /// Routes and renders (no requests): the text for every chat the event
     /// reaches, or why none. What `decide` does before building requests.
-    pub fn render_routed(
-        &self,
-        event: &Event,
-    ) -> Result<Vec<(Match, Result<String, String>)>, String> {
+    pub fn render_routed(&self, event: &Event) -> Result<Vec<Rendered>, String> {
         self.route_and_render(&mut RenderContext::new(event))
     }
 
-    fn route_and_render(
-        &self,
-        context: &mut RenderContext<'_>,
-    ) -> Result<Vec<(Match, Result<String, String>)>, String> {
+    fn route_and_render(&self, context: &mut RenderContext<'_>) -> Result<Vec<Rendered>, String> {
         let matches = match self.route(context.event()) {
             Routing::Skipped(reason) => return Err(reason.to_string()),
             Routing::Matched(m) if m.is_empty() => {
