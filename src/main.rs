@@ -13,8 +13,8 @@ use serde_json::json;
 use discourse_relay::config::{MissingEnv, env::ProcessEnv, schema};
 
 // mimalloc: glibc's malloc was a third of the instructions of rendering and
-// building requests (BENCHMARKS.md), and its per-thread arenas grew RSS
-// across reloads.
+// building requests (BENCHMARKS.md). Built with `no_thp`: with transparent
+// huge pages its eagerly committed arenas doubled the idle RSS.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use discourse_relay::delivery::send::Sender;
