@@ -17,7 +17,9 @@
 //!   JSON, quotes and backslashes in a title). Templates that compare or
 //!   look up text (`eq`, `ne`, `lt`, `gt`, `len`, `lookup`, `and`, `or`,
 //!   `not`) may legitimately take other branches and are exempt;
-//! - when a JSON-dialect render succeeds, the output parses as JSON.
+//! - when a JSON-dialect render succeeds, the output parses as JSON;
+//! - rendering gives what Handlebars alone gives (templates with a compiled
+//!   plan render through it; `render::plan`).
 
 use crate::ingest::{Event, EventKind};
 use crate::render::{Dialect, Renderer};
@@ -88,6 +90,18 @@ pub fn template(data: &[u8]) {
         let registered = renderer.register("t", template, dialect).is_ok();
         for (e, same_shape) in [(&full, true), (&bare, false)] {
             let out = renderer.render("t", dialect, e, "sample-chat");
+            let handlebars = renderer.render_without_plan("t", dialect, e, "sample-chat");
+            let text = |r: &Result<String, crate::render::RenderError>| match r {
+                Ok(s) => Ok(s.clone()),
+                Err(e) => Err(e.to_string()),
+            };
+            if text(&out) != text(&handlebars) {
+                panic!(
+                    "{dialect:?}: the render differs from Handlebars' for {template:?}\nplan: {:?}\nhandlebars: {:?}",
+                    text(&out),
+                    text(&handlebars)
+                );
+            }
             match &out {
                 Ok(_) if !registered => panic!("a refused template rendered for {dialect:?}"),
                 Ok(s) if dialect == Dialect::Json => {

@@ -155,14 +155,22 @@ impl Renderer {
             Some(output) => output,
             None => self.render_handlebars(name, dialect, ctx)?,
         };
-        if dialect == Dialect::Json {
-            // Branches the samples did not take can still produce broken JSON.
-            serde_json::from_str::<serde_json::Value>(&output).map_err(|e| RenderError {
-                template: name.to_string(),
-                message: format!("the output is not valid JSON: {e}"),
-            })?;
-        }
-        Ok(output)
+        check_output(name, dialect, output)
+    }
+
+    /// [`Renderer::render`] through Handlebars even where the template has
+    /// a plan: what a plan must agree with (the fuzz target compares them).
+    pub fn render_without_plan(
+        &self,
+        name: &str,
+        dialect: Dialect,
+        event: &Event,
+        chat: &str,
+    ) -> Result<String, RenderError> {
+        let mut ctx = RenderContext::new(event);
+        ctx.set_chat(chat);
+        let output = self.render_handlebars(name, dialect, &ctx)?;
+        check_output(name, dialect, output)
     }
 
     /// Renders through Handlebars, whether or not the template has a plan.
@@ -260,6 +268,19 @@ impl<'e> RenderContext<'e> {
     pub fn data(&self) -> &serde_json::Value {
         self.handlebars().data()
     }
+}
+
+/// Branches the samples did not take can still produce broken JSON.
+fn check_output(name: &str, dialect: Dialect, output: String) -> Result<String, RenderError> {
+    if dialect == Dialect::Json
+        && let Err(e) = serde_json::from_str::<serde_json::Value>(&output)
+    {
+        return Err(RenderError {
+            template: name.to_string(),
+            message: format!("the output is not valid JSON: {e}"),
+        });
+    }
+    Ok(output)
 }
 
 /// Whether `plan` renders the sample events exactly as Handlebars renders
