@@ -134,14 +134,12 @@ impl Renderer {
         event: &Event,
         chat: &str,
     ) -> Result<String, RenderError> {
-        let mut ctx = RenderContext::new(event);
-        ctx.set_chat(chat);
-        self.render_context(name, dialect, &ctx)
+        self.render_event(name, dialect, event, chat, true)
     }
 
     /// Renders with a context built once per event: only `chat.name`
-    /// changes between the chats of one event, and handlebars reads it in
-    /// place (no copy of the post text per chat).
+    /// changes between the chats of one event (no copy of the post text
+    /// per chat).
     pub fn render_context(
         &self,
         name: &str,
@@ -167,10 +165,23 @@ impl Renderer {
         event: &Event,
         chat: &str,
     ) -> Result<String, RenderError> {
+        self.render_event(name, dialect, event, chat, false)
+    }
+
+    fn render_event(
+        &self,
+        name: &str,
+        dialect: Dialect,
+        event: &Event,
+        chat: &str,
+        with_plan: bool,
+    ) -> Result<String, RenderError> {
         let mut ctx = RenderContext::new(event);
         ctx.set_chat(chat);
-        let output = self.render_handlebars(name, dialect, &ctx)?;
-        check_output(name, dialect, output)
+        match with_plan {
+            true => self.render_context(name, dialect, &ctx),
+            false => check_output(name, dialect, self.render_handlebars(name, dialect, &ctx)?),
+        }
     }
 
     /// Renders through Handlebars, whether or not the template has a plan.
