@@ -19,6 +19,12 @@ use crate::ingest::Event;
 /// guard them with `{{#if}}`. `post.excerpt` is the cooked HTML as
 /// collapsed plain text, at most 300 characters.
 pub fn context(event: &Event, chat: &str) -> Value {
+    let excerpt = (event.post.as_ref()).map(|p| text::excerpt(&p.cooked, text::EXCERPT_MAX));
+    context_with_excerpt(event, chat, excerpt.as_deref().unwrap_or_default())
+}
+
+/// [`context`] with `post.excerpt` already computed (`RenderContext` keeps it).
+pub(super) fn context_with_excerpt(event: &Event, chat: &str, excerpt: &str) -> Value {
     let topic = &event.topic;
     let category = topic.category.as_ref().map(|c| {
         json!({
@@ -34,7 +40,7 @@ pub fn context(event: &Event, chat: &str) -> Value {
             "number": p.number,
             "username": p.username,
             "name": p.name,
-            "excerpt": text::excerpt(&p.cooked, text::EXCERPT_MAX),
+            "excerpt": excerpt,
             "raw": p.raw,
             "cooked": p.cooked,
             "url": p.url,

@@ -266,11 +266,7 @@ impl<'e> RenderContext<'e> {
 
     fn handlebars(&self) -> &handlebars::Context {
         self.json.get_or_init(|| {
-            let mut data = context(self.event, &self.chat);
-            if self.excerpt.get().is_some() && data["post"].is_object() {
-                // Already computed by a plan: the same text, not computed twice.
-                data["post"]["excerpt"] = self.excerpt().into();
-            }
+            let data = context::context_with_excerpt(self.event, &self.chat, self.excerpt());
             handlebars::Context::from(data)
         })
     }
@@ -294,6 +290,18 @@ fn check_output(name: &str, dialect: Dialect, output: String) -> Result<String, 
     Ok(output)
 }
 
+/// The events templates are checked against at load: the full sample, and
+/// a topic event without post, category or tags.
+fn sample_events() -> [Event; 2] {
+    let sample = Event::sample(SAMPLE_FORUM);
+    let mut bare = sample.clone();
+    bare.kind = EventKind::TopicCreated;
+    bare.post = None;
+    bare.topic.category = None;
+    bare.topic.tags.clear();
+    [sample, bare]
+}
+
 /// Whether `plan` renders the sample events exactly as Handlebars renders
 /// template `name`.
 fn plan_agrees(
@@ -302,13 +310,7 @@ fn plan_agrees(
     dialect: Dialect,
     plan: &plan::Plan,
 ) -> bool {
-    let sample = Event::sample(SAMPLE_FORUM);
-    let mut bare = sample.clone();
-    bare.kind = EventKind::TopicCreated;
-    bare.post = None;
-    bare.topic.category = None;
-    bare.topic.tags.clear();
-    [sample, bare].iter().all(|event| {
+    sample_events().iter().all(|event| {
         let mut ctx = RenderContext::new(event);
         ctx.set_chat(SAMPLE_CHAT);
         let expected = registry.render_with_context(name, ctx.handlebars()).ok();
@@ -337,7 +339,7 @@ fn check_samples(
     name: &str,
     dialect: Dialect,
 ) -> Result<(), TemplateProblem> {
-    let sample = Event::sample(SAMPLE_FORUM);
+    let [sample, bare] = sample_events();
     let data = context(&sample, SAMPLE_CHAT);
     let output = registry
         .render(name, &data)
@@ -346,11 +348,6 @@ fn check_samples(
         return Ok(());
     }
     check_json(&output, "the sample post event")?;
-    let mut bare = sample;
-    bare.kind = EventKind::TopicCreated;
-    bare.post = None;
-    bare.topic.category = None;
-    bare.topic.tags.clear();
     if let Ok(output) = registry.render(name, &context(&bare, SAMPLE_CHAT)) {
         check_json(&output, "a topic event without post, category or tags")?;
     }
