@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::lifecycle;
-use super::store::{NewDelivery, Payload, PostKey, Routed, Store};
+use super::store::{NewDelivery, Payload, PostKey, Routed, Store, StoreError};
 use super::worker::{Workers, blocking, now_ms};
 use crate::ingest::{Event, EventKind};
 use crate::pipeline::Pipeline;
@@ -43,114 +43,136 @@ impl Scheduler {
         }
     }
 
-    /// Routes every due event. Plain events are routed in batches (one
-    /// durable commit each); an edit, delete or recovery first commits the
-    /// batch before it, so it finds the records of the posts it follows.
-    async fn route_due(&self) -> Result<(), super::store::StoreError> {
+    /// Routes every due event, a batch at a time. Each batch is one trip
+    /// off the runtime (read, route, commit): under load the scheduler runs
+    /// once per batch, not once per event, so its thread hand-offs do not
+    /// grow with the event rate.
+    async fn route_due(&self) -> Result<(), StoreError> {
         loop {
-            let now = now_ms();
-            let due = blocking(&self.store, move |s| s.due_events(now, 256)).await?;
-            if due.is_empty() {
+            let pipeline = self.pipeline.load_full();
+            let (chats, more) =
+                blocking(&self.store, move |s| route_batch(s, &pipeline, now_ms())).await?;
+            for chat in chats {
+                self.workers.wake(&chat);
+            }
+            if !more {
                 return Ok(());
             }
-            let mut batch = Vec::new();
-            for stored in due {
-                let mut event = stored.event;
-                if let Some(key) = lifecycle::target(&event) {
-                    self.commit(&mut batch).await?;
-                    match self.follow_up(stored.id, key, event).await? {
-                        Some(to_route) => event = to_route,
-                        None => continue,
-                    }
-                }
-                let p = self.pipeline.load();
-                let deliveries: Vec<NewDelivery> = match p.route(&event) {
-                    Routing::Matched(ms) => ms
-                        .into_iter()
-                        .map(|m| NewDelivery {
-                            chat: p.config.chats[m.chat].name.clone(),
-                            payload: Payload::Event {
-                                event: Box::new(event.clone()),
-                                filter: m.filter,
-                            },
-                        })
-                        .collect(),
-                    Routing::Skipped(reason) => {
-                        tracing::debug!(event = event.kind.as_str(), %reason, "not relayed");
-                        vec![]
-                    }
-                };
-                batch.push(Routed {
-                    id: stored.id,
-                    deliveries,
-                });
-            }
-            self.commit(&mut batch).await?;
         }
-    }
-
-    /// Commits routed events and wakes their chats' workers.
-    async fn commit(&self, batch: &mut Vec<Routed>) -> Result<(), super::store::StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let routed = std::mem::take(batch);
-        let mut chats: Vec<String> = (routed.iter())
-            .flat_map(|r| r.deliveries.iter().map(|d| d.chat.clone()))
-            .collect();
-        blocking(&self.store, move |s| s.route_many(&routed, now_ms())).await?;
-        chats.sort_unstable();
-        chats.dedup();
-        for chat in chats {
-            self.workers.wake(&chat);
-        }
-        Ok(())
     }
 }
 
-impl Scheduler {
-    /// Applies an edit, deletion or recovery to the chat messages of its
-    /// post. Returns the event to route by the rules instead: a recovered
-    /// post the relay knows nothing of is routed as a new one.
-    async fn follow_up(
-        &self,
-        id: u64,
-        key: PostKey,
-        event: Event,
-    ) -> Result<Option<Event>, super::store::StoreError> {
-        let pipeline = self.pipeline.load_full();
-        let done = blocking(&self.store, move |s| {
-            let now = now_ms();
-            let Some(record) = s.post_record(&key)? else {
-                if event.kind == EventKind::PostRecovered {
-                    let mut again = event;
-                    again.kind = EventKind::PostCreated;
-                    return Ok(Err(again));
+/// Most due events read and routed in one batch.
+const BATCH: usize = 256;
+
+/// Routes up to [`BATCH`] events due at `now`. Plain events are committed
+/// together (one transaction); an edit, delete or recovery first commits
+/// the events before it, so it finds the records of the posts it follows.
+/// Returns the chats whose queues changed and whether more may be due.
+/// Blocking: call off the runtime.
+fn route_batch(
+    store: &dyn Store,
+    pipeline: &Pipeline,
+    now: u64,
+) -> Result<(Vec<String>, bool), StoreError> {
+    let due = store.due_events(now, BATCH)?;
+    let more = due.len() == BATCH;
+    let mut chats = Vec::new();
+    let mut batch = Vec::new();
+    for stored in due {
+        let mut event = stored.event;
+        if let Some(key) = lifecycle::target(&event) {
+            commit(store, &mut batch, &mut chats)?;
+            match follow_up(store, pipeline, stored.id, key, event)? {
+                FollowedUp::Chats(changed) => {
+                    chats.extend(changed);
+                    continue;
                 }
-                tracing::debug!(
-                    event = event.kind.as_str(),
-                    topic = key.topic,
-                    post = key.number,
-                    "no chat message is known for this post (never relayed, or remembered too long ago); ignored"
-                );
-                return s.follow_up(id, &key, None, &[], now).map(Ok);
-            };
-            match lifecycle::plan(&pipeline, &event, record) {
-                Some((record, steps)) => s.follow_up(id, &key, Some(record), &steps, now).map(Ok),
-                None => s.follow_up(id, &key, None, &[], now).map(Ok),
+                FollowedUp::RouteAsNew(again) => event = *again,
             }
-        })
-        .await?;
-        match done {
-            Ok(chats) => {
-                for chat in chats {
-                    self.workers.wake(&chat);
-                }
-                Ok(None)
-            }
-            Err(again) => Ok(Some(again)),
         }
+        let deliveries: Vec<NewDelivery> = match pipeline.route(&event) {
+            Routing::Matched(ms) => ms
+                .into_iter()
+                .map(|m| NewDelivery {
+                    chat: pipeline.config.chats[m.chat].name.clone(),
+                    payload: Payload::Event {
+                        event: Box::new(event.clone()),
+                        filter: m.filter,
+                    },
+                })
+                .collect(),
+            Routing::Skipped(reason) => {
+                tracing::debug!(event = event.kind.as_str(), %reason, "not relayed");
+                vec![]
+            }
+        };
+        batch.push(Routed {
+            id: stored.id,
+            deliveries,
+        });
     }
+    commit(store, &mut batch, &mut chats)?;
+    chats.sort_unstable();
+    chats.dedup();
+    Ok((chats, more))
+}
+
+/// Commits routed events; their chats join `chats`.
+fn commit(
+    store: &dyn Store,
+    batch: &mut Vec<Routed>,
+    chats: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    store.route_many(batch, now_ms())?;
+    chats.extend(
+        batch
+            .drain(..)
+            .flat_map(|r| r.deliveries.into_iter().map(|d| d.chat)),
+    );
+    Ok(())
+}
+
+enum FollowedUp {
+    /// Applied; these chats' queues changed.
+    Chats(Vec<String>),
+    /// A recovered post the relay knows nothing of: route it as a new one.
+    RouteAsNew(Box<Event>),
+}
+
+/// Applies an edit, deletion or recovery to the chat messages of its post.
+fn follow_up(
+    store: &dyn Store,
+    pipeline: &Pipeline,
+    id: u64,
+    key: PostKey,
+    event: Event,
+) -> Result<FollowedUp, StoreError> {
+    let now = now_ms();
+    let Some(record) = store.post_record(&key)? else {
+        if event.kind == EventKind::PostRecovered {
+            let mut again = event;
+            again.kind = EventKind::PostCreated;
+            return Ok(FollowedUp::RouteAsNew(Box::new(again)));
+        }
+        tracing::debug!(
+            event = event.kind.as_str(),
+            topic = key.topic,
+            post = key.number,
+            "no chat message is known for this post (never relayed, or remembered too long ago); ignored"
+        );
+        return store
+            .follow_up(id, &key, None, &[], now)
+            .map(FollowedUp::Chats);
+    };
+    let changed = match lifecycle::plan(pipeline, &event, record) {
+        Some((record, steps)) => store.follow_up(id, &key, Some(record), &steps, now)?,
+        None => store.follow_up(id, &key, None, &[], now)?,
+    };
+    Ok(FollowedUp::Chats(changed))
 }
 
 /// Whether [`absorb`] can change anything for an event of this kind (so
@@ -169,7 +191,7 @@ pub fn absorbs(kind: &EventKind) -> bool {
 /// Merges an event that just arrived into the events still waiting out
 /// their delay: a deleted post cancels its notification, an edit replaces
 /// its content, topic data fills its topic. Blocking: call off the runtime.
-pub fn absorb(store: &dyn Store, arrived: &Event) -> Result<(), super::store::StoreError> {
+pub fn absorb(store: &dyn Store, arrived: &Event) -> Result<(), StoreError> {
     if !absorbs(&arrived.kind) {
         return Ok(());
     }
@@ -207,7 +229,7 @@ pub fn refresh_topic(
     topic_id: u64,
     tags: Option<&[crate::ingest::Tag]>,
     pm_groups: Option<&[String]>,
-) -> Result<usize, super::store::StoreError> {
+) -> Result<usize, StoreError> {
     let mut updated = 0;
     for pending in store.pending_events()? {
         let mut e = pending.event;
