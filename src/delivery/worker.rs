@@ -218,10 +218,22 @@ impl Workers {
         };
         loop {
             if self.ctx.shutdown.is_cancelled() {
+                self.flush(&mut state).await;
                 return;
             }
+            // The last batch's acks and the next batch in one trip off the
+            // runtime: a busy chat costs one hand-off per batch, not two.
             let name = chat.clone();
-            let batch = match blocking(&self.ctx.store, move |s| s.heads(&name, BATCH)).await {
+            let acks = std::mem::take(&mut state.acks);
+            let taken = blocking(&self.ctx.store, move |s| {
+                if !acks.is_empty()
+                    && let Err(e) = s.ack_many(&name, &acks)
+                {
+                    tracing::error!(chat = %name, error = %e, "delivered, but the queue could not record it");
+                }
+                s.heads(&name, BATCH)
+            });
+            let batch = match taken.await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(chat = %chat, error = %e, "cannot read the queue; retrying");
@@ -242,7 +254,6 @@ impl Workers {
                     break;
                 }
             }
-            self.flush(&mut state).await;
         }
     }
 
