@@ -326,6 +326,10 @@ impl App {
     /// config's static map on first use.
     fn with_forum<R>(&self, url: &str, f: impl FnOnce(&mut ForumState) -> R) -> R {
         let mut forums = self.forum.lock().unwrap_or_else(|e| e.into_inner());
+        // Looked up before `entry`, which would allocate the key on every request.
+        if let Some(state) = forums.get_mut(url) {
+            return f(state);
+        }
         let state = forums.entry(url.to_string()).or_insert_with(|| {
             let p = self.pipeline.load();
             p.forum_state(p.config.forum_index(url).unwrap_or(0))
