@@ -77,6 +77,15 @@ wait_for() {
 rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/{print $2}' "/proc/$1/status"; }
 threads() { awk '/^Threads:/{print $2}' "/proc/$1/status"; }
+# cpu_us PID: user + system CPU time the process (all its threads) used so far,
+# in microseconds. CPU per request is steadier than requests per second on a
+# shared machine: a neighbour's load slows a run down but costs it no CPU.
+cpu_us() { awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%d\n", ($12 + $13) * 1e6 / hz}' "/proc/$1/stat"; }
+# with_cpu JSON PID CPU0: adds cpu_us and cpu_us_per_req (over "requests").
+with_cpu() {
+  local used=$(($(cpu_us "$2") - $3))
+  jset "$1" cpu_us "$used" cpu_us_per_req "$($PY -c 'import json,sys; d=json.loads(sys.argv[1]); print(round(int(sys.argv[2])/max(d["requests"],1),1))' "$1" "$used")"
+}
 
 machine_json() {
   $PY - "$@" <<'EOF'
@@ -234,21 +243,25 @@ bench_ingest() {
   ensure_sigs
   $PY "$BENCH_DIR/gen.py" config ingest --sink "$SINK_URL" --out "$OUT/ingest.toml"
   sed 's|subscribe = \["all"\]|subscribe = ["c/no-such-category"]|' "$OUT/ingest.toml" >"$OUT/ingest-nomatch.toml"
-  local run mode close r
+  local run mode close r cpu0
   for run in $(seq "$INGEST_RUNS"); do
     for mode in keepalive close; do
       close=0
       [[ $mode == close ]] && close=1
       # Interleaved: ceiling, relay, Alertmanager, so drift hits all three.
       start_ceiling
+      cpu0=$(cpu_us "$CEIL_PID")
       r=$(wrk_run "ceiling-$mode-$run" "$CEIL_URL/webhooks/discourse" ingest.lua "$close" "$INGEST_SECS" "$INGEST_CONNS" 2)
+      r=$(with_cpu "$r" "$CEIL_PID" "$cpu0")
       stop "$CEIL_PID"
       result ingest "$(jset "$r" run "$run" mode "$mode" server ceiling)"
       log "   run $run $mode ceiling: $(jget "$r" 'd["rps"]') req/s"
 
       sink_reset
       start_relay "$OUT/ingest.toml" "ingest-$mode-$run"
+      cpu0=$(cpu_us "$RELAY_PID")
       r=$(wrk_run "relay-$mode-$run" "$RELAY_URL/webhooks/discourse" ingest.lua "$close" "$INGEST_SECS" "$INGEST_CONNS" 2)
+      r=$(with_cpu "$r" "$RELAY_PID" "$cpu0")
       r=$(jset "$r" rss_kb_after "$(rss_kb "$RELAY_PID")")
       stop_relay
       result ingest "$(jset "$r" run "$run" mode "$mode" server relay)"
@@ -260,14 +273,18 @@ bench_ingest() {
         # Diagnosis: the same requests when no chat matches (accept + route,
         # no delivery), to split ingest cost from delivery cost.
         start_relay "$OUT/ingest-nomatch.toml" "nomatch-$run"
+        cpu0=$(cpu_us "$RELAY_PID")
         r=$(wrk_run "relay-nomatch-$run" "$RELAY_URL/webhooks/discourse" ingest.lua 0 "$INGEST_SECS" "$INGEST_CONNS" 2)
+        r=$(with_cpu "$r" "$RELAY_PID" "$cpu0")
         stop_relay
         result ingest "$(jset "$r" run "$run" mode "$mode" server relay_nomatch)"
         log "   run $run $mode relay, no chat matching: $(jget "$r" 'round(d["s202"]/(d["duration_us"]/1e6),1)') 202/s"
       fi
 
       start_am "$mode-$run"
+      cpu0=$(cpu_us "$AM_PID")
       r=$(wrk_run "am-$mode-$run" "$AM_URL" alertmanager.lua "$close" "$INGEST_SECS" "$INGEST_CONNS" 2)
+      r=$(with_cpu "$r" "$AM_PID" "$cpu0")
       r=$(jset "$r" rss_kb_after "$(rss_kb "$AM_PID")")
       stop "$AM_PID"
       result ingest "$(jset "$r" run "$run" mode "$mode" server alertmanager)"

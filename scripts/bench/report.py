@@ -48,13 +48,17 @@ def main():
         out.append(f"### 1. Ingest (wrk, 2 threads, {cfg.get('ingest_conns', '?')} connections, "
                    f"{cfg.get('ingest_secs', '?')} s per run; medians of the runs)")
         out.append("")
-        out.append("| mode | relay 202/s | ceiling req/s | Alertmanager req/s | relay/ceiling | relay/Alertmanager | relay p99 | relay, no chat matching | runs |")
-        out.append("|---|---|---|---|---|---|---|---|---|")
+        out.append("| mode | relay 202/s | ceiling req/s | Alertmanager req/s | relay/ceiling | relay/Alertmanager | relay p99 | relay, no chat matching | CPU µs/request: relay / no match / ceiling / Alertmanager | runs |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
         for mode in ("keepalive", "close"):
             runs = sorted({r["run"] for r in ing if r["mode"] == mode})
             rel, cei, am, rc, ra, p99, nm = [], [], [], [], [], [], []
+            cpu = {"relay": [], "relay_nomatch": [], "ceiling": [], "alertmanager": []}
             for run in runs:
                 got = {r["server"]: r for r in ing if r["mode"] == mode and r["run"] == run}
+                for server, v in cpu.items():
+                    if "cpu_us_per_req" in got.get(server, {}):
+                        v.append(got[server]["cpu_us_per_req"])
                 rel_rps = got["relay"]["s202"] / (got["relay"]["duration_us"] / 1e6) if "relay" in got else None
                 rel.append(rel_rps)
                 p99.append(got["relay"]["p99_us"] / 1000 if "relay" in got else None)
@@ -68,7 +72,8 @@ def main():
                     ra.append(rel_rps / got["alertmanager"]["rps"] if rel_rps else None)
             label = "keep-alive" if mode == "keepalive" else "`Connection: close`"
             out.append(f"| {label} | {f(med(rel))} | {f(med(cei))} | {f(med(am))} | {f(med(rc), 2)} | "
-                       f"{f(med(ra), 2)} | {f(med(p99), 1)} ms | {f(med(nm)) + '/s' if nm else '–'} | {len(runs)} |")
+                       f"{f(med(ra), 2)} | {f(med(p99), 1)} ms | {f(med(nm)) + '/s' if nm else '–'} | "
+                       f"{' / '.join(f(med(v), 1) if v else '–' for v in cpu.values())} | {len(runs)} |")
             if mode == "keepalive":
                 targets.append(("ingest keep-alive >= 50% of the ceiling", f"{f(med(rc), 2)} x ceiling",
                                 med(rc) is not None and med(rc) >= 0.5))

@@ -1,0 +1,81 @@
+//! The durable store's accept path (what every accepted webhook costs the
+//! store-writer thread): `Store::accept` with batches of 1, 8 and 64 events,
+//! each batch one durable commit (fsync), in a fresh data dir under
+//! `$TMPDIR`. Only the accept is timed; each batch is then routed to no chat
+//! (untimed), so the inbox stays as small as in a relay that keeps up.
+//! Results and the command: BENCHMARKS.md.
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use discourse_relay::delivery::redb_store::RedbStore;
+use discourse_relay::delivery::store::{AcceptOutcome, DedupeKey, InboundEvent, Routed, Store};
+use discourse_relay::ingest::Event;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn inbound(n: u64, sample: &Event) -> InboundEvent {
+    let mut event = sample.clone();
+    if let Some(p) = event.post.as_mut() {
+        p.id = n;
+    }
+    let mut body_hash = [0u8; 32];
+    body_hash[..8].copy_from_slice(&n.to_le_bytes());
+    InboundEvent {
+        dedupe: DedupeKey {
+            event_id: Some(format!("https://forum.example.org#{n}")),
+            body_hash,
+        },
+        event,
+        due_at_ms: 1_000 + n,
+        received_at_ms: 1_000 + n,
+    }
+}
+
+fn accept(c: &mut Criterion) {
+    let sample = Event::sample("https://forum.example.org");
+    let mut g = c.benchmark_group("store_accept");
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    for batch in [1usize, 8, 64] {
+        g.throughput(Throughput::Elements(batch as u64));
+        g.bench_with_input(BenchmarkId::new("durable", batch), &batch, |b, &batch| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = RedbStore::open(&dir.path().join("relay.redb")).expect("open");
+            let mut n = 0u64;
+            b.iter_custom(|iters| {
+                let batches: Vec<Vec<InboundEvent>> = (0..iters)
+                    .map(|_| {
+                        (0..batch)
+                            .map(|_| {
+                                n += 1;
+                                inbound(n, &sample)
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let mut spent = Duration::ZERO;
+                for b in &batches {
+                    let start = Instant::now();
+                    let out = store.accept(b, 10_000 + n).expect("accept");
+                    spent += start.elapsed();
+                    let routed: Vec<Routed> = (out.iter())
+                        .map(|o| match o {
+                            AcceptOutcome::Stored(id) => Routed {
+                                id: *id,
+                                deliveries: vec![],
+                            },
+                            AcceptOutcome::Duplicate => panic!("no duplicates here"),
+                        })
+                        .collect();
+                    store.route_many(&routed, 10_000 + n).expect("route");
+                }
+                spent
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, accept);
+criterion_main!(benches);
