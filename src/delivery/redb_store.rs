@@ -18,13 +18,19 @@
 //! | `dead`           | dead-letter id `u64` (global)   | JSON [`DeadLetter`]                |
 //! | `dead_by_chat`   | (chat, dead-letter id)          | `()` — index for a chat filter     |
 //! | `dead_count`     | chat                            | rows of the chat in `dead`         |
-//! | `dedupe`         | `id:<event id>` / `body:<hex>`  | first seen, ms                     |
-//! | `dedupe_by_time` | (first seen, key)               | `()` — index for `prune`           |
+//! | `dedupe_batches` | (first seen, first inbox id)    | the batch's dedupe keys, 16-byte hashes |
+//! | `dedupe`, `dedupe_by_time` | key / (first seen, key) | the older per-key form: read at open and pruned, no longer written |
 //! | `message_refs`   | (chat, topic id, post number)   | (`stored_at_ms`, JSON [`MessageRef`]) |
 //! | `message_refs_by_time` | (`stored_at_ms`, chat, topic, number) | `()` — index for `prune` |
 //! | `posts`          | (forum URL, topic id, post number) | (`stored_at_ms`, JSON [`PostRecord`]) |
 //! | `posts_by_time`  | (`stored_at_ms`, forum, topic, number) | `()` — index for `prune`      |
 //! | `meta`           | name                            | `u64` (schema, next ids)           |
+//!
+//! The dedupe window is looked up in memory (`seen`: key hash -> first
+//! seen), loaded at open from `dedupe_batches`: an accept writes one row per
+//! batch at the end of that table, where one row per key in a table keyed
+//! by the key cost a random B-tree insert each (most of an accept's cost,
+//! `benches/store.rs`). A day of keys at one event per second is ~8 MB.
 //!
 //! The counters (`queue_depth`, `dead_count`) are kept in the same
 //! transactions as the rows they count, so the status page reads one row per
@@ -67,6 +73,7 @@ use redb::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 
 use super::store::{
     AcceptOutcome, DeadLetter, DedupeKey, FollowUp, InboundEvent, MessageRef, NewDelivery, Payload,
@@ -85,7 +92,12 @@ const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead");
 const DEAD_BY_CHAT: TableDefinition<(&str, u64), ()> = TableDefinition::new("dead_by_chat");
 const DEAD_COUNT: TableDefinition<&str, u64> = TableDefinition::new("dead_count");
 const DEDUPE: TableDefinition<&str, u64> = TableDefinition::new("dedupe");
+/// The older per-key form of the dedupe window: read at open, pruned, no
+/// longer written (it empties itself a dedupe window after an upgrade).
 const DEDUPE_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("dedupe_by_time");
+/// The dedupe keys an accept stored, one row per batch (time first, so
+/// appended at the end): concatenated [`key_hash`]es.
+const DEDUPE_BATCHES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("dedupe_batches");
 const REFS: TableDefinition<(&str, u64, u64), (u64, &[u8])> = TableDefinition::new("message_refs");
 const REFS_BY_TIME: TableDefinition<(u64, &str, u64, u64), ()> =
     TableDefinition::new("message_refs_by_time");
@@ -196,13 +208,21 @@ struct QueuedDeliveryRef<'a> {
     last_error: Option<&'a str>,
 }
 
-fn dedupe_keys(key: &DedupeKey) -> Vec<String> {
-    let mut keys = Vec::with_capacity(2);
-    if let Some(id) = &key.event_id {
-        keys.push(format!("id:{id}"));
-    }
-    keys.push(format!("body:{}", hex::encode(key.body_hash)));
-    keys
+/// The dedupe keys of a delivery: the event id (when sent) and the body.
+fn dedupe_keys(key: &DedupeKey) -> [Option<String>; 2] {
+    [
+        key.event_id.as_ref().map(|id| format!("id:{id}")),
+        Some(format!("body:{}", hex::encode(key.body_hash))),
+    ]
+}
+
+/// What the dedupe window keeps of a key: 128 bits of its SHA-256 (a false
+/// duplicate would need a collision among ~2^64 keys).
+fn key_hash(key: &str) -> u128 {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    u128::from_le_bytes(b)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -325,6 +345,12 @@ pub struct RedbStore {
     cheap: Mutex<CheapCommits>,
     /// Per chat, the last seq its worker took with `heads` (in flight).
     claims: Mutex<HashMap<String, u64>>,
+    /// The dedupe window: key hash -> first seen (ms). Written only after
+    /// the commit that stored the keys, so it never holds a key the file
+    /// does not.
+    seen: Mutex<HashMap<u128, u64>>,
+    /// Serializes [`Store::accept`] (see there).
+    accepting: Mutex<()>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -367,16 +393,20 @@ impl RedbStore {
                 last_durable: Instant::now(),
             }),
             claims: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
+            accepting: Mutex::new(()),
             path,
             opener,
         };
-        let db = store.open_db()?;
+        let (db, seen) = store.open_db()?;
         *store.db.write().unwrap_or_else(PoisonError::into_inner) = Some(db);
+        *lock(&store.seen) = seen;
         Ok(store)
     }
 
-    /// Opens the file, creates missing tables and checks the schema.
-    fn open_db(&self) -> Result<Database, StoreError> {
+    /// Opens the file, creates missing tables, checks the schema and reads
+    /// the dedupe window.
+    fn open_db(&self) -> Result<(Database, HashMap<u128, u64>), StoreError> {
         let db = (self.opener)().map_err(|e| {
             let hint = match e {
                 DatabaseError::DatabaseAlreadyOpen => " (is another relay using it?)",
@@ -396,6 +426,7 @@ impl RedbStore {
             txn.open_table(DEAD_COUNT)?;
             txn.open_table(DEDUPE)?;
             txn.open_table(DEDUPE_BY_TIME)?;
+            txn.open_table(DEDUPE_BATCHES)?;
             txn.open_table(REFS)?;
             txn.open_table(REFS_BY_TIME)?;
             txn.open_table(POSTS)?;
@@ -422,13 +453,31 @@ impl RedbStore {
             txn.commit()?;
             Ok(())
         };
-        init().map_err(|e| match e {
+        let seen = || -> R<HashMap<u128, u64>> {
+            let txn = db.begin_read()?;
+            let mut seen = HashMap::new();
+            for item in txn.open_table(DEDUPE)?.iter()? {
+                let (key, at) = item?;
+                seen.insert(key_hash(key.value()), at.value());
+            }
+            for item in txn.open_table(DEDUPE_BATCHES)?.iter()? {
+                let (key, hashes) = item?;
+                let (at, _) = key.value();
+                for h in hashes.value().chunks_exact(16) {
+                    let mut b = [0u8; 16];
+                    b.copy_from_slice(h);
+                    seen.entry(u128::from_le_bytes(b)).or_insert(at);
+                }
+            }
+            Ok(seen)
+        };
+        let seen = init().and_then(|()| seen()).map_err(|e| match e {
             Fail::Store(e) => e,
             Fail::Db(e) => {
                 StoreError::Io(format!("cannot initialize {}: {e}", self.path.display()))
             }
         })?;
-        Ok(db)
+        Ok((db, seen))
     }
 
     /// Closes and reopens the database after redb latched an I/O failure.
@@ -451,8 +500,9 @@ impl RedbStore {
         let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
         drop(slot.take());
         match self.open_db() {
-            Ok(db) => {
+            Ok((db, seen)) => {
                 *slot = Some(db);
+                *lock(&self.seen) = seen;
                 self.failed.store(false, Ordering::Release);
                 tracing::warn!(path = %self.path.display(), "store reopened after an I/O failure");
                 Ok(())
@@ -555,25 +605,35 @@ impl Store for RedbStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(Commit::Durable, |txn| {
+        // One accept at a time (the group commit's thread is the only caller
+        // in the relay): nothing can store a key between the check below and
+        // the commit. `seen` itself is not held across the commit, because a
+        // reopen inside it reloads the window.
+        let _one = lock(&self.accepting);
+        let mut stored: Vec<u128> = Vec::with_capacity(2 * batch.len());
+        let fresh: Vec<bool> = {
+            let seen = lock(&self.seen);
+            (batch.iter())
+                .map(|ev| {
+                    let keys = dedupe_keys(&ev.dedupe).map(|k| k.map(|k| key_hash(&k)));
+                    // Keys of this batch's earlier events count as seen.
+                    let dup =
+                        (keys.iter().flatten()).any(|k| seen.contains_key(k) || stored.contains(k));
+                    if !dup {
+                        stored.extend(keys.iter().flatten());
+                    }
+                    !dup
+                })
+                .collect()
+        };
+        let out = self.write(Commit::Durable, |txn| {
             let mut inbox = txn.open_table(INBOX)?;
             let mut due = txn.open_table(INBOX_DUE)?;
-            let mut dedupe = txn.open_table(DEDUPE)?;
-            let mut dedupe_by_time = txn.open_table(DEDUPE_BY_TIME)?;
             let mut meta = txn.open_table(META)?;
             let mut out = Vec::with_capacity(batch.len());
-            for ev in batch {
-                let keys = dedupe_keys(&ev.dedupe);
-                // Keys of earlier events of this batch are already in the
-                // table (a transaction reads its own writes).
-                let mut duplicate = false;
-                for key in &keys {
-                    if dedupe.get(key.as_str())?.is_some() {
-                        duplicate = true;
-                        break;
-                    }
-                }
-                if duplicate {
+            let mut first_id = None;
+            for (ev, fresh) in batch.iter().zip(&fresh) {
+                if !fresh {
                     out.push(AcceptOutcome::Duplicate);
                     continue;
                 }
@@ -586,14 +646,21 @@ impl Store for RedbStore {
                 })?;
                 inbox.insert(id, (ev.due_at_ms, record.as_slice()))?;
                 due.insert((ev.due_at_ms, id), ())?;
-                for key in &keys {
-                    dedupe.insert(key.as_str(), now_ms)?;
-                    dedupe_by_time.insert((now_ms, key.as_str()), ())?;
-                }
+                first_id.get_or_insert(id);
                 out.push(AcceptOutcome::Stored(id));
             }
+            if let Some(first) = first_id {
+                let bytes: Vec<u8> = stored.iter().flat_map(|k| k.to_le_bytes()).collect();
+                txn.open_table(DEDUPE_BATCHES)?
+                    .insert((now_ms, first), bytes.as_slice())?;
+            }
             Ok(out)
-        })
+        })?;
+        let mut seen = lock(&self.seen);
+        for k in stored {
+            seen.insert(k, now_ms);
+        }
+        Ok(out)
     }
 
     fn due_events(&self, now_ms: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
@@ -982,11 +1049,20 @@ impl Store for RedbStore {
                     dedupe.remove(key.as_str())?;
                 }
             }
+            let mut batches = txn.open_table(DEDUPE_BATCHES)?;
+            let old: Vec<(u64, u64)> = (batches.range(..(before_ms, 0))?)
+                .map(|item| item.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for key in old {
+                batches.remove(key)?;
+            }
 
             prune_timed(txn, REFS, REFS_BY_TIME, refs_before_ms)?;
             prune_timed(txn, POSTS, POSTS_BY_TIME, refs_before_ms)?;
             Ok(())
-        })
+        })?;
+        lock(&self.seen).retain(|_, at| *at >= before_ms);
+        Ok(())
     }
 
     fn message_ref(
@@ -1583,6 +1659,52 @@ pub(crate) mod tests {
         let last = store.post_record(&key).unwrap().unwrap();
         assert_eq!((last.chats[0].seq, last.chats[0].dropped), (3, false));
         assert_eq!(seqs_of(&store, "a"), vec![1, 3]);
+    }
+
+    #[test]
+    fn dedupe_window_survives_reopen_prune_and_the_older_per_key_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.redb");
+        let accept = |store: &RedbStore, n, now| store.accept(&[inbound(n, 1)], now).unwrap()[0];
+        {
+            let store = RedbStore::open(&path).unwrap();
+            stored(accept(&store, 1, 100));
+            stored(accept(&store, 2, 300));
+            // A window written by an earlier version: one row per key.
+            let slot = store.db.read().unwrap();
+            let txn = slot.as_ref().unwrap().begin_write().unwrap();
+            for key in dedupe_keys(&inbound(3, 1).dedupe).into_iter().flatten() {
+                txn.open_table(DEDUPE)
+                    .unwrap()
+                    .insert(key.as_str(), 150)
+                    .unwrap();
+                (txn.open_table(DEDUPE_BY_TIME).unwrap())
+                    .insert((150, key.as_str()), ())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        {
+            let store = RedbStore::open(&path).unwrap();
+            for n in [1, 2, 3] {
+                assert_eq!(
+                    accept(&store, n, 400),
+                    AcceptOutcome::Duplicate,
+                    "event {n}"
+                );
+            }
+            store.prune(200, 0).unwrap();
+            // Kept in memory after the prune: what is newer than the cut-off.
+            stored(accept(&store, 4, 400));
+            assert_eq!(accept(&store, 4, 401), AcceptOutcome::Duplicate);
+            assert_eq!(accept(&store, 2, 401), AcceptOutcome::Duplicate);
+        }
+        // What the prune forgot stays forgotten after a reopen.
+        let store = RedbStore::open(&path).unwrap();
+        stored(accept(&store, 1, 500));
+        stored(accept(&store, 3, 500));
+        assert_eq!(accept(&store, 2, 500), AcceptOutcome::Duplicate);
+        assert_eq!(accept(&store, 4, 500), AcceptOutcome::Duplicate);
     }
 
     #[test]
