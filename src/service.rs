@@ -32,7 +32,7 @@ use crate::http::status::{
 };
 use crate::ingest::api::DiscourseApi;
 use crate::ingest::request::SignatureError;
-use crate::ingest::{EventKind, ForumState, IngestError, Ingested, WebhookRequest, normalize};
+use crate::ingest::{EventKind, ForumState, IngestError, Ingested, WebhookRequest, parse};
 use crate::pipeline::{self, Pipeline};
 
 #[derive(Debug, thiserror::Error)]
@@ -486,7 +486,10 @@ impl App {
             };
             return Answer::new(401, why);
         }
-        let ingested = self.with_forum(&forum.url, |state| normalize(&req, state, &forum.url));
+        // JSON is parsed outside the forum state's lock, which every
+        // request takes.
+        let ingested = parse(&req, &forum.url)
+            .map(|parsed| self.with_forum(&forum.url, |state| parsed.resolve(state)));
         let event = match ingested {
             Err(e) => {
                 self.metrics.event(&name, EventOutcome::Malformed);

@@ -14,5 +14,5 @@ pub mod request;
 
 pub use event::{Category, Event, EventKind, Post, PostType, Tag, Topic};
 pub use forum::{ForumState, StaticCategory};
-pub use normalize::{IngestError, Ingested, learn_api_response, normalize};
+pub use normalize::{IngestError, Ingested, Parsed, learn_api_response, normalize, parse};
 pub use request::WebhookRequest;

@@ -34,6 +34,32 @@ pub fn normalize(
     state: &mut ForumState,
     forum_url: &str,
 ) -> Result<Ingested, IngestError> {
+    parse(req, forum_url).map(|p| p.resolve(state))
+}
+
+/// A request parsed, before the forum's state fills in what the payload
+/// lacks: [`parse`] needs no state, so callers run it outside the state's lock.
+#[derive(Debug)]
+pub enum Parsed {
+    Ping,
+    Unsupported(String),
+    Topic {
+        kind: EventKind,
+        id: Option<u64>,
+        forum: String,
+        payload: Box<TopicPayload>,
+    },
+    Post {
+        kind: EventKind,
+        id: Option<u64>,
+        forum: String,
+        payload: Box<PostPayload>,
+        post: Box<Post>,
+    },
+}
+
+/// The state-free half of [`normalize`]: headers and JSON.
+pub fn parse(req: &WebhookRequest, forum_url: &str) -> Result<Parsed, IngestError> {
     let name = req
         .header("X-Discourse-Event")
         .ok_or(IngestError::MissingHeader("X-Discourse-Event"))?;
@@ -66,7 +92,7 @@ pub fn normalize(
         return Err(IngestError::BadEnvelope("no key".into()));
     };
     if kind == EventKind::Ping {
-        return Ok(Ingested::Ping);
+        return Ok(Parsed::Ping);
     }
 
     let bad = |e: serde_json::Error| IngestError::BadPayload {
@@ -84,32 +110,67 @@ pub fn normalize(
             | EventKind::PostRecovered
     );
     match (key.as_str(), &kind) {
-        ("topic", _) if kind.as_str().starts_with("topic_") => {
-            let t: TopicPayload = serde_json::from_str(payload.get()).map_err(bad)?;
-            state.learn_topic(&t);
-            let topic = topic_from(state, &forum, t.id, None);
-            Ok(Ingested::Event(Box::new(Event {
-                kind,
-                id,
-                forum,
-                topic,
-                post: None,
-            })))
-        }
+        ("topic", _) if kind.as_str().starts_with("topic_") => Ok(Parsed::Topic {
+            payload: serde_json::from_str(payload.get()).map_err(bad)?,
+            kind,
+            id,
+            forum,
+        }),
         // `solved` carries a post too, but only post events notify.
         ("post", _) if is_post_event => {
-            let p: PostPayload = serde_json::from_str(payload.get()).map_err(bad)?;
-            let topic = topic_from(state, &forum, p.topic_id, Some(&p));
-            let post = post_from(&forum, &p);
-            Ok(Ingested::Event(Box::new(Event {
+            let payload: Box<PostPayload> = serde_json::from_str(payload.get()).map_err(bad)?;
+            Ok(Parsed::Post {
+                post: Box::new(post_from(&forum, &payload)),
+                payload,
                 kind,
                 id,
                 forum,
-                topic,
-                post: Some(post),
-            })))
+            })
         }
-        _ => Ok(Ingested::Unsupported(kind.as_str().to_string())),
+        _ => Ok(Parsed::Unsupported(kind.as_str().to_string())),
+    }
+}
+
+impl Parsed {
+    /// The half of [`normalize`] that reads (and, from topic events,
+    /// updates) the forum's state.
+    pub fn resolve(self, state: &mut ForumState) -> Ingested {
+        match self {
+            Parsed::Ping => Ingested::Ping,
+            Parsed::Unsupported(name) => Ingested::Unsupported(name),
+            Parsed::Topic {
+                kind,
+                id,
+                forum,
+                payload,
+            } => {
+                state.learn_topic(&payload);
+                let topic = topic_from(state, &forum, payload.id, None);
+                Ingested::Event(Box::new(Event {
+                    kind,
+                    id,
+                    forum,
+                    topic,
+                    post: None,
+                }))
+            }
+            Parsed::Post {
+                kind,
+                id,
+                forum,
+                payload,
+                post,
+            } => {
+                let topic = topic_from(state, &forum, payload.topic_id, Some(&payload));
+                Ingested::Event(Box::new(Event {
+                    kind,
+                    id,
+                    forum,
+                    topic,
+                    post: Some(*post),
+                }))
+            }
+        }
     }
 }
 
