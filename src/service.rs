@@ -564,7 +564,11 @@ impl App {
                 {
                     tracing::warn!(error = %e, "could not merge the event into pending ones");
                 }
-                self.scheduler_wake.notify_one();
+                // An event held for `delay` is found by the scheduler's poll
+                // when due; waking it now would only read the inbox for nothing.
+                if delay == 0 {
+                    self.scheduler_wake.notify_one();
+                }
                 Answer::new(202, "accepted")
             }
             Ok(AcceptOutcome::Duplicate) => {
