@@ -176,7 +176,8 @@ async fn body_deadline(
     let req = req.map(|inner| {
         axum::body::Body::new(DeadlineBody {
             inner,
-            deadline: Box::pin(tokio::time::sleep(limit)),
+            deadline: tokio::time::Instant::now() + limit,
+            timer: None,
             expired: flag,
         })
     });
@@ -200,7 +201,10 @@ struct BodyTimeout;
 /// A request body that fails once its deadline passes.
 struct DeadlineBody {
     inner: axum::body::Body,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    /// Armed only when the body is not all there yet: a webhook body
+    /// usually arrives with its headers, and then no timer is registered.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     expired: Arc<AtomicBool>,
 }
 
@@ -216,7 +220,10 @@ impl hyper::body::Body for DeadlineBody {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
+        let deadline = self.deadline;
+        let timer =
+            (self.timer).get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.as_mut().poll(cx).is_ready() {
             self.expired.store(true, Ordering::Release);
             return Poll::Ready(Some(Err(axum::Error::new(BodyTimeout))));
         }
