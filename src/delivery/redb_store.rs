@@ -30,7 +30,7 @@
 //! seen), loaded at open from `dedupe_batches`: an accept writes one row per
 //! batch at the end of that table, where one row per key in a table keyed
 //! by the key cost a random B-tree insert each (most of an accept's cost,
-//! `benches/store.rs`). A day of keys at one event per second is ~8 MB.
+//! `benches/store.rs`). A day of keys at one event per second is ~9 MB.
 //!
 //! The counters (`queue_depth`, `dead_count`) are kept in the same
 //! transactions as the rows they count, so the status page reads one row per
