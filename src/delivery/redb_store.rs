@@ -96,7 +96,7 @@ const DEDUPE: TableDefinition<&str, u64> = TableDefinition::new("dedupe");
 /// longer written (it empties itself a dedupe window after an upgrade).
 const DEDUPE_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("dedupe_by_time");
 /// The dedupe keys an accept stored, one row per batch (time first, so
-/// appended at the end): concatenated [`key_hash`]es.
+/// appended at the end): concatenated [`hash_of`]s.
 const DEDUPE_BATCHES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("dedupe_batches");
 const REFS: TableDefinition<(&str, u64, u64), (u64, &[u8])> = TableDefinition::new("message_refs");
 const REFS_BY_TIME: TableDefinition<(u64, &str, u64, u64), ()> =
@@ -208,18 +208,28 @@ struct QueuedDeliveryRef<'a> {
     last_error: Option<&'a str>,
 }
 
-/// The dedupe keys of a delivery: the event id (when sent) and the body.
-fn dedupe_keys(key: &DedupeKey) -> [Option<String>; 2] {
+/// The dedupe keys of a delivery as the window keeps them: the event id
+/// (when sent) and the body, each hashed as its older per-key row reads
+/// (`id:<event id>`, `body:<hex>`), without building that string.
+fn dedupe_hashes(key: &DedupeKey) -> [Option<u128>; 2] {
+    let mut hex = [0u8; 64];
+    // 32 bytes always fit 64 hex digits.
+    let _ = hex::encode_to_slice(key.body_hash, &mut hex);
     [
-        key.event_id.as_ref().map(|id| format!("id:{id}")),
-        Some(format!("body:{}", hex::encode(key.body_hash))),
+        key.event_id
+            .as_ref()
+            .map(|id| hash_of(&[b"id:", id.as_bytes()])),
+        Some(hash_of(&[b"body:", &hex])),
     ]
 }
 
 /// What the dedupe window keeps of a key: 128 bits of its SHA-256 (a false
 /// duplicate would need a collision among ~2^64 keys).
-fn key_hash(key: &str) -> u128 {
-    let digest = Sha256::digest(key.as_bytes());
+fn hash_of(parts: &[&[u8]]) -> u128 {
+    let digest = parts
+        .iter()
+        .fold(Sha256::new(), |h, p| h.chain_update(p))
+        .finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&digest[..16]);
     u128::from_le_bytes(b)
@@ -458,7 +468,7 @@ impl RedbStore {
             let mut seen = HashMap::new();
             for item in txn.open_table(DEDUPE)?.iter()? {
                 let (key, at) = item?;
-                seen.insert(key_hash(key.value()), at.value());
+                seen.insert(hash_of(&[key.value().as_bytes()]), at.value());
             }
             for item in txn.open_table(DEDUPE_BATCHES)?.iter()? {
                 let (key, hashes) = item?;
@@ -615,7 +625,7 @@ impl Store for RedbStore {
             let seen = lock(&self.seen);
             (batch.iter())
                 .map(|ev| {
-                    let keys = dedupe_keys(&ev.dedupe).map(|k| k.map(|k| key_hash(&k)));
+                    let keys = dedupe_hashes(&ev.dedupe);
                     // Keys of this batch's earlier events count as seen.
                     let dup =
                         (keys.iter().flatten()).any(|k| seen.contains_key(k) || stored.contains(k));
@@ -1673,7 +1683,12 @@ pub(crate) mod tests {
             // A window written by an earlier version: one row per key.
             let slot = store.db.read().unwrap();
             let txn = slot.as_ref().unwrap().begin_write().unwrap();
-            for key in dedupe_keys(&inbound(3, 1).dedupe).into_iter().flatten() {
+            let older = inbound(3, 1).dedupe;
+            let keys = [
+                format!("id:{}", older.event_id.unwrap()),
+                format!("body:{}", hex::encode(older.body_hash)),
+            ];
+            for key in keys {
                 txn.open_table(DEDUPE)
                     .unwrap()
                     .insert(key.as_str(), 150)
