@@ -150,6 +150,16 @@ pub struct WorkerCtx {
     pub shutdown: CancellationToken,
 }
 
+/// Commits sent deliveries' acks. A failure is logged, not returned: the
+/// deliveries stay queued and are sent again (at-least-once).
+fn record_acks(store: &dyn Store, chat: &str, acks: &[(u64, Vec<RefChange>)]) {
+    if !acks.is_empty()
+        && let Err(e) = store.ack_many(chat, acks)
+    {
+        tracing::error!(chat = %chat, error = %e, "delivered, but the queue could not record it");
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -226,11 +236,7 @@ impl Workers {
             let name = chat.clone();
             let acks = std::mem::take(&mut state.acks);
             let taken = blocking(&self.ctx.store, move |s| {
-                if !acks.is_empty()
-                    && let Err(e) = s.ack_many(&name, &acks)
-                {
-                    tracing::error!(chat = %name, error = %e, "delivered, but the queue could not record it");
-                }
+                record_acks(s, &name, &acks);
                 s.heads(&name, BATCH)
             });
             let batch = match taken.await {
@@ -371,7 +377,12 @@ impl Workers {
         }
         let acks = std::mem::take(&mut state.acks);
         let chat = state.chat.clone();
-        if let Err(e) = blocking(&self.ctx.store, move |s| s.ack_many(&chat, &acks)).await {
+        let recorded = blocking(&self.ctx.store, move |s| {
+            record_acks(s, &chat, &acks);
+            Ok(())
+        });
+        // Only a failed store task lands here; store errors are logged inside.
+        if let Err(e) = recorded.await {
             tracing::error!(chat = %state.chat, error = %e, "delivered, but the queue could not record it");
         }
     }
