@@ -1,6 +1,6 @@
 //! Replays the kept fuzz corpus (`fuzz/corpus/<target>/`) through the fuzz
 //! targets' own bodies (`discourse_relay::fuzzing`), so every `cargo test`
-//! checks the targets' invariants on the 1,700 kept inputs without
+//! checks the targets' invariants on the 2,000 kept inputs without
 //! cargo-fuzz. Deterministic; a few seconds. Long runs: `fuzz/run-short`.
 
 use std::path::PathBuf;
@@ -55,6 +55,11 @@ fn config_corpus() {
 #[test]
 fn template_corpus() {
     replay("template", discourse_relay::fuzzing::template);
+}
+
+#[test]
+fn classify_corpus() {
+    replay("classify", discourse_relay::fuzzing::classify);
 }
 
 /// The replay can fail: a broken invariant in a target body is reported.

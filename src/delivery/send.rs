@@ -37,12 +37,24 @@ impl Sender {
     ) -> Outcome {
         match out {
             Outbound::Stdout(line) => {
-                use std::io::Write;
-                let mut stdout = std::io::stdout().lock();
-                match writeln!(stdout, "{line}").and_then(|_| stdout.flush()) {
-                    Ok(()) => Outcome::Sent { remote_id: None },
-                    Err(e) => Outcome::Retry {
+                // Off the runtime: a full pipe (`serve | tee`, a stalled
+                // journald) blocks a blocking-pool thread, not a worker.
+                // The lock keeps each line whole among concurrent chats.
+                let line = line.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    use std::io::Write;
+                    let mut stdout = std::io::stdout().lock();
+                    writeln!(stdout, "{line}").and_then(|_| stdout.flush())
+                })
+                .await;
+                match written {
+                    Ok(Ok(())) => Outcome::Sent { remote_id: None },
+                    Ok(Err(e)) => Outcome::Retry {
                         reason: format!("stdout: {e}"),
+                        after: None,
+                    },
+                    Err(e) => Outcome::Retry {
+                        reason: format!("stdout: the write did not finish: {e}"),
                         after: None,
                     },
                 }
@@ -103,9 +115,11 @@ async fn read_capped(mut resp: reqwest::Response) -> Vec<u8> {
     body
 }
 
-/// Platforms sometimes echo the request (with its token) in errors.
+/// Platforms sometimes echo the request (with its token) in errors. Then
+/// [`Outcome::tidy`]: after redaction, so a cut cannot leave part of a
+/// secret behind.
 fn redact_outcome(o: Outcome, r: &Redactor) -> Outcome {
-    match o {
+    let redacted = match o {
         Outcome::Retry { reason, after } => Outcome::Retry {
             reason: r.redact(&reason),
             after,
@@ -114,5 +128,29 @@ fn redact_outcome(o: Outcome, r: &Redactor) -> Outcome {
             reason: r.redact(&reason),
         },
         sent => sent,
+    };
+    redacted.tidy()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A secret the platform echoed across the reason's cut is redacted
+    /// whole, not cut first and then missed by the redactor.
+    #[test]
+    fn redaction_comes_before_the_cut() {
+        let secret = "tok-0123456789abcdefghijklmnopqrstuvwxyz";
+        let r = Redactor::new([secret.to_string()]);
+        let reason = format!(
+            "{}{secret} tail",
+            "x".repeat(crate::providers::MAX_REASON - 10)
+        );
+        let Outcome::Permanent { reason } = redact_outcome(Outcome::Permanent { reason }, &r)
+        else {
+            panic!()
+        };
+        assert!(!reason.contains("tok-"), "{reason}");
+        assert!(reason.len() <= crate::providers::MAX_REASON);
     }
 }

@@ -6,10 +6,12 @@
 //! breaks: that is how libFuzzer and the replay test see a failure. For
 //! fuzzing and tests only.
 
+mod classify;
 mod config;
 mod template;
 mod webhook;
 
+pub use classify::{Chat, chats, check, classify, classify_one, parse_input};
 pub use config::config;
 pub use template::template;
 pub use webhook::webhook;

@@ -33,6 +33,7 @@ use serde_spanned::Spanned;
 use sha2::Sha256;
 use toml_edit::Item;
 
+use super::http::retry_hint;
 use super::{
     Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
     Registration,
@@ -235,9 +236,7 @@ impl Destination for DingTalkChat {
         if let Some(c) = code.filter(|c| TRANSIENT_CODES.contains(c)) {
             let after = resp.retry_after().or_else(|| {
                 // Throttling answers may say how long to wait (`"wait":5`).
-                let wait = body["wait"]
-                    .as_u64()
-                    .map(|s| Duration::from_secs(s.min(3600)));
+                let wait = retry_hint::json_secs(&body["wait"]);
                 (c == 130101).then(|| wait.unwrap_or(THROTTLE_WAIT))
             });
             return Outcome::Retry {

@@ -29,6 +29,7 @@ use serde_json::json;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
+use super::http::retry_hint;
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
     Outcome, Registration, Thread,
@@ -61,9 +62,6 @@ const MAX_USERNAME: usize = 80;
 
 /// `flags` bit that hides link embeds (`SUPPRESS_EMBEDS`).
 const SUPPRESS_EMBEDS: u64 = 1 << 2;
-
-/// The longest `retry_after` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 /// `[providers.NAME]` for `kind = "discord"`: how its messages look.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -455,11 +453,7 @@ impl DiscordChat {
         };
         let status = resp.status;
         if status == 429 {
-            let after = body["retry_after"]
-                .as_f64()
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(|s| Duration::from_secs_f64(s).min(MAX_RETRY_AFTER))
-                .or_else(|| resp.retry_after());
+            let after = retry_hint::json_secs(&body["retry_after"]).or_else(|| resp.retry_after());
             let scope = if body["global"].as_bool() == Some(true) {
                 " (global limit)"
             } else {

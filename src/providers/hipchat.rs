@@ -37,6 +37,7 @@ use serde_json::json;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
+use super::http::retry_hint;
 use super::{
     Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
     Registration, http::classify_status, schema_of,
@@ -66,9 +67,6 @@ const MAX_ROOM: usize = 100;
 
 /// Room flood control: 30 messages a minute per room.
 const PER_ROOM_PER_MINUTE: u32 = 30;
-
-/// The longest wait honoured from a reset header.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// Elements that never close.
 const VOID_ELEMENTS: &[&str] = &["br", "img", "hr", "wbr"];
@@ -486,8 +484,7 @@ fn reset_wait(resp: &HttpResponse, now_secs: i64) -> Option<Duration> {
         .map(|(at, _)| *at)
         .max()
         .or_else(|| found.iter().map(|(at, _)| *at).max())?;
-    let secs = u64::try_from(at.saturating_sub(now_secs)).unwrap_or(0);
-    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+    Some(retry_hint::until_unix_secs(at, now_secs))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! plus the classification shared by every HTTP platform (Alertmanager's
 //! rules: 2xx sent, 429/408/5xx retry, other 4xx permanent).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 
@@ -81,22 +81,38 @@ impl HttpResponse {
             .map(|(_, v)| v.as_str())
     }
 
-    /// `Retry-After` in seconds (the HTTP-date form is rare on chat APIs and
-    /// treated as absent: the retry stage's backoff applies).
+    /// `Retry-After` (delay-seconds or an HTTP date), as [`retry_hint::header`]
+    /// reads it.
     pub fn retry_after(&self) -> Option<Duration> {
-        let v = self.header("Retry-After")?.trim();
-        v.parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s.min(86_400.0)))
+        self.retry_after_at(SystemTime::now())
     }
 
-    /// The start of the body as text, for error reasons.
+    /// [`Self::retry_after`] with the clock pinned (HTTP dates are relative).
+    pub fn retry_after_at(&self, now: SystemTime) -> Option<Duration> {
+        retry_hint::header(self.header("Retry-After")?, now)
+    }
+
+    /// The start of the body as one line of text, for error reasons
+    /// (control characters become spaces; only the start is decoded).
     pub fn body_snippet(&self) -> String {
-        let text = String::from_utf8_lossy(&self.body);
+        const CHARS: usize = 200;
+        let start = self
+            .body
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(self.body.len());
+        let rest = &self.body[start..];
+        // 4 bytes per char at most: the rest of a large body is not decoded.
+        let head = &rest[..rest.len().min(CHARS * 4 + 4)];
+        let text = String::from_utf8_lossy(head);
         let text = text.trim();
-        let mut out: String = text.chars().take(200).collect();
-        if text.chars().count() > 200 {
+        let mut out: String = text
+            .chars()
+            .take(CHARS)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let more = rest[head.len()..].iter().any(|b| !b.is_ascii_whitespace());
+        if text.chars().count() > CHARS || more {
             out.push('…');
         }
         out
@@ -167,6 +183,114 @@ pub fn classify_status(resp: &HttpResponse) -> super::Outcome {
     }
 }
 
+/// The longest wait a platform's retry hint may impose. A longer hint is
+/// cut to this: a broken or hostile answer (`retry_after: 1e300`) must
+/// neither panic nor park a chat for days, and the worker's own backoff and
+/// `max_age` still decide when to give up.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
+
+/// Every retry hint a platform sends, read in one place: header or body;
+/// seconds, milliseconds, HTTP dates, reset times. A hint is either a
+/// `Duration` of at most [`MAX_RETRY_AFTER`] or no hint (`None`: the
+/// worker's backoff applies). Negative, NaN, infinite and non-numeric
+/// values are no hint; values are clamped *before* a `Duration` is built
+/// (`Duration::from_secs_f64` panics on overflow).
+pub mod retry_hint {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use super::MAX_RETRY_AFTER;
+
+    /// A wait in (fractional) seconds.
+    pub fn secs(s: f64) -> Option<Duration> {
+        (s.is_finite() && s >= 0.0)
+            .then(|| Duration::from_secs_f64(s.min(MAX_RETRY_AFTER.as_secs_f64())))
+    }
+
+    /// A wait in whole seconds.
+    pub fn secs_u64(s: u64) -> Duration {
+        Duration::from_secs(s.min(MAX_RETRY_AFTER.as_secs()))
+    }
+
+    /// A wait in whole milliseconds.
+    pub fn millis_u64(ms: u64) -> Duration {
+        let cap = u64::try_from(MAX_RETRY_AFTER.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(ms.min(cap))
+    }
+
+    /// A wait in seconds written as text (`"7"`, `" 1.5 "`).
+    pub fn text_secs(s: &str) -> Option<Duration> {
+        let s = s.trim();
+        match s.parse::<u64>() {
+            Ok(n) => Some(secs_u64(n)),
+            Err(_) => secs(s.parse().ok()?),
+        }
+    }
+
+    /// A JSON number of seconds, or a string holding one.
+    pub fn json_secs(v: &serde_json::Value) -> Option<Duration> {
+        match v {
+            serde_json::Value::Number(n) => match n.as_u64() {
+                Some(n) => Some(secs_u64(n)),
+                None => secs(n.as_f64()?),
+            },
+            serde_json::Value::String(s) => text_secs(s),
+            _ => None,
+        }
+    }
+
+    /// A JSON number of milliseconds, or a string holding one.
+    pub fn json_millis(v: &serde_json::Value) -> Option<Duration> {
+        let ms = match v {
+            serde_json::Value::Number(n) => match n.as_u64() {
+                Some(n) => return Some(millis_u64(n)),
+                None => n.as_f64()?,
+            },
+            serde_json::Value::String(s) => match s.trim().parse::<u64>() {
+                Ok(n) => return Some(millis_u64(n)),
+                Err(_) => s.trim().parse().ok()?,
+            },
+            _ => return None,
+        };
+        secs(ms / 1000.0)
+    }
+
+    /// A `Retry-After` value (RFC 9110 §10.2.3): delay-seconds, or an HTTP
+    /// date (a date in the past means now). Chat APIs also send fractions.
+    pub fn header(value: &str, now: SystemTime) -> Option<Duration> {
+        let value = value.trim();
+        if let Some(d) = text_secs(value) {
+            return Some(d);
+        }
+        // A number that is not a valid wait ("-5", "NaN") is not a date either.
+        if value.parse::<f64>().is_ok() {
+            return None;
+        }
+        let at = httpdate::parse_http_date(value).ok()?;
+        Some(match at.duration_since(now) {
+            Ok(d) => d.min(MAX_RETRY_AFTER),
+            Err(_) => Duration::ZERO,
+        })
+    }
+
+    /// The wait until a reset at Unix time `at` (seconds), from `now`; a
+    /// reset in the past means now.
+    pub fn until_unix_secs(at: i64, now: i64) -> Duration {
+        secs_u64(u64::try_from(at.saturating_sub(now)).unwrap_or(0))
+    }
+
+    /// [`until_unix_secs`] in milliseconds.
+    pub fn until_unix_millis(at: i64, now: i64) -> Duration {
+        millis_u64(u64::try_from(at.saturating_sub(now)).unwrap_or(0))
+    }
+
+    /// Seconds since the Unix epoch now (0 before it).
+    pub fn now_unix_secs() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+}
+
 /// Milliseconds since the Unix epoch, for request signatures (DingTalk,
 /// Lark); a plain `fn` so tests can pin it.
 pub(crate) type Clock = fn() -> u64;
@@ -216,6 +340,128 @@ mod tests {
                 reason: "HTTP 404: no_service".into()
             }
         );
+    }
+
+    /// Every hint form, hostile values included: no panic, never above the
+    /// cap, and what is not a wait is no hint.
+    #[test]
+    fn retry_hints_are_clamped_before_they_become_durations() {
+        use serde_json::json;
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let h = |v: &str| retry_hint::header(v, now);
+        assert_eq!(h("7"), Some(Duration::from_secs(7)));
+        assert_eq!(h(" 1.5 "), Some(Duration::from_millis(1500)));
+        assert_eq!(h("0"), Some(Duration::ZERO));
+        for huge in [
+            "1e300",
+            "18446744073709551616",
+            "99999999999999999999999999",
+        ] {
+            assert_eq!(h(huge), Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        for bad in [
+            "-5", "-0.5", "NaN", "inf", "-inf", "infinity", "abc", "", "1 2", "0x10",
+        ] {
+            assert_eq!(h(bad), None, "{bad:?}");
+        }
+        // HTTP dates (all three forms of RFC 9110): relative to `now`.
+        assert_eq!(
+            h("Sun, 06 Nov 1994 08:50:37 GMT"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            h("Sunday, 06-Nov-94 08:49:47 GMT"),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(h("Sun Nov  6 08:49:57 1994"), Some(Duration::from_secs(20)));
+        assert_eq!(h("Thu, 01 Jan 1970 00:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(h("Fri, 31 Dec 9999 23:59:59 GMT"), Some(MAX_RETRY_AFTER));
+
+        assert_eq!(retry_hint::secs(1e300), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_hint::secs(f64::MAX), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_hint::secs(f64::NAN), None);
+        assert_eq!(retry_hint::secs(f64::INFINITY), None);
+        assert_eq!(retry_hint::secs(-1.0), None);
+        assert_eq!(retry_hint::json_secs(&json!(1e300)), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            retry_hint::json_secs(&json!(31)),
+            Some(Duration::from_secs(31))
+        );
+        assert_eq!(
+            retry_hint::json_secs(&json!("2.5")),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(retry_hint::json_secs(&json!(-1)), None);
+        assert_eq!(retry_hint::json_secs(&json!(i64::MIN)), None);
+        for not_a_number in [
+            json!(null),
+            json!([]),
+            json!({}),
+            json!(true),
+            json!("soon"),
+        ] {
+            assert_eq!(retry_hint::json_secs(&not_a_number), None);
+            assert_eq!(retry_hint::json_millis(&not_a_number), None);
+        }
+        assert_eq!(
+            retry_hint::json_millis(&json!(u64::MAX)),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            retry_hint::json_millis(&json!(1e300)),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            retry_hint::json_millis(&json!(1337)),
+            Some(Duration::from_millis(1337))
+        );
+        assert_eq!(retry_hint::json_millis(&json!(-1)), None);
+        assert_eq!(retry_hint::secs_u64(u64::MAX), MAX_RETRY_AFTER);
+        assert_eq!(retry_hint::millis_u64(u64::MAX), MAX_RETRY_AFTER);
+        assert_eq!(
+            retry_hint::until_unix_secs(i64::MAX, i64::MIN),
+            MAX_RETRY_AFTER
+        );
+        assert_eq!(
+            retry_hint::until_unix_secs(i64::MIN, i64::MAX),
+            Duration::ZERO
+        );
+        assert_eq!(
+            retry_hint::until_unix_secs(142, 100),
+            Duration::from_secs(42)
+        );
+        assert_eq!(retry_hint::until_unix_millis(i64::MAX, 0), MAX_RETRY_AFTER);
+        assert_eq!(
+            retry_hint::until_unix_millis(1_500, 1_000),
+            Duration::from_millis(500)
+        );
+
+        let r = resp(503, &[("Retry-After", "1e300")], "");
+        assert_eq!(r.retry_after(), Some(MAX_RETRY_AFTER));
+        let r = resp(503, &[("Retry-After", "Sun, 06 Nov 1994 08:49:38 GMT")], "");
+        assert_eq!(r.retry_after_at(now), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn body_snippets_are_one_bounded_line() {
+        assert_eq!(
+            resp(400, &[], "  \n a\nb\u{1b}[0m\t c \n").body_snippet(),
+            "a b [0m  c"
+        );
+        let mut big = vec![b' '; 1000];
+        big.extend(std::iter::repeat_n(b'x', 10 << 20));
+        let s = HttpResponse {
+            body: big,
+            ..Default::default()
+        }
+        .body_snippet();
+        assert_eq!(s, format!("{}…", "x".repeat(200)));
+        let s = HttpResponse {
+            body: b"\xff\xfe".repeat(1 << 20),
+            ..Default::default()
+        }
+        .body_snippet();
+        assert_eq!(s.chars().count(), 201);
     }
 
     #[test]

@@ -33,6 +33,7 @@ use serde_spanned::Spanned;
 use sha2::Sha256;
 use toml_edit::Item;
 
+use super::http::retry_hint;
 use super::{
     Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
     Registration,
@@ -237,8 +238,7 @@ impl Destination for LarkChat {
         let after = || {
             resp.retry_after().or_else(|| {
                 resp.header("x-ogw-ratelimit-reset")
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(|s| Duration::from_secs(s.min(3600)))
+                    .and_then(retry_hint::text_secs)
             })
         };
         if code.is_some_and(|c| TRANSIENT_CODES.contains(&c)) {

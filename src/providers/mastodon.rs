@@ -43,6 +43,7 @@ use serde_spanned::Spanned;
 use sha2::{Digest, Sha256};
 use toml_edit::Item;
 
+use super::http::retry_hint;
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
     Outcome, Registration,
@@ -81,9 +82,6 @@ const URL_SLACK: usize = 23 - 11;
 /// Posting limit per account: 300 statuses per 3 hours (Mastodon
 /// `RateLimiter` family `statuses`).
 const STATUSES_PER_3H: u32 = 300;
-
-/// The longest wait honoured from `X-RateLimit-Reset`.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 /// Inserted after an `@` to break a mention.
 const ZWSP: char = '\u{200B}';
@@ -570,9 +568,10 @@ fn classify_answer(resp: &HttpResponse, now: jiff::Timestamp) -> Outcome {
 /// The wait until an `X-RateLimit-Reset` time (ISO 8601), from `now`.
 fn reset_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
     let reset: jiff::Timestamp = value.trim().parse().ok()?;
-    let ms = reset.as_millisecond().saturating_sub(now.as_millisecond());
-    let ms = u64::try_from(ms).unwrap_or(0);
-    Some(Duration::from_millis(ms).min(MAX_RETRY_AFTER))
+    Some(retry_hint::until_unix_millis(
+        reset.as_millisecond(),
+        now.as_millisecond(),
+    ))
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ use serde_spanned::Spanned;
 use sha2::{Digest, Sha256};
 use toml_edit::Item;
 
+use super::http::retry_hint;
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
     Outcome, Registration, http::classify_status, schema_of,
@@ -355,8 +356,7 @@ impl Destination for MatrixChat {
             let after = resp.retry_after().or_else(|| {
                 body.as_ref()
                     .and_then(|b| b.get("retry_after_ms"))
-                    .and_then(|v| v.as_u64())
-                    .map(|ms| Duration::from_millis(ms.min(86_400_000)))
+                    .and_then(retry_hint::json_millis)
             });
             return Outcome::Retry { reason, after };
         }

@@ -18,7 +18,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -26,6 +26,7 @@ use serde_json::json;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
+use super::http::retry_hint;
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
     Outcome, Registration,
@@ -50,9 +51,6 @@ pub const REGISTRATION: Registration = Registration {
 /// (`model.PostMessageMaxRunesV2`). REST refuses longer posts; webhooks
 /// split them into several.
 const MAX_MESSAGE: usize = 16_383;
-
-/// The longest rate-limit wait honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 /// `[providers.NAME]` for `kind = "mattermost"`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -453,13 +451,12 @@ impl MattermostChat {
 /// limiter), or, from proxies that send it, a Unix time.
 fn ratelimit_reset(resp: &HttpResponse) -> Option<Duration> {
     let v: u64 = resp.header("X-Ratelimit-Reset")?.trim().parse().ok()?;
-    let secs = if v > 1_000_000_000 {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
-        v.saturating_sub(now)
+    Some(if v > 1_000_000_000 {
+        let at = i64::try_from(v).unwrap_or(i64::MAX);
+        retry_hint::until_unix_secs(at, retry_hint::now_unix_secs())
     } else {
-        v
-    };
-    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+        retry_hint::secs_u64(v)
+    })
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ use serde_json::json;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
+use super::http::retry_hint;
 use super::{
     Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
     Registration, http::classify_status, schema_of,
@@ -72,9 +73,6 @@ const DEFAULT_API_VERSION: &str = "v21.0";
 
 /// Send API text limit (`message.text`: "UTF-8, 2000 character limit").
 const MAX_TEXT: usize = 2000;
-
-/// The longest wait honoured from a usage header.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 /// Graph error codes that mean "too many calls, later": application (4),
 /// user (17), Page/business (32, 80006) and per-call-type (613) limits.
@@ -421,9 +419,10 @@ fn classify_answer(resp: &HttpResponse) -> Outcome {
         _ => "",
     };
     match classify_status(resp) {
-        // An unknown code with a 5xx answer: Meta's side, try again.
-        Outcome::Retry { after, .. } if hint.is_empty() => Outcome::Retry {
-            reason: reason(""),
+        // A 5xx (or 408/429) is Meta's side whatever code it carries: try
+        // again (a real token error comes back as a 4xx on the next try).
+        Outcome::Retry { after, .. } => Outcome::Retry {
+            reason: reason(hint),
             after,
         },
         _ => Outcome::Permanent {
@@ -463,7 +462,7 @@ fn usage_wait(resp: &HttpResponse) -> Option<Duration> {
     }
     minutes
         .filter(|m| *m > 0)
-        .map(|m| Duration::from_secs(m.saturating_mul(60)).min(MAX_RETRY_AFTER))
+        .map(|m| retry_hint::secs_u64(m.saturating_mul(60)))
 }
 
 #[cfg(test)]

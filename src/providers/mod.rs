@@ -181,6 +181,59 @@ pub enum Outcome {
     Permanent { reason: String },
 }
 
+/// The longest reason an [`Outcome`] keeps, in bytes (logs, the status
+/// pane and dead letters show it).
+pub const MAX_REASON: usize = 1024;
+
+/// The longest remote id an [`Outcome`] keeps, in bytes: ids are stored
+/// with each message ref and put into later requests' URLs.
+pub const MAX_REMOTE_ID: usize = 256;
+
+impl Outcome {
+    /// The outcome as delivery keeps it, whatever the platform answered:
+    /// reasons one line of at most [`MAX_REASON`] bytes, a remote id that
+    /// is not short text dropped (the message was sent; it just cannot be
+    /// threaded or edited), a wait of at most [`http::MAX_RETRY_AFTER`].
+    /// Apply it after redaction, so a cut cannot leave part of a secret.
+    pub fn tidy(self) -> Self {
+        match self {
+            Outcome::Sent { remote_id } => Outcome::Sent {
+                remote_id: remote_id.filter(|id| {
+                    !id.is_empty() && id.len() <= MAX_REMOTE_ID && !id.contains(char::is_control)
+                }),
+            },
+            Outcome::Retry { reason, after } => Outcome::Retry {
+                reason: one_line(reason),
+                after: after.map(|a| a.min(http::MAX_RETRY_AFTER)),
+            },
+            Outcome::Permanent { reason } => Outcome::Permanent {
+                reason: one_line(reason),
+            },
+        }
+    }
+}
+
+/// `reason` without control characters, cut to [`MAX_REASON`] bytes.
+fn one_line(reason: String) -> String {
+    let fits = reason.len() <= MAX_REASON;
+    if fits && !reason.contains(char::is_control) && !reason.is_empty() {
+        return reason;
+    }
+    let mut out = String::with_capacity(reason.len().min(MAX_REASON));
+    for c in reason.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if out.len() + c.len_utf8() > MAX_REASON - '…'.len_utf8() {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+    }
+    if out.trim().is_empty() {
+        out = "no reason given".into();
+    }
+    out
+}
+
 /// One chat's destination on one platform.
 pub trait Destination: Send + Sync + fmt::Debug {
     fn kind(&self) -> &'static str;
@@ -246,4 +299,51 @@ pub struct Registration {
 /// `settings_schema`/`target_schema` for a type: `schema_of::<MyTarget>`.
 pub fn schema_of<T: schemars::JsonSchema>(g: &mut SchemaGenerator) -> Schema {
     g.subschema_for::<T>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tidy_bounds_what_an_answer_can_put_in_an_outcome() {
+        let long = format!("é{}", "x\n\u{1b}[31m".repeat(1000));
+        let Outcome::Permanent { reason } = (Outcome::Permanent { reason: long }).tidy() else {
+            panic!()
+        };
+        assert!(reason.len() <= MAX_REASON, "{}", reason.len());
+        assert!(reason.starts_with("éx  [31mx"), "{reason}");
+        assert!(reason.ends_with('…'));
+        assert!(!reason.contains(char::is_control));
+        let short = Outcome::Retry {
+            reason: "HTTP 503: busy".into(),
+            after: Some(Duration::from_secs(u64::MAX)),
+        };
+        assert_eq!(
+            short.tidy(),
+            Outcome::Retry {
+                reason: "HTTP 503: busy".into(),
+                after: Some(http::MAX_RETRY_AFTER)
+            }
+        );
+        let empty = Outcome::Permanent {
+            reason: " \n".into(),
+        };
+        assert_eq!(
+            empty.tidy(),
+            Outcome::Permanent {
+                reason: "no reason given".into()
+            }
+        );
+        for bad in ["", "a\nb", &"1".repeat(MAX_REMOTE_ID + 1)] {
+            let sent = Outcome::Sent {
+                remote_id: Some(bad.to_string()),
+            };
+            assert_eq!(sent.tidy(), Outcome::Sent { remote_id: None });
+        }
+        let id = Outcome::Sent {
+            remote_id: Some("C0123/1700000000.000100".into()),
+        };
+        assert_eq!(id.clone().tidy(), id);
+    }
 }

@@ -30,6 +30,7 @@ use serde_json::json;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
+use super::http::retry_hint;
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
     Outcome, Registration, http::classify_status, schema_of,
@@ -389,7 +390,7 @@ fn wait_seconds(error: &str) -> Option<Duration> {
     rest[digits.len()..]
         .trim_start()
         .starts_with("second")
-        .then(|| Duration::from_secs(secs.min(86_400)))
+        .then(|| retry_hint::secs_u64(secs))
 }
 
 fn hint(error: &str, status: u16) -> &'static str {

@@ -26,6 +26,7 @@ use serde_json::json;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
+use super::http::retry_hint;
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
     Outcome, Registration, http::classify_status, schema_of,
@@ -49,10 +50,6 @@ const DEFAULT_API_URL: &str = "https://api.telegram.org";
 /// (core.telegram.org/bots/api#sendmessage); counted here in UTF-16 units,
 /// which is what Telegram measures and never less than the characters.
 const MAX_TEXT: usize = 4096;
-
-/// The longest `retry_after` honoured; beyond it the retry stage's backoff
-/// still applies.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 /// `[providers.NAME]` for `kind = "telegram"`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -357,10 +354,15 @@ fn message_id(remote_id: &str) -> serde_json::Value {
 
 /// An `ok:false` answer (or `ok:true` with a failing status, treated alike).
 fn classify_error(resp: &HttpResponse, body: &serde_json::Value) -> Outcome {
-    let code = body["error_code"]
-        .as_u64()
-        .and_then(|c| u16::try_from(c).ok())
-        .unwrap_or(resp.status);
+    // The body's code names the error; an HTTP status that says "the
+    // server's trouble" (a proxy's 502 with a stale body) wins over it.
+    let code = match resp.status {
+        408 | 429 | 500..=599 => resp.status,
+        _ => body["error_code"]
+            .as_u64()
+            .and_then(|c| u16::try_from(c).ok())
+            .unwrap_or(resp.status),
+    };
     let description = body["description"]
         .as_str()
         .map(|d| d.chars().take(200).collect::<String>())
@@ -380,10 +382,7 @@ fn classify_error(resp: &HttpResponse, body: &serde_json::Value) -> Outcome {
             )),
         };
     }
-    let retry_after = params["retry_after"]
-        .as_f64()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| Duration::from_secs_f64(s).min(MAX_RETRY_AFTER));
+    let retry_after = retry_hint::json_secs(&params["retry_after"]);
     if code == 429 || retry_after.is_some() {
         return Outcome::Retry {
             reason: reason(""),

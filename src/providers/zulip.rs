@@ -35,6 +35,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
+use super::http::retry_hint;
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
     Outcome, Registration,
@@ -439,9 +440,7 @@ impl Destination for ZulipChat {
             let after = resp.retry_after().or_else(|| {
                 body.as_ref()
                     .and_then(|b| b.get("retry-after"))
-                    .and_then(|v| v.as_f64())
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(|s| Duration::from_secs_f64(s.min(86_400.0)))
+                    .and_then(retry_hint::json_secs)
             });
             return Outcome::Retry { reason, after };
         }

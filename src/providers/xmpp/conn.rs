@@ -556,7 +556,8 @@ async fn login(c: &mut Conn, cfg: &ConnConfig, deadline: Instant) -> Result<(), 
     let password = cfg.password.expose();
     let who = cfg.bare_jid();
     if offered.iter().any(|m| m == "SCRAM-SHA-1") {
-        let (mut scram, first) = sasl::Scram::start(user, password);
+        let (mut scram, first) = sasl::Scram::start(user, password)
+            .map_err(|e| retry(format!("xmpp: SCRAM login to {} failed: {e}", c.addr)))?;
         c.write(&format!(
             "<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-1'>{first}</auth>"
         ))
@@ -565,7 +566,17 @@ async fn login(c: &mut Conn, cfg: &ConnConfig, deadline: Instant) -> Result<(), 
             let el = expect(c, deadline, "the SASL login").await?;
             match el.local() {
                 "challenge" => {
-                    let reply = scram.respond(&el.text).map_err(|e| {
+                    // PBKDF2 with the server's iteration count: CPU work,
+                    // off the runtime's threads.
+                    let challenge = el.text.clone();
+                    let (back, reply) = tokio::task::spawn_blocking(move || {
+                        let reply = scram.respond(&challenge);
+                        (scram, reply)
+                    })
+                    .await
+                    .map_err(|e| retry(format!("xmpp: SCRAM login to {} failed: {e}", c.addr)))?;
+                    scram = back;
+                    let reply = reply.map_err(|e| {
                         permanent(format!("xmpp: SCRAM login to {} failed: {e}", c.addr))
                     })?;
                     c.write(&format!("<response xmlns='{NS_SASL}'>{reply}</response>"))

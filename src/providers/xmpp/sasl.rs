@@ -9,9 +9,11 @@ use sha1::{Digest, Sha1};
 
 type HmacSha1 = Hmac<Sha1>;
 
-/// Iteration counts above this are refused (a hostile server could make
-/// the relay spin; prosody uses 10 000 by default, RFC 7677 suggests 4096+).
-const MAX_ITERATIONS: u32 = 1_000_000;
+/// Iteration counts above this are refused: the server chooses the count,
+/// and a hostile one could make the relay spin (prosody uses 10 000 by
+/// default, RFC 7677 suggests 4096+). The login computes it off the
+/// runtime (`spawn_blocking` in `conn.rs`).
+pub const MAX_ITERATIONS: u32 = 100_000;
 
 /// `authcid` and password as PLAIN's initial response, base64.
 pub fn plain(user: &str, password: &str) -> String {
@@ -27,11 +29,15 @@ pub struct Scram {
 }
 
 impl Scram {
-    /// Starts with a fresh random nonce; returns the exchange and the
-    /// initial response (base64).
-    pub fn start(user: &str, password: &str) -> (Self, String) {
-        let nonce: String = (0..24).map(|_| fastrand::alphanumeric()).collect();
-        Self::with_nonce(user, password, &nonce)
+    /// Starts with a fresh nonce from the OS's random source; returns the
+    /// exchange and the initial response (base64). `Err` when the OS has
+    /// no randomness to give.
+    pub fn start(user: &str, password: &str) -> Result<(Self, String), String> {
+        let mut bytes = [0u8; 18];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| format!("no randomness for the SCRAM nonce: {e}"))?;
+        // Base64 is printable and has no ',' (RFC 5802 nonce syntax).
+        Ok(Self::with_nonce(user, password, &B64.encode(bytes)))
     }
 
     pub fn with_nonce(user: &str, password: &str, nonce: &str) -> (Self, String) {
@@ -74,9 +80,15 @@ impl Scram {
         let iterations: u32 = iter
             .parse()
             .ok()
-            .filter(|&i| (1..=MAX_ITERATIONS).contains(&i))
+            .filter(|&i| i >= 1)
             .ok_or_else(|| format!("unacceptable SCRAM iteration count {iter:?}"))?;
-        let salted = pbkdf2_sha1(self.password.as_bytes(), &salt, iterations);
+        if iterations > MAX_ITERATIONS {
+            return Err(format!(
+                "the server asks for {iterations} SCRAM iterations; the relay computes at most {MAX_ITERATIONS} (lower the server's iteration count)"
+            ));
+        }
+        let salted =
+            pbkdf2::pbkdf2_hmac_array::<Sha1, 20>(self.password.as_bytes(), &salt, iterations);
         let client_key = hmac(&salted, b"Client Key");
         let stored_key: [u8; 20] = Sha1::digest(client_key).into();
         let without_proof = format!("c=biws,r={nonce}");
@@ -120,21 +132,6 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 20] {
     let mut mac = <HmacSha1 as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(data);
     mac.finalize().into_bytes().into()
-}
-
-/// PBKDF2-HMAC-SHA1 with a 20-byte output (one block), as SCRAM needs.
-fn pbkdf2_sha1(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 20] {
-    let mut block = salt.to_vec();
-    block.extend_from_slice(&1u32.to_be_bytes());
-    let mut u = hmac(password, &block);
-    let mut out = u;
-    for _ in 1..iterations {
-        u = hmac(password, &u);
-        for (o, x) in out.iter_mut().zip(u.iter()) {
-            *o ^= x;
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -186,10 +183,26 @@ mod tests {
         ] {
             assert!(s.respond(&B64.encode(bad)).is_err(), "{bad}");
         }
+        // Above the cap: refused before any work, saying why.
+        let err = s
+            .respond(&B64.encode("r=abcd,s=QSXCR+Q6sek8bf92,i=100001"))
+            .unwrap_err();
+        assert!(err.contains("at most 100000"), "{err}");
         let (_, first) = Scram::with_nonce("a,b=c", "p", "n");
         assert_eq!(
             String::from_utf8(B64.decode(first).unwrap()).unwrap(),
             "n,,n=a=2Cb=3Dc,r=n"
         );
+    }
+
+    #[test]
+    fn nonces_are_fresh_and_valid() {
+        let (a, first) = Scram::start("u", "p").unwrap();
+        let (b, _) = Scram::start("u", "p").unwrap();
+        assert_ne!(a.nonce, b.nonce);
+        assert_eq!(a.nonce.len(), 24);
+        assert!(!a.nonce.contains(','));
+        let first = String::from_utf8(B64.decode(first).unwrap()).unwrap();
+        assert_eq!(first, format!("n,,n=u,r={}", a.nonce));
     }
 }
