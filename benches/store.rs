@@ -63,6 +63,7 @@ fn accept(c: &mut Criterion) {
                         .map(|o| match o {
                             AcceptOutcome::Stored(id) => Routed {
                                 id: *id,
+                                revision: None,
                                 deliveries: vec![],
                             },
                             AcceptOutcome::Duplicate => panic!("no duplicates here"),

@@ -199,10 +199,9 @@ mod tests {
     use crate::delivery::redb_store::RedbStore;
     use crate::delivery::redb_store::tests::inbound;
     use crate::delivery::store::{
-        DeadLetter, FollowUp, MessageRef, NewDelivery, PostKey, PostRecord, QueuedDelivery,
-        RefChange, Routed, StoredEvent,
+        DeadLetter, FollowUp, MessageRef, NewDelivery, PendingChange, PostKey, PostRecord,
+        QuarantineSummary, QueuedDelivery, RefChange, Routed, StoredEvent,
     };
-    use crate::ingest::Event;
 
     /// Delegates to a [`RedbStore`], counting and optionally slowing (like a
     /// slow disk) or failing `accept`.
@@ -250,14 +249,11 @@ mod tests {
         fn due_events(&self, now_ms: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
             self.inner.due_events(now_ms, limit)
         }
-        fn pending_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
-            self.inner.pending_events()
-        }
-        fn update_pending(&self, id: u64, event: &Event) -> Result<bool, StoreError> {
-            self.inner.update_pending(id, event)
-        }
-        fn cancel_pending(&self, id: u64) -> Result<bool, StoreError> {
-            self.inner.cancel_pending(id)
+        fn update_pending(
+            &self,
+            f: &mut dyn FnMut(&mut StoredEvent) -> PendingChange,
+        ) -> Result<usize, StoreError> {
+            self.inner.update_pending(f)
         }
         fn route_many(&self, routed: &[Routed], now_ms: u64) -> Result<(), StoreError> {
             self.inner.route_many(routed, now_ms)
@@ -298,6 +294,12 @@ mod tests {
         }
         fn prune(&self, before_ms: u64, refs_before_ms: u64) -> Result<(), StoreError> {
             self.inner.prune(before_ms, refs_before_ms)
+        }
+        fn prune_dead_letters(&self, before_ms: u64, max: u64) -> Result<u64, StoreError> {
+            self.inner.prune_dead_letters(before_ms, max)
+        }
+        fn quarantined(&self) -> Result<QuarantineSummary, StoreError> {
+            self.inner.quarantined()
         }
         fn post_record(&self, key: &PostKey) -> Result<Option<PostRecord>, StoreError> {
             self.inner.post_record(key)
@@ -352,7 +354,7 @@ mod tests {
         assert_eq!(committer.commits(), commits);
         assert_eq!(committer.committed_events(), 200);
         // Every stored event is durably in the inbox.
-        assert_eq!(store.pending_events().unwrap().len(), 100);
+        assert_eq!(store.due_events(u64::MAX, usize::MAX).unwrap().len(), 100);
     }
 
     #[tokio::test]
@@ -406,7 +408,10 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
-        assert_eq!(answered, store.pending_events().unwrap().len());
+        assert_eq!(
+            answered,
+            store.due_events(u64::MAX, usize::MAX).unwrap().len()
+        );
         let err = committer.accept(inbound(99, 1)).await.unwrap_err();
         assert!(matches!(err, StoreError::Io(m) if m == "store writer stopped"));
         // The thread let go of the store: only the test's handle is left.

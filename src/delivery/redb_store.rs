@@ -3,7 +3,11 @@
 //!
 //! # Tables
 //!
-//! Values are JSON (simple to debug, tolerant of added fields). Where a
+//! Values are JSON (simple to debug, tolerant of added fields), each row
+//! opening with its format version (`{"v":1,...}`, [`ROW_FORMAT`]); rows of
+//! earlier releases, without one, read as version 0 (same fields). Readers
+//! ignore unknown fields (so older relays read these rows too) and default
+//! the missing ones where that is safe. Where a
 //! value carries a field that an index is keyed by, that field is also kept
 //! in front of the JSON as a plain `u64`, so index upkeep never depends on
 //! decoding a record.
@@ -25,6 +29,7 @@
 //! | `posts`          | (forum URL, topic id, post number) | (`stored_at_ms`, JSON [`PostRecord`]) |
 //! | `posts_by_time`  | (`stored_at_ms`, forum, topic, number) | `()` — index for `prune`      |
 //! | `meta`           | name                            | `u64` (schema, next ids)           |
+//! | `quarantine`     | id `u64`                        | (when, table, key, error, raw bytes) of an unreadable row |
 //!
 //! The dedupe window is looked up in memory (`seen`: key hash -> first
 //! seen), loaded at open from `dedupe_batches`: an accept writes one row per
@@ -58,8 +63,11 @@
 //! [`StoreError::Io`]. redb then refuses every later operation until the
 //! database is reopened, so the store closes and reopens the file itself on
 //! the next call (at most once per [`REOPEN_INTERVAL`]): once space is
-//! freed, the relay recovers without a restart. A record whose JSON cannot
-//! be decoded is [`StoreError::Corrupt`] and is left in place.
+//! freed, the relay recovers without a restart. A row that cannot be read
+//! (bad JSON, a newer format) is moved to `quarantine` with its raw bytes,
+//! where it came from and why, keeping the indexes and counters in step, and
+//! is skipped: one bad row never stops routing or a chat's queue
+//! ([`Store::quarantined`] shows them).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -68,17 +76,17 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{
-    Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table,
-    TableDefinition, WriteTransaction,
+    Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::store::{
     AcceptOutcome, DeadLetter, DedupeKey, FollowUp, InboundEvent, MessageRef, NewDelivery, Payload,
-    PostChat, PostKey, PostRecord, QueuedDelivery, RefChange, Routed, Store, StoreError,
-    StoredEvent,
+    PendingChange, PostChat, PostKey, PostRecord, QuarantineSummary, QuarantinedRow,
+    QueuedDelivery, RefChange, Routed, Store, StoreError, StoredEvent,
 };
 use crate::ingest::Event;
 use crate::ingest::EventKind;
@@ -107,6 +115,14 @@ const POSTS_BY_TIME: TableDefinition<(u64, &str, u64, u64), ()> =
 /// The refs of the first releases (keyed by post id alone): dropped at open.
 const OLD_REFS: [&str; 2] = ["refs", "refs_by_time"];
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Rows that could not be read: (when, table, key, error, raw bytes).
+const QUARANTINE: TableDefinition<u64, (u64, &str, &str, &str, &[u8])> =
+    TableDefinition::new("quarantine");
+/// How many of the newest quarantined rows [`Store::quarantined`] lists.
+const QUARANTINE_NEWEST: usize = 10;
+/// Most dead letters one pruning transaction removes (a long backlog is
+/// pruned in several, so accepts never wait long behind one).
+const PRUNE_ROWS: usize = 10_000;
 
 const SCHEMA_KEY: &str = "schema_version";
 const SCHEMA_VERSION: u64 = 1;
@@ -177,14 +193,266 @@ fn latches(e: &redb::Error) -> bool {
     )
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl FnOnce() -> String) -> R<T> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Fail::Store(StoreError::Corrupt(format!("{}: {e}", what()))))
+/// The format version of the JSON rows this relay writes. Rows without a
+/// version are version 0: the same fields, written before rows had one.
+pub const ROW_FORMAT: u64 = 1;
+/// What every row written opens with (`ROW_FORMAT`, checked by a test).
+const ROW_PREFIX: &[u8] = b"{\"v\":1";
+
+/// The format version a row says it has (0: none).
+fn row_version(bytes: &[u8]) -> Result<u64, String> {
+    let Some(rest) = bytes.strip_prefix(b"{\"v\":") else {
+        return Ok(0);
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits])
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| "malformed format version".to_string())
 }
 
+/// Reads a stored row; the error says why it cannot be (the caller sets
+/// the row aside).
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match row_version(bytes)? {
+        // Versions 0 and 1 have the same fields; `v` itself is ignored.
+        0 | ROW_FORMAT => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        v => Err(format!(
+            "format version {v} is newer than this relay reads ({ROW_FORMAT})"
+        )),
+    }
+}
+
+/// A row as stored: `value`'s JSON object with the format version first.
 fn encode<T: Serialize>(value: &T) -> R<Vec<u8>> {
-    serde_json::to_vec(value)
-        .map_err(|e| Fail::Store(StoreError::Corrupt(format!("cannot encode a record: {e}"))))
+    let fail = |e: String| Fail::Store(StoreError::Corrupt(format!("cannot encode a record: {e}")));
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(ROW_PREFIX);
+    let at = out.len();
+    serde_json::to_writer(&mut out, value).map_err(|e| fail(e.to_string()))?;
+    // `{"v":1` + `{...}`: the object's `{` becomes the separator.
+    match out.get(at..at + 2) {
+        Some(b"{}") => {
+            out.truncate(at);
+            out.push(b'}');
+        }
+        Some([b'{', _]) => out[at] = b',',
+        _ => return Err(fail("not a JSON object".into())),
+    }
+    Ok(out)
+}
+
+/// Names the bytes of an inbox row ([`StoredEvent::revision`]). Compared
+/// only within one process, so std's fixed-key hasher does.
+fn revision_of(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(bytes);
+    h.finish()
+}
+
+/// An inbox row read back.
+fn decode_event(bytes: &[u8]) -> Result<StoredEvent, String> {
+    let mut e: StoredEvent = decode(bytes)?;
+    e.revision = revision_of(bytes);
+    Ok(e)
+}
+
+/// Wall-clock time for rows set aside by calls that are not given one.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Where an unreadable row is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Row {
+    Inbox {
+        id: u64,
+    },
+    Queue {
+        chat: String,
+        seq: u64,
+    },
+    /// `chat` when known (the per-chat listing), else found by its index.
+    Dead {
+        id: u64,
+        chat: Option<String>,
+    },
+    Post {
+        forum: String,
+        topic: u64,
+        number: u64,
+    },
+    Ref {
+        chat: String,
+        topic: u64,
+        number: u64,
+    },
+}
+
+impl Row {
+    fn table(&self) -> &'static str {
+        match self {
+            Row::Inbox { .. } => "inbox",
+            Row::Queue { .. } => "queue",
+            Row::Dead { .. } => "dead",
+            Row::Post { .. } => "posts",
+            Row::Ref { .. } => "message_refs",
+        }
+    }
+
+    fn key(&self) -> String {
+        match self {
+            Row::Inbox { id } | Row::Dead { id, .. } => id.to_string(),
+            Row::Queue { chat, seq } => format!("{chat}#{seq}"),
+            Row::Post {
+                forum,
+                topic,
+                number,
+            } => format!("{forum}/{topic}/{number}"),
+            Row::Ref {
+                chat,
+                topic,
+                number,
+            } => format!("{chat}/{topic}/{number}"),
+        }
+    }
+}
+
+/// A row that cannot be read: where, its bytes, and why.
+#[derive(Debug)]
+struct Unreadable {
+    row: Row,
+    raw: Vec<u8>,
+    error: String,
+}
+
+impl Unreadable {
+    fn new(row: Row, raw: &[u8], error: String) -> Self {
+        Self {
+            row,
+            raw: raw.to_vec(),
+            error,
+        }
+    }
+}
+
+/// Adds a row to the quarantine (the caller removed it from its table).
+fn put_quarantine(txn: &WriteTransaction, bad: &Unreadable, at_ms: u64) -> R<()> {
+    let mut q = txn.open_table(QUARANTINE)?;
+    let id = match q.last()? {
+        Some((k, _)) => k.value().saturating_add(1),
+        None => 1,
+    };
+    let (table, key) = (bad.row.table(), bad.row.key());
+    q.insert(
+        id,
+        (
+            at_ms,
+            table,
+            key.as_str(),
+            bad.error.as_str(),
+            bad.raw.as_slice(),
+        ),
+    )?;
+    tracing::error!(
+        table,
+        key = %key,
+        error = %bad.error,
+        "a stored row cannot be read; moved to the quarantine, the others go on"
+    );
+    Ok(())
+}
+
+/// Moves an unreadable row to the quarantine with its index and counter
+/// entries, if it still holds the same bytes (else it changed meanwhile
+/// and is left alone). Opens the tables itself: call with none of them open.
+fn set_aside(txn: &WriteTransaction, bad: &Unreadable, at_ms: u64) -> R<bool> {
+    let same = |now: Option<&[u8]>| now == Some(bad.raw.as_slice());
+    match &bad.row {
+        Row::Inbox { id } => {
+            let mut inbox = txn.open_table(INBOX)?;
+            let due_at = match inbox.get(*id)? {
+                Some(g) if same(Some(g.value().1)) => g.value().0,
+                _ => return Ok(false),
+            };
+            inbox.remove(*id)?;
+            txn.open_table(INBOX_DUE)?.remove((due_at, *id))?;
+        }
+        Row::Queue { chat, seq } => {
+            let mut queues = Queues::open(txn)?;
+            let current = queues.queue.get((chat.as_str(), *seq))?;
+            if !same(current.as_ref().map(|g| g.value())) {
+                return Ok(false);
+            }
+            drop(current);
+            queues.remove(chat, *seq)?;
+        }
+        Row::Dead { id, chat } => {
+            let mut dead = txn.open_table(DEAD)?;
+            let current = dead.get(*id)?;
+            if !same(current.as_ref().map(|g| g.value())) {
+                return Ok(false);
+            }
+            drop(current);
+            dead.remove(*id)?;
+            let mut index = txn.open_table(DEAD_BY_CHAT)?;
+            let chat = match chat {
+                Some(c) => Some(c.clone()),
+                // Rare (a corrupt row in the global listing): scan the index.
+                None => {
+                    let mut found = None;
+                    for item in index.iter()? {
+                        let (k, _) = item?;
+                        let (c, i) = k.value();
+                        if i == *id {
+                            found = Some(c.to_string());
+                            break;
+                        }
+                    }
+                    found
+                }
+            };
+            if let Some(c) = chat
+                && index.remove((c.as_str(), *id))?.is_some()
+            {
+                bump(&mut txn.open_table(DEAD_COUNT)?, &c, -1)?;
+            }
+        }
+        Row::Post {
+            forum,
+            topic,
+            number,
+        } => {
+            let k = (forum.as_str(), *topic, *number);
+            let mut posts = txn.open_table(POSTS)?;
+            let at = match posts.get(k)? {
+                Some(g) if same(Some(g.value().1)) => g.value().0,
+                _ => return Ok(false),
+            };
+            posts.remove(k)?;
+            txn.open_table(POSTS_BY_TIME)?.remove((at, k.0, k.1, k.2))?;
+        }
+        Row::Ref {
+            chat,
+            topic,
+            number,
+        } => {
+            let k = (chat.as_str(), *topic, *number);
+            let mut refs = txn.open_table(REFS)?;
+            let at = match refs.get(k)? {
+                Some(g) if same(Some(g.value().1)) => g.value().0,
+                _ => return Ok(false),
+            };
+            refs.remove(k)?;
+            txn.open_table(REFS_BY_TIME)?.remove((at, k.0, k.1, k.2))?;
+        }
+    }
+    put_quarantine(txn, bad, at_ms)?;
+    Ok(true)
 }
 
 /// [`StoredEvent`] by reference (same JSON), to store without cloning.
@@ -301,22 +569,52 @@ impl<'t> Queues<'t> {
     }
 
     /// The delivery `seq` of `chat` if it is queued behind the head (the
-    /// head may be in flight; nothing behind it is).
-    fn waiting(&self, chat: &str, seq: u64) -> R<Option<QueuedDelivery>> {
-        let head = self.queue.range((chat, 0)..=(chat, u64::MAX))?.next();
-        let head_seq = match head {
+    /// head may be in flight; nothing behind it is). An unreadable one is
+    /// moved to the quarantine and counts as gone.
+    fn waiting(
+        &mut self,
+        txn: &WriteTransaction,
+        chat: &str,
+        seq: u64,
+        now_ms: u64,
+    ) -> R<Option<QueuedDelivery>> {
+        let head_seq = match self.queue.range((chat, 0)..=(chat, u64::MAX))?.next() {
             Some(item) => item?.0.value().1,
             None => return Ok(None),
         };
         if head_seq == seq {
             return Ok(None);
         }
-        match self.queue.get((chat, seq))? {
-            Some(row) => Ok(Some(decode(row.value(), || {
-                format!("queue entry {chat}#{seq}")
-            })?)),
-            None => Ok(None),
+        let read = match self.queue.get((chat, seq))? {
+            Some(row) => decode(row.value()).map_err(|e| (row.value().to_vec(), e)),
+            None => return Ok(None),
+        };
+        match read {
+            Ok(d) => Ok(Some(d)),
+            Err((raw, error)) => {
+                self.set_aside(txn, chat, seq, raw, error, now_ms)?;
+                Ok(None)
+            }
         }
+    }
+
+    /// Moves the unreadable row `seq` of `chat` (holding `raw`) to the
+    /// quarantine, keeping the chat's depth in step.
+    fn set_aside(
+        &mut self,
+        txn: &WriteTransaction,
+        chat: &str,
+        seq: u64,
+        raw: Vec<u8>,
+        error: String,
+        now_ms: u64,
+    ) -> R<()> {
+        self.remove(chat, seq)?;
+        let row = Row::Queue {
+            chat: chat.to_string(),
+            seq,
+        };
+        put_quarantine(txn, &Unreadable { row, raw, error }, now_ms)
     }
 
     /// Removes a row, returning its bytes.
@@ -441,6 +739,7 @@ impl RedbStore {
             txn.open_table(REFS_BY_TIME)?;
             txn.open_table(POSTS)?;
             txn.open_table(POSTS_BY_TIME)?;
+            txn.open_table(QUARANTINE)?;
             for old in OLD_REFS {
                 txn.delete_table(redb::TableDefinition::<(&str, u64), ()>::new(old))?;
             }
@@ -571,14 +870,48 @@ impl RedbStore {
         })
     }
 
+    /// Moves rows that a read found unreadable to the quarantine. A failure
+    /// is only logged: the caller still answers with the readable rows, and
+    /// the next read finds the bad ones again.
+    fn set_aside_all(&self, bad: &[Unreadable]) {
+        if bad.is_empty() {
+            return;
+        }
+        let now = wall_ms();
+        let r = self.write(Commit::Durable, |txn| {
+            for b in bad {
+                set_aside(txn, b, now)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cannot move unreadable rows to the quarantine");
+        }
+    }
+
     /// One write transaction; `f` failing aborts it.
     fn write<T>(
         &self,
         commit: Commit,
         f: impl FnOnce(&WriteTransaction) -> R<T>,
     ) -> Result<T, StoreError> {
+        self.write_if(commit, |txn| f(txn).map(|out| (out, true)))
+    }
+
+    /// [`Self::write`] where `f` also says whether to commit: a
+    /// transaction that changed nothing is aborted (no fsync).
+    fn write_if<T>(
+        &self,
+        commit: Commit,
+        f: impl FnOnce(&WriteTransaction) -> R<(T, bool)>,
+    ) -> Result<T, StoreError> {
         self.run(|db| {
             let mut txn = db.begin_write()?;
+            let (out, keep) = f(&txn)?;
+            if !keep {
+                txn.abort()?;
+                return Ok(out);
+            }
             // Decided inside the transaction: writers are serialized by redb.
             let durable = commit == Commit::Durable || {
                 let mut cheap = lock(&self.cheap);
@@ -594,7 +927,6 @@ impl RedbStore {
             } else {
                 Durability::None
             })?;
-            let out = f(&txn)?;
             txn.commit()?;
             if durable {
                 let mut cheap = lock(&self.cheap);
@@ -674,10 +1006,11 @@ impl Store for RedbStore {
     }
 
     fn due_events(&self, now_ms: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(|txn| {
+        let (out, bad) = self.read(|txn| {
             let due = txn.open_table(INBOX_DUE)?;
             let inbox = txn.open_table(INBOX)?;
             let mut out = Vec::new();
+            let mut bad = Vec::new();
             for item in due.range(..=(now_ms, u64::MAX))? {
                 if out.len() >= limit {
                     break;
@@ -686,55 +1019,82 @@ impl Store for RedbStore {
                 let (_, id) = key.value();
                 // An index row always has its inbox row (same transactions).
                 if let Some(row) = inbox.get(id)? {
-                    out.push(decode(row.value().1, || format!("inbox entry {id}"))?);
+                    let bytes = row.value().1;
+                    match decode_event(bytes) {
+                        Ok(e) => out.push(e),
+                        Err(e) => bad.push(Unreadable::new(Row::Inbox { id }, bytes, e)),
+                    }
                 }
             }
-            Ok(out)
-        })
+            Ok((out, bad))
+        })?;
+        self.set_aside_all(&bad);
+        Ok(out)
     }
 
-    fn pending_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(|txn| {
-            let inbox = txn.open_table(INBOX)?;
-            let mut out = Vec::new();
-            for item in inbox.iter()? {
-                let (key, row) = item?;
-                let id = key.value();
-                out.push(decode(row.value().1, || format!("inbox entry {id}"))?);
+    fn update_pending(
+        &self,
+        f: &mut dyn FnMut(&mut StoredEvent) -> PendingChange,
+    ) -> Result<usize, StoreError> {
+        self.write_if(Commit::Durable, |txn| {
+            // (id, due at as stored, new row: None = cancel, new due at)
+            let mut changes: Vec<(u64, u64, Option<Vec<u8>>, u64)> = Vec::new();
+            let mut bad = Vec::new();
+            {
+                let inbox = txn.open_table(INBOX)?;
+                for item in inbox.iter()? {
+                    let (key, row) = item?;
+                    let id = key.value();
+                    let (due_at, bytes) = row.value();
+                    let mut e = match decode_event(bytes) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            bad.push(Unreadable::new(Row::Inbox { id }, bytes, e));
+                            continue;
+                        }
+                    };
+                    match f(&mut e) {
+                        PendingChange::Keep => {}
+                        PendingChange::Cancel => changes.push((id, due_at, None, due_at)),
+                        PendingChange::Update => {
+                            let record = encode(&StoredEventRef {
+                                id,
+                                event: &e.event,
+                                due_at_ms: e.due_at_ms,
+                                received_at_ms: e.received_at_ms,
+                            })?;
+                            // Unchanged after all: nothing to write.
+                            if record != bytes || e.due_at_ms != due_at {
+                                changes.push((id, due_at, Some(record), e.due_at_ms));
+                            }
+                        }
+                    }
+                }
             }
-            Ok(out)
-        })
-    }
-
-    fn update_pending(&self, id: u64, event: &Event) -> Result<bool, StoreError> {
-        self.write(Commit::Durable, |txn| {
-            let mut inbox = txn.open_table(INBOX)?;
-            let Some((due_at, bytes)) = inbox.get(id)?.map(|g| {
-                let (due_at, bytes) = g.value();
-                (due_at, bytes.to_vec())
-            }) else {
-                return Ok(false);
-            };
-            let stored: StoredEvent = decode(&bytes, || format!("inbox entry {id}"))?;
-            let record = encode(&StoredEventRef {
-                id,
-                event,
-                due_at_ms: stored.due_at_ms,
-                received_at_ms: stored.received_at_ms,
-            })?;
-            inbox.insert(id, (due_at, record.as_slice()))?;
-            Ok(true)
-        })
-    }
-
-    fn cancel_pending(&self, id: u64) -> Result<bool, StoreError> {
-        self.write(Commit::Durable, |txn| {
-            let mut inbox = txn.open_table(INBOX)?;
-            let Some(due_at) = inbox.remove(id)?.map(|g| g.value().0) else {
-                return Ok(false);
-            };
-            txn.open_table(INBOX_DUE)?.remove((due_at, id))?;
-            Ok(true)
+            {
+                let mut inbox = txn.open_table(INBOX)?;
+                let mut due = txn.open_table(INBOX_DUE)?;
+                for (id, due_at, record, new_due) in &changes {
+                    match record {
+                        None => {
+                            inbox.remove(*id)?;
+                            due.remove((*due_at, *id))?;
+                        }
+                        Some(record) => {
+                            inbox.insert(*id, (*new_due, record.as_slice()))?;
+                            if new_due != due_at {
+                                due.remove((*due_at, *id))?;
+                                due.insert((*new_due, *id), ())?;
+                            }
+                        }
+                    }
+                }
+            }
+            let now = wall_ms();
+            for b in &bad {
+                set_aside(txn, b, now)?;
+            }
+            Ok((changes.len(), !changes.is_empty() || !bad.is_empty()))
         })
     }
 
@@ -747,10 +1107,26 @@ impl Store for RedbStore {
             let mut inbox = txn.open_table(INBOX)?;
             let mut due = txn.open_table(INBOX_DUE)?;
             let mut queues = Queues::open(txn)?;
-            for Routed { id, deliveries } in routed {
-                let Some(due_at) = inbox.remove(*id)?.map(|g| g.value().0) else {
-                    continue; // already routed (or cancelled)
+            for Routed {
+                id,
+                revision,
+                deliveries,
+            } in routed
+            {
+                let current = match inbox.get(*id)? {
+                    Some(g) => {
+                        let (due_at, bytes) = g.value();
+                        (due_at, revision_of(bytes))
+                    }
+                    None => continue, // already routed (or cancelled)
                 };
+                let (due_at, now_revision) = current;
+                // Changed since it was read (an edit, late tags): routed
+                // again as it is now, never over the change.
+                if revision.is_some_and(|r| r != now_revision) {
+                    continue;
+                }
+                inbox.remove(*id)?;
                 due.remove((due_at, *id))?;
                 let mut record: Option<(PostKey, PostRecord)> = None;
                 for d in deliveries {
@@ -784,16 +1160,31 @@ impl Store for RedbStore {
     }
 
     fn post_record(&self, key: &PostKey) -> Result<Option<PostRecord>, StoreError> {
-        self.read(|txn| {
+        let read = self.read(|txn| {
             let posts = txn.open_table(POSTS)?;
             let row = posts.get((key.forum.as_str(), key.topic, key.number))?;
-            row.map(|r| {
-                decode(r.value().1, || {
-                    format!("post record {}/{}", key.topic, key.number)
+            Ok(row.map(|r| {
+                let bytes = r.value().1;
+                decode(bytes).map_err(|e| {
+                    let row = Row::Post {
+                        forum: key.forum.clone(),
+                        topic: key.topic,
+                        number: key.number,
+                    };
+                    Unreadable::new(row, bytes, e)
                 })
-            })
-            .transpose()
-        })
+            }))
+        })?;
+        match read {
+            None => Ok(None),
+            Some(Ok(r)) => Ok(Some(r)),
+            // Forgotten, as if remembered too long ago: later edits and
+            // deletes of the post are ignored.
+            Some(Err(bad)) => {
+                self.set_aside_all(&[bad]);
+                Ok(None)
+            }
+        }
     }
 
     fn follow_up(
@@ -818,7 +1209,7 @@ impl Store for RedbStore {
                 let chat = step.chat.as_str();
                 let waiting = match step.queued {
                     Some(seq) if claims.get(chat).is_none_or(|&c| seq > c) => {
-                        queues.waiting(chat, seq)?
+                        queues.waiting(txn, chat, seq, now_ms)?
                     }
                     _ => None,
                 };
@@ -865,20 +1256,7 @@ impl Store for RedbStore {
     }
 
     fn head(&self, chat: &str) -> Result<Option<QueuedDelivery>, StoreError> {
-        self.read(|txn| {
-            let queue = txn.open_table(QUEUE)?;
-            let mut range = queue.range((chat, 0)..=(chat, u64::MAX))?;
-            match range.next() {
-                None => Ok(None),
-                Some(item) => {
-                    let (key, row) = item?;
-                    let (_, seq) = key.value();
-                    Ok(Some(decode(row.value(), || {
-                        format!("queue entry {chat}#{seq}")
-                    })?))
-                }
-            }
-        })
+        Ok(self.read_queue(chat, 1)?.into_iter().next())
     }
 
     fn heads(&self, chat: &str, limit: usize) -> Result<Vec<QueuedDelivery>, StoreError> {
@@ -887,16 +1265,7 @@ impl Store for RedbStore {
         // seen) or sees the claim (and queues behind).
         let mut claims = lock(&self.claims);
         claims.insert(chat.to_string(), u64::MAX);
-        let heads = self.read(|txn| {
-            let queue = txn.open_table(QUEUE)?;
-            let mut out: Vec<QueuedDelivery> = Vec::with_capacity(limit.min(64));
-            for item in queue.range((chat, 0)..=(chat, u64::MAX))?.take(limit) {
-                let (key, row) = item?;
-                let (_, seq) = key.value();
-                out.push(decode(row.value(), || format!("queue entry {chat}#{seq}"))?);
-            }
-            Ok(out)
-        });
+        let heads = self.read_queue(chat, limit);
         match heads.as_ref().ok().and_then(|h| h.last()) {
             Some(last) => claims.insert(chat.to_string(), last.seq),
             None => claims.remove(chat),
@@ -950,15 +1319,18 @@ impl Store for RedbStore {
     ) -> Result<(), StoreError> {
         // Cheap: a lost reschedule retries early after a crash (module docs).
         self.write(Commit::Cheap, |txn| {
-            let mut queue = txn.open_table(QUEUE)?;
-            let Some(bytes) = queue.get((chat, seq))?.map(|g| g.value().to_vec()) else {
+            let mut queues = Queues::open(txn)?;
+            let Some(bytes) = (queues.queue.get((chat, seq))?).map(|g| g.value().to_vec()) else {
                 return Ok(()); // acked or dead-lettered meanwhile
             };
-            let mut d: QueuedDelivery = decode(&bytes, || format!("queue entry {chat}#{seq}"))?;
+            let mut d: QueuedDelivery = match decode(&bytes) {
+                Ok(d) => d,
+                Err(e) => return queues.set_aside(txn, chat, seq, bytes, e, wall_ms()),
+            };
             d.attempts = d.attempts.saturating_add(1);
             d.next_attempt_at_ms = next_attempt_at_ms;
             d.last_error = Some(error.to_string());
-            queue.insert((chat, seq), encode(&d)?.as_slice())?;
+            queues.queue.insert((chat, seq), encode(&d)?.as_slice())?;
             Ok(())
         })
     }
@@ -975,7 +1347,22 @@ impl Store for RedbStore {
             let Some(bytes) = queues.remove(chat, seq)? else {
                 return Ok(()); // already acked or dead-lettered
             };
-            let delivery: QueuedDelivery = decode(&bytes, || format!("queue entry {chat}#{seq}"))?;
+            let delivery: QueuedDelivery = match decode(&bytes) {
+                Ok(d) => d,
+                Err(error) => {
+                    // Already removed from the queue: kept aside instead.
+                    let row = Row::Queue {
+                        chat: chat.to_string(),
+                        seq,
+                    };
+                    let bad = Unreadable {
+                        row,
+                        raw: bytes,
+                        error,
+                    };
+                    return put_quarantine(txn, &bad, now_ms);
+                }
+            };
             let letter = DeadLetter {
                 delivery,
                 reason: reason.to_string(),
@@ -999,9 +1386,19 @@ impl Store for RedbStore {
         chat: Option<&str>,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        self.read(|txn| {
+        let (out, bad) = self.read(|txn| {
             let dead = txn.open_table(DEAD)?;
-            let mut out = Vec::new();
+            let mut out: Vec<DeadLetter> = Vec::new();
+            let mut bad = Vec::new();
+            let take = |out: &mut Vec<DeadLetter>, bad: &mut Vec<Unreadable>, id, bytes: &[u8]| {
+                match decode(bytes) {
+                    Ok(d) => out.push(d),
+                    Err(e) => {
+                        let chat = chat.map(str::to_string);
+                        bad.push(Unreadable::new(Row::Dead { id, chat }, bytes, e));
+                    }
+                }
+            };
             match chat {
                 None => {
                     for item in dead.iter()?.rev() {
@@ -1009,8 +1406,7 @@ impl Store for RedbStore {
                             break;
                         }
                         let (key, row) = item?;
-                        let id = key.value();
-                        out.push(decode(row.value(), || format!("dead letter {id}"))?);
+                        take(&mut out, &mut bad, key.value(), row.value());
                     }
                 }
                 Some(chat) => {
@@ -1022,13 +1418,15 @@ impl Store for RedbStore {
                         let (key, _) = item?;
                         let (_, id) = key.value();
                         if let Some(row) = dead.get(id)? {
-                            out.push(decode(row.value(), || format!("dead letter {id}"))?);
+                            take(&mut out, &mut bad, id, row.value());
                         }
                     }
                 }
             }
-            Ok(out)
-        })
+            Ok((out, bad))
+        })?;
+        self.set_aside_all(&bad);
+        Ok(out)
     }
 
     fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
@@ -1081,16 +1479,194 @@ impl Store for RedbStore {
         topic: u64,
         number: u64,
     ) -> Result<Option<MessageRef>, StoreError> {
-        self.read(|txn| {
+        let read = self.read(|txn| {
             let refs = txn.open_table(REFS)?;
             let row = refs.get((chat, topic, number))?;
-            row.map(|r| {
-                decode(r.value().1, || {
-                    format!("message ref {chat}/{topic}/{number}")
+            Ok(row.map(|r| {
+                let bytes = r.value().1;
+                decode(bytes).map_err(|e| {
+                    let row = Row::Ref {
+                        chat: chat.to_string(),
+                        topic,
+                        number,
+                    };
+                    Unreadable::new(row, bytes, e)
                 })
+            }))
+        })?;
+        match read {
+            None => Ok(None),
+            Some(Ok(r)) => Ok(Some(r)),
+            // As if never recorded: a reply posts at the top level, an
+            // edit or delete of that message is not sent.
+            Some(Err(bad)) => {
+                self.set_aside_all(&[bad]);
+                Ok(None)
+            }
+        }
+    }
+
+    fn prune_dead_letters(&self, before_ms: u64, max_per_chat: u64) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        // By age: dead letters are numbered in the order they failed, so
+        // the oldest are first and the first young one ends the pass.
+        loop {
+            let (removed, more) = self.write_if(Commit::Durable, |txn| {
+                let mut old: Vec<(u64, Option<String>)> = Vec::new();
+                let mut bad = Vec::new();
+                let mut more = false;
+                {
+                    let dead = txn.open_table(DEAD)?;
+                    for item in dead.iter()? {
+                        if old.len() >= PRUNE_ROWS {
+                            more = true;
+                            break;
+                        }
+                        let (key, row) = item?;
+                        let id = key.value();
+                        match decode::<DeadMeta>(row.value()) {
+                            Ok(m) if m.failed_at_ms < before_ms => {
+                                old.push((id, Some(m.delivery.chat)));
+                            }
+                            Ok(_) => break,
+                            Err(e) => {
+                                let at = Row::Dead { id, chat: None };
+                                bad.push(Unreadable::new(at, row.value(), e));
+                            }
+                        }
+                    }
+                }
+                let removed = remove_dead(txn, &old)?;
+                let now = wall_ms();
+                for b in &bad {
+                    set_aside(txn, b, now)?;
+                }
+                Ok(((removed, more), removed > 0 || !bad.is_empty()))
+            })?;
+            total += removed;
+            if !more {
+                break;
+            }
+        }
+        // By count: a chat's oldest beyond its newest `max_per_chat`.
+        loop {
+            let (removed, more) = self.write_if(Commit::Durable, |txn| {
+                let over: Vec<(String, u64)> = counters(&txn.open_table(DEAD_COUNT)?)?
+                    .into_iter()
+                    .filter(|(_, n)| *n > max_per_chat)
+                    .map(|(c, n)| (c, n - max_per_chat))
+                    .collect();
+                let mut old: Vec<(u64, Option<String>)> = Vec::new();
+                let mut more = false;
+                {
+                    let index = txn.open_table(DEAD_BY_CHAT)?;
+                    'chats: for (chat, excess) in &over {
+                        let range = index.range((chat.as_str(), 0)..=(chat.as_str(), u64::MAX))?;
+                        for item in range.take(usize::try_from(*excess).unwrap_or(usize::MAX)) {
+                            if old.len() >= PRUNE_ROWS {
+                                more = true;
+                                break 'chats;
+                            }
+                            let (key, _) = item?;
+                            old.push((key.value().1, Some(chat.clone())));
+                        }
+                    }
+                }
+                let removed = remove_dead(txn, &old)?;
+                Ok(((removed, more), removed > 0))
+            })?;
+            total += removed;
+            if !more {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    fn quarantined(&self) -> Result<QuarantineSummary, StoreError> {
+        self.read(|txn| {
+            let q = txn.open_table(QUARANTINE)?;
+            let mut newest = Vec::new();
+            for item in q.iter()?.rev().take(QUARANTINE_NEWEST) {
+                let (_, row) = item?;
+                let (at_ms, table, key, error, _) = row.value();
+                newest.push(QuarantinedRow {
+                    table: table.to_string(),
+                    key: key.to_string(),
+                    error: error.to_string(),
+                    at_ms,
+                });
+            }
+            Ok(QuarantineSummary {
+                count: q.len()?,
+                newest,
             })
-            .transpose()
         })
+    }
+}
+
+/// What pruning reads of a dead letter (the rest of the row is skipped).
+#[derive(Deserialize)]
+struct DeadMeta {
+    delivery: DeadChat,
+    #[serde(default)]
+    failed_at_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct DeadChat {
+    chat: String,
+}
+
+/// Removes dead letters with their index rows and counts.
+fn remove_dead(txn: &WriteTransaction, rows: &[(u64, Option<String>)]) -> R<u64> {
+    let mut dead = txn.open_table(DEAD)?;
+    let mut index = txn.open_table(DEAD_BY_CHAT)?;
+    let mut counts = txn.open_table(DEAD_COUNT)?;
+    let mut removed = 0;
+    for (id, chat) in rows {
+        if dead.remove(*id)?.is_none() {
+            continue;
+        }
+        removed += 1;
+        if let Some(chat) = chat
+            && index.remove((chat.as_str(), *id))?.is_some()
+        {
+            bump(&mut counts, chat, -1)?;
+        }
+    }
+    Ok(removed)
+}
+
+impl RedbStore {
+    /// Reads up to `limit` readable deliveries of a chat's queue, in order;
+    /// unreadable ones met on the way are moved to the quarantine.
+    fn read_queue(&self, chat: &str, limit: usize) -> Result<Vec<QueuedDelivery>, StoreError> {
+        let (out, bad) = self.read(|txn| {
+            let queue = txn.open_table(QUEUE)?;
+            let mut out: Vec<QueuedDelivery> = Vec::with_capacity(limit.min(64));
+            let mut bad = Vec::new();
+            for item in queue.range((chat, 0)..=(chat, u64::MAX))? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, row) = item?;
+                let (_, seq) = key.value();
+                match decode(row.value()) {
+                    Ok(d) => out.push(d),
+                    Err(e) => {
+                        let row_at = Row::Queue {
+                            chat: chat.to_string(),
+                            seq,
+                        };
+                        bad.push(Unreadable::new(row_at, row.value(), e));
+                    }
+                }
+            }
+            Ok((out, bad))
+        })?;
+        self.set_aside_all(&bad);
+        Ok(out)
     }
 }
 
@@ -1273,7 +1849,7 @@ pub(crate) mod tests {
         let c = stored(out[2]);
         assert!(a < b && b < c, "ids increase: {a} {b} {c}");
 
-        let pending = store.pending_events().unwrap();
+        let pending = store.due_events(u64::MAX, usize::MAX).unwrap();
         assert_eq!(
             pending.iter().map(|e| e.id).collect::<Vec<_>>(),
             vec![a, b, c]
@@ -1309,30 +1885,92 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn update_and_cancel_pending() {
+    fn update_pending_changes_cancels_and_reindexes_in_one_transaction() {
         let (_dir, store) = temp();
-        let out = store.accept(&[inbound(1, 10), inbound(2, 20)], 1).unwrap();
-        let (a, b) = (stored(out[0]), stored(out[1]));
+        let out = store
+            .accept(&[inbound(1, 10), inbound(2, 20), inbound(3, 30)], 1)
+            .unwrap();
+        let (a, b, c) = (stored(out[0]), stored(out[1]), stored(out[2]));
 
-        let mut edited = event(1);
-        edited.topic.title = "edited in the window".into();
-        assert!(store.update_pending(a, &edited).unwrap());
-        let pending = store.pending_events().unwrap();
-        assert_eq!(pending[0].event.topic.title, "edited in the window");
-        assert_eq!(pending[0].due_at_ms, 10);
-        assert_eq!(store.due_events(10, 5).unwrap()[0].event, edited);
+        let changed = store
+            .update_pending(&mut |p| {
+                if p.id == a {
+                    p.event.topic.title = "edited in the window".into();
+                    PendingChange::Update
+                } else if p.id == b {
+                    PendingChange::Cancel
+                } else {
+                    p.due_at_ms = 5; // due earlier: the index follows
+                    PendingChange::Update
+                }
+            })
+            .unwrap();
+        assert_eq!(changed, 3);
+        let due = |now| -> Vec<(u64, u64)> {
+            (store.due_events(now, 10).unwrap().iter())
+                .map(|e| (e.id, e.due_at_ms))
+                .collect()
+        };
+        assert_eq!(due(9), vec![(c, 5)]);
+        assert_eq!(due(u64::MAX), vec![(c, 5), (a, 10)]);
+        let pending = store.due_events(u64::MAX, 10).unwrap();
+        assert_eq!(pending[1].event.topic.title, "edited in the window");
+        assert_eq!(pending[1].received_at_ms, 1);
 
-        assert!(store.cancel_pending(b).unwrap());
-        assert!(!store.cancel_pending(b).unwrap());
-        assert!(!store.update_pending(b, &edited).unwrap());
-        assert!(!store.update_pending(999, &edited).unwrap());
-        let ids: Vec<u64> = store
-            .due_events(u64::MAX, 10)
-            .unwrap()
-            .iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(ids, vec![a]);
+        // An "update" that changes nothing, and Keep, write nothing.
+        assert_eq!(
+            store
+                .update_pending(&mut |_| PendingChange::Update)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store.update_pending(&mut |_| PendingChange::Keep).unwrap(),
+            0
+        );
+        // Each call sees what the one before committed.
+        let mut titles = Vec::new();
+        store
+            .update_pending(&mut |p| {
+                titles.push(p.event.topic.title.clone());
+                PendingChange::Keep
+            })
+            .unwrap();
+        assert!(titles.contains(&"edited in the window".to_string()));
+    }
+
+    #[test]
+    fn routing_a_row_changed_since_it_was_read_leaves_it_pending() {
+        let (_dir, store) = temp();
+        let id = stored(store.accept(&[inbound(1, 10)], 1).unwrap()[0]);
+        let read = store.due_events(10, 1).unwrap().remove(0);
+        // Late tags arrive between the scheduler's read and its commit.
+        let tags = vec![crate::ingest::Tag {
+            name: "Late".into(),
+            slug: "late".into(),
+        }];
+        store
+            .update_pending(&mut |p| {
+                p.event.topic.tags = tags.clone();
+                PendingChange::Update
+            })
+            .unwrap();
+        let routed = |revision| Routed {
+            id,
+            revision: Some(revision),
+            deliveries: vec![delivery("a", 1)],
+        };
+        store.route_many(&[routed(read.revision)], 20).unwrap();
+        assert!(
+            store.queue_depths().unwrap().is_empty(),
+            "stale route applied"
+        );
+        let again = store.due_events(10, 1).unwrap().remove(0);
+        assert_eq!(again.event.topic.tags, tags);
+        assert_ne!(again.revision, read.revision);
+        store.route_many(&[routed(again.revision)], 20).unwrap();
+        assert_eq!(store.queue_depths().unwrap(), vec![("a".to_string(), 1)]);
+        assert!(store.due_events(u64::MAX, 10).unwrap().is_empty());
     }
 
     #[test]
@@ -1341,7 +1979,7 @@ pub(crate) mod tests {
         let id = stored(store.accept(&[inbound(1, 10)], 1).unwrap()[0]);
         let deliveries = [delivery("a", 1), delivery("b", 1), delivery("a", 1)];
         store.route(id, &deliveries, 50).unwrap();
-        assert!(store.pending_events().unwrap().is_empty());
+        assert!(store.due_events(u64::MAX, usize::MAX).unwrap().is_empty());
         assert!(store.due_events(u64::MAX, 10).unwrap().is_empty());
         assert_eq!(
             store.queue_depths().unwrap(),
@@ -1365,7 +2003,7 @@ pub(crate) mod tests {
         // Routing to no chat just clears the inbox entry.
         let id = stored(store.accept(&[inbound(2, 10)], 1).unwrap()[0]);
         store.route(id, &[], 60).unwrap();
-        assert!(store.pending_events().unwrap().is_empty());
+        assert!(store.due_events(u64::MAX, usize::MAX).unwrap().is_empty());
     }
 
     #[test]
@@ -1516,10 +2154,11 @@ pub(crate) mod tests {
         let b = stored(store.accept(&[inbound(2, 1)], 1).unwrap()[0]);
         let routed = |id, n| Routed {
             id,
+            revision: None,
             deliveries: vec![delivery("c", n), delivery("c", n)],
         };
         store.route_many(&[routed(a, 1), routed(b, 2)], 5).unwrap();
-        assert!(store.pending_events().unwrap().is_empty());
+        assert!(store.due_events(u64::MAX, usize::MAX).unwrap().is_empty());
         assert_eq!(seqs_of(&store, "c"), vec![1, 2, 3, 4]);
 
         // The worker took seqs 1-2: a follow-up for 2 queues behind, one
@@ -1672,6 +2311,58 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn dead_letters_are_pruned_by_age_and_count_keeping_the_newest() {
+        let (_dir, store) = temp();
+        for (chat, at) in [
+            ("a", 10),
+            ("b", 15),
+            ("a", 20),
+            ("a", 30),
+            ("a", 40),
+            ("a", 50),
+            ("b", 60),
+        ] {
+            let seq = store.enqueue(&test_delivery(chat), 1).unwrap();
+            store
+                .dead_letter(chat, seq, &format!("at {at}"), at)
+                .unwrap();
+        }
+        let failed = |chat: Option<&str>| -> Vec<u64> {
+            (store.dead_letters(chat, 100).unwrap().iter())
+                .map(|d| d.failed_at_ms)
+                .collect()
+        };
+        // Before 25: 10, 15 and 20 go; then a keeps its newest 2 of 30/40/50.
+        assert_eq!(store.prune_dead_letters(25, 2).unwrap(), 4);
+        assert_eq!(failed(Some("a")), vec![50, 40]);
+        assert_eq!(failed(Some("b")), vec![60]);
+        assert_eq!(failed(None), vec![60, 50, 40]);
+        assert_eq!(
+            store.dead_letter_counts().unwrap(),
+            vec![("a".to_string(), 2), ("b".to_string(), 1)]
+        );
+        assert_eq!(store.prune_dead_letters(25, 2).unwrap(), 0);
+        // An unreadable one on the way (a's at 40) is set aside, its count
+        // with it, and the others pruned.
+        store
+            .write(Commit::Durable, |txn| {
+                txn.open_table(DEAD)?.insert(5, b"?".as_slice())?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.prune_dead_letters(0, 0).unwrap(), 2);
+        assert!(store.dead_letter_counts().unwrap().is_empty());
+        assert!(failed(None).is_empty());
+        assert_eq!(store.quarantined().unwrap().count, 1);
+        // The age pass alone, with no count limit.
+        let seq = store.enqueue(&test_delivery("a"), 1).unwrap();
+        store.dead_letter("a", seq, "x", 100).unwrap();
+        assert_eq!(store.prune_dead_letters(100, u64::MAX).unwrap(), 0);
+        assert_eq!(store.prune_dead_letters(101, u64::MAX).unwrap(), 1);
+        assert!(store.dead_letter_counts().unwrap().is_empty());
+    }
+
+    #[test]
     fn dedupe_window_survives_reopen_prune_and_the_older_per_key_form() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.redb");
@@ -1749,7 +2440,7 @@ pub(crate) mod tests {
         }
         let store = RedbStore::open(&path).unwrap();
         let ids: Vec<u64> = store
-            .pending_events()
+            .due_events(u64::MAX, usize::MAX)
             .unwrap()
             .iter()
             .map(|e| e.id)
@@ -1819,30 +2510,284 @@ pub(crate) mod tests {
         assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     }
 
-    #[test]
-    fn unreadable_records_are_corrupt() {
-        let (_dir, store) = temp();
-        store.enqueue(&test_delivery("a"), 1).unwrap();
+    /// Overwrites inbox row `id` with bytes that are not a record.
+    pub(crate) fn spoil_inbox(store: &RedbStore, id: u64) {
         store
             .write(Commit::Durable, |txn| {
-                txn.open_table(QUEUE)?
-                    .insert(("a", 1), b"{not json".as_slice())?;
-                txn.open_table(REFS)?
-                    .insert(("a", 5, 1), (1, b"[]".as_slice()))?;
+                let mut inbox = txn.open_table(INBOX)?;
+                let due_at = inbox.get(id)?.map(|g| g.value().0).unwrap_or(0);
+                inbox.insert(id, (due_at, b"\xff not json".as_slice()))?;
                 Ok(())
             })
             .unwrap();
-        let corrupt = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Corrupt(_)));
-        assert!(corrupt(store.head("a").map(|_| ())));
-        assert!(corrupt(store.reschedule("a", 1, 1, "x")));
-        assert!(corrupt(store.dead_letter("a", 1, "x", 1)));
-        assert!(corrupt(store.message_ref("a", 5, 1).map(|_| ())));
-        // The failed dead letter left the row and counters as they were.
-        assert_eq!(store.queue_depths().unwrap(), vec![("a".to_string(), 1)]);
+    }
+
+    /// Overwrites queue row (chat, seq) with `bytes`.
+    fn spoil_queue(store: &RedbStore, chat: &str, seq: u64, bytes: &[u8]) {
+        store
+            .write(Commit::Durable, |txn| {
+                txn.open_table(QUEUE)?.insert((chat, seq), bytes)?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// The (table, key) of every quarantined row, newest first.
+    fn quarantine_keys(store: &RedbStore) -> Vec<(String, String)> {
+        let q = store.quarantined().unwrap();
+        assert_eq!(q.count as usize, q.newest.len(), "fewer than listed");
+        q.newest.into_iter().map(|r| (r.table, r.key)).collect()
+    }
+
+    #[test]
+    fn unreadable_queue_rows_are_set_aside_and_the_chat_goes_on() {
+        let (_dir, store) = temp();
+        for _ in 0..5 {
+            store.enqueue(&test_delivery("a"), 1).unwrap();
+        }
+        store.enqueue(&test_delivery("b"), 1).unwrap();
+        spoil_queue(&store, "a", 1, b"{not json");
+        spoil_queue(&store, "a", 3, br#"{"v":9,"chat":"a"}"#);
+
+        // The head is unreadable: the worker gets the next ones.
+        let seqs: Vec<u64> = store
+            .heads("a", 10)
+            .unwrap()
+            .iter()
+            .map(|d| d.seq)
+            .collect();
+        assert_eq!(seqs, vec![2, 4, 5]);
+        assert_eq!(
+            store.queue_depths().unwrap(),
+            vec![("a".to_string(), 3), ("b".to_string(), 1)]
+        );
+        let q = store.quarantined().unwrap();
+        assert_eq!(q.count, 2);
+        assert_eq!(
+            (q.newest[0].table.as_str(), q.newest[0].key.as_str()),
+            ("queue", "a#3")
+        );
+        assert!(q.newest[0].error.contains("newer"), "{}", q.newest[0].error);
+        assert_eq!(q.newest[1].key, "a#1");
+        assert!(q.newest[1].at_ms > 0);
+        // The raw bytes are kept.
+        let raw = store
+            .read(|txn| {
+                let q = txn.open_table(QUARANTINE)?;
+                let first = q.first()?.map(|(_, v)| v.value().4.to_vec());
+                Ok(first)
+            })
+            .unwrap();
+        assert_eq!(raw.as_deref(), Some(b"{not json".as_slice()));
+
+        // A row spoiled under a reschedule or a dead letter is set aside too.
+        spoil_queue(&store, "a", 4, b"[]");
+        store.reschedule("a", 4, 99, "HTTP 500").unwrap();
+        spoil_queue(&store, "a", 5, b"[]");
+        store.dead_letter("a", 5, "gone", 7).unwrap();
         assert!(store.dead_letter_counts().unwrap().is_empty());
-        // It can still be acked away.
-        store.ack("a", 1, &[]).unwrap();
+        assert_eq!(store.head("a").unwrap().unwrap().seq, 2);
+        assert_eq!(
+            store.queue_depths().unwrap(),
+            vec![("a".to_string(), 1), ("b".to_string(), 1)]
+        );
+        assert_eq!(store.quarantined().unwrap().count, 4);
+        store.ack("a", 2, &[]).unwrap();
         assert_eq!(store.head("a").unwrap(), None);
+        assert_eq!(store.queue_depths().unwrap(), vec![("b".to_string(), 1)]);
+        assert_eq!(seqs_of(&store, "b"), vec![1]);
+    }
+
+    #[test]
+    fn unreadable_inbox_row_is_set_aside_and_the_others_route() {
+        let (_dir, store) = temp();
+        let out = store
+            .accept(&[inbound(1, 10), inbound(2, 20), inbound(3, 30)], 1)
+            .unwrap();
+        let ids: Vec<u64> = out.into_iter().map(stored).collect();
+        store
+            .write(Commit::Durable, |txn| {
+                txn.open_table(INBOX)?
+                    .insert(ids[1], (20, b"{\"id\":".as_slice()))?;
+                Ok(())
+            })
+            .unwrap();
+        let due: Vec<u64> = (store.due_events(u64::MAX, 10).unwrap().iter())
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(due, vec![ids[0], ids[2]]);
+        assert_eq!(
+            quarantine_keys(&store),
+            vec![("inbox".to_string(), ids[1].to_string())]
+        );
+        // Gone from the index too: not found (nor counted) again.
+        assert_eq!(store.due_events(u64::MAX, 10).unwrap().len(), 2);
+        assert_eq!(store.quarantined().unwrap().count, 1);
+        // A merge into the window skips (and sets aside) one as well.
+        store
+            .write(Commit::Durable, |txn| {
+                txn.open_table(INBOX)?
+                    .insert(ids[2], (30, b"{}".as_slice()))?;
+                Ok(())
+            })
+            .unwrap();
+        let mut seen = Vec::new();
+        store
+            .update_pending(&mut |p| {
+                seen.push(p.id);
+                PendingChange::Keep
+            })
+            .unwrap();
+        assert_eq!(seen, vec![ids[0]]);
+        assert_eq!(store.quarantined().unwrap().count, 2);
+        store.route(ids[0], &[delivery("a", 1)], 40).unwrap();
+        assert_eq!(store.queue_depths().unwrap(), vec![("a".to_string(), 1)]);
+        assert!(store.due_events(u64::MAX, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn unreadable_dead_letters_post_records_and_refs_are_set_aside() {
+        let (_dir, store) = temp();
+        for chat in ["a", "a", "a", "b"] {
+            let seq = store.enqueue(&test_delivery(chat), 1).unwrap();
+            store.dead_letter(chat, seq, "gone", 5).unwrap();
+        }
+        let id = stored(store.accept(&[inbound(1, 1)], 1).unwrap()[0]);
+        store.route(id, &[delivery("a", 1)], 2).unwrap();
+        let key = PostKey::of(&event(1)).unwrap();
+        assert!(store.post_record(&key).unwrap().is_some());
+        put_ref(&store, "a", 5, "m", 1);
+        store
+            .write(Commit::Durable, |txn| {
+                // Dead letters 2 (chat a) and 4 (chat b).
+                txn.open_table(DEAD)?.insert(2, b"nope".as_slice())?;
+                txn.open_table(DEAD)?.insert(4, b"nope".as_slice())?;
+                let k = (key.forum.as_str(), key.topic, key.number);
+                let at = txn.open_table(POSTS)?.get(k)?.map(|g| g.value().0);
+                (txn.open_table(POSTS)?).insert(k, (at.unwrap_or(0), b"[]".as_slice()))?;
+                let at = txn.open_table(REFS)?.get(("a", 5, 1))?.map(|g| g.value().0);
+                (txn.open_table(REFS)?).insert(("a", 5, 1), (at.unwrap_or(0), b"7".as_slice()))?;
+                Ok(())
+            })
+            .unwrap();
+        // Per chat (the chat known) and overall (found by the index).
+        assert_eq!(store.dead_letters(Some("a"), 10).unwrap().len(), 2);
+        assert_eq!(store.dead_letters(None, 10).unwrap().len(), 2);
+        assert_eq!(
+            store.dead_letter_counts().unwrap(),
+            vec![("a".to_string(), 2)]
+        );
+        assert_eq!(store.post_record(&key).unwrap(), None);
+        assert_eq!(store.message_ref("a", 5, 1).unwrap(), None);
+        let keys = quarantine_keys(&store);
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        for table in ["dead", "posts", "message_refs"] {
+            assert!(keys.iter().any(|(t, _)| t == table), "{table}: {keys:?}");
+        }
+        // Their time indexes went with them: pruning finds nothing to trip on.
+        store.prune(u64::MAX, u64::MAX).unwrap();
+        let indexed = store
+            .read(|txn| {
+                Ok(txn.open_table(POSTS_BY_TIME)?.len()? + txn.open_table(REFS_BY_TIME)?.len()?)
+            })
+            .unwrap();
+        assert_eq!(indexed, 0);
+    }
+
+    #[test]
+    fn rows_without_a_format_version_still_read() {
+        let (_dir, store) = temp();
+        // What earlier releases wrote: the bare JSON of the same records.
+        let e = StoredEvent {
+            id: 7,
+            event: event(7),
+            due_at_ms: 10,
+            received_at_ms: 3,
+            revision: 0,
+        };
+        let q = QueuedDelivery {
+            chat: "a".into(),
+            seq: 1,
+            payload: test_delivery("a").payload,
+            created_at_ms: 1,
+            attempts: 2,
+            next_attempt_at_ms: 3,
+            last_error: Some("HTTP 502".into()),
+        };
+        let dead = DeadLetter {
+            delivery: q.clone(),
+            reason: "gone".into(),
+            failed_at_ms: 9,
+        };
+        let r = MessageRef {
+            remote_id: "m".into(),
+            stored_at_ms: 4,
+        };
+        fn json<T: Serialize>(v: &T) -> Vec<u8> {
+            serde_json::to_vec(v).unwrap()
+        }
+        store
+            .write(Commit::Durable, |txn| {
+                txn.open_table(INBOX)?
+                    .insert(7, (10, json(&e).as_slice()))?;
+                txn.open_table(INBOX_DUE)?.insert((10, 7), ())?;
+                txn.open_table(QUEUE)?
+                    .insert(("a", 1), json(&q).as_slice())?;
+                bump(&mut txn.open_table(QUEUE_DEPTH)?, "a", 1)?;
+                txn.open_table(DEAD)?.insert(1, json(&dead).as_slice())?;
+                txn.open_table(DEAD_BY_CHAT)?.insert(("a", 1), ())?;
+                txn.open_table(REFS)?
+                    .insert(("a", 2, 1), (4, json(&r).as_slice()))?;
+                Ok(())
+            })
+            .unwrap();
+        let read = store.due_events(u64::MAX, 10).unwrap().remove(0);
+        assert_eq!((read.id, read.event, read.received_at_ms), (7, event(7), 3));
+        assert_eq!(store.head("a").unwrap(), Some(q));
+        assert_eq!(store.dead_letters(Some("a"), 10).unwrap(), vec![dead]);
+        assert_eq!(store.message_ref("a", 2, 1).unwrap(), Some(r));
+        assert_eq!(store.quarantined().unwrap(), QuarantineSummary::default());
+        // A row missing fields with a safe default reads too.
+        spoil_queue(
+            &store,
+            "a",
+            1,
+            br#"{"chat":"a","seq":1,"payload":{"Test":{"requested_by":"x"}}}"#,
+        );
+        let d = store.head("a").unwrap().unwrap();
+        assert_eq!((d.attempts, d.last_error), (0, None));
+    }
+
+    #[test]
+    fn rows_are_written_with_their_format_version() {
+        assert_eq!(row_version(ROW_PREFIX), Ok(ROW_FORMAT));
+        let (_dir, store) = temp();
+        store.enqueue(&test_delivery("a"), 1).unwrap();
+        let bytes = store
+            .read(|txn| {
+                Ok(txn
+                    .open_table(QUEUE)?
+                    .get(("a", 1))?
+                    .map(|g| g.value().to_vec()))
+            })
+            .unwrap()
+            .unwrap();
+        assert!(
+            bytes.starts_with(b"{\"v\":1,\"chat\":\"a\""),
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+        assert_eq!(row_version(&bytes), Ok(1));
+        // Earlier releases read it as before: they ignore `v`.
+        let older: QueuedDelivery = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(older.chat, "a");
+        assert_eq!(row_version(b"{\"chat\":1}"), Ok(0));
+        assert!(row_version(b"{\"v\":x}").is_err());
+        assert_eq!(
+            encode(&serde_json::json!({})).ok(),
+            Some(b"{\"v\":1}".to_vec())
+        );
+        assert!(encode(&[1]).is_err());
     }
 
     /// Storage that fails every write while `full` is set, like a full disk.
@@ -1917,7 +2862,7 @@ pub(crate) mod tests {
         std::thread::sleep(REOPEN_INTERVAL + Duration::from_millis(100));
         // The failed route left the event in the inbox and no queue rows.
         let pending: Vec<u64> = store
-            .pending_events()
+            .due_events(u64::MAX, usize::MAX)
             .unwrap()
             .iter()
             .map(|e| e.id)

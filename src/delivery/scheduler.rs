@@ -1,8 +1,17 @@
 //! The delay stage: accepted events wait in the inbox for `delay`; edits,
-//! deletes and late topic data that arrive meanwhile are merged into them
-//! ([`absorb`], called by whoever accepts events);
+//! deletes and late topic data that arrive meanwhile are merged into them;
 //! when due, each is routed with the config then serving and becomes one
 //! delivery per matched chat, atomically.
+//!
+//! An edit, delete or topic event is merged ([`absorb`]) when the scheduler
+//! takes it from the inbox (they wait no delay), in due order with the
+//! posts it may change: a post due first is routed first (and the event
+//! then follows up on its messages), a post due later gets the change. One
+//! task takes events in that order, so no interleaving with the accept path
+//! can let a deleted post through. Each merge is one read-modify-write
+//! transaction ([`Store::update_pending`]), and routing applies only to an
+//! inbox row unchanged since it was read ([`Routed::revision`]), so late
+//! tags ([`refresh_topic`]) and edits never overwrite each other.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +21,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::lifecycle;
-use super::store::{NewDelivery, Payload, PostKey, Routed, Store, StoreError};
+use super::store::{
+    NewDelivery, Payload, PendingChange, PostKey, Routed, Store, StoreError, StoredEvent,
+};
 use super::worker::{Workers, blocking, now_ms};
 use crate::ingest::{Event, EventKind};
 use crate::pipeline::Pipeline;
@@ -66,8 +77,9 @@ impl Scheduler {
 const BATCH: usize = 256;
 
 /// Routes up to [`BATCH`] events due at `now`. Plain events are committed
-/// together (one transaction); an edit, delete or recovery first commits
-/// the events before it, so it finds the records of the posts it follows.
+/// together (one transaction); an edit, delete, recovery or topic event
+/// first commits the events before it, so it finds the records of the posts
+/// it follows, then merges into the posts still pending.
 /// Returns the chats whose queues changed and whether more may be due.
 /// Blocking: call off the runtime.
 fn route_batch(
@@ -76,11 +88,19 @@ fn route_batch(
     now: u64,
 ) -> Result<(Vec<String>, bool), StoreError> {
     let due = store.due_events(now, BATCH)?;
-    let more = due.len() == BATCH;
+    let mut more = due.len() == BATCH;
     let mut chats = Vec::new();
     let mut batch = Vec::new();
     for stored in due {
         let mut event = stored.event;
+        if absorbs(&event.kind) {
+            commit(store, &mut batch, &mut chats)?;
+            // Rows read above that this changed no longer match their
+            // revision and are skipped below: read them again at once.
+            if absorb(store, &event)? > 0 {
+                more = true;
+            }
+        }
         if let Some(key) = lifecycle::target(&event) {
             commit(store, &mut batch, &mut chats)?;
             match follow_up(store, pipeline, stored.id, key, event)? {
@@ -109,6 +129,7 @@ fn route_batch(
         };
         batch.push(Routed {
             id: stored.id,
+            revision: Some(stored.revision),
             deliveries,
         });
     }
@@ -162,7 +183,7 @@ fn follow_up(
             event = event.kind.as_str(),
             topic = key.topic,
             post = key.number,
-            "no chat message is known for this post (never relayed, or remembered too long ago); ignored"
+            "no chat message is known for this post (still waiting, never relayed, or remembered too long ago); ignored"
         );
         return store
             .follow_up(id, &key, None, &[], now)
@@ -188,53 +209,57 @@ pub fn absorbs(kind: &EventKind) -> bool {
     )
 }
 
-/// Merges an event that just arrived into the events still waiting out
-/// their delay: a deleted post cancels its notification, an edit replaces
-/// its content, topic data fills its topic. Blocking: call off the runtime.
-pub fn absorb(store: &dyn Store, arrived: &Event) -> Result<(), StoreError> {
+/// What `arrived` does to one pending event: a deleted post cancels its
+/// notification, an edit replaces its content, topic data fills its topic.
+pub fn absorb_into(pending: &mut StoredEvent, arrived: &Event) -> PendingChange {
+    let e = &mut pending.event;
+    if e.kind != EventKind::PostCreated
+        || e.topic.id != arrived.topic.id
+        || e.forum != arrived.forum
+    {
+        return PendingChange::Keep;
+    }
+    let same_post = matches!((&e.post, &arrived.post), (Some(a), Some(b)) if a.id == b.id);
+    match arrived.kind {
+        EventKind::PostDestroyed if same_post => PendingChange::Cancel,
+        EventKind::TopicDestroyed => PendingChange::Cancel,
+        EventKind::PostEdited if same_post => {
+            lifecycle::merge_post(e, arrived);
+            PendingChange::Update
+        }
+        EventKind::TopicCreated | EventKind::TopicEdited => {
+            lifecycle::merge_topic(e, arrived);
+            PendingChange::Update
+        }
+        _ => PendingChange::Keep,
+    }
+}
+
+/// Merges `arrived` into the events still waiting out their delay, in one
+/// transaction ([`absorb_into`]). Returns how many changed. Blocking: call
+/// off the runtime.
+pub fn absorb(store: &dyn Store, arrived: &Event) -> Result<usize, StoreError> {
     if !absorbs(&arrived.kind) {
-        return Ok(());
+        return Ok(0);
     }
-    for pending in store.pending_events()? {
-        let mut e = pending.event;
-        if e.kind != EventKind::PostCreated || e.topic.id != arrived.topic.id {
-            continue;
-        }
-        let same_post = matches!((&e.post, &arrived.post), (Some(a), Some(b)) if a.id == b.id);
-        match arrived.kind {
-            EventKind::PostDestroyed if same_post => {
-                store.cancel_pending(pending.id)?;
-            }
-            EventKind::TopicDestroyed => {
-                store.cancel_pending(pending.id)?;
-            }
-            EventKind::PostEdited if same_post => {
-                lifecycle::merge_post(&mut e, arrived);
-                store.update_pending(pending.id, &e)?;
-            }
-            EventKind::TopicCreated | EventKind::TopicEdited => {
-                lifecycle::merge_topic(&mut e, arrived);
-                store.update_pending(pending.id, &e)?;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+    store.update_pending(&mut |pending| absorb_into(pending, arrived))
 }
 
 /// Fills the topic of pending events with what the API told about it (tags,
-/// PM groups) after they were accepted. Blocking: call off the runtime.
+/// PM groups) after they were accepted, in one transaction. Blocking: call
+/// off the runtime.
 pub fn refresh_topic(
     store: &dyn Store,
+    forum: &str,
     topic_id: u64,
     tags: Option<&[crate::ingest::Tag]>,
     pm_groups: Option<&[String]>,
 ) -> Result<usize, StoreError> {
-    let mut updated = 0;
-    for pending in store.pending_events()? {
-        let mut e = pending.event;
-        if e.topic.id != topic_id {
-            continue;
+    store.update_pending(&mut |pending| {
+        let e = &mut pending.event;
+        // Topic ids are per forum: another forum's topic N is another topic.
+        if e.topic.id != topic_id || e.forum != forum {
+            return PendingChange::Keep;
         }
         if let Some(tags) = tags {
             e.topic.tags = tags.to_vec();
@@ -242,9 +267,194 @@ pub fn refresh_topic(
         if let Some(groups) = pm_groups {
             e.topic.pm_groups = groups.to_vec();
         }
-        if store.update_pending(pending.id, &e)? {
-            updated += 1;
+        PendingChange::Update
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::MissingEnv;
+    use crate::delivery::redb_store::RedbStore;
+    use crate::delivery::redb_store::tests::{inbound, spoil_inbox};
+    use crate::delivery::store::{AcceptOutcome, InboundEvent, QueuedDelivery};
+
+    fn pipeline() -> Pipeline {
+        // Slack can delete: a deleted post's message is deleted.
+        let toml = r##"[discourse]
+url = "https://forum.example.org"
+[providers.slack]
+kind = "slack"
+token = "${T}"
+[[chat]]
+name = "all"
+provider = "slack"
+channel = "#all"
+subscribe = ["all"]
+"##;
+        let env = HashMap::from([("T".to_string(), "xoxb-test".to_string())]);
+        crate::pipeline::load_str(Path::new("t.toml"), toml, &env, MissingEnv::Error)
+            .unwrap()
+            .0
+    }
+
+    fn temp() -> (tempfile::TempDir, RedbStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("relay.redb")).unwrap();
+        (dir, store)
+    }
+
+    /// Accepts post 1 as created (due `created_due`) and `kind` of the same
+    /// post (due `other_due`), each a commit of its own, like two webhooks.
+    fn accept_pair(
+        store: &RedbStore,
+        created_due: u64,
+        kind: EventKind,
+        other_due: u64,
+    ) -> InboundEvent {
+        let created = inbound(1, created_due);
+        let mut other = inbound(2, other_due);
+        other.event = created.event.clone();
+        other.event.kind = kind;
+        for e in [&created, &other] {
+            let out = store.accept(std::slice::from_ref(e), 1).unwrap();
+            assert!(matches!(out[0], AcceptOutcome::Stored(_)));
+        }
+        other
+    }
+
+    /// What the scheduler does when woken at `now`: batches until none is left.
+    fn route_all(store: &RedbStore, p: &Pipeline, now: u64) {
+        for _ in 0..10 {
+            if !route_batch(store, p, now).unwrap().1 {
+                return;
+            }
+        }
+        panic!("the scheduler never settles");
+    }
+
+    fn queued(store: &RedbStore) -> Vec<QueuedDelivery> {
+        store.heads("all", 10).unwrap()
+    }
+
+    /// The post is due first: posted, then the delete follows it.
+    #[test]
+    fn a_post_due_before_its_delete_is_posted_then_deleted() {
+        let (_dir, store) = temp();
+        accept_pair(&store, 5, EventKind::PostDestroyed, 10);
+        route_all(&store, &pipeline(), 20);
+        let q = queued(&store);
+        assert_eq!(q.len(), 2, "{q:?}");
+        assert!(matches!(q[0].payload, Payload::Event { .. }));
+        assert!(matches!(q[1].payload, Payload::Delete { .. }));
+    }
+
+    /// The delete is taken first (due just before its post, and nothing
+    /// merged it at accept time): the post must not go out.
+    #[test]
+    fn a_delete_at_the_windows_edge_cancels_its_post() {
+        let (_dir, store) = temp();
+        accept_pair(&store, 10, EventKind::PostDestroyed, 5);
+        route_all(&store, &pipeline(), 20);
+        assert_eq!(queued(&store), vec![], "a deleted post was relayed");
+        assert!(store.due_events(u64::MAX, 10).unwrap().is_empty());
+        let key = PostKey::of(&inbound(1, 0).event).unwrap();
+        assert_eq!(store.post_record(&key).unwrap(), None);
+    }
+
+    /// Same for an edit: the post goes out once, edited.
+    #[test]
+    fn an_edit_at_the_windows_edge_reaches_its_post() {
+        let (_dir, store) = temp();
+        let mut edit = inbound(2, 5);
+        edit.event.kind = EventKind::PostEdited;
+        if let Some(p) = edit.event.post.as_mut() {
+            p.id = 1;
+            p.raw = "edited at the edge".into();
+        }
+        store.accept(&[inbound(1, 10)], 1).unwrap();
+        store.accept(&[edit], 1).unwrap();
+        route_all(&store, &pipeline(), 20);
+        let q = queued(&store);
+        assert_eq!(q.len(), 1, "{q:?}");
+        let Payload::Event { event, .. } = &q[0].payload else {
+            panic!("{q:?}");
+        };
+        let raw = event.post.as_ref().map(|p| p.raw.as_str());
+        assert_eq!(raw, Some("edited at the edge"));
+    }
+
+    #[test]
+    fn late_tags_and_an_edit_in_the_window_both_stay() {
+        let (_dir, store) = temp();
+        store.accept(&[inbound(1, 10)], 1).unwrap();
+        let mut edit = inbound(1, 0).event;
+        edit.kind = EventKind::PostEdited;
+        if let Some(p) = edit.post.as_mut() {
+            p.raw = "edited".into();
+        }
+        let tags = [crate::ingest::Tag {
+            name: "Rust".into(),
+            slug: "rust".into(),
+        }];
+        assert_eq!(absorb(&store, &edit).unwrap(), 1);
+        assert_eq!(
+            refresh_topic(&store, &edit.forum, edit.topic.id, Some(&tags), None).unwrap(),
+            1
+        );
+        // The same tags again change nothing.
+        assert_eq!(
+            refresh_topic(&store, &edit.forum, edit.topic.id, Some(&tags), None).unwrap(),
+            0
+        );
+        let e = store.due_events(u64::MAX, 1).unwrap().remove(0).event;
+        assert_eq!(e.topic.tags, tags);
+        assert_eq!(e.post.map(|p| p.raw), Some("edited".to_string()));
+    }
+
+    #[test]
+    fn late_tags_reach_only_their_own_forums_topic() {
+        let (_dir, store) = temp();
+        let mut other = inbound(2, 10);
+        other.event.forum = "https://meta.example.org".into();
+        other.event.topic.id = inbound(1, 10).event.topic.id;
+        store.accept(&[inbound(1, 10), other], 1).unwrap();
+        let main = inbound(1, 10).event;
+        let tags = [crate::ingest::Tag {
+            name: "Rust".into(),
+            slug: "rust".into(),
+        }];
+        let changed = refresh_topic(&store, &main.forum, main.topic.id, Some(&tags), None).unwrap();
+        assert_eq!(changed, 1);
+        for e in store.due_events(u64::MAX, 10).unwrap() {
+            let tagged = e.event.topic.tags == tags;
+            assert_eq!(tagged, e.event.forum == main.forum, "{:?}", e.event.forum);
         }
     }
-    Ok(updated)
+
+    #[test]
+    fn an_unreadable_inbox_row_does_not_stop_routing() {
+        let (_dir, store) = temp();
+        let out = store
+            .accept(&[inbound(1, 5), inbound(2, 6), inbound(3, 7)], 1)
+            .unwrap();
+        let AcceptOutcome::Stored(bad) = out[1] else {
+            panic!("{out:?}");
+        };
+        spoil_inbox(&store, bad);
+        route_all(&store, &pipeline(), 20);
+        let ids: Vec<Option<u64>> = (queued(&store).iter())
+            .map(|d| match &d.payload {
+                Payload::Event { event, .. } => event.id,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, vec![Some(1), Some(3)]);
+        let q = store.quarantined().unwrap();
+        assert_eq!((q.count, q.newest[0].table.as_str()), (1, "inbox"));
+        assert!(store.due_events(u64::MAX, 10).unwrap().is_empty());
+    }
 }

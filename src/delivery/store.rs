@@ -19,7 +19,8 @@ pub enum StoreError {
     /// answers 503 so Discourse retries later.
     #[error("storage failed: {0}")]
     Io(String),
-    /// A stored record could not be read back (written by another version?).
+    /// The database was written by a newer schema, or a record cannot be
+    /// encoded. (A single unreadable row is set aside, not an error.)
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
 }
@@ -59,7 +60,23 @@ pub struct StoredEvent {
     pub id: u64,
     pub event: Event,
     pub due_at_ms: u64,
+    #[serde(default)]
     pub received_at_ms: u64,
+    /// Names the stored row as it was read (not stored itself): routing
+    /// with it ([`Routed::revision`]) applies only while the row is
+    /// unchanged, so an update committed meanwhile is never overwritten.
+    #[serde(skip)]
+    pub revision: u64,
+}
+
+/// What to do with one pending inbox event (see [`Store::update_pending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingChange {
+    Keep,
+    /// Store the event (and its `due_at_ms`) as changed.
+    Update,
+    /// Drop it from the inbox (its post was deleted in the window).
+    Cancel,
 }
 
 /// What a queued delivery carries. The request is built at send time from
@@ -82,6 +99,10 @@ pub enum Payload {
 #[derive(Debug, Clone)]
 pub struct Routed {
     pub id: u64,
+    /// The [`StoredEvent::revision`] the deliveries were computed from: if
+    /// the row changed since, nothing happens and it stays in the inbox (to
+    /// be routed again as it is now). `None`: whatever the row holds.
+    pub revision: Option<u64>,
     pub deliveries: Vec<NewDelivery>,
 }
 
@@ -99,10 +120,14 @@ pub struct QueuedDelivery {
     pub chat: String,
     pub seq: u64,
     pub payload: Payload,
+    #[serde(default)]
     pub created_at_ms: u64,
+    #[serde(default)]
     pub attempts: u32,
     /// Not before this time (backoff or the platform's retry delay).
+    #[serde(default)]
     pub next_attempt_at_ms: u64,
+    #[serde(default)]
     pub last_error: Option<String>,
 }
 
@@ -110,8 +135,32 @@ pub struct QueuedDelivery {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
     pub delivery: QueuedDelivery,
+    #[serde(default)]
     pub reason: String,
+    #[serde(default)]
     pub failed_at_ms: u64,
+}
+
+/// A stored row that could not be read, moved aside (raw bytes kept) so
+/// that the rows around it are still routed and delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedRow {
+    /// The table it was in (`inbox`, `queue`, `dead`, `posts`, `message_refs`).
+    pub table: String,
+    /// Its key there, as text (`17`, `chat#3`, `forum/topic/post`).
+    pub key: String,
+    /// Why it could not be read.
+    pub error: String,
+    pub at_ms: u64,
+}
+
+/// What [`Store::quarantined`] reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuarantineSummary {
+    /// Rows set aside so far (kept until removed by hand).
+    pub count: u64,
+    /// The newest few, newest first.
+    pub newest: Vec<QuarantinedRow>,
 }
 
 /// Which chat message a forum post became in one chat (for threads, edits,
@@ -122,6 +171,7 @@ pub struct DeadLetter {
 pub struct MessageRef {
     /// The platform's id, as the destination returned it (opaque here).
     pub remote_id: String,
+    #[serde(default)]
     pub stored_at_ms: u64,
 }
 
@@ -169,8 +219,10 @@ pub struct PostRecord {
     /// The post as last known (edits merged in): what edits re-render.
     pub event: Event,
     /// The chats it was queued to.
+    #[serde(default)]
     pub chats: Vec<PostChat>,
     /// Deleted in the forum (and not recovered since).
+    #[serde(default)]
     pub deleted: bool,
 }
 
@@ -214,19 +266,20 @@ pub trait Store: Send + Sync + 'static {
     fn accept(&self, batch: &[InboundEvent], now_ms: u64)
     -> Result<Vec<AcceptOutcome>, StoreError>;
 
-    /// Inbox events due at or before `now_ms`, oldest due first.
+    /// Inbox events due at or before `now_ms`, oldest due first. A row
+    /// that cannot be read is moved to the quarantine and skipped.
     fn due_events(&self, now_ms: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// Every event still in the inbox (the delay window), for merging edits,
-    /// deletes and late topic data into them.
-    fn pending_events(&self) -> Result<Vec<StoredEvent>, StoreError>;
-
-    /// Replaces the event of a pending inbox entry (an edit or late tags
-    /// arrived in the window). Returns false if it is no longer pending.
-    fn update_pending(&self, id: u64, event: &Event) -> Result<bool, StoreError>;
-
-    /// Drops a pending inbox entry (its post was deleted in the window).
-    fn cancel_pending(&self, id: u64) -> Result<bool, StoreError>;
+    /// Applies `f` to every pending inbox event in ONE write transaction
+    /// (edits, deletes, late topic data, categories learned late): `f` may
+    /// change the event and its `due_at_ms` ([`PendingChange::Update`]),
+    /// drop it ([`PendingChange::Cancel`]) or leave it. Concurrent calls
+    /// never undo each other's changes. `f` runs inside the transaction:
+    /// no I/O in it. Returns how many events changed.
+    fn update_pending(
+        &self,
+        f: &mut dyn FnMut(&mut StoredEvent) -> PendingChange,
+    ) -> Result<usize, StoreError>;
 
     /// Atomically removes inbox entry `id` and appends `deliveries` to their
     /// chats' queues (next `seq` per chat). Idempotent: a missing `id` means
@@ -237,6 +290,7 @@ pub trait Store: Send + Sync + 'static {
         self.route_many(
             &[Routed {
                 id,
+                revision: None,
                 deliveries: deliveries.to_vec(),
             }],
             now_ms,
@@ -316,6 +370,14 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets dedupe keys older than `before_ms`, and message refs and
     /// post records older than `refs_before_ms`.
     fn prune(&self, before_ms: u64, refs_before_ms: u64) -> Result<(), StoreError>;
+
+    /// Drops dead letters that failed before `before_ms`, and the oldest of
+    /// a chat's beyond its newest `max_per_chat`. Returns how many went.
+    fn prune_dead_letters(&self, before_ms: u64, max_per_chat: u64) -> Result<u64, StoreError>;
+
+    /// How many stored rows could not be read and were set aside, and the
+    /// newest of them.
+    fn quarantined(&self) -> Result<QuarantineSummary, StoreError>;
 
     /// The chat message post `number` of `topic` became in `chat`
     /// ([`THREAD_ROOT`]: the message that opened the topic's thread).
