@@ -27,7 +27,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::CONTENT_TYPE;
+use super::metrics::{CONTENT_TYPE, EventOutcome};
 use super::status::{
     DeadLetterView, FILTER_SCRIPT, Pane, path_segment, render_dead_letters, render_html,
     render_login,
@@ -69,13 +69,22 @@ pub async fn run(
         header: server.header_timeout,
         body: server.body_timeout,
     };
+    // Each listener has its own limit, so a flood of the public one leaves
+    // the admin pane and /metrics reachable.
     let public_srv = serve_listener(
         public,
         public_router(app.clone(), server.body_limit),
         timeouts,
+        Admission::new("public", server.max_connections, app.metrics.clone()),
         shutdown.clone(),
     );
-    let admin_srv = serve_listener(admin, admin_router(app.clone()), timeouts, shutdown.clone());
+    let admin_srv = serve_listener(
+        admin,
+        admin_router(app.clone()),
+        timeouts,
+        Admission::new("admin", server.max_connections, app.metrics.clone()),
+        shutdown.clone(),
+    );
     tracing::info!(public = %public_addr, admin = %admin_addr, "listening");
     on_ready(public_addr, admin_addr);
 
@@ -94,8 +103,127 @@ struct Timeouts {
     body: Duration,
 }
 
+/// How many connections one listener serves at once, and what happens to
+/// the others.
+///
+/// A connection over the limit is accepted and answered `503` with
+/// `Retry-After` at once, rather than left waiting in the kernel backlog
+/// (a semaphore taken before `accept`): Discourse then gets a quick answer
+/// it retries later instead of a request that hangs until its own timeout,
+/// the operator sees the refusals in `connections_refused_total`, and no
+/// accepted socket ever waits for an unbounded time.
+struct Admission {
+    /// The `listener` label: `public` or `admin`.
+    listener: &'static str,
+    open: Arc<tokio::sync::Semaphore>,
+    /// Refusals in progress (see [`REFUSING_AT_ONCE`]).
+    refusing: Arc<tokio::sync::Semaphore>,
+    metrics: Arc<super::metrics::Metrics>,
+}
+
+/// Refused connections answered at the same time. Each lingers up to
+/// [`REFUSAL_LINGER`], so this bounds what a connection flood can hold;
+/// beyond it, an excess connection is closed without an answer.
+const REFUSING_AT_ONCE: usize = 64;
+
+/// How long a refused connection is kept: to read its request's head,
+/// answer, and read and discard the rest (closing with unread bytes would
+/// send a reset, which many clients report instead of the answer).
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
+
+/// How often, at most, a listener logs that it is refusing connections.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The body of the 503 answer to a connection over the limit.
+const REFUSAL_BODY: &str = "too many connections: try again shortly ([server] max_connections)\n";
+
+impl Admission {
+    fn new(listener: &'static str, max: usize, metrics: Arc<super::metrics::Metrics>) -> Self {
+        // The semaphore's own ceiling; a config can ask for more (usize).
+        let max = max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        Self {
+            listener,
+            open: Arc::new(tokio::sync::Semaphore::new(max)),
+            refusing: Arc::new(tokio::sync::Semaphore::new(REFUSING_AT_ONCE)),
+            metrics,
+        }
+    }
+
+    /// A slot for a new connection, or `None` when the listener is full.
+    fn admit(&self) -> Option<OpenConnection> {
+        let permit = self.open.clone().try_acquire_owned().ok()?;
+        self.metrics.connection_opened(self.listener);
+        Some(OpenConnection {
+            _permit: permit,
+            listener: self.listener,
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// Answers a connection over the limit with a 503 (in its own task,
+    /// bounded in number and time) and closes it.
+    fn refuse(&self, stream: tokio::net::TcpStream) {
+        self.metrics.connection_refused(self.listener);
+        let Ok(permit) = self.refusing.clone().try_acquire_owned() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tokio::time::timeout(REFUSAL_LINGER, answer_refusal(stream)).await;
+        });
+    }
+}
+
+/// One served connection: its slot in the listener's limit and its place
+/// in `connections_open`, both given back when it is dropped.
+struct OpenConnection {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    listener: &'static str,
+    metrics: Arc<super::metrics::Metrics>,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.metrics.connection_closed(self.listener);
+    }
+}
+
+/// The complete 503 answer to a connection over the limit.
+fn refusal() -> String {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{REFUSAL_BODY}",
+        REFUSAL_BODY.len()
+    )
+}
+
+/// The most of a refused request's head read before answering anyway.
+const REFUSAL_HEAD_LIMIT: usize = 16 * 1024;
+
+/// Reads the request's head (an answer sent before the request is, on an
+/// idle connection, is an error to clients such as hyper's), writes the
+/// 503, ends the sending side, then discards what the client still sends
+/// until it closes (the caller bounds the time).
+async fn answer_refusal(mut stream: tokio::net::TcpStream) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < REFUSAL_HEAD_LIMIT {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    stream.write_all(refusal().as_bytes()).await?;
+    stream.shutdown().await?;
+    while stream.read(&mut buf).await? > 0 {}
+    Ok(())
+}
+
 /// Serves `router` on `listener` over HTTP/1.1 until `shutdown`, then lets
 /// the requests in progress finish (idle keep-alive connections close at once).
+/// At most `admission`'s limit of connections are served at once.
 ///
 /// This replaces `axum::serve`, which sets no hyper timer and so has no
 /// header read timeout, and no body timeout: a client trickling bytes
@@ -104,6 +232,7 @@ async fn serve_listener(
     listener: tokio::net::TcpListener,
     router: Router,
     timeouts: Timeouts,
+    admission: Admission,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -119,6 +248,7 @@ async fn serve_listener(
     http.timer(TokioTimer::new())
         .header_read_timeout(timeouts.header);
     let graceful = GracefulShutdown::new();
+    let mut last_refusal_log: Option<tokio::time::Instant> = None;
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -137,6 +267,17 @@ async fn serve_listener(
             },
             _ = shutdown.cancelled() => break,
         };
+        let Some(slot) = admission.admit() else {
+            if last_refusal_log.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
+                last_refusal_log = Some(tokio::time::Instant::now());
+                tracing::warn!(
+                    listener = admission.listener,
+                    "at [server] max_connections: answering new connections 503"
+                );
+            }
+            admission.refuse(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let conn = http.serve_connection(
             TokioIo::new(stream),
@@ -144,6 +285,7 @@ async fn serve_listener(
         );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
+            let _slot = slot;
             // Client errors (resets, header timeouts) end only that connection.
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
@@ -176,7 +318,9 @@ async fn body_deadline(
     let req = req.map(|inner| {
         axum::body::Body::new(DeadlineBody {
             inner,
-            deadline: tokio::time::Instant::now() + limit,
+            // Config caps durations, but a sum past the clock's range
+            // must not panic a request: no deadline then.
+            deadline: tokio::time::Instant::now().checked_add(limit),
             timer: None,
             expired: flag,
         })
@@ -201,7 +345,7 @@ struct BodyTimeout;
 /// A request body that fails once its deadline passes.
 struct DeadlineBody {
     inner: axum::body::Body,
-    deadline: tokio::time::Instant,
+    deadline: Option<tokio::time::Instant>,
     /// Armed only when the body is not all there yet: a webhook body
     /// usually arrives with its headers, and then no timer is registered.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -220,7 +364,9 @@ impl hyper::body::Body for DeadlineBody {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        let deadline = self.deadline;
+        let Some(deadline) = self.deadline else {
+            return Poll::Pending;
+        };
         let timer =
             (self.timer).get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if timer.as_mut().poll(cx).is_ready() {
@@ -268,10 +414,40 @@ pub fn public_router(app: Arc<App>, body_limit: usize) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(super::commands::router())
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::Extension(BodyLimit(body_limit)))
         .with_state(app)
 }
 
-async fn webhook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+/// The body limit the public router enforces (set at start), for the 413's reason.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimit(usize);
+
+async fn webhook(
+    State(app): State<Arc<App>>,
+    axum::Extension(BodyLimit(limit)): axum::Extension<BodyLimit>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        // The body limit is enforced while the body is read, before
+        // `accept` could count it: count the 413 here.
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let event = headers
+                .get("x-discourse-event")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            app.metrics.event(event, EventOutcome::TooLarge);
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                [(header::CONNECTION, "close")],
+                format!("request body over the {limit}-byte limit ([server] body_limit)\n"),
+            )
+                .into_response();
+        }
+        // A body timeout: `body_deadline` turns this into a 408.
+        Err(rejection) => return rejection.into_response(),
+    };
     let req = WebhookRequest {
         headers: headers
             .iter()
@@ -705,5 +881,118 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::metrics::Metrics;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// `router` served by [`serve_listener`] on a free port.
+    async fn serve(
+        router: Router,
+        body_timeout: Duration,
+        max_connections: usize,
+    ) -> (SocketAddr, CancellationToken, Arc<Metrics>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
+        let timeouts = Timeouts {
+            header: Duration::from_secs(30),
+            body: body_timeout,
+        };
+        let admission = Admission::new("public", max_connections, metrics.clone());
+        tokio::spawn(serve_listener(
+            listener,
+            router,
+            timeouts,
+            admission,
+            shutdown.clone(),
+        ));
+        (addr, shutdown, metrics)
+    }
+
+    /// Sends `request` on a new connection; the whole answer.
+    async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n";
+
+    #[tokio::test]
+    async fn an_enormous_body_timeout_does_not_panic_requests() {
+        let router = Router::new().route(
+            "/",
+            post(|body: Bytes| async move { body.len().to_string() }),
+        );
+        // `Instant::now() + Duration::MAX` would panic in every request.
+        let (addr, shutdown, _) = serve(router, Duration::MAX, 8).await;
+        let answer = exchange(
+            addr,
+            b"POST / HTTP/1.1\r\nHost: relay\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
+        assert!(answer.ends_with("\r\n\r\n5"), "{answer:?}");
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_connection_over_the_limit_gets_a_503_until_a_slot_frees() {
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let (addr, shutdown, metrics) = serve(router, Duration::from_secs(30), 1).await;
+        // Accepted in arrival order: this one takes the only slot.
+        let idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+
+        let answer = exchange(addr, GET).await;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "), "{answer:?}");
+        assert!(head.contains("\r\nretry-after: 1"), "{answer:?}");
+        assert!(
+            head.contains(&format!("\r\ncontent-length: {}", body.len())),
+            "{answer:?}"
+        );
+        assert_eq!(body, REFUSAL_BODY);
+        // The answer waits for a request: sent to an idle connection it
+        // would be an error to the client (hyper: "unexpected message").
+        // One that ends without a request is only closed.
+        let mut quiet = tokio::net::TcpStream::connect(addr).await.unwrap();
+        quiet.shutdown().await.unwrap();
+        let mut out = Vec::new();
+        let _ = quiet.read_to_end(&mut out).await;
+        assert!(out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
+        let text = metrics.encode();
+        assert!(
+            text.contains("discourse_relay_connections_refused_total{listener=\"public\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("discourse_relay_connections_open{listener=\"public\"} 1\n"),
+            "{text}"
+        );
+
+        drop(idle);
+        // The server sees the close on its own schedule: poll for the slot.
+        let end = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let answer = exchange(addr, GET).await;
+            if answer.starts_with("HTTP/1.1 200 ") {
+                break;
+            }
+            assert!(answer.starts_with("HTTP/1.1 503 "), "{answer:?}");
+            assert!(
+                tokio::time::Instant::now() < end,
+                "the slot was never freed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shutdown.cancel();
     }
 }

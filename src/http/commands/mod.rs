@@ -143,8 +143,13 @@ fn fresh(timestamp: &str) -> bool {
     let Ok(ts) = timestamp.trim().parse::<i64>() else {
         return false;
     };
-    let now = jiff::Timestamp::now().as_second();
-    (now - ts).abs() <= REPLAY_WINDOW_SECS
+    fresh_at(jiff::Timestamp::now().as_second(), ts)
+}
+
+/// [`fresh`] at a given `now`. `abs_diff`: `ts` is attacker-chosen and read
+/// before any signature check, so `now - ts` could overflow (`i64::MIN`).
+fn fresh_at(now: i64, ts: i64) -> bool {
+    now.abs_diff(ts) <= REPLAY_WINDOW_SECS.unsigned_abs()
 }
 
 /// A header's value as text ("" when absent or not text).
@@ -218,5 +223,29 @@ fn chat_name(name: &str, fallback: &str) -> String {
         fallback.to_string()
     } else {
         slug.chars().take(60).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_survives_extreme_timestamps() {
+        let now = 1_700_000_000;
+        assert!(fresh_at(now, now));
+        assert!(fresh_at(now, now - REPLAY_WINDOW_SECS));
+        assert!(fresh_at(now, now + REPLAY_WINDOW_SECS));
+        assert!(!fresh_at(now, now - REPLAY_WINDOW_SECS - 1));
+        assert!(!fresh_at(now, now + REPLAY_WINDOW_SECS + 1));
+        // Attacker-chosen values read before the HMAC check: no overflow.
+        for ts in [i64::MIN, i64::MIN + 1, i64::MAX, -1, 0] {
+            assert!(!fresh_at(now, ts), "{ts}");
+        }
+        assert!(!fresh_at(i64::MIN, i64::MAX));
+        assert!(fresh_at(i64::MIN, i64::MIN));
+        assert!(!fresh(&i64::MIN.to_string()));
+        assert!(!fresh(&i64::MAX.to_string()));
+        assert!(fresh(&jiff::Timestamp::now().as_second().to_string()));
     }
 }
