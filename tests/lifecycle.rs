@@ -166,18 +166,30 @@ fn threads_edits_deletes_and_recoveries_reach_slack_and_survive_kill_9() {
         assert!(body["text"].as_str().unwrap().contains("DashMap"), "{body}");
     }
 
-    // 4. The mapping survives kill -9. After an idle second the acks are
-    // durable too, so nothing is sent twice after the restart.
-    std::thread::sleep(Duration::from_millis(1500));
+    // 4. The mapping survives kill -9, and nothing is sent twice after the
+    // restart. Acks are cheap commits, made durable by the next durable one
+    // (the once-a-second sync, or any accept). Rather than guess when the
+    // sync ran: wait until both chats acknowledged the edits, then accept
+    // an event no chat takes (a whisper), whose 202 means its commit, and
+    // so every ack before it, is on disk.
+    relay.wait_status("the edits acknowledged", |s| {
+        s["chats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["delivered"] == 3 && c["queue_depth"] == 0)
+    });
+    let f = edited_fixture("post_created_whisper", |_| {});
+    assert_eq!(relay.post(&f.headers, f.body).0, 202);
     relay.kill9();
     let relay = Relay::start(&cfg, &data, &env);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        mock.requests().len(),
-        6,
-        "nothing re-sent: {:#?}",
-        &mock.requests()[6..]
-    );
+    // A re-send would be queued ahead of this marker in its chat.
+    let marker = relay.post_marker("post_created_first_post");
+    let sent = relay.settle(&mock, &marker, 2);
+    assert_eq!(sent.len(), 6, "nothing re-sent: {:#?}", &sent[6..]);
+    // The two marker posts: later steps count from here.
+    let base = mock.requests().len();
+    assert_eq!(base, 8);
 
     // 5. Deleting the reply: `threaded` deletes its message, `struck` strikes it.
     let f = edited_fixture(
@@ -185,9 +197,9 @@ fn threads_edits_deletes_and_recoveries_reach_slack_and_survive_kill_9() {
         reply(3, 1003, "Edited: use a `DashMap` instead"),
     );
     assert_eq!(relay.post(&f.headers, f.body).0, 202);
-    mock.wait_for(8, Duration::from_secs(15));
+    mock.wait_for(base + 2, Duration::from_secs(15));
     let s = seen(&mock);
-    let deletes = by_channel(&s, 6, &owner);
+    let deletes = by_channel(&s, base, &owner);
     assert_eq!(deletes["dev"][0].0, "chat.delete");
     assert_eq!(
         deletes["dev"][0].1,
@@ -209,9 +221,9 @@ fn threads_edits_deletes_and_recoveries_reach_slack_and_survive_kill_9() {
         reply(3, 1003, "Edited: use a `DashMap` instead"),
     );
     assert_eq!(relay.post(&f.headers, f.body).0, 202);
-    mock.wait_for(10, Duration::from_secs(15));
+    mock.wait_for(base + 4, Duration::from_secs(15));
     let s = seen(&mock);
-    let recovered = by_channel(&s, 8, &owner);
+    let recovered = by_channel(&s, base + 2, &owner);
     let (method, body) = &recovered["dev"][0];
     assert_eq!(method, "chat.postMessage");
     assert_eq!(body["thread_ts"], json!(first["dev"]));
@@ -223,8 +235,9 @@ fn threads_edits_deletes_and_recoveries_reach_slack_and_survive_kill_9() {
     // 7. An edit of a post the relay never sent changes nothing.
     let f = edited_fixture("post_edited", |_| {});
     assert_eq!(relay.post(&f.headers, f.body).0, 202);
-    std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(mock.requests().len(), 10, "{:#?}", &mock.requests()[10..]);
+    let marker = relay.post_marker("post_created_first_post");
+    let sent = relay.settle(&mock, &marker, 2);
+    assert_eq!(sent.len(), base + 4, "{:#?}", &sent[base + 4..]);
     let status = relay.status();
     for chat in status["chats"].as_array().unwrap() {
         assert_eq!(chat["dead_letters"], 0, "{chat}");
@@ -603,10 +616,13 @@ fn other_platforms_thread_edit_and_delete() {
         } else {
             let f = edited_fixture("post_edited", edit);
             assert_eq!(relay.post(&f.headers, f.body).0, 202);
-            std::thread::sleep(Duration::from_millis(800));
             2
         };
-        let reqs = mock.requests();
+        // Whatever the steps queued arrives before a marker accepted after
+        // them (a new topic: the platform answers it as it did the first post).
+        mock.script((p.answers)().into_iter().take(1));
+        let marker = relay.post_marker("post_created_first_post");
+        let reqs = relay.settle(&mock, &marker, 1);
         assert_eq!(reqs.len(), sent, "{}: {reqs:#?}", p.name);
         assert!(
             reqs.iter().all(|r| r.path.starts_with(p.mount)),
@@ -675,11 +691,12 @@ fn an_edit_after_the_mapping_expired_is_ignored_with_a_debug_log() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    let marker = relay.post_marker("post_created_first_post");
+    let sent = relay.settle(&mock, &marker, 2);
     assert_eq!(
-        mock.requests().len(),
+        sent.len(),
         4,
-        "nothing sent for the forgotten post"
+        "nothing sent for the forgotten post: {sent:#?}"
     );
     assert!(
         !relay.logs().contains("\"level\":\"ERROR\""),

@@ -170,8 +170,6 @@ fn pane_login_filter_test_button_and_dead_letters() {
         post(&[("csrf", &csrf)], None, Some("cross-site")).status(),
         403
     );
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(mock.requests().is_empty(), "refused posts send nothing");
     let origin = format!("http://{}", relay.admin);
     let r = post(&[("csrf", &csrf)], Some(&origin), Some("same-origin"));
     assert_eq!(r.status(), 303);
@@ -182,6 +180,33 @@ fn pane_login_filter_test_button_and_dead_letters() {
     let got = mock.wait_for(1, Duration::from_secs(15));
     assert_eq!(got[0].path, "/hook");
     assert!(got[0].body.contains("Test message from discourse-relay"));
+    // Refused posts send nothing: one they queued would sit ahead of the
+    // accepted one in the chat's queue, so once that queue is empty every
+    // test message it held has been delivered and counted.
+    let end = std::time::Instant::now() + Duration::from_secs(15);
+    let hook = loop {
+        let s: serde_json::Value = http
+            .get(relay.admin_url("/api/status"))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let hook = s["chats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "support-hook")
+            .unwrap()
+            .clone();
+        if hook["queue_depth"] == 0 && hook["delivered"].as_u64() >= Some(1) {
+            break hook;
+        }
+        assert!(std::time::Instant::now() < end, "queue not drained: {hook}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(hook["delivered"], 1, "refused posts send nothing: {hook}");
+    assert_eq!(mock.requests().len(), 1, "{:#?}", mock.requests());
     let after = http
         .get(format!("{base}/?sent=support-hook"))
         .header("Cookie", &cookie)

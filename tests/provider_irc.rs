@@ -8,8 +8,9 @@
 //! restarts.
 //!
 //! ngircd comes from `RELAY_TEST_IRCD` (set by scripts/ci/start-ircd), else
-//! /usr/sbin/ngircd or PATH; without it every test prints a SKIP line and
-//! passes.
+//! /usr/sbin/ngircd or PATH; without it every test prints a SKIP line to
+//! stderr and passes, except under `CI=true`, where it fails
+//! (`common::peer_missing`).
 
 mod common;
 
@@ -33,7 +34,7 @@ fn ngircd() -> Option<PathBuf> {
         if p.is_file() {
             return Some(p);
         }
-        println!("RELAY_TEST_IRCD={} is not a file", p.display());
+        eprintln!("RELAY_TEST_IRCD={} is not a file", p.display());
     }
     let mut candidates = vec![PathBuf::from("/usr/sbin/ngircd")];
     if let Ok(path) = std::env::var("PATH") {
@@ -47,7 +48,10 @@ macro_rules! require_ngircd {
         match ngircd() {
             Some(p) => p,
             None => {
-                println!("SKIP: ngircd not installed (install with apt-get install ngircd)");
+                peer_missing(
+                    "ngircd",
+                    "ngircd is not installed (scripts/ci/start-ircd installs it)",
+                );
                 return;
             }
         }

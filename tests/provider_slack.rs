@@ -102,14 +102,28 @@ fn incoming_webhook_request() {
 #[test]
 fn real_error_answers_are_classified_without_secrets() {
     let mock = Mock::start();
+    // Each answer quotes the token back, as a platform echoing the request
+    // may: the reasons must still not carry it.
+    let echo = format!("Authorization: Bearer {TOKEN}");
     mock.script([
-        Reply::new(429, "").header("Retry-After", "30"),
-        Reply::new(200, r#"{"ok":false,"error":"ratelimited"}"#),
+        Reply::new(429, &format!("slow down ({echo})")).header("Retry-After", "30"),
+        Reply::new(
+            200,
+            &format!(r#"{{"ok":false,"error":"ratelimited","warning":"{echo}"}}"#),
+        ),
         Reply::new(200, r#"{"ok":false,"error":"invalid_auth"}"#),
         Reply::new(200, r#"{"ok":false,"error":"channel_not_found"}"#),
-        Reply::new(503, "upstream connect error"),
+        Reply::new(503, &format!("upstream connect error; request had {echo}")),
+        Reply::new(
+            401,
+            &format!(r#"{{"ok":false,"error":"not_authed","token":"{TOKEN}"}}"#),
+        ),
+        Reply::new(
+            200,
+            &format!(r#"{{"ok":false,"error":"token_revoked {TOKEN}"}}"#),
+        ),
     ]);
-    let outs: Vec<Outcome> = (0..5)
+    let outs: Vec<Outcome> = (0..7)
         .map(|_| run(&mock, "api", "post_created_first_post"))
         .collect();
     assert!(matches!(&outs[0], Outcome::Retry { after: Some(d), .. } if d.as_secs() == 30));
@@ -119,14 +133,26 @@ fn real_error_answers_are_classified_without_secrets() {
         matches!(&outs[3], Outcome::Permanent { reason } if reason.contains("channel_not_found"))
     );
     assert!(matches!(&outs[4], Outcome::Retry { .. }));
+    assert!(matches!(&outs[5], Outcome::Permanent { reason } if reason.contains("401")));
+    assert!(matches!(&outs[6], Outcome::Permanent { reason } if reason.contains("token_revoked")));
     for o in &outs {
-        assert!(!format!("{o:?}").contains(TOKEN));
+        assert!(!format!("{o:?}").contains(TOKEN), "{o:?}");
     }
-    // Webhook errors are plain text with a status.
+    // Where the reason quotes the answer, the token was there and is now
+    // replaced (not just absent because the reason never held it).
+    for i in [0, 4, 5, 6] {
+        assert!(
+            format!("{:?}", outs[i]).contains("[redacted]"),
+            "{:?}",
+            outs[i]
+        );
+    }
+    // Webhook errors are plain text with a status; these quote the hook URL.
     let hook = Mock::start();
+    let url = hook.url("/services/T0/B0/hooksecret");
     hook.script([
-        Reply::new(404, "channel_not_found"),
-        Reply::new(410, "channel_is_archived"),
+        Reply::new(404, &format!("channel_not_found (POST {url})")),
+        Reply::new(410, &format!("channel_is_archived: {url}")),
     ]);
     let env = env(&hook);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -136,6 +162,7 @@ fn real_error_answers_are_classified_without_secrets() {
             panic!("{o:?}")
         };
         assert!(!reason.contains("hooksecret"), "{reason}");
+        assert!(reason.contains("[redacted]"), "{reason}");
     }
 }
 

@@ -8,7 +8,8 @@
 //!
 //! Python with aiosmtpd comes from `RELAY_TEST_AIOSMTPD_PYTHON` (set by
 //! scripts/ci/start-smtp), else target/smtp-venv/bin/python, else python3;
-//! without it every test prints a SKIP line and passes.
+//! without it every test prints a SKIP line to stderr and passes, except
+//! under `CI=true`, where it fails (`common::peer_missing`).
 
 mod common;
 
@@ -106,8 +107,9 @@ macro_rules! require_aiosmtpd {
         match python() {
             Some(p) => p,
             None => {
-                println!(
-                    "SKIP: aiosmtpd not available (run scripts/ci/start-smtp, or pip install aiosmtpd)"
+                peer_missing(
+                    "aiosmtpd",
+                    "aiosmtpd is not available (run scripts/ci/start-smtp, or pip install aiosmtpd)",
                 );
                 return;
             }

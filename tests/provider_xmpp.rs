@@ -11,7 +11,8 @@
 //! connection refused).
 //!
 //! Without `RELAY_TEST_XMPP` (or without prosody) every test prints a SKIP
-//! line and passes.
+//! line to stderr and passes, except under `CI=true`, where it fails
+//! (`common::peer_missing`).
 
 mod common;
 
@@ -66,7 +67,11 @@ macro_rules! require_xmpp {
         match server() {
             Some(s) => s,
             None => {
-                println!("SKIP: prosody not installed (scripts/ci/start-xmpp)");
+                peer_missing(
+                    "prosody",
+                    "no prosody server (RELAY_TEST_XMPP* unset or prosody not installed: \
+                     run scripts/ci/start-xmpp and source target/xmpp/env)",
+                );
                 return;
             }
         }

@@ -8,8 +8,9 @@
 //!
 //! Needs `scripts/ci/start-synapse` first, then its env file in the
 //! environment: `SYNAPSE_URL`, `SYNAPSE_BOT_TOKEN`, `SYNAPSE_READER_TOKEN`,
-//! `SYNAPSE_ROOM`. Without `SYNAPSE_URL` the test prints a SKIP line and
-//! passes.
+//! `SYNAPSE_ROOM`. Without `SYNAPSE_URL` the test prints a SKIP line to
+//! stderr and passes, except under `CI=true`, where it fails
+//! (`common::peer_missing`).
 
 mod common;
 
@@ -136,7 +137,10 @@ fn mentions_broken(text: &str) -> bool {
 fn notices_reach_a_real_synapse_room_inert_and_only_once() {
     let _room = one_at_a_time();
     let Some(s) = synapse() else {
-        println!("SKIP: no Synapse (run scripts/ci/start-synapse)");
+        peer_missing(
+            "synapse",
+            "SYNAPSE_URL is not set (run scripts/ci/start-synapse, source target/synapse/env)",
+        );
         return;
     };
     let bot = get(
@@ -320,7 +324,10 @@ fn wait_event(s: &Synapse, what: &str, f: impl Fn(&Value) -> bool) -> Value {
 fn threads_edits_and_redactions_in_a_real_synapse_room() {
     let _room = one_at_a_time();
     let Some(s) = synapse() else {
-        println!("SKIP: SYNAPSE_URL is not set (run scripts/ci/start-synapse)");
+        peer_missing(
+            "synapse",
+            "SYNAPSE_URL is not set (run scripts/ci/start-synapse, source target/synapse/env)",
+        );
         return;
     };
     let nonce = SystemTime::now()

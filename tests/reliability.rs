@@ -194,7 +194,10 @@ fn disk_full_answers_503_with_the_reason_and_recovers() {
     // Real ENOSPC from a real filesystem. Mounting needs root (or
     // CAP_SYS_ADMIN); without it the scenario cannot be staged honestly.
     let Some(_fs) = Tmpfs::mount(&data, "8m") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+        peer_missing(
+            "tmpfs",
+            "cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)",
+        );
         return;
     };
     let cfg = write(

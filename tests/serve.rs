@@ -78,11 +78,13 @@ fn delivers_a_post_and_answers_discourse_correctly() {
     let f = fixture("post_created_first_post");
     assert_eq!(relay.post(&f.headers, big).0, 413);
 
-    std::thread::sleep(Duration::from_millis(300));
+    // Anything a rejected request queued would arrive before this marker.
+    let marker = relay.post_marker("post_created_first_post");
+    let sent = relay.settle(&mock, &marker, 1);
     assert_eq!(
-        mock.requests().len(),
+        sent.len(),
         1,
-        "rejected requests must not deliver"
+        "rejected requests must not deliver: {sent:#?}"
     );
 }
 
@@ -107,9 +109,9 @@ fn deduplicates_retries_and_redeliveries() {
     f.set_header("X-Discourse-Event-Id", "999001");
     assert_eq!(relay.post(&f.headers, f.body).0, 200);
 
-    mock.wait_for(1, WAIT);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(mock.requests().len(), 1);
+    let marker = relay.post_marker("post_created_first_post");
+    let sent = relay.settle(&mock, &marker, 1);
+    assert_eq!(sent.len(), 1, "{sent:#?}");
 }
 
 #[test]
@@ -158,8 +160,10 @@ fn delay_window_cancels_deleted_posts_and_applies_edits() {
         started.elapsed() >= Duration::from_millis(1400),
         "delay not honoured"
     );
-    std::thread::sleep(Duration::from_millis(2000));
-    let got2 = mock.requests();
+    // Accepted after the delete, so due after it: once the marker is
+    // here, a destroyed post that slipped through would be too.
+    let marker = relay.post_marker("post_created_first_post");
+    let got2 = relay.settle(&mock, &marker, 1);
     assert_eq!(
         got2.len(),
         1,
@@ -440,8 +444,9 @@ fn kill_9_loses_nothing_that_was_accepted() {
         .map(|r| r.json()["post"]["id"].as_u64().unwrap())
         .collect();
     assert_eq!(ids, vec![1001, 1003, 1012, 1016], "all delivered, in order");
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(mock.requests().len(), 4, "none twice");
+    let marker = relay.post_marker("post_created_first_post");
+    let sent = relay.settle(&mock, &marker, 1);
+    assert_eq!(sent.len(), 4, "none twice: {sent:#?}");
     drop(relay);
 }
 
@@ -559,9 +564,12 @@ fn learns_pm_groups_and_categories_from_the_discourse_api() {
         &dir.path().join("data"),
         &[("DISCOURSE_API_KEY", "api-canary-99")],
     );
-    // /site.json is fetched at start: category 9 is development/rust, not just "rust".
-    forum.wait_for(1, WAIT);
-    std::thread::sleep(Duration::from_millis(300));
+    // /site.json is fetched at start: category 9 is development/rust, not
+    // just "rust". The mock seeing the request is not the relay knowing the
+    // answer: wait for the line it logs once it has learned it.
+    relay.wait_log("categories learned", |l| {
+        l.contains("learned categories from /site.json")
+    });
     for name in ["post_created_private_message", "post_created_subcategory"] {
         let mut f = fixture(name);
         f.set_header("X-Discourse-Instance", &forum.url(""));
@@ -608,10 +616,22 @@ fn several_forums_share_one_relay_by_instance_header() {
     f.set_header("X-Discourse-Event-Signature", &sig);
     assert_eq!(relay.post(&f.headers, f.body.clone()).0, 202);
 
-    let got = chat.wait_for(2, WAIT);
-    std::thread::sleep(Duration::from_millis(300));
-    let mut seen: Vec<(String, String)> = chat
+    // A marker per forum (each reaches its forum's chat) bounds what the
+    // four requests above delivered.
+    let main_marker = relay.post_marker("post_created_first_post");
+    let (meta_marker, mut f) = marker_fixture("post_created_reply_group_mention");
+    f.set_header("X-Discourse-Instance", "https://meta.example.org");
+    let sig = discourse_relay::ingest::request::sign(b"meta-secret-123", &f.body);
+    f.set_header("X-Discourse-Event-Signature", &sig);
+    assert_eq!(relay.post(&f.headers, f.body).0, 202);
+    relay.settle(&chat, &main_marker, 1);
+    relay.settle(&chat, &meta_marker, 1);
+    let got: Vec<Recorded> = chat
         .requests()
+        .into_iter()
+        .filter(|r| !r.body.contains(&main_marker) && !r.body.contains(&meta_marker))
+        .collect();
+    let mut seen: Vec<(String, String)> = got
         .iter()
         .map(|r| {
             (

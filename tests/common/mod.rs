@@ -184,6 +184,13 @@ impl Mock {
         self.state.lock().unwrap().routes.push((path.into(), reply));
     }
 
+    /// Like [`Mock::route`], replacing what `path` answered before.
+    pub fn set_route(&self, path: &str, reply: Reply) {
+        let mut s = self.state.lock().unwrap();
+        s.routes.retain(|(p, _)| p != path);
+        s.routes.push((path.into(), reply));
+    }
+
     /// Answers every request with this once the script is used up.
     pub fn always(&self, reply: Reply) {
         self.state.lock().unwrap().default = Some(reply);
@@ -204,6 +211,46 @@ impl Mock {
             assert!(
                 Instant::now() < end,
                 "mock got {} requests, expected {n}: {:#?}",
+                r.len(),
+                r
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    /// Waits for the request whose body carries `marker` (see
+    /// [`marker_fixture`]; one chat) and returns the requests that arrived
+    /// before it. [`Mock::before_markers`] for a marker several chats get.
+    pub fn before_marker(&self, marker: &str, timeout: Duration) -> Vec<Recorded> {
+        self.before_markers(marker, 1, timeout)
+    }
+
+    /// Waits until `copies` requests carry `marker` (one per chat the
+    /// marker event reaches; see [`marker_fixture`]) and returns the other
+    /// requests that arrived before the last of them.
+    ///
+    /// The barrier for "nothing else arrived" checks: a chat delivers in
+    /// the order events were accepted, so whatever the step under test put
+    /// in a chat's queue has arrived once a marker accepted after it has.
+    pub fn before_markers(&self, marker: &str, copies: usize, timeout: Duration) -> Vec<Recorded> {
+        let end = Instant::now() + timeout;
+        loop {
+            let r = self.requests();
+            let last = r
+                .iter()
+                .enumerate()
+                .filter(|(_, q)| q.body.contains(marker))
+                .nth(copies.saturating_sub(1))
+                .map(|(i, _)| i);
+            if let Some(last) = last {
+                return r[..last]
+                    .iter()
+                    .filter(|q| !q.body.contains(marker))
+                    .cloned()
+                    .collect();
+            }
+            assert!(
+                Instant::now() < end,
+                "the marker {marker} did not arrive {copies} times; got {} requests: {:#?}",
                 r.len(),
                 r
             );
@@ -341,6 +388,49 @@ impl Relay {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// Waits until a log line satisfies `f` (the relay logs JSON lines);
+    /// for state the status does not show, such as learned categories.
+    pub fn wait_log(&self, what: &str, f: impl Fn(&str) -> bool) {
+        let end = Instant::now() + Duration::from_secs(15);
+        while !self.log.lock().unwrap().iter().any(|l| f(l)) {
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what} in the log:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The barrier for "nothing else arrived" checks: waits until `marker`
+    /// (posted after the step under test, see [`Relay::post_marker`]) has
+    /// reached `copies` chats of `mock` and every chat's queue is empty,
+    /// then returns every request but the marker's. A chat delivers in the
+    /// order events were accepted, so what the step queued has arrived by
+    /// the marker; the empty queues catch what would be sent again later
+    /// (a delivery never acknowledged stays queued).
+    pub fn settle(&self, mock: &Mock, marker: &str, copies: usize) -> Vec<Recorded> {
+        mock.before_markers(marker, copies, Duration::from_secs(15));
+        self.wait_status("every queue empty", |s| {
+            s["chats"]
+                .as_array()
+                .is_some_and(|c| c.iter().all(|c| c["queue_depth"] == 0))
+        });
+        mock.requests()
+            .into_iter()
+            .filter(|r| !r.body.contains(marker))
+            .collect()
+    }
+
+    /// Posts a marker event made from the fixture `base` (see
+    /// [`marker_fixture`]) and returns its marker.
+    pub fn post_marker(&self, base: &str) -> String {
+        let (marker, f) = marker_fixture(base);
+        let (status, body) = self.post(&f.headers, f.body);
+        assert_eq!(status, 202, "the marker event was refused: {body}");
+        marker
+    }
 }
 
 impl Drop for Relay {
@@ -392,6 +482,54 @@ pub fn edited_fixture(name: &str, edit: impl FnOnce(&mut Value)) -> Fixture {
     let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     f.set_header("X-Discourse-Event-Id", &id.to_string());
     f
+}
+
+/// A marker event: the fixture `base` (a `post_created`) as a new post in
+/// a new topic whose title and text are a unique marker, returned with it.
+/// It routes like `base` (same category, same kind of post). Post it after
+/// the step under test and wait for it with [`Mock::before_marker`].
+pub fn marker_fixture(base: &str) -> (String, Fixture) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let marker = format!("barrier-marker-{n}");
+    let text = marker.clone();
+    let f = edited_fixture(base, move |v| {
+        let p = &mut v["post"];
+        p["id"] = (700_000 + n).into();
+        p["topic_id"] = (70_000 + n).into();
+        p["post_number"] = 1.into();
+        p["reply_to_post_number"] = Value::Null;
+        p["topic_title"] = text.clone().into();
+        p["topic_slug"] = text.clone().into();
+        p["raw"] = text.clone().into();
+        p["cooked"] = format!("<p>{text}</p>").into();
+    });
+    (marker, f)
+}
+
+/// Whether `CI` says this is a CI run (`true` or `1`): there every real
+/// peer (IRC, XMPP, SMTP, Synapse servers, a tmpfs mount) must be present.
+pub fn in_ci() -> bool {
+    std::env::var("CI")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1"))
+}
+
+/// Called by a real-peer test whose peer is missing, right before it
+/// returns. Under `CI=true` it panics: the test would pass while running
+/// nothing, so a broken install step in .ci/run would hide. Elsewhere (or
+/// when `RELAY_TEST_WITHOUT`, a comma-separated list, names `peer`: a
+/// machine that cannot provide it says so on purpose) it prints a SKIP line
+/// to stderr (shown with `--nocapture`, and in the log of a failing run).
+pub fn peer_missing(peer: &str, what: &str) {
+    let waived = std::env::var("RELAY_TEST_WITHOUT")
+        .is_ok_and(|list| list.split(',').any(|p| p.trim() == peer));
+    if in_ci() && !waived {
+        panic!(
+            "CI=true but {what}: the step of .ci/run that provides {peer} is broken \
+             (set RELAY_TEST_WITHOUT={peer} to skip this test on purpose)"
+        );
+    }
+    eprintln!("SKIP: {what}");
 }
 
 /// A config with one webhook chat per mock URL path, watching everything.
