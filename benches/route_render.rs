@@ -69,6 +69,7 @@ fn events() -> Vec<Event> {
             path,
             name: "Sub".into(),
             restricted: false,
+            unresolved: false,
         });
         e.topic.tags = vec![
             Tag {

@@ -337,6 +337,15 @@ fn explain_one(
         })
         .collect();
     let mut obj = json!({"event": name, "deliveries": deliveries, "skipped": decision.skipped});
+    if let Some(c) = event.topic.category.as_ref().filter(|c| c.unresolved) {
+        obj["notes"] = json!([format!(
+            "category {} is not known to the relay (give a /site.json response before this file, or add it to [discourse.categories]): \
+             treated as restricted, so only rules naming `{}` get it; `serve` holds such an event up to {}s for /site.json",
+            c.id,
+            c.slug,
+            discourse_relay::service::UNKNOWN_CATEGORY_WAIT.as_secs()
+        )]);
+    }
     if !decision.failures.is_empty() {
         obj["errors"] = json!(
             decision
@@ -358,6 +367,9 @@ fn write_text(out: &mut impl Write, file: &Path, v: &serde_json::Value) -> Resul
     )?;
     if let Some(reason) = v["skipped"].as_str() {
         writeln!(out, "  skipped: {reason}")?;
+    }
+    for note in v["notes"].as_array().into_iter().flatten() {
+        writeln!(out, "  note: {}", note.as_str().unwrap_or("?"))?;
     }
     for d in v["deliveries"].as_array().into_iter().flatten() {
         writeln!(

@@ -135,13 +135,10 @@ impl Pipeline {
     /// A fresh state for forum `forum` (an index into `config.forums`),
     /// seeded with its static category map.
     pub fn forum_state(&self, forum: usize) -> ForumState {
-        ForumState::new(
-            self.config
-                .forums
-                .get(forum)
-                .map(|f| f.categories.as_slice())
-                .unwrap_or(&[]),
-        )
+        match self.config.forums.get(forum) {
+            Some(f) => ForumState::new(&f.categories).learning_from_api(f.api_key.is_some()),
+            None => ForumState::new(&[]),
+        }
     }
 
     /// Only the routing decision (no rendering): which chats, by which rule.

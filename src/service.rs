@@ -20,15 +20,16 @@ use crate::config::env::ProcessEnv;
 use crate::config::{Diagnostics, MissingEnv};
 use crate::delivery::group_commit::GroupCommitter;
 use crate::delivery::redb_store::RedbStore;
-use crate::delivery::scheduler::{Scheduler, absorb, absorbs, refresh_topic};
+use crate::delivery::scheduler::{Scheduler, refresh_topic};
 use crate::delivery::send::Sender;
 use crate::delivery::store::{
-    AcceptOutcome, DeadLetter, DedupeKey, InboundEvent, NewDelivery, Payload, Store, StoreError,
+    AcceptOutcome, DeadLetter, DedupeKey, InboundEvent, NewDelivery, Payload, PendingChange, Store,
+    StoreError,
 };
 use crate::delivery::worker::{Observer, WorkerCtx, Workers, blocking, now_ms};
 use crate::http::metrics::{DeliveryResult, EventOutcome, Metrics};
 use crate::http::status::{
-    ChatError, ChatStatus, ConfigStatus, ReloadStatus, StatusReport, StorageStatus,
+    ChatError, ChatStatus, ConfigStatus, QuarantinedView, ReloadStatus, StatusReport, StorageStatus,
 };
 use crate::ingest::api::DiscourseApi;
 use crate::ingest::request::SignatureError;
@@ -94,6 +95,7 @@ struct ChatStat {
     failed: u64,
     last_success_ms: Option<u64>,
     last_error: Option<(u64, String)>,
+    worker_restarts: u64,
 }
 
 pub struct Stats {
@@ -135,6 +137,14 @@ impl Observer for Stats {
             .delivery(chat, provider, DeliveryResult::DeadLetter);
         self.metrics.dead_letter(chat);
     }
+
+    fn worker_restarted(&self, chat: &str, reason: &str) {
+        self.with(chat, |s| {
+            s.worker_restarts += 1;
+            s.last_error = Some((now_ms(), reason.to_string()));
+        });
+        self.metrics.worker_restart(chat);
+    }
 }
 
 pub struct App {
@@ -149,20 +159,34 @@ pub struct App {
     /// The Discourse API of each forum that has an `api_key` (by forum URL).
     api: ArcSwap<HashMap<String, Arc<DiscourseApi>>>,
     /// Topics being fetched, so a burst of posts fetches each once.
-    fetching: Mutex<std::collections::HashSet<u64>>,
+    /// Keyed by (forum URL, topic id): topic ids are per forum.
+    fetching: Mutex<std::collections::HashSet<(String, u64)>>,
+    /// Topic fetches in flight, all forums together ([`TOPIC_FETCHES_AT_ONCE`]).
+    topic_fetches: tokio::sync::Semaphore,
     site_refresh: Arc<Notify>,
     workers: Arc<Workers>,
     scheduler_wake: Arc<Notify>,
     stats: Arc<Stats>,
-    reloads: Mutex<Vec<ReloadStatus>>,
+    /// The serving config and the reload history, as the status page shows them.
+    config_status: Mutex<ConfigStatus>,
     /// The last store write failure (when, why); cleared by the next
     /// write that succeeds. Shown on the status page.
     storage_failure: Mutex<Option<(u64, String)>>,
     reload_lock: tokio::sync::Mutex<()>,
-    loaded_at: Mutex<String>,
     started_at: String,
     ready: AtomicBool,
 }
+
+/// Longest an event in a category the relay does not know waits for
+/// `/site.json` to name it; then it is routed as restricted (only rules
+/// naming its slug get it).
+pub const UNKNOWN_CATEGORY_WAIT: Duration = Duration::from_secs(60);
+/// How often `/site.json` is fetched when nothing asks sooner.
+const SITE_REFRESH: Duration = Duration::from_secs(600);
+/// The next try after `/site.json` failed.
+const SITE_RETRY: Duration = Duration::from_secs(15);
+/// Fetches of `/site.json` are at least this far apart.
+const SITE_REFRESH_MIN_GAP: Duration = Duration::from_secs(2);
 
 /// Options of `serve` beyond the config file.
 #[derive(Debug, Clone)]
@@ -173,6 +197,17 @@ pub struct ServeOptions {
     pub listen: Option<std::net::SocketAddr>,
     pub admin_listen: Option<std::net::SocketAddr>,
 }
+
+/// Topic fetches (`/t/ID.json`) in flight at once, over all forums.
+/// Discourse rate-limits API keys (by default 60 admin requests a minute,
+/// with small per-second bursts); a burst of new topics fetched all at once
+/// gets 429s, and those topics' tags then stay unknown. A few at a time,
+/// ~100 ms each, still finish well inside the default 20 s delay window.
+const TOPIC_FETCHES_AT_ONCE: usize = 4;
+
+/// Topics waiting for a fetch or being fetched, at most: beyond this the
+/// fetch is skipped (and logged) rather than queued without bound.
+const TOPIC_FETCHES_WAITING: usize = 1024;
 
 fn rfc3339(ms: u64) -> String {
     jiff::Timestamp::from_millisecond(ms as i64)
@@ -251,20 +286,29 @@ impl App {
             forum,
             api: ArcSwap::from_pointee(HashMap::new()),
             fetching: Mutex::new(std::collections::HashSet::new()),
+            topic_fetches: tokio::sync::Semaphore::new(TOPIC_FETCHES_AT_ONCE),
             site_refresh: Arc::new(Notify::new()),
             workers: workers.clone(),
             scheduler_wake: scheduler_wake.clone(),
             stats,
-            reloads: Mutex::new(vec![ReloadStatus {
-                at: now.clone(),
-                ok: true,
-                trigger: Trigger::Start.as_str().into(),
-                hash: Some(hash.clone()),
-                errors: vec![],
-            }]),
+            config_status: Mutex::new({
+                let start = ReloadStatus {
+                    at: now.clone(),
+                    ok: true,
+                    trigger: Trigger::Start.as_str().into(),
+                    hash: Some(hash.clone()),
+                    errors: vec![],
+                };
+                ConfigStatus {
+                    path: opts.config.display().to_string(),
+                    hash: hash.clone(),
+                    loaded_at: now.clone(),
+                    last_reload: Some(start.clone()),
+                    history: vec![start],
+                }
+            }),
             storage_failure: Mutex::new(None),
             reload_lock: tokio::sync::Mutex::new(()),
-            loaded_at: Mutex::new(now.clone()),
             started_at: now,
             ready: AtomicBool::new(false),
         });
@@ -338,54 +382,132 @@ impl App {
     }
 
     /// Keeps category paths and restrictions current from `/site.json`:
-    /// at start, every 10 minutes, and after `category_*` events.
+    /// at start, every 10 minutes, after `category_*` events and when a post
+    /// names a category not known yet (at most once per
+    /// [`SITE_REFRESH_MIN_GAP`]); after a failure, again within
+    /// [`SITE_RETRY`]. What is learned is applied to the events waiting in
+    /// the inbox, which may then be routed at once.
     fn spawn_site_refresh(self: &Arc<Self>) {
         let app = self.clone();
         tokio::spawn(async move {
             loop {
+                let mut failed = false;
                 for (url, api) in app.api.load_full().iter() {
                     match api.site().await {
                         Ok(site) => {
                             let n = site.categories.len();
-                            app.with_forum(url, |f| f.learn_site(&site));
+                            let known = app.with_forum(url, |f| {
+                                f.learn_site(&site);
+                                f.categories_only()
+                            });
                             tracing::info!(forum = %url, categories = n, "learned categories from /site.json");
+                            app.resolve_waiting(url, known).await;
                         }
                         Err(e) => {
-                            tracing::warn!(forum = %url, error = %e, "cannot fetch /site.json; using what is known")
+                            failed = true;
+                            tracing::warn!(forum = %url, error = %e, "cannot fetch /site.json; unknown categories stay restricted")
                         }
                     }
                 }
+                let wait = if failed { SITE_RETRY } else { SITE_REFRESH };
                 tokio::select! {
                     _ = app.site_refresh.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = app.shutdown.cancelled() => return,
+                }
+                // A burst of posts in unknown categories fetches once.
+                tokio::select! {
+                    _ = tokio::time::sleep(SITE_REFRESH_MIN_GAP) => {}
                     _ = app.shutdown.cancelled() => return,
                 }
             }
         });
     }
 
+    /// Re-resolves the categories of waiting events of `forum` that were
+    /// unknown when accepted; those now known are due after their own delay
+    /// (at once if it has passed), the rest keep waiting out their hold.
+    async fn resolve_waiting(&self, forum: &str, known: ForumState) {
+        let p = self.pipeline.load();
+        let delay = p
+            .config
+            .forum_index(forum)
+            .map_or(0, |i| p.config.forums[i].delay.as_millis() as u64);
+        drop(p);
+        let forum = forum.to_string();
+        let now = now_ms();
+        let resolved = blocking(&self.store, move |s| {
+            s.update_pending(&mut |pending| {
+                let e = &mut pending.event;
+                let Some(c) = e.topic.category.as_ref().filter(|c| c.unresolved) else {
+                    return PendingChange::Keep;
+                };
+                if e.forum != forum || !known.knows_category(c.id) {
+                    return PendingChange::Keep;
+                }
+                e.topic.category = known.category(c.id, Some(&c.slug));
+                let own_delay = if e.kind == EventKind::PostCreated {
+                    delay
+                } else {
+                    0
+                };
+                pending.due_at_ms = pending
+                    .received_at_ms
+                    .saturating_add(own_delay)
+                    .max(now)
+                    .min(pending.due_at_ms);
+                PendingChange::Update
+            })
+        })
+        .await;
+        match resolved {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(events = n, "waiting events learned their category");
+                self.scheduler_wake.notify_one();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot update waiting events with the learned categories")
+            }
+        }
+    }
+
     /// Fetches `/t/{id}.json` for a topic whose tags or PM groups are
-    /// unknown, then fills the events waiting out their delay.
+    /// unknown, then fills the events waiting out their delay. At most
+    /// [`TOPIC_FETCHES_AT_ONCE`] run at once; the others wait their turn,
+    /// and at most [`TOPIC_FETCHES_WAITING`] topics are waiting or in flight.
     fn spawn_topic_fetch(self: &Arc<Self>, forum_url: &str, topic_id: u64) {
         let Some(api) = self.api.load().get(forum_url).cloned() else {
             return;
         };
-        let forum_url = forum_url.to_string();
-        if !self
-            .fetching
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(topic_id)
+        let key = (forum_url.to_string(), topic_id);
         {
-            return;
+            let mut fetching = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+            if fetching.contains(&key) {
+                return;
+            }
+            if fetching.len() >= TOPIC_FETCHES_WAITING {
+                tracing::warn!(forum = %forum_url, topic = topic_id, "too many topic fetches waiting; this topic's tags stay unknown");
+                return;
+            }
+            fetching.insert(key.clone());
         }
+        let forum_url = forum_url.to_string();
         let app = self.clone();
         tokio::spawn(async move {
-            let result = api.topic(topic_id).await;
+            // Waiting for a turn ends with the relay; the key is left behind
+            // with the process.
+            let result = tokio::select! {
+                permit = app.topic_fetches.acquire() => match permit {
+                    Ok(_permit) => api.topic(topic_id).await,
+                    Err(_) => return,
+                },
+                _ = app.shutdown.cancelled() => return,
+            };
             app.fetching
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&topic_id);
+                .remove(&key);
             let t = match result {
                 Ok(t) => t,
                 Err(e) => {
@@ -399,7 +521,7 @@ impl App {
             });
             let (tags, groups) = (known.tags, known.pm_groups);
             let r = blocking(&app.store, move |s| {
-                refresh_topic(s, topic_id, tags.as_deref(), groups.as_deref())
+                refresh_topic(s, &forum_url, topic_id, tags.as_deref(), groups.as_deref())
             })
             .await;
             if let Err(e) = r {
@@ -427,21 +549,32 @@ impl App {
                     tracing::warn!(error = %e, "cannot make the last acknowledgements durable");
                 }
                 // Prune every 5 minutes, or twice per `remember` when shorter.
-                let remember = app.pipeline.load().config.server.remember;
+                let (remember, dead_age, dead_count) = {
+                    let p = app.pipeline.load();
+                    let s = &p.config.server;
+                    (s.remember, s.dead_letter_max_age, s.dead_letter_max_count)
+                };
                 if n.is_multiple_of((remember.as_secs() / 2).clamp(1, 300)) {
                     let now = now_ms();
                     let day = 24 * 3600 * 1000;
                     let remember = remember.as_millis() as u64;
-                    if let Err(e) = blocking(&app.store, move |s| {
-                        s.prune(now.saturating_sub(day), now.saturating_sub(remember))
+                    let dead_age = u64::try_from(dead_age.as_millis()).unwrap_or(u64::MAX);
+                    match blocking(&app.store, move |s| {
+                        s.prune(now.saturating_sub(day), now.saturating_sub(remember))?;
+                        s.prune_dead_letters(now.saturating_sub(dead_age), dead_count)
                     })
                     .await
                     {
-                        tracing::warn!(error = %e, "pruning the store failed");
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(removed = n, "old dead letters pruned"),
+                        Err(e) => tracing::warn!(error = %e, "pruning the store failed"),
                     }
                 }
                 if !n.is_multiple_of(5) {
                     continue;
+                }
+                if let Ok(q) = blocking(&app.store, |s| s.quarantined()).await {
+                    app.metrics.set_quarantined(q.count);
                 }
                 if let Ok(depths) = blocking(&app.store, |s| s.queue_depths()).await {
                     let mut seen: HashMap<String, u64> = depths.into_iter().collect();
@@ -512,11 +645,25 @@ impl App {
         };
 
         let now = now_ms();
-        let delay = if event.kind == EventKind::PostCreated {
+        let mut delay = if event.kind == EventKind::PostCreated {
             forum.delay.as_millis() as u64
         } else {
             0
         };
+        // A category the relay has not learned yet is treated as restricted;
+        // where the API can name it, the event waits (bounded) for
+        // `/site.json` rather than going out with a guess.
+        let unresolved = event
+            .topic
+            .category
+            .as_ref()
+            .filter(|c| c.unresolved)
+            .map(|c| c.id);
+        let learning = unresolved.is_some() && self.api.load().contains_key(&forum.url);
+        if let Some(id) = unresolved.filter(|_| learning) {
+            tracing::info!(forum = %forum.url, category = id, "unknown category: held for /site.json, restricted until it names it");
+            delay = delay.max(UNKNOWN_CATEGORY_WAIT.as_millis() as u64);
+        }
         let body_hash: [u8; 32] = Sha256::new()
             .chain_update(forum.url.as_bytes())
             .chain_update([0u8])
@@ -534,14 +681,14 @@ impl App {
             due_at_ms: now + delay,
             received_at_ms: now,
         };
-        // Only what is needed after the event moved into the store; the
-        // whole event only for the kinds that merge into pending ones.
+        // Only what is needed after the event moved into the store.
         let (has_post, topic_id, private_message) = (
             inbound.event.post.is_some(),
             inbound.event.topic.id,
             inbound.event.topic.private_message,
         );
-        let arrived = absorbs(&inbound.event.kind).then(|| inbound.event.clone());
+        // Edits, deletes and topic events are merged into the pending posts
+        // by the scheduler, in due order with them (`scheduler::absorb`).
         let stored = self.committer.accept(inbound).await;
         self.storage_result(stored.as_ref().err());
         match stored {
@@ -559,10 +706,8 @@ impl App {
                         self.spawn_topic_fetch(&forum.url, topic_id);
                     }
                 }
-                if let Some(arrived) = arrived
-                    && let Err(e) = blocking(&self.store, move |s| absorb(s, &arrived)).await
-                {
-                    tracing::warn!(error = %e, "could not merge the event into pending ones");
+                if learning {
+                    self.site_refresh.notify_one();
                 }
                 // An event held for `delay` is found by the scheduler's poll
                 // when due; waking it now would only read the inbox for nothing.
@@ -625,7 +770,6 @@ impl App {
                         self.metrics.forget_chat(&c.name);
                     }
                 }
-                *self.loaded_at.lock().unwrap_or_else(|e| e.into_inner()) = rfc3339(now_ms());
                 self.record_reload(trigger, Some(hash.clone()), vec![]);
                 // Running workers pick the new config up at their next send;
                 // only chats new in this config need one started.
@@ -664,18 +808,17 @@ impl App {
         let now = now_ms();
         self.metrics
             .reload(ok, hash.as_deref().unwrap_or(""), now as f64 / 1000.0);
-        let mut h = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
-        h.insert(
-            0,
-            ReloadStatus {
+        // On success, the status's hash and load time follow this attempt.
+        self.config_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(ReloadStatus {
                 at: rfc3339(now),
                 ok,
                 trigger: trigger.as_str().into(),
                 hash,
                 errors,
-            },
-        );
-        h.truncate(20);
+            });
     }
 
     /// Queues the test message for `chat`; `None` if there is no such chat.
@@ -744,6 +887,9 @@ impl App {
             .await
             .map(|v| v.into_iter().collect())
             .unwrap_or_default();
+        let quarantine = blocking(&self.store, |s| s.quarantined())
+            .await
+            .unwrap_or_default();
         let stats = self
             .stats
             .chats
@@ -771,44 +917,41 @@ impl App {
                         at: rfc3339(at),
                         reason,
                     }),
+                    worker_restarts: s.worker_restarts,
                 }
             })
             .collect();
-        let history = self
-            .reloads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: self.started_at.clone(),
-            config: ConfigStatus {
-                path: self.config_path.display().to_string(),
-                hash: p.config.hash.clone(),
-                loaded_at: self
-                    .loaded_at
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone(),
-                last_reload: history.first().cloned(),
-                history,
-            },
-            chats,
-            storage: match self
-                .storage_failure
+            config: self
+                .config_status
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .clone()
-            {
-                None => StorageStatus {
-                    ok: true,
-                    ..Default::default()
-                },
-                Some((since, error)) => StorageStatus {
-                    ok: false,
-                    error: Some(error),
-                    since: Some(rfc3339(since)),
-                },
+                .clone(),
+            chats,
+            storage: {
+                let failure = self
+                    .storage_failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                StorageStatus {
+                    ok: failure.is_none(),
+                    quarantined: quarantine.count,
+                    quarantine: quarantine
+                        .newest
+                        .into_iter()
+                        .map(|q| QuarantinedView {
+                            table: q.table,
+                            key: q.key,
+                            error: q.error,
+                            at: rfc3339(q.at_ms),
+                        })
+                        .collect(),
+                    since: failure.as_ref().map(|(since, _)| rfc3339(*since)),
+                    error: failure.map(|(_, error)| error),
+                }
             },
         }
     }

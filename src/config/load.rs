@@ -90,11 +90,19 @@ pub struct ServerConfig {
     pub max_age: Duration,
     /// How long message refs and post records are kept.
     pub remember: Duration,
+    /// Dead letters older than this are pruned.
+    pub dead_letter_max_age: Duration,
+    /// A chat keeps at most this many dead letters (its newest).
+    pub dead_letter_max_count: u64,
     /// Link to edit the config in its repository, shown in command replies.
     pub config_edit_url: Option<String>,
     /// Slow clients (slow-loris) are dropped after these; see `http::server`.
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// Connections each listener serves at once; more get a 503.
+    pub max_connections: usize,
+    /// A platform's retry hint is cut to this.
+    pub max_retry_delay: Duration,
 }
 
 impl Default for ServerConfig {
@@ -106,9 +114,13 @@ impl Default for ServerConfig {
             body_limit: 1024 * 1024,
             max_age: Duration::from_secs(24 * 3600),
             remember: Duration::from_secs(30 * 24 * 3600),
+            dead_letter_max_age: Duration::from_secs(30 * 24 * 3600),
+            dead_letter_max_count: 10_000,
             config_edit_url: None,
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_retry_delay: Duration::from_secs(3600),
         }
     }
 }
@@ -335,7 +347,7 @@ fn read_forum(name: &str, item: &Item, cx: &mut Ctx<'_>) -> Option<Forum> {
         .unwrap_or_else(|| "system".into());
     let delay = match &d.delay {
         None => DEFAULT_DELAY,
-        Some(v) => duration(cx, v, DEFAULT_DELAY),
+        Some(v) => duration(cx, "delay", v, DEFAULT_DELAY),
     };
     let mut categories = Vec::new();
     let cat_table = item.get("categories");
@@ -380,8 +392,25 @@ fn read_forum(name: &str, item: &Item, cx: &mut Ctx<'_>) -> Option<Forum> {
     })
 }
 
-fn duration(cx: &mut Ctx<'_>, v: &Spanned<String>, default: Duration) -> Duration {
+/// The longest duration any key accepts. Durations are added to instants
+/// and turned into milliseconds (`u64`) downstream; a year keeps every such
+/// sum far from overflow, and nothing the relay waits for needs longer.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The duration `key = v`, or `default` after reporting why not (invalid,
+/// or longer than [`MAX_DURATION`]).
+fn duration(cx: &mut Ctx<'_>, key: &str, v: &Spanned<String>, default: Duration) -> Duration {
     match humantime::parse_duration(v.get_ref()) {
+        Ok(d) if d > MAX_DURATION => {
+            cx.error(
+                Some(v.span()),
+                format!(
+                    "`{key}` = `{}` is longer than 365 days, the most any duration may be (write at most \"365d\")",
+                    v.get_ref()
+                ),
+            );
+            default
+        }
         Ok(d) => d,
         Err(e) => {
             cx.error(
@@ -427,11 +456,29 @@ fn read_server(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> ServerConfig {
     if let Some(b) = s.body_limit {
         out.body_limit = usize::try_from(b).unwrap_or(usize::MAX);
     }
+    if let Some(n) = s.max_connections {
+        if n == 0 {
+            // Zero would refuse every request, the admin pane's too.
+            let span = item.get("max_connections").and_then(Item::span);
+            cx.error(span, "`max_connections` must be at least 1");
+        } else {
+            out.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+    }
     if let Some(m) = &s.max_age {
-        out.max_age = duration(cx, m, out.max_age);
+        out.max_age = duration(cx, "max_age", m, out.max_age);
     }
     if let Some(r) = &s.remember {
-        out.remember = duration(cx, r, out.remember);
+        out.remember = duration(cx, "remember", r, out.remember);
+    }
+    if let Some(d) = &s.dead_letter_max_age {
+        out.dead_letter_max_age = duration(cx, "dead_letter_max_age", d, out.dead_letter_max_age);
+    }
+    if let Some(n) = s.dead_letter_max_count {
+        out.dead_letter_max_count = n;
+    }
+    if let Some(r) = &s.max_retry_delay {
+        out.max_retry_delay = duration(cx, "max_retry_delay", r, out.max_retry_delay);
     }
     out.config_edit_url = s
         .config_edit_url
@@ -443,7 +490,7 @@ fn read_server(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> ServerConfig {
         ("body_timeout", &s.body_timeout, &mut out.body_timeout),
     ] {
         if let Some(v) = value {
-            let d = duration(cx, v, *slot);
+            let d = duration(cx, key, v, *slot);
             // Zero would drop every client before its first byte.
             if d.is_zero() {
                 cx.error(Some(v.span()), format!("`{key}` must be longer than 0s"));
@@ -1075,4 +1122,108 @@ fn read_rules(chat: &model::Chat, cx: &mut Ctx<'_>) -> Vec<RuleDef> {
         });
     }
     rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(server: &str) -> (Option<Config>, Vec<Problem>) {
+        let text = format!(
+            "[discourse]\nurl = \"https://forum.example.org\"\n\n[server]\n{server}\n\n\
+             [[chat]]\nname = \"general\"\nprovider = \"console\"\nsubscribe = [\"all\"]\n"
+        );
+        let env = std::collections::BTreeMap::<String, String>::new();
+        parse(&SourceMap::new("t.toml", text), &env, MissingEnv::Warn)
+    }
+
+    fn errors(problems: &[Problem]) -> Vec<&str> {
+        problems
+            .iter()
+            .filter(|p| p.severity == crate::config::Severity::Error)
+            .map(|p| p.message.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn durations_are_capped_at_365_days() {
+        let (config, problems) =
+            load("max_age = \"365d\"\nremember = \"365d\"\nbody_timeout = \"365d\"");
+        assert!(errors(&problems).is_empty(), "{problems:?}");
+        let server = config.unwrap().server;
+        assert_eq!(server.max_age, MAX_DURATION);
+        assert_eq!(server.body_timeout, MAX_DURATION);
+
+        for key in ["max_age", "remember", "header_timeout", "body_timeout"] {
+            for value in ["365d 1s", "300000000000y"] {
+                let (config, problems) = load(&format!("{key} = \"{value}\""));
+                let errors = errors(&problems);
+                assert_eq!(errors.len(), 1, "{key} = {value}: {problems:?}");
+                assert!(
+                    errors[0].contains(&format!("`{key}`"))
+                        && errors[0].contains("longer than 365 days"),
+                    "{}",
+                    errors[0]
+                );
+                // The span points at the value, so the error is located.
+                let span = problems[0].span.clone().expect("located");
+                assert!(span.end > span.start);
+                // The default stays: nothing downstream sees the huge value.
+                if let Some(c) = config {
+                    assert!(c.server.max_age <= MAX_DURATION);
+                    assert!(c.server.remember <= MAX_DURATION);
+                    assert!(c.server.header_timeout <= MAX_DURATION);
+                    assert!(c.server.body_timeout <= MAX_DURATION);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dead_letter_limits_default_and_read() {
+        let (config, _) = load("");
+        let server = config.unwrap().server;
+        assert_eq!(
+            server.dead_letter_max_age,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        assert_eq!(server.dead_letter_max_count, 10_000);
+        let (config, problems) = load("dead_letter_max_age = \"7d\"\ndead_letter_max_count = 50");
+        assert!(errors(&problems).is_empty(), "{problems:?}");
+        let server = config.unwrap().server;
+        assert_eq!(
+            server.dead_letter_max_age,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        assert_eq!(server.dead_letter_max_count, 50);
+        let (_, problems) = load("dead_letter_max_age = \"soon\"");
+        assert_eq!(errors(&problems).len(), 1, "{problems:?}");
+    }
+
+    #[test]
+    fn max_connections_is_at_least_one() {
+        let (config, problems) = load("");
+        assert!(errors(&problems).is_empty(), "{problems:?}");
+        assert_eq!(config.unwrap().server.max_connections, 1024);
+        let (config, problems) = load("max_connections = 3");
+        assert!(errors(&problems).is_empty(), "{problems:?}");
+        assert_eq!(config.unwrap().server.max_connections, 3);
+        let (_, problems) = load("max_connections = 0");
+        assert_eq!(
+            errors(&problems),
+            vec!["`max_connections` must be at least 1"]
+        );
+        assert!(problems[0].span.is_some(), "located");
+    }
+
+    #[test]
+    fn forum_delay_is_capped_too() {
+        let text = "[discourse]\nurl = \"https://forum.example.org\"\ndelay = \"400d\"\n\n\
+                    [[chat]]\nname = \"general\"\nprovider = \"console\"\nsubscribe = [\"all\"]\n";
+        let env = std::collections::BTreeMap::<String, String>::new();
+        let (_, problems) = parse(&SourceMap::new("t.toml", text), &env, MissingEnv::Warn);
+        let errors = errors(&problems);
+        assert_eq!(errors.len(), 1, "{problems:?}");
+        assert!(errors[0].starts_with("`delay` = `400d` is longer than 365 days"));
+    }
 }

@@ -56,6 +56,11 @@ pub struct Server {
     /// How long the relay remembers which chat message each post became, for threads, edits and deletes (default `30d`).
     #[schemars(with = "Option<String>")]
     pub remember: Option<Spanned<String>>,
+    /// Dead letters older than this are deleted (default `30d`).
+    #[schemars(with = "Option<String>")]
+    pub dead_letter_max_age: Option<Spanned<String>>,
+    /// A chat keeps at most this many dead letters, its newest (default 10000; 0 keeps none).
+    pub dead_letter_max_count: Option<u64>,
     /// Where people edit this file in its repository (e.g. `https://github.com/org/relay-config/edit/main/subscriptions.toml`); chat command replies link to it.
     #[schemars(with = "Option<String>")]
     pub config_edit_url: Option<Spanned<String>>,
@@ -65,6 +70,11 @@ pub struct Server {
     /// A client must send a request's complete body within this after its headers (default `30s`); slower ones get 408.
     #[schemars(with = "Option<String>")]
     pub body_timeout: Option<Spanned<String>>,
+    /// Longest wait a chat platform's retry hint (`Retry-After`, `retry_after`...) may impose before the next attempt (default `1h`); longer hints are cut to this.
+    #[schemars(with = "Option<String>")]
+    pub max_retry_delay: Option<Spanned<String>>,
+    /// Most connections each listener (public, admin) serves at once (default 1024); more are answered 503 at once.
+    pub max_connections: Option<u64>,
 }
 
 /// Chat command settings a `[providers.NAME]` table of the matching kind may

@@ -139,6 +139,8 @@ pub trait Observer: Send + Sync {
     fn sent(&self, chat: &str, provider: &str, latency: Duration);
     fn retry(&self, chat: &str, provider: &str, reason: &str);
     fn dead_letter(&self, chat: &str, provider: &str, reason: &str);
+    /// The chat's worker ended unexpectedly (a panic) and was started again.
+    fn worker_restarted(&self, chat: &str, reason: &str);
 }
 
 /// Everything a worker needs; shared by all workers.
@@ -186,6 +188,71 @@ pub struct Workers {
     tasks: Mutex<tokio::task::JoinSet<()>>,
 }
 
+/// A worker's run crashing this many times in a row on the same delivery
+/// moves that delivery to the dead letters: one poisonous message must not
+/// keep its whole chat in a crash loop.
+const CRASHES_BEFORE_DEAD_LETTER: u32 = 3;
+
+/// The delivery a worker is sending, shared with its supervisor so that a
+/// crash can be pinned on it. `0` = none (seqs start at 1).
+#[derive(Default)]
+struct InFlight(std::sync::atomic::AtomicU64);
+
+impl InFlight {
+    fn set(&self, seq: u64) {
+        self.0.store(seq, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn get(&self) -> Option<u64> {
+        Some(self.0.load(std::sync::atomic::Ordering::Relaxed)).filter(|s| *s != 0)
+    }
+}
+
+/// The text of a panic payload, for the status page.
+fn panic_message(e: &(dyn std::any::Any + Send)) -> String {
+    let text = e
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| e.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    // Bounded: a panic message may quote platform input.
+    text.chars().take(300).collect()
+}
+
+/// Runs `run` until it returns, starting it again (after a growing pause)
+/// each time it panics; `restarted` hears of every restart. A worker task
+/// that dies silently would leave its chat's queue growing with nothing
+/// sending and nothing shown.
+pub(crate) async fn supervise<F, Fut, R, RFut>(
+    mut run: F,
+    shutdown: CancellationToken,
+    mut restarted: R,
+) where
+    F: FnMut() -> Fut + Send,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+    R: FnMut(String) -> RFut + Send,
+    RFut: std::future::Future<Output = ()> + Send,
+{
+    let mut crashes: u32 = 0;
+    loop {
+        match tokio::spawn(run()).await {
+            Ok(()) => return,
+            Err(e) if e.is_cancelled() => return,
+            Err(e) => {
+                crashes = crashes.saturating_add(1);
+                let why = panic_message(e.into_panic().as_ref());
+                restarted(why).await;
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(crashes).min(Duration::from_secs(30))) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
 impl Workers {
     pub fn new(ctx: Arc<WorkerCtx>) -> Arc<Self> {
         Arc::new(Self {
@@ -206,8 +273,36 @@ impl Workers {
         running.insert(chat.to_string(), notify.clone());
         let this = self.clone();
         let chat = chat.to_string();
+        let in_flight = Arc::new(InFlight::default());
         let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
-            Box::pin(async move { this.run(chat, notify).await });
+            Box::pin(async move {
+                let shutdown = this.ctx.shutdown.clone();
+                let (runner, observer) = (this.clone(), this.clone());
+                let (name, inflight) = (chat.clone(), in_flight.clone());
+                let last_crash = Arc::new(Mutex::new(None));
+                supervise(
+                    move || {
+                        let (this, chat, notify, in_flight) = (
+                            runner.clone(),
+                            name.clone(),
+                            notify.clone(),
+                            inflight.clone(),
+                        );
+                        async move { this.run(chat, notify, in_flight).await }
+                    },
+                    shutdown,
+                    move |why| {
+                        let (this, chat, in_flight, last) = (
+                            observer.clone(),
+                            chat.clone(),
+                            in_flight.clone(),
+                            last_crash.clone(),
+                        );
+                        async move { this.crashed(&chat, &in_flight, &last, why).await }
+                    },
+                )
+                .await
+            });
         self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -220,7 +315,54 @@ impl Workers {
         while tasks.join_next().await.is_some() {}
     }
 
-    async fn run(self: Arc<Self>, chat: String, wake: Arc<Notify>) {
+    /// A worker's run panicked: says so, and dead-letters the delivery it
+    /// was sending when that one crashed it [`CRASHES_BEFORE_DEAD_LETTER`]
+    /// times in a row. Called before the run is started again.
+    async fn crashed(
+        &self,
+        chat: &str,
+        in_flight: &InFlight,
+        last: &Mutex<Option<(u64, u32)>>,
+        why: String,
+    ) {
+        tracing::error!(chat = %chat, panic = %why, "the chat's worker crashed; starting it again");
+        let reason = format!("the worker crashed and was restarted: {why}");
+        self.ctx.observer.worker_restarted(chat, &reason);
+        let Some(seq) = in_flight.get() else {
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            return;
+        };
+        let n = {
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            let n = match *last {
+                Some((s, n)) if s == seq => n + 1,
+                _ => 1,
+            };
+            *last = (n < CRASHES_BEFORE_DEAD_LETTER).then_some((seq, n));
+            n
+        };
+        if n < CRASHES_BEFORE_DEAD_LETTER {
+            return;
+        }
+        let reason = format!("sending this delivery crashed the worker {n} times: {why}");
+        tracing::warn!(chat = %chat, seq, "{reason}; moved to dead letters");
+        // Recorded before the restart, so the new run starts past it.
+        let p = self.ctx.pipeline.load_full();
+        let provider = p
+            .chat_index(chat)
+            .map_or("?", |i| p.config.chats[i].provider.as_str());
+        self.ctx.observer.dead_letter(chat, provider, &reason);
+        let name = chat.to_string();
+        if let Err(e) = blocking(&self.ctx.store, move |s| {
+            s.dead_letter(&name, seq, &reason, now_ms())
+        })
+        .await
+        {
+            tracing::error!(chat = %chat, seq, error = %e, "cannot record the dead letter of a crashing delivery");
+        }
+    }
+
+    async fn run(self: Arc<Self>, chat: String, wake: Arc<Notify>, in_flight: Arc<InFlight>) {
         let mut state = WorkerState {
             chat: chat.clone(),
             limiter: None,
@@ -256,7 +398,10 @@ impl Workers {
                 continue;
             }
             for d in &batch {
-                if self.deliver(d, &wake, &mut state).await == Next::Reread {
+                in_flight.set(d.seq);
+                let next = self.deliver(d, &wake, &mut state).await;
+                in_flight.set(0);
+                if next == Next::Reread {
                     break;
                 }
             }
@@ -358,6 +503,8 @@ impl Workers {
             }
             Outcome::Retry { reason, after } => {
                 self.flush(state).await;
+                // However long the platform asked for, the operator's cap.
+                let after = after.map(|a| a.min(p.config.server.max_retry_delay));
                 self.retry(d, provider, reason, after, max_age).await;
                 Next::Reread
             }
@@ -496,7 +643,7 @@ impl Workers {
     ) {
         let attempts = d.attempts + 1;
         let delay = after.unwrap_or_else(|| backoff(attempts));
-        let next = now_ms() + delay.as_millis() as u64;
+        let next = now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
         if next.saturating_sub(d.created_at_ms) > max_age_ms {
             self.give_up(d, provider, &format!("gave up: {reason}"))
                 .await;
@@ -510,7 +657,12 @@ impl Workers {
         })
         .await
         {
+            // The backoff lives in the row that could not be written: wait
+            // here instead, or a failing store would see the head re-sent
+            // at once, again and again.
             tracing::error!(chat = %d.chat, error = %e, "cannot record the retry");
+            self.pause(&Notify::new(), delay.min(Duration::from_secs(60)))
+                .await;
         }
     }
 
@@ -547,5 +699,143 @@ impl Workers {
             _ = tokio::time::sleep(d) => {}
             _ = self.ctx.shutdown.cancelled() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::config::MissingEnv;
+    use crate::delivery::redb_store::RedbStore;
+    use crate::delivery::store::NewDelivery;
+
+    #[derive(Default)]
+    struct Seen {
+        restarts: Mutex<Vec<(String, String)>>,
+        dead: Mutex<Vec<(String, String)>>,
+    }
+
+    impl Observer for Seen {
+        fn sent(&self, _: &str, _: &str, _: Duration) {}
+        fn retry(&self, _: &str, _: &str, _: &str) {}
+        fn dead_letter(&self, chat: &str, _: &str, reason: &str) {
+            self.dead.lock().unwrap().push((chat.into(), reason.into()));
+        }
+        fn worker_restarted(&self, chat: &str, reason: &str) {
+            self.restarts
+                .lock()
+                .unwrap()
+                .push((chat.into(), reason.into()));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_run_is_started_again_and_each_restart_is_reported() {
+        let runs = Arc::new(AtomicU32::new(0));
+        let reasons = Arc::new(Mutex::new(Vec::new()));
+        let (r, seen) = (runs.clone(), reasons.clone());
+        supervise(
+            move || {
+                let n = r.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < 2 {
+                        panic!("hostile answer number {n}");
+                    }
+                }
+            },
+            CancellationToken::new(),
+            move |why| {
+                seen.lock().unwrap().push(why);
+                async {}
+            },
+        )
+        .await;
+        // Two crashes, two restarts, then the third run ended normally.
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            *reasons.lock().unwrap(),
+            ["hostile answer number 0", "hostile answer number 1"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_supervisor_instead_of_restarting() {
+        let shutdown = CancellationToken::new();
+        let runs = Arc::new(AtomicU32::new(0));
+        let (r, s) = (runs.clone(), shutdown.clone());
+        supervise(
+            move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                async { panic!("boom") }
+            },
+            shutdown,
+            move |_| {
+                s.cancel();
+                async {}
+            },
+        )
+        .await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    fn workers(dir: &Path, seen: Arc<Seen>) -> Arc<Workers> {
+        let toml = r#"[discourse]
+url = "https://forum.example.org"
+[[chat]]
+name = "c"
+provider = "console"
+subscribe = ["all"]
+"#;
+        let env = HashMap::<String, String>::new();
+        let (p, _) =
+            crate::pipeline::load_str(Path::new("t.toml"), toml, &env, MissingEnv::Error).unwrap();
+        Workers::new(Arc::new(WorkerCtx {
+            store: Arc::new(RedbStore::open(&dir.join("relay.redb")).unwrap()),
+            pipeline: Arc::new(ArcSwap::from_pointee(p)),
+            sender: Sender::new().unwrap(),
+            observer: seen,
+            shutdown: CancellationToken::new(),
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_delivery_that_crashes_the_worker_three_times_becomes_a_dead_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Arc::new(Seen::default());
+        let w = workers(dir.path(), seen.clone());
+        let test = |who: &str| NewDelivery {
+            chat: "c".into(),
+            payload: Payload::Test {
+                requested_by: who.into(),
+            },
+        };
+        let first = w.ctx.store.enqueue(&test("a"), now_ms()).unwrap();
+        let second = w.ctx.store.enqueue(&test("b"), now_ms()).unwrap();
+        let in_flight = InFlight::default();
+        let last = Mutex::new(None);
+        // A crash outside a delivery, then two on `first`: still queued.
+        w.crashed("c", &in_flight, &last, "outside".into()).await;
+        in_flight.set(first);
+        w.crashed("c", &in_flight, &last, "boom".into()).await;
+        w.crashed("c", &in_flight, &last, "boom".into()).await;
+        assert_eq!(w.ctx.store.head("c").unwrap().unwrap().seq, first);
+        assert!(seen.dead.lock().unwrap().is_empty());
+        // The third in a row on the same delivery sets it aside.
+        w.crashed("c", &in_flight, &last, "boom".into()).await;
+        assert_eq!(w.ctx.store.head("c").unwrap().unwrap().seq, second);
+        let dead = w.ctx.store.dead_letters(Some("c"), 10).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].delivery.seq, first);
+        assert!(dead[0].reason.contains("crashed the worker 3 times: boom"));
+        assert_eq!(seen.restarts.lock().unwrap().len(), 4);
+        assert!(seen.restarts.lock().unwrap()[0].1.contains("outside"));
+        // A crash on another delivery starts its count afresh.
+        in_flight.set(second);
+        w.crashed("c", &in_flight, &last, "boom".into()).await;
+        assert_eq!(w.ctx.store.head("c").unwrap().unwrap().seq, second);
     }
 }

@@ -84,10 +84,25 @@ pub struct StatusReport {
     pub storage: StorageStatus,
 }
 
+/// A stored row that could not be read, set aside so the rest flows.
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuarantinedView {
+    /// The table it was in (`inbox`, `queue`...).
+    pub table: String,
+    pub key: String,
+    pub error: String,
+    /// When it was set aside, RFC 3339.
+    pub at: String,
+}
+
 /// The store's health as the last write found it.
 #[derive(Serialize, Clone, Debug, Default)]
 pub struct StorageStatus {
     pub ok: bool,
+    /// Rows that could not be read and were set aside (kept in the store's
+    /// `quarantine` table for inspection); the newest few in `quarantine`.
+    pub quarantined: u64,
+    pub quarantine: Vec<QuarantinedView>,
     /// Why the last write failed (disk full, unwritable...), while `!ok`.
     pub error: Option<String>,
     /// When writes started failing, RFC 3339.
@@ -159,6 +174,8 @@ pub struct ChatStatus {
     /// Last successful delivery, RFC 3339.
     pub last_success_at: Option<String>,
     pub last_error: Option<ChatError>,
+    /// Times the chat's worker crashed and its supervisor started it again.
+    pub worker_restarts: u64,
 }
 
 impl ChatStatus {
@@ -389,8 +406,35 @@ pub fn render_login(csrf: &str, failed: bool) -> String {
     out
 }
 
-/// A banner, only while the store fails: webhooks are being refused.
+/// A banner, only while the store fails: webhooks are being refused; and
+/// one while unreadable rows are set aside.
 fn render_storage(out: &mut String, storage: &StorageStatus) {
+    if storage.quarantined > 0 {
+        let _ = write!(
+            out,
+            "<section id=\"quarantine\" class=\"error\" role=\"alert\">\n<h2>Unreadable stored rows</h2>\n\
+             <p>{} stored row{} could not be read and {} set aside (kept in the <code>quarantine</code> table); \
+             everything else is delivered.</p>\n<ul>\n",
+            storage.quarantined,
+            if storage.quarantined == 1 { "" } else { "s" },
+            if storage.quarantined == 1 {
+                "was"
+            } else {
+                "were"
+            },
+        );
+        for q in &storage.quarantine {
+            let _ = writeln!(
+                out,
+                "<li>{} <code>{}</code> {}: {}</li>",
+                time(&q.at),
+                escape_html(&q.table),
+                escape_html(&q.key),
+                escape_html(&q.error),
+            );
+        }
+        out.push_str("</ul>\n</section>\n");
+    }
     if storage.ok {
         return;
     }
@@ -621,6 +665,14 @@ fn render_chats(out: &mut String, chats: &[ChatStatus], pane: &Pane<'_>) {
             }
             None => out.push_str("<span class=\"muted\">–</span>"),
         }
+        if chat.worker_restarts > 0 {
+            let _ = write!(
+                out,
+                "<p class=\"error\">worker restarted {} time{}</p>",
+                chat.worker_restarts,
+                if chat.worker_restarts == 1 { "" } else { "s" },
+            );
+        }
         let _ = writeln!(
             out,
             "</td><td data-label=\"Test\"><form class=\"inline\" method=\"post\" action=\"/chats/{}/test\">\
@@ -715,6 +767,7 @@ mod tests {
                         at: "2025-06-01T12:09:00Z".into(),
                         reason: "HTTP 503".into(),
                     }),
+                    worker_restarts: 0,
                 },
                 ChatStatus {
                     name: "<script>alert(1)</script>".into(),
@@ -731,6 +784,7 @@ mod tests {
                         at: "2025-06-01T12:11:00Z".into(),
                         reason: "HTTP 400: <b>bad</b> & \"worse\"".into(),
                     }),
+                    worker_restarts: 2,
                 },
             ],
         }
@@ -759,6 +813,13 @@ mod tests {
              data-chat=\"&lt;script&gt;alert(1)&lt;/script&gt;\""
         ));
         assert!(html.contains("uses &lt;unknown&gt; helper"));
+    }
+
+    #[test]
+    fn worker_restarts_show_only_when_there_were_some() {
+        let html = render_html(&report(), &Pane::default());
+        assert_eq!(html.matches("worker restarted").count(), 1, "{html}");
+        assert!(html.contains("worker restarted 2 times"));
     }
 
     #[test]
@@ -897,6 +958,27 @@ mod tests {
     }
 
     #[test]
+    fn quarantine_banner_only_with_set_aside_rows() {
+        let mut r = report();
+        assert!(!render_html(&r, &Pane::default()).contains("id=\"quarantine\""));
+        r.storage.quarantined = 2;
+        r.storage.quarantine = vec![QuarantinedView {
+            table: "inbox".into(),
+            key: "17".into(),
+            error: "expected value <at> line 1".into(),
+            at: "2025-06-01T12:00:00Z".into(),
+        }];
+        let html = render_html(&r, &Pane::default());
+        assert!(
+            html.contains("2 stored rows could not be read and were set aside"),
+            "{html}"
+        );
+        assert!(html.contains("<code>inbox</code> 17: expected value &lt;at&gt; line 1"));
+        // Not the failing-store banner: writes work.
+        assert!(!html.contains("id=\"storage\""));
+    }
+
+    #[test]
     fn storage_banner_only_while_failing() {
         let mut r = report();
         assert!(!render_html(&r, &Pane::default()).contains("id=\"storage\""));
@@ -904,6 +986,7 @@ mod tests {
             ok: false,
             error: Some("storage failed: No space left on device <x>".into()),
             since: Some("2025-06-01T12:30:00Z".into()),
+            ..Default::default()
         };
         let page = render_html(&r, &Pane::default());
         assert!(page.contains("Storage failing"), "{page}");
@@ -923,7 +1006,10 @@ mod tests {
             keys(&value),
             ["chats", "config", "started_at", "storage", "version"]
         );
-        assert_eq!(keys(&value["storage"]), ["error", "ok", "since"]);
+        assert_eq!(
+            keys(&value["storage"]),
+            ["error", "ok", "quarantine", "quarantined", "since"]
+        );
         assert_eq!(
             keys(&value["config"]),
             ["hash", "history", "last_reload", "loaded_at", "path"]
@@ -945,7 +1031,8 @@ mod tests {
                 "provider",
                 "queue_depth",
                 "rules",
-                "target"
+                "target",
+                "worker_restarts"
             ]
         );
         assert_eq!(keys(&value["chats"][1]["last_error"]), ["at", "reason"]);

@@ -102,6 +102,12 @@ pub struct Category {
     pub name: String,
     /// Read-restricted (staff-only and similar): only rules naming it exactly get its posts.
     pub restricted: bool,
+    /// The id is not (yet) known to the relay, which has a way to learn it
+    /// (an API key, a static map): the category is treated as restricted,
+    /// its path is only the payload's leaf slug, and the event waits
+    /// (bounded) for `/site.json` to name it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unresolved: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +196,7 @@ impl Event {
                     path: "support/rust".into(),
                     name: "Rust".into(),
                     restricted: false,
+                    unresolved: false,
                 }),
                 tags: vec![Tag {
                     name: "async".into(),

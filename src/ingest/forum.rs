@@ -44,13 +44,22 @@ pub struct StaticCategory {
 #[derive(Debug, Clone, Default)]
 pub struct ForumState {
     categories: HashMap<u64, CategoryInfo>,
+    /// The relay has a way to learn categories (an API key or a static
+    /// map): an id it does not know is then not assumed public.
+    fail_closed: bool,
     topics: HashMap<u64, TopicInfo>,
     order: VecDeque<u64>,
 }
 
 impl ForumState {
+    /// With a static map, unknown category ids fail closed (see
+    /// [`Self::category`]); [`Self::learning_from_api`] says the same of an
+    /// API key.
     pub fn new(static_categories: &[StaticCategory]) -> Self {
-        let mut s = Self::default();
+        let mut s = Self {
+            fail_closed: !static_categories.is_empty(),
+            ..Self::default()
+        };
         for c in static_categories {
             let slug = c.path.rsplit('/').next().unwrap_or(&c.path).to_string();
             s.categories.insert(
@@ -85,8 +94,34 @@ impl ForumState {
         }
     }
 
+    /// `has_api`: the forum has an API key, so `/site.json` will name the
+    /// categories; unknown ids fail closed until it does.
+    pub fn learning_from_api(mut self, has_api: bool) -> Self {
+        self.fail_closed |= has_api;
+        self
+    }
+
+    /// The categories alone (no topics), for resolving off the lock.
+    pub fn categories_only(&self) -> Self {
+        Self {
+            categories: self.categories.clone(),
+            fail_closed: self.fail_closed,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the id is known (static map or `/site.json`).
+    pub fn knows_category(&self, id: u64) -> bool {
+        self.categories.contains_key(&id)
+    }
+
     /// Resolves a category id; `fallback_slug` (the post payload's leaf
-    /// `category_slug`) is used when the id is unknown.
+    /// `category_slug`) is used when the id is unknown. An unknown id is
+    /// public only when the relay has no way to learn categories; otherwise
+    /// it is restricted and `unresolved` until learned: a staff-only
+    /// category the relay has not heard of yet must not reach wildcard
+    /// rules (after a restart, while the forum's API is down, a brand-new
+    /// category).
     pub fn category(&self, id: u64, fallback_slug: Option<&str>) -> Option<Category> {
         match self.categories.get(&id) {
             Some(info) => Some(Category {
@@ -95,13 +130,26 @@ impl ForumState {
                 path: self.path_of(id),
                 name: info.name.clone(),
                 restricted: info.restricted,
+                unresolved: false,
             }),
+            None if self.fail_closed => {
+                let slug = fallback_slug.unwrap_or_default();
+                Some(Category {
+                    id,
+                    slug: slug.to_string(),
+                    path: slug.to_string(),
+                    name: slug.to_string(),
+                    restricted: true,
+                    unresolved: true,
+                })
+            }
             None => fallback_slug.map(|slug| Category {
                 id,
                 slug: slug.to_string(),
                 path: slug.to_string(),
                 name: slug.to_string(),
                 restricted: false,
+                unresolved: false,
             }),
         }
     }
@@ -203,8 +251,36 @@ mod tests {
     #[test]
     fn unknown_id_falls_back_to_leaf_slug() {
         let f = ForumState::new(&[]);
-        assert_eq!(f.category(4, Some("general")).unwrap().path, "general");
+        let c = f.category(4, Some("general")).unwrap();
+        assert_eq!(c.path, "general");
+        assert!(!c.restricted && !c.unresolved);
         assert!(f.category(4, None).is_none());
+    }
+
+    #[test]
+    fn unknown_id_fails_closed_when_categories_can_be_learned() {
+        let statics = [StaticCategory {
+            id: 7,
+            path: "help/rust".into(),
+            name: None,
+            restricted: false,
+        }];
+        for f in [
+            ForumState::new(&[]).learning_from_api(true),
+            ForumState::new(&statics),
+        ] {
+            let c = f.category(4, Some("general")).unwrap();
+            assert!(c.restricted && c.unresolved, "{c:?}");
+            assert_eq!(c.path, "general");
+            // Even without a slug in the payload, the post has a category.
+            assert!(f.category(4, None).unwrap().restricted);
+            assert!(!f.knows_category(4));
+        }
+        let mut f = ForumState::new(&[]).learning_from_api(true);
+        f.learn_site(&site());
+        let c = f.category(7, None).unwrap();
+        assert!(!c.restricted && !c.unresolved);
+        assert!(f.knows_category(7));
     }
 
     #[test]

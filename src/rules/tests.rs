@@ -56,6 +56,7 @@ fn category(path: &str, restricted: bool) -> Category {
         path: path.to_string(),
         name: path.to_string(),
         restricted,
+        unresolved: false,
     }
 }
 
