@@ -77,24 +77,25 @@ fn hostile_post_request_is_exact_and_inert() {
     assert_eq!(body["parseUrls"], false);
     let text = body["text"].as_str().unwrap();
     assert!(
-        text.starts_with("**[\\<!channel\\> @\u{200B}everyone \\<script\\>alert(1)\\</script\\> \\*bold\\* \\[link\\](javascript:x) & \\</b\\>](https://forum.example.org/t/channel-everyone-script-alert-1-script-bold-link-javascript-x-b/105/1)** by Mallory Mischief in general\n> "),
+        // Rocket.Chat's parser ignores `\[`, `\<`, `\|` and any backslash in
+        // a link label: look-alikes and U+200B (tests/parser_escaping.rs).
+        text.starts_with("**[\u{FF1C}!channel\u{FF1E} @\u{200B}everyone \u{FF1C}script\u{FF1E}alert(1)\u{FF1C}/script\u{FF1E} \u{2217}bold\u{2217} \u{FF3B}link\u{FF3D}(javascript:x) & \u{FF1C}/b\u{FF1E}](https://forum.example.org/t/channel-everyone-script-alert-1-script-bold-link-javascript-x-b/105/1)** by Mallory Mischief in general\n> "),
         "{text}"
     );
     for inert in [
         "@\u{200B}here",
         "@\u{200B}room",
-        "\\<@\u{200B}U024BE7LH\\>",
-        "\\<https://evil.example\\|click me\\>",
-        "\\|\\|spoiler\\|\\|",
+        "\u{FF1C}@\u{200B}U024BE7LH\u{FF1E}",
+        "\u{FF1C}https://evil.example|\u{200B}click me\u{FF1E}",
+        "|\u{200B}|\u{200B}spoiler|\u{200B}|\u{200B}",
     ] {
         assert!(text.contains(inert), "{inert} missing in {text}");
     }
     assert!(mentions_broken(text), "{text}");
-    for (i, _) in text.match_indices("](") {
-        let escaped = text[..i].ends_with('\\');
-        let ours = text[i + 2..].starts_with("https://forum.example.org/t/");
-        assert!(escaped || ours, "live link at {i} in {text}");
-    }
+    // The only `[`, `]`, `<` and `|`-pairs left are the relay's own link.
+    assert_eq!(text.matches("](").count(), 1, "{text}");
+    assert_eq!(text.matches('[').count(), 1, "{text}");
+    assert!(!text.contains('<') && !text.contains("||"), "{text}");
     // A chat naming the kind directly sends no alias or emoji.
     run_at(&mock.url(HOOK_PATH), "bare", "post_created_first_post");
     let body = mock.requests()[1].json();

@@ -24,9 +24,10 @@
 use crate::ingest::{Event, EventKind};
 use crate::render::{Dialect, Renderer};
 
-const DIALECTS: [Dialect; 5] = [
+const DIALECTS: [Dialect; 6] = [
     Dialect::SlackMrkdwn,
     Dialect::Markdown,
+    Dialect::RocketChat,
     Dialect::Html,
     Dialect::Plain,
     Dialect::Json,

@@ -20,6 +20,7 @@ pub fn escape(dialect: Dialect, value: &str) -> String {
     match dialect {
         Dialect::SlackMrkdwn => slack(&value),
         Dialect::Markdown => markdown(&value),
+        Dialect::RocketChat => rocketchat(&value),
         Dialect::Html => html(&value),
         Dialect::Plain => value.into_owned(),
         Dialect::Json => json(&value),
@@ -41,7 +42,7 @@ pub fn strike(dialect: Dialect, text: &str) -> String {
     };
     match dialect {
         Dialect::SlackMrkdwn => per_line("~"),
-        Dialect::Markdown => per_line("~~"),
+        Dialect::Markdown | Dialect::RocketChat => per_line("~~"),
         Dialect::Html => format!("<s>{text}</s>"),
         Dialect::Plain => format!("[deleted] {text}"),
         // A JSON body has no markup to strike with.
@@ -182,6 +183,85 @@ fn markdown(value: &str) -> String {
             }
         }
         push_markdown_char(&mut out, &chars, i);
+        line_start = c == '\n';
+        i += 1;
+    }
+    out
+}
+
+/// Rocket.Chat's message parser (`@rocket.chat/message-parser`) honours a
+/// backslash only before `` *_~`#. `` and not inside a link label, so `\[`,
+/// `\<` and `\|` still open links (`[t](url)`, `<url|t>`) and spoilers,
+/// and `\(`/`\[` open KaTeX. Characters that start such syntax become
+/// inert look-alikes (fullwidth brackets, `∗`) or get U+200B after them; the
+/// parser has no rule that reads either (checked by tests/parser_escaping.rs). Bare `http(s)://` URLs are kept as in
+/// Markdown (Rocket.Chat shows them as themselves).
+fn rocketchat(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    let mut out = String::with_capacity(value.len() + value.len() / 4);
+    let mut line_start = true;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let prev = i.checked_sub(1).map(|p| chars[p]);
+        if starts_url(&chars[i..]) && !prev.is_some_and(char::is_alphanumeric) {
+            while i < chars.len() && (is_url_char(chars[i]) || chars[i] == '@') {
+                out.push(chars[i]);
+                if chars[i] == '@' && breaks_mention(&chars, i) {
+                    out.push(ZWSP);
+                }
+                i += 1;
+            }
+            line_start = false;
+            continue;
+        }
+        if line_start && matches!(c, ' ' | '\t') {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        match c {
+            // The parser's `Escaped` rule (`\*`) does not apply inside a link
+            // label, where the relay's linked title puts values: look-alikes.
+            '*' => out.push('\u{2217}'),
+            '_' => out.push('\u{FF3F}'),
+            '~' => out.push('\u{FF5E}'),
+            '`' => out.push('\u{FF40}'),
+            // Links `[t](u)`, `![t](u)`, `<u|t>`, timestamps `<t:…>`.
+            '[' => out.push('\u{FF3B}'),
+            ']' => out.push('\u{FF3D}'),
+            '<' => out.push('\u{FF1C}'),
+            '>' => out.push('\u{FF1E}'),
+            // `\(` `\[` KaTeX, `||` spoilers, `#channel`, headings, `color:#…`.
+            '\\' | '|' | '#' => {
+                out.push(c);
+                out.push(ZWSP);
+            }
+            // Lists and tasks at the start of a line.
+            '-' | '+' if line_start => {
+                out.push(ZWSP);
+                out.push(c);
+            }
+            '0'..='9' if line_start => {
+                let digits = chars[i..].iter().take_while(|d| d.is_ascii_digit()).count();
+                out.extend(&chars[i..i + digits]);
+                i += digits;
+                if let Some(&p @ ('.' | ')')) = chars.get(i) {
+                    out.push(ZWSP);
+                    out.push(p);
+                    i += 1;
+                }
+                line_start = false;
+                continue;
+            }
+            '@' => {
+                out.push('@');
+                if breaks_mention(&chars, i) {
+                    out.push(ZWSP);
+                }
+            }
+            _ => out.push(c),
+        }
         line_start = c == '\n';
         i += 1;
     }

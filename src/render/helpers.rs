@@ -278,7 +278,7 @@ pub fn link(dialect: Dialect, url: &str, text: &str) -> String {
             escape(dialect, text)
         ),
         // `)` would end the destination, `<`/`>`/`\`/`` ` `` confuse parsers.
-        Dialect::Markdown => format!(
+        Dialect::Markdown | Dialect::RocketChat => format!(
             "[{}]({})",
             escape(dialect, text),
             encode_url(&url, &['(', ')', '<', '>', '\\', '`', '"'])
@@ -321,7 +321,7 @@ pub fn bold(dialect: Dialect, text: &str) -> String {
     let text = escape(dialect, text);
     match dialect {
         Dialect::SlackMrkdwn => format!("*{text}*"),
-        Dialect::Markdown => format!("**{text}**"),
+        Dialect::Markdown | Dialect::RocketChat => format!("**{text}**"),
         Dialect::Html => format!("<b>{text}</b>"),
         Dialect::Plain | Dialect::Json => text,
     }

@@ -40,6 +40,10 @@ pub enum Dialect {
     /// CommonMark-like (Discord, Mattermost, Zulip, Rocket.Chat...):
     /// formatting characters backslash-escaped, mentions broken with U+200B.
     Markdown,
+    /// Rocket.Chat's Markdown: its parser ignores most backslashes, so link
+    /// and spoiler characters become look-alikes or get U+200B
+    /// (`escape::rocketchat`).
+    RocketChat,
     /// HTML (Telegram, Matrix `formatted_body`, email): `& < > " '` as entities.
     Html,
     /// Plain text: no markup, control characters removed.
@@ -494,7 +498,7 @@ macro_rules! excerpt_line {
 pub fn default_template(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::SlackMrkdwn => concat!("*", title_link!(), "*", byline!(), excerpt_line!("", "")),
-        Dialect::Markdown => concat!(
+        Dialect::Markdown | Dialect::RocketChat => concat!(
             "**",
             title_link!(),
             "**",

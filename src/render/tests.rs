@@ -3,9 +3,10 @@ use super::*;
 const FORUM: &str = "https://forum.example.org";
 const POST_URL: &str = "https://forum.example.org/t/how-do-i-share-state-between-async-tasks/101/1";
 const ZW: &str = "\u{200B}";
-const ALL: [Dialect; 5] = [
+const ALL: [Dialect; 6] = [
     Dialect::SlackMrkdwn,
     Dialect::Markdown,
+    Dialect::RocketChat,
     Dialect::Html,
     Dialect::Plain,
     Dialect::Json,
