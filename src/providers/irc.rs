@@ -28,6 +28,7 @@
 
 mod conn;
 
+use crate::providers::persistent::{is_loopback, valid_host};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -420,23 +421,6 @@ impl Destination for IrcChat {
 
 // ---------------------------------------------------------------------------
 // Validation
-
-fn valid_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && !h.contains("://")
-        && h
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'))
-        // host:port is not a host (an IPv6 address has at least two colons).
-        && h.matches(':').count() != 1
-}
-
-fn is_loopback(h: &str) -> bool {
-    h == "localhost"
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
 
 /// RFC 2812 nick syntax (letters, digits, `-` and `[]\`_^{|}`, not starting
 /// with a digit or `-`), at most 30 bytes.

@@ -20,6 +20,7 @@
 //! Reasons carry lettre's text of the server reply, never the password.
 //! One connection per message (notifications are rare; no pool to keep).
 
+use crate::providers::persistent::{is_loopback, valid_host};
 use std::ops::Range;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -380,20 +381,6 @@ pub fn parse_mailbox(s: &str) -> Result<Mailbox, &'static str> {
         return Err("needs a user and a domain");
     }
     Ok(m)
-}
-
-fn valid_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && h.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'))
-        && h.matches(':').count() != 1
-}
-
-fn is_loopback(h: &str) -> bool {
-    h == "localhost"
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 // ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ mod conn;
 mod sasl;
 pub mod xml;
 
+use crate::providers::persistent::{is_loopback, valid_host};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,21 +204,6 @@ fn valid_domain(d: &str) -> bool {
                 || matches!(c, '.' | '-' | '_')
                 || (!c.is_ascii() && !c.is_whitespace() && !c.is_control())
         })
-}
-
-fn valid_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 253
-        && !h.contains("://")
-        && h.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'))
-        && h.matches(':').count() != 1
-}
-
-pub(crate) fn is_loopback(h: &str) -> bool {
-    h == "localhost"
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A room nickname: non-empty, at most 1023 bytes, no control characters

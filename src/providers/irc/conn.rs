@@ -9,16 +9,15 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{Instant, timeout, timeout_at};
 
 use super::{Auth, ConnConfig, estimated_prefix_len, message_lines, text_budget};
+use crate::providers::persistent::{Io, Link, Protocol, dial, permanent, retry, tls_wrap};
 use crate::providers::{NativeSender, Outcome};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,8 +29,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Silence after which the link is probed with a PING; no answer within
 /// the same time again and it is dropped.
 const KEEPALIVE: Duration = Duration::from_secs(120);
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// How often a relay that had to take `nick_` tries its own nick again.
 const RECLAIM_EVERY: Duration = Duration::from_secs(60);
 const MAX_NICK_TRIES: usize = 8;
@@ -68,15 +65,10 @@ impl Job {
     }
 }
 
-struct Request {
-    job: Job,
-    reply: oneshot::Sender<Outcome>,
-}
-
 /// The [`NativeSender`] of one `[providers.NAME]` of kind `irc`.
 pub(crate) struct IrcSender {
     cfg: Arc<ConnConfig>,
-    tx: Mutex<Option<mpsc::Sender<Request>>>,
+    link: Link<Job>,
 }
 
 impl fmt::Debug for IrcSender {
@@ -91,26 +83,12 @@ impl IrcSender {
     pub(crate) fn new(cfg: Arc<ConnConfig>) -> Self {
         Self {
             cfg,
-            tx: Mutex::new(None),
+            link: Link::new(),
         }
     }
 
     pub(crate) fn config(&self) -> &ConnConfig {
         &self.cfg
-    }
-
-    /// The connection task's queue, starting the task when there is none
-    /// (first send) or it is gone (its runtime ended).
-    fn queue(&self) -> Option<mpsc::Sender<Request>> {
-        let mut slot = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = slot.as_ref().filter(|tx| !tx.is_closed()) {
-            return Some(tx.clone());
-        }
-        let handle = tokio::runtime::Handle::try_current().ok()?;
-        let (tx, rx) = mpsc::channel(256);
-        handle.spawn(run(self.cfg.clone(), rx));
-        *slot = Some(tx.clone());
-        Some(tx)
     }
 }
 
@@ -130,37 +108,14 @@ impl NativeSender for IrcSender {
                     reason: "irc: the rendered message is empty".into(),
                 };
             }
-            let (reply, answer) = oneshot::channel();
-            let mut req = Request { job, reply };
-            // Twice: a task whose runtime ended is replaced once.
-            for _ in 0..2 {
-                let Some(tx) = self.queue() else {
-                    return retry("irc: no async runtime to run the connection on");
-                };
-                match tx.send(req).await {
-                    Ok(()) => {
-                        return answer.await.unwrap_or_else(|_| {
-                            retry("irc: the connection task stopped before answering")
-                        });
-                    }
-                    Err(mpsc::error::SendError(r)) => req = r,
-                }
-            }
-            retry("irc: the connection task is not running")
+            self.link
+                .send(job, || Irc {
+                    bucket: Bucket::new(self.cfg.burst, self.cfg.line_interval),
+                    cfg: self.cfg.clone(),
+                    wanted: HashMap::new(),
+                })
+                .await
         })
-    }
-}
-
-fn retry(reason: impl Into<String>) -> Outcome {
-    Outcome::Retry {
-        reason: reason.into(),
-        after: None,
-    }
-}
-
-fn permanent(reason: impl Into<String>) -> Outcome {
-    Outcome::Permanent {
-        reason: reason.into(),
     }
 }
 
@@ -263,9 +218,6 @@ fn short(s: &str) -> String {
 
 // ---------------------------------------------------------------------------
 // The connection
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 struct Conn {
     io: Box<dyn Io>,
@@ -402,38 +354,10 @@ impl Conn {
 /// outcome for the message that wanted the connection.
 async fn connect(cfg: &ConnConfig) -> Result<Conn, Outcome> {
     let addr = cfg.addr();
-    let tcp = match timeout(
-        CONNECT_TIMEOUT,
-        TcpStream::connect((cfg.server.as_str(), cfg.port)),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(retry(format!("irc: cannot connect to {addr}: {e}"))),
-        Err(_) => {
-            return Err(retry(format!(
-                "irc: connecting to {addr} timed out after {} s",
-                CONNECT_TIMEOUT.as_secs()
-            )));
-        }
-    };
-    let _ = tcp.set_nodelay(true);
+    let tcp = dial("irc", &cfg.server, cfg.port, &addr).await?;
     let io: Box<dyn Io> = if cfg.tls {
-        let connector = tls_connector().map_err(|e| retry(format!("irc: TLS setup: {e}")))?;
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(cfg.server.clone())
-            .map_err(|_| {
-                permanent(format!(
-                    "irc: `{}` is not a valid TLS server name",
-                    cfg.server
-                ))
-            })?;
-        match timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await {
-            Ok(Ok(s)) => Box::new(s),
-            Ok(Err(e)) => {
-                return Err(retry(format!("irc: TLS handshake with {addr} failed: {e}")));
-            }
-            Err(_) => return Err(retry(format!("irc: TLS handshake with {addr} timed out"))),
-        }
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        Box::new(tls_wrap("irc", &cfg.server, &addr, tcp, deadline).await?)
     } else {
         Box::new(tcp)
     };
@@ -452,17 +376,6 @@ async fn connect(cfg: &ConnConfig) -> Result<Conn, Outcome> {
     };
     register(&mut conn, cfg).await?;
     Ok(conn)
-}
-
-fn tls_connector() -> Result<tokio_rustls::TlsConnector, tokio_rustls::rustls::Error> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    use tokio_rustls::rustls;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_platform_verifier()?
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 async fn register(conn: &mut Conn, cfg: &ConnConfig) -> Result<(), Outcome> {
@@ -629,174 +542,86 @@ impl Bucket {
 // ---------------------------------------------------------------------------
 // The task
 
-struct State {
+/// The IRC side of the connection task.
+struct Irc {
     cfg: Arc<ConnConfig>,
-    conn: Option<Conn>,
     bucket: Bucket,
     /// Channels to sit in (folded name → (name, key)), joined again after a reconnect.
     wanted: HashMap<String, (String, Option<String>)>,
-    backoff: Duration,
-    /// While set, sends answer this outcome without trying to connect.
-    failed: Option<(Instant, Outcome)>,
 }
 
-async fn run(cfg: Arc<ConnConfig>, mut rx: mpsc::Receiver<Request>) {
-    let mut st = State {
-        bucket: Bucket::new(cfg.burst, cfg.line_interval),
-        cfg,
-        conn: None,
-        wanted: HashMap::new(),
-        backoff: BACKOFF_MIN,
-        failed: None,
-    };
-    loop {
-        let keepalive_at = st.conn.as_ref().map(|c| c.last_rx + KEEPALIVE);
-        let reconnect_at = match (&st.conn, &st.failed) {
-            (None, Some((at, _))) if !st.wanted.is_empty() => Some(*at),
-            _ => None,
-        };
-        tokio::select! {
-            req = rx.recv() => match req {
-                Some(req) => {
-                    let outcome = st.deliver(&req.job).await;
-                    let _ = req.reply.send(outcome);
-                }
-                None => {
-                    if let Some(c) = st.conn.as_mut() {
-                        c.quit().await;
-                    }
-                    return;
-                }
-            },
-            line = read_idle(&mut st.conn) => {
-                if let Err(o) = line {
-                    st.lost(o);
-                }
-            }
-            _ = sleep_until(keepalive_at.unwrap_or_else(Instant::now)), if keepalive_at.is_some() => {
-                st.keepalive().await;
-            }
-            _ = sleep_until(reconnect_at.unwrap_or_else(Instant::now)), if reconnect_at.is_some() => {
-                st.failed = None;
-                let _ = st.ensure_connected().await;
-            }
+impl Protocol for Irc {
+    type Job = Job;
+    type Conn = Conn;
+    const NAME: &'static str = "irc";
+
+    fn addr(&self) -> String {
+        self.cfg.addr()
+    }
+
+    async fn connect(&mut self) -> Result<Conn, Outcome> {
+        let c = connect(&self.cfg).await?;
+        tracing::info!(server = %self.cfg.addr(), nick = %c.nick, "irc connected");
+        Ok(c)
+    }
+
+    async fn rejoin(&mut self, c: &mut Conn) -> Result<(), Outcome> {
+        for (chan, key) in self.wanted.values() {
+            c.write_line(&join_line(chan, key.as_deref())).await?;
         }
-    }
-}
-
-/// Handles one line while idle; pending forever without a connection.
-async fn read_idle(conn: &mut Option<Conn>) -> Result<(), Outcome> {
-    match conn {
-        Some(c) => {
-            let line = c
-                .read_line()
-                .await
-                .map_err(|e| retry(format!("irc: connection to {} lost: {e}", c.addr)))?;
-            c.observe(&line).await
-        }
-        None => std::future::pending().await,
-    }
-}
-
-impl State {
-    /// The connection dropped: forget it, reconnect later with backoff.
-    fn lost(&mut self, outcome: Outcome) {
-        tracing::info!(server = %self.cfg.addr(), reason = %reason_of(&outcome), "irc connection lost");
-        self.conn = None;
-        let wait = self.backoff;
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-        self.failed = Some((Instant::now() + wait, outcome));
+        Ok(())
     }
 
-    async fn keepalive(&mut self) {
-        let Some(c) = self.conn.as_mut() else { return };
+    fn wants_link(&self) -> bool {
+        !self.wanted.is_empty()
+    }
+
+    fn keepalive_at(c: &Conn) -> Instant {
+        c.last_rx + KEEPALIVE
+    }
+
+    async fn keepalive(&mut self, c: &mut Conn) -> Result<(), Outcome> {
         if c.probing {
-            let o = retry(format!(
+            return Err(retry(format!(
                 "irc: {} stopped answering (no PONG within {} s)",
                 c.addr,
                 KEEPALIVE.as_secs()
-            ));
-            self.lost(o);
-            return;
+            )));
         }
         c.probing = true;
         c.last_rx = Instant::now();
-        if let Err(o) = c.write_line("PING :keepalive").await {
-            self.lost(o);
-        }
+        c.write_line("PING :keepalive").await
     }
 
-    async fn ensure_connected(&mut self) -> Result<(), Outcome> {
-        if self.conn.is_some() {
-            return Ok(());
-        }
-        if let Some((until, outcome)) = &self.failed {
-            let now = Instant::now();
-            if now < *until {
-                return Err(match outcome.clone() {
-                    Outcome::Retry { reason, .. } => Outcome::Retry {
-                        reason,
-                        after: Some(*until - now),
-                    },
-                    other => other,
-                });
-            }
-        }
-        match connect(&self.cfg).await {
-            Ok(mut c) => {
-                tracing::info!(server = %self.cfg.addr(), nick = %c.nick, "irc connected");
-                self.backoff = BACKOFF_MIN;
-                self.failed = None;
-                // Sit in every channel again; answers arrive as we go.
-                for (chan, key) in self.wanted.values() {
-                    let line = join_line(chan, key.as_deref());
-                    if let Err(o) = c.write_line(&line).await {
-                        self.lost(o.clone());
-                        return Err(o);
-                    }
-                }
-                self.conn = Some(c);
-                Ok(())
-            }
-            Err(o) => {
-                tracing::info!(server = %self.cfg.addr(), reason = %reason_of(&o), "irc connection failed");
-                let wait = self.backoff;
-                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-                self.failed = Some((Instant::now() + wait, o.clone()));
-                Err(o)
-            }
-        }
+    async fn read_idle(c: &mut Conn) -> Result<(), Outcome> {
+        let line = c
+            .read_line()
+            .await
+            .map_err(|e| retry(format!("irc: connection to {} lost: {e}", c.addr)))?;
+        c.observe(&line).await
     }
 
-    async fn deliver(&mut self, job: &Job) -> Outcome {
+    async fn send(&mut self, c: &mut Conn, job: &Job) -> Result<Outcome, Outcome> {
         let folded = fold(&job.channel);
-        if let Err(o) = self.ensure_connected().await {
-            return o;
-        }
         self.wanted
             .insert(folded.clone(), (job.channel.clone(), job.key.clone()));
-        match self.send_lines(job, &folded).await {
-            Ok(outcome) => outcome,
-            Err(o) => {
-                // The link failed mid-message: it may be half sent.
-                self.lost(o.clone());
-                match o {
-                    Outcome::Retry { reason, .. } => Outcome::Retry {
-                        reason,
-                        after: None,
-                    },
-                    other => other,
-                }
-            }
-        }
+        self.send_lines(c, job, &folded).await
     }
 
+    async fn close(c: &mut Conn) {
+        c.quit().await;
+    }
+}
+
+impl Irc {
     /// `Err` = the connection failed; `Ok` = the message's outcome.
-    async fn send_lines(&mut self, job: &Job, folded: &str) -> Result<Outcome, Outcome> {
+    async fn send_lines(
+        &mut self,
+        c: &mut Conn,
+        job: &Job,
+        folded: &str,
+    ) -> Result<Outcome, Outcome> {
         let cfg = self.cfg.clone();
-        let Some(c) = self.conn.as_mut() else {
-            return Ok(retry("irc: not connected"));
-        };
         // Claim our nick back when we had to take `nick_`.
         if fold(&c.nick) != fold(&cfg.nick) && c.last_reclaim.elapsed() >= RECLAIM_EVERY {
             c.last_reclaim = Instant::now();
@@ -947,13 +772,6 @@ async fn join(c: &mut Conn, channel: &str, key: Option<&str>) -> Result<Option<O
     }
 }
 
-fn reason_of(o: &Outcome) -> &str {
-    match o {
-        Outcome::Retry { reason, .. } | Outcome::Permanent { reason } => reason,
-        Outcome::Sent { .. } => "sent",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -982,11 +800,6 @@ mod tests {
         assert!(Msg::parse("").is_none());
         assert!(Msg::parse(":only-prefix").is_none());
         assert_eq!(fold("#Forum[x]"), "#forum{x}");
-    }
-
-    #[test]
-    fn tls_connector_builds_with_the_platform_roots() {
-        assert!(tls_connector().is_ok());
     }
 
     #[test]

@@ -10,19 +10,17 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, sleep_until, timeout, timeout_at};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{Instant, timeout, timeout_at};
 
 use super::xml::{self, Element, Item, escape};
 use super::{ConnConfig, Tls, check_room, join_stanza, message_stanza, sasl};
+use crate::providers::persistent::{Io, Link, Protocol, dial, permanent, retry, tls_wrap};
 use crate::providers::{NativeSender, Outcome};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stream negotiation (TLS, SASL, bind) as a whole.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -34,8 +32,6 @@ const WHITESPACE_EVERY: Duration = Duration::from_secs(60);
 /// Server silence after which an XMPP ping is sent; the link is dropped
 /// when nothing arrives within [`WHITESPACE_EVERY`] after it.
 const SILENCE_PROBE: Duration = Duration::from_secs(180);
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// Unparsed server data beyond this ends the connection.
 const MAX_BUFFER: usize = 1 << 20;
 
@@ -67,15 +63,10 @@ impl Job {
     }
 }
 
-struct Request {
-    job: Job,
-    reply: oneshot::Sender<Outcome>,
-}
-
 /// The [`NativeSender`] of one `[providers.NAME]` of kind `xmpp`.
 pub(crate) struct XmppSender {
     cfg: Arc<ConnConfig>,
-    tx: Mutex<Option<mpsc::Sender<Request>>>,
+    link: Link<Job>,
 }
 
 impl fmt::Debug for XmppSender {
@@ -91,22 +82,8 @@ impl XmppSender {
     pub(crate) fn new(cfg: Arc<ConnConfig>) -> Self {
         Self {
             cfg,
-            tx: Mutex::new(None),
+            link: Link::new(),
         }
-    }
-
-    /// The connection task's queue, starting the task when there is none
-    /// (first send) or it is gone (its runtime ended).
-    fn queue(&self) -> Option<mpsc::Sender<Request>> {
-        let mut slot = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = slot.as_ref().filter(|tx| !tx.is_closed()) {
-            return Some(tx.clone());
-        }
-        let handle = tokio::runtime::Handle::try_current().ok()?;
-        let (tx, rx) = mpsc::channel(256);
-        handle.spawn(run(self.cfg.clone(), rx));
-        *slot = Some(tx.clone());
-        Some(tx)
     }
 }
 
@@ -122,37 +99,13 @@ impl NativeSender for XmppSender {
             if job.body.trim().is_empty() {
                 return permanent("xmpp: the rendered message is empty");
             }
-            let (reply, answer) = oneshot::channel();
-            let mut req = Request { job, reply };
-            // Twice: a task whose runtime ended is replaced once.
-            for _ in 0..2 {
-                let Some(tx) = self.queue() else {
-                    return retry("xmpp: no async runtime to run the connection on");
-                };
-                match tx.send(req).await {
-                    Ok(()) => {
-                        return answer.await.unwrap_or_else(|_| {
-                            retry("xmpp: the connection task stopped before answering")
-                        });
-                    }
-                    Err(mpsc::error::SendError(r)) => req = r,
-                }
-            }
-            retry("xmpp: the connection task is not running")
+            self.link
+                .send(job, || Xmpp {
+                    cfg: self.cfg.clone(),
+                    wanted: HashSet::new(),
+                })
+                .await
         })
-    }
-}
-
-fn retry(reason: impl Into<String>) -> Outcome {
-    Outcome::Retry {
-        reason: reason.into(),
-        after: None,
-    }
-}
-
-fn permanent(reason: impl Into<String>) -> Outcome {
-    Outcome::Permanent {
-        reason: reason.into(),
     }
 }
 
@@ -234,9 +187,6 @@ fn stream_error(el: &Element, addr: &str) -> Outcome {
 
 // ---------------------------------------------------------------------------
 // The connection
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 struct Conn {
     io: Box<dyn Io>,
@@ -419,37 +369,11 @@ impl Conn {
 /// that wanted the connection.
 async fn connect(cfg: &ConnConfig) -> Result<Conn, Outcome> {
     let addr = cfg.addr();
-    let tcp = match timeout(
-        CONNECT_TIMEOUT,
-        TcpStream::connect((cfg.server.as_str(), cfg.port)),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(retry(format!("xmpp: cannot connect to {addr}: {e}"))),
-        Err(_) => {
-            return Err(retry(format!(
-                "xmpp: connecting to {addr} timed out after {} s",
-                CONNECT_TIMEOUT.as_secs()
-            )));
-        }
-    };
-    let _ = tcp.set_nodelay(true);
+    let tcp = dial("xmpp", &cfg.server, cfg.port, &addr).await?;
     let mut conn = Conn::new(Box::new(tcp), addr);
     let deadline = Instant::now() + LOGIN_TIMEOUT;
     login(&mut conn, cfg, deadline).await?;
     Ok(conn)
-}
-
-fn tls_connector() -> Result<tokio_rustls::TlsConnector, tokio_rustls::rustls::Error> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    use tokio_rustls::rustls;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_platform_verifier()?
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// Sends a stream header and returns the server's `<stream:features>`.
@@ -512,31 +436,9 @@ async fn login(c: &mut Conn, cfg: &ConnConfig, deadline: Instant) -> Result<(), 
                 _ => {}
             }
         }
-        let connector = tls_connector().map_err(|e| retry(format!("xmpp: TLS setup: {e}")))?;
-        // The certificate names the XMPP domain, not the host connected to.
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(cfg.domain.clone())
-            .map_err(|_| {
-                permanent(format!(
-                    "xmpp: `{}` is not a valid TLS server name",
-                    cfg.domain
-                ))
-            })?;
         let plain = std::mem::replace(&mut c.io, Box::new(tokio::io::duplex(1).0));
-        let tls = match timeout_at(deadline, connector.connect(name, plain)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(retry(format!(
-                    "xmpp: TLS handshake with {} failed: {e}",
-                    c.addr
-                )));
-            }
-            Err(_) => {
-                return Err(retry(format!(
-                    "xmpp: TLS handshake with {} timed out",
-                    c.addr
-                )));
-            }
-        };
+        // The certificate names the XMPP domain, not the host connected to.
+        let tls = tls_wrap("xmpp", &cfg.domain, &c.addr, plain, deadline).await?;
         c.io = Box::new(tls);
         features = open_stream(c, cfg, deadline).await?;
     }
@@ -715,105 +617,59 @@ fn sasl_failure(el: &Element, who: &str, addr: &str) -> Outcome {
 // ---------------------------------------------------------------------------
 // The task
 
-struct State {
+/// The XMPP side of the connection task.
+struct Xmpp {
     cfg: Arc<ConnConfig>,
-    conn: Option<Conn>,
     /// Rooms to sit in (bare, as configured), joined again after a reconnect.
     wanted: HashSet<String>,
-    backoff: Duration,
-    /// While set, sends answer this outcome without trying to connect.
-    failed: Option<(Instant, Outcome)>,
 }
 
-async fn run(cfg: Arc<ConnConfig>, mut rx: mpsc::Receiver<Request>) {
-    let mut st = State {
-        cfg,
-        conn: None,
-        wanted: HashSet::new(),
-        backoff: BACKOFF_MIN,
-        failed: None,
-    };
-    loop {
-        let keepalive_at = st.conn.as_ref().map(|c| match c.probe_at {
+impl Protocol for Xmpp {
+    type Job = Job;
+    type Conn = Conn;
+    const NAME: &'static str = "xmpp";
+
+    fn addr(&self) -> String {
+        self.cfg.addr()
+    }
+
+    async fn connect(&mut self) -> Result<Conn, Outcome> {
+        let c = connect(&self.cfg).await?;
+        tracing::info!(server = %self.cfg.addr(), jid = %c.jid, "xmpp connected");
+        Ok(c)
+    }
+
+    async fn rejoin(&mut self, c: &mut Conn) -> Result<(), Outcome> {
+        for room in &self.wanted {
+            let id = c.id("join");
+            c.write(&join_stanza(room, &self.cfg.nick, &id)).await?;
+        }
+        Ok(())
+    }
+
+    fn wants_link(&self) -> bool {
+        !self.wanted.is_empty()
+    }
+
+    fn keepalive_at(c: &Conn) -> Instant {
+        match c.probe_at {
             Some(p) => p + WHITESPACE_EVERY,
             None => c.last_tx + WHITESPACE_EVERY,
-        });
-        let reconnect_at = match (&st.conn, &st.failed) {
-            (None, Some((at, _))) if !st.wanted.is_empty() => Some(*at),
-            _ => None,
-        };
-        tokio::select! {
-            req = rx.recv() => match req {
-                Some(req) => {
-                    let outcome = st.deliver(&req.job).await;
-                    let _ = req.reply.send(outcome);
-                }
-                None => {
-                    if let Some(c) = st.conn.as_mut() {
-                        c.close().await;
-                    }
-                    return;
-                }
-            },
-            r = read_idle(&mut st.conn) => {
-                if let Err(o) = r {
-                    st.lost(o);
-                }
-            }
-            _ = sleep_until(keepalive_at.unwrap_or_else(Instant::now)), if keepalive_at.is_some() => {
-                st.keepalive().await;
-            }
-            _ = sleep_until(reconnect_at.unwrap_or_else(Instant::now)), if reconnect_at.is_some() => {
-                st.failed = None;
-                let _ = st.ensure_connected().await;
-            }
         }
     }
-}
 
-/// Handles one element while idle; pending forever without a connection.
-async fn read_idle(conn: &mut Option<Conn>) -> Result<(), Outcome> {
-    match conn {
-        Some(c) => {
-            let far = Instant::now() + Duration::from_secs(86_400);
-            c.next(far).await.map(|_| ())
-        }
-        None => std::future::pending().await,
-    }
-}
-
-fn reason_of(o: &Outcome) -> &str {
-    match o {
-        Outcome::Retry { reason, .. } | Outcome::Permanent { reason } => reason,
-        Outcome::Sent { .. } => "sent",
-    }
-}
-
-impl State {
-    /// The connection dropped: forget it, reconnect later with backoff.
-    fn lost(&mut self, outcome: Outcome) {
-        tracing::info!(server = %self.cfg.addr(), reason = %reason_of(&outcome), "xmpp connection lost");
-        self.conn = None;
-        let wait = self.backoff;
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-        self.failed = Some((Instant::now() + wait, outcome));
-    }
-
-    async fn keepalive(&mut self) {
-        let Some(c) = self.conn.as_mut() else { return };
+    async fn keepalive(&mut self, c: &mut Conn) -> Result<(), Outcome> {
         let now = Instant::now();
         if let Some(at) = c.probe_at
             && now >= at + WHITESPACE_EVERY
         {
-            let o = retry(format!(
+            return Err(retry(format!(
                 "xmpp: {} stopped answering (no reply to a ping within {} s)",
                 c.addr,
                 WHITESPACE_EVERY.as_secs()
-            ));
-            self.lost(o);
-            return;
+            )));
         }
-        let r = if c.probe_at.is_none() && now.duration_since(c.last_rx) >= SILENCE_PROBE {
+        if c.probe_at.is_none() && now.duration_since(c.last_rx) >= SILENCE_PROBE {
             c.probe_at = Some(now);
             let id = c.id("ping");
             let to = escape(&self.cfg.domain);
@@ -823,82 +679,27 @@ impl State {
             .await
         } else {
             c.write(" ").await
-        };
-        if let Err(o) = r {
-            self.lost(o);
         }
     }
 
-    async fn ensure_connected(&mut self) -> Result<(), Outcome> {
-        if self.conn.is_some() {
-            return Ok(());
-        }
-        if let Some((until, outcome)) = &self.failed {
-            let now = Instant::now();
-            if now < *until {
-                return Err(match outcome.clone() {
-                    Outcome::Retry { reason, .. } => Outcome::Retry {
-                        reason,
-                        after: Some(*until - now),
-                    },
-                    other => other,
-                });
-            }
-        }
-        match connect(&self.cfg).await {
-            Ok(mut c) => {
-                tracing::info!(server = %self.cfg.addr(), jid = %c.jid, "xmpp connected");
-                self.backoff = BACKOFF_MIN;
-                self.failed = None;
-                // Sit in every room again; answers arrive as we go.
-                let rooms: Vec<String> = self.wanted.iter().cloned().collect();
-                for room in rooms {
-                    let id = c.id("join");
-                    let stanza = join_stanza(&room, &self.cfg.nick, &id);
-                    if let Err(o) = c.write(&stanza).await {
-                        self.lost(o.clone());
-                        return Err(o);
-                    }
-                }
-                self.conn = Some(c);
-                Ok(())
-            }
-            Err(o) => {
-                tracing::info!(server = %self.cfg.addr(), reason = %reason_of(&o), "xmpp connection failed");
-                let wait = self.backoff;
-                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-                self.failed = Some((Instant::now() + wait, o.clone()));
-                Err(o)
-            }
-        }
+    async fn read_idle(c: &mut Conn) -> Result<(), Outcome> {
+        let far = Instant::now() + Duration::from_secs(86_400);
+        c.next(far).await.map(|_| ())
     }
 
-    async fn deliver(&mut self, job: &Job) -> Outcome {
-        if let Err(o) = self.ensure_connected().await {
-            return o;
-        }
-        match self.send_message(job).await {
-            Ok(outcome) => outcome,
-            Err(o) => {
-                // The link failed mid-message: it may or may not have gone out.
-                self.lost(o.clone());
-                match o {
-                    Outcome::Retry { reason, .. } => Outcome::Retry {
-                        reason,
-                        after: None,
-                    },
-                    other => other,
-                }
-            }
-        }
+    async fn send(&mut self, c: &mut Conn, job: &Job) -> Result<Outcome, Outcome> {
+        self.send_message(c, job).await
     }
 
+    async fn close(c: &mut Conn) {
+        c.close().await;
+    }
+}
+
+impl Xmpp {
     /// `Err` = the connection failed; `Ok` = the message's outcome.
-    async fn send_message(&mut self, job: &Job) -> Result<Outcome, Outcome> {
+    async fn send_message(&mut self, c: &mut Conn, job: &Job) -> Result<Outcome, Outcome> {
         let cfg = self.cfg.clone();
-        let Some(c) = self.conn.as_mut() else {
-            return Ok(retry("xmpp: not connected"));
-        };
         let room = bare(&job.room);
         if !c.joined.contains_key(&room) {
             match join(c, &job.room, &cfg.nick).await? {
@@ -913,9 +714,6 @@ impl State {
                 }
             }
         }
-        let Some(c) = self.conn.as_mut() else {
-            return Ok(retry("xmpp: not connected"));
-        };
         let id = c.id("msg");
         c.write(&message_stanza(&job.room, &id, &job.body)).await?;
         let deadline = Instant::now() + ECHO_TIMEOUT;
