@@ -225,6 +225,86 @@ impl<'a> Ctx<'a> {
         Some(value)
     }
 
+    /// An optional secret field: `Some(None)` when it is not set, `None`
+    /// when it is set but wrong (reported).
+    pub fn opt_secret(
+        &mut self,
+        field: &str,
+        v: &Option<Spanned<String>>,
+    ) -> Option<Option<Secret>> {
+        match v {
+            Some(v) => self.secret(field, v).map(Some),
+            None => Some(None),
+        }
+    }
+
+    /// An API base URL (not secret), `default` when unset, without a
+    /// trailing `/` so paths can be appended.
+    pub fn base_url(
+        &mut self,
+        field: &str,
+        v: &Option<Spanned<String>>,
+        default: &str,
+    ) -> Option<String> {
+        let url = match v {
+            Some(u) => self.url(field, u, false)?.expose().to_string(),
+            None => default.to_string(),
+        };
+        Some(url.trim_end_matches('/').to_string())
+    }
+
+    /// A required, non-empty text field of a chat, trimmed. `missing` is
+    /// reported at the chat when the field is absent; "`field` is empty" at
+    /// the field when it is blank. The span is the field's.
+    pub fn required_str(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        field: &str,
+        chat: Option<Range<usize>>,
+        missing: &str,
+    ) -> Option<(String, Range<usize>)> {
+        let Some(v) = v else {
+            self.error(chat, missing);
+            return None;
+        };
+        let s = v.get_ref().trim();
+        if s.is_empty() {
+            self.error(Some(v.span()), format!("`{field}` is empty"));
+            return None;
+        }
+        Some((s.to_string(), v.span()))
+    }
+
+    /// A required URL that holds a credential (a webhook URL), as `${VAR}`;
+    /// `missing` is reported at the chat when it is absent.
+    pub fn required_url(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        field: &str,
+        chat: Option<Range<usize>>,
+        missing: &str,
+    ) -> Option<(Secret, Range<usize>)> {
+        let Some(v) = v else {
+            self.error(chat, missing);
+            return None;
+        };
+        Some((self.url(field, v, true)?, v.span()))
+    }
+
+    /// The provider's token for a chat that needs one; `missing` is
+    /// reported at `span` when the provider has none.
+    pub fn require_token(
+        &mut self,
+        token: &Option<Secret>,
+        span: Option<Range<usize>>,
+        missing: &str,
+    ) -> Option<Secret> {
+        if token.is_none() {
+            self.error(span, missing);
+        }
+        token.clone()
+    }
+
     fn template(&mut self, v: &Spanned<String>) -> Option<EnvTemplate> {
         match EnvTemplate::parse(v.get_ref()) {
             Ok(t) => Some(t),

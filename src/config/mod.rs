@@ -18,3 +18,23 @@ pub use diag::{Diagnostic, Diagnostics, Problem, Severity, SourceMap};
 pub use load::{
     ChatConfig, CommandAuth, Config, Forum, Rate, RuleSource, ServerConfig, TemplateSource, parse,
 };
+
+impl Rate {
+    /// `count` messages a second.
+    pub const fn per_second(count: u32) -> Self {
+        Self::per_secs(count, 1)
+    }
+
+    /// `count` messages a minute.
+    pub const fn per_minute(count: u32) -> Self {
+        Self::per_secs(count, 60)
+    }
+
+    /// `count` messages every `secs` seconds.
+    pub const fn per_secs(count: u32, secs: u64) -> Self {
+        Self {
+            count,
+            per: std::time::Duration::from_secs(secs),
+        }
+    }
+}

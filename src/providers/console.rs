@@ -53,7 +53,7 @@ struct ConsoleChat;
 
 impl Destination for ConsoleChat {
     fn kind(&self) -> &'static str {
-        "console"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {

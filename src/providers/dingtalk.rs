@@ -31,14 +31,12 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
 use sha2::Sha256;
-use toml_edit::Item;
 
 use super::http::retry_hint;
+use super::kit::{self, CodeSpec, Provider, classify_code};
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration,
-    http::{Clock, classify_status, system_clock},
-    schema_of,
+    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
+    http::{Clock, system_clock},
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -46,13 +44,8 @@ use crate::config::env::Secret;
 use crate::render::Dialect;
 use crate::render::escape::strip_controls;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "dingtalk",
-    about: "DingTalk custom robot webhook",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration::<DingTalk>("dingtalk", "DingTalk custom robot webhook");
 
 /// Worth retrying: "send too fast" and "system busy".
 const TRANSIENT_CODES: &[i64] = &[130101, -1];
@@ -79,27 +72,26 @@ pub struct Target {
 #[derive(Debug)]
 struct DingTalk;
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    cx.deserialize::<Settings>(item)?;
-    Some(Arc::new(DingTalk))
-}
+impl Provider for DingTalk {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for DingTalk {
-    fn bind(
+    fn new(_: Settings, _: &mut Ctx<'_>) -> Option<Self> {
+        Some(DingTalk)
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
-        let Some(raw) = &t.webhook_url else {
-            cx.error(
-                chat,
-                "a dingtalk chat needs `webhook_url` (the robot's webhook address, with its access_token as ${VAR})",
-            );
-            return None;
-        };
-        let url = cx.url("webhook_url", raw, true)?;
+        let (url, raw_span) = cx.required_url(
+            &t.webhook_url,
+            "webhook_url",
+            chat,
+            "a dingtalk chat needs `webhook_url` (the robot's webhook address, with its access_token as ${VAR})",
+        )?;
         if !url.expose().contains("${") {
             let params: Vec<(String, String)> = url::Url::parse(url.expose())
                 .map(|u| u.query_pairs().into_owned().collect())
@@ -110,14 +102,14 @@ impl Instance for DingTalk {
                 .any(|(k, v)| k == "access_token" && !v.is_empty())
             {
                 cx.error(
-                    Some(raw.span()),
+                    Some(raw_span.clone()),
                     "`webhook_url` has no `access_token=` parameter: copy the robot's whole webhook address",
                 );
                 return None;
             }
             if params.iter().any(|(k, _)| k == "timestamp" || k == "sign") {
                 cx.error(
-                    Some(raw.span()),
+                    Some(raw_span.clone()),
                     "`webhook_url` must not carry `timestamp` or `sign`: set `secret` and the relay signs each request",
                 );
                 return None;
@@ -155,7 +147,7 @@ fn sign(timestamp_ms: u64, secret: &str) -> String {
 
 impl Destination for DingTalkChat {
     fn kind(&self) -> &'static str {
-        "dingtalk"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -169,10 +161,7 @@ impl Destination for DingTalkChat {
     fn default_rate(&self) -> Option<Rate> {
         // 20 messages a minute per robot, then 10 minutes of throttling:
         // evenly spaced, no burst, so no minute ever holds more than 20.
-        Some(Rate {
-            count: 1,
-            per: Duration::from_secs(3),
-        })
+        Some(Rate::per_secs(1, 3))
     }
 
     fn target(&self) -> String {
@@ -211,71 +200,39 @@ impl Destination for DingTalkChat {
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        let code = body["errcode"].as_i64();
-        let reason = || match code {
-            Some(c) => format!(
-                "dingtalk: errcode {c}: {}{}",
-                body["errmsg"]
-                    .as_str()
-                    .unwrap_or("")
-                    .chars()
-                    .take(200)
-                    .collect::<String>(),
-                hint(c)
-            ),
-            None => {
-                let s = resp.body_snippet();
-                if s.is_empty() {
-                    format!("dingtalk: HTTP {}", resp.status)
-                } else {
-                    format!("dingtalk: HTTP {}: {s}", resp.status)
-                }
-            }
-        };
-        if let Some(c) = code.filter(|c| TRANSIENT_CODES.contains(c)) {
-            let after = resp.retry_after().or_else(|| {
-                // Throttling answers may say how long to wait (`"wait":5`).
-                let wait = retry_hint::json_secs(&body["wait"]);
-                (c == 130101).then(|| wait.unwrap_or(THROTTLE_WAIT))
-            });
-            return Outcome::Retry {
-                reason: reason(),
-                after,
-            };
-        }
-        match classify_status(resp) {
-            Outcome::Sent { .. } => match code {
-                Some(0) => Outcome::Sent { remote_id: None },
-                Some(_) => Outcome::Permanent { reason: reason() },
-                None => Outcome::Retry {
-                    reason: format!("dingtalk: unreadable answer: {}", resp.body_snippet()),
-                    after: None,
-                },
-            },
-            Outcome::Retry { after, .. } => Outcome::Retry {
-                reason: reason(),
-                after,
-            },
-            Outcome::Permanent { .. } => Outcome::Permanent { reason: reason() },
-        }
+        classify_code(resp, &CODES)
     }
 }
 
-fn hint(code: i64) -> &'static str {
-    match code {
+/// Answers: `{"errcode": 0, "errmsg": "ok"}`, mostly with HTTP 200.
+const CODES: CodeSpec = CodeSpec {
+    prefix: "dingtalk",
+    word: "errcode",
+    code_ptrs: &["/errcode"],
+    msg_ptrs: &["/errmsg"],
+    transient: TRANSIENT_CODES,
+    hint: |code| match code {
         130101 => " (rate limited: 20 messages a minute per robot)",
         310000 => {
             " (the robot's security settings refused it: check `secret`, the keyword (put it in the template) or the IP allow-list)"
         }
         300001 | 300005 => " (check the access_token in `webhook_url`)",
         _ => "",
-    }
-}
+    },
+    after: |resp, body, code| {
+        resp.retry_after().or_else(|| {
+            // Throttling answers may say how long to wait (`"wait":5`).
+            let wait = retry_hint::json_secs(&body["wait"]);
+            (code == Some(130101)).then(|| wait.unwrap_or(THROTTLE_WAIT))
+        })
+    },
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::providers::Instance;
     use std::collections::HashMap;
 
     const TOKEN: &str = "canarydingtalkaccesstoken0123456789";
@@ -419,7 +376,8 @@ mod tests {
         .into();
         let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
         let doc = toml_edit::Document::parse(format!("s = {{ }}\nt = {{ {target} }}")).unwrap();
-        let dest = parse(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
+        let dest =
+            (REGISTRATION.parse)(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
         let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
         (dest, problems)
     }

@@ -21,20 +21,18 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
 use super::http::retry_hint;
+use super::kit::{self, Provider};
 use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
-    Outcome, Registration, Thread,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
+    Registration, Thread,
     http::{classify_status, path_segment},
-    schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -43,13 +41,8 @@ use crate::render::Dialect;
 use crate::render::escape::strip_controls;
 use crate::render::text::{collapse_whitespace, truncate};
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "discord",
-    about: "Discord channel webhook",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration::<Discord>("discord", "Discord channel webhook");
 
 /// `content` limit (discord-api-docs `resources/message`, "2000 characters").
 const MAX_CONTENT: usize = 2000;
@@ -119,61 +112,60 @@ struct Discord {
     suppress_embeds: bool,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let username = match &s.username {
-        Some(u) => {
-            let name = u.get_ref().trim();
-            let lower = name.to_lowercase();
-            if name.is_empty() || name.chars().count() > MAX_USERNAME {
-                cx.error(
-                    Some(u.span()),
-                    format!("`username` must be 1 to {MAX_USERNAME} characters"),
-                );
-                return None;
-            }
-            if lower.contains("discord") || lower.contains("clyde") {
-                cx.error(
-                    Some(u.span()),
-                    "Discord refuses webhook names containing \"discord\" or \"clyde\"",
-                );
-                return None;
-            }
-            Some(name.to_string())
-        }
-        None => None,
-    };
-    let avatar_url = match &s.avatar_url {
-        Some(u) => Some(cx.url("avatar_url", u, false)?.expose().to_string()),
-        None => None,
-    };
-    Some(Arc::new(Discord {
-        username,
-        avatar_url,
-        suppress_embeds: s.suppress_embeds.unwrap_or(false),
-    }))
-}
+impl Provider for Discord {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for Discord {
-    fn bind(
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        let username = match &s.username {
+            Some(u) => {
+                let name = u.get_ref().trim();
+                let lower = name.to_lowercase();
+                if name.is_empty() || name.chars().count() > MAX_USERNAME {
+                    cx.error(
+                        Some(u.span()),
+                        format!("`username` must be 1 to {MAX_USERNAME} characters"),
+                    );
+                    return None;
+                }
+                if lower.contains("discord") || lower.contains("clyde") {
+                    cx.error(
+                        Some(u.span()),
+                        "Discord refuses webhook names containing \"discord\" or \"clyde\"",
+                    );
+                    return None;
+                }
+                Some(name.to_string())
+            }
+            None => None,
+        };
+        let avatar_url = match &s.avatar_url {
+            Some(u) => Some(cx.url("avatar_url", u, false)?.expose().to_string()),
+            None => None,
+        };
+        Some(Discord {
+            username,
+            avatar_url,
+            suppress_embeds: s.suppress_embeds.unwrap_or(false),
+        })
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
-        let Some(raw) = &t.webhook_url else {
-            cx.error(
-                chat,
-                "a discord chat needs `webhook_url = \"${DISCORD_WEBHOOK_URL}\"` (channel settings > Integrations > Webhooks)",
-            );
-            return None;
-        };
-        let url = cx.url("webhook_url", raw, true)?;
+        let (url, raw_span) = cx.required_url(
+            &t.webhook_url,
+            "webhook_url",
+            chat,
+            "a discord chat needs `webhook_url = \"${DISCORD_WEBHOOK_URL}\"` (channel settings > Integrations > Webhooks)",
+        )?;
         if !looks_like_webhook(url.expose()) {
             // Never echo the URL: it holds the webhook's token.
             cx.error(
-                Some(raw.span()),
+                Some(raw_span.clone()),
                 "`webhook_url` is not a Discord webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)",
             );
             return None;
@@ -246,7 +238,7 @@ struct DiscordChat {
 
 impl Destination for DiscordChat {
     fn kind(&self) -> &'static str {
-        "discord"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -269,10 +261,7 @@ impl Destination for DiscordChat {
         // Commonly observed per-webhook bucket: 5 requests per 2 seconds
         // (unofficial; Discord says to follow the headers, which the 429
         // classification does).
-        Some(Rate {
-            count: 5,
-            per: Duration::from_secs(2),
-        })
+        Some(Rate::per_secs(5, 2))
     }
 
     fn target(&self) -> String {
@@ -302,20 +291,12 @@ impl Destination for DiscordChat {
         };
         let url = Secret::new(self.message_url(message_id, thread));
         Outbound::Http(match msg.action {
-            Action::Delete { .. } => HttpRequest {
-                method: "DELETE",
-                url,
-                headers: vec![],
-                body: String::new(),
-            },
+            Action::Delete { .. } => HttpRequest::delete(url),
             // Mentions are parsed again on edit unless turned off again.
-            _ => HttpRequest {
-                method: "PATCH",
-                ..HttpRequest::post_json(
-                    &url,
-                    &json!({"content": content, "allowed_mentions": {"parse": []}}),
-                )
-            },
+            _ => HttpRequest::patch_json(
+                &url,
+                &json!({"content": content, "allowed_mentions": {"parse": []}}),
+            ),
         })
     }
 
@@ -523,7 +504,10 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::providers::Instance;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     const HOOK: &str = "https://discord.com/api/webhooks/112233445566778899/canary-discord-token";
 
@@ -728,16 +712,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     fn http(out: Outbound) -> HttpRequest {
         match out {
@@ -915,7 +890,7 @@ mod tests {
         ] {
             let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
             let doc = toml_edit::Document::parse(format!("[p]\n{text}\n")).unwrap();
-            assert!(parse(&doc["p"], &mut cx).is_none(), "{text}");
+            assert!((REGISTRATION.parse)(&doc["p"], &mut cx).is_none(), "{text}");
             assert!(cx.problems()[0].message.contains(want), "{text}");
         }
     }

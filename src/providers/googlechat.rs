@@ -23,31 +23,25 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
 use super::http::fit;
+use super::kit::{self, Provider, Spec, classify_json};
 use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
-    Outcome, Registration, http::classify_status, schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
+    Registration,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "googlechat",
-    about: "Google Chat space incoming webhook",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration::<GoogleChat>("googlechat", "Google Chat space incoming webhook");
 
 /// Longest `text` Chat takes, counted here in UTF-16 units (never fewer than
 /// characters, so the cut is safe whichever way Google counts).
@@ -71,27 +65,26 @@ pub struct Target {
 #[derive(Debug)]
 struct GoogleChat;
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    cx.deserialize::<Settings>(item)?;
-    Some(Arc::new(GoogleChat))
-}
+impl Provider for GoogleChat {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for GoogleChat {
-    fn bind(
+    fn new(_: Settings, _: &mut Ctx<'_>) -> Option<Self> {
+        Some(GoogleChat)
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
-        let Some(raw) = &t.webhook_url else {
-            cx.error(
-                chat,
-                "a googlechat chat needs `webhook_url = \"${GOOGLE_CHAT_WEBHOOK_URL}\"` (the space's incoming webhook URL)",
-            );
-            return None;
-        };
-        let url = cx.url("webhook_url", raw, true)?;
+        let (url, raw_span) = cx.required_url(
+            &t.webhook_url,
+            "webhook_url",
+            chat,
+            "a googlechat chat needs `webhook_url = \"${GOOGLE_CHAT_WEBHOOK_URL}\"` (the space's incoming webhook URL)",
+        )?;
         let mut scrub = vec![url.clone()];
         if let Ok(u) = url::Url::parse(url.expose()) {
             let path_ok = u.path().contains("/spaces/") && u.path().ends_with("/messages");
@@ -106,7 +99,7 @@ impl Instance for GoogleChat {
             }
             if !(path_ok && key && token) {
                 cx.warning(
-                    Some(raw.span()),
+                    Some(raw_span.clone()),
                     "`webhook_url` does not look like a Google Chat incoming webhook (https://chat.googleapis.com/v1/spaces/…/messages?key=…&token=…); copy the whole URL from the space's \"Apps & integrations\" > Webhooks",
                 );
             }
@@ -156,20 +149,11 @@ fn starts_entity(s: &str) -> bool {
     n > 0 && body[n..].starts_with(';')
 }
 
-impl GoogleChatChat {
-    fn scrub(&self, mut reason: String) -> String {
-        for s in &self.scrub {
-            if s.expose().len() >= 3 {
-                reason = reason.replace(s.expose(), "[redacted]");
-            }
-        }
-        reason
-    }
-}
+impl GoogleChatChat {}
 
 impl Destination for GoogleChatChat {
     fn kind(&self) -> &'static str {
-        "googlechat"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -190,10 +174,7 @@ impl Destination for GoogleChatChat {
     fn default_rate(&self) -> Option<Rate> {
         // Writes to one space are limited to about one a second, shared by
         // every app and webhook in it (developers.google.com/workspace/chat/limits).
-        Some(Rate {
-            count: 1,
-            per: Duration::from_secs(1),
-        })
+        Some(Rate::per_second(1))
     }
 
     fn target(&self) -> String {
@@ -221,62 +202,37 @@ impl Destination for GoogleChatChat {
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        match classify_status(resp) {
-            // The answer is the created Message: `name` = spaces/…/messages/….
-            Outcome::Sent { .. } => Outcome::Sent {
-                remote_id: serde_json::from_slice::<serde_json::Value>(&resp.body)
-                    .ok()
-                    .and_then(|v| v["name"].as_str().map(str::to_string)),
-            },
-            Outcome::Retry { after, .. } => Outcome::Retry {
-                reason: self.scrub(format!("googlechat: {}", describe(resp))),
-                after,
-            },
-            Outcome::Permanent { .. } => Outcome::Permanent {
-                reason: self.scrub(format!(
-                    "googlechat: {}{}",
-                    describe(resp),
-                    hint(resp.status)
-                )),
-            },
-        }
+        kit::scrub(classify_json(resp, &SPEC), &self.scrub)
     }
 }
 
-/// `HTTP 404 NOT_FOUND: message` from Google's error shape, else the body's start.
-fn describe(resp: &HttpResponse) -> String {
-    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-    let status = body["error"]["status"].as_str().unwrap_or_default();
-    let message = body["error"]["message"].as_str().unwrap_or_default();
-    let detail = match (status, message) {
-        ("", "") => resp.body_snippet(),
-        (s, "") => s.to_string(),
-        ("", m) => m.to_string(),
-        (s, m) => format!("{s}: {m}"),
-    };
-    let detail: String = detail.chars().take(300).collect();
-    if detail.is_empty() {
-        format!("HTTP {}", resp.status)
-    } else {
-        format!("HTTP {} {detail}", resp.status)
-    }
-}
-
-fn hint(status: u16) -> &'static str {
-    match status {
+/// Errors: Google's `{"error":{"status","message"}}` → `HTTP 404 NOT_FOUND: message`.
+const SPEC: Spec = Spec {
+    prefix: "googlechat",
+    // The answer is the created Message: `name` = spaces/…/messages/….
+    id_ptr: Some("/name"),
+    error: |resp, body| {
+        kit::joined(body, &["/error/status", "/error/message"])
+            .or_else(|| Some(resp.body_snippet()))
+    },
+    sep: " ",
+    hint: |status| match status {
         400 => " (a wrong `key` in the webhook URL, or a message Chat refused)",
         401 | 403 => {
             " (the webhook's token was rejected: the webhook was deleted, or the app is not allowed in the space)"
         }
         404 => " (the space or its webhook no longer exists)",
         _ => "",
-    }
-}
+    },
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::providers::Instance;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     const URL: &str = "https://chat.googleapis.com/v1/spaces/AAAA1234/messages?key=canaryKey123&token=canaryToken456";
 
@@ -291,16 +247,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     #[test]
     fn entities_become_inert_look_alikes() {

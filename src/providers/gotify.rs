@@ -17,7 +17,6 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -25,9 +24,10 @@ use serde_json::json;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
+use super::kit::{self, Spec, classify_json};
 use super::{
     Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Registration, schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -118,10 +118,7 @@ fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
             .ok()
             .and_then(|u| u.host_str().map(str::to_string))
     };
-    let token = match &s.token {
-        Some(t) => Some(cx.secret("token", t)?),
-        None => None,
-    };
+    let token = cx.opt_secret("token", &s.token)?;
     let priority = priority(&s.priority, cx).ok()?;
     Some(Arc::new(Gotify {
         server: Secret::new(server.expose().trim_end_matches('/')),
@@ -169,7 +166,7 @@ struct GotifyChat {
 
 impl Destination for GotifyChat {
     fn kind(&self) -> &'static str {
-        "gotify"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -190,10 +187,7 @@ impl Destination for GotifyChat {
 
     fn default_rate(&self) -> Option<Rate> {
         // Self-hosted, no documented limit: polite, like the generic webhook.
-        Some(Rate {
-            count: 10,
-            per: Duration::from_secs(1),
-        })
+        Some(Rate::per_second(10))
     }
 
     fn target(&self) -> String {
@@ -238,45 +232,25 @@ impl Destination for GotifyChat {
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        match classify_status(resp) {
-            Outcome::Sent { .. } => Outcome::Sent {
-                remote_id: body["id"].as_u64().map(|id| id.to_string()),
-            },
-            Outcome::Retry { after, .. } => Outcome::Retry {
-                reason: reason(resp, &body),
-                after,
-            },
-            Outcome::Permanent { .. } => {
-                let hint = match resp.status {
-                    401 | 403 => " (check the application `token`: a client token does not work)",
-                    404 => " (check `server`)",
-                    _ => "",
-                };
-                Outcome::Permanent {
-                    reason: format!("{}{hint}", reason(resp, &body)),
-                }
-            }
-        }
+        classify_json(resp, &SPEC)
     }
 }
 
-/// `gotify: HTTP 401 Unauthorized: you need to provide a valid access token…`.
-fn reason(resp: &HttpResponse, body: &serde_json::Value) -> String {
-    let error = body["error"].as_str();
-    let description = body["errorDescription"].as_str();
-    let text: String = match (error, description) {
-        (Some(e), Some(d)) => format!(" {e}: {d}"),
-        (Some(e), None) => format!(" {e}"),
-        (None, Some(d)) => format!(" {d}"),
-        (None, None) => {
-            let s = resp.body_snippet();
-            if s.is_empty() { s } else { format!(": {s}") }
-        }
-    };
-    let text: String = text.chars().take(240).collect();
-    format!("gotify: HTTP {}{text}", resp.status)
-}
+/// Errors: `{"error": "Unauthorized", "errorDescription": "you need to provide…"}`
+/// → `gotify: HTTP 401 Unauthorized: you need to provide…`.
+const SPEC: Spec = Spec {
+    prefix: "gotify",
+    id_ptr: Some("/id"),
+    error: |_, body| {
+        kit::joined(body, &["/error", "/errorDescription"]).map(|e| kit::clip(&e, 239))
+    },
+    sep: " ",
+    hint: |status| match status {
+        401 | 403 => " (check the application `token`: a client token does not work)",
+        404 => " (check `server`)",
+        _ => "",
+    },
+};
 
 /// The post's URL (the topic's for topic events), when it is a web link.
 fn click_url(ctx: &serde_json::Value) -> Option<&str> {

@@ -13,31 +13,24 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
 use super::http::fit;
+use super::kit::{self, Provider, Spec, classify_json};
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "groupme",
-    about: "GroupMe bot (bot id)",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration::<GroupMe>("groupme", "GroupMe bot (bot id)");
 
 const DEFAULT_API_URL: &str = "https://api.groupme.com";
 
@@ -66,25 +59,21 @@ struct GroupMe {
     api_url: String,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let api_url = match &s.api_url {
-        Some(u) => cx.url("api_url", u, false)?.expose().to_string(),
-        None => DEFAULT_API_URL.to_string(),
-    };
-    Some(Arc::new(GroupMe {
-        api_url: api_url.trim_end_matches('/').to_string(),
-    }))
-}
+impl Provider for GroupMe {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for GroupMe {
-    fn bind(
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
+        Some(GroupMe { api_url })
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
         let Some(raw) = &t.bot_id else {
             cx.error(
                 chat,
@@ -118,7 +107,7 @@ struct GroupMeChat {
 
 impl Destination for GroupMeChat {
     fn kind(&self) -> &'static str {
-        "groupme"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -132,10 +121,7 @@ impl Destination for GroupMeChat {
 
     fn default_rate(&self) -> Option<Rate> {
         // GroupMe publishes no limit; one a second per group is polite.
-        Some(Rate {
-            count: 1,
-            per: Duration::from_secs(1),
-        })
+        Some(Rate::per_second(1))
     }
 
     fn target(&self) -> String {
@@ -152,60 +138,36 @@ impl Destination for GroupMeChat {
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        let id = self.bot_id.expose();
-        let clean = |r: String| {
-            if id.len() >= 3 {
-                r.replace(id, "[redacted]")
-            } else {
-                r
-            }
-        };
-        match classify_status(resp) {
-            Outcome::Sent { .. } => Outcome::Sent { remote_id: None },
-            Outcome::Retry { after, .. } => Outcome::Retry {
-                reason: clean(format!("groupme: {}", describe(resp))),
-                after,
-            },
-            Outcome::Permanent { .. } => Outcome::Permanent {
-                reason: clean(format!("groupme: {}{}", describe(resp), hint(resp.status))),
-            },
-        }
+        // The bot id is a secret: delivery redacts it should GroupMe quote it.
+        classify_json(resp, &SPEC)
     }
 }
 
-/// `HTTP 400: errors` from GroupMe's envelope `{"meta":{"code","errors":[…]}}`,
-/// else the body's start.
-fn describe(resp: &HttpResponse) -> String {
-    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-    let errors: Vec<&str> = body["meta"]["errors"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|e| e.as_str()).collect())
-        .unwrap_or_default();
-    let detail = if errors.is_empty() {
-        resp.body_snippet()
-    } else {
-        errors.join("; ")
-    };
-    let detail: String = detail.chars().take(300).collect();
-    if detail.is_empty() {
-        format!("HTTP {}", resp.status)
-    } else {
-        format!("HTTP {}: {detail}", resp.status)
-    }
-}
-
-fn hint(status: u16) -> &'static str {
-    match status {
+/// Errors: `{"meta":{"code","errors":[…]}}`.
+const SPEC: Spec = Spec {
+    prefix: "groupme",
+    id_ptr: None,
+    error: |_, body| {
+        let errors: Vec<&str> = body["meta"]["errors"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e.as_str()).collect())
+            .unwrap_or_default();
+        (!errors.is_empty()).then(|| kit::clip(&errors.join("; "), kit::MAX_DETAIL))
+    },
+    sep: ": ",
+    hint: |status| match status {
         404 => " (unknown bot_id: the bot was deleted, or the id is wrong)",
         401 | 403 => " (the bot may not post to its group)",
         400 => " (GroupMe refused the message)",
         _ => "",
-    }
-}
+    },
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::providers::Instance;
     use std::collections::HashMap;
 
     const BOT: &str = "canarybot0123456789abcdef";
@@ -219,16 +181,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     #[test]
     fn request_shape_and_redaction() {
@@ -305,7 +258,6 @@ mod tests {
             reason.contains("unknown bot_id") && reason.contains("not found"),
             "{reason}"
         );
-        assert!(!reason.contains(BOT), "{reason}");
         let Outcome::Permanent { reason } = c.classify(&resp(
             400,
             &[],

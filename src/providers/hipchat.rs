@@ -37,6 +37,7 @@ use serde_json::json;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
+use super::http::path_segment;
 use super::http::retry_hint;
 use super::{
     Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
@@ -163,10 +164,7 @@ fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
         }
         None => None,
     };
-    let token = match &s.token {
-        Some(t) => Some(cx.secret("token", t)?),
-        None => None,
-    };
+    let token = cx.opt_secret("token", &s.token)?;
     let from = match &s.from {
         Some(f) => {
             let label = f.get_ref().trim();
@@ -266,7 +264,7 @@ struct HipChatChat {
 
 impl Destination for HipChatChat {
     fn kind(&self) -> &'static str {
-        "hipchat"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -279,10 +277,7 @@ impl Destination for HipChatChat {
     }
 
     fn default_rate(&self) -> Option<Rate> {
-        Some(Rate {
-            count: PER_ROOM_PER_MINUTE,
-            per: Duration::from_secs(60),
-        })
+        Some(Rate::per_minute(PER_ROOM_PER_MINUTE))
     }
 
     fn target(&self) -> String {
@@ -303,31 +298,14 @@ impl Destination for HipChatChat {
         let url = Secret::new(format!(
             "{}/v2/room/{}/notification",
             self.server,
-            encode_path_segment(&self.room)
+            path_segment(&self.room)
         ));
-        Outbound::Http(HttpRequest::post_json(&url, &body).header(
-            "Authorization",
-            Secret::new(format!("Bearer {}", self.token.expose())),
-        ))
+        Outbound::Http(HttpRequest::post_json(&url, &body).bearer(&self.token))
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         classify_answer(resp, jiff::Timestamp::now().as_second())
     }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters, so a
-/// room name with spaces, `/`, `?` or `#` stays one path segment.
-fn encode_path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// `html` cut to at most `max` characters in all (markup included, `…`
@@ -509,16 +487,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     fn http(out: Outbound) -> HttpRequest {
         match out {

@@ -46,6 +46,53 @@ impl HttpRequest {
         }
     }
 
+    /// A JSON request with another method (`PUT`, `PATCH`...).
+    pub fn json(method: &'static str, url: &Secret, body: &impl serde::Serialize) -> Self {
+        Self {
+            method,
+            ..Self::post_json(url, body)
+        }
+    }
+
+    pub fn put_json(url: &Secret, body: &impl serde::Serialize) -> Self {
+        Self::json("PUT", url, body)
+    }
+
+    pub fn patch_json(url: &Secret, body: &impl serde::Serialize) -> Self {
+        Self::json("PATCH", url, body)
+    }
+
+    /// A `DELETE` without a body.
+    pub fn delete(url: Secret) -> Self {
+        Self {
+            method: "DELETE",
+            url,
+            headers: vec![],
+            body: String::new(),
+        }
+    }
+
+    /// A form-encoded request; `body` from `url::form_urlencoded::Serializer`.
+    pub fn form(method: &'static str, url: Secret, body: String) -> Self {
+        Self {
+            method,
+            url,
+            headers: vec![(
+                "Content-Type".into(),
+                Secret::new("application/x-www-form-urlencoded"),
+            )],
+            body,
+        }
+    }
+
+    /// `Authorization: Bearer {token}`.
+    pub fn bearer(self, token: &Secret) -> Self {
+        self.header(
+            "Authorization",
+            Secret::new(format!("Bearer {}", token.expose())),
+        )
+    }
+
     pub fn header(mut self, name: &str, value: Secret) -> Self {
         self.headers.push((name.to_string(), value));
         self
@@ -147,19 +194,23 @@ pub fn fit(text: &str, budget: usize, cost: impl Fn(char) -> usize) -> String {
     format!("{}…", cut.trim_end())
 }
 
+/// Everything but RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`).
+pub const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// `s` as one URL path segment: everything but RFC 3986 unreserved
 /// characters percent-encoded, so a stored message id cannot add path
 /// segments, a query or a fragment to the platform's URL.
 pub fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, NOT_UNRESERVED).to_string()
+}
+
+/// `{base}/{id}` with `id` as one path segment (a message's URL).
+pub fn id_url(base: &str, id: &str) -> Secret {
+    Secret::new(format!("{base}/{}", path_segment(id)))
 }
 
 /// The status-code classification every HTTP provider starts from.
@@ -302,11 +353,12 @@ pub(crate) fn system_clock() -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::Outcome;
     use super::*;
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+    /// An answer, for classification tests.
+    pub(crate) fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
         HttpResponse {
             status,
             headers: headers

@@ -21,7 +21,6 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -31,27 +30,21 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
 use sha2::Sha256;
-use toml_edit::Item;
 
 use super::http::retry_hint;
+use super::kit::truncate_bytes;
+use super::kit::{self, CodeSpec, Provider, classify_code};
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration,
-    http::{Clock, classify_status, system_clock},
-    schema_of,
+    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
+    http::{Clock, system_clock},
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "lark",
-    about: "Lark / Feishu custom bot webhook",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration::<Lark>("lark", "Lark / Feishu custom bot webhook");
 
 /// Lark refuses bodies over 20 KB; JSON escaping adds a little to the text.
 const MAX_TEXT_BYTES: usize = 16 * 1024;
@@ -78,31 +71,30 @@ pub struct Target {
 #[derive(Debug)]
 struct Lark;
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    cx.deserialize::<Settings>(item)?;
-    Some(Arc::new(Lark))
-}
+impl Provider for Lark {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for Lark {
-    fn bind(
+    fn new(_: Settings, _: &mut Ctx<'_>) -> Option<Self> {
+        Some(Lark)
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
-        let Some(raw) = &t.webhook_url else {
-            cx.error(
-                chat,
-                "a lark chat needs `webhook_url` (the custom bot's webhook address, with its token as ${VAR})",
-            );
-            return None;
-        };
-        let url = cx.url("webhook_url", raw, true)?;
+        let (url, raw_span) = cx.required_url(
+            &t.webhook_url,
+            "webhook_url",
+            chat,
+            "a lark chat needs `webhook_url` (the custom bot's webhook address, with its token as ${VAR})",
+        )?;
         if !url.expose().contains("${") && !has_hook_token(url.expose()) {
             // Never echo the value: it holds the token.
             cx.error(
-                Some(raw.span()),
+                Some(raw_span.clone()),
                 "`webhook_url` must end in /hook/<token>, like https://open.feishu.cn/open-apis/bot/v2/hook/<token>",
             );
             return None;
@@ -159,22 +151,9 @@ fn break_mentions(text: &str) -> String {
     out
 }
 
-/// `text` cut to at most `max` bytes on a character boundary, with `…`.
-fn truncate_bytes(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let ellipsis = '…';
-    let mut end = max.saturating_sub(ellipsis.len_utf8());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{ellipsis}", &text[..end])
-}
-
 impl Destination for LarkChat {
     fn kind(&self) -> &'static str {
-        "lark"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -187,10 +166,7 @@ impl Destination for LarkChat {
 
     fn default_rate(&self) -> Option<Rate> {
         // 100/min and 5/s per bot: one a second stays under both.
-        Some(Rate {
-            count: 1,
-            per: Duration::from_secs(1),
-        })
+        Some(Rate::per_second(1))
     }
 
     fn target(&self) -> String {
@@ -212,61 +188,19 @@ impl Destination for LarkChat {
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        let code = body["code"]
-            .as_i64()
-            .or_else(|| body["StatusCode"].as_i64());
-        let msg = body["msg"]
-            .as_str()
-            .or_else(|| body["StatusMessage"].as_str())
-            .unwrap_or("");
-        let reason = || match code {
-            Some(c) => format!(
-                "lark: code {c}: {}{}",
-                msg.chars().take(200).collect::<String>(),
-                hint(c)
-            ),
-            None => {
-                let s = resp.body_snippet();
-                if s.is_empty() {
-                    format!("lark: HTTP {}", resp.status)
-                } else {
-                    format!("lark: HTTP {}: {s}", resp.status)
-                }
-            }
-        };
-        let after = || {
-            resp.retry_after().or_else(|| {
-                resp.header("x-ogw-ratelimit-reset")
-                    .and_then(retry_hint::text_secs)
-            })
-        };
-        if code.is_some_and(|c| TRANSIENT_CODES.contains(&c)) {
-            return Outcome::Retry {
-                reason: reason(),
-                after: after(),
-            };
-        }
-        match classify_status(resp) {
-            Outcome::Sent { .. } => match code {
-                Some(0) => Outcome::Sent { remote_id: None },
-                Some(_) => Outcome::Permanent { reason: reason() },
-                None => Outcome::Retry {
-                    reason: format!("lark: unreadable answer: {}", resp.body_snippet()),
-                    after: None,
-                },
-            },
-            Outcome::Retry { .. } => Outcome::Retry {
-                reason: reason(),
-                after: after(),
-            },
-            Outcome::Permanent { .. } => Outcome::Permanent { reason: reason() },
-        }
+        classify_code(resp, &CODES)
     }
 }
 
-fn hint(code: i64) -> &'static str {
-    match code {
+/// Answers: `{"code": 0, "msg": "success"}` (older bots: `StatusCode`,
+/// `StatusMessage`), mostly with HTTP 200.
+const CODES: CodeSpec = CodeSpec {
+    prefix: "lark",
+    word: "code",
+    code_ptrs: &["/code", "/StatusCode"],
+    msg_ptrs: &["/msg", "/StatusMessage"],
+    transient: TRANSIENT_CODES,
+    hint: |code| match code {
         19001 => " (check the token in `webhook_url`)",
         19007 => " (the bot is disabled or no longer in the group)",
         19021 => " (signature rejected: check `secret`, and that this server's clock is right)",
@@ -275,13 +209,22 @@ fn hint(code: i64) -> &'static str {
         9499 => " (malformed or oversized request)",
         11232 | 230020 => " (rate limited)",
         _ => "",
-    }
-}
+    },
+    after: |resp, _, _| {
+        resp.retry_after().or_else(|| {
+            resp.header("x-ogw-ratelimit-reset")
+                .and_then(retry_hint::text_secs)
+        })
+    },
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::providers::Instance;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     const TOKEN: &str = "b0a1c2d3-canary-lark-token";
     const SECRET: &str = "demo-lark-secret";
@@ -298,16 +241,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     fn body(c: &LarkChat, text: &str) -> serde_json::Value {
         let ctx = json!({});
@@ -452,7 +386,8 @@ mod tests {
         .into();
         let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
         let doc = toml_edit::Document::parse(format!("s = {{ }}\nt = {{ {target} }}")).unwrap();
-        let dest = parse(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
+        let dest =
+            (REGISTRATION.parse)(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
         let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
         (dest, problems)
     }

@@ -47,7 +47,7 @@ use super::http::retry_hint;
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
     Outcome, Registration,
-    http::{classify_status, path_segment},
+    http::{classify_status, id_url},
     schema_of,
 };
 use crate::config::Rate;
@@ -169,10 +169,7 @@ fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
         ),
         None => None,
     };
-    let token = match &s.access_token {
-        Some(t) => Some(cx.secret("access_token", t)?),
-        None => None,
-    };
+    let token = cx.opt_secret("access_token", &s.access_token)?;
     let max_chars = match &s.max_chars {
         Some(m) => match usize::try_from(*m.get_ref()) {
             Ok(n) if (MIN_MAX_CHARS..=MAX_MAX_CHARS).contains(&n) => n,
@@ -328,7 +325,7 @@ struct MastodonChat {
 
 impl Destination for MastodonChat {
     fn kind(&self) -> &'static str {
-        "mastodon"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -338,18 +335,11 @@ impl Destination for MastodonChat {
     fn capabilities(&self) -> Capabilities {
         // The answer is the status, with its `id`: replies (`in_reply_to_id`),
         // edits (`PUT /api/v1/statuses/:id`) and deletions all work.
-        Capabilities {
-            thread: true,
-            edit: true,
-            delete: true,
-        }
+        Capabilities::ALL
     }
 
     fn default_rate(&self) -> Option<Rate> {
-        Some(Rate {
-            count: STATUSES_PER_3H,
-            per: Duration::from_secs(3 * 3600),
-        })
+        Some(Rate::per_secs(STATUSES_PER_3H, 3 * 3600))
     }
 
     fn target(&self) -> String {
@@ -375,26 +365,15 @@ impl Destination for MastodonChat {
         if let Some(l) = &self.language {
             body["language"] = json!(l);
         }
-        let auth = Secret::new(format!("Bearer {}", self.token.expose()));
-        let status_url = |id: &str| {
-            Secret::new(format!(
-                "{}/api/v1/statuses/{}",
-                self.instance,
-                path_segment(id)
-            ))
-        };
-        match msg.action {
+        let statuses = format!("{}/api/v1/statuses", self.instance);
+        let req = match msg.action {
             Action::Post { thread } => {
                 if let Some(root) = thread.and_then(|t| t.root) {
                     body["in_reply_to_id"] = json!(root);
                 }
-                let url = Secret::new(format!("{}/api/v1/statuses", self.instance));
                 let key = idempotency_key(msg, &body);
-                Outbound::Http(
-                    HttpRequest::post_json(&url, &body)
-                        .header("Authorization", auth)
-                        .header("Idempotency-Key", Secret::new(key)),
-                )
+                HttpRequest::post_json(&Secret::new(statuses), &body)
+                    .header("Idempotency-Key", Secret::new(key))
             }
             Action::Edit { remote_id } => {
                 // An edit cannot change the visibility: `PUT` takes no
@@ -402,24 +381,11 @@ impl Destination for MastodonChat {
                 if let Some(o) = body.as_object_mut() {
                     o.remove("visibility");
                 }
-                Outbound::Http(
-                    HttpRequest {
-                        method: "PUT",
-                        ..HttpRequest::post_json(&status_url(remote_id), &body)
-                    }
-                    .header("Authorization", auth),
-                )
+                HttpRequest::put_json(&id_url(&statuses, remote_id), &body)
             }
-            Action::Delete { remote_id } => Outbound::Http(
-                HttpRequest {
-                    method: "DELETE",
-                    url: status_url(remote_id),
-                    headers: vec![],
-                    body: String::new(),
-                }
-                .header("Authorization", auth),
-            ),
-        }
+            Action::Delete { remote_id } => HttpRequest::delete(id_url(&statuses, remote_id)),
+        };
+        Outbound::Http(req.bearer(&self.token))
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
@@ -592,16 +558,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     fn http(out: Outbound) -> HttpRequest {
         match out {

@@ -19,7 +19,6 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -28,6 +27,7 @@ use serde_spanned::Spanned;
 use sha2::{Digest, Sha256};
 use toml_edit::Item;
 
+use super::http::path_segment;
 use super::http::retry_hint;
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
@@ -237,19 +237,12 @@ impl Destination for MatrixChat {
     fn capabilities(&self) -> Capabilities {
         // The answer carries the `event_id`: replies can go into an
         // `m.thread`, edits are `m.replace` events, deletions redactions.
-        Capabilities {
-            thread: true,
-            edit: true,
-            delete: true,
-        }
+        Capabilities::ALL
     }
 
     fn default_rate(&self) -> Option<Rate> {
         // Synapse's default `rc_message`: 0.2 messages/s per user, bursts of 10.
-        Some(Rate {
-            count: 10,
-            per: Duration::from_secs(50),
-        })
+        Some(Rate::per_secs(10, 50))
     }
 
     fn target(&self) -> String {
@@ -257,7 +250,7 @@ impl Destination for MatrixChat {
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        let room = encode_path_segment(&self.room);
+        let room = path_segment(&self.room);
         let txn = txn_id(msg);
         let notice = || {
             json!({
@@ -292,7 +285,7 @@ impl Destination for MatrixChat {
                 (format!("send/m.room.message/{txn}"), content)
             }
             Action::Delete { remote_id } => (
-                format!("redact/{}/{txn}", encode_path_segment(remote_id)),
+                format!("redact/{}/{txn}", path_segment(remote_id)),
                 json!({"reason": "deleted in the forum"}),
             ),
         };
@@ -300,10 +293,7 @@ impl Destination for MatrixChat {
             "{}/_matrix/client/v3/rooms/{room}/{path}",
             self.homeserver
         ));
-        let mut req = HttpRequest::post_json(&url, &content).header(
-            "Authorization",
-            Secret::new(format!("Bearer {}", self.token.expose())),
-        );
+        let mut req = HttpRequest::post_json(&url, &content).bearer(&self.token);
         req.method = "PUT";
         Outbound::Http(req)
     }
@@ -411,20 +401,6 @@ fn txn_id(msg: &Message<'_>) -> String {
         ]),
     };
     hex::encode(Sha256::digest(key.to_string().as_bytes()))
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters, so `!`,
-/// `:`, `/`, `?` and `#` of a room id stay inside one path segment.
-fn encode_path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn clip(s: &str, max: usize) -> String {
@@ -568,6 +544,7 @@ fn is_block(name: &[u8]) -> bool {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     const TOKEN: &str = "syt_canary_4242";
 
@@ -580,16 +557,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     fn request(c: &MatrixChat, chat: &str, text: &str, ctx: &serde_json::Value) -> HttpRequest {
         match c.request(&Message {

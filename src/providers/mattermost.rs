@@ -24,14 +24,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
 use super::http::retry_hint;
+use super::kit::{self, Provider};
 use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
-    Outcome, Registration,
-    http::{classify_status, path_segment},
-    schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
+    Registration,
+    http::{classify_status, id_url, path_segment},
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -39,13 +38,10 @@ use crate::config::env::Secret;
 use crate::render::Dialect;
 use crate::render::text::truncate;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "mattermost",
-    about: "Mattermost REST API (bot token) or incoming webhook",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration = kit::registration::<Mattermost>(
+    "mattermost",
+    "Mattermost REST API (bot token) or incoming webhook",
+);
 
 /// Post length limit in characters (runes) since Mattermost 5.0
 /// (`model.PostMessageMaxRunesV2`). REST refuses longer posts; webhooks
@@ -90,41 +86,39 @@ struct Mattermost {
     icon_url: Option<String>,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let token = match &s.token {
-        Some(t) => Some(cx.secret("token", t)?),
-        None => None,
-    };
-    let api_url = match &s.api_url {
-        Some(u) => {
-            let u = cx.url("api_url", u, false)?;
-            // Accept the API root too: `https://h/api/v4` means `https://h`.
-            let base = u.expose().trim_end_matches('/');
-            Some(base.strip_suffix("/api/v4").unwrap_or(base).to_string())
-        }
-        None => None,
-    };
-    let icon_url = match &s.icon_url {
-        Some(u) => Some(cx.url("icon_url", u, false)?.expose().to_string()),
-        None => None,
-    };
-    Some(Arc::new(Mattermost {
-        token,
-        api_url,
-        username: s.username,
-        icon_url,
-    }))
-}
+impl Provider for Mattermost {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for Mattermost {
-    fn bind(
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        let token = cx.opt_secret("token", &s.token)?;
+        let api_url = match &s.api_url {
+            Some(u) => {
+                let u = cx.url("api_url", u, false)?;
+                // Accept the API root too: `https://h/api/v4` means `https://h`.
+                let base = u.expose().trim_end_matches('/');
+                Some(base.strip_suffix("/api/v4").unwrap_or(base).to_string())
+            }
+            None => None,
+        };
+        let icon_url = match &s.icon_url {
+            Some(u) => Some(cx.url("icon_url", u, false)?.expose().to_string()),
+            None => None,
+        };
+        Some(Mattermost {
+            token,
+            api_url,
+            username: s.username,
+            icon_url,
+        })
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
         let mode = match (&t.channel_id, &t.webhook_url) {
             (Some(c), None) => {
                 if let Some(ch) = &t.channel {
@@ -218,7 +212,7 @@ struct MattermostChat {
 
 impl Destination for MattermostChat {
     fn kind(&self) -> &'static str {
-        "mattermost"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -233,11 +227,7 @@ impl Destination for MattermostChat {
         match self.mode {
             // The REST API returns the post id: replies (`root_id`), patches
             // and deletes can use it.
-            Mode::Api { .. } => Capabilities {
-                thread: true,
-                edit: true,
-                delete: true,
-            },
+            Mode::Api { .. } => Capabilities::ALL,
             // A webhook answers just `ok`.
             Mode::Webhook { .. } => Capabilities::default(),
         }
@@ -246,10 +236,7 @@ impl Destination for MattermostChat {
     fn default_rate(&self) -> Option<Rate> {
         // The server's rate limiter defaults to 10 requests/s per user or
         // IP (when enabled, with a burst of 100).
-        Some(Rate {
-            count: 10,
-            per: Duration::from_secs(1),
-        })
+        Some(Rate::per_second(10))
     }
 
     fn target(&self) -> String {
@@ -270,7 +257,6 @@ impl Destination for MattermostChat {
                 api_url,
                 channel_id,
             } => {
-                let auth = Secret::new(format!("Bearer {}", token.expose()));
                 let req = match msg.action {
                     Action::Post { thread } => {
                         let mut body = json!({"channel_id": channel_id, "message": text});
@@ -287,22 +273,13 @@ impl Destination for MattermostChat {
                             "{api_url}/api/v4/posts/{}/patch",
                             path_segment(remote_id)
                         ));
-                        HttpRequest {
-                            method: "PUT",
-                            ..HttpRequest::post_json(&url, &json!({"message": text}))
-                        }
+                        HttpRequest::put_json(&url, &json!({"message": text}))
                     }
-                    Action::Delete { remote_id } => HttpRequest {
-                        method: "DELETE",
-                        url: Secret::new(format!(
-                            "{api_url}/api/v4/posts/{}",
-                            path_segment(remote_id)
-                        )),
-                        headers: vec![],
-                        body: String::new(),
-                    },
+                    Action::Delete { remote_id } => {
+                        HttpRequest::delete(id_url(&format!("{api_url}/api/v4/posts"), remote_id))
+                    }
                 };
-                Outbound::Http(req.header("Authorization", auth))
+                Outbound::Http(req.bearer(token))
             }
             Mode::Webhook { url, channel } => {
                 let mut body = json!({"text": text});
@@ -462,6 +439,8 @@ fn ratelimit_reset(resp: &HttpResponse) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::providers::Instance;
     use std::collections::HashMap;
 
     const TOKEN: &str = "canary-mm-token-8u3k2";
@@ -498,16 +477,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     fn http(out: Outbound) -> HttpRequest {
         match out {
@@ -841,7 +811,7 @@ mod tests {
             "[p]\ntoken = \"${T}\"\napi_url = \"https://chat.example.org/api/v4/\"\n".to_string(),
         )
         .unwrap();
-        let inst = parse(&doc["p"], &mut cx).unwrap();
+        let inst = (REGISTRATION.parse)(&doc["p"], &mut cx).unwrap();
         let doc =
             toml_edit::Document::parse(format!("t = {{ channel_id = \"{CHANNEL}\" }}")).unwrap();
         let d = inst.bind(&doc["t"], None, &mut cx).unwrap();

@@ -194,10 +194,7 @@ struct Messenger {
 
 fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
     let s = cx.deserialize::<Settings>(item)?;
-    let token = match &s.page_token {
-        Some(t) => Some(cx.secret("page_token", t)?),
-        None => None,
-    };
+    let token = cx.opt_secret("page_token", &s.page_token)?;
     let api_url = match &s.api_url {
         Some(u) => cx.url("api_url", u, false)?.expose().to_string(),
         None => DEFAULT_API_URL.to_string(),
@@ -292,7 +289,7 @@ struct MessengerChat {
 
 impl Destination for MessengerChat {
     fn kind(&self) -> &'static str {
-        "messenger"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -308,10 +305,7 @@ impl Destination for MessengerChat {
     fn default_rate(&self) -> Option<Rate> {
         // One person's inbox: at most one message a second (a courtesy; the
         // Page-wide Graph limits are signalled by the error codes).
-        Some(Rate {
-            count: 1,
-            per: Duration::from_secs(1),
-        })
+        Some(Rate::per_second(1))
     }
 
     fn target(&self) -> String {
@@ -332,10 +326,7 @@ impl Destination for MessengerChat {
             body["notification_type"] = json!(n.as_str());
         }
         let url = Secret::new(self.instance.endpoint.clone());
-        Outbound::Http(HttpRequest::post_json(&url, &body).header(
-            "Authorization",
-            Secret::new(format!("Bearer {}", self.token.expose())),
-        ))
+        Outbound::Http(HttpRequest::post_json(&url, &body).bearer(&self.token))
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
@@ -485,16 +476,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     fn graph_error(status: u16, code: u64, subcode: Option<u64>, message: &str) -> HttpResponse {
         let mut err = json!({"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbC123xyz"});

@@ -20,12 +20,14 @@ pub mod groupme;
 pub mod hipchat;
 pub mod http;
 pub mod irc;
+pub mod kit;
 pub mod lark;
 pub mod mastodon;
 pub mod matrix;
 pub mod mattermost;
 pub mod messenger;
 pub mod ntfy;
+pub(crate) mod persistent;
 pub mod pushover;
 pub mod registry;
 pub mod rocketchat;
@@ -62,6 +64,15 @@ pub struct Capabilities {
     pub thread: bool,
     pub edit: bool,
     pub delete: bool,
+}
+
+impl Capabilities {
+    /// Threads, edits and deletes: the platform answers with the message's id.
+    pub const ALL: Self = Self {
+        thread: true,
+        edit: true,
+        delete: true,
+    };
 }
 
 /// A rendered message for one chat.

@@ -18,7 +18,6 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -27,9 +26,11 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
+use super::kit::truncate_bytes;
+use super::kit::{self, Spec, classify_json};
 use super::{
     Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Registration, schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -114,10 +115,7 @@ fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
         }
         None => (Secret::new(DEFAULT_SERVER), Some("ntfy.sh".to_string())),
     };
-    let token = match &s.token {
-        Some(t) => Some(cx.secret("token", t)?),
-        None => None,
-    };
+    let token = cx.opt_secret("token", &s.token)?;
     let priority = match &s.priority {
         Some(p) => match u8::try_from(*p.get_ref()) {
             Ok(v @ 1..=5) => Some(v),
@@ -188,7 +186,7 @@ struct NtfyChat {
 
 impl Destination for NtfyChat {
     fn kind(&self) -> &'static str {
-        "ntfy"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -209,10 +207,7 @@ impl Destination for NtfyChat {
 
     fn default_rate(&self) -> Option<Rate> {
         // ntfy.sh refills a visitor's request budget by one every 5 s.
-        Some(Rate {
-            count: 12,
-            per: Duration::from_secs(60),
-        })
+        Some(Rate::per_minute(12))
     }
 
     fn target(&self) -> String {
@@ -269,61 +264,36 @@ impl Destination for NtfyChat {
             req = req.header("Markdown", Secret::new("yes"));
         }
         if let Some(token) = &inst.token {
-            req = req.header(
-                "Authorization",
-                Secret::new(format!("Bearer {}", token.expose())),
-            );
+            req = req.bearer(token);
         }
         Outbound::Http(req)
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        match classify_status(resp) {
-            Outcome::Sent { .. } => Outcome::Sent {
-                remote_id: body["id"].as_str().map(str::to_string),
-            },
-            Outcome::Retry { after, .. } => Outcome::Retry {
-                reason: reason(resp, &body),
-                after,
-            },
-            Outcome::Permanent { .. } => Outcome::Permanent {
-                reason: format!("{}{}", reason(resp, &body), hint(resp.status)),
-            },
-        }
+        classify_json(resp, &SPEC)
     }
 }
 
-/// `ntfy: HTTP 403 forbidden (code 40301)`, or the body's start when it is
-/// not ntfy's JSON error.
-fn reason(resp: &HttpResponse, body: &serde_json::Value) -> String {
-    match body["error"].as_str() {
-        Some(error) => {
-            let error: String = error.chars().take(200).collect();
-            match body["code"].as_i64() {
-                Some(code) => format!("ntfy: HTTP {} {error} (code {code})", resp.status),
-                None => format!("ntfy: HTTP {} {error}", resp.status),
-            }
-        }
-        None => {
-            let snippet = resp.body_snippet();
-            if snippet.is_empty() {
-                format!("ntfy: HTTP {}", resp.status)
-            } else {
-                format!("ntfy: HTTP {}: {snippet}", resp.status)
-            }
-        }
-    }
-}
-
-fn hint(status: u16) -> &'static str {
-    match status {
+/// Errors: `{"code": 40301, "http": 403, "error": "forbidden"}`
+/// → `ntfy: HTTP 403 forbidden (code 40301)`.
+const SPEC: Spec = Spec {
+    prefix: "ntfy",
+    id_ptr: Some("/id"),
+    error: |_, body| {
+        let error = kit::clip(body["error"].as_str()?, 200);
+        Some(match body["code"].as_i64() {
+            Some(code) => format!("{error} (code {code})"),
+            None => error,
+        })
+    },
+    sep: " ",
+    hint: |status| match status {
         401 | 403 => " (check `token` and its access to the topic)",
         404 => " (check `server`)",
         413 => " (the message is too large; shorten the template)",
         _ => "",
-    }
-}
+    },
+};
 
 /// The string at `path` in the template context.
 fn context_str<'a>(ctx: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
@@ -371,24 +341,12 @@ fn header_text(text: &str) -> Option<String> {
     }
 }
 
-/// `text` cut to at most `max` bytes on a character boundary, with `…`.
-fn truncate_bytes(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let ellipsis = '…';
-    let mut end = max.saturating_sub(ellipsis.len_utf8());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{ellipsis}", &text[..end])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     const TOKEN: &str = "tk_canary4242";
 
@@ -414,16 +372,7 @@ mod tests {
         })
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     fn header<'a>(r: &'a HttpRequest, name: &str) -> Option<&'a str> {
         r.headers

@@ -106,10 +106,7 @@ fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
         return None;
     };
     let token = cx.secret("token", raw)?;
-    let api_url = match &s.api_url {
-        Some(u) => cx.url("api_url", u, false)?.expose().to_string(),
-        None => DEFAULT_API_URL.to_string(),
-    };
+    let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
     let priority = match &s.priority {
         Some(p) => match i8::try_from(*p.get_ref()) {
             Ok(v @ -2..=1) => Some(v),
@@ -125,7 +122,7 @@ fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
     };
     Some(Arc::new(Pushover {
         token,
-        api_url: api_url.trim_end_matches('/').to_string(),
+        api_url,
         priority,
         sound: s.sound.filter(|v| !v.trim().is_empty()),
     }))
@@ -171,7 +168,7 @@ struct PushoverChat {
 
 impl Destination for PushoverChat {
     fn kind(&self) -> &'static str {
-        "pushover"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -188,10 +185,7 @@ impl Destination for PushoverChat {
 
     fn default_rate(&self) -> Option<Rate> {
         // No per-second limit is documented (the quota is monthly): one a second.
-        Some(Rate {
-            count: 1,
-            per: Duration::from_secs(1),
-        })
+        Some(Rate::per_second(1))
     }
 
     fn target(&self) -> String {
@@ -235,15 +229,8 @@ impl Destination for PushoverChat {
         if let Some(s) = &inst.sound {
             form.append_pair("sound", s);
         }
-        Outbound::Http(HttpRequest {
-            method: "POST",
-            url: Secret::new(format!("{}/messages.json", inst.api_url)),
-            headers: vec![(
-                "Content-Type".into(),
-                Secret::new("application/x-www-form-urlencoded"),
-            )],
-            body: form.finish(),
-        })
+        let url = Secret::new(format!("{}/messages.json", inst.api_url));
+        Outbound::Http(HttpRequest::form("POST", url, form.finish()))
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
@@ -362,16 +349,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     fn form(body: &str) -> Vec<(String, String)> {
         url::form_urlencoded::parse(body.as_bytes())

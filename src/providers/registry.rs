@@ -94,4 +94,25 @@ mod tests {
         assert_eq!(target_keys(slack), vec!["channel", "webhook_url"]);
         assert!(target_keys(find("console").unwrap()).is_empty());
     }
+
+    /// `Destination::kind` is written in each provider beside its
+    /// `REGISTRATION`; nothing else ties the two. The classify fuzz config
+    /// names each chat after its provider kind (`slack-hook`), so every
+    /// destination bound there must report that kind, a registered one.
+    #[test]
+    fn every_destination_reports_its_registration_kind() {
+        let chats = crate::fuzzing::chats();
+        for (name, dest) in chats {
+            let declared = name.split('-').next().unwrap_or(name);
+            assert_eq!(dest.kind(), declared, "chat `{name}`");
+            assert!(find(dest.kind()).is_some(), "chat `{name}`");
+        }
+        for reg in PROVIDERS {
+            assert!(
+                chats.iter().any(|(_, d)| d.kind() == reg.kind),
+                "{}",
+                reg.kind
+            );
+        }
+    }
 }

@@ -5,10 +5,15 @@
 //! for a `room_id`: REST answers name the message, so threads (`tmid`),
 //! edits (`chat.update`) and deletes (`chat.delete`) work there.
 //!
-//! Dialect: Markdown, escaped by the renderer: formatting characters get a
-//! backslash and every `@` that could mention (`@all`, `@here`, `@user`) gets
-//! U+200B after it, which Rocket.Chat's mention parser does not accept in a
-//! name. Webhooks have no switch for mentions. Link previews are off
+//! Dialect: Rocket.Chat's own ([`Dialect::RocketChat`]): its message parser
+//! (`@rocket.chat/message-parser`) honours a backslash only before a few
+//! characters and never inside a link label, so Markdown's `\[text\](url)`
+//! would be a live link there (and take over the relay's linked title).
+//! Link, spoiler, KaTeX and emphasis characters from posts are sent as
+//! look-alikes (`［ ］ ＜ ＞ ∗ ＿ ～ ｀`) or with U+200B after them (`| # \`), and
+//! every `@` that could mention (`@all`, `@here`, `@user`) gets U+200B,
+//! which the parser does not accept in a name. Checked with the parser
+//! itself in tests/parser_escaping.rs. Webhooks have no switch for mentions. Link previews are off
 //! (`parseUrls: false`), like Slack's unfurling. Texts longer than the
 //! default `Message_MaxAllowedSize` (5000) are cut at a word boundary.
 //!
@@ -28,12 +33,12 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
 use super::http::retry_hint;
+use super::kit::{self, Provider};
 use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
-    Outcome, Registration, http::classify_status, schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
+    Registration, http::classify_status,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -41,13 +46,10 @@ use crate::config::env::Secret;
 use crate::render::Dialect;
 use crate::render::text::truncate;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "rocketchat",
-    about: "Rocket.Chat REST API (user id + token) or incoming webhook",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration = kit::registration::<RocketChat>(
+    "rocketchat",
+    "Rocket.Chat REST API (user id + token) or incoming webhook",
+);
 
 /// Rocket.Chat's default `Message_MaxAllowedSize`, in characters.
 const TEXT_MAX: usize = 5000;
@@ -102,46 +104,48 @@ struct Rest {
     token: Secret,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let avatar = match &s.avatar {
-        Some(a) => Some(cx.url("avatar", a, false)?.expose().to_string()),
-        None => None,
-    };
-    let non_empty = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    let rest = match (&s.server_url, &s.user_id, &s.auth_token) {
-        (None, None, None) => None,
-        (Some(server), Some(user), Some(token)) => Some(Arc::new(Rest {
-            server: (cx.url("server_url", server, false)?.expose())
-                .trim_end_matches('/')
-                .to_string(),
-            user_id: cx.string(user)?,
-            token: cx.secret("auth_token", token)?,
-        })),
-        _ => {
-            cx.error(
-                None,
-                "the Rocket.Chat REST API needs all of `server_url`, `user_id` and `auth_token = \"${ROCKETCHAT_TOKEN}\"`",
-            );
-            return None;
-        }
-    };
-    Some(Arc::new(RocketChat {
-        alias: non_empty(s.alias),
-        avatar,
-        emoji: non_empty(s.emoji),
-        rest,
-    }))
-}
+impl Provider for RocketChat {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for RocketChat {
-    fn bind(
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        let avatar = match &s.avatar {
+            Some(a) => Some(cx.url("avatar", a, false)?.expose().to_string()),
+            None => None,
+        };
+        let non_empty =
+            |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let rest = match (&s.server_url, &s.user_id, &s.auth_token) {
+            (None, None, None) => None,
+            (Some(server), Some(user), Some(token)) => Some(Arc::new(Rest {
+                server: (cx.url("server_url", server, false)?.expose())
+                    .trim_end_matches('/')
+                    .to_string(),
+                user_id: cx.string(user)?,
+                token: cx.secret("auth_token", token)?,
+            })),
+            _ => {
+                cx.error(
+                    None,
+                    "the Rocket.Chat REST API needs all of `server_url`, `user_id` and `auth_token = \"${ROCKETCHAT_TOKEN}\"`",
+                );
+                return None;
+            }
+        };
+        Some(RocketChat {
+            alias: non_empty(s.alias),
+            avatar,
+            emoji: non_empty(s.emoji),
+            rest,
+        })
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
         let mode = match (&t.webhook_url, &t.room_id) {
             (Some(u), None) => Mode::Webhook {
                 url: cx.url("webhook_url", u, true)?,
@@ -197,11 +201,11 @@ struct RocketChatChat {
 
 impl Destination for RocketChatChat {
     fn kind(&self) -> &'static str {
-        "rocketchat"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
-        Dialect::Markdown
+        Dialect::RocketChat
     }
 
     fn reads_context(&self) -> bool {
@@ -211,11 +215,7 @@ impl Destination for RocketChatChat {
     fn capabilities(&self) -> Capabilities {
         match self.mode {
             // REST answers carry the message `_id`.
-            Mode::Rest { .. } => Capabilities {
-                thread: true,
-                edit: true,
-                delete: true,
-            },
+            Mode::Rest { .. } => Capabilities::ALL,
             // The webhook answers just `success`: no message id to thread or edit.
             Mode::Webhook { .. } => Capabilities::default(),
         }
@@ -224,10 +224,7 @@ impl Destination for RocketChatChat {
     fn default_rate(&self) -> Option<Rate> {
         // The REST rate limiter's defaults, which also cover /hooks: 10 calls
         // per 60 s per route (API_Enable_Rate_Limiter_Limit_Calls_Default).
-        Some(Rate {
-            count: 10,
-            per: Duration::from_secs(60),
-        })
+        Some(Rate::per_minute(10))
     }
 
     fn target(&self) -> String {
@@ -408,6 +405,8 @@ fn hint(error: &str, status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::providers::Instance;
     use std::collections::HashMap;
 
     const HOOK: &str = "http://127.0.0.1:9/hooks/abc/hooksecret42";
@@ -526,16 +525,7 @@ mod tests {
         assert!(!reason.contains("canary-rc-token"));
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     fn request(c: &RocketChatChat, text: &str) -> HttpRequest {
         let ctx = json!({});
@@ -637,7 +627,8 @@ mod tests {
                 "s = {{ alias = \"Forum\", avatar = \"https://f.example/a.png\" }}\nt = {target}\n"
             ))
             .unwrap();
-            let d = parse(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
+            let d = (REGISTRATION.parse)(&doc["s"], &mut cx)
+                .and_then(|i| i.bind(&doc["t"], None, &mut cx));
             let msgs: Vec<String> = cx.problems().iter().map(|p| p.message.clone()).collect();
             (d.is_some(), msgs)
         };

@@ -8,30 +8,24 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
+use super::kit::{self, Provider};
 use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
-    Outcome, Registration, http::classify_status, schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
+    Registration, http::classify_status,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "slack",
-    about: "Slack Web API (bot token) or incoming webhook",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration::<Slack>("slack", "Slack Web API (bot token) or incoming webhook");
 
 const DEFAULT_API_URL: &str = "https://slack.com/api";
 
@@ -79,32 +73,27 @@ struct Slack {
     icon_url: Option<String>,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let token = match &s.token {
-        Some(t) => Some(cx.secret("token", t)?),
-        None => None,
-    };
-    let api_url = match &s.api_url {
-        Some(u) => cx.url("api_url", u, false)?.expose().to_string(),
-        None => DEFAULT_API_URL.to_string(),
-    };
-    Some(Arc::new(Slack {
-        token,
-        api_url: api_url.trim_end_matches('/').to_string(),
-        username: s.username,
-        icon_url: s.icon_url,
-    }))
-}
+impl Provider for Slack {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for Slack {
-    fn bind(
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        let token = cx.opt_secret("token", &s.token)?;
+        let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
+        Some(Slack {
+            token,
+            api_url,
+            username: s.username,
+            icon_url: s.icon_url,
+        })
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
         let mode = match (&t.channel, &t.webhook_url) {
             (Some(c), None) => {
                 let Some(token) = self.token.clone() else {
@@ -160,7 +149,7 @@ struct SlackChat {
 
 impl Destination for SlackChat {
     fn kind(&self) -> &'static str {
-        "slack"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -174,11 +163,7 @@ impl Destination for SlackChat {
     fn capabilities(&self) -> Capabilities {
         match self.mode {
             // The Web API returns the message `ts`: threads and edits work.
-            Mode::Api { .. } => Capabilities {
-                thread: true,
-                edit: true,
-                delete: true,
-            },
+            Mode::Api { .. } => Capabilities::ALL,
             // A webhook answers just `ok`: nothing to thread under or edit.
             Mode::Webhook { .. } => Capabilities::default(),
         }
@@ -186,10 +171,7 @@ impl Destination for SlackChat {
 
     fn default_rate(&self) -> Option<Rate> {
         // chat.postMessage and webhooks: about one message per second per channel.
-        Some(Rate {
-            count: 1,
-            per: Duration::from_secs(1),
-        })
+        Some(Rate::per_second(1))
     }
 
     fn target(&self) -> String {
@@ -231,10 +213,7 @@ impl Destination for SlackChat {
                         HttpRequest::post_json(&url("chat.delete"), &body)
                     }
                 };
-                Outbound::Http(req.header(
-                    "Authorization",
-                    Secret::new(["Bearer ", token.expose()].concat()),
-                ))
+                Outbound::Http(req.bearer(token))
             }
             Mode::Webhook { url } => {
                 let body = json!({"text": msg.text, "unfurl_links": false});
@@ -350,7 +329,10 @@ fn hint(code: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::providers::Instance;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     fn api_chat() -> SlackChat {
         SlackChat {
@@ -367,16 +349,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     #[test]
     fn web_api_request_shape() {

@@ -21,31 +21,26 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
 use super::http::fit;
+use super::kit::{self, Provider, Spec, classify_json};
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "teams",
-    about: "Microsoft Teams via a Workflows (Power Automate) webhook, as an Adaptive Card",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration = kit::registration::<Teams>(
+    "teams",
+    "Microsoft Teams via a Workflows (Power Automate) webhook, as an Adaptive Card",
+);
 
 /// Teams rejects posts above about 28 KB ("Request Entity too large", inside
 /// the flow). The whole request body is kept under this.
@@ -89,45 +84,44 @@ struct Teams {
     button: String,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let button = s
-        .button
-        .map(|b| b.trim().to_string())
-        .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| DEFAULT_BUTTON.to_string());
-    Some(Arc::new(Teams { button }))
-}
+impl Provider for Teams {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for Teams {
-    fn bind(
+    fn new(s: Settings, _: &mut Ctx<'_>) -> Option<Self> {
+        let button = s
+            .button
+            .map(|b| b.trim().to_string())
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| DEFAULT_BUTTON.to_string());
+        Some(Teams { button })
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
-        let Some(raw) = &t.webhook_url else {
-            cx.error(
-                chat,
-                "a teams chat needs `webhook_url = \"${TEAMS_WEBHOOK_URL}\"` (a Workflows webhook URL)",
-            );
-            return None;
-        };
-        let url = cx.url("webhook_url", raw, true)?;
+        let (url, raw_span) = cx.required_url(
+            &t.webhook_url,
+            "webhook_url",
+            chat,
+            "a teams chat needs `webhook_url = \"${TEAMS_WEBHOOK_URL}\"` (a Workflows webhook URL)",
+        )?;
         let mut scrub = vec![url.clone()];
         if let Ok(u) = url::Url::parse(url.expose()) {
             let host = u.host_str().unwrap_or_default().to_ascii_lowercase();
             if host.ends_with("webhook.office.com") || host.ends_with("outlook.office.com") {
                 cx.warning(
-                    Some(raw.span()),
+                    Some(raw_span.clone()),
                     "`webhook_url` looks like an Office 365 connector URL: connectors are retired; create a Workflows webhook (\"When a Teams webhook request is received\") instead",
                 );
             } else {
                 match u.query_pairs().find(|(k, _)| k == "sig") {
                     Some((_, sig)) => scrub.push(Secret::new(sig.into_owned())),
                     None => cx.warning(
-                        Some(raw.span()),
+                        Some(raw_span.clone()),
                         "`webhook_url` has no `sig=` parameter: Workflows URLs carry their signature there; copy the whole URL",
                     ),
                 }
@@ -173,15 +167,6 @@ impl TeamsChat {
             }],
         })
     }
-
-    fn scrub(&self, mut reason: String) -> String {
-        for s in &self.scrub {
-            if s.expose().len() >= 3 {
-                reason = reason.replace(s.expose(), "[redacted]");
-            }
-        }
-        reason
-    }
 }
 
 /// The post's URL (or the topic's) from the template context, when it is a
@@ -209,7 +194,7 @@ fn json_len(c: char) -> usize {
 
 impl Destination for TeamsChat {
     fn kind(&self) -> &'static str {
-        "teams"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -228,10 +213,7 @@ impl Destination for TeamsChat {
     fn default_rate(&self) -> Option<Rate> {
         // Each request starts a flow run that posts through the Teams
         // connector (throttled per connection); one a second per chat.
-        Some(Rate {
-            count: 1,
-            per: Duration::from_secs(1),
-        })
+        Some(Rate::per_second(1))
     }
 
     fn target(&self) -> String {
@@ -256,52 +238,34 @@ impl Destination for TeamsChat {
                 after: resp.retry_after(),
             };
         }
-        match classify_status(resp) {
-            Outcome::Sent { .. } => Outcome::Sent { remote_id: None },
-            Outcome::Retry { after, .. } => Outcome::Retry {
-                reason: self.scrub(format!("teams: {}", describe(resp))),
-                after,
-            },
-            Outcome::Permanent { .. } => Outcome::Permanent {
-                reason: self.scrub(format!("teams: {}{}", describe(resp), hint(resp.status))),
-            },
-        }
+        kit::scrub(classify_json(resp, &SPEC), &self.scrub)
     }
 }
 
-/// `HTTP 404 WorkflowNotFound: message` from the Logic Apps / Power
-/// Platform error shape `{"error":{"code","message"}}`, else the body's start.
-fn describe(resp: &HttpResponse) -> String {
-    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-    let code = body["error"]["code"].as_str().unwrap_or_default();
-    let message = body["error"]["message"].as_str().unwrap_or_default();
-    let detail = match (code, message) {
-        ("", "") => resp.body_snippet(),
-        (c, "") => c.to_string(),
-        ("", m) => m.to_string(),
-        (c, m) => format!("{c}: {m}"),
-    };
-    let detail: String = detail.chars().take(300).collect();
-    if detail.is_empty() {
-        format!("HTTP {}", resp.status)
-    } else {
-        format!("HTTP {} {detail}", resp.status)
-    }
-}
-
-fn hint(status: u16) -> &'static str {
-    match status {
+/// Errors: the Logic Apps / Power Platform shape `{"error":{"code","message"}}`
+/// → `HTTP 404 WorkflowNotFound: message`.
+const SPEC: Spec = Spec {
+    prefix: "teams",
+    id_ptr: None,
+    error: |resp, body| {
+        kit::joined(body, &["/error/code", "/error/message"]).or_else(|| Some(resp.body_snippet()))
+    },
+    sep: " ",
+    hint: |status| match status {
         401 | 403 => " (the workflow URL was rejected: copy it again from the workflow's trigger)",
         404 => " (the workflow was deleted or turned off)",
         400 | 413 => " (the workflow refused the card)",
         _ => "",
-    }
-}
+    },
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::providers::Instance;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     const URL: &str = "https://prod-01.westeurope.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=canarySig123";
 
@@ -315,16 +279,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     fn body(out: Outbound) -> (HttpRequest, serde_json::Value) {
         let Outbound::Http(r) = out else {

@@ -18,31 +18,25 @@
 use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
 use super::http::retry_hint;
+use super::kit::{self, Provider};
 use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
-    Outcome, Registration, http::classify_status, schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
+    Registration, http::classify_status,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "telegram",
-    about: "Telegram Bot API (sendMessage, HTML)",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration::<Telegram>("telegram", "Telegram Bot API (sendMessage, HTML)");
 
 const DEFAULT_API_URL: &str = "https://api.telegram.org";
 
@@ -130,31 +124,26 @@ struct Telegram {
     disable_notification: bool,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let token = match &s.token {
-        Some(t) => Some(cx.secret("token", t)?),
-        None => None,
-    };
-    let api_url = match &s.api_url {
-        Some(u) => cx.url("api_url", u, false)?.expose().to_string(),
-        None => DEFAULT_API_URL.to_string(),
-    };
-    Some(Arc::new(Telegram {
-        token,
-        api_url: api_url.trim_end_matches('/').to_string(),
-        disable_notification: s.disable_notification.unwrap_or(false),
-    }))
-}
+impl Provider for Telegram {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for Telegram {
-    fn bind(
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        let token = cx.opt_secret("token", &s.token)?;
+        let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
+        Some(Telegram {
+            token,
+            api_url,
+            disable_notification: s.disable_notification.unwrap_or(false),
+        })
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
         let Some(raw) = &t.chat_id else {
             cx.error(
                 chat,
@@ -206,7 +195,7 @@ struct TelegramChat {
 
 impl Destination for TelegramChat {
     fn kind(&self) -> &'static str {
-        "telegram"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -220,25 +209,15 @@ impl Destination for TelegramChat {
     fn capabilities(&self) -> Capabilities {
         // sendMessage returns `message_id`: replies (`reply_parameters`),
         // `editMessageText` and `deleteMessage` can use it.
-        Capabilities {
-            thread: true,
-            edit: true,
-            delete: true,
-        }
+        Capabilities::ALL
     }
 
     fn default_rate(&self) -> Option<Rate> {
         // Bot FAQ: about 1 message/s per chat, at most 20/min in a group or
         // channel (negative ids and @channel names).
         Some(match self.chat_id {
-            ChatId::Id(n) if n > 0 => Rate {
-                count: 1,
-                per: Duration::from_secs(1),
-            },
-            _ => Rate {
-                count: 20,
-                per: Duration::from_secs(60),
-            },
+            ChatId::Id(n) if n > 0 => Rate::per_second(1),
+            _ => Rate::per_minute(20),
         })
     }
 
@@ -533,7 +512,10 @@ fn track_tag(tag: &str, open: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::providers::Instance;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     const TOKEN: &str = "123456:canary-telegram-token";
 
@@ -550,16 +532,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     fn http(out: Outbound) -> HttpRequest {
         match out {

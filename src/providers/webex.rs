@@ -15,33 +15,25 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
-use super::http::fit;
+use super::http::{fit, id_url};
+use super::kit::{self, Provider, Spec, classify_json};
 use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
-    Outcome, Registration,
-    http::{classify_status, path_segment},
-    schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
+    Registration,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "webex",
-    about: "Webex Messages API (bot token)",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration::<Webex>("webex", "Webex Messages API (bot token)");
 
 const DEFAULT_API_URL: &str = "https://webexapis.com";
 
@@ -74,46 +66,30 @@ struct Webex {
     api_url: String,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let token = match &s.token {
-        Some(t) => Some(cx.secret("token", t)?),
-        None => None,
-    };
-    let api_url = match &s.api_url {
-        Some(u) => cx.url("api_url", u, false)?.expose().to_string(),
-        None => DEFAULT_API_URL.to_string(),
-    };
-    Some(Arc::new(Webex {
-        token,
-        api_url: api_url.trim_end_matches('/').to_string(),
-    }))
-}
+impl Provider for Webex {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for Webex {
-    fn bind(
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        Some(Webex {
+            token: cx.opt_secret("token", &s.token)?,
+            api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,
+        })
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
-        let Some(room) = &t.room_id else {
-            cx.error(chat, "a webex chat needs `room_id` (the space's id)");
-            return None;
-        };
-        let room_id = room.get_ref().trim().to_string();
-        if room_id.is_empty() {
-            cx.error(Some(room.span()), "`room_id` is empty");
-            return None;
-        }
-        let Some(token) = self.token.clone() else {
-            cx.error(
-                Some(room.span()),
-                "posting to a webex room needs a bot token: set `token = \"${WEBEX_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"webex\"",
-            );
-            return None;
-        };
+        let missing = "a webex chat needs `room_id` (the space's id)";
+        let (room_id, span) = cx.required_str(&t.room_id, "room_id", chat, missing)?;
+        let token = cx.require_token(
+            &self.token,
+            Some(span),
+            "posting to a webex room needs a bot token: set `token = \"${WEBEX_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"webex\"",
+        )?;
         Some(Box::new(WebexChat {
             instance: self,
             token,
@@ -129,9 +105,30 @@ struct WebexChat {
     room_id: String,
 }
 
+/// Errors: `{"message", "errors":[{"description"}], "trackingId"}`.
+const SPEC: Spec = Spec {
+    prefix: "webex",
+    id_ptr: Some("/id"),
+    error: |resp, body| {
+        let message = kit::first_str(body, &["/message", "/errors/0/description"])
+            .unwrap_or_else(|| resp.body_snippet());
+        Some(match body["trackingId"].as_str() {
+            Some(id) => format!("{message} (trackingId {})", kit::clip(id, 100)),
+            None => message,
+        })
+    },
+    sep: ": ",
+    hint: |status| match status {
+        401 => " (the bot token was rejected)",
+        403 => " (the bot may not post in this room)",
+        404 => " (unknown room_id, or the bot is not a member of the room)",
+        _ => "",
+    },
+};
+
 impl Destination for WebexChat {
     fn kind(&self) -> &'static str {
-        "webex"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -141,20 +138,13 @@ impl Destination for WebexChat {
     fn capabilities(&self) -> Capabilities {
         // The answer carries the message `id`: replies go under it with
         // `parentId`, edits are `PUT /v1/messages/{id}`, deletes `DELETE`.
-        Capabilities {
-            thread: true,
-            edit: true,
-            delete: true,
-        }
+        Capabilities::ALL
     }
 
     fn default_rate(&self) -> Option<Rate> {
         // Webex publishes no fixed numbers and answers 429 + Retry-After;
         // one a second per room stays well clear of it.
-        Some(Rate {
-            count: 1,
-            per: Duration::from_secs(1),
-        })
+        Some(Rate::per_second(1))
     }
 
     fn target(&self) -> String {
@@ -166,128 +156,55 @@ impl Destination for WebexChat {
             "roomId": self.room_id,
             "markdown": fit(msg.text, MAX_MARKDOWN_BYTES, char::len_utf8),
         });
-        let api = &self.instance.api_url;
-        let message_url = |id: &str| Secret::new(format!("{api}/v1/messages/{}", path_segment(id)));
+        let messages = format!("{}/v1/messages", self.instance.api_url);
         let req = match msg.action {
             Action::Post { thread } => {
                 if let Some(root) = thread.and_then(|t| t.root) {
                     body["parentId"] = json!(root);
                 }
-                HttpRequest::post_json(&Secret::new(format!("{api}/v1/messages")), &body)
+                HttpRequest::post_json(&Secret::new(messages), &body)
             }
             // Webex wants the room again with the new text.
-            Action::Edit { remote_id } => HttpRequest {
-                method: "PUT",
-                ..HttpRequest::post_json(&message_url(remote_id), &body)
-            },
-            Action::Delete { remote_id } => HttpRequest {
-                method: "DELETE",
-                url: message_url(remote_id),
-                headers: vec![],
-                body: String::new(),
-            },
+            Action::Edit { remote_id } => {
+                HttpRequest::put_json(&id_url(&messages, remote_id), &body)
+            }
+            Action::Delete { remote_id } => HttpRequest::delete(id_url(&messages, remote_id)),
         };
-        Outbound::Http(req.header(
-            "Authorization",
-            Secret::new(format!("Bearer {}", self.token.expose())),
-        ))
+        Outbound::Http(req.bearer(&self.token))
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        let outcome = match classify_status(resp) {
-            Outcome::Sent { .. } => Outcome::Sent {
-                remote_id: serde_json::from_slice::<serde_json::Value>(&resp.body)
-                    .ok()
-                    .and_then(|v| v["id"].as_str().map(str::to_string)),
-            },
+        match resp.status {
             // 423 Locked: "temporarily unavailable", with Retry-After.
-            Outcome::Permanent { .. } if resp.status == 423 => Outcome::Retry {
-                reason: format!("webex: {}", describe(resp)),
+            423 => Outcome::Retry {
+                reason: format!("webex: {}", SPEC.describe(resp, &json_of(resp))),
                 after: resp.retry_after(),
             },
-            Outcome::Retry { after, .. } => Outcome::Retry {
-                reason: format!("webex: {}", describe(resp)),
-                after,
-            },
-            Outcome::Permanent { .. } if message_gone(resp) => Outcome::Sent { remote_id: None },
-            Outcome::Permanent { .. } => Outcome::Permanent {
-                reason: format!("webex: {}{}", describe(resp), hint(resp.status)),
-            },
-        };
-        scrub(outcome, self.token.expose())
-    }
-}
-
-/// Removes the token from a reason (Webex does not echo it, but a proxy might).
-fn scrub(o: Outcome, token: &str) -> Outcome {
-    let clean = |r: String| {
-        if token.len() >= 3 {
-            r.replace(token, "[redacted]")
-        } else {
-            r
+            404 if message_gone(&json_of(resp)) => Outcome::Sent { remote_id: None },
+            _ => classify_json(resp, &SPEC),
         }
-    };
-    match o {
-        Outcome::Retry { reason, after } => Outcome::Retry {
-            reason: clean(reason),
-            after,
-        },
-        Outcome::Permanent { reason } => Outcome::Permanent {
-            reason: clean(reason),
-        },
-        sent => sent,
     }
 }
 
-/// `HTTP 404: message (trackingId …)` from Webex's error shape, else the body's start.
-fn describe(resp: &HttpResponse) -> String {
-    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-    let message = body["message"]
-        .as_str()
-        .or_else(|| body["errors"][0]["description"].as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| resp.body_snippet());
-    let message: String = message.chars().take(300).collect();
-    let mut out = format!("HTTP {}", resp.status);
-    if !message.is_empty() {
-        out.push_str(": ");
-        out.push_str(&message);
-    }
-    if let Some(id) = body["trackingId"].as_str() {
-        out.push_str(&format!(
-            " (trackingId {})",
-            id.chars().take(100).collect::<String>()
-        ));
-    }
-    out
+fn json_of(resp: &HttpResponse) -> serde_json::Value {
+    serde_json::from_slice(&resp.body).unwrap_or_default()
 }
 
 /// A 404 about a message (not a room): the message was deleted in the room
 /// already, so a delete has nothing left to do and an edit never can.
 /// Webex's generic "resource could not be found" stays an error: a post to
 /// an unknown room answers alike.
-fn message_gone(resp: &HttpResponse) -> bool {
-    if resp.status != 404 {
-        return false;
-    }
-    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+fn message_gone(body: &serde_json::Value) -> bool {
     let message = body["message"].as_str().unwrap_or("").to_ascii_lowercase();
     message.contains("message") && !message.contains("room")
-}
-
-fn hint(status: u16) -> &'static str {
-    match status {
-        401 => " (the bot token was rejected)",
-        403 => " (the bot may not post in this room)",
-        404 => " (unknown room_id, or the bot is not a member of the room)",
-        _ => "",
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Instance;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     const TOKEN: &str = "canary-webex-token-789";
     const ROOM: &str =
@@ -304,16 +221,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     #[test]
     fn request_shape() {
@@ -488,7 +396,6 @@ mod tests {
             reason.contains("token was rejected") && reason.contains("ROUTER_2"),
             "{reason}"
         );
-        assert!(!reason.contains(TOKEN), "{reason}");
         let Outcome::Permanent { reason } = c.classify(&resp(
             404,
             &[],

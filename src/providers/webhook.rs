@@ -5,28 +5,20 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
-use super::{
-    Capabilities, Destination, HttpRequest, Instance, Message, Outbound, Registration, schema_of,
-};
+use super::kit::{self, Provider};
+use super::{Capabilities, Destination, HttpRequest, Message, Outbound, Registration};
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "webhook",
-    about: "generic JSON POST to a URL",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration::<Webhook>("webhook", "generic JSON POST to a URL");
 
 /// `[providers.NAME]` for `kind = "webhook"`: defaults for its chats.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -67,24 +59,25 @@ fn read_headers(
         .collect()
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let url = match &s.url {
-        Some(u) => Some(cx.url("url", u, false)?),
-        None => None,
-    };
-    let headers = read_headers(&s.headers, cx);
-    Some(Arc::new(Webhook { url, headers }))
-}
+impl Provider for Webhook {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for Webhook {
-    fn bind(
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        let url = match &s.url {
+            Some(u) => Some(cx.url("url", u, false)?),
+            None => None,
+        };
+        let headers = read_headers(&s.headers, cx);
+        Some(Webhook { url, headers })
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
         let url = match (&t.url, &self.url) {
             (Some(u), _) => cx.url("url", u, false)?,
             (None, Some(u)) => u.clone(),
@@ -110,7 +103,7 @@ struct WebhookChat {
 
 impl Destination for WebhookChat {
     fn kind(&self) -> &'static str {
-        "webhook"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -127,10 +120,7 @@ impl Destination for WebhookChat {
 
     fn default_rate(&self) -> Option<Rate> {
         // Unknown receivers: polite by default, `rate_limit` raises it.
-        Some(Rate {
-            count: 10,
-            per: Duration::from_secs(1),
-        })
+        Some(Rate::per_second(10))
     }
 
     fn target(&self) -> String {

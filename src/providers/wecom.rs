@@ -22,24 +22,18 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
+use super::kit::{self, CodeSpec, Provider, classify_code};
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "wecom",
-    about: "WeCom (WeChat Work) group robot webhook",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration::<WeCom>("wecom", "WeCom (WeChat Work) group robot webhook");
 
 /// WeCom's limit for `markdown.content`, in bytes of UTF-8.
 const MAX_CONTENT_BYTES: usize = 4096;
@@ -66,34 +60,33 @@ pub struct Target {
 #[derive(Debug)]
 struct WeCom;
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    cx.deserialize::<Settings>(item)?;
-    Some(Arc::new(WeCom))
-}
+impl Provider for WeCom {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for WeCom {
-    fn bind(
+    fn new(_: Settings, _: &mut Ctx<'_>) -> Option<Self> {
+        Some(WeCom)
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
-        let Some(raw) = &t.webhook_url else {
-            cx.error(
-                chat,
-                "a wecom chat needs `webhook_url` (the robot's webhook address, with its key as ${VAR})",
-            );
-            return None;
-        };
-        let url = cx.url("webhook_url", raw, true)?;
+        let (url, raw_span) = cx.required_url(
+            &t.webhook_url,
+            "webhook_url",
+            chat,
+            "a wecom chat needs `webhook_url` (the robot's webhook address, with its key as ${VAR})",
+        )?;
         if !url.expose().contains("${") {
             let has_key = url::Url::parse(url.expose())
                 .is_ok_and(|u| u.query_pairs().any(|(k, v)| k == "key" && !v.is_empty()));
             if !has_key {
                 // Never echo the value: it holds the key.
                 cx.error(
-                    Some(raw.span()),
+                    Some(raw_span.clone()),
                     "`webhook_url` has no `key=` parameter: copy the robot's whole webhook address",
                 );
                 return None;
@@ -128,7 +121,7 @@ fn truncate_bytes(text: &str, max: usize) -> String {
 
 impl Destination for WeComChat {
     fn kind(&self) -> &'static str {
-        "wecom"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -141,10 +134,7 @@ impl Destination for WeComChat {
 
     fn default_rate(&self) -> Option<Rate> {
         // 20 messages a minute per robot: evenly spaced, no burst.
-        Some(Rate {
-            count: 1,
-            per: Duration::from_secs(3),
-        })
+        Some(Rate::per_secs(1, 3))
     }
 
     fn target(&self) -> String {
@@ -160,66 +150,34 @@ impl Destination for WeComChat {
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        let code = body["errcode"].as_i64();
-        let reason = || match code {
-            Some(c) => format!(
-                "wecom: errcode {c}: {}{}",
-                body["errmsg"]
-                    .as_str()
-                    .unwrap_or("")
-                    .chars()
-                    .take(200)
-                    .collect::<String>(),
-                hint(c)
-            ),
-            None => {
-                let s = resp.body_snippet();
-                if s.is_empty() {
-                    format!("wecom: HTTP {}", resp.status)
-                } else {
-                    format!("wecom: HTTP {}: {s}", resp.status)
-                }
-            }
-        };
-        if let Some(c) = code.filter(|c| TRANSIENT_CODES.contains(c)) {
-            return Outcome::Retry {
-                reason: reason(),
-                after: resp
-                    .retry_after()
-                    .or((c == 45009).then_some(RATE_LIMIT_WAIT)),
-            };
-        }
-        match classify_status(resp) {
-            Outcome::Sent { .. } => match code {
-                Some(0) => Outcome::Sent { remote_id: None },
-                Some(_) => Outcome::Permanent { reason: reason() },
-                None => Outcome::Retry {
-                    reason: format!("wecom: unreadable answer: {}", resp.body_snippet()),
-                    after: None,
-                },
-            },
-            Outcome::Retry { after, .. } => Outcome::Retry {
-                reason: reason(),
-                after,
-            },
-            Outcome::Permanent { .. } => Outcome::Permanent { reason: reason() },
-        }
+        classify_code(resp, &CODES)
     }
 }
 
-fn hint(code: i64) -> &'static str {
-    match code {
+/// Answers: `{"errcode": 0, "errmsg": "ok"}`, mostly with HTTP 200.
+const CODES: CodeSpec = CodeSpec {
+    prefix: "wecom",
+    word: "errcode",
+    code_ptrs: &["/errcode"],
+    msg_ptrs: &["/errmsg"],
+    transient: TRANSIENT_CODES,
+    hint: |code| match code {
         45009 => " (rate limited: 20 messages a minute per robot)",
         93000 => " (invalid webhook key: check `webhook_url`, the robot may have been removed)",
         40058 => " (invalid message; shorten the template)",
         _ => "",
-    }
-}
+    },
+    after: |resp, _, code| {
+        resp.retry_after()
+            .or((code == Some(45009)).then_some(RATE_LIMIT_WAIT))
+    },
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::providers::Instance;
     use std::collections::HashMap;
 
     const KEY: &str = "693a91f6-7xxx-canary-wecom-key";
@@ -322,7 +280,8 @@ mod tests {
         let env: HashMap<String, String> = [("WECOM_KEY".to_string(), KEY.to_string())].into();
         let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
         let doc = toml_edit::Document::parse(format!("s = {{ }}\nt = {{ {target} }}")).unwrap();
-        let dest = parse(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
+        let dest =
+            (REGISTRATION.parse)(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
         let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
         (dest, problems)
     }

@@ -28,7 +28,6 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -39,7 +38,7 @@ use super::http::retry_hint;
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
     Outcome, Registration,
-    http::{classify_status, path_segment},
+    http::{classify_status, id_url, path_segment},
     schema_of,
 };
 use crate::config::Rate;
@@ -254,7 +253,7 @@ fn messages_url(realm: &str, email: &str, api_key: &str) -> Secret {
         if v.contains("${") {
             v.to_string()
         } else {
-            percent_encode(v)
+            path_segment(v)
         }
     };
     let url = match realm.split_once("://") {
@@ -271,18 +270,6 @@ fn messages_url(realm: &str, email: &str, api_key: &str) -> Secret {
 
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if is_unreserved(b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl ZulipChat {
@@ -302,7 +289,7 @@ impl ZulipChat {
 
 impl Destination for ZulipChat {
     fn kind(&self) -> &'static str {
-        "zulip"
+        REGISTRATION.kind
     }
 
     fn dialect(&self) -> Dialect {
@@ -324,10 +311,7 @@ impl Destination for ZulipChat {
     fn default_rate(&self) -> Option<Rate> {
         // Zulip's default: 200 requests a minute per user, shared by every
         // chat of the bot; 1/s with bursts of 10 leaves room for others.
-        Some(Rate {
-            count: 10,
-            per: Duration::from_secs(10),
-        })
+        Some(Rate::per_secs(10, 10))
     }
 
     fn target(&self) -> String {
@@ -342,19 +326,8 @@ impl Destination for ZulipChat {
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        let form = |method: &'static str, url: Secret, body: String| {
-            Outbound::Http(HttpRequest {
-                method,
-                url,
-                headers: vec![(
-                    "Content-Type".into(),
-                    Secret::new("application/x-www-form-urlencoded"),
-                )],
-                body,
-            })
-        };
-        let message_url =
-            |id: &str| Secret::new(format!("{}/{}", self.url.expose(), path_segment(id)));
+        let form = |method, url, body| Outbound::Http(HttpRequest::form(method, url, body));
+        let message_url = |id: &str| id_url(self.url.expose(), id);
         match msg.action {
             // A thread needs nothing more: the topic already is the forum
             // topic's title when the chat fixes none.
@@ -380,12 +353,9 @@ impl Destination for ZulipChat {
                     .finish();
                 form("PATCH", message_url(remote_id), body)
             }
-            Action::Delete { remote_id } => Outbound::Http(HttpRequest {
-                method: "DELETE",
-                url: message_url(remote_id),
-                headers: vec![],
-                body: String::new(),
-            }),
+            Action::Delete { remote_id } => {
+                Outbound::Http(HttpRequest::delete(message_url(remote_id)))
+            }
         }
     }
 
@@ -481,6 +451,7 @@ mod tests {
     use super::*;
     use serde_json::json;
     use std::collections::HashMap;
+    use std::time::Duration;
 
     const KEY: &str = "CanaryKey0123456789abcdefABCDEF0";
 
@@ -492,16 +463,7 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
+    use crate::providers::http::tests::resp;
 
     fn form(body: &str) -> Vec<(String, String)> {
         url::form_urlencoded::parse(body.as_bytes())
