@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod fuzzing;
 pub mod http;
 pub mod ingest;
+pub mod observe;
 pub mod pipeline;
 pub mod providers;
 pub mod render;

@@ -27,13 +27,13 @@ use crate::delivery::store::{
     StoreError,
 };
 use crate::delivery::worker::{Observer, WorkerCtx, Workers, blocking, now_ms};
-use crate::http::metrics::{DeliveryResult, EventOutcome, Metrics};
-use crate::http::status::{
-    ChatError, ChatStatus, ConfigStatus, QuarantinedView, ReloadStatus, StatusReport, StorageStatus,
-};
 use crate::ingest::api::DiscourseApi;
 use crate::ingest::request::SignatureError;
 use crate::ingest::{EventKind, ForumState, IngestError, Ingested, WebhookRequest, parse};
+use crate::observe::metrics::{DeliveryResult, EventOutcome, Metrics};
+use crate::observe::status::{
+    ChatError, ChatStatus, ConfigStatus, QuarantinedView, ReloadStatus, StatusReport, StorageStatus,
+};
 use crate::pipeline::{self, Pipeline};
 
 #[derive(Debug, thiserror::Error)]

@@ -27,13 +27,13 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::{CONTENT_TYPE, EventOutcome};
 use super::status::{
     DeadLetterView, FILTER_SCRIPT, Pane, path_segment, render_dead_letters, render_html,
     render_login,
 };
 use crate::delivery::store::{DeadLetter, Payload};
 use crate::ingest::WebhookRequest;
+use crate::observe::metrics::{CONTENT_TYPE, EventOutcome};
 use crate::service::{App, ServeError, ServeOptions, Trigger, watch_config};
 
 /// Runs the relay until SIGTERM or SIGINT. `on_ready` gets the bound
@@ -118,7 +118,7 @@ struct Admission {
     open: Arc<tokio::sync::Semaphore>,
     /// Refusals in progress (see [`REFUSING_AT_ONCE`]).
     refusing: Arc<tokio::sync::Semaphore>,
-    metrics: Arc<super::metrics::Metrics>,
+    metrics: Arc<crate::observe::metrics::Metrics>,
 }
 
 /// Refused connections answered at the same time. Each lingers up to
@@ -138,7 +138,11 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 const REFUSAL_BODY: &str = "too many connections: try again shortly ([server] max_connections)\n";
 
 impl Admission {
-    fn new(listener: &'static str, max: usize, metrics: Arc<super::metrics::Metrics>) -> Self {
+    fn new(
+        listener: &'static str,
+        max: usize,
+        metrics: Arc<crate::observe::metrics::Metrics>,
+    ) -> Self {
         // The semaphore's own ceiling; a config can ask for more (usize).
         let max = max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         Self {
@@ -179,7 +183,7 @@ impl Admission {
 struct OpenConnection {
     _permit: tokio::sync::OwnedSemaphorePermit,
     listener: &'static str,
-    metrics: Arc<super::metrics::Metrics>,
+    metrics: Arc<crate::observe::metrics::Metrics>,
 }
 
 impl Drop for OpenConnection {
@@ -887,7 +891,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::metrics::Metrics;
+    use crate::observe::metrics::Metrics;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// `router` served by [`serve_listener`] on a free port.
