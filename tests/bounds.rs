@@ -10,16 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn temp() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
-}
-
-fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 const WAIT: Duration = Duration::from_secs(15);
 
 fn metrics(relay: &Relay) -> String {
@@ -55,7 +45,7 @@ fn a_full_listener_answers_503_at_once_and_the_admin_listener_still_answers() {
     let cfg = write(
         dir.path(),
         "relay.toml",
-        &config(
+        config(
             "0s",
             &[("hook", &mock.url("/hook"))],
             "max_connections = 2\n",
@@ -123,7 +113,7 @@ fn an_oversized_webhook_is_answered_413_and_counted() {
     let cfg = write(
         dir.path(),
         "relay.toml",
-        &config("0s", &[("hook", &mock.url("/hook"))], "body_limit = 1000\n"),
+        config("0s", &[("hook", &mock.url("/hook"))], "body_limit = 1000\n"),
     );
     let relay = Relay::start(&cfg, &dir.path().join("data"), &[]);
     let too_large =

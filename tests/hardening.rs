@@ -11,12 +11,6 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 fn chat<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["chats"]
         .as_array()
@@ -275,7 +269,7 @@ fn unreadable_stored_rows_are_set_aside_and_the_rest_still_routes() {
     let cfg = write(
         dir.path(),
         "relay.toml",
-        &config("0s", &[("hook", &mock.url("/hook"))], ""),
+        config("0s", &[("hook", &mock.url("/hook"))], ""),
     );
     let data = dir.path().join("data");
     let relay = Relay::start(&cfg, &data, &[]);

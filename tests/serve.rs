@@ -8,16 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn temp() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
-}
-
-fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 const WAIT: Duration = Duration::from_secs(15);
 
 #[test]
@@ -27,7 +17,7 @@ fn delivers_a_post_and_answers_discourse_correctly() {
     let cfg = write(
         dir.path(),
         "relay.toml",
-        &config("0s", &[("hook", &mock.url("/hook"))], ""),
+        config("0s", &[("hook", &mock.url("/hook"))], ""),
     );
     let relay = Relay::start(&cfg, &dir.path().join("data"), &[]);
 
@@ -95,7 +85,7 @@ fn deduplicates_retries_and_redeliveries() {
     let cfg = write(
         dir.path(),
         "relay.toml",
-        &config("0s", &[("hook", &mock.url("/hook"))], ""),
+        config("0s", &[("hook", &mock.url("/hook"))], ""),
     );
     let relay = Relay::start(&cfg, &dir.path().join("data"), &[]);
 
@@ -121,7 +111,7 @@ fn delay_window_cancels_deleted_posts_and_applies_edits() {
     let cfg = write(
         dir.path(),
         "relay.toml",
-        &config("1500ms", &[("hook", &mock.url("/hook"))], ""),
+        config("1500ms", &[("hook", &mock.url("/hook"))], ""),
     );
     let relay = Relay::start(&cfg, &dir.path().join("data"), &[]);
 
@@ -191,7 +181,7 @@ fn retries_honour_retry_after_then_dead_letter_permanent_errors() {
     let cfg = write(
         dir.path(),
         "relay.toml",
-        &config(
+        config(
             "0s",
             &[("flaky", &mock.url("/f")), ("gone", &bad.url("/g"))],
             "",
@@ -259,7 +249,7 @@ fn a_broken_chat_does_not_delay_the_others() {
     let cfg = write(
         dir.path(),
         "relay.toml",
-        &config(
+        config(
             "0s",
             &[("broken", &slow.url("/s")), ("healthy", &fast.url("/f"))],
             "",
@@ -295,7 +285,7 @@ fn reloads_by_file_edit_rename_symlink_sighup_and_http() {
     write(
         &v1,
         "subscriptions.toml",
-        &config("0s", &[("a", &a.url("/a"))], ""),
+        config("0s", &[("a", &a.url("/a"))], ""),
     );
     std::os::unix::fs::symlink("..v1", conf_dir.join("..data")).unwrap();
     std::os::unix::fs::symlink(
@@ -321,7 +311,7 @@ fn reloads_by_file_edit_rename_symlink_sighup_and_http() {
     write(
         &v2,
         "subscriptions.toml",
-        &config("0s", &[("b", &b.url("/b"))], ""),
+        config("0s", &[("b", &b.url("/b"))], ""),
     );
     std::os::unix::fs::symlink("..v2", conf_dir.join("..data_tmp")).unwrap();
     std::fs::rename(conf_dir.join("..data_tmp"), conf_dir.join("..data")).unwrap();
@@ -334,7 +324,7 @@ fn reloads_by_file_edit_rename_symlink_sighup_and_http() {
     write(
         dir.path(),
         "plain.toml",
-        &config("0s", &[("b", &b.url("/b"))], ""),
+        config("0s", &[("b", &b.url("/b"))], ""),
     );
     let relay2 = Relay::start(&plain, &dir.path().join("data2"), &[]);
     write(
@@ -378,14 +368,14 @@ fn reloads_by_file_edit_rename_symlink_sighup_and_http() {
     write(
         dir.path(),
         "plain.toml",
-        &config("0s", &[("d", &a.url("/d"))], ""),
+        config("0s", &[("d", &a.url("/d"))], ""),
     );
     relay2.signal("HUP");
     relay2.wait_status("sighup reload", |s| s["chats"][0]["name"] == "d");
     write(
         dir.path(),
         "plain.toml",
-        &config("0s", &[("e", &a.url("/e"))], ""),
+        config("0s", &[("e", &a.url("/e"))], ""),
     );
     let resp = reqwest::blocking::Client::new()
         .post(relay2.admin_url("/-/reload"))
@@ -412,7 +402,7 @@ fn kill_9_loses_nothing_that_was_accepted() {
     let cfg = write(
         dir.path(),
         "relay.toml",
-        &config(
+        config(
             "0s",
             &[("hook", &format!("http://127.0.0.1:{dead_port}/hook"))],
             "",
@@ -435,7 +425,7 @@ fn kill_9_loses_nothing_that_was_accepted() {
     write(
         dir.path(),
         "relay.toml",
-        &config("0s", &[("hook", &mock.url("/hook"))], ""),
+        config("0s", &[("hook", &mock.url("/hook"))], ""),
     );
     let relay = Relay::start(&cfg, &data, &[]);
     let got = mock.wait_for(4, Duration::from_secs(20));
@@ -457,7 +447,7 @@ fn test_message_admin_token_and_graceful_stop() {
     let cfg = write(
         dir.path(),
         "relay.toml",
-        &config("0s", &[("hook", &mock.url("/hook"))], "").replace(
+        config("0s", &[("hook", &mock.url("/hook"))], "").replace(
             "[server]\n",
             "[server]\nadmin_token = \"${RELAY_ADMIN_TOKEN}\"\n",
         ),

@@ -428,13 +428,9 @@ fn set_aside(txn: &WriteTransaction, bad: &Unreadable, at_ms: u64) -> R<bool> {
             number,
         } => {
             let k = (forum.as_str(), *topic, *number);
-            let mut posts = txn.open_table(POSTS)?;
-            let at = match posts.get(k)? {
-                Some(g) if same(Some(g.value().1)) => g.value().0,
-                _ => return Ok(false),
-            };
-            posts.remove(k)?;
-            txn.open_table(POSTS_BY_TIME)?.remove((at, k.0, k.1, k.2))?;
+            if !remove_timed(txn, POSTS, POSTS_BY_TIME, k, &bad.raw)? {
+                return Ok(false);
+            }
         }
         Row::Ref {
             chat,
@@ -442,13 +438,9 @@ fn set_aside(txn: &WriteTransaction, bad: &Unreadable, at_ms: u64) -> R<bool> {
             number,
         } => {
             let k = (chat.as_str(), *topic, *number);
-            let mut refs = txn.open_table(REFS)?;
-            let at = match refs.get(k)? {
-                Some(g) if same(Some(g.value().1)) => g.value().0,
-                _ => return Ok(false),
-            };
-            refs.remove(k)?;
-            txn.open_table(REFS_BY_TIME)?.remove((at, k.0, k.1, k.2))?;
+            if !remove_timed(txn, REFS, REFS_BY_TIME, k, &bad.raw)? {
+                return Ok(false);
+            }
         }
     }
     put_quarantine(txn, bad, at_ms)?;
@@ -1683,6 +1675,25 @@ fn put_post(txn: &WriteTransaction, key: &PostKey, r: &PostRecord, now_ms: u64) 
     }
     by_time.insert((now_ms, k.0, k.1, k.2), ())?;
     Ok(())
+}
+
+/// Removes row `k` of a (name, u64, u64)-keyed timed table (and its time
+/// index entry) if it still holds `raw`; false if it changed or is gone.
+fn remove_timed(
+    txn: &WriteTransaction,
+    table: TableDefinition<(&str, u64, u64), (u64, &[u8])>,
+    index: TableDefinition<(u64, &str, u64, u64), ()>,
+    k: (&str, u64, u64),
+    raw: &[u8],
+) -> R<bool> {
+    let mut rows = txn.open_table(table)?;
+    let at = match rows.get(k)? {
+        Some(g) if g.value().1 == raw => g.value().0,
+        _ => return Ok(false),
+    };
+    rows.remove(k)?;
+    txn.open_table(index)?.remove((at, k.0, k.1, k.2))?;
+    Ok(true)
 }
 
 /// Drops the rows of a (name, u64, u64)-keyed table stored before `before_ms`.

@@ -132,6 +132,19 @@ fn is_url_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "-._~:/?#%=&+,;!$'".contains(c)
 }
 
+/// Copies the bare URL starting at `i` verbatim (breaking mentions in it)
+/// and returns the index after it.
+fn copy_url(chars: &[char], mut i: usize, out: &mut String) -> usize {
+    while i < chars.len() && (is_url_char(chars[i]) || chars[i] == '@') {
+        out.push(chars[i]);
+        if chars[i] == '@' && breaks_mention(chars, i) {
+            out.push(ZWSP);
+        }
+        i += 1;
+    }
+    i
+}
+
 fn markdown(value: &str) -> String {
     let chars: Vec<char> = value.chars().collect();
     let mut out = String::with_capacity(value.len() + value.len() / 4);
@@ -141,13 +154,7 @@ fn markdown(value: &str) -> String {
         let c = chars[i];
         let prev = i.checked_sub(1).map(|p| chars[p]);
         if starts_url(&chars[i..]) && !prev.is_some_and(char::is_alphanumeric) {
-            while i < chars.len() && (is_url_char(chars[i]) || chars[i] == '@') {
-                out.push(chars[i]);
-                if chars[i] == '@' && breaks_mention(&chars, i) {
-                    out.push(ZWSP);
-                }
-                i += 1;
-            }
+            i = copy_url(&chars, i, &mut out);
             line_start = false;
             continue;
         }
@@ -205,13 +212,7 @@ fn rocketchat(value: &str) -> String {
         let c = chars[i];
         let prev = i.checked_sub(1).map(|p| chars[p]);
         if starts_url(&chars[i..]) && !prev.is_some_and(char::is_alphanumeric) {
-            while i < chars.len() && (is_url_char(chars[i]) || chars[i] == '@') {
-                out.push(chars[i]);
-                if chars[i] == '@' && breaks_mention(&chars, i) {
-                    out.push(ZWSP);
-                }
-                i += 1;
-            }
+            i = copy_url(&chars, i, &mut out);
             line_start = false;
             continue;
         }

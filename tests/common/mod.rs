@@ -532,6 +532,18 @@ pub fn peer_missing(peer: &str, what: &str) {
     eprintln!("SKIP: {what}");
 }
 
+/// A fresh temporary directory (removed when dropped).
+pub fn temp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write(dir: &Path, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
 /// A config with one webhook chat per mock URL path, watching everything.
 pub fn config(delay: &str, chats: &[(&str, &str)], extra: &str) -> String {
     let mut s = format!(
