@@ -279,6 +279,21 @@ impl<P: Provider> Instance for P {
 #[derive(Debug, serde::Deserialize, JsonSchema)]
 pub struct NoSettings {}
 
+// ---- kit additions, group A (hipchat, pushover, gotify, ntfy) ----
+// (keep additions inside this section until the groups are merged)
+
+// ---- kit additions, group B (zulip, matrix, gitter, mastodon, messenger) ----
+// (keep additions inside this section until the groups are merged)
+
+// ---- kit additions, group C (telegram, discord, mattermost, slack, rocketchat) ----
+// (keep additions inside this section until the groups are merged)
+
+// ---- kit additions, group D (irc, xmpp, smtp, persistent) ----
+// (keep additions inside this section until the groups are merged)
+
+// ---- kit additions, group E (dingtalk, lark, wecom, googlechat, teams, groupme, webex, webhook, console) ----
+// (keep additions inside this section until the groups are merged)
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,8 @@ pub mod slack;
 pub mod smtp;
 pub mod teams;
 pub mod telegram;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod webex;
 pub mod webhook;
 pub mod wecom;
