@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test module uses the fixtures it needs
 //! Fixtures the providers' unit tests share: a message for an action, the
 //! HTTP request a destination builds for it, its headers and JSON body, and
 //! canned answers. Test-only; no provider code depends on it.
@@ -56,3 +57,18 @@ pub fn header<'a>(r: &'a HttpRequest, name: &str) -> Option<&'a str> {
 pub fn body(r: &HttpRequest) -> Value {
     serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", r.body))
 }
+
+// ---- testkit additions, group A ----
+// (keep additions inside this section until the groups are merged)
+
+// ---- testkit additions, group B ----
+// (keep additions inside this section until the groups are merged)
+
+// ---- testkit additions, group C ----
+// (keep additions inside this section until the groups are merged)
+
+// ---- testkit additions, group D ----
+// (keep additions inside this section until the groups are merged)
+
+// ---- testkit additions, group E ----
+// (keep additions inside this section until the groups are merged)
