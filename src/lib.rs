@@ -2,8 +2,9 @@
 //!
 //! The modules follow the data's path, one stage each:
 //!
-//! - [`config`]: `subscriptions.toml` model, `${VAR}` secrets, validation with
-//!   file:line:col, and the build of one immutable [`pipeline::Pipeline`].
+//! - [`config`]: the `subscriptions.toml` model, `${VAR}` secrets, located
+//!   deserializing and problems at file:line:col (a leaf every stage reads).
+//! - [`observe`]: the status and metrics models (a leaf).
 //! - [`ingest`]: Discourse webhook requests and payloads → one normalized
 //!   [`ingest::Event`], filling what payloads lack from what it has learned.
 //! - [`rules`]: the compiled matcher: which chats an event reaches, and by
@@ -11,9 +12,13 @@
 //! - [`render`]: Handlebars templates, helpers, per-dialect escaping.
 //! - [`providers`]: one file per chat platform behind one trait, registered
 //!   in one place; builds the exact request and classifies responses.
-//! - [`pipeline`]: the composition of the stages for one config snapshot.
+//! - [`pipeline`]: the file assembled into one immutable snapshot of the
+//!   stages (`load`, `schema`), and its hot reload.
+//! - [`delivery`]: the durable store, the delay scheduler, per-chat workers.
+//! - [`service`] composes the running stages; [`http`] serves them.
 //!
-//! Stages only call downstream; none reaches back upstream.
+//! Each module imports only those listed before it (checked by
+//! `tests/architecture.rs`).
 
 pub mod config;
 pub mod delivery;

@@ -10,7 +10,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use discourse_relay::config::{MissingEnv, env::ProcessEnv, schema};
+use discourse_relay::config::{MissingEnv, env::ProcessEnv};
+use discourse_relay::pipeline::schema;
 
 // mimalloc: glibc's malloc was a third of the instructions of rendering and
 // building requests (BENCHMARKS.md). Built with `no_thp`: with transparent

@@ -111,7 +111,7 @@ fn serving_refuses_unset_secrets_and_accepts_them_set() {
 #[test]
 fn committed_schema_is_the_generated_one() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/subscriptions.schema.json");
-    let generated = discourse_relay::config::schema::schema_text();
+    let generated = discourse_relay::pipeline::schema::schema_text();
     if std::env::var_os("UPDATE_EXPECTED").is_some() {
         std::fs::write(&path, &generated).unwrap();
     }

@@ -1,23 +1,20 @@
-//! Config: the `subscriptions.toml` model, `${VAR}` secrets, and validation
-//! that reports every problem at `file:line:col`.
+//! Config: the toolkit every stage reads its part of `subscriptions.toml`
+//! with: the file's model (serde types with spans), `${VAR}` secrets
+//! (`env`), the located deserializer [`de::Ctx`] and problems reported at
+//! `file:line:col` (`diag`).
 //!
-//! Parsing, validation and secret expansion happen here, without network or
-//! disk access, so `validate` runs in CI without secrets. Provider-specific
-//! fields are read by the providers themselves through [`de::Ctx`]. This
-//! module never decides routing or renders anything.
+//! A leaf: it imports no other stage. Assembling the whole file (providers
+//! binding their chats, rules, templates) is [`crate::pipeline::load`]'s.
+//! Nothing here touches the network or the disk, decides routing or renders.
 
 pub mod de;
 pub mod diag;
 pub mod env;
-pub mod load;
 pub mod model;
-pub mod schema;
 
 pub use de::MissingEnv;
 pub use diag::{Diagnostic, Diagnostics, Problem, Severity, SourceMap};
-pub use load::{
-    ChatConfig, CommandAuth, Config, Forum, Rate, RuleSource, ServerConfig, TemplateSource, parse,
-};
+pub use model::{Forum, Rate, StaticCategory};
 
 impl Rate {
     /// `count` messages a second.

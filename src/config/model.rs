@@ -1,15 +1,19 @@
 //! The `subscriptions.toml` model as written: serde types with source spans.
 //!
-//! These types only describe the file. Meaning (globs, templates, secrets,
-//! provider settings) is checked and compiled by the loader and the stages it
-//! calls. Provider-specific settings and chat target fields are not here: each
-//! provider file owns its own, and [`crate::providers::registry`] lists them.
+//! These types only describe the file, plus the few values every stage
+//! shares once read (a [`Forum`], a [`Rate`]). Meaning (globs, templates,
+//! secrets, provider settings) is checked and compiled by
+//! `pipeline::load` and the stages it calls. Provider-specific settings and
+//! chat target fields are not here: each provider file owns its own.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_spanned::Spanned;
+
+use super::env::Secret;
 
 /// The `[discourse]` table: the forum this relay listens to. `[forums.NAME]`
 /// tables have the same keys, for more forums pointing at one relay.
@@ -264,5 +268,55 @@ impl RuleType {
             RuleType::GroupMention => "group_mention",
             RuleType::Normal => "normal",
         }
+    }
+}
+
+/// A category from the static map in the config.
+#[derive(Debug, Clone)]
+pub struct StaticCategory {
+    pub id: u64,
+    pub path: String,
+    pub name: Option<String>,
+    pub restricted: bool,
+}
+
+#[derive(Debug)]
+pub struct Forum {
+    /// `discourse` for the `[discourse]` table, NAME for `[forums.NAME]`.
+    pub name: String,
+    pub url: String,
+    pub webhook_secret: Option<Secret>,
+    pub api_key: Option<Secret>,
+    pub api_username: String,
+    pub delay: Duration,
+    pub categories: Vec<StaticCategory>,
+}
+
+/// The forum of `forums` whose base URL is `url` (as `X-Discourse-Instance`
+/// sends it).
+pub fn forum_index(forums: &[Forum], url: &str) -> Option<usize> {
+    let url = url.trim_end_matches('/');
+    forums.iter().position(|f| f.url == url)
+}
+
+/// At most `count` messages per `per`, with bursts up to `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl Rate {
+    /// `"1/s"`, `"20/m"`, `"100/h"`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (n, unit) = s.trim().split_once('/')?;
+        let count: u32 = n.trim().parse().ok().filter(|c| *c > 0)?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            _ => return None,
+        };
+        Some(Self { count, per })
     }
 }

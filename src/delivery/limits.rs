@@ -36,16 +36,9 @@ impl RateLimiter {
     }
 }
 
-/// Exponential backoff with jitter: 1 s, 2 s, 4 s ... capped at 5 minutes,
-/// each drawn from [50 %, 100 %] of the step so retries of many chats spread.
-pub fn backoff(attempts: u32) -> Duration {
-    const BASE_MS: u64 = 1_000;
-    const MAX_MS: u64 = 5 * 60 * 1_000;
-    let step = BASE_MS
-        .saturating_mul(1u64 << attempts.saturating_sub(1).min(20))
-        .min(MAX_MS);
-    Duration::from_millis(step / 2 + fastrand::u64(0..=step / 2))
-}
+/// The retry backoff is the providers' too (persistent connections
+/// reconnect with it), so it lives in their kit.
+pub use crate::providers::kit::backoff;
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ pub mod group_commit;
 pub mod lifecycle;
 pub mod limits;
 pub mod redb_store;
+pub mod running;
 pub mod scheduler;
 pub mod send;
 pub mod store;

@@ -2,6 +2,7 @@
 //! paths and restrictions, topic tags and PM groups. It learns from the static
 //! map in the config, from topic events, and from API responses.
 
+pub use crate::config::model::StaticCategory;
 use std::collections::{HashMap, VecDeque};
 
 use super::event::{Category, Tag};
@@ -30,15 +31,6 @@ pub struct TopicInfo {
     pub private_message: bool,
     pub tags: Option<Vec<Tag>>,
     pub pm_groups: Option<Vec<String>>,
-}
-
-/// A category from the static map in the config.
-#[derive(Debug, Clone)]
-pub struct StaticCategory {
-    pub id: u64,
-    pub path: String,
-    pub name: Option<String>,
-    pub restricted: bool,
 }
 
 #[derive(Debug, Clone, Default)]

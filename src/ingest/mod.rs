@@ -8,6 +8,7 @@
 pub mod api;
 pub mod event;
 pub mod forum;
+pub mod intake;
 pub mod normalize;
 pub mod payload;
 pub mod request;

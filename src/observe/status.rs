@@ -145,3 +145,11 @@ fn is_later(a: &str, b: &str) -> bool {
         _ => a > b,
     }
 }
+/// Unix milliseconds as an RFC 3339 time (`""` when out of range).
+pub fn rfc3339(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}

@@ -230,6 +230,18 @@ pub fn truncate_bytes(text: &str, max: usize) -> String {
     format!("{}{ellipsis}", &text[..end])
 }
 
+/// Exponential backoff with jitter (delivery retries, persistent-connection
+/// reconnects): 1 s, 2 s, 4 s ... capped at 5 minutes,
+/// each drawn from [50 %, 100 %] of the step so retries of many chats spread.
+pub fn backoff(attempts: u32) -> Duration {
+    const BASE_MS: u64 = 1_000;
+    const MAX_MS: u64 = 5 * 60 * 1_000;
+    let step = BASE_MS
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(20))
+        .min(MAX_MS);
+    Duration::from_millis(step / 2 + fastrand::u64(0..=step / 2))
+}
+
 /// A provider as its platform's facts: what `[providers.NAME]` sets, what
 /// a chat sets, and how a chat becomes a destination. [`registration`]
 /// does the reading (every problem located) and the schemas.

@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+#[allow(unused_imports)] // until the provider tests move onto the testkit
 pub(crate) use super::http::tests::resp;
 use super::{Action, Destination, HttpRequest, Message, Outbound, Thread};
 

@@ -26,7 +26,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use crate::config::CommandAuth;
+use crate::pipeline::CommandAuth;
 use crate::pipeline::Pipeline;
 use crate::service::App;
 
@@ -112,7 +112,7 @@ fn auths(p: &Pipeline, platform: &'static str) -> Result<Vec<CommandAuth>, Comma
         .cloned()
         .collect();
     if found.is_empty() {
-        let key = crate::config::load::COMMAND_KEYS
+        let key = crate::pipeline::load::COMMAND_KEYS
             .iter()
             .find(|(_, k)| *k == platform)
             .map_or("?", |(key, _)| key);

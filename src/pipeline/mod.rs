@@ -6,13 +6,19 @@
 //! takes a normalized event to the exact requests that would be sent: it is
 //! what `explain` prints and what delivery will enqueue.
 
+pub mod load;
+pub mod reload;
+pub mod schema;
+
+pub use load::{ChatConfig, CommandAuth, Config, RuleSource, ServerConfig, TemplateSource};
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::config::model::Filter;
-use crate::config::{Config, Diagnostics, MissingEnv, Problem, Severity, SourceMap, env::Env};
+use crate::config::{Diagnostics, MissingEnv, Problem, Severity, SourceMap, env::Env};
 use crate::ingest::{Event, ForumState};
 use crate::providers::{Action, Message, Outbound};
 use crate::render::{self, Dialect, RenderContext, Renderer};
@@ -378,7 +384,7 @@ pub fn load_str(
     missing: MissingEnv,
 ) -> Result<(Pipeline, Diagnostics), Diagnostics> {
     let map = SourceMap::new(path, text);
-    let (config, mut problems) = crate::config::parse(&map, env, missing);
+    let (config, mut problems) = load::parse(&map, env, missing);
     let pipeline = match config {
         Some(c) => match Pipeline::build(c) {
             Ok(p) => Some(p),

@@ -6,7 +6,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use super::load::COMMAND_KEYS;
-use super::model;
+use crate::config::model;
 use crate::providers::registry::PROVIDERS;
 
 /// The whole schema, as pretty JSON text with a trailing newline.

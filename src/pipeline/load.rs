@@ -1,6 +1,9 @@
-//! Reading one `subscriptions.toml`: syntax, sections, provider settings,
+//! Reading one `subscriptions.toml` into a [`Config`]: syntax, sections,
+//! provider settings (each provider reads its own through the registry),
 //! chats and their rules, secrets. Reports every problem; touches no network
-//! and no disk beyond the text it is given.
+//! and no disk beyond the text it is given. It lives with the pipeline, not
+//! in `config`, because it calls the stages (providers, rules) that `config`
+//! must stay below.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -12,11 +15,13 @@ use serde_spanned::Spanned;
 use sha2::{Digest, Sha256};
 use toml_edit::{Item, Value};
 
-use super::de::{Ctx, MissingEnv, key_span, known_keys};
-use super::diag::{Problem, SourceMap, did_you_mean};
-use super::env::{Env, Redactor, Secret};
-use super::model::{self, CategoryEntry, Filter, OnDelete, OnEdit, RuleType};
-use crate::ingest::StaticCategory;
+use crate::config::de::{Ctx, MissingEnv, key_span, known_keys};
+use crate::config::diag::{Problem, SourceMap, did_you_mean};
+use crate::config::env::{Env, Redactor, Secret};
+use crate::config::model::{
+    self, CategoryEntry, Filter, Forum, OnDelete, OnEdit, Rate, RuleType, StaticCategory,
+    forum_index,
+};
 use crate::providers::{Destination, Instance, registry};
 use crate::rules::RuleDef;
 
@@ -68,18 +73,6 @@ pub struct CommandAuth {
     pub secret: Secret,
 }
 
-#[derive(Debug)]
-pub struct Forum {
-    /// `discourse` for the `[discourse]` table, NAME for `[forums.NAME]`.
-    pub name: String,
-    pub url: String,
-    pub webhook_secret: Option<Secret>,
-    pub api_key: Option<Secret>,
-    pub api_username: String,
-    pub delay: Duration,
-    pub categories: Vec<StaticCategory>,
-}
-
 /// `[server]`, with defaults applied.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -122,28 +115,6 @@ impl Default for ServerConfig {
             max_connections: 1024,
             max_retry_delay: Duration::from_secs(3600),
         }
-    }
-}
-
-/// At most `count` messages per `per`, with bursts up to `count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u32,
-    pub per: Duration,
-}
-
-impl Rate {
-    /// `"1/s"`, `"20/m"`, `"100/h"`.
-    pub fn parse(s: &str) -> Option<Self> {
-        let (n, unit) = s.trim().split_once('/')?;
-        let count: u32 = n.trim().parse().ok().filter(|c| *c > 0)?;
-        let per = match unit.trim() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            _ => return None,
-        };
-        Some(Self { count, per })
     }
 }
 
@@ -290,8 +261,7 @@ impl Config {
 
     /// The forum whose base URL is `url` (as `X-Discourse-Instance` sends it).
     pub fn forum_index(&self, url: &str) -> Option<usize> {
-        let url = url.trim_end_matches('/');
-        self.forums.iter().position(|f| f.url == url)
+        forum_index(&self.forums, url)
     }
 }
 
