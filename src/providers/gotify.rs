@@ -1,19 +1,16 @@
 //! `gotify`: a self-hosted Gotify server, `POST {server}/message` with the
 //! application token in `X-Gotify-Key` (never in the URL, so it stays out of
-//! proxy logs; a chat's own `token` overrides the provider's) and a JSON body
-//! `{"title", "message", "priority"?, "extras"?}`: the topic title, the
-//! rendered text, and `extras["client::notification"]["click"]["url"]`, the
-//! post, opened on tap.
+//! proxy logs; a chat's own `token` overrides the provider's), JSON body
+//! `{"title", "message", "priority"?, "extras"?}`: the topic title, the text,
+//! and `extras["client::notification"]["click"]["url"]` (the post, opened on
+//! tap).
 //!
-//! Dialect: Markdown by default, declared with
-//! `extras["client::display"]["contentType"] = "text/markdown"` (the web UI
-//! and the Android app render it); `markdown = false` sends plain text. No
-//! mentions exist. No parser test: the strictest reading (CommonMark
-//! escaping), checked on the hostile fixture in `tests/provider_gotify.rs`.
-//!
-//! Answers: `200` with the stored message, whose `id` is the `remote_id`;
-//! errors `{"error", "errorCode", "errorDescription"}`, 400/401/403 permanent.
-//! No documented limit. See shared/providers.md §3 (gotify/server `docs/spec.json`).
+//! Dialect: Markdown, declared by `extras["client::display"]["contentType"]`
+//! (`markdown = false`: plain text); no mentions exist. No parser test: the
+//! strictest reading (CommonMark escaping), checked on the hostile fixture in
+//! `tests/provider_gotify.rs`. No documented limit. Answers: `200` with the
+//! stored message (`id` is the `remote_id`); errors `{"error",
+//! "errorDescription"}`, 400/401/403 permanent. See shared/providers.md §3.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -138,11 +135,7 @@ impl Destination for GotifyChat {
     }
 
     fn dialect(&self) -> Dialect {
-        if self.instance.markdown {
-            Dialect::Markdown
-        } else {
-            Dialect::Plain
-        }
+        kit::markdown_if(self.instance.markdown)
     }
 
     fn capabilities(&self) -> Capabilities {

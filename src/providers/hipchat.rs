@@ -1,22 +1,18 @@
-//! `hipchat`: a room notification on a self-hosted HipChat Server or Data
-//! Center (API v2): `POST {server}/v2/room/{room}/notification`, token as
-//! `Authorization: Bearer` (a room notification token, or a user token with
-//! `send_notification`; a chat's own `token` overrides the provider's),
-//! body `{"message", "message_format": "html", "color", "notify", "from"?}`,
-//! answered `204 No Content`: no message id, so no threads or edits.
-//! HipChat Cloud was retired on 2019-02-15 (a `server` on `hipchat.com` draws
-//! a warning); Server/Data Center licences ended after 2019-07-26.
+//! `hipchat`: a room notification on self-hosted HipChat Server or Data
+//! Center (Cloud was retired on 2019-02-15; a `server` on `hipchat.com`
+//! draws a warning). `POST {server}/v2/room/{room}/notification`, token as
+//! `Authorization: Bearer` (a chat's own room token overrides the
+//! provider's), body `{"message", "message_format": "html", "color",
+//! "notify", "from"?}`, answered `204`: no message id, no threads or edits.
 //!
-//! Dialect: HTML; values are escaped by the renderer and HipChat's HTML has
-//! no @mentions. No parser test (the platform is gone): the strictest
-//! reading, only the template's tags live, is checked on the hostile fixture
-//! in `tests/provider_hipchat.rs`. Newlines are sent as `<br>`; messages are
-//! cut to 10 000 characters outside tags and entities, open elements closed.
-//!
-//! Answers: 2xx sent; errors `{"error": {"code", "message", "type"}}`; 429
-//! waits for `X-FloodControl-Reset` (30 a minute per room) or
-//! `X-Ratelimit-Reset` (per token), Unix seconds; 401/403/404 permanent.
-//! See shared/providers.md §2.14.
+//! Dialect: HTML, values escaped by the renderer, no @mentions in HipChat's
+//! HTML; newlines sent as `<br>`; cut to 10 000 characters, markup included,
+//! outside tags and entities with open elements closed. No parser exists
+//! (the platform is gone): `tests/provider_hipchat.rs` checks that only the
+//! template's tags are live in the hostile fixture. Errors `{"error":
+//! {"message"}}`; 429 waits for `X-FloodControl-Reset` (30 a minute per room)
+//! or `X-Ratelimit-Reset` (per token); 401/403/404 permanent. See
+//! shared/providers.md §2.14.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -50,8 +46,6 @@ const MAX_MESSAGE: usize = 10_000;
 const MAX_FROM: usize = 64;
 /// Room names are at most 50 characters; ids are numbers.
 const MAX_ROOM: usize = 100;
-/// Elements that never close.
-const VOID_ELEMENTS: &[&str] = &["br", "img", "hr", "wbr"];
 
 /// The background colour of a notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -289,10 +283,10 @@ fn cut_html(html: &str, max: usize) -> String {
     let mut open: Vec<String> = Vec::new();
     let closing = |open: &[String]| open.iter().map(|n| n.chars().count() + 3).sum::<usize>();
     let mut rest = html;
-    while let Some(token) = next_token(rest) {
+    while let Some(token) = kit::html_token(rest) {
         let len = token.chars().count();
         let mut after = open.clone();
-        track_tag(token, &mut after);
+        kit::track_open_elements(token, &mut after);
         // The token, then `…`, then what closes the elements still open.
         if used + len + 1 + closing(&after) > max {
             break;
@@ -307,55 +301,6 @@ fn cut_html(html: &str, max: usize) -> String {
         out.push_str(&format!("</{name}>"));
     }
     out
-}
-
-/// The tag, entity or character at the start of `s`.
-fn next_token(s: &str) -> Option<&str> {
-    let c = s.chars().next()?;
-    if c == '<'
-        && let Some(end) = s.find('>')
-    {
-        return Some(&s[..=end]);
-    }
-    if c == '&'
-        && let Some((end, _)) = s.char_indices().take(12).find(|(_, c)| *c == ';')
-        && end > 1
-        && s[1..end]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '#')
-    {
-        return Some(&s[..=end]);
-    }
-    Some(&s[..c.len_utf8()])
-}
-
-/// Keeps the stack of open elements up to date with one token (text and
-/// void elements leave it alone).
-fn track_tag(token: &str, open: &mut Vec<String>) {
-    let Some(inner) = token.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
-        return;
-    };
-    let inner = inner.trim();
-    if inner.ends_with('/') || inner.starts_with('!') {
-        return;
-    }
-    let name = |s: &str| {
-        s.split(|c: char| c.is_whitespace() || c == '/')
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
-    if let Some(closing) = inner.strip_prefix('/') {
-        let n = name(closing.trim());
-        if let Some(i) = open.iter().rposition(|o| *o == n) {
-            open.truncate(i);
-        }
-    } else {
-        let n = name(inner);
-        if !n.is_empty() && !VOID_ELEMENTS.contains(&n.as_str()) {
-            open.push(n);
-        }
-    }
 }
 
 /// Errors: `{"error": {"code": 404, "message": "Room not found", "type": …}}`.
@@ -406,19 +351,14 @@ fn classify_answer(resp: &HttpResponse, now_secs: i64) -> Outcome {
 /// so, the later reset is used.
 fn reset_wait(resp: &HttpResponse, now_secs: i64) -> Option<Duration> {
     let number = |name: String| resp.header(&name)?.trim().parse::<i64>().ok();
-    let found: Vec<(i64, bool)> = ["X-FloodControl", "X-Ratelimit"]
+    // (exhausted, reset): the latest exhausted one, else the latest.
+    let (_, at) = ["X-FloodControl", "X-Ratelimit"]
         .iter()
         .filter_map(|p| {
             let exhausted = number(format!("{p}-Remaining")).is_none_or(|r| r <= 0);
-            Some((number(format!("{p}-Reset"))?, exhausted))
+            Some((exhausted, number(format!("{p}-Reset"))?))
         })
-        .collect();
-    let at = found
-        .iter()
-        .filter(|(_, exhausted)| *exhausted)
-        .map(|(at, _)| *at)
-        .max()
-        .or_else(|| found.iter().map(|(at, _)| *at).max())?;
+        .max()?;
     Some(retry_hint::until_unix_secs(at, now_secs))
 }
 

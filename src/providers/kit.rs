@@ -353,6 +353,65 @@ pub fn post_link(ctx: &Value) -> Option<&str> {
     (crate::render::escape::is_linkable(url) && !url.starts_with("mailto:")).then_some(url)
 }
 
+/// The tag, entity or character at the start of `s` (for cutting HTML
+/// without breaking markup).
+pub fn html_token(s: &str) -> Option<&str> {
+    let c = s.chars().next()?;
+    if c == '<'
+        && let Some(end) = s.find('>')
+    {
+        return Some(&s[..=end]);
+    }
+    if c == '&'
+        && let Some((end, _)) = s.char_indices().take(12).find(|(_, c)| *c == ';')
+        && end > 1
+        && s[1..end]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '#')
+    {
+        return Some(&s[..=end]);
+    }
+    Some(&s[..c.len_utf8()])
+}
+
+/// Keeps the stack of open elements up to date with one [`html_token`]
+/// (text and void elements leave it alone).
+pub fn track_open_elements(token: &str, open: &mut Vec<String>) {
+    let Some(inner) = token.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
+        return;
+    };
+    let inner = inner.trim();
+    if inner.ends_with('/') || inner.starts_with('!') {
+        return;
+    }
+    let name = |s: &str| {
+        s.split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    if let Some(closing) = inner.strip_prefix('/') {
+        let n = name(closing.trim());
+        if let Some(i) = open.iter().rposition(|o| *o == n) {
+            open.truncate(i);
+        }
+    } else {
+        let n = name(inner);
+        if !n.is_empty() && !["br", "img", "hr", "wbr"].contains(&n.as_str()) {
+            open.push(n);
+        }
+    }
+}
+
+/// Markdown when a provider's `markdown` setting is on, else plain text.
+pub fn markdown_if(markdown: bool) -> crate::render::Dialect {
+    if markdown {
+        crate::render::Dialect::Markdown
+    } else {
+        crate::render::Dialect::Plain
+    }
+}
+
 /// The default text of a push notification, whose title and link are
 /// fields of their own: the byline, then `$gap` and the excerpt.
 macro_rules! push_template {

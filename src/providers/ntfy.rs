@@ -1,19 +1,16 @@
-//! `ntfy`: an ntfy server (`https://ntfy.sh` or self-hosted), `POST
-//! {server}/{topic}` with the rendered text as the body (at most 4 096
-//! bytes: ntfy makes longer ones attachments) and the rest in headers:
-//! `Title` (the topic title), `Click` (the post), `Tags`, `Priority`?,
-//! `Markdown: yes`? and `Authorization: Bearer`? for protected topics.
-//! Header values carry no control characters and are RFC 2047-encoded
-//! (`=?UTF-8?B?…?=`) when not plain ASCII; the server decodes them.
+//! `ntfy`: `POST {server}/{topic}` (`https://ntfy.sh` or self-hosted) with
+//! the text as the body (at most 4 096 bytes: ntfy makes longer ones
+//! attachments) and the rest in headers: `Title`, `Click` (the post), `Tags`,
+//! `Priority`?, `Markdown: yes`?, `Authorization: Bearer`? (protected
+//! topics). Header values carry no control characters and are RFC 2047
+//! encoded words when not plain ASCII.
 //!
-//! Dialect: plain text (what every client shows as is), or Markdown with
-//! `markdown = true` (the web app and recent Android apps). No mentions
-//! exist. No parser test: plain text is inert; Markdown is the strictest
-//! reading, checked on the hostile fixture in `tests/provider_ntfy.rs`.
-//!
+//! Dialect: plain text, or Markdown with `markdown = true`; no mentions
+//! exist. No parser test: plain text is inert, Markdown the strictest
+//! reading, both checked on the hostile fixture in `tests/provider_ntfy.rs`.
 //! Answers: `200 {"id"}` (the `remote_id`); errors `{"code": 40301, "http":
-//! 403, "error"}`; 429 (code 429xx) when the visitor's budget (one request
-//! per 5 s) is spent. See shared/providers.md §3.
+//! 403, "error"}`; 429 (code 429xx) when the visitor's budget, one request
+//! per 5 s, is spent. See shared/providers.md §3.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -151,11 +148,7 @@ impl Destination for NtfyChat {
     }
 
     fn dialect(&self) -> Dialect {
-        if self.instance.markdown {
-            Dialect::Markdown
-        } else {
-            Dialect::Plain
-        }
+        kit::markdown_if(self.instance.markdown)
     }
 
     fn capabilities(&self) -> Capabilities {

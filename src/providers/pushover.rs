@@ -1,20 +1,17 @@
-//! `pushover`: Pushover's Messages API, `POST {api_url}/messages.json`,
-//! form-encoded, the application `token` and the `user` (or group) key in
-//! the body (both `${VAR}`s, so the redactor hides them wherever the request
-//! is shown), with `message`, `html=1`, `title` (the topic title), `url`
-//! (the post), `url_title` and optional `device`, `priority`, `sound`.
+//! `pushover`: `POST {api_url}/messages.json`, form-encoded, with the
+//! application `token` and the `user` (or group) key in the body (both
+//! `${VAR}`s, so the redactor hides them wherever the request is shown),
+//! `message`, `html=1`, `title` (the topic), `url` (the post), `url_title`,
+//! and optional `device`, `priority`, `sound`.
 //!
-//! Dialect: HTML, of which Pushover renders `<b>`, `<i>`, `<u>`,
-//! `<font color>` and `<a href>`; values are entity-escaped and no mentions
-//! exist. No parser test (none published): the strictest reading, checked on
-//! the hostile fixture in `tests/provider_pushover.rs`. Limits: message 1 024
-//! characters (cut outside tags and entities), title 250, URL 512, URL title
-//! 100.
-//!
-//! Answers: `200 {"status":1}` sent; `{"status":0,"errors":[…]}` permanent
-//! (HTTP 200 too), naming the bad parameter (`"user":"invalid"`); 429 when the
-//! monthly quota is spent; 5xx retried no sooner than 5 s, as Pushover asks.
-//! See shared/providers.md §3.
+//! Dialect: HTML (Pushover renders `<b> <i> <u> <font color> <a href>`);
+//! values entity-escaped, no mentions exist. No parser test: the strictest
+//! reading, checked on the hostile fixture in `tests/provider_pushover.rs`.
+//! Limits: message 1 024 characters (cut outside tags and entities), title
+//! 250, URL 512, URL title 100. Answers: `{"status":1}` sent; `"status":0`
+//! permanent (HTTP 200 too), naming the bad parameter; 429 when the monthly
+//! quota is spent; 5xx retried no sooner than 5 s, as Pushover asks. See
+//! shared/providers.md §3.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -201,16 +198,14 @@ impl Destination for PushoverChat {
                 form.append_pair("url_title", &truncate(&title, MAX_URL_TITLE_CHARS));
             }
         }
-        let priority = inst.priority.map(|p| p.to_string());
-        let optional = [
-            ("device", self.device.as_deref()),
-            ("priority", priority.as_deref()),
-            ("sound", inst.sound.as_deref()),
-        ];
-        for (k, v) in optional {
-            if let Some(v) = v {
-                form.append_pair(k, v);
-            }
+        if let Some(d) = &self.device {
+            form.append_pair("device", d);
+        }
+        if let Some(p) = inst.priority {
+            form.append_pair("priority", &p.to_string());
+        }
+        if let Some(s) = &inst.sound {
+            form.append_pair("sound", s);
         }
         let url = Secret::new(format!("{}/messages.json", inst.api_url));
         Outbound::Http(HttpRequest::form("POST", url, form.finish()))
