@@ -209,7 +209,7 @@ const SPEC: Spec = Spec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{self, body, header, resp};
+    use crate::providers::testkit::{self, body, header, post_in, resp};
 
     const TOKEN: &str = "AcanaryGotify42";
 
@@ -227,20 +227,10 @@ mod tests {
         }
     }
 
-    fn request(c: &GotifyChat, ctx: &serde_json::Value, text: &str) -> HttpRequest {
-        testkit::http(c.request(&Message {
-            chat: "c",
-            text,
-            context: ctx,
-            action: Default::default(),
-            delivery: None,
-        }))
-    }
-
     #[test]
     fn request_shape() {
         let ctx = json!({"topic": {"title": "Hi\u{7}\u{1b}[31m there ", "url": "https://f.example/t/x/1"}, "post": {"url": "https://f.example/t/x/1/2"}});
-        let r = request(&chat(true, Some(8)), &ctx, "by **Bob**");
+        let r = post_in(&chat(true, Some(8)), &ctx, "by **Bob**");
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/gotify/message");
         assert_eq!(header(&r, "X-Gotify-Key"), Some(TOKEN));
@@ -265,7 +255,7 @@ mod tests {
         let c = chat(false, None);
         assert_eq!(c.dialect(), Dialect::Plain);
         assert_eq!(
-            body(&request(&c, &ctx, "m")),
+            body(&post_in(&c, &ctx, "m")),
             json!({"title": "T", "message": "m"})
         );
     }

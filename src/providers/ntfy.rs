@@ -283,7 +283,7 @@ fn header_text(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{self, header, resp};
+    use crate::providers::testkit::{self, header, post_in, resp};
     use serde_json::json;
     use std::time::Duration;
 
@@ -304,23 +304,13 @@ mod tests {
         }
     }
 
-    fn request(c: &NtfyChat, ctx: serde_json::Value, text: &str) -> HttpRequest {
-        testkit::http(c.request(&Message {
-            chat: "c",
-            text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }))
-    }
-
     #[test]
     fn request_shape() {
         let ctx = json!({
             "topic": {"title": "Ünïcode\r\nInjected: yes", "url": "https://f.example/t/x/1", "tags": ["rust", "a,b"]},
             "post": {"url": "https://f.example/t/wörld/1/2"},
         });
-        let r = request(&chat(false, true), ctx, "by Bob\n@everyone <b>");
+        let r = post_in(&chat(false, true), &ctx, "by Bob\n@everyone <b>");
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/forum-alerts");
         assert_eq!(r.body, "by Bob\n@everyone <b>");
@@ -354,7 +344,7 @@ mod tests {
         let ctx = json!({"topic": {"title": "Plain", "url": "javascript:alert(1)", "tags": []}, "post": null});
         let c = chat(true, false);
         assert_eq!(c.dialect(), Dialect::Markdown);
-        let r = request(&c, ctx, "x");
+        let r = post_in(&c, &ctx, "x");
         assert_eq!(header(&r, "Markdown"), Some("yes"));
         assert_eq!(header(&r, "Title"), Some("Plain"));
         assert_eq!(header(&r, "Click"), None, "only web links");
@@ -376,12 +366,9 @@ mod tests {
 
     #[test]
     fn long_bodies_are_cut_on_a_char_boundary() {
-        let r = request(&chat(false, false), json!({}), &"é".repeat(3000));
+        let r = testkit::post(&chat(false, false), &"é".repeat(3000));
         assert!(r.body.len() <= MAX_BODY_BYTES && r.body.ends_with('…'));
-        assert_eq!(
-            request(&chat(false, false), json!({}), "short").body,
-            "short"
-        );
+        assert_eq!(testkit::post(&chat(false, false), "short").body, "short");
     }
 
     #[test]

@@ -313,13 +313,7 @@ mod tests {
 
     /// The form fields of the request for `text` in `ctx`.
     fn form(ctx: serde_json::Value, text: &str) -> Vec<(String, String)> {
-        let r = testkit::http(chat().request(&Message {
-            chat: "c",
-            text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
+        let r = testkit::post_in(&chat(), &ctx, text);
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/1/messages.json");
         assert_eq!(

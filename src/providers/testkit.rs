@@ -61,6 +61,18 @@ pub fn body(r: &HttpRequest) -> Value {
 // ---- testkit additions, group A ----
 // (keep additions inside this section until the groups are merged)
 
+/// The request `dest` builds for a new message `text` rendered against
+/// `ctx` (for providers that send context fields: titles, links, tags).
+pub fn post_in(dest: &dyn Destination, ctx: &Value, text: &str) -> HttpRequest {
+    http(dest.request(&Message {
+        chat: "test-chat",
+        text,
+        context: ctx,
+        action: Action::default(),
+        delivery: None,
+    }))
+}
+
 /// `reg` reading `settings` and binding a chat with `target` (each the
 /// inside of an inline table), with `env` set and unset variables only
 /// warned about: the destination and every problem's message, in order.
