@@ -13,17 +13,16 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
+use super::kit;
 use super::matrix::{self, Flavor};
-use super::{Instance, Registration, schema_of};
+use super::{Instance, Registration};
 use crate::config::de::Ctx;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "gitter",
-    about: "a Matrix room on Gitter's homeserver (gitter.im)",
+pub const REGISTRATION: Registration = kit::registration_parsed::<Settings, Target>(
+    "gitter",
+    "a Matrix room on Gitter's homeserver (gitter.im)",
     parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+);
 
 const GITTER: Flavor = Flavor {
     kind: "gitter",

@@ -302,6 +302,38 @@ fn parse_at<P: AtTable>(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instanc
     Some(Arc::new(P::new_at(s, item, cx)?))
 }
 
+/// The registry entry of a provider that reads its table with its own
+/// `parse` (one built on another provider's instance: gitter on matrix).
+pub const fn registration_parsed<S: JsonSchema, T: JsonSchema>(
+    kind: &'static str,
+    about: &'static str,
+    parse: fn(&Item, &mut Ctx<'_>) -> Option<Arc<dyn Instance>>,
+) -> Registration {
+    Registration {
+        kind,
+        about,
+        parse,
+        settings_schema: schema_of::<S>,
+        target_schema: schema_of::<T>,
+    }
+}
+
+/// A required secret (`${VAR}`) field: `missing` is reported at `at` when
+/// it is absent. Returns the value and the field as written.
+pub fn required_secret<'v>(
+    cx: &mut Ctx<'_>,
+    v: &'v Option<serde_spanned::Spanned<String>>,
+    field: &str,
+    at: Option<Range<usize>>,
+    missing: &str,
+) -> Option<(Secret, &'v serde_spanned::Spanned<String>)> {
+    let Some(v) = v else {
+        cx.error(at, missing);
+        return None;
+    };
+    Some((cx.secret(field, v)?, v))
+}
+
 /// An optional integer setting that must lie in `range`; `message` is
 /// reported at the value when it does not.
 pub fn ranged<T: TryFrom<i64> + PartialOrd>(

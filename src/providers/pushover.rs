@@ -81,15 +81,10 @@ struct Pushover {
 
 impl AtTable for Pushover {
     fn new_at(s: Settings, table: &Item, cx: &mut Ctx<'_>) -> Option<Self> {
-        let Some(raw) = &s.token else {
-            cx.error(
-                table.span(),
-                "a pushover provider needs the application `token = \"${PUSHOVER_TOKEN}\"`: define [providers.NAME] with kind = \"pushover\"",
-            );
-            return None;
-        };
+        let missing = "a pushover provider needs the application `token = \"${PUSHOVER_TOKEN}\"`: define [providers.NAME] with kind = \"pushover\"";
+        let (token, _) = kit::required_secret(cx, &s.token, "token", table.span(), missing)?;
         Some(Pushover {
-            token: cx.secret("token", raw)?,
+            token,
             api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,
             priority: kit::ranged(
                 cx,
@@ -116,14 +111,8 @@ impl Provider for Pushover {
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let Some(raw) = &t.user else {
-            cx.error(
-                chat,
-                "a pushover chat needs `user = \"${PUSHOVER_USER}\"` (a user or group key)",
-            );
-            return None;
-        };
-        let user = cx.secret("user", raw)?;
+        let missing = "a pushover chat needs `user = \"${PUSHOVER_USER}\"` (a user or group key)";
+        let (user, raw) = kit::required_secret(cx, &t.user, "user", chat, missing)?;
         if user.expose().trim().is_empty() {
             cx.error(Some(raw.span()), "`user` is empty");
             return None;
