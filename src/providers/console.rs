@@ -1,24 +1,20 @@
-//! `console`: prints each message to standard output. For trying the relay
-//! out (the quick start) and for debugging rules; needs no settings.
+//! `console`: prints each message to standard output as `[chat] text`, for
+//! trying the relay out (the quick start) and debugging rules. No settings,
+//! no network: plain text, nothing to escape, no answers to classify.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use toml_edit::Item;
 
-use super::{Capabilities, Destination, Instance, Message, Outbound, Registration, schema_of};
+use super::kit::{self, Provider};
+use super::{Capabilities, Destination, Message, Outbound, Registration};
 use crate::config::de::Ctx;
 use crate::render::Dialect;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "console",
-    about: "prints messages to standard output",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration::<Console>("console", "prints messages to standard output");
 
 /// `[providers.NAME]` for `kind = "console"`: nothing to set.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -28,30 +24,29 @@ pub struct Settings {}
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {}
 
+/// The provider and, having nothing per chat, each chat's destination.
 #[derive(Debug)]
 struct Console;
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    cx.deserialize::<Settings>(item)?;
-    Some(Arc::new(Console))
-}
+impl Provider for Console {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for Console {
-    fn bind(
+    fn new(_: Settings, _: &mut Ctx<'_>) -> Option<Self> {
+        Some(Console)
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
-        _chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
+        _: Target,
+        _: Option<Range<usize>>,
+        _: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        cx.deserialize::<Target>(target)?;
-        Some(Box::new(ConsoleChat))
+        Some(Box::new(Console))
     }
 }
 
-#[derive(Debug)]
-struct ConsoleChat;
-
-impl Destination for ConsoleChat {
+impl Destination for Console {
     fn kind(&self) -> &'static str {
         REGISTRATION.kind
     }

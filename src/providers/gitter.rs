@@ -1,10 +1,10 @@
 //! `gitter`: a Matrix room on Gitter's homeserver. Gitter moved to Matrix on
-//! 2023-02-13: its rooms are Matrix rooms of the `gitter.im` server, the old
-//! REST API and `webhooks.gitter.im` activity hooks are gone. This is the
-//! [`super::matrix`] provider with `homeserver` defaulting to
-//! `https://gitter.ems.host` (the client-server API behind `gitter.im`), and
-//! the access token of any Matrix account joined to the room (Gitter: All
-//! settings → Help & About → Access token).
+//! 2023-02-13 (its REST API and `webhooks.gitter.im` hooks are gone), so this
+//! is the [`super::matrix`] provider, requests, dialect, escaping and answers
+//! included, with `homeserver` defaulting to `https://gitter.ems.host` (the
+//! client-server API behind `gitter.im`) and the access token of any Matrix
+//! account joined to the room (Gitter: All settings → Help & About → Access
+//! token). See shared/providers.md §2.13.
 
 use std::sync::Arc;
 
@@ -13,17 +13,16 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
+use super::kit;
 use super::matrix::{self, Flavor};
-use super::{Instance, Registration, schema_of};
+use super::{Instance, Registration};
 use crate::config::de::Ctx;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "gitter",
-    about: "a Matrix room on Gitter's homeserver (gitter.im)",
+pub const REGISTRATION: Registration = kit::registration_parsed::<Settings, Target>(
+    "gitter",
+    "a Matrix room on Gitter's homeserver (gitter.im)",
     parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+);
 
 const GITTER: Flavor = Flavor {
     kind: "gitter",
@@ -53,57 +52,34 @@ pub struct Target {
 
 fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
     let s = cx.deserialize::<Settings>(item)?;
-    matrix::parse_settings(
-        GITTER,
-        item,
-        s.homeserver.as_ref(),
-        s.access_token.as_ref(),
-        cx,
-    )
+    let (homeserver, token) = (s.homeserver.as_ref(), s.access_token.as_ref());
+    matrix::parse_settings(GITTER, item, homeserver, token, cx)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::{Message, Outbound};
-    use std::collections::HashMap;
+    use crate::providers::testkit::{bind, post};
 
     #[test]
     fn is_matrix_on_gitters_homeserver() {
-        let env = HashMap::from([("GITTER_TOKEN".to_string(), "syt_gitter".to_string())]);
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let doc = toml_edit::Document::parse(
-            "s = { access_token = \"${GITTER_TOKEN}\" }\nt = { room = \"!AbC:gitter.im\" }\n"
-                .to_string(),
-        )
-        .unwrap();
-        let dest = parse(&doc["s"], &mut cx)
-            .and_then(|i| i.bind(&doc["t"], None, &mut cx))
-            .unwrap();
-        assert!(cx.problems().is_empty(), "{:?}", cx.problems());
+        let env = [("GITTER_TOKEN", "syt_gitter")];
+        let room = "room = \"!AbC:gitter.im\"";
+        let (dest, p) = bind(
+            &REGISTRATION,
+            "access_token = \"${GITTER_TOKEN}\"",
+            room,
+            &env,
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let dest = dest.unwrap();
         assert_eq!(dest.kind(), "gitter");
-        let ctx = serde_json::json!({});
-        let Outbound::Http(r) = dest.request(&Message {
-            chat: "c",
-            text: "hi",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }) else {
-            panic!("expected HTTP")
-        };
-        assert!(r.url.expose().starts_with(
+        assert!(post(dest.as_ref(), "hi").url.expose().starts_with(
             "https://gitter.ems.host/_matrix/client/v3/rooms/%21AbC%3Agitter.im/send/m.room.message/"
         ));
-
         // Without a token, the chat says what is missing.
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let empty = Item::Table(toml_edit::Table::new());
-        assert!(
-            parse(&empty, &mut cx)
-                .and_then(|i| i.bind(&doc["t"], None, &mut cx))
-                .is_none()
-        );
-        assert!(cx.problems()[0].message.contains("kind = \"gitter\""));
+        let (dest, p) = bind(&REGISTRATION, "", room, &env);
+        assert!(dest.is_none());
+        assert!(p[0].contains("kind = \"gitter\""), "{p:?}");
     }
 }

@@ -1,19 +1,16 @@
-//! `gotify`: push notifications through a self-hosted Gotify server.
+//! `gotify`: a self-hosted Gotify server, `POST {server}/message` with the
+//! application token in `X-Gotify-Key` (never in the URL, so it stays out of
+//! proxy logs; a chat's own `token` overrides the provider's), JSON body
+//! `{"title", "message", "priority"?, "extras"?}`: the topic title, the text,
+//! and `extras["client::notification"]["click"]["url"]` (the post, opened on
+//! tap).
 //!
-//! `POST {server}/message` with the application token in `X-Gotify-Key`
-//! (never in the URL, so it stays out of proxy logs) and a JSON body
-//! `{"title","message","priority"?,"extras"}`: the topic title, the rendered
-//! text, and `extras["client::notification"]["click"]["url"]` = the post, so
-//! tapping the notification opens it.
-//!
-//! Dialect: Markdown by default, declared with
-//! `extras["client::display"]["contentType"] = "text/markdown"` (the web UI
-//! and the Android app render it); `markdown = false` sends plain text.
-//! Gotify has no mentions to disable.
-//!
-//! Answers: `200` with the stored message (`id`); errors
-//! `{"error","errorCode","errorDescription"}`: 400 bad message, 401/403 bad
-//! token (permanent). Swagger: gotify/server `docs/spec.json`.
+//! Dialect: Markdown, declared by `extras["client::display"]["contentType"]`
+//! (`markdown = false`: plain text); no mentions exist. No parser test: the
+//! strictest reading (CommonMark escaping), checked on the hostile fixture in
+//! `tests/provider_gotify.rs`. No documented limit. Answers: `200` with the
+//! stored message (`id` is the `remote_id`); errors `{"error",
+//! "errorDescription"}`, 400/401/403 permanent. See shared/providers.md §3.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -24,33 +21,17 @@ use serde_json::json;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
-use super::kit::{self, Spec, classify_json};
+use super::kit::{self, AtTable, Provider, Spec, classify_json};
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, schema_of,
+    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
-use crate::render::escape::{is_linkable, strip_controls};
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "gotify",
-    about: "Gotify push notifications (self-hosted)",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
-
-/// The title is its own field and the link opens on tap: the message is the
-/// byline and the excerpt.
-const BODY_TEMPLATE: &str = concat!(
-    "{{#if post}}by {{#if post.name}}{{post.name}}{{else}}{{post.username}}{{/if}}{{/if}}",
-    "{{#if topic.category}} in {{topic.category.path}}{{/if}}",
-    "{{#if topic.tags}} [{{join topic.tags \", \"}}]{{/if}}",
-    "{{#if post}}{{#if post.excerpt}}\n\n{{post.excerpt}}{{/if}}{{/if}}",
-);
+pub const REGISTRATION: Registration =
+    kit::registration_at::<Gotify>("gotify", "Gotify push notifications (self-hosted)");
 
 /// `[providers.NAME]` for `kind = "gotify"`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -81,74 +62,58 @@ pub struct Target {
 
 #[derive(Debug)]
 struct Gotify {
-    server: Secret,
+    server: String,
     host: Option<String>,
     token: Option<Secret>,
     priority: Option<u8>,
     markdown: bool,
 }
 
-fn priority(p: &Option<Spanned<i64>>, cx: &mut Ctx<'_>) -> Result<Option<u8>, ()> {
-    match p {
-        Some(p) => match u8::try_from(*p.get_ref()) {
-            Ok(v @ 0..=10) => Ok(Some(v)),
-            _ => {
-                cx.error(Some(p.span()), "`priority` must be between 0 and 10");
-                Err(())
-            }
-        },
-        None => Ok(None),
+fn priority(p: &Option<Spanned<i64>>, cx: &mut Ctx<'_>) -> Option<Option<u8>> {
+    kit::ranged(cx, p, 0..=10, "`priority` must be between 0 and 10")
+}
+
+impl AtTable for Gotify {
+    fn new_at(s: Settings, table: &Item, cx: &mut Ctx<'_>) -> Option<Self> {
+        let Some(raw) = &s.server else {
+            cx.error(
+                table.span(),
+                "a gotify provider needs `server`: define [providers.NAME] with kind = \"gotify\", `server` and `token`",
+            );
+            return None;
+        };
+        let server = cx.base_url("server", &s.server, "")?;
+        Some(Gotify {
+            host: kit::shown_host(raw, &server),
+            server,
+            token: cx.opt_secret("token", &s.token)?,
+            priority: priority(&s.priority, cx)?,
+            markdown: s.markdown.unwrap_or(true),
+        })
     }
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let Some(raw) = &s.server else {
-        cx.error(
-            item.span(),
-            "a gotify provider needs `server`: define [providers.NAME] with kind = \"gotify\", `server` and `token`",
-        );
-        return None;
-    };
-    let server = cx.url("server", raw, false)?;
-    let host = if raw.get_ref().contains("${") {
-        None
-    } else {
-        url::Url::parse(server.expose())
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-    };
-    let token = cx.opt_secret("token", &s.token)?;
-    let priority = priority(&s.priority, cx).ok()?;
-    Some(Arc::new(Gotify {
-        server: Secret::new(server.expose().trim_end_matches('/')),
-        host,
-        token,
-        priority,
-        markdown: s.markdown.unwrap_or(true),
-    }))
-}
+impl Provider for Gotify {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for Gotify {
-    fn bind(
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        Self::new_at(s, &Item::None, cx)
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
-        let token = match (&t.token, &self.token) {
-            (Some(t), _) => cx.secret("token", t)?,
-            (None, Some(t)) => t.clone(),
-            (None, None) => {
-                cx.error(
-                    chat,
-                    "a gotify chat needs an application `token = \"${GOTIFY_TOKEN}\"` (on the chat or its provider)",
-                );
-                return None;
-            }
-        };
-        let priority = priority(&t.priority, cx).ok()?.or(self.priority);
+        let token = cx.opt_secret("token", &t.token)?.or(self.token.clone());
+        let token = cx.require_token(
+            &token,
+            chat,
+            "a gotify chat needs an application `token = \"${GOTIFY_TOKEN}\"` (on the chat or its provider)",
+        )?;
+        let priority = priority(&t.priority, cx)?.or(self.priority);
         Some(Box::new(GotifyChat {
             instance: self,
             token,
@@ -170,11 +135,7 @@ impl Destination for GotifyChat {
     }
 
     fn dialect(&self) -> Dialect {
-        if self.instance.markdown {
-            Dialect::Markdown
-        } else {
-            Dialect::Plain
-        }
+        kit::markdown_if(self.instance.markdown)
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -182,7 +143,7 @@ impl Destination for GotifyChat {
     }
 
     fn default_template(&self) -> Option<&'static str> {
-        Some(BODY_TEMPLATE)
+        Some(kit::push_template!("\n\n"))
     }
 
     fn default_rate(&self) -> Option<Rate> {
@@ -198,14 +159,7 @@ impl Destination for GotifyChat {
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        let title = msg.context["topic"]["title"]
-            .as_str()
-            .map(|t| strip_controls(t).trim().to_string())
-            .unwrap_or_default();
-        let mut body = json!({
-            "title": title,
-            "message": msg.text,
-        });
+        let mut body = json!({"title": kit::topic_title(msg.context), "message": msg.text});
         if let Some(p) = self.priority {
             body["priority"] = json!(p);
         }
@@ -216,16 +170,16 @@ impl Destination for GotifyChat {
                 json!({"contentType": "text/markdown"}),
             );
         }
-        if let Some(url) = click_url(msg.context) {
+        if let Some(url) = kit::post_link(msg.context) {
             extras.insert(
                 "client::notification".into(),
                 json!({"click": {"url": url}}),
             );
         }
         if !extras.is_empty() {
-            body["extras"] = serde_json::Value::Object(extras);
+            body["extras"] = extras.into();
         }
-        let url = Secret::new(format!("{}/message", self.instance.server.expose()));
+        let url = Secret::new(format!("{}/message", self.instance.server));
         Outbound::Http(
             HttpRequest::post_json(&url, &body).header("X-Gotify-Key", self.token.clone()),
         )
@@ -252,26 +206,17 @@ const SPEC: Spec = Spec {
     },
 };
 
-/// The post's URL (the topic's for topic events), when it is a web link.
-fn click_url(ctx: &serde_json::Value) -> Option<&str> {
-    let url = ctx["post"]["url"]
-        .as_str()
-        .or_else(|| ctx["topic"]["url"].as_str())?
-        .trim();
-    (is_linkable(url) && !url.starts_with("mailto:")).then_some(url)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{self, body, header, post_in, resp};
 
     const TOKEN: &str = "AcanaryGotify42";
 
     fn chat(markdown: bool, priority: Option<u8>) -> GotifyChat {
         GotifyChat {
             instance: Arc::new(Gotify {
-                server: Secret::new("http://127.0.0.1:9/gotify"),
+                server: "http://127.0.0.1:9/gotify".into(),
                 host: Some("127.0.0.1".into()),
                 token: None,
                 priority: None,
@@ -282,42 +227,16 @@ mod tests {
         }
     }
 
-    fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
-    fn request(c: &GotifyChat, ctx: &serde_json::Value, text: &str) -> HttpRequest {
-        match c.request(&Message {
-            chat: "c",
-            text,
-            context: ctx,
-            action: Default::default(),
-            delivery: None,
-        }) {
-            Outbound::Http(r) => r,
-            _ => panic!("expected HTTP"),
-        }
-    }
-
     #[test]
     fn request_shape() {
         let ctx = json!({"topic": {"title": "Hi\u{7}\u{1b}[31m there ", "url": "https://f.example/t/x/1"}, "post": {"url": "https://f.example/t/x/1/2"}});
-        let r = request(&chat(true, Some(8)), &ctx, "by **Bob**");
+        let r = post_in(&chat(true, Some(8)), &ctx, "by **Bob**");
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/gotify/message");
-        assert!(
-            r.headers
-                .iter()
-                .any(|(k, v)| k == "X-Gotify-Key" && v.expose() == TOKEN)
-        );
+        assert_eq!(header(&r, "X-Gotify-Key"), Some(TOKEN));
         assert!(!r.url.expose().contains(TOKEN) && !r.body.contains(TOKEN));
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({
                 "title": "Hi[31m there",
                 "message": "by **Bob**",
@@ -335,76 +254,81 @@ mod tests {
         let ctx = json!({"topic": {"title": "T", "url": "javascript:x"}, "post": null});
         let c = chat(false, None);
         assert_eq!(c.dialect(), Dialect::Plain);
-        let body: serde_json::Value = serde_json::from_str(&request(&c, &ctx, "m").body).unwrap();
-        assert_eq!(body, json!({"title": "T", "message": "m"}));
+        assert_eq!(
+            body(&post_in(&c, &ctx, "m")),
+            json!({"title": "T", "message": "m"})
+        );
     }
 
     #[test]
     fn classifies_answers() {
-        let c = chat(true, None);
+        let c = |status, body| chat(true, None).classify(&resp(status, &[], body));
         assert_eq!(
-            c.classify(&resp(
+            c(
                 200,
                 r#"{"id":25,"appid":5,"message":"m","title":"t","priority":5,"date":"2026-03-10T16:00:04Z"}"#
-            )),
+            ),
             Outcome::Sent {
                 remote_id: Some("25".into())
             }
         );
-        let Outcome::Permanent { reason } = c.classify(&resp(
-            401,
-            r#"{"error":"Unauthorized","errorCode":401,"errorDescription":"you need to provide a valid access token or user credentials to access this api"}"#,
-        )) else {
-            panic!("401 is permanent")
-        };
         assert_eq!(
-            reason,
-            "gotify: HTTP 401 Unauthorized: you need to provide a valid access token or user credentials to access this api (check the application `token`: a client token does not work)"
+            c(
+                401,
+                r#"{"error":"Unauthorized","errorCode":401,"errorDescription":"you need to provide a valid access token or user credentials to access this api"}"#,
+            ),
+            Outcome::Permanent {
+                reason: "gotify: HTTP 401 Unauthorized: you need to provide a valid access token or user credentials to access this api (check the application `token`: a client token does not work)".into()
+            }
         );
         assert!(matches!(
-            c.classify(&resp(403, r#"{"error":"Forbidden","errorCode":403,"errorDescription":"you are not allowed to access this api"}"#)),
+            c(
+                403,
+                r#"{"error":"Forbidden","errorCode":403,"errorDescription":"you are not allowed to access this api"}"#
+            ),
             Outcome::Permanent { .. }
         ));
         assert!(matches!(
-            c.classify(&resp(400, r#"{"error":"Bad Request","errorCode":400,"errorDescription":"Field 'message' is required"}"#)),
+            c(400, r#"{"error":"Bad Request","errorCode":400,"errorDescription":"Field 'message' is required"}"#),
             Outcome::Permanent { reason } if reason.contains("'message' is required")
         ));
         assert!(matches!(
-            c.classify(&resp(503, "")),
+            c(503, ""),
             Outcome::Retry { reason, .. } if reason == "gotify: HTTP 503"
         ));
     }
 
-    fn bind(settings: &str, target: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        let env: HashMap<String, String> = [("GOTIFY_TOKEN".to_string(), TOKEN.to_string())].into();
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let doc = toml_edit::Document::parse(format!("s = {{ {settings} }}\nt = {{ {target} }}"))
-            .unwrap();
-        let dest = parse(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
-        let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
-        (dest, problems)
-    }
-
     #[test]
     fn settings_are_validated() {
+        let env = [("GOTIFY_TOKEN", TOKEN)];
+        let bind = |s, t| testkit::bind(&REGISTRATION, s, t, &env);
         let (d, p) = bind(
             "server = \"https://push.example.org/\", token = \"${GOTIFY_TOKEN}\"",
             "priority = 2",
         );
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(d.unwrap().target(), "gotify at push.example.org");
-        let (_, p) = bind("", "");
-        assert!(p[0].contains("needs `server`"), "{p:?}");
-        let (_, p) = bind("server = \"https://h\"", "");
-        assert!(p[0].contains("needs an application `token"), "{p:?}");
-        let (_, p) = bind("server = \"https://h\"", "token = \"Aliteral\"");
-        assert!(p[0].contains("must be an environment reference"), "{p:?}");
-        let (_, p) = bind(
-            "server = \"https://h\", token = \"${GOTIFY_TOKEN}\"",
-            "priority = 11",
-        );
-        assert!(p[0].contains("between 0 and 10"), "{p:?}");
-        let (_, p) = bind("server = \"h\", token = \"${GOTIFY_TOKEN}\"", "");
-        assert!(p[0].contains("`server` must be an absolute"), "{p:?}");
+        for (s, t, want) in [
+            ("", "", "needs `server`"),
+            ("server = \"https://h\"", "", "needs an application `token"),
+            (
+                "server = \"https://h\"",
+                "token = \"Aliteral\"",
+                "must be an environment reference",
+            ),
+            (
+                "server = \"https://h\", token = \"${GOTIFY_TOKEN}\"",
+                "priority = 11",
+                "between 0 and 10",
+            ),
+            (
+                "server = \"h\", token = \"${GOTIFY_TOKEN}\"",
+                "",
+                "`server` must be an absolute",
+            ),
+        ] {
+            let (_, p) = bind(s, t);
+            assert!(p[0].contains(want), "{s} / {t}: {p:?}");
+        }
     }
 }

@@ -1,47 +1,33 @@
-//! `hipchat`: a room notification on a self-hosted HipChat Server or Data
-//! Center, API v2: `POST {server}/v2/room/{room}/notification` with a token
-//! as `Authorization: Bearer`, answered `204 No Content` (so no message id:
-//! no threads, no edits).
+//! `hipchat`: a room notification on self-hosted HipChat Server or Data
+//! Center (Cloud was retired on 2019-02-15; a `server` on `hipchat.com`
+//! draws a warning). `POST {server}/v2/room/{room}/notification`, token as
+//! `Authorization: Bearer` (a chat's own room token overrides the
+//! provider's), body `{"message", "message_format": "html", "color",
+//! "notify", "from"?}`, answered `204`: no message id, no threads or edits.
 //!
-//! **HipChat Cloud was retired on 2019-02-15** (Slack bought the IP;
-//! `api.hipchat.com` no longer answers), and Atlassian stopped renewing
-//! Server/Data Center licences after 2019-07-26, so their support has ended
-//! too. This provider is for installations that still run; a `server` on
-//! `hipchat.com` draws a warning.
-//!
-//! HTML ([`Dialect::Html`], `message_format: "html"`): values are escaped by
-//! the renderer, and HipChat's HTML format supports no @mentions at all.
-//! HipChat keeps only a few tags (a, b, i, strong, em, br, img, pre, code,
-//! lists, tables) and, being HTML, ignores newlines, so every `\n` of the
-//! rendered text is sent as `<br>`. Messages are at most 10 000 characters,
-//! markup included; longer ones are cut outside tags and entities, with the
-//! elements left open closed again. `notify` is false unless set.
-//!
-//! The token is a room notification token (Room → Integrations → Build your
-//! own, for that room only) or a user token with the `send_notification`
-//! scope; a chat's own `token` overrides the provider's. Errors are JSON
-//! `{"error": {"code", "message", "type"}}`. Limits: 30 messages a minute
-//! per room (`X-FloodControl-*`), 500 (Server default for user tokens: 100)
-//! requests per 5 minutes per token (`X-Ratelimit-*`), both with Unix-time
-//! resets; 429 is retried after the reset, 401/403/404 are permanent. See
-//! shared/providers.md §2.14 and developer.atlassian.com
-//! `/server/hipchat/send-room-notification`, `…/hipchat-rest-api-rate-limits`.
+//! Dialect: HTML, values escaped by the renderer, no @mentions in HipChat's
+//! HTML; newlines sent as `<br>`; cut to 10 000 characters, markup included,
+//! outside tags and entities with open elements closed. No parser exists
+//! (the platform is gone): `tests/provider_hipchat.rs` checks that only the
+//! template's tags are live in the hostile fixture. Errors `{"error":
+//! {"message"}}`; 429 waits for `X-FloodControl-Reset` (30 a minute per room)
+//! or `X-Ratelimit-Reset` (per token); 401/403/404 permanent. See
+//! shared/providers.md §2.14.
 
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
-use super::http::path_segment;
-use super::http::retry_hint;
+use super::http::{path_segment, retry_hint};
+use super::kit::{self, AtTable, Provider, Spec, classify_json};
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -49,31 +35,20 @@ use crate::config::env::Secret;
 use crate::render::Dialect;
 use crate::render::text::truncate;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "hipchat",
-    about: "HipChat Server / Data Center room notification, API v2 (HipChat Cloud was retired in 2019)",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration = kit::registration_at::<HipChat>(
+    "hipchat",
+    "HipChat Server / Data Center room notification, API v2 (HipChat Cloud was retired in 2019)",
+);
 
 /// `message`: "Valid length range: 1 - 10000".
 const MAX_MESSAGE: usize = 10_000;
-
 /// `from`: "Valid length range: 0 - 64".
 const MAX_FROM: usize = 64;
-
 /// Room names are at most 50 characters; ids are numbers.
 const MAX_ROOM: usize = 100;
 
-/// Room flood control: 30 messages a minute per room.
-const PER_ROOM_PER_MINUTE: u32 = 30;
-
-/// Elements that never close.
-const VOID_ELEMENTS: &[&str] = &["br", "img", "hr", "wbr"];
-
 /// The background colour of a notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 #[schemars(rename = "HipchatColor")]
 pub enum Color {
@@ -83,19 +58,6 @@ pub enum Color {
     Purple,
     Gray,
     Random,
-}
-
-impl Color {
-    fn as_str(self) -> &'static str {
-        match self {
-            Color::Yellow => "yellow",
-            Color::Green => "green",
-            Color::Red => "red",
-            Color::Purple => "purple",
-            Color::Gray => "gray",
-            Color::Random => "random",
-        }
-    }
 }
 
 /// `[providers.NAME]` for `kind = "hipchat"`: one HipChat Server.
@@ -147,53 +109,53 @@ struct HipChat {
     notify: bool,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let server = match &s.server {
-        Some(u) => {
-            let url = cx.url("server", u, false)?;
-            let base = url.expose().trim_end_matches('/');
-            let base = base.strip_suffix("/v2").unwrap_or(base).to_string();
-            if is_cloud(&base) {
-                cx.warning(
-                    Some(u.span()),
-                    "HipChat Cloud was retired on 2019-02-15 and its servers no longer answer: `server` must be a self-hosted HipChat Server or Data Center",
-                );
+impl AtTable for HipChat {
+    fn new_at(s: Settings, table: &Item, cx: &mut Ctx<'_>) -> Option<Self> {
+        let server = match &s.server {
+            Some(u) => {
+                let base = cx.base_url("server", &s.server, "")?;
+                let base = base.strip_suffix("/v2").unwrap_or(&base).to_string();
+                if is_cloud(&base) {
+                    cx.warning(
+                        Some(u.span()),
+                        "HipChat Cloud was retired on 2019-02-15 and its servers no longer answer: `server` must be a self-hosted HipChat Server or Data Center",
+                    );
+                }
+                Some(base)
             }
-            Some(base)
-        }
-        None => None,
-    };
-    let token = cx.opt_secret("token", &s.token)?;
-    let from = match &s.from {
-        Some(f) => {
-            let label = f.get_ref().trim();
-            if label.chars().count() > MAX_FROM || label.chars().any(char::is_control) {
-                cx.error(
-                    Some(f.span()),
-                    format!("`from` must be a label of at most {MAX_FROM} characters"),
-                );
-                return None;
+            None => None,
+        };
+        let token = cx.opt_secret("token", &s.token)?;
+        let from = match &s.from {
+            Some(f) => {
+                let label = f.get_ref().trim();
+                if label.chars().count() > MAX_FROM || label.chars().any(char::is_control) {
+                    cx.error(
+                        Some(f.span()),
+                        format!("`from` must be a label of at most {MAX_FROM} characters"),
+                    );
+                    return None;
+                }
+                (!label.is_empty()).then(|| label.to_string())
             }
-            (!label.is_empty()).then(|| label.to_string())
+            None => None,
+        };
+        // A bare `provider = "hipchat"` chat says what is missing when bound.
+        if server.is_none() && table.as_table_like().is_some_and(|t| !t.is_empty()) {
+            cx.error(
+                table.span(),
+                "a hipchat provider needs `server`, the base URL of the HipChat Server (e.g. \"https://hipchat.example.com\")",
+            );
+            return None;
         }
-        None => None,
-    };
-    let has_settings = item.as_table_like().is_some_and(|t| !t.is_empty());
-    if has_settings && server.is_none() {
-        cx.error(
-            item.span(),
-            "a hipchat provider needs `server`, the base URL of the HipChat Server (e.g. \"https://hipchat.example.com\")",
-        );
-        return None;
+        Some(HipChat {
+            server,
+            token,
+            from,
+            color: s.color.unwrap_or(Color::Yellow),
+            notify: s.notify.unwrap_or(false),
+        })
     }
-    Some(Arc::new(HipChat {
-        server,
-        token,
-        from,
-        color: s.color.unwrap_or(Color::Yellow),
-        notify: s.notify.unwrap_or(false),
-    }))
 }
 
 /// `hipchat.com` and its subdomains (`api.`, `TEAM.`): the retired cloud.
@@ -204,14 +166,20 @@ fn is_cloud(url: &str) -> bool {
         .is_some_and(|h| h == "hipchat.com" || h.ends_with(".hipchat.com"))
 }
 
-impl Instance for HipChat {
-    fn bind(
+impl Provider for HipChat {
+    type Settings = Settings;
+    type Target = Target;
+
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        Self::new_at(s, &Item::None, cx)
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
         let Some(raw) = &t.room else {
             cx.error(chat, "a hipchat chat needs `room`, the room's id or name");
             return None;
@@ -219,11 +187,9 @@ impl Instance for HipChat {
         let room = match raw.get_ref() {
             RoomValue::Id(0) => None,
             RoomValue::Id(n) => Some(n.to_string()),
-            RoomValue::Name(s) => {
-                let s = s.trim();
-                (!s.is_empty() && s.chars().count() <= MAX_ROOM && !s.chars().any(char::is_control))
-                    .then(|| s.to_string())
-            }
+            RoomValue::Name(s) => Some(s.trim().to_string()).filter(|s| {
+                !s.is_empty() && s.chars().count() <= MAX_ROOM && !s.chars().any(char::is_control)
+            }),
         };
         let Some(room) = room else {
             cx.error(
@@ -232,10 +198,7 @@ impl Instance for HipChat {
             );
             return None;
         };
-        let token = match &t.token {
-            Some(tok) => Some(cx.secret("token", tok)?),
-            None => self.token.clone(),
-        };
+        let token = cx.opt_secret("token", &t.token)?.or(self.token.clone());
         let (Some(server), Some(token)) = (self.server.clone(), token) else {
             let needs = if self.server.is_none() {
                 "`server` on a [providers.NAME] table with kind = \"hipchat\", and a `token`"
@@ -277,7 +240,8 @@ impl Destination for HipChatChat {
     }
 
     fn default_rate(&self) -> Option<Rate> {
-        Some(Rate::per_minute(PER_ROOM_PER_MINUTE))
+        // Room flood control: 30 messages a minute per room.
+        Some(Rate::per_minute(30))
     }
 
     fn target(&self) -> String {
@@ -285,21 +249,19 @@ impl Destination for HipChatChat {
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
+        let inst = &self.instance;
         let html = msg.text.replace("\r\n", "\n").replace('\n', "<br>");
         let mut body = json!({
             "message": cut_html(&html, MAX_MESSAGE),
             "message_format": "html",
-            "color": self.instance.color.as_str(),
-            "notify": self.instance.notify,
+            "color": inst.color,
+            "notify": inst.notify,
         });
-        if let Some(f) = &self.instance.from {
+        if let Some(f) = &inst.from {
             body["from"] = json!(f);
         }
-        let url = Secret::new(format!(
-            "{}/v2/room/{}/notification",
-            self.server,
-            path_segment(&self.room)
-        ));
+        let room = path_segment(&self.room);
+        let url = Secret::new(format!("{}/v2/room/{room}/notification", self.server));
         Outbound::Http(HttpRequest::post_json(&url, &body).bearer(&self.token))
     }
 
@@ -308,8 +270,8 @@ impl Destination for HipChatChat {
     }
 }
 
-/// `html` cut to at most `max` characters in all (markup included, `…`
-/// and the closing tags too), never inside a tag or an entity, with the
+/// `html` cut to at most `max` characters in all (markup, `…` and the
+/// closing tags included), never inside a tag or an entity, with the
 /// elements left open at the cut closed again. The renderer's HTML is
 /// well-formed (values are escaped, helpers emit balanced tags).
 fn cut_html(html: &str, max: usize) -> String {
@@ -321,10 +283,10 @@ fn cut_html(html: &str, max: usize) -> String {
     let mut open: Vec<String> = Vec::new();
     let closing = |open: &[String]| open.iter().map(|n| n.chars().count() + 3).sum::<usize>();
     let mut rest = html;
-    while let Some(token) = next_token(rest) {
+    while let Some(token) = kit::html_token(rest) {
         let len = token.chars().count();
         let mut after = open.clone();
-        track_tag(token, &mut after);
+        kit::track_open_elements(token, &mut after);
         // The token, then `…`, then what closes the elements still open.
         if used + len + 1 + closing(&after) > max {
             break;
@@ -336,102 +298,50 @@ fn cut_html(html: &str, max: usize) -> String {
     }
     out.push('…');
     for name in open.iter().rev() {
-        out.push_str("</");
-        out.push_str(name);
-        out.push('>');
+        out.push_str(&format!("</{name}>"));
     }
     out
 }
 
-/// The tag, entity or character at the start of `s`.
-fn next_token(s: &str) -> Option<&str> {
-    let c = s.chars().next()?;
-    if c == '<'
-        && let Some(end) = s.find('>')
-    {
-        return Some(&s[..=end]);
-    }
-    if c == '&'
-        && let Some(end) = s
-            .char_indices()
-            .take(12)
-            .find(|(_, c)| *c == ';')
-            .map(|(i, _)| i)
-        && end > 1
-        && s[1..end]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '#')
-    {
-        return Some(&s[..=end]);
-    }
-    Some(&s[..c.len_utf8()])
-}
-
-/// Keeps the stack of open elements up to date with one token (text and
-/// void elements leave it alone).
-fn track_tag(token: &str, open: &mut Vec<String>) {
-    let Some(inner) = token.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
-        return;
-    };
-    let inner = inner.trim();
-    if inner.ends_with('/') || inner.starts_with('!') {
-        return;
-    }
-    let name = |s: &str| {
-        s.split(|c: char| c.is_whitespace() || c == '/')
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
-    if let Some(closing) = inner.strip_prefix('/') {
-        let n = name(closing.trim());
-        if let Some(i) = open.iter().rposition(|o| *o == n) {
-            open.truncate(i);
-        }
-    } else {
-        let n = name(inner);
-        if !n.is_empty() && !VOID_ELEMENTS.contains(&n.as_str()) {
-            open.push(n);
-        }
-    }
-}
-
-fn classify_answer(resp: &HttpResponse, now_secs: i64) -> Outcome {
-    let status = resp.status;
-    if (200..300).contains(&status) {
-        return Outcome::Sent { remote_id: None };
-    }
-    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-    let detail = match body["error"]["message"].as_str() {
-        Some(m) if !m.trim().is_empty() => format!(": {}", truncate(m.trim(), 200)),
-        _ => {
-            let s = resp.body_snippet();
-            if s.is_empty() { s } else { format!(": {s}") }
-        }
-    };
-    if status == 429 {
-        return Outcome::Retry {
-            reason: format!("hipchat: HTTP 429{detail}"),
-            after: resp.retry_after().or_else(|| reset_wait(resp, now_secs)),
-        };
-    }
-    let hint = match status {
+/// Errors: `{"error": {"code": 404, "message": "Room not found", "type": …}}`.
+const SPEC: Spec = Spec {
+    prefix: "hipchat",
+    id_ptr: None,
+    error: |_, body| {
+        let m = body["error"]["message"].as_str()?.trim();
+        (!m.is_empty()).then(|| truncate(m, 200))
+    },
+    sep: ": ",
+    hint: |status| match status {
         401 => " (the token was rejected: expired, revoked or mistyped)",
         403 => {
             " (the token may not post here: a room notification token works only for its own room, a user token needs the send_notification scope)"
         }
         404 => " (unknown room, or no HipChat API v2 at `server`: check `room` and `server`)",
-        400 if detail.contains("message") => " (HipChat refused the message: check the template)",
         _ => "",
-    };
-    match classify_status(resp) {
-        Outcome::Retry { after, .. } => Outcome::Retry {
-            reason: format!("hipchat: HTTP {status}{detail}"),
-            after,
+    },
+};
+
+fn classify_answer(resp: &HttpResponse, now_secs: i64) -> Outcome {
+    let reason = || format!("hipchat: {}", SPEC.describe(resp, &kit::json_body(resp)));
+    match resp.status {
+        429 => Outcome::Retry {
+            reason: reason(),
+            after: resp.retry_after().or_else(|| reset_wait(resp, now_secs)),
         },
-        _ => Outcome::Permanent {
-            reason: format!("hipchat: HTTP {status}{detail}{hint}"),
-        },
+        // HipChat names the field it refused (`message: Value must be…`).
+        400 => {
+            let reason = reason();
+            let hint = if reason.contains("message") {
+                " (HipChat refused the message: check the template)"
+            } else {
+                ""
+            };
+            Outcome::Permanent {
+                reason: format!("{reason}{hint}"),
+            }
+        }
+        _ => classify_json(resp, &SPEC),
     }
 }
 
@@ -440,35 +350,22 @@ fn classify_answer(resp: &HttpResponse, now_secs: i64) -> Outcome {
 /// `…-Remaining` is above zero is not the one that was hit; when none says
 /// so, the later reset is used.
 fn reset_wait(resp: &HttpResponse, now_secs: i64) -> Option<Duration> {
-    let reset = |prefix: &str| -> Option<(i64, bool)> {
-        let at: i64 = resp
-            .header(&format!("{prefix}-Reset"))?
-            .trim()
-            .parse()
-            .ok()?;
-        let exhausted = resp
-            .header(&format!("{prefix}-Remaining"))
-            .and_then(|r| r.trim().parse::<i64>().ok())
-            .is_none_or(|r| r <= 0);
-        Some((at, exhausted))
-    };
-    let found: Vec<(i64, bool)> = ["X-FloodControl", "X-Ratelimit"]
+    let number = |name: String| resp.header(&name)?.trim().parse::<i64>().ok();
+    // (exhausted, reset): the latest exhausted one, else the latest.
+    let (_, at) = ["X-FloodControl", "X-Ratelimit"]
         .iter()
-        .filter_map(|p| reset(p))
-        .collect();
-    let at = found
-        .iter()
-        .filter(|(_, exhausted)| *exhausted)
-        .map(|(at, _)| *at)
-        .max()
-        .or_else(|| found.iter().map(|(at, _)| *at).max())?;
+        .filter_map(|p| {
+            let exhausted = number(format!("{p}-Remaining")).is_none_or(|r| r <= 0);
+            Some((exhausted, number(format!("{p}-Reset"))?))
+        })
+        .max()?;
     Some(retry_hint::until_unix_secs(at, now_secs))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{self, body, header, post, resp};
 
     const TOKEN: &str = "canaryHipchatRoomToken4242";
 
@@ -487,34 +384,17 @@ mod tests {
         }
     }
 
-    use crate::providers::http::tests::resp;
-
-    fn http(out: Outbound) -> HttpRequest {
-        match out {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
-        }
-    }
-
     #[test]
     fn request_shape() {
-        let ctx = json!({});
         let text = "<b><a href=\"https://f/t/1\">&lt;b&gt; @\u{200B}all</a></b> by X\n<blockquote>quote</blockquote>";
-        let r = http(chat("Dev Team/#1", Some("Forum")).request(&Message {
-            chat: "c",
-            text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
+        let r = post(&chat("Dev Team/#1", Some("Forum")), text);
         assert_eq!(r.method, "POST");
         assert_eq!(
             r.url.expose(),
             "https://hipchat.example.com/v2/room/Dev%20Team%2F%231/notification"
         );
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({
                 "message": "<b><a href=\"https://f/t/1\">&lt;b&gt; @\u{200B}all</a></b> by X<br><blockquote>quote</blockquote>",
                 "message_format": "html",
@@ -523,10 +403,9 @@ mod tests {
                 "from": "Forum",
             })
         );
-        assert!(
-            r.headers
-                .iter()
-                .any(|(k, v)| k == "Authorization" && v.expose() == format!("Bearer {TOKEN}"))
+        assert_eq!(
+            header(&r, "Authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
         );
         assert!(!r.url.expose().contains(TOKEN));
         assert_eq!(chat("42", None).target(), "room 42");
@@ -539,12 +418,8 @@ mod tests {
             "word &lt;x&gt; ".repeat(1200)
         );
         let cut = cut_html(&html, MAX_MESSAGE);
-        assert!(
-            cut.chars().count() <= MAX_MESSAGE,
-            "{}",
-            cut.chars().count()
-        );
-        assert!(cut.chars().count() > MAX_MESSAGE - 20);
+        let n = cut.chars().count();
+        assert!(n <= MAX_MESSAGE && n > MAX_MESSAGE - 20, "{n}");
         assert!(
             cut.ends_with("…</blockquote>"),
             "{}",
@@ -568,26 +443,23 @@ mod tests {
     #[test]
     fn classifies_hipchat_answers() {
         let now = 1_700_000_000;
-        assert_eq!(
-            classify_answer(&resp(204, &[], ""), now),
-            Outcome::Sent { remote_id: None }
-        );
+        let c = |status, headers: &[(&str, &str)], body| {
+            classify_answer(&resp(status, headers, body), now)
+        };
+        assert_eq!(c(204, &[], ""), Outcome::Sent { remote_id: None });
         // Room flood control hit; the token's overall limit still has room.
         assert_eq!(
-            classify_answer(
-                &resp(
-                    429,
-                    &[
-                        ("X-FloodControl-Limit", "30"),
-                        ("X-FloodControl-Remaining", "0"),
-                        ("X-FloodControl-Reset", "1700000042"),
-                        ("X-Ratelimit-Limit", "500"),
-                        ("X-Ratelimit-Remaining", "480"),
-                        ("X-Ratelimit-Reset", "1700000200"),
-                    ],
-                    r#"{"error":{"code":429,"message":"You have exceeded the rate limit. `Find out why.`","type":"Too Many Requests"}}"#
-                ),
-                now
+            c(
+                429,
+                &[
+                    ("X-FloodControl-Limit", "30"),
+                    ("X-FloodControl-Remaining", "0"),
+                    ("X-FloodControl-Reset", "1700000042"),
+                    ("X-Ratelimit-Limit", "500"),
+                    ("X-Ratelimit-Remaining", "480"),
+                    ("X-Ratelimit-Reset", "1700000200"),
+                ],
+                r#"{"error":{"code":429,"message":"You have exceeded the rate limit. `Find out why.`","type":"Too Many Requests"}}"#
             ),
             Outcome::Retry {
                 reason: "hipchat: HTTP 429: You have exceeded the rate limit. `Find out why.`"
@@ -595,16 +467,20 @@ mod tests {
                 after: Some(Duration::from_secs(42))
             }
         );
+        for (headers, secs) in [
+            (&[("X-Ratelimit-Reset", "1700000100")][..], 100),
+            (
+                &[("Retry-After", "5"), ("X-Ratelimit-Reset", "1700000100")][..],
+                5,
+            ),
+        ] {
+            assert!(matches!(
+                c(429, headers, ""),
+                Outcome::Retry { after: Some(d), .. } if d.as_secs() == secs
+            ));
+        }
         assert!(matches!(
-            classify_answer(&resp(429, &[("X-Ratelimit-Reset", "1700000100")], ""), now),
-            Outcome::Retry { after: Some(d), .. } if d.as_secs() == 100
-        ));
-        assert!(matches!(
-            classify_answer(&resp(429, &[("Retry-After", "5"), ("X-Ratelimit-Reset", "1700000100")], ""), now),
-            Outcome::Retry { after: Some(d), .. } if d.as_secs() == 5
-        ));
-        assert!(matches!(
-            classify_answer(&resp(503, &[], "<html>down</html>"), now),
+            c(503, &[], "<html>down</html>"),
             Outcome::Retry { after: None, .. }
         ));
         let cases = [
@@ -630,7 +506,7 @@ mod tests {
             ),
         ];
         for (status, body, want) in cases {
-            let out = classify_answer(&resp(status, &[], body), now);
+            let out = c(status, &[], body);
             let Outcome::Permanent { reason } = &out else {
                 panic!("{status} should be permanent: {out:?}")
             };
@@ -641,27 +517,25 @@ mod tests {
 
     #[test]
     fn settings_and_chats_are_validated() {
-        let env: HashMap<String, String> = [("TOK".to_string(), TOKEN.to_string())].into();
+        let env = [("TOK", TOKEN)];
         for (text, want) in [
             ("token = \"${TOK}\"", "needs `server`"),
             (
-                "server = \"https://h.example\"\ntoken = \"literal\"",
+                "server = \"https://h.example\", token = \"literal\"",
                 "must be an environment reference",
             ),
             ("server = \"h.example\"", "absolute http"),
             (
-                "server = \"https://h.example\"\ncolor = \"blue\"",
+                "server = \"https://h.example\", color = \"blue\"",
                 "unknown value",
             ),
             (
-                "server = \"https://h.example\"\nfrom = \"a label that is much too long to be shown next to the sender name\"",
+                "server = \"https://h.example\", from = \"a label that is much too long to be shown next to the sender name\"",
                 "at most 64",
             ),
         ] {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(format!("[p]\n{text}\n")).unwrap();
-            assert!(parse(&doc["p"], &mut cx).is_none(), "{text}");
-            let msgs: Vec<&str> = cx.problems().iter().map(|p| p.message.as_str()).collect();
+            let (d, msgs) = testkit::bind(&REGISTRATION, text, "room = 7", &env);
+            assert!(d.is_none(), "{text}");
             assert!(msgs.iter().any(|m| m.contains(want)), "{text}: {msgs:?}");
             assert!(
                 msgs.iter()
@@ -669,55 +543,37 @@ mod tests {
             );
         }
         // The retired cloud is a warning; `/v2` at the end is tolerated.
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Error);
-        let doc = toml_edit::Document::parse(
-            "[cloud]\nserver = \"https://api.hipchat.com/v2/\"\n[p]\nserver = \"http://127.0.0.1:9/v2\"\nnotify = true\ncolor = \"red\"\n"
-                .to_string(),
-        )
-        .unwrap();
-        assert!(parse(&doc["cloud"], &mut cx).is_some());
-        assert!(cx.problems()[0].message.contains("retired on 2019-02-15"));
-        assert!(!cx.has_errors());
-        let inst = parse(&doc["p"], &mut cx).unwrap();
+        let (d, msgs) = testkit::bind(
+            &REGISTRATION,
+            "server = \"https://api.hipchat.com/v2/\", token = \"${TOK}\"",
+            "room = 7",
+            &env,
+        );
+        assert!(d.is_some());
+        assert!(msgs.len() == 1 && msgs[0].contains("retired on 2019-02-15"));
+        let p = "server = \"http://127.0.0.1:9/v2\", notify = true, color = \"red\"";
         for (text, want) in [
-            ("t = {}", "needs `room`"),
-            ("t = { room = \"\" }", "room id or a room name"),
-            ("t = { room = 0 }", "room id or a room name"),
-            ("t = { room = 7 }", "needs a `token"),
+            ("", "needs `room`"),
+            ("room = \"\"", "room id or a room name"),
+            ("room = 0", "room id or a room name"),
+            ("room = 7", "needs a `token"),
             (
-                "t = { room = 7, token = \"plain\" }",
+                "room = 7, token = \"plain\"",
                 "must be an environment reference",
             ),
         ] {
-            let doc = toml_edit::Document::parse(text.to_string()).unwrap();
-            assert!(
-                inst.clone().bind(&doc["t"], Some(0..1), &mut cx).is_none(),
-                "{text}"
-            );
-            assert!(
-                cx.problems().last().unwrap().message.contains(want),
-                "{text}"
-            );
+            let (d, msgs) = testkit::bind(&REGISTRATION, p, text, &env);
+            assert!(d.is_none(), "{text}");
+            assert!(msgs.last().unwrap().contains(want), "{text}: {msgs:?}");
         }
-        let doc =
-            toml_edit::Document::parse("t = { room = 7, token = \"${TOK}\" }".to_string()).unwrap();
-        let d = inst.bind(&doc["t"], None, &mut cx).unwrap();
-        let ctx = json!({});
-        let r = http(d.request(&Message {
-            chat: "c",
-            text: "x",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
+        let (d, _) = testkit::bind(&REGISTRATION, p, "room = 7, token = \"${TOK}\"", &env);
+        let r = post(d.unwrap().as_ref(), "x");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/v2/room/7/notification");
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        assert_eq!(body["notify"], true);
-        assert_eq!(body["color"], "red");
+        assert_eq!(body(&r)["notify"], true);
+        assert_eq!(body(&r)["color"], "red");
         // A bare `provider = "hipchat"` chat has no server.
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let bare = parse(&Item::Table(toml_edit::Table::new()), &mut cx).unwrap();
-        assert!(bare.bind(&doc["t"], Some(0..1), &mut cx).is_none());
-        assert!(cx.problems()[0].message.contains("needs `server`"));
+        let (d, msgs) = testkit::bind(&REGISTRATION, "", "room = 7, token = \"${TOK}\"", &env);
+        assert!(d.is_none());
+        assert!(msgs[0].contains("needs `server`"), "{msgs:?}");
     }
 }

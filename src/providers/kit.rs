@@ -294,6 +294,184 @@ pub struct NoSettings {}
 // ---- kit additions, group A (hipchat, pushover, gotify, ntfy) ----
 // (keep additions inside this section until the groups are merged)
 
+/// A [`Provider`] that must see its `[providers.NAME]` table, to place a
+/// missing required setting on it: [`registration_at`] calls
+/// [`AtTable::new_at`] where [`registration`] calls [`Provider::new`].
+pub trait AtTable: Provider {
+    fn new_at(s: Self::Settings, table: &Item, cx: &mut Ctx<'_>) -> Option<Self>;
+}
+
+/// The registry entry of an [`AtTable`] provider.
+pub const fn registration_at<P: AtTable>(kind: &'static str, about: &'static str) -> Registration {
+    Registration {
+        parse: parse_at::<P>,
+        ..registration::<P>(kind, about)
+    }
+}
+
+fn parse_at<P: AtTable>(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    let s = cx.deserialize::<P::Settings>(item)?;
+    Some(Arc::new(P::new_at(s, item, cx)?))
+}
+
+/// The registry entry of a provider that reads its table with its own
+/// `parse` (one built on another provider's instance: gitter on matrix).
+pub const fn registration_parsed<S: JsonSchema, T: JsonSchema>(
+    kind: &'static str,
+    about: &'static str,
+    parse: fn(&Item, &mut Ctx<'_>) -> Option<Arc<dyn Instance>>,
+) -> Registration {
+    Registration {
+        kind,
+        about,
+        parse,
+        settings_schema: schema_of::<S>,
+        target_schema: schema_of::<T>,
+    }
+}
+
+/// A required secret (`${VAR}`) field: `missing` is reported at `at` when
+/// it is absent. Returns the value and the field as written.
+pub fn required_secret<'v>(
+    cx: &mut Ctx<'_>,
+    v: &'v Option<serde_spanned::Spanned<String>>,
+    field: &str,
+    at: Option<Range<usize>>,
+    missing: &str,
+) -> Option<(Secret, &'v serde_spanned::Spanned<String>)> {
+    let Some(v) = v else {
+        cx.error(at, missing);
+        return None;
+    };
+    Some((cx.secret(field, v)?, v))
+}
+
+/// An optional integer setting that must lie in `range`; `message` is
+/// reported at the value when it does not.
+pub fn ranged<T: TryFrom<i64> + PartialOrd>(
+    cx: &mut Ctx<'_>,
+    v: &Option<serde_spanned::Spanned<i64>>,
+    range: std::ops::RangeInclusive<T>,
+    message: &str,
+) -> Option<Option<T>> {
+    let Some(v) = v else { return Some(None) };
+    match T::try_from(*v.get_ref()) {
+        Ok(n) if range.contains(&n) => Some(Some(n)),
+        _ => {
+            cx.error(Some(v.span()), message);
+            None
+        }
+    }
+}
+
+/// The host of a server URL, for `target()`; `None` while the URL as
+/// written holds a `${VAR}` (its value may be a secret).
+pub fn shown_host(written: &serde_spanned::Spanned<String>, url: &str) -> Option<String> {
+    if written.get_ref().contains("${") {
+        return None;
+    }
+    url::Url::parse(url).ok()?.host_str().map(str::to_string)
+}
+
+/// The answer's body as JSON (`Value::Null` when it is not JSON).
+pub fn json_body(resp: &HttpResponse) -> Value {
+    serde_json::from_slice(&resp.body).unwrap_or_default()
+}
+
+/// The topic's title as a plain field of its own (push titles): control
+/// characters dropped, trimmed.
+pub fn topic_title(ctx: &Value) -> String {
+    ctx["topic"]["title"]
+        .as_str()
+        .map(|t| crate::render::escape::strip_controls(t).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The post's URL (the topic's for topic events) when it is a web link:
+/// what a push notification opens on tap.
+pub fn post_link(ctx: &Value) -> Option<&str> {
+    let url = ctx["post"]["url"]
+        .as_str()
+        .or_else(|| ctx["topic"]["url"].as_str())?
+        .trim();
+    (crate::render::escape::is_linkable(url) && !url.starts_with("mailto:")).then_some(url)
+}
+
+/// The tag, entity or character at the start of `s` (for cutting HTML
+/// without breaking markup).
+pub fn html_token(s: &str) -> Option<&str> {
+    let c = s.chars().next()?;
+    if c == '<'
+        && let Some(end) = s.find('>')
+    {
+        return Some(&s[..=end]);
+    }
+    if c == '&'
+        && let Some((end, _)) = s.char_indices().take(12).find(|(_, c)| *c == ';')
+        && end > 1
+        && s[1..end]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '#')
+    {
+        return Some(&s[..=end]);
+    }
+    Some(&s[..c.len_utf8()])
+}
+
+/// Keeps the stack of open elements up to date with one [`html_token`]
+/// (text and void elements leave it alone).
+pub fn track_open_elements(token: &str, open: &mut Vec<String>) {
+    let Some(inner) = token.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
+        return;
+    };
+    let inner = inner.trim();
+    if inner.ends_with('/') || inner.starts_with('!') {
+        return;
+    }
+    let name = |s: &str| {
+        s.split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    if let Some(closing) = inner.strip_prefix('/') {
+        let n = name(closing.trim());
+        if let Some(i) = open.iter().rposition(|o| *o == n) {
+            open.truncate(i);
+        }
+    } else {
+        let n = name(inner);
+        if !n.is_empty() && !["br", "img", "hr", "wbr"].contains(&n.as_str()) {
+            open.push(n);
+        }
+    }
+}
+
+/// Markdown when a provider's `markdown` setting is on, else plain text.
+pub fn markdown_if(markdown: bool) -> crate::render::Dialect {
+    if markdown {
+        crate::render::Dialect::Markdown
+    } else {
+        crate::render::Dialect::Plain
+    }
+}
+
+/// The default text of a push notification, whose title and link are
+/// fields of their own: the byline, then `$gap` and the excerpt.
+macro_rules! push_template {
+    ($gap:literal) => {
+        concat!(
+            "{{#if post}}by {{#if post.name}}{{post.name}}{{else}}{{post.username}}{{/if}}{{/if}}",
+            "{{#if topic.category}} in {{topic.category.path}}{{/if}}",
+            "{{#if topic.tags}} [{{join topic.tags \", \"}}]{{/if}}",
+            "{{#if post}}{{#if post.excerpt}}",
+            $gap,
+            "{{post.excerpt}}{{/if}}{{/if}}",
+        )
+    };
+}
+pub(crate) use push_template;
+
 // ---- kit additions, group B (zulip, matrix, gitter, mastodon, messenger) ----
 // (keep additions inside this section until the groups are merged)
 

@@ -1,20 +1,16 @@
-//! `ntfy`: push notifications through an ntfy server (the public
-//! `https://ntfy.sh` or a self-hosted one).
+//! `ntfy`: `POST {server}/{topic}` (`https://ntfy.sh` or self-hosted) with
+//! the text as the body (at most 4 096 bytes: ntfy makes longer ones
+//! attachments) and the rest in headers: `Title`, `Click` (the post), `Tags`,
+//! `Priority`?, `Markdown: yes`?, `Authorization: Bearer`? (protected
+//! topics). Header values carry no control characters and are RFC 2047
+//! encoded words when not plain ASCII.
 //!
-//! One request per message: `POST {server}/{topic}` with the rendered text as
-//! the body and the rest in headers: `Title` (the topic title), `Click` (the
-//! post's URL), `Tags`, optional `Priority`, `Markdown: yes` and
-//! `Authorization: Bearer <token>`. Header values are sanitised (no control
-//! characters) and RFC 2047-encoded (`=?UTF-8?B?…?=`) when not plain ASCII;
-//! the server decodes them.
-//!
-//! Dialect: plain text by default (what every ntfy client shows as is);
-//! `markdown = true` switches to Markdown, which the web app and recent
-//! Android apps render. ntfy has no mentions to disable.
-//!
-//! Answers: `200 {"id":…}`; errors are `{"code":40301,"http":403,"error":…}`,
-//! `429` (code 429xx) when the visitor's request budget is spent. See
-//! shared/providers.md §3 and apprise `ntfy.py`.
+//! Dialect: plain text, or Markdown with `markdown = true`; no mentions
+//! exist. No parser test: plain text is inert, Markdown the strictest
+//! reading, both checked on the hostile fixture in `tests/provider_ntfy.rs`.
+//! Answers: `200 {"id"}` (the `remote_id`); errors `{"code": 40301, "http":
+//! 403, "error"}`; 429 (code 429xx) when the visitor's budget, one request
+//! per 5 s, is spent. See shared/providers.md §3.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -24,41 +20,24 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
-use super::kit::truncate_bytes;
-use super::kit::{self, Spec, classify_json};
+use super::kit::{self, Provider, Spec, classify_json, truncate_bytes};
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, schema_of,
+    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
-use crate::render::escape::{is_linkable, strip_controls};
+use crate::render::escape::strip_controls;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "ntfy",
-    about: "ntfy push notifications (ntfy.sh or self-hosted)",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration::<Ntfy>("ntfy", "ntfy push notifications (ntfy.sh or self-hosted)");
 
 const DEFAULT_SERVER: &str = "https://ntfy.sh";
 
 /// ntfy turns longer bodies into file attachments: keep messages under it.
 const MAX_BODY_BYTES: usize = 4096;
-
-/// The title travels in `Title`, the link in `Click`: the body is the byline
-/// and the excerpt.
-const BODY_TEMPLATE: &str = concat!(
-    "{{#if post}}by {{#if post.name}}{{post.name}}{{else}}{{post.username}}{{/if}}{{/if}}",
-    "{{#if topic.category}} in {{topic.category.path}}{{/if}}",
-    "{{#if topic.tags}} [{{join topic.tags \", \"}}]{{/if}}",
-    "{{#if post}}{{#if post.excerpt}}\n{{post.excerpt}}{{/if}}{{/if}}",
-);
 
 /// `[providers.NAME]` for `kind = "ntfy"`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -90,7 +69,7 @@ pub struct Target {
 
 #[derive(Debug)]
 struct Ntfy {
-    server: Secret,
+    server: String,
     /// The server's host for `target()`, when the URL holds no `${VAR}`.
     host: Option<String>,
     token: Option<Secret>,
@@ -99,68 +78,47 @@ struct Ntfy {
     markdown: bool,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let (server, host) = match &s.server {
-        Some(u) => {
-            let url = cx.url("server", u, false)?;
-            let host = if u.get_ref().contains("${") {
-                None
-            } else {
-                url::Url::parse(url.expose())
-                    .ok()
-                    .and_then(|p| p.host_str().map(str::to_string))
-            };
-            (url, host)
-        }
-        None => (Secret::new(DEFAULT_SERVER), Some("ntfy.sh".to_string())),
-    };
-    let token = cx.opt_secret("token", &s.token)?;
-    let priority = match &s.priority {
-        Some(p) => match u8::try_from(*p.get_ref()) {
-            Ok(v @ 1..=5) => Some(v),
-            _ => {
-                cx.error(
-                    Some(p.span()),
-                    "`priority` must be between 1 (min) and 5 (max)",
-                );
-                return None;
-            }
-        },
-        None => None,
-    };
-    Some(Arc::new(Ntfy {
-        server: Secret::new(server.expose().trim_end_matches('/')),
-        host,
-        token,
-        priority,
-        tags: s.tags,
-        markdown: s.markdown,
-    }))
-}
+impl Provider for Ntfy {
+    type Settings = Settings;
+    type Target = Target;
 
-fn valid_topic(topic: &str) -> bool {
-    (1..=64).contains(&topic.len())
-        && topic
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        let server = cx.base_url("server", &s.server, DEFAULT_SERVER)?;
+        Some(Ntfy {
+            host: match &s.server {
+                Some(u) => kit::shown_host(u, &server),
+                None => Some("ntfy.sh".into()),
+            },
+            server,
+            token: cx.opt_secret("token", &s.token)?,
+            priority: kit::ranged(
+                cx,
+                &s.priority,
+                1..=5,
+                "`priority` must be between 1 (min) and 5 (max)",
+            )?,
+            tags: s.tags,
+            markdown: s.markdown,
+        })
+    }
 
-impl Instance for Ntfy {
-    fn bind(
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
         let Some(raw) = &t.topic else {
             cx.error(chat, "an ntfy chat needs `topic`");
             return None;
         };
         let topic = cx.string(raw)?;
+        let v = topic.expose();
         // A topic still holding an unset `${VAR}` (validate, explain) is checked at serve time.
-        if !topic.expose().contains("${") && !valid_topic(topic.expose()) {
+        let valid = (1..=64).contains(&v.len())
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !v.contains("${") && !valid {
             // Never echo the value: it may come from the environment.
             cx.error(
                 Some(raw.span()),
@@ -190,11 +148,7 @@ impl Destination for NtfyChat {
     }
 
     fn dialect(&self) -> Dialect {
-        if self.instance.markdown {
-            Dialect::Markdown
-        } else {
-            Dialect::Plain
-        }
+        kit::markdown_if(self.instance.markdown)
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -202,7 +156,7 @@ impl Destination for NtfyChat {
     }
 
     fn default_template(&self) -> Option<&'static str> {
-        Some(BODY_TEMPLATE)
+        Some(kit::push_template!("\n"))
     }
 
     fn default_rate(&self) -> Option<Rate> {
@@ -219,28 +173,11 @@ impl Destination for NtfyChat {
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let inst = &self.instance;
-        let url = Secret::new(format!("{}/{}", inst.server.expose(), self.topic.expose()));
-        let mut req = HttpRequest {
-            method: "POST",
-            url,
-            headers: vec![(
-                "Content-Type".into(),
-                Secret::new(if inst.markdown {
-                    "text/markdown; charset=utf-8"
-                } else {
-                    "text/plain; charset=utf-8"
-                }),
-            )],
-            body: truncate_bytes(msg.text, MAX_BODY_BYTES),
+        let content_type = if inst.markdown {
+            "text/markdown; charset=utf-8"
+        } else {
+            "text/plain; charset=utf-8"
         };
-        if let Some(title) = context_str(msg.context, &["topic", "title"])
-            && let Some(v) = header_text(title)
-        {
-            req = req.header("Title", Secret::new(v));
-        }
-        if let Some(click) = click_url(msg.context) {
-            req = req.header("Click", Secret::new(click));
-        }
         let topic_tags = msg.context["topic"]["tags"]
             .as_array()
             .into_iter()
@@ -254,14 +191,27 @@ impl Destination for NtfyChat {
             .map(|t| t.replace(',', " ").trim().to_string())
             .filter(|t| !t.is_empty())
             .collect();
-        if let Some(v) = header_text(&tags.join(",")) {
-            req = req.header("Tags", Secret::new(v));
-        }
-        if let Some(p) = inst.priority {
-            req = req.header("Priority", Secret::new(p.to_string()));
-        }
-        if inst.markdown {
-            req = req.header("Markdown", Secret::new("yes"));
+        let headers = [
+            ("Content-Type", Some(content_type.to_string())),
+            (
+                "Title",
+                msg.context["topic"]["title"].as_str().and_then(header_text),
+            ),
+            ("Click", kit::post_link(msg.context).map(header_url)),
+            ("Tags", header_text(&tags.join(","))),
+            ("Priority", inst.priority.map(|p| p.to_string())),
+            ("Markdown", inst.markdown.then(|| "yes".to_string())),
+        ];
+        let mut req = HttpRequest {
+            method: "POST",
+            url: Secret::new(format!("{}/{}", inst.server, self.topic.expose())),
+            headers: vec![],
+            body: truncate_bytes(msg.text, MAX_BODY_BYTES),
+        };
+        for (name, value) in headers {
+            if let Some(v) = value {
+                req = req.header(name, Secret::new(v));
+            }
         }
         if let Some(token) = &inst.token {
             req = req.bearer(token);
@@ -295,19 +245,8 @@ const SPEC: Spec = Spec {
     },
 };
 
-/// The string at `path` in the template context.
-fn context_str<'a>(ctx: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(ctx, |v, k| v.get(*k))?.as_str()
-}
-
-/// The post's URL (the topic's for topic events), when it is a web link,
-/// with anything a header cannot carry percent-encoded.
-fn click_url(ctx: &serde_json::Value) -> Option<String> {
-    let url = context_str(ctx, &["post", "url"]).or_else(|| context_str(ctx, &["topic", "url"]))?;
-    let url = url.trim();
-    if !is_linkable(url) || url.starts_with("mailto:") {
-        return None;
-    }
+/// `url` with anything a header cannot carry percent-encoded.
+fn header_url(url: &str) -> String {
     let mut out = String::with_capacity(url.len());
     for c in url.chars() {
         if c.is_ascii_graphic() {
@@ -319,7 +258,7 @@ fn click_url(ctx: &serde_json::Value) -> Option<String> {
             }
         }
     }
-    Some(out)
+    out
 }
 
 /// A header value for `text`: control characters and line breaks become
@@ -344,8 +283,8 @@ fn header_text(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testkit::{self, header, post_in, resp};
     use serde_json::json;
-    use std::collections::HashMap;
     use std::time::Duration;
 
     const TOKEN: &str = "tk_canary4242";
@@ -353,7 +292,7 @@ mod tests {
     fn chat(markdown: bool, token: bool) -> NtfyChat {
         NtfyChat {
             instance: Arc::new(Ntfy {
-                server: Secret::new("http://127.0.0.1:9"),
+                server: "http://127.0.0.1:9".into(),
                 host: Some("127.0.0.1".into()),
                 token: token.then(|| Secret::new(TOKEN)),
                 priority: Some(4),
@@ -365,34 +304,13 @@ mod tests {
         }
     }
 
-    fn ctx() -> serde_json::Value {
-        json!({
-            "topic": {"title": "Ünïcode\r\nInjected: yes", "url": "https://f.example/t/x/1", "tags": ["rust", "a,b"]},
-            "post": {"url": "https://f.example/t/wörld/1/2"},
-        })
-    }
-
-    use crate::providers::http::tests::resp;
-
-    fn header<'a>(r: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        r.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.expose())
-    }
-
     #[test]
     fn request_shape() {
-        let ctx = ctx();
-        let Outbound::Http(r) = chat(false, true).request(&Message {
-            chat: "c",
-            text: "by Bob\n@everyone <b>",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }) else {
-            panic!("expected HTTP")
-        };
+        let ctx = json!({
+            "topic": {"title": "Ünïcode\r\nInjected: yes", "url": "https://f.example/t/x/1", "tags": ["rust", "a,b"]},
+            "post": {"url": "https://f.example/t/wörld/1/2"},
+        });
+        let r = post_in(&chat(false, true), &ctx, "by Bob\n@everyone <b>");
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/forum-alerts");
         assert_eq!(r.body, "by Bob\n@everyone <b>");
@@ -426,15 +344,7 @@ mod tests {
         let ctx = json!({"topic": {"title": "Plain", "url": "javascript:alert(1)", "tags": []}, "post": null});
         let c = chat(true, false);
         assert_eq!(c.dialect(), Dialect::Markdown);
-        let Outbound::Http(r) = c.request(&Message {
-            chat: "c",
-            text: "x",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }) else {
-            panic!("expected HTTP")
-        };
+        let r = post_in(&c, &ctx, "x");
         assert_eq!(header(&r, "Markdown"), Some("yes"));
         assert_eq!(header(&r, "Title"), Some("Plain"));
         assert_eq!(header(&r, "Click"), None, "only web links");
@@ -456,84 +366,82 @@ mod tests {
 
     #[test]
     fn long_bodies_are_cut_on_a_char_boundary() {
-        let text = "é".repeat(3000);
-        let cut = truncate_bytes(&text, MAX_BODY_BYTES);
-        assert!(cut.len() <= MAX_BODY_BYTES && cut.ends_with('…'));
-        assert_eq!(truncate_bytes("short", 10), "short");
+        let r = testkit::post(&chat(false, false), &"é".repeat(3000));
+        assert!(r.body.len() <= MAX_BODY_BYTES && r.body.ends_with('…'));
+        assert_eq!(testkit::post(&chat(false, false), "short").body, "short");
     }
 
     #[test]
     fn classifies_answers() {
-        let c = chat(false, true);
+        let c = |status, headers: &[(&str, &str)], body| {
+            chat(false, true).classify(&resp(status, headers, body))
+        };
         assert_eq!(
-            c.classify(&resp(
+            c(
                 200,
                 &[],
                 r#"{"id":"hwQ2YpKdmg","time":1635528741,"event":"message"}"#
-            )),
+            ),
             Outcome::Sent {
                 remote_id: Some("hwQ2YpKdmg".into())
             }
         );
         assert_eq!(
-            c.classify(&resp(
+            c(
                 429,
                 &[("Retry-After", "5")],
                 r#"{"code":42901,"http":429,"error":"limit reached: too many requests"}"#
-            )),
+            ),
             Outcome::Retry {
                 reason: "ntfy: HTTP 429 limit reached: too many requests (code 42901)".into(),
                 after: Some(Duration::from_secs(5))
             }
         );
-        assert!(matches!(
-            c.classify(&resp(502, &[], "")),
-            Outcome::Retry { .. }
-        ));
-        let Outcome::Permanent { reason } = c.classify(&resp(
-            403,
-            &[],
-            r#"{"code":40301,"http":403,"error":"forbidden","link":"https://ntfy.sh/docs/publish/#authentication"}"#,
-        )) else {
-            panic!("403 is permanent")
-        };
+        assert!(matches!(c(502, &[], ""), Outcome::Retry { .. }));
         assert_eq!(
-            reason,
-            "ntfy: HTTP 403 forbidden (code 40301) (check `token` and its access to the topic)"
+            c(
+                403,
+                &[],
+                r#"{"code":40301,"http":403,"error":"forbidden","link":"https://ntfy.sh/docs/publish/#authentication"}"#,
+            ),
+            Outcome::Permanent {
+                reason: "ntfy: HTTP 403 forbidden (code 40301) (check `token` and its access to the topic)".into()
+            }
         );
-        assert!(!reason.contains(TOKEN));
-        assert!(matches!(
-            c.classify(&resp(413, &[], "too large")),
-            Outcome::Permanent { reason } if reason == "ntfy: HTTP 413: too large (the message is too large; shorten the template)"
-        ));
-    }
-
-    fn bind(settings: &str, target: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        let env: HashMap<String, String> = [("NTFY_TOKEN".to_string(), TOKEN.to_string())].into();
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let doc = toml_edit::Document::parse(format!("s = {{ {settings} }}\nt = {{ {target} }}"))
-            .unwrap();
-        let dest = parse(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
-        let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
-        (dest, problems)
+        assert_eq!(
+            c(413, &[], "too large"),
+            Outcome::Permanent {
+                reason:
+                    "ntfy: HTTP 413: too large (the message is too large; shorten the template)"
+                        .into()
+            }
+        );
     }
 
     #[test]
     fn settings_are_validated() {
+        let bind = |s, t| testkit::bind(&REGISTRATION, s, t, &[("NTFY_TOKEN", TOKEN)]);
         let (d, p) = bind("", "topic = \"alerts_1\"");
-        let d = d.unwrap();
         assert!(p.is_empty(), "{p:?}");
-        assert_eq!(d.target(), "ntfy.sh/alerts_1");
-        let (_, p) = bind("token = \"tk_literal\"", "topic = \"a\"");
-        assert!(p[0].contains("must be an environment reference"), "{p:?}");
-        let (_, p) = bind("priority = 9", "topic = \"a\"");
-        assert!(p[0].contains("between 1"), "{p:?}");
-        let (_, p) = bind("server = \"ftp://x\"", "topic = \"a\"");
-        assert!(p[0].contains("`server` must be an absolute"), "{p:?}");
-        let (_, p) = bind("", "topic = \"no/slash\"");
-        assert!(p[0].contains("`topic` must be"), "{p:?}");
-        let (_, p) = bind("", "");
-        assert!(p[0].contains("needs `topic`"), "{p:?}");
+        assert_eq!(d.unwrap().target(), "ntfy.sh/alerts_1");
+        for (s, t, want) in [
+            (
+                "token = \"tk_literal\"",
+                "topic = \"a\"",
+                "must be an environment reference",
+            ),
+            ("priority = 9", "topic = \"a\"", "between 1"),
+            (
+                "server = \"ftp://x\"",
+                "topic = \"a\"",
+                "`server` must be an absolute",
+            ),
+            ("", "topic = \"no/slash\"", "`topic` must be"),
+            ("", "", "needs `topic`"),
+        ] {
+            let (_, p) = bind(s, t);
+            assert!(p[0].contains(want), "{s} / {t}: {p:?}");
+        }
         // A topic from the environment is never shown.
         let (d, _) = bind("token = \"${NTFY_TOKEN}\"", "topic = \"${NTFY_TOPIC}\"");
         assert_eq!(d.unwrap().target(), "ntfy.sh/${NTFY_TOPIC}");

@@ -1,21 +1,17 @@
-//! `pushover`: push notifications through Pushover's Messages API.
+//! `pushover`: `POST {api_url}/messages.json`, form-encoded, with the
+//! application `token` and the `user` (or group) key in the body (both
+//! `${VAR}`s, so the redactor hides them wherever the request is shown),
+//! `message`, `html=1`, `title` (the topic), `url` (the post), `url_title`,
+//! and optional `device`, `priority`, `sound`.
 //!
-//! `POST https://api.pushover.net/1/messages.json`, form-encoded, with the
-//! application token and the user (or group) key in the body: `token`,
-//! `user`, `message`, `title` (the topic title), `url` (the post) and
-//! `url_title`, `html=1`, plus optional `device`, `priority` and `sound`.
-//! Both keys are `${VAR}`s, so the config's redactor hides them wherever the
-//! request is printed (`explain`).
-//!
-//! Dialect: HTML, which Pushover renders in a small subset (`<b>`, `<i>`,
-//! `<u>`, `<font color>`, `<a href>`); values are entity-escaped. Limits:
-//! message 1 024 characters (cut without splitting a tag or an entity),
-//! title 250, URL 512, URL title 100. No mentions exist.
-//!
-//! Answers: `200 {"status":1,"request":…}`; `4xx {"status":0,"errors":[…]}`
-//! (permanent), `429` when the application's monthly quota is spent; 5xx are
-//! retried no faster than every 5 s, as Pushover asks. See
-//! shared/providers.md §3, alertmanager `notify/pushover`.
+//! Dialect: HTML (Pushover renders `<b> <i> <u> <font color> <a href>`);
+//! values entity-escaped, no mentions exist. No parser test: the strictest
+//! reading, checked on the hostile fixture in `tests/provider_pushover.rs`.
+//! Limits: message 1 024 characters (cut outside tags and entities), title
+//! 250, URL 512, URL title 100. Answers: `{"status":1}` sent; `"status":0`
+//! permanent (HTTP 200 too), naming the bad parameter; 429 when the monthly
+//! quota is spent; 5xx retried no sooner than 5 s, as Pushover asks. See
+//! shared/providers.md §3.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -26,24 +22,20 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 use toml_edit::Item;
 
+use super::http::classify_status;
+use super::kit::{self, AtTable, Provider, Spec};
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
-use crate::render::escape::{escape, is_linkable, strip_controls};
+use crate::render::escape::escape;
 use crate::render::text::truncate;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "pushover",
-    about: "Pushover push notifications",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration_at::<Pushover>("pushover", "Pushover push notifications");
 
 const DEFAULT_API_URL: &str = "https://api.pushover.net/1";
 const MAX_MESSAGE_CHARS: usize = 1024;
@@ -52,15 +44,6 @@ const MAX_URL_CHARS: usize = 512;
 const MAX_URL_TITLE_CHARS: usize = 100;
 /// Pushover asks clients to wait at least this long before retrying a 5xx.
 const MIN_RETRY: Duration = Duration::from_secs(5);
-
-/// The title and the link are fields of their own: the message is the
-/// byline and the excerpt.
-const BODY_TEMPLATE: &str = concat!(
-    "{{#if post}}by {{#if post.name}}{{post.name}}{{else}}{{post.username}}{{/if}}{{/if}}",
-    "{{#if topic.category}} in {{topic.category.path}}{{/if}}",
-    "{{#if topic.tags}} [{{join topic.tags \", \"}}]{{/if}}",
-    "{{#if post}}{{#if post.excerpt}}\n{{post.excerpt}}{{/if}}{{/if}}",
-);
 
 /// `[providers.NAME]` for `kind = "pushover"`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -96,54 +79,40 @@ struct Pushover {
     sound: Option<String>,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let Some(raw) = &s.token else {
-        cx.error(
-            item.span(),
-            "a pushover provider needs the application `token = \"${PUSHOVER_TOKEN}\"`: define [providers.NAME] with kind = \"pushover\"",
-        );
-        return None;
-    };
-    let token = cx.secret("token", raw)?;
-    let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
-    let priority = match &s.priority {
-        Some(p) => match i8::try_from(*p.get_ref()) {
-            Ok(v @ -2..=1) => Some(v),
-            _ => {
-                cx.error(
-                    Some(p.span()),
-                    "`priority` must be between -2 and 1 (emergency priority 2 needs acknowledgements the relay does not handle)",
-                );
-                return None;
-            }
-        },
-        None => None,
-    };
-    Some(Arc::new(Pushover {
-        token,
-        api_url,
-        priority,
-        sound: s.sound.filter(|v| !v.trim().is_empty()),
-    }))
+impl AtTable for Pushover {
+    fn new_at(s: Settings, table: &Item, cx: &mut Ctx<'_>) -> Option<Self> {
+        let missing = "a pushover provider needs the application `token = \"${PUSHOVER_TOKEN}\"`: define [providers.NAME] with kind = \"pushover\"";
+        let (token, _) = kit::required_secret(cx, &s.token, "token", table.span(), missing)?;
+        Some(Pushover {
+            token,
+            api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,
+            priority: kit::ranged(
+                cx,
+                &s.priority,
+                -2..=1,
+                "`priority` must be between -2 and 1 (emergency priority 2 needs acknowledgements the relay does not handle)",
+            )?,
+            sound: s.sound.filter(|v| !v.trim().is_empty()),
+        })
+    }
 }
 
-impl Instance for Pushover {
-    fn bind(
+impl Provider for Pushover {
+    type Settings = Settings;
+    type Target = Target;
+
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        Self::new_at(s, &Item::None, cx)
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
-        let Some(raw) = &t.user else {
-            cx.error(
-                chat,
-                "a pushover chat needs `user = \"${PUSHOVER_USER}\"` (a user or group key)",
-            );
-            return None;
-        };
-        let user = cx.secret("user", raw)?;
+        let missing = "a pushover chat needs `user = \"${PUSHOVER_USER}\"` (a user or group key)";
+        let (user, raw) = kit::required_secret(cx, &t.user, "user", chat, missing)?;
         if user.expose().trim().is_empty() {
             cx.error(Some(raw.span()), "`user` is empty");
             return None;
@@ -180,7 +149,7 @@ impl Destination for PushoverChat {
     }
 
     fn default_template(&self) -> Option<&'static str> {
-        Some(BODY_TEMPLATE)
+        Some(kit::push_template!("\n"))
     }
 
     fn default_rate(&self) -> Option<Rate> {
@@ -197,10 +166,7 @@ impl Destination for PushoverChat {
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let inst = &self.instance;
-        let title = msg.context["topic"]["title"]
-            .as_str()
-            .map(|t| strip_controls(t).trim().to_string())
-            .unwrap_or_default();
+        let title = kit::topic_title(msg.context);
         let mut message = truncate_html(msg.text, MAX_MESSAGE_CHARS);
         if message.trim().is_empty() {
             // Pushover refuses a blank message.
@@ -214,7 +180,8 @@ impl Destination for PushoverChat {
         if !title.is_empty() {
             form.append_pair("title", &truncate(&title, MAX_TITLE_CHARS));
         }
-        if let Some(url) = post_url(msg.context) {
+        let link = kit::post_link(msg.context).filter(|u| u.chars().count() <= MAX_URL_CHARS);
+        if let Some(url) = link {
             form.append_pair("url", url);
             if !title.is_empty() {
                 form.append_pair("url_title", &truncate(&title, MAX_URL_TITLE_CHARS));
@@ -234,49 +201,44 @@ impl Destination for PushoverChat {
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+        let body = kit::json_body(resp);
+        let reason = || format!("pushover: {}", SPEC.describe(resp, &body));
         match classify_status(resp) {
             // HTTP 200 means accepted; `status: 0` with it would still be a refusal.
             Outcome::Sent { .. } if body["status"].as_i64() != Some(0) => {
                 Outcome::Sent { remote_id: None }
             }
             Outcome::Sent { .. } | Outcome::Permanent { .. } => Outcome::Permanent {
-                reason: format!("{}{}", reason(resp, &body), hint(&body)),
+                reason: format!("{}{}", reason(), hint(&body)),
             },
             Outcome::Retry { after, .. } if resp.status == 429 => Outcome::Retry {
                 reason: format!(
                     "{} (the application's monthly message quota is used up)",
-                    reason(resp, &body)
+                    reason()
                 ),
                 after,
             },
             Outcome::Retry { after, .. } => Outcome::Retry {
-                reason: reason(resp, &body),
+                reason: reason(),
                 after: Some(after.map_or(MIN_RETRY, |a| a.max(MIN_RETRY))),
             },
         }
     }
 }
 
-/// `pushover: HTTP 400: user identifier is invalid; …`.
-fn reason(resp: &HttpResponse, body: &serde_json::Value) -> String {
-    let errors: Vec<&str> = body["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.as_str())
-        .collect();
-    let detail = if errors.is_empty() {
-        resp.body_snippet()
-    } else {
-        errors.join("; ").chars().take(240).collect()
-    };
-    if detail.is_empty() {
-        format!("pushover: HTTP {}", resp.status)
-    } else {
-        format!("pushover: HTTP {}: {detail}", resp.status)
-    }
-}
+/// Errors: `{"errors": ["user identifier is invalid", …], "status": 0}`.
+const SPEC: Spec = Spec {
+    error: |_, body| {
+        let errors: Vec<&str> = body["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.as_str())
+            .collect();
+        (!errors.is_empty()).then(|| kit::clip(&errors.join("; "), 240))
+    },
+    ..Spec::plain("pushover")
+};
 
 /// Pushover names the failing parameter (`"token":"invalid"`, `"user":"invalid"`).
 fn hint(body: &serde_json::Value) -> &'static str {
@@ -289,17 +251,6 @@ fn hint(body: &serde_json::Value) -> &'static str {
     } else {
         ""
     }
-}
-
-/// The post's URL (the topic's for topic events), when it is a web link
-/// that fits Pushover's limit.
-fn post_url(ctx: &serde_json::Value) -> Option<&str> {
-    let url = ctx["post"]["url"]
-        .as_str()
-        .or_else(|| ctx["topic"]["url"].as_str())?
-        .trim();
-    (is_linkable(url) && !url.starts_with("mailto:") && url.chars().count() <= MAX_URL_CHARS)
-        .then_some(url)
 }
 
 /// `html` cut to at most `max` characters, with `…`, never inside a tag
@@ -329,8 +280,8 @@ fn truncate_html(html: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testkit::{self, header, resp};
     use serde_json::json;
-    use std::collections::HashMap;
 
     const TOKEN: &str = "azGDORePK8gMaC0QOYAMyEEuzJnyUi";
     const USER: &str = "uQiRzpo4DXghDmr9QzzfQu27cmVRsG";
@@ -349,10 +300,16 @@ mod tests {
         }
     }
 
-    use crate::providers::http::tests::resp;
-
-    fn form(body: &str) -> Vec<(String, String)> {
-        url::form_urlencoded::parse(body.as_bytes())
+    /// The form fields of the request for `text` in `ctx`.
+    fn form(ctx: serde_json::Value, text: &str) -> Vec<(String, String)> {
+        let r = testkit::post_in(&chat(), &ctx, text);
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.url.expose(), "http://127.0.0.1:9/1/messages.json");
+        assert_eq!(
+            header(&r, "Content-Type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        url::form_urlencoded::parse(r.body.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect()
     }
@@ -366,20 +323,8 @@ mod tests {
     #[test]
     fn request_shape() {
         let ctx = json!({"topic": {"title": "A & B", "url": "https://f.example/t/a-b/7"}, "post": {"url": "https://f.example/t/a-b/7/3"}});
-        let Outbound::Http(r) = chat().request(&Message {
-            chat: "c",
-            text: "by <b>Bob</b> &amp; co",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }) else {
-            panic!("expected HTTP")
-        };
-        assert_eq!(r.method, "POST");
-        assert_eq!(r.url.expose(), "http://127.0.0.1:9/1/messages.json");
-        assert_eq!(r.headers[0].1.expose(), "application/x-www-form-urlencoded");
         assert_eq!(
-            form(&r.body),
+            form(ctx, "by <b>Bob</b> &amp; co"),
             pairs(&[
                 ("token", TOKEN),
                 ("user", USER),
@@ -399,16 +344,7 @@ mod tests {
     #[test]
     fn blank_messages_fall_back_to_the_title_and_bad_links_are_dropped() {
         let ctx = json!({"topic": {"title": "<T>", "url": "javascript:x"}, "post": null});
-        let Outbound::Http(r) = chat().request(&Message {
-            chat: "c",
-            text: " ",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }) else {
-            panic!("expected HTTP")
-        };
-        let f = form(&r.body);
+        let f = form(ctx, " ");
         assert!(f.contains(&("message".into(), "&lt;T&gt;".into())));
         assert!(!f.iter().any(|(k, _)| k == "url" || k == "url_title"));
     }
@@ -428,95 +364,91 @@ mod tests {
 
     #[test]
     fn classifies_answers() {
-        let c = chat();
+        let c =
+            |status, headers: &[(&str, &str)], body| chat().classify(&resp(status, headers, body));
         assert_eq!(
-            c.classify(&resp(
+            c(
                 200,
                 &[],
                 r#"{"status":1,"request":"647d2300-702c-4b38-8b2f-d56326ae460b"}"#
-            )),
+            ),
             Outcome::Sent { remote_id: None }
         );
-        let Outcome::Permanent { reason } = c.classify(&resp(
-            400,
-            &[],
-            r#"{"user":"invalid","errors":["user identifier is not a valid user, group, or subscribed user key"],"status":0,"request":"5042853c-402d-4a18-abcb-168734a801de"}"#,
-        )) else {
-            panic!("400 is permanent")
-        };
         assert_eq!(
-            reason,
-            "pushover: HTTP 400: user identifier is not a valid user, group, or subscribed user key (check `user`: a user or group key)"
+            c(
+                400,
+                &[],
+                r#"{"user":"invalid","errors":["user identifier is not a valid user, group, or subscribed user key"],"status":0,"request":"5042853c-402d-4a18-abcb-168734a801de"}"#,
+            ),
+            Outcome::Permanent {
+                reason: "pushover: HTTP 400: user identifier is not a valid user, group, or subscribed user key (check `user`: a user or group key)".into()
+            }
         );
         assert!(matches!(
-            c.classify(&resp(400, &[], r#"{"token":"invalid","errors":["application token is invalid"],"status":0}"#)),
+            c(400, &[], r#"{"token":"invalid","errors":["application token is invalid"],"status":0}"#),
             Outcome::Permanent { reason } if reason.ends_with("(check the application `token`)")
         ));
         assert!(matches!(
-            c.classify(&resp(
+            c(
                 200,
                 &[],
                 r#"{"status":0,"errors":["message cannot be blank"]}"#
-            )),
+            ),
             Outcome::Permanent { .. }
         ));
         assert!(matches!(
-            c.classify(&resp(429, &[("X-Limit-App-Remaining", "0")], r#"{"status":0,"errors":["application is over its monthly limit"]}"#)),
+            c(429, &[("X-Limit-App-Remaining", "0")], r#"{"status":0,"errors":["application is over its monthly limit"]}"#),
             Outcome::Retry { reason, after: None } if reason.contains("monthly")
         ));
         assert_eq!(
-            c.classify(&resp(503, &[], "")),
+            c(503, &[], ""),
             Outcome::Retry {
                 reason: "pushover: HTTP 503".into(),
                 after: Some(MIN_RETRY)
             }
         );
         assert!(matches!(
-            c.classify(&resp(500, &[("Retry-After", "60")], "")),
+            c(500, &[("Retry-After", "60")], ""),
             Outcome::Retry { after: Some(d), .. } if d.as_secs() == 60
         ));
     }
 
-    fn bind(settings: &str, target: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        let env: HashMap<String, String> = [
-            ("PUSHOVER_TOKEN".to_string(), TOKEN.to_string()),
-            ("PUSHOVER_USER".to_string(), USER.to_string()),
-        ]
-        .into();
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let doc = toml_edit::Document::parse(format!("s = {{ {settings} }}\nt = {{ {target} }}"))
-            .unwrap();
-        let dest = parse(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
-        let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
-        (dest, problems)
-    }
-
     #[test]
     fn settings_are_validated() {
+        let env = [("PUSHOVER_TOKEN", TOKEN), ("PUSHOVER_USER", USER)];
+        let bind = |s, t| testkit::bind(&REGISTRATION, s, t, &env);
         let (d, p) = bind(
             "token = \"${PUSHOVER_TOKEN}\"",
             "user = \"${PUSHOVER_USER}\"",
         );
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(d.unwrap().target(), "user ${PUSHOVER_USER}");
-        let (_, p) = bind("", "user = \"${PUSHOVER_USER}\"");
-        assert!(p[0].contains("needs the application `token"), "{p:?}");
-        let (_, p) = bind("token = \"${PUSHOVER_TOKEN}\"", "");
-        assert!(p[0].contains("needs `user"), "{p:?}");
-        let (_, p) = bind(
-            "token = \"${PUSHOVER_TOKEN}\"",
-            &format!("user = \"{USER}\""),
-        );
-        assert!(p[0].contains("must be an environment reference"), "{p:?}");
-        let (_, p) = bind(
-            "token = \"${PUSHOVER_TOKEN}\", priority = 2",
-            "user = \"${PUSHOVER_USER}\"",
-        );
-        assert!(p[0].contains("between -2 and 1"), "{p:?}");
-        let (_, p) = bind(
-            "token = \"${PUSHOVER_TOKEN}\", api_url = \"nope\"",
-            "user = \"${PUSHOVER_USER}\"",
-        );
-        assert!(p[0].contains("`api_url` must be an absolute"), "{p:?}");
+        let user = format!("user = \"{USER}\"");
+        for (s, t, want) in [
+            (
+                "",
+                "user = \"${PUSHOVER_USER}\"",
+                "needs the application `token",
+            ),
+            ("token = \"${PUSHOVER_TOKEN}\"", "", "needs `user"),
+            (
+                "token = \"${PUSHOVER_TOKEN}\"",
+                user.as_str(),
+                "must be an environment reference",
+            ),
+            (
+                "token = \"${PUSHOVER_TOKEN}\", priority = 2",
+                "user = \"${PUSHOVER_USER}\"",
+                "between -2 and 1",
+            ),
+            (
+                "token = \"${PUSHOVER_TOKEN}\", api_url = \"nope\"",
+                "user = \"${PUSHOVER_USER}\"",
+                "`api_url` must be an absolute",
+            ),
+        ] {
+            let (_, p) = bind(s, t);
+            assert!(p[0].contains(want), "{s} / {t}: {p:?}");
+        }
     }
 }

@@ -62,6 +62,39 @@ pub fn body(r: &HttpRequest) -> Value {
 // ---- testkit additions, group A ----
 // (keep additions inside this section until the groups are merged)
 
+/// The request `dest` builds for a new message `text` rendered against
+/// `ctx` (for providers that send context fields: titles, links, tags).
+pub fn post_in(dest: &dyn Destination, ctx: &Value, text: &str) -> HttpRequest {
+    http(dest.request(&Message {
+        chat: "test-chat",
+        text,
+        context: ctx,
+        action: Action::default(),
+        delivery: None,
+    }))
+}
+
+/// `reg` reading `settings` and binding a chat with `target` (each the
+/// inside of an inline table), with `env` set and unset variables only
+/// warned about: the destination and every problem's message, in order.
+pub fn bind(
+    reg: &super::Registration,
+    settings: &str,
+    target: &str,
+    env: &[(&str, &str)],
+) -> (Option<Box<dyn Destination>>, Vec<String>) {
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut cx = crate::config::de::Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+    let doc = toml_edit::Document::parse(format!("s = {{ {settings} }}\nt = {{ {target} }}"))
+        .unwrap_or_else(|e| panic!("bad test TOML: {e}"));
+    let dest = (reg.parse)(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
+    let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
+    (dest, problems)
+}
+
 // ---- testkit additions, group B ----
 // (keep additions inside this section until the groups are merged)
 

@@ -1,6 +1,14 @@
-//! `webhook`: a generic JSON POST to any URL. The body is the rendered
-//! template (its dialect is JSON, so every value is escaped as JSON string
-//! content), by default a JSON document of the event's main fields.
+//! `webhook`: a generic JSON POST to any URL (a chat's `url`, or its
+//! provider's), `Content-Type: application/json`, with extra headers for
+//! auth (`Authorization = "Bearer ${HOOK_TOKEN}"`; a chat's override its
+//! provider's, names matched without case). The body is the rendered
+//! template as is: its dialect is JSON, so every value is escaped as JSON
+//! string content (`render::tests::json_values_stay_valid_json` parses
+//! hostile values back), and the default is a JSON document of the event's
+//! main fields.
+//!
+//! No limits beyond a polite default rate; answers by status alone (2xx
+//! sent, 408/429/5xx retried with `Retry-After`, other 4xx permanent).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -50,6 +58,7 @@ struct Webhook {
     headers: BTreeMap<String, Secret>,
 }
 
+/// Header values may hold `${VAR}`s (a token): they are secrets.
 fn read_headers(
     raw: &BTreeMap<String, Spanned<String>>,
     cx: &mut Ctx<'_>,
@@ -78,17 +87,15 @@ impl Provider for Webhook {
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let url = match (&t.url, &self.url) {
-            (Some(u), _) => cx.url("url", u, false)?,
-            (None, Some(u)) => u.clone(),
-            (None, None) => {
-                cx.error(
-                    chat,
-                    "a webhook chat needs `url` (or a `url` on its provider)",
-                );
-                return None;
-            }
+        let url = match &t.url {
+            Some(u) => Some(cx.url("url", u, false)?),
+            None => self.url.clone(),
         };
+        let url = cx.require_token(
+            &url,
+            chat,
+            "a webhook chat needs `url` (or a `url` on its provider)",
+        )?;
         let mut headers = self.headers.clone();
         headers.extend(read_headers(&t.headers, cx));
         Some(Box::new(WebhookChat { url, headers }))
@@ -132,6 +139,7 @@ impl Destination for WebhookChat {
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
+        // The body is already JSON: sent as rendered, not re-serialized.
         let mut req = HttpRequest {
             method: "POST",
             url: self.url.clone(),
