@@ -21,7 +21,7 @@ pub fn target(event: &Event) -> Option<PostKey> {
         EventKind::PostEdited | EventKind::PostDestroyed | EventKind::PostRecovered => {
             PostKey::of(event)
         }
-        EventKind::TopicEdited => Some(PostKey {
+        EventKind::TopicEdited | EventKind::TopicVisibleStatusUpdated => Some(PostKey {
             forum: event.forum.clone(),
             topic: event.topic.id,
             number: 1,
@@ -55,6 +55,8 @@ pub fn merge_topic(into: &mut Event, topic: &Event) {
     if !topic.topic.title.is_empty() {
         into.topic.title = topic.topic.title.clone();
     }
+    // Topic payloads always say whether the topic is listed.
+    into.topic.unlisted = topic.topic.unlisted;
 }
 
 /// The record to store and the steps for each chat the post went to.
@@ -65,6 +67,11 @@ pub fn plan(
     arrived: &Event,
     mut record: PostRecord,
 ) -> Option<(PostRecord, Vec<FollowUp>)> {
+    // A message shows while its post is not deleted and its topic listed;
+    // an unlisted topic's announcement goes the way of a deleted post, and
+    // listed again it comes back like a recovered one.
+    let visible = |r: &PostRecord| !r.deleted && !r.event.topic.unlisted;
+    let was_visible = visible(&record);
     match arrived.kind {
         EventKind::PostEdited | EventKind::TopicEdited => {
             let mut merged = record.event.clone();
@@ -76,14 +83,23 @@ pub fn plan(
                 return None;
             }
             record.event = merged;
-            if record.deleted {
-                return Some((record, vec![]));
-            }
         }
         EventKind::PostDestroyed if !record.deleted => record.deleted = true,
         EventKind::PostRecovered if record.deleted => record.deleted = false,
+        EventKind::TopicVisibleStatusUpdated
+            if arrived.topic.unlisted != record.event.topic.unlisted =>
+        {
+            record.event.topic.unlisted = arrived.topic.unlisted;
+        }
         _ => return None,
     }
+    let change = match (was_visible, visible(&record)) {
+        (true, false) => EventKind::PostDestroyed,
+        (false, true) => EventKind::PostRecovered,
+        (true, true) => EventKind::PostEdited,
+        // Remembered for later; nothing shows either way.
+        (false, false) => return Some((record, vec![])),
+    };
     let event = Box::new(record.event.clone());
     let mut steps = Vec::with_capacity(record.chats.len());
     for c in &record.chats {
@@ -99,7 +115,7 @@ pub fn plan(
             event: event.clone(),
             strike,
         };
-        let step = match arrived.kind {
+        let step = match change {
             EventKind::PostDestroyed => FollowUp {
                 chat: c.chat.clone(),
                 queued: Some(c.seq),

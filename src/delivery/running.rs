@@ -200,9 +200,17 @@ impl Delivery {
                 topic,
                 tags,
                 groups,
+                visible,
             } => {
                 let r = blocking(&self.store, move |s| {
-                    refresh_topic(s, &forum, topic, tags.as_deref(), groups.as_deref())
+                    refresh_topic(
+                        s,
+                        &forum,
+                        topic,
+                        tags.as_deref(),
+                        groups.as_deref(),
+                        visible,
+                    )
                 })
                 .await;
                 if let Err(e) = r {

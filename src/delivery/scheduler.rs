@@ -206,6 +206,7 @@ pub fn absorbs(kind: &EventKind) -> bool {
             | EventKind::TopicCreated
             | EventKind::TopicEdited
             | EventKind::TopicDestroyed
+            | EventKind::TopicVisibleStatusUpdated
     )
 }
 
@@ -227,7 +228,7 @@ pub fn absorb_into(pending: &mut StoredEvent, arrived: &Event) -> PendingChange 
             lifecycle::merge_post(e, arrived);
             PendingChange::Update
         }
-        EventKind::TopicCreated | EventKind::TopicEdited => {
+        EventKind::TopicCreated | EventKind::TopicEdited | EventKind::TopicVisibleStatusUpdated => {
             lifecycle::merge_topic(e, arrived);
             PendingChange::Update
         }
@@ -254,6 +255,7 @@ pub fn refresh_topic(
     topic_id: u64,
     tags: Option<&[crate::ingest::Tag]>,
     pm_groups: Option<&[String]>,
+    visible: Option<bool>,
 ) -> Result<usize, StoreError> {
     store.update_pending(&mut |pending| {
         let e = &mut pending.event;
@@ -266,6 +268,9 @@ pub fn refresh_topic(
         }
         if let Some(groups) = pm_groups {
             e.topic.pm_groups = groups.to_vec();
+        }
+        if let Some(visible) = visible {
+            e.topic.unlisted = !visible;
         }
         PendingChange::Update
     })
@@ -402,12 +407,12 @@ subscribe = ["all"]
         }];
         assert_eq!(absorb(&store, &edit).unwrap(), 1);
         assert_eq!(
-            refresh_topic(&store, &edit.forum, edit.topic.id, Some(&tags), None).unwrap(),
+            refresh_topic(&store, &edit.forum, edit.topic.id, Some(&tags), None, None).unwrap(),
             1
         );
         // The same tags again change nothing.
         assert_eq!(
-            refresh_topic(&store, &edit.forum, edit.topic.id, Some(&tags), None).unwrap(),
+            refresh_topic(&store, &edit.forum, edit.topic.id, Some(&tags), None, None).unwrap(),
             0
         );
         let e = store.due_events(u64::MAX, 1).unwrap().remove(0).event;
@@ -427,7 +432,8 @@ subscribe = ["all"]
             name: "Rust".into(),
             slug: "rust".into(),
         }];
-        let changed = refresh_topic(&store, &main.forum, main.topic.id, Some(&tags), None).unwrap();
+        let changed =
+            refresh_topic(&store, &main.forum, main.topic.id, Some(&tags), None, None).unwrap();
         assert_eq!(changed, 1);
         for e in store.due_events(u64::MAX, 10).unwrap() {
             let tagged = e.event.topic.tags == tags;

@@ -19,6 +19,8 @@ pub enum EventKind {
     TopicEdited,
     TopicDestroyed,
     TopicRecovered,
+    /// A topic unlisted (`visible: false`) or listed again.
+    TopicVisibleStatusUpdated,
     Ping,
     /// Any other event name, kept verbatim.
     Other(String),
@@ -48,6 +50,7 @@ impl EventKind {
             "topic_edited" => Self::TopicEdited,
             "topic_destroyed" => Self::TopicDestroyed,
             "topic_recovered" => Self::TopicRecovered,
+            "topic_visible_status_updated" => Self::TopicVisibleStatusUpdated,
             "ping" => Self::Ping,
             other => Self::Other(other.to_string()),
         }
@@ -63,6 +66,7 @@ impl EventKind {
             Self::TopicEdited => "topic_edited",
             Self::TopicDestroyed => "topic_destroyed",
             Self::TopicRecovered => "topic_recovered",
+            Self::TopicVisibleStatusUpdated => "topic_visible_status_updated",
             Self::Ping => "ping",
             Self::Other(s) => s,
         }
@@ -128,6 +132,10 @@ pub struct Topic {
     pub tags: Vec<Tag>,
     /// Groups a private message is addressed to (lower-case names); empty when unknown.
     pub pm_groups: Vec<String>,
+    /// The topic is unlisted (learned from topic events or the API; post
+    /// events never say): nothing of it is announced.
+    #[serde(default)]
+    pub unlisted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +211,7 @@ impl Event {
                     slug: "async".into(),
                 }],
                 pm_groups: vec![],
+                unlisted: false,
             },
             post: Some(Post {
                 id: 1001,

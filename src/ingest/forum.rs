@@ -31,6 +31,8 @@ pub struct TopicInfo {
     pub private_message: bool,
     pub tags: Option<Vec<Tag>>,
     pub pm_groups: Option<Vec<String>>,
+    /// `Some(false)`: unlisted; `None`: not learned yet.
+    pub visible: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -195,6 +197,9 @@ impl ForumState {
         }
         if let Some(a) = &t.archetype {
             entry.private_message = a == "private_message";
+        }
+        if t.visible.is_some() {
+            entry.visible = t.visible;
         }
         if let Some(tags) = &t.tags {
             entry.tags = Some(

@@ -56,6 +56,8 @@ pub enum Learned {
         topic: u64,
         tags: Option<Vec<Tag>>,
         groups: Option<Vec<String>>,
+        /// `Some(false)`: unlisted.
+        visible: Option<bool>,
     },
     /// The forum's categories, from `/site.json`.
     Categories { forum: String, known: ForumState },
@@ -264,7 +266,11 @@ impl Intake {
         if let Some(topic) = after.topic {
             let known = self.with_url(&after.forum, |f| f.topic(topic).cloned());
             let known = known.unwrap_or_default();
-            if known.tags.is_none() || (after.private_message && known.pm_groups.is_none()) {
+            // Tags and visibility are learned together from `/t/ID.json`.
+            if known.tags.is_none()
+                || known.visible.is_none()
+                || (after.private_message && known.pm_groups.is_none())
+            {
                 self.spawn_topic_fetch(&after.forum, topic);
             }
         }
@@ -395,6 +401,7 @@ impl Intake {
                 topic,
                 tags: known.tags,
                 groups: known.pm_groups,
+                visible: known.visible,
             };
             let _ = intake.learned.send(learned).await;
         });

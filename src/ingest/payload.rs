@@ -62,6 +62,10 @@ pub struct TopicPayload {
     pub tags: Option<Vec<TagPayload>>,
     #[serde(default)]
     pub deleted_at: Option<String>,
+    /// `false` for an unlisted topic (topic events and `GET /t/{id}.json`;
+    /// post events never say).
+    #[serde(default)]
+    pub visible: Option<bool>,
     /// Only in `GET /t/{id}.json`: PM recipients.
     #[serde(default)]
     pub details: Option<TopicDetails>,

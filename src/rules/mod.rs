@@ -93,6 +93,9 @@ pub enum SkipReason {
     Hidden,
     #[error("deleted post")]
     Deleted,
+    /// Unlisted topics are never announced, whatever the rule.
+    #[error("unlisted topic (never announced)")]
+    Unlisted,
     /// A private message that names no group the relay knows of.
     #[error("private message to no known group (PMs reach chats only through group_message rules)")]
     PrivateMessageWithoutGroups,
@@ -356,6 +359,9 @@ impl Matcher {
             return Routing::Skipped(reason);
         }
         let topic = &event.topic;
+        if topic.unlisted {
+            return Routing::Skipped(SkipReason::Unlisted);
+        }
         let tag_ids = self.topic_tag_ids(topic);
         let mut extra = Vec::new();
 

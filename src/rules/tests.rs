@@ -426,6 +426,22 @@ fn only_post_created_notifies() {
     );
 }
 
+#[test]
+fn unlisted_topics_reach_no_rule_not_even_one_naming_their_category_or_group() {
+    let m = compile(&[
+        vec![rule(Watch, None)],
+        vec![rule(Watch, Some("general"))],
+        vec![group(Watch, RuleType::GroupMessage, "support-team")],
+    ]);
+    let mut e = post(Some("general"), 1);
+    assert!(matches!(m.route(&e), Routing::Matched(ref ms) if ms.len() == 2));
+    e.topic.unlisted = true;
+    assert_eq!(m.route(&e), Routing::Skipped(SkipReason::Unlisted));
+    let mut p = pm(&["support-team"], 2);
+    p.topic.unlisted = true;
+    assert_eq!(m.route(&p), Routing::Skipped(SkipReason::Unlisted));
+}
+
 // --- beyond the spec ---
 
 #[test]

@@ -1,0 +1,122 @@
+//! Unlisted topics are never announced, whatever the rule, through the real
+//! binary and a mock Slack: the first post of a topic created unlisted
+//! (whichever of the two events arrives first), and a topic unlisted after
+//! its announcement, whose message then follows the chat's `on_delete` and
+//! comes back when the topic is listed again.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn config(api: &str, delay: &str) -> String {
+    format!(
+        r##"[discourse]
+url = "https://forum.example.org"
+webhook_secret = "${{DISCOURSE_WEBHOOK_SECRET}}"
+delay = "{delay}"
+
+[providers.slack]
+kind = "slack"
+token = "${{SLACK_TOKEN}}"
+api_url = "{api}"
+
+[[chat]]
+name = "everything"
+provider = "slack"
+channel = "#all"
+rate_limit = "100/s"
+subscribe = ["all"]
+"##
+    )
+}
+
+fn posts_before(mock: &Mock, marker: &str) -> Vec<String> {
+    mock.before_marker(marker, Duration::from_secs(20))
+        .iter()
+        .map(|r| r.path.clone())
+        .collect()
+}
+
+#[test]
+fn the_first_post_of_an_unlisted_topic_reaches_no_chat() {
+    let mock = Mock::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "relay.toml", &config(&mock.url("/api"), "0s"));
+    let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", "xoxb-u")]);
+    // The topic event first: the relay learns the topic is unlisted.
+    assert_eq!(relay.post_fixture("topic_created_unlisted").0, 202);
+    assert_eq!(
+        relay
+            .post_fixture("post_created_unlisted_topic_first_post")
+            .0,
+        202
+    );
+    let marker = relay.post_marker("post_created_first_post");
+    assert_eq!(posts_before(&mock, &marker), Vec::<String>::new());
+}
+
+#[test]
+fn an_unlisted_topic_event_arriving_after_the_post_still_stops_it() {
+    let mock = Mock::start();
+    let dir = tempfile::tempdir().unwrap();
+    // The post waits out its delay; the topic event arrives inside it.
+    let cfg = write(dir.path(), "relay.toml", &config(&mock.url("/api"), "2s"));
+    let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", "xoxb-u")]);
+    assert_eq!(
+        relay
+            .post_fixture("post_created_unlisted_topic_first_post")
+            .0,
+        202
+    );
+    assert_eq!(relay.post_fixture("topic_created_unlisted").0, 202);
+    let marker = relay.post_marker("post_created_first_post");
+    assert_eq!(posts_before(&mock, &marker), Vec::<String>::new());
+    let explain = relay.logs();
+    assert!(!explain.contains("panicked"), "{explain}");
+}
+
+#[test]
+fn unlisting_a_topic_deletes_its_announcement_and_listing_it_again_posts_it() {
+    let mock = Mock::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "relay.toml", &config(&mock.url("/api"), "0s"));
+    let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", "xoxb-u")]);
+    assert_eq!(relay.post_fixture("post_created_first_post").0, 202);
+    let sent = mock.wait_for(1, Duration::from_secs(15));
+    assert!(sent[0].path.ends_with("/chat.postMessage"), "{:?}", sent[0]);
+    let ts = "1700000000.000100"; // the mock's answer to the first post
+
+    // Unlisted: the chat's on_delete (delete) removes the message.
+    assert_eq!(relay.post_fixture("topic_visible_status_updated").0, 202);
+    let after = mock.wait_for(2, Duration::from_secs(15));
+    assert!(after[1].path.ends_with("/chat.delete"), "{:?}", after[1]);
+    assert_eq!(after[1].json()["ts"], ts);
+
+    // A reply in the unlisted topic reaches no chat either.
+    let reply = edited_fixture("post_created_reply_group_mention", |_| {});
+    assert_eq!(relay.post(&reply.headers, reply.body).0, 202);
+    let marker = relay.post_marker("post_created_first_post");
+    let before = posts_before(&mock, &marker);
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // Listed again: the announcement is posted anew.
+    let listed = edited_fixture("topic_visible_status_updated", |v| {
+        v["topic"]["visible"] = true.into();
+    });
+    assert_eq!(relay.post(&listed.headers, listed.body).0, 202);
+    let again = mock.wait_for(4, Duration::from_secs(15));
+    assert!(
+        again[3].path.ends_with("/chat.postMessage"),
+        "{:?}",
+        again[3]
+    );
+    assert!(
+        again[3].json()["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("share state")),
+        "{}",
+        again[3].json()
+    );
+}
