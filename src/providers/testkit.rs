@@ -72,3 +72,40 @@ pub fn body(r: &HttpRequest) -> Value {
 
 // ---- testkit additions, group E ----
 // (keep additions inside this section until the groups are merged)
+
+use super::Registration;
+use crate::config::de::{Ctx, MissingEnv};
+use crate::config::diag::Problem;
+
+/// A chat of `reg`'s kind bound from TOML inline tables (settings `s`, chat
+/// fields `t`, whose spans count from the document's start: `t = {…`) with
+/// `env` as the environment: the destination and the problems.
+pub fn bind(
+    reg: &Registration,
+    s: &str,
+    t: &str,
+    env: &[(&str, &str)],
+) -> (Option<Box<dyn Destination>>, Vec<Problem>) {
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut cx = Ctx::new(&env, MissingEnv::Warn);
+    let doc = toml_edit::Document::parse(format!("t = {t}\ns = {s}"))
+        .unwrap_or_else(|e| panic!("test TOML: {e}"));
+    let dest = (reg.parse)(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], Some(0..1), &mut cx));
+    (dest, cx.problems().to_vec())
+}
+
+/// The messages of `bind`'s problems.
+pub fn messages(problems: &[Problem]) -> Vec<&str> {
+    problems.iter().map(|p| p.message.as_str()).collect()
+}
+
+/// The reason of a retry or a permanent failure; panics on `Sent`.
+pub fn reason(o: super::Outcome) -> String {
+    match o {
+        super::Outcome::Retry { reason, .. } | super::Outcome::Permanent { reason } => reason,
+        sent => panic!("expected a failure, got {sent:?}"),
+    }
+}
