@@ -98,8 +98,8 @@ pub fn bind(
 }
 
 /// The messages of `bind`'s problems.
-pub fn messages(problems: &[Problem]) -> Vec<&str> {
-    problems.iter().map(|p| p.message.as_str()).collect()
+pub fn messages(problems: &[Problem]) -> Vec<String> {
+    problems.iter().map(|p| p.message.clone()).collect()
 }
 
 /// The reason of a retry or a permanent failure; panics on `Sent`.
