@@ -15,7 +15,7 @@
 
 use super::http::{Clock, retry_hint, system_clock};
 use super::kit::prelude::*;
-use super::kit::{CodeSpec, Hook, classify_code};
+use super::kit::{CodeSpec, Hook};
 use crate::render::escape::strip_controls;
 
 pub const REGISTRATION: Registration =
@@ -80,9 +80,6 @@ fn sign(timestamp_ms: u64, secret: &str) -> String {
 
 const CODES: CodeSpec = CodeSpec {
     prefix: "dingtalk",
-    word: "errcode",
-    code_ptrs: &["/errcode"],
-    msg_ptrs: &["/errmsg"],
     transient: &[130101, -1],
     hint: |code| match code {
         130101 => " (rate limited: 20 messages a minute per robot)",
@@ -99,18 +96,17 @@ const CODES: CodeSpec = CodeSpec {
             (code == Some(130101)).then(|| wait.unwrap_or(THROTTLE_WAIT))
         })
     },
+    ..kit::ERRCODE
 };
 
 impl Chat for DingTalkChat {
     const KIND: &str = REGISTRATION.kind;
+    const TARGET: &str = "dingtalk robot";
     const DIALECT: Dialect = Dialect::Markdown;
     // 20 a minute per robot, then 10 minutes of throttling: evenly spaced,
     // no burst, so no minute ever holds more than 20.
     const RATE: Option<Rate> = Some(Rate::per_secs(1, 3));
-
-    fn target(&self) -> String {
-        "dingtalk robot".into()
-    }
+    const ANSWERS: &dyn kit::Answers = &CODES;
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let title = msg.context["topic"]["title"].as_str().map(strip_controls);
@@ -129,10 +125,6 @@ impl Chat for DingTalkChat {
             None => self.url.clone(),
         };
         Outbound::Http(HttpRequest::post_json(&url, &body))
-    }
-
-    fn classify(&self, resp: &HttpResponse) -> Outcome {
-        classify_code(resp, &CODES)
     }
 }
 

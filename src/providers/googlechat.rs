@@ -122,6 +122,8 @@ const SPEC: Spec = Spec {
 
 impl Chat for GoogleChatChat {
     const KIND: &str = REGISTRATION.kind;
+    // The space id is not secret, but it sits next to the key and token.
+    const TARGET: &str = "Google Chat webhook";
     const DIALECT: Dialect = Dialect::SlackMrkdwn;
     // Threads are named by a key the relay chooses, so they need no message
     // id; editing and deleting need a Chat app's auth, which a webhook lacks.
@@ -133,11 +135,7 @@ impl Chat for GoogleChatChat {
     // About one write a second per space, shared by every app and webhook
     // in it (developers.google.com/workspace/chat/limits).
     const RATE: Option<Rate> = Some(Rate::per_second(1));
-
-    fn target(&self) -> String {
-        // The space id is not secret, but it sits next to the key and token.
-        "Google Chat webhook".into()
-    }
+    const ANSWERS: &dyn kit::Answers = &SPEC;
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let mut body = json!({ "text": fit(&readable(msg.text), MAX_TEXT, char::len_utf16) });

@@ -13,8 +13,8 @@
 //! shared/providers.md §2.11 and dev.groupme.com/tutorials/bots.
 
 use super::http::fit;
+use super::kit::Spec;
 use super::kit::prelude::*;
-use super::kit::{Spec, classify_json};
 
 pub const REGISTRATION: Registration =
     kit::registration::<GroupMe>("groupme", "GroupMe bot (bot id)");
@@ -109,23 +109,17 @@ const SPEC: Spec = Spec {
 
 impl Chat for GroupMeChat {
     const KIND: &str = REGISTRATION.kind;
+    const TARGET: &str = "GroupMe bot";
     const DIALECT: Dialect = Dialect::Plain;
     // GroupMe publishes no limit; one a second per group is polite.
     const RATE: Option<Rate> = Some(Rate::per_second(1));
-
-    fn target(&self) -> String {
-        "GroupMe bot".into()
-    }
+    // Should GroupMe quote the bot id, delivery redacts it (a secret).
+    const ANSWERS: &dyn kit::Answers = &SPEC;
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let text = fit(msg.text, MAX_TEXT, char::len_utf16);
         let body = json!({"bot_id": self.bot_id.expose(), "text": text});
         Outbound::Http(HttpRequest::post_json(&self.url, &body))
-    }
-
-    fn classify(&self, resp: &HttpResponse) -> Outcome {
-        // Should GroupMe quote the bot id, delivery redacts it (a secret).
-        classify_json(resp, &SPEC)
     }
 }
 

@@ -337,10 +337,37 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
     const RATE: Option<Rate> = None;
     /// The message for chats that name no template (`None`: the dialect's).
     const TEMPLATE: Option<&'static str> = None;
-    /// Where messages go, for people: never a secret.
-    fn target(&self) -> String;
+    /// Where messages go, for people (status page, explain): never a secret.
+    const TARGET: &'static str;
+    /// [`Chat::TARGET`], or more when the chat's ids are not secret.
+    fn target(&self) -> String {
+        Self::TARGET.into()
+    }
+    /// How answers map to outcomes: a [`Spec`] or a [`CodeSpec`].
+    const ANSWERS: &'static dyn Answers;
     fn request(&self, msg: &Message<'_>) -> Outbound;
+    /// [`Chat::ANSWERS`]; a platform's quirks go here, before it.
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        Self::ANSWERS.classify(resp)
+    }
+}
+
+/// A way of reading answers: [`classify_json`] for a [`Spec`],
+/// [`classify_code`] for a [`CodeSpec`].
+pub trait Answers: Sync {
     fn classify(&self, resp: &HttpResponse) -> Outcome;
+}
+
+impl Answers for Spec {
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        classify_json(resp, self)
+    }
+}
+
+impl Answers for CodeSpec {
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        classify_code(resp, self)
+    }
 }
 
 impl<C: Chat> Destination for C {
@@ -403,6 +430,18 @@ impl<S: DeserializeOwned + JsonSchema + 'static, T: HookTarget> Provider for Hoo
         t.bind(chat, cx)
     }
 }
+
+/// The `{"errcode", "errmsg"}` answer of DingTalk and WeCom robots, to
+/// complete: `CodeSpec { prefix, transient, hint, after, ..kit::ERRCODE }`.
+pub const ERRCODE: CodeSpec = CodeSpec {
+    prefix: "",
+    word: "errcode",
+    code_ptrs: &["/errcode"],
+    msg_ptrs: &["/errmsg"],
+    transient: &[],
+    hint: |_| "",
+    after: |_, _, _| None,
+};
 
 /// `Some(())` when `ok`; otherwise `message` is reported at `span`:
 /// `kit::check(cx, ok, &span, "…")?`. The message must not quote the value.

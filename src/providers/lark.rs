@@ -16,7 +16,7 @@
 
 use super::http::{Clock, retry_hint, system_clock};
 use super::kit::prelude::*;
-use super::kit::{CodeSpec, Hook, classify_code, truncate_bytes};
+use super::kit::{CodeSpec, Hook, truncate_bytes};
 
 pub const REGISTRATION: Registration =
     kit::registration::<Hook<Settings, Target>>("lark", "Lark / Feishu custom bot webhook");
@@ -119,13 +119,11 @@ const CODES: CodeSpec = CodeSpec {
 
 impl Chat for LarkChat {
     const KIND: &str = REGISTRATION.kind;
+    const TARGET: &str = "lark custom bot";
     const DIALECT: Dialect = Dialect::Plain;
     // 100/min and 5/s per bot: one a second stays under both.
     const RATE: Option<Rate> = Some(Rate::per_second(1));
-
-    fn target(&self) -> String {
-        "lark custom bot".into()
-    }
+    const ANSWERS: &dyn kit::Answers = &CODES;
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let text = break_mentions(&truncate_bytes(msg.text, MAX_TEXT_BYTES));
@@ -136,10 +134,6 @@ impl Chat for LarkChat {
             body["sign"] = json!(sign(timestamp, secret.expose()));
         }
         Outbound::Http(HttpRequest::post_json(&self.url, &body))
-    }
-
-    fn classify(&self, resp: &HttpResponse) -> Outcome {
-        classify_code(resp, &CODES)
     }
 }
 

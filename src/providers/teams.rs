@@ -173,16 +173,14 @@ const SPEC: Spec = Spec {
 
 impl Chat for TeamsChat {
     const KIND: &str = REGISTRATION.kind;
+    const TARGET: &str = "Workflows webhook";
     const DIALECT: Dialect = Dialect::Markdown;
     // No CAPS: the trigger answers 202 with no message id to thread under or edit.
     // Each request starts a flow run posting through the Teams connector
     // (throttled per connection); one a second per chat.
     const RATE: Option<Rate> = Some(Rate::per_second(1));
+    const ANSWERS: &dyn kit::Answers = &SPEC;
     const TEMPLATE: Option<&'static str> = Some(DEFAULT_TEMPLATE);
-
-    fn target(&self) -> String {
-        "Workflows webhook".into()
-    }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let link = post_link(msg.context);

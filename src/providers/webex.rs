@@ -114,13 +114,15 @@ const SPEC: Spec = Spec {
 
 impl Chat for WebexChat {
     const KIND: &str = REGISTRATION.kind;
+    const TARGET: &str = "room";
     const DIALECT: Dialect = Dialect::Markdown;
     const CAPS: Capabilities = Capabilities::ALL;
     // No published numbers, 429 + Retry-After: one a second per room stays clear.
     const RATE: Option<Rate> = Some(Rate::per_second(1));
+    const ANSWERS: &dyn kit::Answers = &SPEC;
 
     fn target(&self) -> String {
-        format!("room {}", self.room_id)
+        format!("{} {}", Self::TARGET, self.room_id)
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {

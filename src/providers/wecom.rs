@@ -12,7 +12,7 @@
 //! invalid key). See shared/providers.md §3, apprise `wecombot.py`.
 
 use super::kit::prelude::*;
-use super::kit::{CodeSpec, Hook, classify_code};
+use super::kit::{CodeSpec, Hook};
 
 pub const REGISTRATION: Registration =
     kit::registration::<Hook<Settings, Target>>("wecom", "WeCom (WeChat Work) group robot webhook");
@@ -71,9 +71,6 @@ fn truncate_bytes(text: &str, max: usize) -> String {
 
 const CODES: CodeSpec = CodeSpec {
     prefix: "wecom",
-    word: "errcode",
-    code_ptrs: &["/errcode"],
-    msg_ptrs: &["/errmsg"],
     transient: &[45009, -1],
     hint: |code| match code {
         45009 => " (rate limited: 20 messages a minute per robot)",
@@ -85,26 +82,21 @@ const CODES: CodeSpec = CodeSpec {
         resp.retry_after()
             .or((code == Some(45009)).then_some(RATE_LIMIT_WAIT))
     },
+    ..kit::ERRCODE
 };
 
 impl Chat for WeComChat {
     const KIND: &str = REGISTRATION.kind;
+    const TARGET: &str = "wecom group robot";
     const DIALECT: Dialect = Dialect::Markdown;
     // 20 messages a minute per robot: evenly spaced, no burst.
     const RATE: Option<Rate> = Some(Rate::per_secs(1, 3));
-
-    fn target(&self) -> String {
-        "wecom group robot".into()
-    }
+    const ANSWERS: &dyn kit::Answers = &CODES;
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let content = truncate_bytes(msg.text, MAX_CONTENT_BYTES);
         let body = json!({"msgtype": "markdown", "markdown": {"content": content}});
         Outbound::Http(HttpRequest::post_json(&self.url, &body))
-    }
-
-    fn classify(&self, resp: &HttpResponse) -> Outcome {
-        classify_code(resp, &CODES)
     }
 }
 
