@@ -1,22 +1,22 @@
-//! `dingtalk`: a DingTalk custom robot (group webhook),
-//! `POST https://oapi.dingtalk.com/robot/send?access_token=<token>` (the URL
-//! is the credential) with `{"msgtype":"markdown","markdown":{"title","text"},
-//! "at":{"isAtAll":false}}`: `title` is the topic title (the preview). With
-//! the "signature" security setting the URL also gets `&timestamp=<ms>&sign=`
-//! urlencode(base64(HMAC-SHA256(key = secret, "<ms>\n<secret>"))), taken at
-//! send time (DingTalk allows an hour of skew).
+//! `dingtalk`: a DingTalk custom robot,
+//! `POST https://oapi.dingtalk.com/robot/send?access_token=…` (the URL is the
+//! credential) with `{"msgtype":"markdown","markdown":{"title","text"},"at":
+//! {"isAtAll":false}}`, `title` the topic's (the preview). With the "signature"
+//! setting the URL also gets `&timestamp=<ms>&sign=`urlencode(base64(HMAC-SHA256(
+//! key = secret, "<ms>\n<secret>"))), at send time (an hour of skew allowed).
 //!
-//! Dialect: Markdown escaped by the renderer, strictest reading (no parser
-//! test): mentions notify only when listed in `at`, and `isAtAll` is false.
+//! Dialect: Markdown, strictest reading (no parser test): the renderer escapes
+//! it, and mentions notify only when listed in `at`, where `isAtAll` is false.
 //!
-//! Answers: `{"errcode":0,"errmsg":"ok"}`, mostly with HTTP 200; 130101 "send
-//! too fast" (20 a minute per robot) and -1 busy retry, any other code is
-//! permanent (310000 security check, 300001 bad token). See shared/providers.md §3.
+//! Answers: `{"errcode":0,"errmsg":"ok"}`, mostly HTTP 200; 130101 "send too
+//! fast" (20 a minute per robot) and -1 busy retry, other codes are permanent
+//! (310000 security check, 300001 bad token). See shared/providers.md §3.
 
 use super::http::{Clock, retry_hint, system_clock};
 use super::kit::prelude::*;
 use super::kit::{CodeSpec, Hook};
 use crate::render::escape::strip_controls;
+use crate::render::text::collapse_whitespace;
 
 pub const REGISTRATION: Registration =
     kit::registration::<Hook<Settings, Target>>("dingtalk", "DingTalk custom robot webhook");
@@ -46,10 +46,8 @@ impl kit::HookTarget for Target {
         let (url, span) = cx.required_url(&self.webhook_url, "webhook_url", chat, missing)?;
         // Unset variables are checked later; the messages never echo the token.
         if !url.expose().contains("${") {
+            let token = kit::has_param(url.expose(), "access_token");
             let params = kit::query_pairs(url.expose());
-            let token = params
-                .iter()
-                .any(|(k, v)| k == "access_token" && !v.is_empty());
             let signed = params.iter().any(|(k, _)| k == "timestamp" || k == "sign");
             let no_token = "`webhook_url` has no `access_token=` parameter: copy the robot's whole webhook address";
             let presigned = "`webhook_url` must not carry `timestamp` or `sign`: set `secret` and the relay signs each request";
@@ -109,18 +107,16 @@ impl Chat for DingTalkChat {
     const ANSWERS: &dyn kit::Answers = &CODES;
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        let title = msg.context["topic"]["title"].as_str().map(strip_controls);
-        let title = title.map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "));
+        let title = msg.context["topic"]["title"].as_str();
+        let title = title.map(|t| collapse_whitespace(&strip_controls(t)));
         let title = title.filter(|t| !t.is_empty());
         let markdown = json!({"title": title.as_deref().unwrap_or("Discourse"), "text": msg.text});
         let body = json!({"msgtype": "markdown", "markdown": markdown, "at": {"isAtAll": false}});
         let url = match &self.secret {
             Some(secret) => {
                 let ts = (self.clock)();
-                kit::with_query(
-                    &self.url,
-                    &format!("timestamp={ts}&sign={}", sign(ts, secret.expose())),
-                )
+                let query = format!("timestamp={ts}&sign={}", sign(ts, secret.expose()));
+                kit::with_query(&self.url, &query)
             }
             None => self.url.clone(),
         };

@@ -1,18 +1,16 @@
-//! `googlechat`: a Google Chat space's incoming webhook,
-//! `POST https://chat.googleapis.com/v1/spaces/{space}/messages?key=…&token=…`
-//! (the URL is the credential) with `{"text"}`, cut to 4 096 UTF-16 units.
-//! A `thread` rule adds `thread.threadKey = "topic-<topic id>"` and
-//! `messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD`, so a topic's
-//! messages share one Chat thread; webhooks cannot edit or delete.
+//! `googlechat`: a Google Chat incoming webhook, `POST
+//! https://chat.googleapis.com/v1/spaces/{space}/messages?key=…&token=…` (the URL
+//! is the credential) with `{"text"}`, cut to 4 096 UTF-16 units. A `thread` rule
+//! adds `thread.threadKey = "topic-<id>"` and `messageReplyOption=
+//! REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD`: a topic shares one Chat thread.
 //!
-//! Dialect: Slack mrkdwn (Chat's `*bold*`, `<url|label>`, `<users/all>` are
-//! Slack's), strictest reading (no parser test): Google documents no entity
-//! decoding (LibreNMS's `&gt;` shows as `&gt;`, librenms#18234), so
-//! [`readable`] turns the renderer's `&lt;`/`&gt;` into `‹`/`›` and `&amp;`
-//! into `&`: no `<` or `>` from a post reaches Chat either way.
+//! Dialect: Slack mrkdwn (Chat's `*bold*`, `<url|label>`, `<users/all>`),
+//! strictest reading (no parser test): Chat documents no entity decoding
+//! (librenms#18234), so [`readable`] turns `&lt;`/`&gt;` into `‹`/`›`: no `<`
+//! or `>` from a post reaches Chat, whether it decodes entities or not.
 //!
-//! Answers: Google's `{"error":{"code","message","status"}}`, by status; the
-//! created message's `name` is the id. See shared/providers.md §2.9.
+//! Answers: `{"error":{"code","message","status"}}` by status; the created
+//! message's `name` is its id. See shared/providers.md §2.9.
 
 use super::http::fit;
 use super::kit::prelude::*;
@@ -53,11 +51,9 @@ impl kit::HookTarget for Target {
                 token |= k == "token";
                 scrub.push(Secret::new(v.into_owned()));
             }
+            let shape = "`webhook_url` does not look like a Google Chat incoming webhook (https://chat.googleapis.com/v1/spaces/…/messages?key=…&token=…); copy the whole URL from the space's \"Apps & integrations\" > Webhooks";
             if !(path_ok && key && token) {
-                cx.warning(
-                    Some(span),
-                    "`webhook_url` does not look like a Google Chat incoming webhook (https://chat.googleapis.com/v1/spaces/…/messages?key=…&token=…); copy the whole URL from the space's \"Apps & integrations\" > Webhooks",
-                );
+                cx.warning(Some(span), shape);
             }
         }
         Some(Box::new(GoogleChatChat { url, scrub }))

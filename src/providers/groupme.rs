@@ -1,16 +1,13 @@
-//! `groupme`: a GroupMe bot, `POST {api_url}/v3/bots/post` with
-//! `{"bot_id", "text"}` (cut to 1 000 UTF-16 units); GroupMe answers
-//! `202 Accepted` with no body, so there is no id to thread or edit with.
+//! `groupme`: a GroupMe bot, `POST {api_url}/v3/bots/post` with `{"bot_id",
+//! "text"}` (cut to 1 000 UTF-16 units). The bot id is the credential, in the
+//! *body*: a `${VAR}` secret the redactor hides wherever a request is shown, of
+//! letters and digits so the JSON holds it exactly as the environment does.
 //!
-//! The bot id is the credential and travels in the *body*: it is a `${VAR}`
-//! secret, which the redactor replaces wherever a request is shown, and it
-//! must be letters and digits so the JSON holds it exactly as the environment.
+//! Dialect: plain text, strictest reading (no parser test): no markup, and
+//! mentions need a `mentions` attachment, never sent.
 //!
-//! Dialect: plain text, strictest reading (no parser test): GroupMe has no
-//! markup, and mentions exist only as a `mentions` attachment, never sent.
-//!
-//! Answers: errors are `{"meta":{"code","errors":[…]}}`, by status. See
-//! shared/providers.md §2.11 and dev.groupme.com/tutorials/bots.
+//! Answers: `202 Accepted` with no body (no id to thread or edit with); errors
+//! `{"meta":{"errors":[…]}}` by status. See shared/providers.md §2.11.
 
 use super::http::fit;
 use super::kit::Spec;

@@ -459,6 +459,13 @@ pub fn query_pairs(url: &str) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// Whether `url`'s query has `name` with a value that is not empty.
+pub fn has_param(url: &str, name: &str) -> bool {
+    query_pairs(url)
+        .iter()
+        .any(|(k, v)| k == name && !v.is_empty())
+}
+
 /// `url` with `param` (`name=value`, encoded) added to its query.
 pub fn with_query(url: &Secret, param: &str) -> Secret {
     let base = url.expose();

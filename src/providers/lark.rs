@@ -1,18 +1,16 @@
-//! `lark`: a Lark / Feishu custom bot (group webhook),
-//! `POST https://open.feishu.cn/open-apis/bot/v2/hook/<token>` (Lark:
-//! `open.larksuite.com`; the URL is the credential) with
-//! `{"msg_type":"text","content":{"text":…}}`, the text cut to 16 KiB (the
-//! body limit is 20 KB). With signature verification on, the body also has
-//! `timestamp` (Unix seconds, a string) and `sign` = base64(HMAC-SHA256(key =
-//! "<timestamp>\n<secret>", message = "")), unlike DingTalk; taken at send time.
+//! `lark`: a Lark / Feishu custom bot, `POST https://open.feishu.cn/open-apis/bot/v2/hook/<token>`
+//! (or `open.larksuite.com`; the URL is the credential) with `{"msg_type":"text",
+//! "content":{"text"}}`, cut to 16 KiB (bodies over 20 KB are refused). With
+//! signature verification on, the body adds `timestamp` (Unix seconds, a string)
+//! and `sign` = base64(HMAC-SHA256(key = "<timestamp>\n<secret>", message = "")).
 //!
 //! Dialect: plain text, strictest reading (no parser test): Lark reads
 //! `<at user_id="all">` in text, so every `<at` gets U+200B after `<`.
 //!
-//! Answers: `{"code":0,"msg":"success"}` (older: `StatusCode`), with HTTP 200
-//! or 400; 11232 and 230020 (rate limits: 100/min, 5/s per bot) retry, any
-//! other code is permanent (9499 bad body, 19021 signature, 19022 IP list,
-//! 19024 keyword). See shared/providers.md §3.
+//! Answers: `{"code":0,"msg":"success"}` (older: `StatusCode`), HTTP 200 or 400;
+//! 11232 and 230020 (100/min, 5/s per bot) retry, other codes are permanent
+//! (9499 bad body, 19021 signature, 19022 IP list, 19024 keyword). See
+//! shared/providers.md §3.
 
 use super::http::{Clock, retry_hint, system_clock};
 use super::kit::prelude::*;
@@ -58,11 +56,11 @@ impl kit::HookTarget for Target {
 }
 
 fn has_hook_token(url: &str) -> bool {
-    url::Url::parse(url).is_ok_and(|u| {
-        u.path()
-            .rsplit_once("/hook/")
-            .is_some_and(|(_, token)| !token.is_empty() && !token.contains('/'))
-    })
+    let path = url::Url::parse(url)
+        .map(|u| u.path().to_string())
+        .unwrap_or_default();
+    path.rsplit_once("/hook/")
+        .is_some_and(|(_, t)| !t.is_empty() && !t.contains('/'))
 }
 
 #[derive(Debug)]

@@ -1,17 +1,15 @@
-//! `teams`: Microsoft Teams through a Workflows (Power Automate) webhook,
-//! "When a Teams webhook request is received" (the URL, with its `sig=`, is
-//! the credential). The body is a `message` with one Adaptive Card 1.4: the
-//! text in a wrapping `TextBlock` and an `Action.OpenUrl` button to the post,
-//! the whole kept under Teams' 28 KB. Office 365 connector URLs
-//! (`…webhook.office.com`, retired 2025-26) draw a warning.
+//! `teams`: Microsoft Teams through a Workflows webhook ("When a Teams webhook
+//! request is received"; the URL with its `sig=` is the credential). The body
+//! is a `message` with one Adaptive Card 1.4: the text in a wrapping `TextBlock`
+//! and an `Action.OpenUrl` button to the post, all under 28 KB. Retired Office
+//! 365 connector URLs draw a warning.
 //!
-//! Dialect: Markdown (Teams' subset in a `TextBlock`), strictest reading (no
-//! parser test): an @mention needs an `<at>` tag and a `msteams.entities`
-//! entry, which the card never has; the escaper breaks `<` and `@everyone` too.
+//! Dialect: Markdown (Teams' subset), strictest reading (no parser test): an
+//! @mention needs a `msteams.entities` entry, which the card never has.
 //!
-//! Answers: the trigger answers `202 Accepted` before the flow runs, so a card
-//! the flow cannot post fails only in its run history; 4xx (bad or expired
-//! URL) is permanent, 429 and 5xx retry. See shared/providers.md §2.8.
+//! Answers: `202 Accepted` before the flow runs (a card it cannot post fails
+//! only in its run history); 4xx permanent, 429 and 5xx retry. See
+//! shared/providers.md §2.8.
 
 use super::http::fit;
 use super::kit::prelude::*;
@@ -86,18 +84,14 @@ impl Provider for Teams {
         if let Ok(u) = url::Url::parse(url.expose()) {
             let host = u.host_str().unwrap_or_default().to_ascii_lowercase();
             let sig = u.query_pairs().find(|(k, _)| k == "sig");
+            let connector = "`webhook_url` looks like an Office 365 connector URL: connectors are retired; create a Workflows webhook (\"When a Teams webhook request is received\") instead";
+            let no_sig = "`webhook_url` has no `sig=` parameter: Workflows URLs carry their signature there; copy the whole URL";
             if host.ends_with("webhook.office.com") || host.ends_with("outlook.office.com") {
-                cx.warning(
-                    Some(span),
-                    "`webhook_url` looks like an Office 365 connector URL: connectors are retired; create a Workflows webhook (\"When a Teams webhook request is received\") instead",
-                );
+                cx.warning(Some(span), connector);
             } else if let Some((_, sig)) = sig {
                 scrub.push(Secret::new(sig.into_owned()));
             } else {
-                cx.warning(
-                    Some(span),
-                    "`webhook_url` has no `sig=` parameter: Workflows URLs carry their signature there; copy the whole URL",
-                );
+                cx.warning(Some(span), no_sig);
             }
         }
         let button = self.button.clone();

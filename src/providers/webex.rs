@@ -1,17 +1,15 @@
 //! `webex`: the Webex Messages API, `POST {api_url}/v1/messages` with a bot
-//! token (Bearer), body `{"roomId", "markdown"}`, the text cut to 7 439 bytes.
-//! The answer is the created message, whose `id` is the `remote_id`: replies
-//! add `parentId`, edits are `PUT /v1/messages/{id}` (room and text again),
-//! deletes `DELETE /v1/messages/{id}`.
+//! token (Bearer), body `{"roomId", "markdown"}` cut to 7 439 bytes. The answer's
+//! `id` is the `remote_id`: replies add `parentId`, edits `PUT` and deletes
+//! `DELETE /v1/messages/{id}`.
 //!
 //! Dialect: Webex Markdown, strictest reading (no parser test): the renderer
-//! backslash-escapes formatting characters and `<`, and puts U+200B after an
-//! `@` that could mention, so `<@all>` and `<@personEmail:…>` tags break
-//! whether Webex reads them before or after the Markdown.
+//! escapes formatting characters and `<`, and puts U+200B after a mentioning
+//! `@`, so `<@all>` breaks whether Webex reads tags before the Markdown or after.
 //!
-//! Answers: errors are `{"message", "errors":[{"description"}], "trackingId"}`;
-//! 429 and 423 retry after `Retry-After`; a 404 about a message (already
-//! deleted) counts as done. See shared/providers.md §2.10.
+//! Answers: `{"message", "errors":[{"description"}], "trackingId"}`; 429 and 423
+//! retry after `Retry-After`; a 404 about a message (deleted) is done. See
+//! shared/providers.md §2.10.
 
 use super::http::{fit, id_url};
 use super::kit::prelude::*;
@@ -70,11 +68,8 @@ impl Provider for Webex {
     ) -> Option<Box<dyn Destination>> {
         let missing = "a webex chat needs `room_id` (the space's id)";
         let (room_id, span) = cx.required_str(&t.room_id, "room_id", chat, missing)?;
-        let token = cx.require_token(
-            &self.token,
-            Some(span),
-            "posting to a webex room needs a bot token: set `token = \"${WEBEX_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"webex\"",
-        )?;
+        let no_token = "posting to a webex room needs a bot token: set `token = \"${WEBEX_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"webex\"";
+        let token = cx.require_token(&self.token, Some(span), no_token)?;
         let messages = format!("{}/v1/messages", self.api_url);
         Some(Box::new(WebexChat {
             token,

@@ -1,15 +1,14 @@
 //! `wecom`: a WeCom (WeChat Work, 企业微信) group robot,
-//! `POST https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=<key>` (the URL
-//! is the credential; there is no signature option) with
-//! `{"msgtype":"markdown","markdown":{"content":…}}`, cut to 4 096 bytes.
+//! `POST https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=<key>` (the URL is
+//! the credential; no signature option) with `{"msgtype":"markdown","markdown":
+//! {"content"}}`, cut to 4 096 bytes.
 //!
-//! Dialect: Markdown escaped by the renderer, strictest reading (no parser
-//! test): `mentioned_list` is never sent (no `@all`), and `<@userid>` is
-//! broken by the escaper (`\<@\u{200B}…`).
+//! Dialect: Markdown, strictest reading (no parser test): `mentioned_list` is
+//! never sent (no `@all`), and the escaper breaks `<@userid>` (`\<@\u{200B}…`).
 //!
-//! Answers: `{"errcode":0,"errmsg":"ok"}`, mostly with HTTP 200; 45009 (20 a
-//! minute per robot) and -1 busy retry, any other code is permanent (93000
-//! invalid key). See shared/providers.md §3, apprise `wecombot.py`.
+//! Answers: `{"errcode":0,"errmsg":"ok"}`, mostly HTTP 200; 45009 (20 a minute
+//! per robot) and -1 busy retry, other codes are permanent (93000 bad key).
+//! See shared/providers.md §3, apprise `wecombot.py`.
 
 use super::kit::prelude::*;
 use super::kit::{CodeSpec, Hook};
@@ -43,10 +42,7 @@ impl kit::HookTarget for Target {
         // Unset variables are checked later; the message never echoes the key.
         let no_key =
             "`webhook_url` has no `key=` parameter: copy the robot's whole webhook address";
-        let ok = url.expose().contains("${")
-            || kit::query_pairs(url.expose())
-                .iter()
-                .any(|(k, v)| k == "key" && !v.is_empty());
+        let ok = url.expose().contains("${") || kit::has_param(url.expose(), "key");
         kit::check(cx, ok, &span, no_key)?;
         Some(Box::new(WeComChat { url }))
     }
