@@ -127,7 +127,7 @@ impl Chat for DingTalkChat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{bind, body, http, messages, post, reason, request, resp};
+    use crate::providers::testkit::{assert_rejected, bind, body, post, post_in, reason, resp};
 
     const TOKEN: &str = "canarydingtalkaccesstoken0123456789";
     const SECRET: &str = "SECdemo-dingtalk-secret";
@@ -153,16 +153,9 @@ mod tests {
 
     #[test]
     fn request_shape_signed_and_unsigned() {
-        let ctx = json!({"topic": {"title": "Line\nbreak\u{7} title"}});
         let text = "**x** \\_y\\_";
-        let dest: &dyn Destination = &chat(true);
-        let r = http(dest.request(&Message {
-            chat: "c",
-            text,
-            context: &ctx,
-            action: Action::default(),
-            delivery: None,
-        }));
+        let ctx = json!({"topic": {"title": "Line\nbreak\u{7} title"}});
+        let r = post_in(&chat(true), text, ctx);
         assert_eq!(r.method, "POST");
         assert_eq!(
             r.url.expose(),
@@ -178,22 +171,14 @@ mod tests {
                 "at": {"isAtAll": false},
             })
         );
-        let dest: &dyn Destination = &chat(false);
-        let r = request(dest, text, Action::default());
+        let r = post(&chat(false), text);
         assert_eq!(
             r.url.expose(),
             format!("http://127.0.0.1:9/robot/send?access_token={TOKEN}")
         );
-        // post_ctx's topic title is "Hello"; no title at all gives "Discourse".
-        assert_eq!(body(&post(dest, text))["markdown"]["title"], "Hello");
-        let ctx = json!({});
-        let r = http(dest.request(&Message {
-            chat: "c",
-            text,
-            context: &ctx,
-            action: Action::default(),
-            delivery: None,
-        }));
+        // post_ctx's topic is "Hello"; without a title: "Discourse".
+        assert_eq!(body(&r)["markdown"]["title"], "Hello");
+        let r = post_in(&chat(false), text, json!({}));
         assert_eq!(body(&r)["markdown"]["title"], "Discourse");
         assert!(!r.body.contains(TOKEN) && !r.body.contains(SECRET));
     }
@@ -250,40 +235,33 @@ mod tests {
     #[test]
     fn fields_are_validated() {
         let env = [("DT_TOKEN", TOKEN), ("DT_SECRET", SECRET)];
-        let run = |t: &str| {
-            let (d, p) = bind(&REGISTRATION, "{ }", &format!("{{ {t} }}"), &env);
-            (d, messages(&p))
-        };
-        let hook = "https://oapi.dingtalk.com/robot/send";
-        let (d, p) = run(&format!(
-            "webhook_url = \"{hook}?access_token=${{DT_TOKEN}}\", secret = \"${{DT_SECRET}}\""
-        ));
+        let good = "{ webhook_url = \"https://oapi.dingtalk.com/robot/send?access_token=${DT_TOKEN}\", secret = \"${DT_SECRET}\" }";
+        let (d, p) = bind(&REGISTRATION, "{}", good, &env);
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(d.map(|d| d.target()).as_deref(), Some("dingtalk robot"));
-        for (t, want) in [
-            (String::new(), "needs `webhook_url`"),
-            (
-                format!("webhook_url = \"{hook}?access_token=abc\""),
-                "must be an environment reference",
-            ),
-            (
-                format!("webhook_url = \"{hook}?x=${{DT_TOKEN}}\""),
-                "no `access_token=`",
-            ),
-            (
-                format!("webhook_url = \"{hook}?access_token=${{DT_TOKEN}}&timestamp=1&sign=x\""),
-                "must not carry",
-            ),
-            (
-                format!(
-                    "webhook_url = \"{hook}?access_token=${{DT_TOKEN}}\", secret = \"SECliteral\""
+        assert_rejected(
+            &REGISTRATION,
+            &env,
+            TOKEN,
+            &[
+                ("", "needs `webhook_url`"),
+                (
+                    "webhook_url = \"https://oapi.dingtalk.com/robot/send?access_token=abc\"",
+                    "must be an environment reference",
                 ),
-                "must be an environment reference",
-            ),
-        ] {
-            let (d, p) = run(&t);
-            assert!(d.is_none() && p[0].contains(want), "{t}: {p:?}");
-            assert!(!p[0].contains(TOKEN));
-        }
+                (
+                    "webhook_url = \"https://oapi.dingtalk.com/robot/send?x=${DT_TOKEN}\"",
+                    "no `access_token=`",
+                ),
+                (
+                    "webhook_url = \"https://oapi.dingtalk.com/robot/send?access_token=${DT_TOKEN}&timestamp=1&sign=x\"",
+                    "must not carry",
+                ),
+                (
+                    "webhook_url = \"https://oapi.dingtalk.com/robot/send?access_token=${DT_TOKEN}\", secret = \"SECliteral\"",
+                    "must be an environment reference",
+                ),
+            ],
+        );
     }
 }

@@ -138,7 +138,7 @@ impl Chat for LarkChat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{bind, body, messages, post, reason, resp};
+    use crate::providers::testkit::{assert_rejected, bind, body, post, reason, resp};
     use std::time::Duration;
 
     const TOKEN: &str = "b0a1c2d3-canary-lark-token";
@@ -265,37 +265,37 @@ mod tests {
     #[test]
     fn fields_are_validated() {
         let env = [("LARK_TOKEN", TOKEN), ("LARK_SECRET", SECRET)];
-        let run = |t: &str| {
-            let (d, p) = bind(&REGISTRATION, "{ }", &format!("{{ {t} }}"), &env);
-            (d, messages(&p))
-        };
-        let hook = "https://open.feishu.cn/open-apis/bot/v2/hook";
-        let (d, p) = run(&format!(
-            "webhook_url = \"{hook}/${{LARK_TOKEN}}\", secret = \"${{LARK_SECRET}}\""
-        ));
+        let good = "{ webhook_url = \"https://open.feishu.cn/open-apis/bot/v2/hook/${LARK_TOKEN}\", secret = \"${LARK_SECRET}\" }";
+        let (d, p) = bind(&REGISTRATION, "{}", good, &env);
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(d.map(|d| d.target()).as_deref(), Some("lark custom bot"));
-        for (t, want) in [
-            (String::new(), "needs `webhook_url`"),
-            (
-                format!("webhook_url = \"{hook}/abc\""),
-                "must be an environment reference",
-            ),
-            (
-                "webhook_url = \"https://open.feishu.cn/${LARK_TOKEN}\"".to_string(),
-                "/hook/<token>",
-            ),
-            (
-                format!("webhook_url = \"{hook}/${{LARK_TOKEN}}\", secret = \"literal\""),
-                "must be an environment reference",
-            ),
-        ] {
-            let (d, p) = run(&t);
-            assert!(d.is_none() && p[0].contains(want), "{t}: {p:?}");
-            assert!(!p[0].contains(TOKEN));
-        }
+        assert_rejected(
+            &REGISTRATION,
+            &env,
+            TOKEN,
+            &[
+                ("", "needs `webhook_url`"),
+                (
+                    "webhook_url = \"https://open.feishu.cn/open-apis/bot/v2/hook/abc\"",
+                    "must be an environment reference",
+                ),
+                (
+                    "webhook_url = \"https://open.feishu.cn/${LARK_TOKEN}\"",
+                    "/hook/<token>",
+                ),
+                (
+                    "webhook_url = \"https://open.feishu.cn/open-apis/bot/v2/hook/${LARK_TOKEN}\", secret = \"literal\"",
+                    "must be an environment reference",
+                ),
+            ],
+        );
         // Unset variables: `validate` works without them.
-        let (d, p) = run("webhook_url = \"${LARK_HOOK_UNSET}\"");
-        assert!(d.is_some() && p[0].contains("not set"), "{p:?}");
+        let (d, p) = bind(
+            &REGISTRATION,
+            "{}",
+            "{ webhook_url = \"${LARK_HOOK_UNSET}\" }",
+            &env,
+        );
+        assert!(d.is_some() && p[0].message.contains("not set"), "{p:?}");
     }
 }

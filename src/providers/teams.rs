@@ -199,7 +199,7 @@ impl Chat for TeamsChat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{bind, body, http, messages, reason, resp};
+    use crate::providers::testkit::{bind, body, messages, post_in, reason, resp};
     use std::time::Duration;
 
     const URL: &str = "https://prod-01.westeurope.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=canarySig123";
@@ -214,16 +214,7 @@ mod tests {
 
     /// The request for `text` against `ctx` (the link comes from it).
     fn send(text: &str, ctx: Value) -> (HttpRequest, Value) {
-        let r = http(Destination::request(
-            &chat(),
-            &Message {
-                chat: "c",
-                text,
-                context: &ctx,
-                action: Action::default(),
-                delivery: None,
-            },
-        ));
+        let r = post_in(&chat(), text, ctx);
         let v = body(&r);
         (r, v)
     }
@@ -389,14 +380,7 @@ mod tests {
                 &env,
             );
             let d = d.unwrap_or_else(|| panic!("{settings}"));
-            let msg = Message {
-                chat: "c",
-                text: "t",
-                context: &ctx,
-                action: Action::default(),
-                delivery: None,
-            };
-            let v = body(&http(d.request(&msg)));
+            let v = body(&post_in(d.as_ref(), "t", ctx.clone()));
             assert_eq!(v["attachments"][0]["content"]["actions"][0]["title"], want);
         }
     }

@@ -109,3 +109,30 @@ pub fn reason(o: super::Outcome) -> String {
         sent => panic!("expected a failure, got {sent:?}"),
     }
 }
+
+/// A new message's request for `text` against `ctx` instead of [`post_ctx`].
+pub fn post_in(dest: &dyn Destination, text: &str, ctx: Value) -> HttpRequest {
+    http(dest.request(&Message {
+        chat: "test-chat",
+        text,
+        context: &ctx,
+        action: Action::default(),
+        delivery: None,
+    }))
+}
+
+/// Each case's chat fields (inside `{ }`) bind no destination, and the first
+/// problem says the case's words without quoting `secret`.
+pub fn assert_rejected(
+    reg: &Registration,
+    env: &[(&str, &str)],
+    secret: &str,
+    cases: &[(&str, &str)],
+) {
+    for (t, want) in cases {
+        let (d, p) = bind(reg, "{}", &format!("{{ {t} }}"), env);
+        let first = p.first().map_or("", |p| p.message.as_str());
+        assert!(d.is_none() && first.contains(want), "{t}: {p:?}");
+        assert!(!first.contains(secret), "{first}");
+    }
+}

@@ -99,7 +99,7 @@ impl Chat for WeComChat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{bind, body, messages, post, reason, resp};
+    use crate::providers::testkit::{assert_rejected, bind, body, post, reason, resp};
 
     const KEY: &str = "693a91f6-7xxx-canary-wecom-key";
 
@@ -179,33 +179,26 @@ mod tests {
 
     #[test]
     fn fields_are_validated() {
-        let run = |t: &str| {
-            let (d, p) = bind(
-                &REGISTRATION,
-                "{ }",
-                &format!("{{ {t} }}"),
-                &[("WECOM_KEY", KEY)],
-            );
-            (d, messages(&p))
-        };
-        let hook = "https://qyapi.weixin.qq.com/cgi-bin/webhook";
-        let (d, p) = run(&format!("webhook_url = \"{hook}/send?key=${{WECOM_KEY}}\""));
+        let env = [("WECOM_KEY", KEY)];
+        let good = "{ webhook_url = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=${WECOM_KEY}\" }";
+        let (d, p) = bind(&REGISTRATION, "{}", good, &env);
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(d.map(|d| d.target()).as_deref(), Some("wecom group robot"));
-        for (t, want) in [
-            (String::new(), "needs `webhook_url`"),
-            (
-                format!("webhook_url = \"{hook}/send?key=abc\""),
-                "must be an environment reference",
-            ),
-            (
-                format!("webhook_url = \"{hook}/${{WECOM_KEY}}\""),
-                "no `key=`",
-            ),
-        ] {
-            let (d, p) = run(&t);
-            assert!(d.is_none() && p[0].contains(want), "{t}: {p:?}");
-            assert!(!p[0].contains(KEY));
-        }
+        assert_rejected(
+            &REGISTRATION,
+            &env,
+            KEY,
+            &[
+                ("", "needs `webhook_url`"),
+                (
+                    "webhook_url = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc\"",
+                    "must be an environment reference",
+                ),
+                (
+                    "webhook_url = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/${WECOM_KEY}\"",
+                    "no `key=`",
+                ),
+            ],
+        );
     }
 }
