@@ -22,7 +22,7 @@ pub const REGISTRATION: Registration =
     kit::registration::<Hook<Settings, Target>>("dingtalk", "DingTalk custom robot webhook");
 
 /// How long to wait after "send too fast" when the answer names no `wait`.
-const THROTTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const THROTTLE_WAIT: Duration = Duration::from_secs(60);
 
 /// `[providers.NAME]` for `kind = "dingtalk"`: nothing to set (each robot
 /// belongs to one group, so everything is on the chat).
@@ -44,7 +44,7 @@ impl kit::HookTarget for Target {
     fn bind(self, chat: Option<Range<usize>>, cx: &mut Ctx<'_>) -> Option<Box<dyn Destination>> {
         let missing = "a dingtalk chat needs `webhook_url` (the robot's webhook address, with its access_token as ${VAR})";
         let (url, span) = cx.required_url(&self.webhook_url, "webhook_url", chat, missing)?;
-        // Unset variables are checked later; the messages never echo the token.
+        // Checked once the variables are set; the messages never echo the token.
         if !url.expose().contains("${") {
             let token = kit::has_param(url.expose(), "access_token");
             let params = kit::query_pairs(url.expose());

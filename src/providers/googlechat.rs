@@ -158,7 +158,6 @@ impl Chat for GoogleChatChat {
 mod tests {
     use super::*;
     use crate::providers::testkit::{bind, body, messages, post, reason, reply, request, resp};
-    use std::time::Duration;
 
     const URL: &str = "https://chat.googleapis.com/v1/spaces/AAAA1234/messages?key=canaryKey123&token=canaryToken456";
 

@@ -303,6 +303,7 @@ use std::marker::PhantomData;
 pub mod prelude {
     pub use std::ops::Range;
     pub use std::sync::Arc;
+    pub use std::time::Duration;
 
     pub use schemars::JsonSchema;
     pub use serde::Deserialize;
@@ -326,6 +327,8 @@ pub mod prelude {
 pub trait Chat: Send + Sync + std::fmt::Debug {
     /// `REGISTRATION.kind`.
     const KIND: &'static str;
+    /// Where messages go, for people (status page, explain): never a secret.
+    const TARGET: &'static str;
     const DIALECT: Dialect;
     /// [`Capabilities::ALL`] only when answers carry the message's id.
     const CAPS: Capabilities = Capabilities {
@@ -337,14 +340,13 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
     const RATE: Option<Rate> = None;
     /// The message for chats that name no template (`None`: the dialect's).
     const TEMPLATE: Option<&'static str> = None;
-    /// Where messages go, for people (status page, explain): never a secret.
-    const TARGET: &'static str;
+    /// How answers map to outcomes: a [`Spec`] or a [`CodeSpec`].
+    const ANSWERS: &'static dyn Answers;
+
     /// [`Chat::TARGET`], or more when the chat's ids are not secret.
     fn target(&self) -> String {
         Self::TARGET.into()
     }
-    /// How answers map to outcomes: a [`Spec`] or a [`CodeSpec`].
-    const ANSWERS: &'static dyn Answers;
     fn request(&self, msg: &Message<'_>) -> Outbound;
     /// [`Chat::ANSWERS`]; a platform's quirks go here, before it.
     fn classify(&self, resp: &HttpResponse) -> Outcome {

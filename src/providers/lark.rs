@@ -42,7 +42,7 @@ impl kit::HookTarget for Target {
     fn bind(self, chat: Option<Range<usize>>, cx: &mut Ctx<'_>) -> Option<Box<dyn Destination>> {
         let missing = "a lark chat needs `webhook_url` (the custom bot's webhook address, with its token as ${VAR})";
         let (url, span) = cx.required_url(&self.webhook_url, "webhook_url", chat, missing)?;
-        // Unset variables are checked later; the message never echoes the token.
+        // Checked once the variables are set; the message never echoes the token.
         let shape = "`webhook_url` must end in /hook/<token>, like https://open.feishu.cn/open-apis/bot/v2/hook/<token>";
         let ok = url.expose().contains("${") || has_hook_token(url.expose());
         kit::check(cx, ok, &span, shape)?;
@@ -139,7 +139,6 @@ impl Chat for LarkChat {
 mod tests {
     use super::*;
     use crate::providers::testkit::{assert_rejected, bind, body, post, reason, resp};
-    use std::time::Duration;
 
     const TOKEN: &str = "b0a1c2d3-canary-lark-token";
     const SECRET: &str = "demo-lark-secret";

@@ -200,7 +200,6 @@ impl Chat for TeamsChat {
 mod tests {
     use super::*;
     use crate::providers::testkit::{bind, body, messages, post_in, reason, resp};
-    use std::time::Duration;
 
     const URL: &str = "https://prod-01.westeurope.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=canarySig123";
 

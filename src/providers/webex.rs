@@ -163,7 +163,6 @@ impl Chat for WebexChat {
 mod tests {
     use super::*;
     use crate::providers::testkit::{bind, body, header, post, reason, reply, request, resp};
-    use std::time::Duration;
 
     const TOKEN: &str = "canary-webex-token-789";
     const ROOM: &str =

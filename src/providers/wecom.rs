@@ -20,7 +20,7 @@ pub const REGISTRATION: Registration =
 const MAX_CONTENT_BYTES: usize = 4096;
 
 /// The rate limit is per minute: wait that long when it trips.
-const RATE_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
 /// `[providers.NAME]` for `kind = "wecom"`: nothing to set (each robot
 /// belongs to one group, so everything is on the chat).
@@ -39,7 +39,7 @@ impl kit::HookTarget for Target {
     fn bind(self, chat: Option<Range<usize>>, cx: &mut Ctx<'_>) -> Option<Box<dyn Destination>> {
         let missing = "a wecom chat needs `webhook_url` (the robot's webhook address, with its key as ${VAR})";
         let (url, span) = cx.required_url(&self.webhook_url, "webhook_url", chat, missing)?;
-        // Unset variables are checked later; the message never echoes the key.
+        // Checked once the variables are set; the message never echoes the key.
         let no_key =
             "`webhook_url` has no `key=` parameter: copy the robot's whole webhook address";
         let ok = url.expose().contains("${") || kit::has_param(url.expose(), "key");
