@@ -1,47 +1,23 @@
-//! `googlechat`: a Google Chat space's incoming webhook,
-//! `POST https://chat.googleapis.com/v1/spaces/{space}/messages?key=…&token=…`
-//! with `{"text": …}`. The whole URL is the credential.
+//! `googlechat`: a Google Chat incoming webhook, `POST
+//! https://chat.googleapis.com/v1/spaces/{space}/messages?key=…&token=…` (the URL
+//! is the credential) with `{"text"}`, cut to 4 096 UTF-16 units. A `thread` rule
+//! adds `thread.threadKey = "topic-<id>"` and `messageReplyOption=
+//! REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD`: a topic shares one Chat thread.
 //!
-//! Markup: Chat's own text syntax (`*bold*`, `_italic_`, `~strike~`,
-//! `<url|label>` links, `<users/{id}>` and `<users/all>` mentions) is close
-//! to Slack's, so the dialect is Slack mrkdwn: the renderer turns `&`, `<`,
-//! `>` in every value into entities, and no `<` from a post can open a link
-//! or a mention. Google documents no entity decoding for text messages (and
-//! a `&gt;` sent by LibreNMS shows as `&gt;` in Chat, librenms#18234), so
-//! `readable` turns the entities back into look-alikes before sending:
-//! `&lt;`/`&gt;` become `‹`/`›`, `&amp;` becomes `&` unless an entity name
-//! follows. The result holds no `<` or `>` from user content whether or not
-//! Chat decodes entities; links and mentions written in the template stay.
+//! Dialect: Slack mrkdwn (Chat's `*bold*`, `<url|label>`, `<users/all>`),
+//! strictest reading (no parser test): Chat documents no entity decoding
+//! (librenms#18234), so [`readable`] turns `&lt;`/`&gt;` into `‹`/`›`: no `<`
+//! or `>` from a post reaches Chat, whether it decodes entities or not.
 //!
-//! Threads: a `thread` rule's messages carry `thread.threadKey =
-//! "topic-<forum topic id>"` with `messageReplyOption =
-//! REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD`, so a topic's messages share one
-//! Chat thread. Webhooks cannot edit or delete messages.
-//!
-//! Errors are Google's `{"error":{"code","message","status"}}`. See
-//! shared/providers.md §2.9 and developers.google.com/workspace/chat/format-messages.
-
-use std::ops::Range;
-use std::sync::Arc;
-
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
+//! Answers: `{"error":{"code","message","status"}}` by status; the created
+//! message's `name` is its id. See shared/providers.md §2.9.
 
 use super::http::fit;
-use super::kit::{self, Provider, Spec, classify_json};
-use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-    Registration,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
+use super::kit::prelude::*;
+use super::kit::{Hook, Spec, classify_json};
 
 pub const REGISTRATION: Registration =
-    kit::registration::<GoogleChat>("googlechat", "Google Chat space incoming webhook");
+    kit::registration::<Hook<Settings, Target>>("googlechat", "Google Chat space incoming webhook");
 
 /// Longest `text` Chat takes, counted here in UTF-16 units (never fewer than
 /// characters, so the cut is safe whichever way Google counts).
@@ -62,46 +38,22 @@ pub struct Target {
     pub webhook_url: Option<Spanned<String>>,
 }
 
-#[derive(Debug)]
-struct GoogleChat;
-
-impl Provider for GoogleChat {
-    type Settings = Settings;
-    type Target = Target;
-
-    fn new(_: Settings, _: &mut Ctx<'_>) -> Option<Self> {
-        Some(GoogleChat)
-    }
-
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
-        let (url, raw_span) = cx.required_url(
-            &t.webhook_url,
-            "webhook_url",
-            chat,
-            "a googlechat chat needs `webhook_url = \"${GOOGLE_CHAT_WEBHOOK_URL}\"` (the space's incoming webhook URL)",
-        )?;
+impl kit::HookTarget for Target {
+    fn bind(self, chat: Option<Range<usize>>, cx: &mut Ctx<'_>) -> Option<Box<dyn Destination>> {
+        let missing = "a googlechat chat needs `webhook_url = \"${GOOGLE_CHAT_WEBHOOK_URL}\"` (the space's incoming webhook URL)";
+        let (url, span) = cx.required_url(&self.webhook_url, "webhook_url", chat, missing)?;
         let mut scrub = vec![url.clone()];
         if let Ok(u) = url::Url::parse(url.expose()) {
             let path_ok = u.path().contains("/spaces/") && u.path().ends_with("/messages");
-            let mut key = false;
-            let mut token = false;
-            for (k, v) in u.query_pairs() {
-                if k == "key" || k == "token" {
-                    key |= k == "key";
-                    token |= k == "token";
-                    scrub.push(Secret::new(v.into_owned()));
-                }
+            let (mut key, mut token) = (false, false);
+            for (k, v) in u.query_pairs().filter(|(k, _)| k == "key" || k == "token") {
+                key |= k == "key";
+                token |= k == "token";
+                scrub.push(Secret::new(v.into_owned()));
             }
+            let shape = "`webhook_url` does not look like a Google Chat incoming webhook (https://chat.googleapis.com/v1/spaces/…/messages?key=…&token=…); copy the whole URL from the space's \"Apps & integrations\" > Webhooks";
             if !(path_ok && key && token) {
-                cx.warning(
-                    Some(raw_span.clone()),
-                    "`webhook_url` does not look like a Google Chat incoming webhook (https://chat.googleapis.com/v1/spaces/…/messages?key=…&token=…); copy the whole URL from the space's \"Apps & integrations\" > Webhooks",
-                );
+                cx.warning(Some(span), shape);
             }
         }
         Some(Box::new(GoogleChatChat { url, scrub }))
@@ -123,20 +75,16 @@ fn readable(text: &str) -> String {
     let mut rest = text;
     while let Some(i) = rest.find('&') {
         out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        if let Some(after) = tail.strip_prefix("&lt;") {
-            out.push('‹');
-            rest = after;
-        } else if let Some(after) = tail.strip_prefix("&gt;") {
-            out.push('›');
-            rest = after;
-        } else if let Some(after) = tail.strip_prefix("&amp;") {
-            out.push_str(if starts_entity(after) { "&amp;" } else { "&" });
-            rest = after;
-        } else {
-            out.push('&');
-            rest = &tail[1..];
-        }
+        let tail = &rest[i + 1..];
+        let (with, len) = match tail {
+            t if t.starts_with("lt;") => ("‹", 3),
+            t if t.starts_with("gt;") => ("›", 3),
+            t if t.starts_with("amp;") && starts_entity(&t[4..]) => ("&amp;", 4),
+            t if t.starts_with("amp;") => ("&", 4),
+            _ => ("&", 0),
+        };
+        out.push_str(with);
+        rest = &tail[len..];
     }
     out.push_str(rest);
     out
@@ -149,67 +97,9 @@ fn starts_entity(s: &str) -> bool {
     n > 0 && body[n..].starts_with(';')
 }
 
-impl GoogleChatChat {}
-
-impl Destination for GoogleChatChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::SlackMrkdwn
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // Threads are named by a key the webhook chooses (the forum topic's
-        // id), so no message id is needed for them; editing and deleting
-        // need a Chat app's auth, which a webhook lacks.
-        Capabilities {
-            thread: true,
-            edit: false,
-            delete: false,
-        }
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // Writes to one space are limited to about one a second, shared by
-        // every app and webhook in it (developers.google.com/workspace/chat/limits).
-        Some(Rate::per_second(1))
-    }
-
-    fn target(&self) -> String {
-        // The space id is not secret, but it sits next to the key and token.
-        "Google Chat webhook".into()
-    }
-
-    fn request(&self, msg: &Message<'_>) -> Outbound {
-        let text = fit(&readable(msg.text), MAX_TEXT, char::len_utf16);
-        let mut body = json!({ "text": text });
-        let topic = msg.context["topic"]["id"].as_u64();
-        // Only posts reach a webhook chat (no edit or delete capability).
-        if let (Action::Post { thread: Some(_) }, Some(topic)) = (msg.action, topic) {
-            // Every message of the topic names the same thread; the first
-            // one opens it (the fallback), the others join it.
-            body["thread"] = json!({ "threadKey": format!("topic-{topic}") });
-            let base = self.url.expose();
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = Secret::new(format!(
-                "{base}{sep}messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"
-            ));
-            return Outbound::Http(HttpRequest::post_json(&url, &body));
-        }
-        Outbound::Http(HttpRequest::post_json(&self.url, &body))
-    }
-
-    fn classify(&self, resp: &HttpResponse) -> Outcome {
-        kit::scrub(classify_json(resp, &SPEC), &self.scrub)
-    }
-}
-
-/// Errors: Google's `{"error":{"status","message"}}` → `HTTP 404 NOT_FOUND: message`.
+/// `HTTP 404 NOT_FOUND: message`.
 const SPEC: Spec = Spec {
     prefix: "googlechat",
-    // The answer is the created Message: `name` = spaces/…/messages/….
     id_ptr: Some("/name"),
     error: |resp, body| {
         kit::joined(body, &["/error/status", "/error/message"])
@@ -226,13 +116,48 @@ const SPEC: Spec = Spec {
     },
 };
 
+impl Chat for GoogleChatChat {
+    const KIND: &str = REGISTRATION.kind;
+    // The space id is not secret, but it sits next to the key and token.
+    const TARGET: &str = "Google Chat webhook";
+    const DIALECT: Dialect = Dialect::SlackMrkdwn;
+    // Threads are named by a key the relay chooses, so they need no message
+    // id; editing and deleting need a Chat app's auth, which a webhook lacks.
+    const CAPS: Capabilities = Capabilities {
+        thread: true,
+        edit: false,
+        delete: false,
+    };
+    // About one write a second per space, shared by every app and webhook
+    // in it (developers.google.com/workspace/chat/limits).
+    const RATE: Option<Rate> = Some(Rate::per_second(1));
+    const ANSWERS: &dyn kit::Answers = &SPEC;
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        let mut body = json!({ "text": fit(&readable(msg.text), MAX_TEXT, char::len_utf16) });
+        let topic = msg.context["topic"]["id"].as_u64();
+        // Only posts reach a webhook chat (no edit or delete capability).
+        if let (Action::Post { thread: Some(_) }, Some(topic)) = (msg.action, topic) {
+            // The topic's first message opens the thread (the fallback), the others join it.
+            body["thread"] = json!({ "threadKey": format!("topic-{topic}") });
+            let reply = "messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD";
+            return Outbound::Http(HttpRequest::post_json(
+                &kit::with_query(&self.url, reply),
+                &body,
+            ));
+        }
+        Outbound::Http(HttpRequest::post_json(&self.url, &body))
+    }
+
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        kit::scrub(classify_json(resp, &SPEC), &self.scrub)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::providers::Instance;
-    use std::collections::HashMap;
-    use std::time::Duration;
+    use crate::providers::testkit::{bind, body, messages, post, reason, reply, request, resp};
 
     const URL: &str = "https://chat.googleapis.com/v1/spaces/AAAA1234/messages?key=canaryKey123&token=canaryToken456";
 
@@ -246,8 +171,6 @@ mod tests {
             ],
         }
     }
-
-    use crate::providers::http::tests::resp;
 
     #[test]
     fn entities_become_inert_look_alikes() {
@@ -270,81 +193,42 @@ mod tests {
 
     #[test]
     fn request_shape() {
-        let ctx = json!({});
-        let out = chat().request(&Message {
-            chat: "c",
-            text: "*<https://f/t/1|&lt;users/all&gt; hi>*",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        });
-        let Outbound::Http(r) = out else {
-            panic!("expected HTTP")
-        };
+        let r = post(&chat(), "*<https://f/t/1|&lt;users/all&gt; hi>*");
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), URL);
         assert_eq!(r.headers.len(), 1);
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        assert_eq!(body, json!({"text": "*<https://f/t/1|‹users/all› hi>*"}));
+        assert_eq!(
+            body(&r),
+            json!({"text": "*<https://f/t/1|‹users/all› hi>*"})
+        );
     }
 
     #[test]
     fn thread_messages_share_the_topic_thread_key() {
-        use super::super::Thread;
-        let ctx = json!({"topic": {"id": 105, "title": "T"}});
+        // post_ctx: topic 7.
         for root in [None, Some("spaces/AAAA1234/messages/x.y")] {
-            let Outbound::Http(r) = chat().request(&Message {
-                chat: "c",
-                text: "hi",
-                context: &ctx,
-                action: Action::Post {
-                    thread: Some(Thread { root }),
-                },
-                delivery: None,
-            }) else {
-                panic!("expected HTTP")
-            };
+            let r = request(&chat(), "hi", reply(root));
             assert_eq!(
                 r.url.expose(),
                 format!("{URL}&messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD")
             );
-            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
             assert_eq!(
-                body,
-                json!({"text": "hi", "thread": {"threadKey": "topic-105"}})
+                body(&r),
+                json!({"text": "hi", "thread": {"threadKey": "topic-7"}})
             );
         }
         // Without a `thread` rule: a plain message.
-        let Outbound::Http(r) = chat().request(&Message {
-            chat: "c",
-            text: "hi",
-            context: &ctx,
-            action: Action::default(),
-            delivery: None,
-        }) else {
-            panic!("expected HTTP")
-        };
+        let r = post(&chat(), "hi");
         assert_eq!(r.url.expose(), URL);
         assert_eq!(r.body, r#"{"text":"hi"}"#);
-        let caps = chat().capabilities();
+        let caps = Destination::capabilities(&chat());
         assert!(caps.thread && !caps.edit && !caps.delete);
     }
 
     #[test]
     fn long_text_is_cut_to_the_limit() {
-        let ctx = json!({});
-        let text = "😀 ab ".repeat(2000);
-        let Outbound::Http(r) = chat().request(&Message {
-            chat: "c",
-            text: &text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }) else {
-            panic!()
-        };
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        let sent = body["text"].as_str().unwrap();
+        let b = body(&post(&chat(), &"😀 ab ".repeat(2000)));
+        let sent = b["text"].as_str().unwrap_or_default();
         let units: usize = sent.chars().map(char::len_utf16).sum();
         assert!(units <= MAX_TEXT && units > MAX_TEXT - 10, "{units}");
         assert!(sent.ends_with('…'));
@@ -352,7 +236,7 @@ mod tests {
 
     #[test]
     fn classifies_google_errors_without_key_or_token() {
-        let c = chat();
+        let c: &dyn Destination = &chat();
         assert_eq!(
             c.classify(&resp(
                 200,
@@ -401,32 +285,26 @@ mod tests {
                 "no longer exists",
             ),
         ] {
-            let Outcome::Permanent { reason } = c.classify(&resp(status, &[], body)) else {
-                panic!("{status} should be permanent")
-            };
-            assert!(reason.contains(want), "{reason}");
+            let o = c.classify(&resp(status, &[], body));
+            assert!(matches!(o, Outcome::Permanent { .. }), "{status}: {o:?}");
+            let r = reason(o);
+            assert!(r.contains(want), "{r}");
             assert!(
-                !reason.contains("canaryToken456") && !reason.contains("canaryKey123"),
-                "{reason}"
+                !r.contains("canaryToken456") && !r.contains("canaryKey123"),
+                "{r}"
             );
         }
     }
 
     #[test]
     fn target_validation() {
-        let env = HashMap::from([
-            ("GC".to_string(), URL.to_string()),
-            (
-                "SPACE".to_string(),
-                "https://chat.google.com/room/AAAA1234".to_string(),
-            ),
-        ]);
-        let run = |toml: &str| {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(format!("t = {toml}")).unwrap();
-            let d = Arc::new(GoogleChat).bind(&doc["t"], Some(0..1), &mut cx);
-            let p: Vec<String> = cx.problems().iter().map(|p| p.message.clone()).collect();
-            (d.is_some(), p)
+        let env = [
+            ("GC", URL),
+            ("SPACE", "https://chat.google.com/room/AAAA1234"),
+        ];
+        let run = |t: &str| {
+            let (d, p) = bind(&REGISTRATION, "{}", t, &env);
+            (d.is_some(), messages(&p))
         };
         assert_eq!(run("{ webhook_url = \"${GC}\" }"), (true, vec![]));
         let (ok, p) = run("{ webhook_url = \"${SPACE}\" }");

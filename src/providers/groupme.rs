@@ -1,33 +1,17 @@
-//! `groupme`: a GroupMe bot, `POST {api_url}/v3/bots/post` with
-//! `{"bot_id", "text"}`; GroupMe answers `202 Accepted` with no body.
+//! `groupme`: a GroupMe bot, `POST {api_url}/v3/bots/post` with `{"bot_id",
+//! "text"}` (cut to 1 000 UTF-16 units). The bot id is the credential, in the
+//! *body*: a `${VAR}` secret the redactor hides wherever a request is shown, of
+//! letters and digits so the JSON holds it exactly as the environment does.
 //!
-//! The bot id is the credential and it travels in the *body*, so it is a
-//! `${VAR}` secret like a token: the config's redactor replaces its value
-//! wherever a request is shown (`explain` bodies included). It must be
-//! letters and digits, so that it appears in the JSON body exactly as in the
-//! environment and the redactor always finds it.
+//! Dialect: plain text, strictest reading (no parser test): no markup, and
+//! mentions need a `mentions` attachment, never sent.
 //!
-//! Plain text: GroupMe has no markup, and mentions exist only as a
-//! `mentions` attachment with user ids, which is never sent, so text cannot
-//! ping. See shared/providers.md §2.11 and dev.groupme.com/tutorials/bots.
-
-use std::ops::Range;
-use std::sync::Arc;
-
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
+//! Answers: `202 Accepted` with no body (no id to thread or edit with); errors
+//! `{"meta":{"errors":[…]}}` by status. See shared/providers.md §2.11.
 
 use super::http::fit;
-use super::kit::{self, Provider, Spec, classify_json};
-use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
+use super::kit::Spec;
+use super::kit::prelude::*;
 
 pub const REGISTRATION: Registration =
     kit::registration::<GroupMe>("groupme", "GroupMe bot (bot id)");
@@ -56,7 +40,8 @@ pub struct Target {
 
 #[derive(Debug)]
 struct GroupMe {
-    api_url: String,
+    /// `{api_url}/v3/bots/post`.
+    post_url: Secret,
 }
 
 impl Provider for GroupMe {
@@ -65,7 +50,8 @@ impl Provider for GroupMe {
 
     fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
         let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
-        Some(GroupMe { api_url })
+        let post_url = Secret::new(format!("{api_url}/v3/bots/post"));
+        Some(GroupMe { post_url })
     }
 
     fn bind_target(
@@ -83,67 +69,22 @@ impl Provider for GroupMe {
         };
         let bot_id = cx.secret("bot_id", raw)?;
         let v = bot_id.expose();
-        // An unset variable stays `${VAR}` (validate/explain); check real values only.
-        if !v.contains("${") && (v.len() < 3 || !v.chars().all(|c| c.is_ascii_alphanumeric())) {
-            // Never echo the value: it is the credential.
-            cx.error(
-                Some(raw.span()),
-                "`bot_id` must be a GroupMe bot id (letters and digits only, as shown on dev.groupme.com > Bots)",
-            );
-            return None;
-        }
-        Some(Box::new(GroupMeChat {
-            instance: self,
-            bot_id,
-        }))
+        // An unset variable stays `${VAR}` (validate/explain): check real values
+        // only, never echoing them.
+        let ok = v.contains("${") || (v.len() >= 3 && v.chars().all(|c| c.is_ascii_alphanumeric()));
+        let shape = "`bot_id` must be a GroupMe bot id (letters and digits only, as shown on dev.groupme.com > Bots)";
+        kit::check(cx, ok, &raw.span(), shape)?;
+        let url = self.post_url.clone();
+        Some(Box::new(GroupMeChat { url, bot_id }))
     }
 }
 
 #[derive(Debug)]
 struct GroupMeChat {
-    instance: Arc<GroupMe>,
+    url: Secret,
     bot_id: Secret,
 }
 
-impl Destination for GroupMeChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Plain
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // 202 with no body: no message id to thread under, edit or delete.
-        Capabilities::default()
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // GroupMe publishes no limit; one a second per group is polite.
-        Some(Rate::per_second(1))
-    }
-
-    fn target(&self) -> String {
-        "GroupMe bot".into()
-    }
-
-    fn request(&self, msg: &Message<'_>) -> Outbound {
-        let body = json!({
-            "bot_id": self.bot_id.expose(),
-            "text": fit(msg.text, MAX_TEXT, char::len_utf16),
-        });
-        let url = Secret::new(format!("{}/v3/bots/post", self.instance.api_url));
-        Outbound::Http(HttpRequest::post_json(&url, &body))
-    }
-
-    fn classify(&self, resp: &HttpResponse) -> Outcome {
-        // The bot id is a secret: delivery redacts it should GroupMe quote it.
-        classify_json(resp, &SPEC)
-    }
-}
-
-/// Errors: `{"meta":{"code","errors":[…]}}`.
 const SPEC: Spec = Spec {
     prefix: "groupme",
     id_ptr: None,
@@ -163,129 +104,103 @@ const SPEC: Spec = Spec {
     },
 };
 
+impl Chat for GroupMeChat {
+    const KIND: &str = REGISTRATION.kind;
+    const TARGET: &str = "GroupMe bot";
+    const DIALECT: Dialect = Dialect::Plain;
+    // GroupMe publishes no limit; one a second per group is polite.
+    const RATE: Option<Rate> = Some(Rate::per_second(1));
+    // Should GroupMe quote the bot id, delivery redacts it (a secret).
+    const ANSWERS: &dyn kit::Answers = &SPEC;
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        let text = fit(msg.text, MAX_TEXT, char::len_utf16);
+        let body = json!({"bot_id": self.bot_id.expose(), "text": text});
+        Outbound::Http(HttpRequest::post_json(&self.url, &body))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::providers::Instance;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{bind, body, messages, post, reason, resp};
 
     const BOT: &str = "canarybot0123456789abcdef";
 
     fn chat() -> GroupMeChat {
         GroupMeChat {
-            instance: Arc::new(GroupMe {
-                api_url: "http://127.0.0.1:9".into(),
-            }),
+            url: Secret::new("http://127.0.0.1:9/v3/bots/post"),
             bot_id: Secret::new(BOT),
         }
     }
 
-    use crate::providers::http::tests::resp;
-
     #[test]
     fn request_shape_and_redaction() {
-        let ctx = json!({});
-        let Outbound::Http(r) = chat().request(&Message {
-            chat: "c",
-            text: "<!channel> @everyone hi",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }) else {
-            panic!("expected HTTP")
-        };
+        let r = post(&chat(), "<!channel> @everyone hi");
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/v3/bots/post");
         assert_eq!(r.headers.len(), 1);
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({"bot_id": BOT, "text": "<!channel> @everyone hi"})
         );
         let shown = r.redacted_json(&crate::config::env::Redactor::new([BOT.to_string()]));
         assert!(!shown.to_string().contains(BOT));
-        assert_eq!(
-            serde_json::from_str::<serde_json::Value>(shown["body"].as_str().unwrap()).unwrap()["bot_id"],
-            "[redacted]"
-        );
+        let shown: Value =
+            serde_json::from_str(shown["body"].as_str().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(shown["bot_id"], "[redacted]");
     }
 
     #[test]
     fn text_is_cut_to_1000() {
-        let ctx = json!({});
-        let text = "word ".repeat(400);
-        let Outbound::Http(r) = chat().request(&Message {
-            chat: "c",
-            text: &text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }) else {
-            panic!()
-        };
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        let t = body["text"].as_str().unwrap();
+        let b = body(&post(&chat(), &"word ".repeat(400)));
+        let t = b["text"].as_str().unwrap_or_default();
         assert!(t.chars().count() <= MAX_TEXT && t.chars().count() > MAX_TEXT - 6);
         assert!(t.ends_with("word…"));
     }
 
     #[test]
     fn classifies_without_the_bot_id() {
-        let c = chat();
-        assert_eq!(
-            c.classify(&resp(202, &[], "")),
-            Outcome::Sent { remote_id: None }
-        );
+        let c: &dyn Destination = &chat();
+        let c =
+            |status, headers: &[(&str, &str)], body: &str| c.classify(&resp(status, headers, body));
+        assert_eq!(c(202, &[], ""), Outcome::Sent { remote_id: None });
         assert!(matches!(
-            c.classify(&resp(429, &[("Retry-After", "9")], "")),
+            c(429, &[("Retry-After", "9")], ""),
             Outcome::Retry { after: Some(d), .. } if d.as_secs() == 9
         ));
-        assert!(matches!(
-            c.classify(&resp(500, &[], "")),
-            Outcome::Retry { .. }
-        ));
-        let Outcome::Permanent { reason } = c.classify(&resp(
+        assert!(matches!(c(500, &[], ""), Outcome::Retry { .. }));
+        let o = c(
             404,
             &[],
             &format!(
                 r#"{{"meta":{{"code":404,"errors":["bot {BOT} not found"]}},"response":null}}"#
             ),
-        )) else {
-            panic!("404 should be permanent")
-        };
-        assert!(
-            reason.contains("unknown bot_id") && reason.contains("not found"),
-            "{reason}"
         );
-        let Outcome::Permanent { reason } = c.classify(&resp(
-            400,
-            &[],
-            r#"{"meta":{"code":400,"errors":["text is required"]},"response":null}"#,
-        )) else {
-            panic!("400 should be permanent")
-        };
+        assert!(matches!(o, Outcome::Permanent { .. }), "{o:?}");
+        let r = reason(o);
+        assert!(
+            r.contains("unknown bot_id") && r.contains("not found"),
+            "{r}"
+        );
         assert_eq!(
-            reason,
-            "groupme: HTTP 400: text is required (GroupMe refused the message)"
+            c(
+                400,
+                &[],
+                r#"{"meta":{"code":400,"errors":["text is required"]},"response":null}"#,
+            ),
+            Outcome::Permanent {
+                reason: "groupme: HTTP 400: text is required (GroupMe refused the message)".into()
+            }
         );
     }
 
     #[test]
     fn bot_id_must_be_a_secret_of_letters_and_digits() {
-        let env = HashMap::from([
-            ("GOOD".to_string(), BOT.to_string()),
-            ("BAD".to_string(), "abc\"def".to_string()),
-        ]);
-        let run = |toml: &str| {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(format!("t = {toml}")).unwrap();
-            let inst = Arc::new(GroupMe {
-                api_url: DEFAULT_API_URL.into(),
-            });
-            let d = inst.bind(&doc["t"], Some(0..1), &mut cx);
-            let p: Vec<String> = cx.problems().iter().map(|p| p.message.clone()).collect();
-            (d.is_some(), p)
+        let env = [("GOOD", BOT), ("BAD", "abc\"def")];
+        let run = |t: &str| {
+            let (d, p) = bind(&REGISTRATION, "{}", t, &env);
+            (d.is_some(), messages(&p))
         };
         assert_eq!(run("{ bot_id = \"${GOOD}\" }"), (true, vec![]));
         let (ok, p) = run("{ bot_id = \"${BAD}\" }");

@@ -484,6 +484,198 @@ pub(crate) use push_template;
 // ---- kit additions, group E (dingtalk, lark, wecom, googlechat, teams, groupme, webex, webhook, console) ----
 // (keep additions inside this section until the groups are merged)
 
+use super::{Capabilities, Message, Outbound};
+use crate::config::Rate;
+use crate::render::Dialect;
+use std::marker::PhantomData;
+
+/// What every provider file names: `use super::kit::prelude::*;`.
+pub mod prelude {
+    pub use std::ops::Range;
+    pub use std::sync::Arc;
+    pub use std::time::Duration;
+
+    pub use schemars::JsonSchema;
+    pub use serde::Deserialize;
+    pub use serde_json::{Value, json};
+    pub use serde_spanned::Spanned;
+
+    pub use super::super::{
+        Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
+        Registration,
+    };
+    pub use super::{self as kit, Chat, Provider};
+    pub use crate::config::Rate;
+    pub use crate::config::de::Ctx;
+    pub use crate::config::env::Secret;
+    pub use crate::render::Dialect;
+}
+
+/// A destination as its platform's facts plus what only it knows (where
+/// messages go, the request, the answer): every `Chat` is a [`Destination`]
+/// whose `kind` is `KIND`.
+pub trait Chat: Send + Sync + std::fmt::Debug {
+    /// `REGISTRATION.kind`.
+    const KIND: &'static str;
+    /// Where messages go, for people (status page, explain): never a secret.
+    const TARGET: &'static str;
+    const DIALECT: Dialect;
+    /// [`Capabilities::ALL`] only when answers carry the message's id.
+    const CAPS: Capabilities = Capabilities {
+        thread: false,
+        edit: false,
+        delete: false,
+    };
+    /// The platform's limit for one chat (`None`: unlimited).
+    const RATE: Option<Rate> = None;
+    /// The message for chats that name no template (`None`: the dialect's).
+    const TEMPLATE: Option<&'static str> = None;
+    /// How answers map to outcomes: a [`Spec`] or a [`CodeSpec`].
+    const ANSWERS: &'static dyn Answers;
+
+    /// [`Chat::TARGET`], or more when the chat's ids are not secret.
+    fn target(&self) -> String {
+        Self::TARGET.into()
+    }
+    fn request(&self, msg: &Message<'_>) -> Outbound;
+    /// [`Chat::ANSWERS`]; a platform's quirks go here, before it.
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        Self::ANSWERS.classify(resp)
+    }
+}
+
+/// A way of reading answers: [`classify_json`] for a [`Spec`],
+/// [`classify_code`] for a [`CodeSpec`].
+pub trait Answers: Sync {
+    fn classify(&self, resp: &HttpResponse) -> Outcome;
+}
+
+impl Answers for Spec {
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        classify_json(resp, self)
+    }
+}
+
+impl Answers for CodeSpec {
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        classify_code(resp, self)
+    }
+}
+
+impl<C: Chat> Destination for C {
+    fn kind(&self) -> &'static str {
+        C::KIND
+    }
+    fn dialect(&self) -> Dialect {
+        C::DIALECT
+    }
+    fn capabilities(&self) -> Capabilities {
+        C::CAPS
+    }
+    fn target(&self) -> String {
+        Chat::target(self)
+    }
+    fn default_template(&self) -> Option<&'static str> {
+        C::TEMPLATE
+    }
+    fn default_rate(&self) -> Option<Rate> {
+        C::RATE
+    }
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        Chat::request(self, msg)
+    }
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        Chat::classify(self, resp)
+    }
+}
+
+/// The chat fields of a provider with nothing to set on `[providers.NAME]`
+/// (each chat names its own webhook): they bind on their own, through [`Hook`].
+pub trait HookTarget: DeserializeOwned + JsonSchema + 'static {
+    fn bind(self, chat: Option<Range<usize>>, cx: &mut Ctx<'_>) -> Option<Box<dyn Destination>>;
+}
+
+/// The provider of webhook chats: settings `S` (documentation only) and
+/// chat fields `T`; `registration::<Hook<Settings, Target>>(…)`.
+pub struct Hook<S, T>(PhantomData<fn() -> (S, T)>);
+
+impl<S, T> std::fmt::Debug for Hook<S, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
+impl<S: DeserializeOwned + JsonSchema + 'static, T: HookTarget> Provider for Hook<S, T> {
+    type Settings = S;
+    type Target = T;
+
+    fn new(_: S, _: &mut Ctx<'_>) -> Option<Self> {
+        Some(Hook(PhantomData))
+    }
+
+    fn bind_target(
+        self: Arc<Self>,
+        t: T,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        t.bind(chat, cx)
+    }
+}
+
+/// The `{"errcode", "errmsg"}` answer of DingTalk and WeCom robots, to
+/// complete: `CodeSpec { prefix, transient, hint, after, ..kit::ERRCODE }`.
+pub const ERRCODE: CodeSpec = CodeSpec {
+    prefix: "",
+    word: "errcode",
+    code_ptrs: &["/errcode"],
+    msg_ptrs: &["/errmsg"],
+    transient: &[],
+    hint: |_| "",
+    after: |_, _, _| None,
+};
+
+/// `Some(())` when `ok`; otherwise `message` is reported at `span`:
+/// `kit::check(cx, ok, &span, "…")?`. The message must not quote the value.
+pub fn check(cx: &mut Ctx<'_>, ok: bool, span: &Range<usize>, message: &str) -> Option<()> {
+    if !ok {
+        cx.error(Some(span.clone()), message);
+    }
+    ok.then_some(())
+}
+
+/// The query parameters of `url`, decoded (none when it does not parse).
+pub fn query_pairs(url: &str) -> Vec<(String, String)> {
+    url::Url::parse(url)
+        .map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// Whether `url`'s query has `name` with a value that is not empty.
+pub fn has_param(url: &str, name: &str) -> bool {
+    query_pairs(url)
+        .iter()
+        .any(|(k, v)| k == name && !v.is_empty())
+}
+
+/// `url` with `param` (`name=value`, encoded) added to its query.
+pub fn with_query(url: &Secret, param: &str) -> Secret {
+    let base = url.expose();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Secret::new(format!("{base}{sep}{param}"))
+}
+
+/// base64(HMAC-SHA256(key, message)), the signature of webhook robots.
+pub fn hmac_sha256_base64(key: &str, message: &str) -> String {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()) else {
+        unreachable!("HMAC takes keys of any length")
+    };
+    mac.update(message.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,41 +1,19 @@
-//! `teams`: Microsoft Teams through a Workflows (Power Automate) webhook,
-//! the "When a Teams webhook request is received" trigger. The body is a
-//! `message` with one Adaptive Card attachment: the rendered text in a
-//! wrapping `TextBlock` (Teams renders a Markdown subset there, so the
-//! dialect is Markdown) and an `Action.OpenUrl` button to the post.
+//! `teams`: Microsoft Teams through a Workflows webhook ("When a Teams webhook
+//! request is received"; the URL with its `sig=` is the credential). The body
+//! is a `message` with one Adaptive Card 1.4: the text in a wrapping `TextBlock`
+//! and an `Action.OpenUrl` button to the post, all under 28 KB. Retired Office
+//! 365 connector URLs draw a warning.
 //!
-//! Mentions: a Teams @mention needs an `<at>` tag *and* an entry in the
-//! card's `msteams.entities`, which this card never has, so text cannot ping;
-//! the Markdown escaper breaks `<`, `@everyone` and the like on top.
+//! Dialect: Markdown (Teams' subset), strictest reading (no parser test): an
+//! @mention needs a `msteams.entities` entry, which the card never has.
 //!
-//! Delivery is fire-and-forget on Microsoft's side: the trigger answers
-//! `202 Accepted` before the flow runs, so a card the flow cannot post (too
-//! large, channel deleted, flow owner gone) fails only in the flow's run
-//! history, never in the relay. What the relay sees is the trigger: 4xx for
-//! a bad or expired URL (permanent), 429 and 5xx (retry).
-//!
-//! The retired Office 365 connector format (`MessageCard`) is not built:
-//! connectors stopped working in 2025-26 and their URLs (`…webhook.office.com`)
-//! draw a warning. See shared/providers.md §2.8 and the Adaptive Card schema
-//! (`adaptivecards.io/schemas/adaptive-card.json`, version 1.4).
-
-use std::ops::Range;
-use std::sync::Arc;
-
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
+//! Answers: `202 Accepted` before the flow runs (a card it cannot post fails
+//! only in its run history); 4xx permanent, 429 and 5xx retry. See
+//! shared/providers.md §2.8.
 
 use super::http::fit;
-use super::kit::{self, Provider, Spec, classify_json};
-use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
+use super::kit::prelude::*;
+use super::kit::{Spec, classify_json};
 
 pub const REGISTRATION: Registration = kit::registration::<Teams>(
     "teams",
@@ -43,8 +21,7 @@ pub const REGISTRATION: Registration = kit::registration::<Teams>(
 );
 
 /// Teams rejects posts above about 28 KB ("Request Entity too large", inside
-/// the flow). The whole request body is kept under this.
-/// learn.microsoft.com/connectors/teams, "Known issues and limitations".
+/// the flow; learn.microsoft.com/connectors/teams, "Known issues").
 const MAX_BODY_BYTES: usize = 28_000;
 
 /// Links longer than this are left out of the card rather than eating the text's room.
@@ -89,11 +66,8 @@ impl Provider for Teams {
     type Target = Target;
 
     fn new(s: Settings, _: &mut Ctx<'_>) -> Option<Self> {
-        let button = s
-            .button
-            .map(|b| b.trim().to_string())
-            .filter(|b| !b.is_empty())
-            .unwrap_or_else(|| DEFAULT_BUTTON.to_string());
+        let button = s.button.as_deref().map(str::trim).filter(|b| !b.is_empty());
+        let button = button.unwrap_or(DEFAULT_BUTTON).to_string();
         Some(Teams { button })
     }
 
@@ -103,41 +77,31 @@ impl Provider for Teams {
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let (url, raw_span) = cx.required_url(
-            &t.webhook_url,
-            "webhook_url",
-            chat,
-            "a teams chat needs `webhook_url = \"${TEAMS_WEBHOOK_URL}\"` (a Workflows webhook URL)",
-        )?;
+        let missing =
+            "a teams chat needs `webhook_url = \"${TEAMS_WEBHOOK_URL}\"` (a Workflows webhook URL)";
+        let (url, span) = cx.required_url(&t.webhook_url, "webhook_url", chat, missing)?;
         let mut scrub = vec![url.clone()];
         if let Ok(u) = url::Url::parse(url.expose()) {
             let host = u.host_str().unwrap_or_default().to_ascii_lowercase();
+            let sig = u.query_pairs().find(|(k, _)| k == "sig");
+            let connector = "`webhook_url` looks like an Office 365 connector URL: connectors are retired; create a Workflows webhook (\"When a Teams webhook request is received\") instead";
+            let no_sig = "`webhook_url` has no `sig=` parameter: Workflows URLs carry their signature there; copy the whole URL";
             if host.ends_with("webhook.office.com") || host.ends_with("outlook.office.com") {
-                cx.warning(
-                    Some(raw_span.clone()),
-                    "`webhook_url` looks like an Office 365 connector URL: connectors are retired; create a Workflows webhook (\"When a Teams webhook request is received\") instead",
-                );
+                cx.warning(Some(span), connector);
+            } else if let Some((_, sig)) = sig {
+                scrub.push(Secret::new(sig.into_owned()));
             } else {
-                match u.query_pairs().find(|(k, _)| k == "sig") {
-                    Some((_, sig)) => scrub.push(Secret::new(sig.into_owned())),
-                    None => cx.warning(
-                        Some(raw_span.clone()),
-                        "`webhook_url` has no `sig=` parameter: Workflows URLs carry their signature there; copy the whole URL",
-                    ),
-                }
+                cx.warning(Some(span), no_sig);
             }
         }
-        Some(Box::new(TeamsChat {
-            instance: self,
-            url,
-            scrub,
-        }))
+        let button = self.button.clone();
+        Some(Box::new(TeamsChat { button, url, scrub }))
     }
 }
 
 #[derive(Debug)]
 struct TeamsChat {
-    instance: Arc<Teams>,
+    button: String,
     url: Secret,
     /// Values no reason may show: the URL and its `sig`.
     scrub: Vec<Secret>,
@@ -145,7 +109,7 @@ struct TeamsChat {
 
 impl TeamsChat {
     /// The Adaptive Card for `text`, with a button to `link` when there is one.
-    fn card(&self, text: &str, link: Option<&str>) -> serde_json::Value {
+    fn card(&self, text: &str, link: Option<&str>) -> Value {
         let mut card = json!({
             "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
             "type": "AdaptiveCard",
@@ -153,25 +117,17 @@ impl TeamsChat {
             "body": [{"type": "TextBlock", "text": text, "wrap": true}],
         });
         if let Some(url) = link {
-            card["actions"] = json!([{
-                "type": "Action.OpenUrl",
-                "title": self.instance.button,
-                "url": url,
-            }]);
+            card["actions"] = json!([{"type": "Action.OpenUrl", "title": self.button, "url": url}]);
         }
-        json!({
-            "type": "message",
-            "attachments": [{
-                "contentType": "application/vnd.microsoft.card.adaptive",
-                "content": card,
-            }],
-        })
+        let attachment =
+            json!({"contentType": "application/vnd.microsoft.card.adaptive", "content": card});
+        json!({"type": "message", "attachments": [attachment]})
     }
 }
 
 /// The post's URL (or the topic's) from the template context, when it is a
 /// plain absolute http(s) URL of sane length.
-fn post_link(context: &serde_json::Value) -> Option<String> {
+fn post_link(context: &Value) -> Option<String> {
     let raw = context["post"]["url"]
         .as_str()
         .or_else(|| context["topic"]["url"].as_str())?;
@@ -192,58 +148,8 @@ fn json_len(c: char) -> usize {
     }
 }
 
-impl Destination for TeamsChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Markdown
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // The trigger answers 202 with no message id: nothing to thread under or edit.
-        Capabilities::default()
-    }
-
-    fn default_template(&self) -> Option<&'static str> {
-        Some(DEFAULT_TEMPLATE)
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // Each request starts a flow run that posts through the Teams
-        // connector (throttled per connection); one a second per chat.
-        Some(Rate::per_second(1))
-    }
-
-    fn target(&self) -> String {
-        "Workflows webhook".into()
-    }
-
-    fn request(&self, msg: &Message<'_>) -> Outbound {
-        let link = post_link(msg.context);
-        let envelope = self.card("", link.as_deref()).to_string().len();
-        let text = fit(msg.text, MAX_BODY_BYTES.saturating_sub(envelope), json_len);
-        Outbound::Http(HttpRequest::post_json(
-            &self.url,
-            &self.card(&text, link.as_deref()),
-        ))
-    }
-
-    fn classify(&self, resp: &HttpResponse) -> Outcome {
-        // Retired connectors reported throttling as 200 with this in the body.
-        if resp.status == 200 && String::from_utf8_lossy(&resp.body).contains("HTTP error 429") {
-            return Outcome::Retry {
-                reason: "teams: throttled (HTTP error 429 in the answer)".into(),
-                after: resp.retry_after(),
-            };
-        }
-        kit::scrub(classify_json(resp, &SPEC), &self.scrub)
-    }
-}
-
-/// Errors: the Logic Apps / Power Platform shape `{"error":{"code","message"}}`
-/// → `HTTP 404 WorkflowNotFound: message`.
+/// The Logic Apps / Power Platform `{"error":{"code","message"}}` →
+/// `HTTP 404 WorkflowNotFound: message`.
 const SPEC: Spec = Spec {
     prefix: "teams",
     id_ptr: None,
@@ -259,46 +165,63 @@ const SPEC: Spec = Spec {
     },
 };
 
+impl Chat for TeamsChat {
+    const KIND: &str = REGISTRATION.kind;
+    const TARGET: &str = "Workflows webhook";
+    const DIALECT: Dialect = Dialect::Markdown;
+    // No CAPS: the trigger answers 202 with no message id to thread under or edit.
+    // Each request starts a flow run posting through the Teams connector
+    // (throttled per connection); one a second per chat.
+    const RATE: Option<Rate> = Some(Rate::per_second(1));
+    const ANSWERS: &dyn kit::Answers = &SPEC;
+    const TEMPLATE: Option<&'static str> = Some(DEFAULT_TEMPLATE);
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        let link = post_link(msg.context);
+        let envelope = self.card("", link.as_deref()).to_string().len();
+        let text = fit(msg.text, MAX_BODY_BYTES.saturating_sub(envelope), json_len);
+        let card = self.card(&text, link.as_deref());
+        Outbound::Http(HttpRequest::post_json(&self.url, &card))
+    }
+
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        // Retired connectors reported throttling as 200 with this in the body.
+        if resp.status == 200 && String::from_utf8_lossy(&resp.body).contains("HTTP error 429") {
+            return Outcome::Retry {
+                reason: "teams: throttled (HTTP error 429 in the answer)".into(),
+                after: resp.retry_after(),
+            };
+        }
+        kit::scrub(classify_json(resp, &SPEC), &self.scrub)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::providers::Instance;
-    use std::collections::HashMap;
-    use std::time::Duration;
+    use crate::providers::testkit::{bind, body, messages, post_in, reason, resp};
 
     const URL: &str = "https://prod-01.westeurope.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=canarySig123";
 
     fn chat() -> TeamsChat {
         TeamsChat {
-            instance: Arc::new(Teams {
-                button: DEFAULT_BUTTON.into(),
-            }),
+            button: DEFAULT_BUTTON.into(),
             url: Secret::new(URL),
             scrub: vec![Secret::new(URL), Secret::new("canarySig123")],
         }
     }
 
-    use crate::providers::http::tests::resp;
-
-    fn body(out: Outbound) -> (HttpRequest, serde_json::Value) {
-        let Outbound::Http(r) = out else {
-            panic!("expected HTTP")
-        };
-        let v = serde_json::from_str(&r.body).unwrap();
+    /// The request for `text` against `ctx` (the link comes from it).
+    fn send(text: &str, ctx: Value) -> (HttpRequest, Value) {
+        let r = post_in(&chat(), text, ctx);
+        let v = body(&r);
         (r, v)
     }
 
     #[test]
     fn request_is_an_adaptive_card_with_a_button() {
         let ctx = json!({"post": {"url": "https://forum.example.org/t/x/1/2"}});
-        let (r, v) = body(chat().request(&Message {
-            chat: "c",
-            text: "**\\[x\\]** \\<at\\>",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
+        let (r, v) = send("**\\[x\\]** \\<at\\>", ctx);
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), URL);
         assert_eq!(
@@ -317,6 +240,10 @@ mod tests {
                 }]
             })
         );
+        assert_eq!(
+            Destination::default_template(&chat()),
+            Some(DEFAULT_TEMPLATE)
+        );
     }
 
     #[test]
@@ -327,13 +254,7 @@ mod tests {
             json!({}),
             json!({"post": {"url": format!("https://h/{}", "a".repeat(3000))}}),
         ] {
-            let (_, v) = body(chat().request(&Message {
-                chat: "c",
-                text: "t",
-                context: &ctx,
-                action: Default::default(),
-                delivery: None,
-            }));
+            let (_, v) = send("t", ctx.clone());
             assert!(
                 v["attachments"][0]["content"].get("actions").is_none(),
                 "{ctx}"
@@ -341,13 +262,7 @@ mod tests {
         }
         // The topic URL stands in when the event has no post.
         let ctx = json!({"post": null, "topic": {"url": "https://forum.example.org/t/x/1"}});
-        let (_, v) = body(chat().request(&Message {
-            chat: "c",
-            text: "t",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
+        let (_, v) = send("t", ctx);
         assert_eq!(
             v["attachments"][0]["content"]["actions"][0]["url"],
             "https://forum.example.org/t/x/1"
@@ -358,19 +273,12 @@ mod tests {
     fn long_text_is_cut_to_the_card_limit() {
         let ctx = json!({"post": {"url": "https://forum.example.org/t/x/1/2"}});
         // Quotes double in JSON: the limit counts the escaped size.
-        let text = "\"word\" ".repeat(10_000);
-        let (r, v) = body(chat().request(&Message {
-            chat: "c",
-            text: &text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
+        let (r, v) = send(&"\"word\" ".repeat(10_000), ctx);
         assert!(r.body.len() <= MAX_BODY_BYTES, "{}", r.body.len());
         assert!(r.body.len() > MAX_BODY_BYTES - 100, "{}", r.body.len());
         let shown = v["attachments"][0]["content"]["body"][0]["text"]
             .as_str()
-            .unwrap();
+            .unwrap_or_default();
         assert!(
             shown.ends_with("\"word\"…"),
             "{}",
@@ -380,102 +288,99 @@ mod tests {
 
     #[test]
     fn fit_respects_the_budget() {
-        assert_eq!(fit("abc", 3, char::len_utf8), "abc");
-        assert_eq!(fit("alpha beta gamma", 14, char::len_utf8), "alpha beta…");
-        assert_eq!(fit("abcdefgh", 6, char::len_utf8), "abc…");
-        assert_eq!(fit("ééééé", 7, char::len_utf8), "éé…");
-        assert_eq!(fit("abc", 0, char::len_utf8), "…");
+        for (text, budget, want) in [
+            ("abc", 3, "abc"),
+            ("alpha beta gamma", 14, "alpha beta…"),
+            ("abcdefgh", 6, "abc…"),
+            ("ééééé", 7, "éé…"),
+            ("abc", 0, "…"),
+        ] {
+            assert_eq!(fit(text, budget, char::len_utf8), want);
+        }
     }
 
     #[test]
     fn classifies_trigger_answers_without_the_signature() {
-        let c = chat();
+        let c: &dyn Destination = &chat();
+        let c =
+            |status, headers: &[(&str, &str)], body: &str| c.classify(&resp(status, headers, body));
+        assert_eq!(c(202, &[], ""), Outcome::Sent { remote_id: None });
         assert_eq!(
-            c.classify(&resp(202, &[], "")),
-            Outcome::Sent { remote_id: None }
-        );
-        assert_eq!(
-            c.classify(&resp(429, &[("Retry-After", "12")], "")),
+            c(429, &[("Retry-After", "12")], ""),
             Outcome::Retry {
                 reason: "teams: HTTP 429".into(),
                 after: Some(Duration::from_secs(12))
             }
         );
         assert!(matches!(
-            c.classify(&resp(
-                200,
-                &[],
-                "Microsoft Teams endpoint returned HTTP error 429"
-            )),
+            c(200, &[], "Microsoft Teams endpoint returned HTTP error 429"),
             Outcome::Retry { .. }
         ));
-        assert!(matches!(
-            c.classify(&resp(502, &[], "bad gateway")),
-            Outcome::Retry { .. }
-        ));
+        assert!(matches!(c(502, &[], "bad gateway"), Outcome::Retry { .. }));
         let echo = r#"{"error":{"code":"DirectApiAuthorizationRequired","message":"The signature 'canarySig123' is not valid."}}"#;
-        let Outcome::Permanent { reason } = c.classify(&resp(401, &[], echo)) else {
-            panic!("401 should be permanent")
-        };
-        assert!(
-            reason.contains("DirectApiAuthorizationRequired"),
-            "{reason}"
-        );
-        assert!(reason.contains("copy it again"), "{reason}");
-        assert!(!reason.contains("canarySig123"), "{reason}");
-        let Outcome::Permanent { reason } = c.classify(&resp(
+        let o = c(401, &[], echo);
+        assert!(matches!(o, Outcome::Permanent { .. }), "{o:?}");
+        let r = reason(o);
+        assert!(r.contains("DirectApiAuthorizationRequired"), "{r}");
+        assert!(r.contains("copy it again"), "{r}");
+        assert!(!r.contains("canarySig123"), "{r}");
+        let o = c(
             404,
             &[],
             r#"{"error":{"code":"WorkflowNotFound","message":"The workflow 'abc' could not be found."}}"#,
-        )) else {
-            panic!("404 should be permanent")
-        };
-        assert!(
-            reason.starts_with("teams: HTTP 404 WorkflowNotFound"),
-            "{reason}"
         );
-    }
-
-    fn bind(toml: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        let env = HashMap::from([
-            ("TEAMS_URL".to_string(), URL.to_string()),
-            (
-                "O365".to_string(),
-                "https://contoso.webhook.office.com/webhookb2/x/IncomingWebhook/y/z".to_string(),
-            ),
-            (
-                "NOSIG".to_string(),
-                "https://prod-01.logic.azure.com/workflows/abc".to_string(),
-            ),
-        ]);
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let inst = Arc::new(Teams {
-            button: DEFAULT_BUTTON.into(),
-        });
-        let doc = toml_edit::Document::parse(format!("t = {toml}")).unwrap();
-        let d = inst.bind(&doc["t"], Some(0..1), &mut cx);
-        (d, cx.problems().iter().map(|p| p.message.clone()).collect())
+        assert!(matches!(o, Outcome::Permanent { .. }), "{o:?}");
+        let r = reason(o);
+        assert!(r.starts_with("teams: HTTP 404 WorkflowNotFound"), "{r}");
     }
 
     #[test]
     fn target_validation() {
-        let (d, p) = bind("{ webhook_url = \"${TEAMS_URL}\" }");
+        let env = [
+            ("TEAMS_URL", URL),
+            (
+                "O365",
+                "https://contoso.webhook.office.com/webhookb2/x/IncomingWebhook/y/z",
+            ),
+            ("NOSIG", "https://prod-01.logic.azure.com/workflows/abc"),
+        ];
+        let run = |t: &str| {
+            let (d, p) = bind(&REGISTRATION, "{}", t, &env);
+            (d, messages(&p))
+        };
+        let (d, p) = run("{ webhook_url = \"${TEAMS_URL}\" }");
         assert!(d.is_some() && p.is_empty(), "{p:?}");
-        let (d, p) = bind("{}");
+        let (d, p) = run("{}");
         assert!(d.is_none() && p[0].contains("needs `webhook_url"), "{p:?}");
-        let (d, p) = bind("{ webhook_url = \"https://prod-01.logic.azure.com/x?sig=literal\" }");
+        let (d, p) = run("{ webhook_url = \"https://prod-01.logic.azure.com/x?sig=literal\" }");
         assert!(
             d.is_none() && p[0].contains("environment reference"),
             "{p:?}"
         );
-        let (d, p) = bind("{ webhook_url = \"${O365}\" }");
+        let (d, p) = run("{ webhook_url = \"${O365}\" }");
         assert!(
             d.is_some() && p[0].contains("Office 365 connector"),
             "{p:?}"
         );
-        let (d, p) = bind("{ webhook_url = \"${NOSIG}\" }");
+        let (d, p) = run("{ webhook_url = \"${NOSIG}\" }");
         assert!(d.is_some() && p[0].contains("no `sig=`"), "{p:?}");
-        let (_, p) = bind("{ webhook_url = \"${UNSET}\" }");
+        let (_, p) = run("{ webhook_url = \"${UNSET}\" }");
         assert!(p.len() == 1 && p[0].contains("not set"), "{p:?}");
+        // The button label comes from the settings, trimmed; blank is the default.
+        let ctx = json!({"post": {"url": "https://forum.example.org/t/x/1/2"}});
+        for (settings, want) in [
+            ("{ button = \" Read \" }", "Read"),
+            ("{ button = \" \" }", DEFAULT_BUTTON),
+        ] {
+            let (d, _) = bind(
+                &REGISTRATION,
+                settings,
+                "{ webhook_url = \"${TEAMS_URL}\" }",
+                &env,
+            );
+            let d = d.unwrap_or_else(|| panic!("{settings}"));
+            let v = body(&post_in(d.as_ref(), "t", ctx.clone()));
+            assert_eq!(v["attachments"][0]["content"]["actions"][0]["title"], want);
+        }
     }
 }

@@ -106,3 +106,67 @@ pub fn bind(
 
 // ---- testkit additions, group E ----
 // (keep additions inside this section until the groups are merged)
+
+use super::Registration;
+use crate::config::de::{Ctx, MissingEnv};
+use crate::config::diag::Problem;
+
+/// A chat of `reg`'s kind bound from TOML inline tables (settings `s`, chat
+/// fields `t`, whose spans count from the document's start: `t = {…`) with
+/// `env` as the environment: the destination and the problems.
+pub fn bind(
+    reg: &Registration,
+    s: &str,
+    t: &str,
+    env: &[(&str, &str)],
+) -> (Option<Box<dyn Destination>>, Vec<Problem>) {
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut cx = Ctx::new(&env, MissingEnv::Warn);
+    let doc = toml_edit::Document::parse(format!("t = {t}\ns = {s}"))
+        .unwrap_or_else(|e| panic!("test TOML: {e}"));
+    let dest = (reg.parse)(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], Some(0..1), &mut cx));
+    (dest, cx.problems().to_vec())
+}
+
+/// The messages of `bind`'s problems.
+pub fn messages(problems: &[Problem]) -> Vec<String> {
+    problems.iter().map(|p| p.message.clone()).collect()
+}
+
+/// The reason of a retry or a permanent failure; panics on `Sent`.
+pub fn reason(o: super::Outcome) -> String {
+    match o {
+        super::Outcome::Retry { reason, .. } | super::Outcome::Permanent { reason } => reason,
+        sent => panic!("expected a failure, got {sent:?}"),
+    }
+}
+
+/// A new message's request for `text` against `ctx` instead of [`post_ctx`].
+pub fn post_in(dest: &dyn Destination, text: &str, ctx: Value) -> HttpRequest {
+    http(dest.request(&Message {
+        chat: "test-chat",
+        text,
+        context: &ctx,
+        action: Action::default(),
+        delivery: None,
+    }))
+}
+
+/// Each case's chat fields (inside `{ }`) bind no destination, and the first
+/// problem says the case's words without quoting `secret`.
+pub fn assert_rejected(
+    reg: &Registration,
+    env: &[(&str, &str)],
+    secret: &str,
+    cases: &[(&str, &str)],
+) {
+    for (t, want) in cases {
+        let (d, p) = bind(reg, "{}", &format!("{{ {t} }}"), env);
+        let first = p.first().map_or("", |p| p.message.as_str());
+        assert!(d.is_none() && first.contains(want), "{t}: {p:?}");
+        assert!(!first.contains(secret), "{first}");
+    }
+}
