@@ -59,13 +59,13 @@ fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{bind, post};
+    use crate::providers::testkit::{bind_fields, post};
 
     #[test]
     fn is_matrix_on_gitters_homeserver() {
         let env = [("GITTER_TOKEN", "syt_gitter")];
         let room = "room = \"!AbC:gitter.im\"";
-        let (dest, p) = bind(
+        let (dest, p) = bind_fields(
             &REGISTRATION,
             "access_token = \"${GITTER_TOKEN}\"",
             room,
@@ -78,7 +78,7 @@ mod tests {
             "https://gitter.ems.host/_matrix/client/v3/rooms/%21AbC%3Agitter.im/send/m.room.message/"
         ));
         // Without a token, the chat says what is missing.
-        let (dest, p) = bind(&REGISTRATION, "", room, &env);
+        let (dest, p) = bind_fields(&REGISTRATION, "", room, &env);
         assert!(dest.is_none());
         assert!(p[0].contains("kind = \"gitter\""), "{p:?}");
     }

@@ -534,7 +534,7 @@ mod tests {
                 "at most 64",
             ),
         ] {
-            let (d, msgs) = testkit::bind(&REGISTRATION, text, "room = 7", &env);
+            let (d, msgs) = testkit::bind_fields(&REGISTRATION, text, "room = 7", &env);
             assert!(d.is_none(), "{text}");
             assert!(msgs.iter().any(|m| m.contains(want)), "{text}: {msgs:?}");
             assert!(
@@ -543,7 +543,7 @@ mod tests {
             );
         }
         // The retired cloud is a warning; `/v2` at the end is tolerated.
-        let (d, msgs) = testkit::bind(
+        let (d, msgs) = testkit::bind_fields(
             &REGISTRATION,
             "server = \"https://api.hipchat.com/v2/\", token = \"${TOK}\"",
             "room = 7",
@@ -562,17 +562,17 @@ mod tests {
                 "must be an environment reference",
             ),
         ] {
-            let (d, msgs) = testkit::bind(&REGISTRATION, p, text, &env);
+            let (d, msgs) = testkit::bind_fields(&REGISTRATION, p, text, &env);
             assert!(d.is_none(), "{text}");
             assert!(msgs.last().unwrap().contains(want), "{text}: {msgs:?}");
         }
-        let (d, _) = testkit::bind(&REGISTRATION, p, "room = 7, token = \"${TOK}\"", &env);
+        let (d, _) = testkit::bind_fields(&REGISTRATION, p, "room = 7, token = \"${TOK}\"", &env);
         let r = post(d.unwrap().as_ref(), "x");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/v2/room/7/notification");
         assert_eq!(body(&r)["notify"], true);
         assert_eq!(body(&r)["color"], "red");
         // A bare `provider = "hipchat"` chat has no server.
-        let (d, msgs) = testkit::bind(&REGISTRATION, "", "room = 7, token = \"${TOK}\"", &env);
+        let (d, msgs) = testkit::bind_fields(&REGISTRATION, "", "room = 7, token = \"${TOK}\"", &env);
         assert!(d.is_none());
         assert!(msgs[0].contains("needs `server`"), "{msgs:?}");
     }

@@ -283,7 +283,7 @@ fn header_text(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{self, header, post_in, resp};
+    use crate::providers::testkit::{self, header, post_against, resp};
     use serde_json::json;
     use std::time::Duration;
 
@@ -310,7 +310,7 @@ mod tests {
             "topic": {"title": "Ünïcode\r\nInjected: yes", "url": "https://f.example/t/x/1", "tags": ["rust", "a,b"]},
             "post": {"url": "https://f.example/t/wörld/1/2"},
         });
-        let r = post_in(&chat(false, true), &ctx, "by Bob\n@everyone <b>");
+        let r = post_against(&chat(false, true), &ctx, "by Bob\n@everyone <b>");
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/forum-alerts");
         assert_eq!(r.body, "by Bob\n@everyone <b>");
@@ -344,7 +344,7 @@ mod tests {
         let ctx = json!({"topic": {"title": "Plain", "url": "javascript:alert(1)", "tags": []}, "post": null});
         let c = chat(true, false);
         assert_eq!(c.dialect(), Dialect::Markdown);
-        let r = post_in(&c, &ctx, "x");
+        let r = post_against(&c, &ctx, "x");
         assert_eq!(header(&r, "Markdown"), Some("yes"));
         assert_eq!(header(&r, "Title"), Some("Plain"));
         assert_eq!(header(&r, "Click"), None, "only web links");
@@ -420,7 +420,7 @@ mod tests {
 
     #[test]
     fn settings_are_validated() {
-        let bind = |s, t| testkit::bind(&REGISTRATION, s, t, &[("NTFY_TOKEN", TOKEN)]);
+        let bind = |s, t| testkit::bind_fields(&REGISTRATION, s, t, &[("NTFY_TOKEN", TOKEN)]);
         let (d, p) = bind("", "topic = \"alerts_1\"");
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(d.unwrap().target(), "ntfy.sh/alerts_1");

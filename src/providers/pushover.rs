@@ -302,7 +302,7 @@ mod tests {
 
     /// The form fields of the request for `text` in `ctx`.
     fn form(ctx: serde_json::Value, text: &str) -> Vec<(String, String)> {
-        let r = testkit::post_in(&chat(), &ctx, text);
+        let r = testkit::post_against(&chat(), &ctx, text);
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/1/messages.json");
         assert_eq!(
@@ -416,7 +416,7 @@ mod tests {
     #[test]
     fn settings_are_validated() {
         let env = [("PUSHOVER_TOKEN", TOKEN), ("PUSHOVER_USER", USER)];
-        let bind = |s, t| testkit::bind(&REGISTRATION, s, t, &env);
+        let bind = |s, t| testkit::bind_fields(&REGISTRATION, s, t, &env);
         let (d, p) = bind(
             "token = \"${PUSHOVER_TOKEN}\"",
             "user = \"${PUSHOVER_USER}\"",

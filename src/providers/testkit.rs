@@ -64,7 +64,7 @@ pub fn body(r: &HttpRequest) -> Value {
 
 /// The request `dest` builds for a new message `text` rendered against
 /// `ctx` (for providers that send context fields: titles, links, tags).
-pub fn post_in(dest: &dyn Destination, ctx: &Value, text: &str) -> HttpRequest {
+pub fn post_against(dest: &dyn Destination, ctx: &Value, text: &str) -> HttpRequest {
     http(dest.request(&Message {
         chat: "test-chat",
         text,
@@ -77,7 +77,7 @@ pub fn post_in(dest: &dyn Destination, ctx: &Value, text: &str) -> HttpRequest {
 /// `reg` reading `settings` and binding a chat with `target` (each the
 /// inside of an inline table), with `env` set and unset variables only
 /// warned about: the destination and every problem's message, in order.
-pub fn bind(
+pub fn bind_fields(
     reg: &super::Registration,
     settings: &str,
     target: &str,
