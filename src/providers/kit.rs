@@ -288,6 +288,85 @@ pub struct NoSettings {}
 // ---- kit additions, group C (telegram, discord, mattermost, slack, rocketchat) ----
 // (keep additions inside this section until the groups are merged)
 
+/// Reports `message` at `span` and gives `None`: `return kit::reject(cx, span, "…")`.
+pub fn reject<T>(
+    cx: &mut Ctx<'_>,
+    span: Option<Range<usize>>,
+    message: impl Into<String>,
+) -> Option<T> {
+    cx.error(span, message);
+    None
+}
+
+/// An optional URL setting that is not a secret (an avatar, a server).
+pub fn opt_url(
+    cx: &mut Ctx<'_>,
+    field: &str,
+    v: &Option<serde_spanned::Spanned<String>>,
+) -> Option<Option<String>> {
+    match v {
+        Some(u) => Some(Some(cx.url(field, u, false)?.expose().to_string())),
+        None => Some(None),
+    }
+}
+
+/// Which of a chat's two exclusive fields is set (an API target such as a
+/// channel id, or a webhook URL).
+pub enum OneOf<'a> {
+    First(&'a serde_spanned::Spanned<String>),
+    Second(&'a serde_spanned::Spanned<String>),
+}
+
+/// The one of `first` and `second` that is set; `both` is reported at
+/// `first` when both are, `neither` at the chat when none is.
+pub fn one_of<'a>(
+    cx: &mut Ctx<'_>,
+    first: &'a Option<serde_spanned::Spanned<String>>,
+    second: &'a Option<serde_spanned::Spanned<String>>,
+    chat: Option<Range<usize>>,
+    both: &str,
+    neither: &str,
+) -> Option<OneOf<'a>> {
+    match (first, second) {
+        (Some(a), None) => Some(OneOf::First(a)),
+        (None, Some(b)) => Some(OneOf::Second(b)),
+        (Some(a), Some(_)) => reject(cx, Some(a.span()), both),
+        (None, None) => reject(cx, chat, neither),
+    }
+}
+
+/// Sets `body[key]` when `v` is there (an optional field of a JSON body).
+pub fn put(body: &mut Value, key: &str, v: Option<impl serde::Serialize>) {
+    if let Some(v) = v {
+        body[key] = serde_json::json!(v);
+    }
+}
+
+/// `o` with `hint` after its reason when it is a permanent failure.
+pub fn hinted(o: Outcome, hint: &str) -> Outcome {
+    match o {
+        Outcome::Permanent { reason } => Outcome::Permanent {
+            reason: reason + hint,
+        },
+        o => o,
+    }
+}
+
+/// A 2xx whose body is not the platform's answer (a proxy's page): the
+/// message may not have gone out, so it is retried.
+pub fn unreadable(prefix: &str, resp: &HttpResponse) -> Outcome {
+    Outcome::Retry {
+        reason: format!("{prefix}: unreadable answer: {}", resp.body_snippet()),
+        after: None,
+    }
+}
+
+/// `(container, message)` a remote id names: `CONTAINER/MESSAGE` as stored
+/// from an answer that named both, or a bare message id in `default`.
+pub fn split_id<'a>(remote_id: &'a str, default: &'a str) -> (&'a str, &'a str) {
+    remote_id.split_once('/').unwrap_or((default, remote_id))
+}
+
 // ---- kit additions, group D (irc, xmpp, smtp, persistent) ----
 // (keep additions inside this section until the groups are merged)
 

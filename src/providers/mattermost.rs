@@ -1,20 +1,16 @@
-//! `mattermost`: the REST API (`POST /api/v4/posts` with a bot or personal
-//! access token, which returns the post and its `id`) or an incoming
-//! webhook URL (answers a plain `ok`). Dialect: Markdown, escaped by the
-//! renderer: backslashes before Markdown punctuation (which also breaks the
-//! Slack-compatible `<!channel>`/`<url|text>` forms webhooks translate) and
-//! `@channel`/`@all`/`@here`/`@name` broken with a zero-width space.
-//! Mattermost has no API switch to disable mentions, so the escaping is
-//! what keeps a post from pinging.
+//! `mattermost`: the REST API (`POST {api_url}/api/v4/posts`, bot or personal
+//! access token as `Authorization: Bearer`; answers the post, whose `id` is
+//! the `remote_id`) or an incoming webhook URL (the credential; answers `ok`).
+//! Body: JSON `{"channel_id", "message"}` or `{"text"}`. REST only: replies
+//! set `root_id`, edits are `PUT …/posts/{id}/patch`, deletes `DELETE …/posts/{id}`.
 //!
-//! Lifecycle (REST only; a webhook answers no post id): a thread reply sets
-//! `root_id`, an edit is `PUT /api/v4/posts/{id}/patch`, a delete
-//! `DELETE /api/v4/posts/{id}`. The `remote_id` is the post id.
+//! Dialect: Markdown, escaped by the renderer (backslashes, which also break
+//! the Slack-style `<!channel>` forms webhooks translate, and U+200B after a
+//! mentioning `@`): Mattermost cannot switch mentions off. Checked with
+//! `marked` in tests/parser_escaping.rs. Limit: 16,383 characters.
 //!
-//! Errors: REST answers JSON `{"id":"…app_error","message",…}` with the
-//! status; webhooks a status with JSON or text. The rate limiter answers
-//! 429 with `Retry-After` and `X-Ratelimit-Reset`. See shared/providers.md
-//! §2.4 and mattermost `api/v4/source/introduction.yaml`.
+//! Answers: JSON `{"id":"…app_error","message"}` with the status; 429 carries
+//! `Retry-After` and `X-Ratelimit-Reset`. See shared/providers.md §2.4.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -25,18 +21,14 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
 
-use super::http::retry_hint;
-use super::kit::{self, Provider};
+use super::http::{id_url, retry_hint};
+use super::kit::{self, OneOf, Provider, Spec, classify_json};
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
     Registration,
-    http::{classify_status, id_url, path_segment},
 };
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
-use crate::render::text::truncate;
+use crate::config::{Rate, de::Ctx, env::Secret};
+use crate::render::{Dialect, text::truncate};
 
 pub const REGISTRATION: Registration = kit::registration::<Mattermost>(
     "mattermost",
@@ -92,24 +84,16 @@ impl Provider for Mattermost {
 
     fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
         let token = cx.opt_secret("token", &s.token)?;
-        let api_url = match &s.api_url {
-            Some(u) => {
-                let u = cx.url("api_url", u, false)?;
-                // Accept the API root too: `https://h/api/v4` means `https://h`.
-                let base = u.expose().trim_end_matches('/');
-                Some(base.strip_suffix("/api/v4").unwrap_or(base).to_string())
-            }
-            None => None,
-        };
-        let icon_url = match &s.icon_url {
-            Some(u) => Some(cx.url("icon_url", u, false)?.expose().to_string()),
-            None => None,
-        };
+        // Accept the API root too: `https://h/api/v4` means `https://h`.
+        let api_url = kit::opt_url(cx, "api_url", &s.api_url)?.map(|u| {
+            let base = u.trim_end_matches('/');
+            base.strip_suffix("/api/v4").unwrap_or(base).to_string()
+        });
         Some(Mattermost {
             token,
             api_url,
             username: s.username,
-            icon_url,
+            icon_url: kit::opt_url(cx, "icon_url", &s.icon_url)?,
         })
     }
 
@@ -119,34 +103,35 @@ impl Provider for Mattermost {
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let mode = match (&t.channel_id, &t.webhook_url) {
-            (Some(c), None) => {
+        let both =
+            "set either `channel_id` (REST API) or `webhook_url` (incoming webhook), not both";
+        let neither = "a mattermost chat needs `channel_id` (with a token) or `webhook_url`";
+        let mode = match kit::one_of(cx, &t.channel_id, &t.webhook_url, chat, both, neither)? {
+            OneOf::First(c) => {
                 if let Some(ch) = &t.channel {
-                    cx.error(
+                    return kit::reject(
+                        cx,
                         Some(ch.span()),
                         "`channel` is for incoming webhooks; a REST chat names its channel with `channel_id` only",
                     );
-                    return None;
                 }
                 let channel_id = c.get_ref().trim().to_string();
                 let is_id = channel_id.len() == 26
-                    && channel_id
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+                    && (channel_id.chars()).all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
                 if !is_id {
-                    cx.error(
+                    return kit::reject(
+                        cx,
                         Some(c.span()),
                         "`channel_id` must be a channel id (26 lowercase letters and digits, from the channel's \"View Info\"), not a channel name",
                     );
-                    return None;
                 }
                 let (Some(token), Some(api_url)) = (self.token.clone(), self.api_url.clone())
                 else {
-                    cx.error(
+                    return kit::reject(
+                        cx,
                         Some(c.span()),
                         "posting to a `channel_id` needs `token = \"${MATTERMOST_TOKEN}\"` and `api_url` on a [providers.NAME] table with kind = \"mattermost\", or use `webhook_url`",
                     );
-                    return None;
                 };
                 Mode::Api {
                     token,
@@ -154,34 +139,16 @@ impl Provider for Mattermost {
                     channel_id,
                 }
             }
-            (None, Some(u)) => {
+            OneOf::Second(u) => {
                 let url = cx.url("webhook_url", u, true)?;
                 let channel = match &t.channel {
-                    Some(ch) => {
-                        let name = ch.get_ref().trim().trim_start_matches('#').to_string();
-                        if name.is_empty() {
-                            cx.error(Some(ch.span()), "`channel` is empty");
-                            return None;
-                        }
-                        Some(name)
-                    }
+                    Some(ch) => match ch.get_ref().trim().trim_start_matches('#') {
+                        "" => return kit::reject(cx, Some(ch.span()), "`channel` is empty"),
+                        name => Some(name.to_string()),
+                    },
                     None => None,
                 };
                 Mode::Webhook { url, channel }
-            }
-            (Some(c), Some(_)) => {
-                cx.error(
-                    Some(c.span()),
-                    "set either `channel_id` (REST API) or `webhook_url` (incoming webhook), not both",
-                );
-                return None;
-            }
-            (None, None) => {
-                cx.error(
-                    chat,
-                    "a mattermost chat needs `channel_id` (with a token) or `webhook_url`",
-                );
-                return None;
             }
         };
         Some(Box::new(MattermostChat {
@@ -210,6 +177,22 @@ struct MattermostChat {
     mode: Mode,
 }
 
+/// Errors: `{"id":"api.context.session_expired.app_error","message"}`, as
+/// `HTTP 401 id: message` (`HTTP 400: message` without an id).
+const SPEC: Spec = Spec {
+    prefix: "mattermost",
+    id_ptr: None,
+    error: |_, body| {
+        let m = truncate(body["message"].as_str()?.trim(), 200);
+        Some(match body["id"].as_str() {
+            Some(id) => format!(" {id}: {m}"),
+            None => format!(": {m}"),
+        })
+    },
+    sep: "",
+    hint: kit::no_hint,
+};
+
 impl Destination for MattermostChat {
     fn kind(&self) -> &'static str {
         REGISTRATION.kind
@@ -225,10 +208,8 @@ impl Destination for MattermostChat {
 
     fn capabilities(&self) -> Capabilities {
         match self.mode {
-            // The REST API returns the post id: replies (`root_id`), patches
-            // and deletes can use it.
+            // REST answers the post id (replies, patches, deletes); a webhook just `ok`.
             Mode::Api { .. } => Capabilities::ALL,
-            // A webhook answers just `ok`.
             Mode::Webhook { .. } => Capabilities::default(),
         }
     }
@@ -251,78 +232,47 @@ impl Destination for MattermostChat {
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let text = truncate(msg.text, MAX_MESSAGE);
-        match &self.mode {
+        let (token, api_url, channel_id) = match &self.mode {
             Mode::Api {
                 token,
                 api_url,
                 channel_id,
-            } => {
-                let req = match msg.action {
-                    Action::Post { thread } => {
-                        let mut body = json!({"channel_id": channel_id, "message": text});
-                        if let Some(root) = thread.and_then(|t| t.root) {
-                            body["root_id"] = json!(root);
-                        }
-                        let url = Secret::new(format!("{api_url}/api/v4/posts"));
-                        HttpRequest::post_json(&url, &body)
-                    }
-                    Action::Edit { remote_id } => {
-                        // `patch` changes only the fields given: the
-                        // post's props and thread stay.
-                        let url = Secret::new(format!(
-                            "{api_url}/api/v4/posts/{}/patch",
-                            path_segment(remote_id)
-                        ));
-                        HttpRequest::put_json(&url, &json!({"message": text}))
-                    }
-                    Action::Delete { remote_id } => {
-                        HttpRequest::delete(id_url(&format!("{api_url}/api/v4/posts"), remote_id))
-                    }
-                };
-                Outbound::Http(req.bearer(token))
-            }
+            } => (token, api_url, channel_id),
             Mode::Webhook { url, channel } => {
                 let mut body = json!({"text": text});
-                if let Some(c) = channel {
-                    body["channel"] = json!(c);
-                }
-                if let Some(u) = &self.instance.username {
-                    body["username"] = json!(u);
-                }
-                if let Some(i) = &self.instance.icon_url {
-                    body["icon_url"] = json!(i);
-                }
-                Outbound::Http(HttpRequest::post_json(url, &body))
+                kit::put(&mut body, "channel", channel.as_ref());
+                kit::put(&mut body, "username", self.instance.username.as_ref());
+                kit::put(&mut body, "icon_url", self.instance.icon_url.as_ref());
+                return Outbound::Http(HttpRequest::post_json(url, &body));
             }
-        }
+        };
+        let posts = format!("{api_url}/api/v4/posts");
+        let req = match msg.action {
+            Action::Post { thread } => {
+                let mut body = json!({"channel_id": channel_id, "message": text});
+                kit::put(&mut body, "root_id", thread.and_then(|t| t.root));
+                HttpRequest::post_json(&Secret::new(posts), &body)
+            }
+            // `patch` changes only the fields given: the post's props and thread stay.
+            Action::Edit { remote_id } => {
+                let url = Secret::new(format!("{}/patch", id_url(&posts, remote_id).expose()));
+                HttpRequest::put_json(&url, &json!({"message": text}))
+            }
+            Action::Delete { remote_id } => HttpRequest::delete(id_url(&posts, remote_id)),
+        };
+        Outbound::Http(req.bearer(token))
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        let outcome = self.classify_answer(resp);
         // The sender redacts the whole webhook URL; an answer quoting only
         // its `/hooks/KEY` path would still show the key.
-        let Some(key) = self.webhook_key() else {
-            return outcome;
-        };
-        match outcome {
-            Outcome::Retry { reason, after } => Outcome::Retry {
-                reason: reason.replace(&key, "[redacted]"),
-                after,
-            },
-            Outcome::Permanent { reason } => Outcome::Permanent {
-                reason: reason.replace(&key, "[redacted]"),
-            },
-            sent => sent,
-        }
+        kit::scrub(self.classify_answer(resp), &self.webhook_key())
     }
 
     fn chat_ids(&self) -> Vec<String> {
         match &self.mode {
             Mode::Api { channel_id, .. } => vec![channel_id.clone()],
-            Mode::Webhook {
-                channel: Some(c), ..
-            } => vec![c.clone()],
-            Mode::Webhook { channel: None, .. } => vec![],
+            Mode::Webhook { channel, .. } => channel.iter().cloned().collect(),
         }
     }
 }
@@ -332,95 +282,72 @@ impl MattermostChat {
         matches!(self.mode, Mode::Webhook { .. })
     }
 
-    fn webhook_key(&self) -> Option<String> {
+    fn webhook_key(&self) -> Vec<Secret> {
         let Mode::Webhook { url, .. } = &self.mode else {
-            return None;
+            return vec![];
         };
-        let u = url::Url::parse(url.expose()).ok()?;
-        u.path_segments()?
-            .next_back()
-            .filter(|k| k.len() >= 8)
-            .map(str::to_string)
+        let key = url::Url::parse(url.expose()).ok().and_then(|u| {
+            let key = u.path_segments()?.next_back()?;
+            (key.len() >= 8).then(|| Secret::new(key))
+        });
+        key.into_iter().collect()
     }
 
     fn classify_answer(&self, resp: &HttpResponse) -> Outcome {
-        let status = resp.status;
+        let (status, webhook) = (resp.status, self.is_webhook());
         let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        if (200..300).contains(&status) {
+        let reason = || format!("mattermost: {}", SPEC.describe(resp, &body));
+        match status {
             // The status is authoritative: retrying would post twice.
-            return Outcome::Sent {
-                remote_id: if self.is_webhook() {
-                    None
-                } else {
-                    body["id"].as_str().map(str::to_string)
-                },
-            };
-        }
-        let detail = match (body["id"].as_str(), body["message"].as_str()) {
-            (Some(id), Some(m)) => format!(" {id}: {}", truncate(m.trim(), 200)),
-            (None, Some(m)) => format!(": {}", truncate(m.trim(), 200)),
-            _ => {
-                let s = resp.body_snippet();
-                if s.is_empty() { s } else { format!(": {s}") }
-            }
-        };
-        let reason = |hint: &str| format!("mattermost: HTTP {status}{detail}{hint}");
-        if status == 404 && body["id"].as_str() == Some("app.post.get.app_error") {
+            200..=299 => Outcome::Sent {
+                remote_id: (body["id"].as_str().filter(|_| !webhook)).map(str::to_string),
+            },
             // The post is gone (deleted in the chat): a delete has nothing
             // left to do, and an edit never can.
-            return Outcome::Sent { remote_id: None };
-        }
-        if status == 429 {
-            return Outcome::Retry {
-                reason: reason(""),
+            404 if body["id"].as_str() == Some("app.post.get.app_error") => {
+                Outcome::Sent { remote_id: None }
+            }
+            429 => Outcome::Retry {
+                reason: reason(),
                 after: resp.retry_after().or_else(|| ratelimit_reset(resp)),
-            };
-        }
-        if status == 501 {
+            },
             // "Not implemented": the feature is switched off server-wide.
-            return Outcome::Permanent {
-                reason: reason(if self.is_webhook() {
-                    " (incoming webhooks are disabled on this server)"
-                } else {
-                    " (the API is disabled on this server)"
-                }),
-            };
-        }
-        let text = format!(
-            "{} {}",
-            body["message"].as_str().unwrap_or(""),
-            resp.body_snippet()
-        )
-        .to_ascii_lowercase();
-        let hint = match (status, self.is_webhook()) {
-            (401, _) => " (the token was rejected: check it, and that the bot account is enabled)",
-            (403, false) => {
-                " (the token's account may not post in this channel: add the bot to the team and the channel)"
-            }
-            (403, true) => " (the webhook may not post to that channel)",
-            (404, false) => " (check channel_id: the channel is unknown or the bot cannot see it)",
-            (404, true) => " (the webhook was deleted: create a new one and update webhook_url)",
-            (400, true) if text.contains("couldn't find the channel") => {
-                " (check `channel`: no such channel for this webhook's team)"
-            }
-            (400, true) if text.contains("invalid webhook") => {
-                " (the webhook was deleted: create a new one and update webhook_url)"
-            }
-            (400, _) if text.contains("archived") => " (the channel is archived)",
-            (400, false) if text.contains("root_id") || text.contains("rootid") => {
-                " (the thread's first message was deleted in the chat)"
-            }
-            _ => "",
-        };
-        match classify_status(resp) {
-            Outcome::Retry { after, .. } => Outcome::Retry {
-                reason: reason(""),
-                after,
+            501 => Outcome::Permanent {
+                reason: reason()
+                    + if webhook {
+                        " (incoming webhooks are disabled on this server)"
+                    } else {
+                        " (the API is disabled on this server)"
+                    },
             },
-            _ => Outcome::Permanent {
-                reason: reason(hint),
-            },
+            _ => kit::hinted(classify_json(resp, &SPEC), hint(resp, &body, webhook)),
         }
+    }
+}
+
+/// What to check, for a permanent failure (by status, mode and the error's text).
+fn hint(resp: &HttpResponse, body: &serde_json::Value, webhook: bool) -> &'static str {
+    let message = body["message"].as_str().unwrap_or("");
+    let text = format!("{message} {}", resp.body_snippet()).to_ascii_lowercase();
+    match (resp.status, webhook) {
+        (401, _) => " (the token was rejected: check it, and that the bot account is enabled)",
+        (403, false) => {
+            " (the token's account may not post in this channel: add the bot to the team and the channel)"
+        }
+        (403, true) => " (the webhook may not post to that channel)",
+        (404, false) => " (check channel_id: the channel is unknown or the bot cannot see it)",
+        (404, true) => " (the webhook was deleted: create a new one and update webhook_url)",
+        (400, true) if text.contains("couldn't find the channel") => {
+            " (check `channel`: no such channel for this webhook's team)"
+        }
+        (400, true) if text.contains("invalid webhook") => {
+            " (the webhook was deleted: create a new one and update webhook_url)"
+        }
+        (400, _) if text.contains("archived") => " (the channel is archived)",
+        (400, false) if text.contains("root_id") || text.contains("rootid") => {
+            " (the thread's first message was deleted in the chat)"
+        }
+        _ => "",
     }
 }
 

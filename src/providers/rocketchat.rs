@@ -1,29 +1,19 @@
-//! `rocketchat`: a Rocket.Chat incoming webhook (`POST {webhook_url}`, the
-//! URL `https://HOST/hooks/ID/TOKEN` is the credential) with `{"text": …}`,
-//! or the REST API (`POST {server_url}/api/v1/chat.postMessage` with the
-//! `X-User-Id` and `X-Auth-Token` headers of a bot or personal access token)
-//! for a `room_id`: REST answers name the message, so threads (`tmid`),
-//! edits (`chat.update`) and deletes (`chat.delete`) work there.
+//! `rocketchat`: an incoming webhook (`POST {webhook_url}`; the URL
+//! `https://HOST/hooks/ID/TOKEN` is the credential) or, for a `room_id`, the
+//! REST API (`POST {server_url}/api/v1/chat.postMessage`, `chat.update`,
+//! `chat.delete` with `X-User-Id` and `X-Auth-Token`). Body: JSON
+//! `{"text", "parseUrls": false}` (+ `roomId`, `tmid`); REST answers name the
+//! message (`remote_id` = `ROOM_ID/MESSAGE_ID`), so threads, edits and deletes work.
 //!
-//! Dialect: Rocket.Chat's own ([`Dialect::RocketChat`]): its message parser
-//! (`@rocket.chat/message-parser`) honours a backslash only before a few
-//! characters and never inside a link label, so Markdown's `\[text\](url)`
-//! would be a live link there (and take over the relay's linked title).
-//! Link, spoiler, KaTeX and emphasis characters from posts are sent as
-//! look-alikes (`［ ］ ＜ ＞ ∗ ＿ ～ ｀`) or with U+200B after them (`| # \`), and
-//! every `@` that could mention (`@all`, `@here`, `@user`) gets U+200B,
-//! which the parser does not accept in a name. Checked with the parser
-//! itself in tests/parser_escaping.rs. Webhooks have no switch for mentions. Link previews are off
-//! (`parseUrls: false`), like Slack's unfurling. Texts longer than the
-//! default `Message_MaxAllowedSize` (5000) are cut at a word boundary.
+//! Dialect: [`Dialect::RocketChat`]: its parser honours a backslash only before
+//! a few characters and never in a link label, so link, spoiler, KaTeX and
+//! emphasis characters become look-alikes or get U+200B, as does every `@`
+//! that could mention. Checked with `@rocket.chat/message-parser` in
+//! tests/parser_escaping.rs. Limit: `Message_MaxAllowedSize` (5000 characters).
 //!
-//! Answers: `{"success":true}`; failures `{"success":false,"error":…}`,
-//! usually with 400 (`invalid-channel`, script errors), 429 from the REST
-//! rate limiter ("You must wait N seconds"), 503 when the integration is
-//! disabled; a script's own response can come back as 200 with
-//! `success:false`. See shared/providers.md §2.7 and RocketChat/Rocket.Chat
-//! `apps/meteor/app/integrations/server/api/api.ts`,
-//! `app/lib/server/functions/processWebhookMessage.ts`.
+//! Answers: `{"success":true}`, or `{"success":false,"error"}` with 400, 429
+//! ("You must wait N seconds"), 503 (integration disabled), or 200 from a
+//! script. See shared/providers.md §2.7.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -35,16 +25,13 @@ use serde_json::json;
 use serde_spanned::Spanned;
 
 use super::http::retry_hint;
-use super::kit::{self, Provider};
+use super::kit::{self, OneOf, Provider};
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
     Registration, http::classify_status,
 };
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
-use crate::render::text::truncate;
+use crate::config::{Rate, de::Ctx, env::Secret};
+use crate::render::{Dialect, text::truncate};
 
 pub const REGISTRATION: Registration = kit::registration::<RocketChat>(
     "rocketchat",
@@ -109,27 +96,22 @@ impl Provider for RocketChat {
     type Target = Target;
 
     fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
-        let avatar = match &s.avatar {
-            Some(a) => Some(cx.url("avatar", a, false)?.expose().to_string()),
-            None => None,
-        };
+        let avatar = kit::opt_url(cx, "avatar", &s.avatar)?;
         let non_empty =
             |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let rest = match (&s.server_url, &s.user_id, &s.auth_token) {
             (None, None, None) => None,
-            (Some(server), Some(user), Some(token)) => Some(Arc::new(Rest {
-                server: (cx.url("server_url", server, false)?.expose())
-                    .trim_end_matches('/')
-                    .to_string(),
+            (Some(_), Some(user), Some(token)) => Some(Arc::new(Rest {
+                server: cx.base_url("server_url", &s.server_url, "")?,
                 user_id: cx.string(user)?,
                 token: cx.secret("auth_token", token)?,
             })),
             _ => {
-                cx.error(
+                return kit::reject(
+                    cx,
                     None,
                     "the Rocket.Chat REST API needs all of `server_url`, `user_id` and `auth_token = \"${ROCKETCHAT_TOKEN}\"`",
                 );
-                return None;
             }
         };
         Some(RocketChat {
@@ -146,39 +128,26 @@ impl Provider for RocketChat {
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let mode = match (&t.webhook_url, &t.room_id) {
-            (Some(u), None) => Mode::Webhook {
-                url: cx.url("webhook_url", u, true)?,
-            },
-            (None, Some(room)) => {
+        let both = "set either `webhook_url` (incoming webhook) or `room_id` (REST API), not both";
+        let neither = "a rocketchat chat needs `webhook_url = \"${ROCKETCHAT_HOOK}\"` (incoming webhook) or `room_id` (REST API)";
+        let mode = match kit::one_of(cx, &t.room_id, &t.webhook_url, chat, both, neither)? {
+            OneOf::First(room) => {
                 let Some(rest) = self.rest.clone() else {
-                    cx.error(
+                    return kit::reject(
+                        cx,
                         Some(room.span()),
                         "`room_id` needs the REST API: set `server_url`, `user_id` and `auth_token` on a [providers.NAME] table with kind = \"rocketchat\"",
                     );
-                    return None;
                 };
                 let room = room.get_ref().trim().to_string();
                 if room.is_empty() {
-                    cx.error(None, "`room_id` is empty");
-                    return None;
+                    return kit::reject(cx, None, "`room_id` is empty");
                 }
                 Mode::Rest { room, rest }
             }
-            (Some(_), Some(r)) => {
-                cx.error(
-                    Some(r.span()),
-                    "set either `webhook_url` (incoming webhook) or `room_id` (REST API), not both",
-                );
-                return None;
-            }
-            (None, None) => {
-                cx.error(
-                    chat,
-                    "a rocketchat chat needs `webhook_url = \"${ROCKETCHAT_HOOK}\"` (incoming webhook) or `room_id` (REST API)",
-                );
-                return None;
-            }
+            OneOf::Second(u) => Mode::Webhook {
+                url: cx.url("webhook_url", u, true)?,
+            },
         };
         Some(Box::new(RocketChatChat {
             instance: self,
@@ -214,9 +183,8 @@ impl Destination for RocketChatChat {
 
     fn capabilities(&self) -> Capabilities {
         match self.mode {
-            // REST answers carry the message `_id`.
+            // REST answers carry the message `_id`; the webhook just `success`.
             Mode::Rest { .. } => Capabilities::ALL,
-            // The webhook answers just `success`: no message id to thread or edit.
             Mode::Webhook { .. } => Capabilities::default(),
         }
     }
@@ -240,41 +208,30 @@ impl Destination for RocketChatChat {
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let text = truncate(msg.text, TEXT_MAX);
-        let post = || {
-            let mut body = json!({"text": text, "parseUrls": false});
-            let i = &self.instance;
-            if let Some(a) = &i.alias {
-                body["alias"] = json!(a);
-            }
-            if let Some(a) = &i.avatar {
-                body["avatar"] = json!(a);
-            }
-            if let Some(e) = &i.emoji {
-                body["emoji"] = json!(e);
-            }
-            body
-        };
+        let i = &self.instance;
+        let mut post = json!({"text": text, "parseUrls": false});
+        kit::put(&mut post, "alias", i.alias.as_ref());
+        kit::put(&mut post, "avatar", i.avatar.as_ref());
+        kit::put(&mut post, "emoji", i.emoji.as_ref());
         let (room, rest) = match &self.mode {
-            Mode::Webhook { url } => return Outbound::Http(HttpRequest::post_json(url, &post())),
+            Mode::Webhook { url } => return Outbound::Http(HttpRequest::post_json(url, &post)),
             Mode::Rest { room, rest } => (room, rest),
         };
         let (method, body) = match msg.action {
             Action::Post { thread } => {
-                let mut body = post();
-                body["roomId"] = json!(room);
-                if let Some(root) = thread.and_then(|t| t.root) {
-                    body["tmid"] = json!(MessageId::parse(root, room).id);
-                }
-                ("chat.postMessage", body)
+                post["roomId"] = json!(room);
+                let root = thread.and_then(|t| t.root);
+                kit::put(&mut post, "tmid", root.map(|r| kit::split_id(r, room).1));
+                ("chat.postMessage", post)
             }
             Action::Edit { remote_id } => {
-                let id = MessageId::parse(remote_id, room);
-                let body = json!({"roomId": id.room, "msgId": id.id, "text": text});
+                let (room, id) = kit::split_id(remote_id, room);
+                let body = json!({"roomId": room, "msgId": id, "text": text});
                 ("chat.update", body)
             }
             Action::Delete { remote_id } => {
-                let id = MessageId::parse(remote_id, room);
-                ("chat.delete", json!({"roomId": id.room, "msgId": id.id}))
+                let (room, id) = kit::split_id(remote_id, room);
+                ("chat.delete", json!({"roomId": room, "msgId": id}))
             }
         };
         let url = Secret::new(format!("{}/api/v1/{method}", rest.server));
@@ -286,47 +243,34 @@ impl Destination for RocketChatChat {
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        let parsed: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
-        let success = parsed
-            .as_ref()
-            .and_then(|b| b.get("success"))
-            .and_then(|v| v.as_bool());
+        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
         // Webhooks and REST say `error`; REST auth failures say `message`.
-        let error = parsed
-            .as_ref()
-            .and_then(|b| b.get("error").or_else(|| b.get("message")))
-            .map(|e| match e.as_str() {
-                Some(s) => s.to_string(),
-                None => e.to_string(),
-            })
-            .map(|e| e.chars().take(200).collect::<String>());
-        let reason = |e: &str| {
-            format!(
-                "rocketchat: HTTP {}: {e}{}",
-                resp.status,
-                hint(e, resp.status)
+        let error = (body.get("error").or_else(|| body.get("message"))).map(|e| {
+            kit::clip(
+                &e.as_str().map_or_else(|| e.to_string(), str::to_string),
+                200,
             )
+        });
+        let reason = |e: &str| {
+            let hint = hint(e, resp.status);
+            format!("rocketchat: HTTP {}: {e}{hint}", resp.status)
         };
-        if let Some(e) = &error
-            && e.contains("Invalid integration id or token")
-        {
-            return Outcome::Permanent { reason: reason(e) };
-        }
-        if let Some(e) = &error
-            && (e.contains("No message found") || e.contains("error-message-not-found"))
-        {
-            // Edited or deleted after someone removed it in Rocket.Chat: done.
-            return Outcome::Sent { remote_id: None };
+        if let Some(e) = &error {
+            if e.contains("Invalid integration id or token") {
+                return Outcome::Permanent { reason: reason(e) };
+            }
+            if e.contains("No message found") || e.contains("error-message-not-found") {
+                // Edited or deleted after someone removed it in Rocket.Chat: done.
+                return Outcome::Sent { remote_id: None };
+            }
         }
         if (200..300).contains(&resp.status) {
-            return match (success, &error) {
+            let m = &body["message"];
+            return match (body["success"].as_bool(), &error) {
+                // REST: `message._id` in room `message.rid`; webhooks name none.
                 (Some(true), _) => Outcome::Sent {
-                    // REST: `message._id` in room `message.rid`; webhooks name none.
-                    remote_id: parsed.as_ref().and_then(|b| {
-                        let m = b.get("message")?;
-                        let (rid, id) = (m.get("rid")?.as_str()?, m.get("_id")?.as_str()?);
-                        Some(format!("{rid}/{id}"))
-                    }),
+                    remote_id: (m["rid"].as_str().zip(m["_id"].as_str()))
+                        .map(|(rid, id)| format!("{rid}/{id}")),
                 },
                 (Some(false), e) => Outcome::Permanent {
                     reason: reason(e.as_deref().unwrap_or("success: false")),
@@ -345,35 +289,13 @@ impl Destination for RocketChatChat {
                 },
             };
         }
-        let base = classify_status(resp);
-        let Some(e) = &error else {
-            return base;
-        };
-        match base {
-            Outcome::Retry { after, .. } => Outcome::Retry {
+        match (classify_status(resp), &error) {
+            (base, None) => base,
+            (Outcome::Retry { after, .. }, Some(e)) => Outcome::Retry {
                 reason: reason(e),
                 after: after.or_else(|| wait_seconds(e)),
             },
-            _ => Outcome::Permanent { reason: reason(e) },
-        }
-    }
-}
-
-/// A message as the relay remembers it: `ROOM_ID/MESSAGE_ID` (REST
-/// answers name both), or a bare message id in the configured room.
-struct MessageId<'a> {
-    room: &'a str,
-    id: &'a str,
-}
-
-impl<'a> MessageId<'a> {
-    fn parse(remote_id: &'a str, room: &'a str) -> Self {
-        match remote_id.split_once('/') {
-            Some((room, id)) => Self { room, id },
-            None => Self {
-                room,
-                id: remote_id,
-            },
+            (_, Some(e)) => Outcome::Permanent { reason: reason(e) },
         }
     }
 }

@@ -1,9 +1,15 @@
-//! `slack`: the Web API (`chat.postMessage` with a bot token) or an incoming
-//! webhook URL. Dialect: mrkdwn, escaped by the renderer (`&`, `<`, `>`), and
-//! `link_names` never set, so `<!channel>` or `@here` in a post stays text.
+//! `slack`: the Web API (`POST {api_url}/chat.postMessage`, `chat.update`,
+//! `chat.delete`; bot token as `Authorization: Bearer`) or an incoming
+//! webhook URL (the URL is the credential). Body: JSON `{"channel", "text"}`
+//! with unfurling off. The `remote_id` is `CHANNEL_ID/ts`.
 //!
-//! Errors: the Web API answers HTTP 200 with `{"ok":false,"error":...}`;
-//! webhooks answer with a status and a plain-text code. See
+//! Dialect: mrkdwn, escaped by the renderer (`&`, `<`, `>`), and
+//! `link_names` never set, so `<!channel>` or `@here` in a post stays text:
+//! the strictest reading of Slack's formatting rules (no parser of Slack's
+//! own to test with). Limits: about one message a second per channel.
+//!
+//! Answers: the Web API says HTTP 200 with `{"ok":false,"error":…}` (a few
+//! codes are transient); webhooks a status and a plain-text code. See
 //! shared/providers.md §2.1 and docs.slack.dev `/reference/methods/chat.postMessage`.
 
 use std::ops::Range;
@@ -14,14 +20,12 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
 
-use super::kit::{self, Provider};
+use super::kit::{self, OneOf, Provider};
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
     Registration, http::classify_status,
 };
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
+use crate::config::{Rate, de::Ctx, env::Secret};
 use crate::render::Dialect;
 
 pub const REGISTRATION: Registration =
@@ -78,11 +82,9 @@ impl Provider for Slack {
     type Target = Target;
 
     fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
-        let token = cx.opt_secret("token", &s.token)?;
-        let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
         Some(Slack {
-            token,
-            api_url,
+            token: cx.opt_secret("token", &s.token)?,
+            api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,
             username: s.username,
             icon_url: s.icon_url,
         })
@@ -94,39 +96,24 @@ impl Provider for Slack {
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let mode = match (&t.channel, &t.webhook_url) {
-            (Some(c), None) => {
-                let Some(token) = self.token.clone() else {
-                    cx.error(
-                        Some(c.span()),
-                        "posting to a `channel` needs a bot token: set `token = \"${SLACK_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"slack\", or use `webhook_url`",
-                    );
-                    return None;
-                };
+        let both = "set either `channel` (Web API) or `webhook_url` (incoming webhook), not both";
+        let neither = "a slack chat needs `channel` (with a bot token) or `webhook_url`";
+        let mode = match kit::one_of(cx, &t.channel, &t.webhook_url, chat, both, neither)? {
+            OneOf::First(c) => {
+                let token = cx.require_token(
+                    &self.token,
+                    Some(c.span()),
+                    "posting to a `channel` needs a bot token: set `token = \"${SLACK_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"slack\", or use `webhook_url`",
+                )?;
                 let channel = c.get_ref().trim().trim_start_matches('#').to_string();
                 if channel.is_empty() {
-                    cx.error(Some(c.span()), "`channel` is empty");
-                    return None;
+                    return kit::reject(cx, Some(c.span()), "`channel` is empty");
                 }
                 Mode::Api { token, channel }
             }
-            (None, Some(u)) => Mode::Webhook {
+            OneOf::Second(u) => Mode::Webhook {
                 url: cx.url("webhook_url", u, true)?,
             },
-            (Some(c), Some(_)) => {
-                cx.error(
-                    Some(c.span()),
-                    "set either `channel` (Web API) or `webhook_url` (incoming webhook), not both",
-                );
-                return None;
-            }
-            (None, None) => {
-                cx.error(
-                    chat,
-                    "a slack chat needs `channel` (with a bot token) or `webhook_url`",
-                );
-                return None;
-            }
         };
         Some(Box::new(SlackChat {
             instance: self,
@@ -162,15 +149,13 @@ impl Destination for SlackChat {
 
     fn capabilities(&self) -> Capabilities {
         match self.mode {
-            // The Web API returns the message `ts`: threads and edits work.
+            // The Web API answers the message `ts`; a webhook just `ok`.
             Mode::Api { .. } => Capabilities::ALL,
-            // A webhook answers just `ok`: nothing to thread under or edit.
             Mode::Webhook { .. } => Capabilities::default(),
         }
     }
 
     fn default_rate(&self) -> Option<Rate> {
-        // chat.postMessage and webhooks: about one message per second per channel.
         Some(Rate::per_second(1))
     }
 
@@ -182,44 +167,40 @@ impl Destination for SlackChat {
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        match &self.mode {
-            Mode::Api { token, channel } => {
-                // `concat`, not `format!`: this runs for every delivery.
-                let url =
-                    |method: &str| Secret::new([&self.instance.api_url, "/", method].concat());
-                let req = match msg.action {
-                    Action::Post { thread } => {
-                        let body = PostMessage {
-                            channel,
-                            text: msg.text,
-                            unfurl_links: false,
-                            unfurl_media: false,
-                            username: self.instance.username.as_deref(),
-                            icon_url: self.instance.icon_url.as_deref(),
-                            thread_ts: (thread.and_then(|t| t.root))
-                                .map(|root| MessageId::parse(root, channel).ts),
-                        };
-                        HttpRequest::post_json(&url("chat.postMessage"), &body)
-                    }
-                    // Edits and deletes need the channel ID the post answer named.
-                    Action::Edit { remote_id } => {
-                        let id = MessageId::parse(remote_id, channel);
-                        let body = json!({"channel": id.channel, "ts": id.ts, "text": msg.text});
-                        HttpRequest::post_json(&url("chat.update"), &body)
-                    }
-                    Action::Delete { remote_id } => {
-                        let id = MessageId::parse(remote_id, channel);
-                        let body = json!({"channel": id.channel, "ts": id.ts});
-                        HttpRequest::post_json(&url("chat.delete"), &body)
-                    }
-                };
-                Outbound::Http(req.bearer(token))
-            }
+        let (token, channel) = match &self.mode {
+            Mode::Api { token, channel } => (token, channel.as_str()),
             Mode::Webhook { url } => {
                 let body = json!({"text": msg.text, "unfurl_links": false});
-                Outbound::Http(HttpRequest::post_json(url, &body))
+                return Outbound::Http(HttpRequest::post_json(url, &body));
             }
-        }
+        };
+        // `concat`, not `format!`: this runs for every delivery.
+        let url = |method: &str| Secret::new([&self.instance.api_url, "/", method].concat());
+        let req = match msg.action {
+            Action::Post { thread } => {
+                let body = PostMessage {
+                    channel,
+                    text: msg.text,
+                    unfurl_links: false,
+                    unfurl_media: false,
+                    username: self.instance.username.as_deref(),
+                    icon_url: self.instance.icon_url.as_deref(),
+                    thread_ts: (thread.and_then(|t| t.root)).map(|r| kit::split_id(r, channel).1),
+                };
+                HttpRequest::post_json(&url("chat.postMessage"), &body)
+            }
+            // `chat.update` refuses channel names: the id comes from the post's answer.
+            Action::Edit { remote_id } => {
+                let (channel, ts) = kit::split_id(remote_id, channel);
+                let body = json!({"channel": channel, "ts": ts, "text": msg.text});
+                HttpRequest::post_json(&url("chat.update"), &body)
+            }
+            Action::Delete { remote_id } => {
+                let (channel, ts) = kit::split_id(remote_id, channel);
+                HttpRequest::post_json(&url("chat.delete"), &json!({"channel": channel, "ts": ts}))
+            }
+        };
+        Outbound::Http(req.bearer(token))
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
@@ -232,35 +213,26 @@ impl Destination for SlackChat {
         let body: serde_json::Value = match serde_json::from_slice::<serde_json::Value>(&resp.body)
         {
             Ok(v) if v["ok"].is_boolean() => v,
-            _ => {
-                return Outcome::Retry {
-                    reason: format!("slack: unreadable answer: {}", resp.body_snippet()),
-                    after: None,
-                };
-            }
+            _ => return kit::unreadable("slack", resp),
         };
         if body["ok"].as_bool() == Some(true) {
             let remote_id = match (body["channel"].as_str(), body["ts"].as_str()) {
                 (Some(channel), Some(ts)) => Some(format!("{channel}/{ts}")),
-                (None, Some(ts)) => Some(ts.to_string()),
+                (None, ts) => ts.map(str::to_string),
                 _ => None,
             };
             return Outcome::Sent { remote_id };
         }
-        let code = body["error"].as_str().unwrap_or("unknown_error");
-        if code == "message_not_found" {
+        match body["error"].as_str().unwrap_or("unknown_error") {
             // Edited or deleted after someone removed it in Slack: nothing left to do.
-            return Outcome::Sent { remote_id: None };
-        }
-        if TRANSIENT_ERRORS.contains(&code) {
-            Outcome::Retry {
+            "message_not_found" => Outcome::Sent { remote_id: None },
+            code if TRANSIENT_ERRORS.contains(&code) => Outcome::Retry {
                 reason: format!("slack: {code}"),
                 after: resp.retry_after(),
-            }
-        } else {
-            Outcome::Permanent {
+            },
+            code => Outcome::Permanent {
                 reason: format!("slack: {code}{}", hint(code)),
-            }
+            },
         }
     }
 
@@ -287,26 +259,6 @@ struct PostMessage<'a> {
     icon_url: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     thread_ts: Option<&'a str>,
-}
-
-/// A message as the relay remembers it: `CHANNEL_ID/ts` (the channel ID
-/// from the post answer, since `chat.update` refuses channel names), or a
-/// bare `ts` in the configured channel.
-struct MessageId<'a> {
-    channel: &'a str,
-    ts: &'a str,
-}
-
-impl<'a> MessageId<'a> {
-    fn parse(remote_id: &'a str, channel: &'a str) -> Self {
-        match remote_id.split_once('/') {
-            Some((channel, ts)) => Self { channel, ts },
-            None => Self {
-                channel,
-                ts: remote_id,
-            },
-        }
-    }
 }
 
 fn hint(code: &str) -> &'static str {
