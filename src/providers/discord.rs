@@ -1,23 +1,18 @@
-//! `discord`: a channel webhook, executed with `?wait=true` so Discord answers
-//! with the created message (its `id` becomes the remote id) instead of a
-//! silent 204. Dialect: Markdown, escaped by the renderer (backslashes, and
-//! `@everyone`-style mentions broken with a zero-width space); on top of
-//! that every request sends `allowed_mentions: {"parse": []}`, so even a
-//! mention that got through could not ping anyone.
+//! `discord`: a channel webhook, `POST {webhook_url}?wait=true` (the URL holds
+//! the webhook's token: a secret), so Discord answers the created message,
+//! whose `id` is the `remote_id` (`THREAD_ID/MESSAGE_ID` in a thread). Body:
+//! JSON `{"content", "allowed_mentions": {"parse": []}}`: no mention can ping.
+//! With `forum_channel = true` a topic's first message opens a forum post
+//! (`thread_name`) and `thread` rules reply in it (`thread_id`); edits are
+//! `PATCH …/messages/{id}`, deletes `DELETE`, with `?thread_id=` in a thread.
 //!
-//! Lifecycle: with `forum_channel = true` (a forum channel's webhook) the first
-//! message of a forum topic opens a forum post (`thread_name` = the topic's
-//! title) and `thread` rules send the replies into it (`thread_id`); edits
-//! are `PATCH …/messages/{id}`, deletes `DELETE` of the same path, with
-//! `?thread_id=` for a message in a thread. The `remote_id` is the message
-//! id, or `"<thread channel id>/<message id>"` for a message in a thread.
-//! Text channels cannot thread through a webhook.
+//! Dialect: Markdown, escaped by the renderer (backslashes, U+200B after a
+//! mentioning `@`); checked with simple-markdown in tests/parser_escaping.rs.
+//! Limits: 2000 characters; about 5 requests per 2 s per webhook.
 //!
-//! The webhook URL holds the webhook's token: it is a secret (`${VAR}`).
-//! Errors are JSON `{"code", "message"}`; a 429 carries `retry_after`
-//! (float seconds) and `Retry-After`. Discord asks clients to stop using a
-//! webhook after a 404, so that is permanent. See shared/providers.md §2.2
-//! and discord-api-docs `resources/webhook` (Execute Webhook).
+//! Answers: JSON `{"code", "message"}`; 429 carries `retry_after` (float
+//! seconds) and `Retry-After`; a 404 is permanent (Discord asks clients to
+//! stop using the webhook). See shared/providers.md §2.2.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -27,16 +22,13 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
 
-use super::http::retry_hint;
-use super::kit::{self, Provider};
+use super::http::{path_segment, retry_hint};
+use super::kit::{self, Provider, Spec, classify_json};
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
     Registration, Thread,
-    http::{classify_status, path_segment},
 };
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
+use crate::config::{Rate, de::Ctx, env::Secret};
 use crate::render::Dialect;
 use crate::render::escape::strip_controls;
 use crate::render::text::{collapse_whitespace, truncate};
@@ -96,13 +88,14 @@ impl SnowflakeValue {
         match self {
             SnowflakeValue::Id(0) => None,
             SnowflakeValue::Id(n) => Some(n.to_string()),
-            SnowflakeValue::Text(s) => {
-                let s = s.trim();
-                (!s.is_empty() && s.len() <= 20 && s.chars().all(|c| c.is_ascii_digit()))
-                    .then(|| s.to_string())
-            }
+            SnowflakeValue::Text(s) => Some(s.trim().to_string()).filter(|s| is_id(s)),
         }
     }
+}
+
+/// Digits only, at most 20 (a snowflake is a u64).
+fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.chars().all(|c| c.is_ascii_digit())
 }
 
 #[derive(Debug)]
@@ -122,30 +115,20 @@ impl Provider for Discord {
                 let name = u.get_ref().trim();
                 let lower = name.to_lowercase();
                 if name.is_empty() || name.chars().count() > MAX_USERNAME {
-                    cx.error(
-                        Some(u.span()),
-                        format!("`username` must be 1 to {MAX_USERNAME} characters"),
-                    );
-                    return None;
+                    let msg = format!("`username` must be 1 to {MAX_USERNAME} characters");
+                    return kit::reject(cx, Some(u.span()), msg);
                 }
                 if lower.contains("discord") || lower.contains("clyde") {
-                    cx.error(
-                        Some(u.span()),
-                        "Discord refuses webhook names containing \"discord\" or \"clyde\"",
-                    );
-                    return None;
+                    let msg = "Discord refuses webhook names containing \"discord\" or \"clyde\"";
+                    return kit::reject(cx, Some(u.span()), msg);
                 }
                 Some(name.to_string())
             }
             None => None,
         };
-        let avatar_url = match &s.avatar_url {
-            Some(u) => Some(cx.url("avatar_url", u, false)?.expose().to_string()),
-            None => None,
-        };
         Some(Discord {
             username,
-            avatar_url,
+            avatar_url: kit::opt_url(cx, "avatar_url", &s.avatar_url)?,
             suppress_embeds: s.suppress_embeds.unwrap_or(false),
         })
     }
@@ -164,32 +147,29 @@ impl Provider for Discord {
         )?;
         if !looks_like_webhook(url.expose()) {
             // Never echo the URL: it holds the webhook's token.
-            cx.error(
-                Some(raw_span.clone()),
+            return kit::reject(
+                cx,
+                Some(raw_span),
                 "`webhook_url` is not a Discord webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)",
             );
-            return None;
         }
         let thread_id = match &t.thread_id {
             Some(v) => match v.get_ref().digits() {
                 Some(d) => Some(d),
                 None => {
-                    cx.error(
-                        Some(v.span()),
-                        "`thread_id` must be a Discord id (digits, from \"Copy Thread ID\")",
-                    );
-                    return None;
+                    let msg = "`thread_id` must be a Discord id (digits, from \"Copy Thread ID\")";
+                    return kit::reject(cx, Some(v.span()), msg);
                 }
             },
             None => None,
         };
         let forum = t.forum_channel.as_ref().is_some_and(|f| *f.get_ref());
         if let (Some(f), true, true) = (&t.forum_channel, forum, thread_id.is_some()) {
-            cx.error(
+            return kit::reject(
+                cx,
                 Some(f.span()),
                 "`forum_channel = true` opens a forum post per topic, `thread_id` posts into one existing thread: set one of them",
             );
-            return None;
         }
         Some(Box::new(DiscordChat {
             instance: self,
@@ -227,6 +207,15 @@ fn looks_like_webhook(url: &str) -> bool {
     matches!(rest, ["webhooks", id, token] if !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) && !token.is_empty())
 }
 
+/// The path segment `n` places after `webhooks` in a webhook URL (1: the
+/// webhook's id, 2: its token).
+fn hook_segment(url: &str, n: usize) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let segs: Vec<&str> = u.path_segments()?.collect();
+    let i = segs.iter().position(|s| *s == "webhooks")?;
+    segs.get(i + n).map(|s| s.to_string())
+}
+
 #[derive(Debug)]
 struct DiscordChat {
     instance: Arc<Discord>,
@@ -235,6 +224,24 @@ struct DiscordChat {
     /// A forum channel's webhook: messages open or join a forum post.
     forum: bool,
 }
+
+/// Errors: `{"code": 10015, "message": "Unknown Webhook"}`, as
+/// `HTTP 404 10015 Unknown Webhook`.
+const SPEC: Spec = Spec {
+    prefix: "discord",
+    id_ptr: None,
+    error: |_, body| {
+        let clip = |m: &str| truncate(m.trim(), 200);
+        match (body["code"].as_u64(), body["message"].as_str()) {
+            (Some(c), Some(m)) => Some(format!(" {c} {}", clip(m))),
+            (None, Some(m)) => Some(format!(" {}", clip(m))),
+            (Some(c), None) => Some(format!(" {c}")),
+            (None, None) => None,
+        }
+    },
+    sep: "",
+    hint: kit::no_hint,
+};
 
 impl Destination for DiscordChat {
     fn kind(&self) -> &'static str {
@@ -246,34 +253,26 @@ impl Destination for DiscordChat {
     }
 
     fn capabilities(&self) -> Capabilities {
-        // `wait=true` returns the message id, and the webhook can edit and
-        // delete its own messages (`/messages/{id}`); but a webhook can only
-        // open threads in a forum channel (`thread_name`), not reply to a
-        // message in a text channel.
+        // `wait=true` answers the message id, and a webhook can edit and
+        // delete its own messages; but it can only open threads in a forum
+        // channel (`thread_name`), not reply in a text channel.
         Capabilities {
             thread: self.forum,
-            edit: true,
-            delete: true,
+            ..Capabilities::ALL
         }
     }
 
     fn default_rate(&self) -> Option<Rate> {
-        // Commonly observed per-webhook bucket: 5 requests per 2 seconds
-        // (unofficial; Discord says to follow the headers, which the 429
-        // classification does).
+        // Commonly observed per-webhook bucket (unofficial; Discord says to
+        // follow the headers, which the 429 classification does).
         Some(Rate::per_secs(5, 2))
     }
 
     fn target(&self) -> String {
         // The webhook id is not a secret (the token after it is).
-        let id = url::Url::parse(self.url.expose()).ok().and_then(|u| {
-            let segs: Vec<String> = u.path_segments()?.map(str::to_string).collect();
-            let i = segs.iter().position(|s| s == "webhooks")?;
-            segs.get(i + 1)
-                .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()))
-                .cloned()
-        });
-        let hook = match id {
+        let hook = match hook_segment(self.url.expose(), 1)
+            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
+        {
             Some(id) => format!("webhook {id}"),
             None => "webhook".to_string(),
         };
@@ -303,16 +302,11 @@ impl Destination for DiscordChat {
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         // The sender redacts the whole URL; an answer quoting only its path
         // would still show the token, so that goes too.
-        match (self.classify_answer(resp), webhook_token(self.url.expose())) {
-            (Outcome::Retry { reason, after }, Some(t)) => Outcome::Retry {
-                reason: reason.replace(&t, "[redacted]"),
-                after,
-            },
-            (Outcome::Permanent { reason }, Some(t)) => Outcome::Permanent {
-                reason: reason.replace(&t, "[redacted]"),
-            },
-            (o, _) => o,
-        }
+        let token = hook_segment(self.url.expose(), 2).filter(|t| t.len() >= 8);
+        kit::scrub(
+            self.classify_answer(resp),
+            &Vec::from_iter(token.map(Secret::new)),
+        )
     }
 
     fn chat_ids(&self) -> Vec<String> {
@@ -321,40 +315,23 @@ impl Destination for DiscordChat {
     }
 }
 
-/// The token segment of a webhook URL (`…/webhooks/ID/TOKEN`), when long
-/// enough to be worth scrubbing.
-fn webhook_token(url: &str) -> Option<String> {
-    let u = url::Url::parse(url).ok()?;
-    let segs: Vec<&str> = u.path_segments()?.collect();
-    let i = segs.iter().position(|s| *s == "webhooks")?;
-    segs.get(i + 2)
-        .filter(|t| t.len() >= 8)
-        .map(|t| t.to_string())
-}
-
 impl DiscordChat {
     /// Execute Webhook: a new message, in the chat's thread, in the forum
     /// topic's forum post (`root`), or opening that post (`thread_name`).
     fn execute(&self, msg: &Message<'_>, content: &str, thread: Option<Thread<'_>>) -> Outbound {
-        let mut body = json!({
-            "content": content,
-            "allowed_mentions": {"parse": []},
-        });
-        if let Some(u) = &self.instance.username {
-            body["username"] = json!(u);
-        }
-        if let Some(a) = &self.instance.avatar_url {
-            body["avatar_url"] = json!(a);
-        }
-        if self.instance.suppress_embeds {
-            body["flags"] = json!(SUPPRESS_EMBEDS);
-        }
+        let i = &self.instance;
+        let mut body = json!({"content": content, "allowed_mentions": {"parse": []}});
+        kit::put(&mut body, "username", i.username.as_ref());
+        kit::put(&mut body, "avatar_url", i.avatar_url.as_ref());
+        kit::put(
+            &mut body,
+            "flags",
+            i.suppress_embeds.then_some(SUPPRESS_EMBEDS),
+        );
         let base = self.url.expose();
         let sep = if base.contains('?') { '&' } else { '?' };
         let mut url = format!("{base}{sep}wait=true");
-        let root_thread = thread
-            .and_then(|t| t.root)
-            .and_then(|root| self.locate(root).1);
+        let root_thread = (thread.and_then(|t| t.root)).and_then(|root| self.locate(root).1);
         if let Some(t) = root_thread.or(self.thread_id.as_deref()) {
             url.push_str("&thread_id=");
             url.push_str(&path_segment(t));
@@ -382,19 +359,13 @@ impl DiscordChat {
     /// query the configured URL may have.
     fn message_url(&self, message_id: &str, thread: Option<&str>) -> String {
         let base = self.url.expose();
-        let (path, query) = match base.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (base, None),
-        };
-        let mut url = format!(
-            "{}/messages/{}",
-            path.trim_end_matches('/'),
-            path_segment(message_id)
-        );
+        let (path, query) = base.split_once('?').unwrap_or((base, ""));
+        let path = path.trim_end_matches('/');
+        let mut url = format!("{path}/messages/{}", path_segment(message_id));
         let mut sep = '?';
-        if let Some(q) = query.filter(|q| !q.is_empty()) {
+        if !query.is_empty() {
             url.push(sep);
-            url.push_str(q);
+            url.push_str(query);
             sep = '&';
         }
         if let Some(t) = thread {
@@ -407,98 +378,75 @@ impl DiscordChat {
 
     fn classify_answer(&self, resp: &HttpResponse) -> Outcome {
         let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        if (200..300).contains(&resp.status) {
-            // The status is authoritative: the message exists even if the
-            // answer is odd, so never retry (that would post it twice).
-            let id = body["id"].as_str();
-            // In a thread the message's `channel_id` is the thread, which
-            // edits, deletes and replies need (see `locate`).
-            let in_thread = self.forum || self.thread_id.is_some();
-            return Outcome::Sent {
-                remote_id: match (id, body["channel_id"].as_str()) {
-                    (Some(id), Some(thread)) if in_thread => Some(format!("{thread}/{id}")),
-                    (id, _) => id.map(str::to_string),
-                },
-            };
-        }
         let code = body["code"].as_u64();
-        let message = body["message"].as_str();
-        let detail = match (code, message) {
-            (Some(c), Some(m)) => format!(" {c} {}", clip(m)),
-            (None, Some(m)) => format!(" {}", clip(m)),
-            (Some(c), None) => format!(" {c}"),
-            (None, None) => {
-                let s = resp.body_snippet();
-                if s.is_empty() { s } else { format!(": {s}") }
+        match resp.status {
+            // The status is authoritative: the message exists even if the
+            // answer is odd, so never retry (that would post it twice). In a
+            // thread, its `channel_id` is the thread, which edits, deletes
+            // and replies need (see `locate`).
+            200..=299 => {
+                let in_thread = self.forum || self.thread_id.is_some();
+                Outcome::Sent {
+                    remote_id: match (body["id"].as_str(), body["channel_id"].as_str()) {
+                        (Some(id), Some(thread)) if in_thread => Some(format!("{thread}/{id}")),
+                        (id, _) => id.map(str::to_string),
+                    },
+                }
             }
-        };
-        let status = resp.status;
-        if status == 429 {
-            let after = retry_hint::json_secs(&body["retry_after"]).or_else(|| resp.retry_after());
-            let scope = if body["global"].as_bool() == Some(true) {
-                " (global limit)"
-            } else {
-                ""
-            };
-            return Outcome::Retry {
-                reason: format!("discord: HTTP 429{detail}{scope}"),
-                after,
-            };
-        }
-        if code == Some(10008) {
+            429 => Outcome::Retry {
+                reason: format!(
+                    "discord: {}{}",
+                    SPEC.describe(resp, &body),
+                    match body["global"].as_bool() {
+                        Some(true) => " (global limit)",
+                        _ => "",
+                    }
+                ),
+                after: retry_hint::json_secs(&body["retry_after"]).or_else(|| resp.retry_after()),
+            },
             // Unknown Message: deleted in the chat already. A delete has
             // nothing left to do, and an edit never can.
-            return Outcome::Sent { remote_id: None };
+            _ if code == Some(10008) => Outcome::Sent { remote_id: None },
+            status => kit::hinted(classify_json(resp, &SPEC), hint(status, code)),
         }
-        let hint = match (status, code) {
-            (_, Some(10003)) => {
-                " (unknown channel or thread: check thread_id, or the forum post was deleted)"
-            }
-            (404, _) | (_, Some(10015)) => {
-                " (the webhook was deleted: create a new one and update webhook_url)"
-            }
-            (401, _) | (_, Some(50027)) => {
-                " (the webhook token is invalid: copy the webhook URL again)"
-            }
-            (_, Some(220001)) => {
-                " (a forum channel: set `forum_channel = true` for a forum post per topic, or `thread_id`)"
-            }
-            (_, Some(220003)) => " (`forum_channel = true` needs the webhook of a forum channel)",
-            (_, Some(50083)) => " (the thread is archived)",
-            (_, Some(50006)) => " (the message is empty: check the template)",
-            (_, Some(50035)) => " (Discord refused the message: check username and avatar_url)",
-            (403, _) => " (the webhook lacks permission to post there)",
-            _ => "",
-        };
-        match classify_status(resp) {
-            Outcome::Retry { after, .. } => Outcome::Retry {
-                reason: format!("discord: HTTP {status}{detail}"),
-                after,
-            },
-            _ => Outcome::Permanent {
-                reason: format!("discord: HTTP {status}{detail}{hint}"),
-            },
+    }
+}
+
+/// What to check, for a permanent failure (Discord's JSON error codes).
+fn hint(status: u16, code: Option<u64>) -> &'static str {
+    match (status, code) {
+        (_, Some(10003)) => {
+            " (unknown channel or thread: check thread_id, or the forum post was deleted)"
         }
+        (404, _) | (_, Some(10015)) => {
+            " (the webhook was deleted: create a new one and update webhook_url)"
+        }
+        (401, _) | (_, Some(50027)) => {
+            " (the webhook token is invalid: copy the webhook URL again)"
+        }
+        (_, Some(220001)) => {
+            " (a forum channel: set `forum_channel = true` for a forum post per topic, or `thread_id`)"
+        }
+        (_, Some(220003)) => " (`forum_channel = true` needs the webhook of a forum channel)",
+        (_, Some(50083)) => " (the thread is archived)",
+        (_, Some(50006)) => " (the message is empty: check the template)",
+        (_, Some(50035)) => " (Discord refused the message: check username and avatar_url)",
+        (403, _) => " (the webhook lacks permission to post there)",
+        _ => "",
     }
 }
 
 /// A forum post's title: the topic's title on one line, cut to Discord's
 /// limit (never empty: Discord refuses that).
 fn thread_name(context: &serde_json::Value) -> String {
-    let title = context["topic"]["title"].as_str().unwrap_or("");
-    let title = collapse_whitespace(&strip_controls(title));
-    if title.is_empty() {
-        match context["topic"]["id"].as_u64() {
-            Some(id) => format!("Forum topic {id}"),
-            None => "Forum topic".to_string(),
-        }
-    } else {
-        truncate(&title, MAX_THREAD_NAME)
+    let title = collapse_whitespace(&strip_controls(
+        context["topic"]["title"].as_str().unwrap_or(""),
+    ));
+    match context["topic"]["id"].as_u64() {
+        _ if !title.is_empty() => truncate(&title, MAX_THREAD_NAME),
+        Some(id) => format!("Forum topic {id}"),
+        None => "Forum topic".to_string(),
     }
-}
-
-fn clip(s: &str) -> String {
-    truncate(s.trim(), 200)
 }
 
 #[cfg(test)]

@@ -1,19 +1,18 @@
-//! `telegram`: the Bot API's `sendMessage` with `parse_mode = HTML`. The
-//! rendered text is already HTML-escaped by the renderer (entities, and
-//! `@name` broken with a zero-width space), link previews are turned off,
-//! and a forum supergroup's topic can be targeted with `message_thread_id`.
+//! `telegram`: the Bot API, `POST {api_url}/bot{token}/sendMessage` (the
+//! token is in the path, so the whole URL is a secret) with JSON
+//! `{"chat_id", "text", "parse_mode": "HTML"}`, link previews off, and
+//! `message_thread_id` for a forum supergroup's topic. The `remote_id` is
+//! the decimal `message_id`: replies set `reply_parameters`, edits are
+//! `editMessageText`, deletes `deleteMessage`.
 //!
-//! Lifecycle: a reply in a forum topic's thread answers the topic's first
-//! message (`reply_parameters`), an edit is `editMessageText`, a delete
-//! `deleteMessage`. The `remote_id` is the decimal `message_id`; the chat
-//! is the destination's own.
+//! Dialect: HTML, escaped by the renderer (entities, U+200B after a
+//! mentioning `@`); checked with an HTML parser in tests/parser_escaping.rs.
+//! Limits: 4096 UTF-16 units of text; about 1 message/s per chat, 20/min in groups.
 //!
-//! The bot token is part of the URL path (`/bot<token>/sendMessage`), so the
-//! whole URL is a secret. Errors are JSON with the matching HTTP status:
-//! `{"ok":false,"error_code":N,"description":...,"parameters"?}`, where
-//! `parameters.retry_after` (429) and `parameters.migrate_to_chat_id` (a
-//! group upgraded to a supergroup) carry the actionable part.
-//! See shared/providers.md §2.3 and core.telegram.org/bots/api#sendmessage.
+//! Answers: `{"ok":false,"error_code","description","parameters"?}` with the
+//! matching status; `parameters.retry_after` (429) and `migrate_to_chat_id`
+//! (a group upgraded to a supergroup) carry the actionable part.
+//! See shared/providers.md §2.3.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -25,14 +24,12 @@ use serde_json::json;
 use serde_spanned::Spanned;
 
 use super::http::retry_hint;
-use super::kit::{self, Provider};
+use super::kit::{self, Provider, Spec, classify_json};
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-    Registration, http::classify_status,
+    Registration,
 };
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
+use crate::config::{Rate, de::Ctx, env::Secret};
 use crate::render::Dialect;
 
 pub const REGISTRATION: Registration =
@@ -95,25 +92,18 @@ impl ChatId {
     fn read(v: &ChatIdValue) -> Result<Self, &'static str> {
         const HELP: &str =
             "`chat_id` must be a chat id like -1001234567890 or a public channel's \"@username\"";
-        match v {
-            ChatIdValue::Id(0) => Err(HELP),
-            ChatIdValue::Id(n) => Ok(ChatId::Id(*n)),
-            ChatIdValue::Text(s) => {
-                let s = s.trim();
-                if let Ok(n) = s.parse::<i64>() {
-                    return if n == 0 { Err(HELP) } else { Ok(ChatId::Id(n)) };
-                }
-                let name = s.strip_prefix('@').ok_or(HELP)?;
-                // Telegram usernames: 4 to 32 of a-z, 0-9 and `_`.
-                let ok = (4..=32).contains(&name.len())
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if ok {
-                    Ok(ChatId::Username(s.to_string()))
-                } else {
-                    Err(HELP)
-                }
-            }
+        let s = match v {
+            ChatIdValue::Id(n) => return (*n != 0).then_some(ChatId::Id(*n)).ok_or(HELP),
+            ChatIdValue::Text(s) => s.trim(),
+        };
+        if let Ok(n) = s.parse::<i64>() {
+            return (n != 0).then_some(ChatId::Id(n)).ok_or(HELP);
         }
+        let name = s.strip_prefix('@').ok_or(HELP)?;
+        // Telegram usernames: 4 to 32 of a-z, 0-9 and `_`.
+        let ok = (4..=32).contains(&name.len())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        ok.then(|| ChatId::Username(s.to_string())).ok_or(HELP)
     }
 }
 
@@ -129,11 +119,9 @@ impl Provider for Telegram {
     type Target = Target;
 
     fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
-        let token = cx.opt_secret("token", &s.token)?;
-        let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
         Some(Telegram {
-            token,
-            api_url,
+            token: cx.opt_secret("token", &s.token)?,
+            api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,
             disable_notification: s.disable_notification.unwrap_or(false),
         })
     }
@@ -145,37 +133,25 @@ impl Provider for Telegram {
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
         let Some(raw) = &t.chat_id else {
-            cx.error(
-                chat,
-                "a telegram chat needs `chat_id` (e.g. -1001234567890, or \"@channelname\")",
-            );
-            return None;
+            let msg = "a telegram chat needs `chat_id` (e.g. -1001234567890, or \"@channelname\")";
+            return kit::reject(cx, chat, msg);
         };
         let chat_id = match ChatId::read(raw.get_ref()) {
             Ok(c) => c,
-            Err(msg) => {
-                cx.error(Some(raw.span()), msg);
-                return None;
-            }
+            Err(msg) => return kit::reject(cx, Some(raw.span()), msg),
         };
         let thread = match &t.message_thread_id {
             Some(n) if *n.get_ref() <= 0 => {
-                cx.error(
-                    Some(n.span()),
-                    "`message_thread_id` must be a positive forum topic id",
-                );
-                return None;
+                let msg = "`message_thread_id` must be a positive forum topic id";
+                return kit::reject(cx, Some(n.span()), msg);
             }
-            Some(n) => Some(*n.get_ref()),
-            None => None,
+            n => n.as_ref().map(|n| *n.get_ref()),
         };
-        let Some(token) = self.token.clone() else {
-            cx.error(
-                Some(raw.span()),
-                "a telegram chat needs a bot token: set `token = \"${TELEGRAM_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"telegram\"",
-            );
-            return None;
-        };
+        let token = cx.require_token(
+            &self.token,
+            Some(raw.span()),
+            "a telegram chat needs a bot token: set `token = \"${TELEGRAM_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"telegram\"",
+        )?;
         Some(Box::new(TelegramChat {
             instance: self,
             token,
@@ -192,6 +168,12 @@ struct TelegramChat {
     chat_id: ChatId,
     thread: Option<i64>,
 }
+
+/// An answer that is not the Bot API's JSON (a proxy, a load balancer page).
+const NOT_BOT_API: Spec = Spec {
+    hint: status_hint,
+    ..Spec::plain("telegram")
+};
 
 impl Destination for TelegramChat {
     fn kind(&self) -> &'static str {
@@ -234,34 +216,30 @@ impl Destination for TelegramChat {
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let text = truncate_html(msg.text, MAX_TEXT);
+        let chat_id = self.chat_id.json();
         let (method, body) = match msg.action {
             Action::Post { thread } => {
                 let mut body = json!({
-                    "chat_id": self.chat_id.json(),
+                    "chat_id": chat_id,
                     "text": text,
                     "parse_mode": "HTML",
                     "link_preview_options": {"is_disabled": true},
                 });
-                if let Some(t) = self.thread {
-                    body["message_thread_id"] = json!(t);
-                }
-                if let Some(root) = thread.and_then(|t| t.root) {
-                    // A reply to the topic's first message; if that message
-                    // was deleted in the chat, post anyway rather than fail.
-                    body["reply_parameters"] = json!({
-                        "message_id": message_id(root),
-                        "allow_sending_without_reply": true,
-                    });
-                }
-                if self.instance.disable_notification {
-                    body["disable_notification"] = json!(true);
-                }
+                kit::put(&mut body, "message_thread_id", self.thread);
+                // A reply to the topic's first message; if that message was
+                // deleted in the chat, post anyway rather than fail.
+                let reply = (thread.and_then(|t| t.root)).map(|root| {
+                    json!({"message_id": message_id(root), "allow_sending_without_reply": true})
+                });
+                kit::put(&mut body, "reply_parameters", reply);
+                let silent = self.instance.disable_notification;
+                kit::put(&mut body, "disable_notification", silent.then_some(true));
                 ("sendMessage", body)
             }
             Action::Edit { remote_id } => (
                 "editMessageText",
                 json!({
-                    "chat_id": self.chat_id.json(),
+                    "chat_id": chat_id,
                     "message_id": message_id(remote_id),
                     "text": text,
                     "parse_mode": "HTML",
@@ -270,36 +248,20 @@ impl Destination for TelegramChat {
             ),
             Action::Delete { remote_id } => (
                 "deleteMessage",
-                json!({
-                    "chat_id": self.chat_id.json(),
-                    "message_id": message_id(remote_id),
-                }),
+                json!({"chat_id": chat_id, "message_id": message_id(remote_id)}),
             ),
         };
-        let url = Secret::new(format!(
-            "{}/bot{}/{method}",
-            self.instance.api_url,
-            self.token.expose()
-        ));
+        let (api, token) = (&self.instance.api_url, self.token.expose());
+        let url = Secret::new(format!("{api}/bot{token}/{method}"));
         Outbound::Http(HttpRequest::post_json(&url, &body))
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         let body: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
-        let Some(body) = body.filter(|b| b.get("ok").and_then(|o| o.as_bool()).is_some()) else {
-            // Not the Bot API's JSON (a proxy, a load balancer page).
-            return match classify_status(resp) {
-                Outcome::Sent { .. } => Outcome::Retry {
-                    reason: format!("telegram: unreadable answer: {}", resp.body_snippet()),
-                    after: None,
-                },
-                Outcome::Retry { reason, after } => Outcome::Retry {
-                    reason: format!("telegram: {reason}"),
-                    after,
-                },
-                Outcome::Permanent { reason } => Outcome::Permanent {
-                    reason: format!("telegram: {reason}{}", status_hint(resp.status)),
-                },
+        let Some(body) = body.filter(|b| b["ok"].is_boolean()) else {
+            return match classify_json(resp, &NOT_BOT_API) {
+                Outcome::Sent { .. } => kit::unreadable("telegram", resp),
+                o => o,
             };
         };
         if body["ok"].as_bool() == Some(true) && (200..300).contains(&resp.status) {
@@ -337,22 +299,15 @@ fn classify_error(resp: &HttpResponse, body: &serde_json::Value) -> Outcome {
     // server's trouble" (a proxy's 502 with a stale body) wins over it.
     let code = match resp.status {
         408 | 429 | 500..=599 => resp.status,
-        _ => body["error_code"]
-            .as_u64()
+        _ => (body["error_code"].as_u64())
             .and_then(|c| u16::try_from(c).ok())
             .unwrap_or(resp.status),
     };
-    let description = body["description"]
-        .as_str()
-        .map(|d| d.chars().take(200).collect::<String>())
-        .unwrap_or_default();
+    let description = kit::clip(body["description"].as_str().unwrap_or(""), 200);
     let params = &body["parameters"];
-    let reason = |hint: &str| {
-        if description.is_empty() {
-            format!("telegram: {code}{hint}")
-        } else {
-            format!("telegram: {code} {description}{hint}")
-        }
+    let reason = |hint: &str| match description.as_str() {
+        "" => format!("telegram: {code}{hint}"),
+        d => format!("telegram: {code} {d}{hint}"),
     };
     if let Some(new_id) = params["migrate_to_chat_id"].as_i64() {
         return Outcome::Permanent {
@@ -362,16 +317,10 @@ fn classify_error(resp: &HttpResponse, body: &serde_json::Value) -> Outcome {
         };
     }
     let retry_after = retry_hint::json_secs(&params["retry_after"]);
-    if code == 429 || retry_after.is_some() {
+    if code == 429 || retry_after.is_some() || code >= 500 || code == 408 {
         return Outcome::Retry {
             reason: reason(""),
             after: retry_after.or_else(|| resp.retry_after()),
-        };
-    }
-    if code >= 500 || code == 408 {
-        return Outcome::Retry {
-            reason: reason(""),
-            after: resp.retry_after(),
         };
     }
     let lower = description.to_ascii_lowercase();
@@ -383,7 +332,14 @@ fn classify_error(resp: &HttpResponse, body: &serde_json::Value) -> Outcome {
     {
         return Outcome::Sent { remote_id: None };
     }
-    let hint = if lower.contains("chat not found") {
+    Outcome::Permanent {
+        reason: reason(hint(&lower, code)),
+    }
+}
+
+/// What to check, by the description's words (then by the code).
+fn hint(lower: &str, code: u16) -> &'static str {
+    if lower.contains("chat not found") {
         " (check chat_id, and that the bot has been added to the chat)"
     } else if lower.contains("thread not found") {
         " (check message_thread_id: the forum topic may have been deleted)"
@@ -403,9 +359,6 @@ fn classify_error(resp: &HttpResponse, body: &serde_json::Value) -> Outcome {
         " (the bot cannot post there: add it to the chat again, with the right to post)"
     } else {
         status_hint(code)
-    };
-    Outcome::Permanent {
-        reason: reason(hint),
     }
 }
 
