@@ -14,22 +14,7 @@
 //! seconds) and `Retry-After`; a 404 is permanent (Discord asks clients to
 //! stop using the webhook). See shared/providers.md §2.2.
 
-use std::ops::Range;
-use std::sync::Arc;
-
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
-
-use super::http::{path_segment, retry_hint};
-use super::kit::{self, Provider, Spec, classify_json};
-use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-    Registration, Thread,
-};
-use crate::config::{Rate, de::Ctx, env::Secret};
-use crate::render::Dialect;
+use super::kit::prelude::*;
 use crate::render::escape::strip_controls;
 use crate::render::text::{collapse_whitespace, truncate};
 

@@ -288,6 +288,26 @@ pub struct NoSettings {}
 // ---- kit additions, group C (telegram, discord, mattermost, slack, rocketchat) ----
 // (keep additions inside this section until the groups are merged)
 
+/// What a provider file names on every page: `use super::kit::prelude::*;`.
+pub mod prelude {
+    pub use std::ops::Range;
+    pub use std::sync::Arc;
+
+    pub use schemars::JsonSchema;
+    pub use serde::Deserialize;
+    pub use serde_json::json;
+    pub use serde_spanned::Spanned;
+
+    pub use crate::config::{Rate, de::Ctx, env::Secret};
+    pub use crate::providers::http::{classify_status, id_url, path_segment, retry_hint};
+    pub use crate::providers::kit::{self, OneOf, Provider, Spec, classify_json};
+    pub use crate::providers::{
+        Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
+        Registration, Thread,
+    };
+    pub use crate::render::Dialect;
+}
+
 /// Reports `message` at `span` and gives `None`: `return kit::reject(cx, span, "…")`.
 pub fn reject<T>(
     cx: &mut Ctx<'_>,

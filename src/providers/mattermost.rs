@@ -12,23 +12,10 @@
 //! Answers: JSON `{"id":"…app_error","message"}` with the status; 429 carries
 //! `Retry-After` and `X-Ratelimit-Reset`. See shared/providers.md §2.4.
 
-use std::ops::Range;
-use std::sync::Arc;
 use std::time::Duration;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
-
-use super::http::{id_url, retry_hint};
-use super::kit::{self, OneOf, Provider, Spec, classify_json};
-use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-    Registration,
-};
-use crate::config::{Rate, de::Ctx, env::Secret};
-use crate::render::{Dialect, text::truncate};
+use super::kit::prelude::*;
+use crate::render::text::truncate;
 
 pub const REGISTRATION: Registration = kit::registration::<Mattermost>(
     "mattermost",

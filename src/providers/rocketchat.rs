@@ -15,23 +15,10 @@
 //! ("You must wait N seconds"), 503 (integration disabled), or 200 from a
 //! script. See shared/providers.md §2.7.
 
-use std::ops::Range;
-use std::sync::Arc;
 use std::time::Duration;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
-
-use super::http::retry_hint;
-use super::kit::{self, OneOf, Provider};
-use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-    Registration, http::classify_status,
-};
-use crate::config::{Rate, de::Ctx, env::Secret};
-use crate::render::{Dialect, text::truncate};
+use super::kit::prelude::*;
+use crate::render::text::truncate;
 
 pub const REGISTRATION: Registration = kit::registration::<RocketChat>(
     "rocketchat",

@@ -12,21 +12,7 @@
 //! codes are transient); webhooks a status and a plain-text code. See
 //! shared/providers.md §2.1 and docs.slack.dev `/reference/methods/chat.postMessage`.
 
-use std::ops::Range;
-use std::sync::Arc;
-
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
-
-use super::kit::{self, OneOf, Provider};
-use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-    Registration, http::classify_status,
-};
-use crate::config::{Rate, de::Ctx, env::Secret};
-use crate::render::Dialect;
+use super::kit::prelude::*;
 
 pub const REGISTRATION: Registration =
     kit::registration::<Slack>("slack", "Slack Web API (bot token) or incoming webhook");

@@ -15,22 +15,8 @@
 //! See shared/providers.md §2.3.
 
 use std::borrow::Cow;
-use std::ops::Range;
-use std::sync::Arc;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
-
-use super::http::retry_hint;
-use super::kit::{self, Provider, Spec, classify_json};
-use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-    Registration,
-};
-use crate::config::{Rate, de::Ctx, env::Secret};
-use crate::render::Dialect;
+use super::kit::prelude::*;
 
 pub const REGISTRATION: Registration =
     kit::registration::<Telegram>("telegram", "Telegram Bot API (sendMessage, HTML)");
