@@ -288,6 +288,70 @@ pub struct NoSettings {}
 // ---- kit additions, group C (telegram, discord, mattermost, slack, rocketchat) ----
 // (keep additions inside this section until the groups are merged)
 
+/// `Capabilities::ALL` when the platform's answers carry the message's id
+/// (threads, edits and deletes need it), none otherwise (a webhook's `ok`).
+pub fn capabilities_if(answers_ids: bool) -> super::Capabilities {
+    if answers_ids {
+        super::Capabilities::ALL
+    } else {
+        super::Capabilities::default()
+    }
+}
+
+/// The tag (`<…>`), entity (`&amp;`, `&#39;`) or character at the start of
+/// `s`: what an HTML-aware cut keeps whole.
+pub fn html_token(s: &str) -> Option<&str> {
+    let c = s.chars().next()?;
+    if c == '<'
+        && let Some(end) = s.find('>')
+    {
+        return Some(&s[..=end]);
+    }
+    if c == '&'
+        && let Some(end) = s
+            .char_indices()
+            .take(12)
+            .find(|(_, c)| *c == ';')
+            .map(|(i, _)| i)
+        && end > 1
+        && s[1..end]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '#')
+    {
+        return Some(&s[..=end]);
+    }
+    Some(&s[..c.len_utf8()])
+}
+
+/// Keeps `open`, the elements open so far, up to date with one token of
+/// [`html_token`] (text, comments, `<x/>` and `void` elements leave it alone).
+pub fn track_tag(token: &str, open: &mut Vec<String>, void: &[&str]) {
+    if token.len() < 2 || !token.starts_with('<') || !token.ends_with('>') {
+        return;
+    }
+    let inner = token.trim_start_matches('<').trim_end_matches('>').trim();
+    if inner.ends_with('/') || inner.starts_with('!') {
+        return;
+    }
+    let name = |s: &str| {
+        s.split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    if let Some(closing) = inner.strip_prefix('/') {
+        let n = name(closing.trim());
+        if let Some(i) = open.iter().rposition(|o| *o == n) {
+            open.truncate(i);
+        }
+    } else {
+        let n = name(inner);
+        if !n.is_empty() && !void.contains(&n.as_str()) {
+            open.push(n);
+        }
+    }
+}
+
 /// What a provider file names on every page: `use super::kit::prelude::*;`.
 pub mod prelude {
     pub use std::ops::Range;

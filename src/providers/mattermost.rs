@@ -194,11 +194,8 @@ impl Destination for MattermostChat {
     }
 
     fn capabilities(&self) -> Capabilities {
-        match self.mode {
-            // REST answers the post id (replies, patches, deletes); a webhook just `ok`.
-            Mode::Api { .. } => Capabilities::ALL,
-            Mode::Webhook { .. } => Capabilities::default(),
-        }
+        // REST answers the post id (replies, patches, deletes); a webhook just `ok`.
+        kit::capabilities_if(!self.is_webhook())
     }
 
     fn default_rate(&self) -> Option<Rate> {

@@ -169,11 +169,8 @@ impl Destination for RocketChatChat {
     }
 
     fn capabilities(&self) -> Capabilities {
-        match self.mode {
-            // REST answers carry the message `_id`; the webhook just `success`.
-            Mode::Rest { .. } => Capabilities::ALL,
-            Mode::Webhook { .. } => Capabilities::default(),
-        }
+        // REST answers carry the message `_id`; the webhook just `success`.
+        kit::capabilities_if(matches!(self.mode, Mode::Rest { .. }))
     }
 
     fn default_rate(&self) -> Option<Rate> {

@@ -134,11 +134,8 @@ impl Destination for SlackChat {
     }
 
     fn capabilities(&self) -> Capabilities {
-        match self.mode {
-            // The Web API answers the message `ts`; a webhook just `ok`.
-            Mode::Api { .. } => Capabilities::ALL,
-            Mode::Webhook { .. } => Capabilities::default(),
-        }
+        // The Web API answers the message `ts`; a webhook just `ok`.
+        kit::capabilities_if(matches!(self.mode, Mode::Api { .. }))
     }
 
     fn default_rate(&self) -> Option<Rate> {

@@ -371,7 +371,7 @@ fn truncate_html(html: &str, max: usize) -> Cow<'_, str> {
     let mut rest = html;
     while let Some((token, units)) = next_token(rest) {
         if units == 0 {
-            track_tag(token, &mut open);
+            kit::track_tag(token, &mut open, &[]);
         } else if used + units > budget {
             break;
         } else {
@@ -401,51 +401,13 @@ fn visible_units(html: &str) -> usize {
 
 /// The next tag (0 units), entity (1 unit) or character at the start of `s`.
 fn next_token(s: &str) -> Option<(&str, usize)> {
-    let c = s.chars().next()?;
-    if c == '<'
-        && let Some(end) = s.find('>')
-    {
-        return Some((&s[..=end], 0));
-    }
-    if c == '&'
-        && let Some(end) = s
-            .char_indices()
-            .take(12)
-            .find(|(_, c)| *c == ';')
-            .map(|(i, _)| i)
-        && s[1..end]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '#')
-        && end > 1
-    {
-        return Some((&s[..=end], 1));
-    }
-    Some((&s[..c.len_utf8()], c.len_utf16()))
-}
-
-/// Keeps the stack of open elements up to date with one tag.
-fn track_tag(tag: &str, open: &mut Vec<String>) {
-    let inner = tag.trim_start_matches('<').trim_end_matches('>').trim();
-    if inner.ends_with('/') || inner.starts_with('!') {
-        return;
-    }
-    let name = |s: &str| {
-        s.split(|c: char| c.is_whitespace() || c == '/')
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase()
+    let token = kit::html_token(s)?;
+    let units = match token.chars().next() {
+        Some('<') if token.len() > 1 => 0,
+        Some('&') if token.len() > 1 => 1,
+        c => c.map_or(0, char::len_utf16),
     };
-    if let Some(closing) = inner.strip_prefix('/') {
-        let n = name(closing.trim());
-        if let Some(i) = open.iter().rposition(|o| *o == n) {
-            open.truncate(i);
-        }
-    } else {
-        let n = name(inner);
-        if !n.is_empty() {
-            open.push(n);
-        }
-    }
+    Some((token, units))
 }
 
 #[cfg(test)]
