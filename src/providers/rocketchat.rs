@@ -311,9 +311,7 @@ fn hint(error: &str, status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::providers::Instance;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{body, configure, header, post, reply, request, resp};
 
     const HOOK: &str = "http://127.0.0.1:9/hooks/abc/hooksecret42";
 
@@ -352,190 +350,148 @@ mod tests {
     }
 
     fn act(action: Action<'_>) -> (String, serde_json::Value) {
-        let ctx = json!({});
-        let Outbound::Http(r) = rest_chat().request(&Message {
-            chat: "c",
-            text: "new text",
-            context: &ctx,
-            action,
-            delivery: None,
-        }) else {
-            panic!("expected HTTP")
-        };
-        let header = |k: &str| {
-            r.headers
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.expose().to_string())
-        };
-        assert_eq!(header("X-Auth-Token").as_deref(), Some("canary-rc-token"));
-        assert_eq!(header("X-User-Id").as_deref(), Some("botuser1"));
-        (
-            r.url.expose().to_string(),
-            serde_json::from_str(&r.body).unwrap(),
-        )
+        let r = request(&rest_chat(), "new text", action);
+        assert_eq!(header(&r, "X-Auth-Token"), Some("canary-rc-token"));
+        assert_eq!(header(&r, "X-User-Id"), Some("botuser1"));
+        (r.url.expose().to_string(), body(&r))
     }
 
     #[test]
     fn rest_posts_threads_edits_and_deletes() {
-        use crate::providers::Thread;
-        let (url, body) = act(Action::Post { thread: None });
+        let (url, b) = act(Action::Post { thread: None });
         assert_eq!(url, "http://127.0.0.1:9/api/v1/chat.postMessage");
         assert_eq!(
-            body,
+            b,
             json!({"roomId": "GENERAL", "text": "new text", "parseUrls": false})
         );
         let root = "GENERAL/mRoot1";
-        let (_, body) = act(Action::Post {
-            thread: Some(Thread { root: Some(root) }),
-        });
-        assert_eq!(body["tmid"], "mRoot1");
-        let (url, body) = act(Action::Edit { remote_id: root });
+        assert_eq!(act(reply(Some(root))).1["tmid"], "mRoot1");
+        let (url, b) = act(Action::Edit { remote_id: root });
         assert_eq!(url, "http://127.0.0.1:9/api/v1/chat.update");
         assert_eq!(
-            body,
+            b,
             json!({"roomId": "GENERAL", "msgId": "mRoot1", "text": "new text"})
         );
-        let (url, body) = act(Action::Delete { remote_id: root });
+        let (url, b) = act(Action::Delete { remote_id: root });
         assert_eq!(url, "http://127.0.0.1:9/api/v1/chat.delete");
-        assert_eq!(body, json!({"roomId": "GENERAL", "msgId": "mRoot1"}));
+        assert_eq!(b, json!({"roomId": "GENERAL", "msgId": "mRoot1"}));
 
         let c = rest_chat();
         assert!(c.capabilities().thread && c.capabilities().edit);
         assert!(!chat(None).capabilities().thread);
+        let sent = r#"{"ts":1,"channel":"general","message":{"_id":"m9","rid":"GENERAL","msg":"x"},"success":true}"#;
         assert_eq!(
-            c.classify(&resp(
-                200,
-                &[],
-                r#"{"ts":1,"channel":"general","message":{"_id":"m9","rid":"GENERAL","msg":"x"},"success":true}"#
-            )),
+            c.classify(&resp(200, &[], sent)),
             Outcome::Sent {
                 remote_id: Some("GENERAL/m9".into())
             }
         );
+        let gone = r#"{"success":false,"error":"No message found with the id of \"m9\".","errorType":"error-message-not-found"}"#;
         assert_eq!(
-            c.classify(&resp(
-                400,
-                &[],
-                r#"{"success":false,"error":"No message found with the id of \"m9\".","errorType":"error-message-not-found"}"#
-            )),
+            c.classify(&resp(400, &[], gone)),
             Outcome::Sent { remote_id: None }
         );
-        let Outcome::Permanent { reason } = c.classify(&resp(
-            401,
-            &[],
-            r#"{"status":"error","message":"You must be logged in to do this."}"#,
-        )) else {
+        let login = r#"{"status":"error","message":"You must be logged in to do this."}"#;
+        let Outcome::Permanent { reason } = c.classify(&resp(401, &[], login)) else {
             panic!("401 is permanent")
         };
         assert!(!reason.contains("canary-rc-token"));
     }
 
-    use crate::providers::http::tests::resp;
-
-    fn request(c: &RocketChatChat, text: &str) -> HttpRequest {
-        let ctx = json!({});
-        match c.request(&Message {
-            chat: "c",
-            text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }) {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
-        }
-    }
-
     #[test]
     fn request_shape_and_limit() {
-        let r = request(&chat(Some("Forum")), "@\u{200B}all \\*x\\*");
+        let r = post(&chat(Some("Forum")), "@\u{200B}all \\*x\\*");
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), HOOK);
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({"text": "@\u{200B}all \\*x\\*", "parseUrls": false, "alias": "Forum", "emoji": ":speech_balloon:"})
         );
-        let long = "word ".repeat(2000);
-        let body: serde_json::Value =
-            serde_json::from_str(&request(&chat(None), &long).body).unwrap();
-        let text = body["text"].as_str().unwrap();
+        let b = body(&post(&chat(None), &"word ".repeat(2000)));
+        let text = b["text"].as_str().unwrap_or_default();
         assert!(text.chars().count() <= TEXT_MAX && text.ends_with('…'));
-        assert!(body.get("alias").is_none());
+        assert!(b.get("alias").is_none());
         assert_eq!(chat(None).target(), "http://127.0.0.1/hooks/…");
     }
 
     #[test]
     fn classifies_rocketchat_answers_without_the_url() {
-        let c = chat(None);
-        assert_eq!(
-            c.classify(&resp(200, &[], r#"{"success":true}"#)),
-            Outcome::Sent { remote_id: None }
-        );
-        assert_eq!(
-            c.classify(&resp(204, &[], "")),
-            Outcome::Sent { remote_id: None }
-        );
-        assert!(matches!(
-            c.classify(&resp(200, &[], r#"{"success":false,"error":"error-running-script"}"#)),
-            Outcome::Permanent { reason } if reason.contains("error-running-script")
-        ));
-        assert!(matches!(
-            c.classify(&resp(200, &[], "<!DOCTYPE html><html>")),
-            Outcome::Permanent { reason } if reason.contains("check `webhook_url`")
-        ));
-        assert!(matches!(
-            c.classify(&resp(400, &[], r#"{"success":false,"error":"invalid-channel"}"#)),
-            Outcome::Permanent { reason } if reason.contains("invalid-channel")
-        ));
+        let c = |status, headers: &[(&str, &str)], body: &str| {
+            chat(None).classify(&resp(status, headers, body))
+        };
+        let sent = Outcome::Sent { remote_id: None };
+        assert_eq!(c(200, &[], r#"{"success":true}"#), sent);
+        assert_eq!(c(204, &[], ""), sent);
         let limited = r#"{"success":false,"error":"Error, too many requests. Please slow down. You must wait 42 seconds before trying this endpoint again. [error-too-many-requests]"}"#;
-        assert!(matches!(
-            c.classify(&resp(429, &[], limited)),
-            Outcome::Retry { after: Some(d), .. } if d == Duration::from_secs(42)
-        ));
-        assert!(matches!(
-            c.classify(&resp(429, &[("Retry-After", "5")], limited)),
-            Outcome::Retry { after: Some(d), .. } if d == Duration::from_secs(5)
-        ));
-        assert!(matches!(
-            c.classify(&resp(503, &[], r#"{"success":false,"error":"Service Unavailable"}"#)),
-            Outcome::Retry { reason, .. } if reason.contains("disabled")
-        ));
-        assert!(matches!(
-            c.classify(&resp(502, &[], "bad gateway")),
-            Outcome::Retry { .. }
-        ));
+        for (status, headers, body, retried, want) in [
+            (
+                200,
+                &[][..],
+                r#"{"success":false,"error":"error-running-script"}"#,
+                false,
+                "error-running-script",
+            ),
+            (
+                200,
+                &[],
+                "<!DOCTYPE html><html>",
+                false,
+                "check `webhook_url`",
+            ),
+            (
+                400,
+                &[],
+                r#"{"success":false,"error":"invalid-channel"}"#,
+                false,
+                "invalid-channel",
+            ),
+            (
+                503,
+                &[],
+                r#"{"success":false,"error":"Service Unavailable"}"#,
+                true,
+                "disabled",
+            ),
+            (502, &[], "bad gateway", true, "HTTP 502"),
+            (404, &[], "Not Found", false, "HTTP 404"),
+            (429, &[], limited, true, "must wait 42"),
+            (429, &[("Retry-After", "5")], limited, true, "must wait 42"),
+        ] {
+            let out = c(status, headers, body);
+            let (Outcome::Retry { reason, .. } | Outcome::Permanent { reason }) = &out else {
+                panic!("{body} was sent")
+            };
+            assert_eq!(matches!(out, Outcome::Retry { .. }), retried, "{out:?}");
+            assert!(reason.contains(want), "{reason} lacks {want}");
+        }
+        let after = |headers| match c(429, headers, limited) {
+            Outcome::Retry { after, .. } => after.map(|d| d.as_secs()),
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(
+            (after(&[]), after(&[("Retry-After", "5")])),
+            (Some(42), Some(5))
+        );
         // A wrong token, whatever status the version answers it with.
         for status in [401, 403, 500] {
-            let o = c.classify(&resp(
+            let o = c(
                 status,
                 &[],
                 r#"{"success":false,"error":"Invalid integration id or token provided."}"#,
-            ));
+            );
             assert!(
                 matches!(&o, Outcome::Permanent { reason } if !reason.contains("hooksecret42")),
                 "{o:?}"
             );
         }
-        assert!(matches!(
-            c.classify(&resp(404, &[], "Not Found")),
-            Outcome::Permanent { .. }
-        ));
     }
 
     #[test]
     fn webhook_url_is_a_secret_url() {
-        let env = HashMap::from([("HOOK".to_string(), HOOK.to_string())]);
         let check = |target: &str| {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(format!(
-                "s = {{ alias = \"Forum\", avatar = \"https://f.example/a.png\" }}\nt = {target}\n"
-            ))
-            .unwrap();
-            let d = (REGISTRATION.parse)(&doc["s"], &mut cx)
-                .and_then(|i| i.bind(&doc["t"], None, &mut cx));
-            let msgs: Vec<String> = cx.problems().iter().map(|p| p.message.clone()).collect();
+            let settings = "{ alias = \"Forum\", avatar = \"https://f.example/a.png\" }";
+            let (d, p) = configure(&REGISTRATION, settings, target, &[("HOOK", HOOK)]);
+            let msgs: Vec<String> = p.into_iter().map(|p| p.message).collect();
             (d.is_some(), msgs)
         };
         assert_eq!(check(r#"{ webhook_url = "${HOOK}" }"#), (true, vec![]));

@@ -264,179 +264,126 @@ fn hint(code: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::providers::Instance;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{bind_chat, body, header, post, reply, request, resp};
     use std::time::Duration;
+
+    const TOKEN: &str = "xoxb-canary-123";
 
     fn api_chat() -> SlackChat {
         SlackChat {
             instance: Arc::new(Slack {
-                token: Some(Secret::new("xoxb-canary-123")),
+                token: Some(Secret::new(TOKEN)),
                 api_url: "http://127.0.0.1:9/api".into(),
                 username: None,
                 icon_url: None,
             }),
             mode: Mode::Api {
-                token: Secret::new("xoxb-canary-123"),
+                token: Secret::new(TOKEN),
                 channel: "general".into(),
             },
         }
     }
 
-    use crate::providers::http::tests::resp;
-
     #[test]
     fn web_api_request_shape() {
-        let ctx = json!({});
-        let out = api_chat().request(&Message {
-            chat: "c",
-            text: "&lt;!channel&gt; hi",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        });
-        let Outbound::Http(r) = out else {
-            panic!("expected HTTP")
-        };
+        let r = post(&api_chat(), "&lt;!channel&gt; hi");
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/api/chat.postMessage");
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({"channel": "general", "text": "&lt;!channel&gt; hi", "unfurl_links": false, "unfurl_media": false})
         );
-        assert!(body.get("link_names").is_none());
-        assert!(
-            r.headers
-                .iter()
-                .any(|(k, v)| k == "Authorization" && v.expose() == "Bearer xoxb-canary-123")
-        );
-    }
-
-    fn api_request(action: Action<'_>) -> (String, serde_json::Value) {
-        let ctx = json!({});
-        let out = api_chat().request(&Message {
-            chat: "c",
-            text: "new text",
-            context: &ctx,
-            action,
-            delivery: None,
-        });
-        let Outbound::Http(r) = out else {
-            panic!("expected HTTP")
-        };
-        (
-            r.url.expose().to_string(),
-            serde_json::from_str(&r.body).unwrap(),
-        )
+        assert!(body(&r).get("link_names").is_none());
+        assert_eq!(header(&r, "Authorization"), Some("Bearer xoxb-canary-123"));
     }
 
     #[test]
     fn thread_edit_and_delete_requests() {
-        use crate::providers::Thread;
         let root = "C0123/1700000000.000100";
-        let (url, body) = api_request(Action::Post {
-            thread: Some(Thread { root: Some(root) }),
-        });
+        let api = |action| {
+            let r = request(&api_chat(), "new text", action);
+            (r.url.expose().to_string(), body(&r))
+        };
+        let (url, b) = api(reply(Some(root)));
         assert!(url.ends_with("/chat.postMessage"));
-        assert_eq!(body["thread_ts"], "1700000000.000100");
-        assert_eq!(body["channel"], "general");
+        assert_eq!(b["thread_ts"], "1700000000.000100");
+        assert_eq!(b["channel"], "general");
         // Opening a thread is an ordinary message.
-        let (_, body) = api_request(Action::Post {
-            thread: Some(Thread { root: None }),
-        });
-        assert!(body.get("thread_ts").is_none());
-
-        let (url, body) = api_request(Action::Edit { remote_id: root });
+        assert!(api(reply(None)).1.get("thread_ts").is_none());
+        let (url, b) = api(Action::Edit { remote_id: root });
         assert!(url.ends_with("/chat.update"));
         assert_eq!(
-            body,
+            b,
             json!({"channel": "C0123", "ts": "1700000000.000100", "text": "new text"})
         );
-        let (url, body) = api_request(Action::Delete { remote_id: root });
+        let (url, b) = api(Action::Delete { remote_id: root });
         assert!(url.ends_with("/chat.delete"));
-        assert_eq!(body, json!({"channel": "C0123", "ts": "1700000000.000100"}));
+        assert_eq!(b, json!({"channel": "C0123", "ts": "1700000000.000100"}));
         // A bare ts (older refs) uses the configured channel.
-        let (_, body) = api_request(Action::Delete {
+        let bare = api(Action::Delete {
             remote_id: "1700000000.000100",
         });
-        assert_eq!(body["channel"], "general");
+        assert_eq!(bare.1["channel"], "general");
     }
 
     #[test]
     fn classifies_web_api_answers_without_leaking_the_token() {
-        let c = api_chat();
+        let c = |status, headers: &[(&str, &str)], body: &str| {
+            api_chat().classify(&resp(status, headers, body))
+        };
+        let sent = r#"{"ok":true,"channel":"C0123","ts":"1700000000.000100"}"#;
         assert_eq!(
-            c.classify(&resp(
-                200,
-                &[],
-                r#"{"ok":true,"channel":"C0123","ts":"1700000000.000100"}"#
-            )),
+            c(200, &[], sent),
             Outcome::Sent {
                 remote_id: Some("C0123/1700000000.000100".into())
             }
         );
         // Changing a message that is gone already: done.
+        let gone = r#"{"ok":false,"error":"message_not_found"}"#;
+        assert_eq!(c(200, &[], gone), Outcome::Sent { remote_id: None });
         assert_eq!(
-            c.classify(&resp(
-                200,
-                &[],
-                r#"{"ok":false,"error":"message_not_found"}"#
-            )),
-            Outcome::Sent { remote_id: None }
-        );
-        assert_eq!(
-            c.classify(&resp(429, &[("Retry-After", "3")], "")),
+            c(429, &[("Retry-After", "3")], ""),
             Outcome::Retry {
                 reason: "HTTP 429".into(),
                 after: Some(Duration::from_secs(3))
             }
         );
+        assert!(matches!(c(502, &[], ""), Outcome::Retry { .. }));
         // Slack's error answers can quote the request back (`warning`,
         // `response_metadata`): the reason is built from the error code,
         // never from the rest of the body, so the token quoted there stays
         // out. (Non-2xx answers carry a body snippet; the sender passes
         // those through the redactor: tests/provider_slack.rs.)
-        let quoting = |code: &str| {
-            format!(
-                r#"{{"ok":false,"error":"{code}","warning":"echo: Authorization: Bearer xoxb-canary-123","response_metadata":{{"messages":["[ERROR] token xoxb-canary-123 rejected"]}}}}"#
-            )
-        };
-        let out = c.classify(&resp(200, &[], &quoting("ratelimited")));
-        let Outcome::Retry { reason, .. } = out else {
-            panic!("ratelimited should be retried: {out:?}")
-        };
-        assert!(reason.contains("ratelimited"), "{reason}");
-        assert!(!reason.contains("xoxb-canary-123"), "{reason}");
-        assert!(matches!(
-            c.classify(&resp(502, &[], "")),
-            Outcome::Retry { .. }
-        ));
-        for code in ["invalid_auth", "channel_not_found"] {
-            let out = c.classify(&resp(200, &[], &quoting(code)));
-            let Outcome::Permanent { reason } = out else {
-                panic!("{code} should be permanent")
+        for (code, retried) in [
+            ("ratelimited", true),
+            ("invalid_auth", false),
+            ("channel_not_found", false),
+        ] {
+            let quoting = format!(
+                r#"{{"ok":false,"error":"{code}","warning":"echo: Authorization: Bearer {TOKEN}","response_metadata":{{"messages":["[ERROR] token {TOKEN} rejected"]}}}}"#
+            );
+            let (Outcome::Retry { reason, .. } | Outcome::Permanent { reason }) =
+                c(200, &[], &quoting)
+            else {
+                panic!("{code} was sent")
             };
-            assert!(reason.contains(code), "{reason}");
-            assert!(!reason.contains("xoxb-canary-123"), "{reason}");
+            let out = c(200, &[], &quoting);
+            assert_eq!(matches!(out, Outcome::Retry { .. }), retried, "{out:?}");
+            assert!(reason.contains(code) && !reason.contains(TOKEN), "{reason}");
         }
     }
 
     #[test]
     fn channel_without_token_is_a_located_error() {
-        let env = HashMap::<String, String>::new();
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
         let inst = Arc::new(Slack {
             token: None,
             api_url: DEFAULT_API_URL.into(),
             username: None,
             icon_url: None,
         });
-        let doc = toml_edit::Document::parse("t = { channel = \"#general\" }".to_string()).unwrap();
-        assert!(inst.bind(&doc["t"], None, &mut cx).is_none());
-        let p = &cx.problems()[0];
-        assert!(p.message.contains("needs a bot token"));
-        assert_eq!(p.span, Some(16..26));
+        let (d, problems) = bind_chat(inst, "{ channel = \"#general\" }", None);
+        assert!(d.is_none());
+        assert!(problems[0].message.contains("needs a bot token"));
+        assert_eq!(problems[0].span, Some(16..26));
     }
 }

@@ -60,21 +60,15 @@ pub enum ChatIdValue {
     Text(String),
 }
 
-/// A validated chat id, as the Bot API takes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A validated chat id, as the Bot API takes it (a number, or `@name`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
 enum ChatId {
     Id(i64),
     Username(String),
 }
 
 impl ChatId {
-    fn json(&self) -> serde_json::Value {
-        match self {
-            ChatId::Id(n) => json!(n),
-            ChatId::Username(u) => json!(u),
-        }
-    }
-
     fn read(v: &ChatIdValue) -> Result<Self, &'static str> {
         const HELP: &str =
             "`chat_id` must be a chat id like -1001234567890 or a public channel's \"@username\"";
@@ -202,7 +196,7 @@ impl Destination for TelegramChat {
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let text = truncate_html(msg.text, MAX_TEXT);
-        let chat_id = self.chat_id.json();
+        let chat_id = &self.chat_id;
         let (method, body) = match msg.action {
             Action::Post { thread } => {
                 let mut body = json!({
