@@ -350,13 +350,14 @@ fn ratelimit_reset(resp: &HttpResponse) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::providers::Instance;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{
+        bind_chat, body, configure, header, post, reply, request, resp,
+    };
 
     const TOKEN: &str = "canary-mm-token-8u3k2";
     const CHANNEL: &str = "4xp9fdt77pncbef59f4k1qe83o";
     const HOOK: &str = "https://chat.example.org/hooks/canaryhookkey12345";
+    const POST: &str = "ab1cd2ef3gh4ij5kl6mn7op8qr";
 
     fn instance() -> Arc<Mattermost> {
         Arc::new(Mattermost {
@@ -388,42 +389,24 @@ mod tests {
         }
     }
 
-    use crate::providers::http::tests::resp;
-
-    fn http(out: Outbound) -> HttpRequest {
-        match out {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
-        }
+    fn bearer(r: &HttpRequest) -> bool {
+        header(r, "Authorization") == Some(&format!("Bearer {TOKEN}"))
     }
 
     #[test]
     fn rest_and_webhook_request_shapes() {
-        let ctx = json!({});
-        let msg = Message {
-            chat: "c",
-            text: "**[t](https://f/t/1)** @\u{200B}channel",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        };
-        let r = http(api_chat().request(&msg));
+        let text = "**[t](https://f/t/1)** @\u{200B}channel";
+        let r = post(&api_chat(), text);
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/api/v4/posts");
-        assert!(
-            r.headers
-                .iter()
-                .any(|(k, v)| k == "Authorization" && v.expose() == format!("Bearer {TOKEN}"))
-        );
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        assert_eq!(body, json!({"channel_id": CHANNEL, "message": msg.text}));
+        assert!(bearer(&r));
+        assert_eq!(body(&r), json!({"channel_id": CHANNEL, "message": text}));
 
-        let r = http(hook_chat(Some("town-square")).request(&msg));
+        let r = post(&hook_chat(Some("town-square")), text);
         assert_eq!(r.url.expose(), HOOK);
-        assert!(r.headers.iter().all(|(k, _)| k != "Authorization"));
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(header(&r, "Authorization"), None);
         assert_eq!(
-            body,
-            json!({"text": msg.text, "channel": "town-square", "username": "Forum"})
+            body(&r),
+            json!({"text": text, "channel": "town-square", "username": "Forum"})
         );
         assert_eq!(api_chat().target(), format!("channel {CHANNEL}"));
         assert!(!hook_chat(None).target().contains("canary"));
@@ -432,51 +415,36 @@ mod tests {
 
     #[test]
     fn long_messages_are_cut() {
-        let ctx = json!({});
-        let text = "word ".repeat(4000);
-        let r = http(api_chat().request(&Message {
-            chat: "c",
-            text: &text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        let m = body["message"].as_str().unwrap();
+        let b = body(&post(&api_chat(), &"word ".repeat(4000)));
+        let m = b["message"].as_str().unwrap_or_default();
         assert!(m.chars().count() <= MAX_MESSAGE && m.ends_with("word…"));
     }
 
     #[test]
     fn classifies_answers() {
-        let api = api_chat();
-        let hook = hook_chat(None);
+        let (api, hook) = (api_chat(), hook_chat(None));
+        let created = r#"{"id":"ab1cd2ef3gh4ij5kl6mn7op8qr","channel_id":"x","message":"m"}"#;
         assert_eq!(
-            api.classify(&resp(
-                201,
-                &[],
-                r#"{"id":"ab1cd2ef3gh4ij5kl6mn7op8qr","channel_id":"x","message":"m"}"#
-            )),
+            api.classify(&resp(201, &[], created)),
             Outcome::Sent {
-                remote_id: Some("ab1cd2ef3gh4ij5kl6mn7op8qr".into())
+                remote_id: Some(POST.into())
             }
         );
         assert_eq!(
             hook.classify(&resp(200, &[], "ok")),
             Outcome::Sent { remote_id: None }
         );
+        let reset = [("X-Ratelimit-Reset", "4"), ("X-Ratelimit-Remaining", "0")];
         assert_eq!(
-            api.classify(&resp(
-                429,
-                &[("X-Ratelimit-Reset", "4"), ("X-Ratelimit-Remaining", "0")],
-                "limit exceeded"
-            )),
+            api.classify(&resp(429, &reset, "limit exceeded")),
             Outcome::Retry {
                 reason: "mattermost: HTTP 429: limit exceeded".into(),
-                after: Some(Duration::from_secs(4))
+                after: Some(std::time::Duration::from_secs(4))
             }
         );
+        let both = [("Retry-After", "2"), ("X-Ratelimit-Reset", "9")];
         assert!(matches!(
-            api.classify(&resp(429, &[("Retry-After", "2"), ("X-Ratelimit-Reset", "9")], "")),
+            api.classify(&resp(429, &both, "")),
             Outcome::Retry { after: Some(d), .. } if d.as_secs() == 2
         ));
         assert!(matches!(
@@ -520,6 +488,16 @@ mod tests {
                 "check channel_id",
             ),
             (
+                &api,
+                400,
+                err(
+                    "api.post.create_post.root_id.app_error",
+                    "Invalid RootId parameter.",
+                    400,
+                ),
+                "first message was deleted",
+            ),
+            (
                 &hook,
                 400,
                 err(
@@ -555,118 +533,71 @@ mod tests {
             !format!("{out:?}").contains("canaryhookkey12345"),
             "{out:?}"
         );
+        // PATCH answers the post; DELETE `{"status":"OK"}`; a post already
+        // deleted in the chat is done.
+        let edited =
+            r#"{"id":"ab1cd2ef3gh4ij5kl6mn7op8qr","message":"new","edit_at":1700000000000}"#;
+        assert_eq!(
+            api.classify(&resp(200, &[], edited)),
+            Outcome::Sent {
+                remote_id: Some(POST.into())
+            }
+        );
+        let gone = err("app.post.get.app_error", "Unable to get the post.", 404);
+        for (status, body) in [(200, r#"{"status":"OK"}"#), (404, gone.as_str())] {
+            let out = api.classify(&resp(status, &[], body));
+            assert_eq!(out, Outcome::Sent { remote_id: None }, "{body}");
+        }
     }
 
     #[test]
     fn thread_edit_and_delete_requests() {
-        use super::super::Thread;
-        const POST: &str = "ab1cd2ef3gh4ij5kl6mn7op8qr";
-        let ctx = json!({});
-        let req = |action| {
-            http(api_chat().request(&Message {
-                chat: "c",
-                text: "new **text**",
-                context: &ctx,
-                action,
-                delivery: None,
-            }))
-        };
-        let bearer = |r: &HttpRequest| {
-            r.headers
-                .iter()
-                .any(|(k, v)| k == "Authorization" && v.expose() == format!("Bearer {TOKEN}"))
-        };
-        let opens = req(Action::Post {
-            thread: Some(Thread { root: None }),
-        });
-        let body: serde_json::Value = serde_json::from_str(&opens.body).unwrap();
+        let req = |action| request(&api_chat(), "new **text**", action);
+        let opens = req(reply(None));
         assert_eq!(
-            body,
+            body(&opens),
             json!({"channel_id": CHANNEL, "message": "new **text**"})
         );
-
-        let reply = req(Action::Post {
-            thread: Some(Thread { root: Some(POST) }),
-        });
-        assert_eq!(reply.method, "POST");
-        assert_eq!(reply.url.expose(), "http://127.0.0.1:9/api/v4/posts");
-        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
-        assert_eq!(
-            body,
-            json!({"channel_id": CHANNEL, "message": "new **text**", "root_id": POST})
-        );
-        assert!(bearer(&reply));
-
-        let edit = req(Action::Edit { remote_id: POST });
-        assert_eq!(edit.method, "PUT");
-        assert_eq!(
-            edit.url.expose(),
-            format!("http://127.0.0.1:9/api/v4/posts/{POST}/patch")
-        );
-        let body: serde_json::Value = serde_json::from_str(&edit.body).unwrap();
-        assert_eq!(body, json!({"message": "new **text**"}));
-        assert!(bearer(&edit));
-
-        let delete = req(Action::Delete { remote_id: POST });
-        assert_eq!(delete.method, "DELETE");
-        assert_eq!(
-            delete.url.expose(),
-            format!("http://127.0.0.1:9/api/v4/posts/{POST}")
-        );
-        assert!(delete.body.is_empty());
-        assert!(bearer(&delete));
+        let posts = "http://127.0.0.1:9/api/v4/posts";
+        let delete = format!("{posts}/{POST}");
+        let patch = format!("{delete}/patch");
+        for (action, method, url, want) in [
+            (
+                reply(Some(POST)),
+                "POST",
+                posts,
+                json!({"channel_id": CHANNEL, "message": "new **text**", "root_id": POST}),
+            ),
+            (
+                Action::Edit { remote_id: POST },
+                "PUT",
+                &patch,
+                json!({"message": "new **text**"}),
+            ),
+            (
+                Action::Delete { remote_id: POST },
+                "DELETE",
+                &delete,
+                json!(null),
+            ),
+        ] {
+            let r = req(action);
+            assert_eq!((r.method, r.url.expose()), (method, url));
+            assert!(bearer(&r));
+            match want {
+                serde_json::Value::Null => assert!(r.body.is_empty()),
+                want => assert_eq!(body(&r), want),
+            }
+        }
         // A stored id can never leave its path segment.
         let odd = req(Action::Delete {
             remote_id: "x/../../users?y",
         });
-        assert_eq!(
-            odd.url.expose(),
-            "http://127.0.0.1:9/api/v4/posts/x%2F..%2F..%2Fusers%3Fy"
-        );
-    }
-
-    #[test]
-    fn classifies_edit_and_delete_answers() {
-        let api = api_chat();
-        // PATCH answers the post; DELETE `{"status":"OK"}`.
-        assert_eq!(
-            api.classify(&resp(
-                200,
-                &[],
-                r#"{"id":"ab1cd2ef3gh4ij5kl6mn7op8qr","message":"new","edit_at":1700000000000}"#
-            )),
-            Outcome::Sent {
-                remote_id: Some("ab1cd2ef3gh4ij5kl6mn7op8qr".into())
-            }
-        );
-        assert_eq!(
-            api.classify(&resp(200, &[], r#"{"status":"OK"}"#)),
-            Outcome::Sent { remote_id: None }
-        );
-        // The post was already deleted in the chat: done.
-        assert_eq!(
-            api.classify(&resp(
-                404,
-                &[],
-                r#"{"id":"app.post.get.app_error","message":"Unable to get the post.","detailed_error":"","request_id":"r","status_code":404}"#
-            )),
-            Outcome::Sent { remote_id: None }
-        );
-        // A reply to a deleted thread root fails, saying why.
-        let out = api.classify(&resp(
-            400,
-            &[],
-            r#"{"id":"api.post.create_post.root_id.app_error","message":"Invalid RootId parameter.","detailed_error":"","request_id":"r","status_code":400}"#,
-        ));
-        assert!(
-            matches!(&out, Outcome::Permanent { reason } if reason.contains("first message was deleted")),
-            "{out:?}"
-        );
+        assert_eq!(odd.url.expose(), format!("{posts}/x%2F..%2F..%2Fusers%3Fy"));
     }
 
     #[test]
     fn fields_are_validated() {
-        let env = HashMap::<String, String>::new();
         let no_token = Arc::new(Mattermost {
             token: None,
             api_url: Some("https://chat.example.org".into()),
@@ -676,64 +607,50 @@ mod tests {
         let cases: [(&Arc<Mattermost>, String, &str); 6] = [
             (
                 &no_token,
-                format!("t = {{ channel_id = \"{CHANNEL}\" }}"),
+                format!("{{ channel_id = \"{CHANNEL}\" }}"),
                 "needs `token",
             ),
             (
                 &instance(),
-                "t = { channel_id = \"town-square\" }".into(),
+                "{ channel_id = \"town-square\" }".into(),
                 "not a channel name",
             ),
             (
                 &instance(),
-                format!("t = {{ channel_id = \"{CHANNEL}\", channel = \"x\" }}"),
+                format!("{{ channel_id = \"{CHANNEL}\", channel = \"x\" }}"),
                 "`channel` is for incoming webhooks",
             ),
             (
                 &instance(),
-                format!("t = {{ channel_id = \"{CHANNEL}\", webhook_url = \"${{H}}\" }}"),
+                format!("{{ channel_id = \"{CHANNEL}\", webhook_url = \"${{H}}\" }}"),
                 "not both",
             ),
             (
                 &instance(),
-                "t = { webhook_url = \"https://chat.example.org/hooks/literal\" }".into(),
+                "{ webhook_url = \"https://chat.example.org/hooks/literal\" }".into(),
                 "environment reference",
             ),
             (
                 &instance(),
-                "t = { channel = \"town-square\" }".into(),
+                "{ channel = \"town-square\" }".into(),
                 "needs `channel_id`",
             ),
         ];
         for (inst, text, want) in cases {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(text.clone()).unwrap();
-            assert!(
-                inst.clone().bind(&doc["t"], Some(0..1), &mut cx).is_none(),
-                "{text}"
-            );
-            let p = &cx.problems()[0];
+            let (d, problems) = bind_chat(inst.clone(), &text, Some(0..1));
+            assert!(d.is_none(), "{text}");
+            let p = &problems[0];
             assert!(p.message.contains(want), "{text}: {}", p.message);
             assert!(p.span.is_some());
         }
         // `api_url` may be given as the API root.
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let doc = toml_edit::Document::parse(
-            "[p]\ntoken = \"${T}\"\napi_url = \"https://chat.example.org/api/v4/\"\n".to_string(),
-        )
-        .unwrap();
-        let inst = (REGISTRATION.parse)(&doc["p"], &mut cx).unwrap();
-        let doc =
-            toml_edit::Document::parse(format!("t = {{ channel_id = \"{CHANNEL}\" }}")).unwrap();
-        let d = inst.bind(&doc["t"], None, &mut cx).unwrap();
-        let ctx = json!({});
-        let r = http(d.request(&Message {
-            chat: "c",
-            text: "x",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
-        assert_eq!(r.url.expose(), "https://chat.example.org/api/v4/posts");
+        let settings = "{ token = \"${T}\", api_url = \"https://chat.example.org/api/v4/\" }";
+        let target = format!("{{ channel_id = \"{CHANNEL}\" }}");
+        let (d, _) = configure(&REGISTRATION, settings, &target, &[]);
+        let d = d.expect("a REST chat");
+        assert_eq!(
+            post(d.as_ref(), "x").url.expose(),
+            "https://chat.example.org/api/v4/posts"
+        );
     }
 }
