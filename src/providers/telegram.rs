@@ -407,56 +407,39 @@ fn next_token(s: &str) -> Option<(&str, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::providers::Instance;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{bind_chat, body, post, reply, request, resp};
     use std::time::Duration;
 
     const TOKEN: &str = "123456:canary-telegram-token";
 
+    fn instance(token: Option<&str>) -> Arc<Telegram> {
+        Arc::new(Telegram {
+            token: token.map(Secret::new),
+            api_url: "http://127.0.0.1:9".into(),
+            disable_notification: false,
+        })
+    }
+
     fn chat(chat_id: ChatId, thread: Option<i64>) -> TelegramChat {
         TelegramChat {
-            instance: Arc::new(Telegram {
-                token: Some(Secret::new(TOKEN)),
-                api_url: "http://127.0.0.1:9".into(),
-                disable_notification: false,
-            }),
+            instance: instance(Some(TOKEN)),
             token: Secret::new(TOKEN),
             chat_id,
             thread,
         }
     }
 
-    use crate::providers::http::tests::resp;
-
-    fn http(out: Outbound) -> HttpRequest {
-        match out {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
-        }
-    }
-
     #[test]
     fn request_shape() {
-        let ctx = json!({});
         let text = "<b><a href=\"https://f/t/1\">&lt;b&gt;hi</a></b> by @\u{200B}bob";
-        let r = http(
-            chat(ChatId::Id(-1001234567890), Some(42)).request(&Message {
-                chat: "c",
-                text,
-                context: &ctx,
-                action: Default::default(),
-                delivery: None,
-            }),
-        );
+        let r = post(&chat(ChatId::Id(-1001234567890), Some(42)), text);
         assert_eq!(r.method, "POST");
         assert_eq!(
             r.url.expose(),
             format!("http://127.0.0.1:9/bot{TOKEN}/sendMessage")
         );
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({
                 "chat_id": -1001234567890i64,
                 "text": text,
@@ -470,20 +453,9 @@ mod tests {
         assert!(r.headers.iter().all(|(_, v)| !v.expose().contains(TOKEN)));
 
         let c = chat(ChatId::Username("@forum_news".into()), None);
-        let body: serde_json::Value = serde_json::from_str(
-            &http(c.request(&Message {
-                chat: "c",
-                text: "x",
-                context: &ctx,
-                action: Default::default(),
-                delivery: None,
-            }))
-            .body,
-        )
-        .unwrap();
-        assert_eq!(body["chat_id"], "@forum_news");
-        assert!(body.get("message_thread_id").is_none());
-        assert!(!c.target().contains(TOKEN));
+        let b = body(&post(&c, "x"));
+        assert_eq!(b["chat_id"], "@forum_news");
+        assert!(b.get("message_thread_id").is_none());
         assert_eq!(c.target(), "@forum_news");
     }
 
@@ -499,24 +471,38 @@ mod tests {
             read(ChatIdValue::Text("@forum_news".into())),
             Ok(ChatId::Username("@forum_news".into()))
         );
-        for bad in ["forum_news", "@ab", "@has space", "", "@"] {
+        for bad in ["forum_news", "@ab", "@has space", "", "@", "0"] {
             assert!(read(ChatIdValue::Text(bad.into())).is_err(), "{bad}");
         }
         assert!(read(ChatIdValue::Id(0)).is_err());
     }
 
+    /// `{"ok":false,...}` for `code` and `description`.
+    fn failure(code: u16, description: &str) -> String {
+        format!(r#"{{"ok":false,"error_code":{code},"description":"{description}"}}"#)
+    }
+
     #[test]
     fn classifies_bot_api_answers() {
         let c = chat(ChatId::Id(-100123), None);
+        let sent = |body: &str| c.classify(&resp(200, &[], body));
+        let id = |id: &str| Outcome::Sent {
+            remote_id: Some(id.into()),
+        };
         assert_eq!(
-            c.classify(&resp(
-                200,
-                &[],
-                r#"{"ok":true,"result":{"message_id":77,"chat":{"id":-100123}}}"#
-            )),
-            Outcome::Sent {
-                remote_id: Some("77".into())
-            }
+            sent(r#"{"ok":true,"result":{"message_id":77,"chat":{"id":-100123}}}"#),
+            id("77")
+        );
+        // editMessageText answers the edited message; deleteMessage `true`.
+        assert_eq!(
+            sent(
+                r#"{"ok":true,"result":{"message_id":77,"chat":{"id":-100123},"edit_date":1700000100,"text":"new"}}"#
+            ),
+            id("77")
+        );
+        assert_eq!(
+            sent(r#"{"ok":true,"result":true}"#),
+            Outcome::Sent { remote_id: None }
         );
         assert_eq!(
             c.classify(&resp(
@@ -529,66 +515,48 @@ mod tests {
                 after: Some(Duration::from_secs(31))
             }
         );
-        assert!(matches!(
-            c.classify(&resp(502, &[], "<html>Bad Gateway</html>")),
-            Outcome::Retry { .. }
-        ));
-        assert!(matches!(
-            c.classify(&resp(
-                500,
-                &[],
-                r#"{"ok":false,"error_code":500,"description":"Internal Server Error"}"#
-            )),
-            Outcome::Retry { .. }
-        ));
-        assert!(matches!(
-            c.classify(&resp(200, &[], "not json")),
-            Outcome::Retry { .. }
-        ));
+        for (status, body) in [
+            (502, "<html>Bad Gateway</html>".to_string()),
+            (500, failure(500, "Internal Server Error")),
+            (200, "not json".to_string()),
+        ] {
+            let out = c.classify(&resp(status, &[], &body));
+            assert!(matches!(out, Outcome::Retry { .. }), "{body}: {out:?}");
+        }
+        // Already in the wanted state: done, not failed.
+        for done in [
+            "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+            "Bad Request: message to delete not found",
+        ] {
+            let out = c.classify(&resp(400, &[], &failure(400, done)));
+            assert_eq!(out, Outcome::Sent { remote_id: None }, "{done}");
+        }
         let cases = [
-            (
-                401,
-                r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#,
-                "token was rejected",
-            ),
-            (
-                404,
-                r#"{"ok":false,"error_code":404,"description":"Not Found"}"#,
-                "check the bot token",
-            ),
-            (
-                400,
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
-                "check chat_id",
-            ),
+            (401, failure(401, "Unauthorized"), "token was rejected"),
+            (404, failure(404, "Not Found"), "check the bot token"),
+            (400, failure(400, "Bad Request: chat not found"), "check chat_id"),
             (
                 403,
-                r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was kicked from the supergroup chat"}"#,
+                failure(403, "Forbidden: bot was kicked from the supergroup chat"),
                 "add it to the chat again",
             ),
-            (
-                403,
-                r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#,
-                "bot was blocked",
-            ),
+            (403, failure(403, "Forbidden: bot was blocked by the user"), "bot was blocked"),
+            (400, failure(400, "Bad Request: message thread not found"), "message_thread_id"),
             (
                 400,
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: message thread not found"}"#,
-                "message_thread_id",
-            ),
-            (
-                400,
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: can't parse entities: Unsupported start tag \"x\""}"#,
+                failure(400, r#"Bad Request: can't parse entities: Unsupported start tag \"x\""#),
                 "use only b, i",
             ),
             (
                 400,
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":-1009876543210}}"#,
+                r#"{"ok":false,"error_code":400,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":-1009876543210}}"#.to_string(),
                 "set `chat_id = -1009876543210`",
             ),
+            (400, failure(400, "Bad Request: message to edit not found"), "deleted in the chat"),
+            (400, failure(400, "Bad Request: message can't be deleted"), "48 hours"),
         ];
         for (status, body, want) in cases {
-            let out = c.classify(&resp(status, &[], body));
+            let out = c.classify(&resp(status, &[], &body));
             let Outcome::Permanent { reason } = &out else {
                 panic!("{body} should be permanent: {out:?}")
             };
@@ -597,116 +565,48 @@ mod tests {
         }
     }
 
-    fn body_of(c: &TelegramChat, action: Action<'_>) -> (String, serde_json::Value) {
-        let ctx = json!({"topic": {"id": 5, "title": "T"}});
-        let r = http(c.request(&Message {
-            chat: "c",
-            text: "<b>new</b>",
-            context: &ctx,
-            action,
-            delivery: None,
-        }));
-        assert_eq!(r.method, "POST");
-        let path = r
-            .url
-            .expose()
-            .trim_start_matches(&format!("http://127.0.0.1:9/bot{TOKEN}/"))
-            .to_string();
-        (path, serde_json::from_str(&r.body).unwrap())
-    }
-
     #[test]
     fn thread_edit_and_delete_requests() {
-        use super::super::Thread;
         let c = chat(ChatId::Id(-1001234567890), Some(42));
+        let req = |action| {
+            let r = request(&c, "<b>new</b>", action);
+            assert_eq!(r.method, "POST");
+            let url = r.url.expose();
+            let path = url.trim_start_matches(&format!("http://127.0.0.1:9/bot{TOKEN}/"));
+            (path.to_string(), body(&r))
+        };
         // The message that opens the thread is a plain post.
-        let (path, body) = body_of(
-            &c,
-            Action::Post {
-                thread: Some(Thread { root: None }),
-            },
-        );
+        let (path, b) = req(reply(None));
         assert_eq!(path, "sendMessage");
-        assert!(body.get("reply_parameters").is_none());
-        let (path, body) = body_of(
-            &c,
-            Action::Post {
-                thread: Some(Thread { root: Some("77") }),
-            },
-        );
-        assert_eq!(path, "sendMessage");
-        assert_eq!(
-            body,
-            json!({
-                "chat_id": -1001234567890i64,
-                "text": "<b>new</b>",
-                "parse_mode": "HTML",
-                "link_preview_options": {"is_disabled": true},
-                "message_thread_id": 42,
-                "reply_parameters": {"message_id": 77, "allow_sending_without_reply": true},
-            })
-        );
-        let (path, body) = body_of(&c, Action::Edit { remote_id: "77" });
-        assert_eq!(path, "editMessageText");
-        assert_eq!(
-            body,
-            json!({
-                "chat_id": -1001234567890i64,
-                "message_id": 77,
-                "text": "<b>new</b>",
-                "parse_mode": "HTML",
-                "link_preview_options": {"is_disabled": true},
-            })
-        );
-        let (path, body) = body_of(&c, Action::Delete { remote_id: "77" });
-        assert_eq!(path, "deleteMessage");
-        assert_eq!(
-            body,
-            json!({"chat_id": -1001234567890i64, "message_id": 77})
-        );
-    }
-
-    #[test]
-    fn classifies_edit_and_delete_answers() {
-        let c = chat(ChatId::Id(-100123), None);
-        let sent = |status, body: &str| c.classify(&resp(status, &[], body));
-        // editMessageText answers the edited message.
-        assert_eq!(
-            sent(
-                200,
-                r#"{"ok":true,"result":{"message_id":77,"chat":{"id":-100123},"edit_date":1700000100,"text":"new"}}"#
-            ),
-            Outcome::Sent {
-                remote_id: Some("77".into())
-            }
-        );
-        // deleteMessage answers `true`.
-        assert_eq!(
-            sent(200, r#"{"ok":true,"result":true}"#),
-            Outcome::Sent { remote_id: None }
-        );
-        // Already in the wanted state: done, not failed.
-        for done in [
-            r#"{"ok":false,"error_code":400,"description":"Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message"}"#,
-            r#"{"ok":false,"error_code":400,"description":"Bad Request: message to delete not found"}"#,
-        ] {
-            assert_eq!(sent(400, done), Outcome::Sent { remote_id: None }, "{done}");
-        }
-        for (body, want) in [
+        assert!(b.get("reply_parameters").is_none());
+        let edited = json!({
+            "chat_id": -1001234567890i64,
+            "message_id": 77,
+            "text": "<b>new</b>",
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": true},
+        });
+        for (action, method, want) in [
             (
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: message to edit not found"}"#,
-                "deleted in the chat",
+                reply(Some("77")),
+                "sendMessage",
+                json!({
+                    "chat_id": -1001234567890i64,
+                    "text": "<b>new</b>",
+                    "parse_mode": "HTML",
+                    "link_preview_options": {"is_disabled": true},
+                    "message_thread_id": 42,
+                    "reply_parameters": {"message_id": 77, "allow_sending_without_reply": true},
+                }),
             ),
+            (Action::Edit { remote_id: "77" }, "editMessageText", edited),
             (
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: message can't be deleted"}"#,
-                "48 hours",
+                Action::Delete { remote_id: "77" },
+                "deleteMessage",
+                json!({"chat_id": -1001234567890i64, "message_id": 77}),
             ),
         ] {
-            let out = sent(400, body);
-            let Outcome::Permanent { reason } = &out else {
-                panic!("{body}: {out:?}")
-            };
-            assert!(reason.contains(want) && !reason.contains(TOKEN), "{reason}");
+            assert_eq!(req(action), (method.to_string(), want));
         }
     }
 
@@ -735,43 +635,28 @@ mod tests {
 
     #[test]
     fn missing_token_and_bad_fields_are_located_errors() {
-        let env = HashMap::<String, String>::new();
-        let inst = Arc::new(Telegram {
-            token: None,
-            api_url: DEFAULT_API_URL.into(),
-            disable_notification: false,
-        });
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let doc = toml_edit::Document::parse("t = { chat_id = -100123 }".to_string()).unwrap();
-        assert!(inst.clone().bind(&doc["t"], None, &mut cx).is_none());
-        assert!(cx.problems()[0].message.contains("needs a bot token"));
-
-        let inst = Arc::new(Telegram {
-            token: Some(Secret::new(TOKEN)),
-            api_url: DEFAULT_API_URL.into(),
-            disable_notification: false,
-        });
+        let (d, problems) = bind_chat(instance(None), "{ chat_id = -100123 }", None);
+        assert!(d.is_none());
+        assert!(problems[0].message.contains("needs a bot token"));
         for (text, want) in [
-            ("t = { chat_id = \"general\" }", "`chat_id` must be"),
+            ("{ chat_id = \"general\" }", "`chat_id` must be"),
             (
-                "t = { chat_id = 1, message_thread_id = 0 }",
+                "{ chat_id = 1, message_thread_id = 0 }",
                 "positive forum topic",
             ),
-            ("t = { message_thread_id = 3 }", "needs `chat_id`"),
+            ("{ message_thread_id = 3 }", "needs `chat_id`"),
         ] {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(text.to_string()).unwrap();
-            assert!(inst.clone().bind(&doc["t"], Some(0..1), &mut cx).is_none());
-            assert!(cx.problems()[0].message.contains(want), "{text}");
-            assert!(cx.problems()[0].span.is_some(), "{text}");
+            let (d, problems) = bind_chat(instance(Some(TOKEN)), text, Some(0..1));
+            assert!(d.is_none(), "{text}");
+            assert!(problems[0].message.contains(want), "{text}");
+            assert!(problems[0].span.is_some(), "{text}");
         }
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let doc = toml_edit::Document::parse(
-            "t = { chat_id = \"@forum_news\", message_thread_id = 5 }".to_string(),
-        )
-        .unwrap();
-        let d = inst.bind(&doc["t"], None, &mut cx).unwrap();
-        assert_eq!(d.target(), "@forum_news topic 5");
-        assert!(cx.problems().is_empty());
+        let target = "{ chat_id = \"@forum_news\", message_thread_id = 5 }";
+        let (d, problems) = bind_chat(instance(Some(TOKEN)), target, None);
+        assert_eq!(
+            d.map(|d| d.target()).as_deref(),
+            Some("@forum_news topic 5")
+        );
+        assert!(problems.is_empty());
     }
 }
