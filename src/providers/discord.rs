@@ -437,12 +437,11 @@ fn thread_name(context: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::providers::Instance;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{body, configure, http, post, reply, request, resp};
     use std::time::Duration;
 
     const HOOK: &str = "https://discord.com/api/webhooks/112233445566778899/canary-discord-token";
+    const IN_POST: &str = "1300000000000000001/1300000000000000002";
 
     fn chat(username: Option<&str>, thread: Option<&str>) -> DiscordChat {
         DiscordChat {
@@ -464,6 +463,8 @@ mod tests {
         }
     }
 
+    /// The request for `action` in a topic titled `title`, and its JSON body
+    /// (`null` when it has none).
     fn req(c: &DiscordChat, action: Action<'_>, title: &str) -> (HttpRequest, serde_json::Value) {
         let ctx = json!({"topic": {"id": 7, "title": title}});
         let r = http(c.request(&Message {
@@ -473,12 +474,12 @@ mod tests {
             action,
             delivery: None,
         }));
-        let body = if r.body.is_empty() {
-            serde_json::Value::Null
+        let b = if r.body.is_empty() {
+            json!(null)
         } else {
-            serde_json::from_str(&r.body).unwrap()
+            body(&r)
         };
-        (r, body)
+        (r, b)
     }
 
     #[test]
@@ -487,12 +488,12 @@ mod tests {
         assert!(c.capabilities().thread && !chat(None, None).capabilities().thread);
         // The topic's first message opens a forum post named after it; so
         // does any message without a known root (a forum takes no other).
-        for thread in [Some(Thread { root: None }), None] {
-            let (r, body) = req(&c, Action::Post { thread }, "Printer\non fire");
+        for action in [reply(None), Action::default()] {
+            let (r, b) = req(&c, action, "Printer\non fire");
             assert_eq!(r.method, "POST");
             assert_eq!(r.url.expose(), format!("{HOOK}?wait=true"));
             assert_eq!(
-                body,
+                b,
                 json!({
                     "content": "new @\u{200B}everyone",
                     "allowed_mentions": {"parse": []},
@@ -501,63 +502,46 @@ mod tests {
                 })
             );
         }
-        let (_, body) = req(&c, Action::default(), &"long title ".repeat(20));
-        let name = body["thread_name"].as_str().unwrap();
+        let (_, b) = req(&c, Action::default(), &"long title ".repeat(20));
+        let name = b["thread_name"].as_str().unwrap_or_default();
         assert!(name.chars().count() <= MAX_THREAD_NAME && name.ends_with('…'));
-        let (_, body) = req(&c, Action::default(), " ");
-        assert_eq!(body["thread_name"], "Forum topic 7");
+        assert_eq!(
+            req(&c, Action::default(), " ").1["thread_name"],
+            "Forum topic 7"
+        );
 
         // Replies go into the post the root names.
-        let root = Thread {
-            root: Some("1300000000000000001/1300000000000000001"),
-        };
-        let (r, body) = req(&c, Action::Post { thread: Some(root) }, "T");
+        let (r, b) = req(
+            &c,
+            reply(Some("1300000000000000001/1300000000000000001")),
+            "T",
+        );
         assert_eq!(
             r.url.expose(),
             format!("{HOOK}?wait=true&thread_id=1300000000000000001")
         );
-        assert!(body.get("thread_name").is_none());
+        assert!(b.get("thread_name").is_none());
 
-        let (r, body) = req(
-            &c,
-            Action::Edit {
-                remote_id: "1300000000000000001/1300000000000000002",
-            },
-            "T",
-        );
-        assert_eq!(r.method, "PATCH");
-        assert_eq!(
-            r.url.expose(),
-            format!("{HOOK}/messages/1300000000000000002?thread_id=1300000000000000001")
-        );
-        assert_eq!(
-            body,
-            json!({"content": "new @\u{200B}everyone", "allowed_mentions": {"parse": []}})
-        );
-        let (r, body) = req(
-            &c,
-            Action::Delete {
-                remote_id: "1300000000000000001/1300000000000000002",
-            },
-            "T",
-        );
-        assert_eq!(r.method, "DELETE");
-        assert_eq!(
-            r.url.expose(),
-            format!("{HOOK}/messages/1300000000000000002?thread_id=1300000000000000001")
-        );
-        assert!(body.is_null());
+        let in_post = format!("{HOOK}/messages/1300000000000000002?thread_id=1300000000000000001");
+        let edited = json!({"content": "new @\u{200B}everyone", "allowed_mentions": {"parse": []}});
+        for (action, method, want) in [
+            (Action::Edit { remote_id: IN_POST }, "PATCH", edited),
+            (Action::Delete { remote_id: IN_POST }, "DELETE", json!(null)),
+        ] {
+            let (r, b) = req(&c, action, "T");
+            assert_eq!(
+                (r.method, r.url.expose(), b),
+                (method, in_post.as_str(), want)
+            );
+        }
     }
 
     #[test]
     fn text_channel_and_fixed_thread_edits() {
-        let (r, _) = req(
-            &chat(None, None),
-            Action::Edit {
-                remote_id: "1300000000000000002",
-            },
-            "T",
-        );
+        let edit = Action::Edit {
+            remote_id: "1300000000000000002",
+        };
+        let r = request(&chat(None, None), "x", edit);
         assert_eq!(r.method, "PATCH");
         assert_eq!(
             r.url.expose(),
@@ -567,7 +551,7 @@ mod tests {
         // finds it.
         let c = chat(None, Some("998877"));
         for id in ["998877/1300000000000000002", "1300000000000000002"] {
-            let (r, _) = req(&c, Action::Delete { remote_id: id }, "T");
+            let r = request(&c, "x", Action::Delete { remote_id: id });
             assert_eq!(
                 r.url.expose(),
                 format!("{HOOK}/messages/1300000000000000002?thread_id=998877")
@@ -578,118 +562,27 @@ mod tests {
             url: Secret::new(format!("{HOOK}?x=1")),
             ..chat(None, None)
         };
-        let (r, _) = req(&c, Action::Delete { remote_id: "1?y=2" }, "T");
+        let r = request(&c, "x", Action::Delete { remote_id: "1?y=2" });
         assert_eq!(r.url.expose(), format!("{HOOK}/messages/1%3Fy%3D2?x=1"));
     }
 
     #[test]
-    fn classifies_thread_edit_and_delete_answers() {
-        let msg = r#"{"id":"1300000000000000002","type":0,"content":"x","channel_id":"1300000000000000001"}"#;
-        // In a thread the id names the thread too; elsewhere just the message.
-        assert_eq!(
-            forum_chat().classify(&resp(200, &[], msg)),
-            Outcome::Sent {
-                remote_id: Some("1300000000000000001/1300000000000000002".into())
-            }
-        );
-        assert_eq!(
-            chat(None, Some("1300000000000000001")).classify(&resp(200, &[], msg)),
-            Outcome::Sent {
-                remote_id: Some("1300000000000000001/1300000000000000002".into())
-            }
-        );
-        assert_eq!(
-            chat(None, None).classify(&resp(200, &[], msg)),
-            Outcome::Sent {
-                remote_id: Some("1300000000000000002".into())
-            }
-        );
-        // DELETE answers 204; a message already gone is done.
-        let c = forum_chat();
-        assert_eq!(
-            c.classify(&resp(204, &[], "")),
-            Outcome::Sent { remote_id: None }
-        );
-        assert_eq!(
-            c.classify(&resp(
-                404,
-                &[],
-                r#"{"message": "Unknown Message", "code": 10008}"#
-            )),
-            Outcome::Sent { remote_id: None }
-        );
-        // An unknown webhook stays permanent.
-        assert!(matches!(
-            c.classify(&resp(
-                404,
-                &[],
-                r#"{"message": "Unknown Webhook", "code": 10015}"#
-            )),
-            Outcome::Permanent { .. }
-        ));
-        for (body, want) in [
-            (
-                r#"{"message": "Unknown Channel", "code": 10003}"#,
-                "forum post was deleted",
-            ),
-            (
-                r#"{"message": "Webhooks can only create threads in forum and media channels", "code": 220003}"#,
-                "needs the webhook of a forum channel",
-            ),
-        ] {
-            let out = c.classify(&resp(400, &[], body));
-            assert!(
-                matches!(&out, Outcome::Permanent { reason } if reason.contains(want) && !reason.contains("canary")),
-                "{out:?}"
-            );
-        }
-    }
-
-    use crate::providers::http::tests::resp;
-
-    fn http(out: Outbound) -> HttpRequest {
-        match out {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
-        }
-    }
-
-    #[test]
     fn request_shape() {
-        let ctx = json!({});
         let text = "**[title](https://f/t/1)** @\u{200B}everyone";
-        let r = http(chat(Some("Forum"), Some("998877")).request(&Message {
-            chat: "c",
-            text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
+        let r = post(&chat(Some("Forum"), Some("998877")), text);
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), format!("{HOOK}?wait=true&thread_id=998877"));
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({"content": text, "allowed_mentions": {"parse": []}, "username": "Forum"})
         );
-        let c = chat(None, None);
-        assert_eq!(c.target(), "webhook 112233445566778899");
-        assert!(!c.target().contains("canary"));
+        assert_eq!(chat(None, None).target(), "webhook 112233445566778899");
     }
 
     #[test]
     fn long_content_is_cut_at_a_char_boundary() {
-        let ctx = json!({});
-        let text = "é😀".repeat(1500);
-        let r = http(chat(None, None).request(&Message {
-            chat: "c",
-            text: &text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        let content = body["content"].as_str().unwrap();
+        let b = body(&post(&chat(None, None), &"é😀".repeat(1500)));
+        let content = b["content"].as_str().unwrap_or_default();
         assert_eq!(content.chars().count(), MAX_CONTENT);
         assert!(content.ends_with('…'));
     }
@@ -697,20 +590,28 @@ mod tests {
     #[test]
     fn classifies_discord_answers() {
         let c = chat(None, None);
-        assert_eq!(
-            c.classify(&resp(
-                200,
-                &[],
-                r#"{"id":"1234567890123456789","type":0,"content":"x","channel_id":"1"}"#
-            )),
-            Outcome::Sent {
-                remote_id: Some("1234567890123456789".into())
-            }
-        );
-        assert_eq!(
-            c.classify(&resp(204, &[], "")),
-            Outcome::Sent { remote_id: None }
-        );
+        let msg = r#"{"id":"1300000000000000002","type":0,"content":"x","channel_id":"1300000000000000001"}"#;
+        // In a thread the id names the thread too; elsewhere just the message.
+        for (chat, id) in [
+            (forum_chat(), IN_POST),
+            (chat(None, Some("1300000000000000001")), IN_POST),
+            (chat(None, None), "1300000000000000002"),
+        ] {
+            assert_eq!(
+                chat.classify(&resp(200, &[], msg)),
+                Outcome::Sent {
+                    remote_id: Some(id.into())
+                }
+            );
+        }
+        // DELETE answers 204; a message already gone is done.
+        for (status, body) in [
+            (204, ""),
+            (404, r#"{"message": "Unknown Message", "code": 10008}"#),
+        ] {
+            let out = forum_chat().classify(&resp(status, &[], body));
+            assert_eq!(out, Outcome::Sent { remote_id: None }, "{body}");
+        }
         assert_eq!(
             c.classify(&resp(
                 429,
@@ -733,33 +634,56 @@ mod tests {
         ));
         let cases = [
             (
+                &c,
                 404,
                 r#"{"message": "Unknown Webhook", "code": 10015}"#,
                 "10015 Unknown Webhook (the webhook was deleted",
             ),
             (
+                &c,
                 401,
                 r#"{"message": "Invalid Webhook Token", "code": 50027}"#,
                 "50027 Invalid Webhook Token (the webhook token is invalid",
             ),
             (
+                &c,
                 400,
                 r#"{"message": "Webhooks posted to forum channels must have a thread_name or thread_id", "code": 220001}"#,
                 "set `forum_channel = true`",
             ),
             (
+                &c,
                 400,
                 r#"{"message": "Invalid Form Body", "code": 50035, "errors": {}}"#,
                 "50035 Invalid Form Body",
             ),
             (
+                &c,
                 403,
                 r#"{"message": "Missing Permissions", "code": 50013}"#,
                 "lacks permission",
             ),
+            (
+                &forum_chat(),
+                404,
+                r#"{"message": "Unknown Webhook", "code": 10015}"#,
+                "(the webhook was deleted",
+            ),
+            (
+                &forum_chat(),
+                400,
+                r#"{"message": "Unknown Channel", "code": 10003}"#,
+                "forum post was deleted",
+            ),
+            (
+                &forum_chat(),
+                400,
+                r#"{"message": "Webhooks can only create threads in forum and media channels", "code": 220003}"#,
+                "needs the webhook of a forum channel",
+            ),
         ];
-        for (status, body, want) in cases {
-            let out = c.classify(&resp(status, &[], body));
+        for (chat, status, body, want) in cases {
+            let out = chat.classify(&resp(status, &[], body));
             let Outcome::Permanent { reason } = &out else {
                 panic!("{body} should be permanent: {out:?}")
             };
@@ -781,50 +705,36 @@ mod tests {
         ));
         assert!(!looks_like_webhook("https://discord.com/channels/1/2"));
 
-        let env: HashMap<String, String> = [
+        let env = [
+            ("HOOK", "https://discord.com/channels/1/secretish"),
+            ("GOOD", HOOK),
+        ];
+        for (target, want) in [
+            ("{ webhook_url = \"${HOOK}\" }", "not a Discord webhook URL"),
             (
-                "HOOK".to_string(),
-                "https://discord.com/channels/1/secretish".to_string(),
-            ),
-            ("GOOD".to_string(), HOOK.to_string()),
-        ]
-        .into();
-        let inst = Arc::new(Discord {
-            username: None,
-            avatar_url: None,
-            suppress_embeds: false,
-        });
-        for (text, want) in [
-            (
-                "t = { webhook_url = \"${HOOK}\" }",
-                "not a Discord webhook URL",
-            ),
-            (
-                "t = { webhook_url = \"https://discord.com/api/webhooks/1/literal\" }",
+                "{ webhook_url = \"https://discord.com/api/webhooks/1/literal\" }",
                 "must be an environment reference",
             ),
-            ("t = { thread_id = 5 }", "needs `webhook_url"),
+            ("{ thread_id = 5 }", "needs `webhook_url"),
             (
-                "t = { webhook_url = \"${GOOD}\", thread_id = 5, forum_channel = true }",
+                "{ webhook_url = \"${GOOD}\", thread_id = 5, forum_channel = true }",
                 "set one of them",
             ),
         ] {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(text.to_string()).unwrap();
-            assert!(inst.clone().bind(&doc["t"], Some(0..1), &mut cx).is_none());
-            let p = &cx.problems()[0];
-            assert!(p.message.contains(want), "{text}: {}", p.message);
-            assert!(!p.message.contains("secretish") && !p.message.contains("literal"));
+            let (d, problems) = configure(&REGISTRATION, "{}", target, &env);
+            assert!(d.is_none(), "{target}");
+            let p = &problems[0].message;
+            assert!(p.contains(want), "{target}: {p}");
+            assert!(!p.contains("secretish") && !p.contains("literal"));
         }
-        for (text, want) in [
-            ("username = \"Discord Bot\"", "\"discord\" or \"clyde\""),
-            ("username = \"\"", "1 to 80"),
-            ("avatar_url = \"not a url\"", "absolute http"),
+        for (settings, want) in [
+            ("{ username = \"Discord Bot\" }", "\"discord\" or \"clyde\""),
+            ("{ username = \"\" }", "1 to 80"),
+            ("{ avatar_url = \"not a url\" }", "absolute http"),
         ] {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(format!("[p]\n{text}\n")).unwrap();
-            assert!((REGISTRATION.parse)(&doc["p"], &mut cx).is_none(), "{text}");
-            assert!(cx.problems()[0].message.contains(want), "{text}");
+            let (d, problems) = configure(&REGISTRATION, settings, "{}", &[]);
+            assert!(d.is_none(), "{settings}");
+            assert!(problems[0].message.contains(want), "{settings}");
         }
     }
 }
