@@ -95,22 +95,17 @@ impl Provider for Discord {
     type Target = Target;
 
     fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
-        let username = match &s.username {
-            Some(u) => {
-                let name = u.get_ref().trim();
-                let lower = name.to_lowercase();
-                if name.is_empty() || name.chars().count() > MAX_USERNAME {
-                    let msg = format!("`username` must be 1 to {MAX_USERNAME} characters");
-                    return kit::reject(cx, Some(u.span()), msg);
-                }
-                if lower.contains("discord") || lower.contains("clyde") {
-                    let msg = "Discord refuses webhook names containing \"discord\" or \"clyde\"";
-                    return kit::reject(cx, Some(u.span()), msg);
-                }
-                Some(name.to_string())
+        let username = kit::opt_field(cx, &s.username, |u| {
+            let name = u.trim();
+            let lower = name.to_lowercase();
+            if name.is_empty() || name.chars().count() > MAX_USERNAME {
+                Err(format!("`username` must be 1 to {MAX_USERNAME} characters"))
+            } else if lower.contains("discord") || lower.contains("clyde") {
+                Err("Discord refuses webhook names containing \"discord\" or \"clyde\"".into())
+            } else {
+                Ok(name.to_string())
             }
-            None => None,
-        };
+        })?;
         Some(Discord {
             username,
             avatar_url: kit::opt_url(cx, "avatar_url", &s.avatar_url)?,
@@ -138,16 +133,10 @@ impl Provider for Discord {
                 "`webhook_url` is not a Discord webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)",
             );
         }
-        let thread_id = match &t.thread_id {
-            Some(v) => match v.get_ref().digits() {
-                Some(d) => Some(d),
-                None => {
-                    let msg = "`thread_id` must be a Discord id (digits, from \"Copy Thread ID\")";
-                    return kit::reject(cx, Some(v.span()), msg);
-                }
-            },
-            None => None,
-        };
+        let thread_id = kit::opt_field(cx, &t.thread_id, |v| {
+            v.digits()
+                .ok_or("`thread_id` must be a Discord id (digits, from \"Copy Thread ID\")")
+        })?;
         let forum = t.forum_channel.as_ref().is_some_and(|f| *f.get_ref());
         if let (Some(f), true, true) = (&t.forum_channel, forum, thread_id.is_some()) {
             return kit::reject(

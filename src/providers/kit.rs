@@ -394,6 +394,20 @@ pub fn opt_url(
     }
 }
 
+/// An optional field that `check` accepts (`Ok`) or refuses with a message
+/// reported at the field: `Some(None)` when unset, `None` when refused.
+pub fn opt_field<T, U, E: Into<String>>(
+    cx: &mut Ctx<'_>,
+    v: &Option<serde_spanned::Spanned<T>>,
+    check: impl FnOnce(&T) -> Result<U, E>,
+) -> Option<Option<U>> {
+    let Some(v) = v else { return Some(None) };
+    match check(v.get_ref()) {
+        Ok(u) => Some(Some(u)),
+        Err(e) => reject(cx, Some(v.span()), e),
+    }
+}
+
 /// Which of a chat's two exclusive fields is set (an API target such as a
 /// channel id, or a webhook URL).
 pub enum OneOf<'a> {

@@ -128,13 +128,11 @@ impl Provider for Mattermost {
             }
             OneOf::Second(u) => {
                 let url = cx.url("webhook_url", u, true)?;
-                let channel = match &t.channel {
-                    Some(ch) => match ch.get_ref().trim().trim_start_matches('#') {
-                        "" => return kit::reject(cx, Some(ch.span()), "`channel` is empty"),
-                        name => Some(name.to_string()),
-                    },
-                    None => None,
-                };
+                let channel =
+                    kit::opt_field(cx, &t.channel, |c| match c.trim().trim_start_matches('#') {
+                        "" => Err("`channel` is empty"),
+                        name => Ok(name.to_string()),
+                    })?;
                 Mode::Webhook { url, channel }
             }
         };

@@ -120,13 +120,10 @@ impl Provider for Telegram {
             Ok(c) => c,
             Err(msg) => return kit::reject(cx, Some(raw.span()), msg),
         };
-        let thread = match &t.message_thread_id {
-            Some(n) if *n.get_ref() <= 0 => {
-                let msg = "`message_thread_id` must be a positive forum topic id";
-                return kit::reject(cx, Some(n.span()), msg);
-            }
-            n => n.as_ref().map(|n| *n.get_ref()),
-        };
+        let thread = kit::opt_field(cx, &t.message_thread_id, |n| match *n {
+            n if n > 0 => Ok(n),
+            _ => Err("`message_thread_id` must be a positive forum topic id"),
+        })?;
         let token = cx.require_token(
             &self.token,
             Some(raw.span()),
