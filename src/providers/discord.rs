@@ -1,18 +1,15 @@
 //! `discord`: a channel webhook, `POST {webhook_url}?wait=true` (the URL holds
-//! the webhook's token: a secret), so Discord answers the created message,
-//! whose `id` is the `remote_id` (`THREAD_ID/MESSAGE_ID` in a thread). Body:
-//! JSON `{"content", "allowed_mentions": {"parse": []}}`: no mention can ping.
-//! With `forum_channel = true` a topic's first message opens a forum post
-//! (`thread_name`) and `thread` rules reply in it (`thread_id`); edits are
-//! `PATCH …/messages/{id}`, deletes `DELETE`, with `?thread_id=` in a thread.
+//! the token), answering the message, whose `id` is the `remote_id`
+//! (`THREAD_ID/MESSAGE_ID` in a thread). Body: JSON `{"content",
+//! "allowed_mentions": {"parse": []}}`. With `forum_channel` a topic opens a
+//! forum post (`thread_name`) that replies join (`thread_id`); edits are `PATCH
+//! …/messages/{id}`, deletes `DELETE`.
 //!
-//! Dialect: Markdown, escaped by the renderer (backslashes, U+200B after a
-//! mentioning `@`); checked with simple-markdown in tests/parser_escaping.rs.
-//! Limits: 2000 characters; about 5 requests per 2 s per webhook.
+//! Dialect: Markdown (backslashes, U+200B after a mentioning `@`), checked with
+//! simple-markdown in tests/parser_escaping.rs. Limit: 2000 characters.
 //!
-//! Answers: JSON `{"code", "message"}`; 429 carries `retry_after` (float
-//! seconds) and `Retry-After`; a 404 is permanent (Discord asks clients to
-//! stop using the webhook). See shared/providers.md §2.2.
+//! Answers: JSON `{"code", "message"}`; 429 carries `retry_after`; 404 is
+//! permanent (Discord asks clients to stop). See shared/providers.md §2.2.
 
 use super::kit::prelude::*;
 use crate::render::escape::strip_controls;
@@ -277,10 +274,8 @@ impl Destination for DiscordChat {
         // The sender redacts the whole URL; an answer quoting only its path
         // would still show the token, so that goes too.
         let token = hook_segment(self.url.expose(), 2).filter(|t| t.len() >= 8);
-        kit::scrub(
-            self.classify_answer(resp),
-            &Vec::from_iter(token.map(Secret::new)),
-        )
+        let token: Vec<Secret> = token.into_iter().map(Secret::new).collect();
+        kit::scrub(self.classify_answer(resp), &token)
     }
 
     fn chat_ids(&self) -> Vec<String> {
@@ -335,19 +330,18 @@ impl DiscordChat {
         let base = self.url.expose();
         let (path, query) = base.split_once('?').unwrap_or((base, ""));
         let path = path.trim_end_matches('/');
-        let mut url = format!("{path}/messages/{}", path_segment(message_id));
-        let mut sep = '?';
-        if !query.is_empty() {
-            url.push(sep);
-            url.push_str(query);
-            sep = '&';
+        let url = format!("{path}/messages/{}", path_segment(message_id));
+        let thread = thread.map(|t| format!("thread_id={}", path_segment(t)));
+        let params: Vec<&str> = [Some(query), thread.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|q| !q.is_empty())
+            .collect();
+        if params.is_empty() {
+            url
+        } else {
+            format!("{url}?{}", params.join("&"))
         }
-        if let Some(t) = thread {
-            url.push(sep);
-            url.push_str("thread_id=");
-            url.push_str(&path_segment(t));
-        }
-        url
     }
 
     fn classify_answer(&self, resp: &HttpResponse) -> Outcome {

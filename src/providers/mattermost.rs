@@ -1,13 +1,12 @@
-//! `mattermost`: the REST API (`POST {api_url}/api/v4/posts`, bot or personal
-//! access token as `Authorization: Bearer`; answers the post, whose `id` is
-//! the `remote_id`) or an incoming webhook URL (the credential; answers `ok`).
-//! Body: JSON `{"channel_id", "message"}` or `{"text"}`. REST only: replies
-//! set `root_id`, edits are `PUT …/posts/{id}/patch`, deletes `DELETE …/posts/{id}`.
+//! `mattermost`: the REST API (`POST {api_url}/api/v4/posts`, a bot or personal
+//! token as `Bearer`; the post's `id` is the `remote_id`: replies set `root_id`,
+//! edits `PUT …/posts/{id}/patch`, deletes `DELETE …/posts/{id}`) or an incoming
+//! webhook URL (the credential; answers `ok`). Body: JSON `{"channel_id", "message"}`
+//! or `{"text"}`.
 //!
-//! Dialect: Markdown, escaped by the renderer (backslashes, which also break
-//! the Slack-style `<!channel>` forms webhooks translate, and U+200B after a
-//! mentioning `@`): Mattermost cannot switch mentions off. Checked with
-//! `marked` in tests/parser_escaping.rs. Limit: 16,383 characters.
+//! Dialect: Markdown (backslashes, U+200B after a mentioning `@`: Mattermost
+//! cannot switch mentions off), checked with `marked` in tests/parser_escaping.rs.
+//! Limit: 16,383 characters.
 //!
 //! Answers: JSON `{"id":"…app_error","message"}` with the status; 429 carries
 //! `Retry-After` and `X-Ratelimit-Reset`. See shared/providers.md §2.4.

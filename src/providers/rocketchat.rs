@@ -1,19 +1,17 @@
 //! `rocketchat`: an incoming webhook (`POST {webhook_url}`; the URL
-//! `https://HOST/hooks/ID/TOKEN` is the credential) or, for a `room_id`, the
-//! REST API (`POST {server_url}/api/v1/chat.postMessage`, `chat.update`,
-//! `chat.delete` with `X-User-Id` and `X-Auth-Token`). Body: JSON
-//! `{"text", "parseUrls": false}` (+ `roomId`, `tmid`); REST answers name the
-//! message (`remote_id` = `ROOM_ID/MESSAGE_ID`), so threads, edits and deletes work.
+//! `https://HOST/hooks/ID/TOKEN` is the credential) or, for a `room_id`, the REST
+//! API (`POST {server_url}/api/v1/chat.postMessage`, `chat.update`, `chat.delete`
+//! with `X-User-Id` and `X-Auth-Token`), whose answers name the message
+//! (`remote_id` = `ROOM_ID/MESSAGE_ID`). Body: JSON `{"text", "parseUrls": false}`.
 //!
-//! Dialect: [`Dialect::RocketChat`]: its parser honours a backslash only before
-//! a few characters and never in a link label, so link, spoiler, KaTeX and
-//! emphasis characters become look-alikes or get U+200B, as does every `@`
-//! that could mention. Checked with `@rocket.chat/message-parser` in
-//! tests/parser_escaping.rs. Limit: `Message_MaxAllowedSize` (5000 characters).
+//! Dialect: [`Dialect::RocketChat`]: its parser honours a backslash only before a
+//! few characters and never in a link label, so link, spoiler, KaTeX and emphasis
+//! characters go as look-alikes or with U+200B (as does every mentioning `@`);
+//! checked with `@rocket.chat/message-parser` in tests/parser_escaping.rs.
+//! Limit: 5000 characters.
 //!
-//! Answers: `{"success":true}`, or `{"success":false,"error"}` with 400, 429
-//! ("You must wait N seconds"), 503 (integration disabled), or 200 from a
-//! script. See shared/providers.md §2.7.
+//! Answers: `{"success":true}`, or `{"success":false,"error"}` with 400, 429 ("You
+//! must wait N seconds"), 503 (disabled), or 200 from a script. shared/providers.md §2.7.
 
 use std::time::Duration;
 

@@ -1,16 +1,14 @@
 //! `slack`: the Web API (`POST {api_url}/chat.postMessage`, `chat.update`,
-//! `chat.delete`; bot token as `Authorization: Bearer`) or an incoming
-//! webhook URL (the URL is the credential). Body: JSON `{"channel", "text"}`
-//! with unfurling off. The `remote_id` is `CHANNEL_ID/ts`.
+//! `chat.delete`, bot token as `Bearer`; `remote_id` = `CHANNEL_ID/ts`) or an
+//! incoming webhook URL (the credential). Body: JSON `{"channel", "text"}`,
+//! unfurling off.
 //!
-//! Dialect: mrkdwn, escaped by the renderer (`&`, `<`, `>`), and
-//! `link_names` never set, so `<!channel>` or `@here` in a post stays text:
-//! the strictest reading of Slack's formatting rules (no parser of Slack's
-//! own to test with). Limits: about one message a second per channel.
+//! Dialect: mrkdwn (`&`, `<`, `>` escaped; `link_names` never set, so
+//! `<!channel>` or `@here` stays text): the strictest reading of Slack's
+//! formatting docs, as no Slack parser is available to test with.
 //!
-//! Answers: the Web API says HTTP 200 with `{"ok":false,"error":…}` (a few
-//! codes are transient); webhooks a status and a plain-text code. See
-//! shared/providers.md §2.1 and docs.slack.dev `/reference/methods/chat.postMessage`.
+//! Answers: the Web API says 200 with `{"ok":false,"error"}` (a few codes are
+//! transient); webhooks a status and a text code. See shared/providers.md §2.1.
 
 use super::kit::prelude::*;
 

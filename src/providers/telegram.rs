@@ -1,18 +1,14 @@
-//! `telegram`: the Bot API, `POST {api_url}/bot{token}/sendMessage` (the
-//! token is in the path, so the whole URL is a secret) with JSON
-//! `{"chat_id", "text", "parse_mode": "HTML"}`, link previews off, and
-//! `message_thread_id` for a forum supergroup's topic. The `remote_id` is
-//! the decimal `message_id`: replies set `reply_parameters`, edits are
-//! `editMessageText`, deletes `deleteMessage`.
+//! `telegram`: the Bot API, `POST {api_url}/bot{token}/sendMessage` (the token
+//! is in the path: the whole URL is a secret), JSON `{"chat_id", "text",
+//! "parse_mode": "HTML"}` with link previews off and `message_thread_id` for a
+//! forum topic. The `remote_id` is the `message_id`: replies set
+//! `reply_parameters`, edits are `editMessageText`, deletes `deleteMessage`.
 //!
-//! Dialect: HTML, escaped by the renderer (entities, U+200B after a
-//! mentioning `@`); checked with an HTML parser in tests/parser_escaping.rs.
-//! Limits: 4096 UTF-16 units of text; about 1 message/s per chat, 20/min in groups.
+//! Dialect: HTML (entities, U+200B after a mentioning `@`), checked with an HTML
+//! parser in tests/parser_escaping.rs. Limit: 4096 UTF-16 units of text.
 //!
 //! Answers: `{"ok":false,"error_code","description","parameters"?}` with the
-//! matching status; `parameters.retry_after` (429) and `migrate_to_chat_id`
-//! (a group upgraded to a supergroup) carry the actionable part.
-//! See shared/providers.md §2.3.
+//! status; `retry_after` and `migrate_to_chat_id` say what to do. shared/providers.md §2.3.
 
 use std::borrow::Cow;
 
