@@ -190,14 +190,14 @@ impl Destination for TelegramChat {
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let text = truncate_html(msg.text, MAX_TEXT);
         let chat_id = &self.chat_id;
-        let (method, body) = match msg.action {
+        let mut body = json!({
+            "chat_id": chat_id,
+            "text": text,
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": true},
+        });
+        let method = match msg.action {
             Action::Post { thread } => {
-                let mut body = json!({
-                    "chat_id": chat_id,
-                    "text": text,
-                    "parse_mode": "HTML",
-                    "link_preview_options": {"is_disabled": true},
-                });
                 kit::put(&mut body, "message_thread_id", self.thread);
                 // A reply to the topic's first message; if that message was
                 // deleted in the chat, post anyway rather than fail.
@@ -207,22 +207,16 @@ impl Destination for TelegramChat {
                 kit::put(&mut body, "reply_parameters", reply);
                 let silent = self.instance.disable_notification;
                 kit::put(&mut body, "disable_notification", silent.then_some(true));
-                ("sendMessage", body)
+                "sendMessage"
             }
-            Action::Edit { remote_id } => (
-                "editMessageText",
-                json!({
-                    "chat_id": chat_id,
-                    "message_id": message_id(remote_id),
-                    "text": text,
-                    "parse_mode": "HTML",
-                    "link_preview_options": {"is_disabled": true},
-                }),
-            ),
-            Action::Delete { remote_id } => (
-                "deleteMessage",
-                json!({"chat_id": chat_id, "message_id": message_id(remote_id)}),
-            ),
+            Action::Edit { remote_id } => {
+                body["message_id"] = message_id(remote_id);
+                "editMessageText"
+            }
+            Action::Delete { remote_id } => {
+                body = json!({"chat_id": chat_id, "message_id": message_id(remote_id)});
+                "deleteMessage"
+            }
         };
         let (api, token) = (&self.instance.api_url, self.token.expose());
         let url = Secret::new(format!("{api}/bot{token}/{method}"));
