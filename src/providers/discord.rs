@@ -1,43 +1,17 @@
-//! `discord`: a channel webhook, executed with `?wait=true` so Discord answers
-//! with the created message (its `id` becomes the remote id) instead of a
-//! silent 204. Dialect: Markdown, escaped by the renderer (backslashes, and
-//! `@everyone`-style mentions broken with a zero-width space); on top of
-//! that every request sends `allowed_mentions: {"parse": []}`, so even a
-//! mention that got through could not ping anyone.
+//! `discord`: a channel webhook, `POST {webhook_url}?wait=true` (the URL holds
+//! the token), answering the message, whose `id` is the `remote_id`
+//! (`THREAD_ID/MESSAGE_ID` in a thread). Body: JSON `{"content",
+//! "allowed_mentions": {"parse": []}}`. With `forum_channel` a topic opens a
+//! forum post (`thread_name`) that replies join (`thread_id`); edits are `PATCH
+//! …/messages/{id}`, deletes `DELETE`.
 //!
-//! Lifecycle: with `forum_channel = true` (a forum channel's webhook) the first
-//! message of a forum topic opens a forum post (`thread_name` = the topic's
-//! title) and `thread` rules send the replies into it (`thread_id`); edits
-//! are `PATCH …/messages/{id}`, deletes `DELETE` of the same path, with
-//! `?thread_id=` for a message in a thread. The `remote_id` is the message
-//! id, or `"<thread channel id>/<message id>"` for a message in a thread.
-//! Text channels cannot thread through a webhook.
+//! Dialect: Markdown (backslashes, U+200B after a mentioning `@`), checked with
+//! simple-markdown in tests/parser_escaping.rs. Limit: 2000 characters.
 //!
-//! The webhook URL holds the webhook's token: it is a secret (`${VAR}`).
-//! Errors are JSON `{"code", "message"}`; a 429 carries `retry_after`
-//! (float seconds) and `Retry-After`. Discord asks clients to stop using a
-//! webhook after a 404, so that is permanent. See shared/providers.md §2.2
-//! and discord-api-docs `resources/webhook` (Execute Webhook).
+//! Answers: JSON `{"code", "message"}`; 429 carries `retry_after`; 404 is
+//! permanent (Discord asks clients to stop). See shared/providers.md §2.2.
 
-use std::ops::Range;
-use std::sync::Arc;
-
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
-
-use super::http::retry_hint;
-use super::kit::{self, Provider};
-use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-    Registration, Thread,
-    http::{classify_status, path_segment},
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
+use super::kit::prelude::*;
 use crate::render::escape::strip_controls;
 use crate::render::text::{collapse_whitespace, truncate};
 
@@ -96,13 +70,14 @@ impl SnowflakeValue {
         match self {
             SnowflakeValue::Id(0) => None,
             SnowflakeValue::Id(n) => Some(n.to_string()),
-            SnowflakeValue::Text(s) => {
-                let s = s.trim();
-                (!s.is_empty() && s.len() <= 20 && s.chars().all(|c| c.is_ascii_digit()))
-                    .then(|| s.to_string())
-            }
+            SnowflakeValue::Text(s) => Some(s.trim().to_string()).filter(|s| is_id(s)),
         }
     }
+}
+
+/// Digits only, at most 20 (a snowflake is a u64).
+fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.chars().all(|c| c.is_ascii_digit())
 }
 
 #[derive(Debug)]
@@ -117,35 +92,20 @@ impl Provider for Discord {
     type Target = Target;
 
     fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
-        let username = match &s.username {
-            Some(u) => {
-                let name = u.get_ref().trim();
-                let lower = name.to_lowercase();
-                if name.is_empty() || name.chars().count() > MAX_USERNAME {
-                    cx.error(
-                        Some(u.span()),
-                        format!("`username` must be 1 to {MAX_USERNAME} characters"),
-                    );
-                    return None;
-                }
-                if lower.contains("discord") || lower.contains("clyde") {
-                    cx.error(
-                        Some(u.span()),
-                        "Discord refuses webhook names containing \"discord\" or \"clyde\"",
-                    );
-                    return None;
-                }
-                Some(name.to_string())
+        let username = kit::opt_field(cx, &s.username, |u| {
+            let name = u.trim();
+            let lower = name.to_lowercase();
+            if name.is_empty() || name.chars().count() > MAX_USERNAME {
+                Err(format!("`username` must be 1 to {MAX_USERNAME} characters"))
+            } else if lower.contains("discord") || lower.contains("clyde") {
+                Err("Discord refuses webhook names containing \"discord\" or \"clyde\"".into())
+            } else {
+                Ok(name.to_string())
             }
-            None => None,
-        };
-        let avatar_url = match &s.avatar_url {
-            Some(u) => Some(cx.url("avatar_url", u, false)?.expose().to_string()),
-            None => None,
-        };
+        })?;
         Some(Discord {
             username,
-            avatar_url,
+            avatar_url: kit::opt_url(cx, "avatar_url", &s.avatar_url)?,
             suppress_embeds: s.suppress_embeds.unwrap_or(false),
         })
     }
@@ -164,32 +124,23 @@ impl Provider for Discord {
         )?;
         if !looks_like_webhook(url.expose()) {
             // Never echo the URL: it holds the webhook's token.
-            cx.error(
-                Some(raw_span.clone()),
+            return kit::reject(
+                cx,
+                Some(raw_span),
                 "`webhook_url` is not a Discord webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)",
             );
-            return None;
         }
-        let thread_id = match &t.thread_id {
-            Some(v) => match v.get_ref().digits() {
-                Some(d) => Some(d),
-                None => {
-                    cx.error(
-                        Some(v.span()),
-                        "`thread_id` must be a Discord id (digits, from \"Copy Thread ID\")",
-                    );
-                    return None;
-                }
-            },
-            None => None,
-        };
+        let thread_id = kit::opt_field(cx, &t.thread_id, |v| {
+            v.digits()
+                .ok_or("`thread_id` must be a Discord id (digits, from \"Copy Thread ID\")")
+        })?;
         let forum = t.forum_channel.as_ref().is_some_and(|f| *f.get_ref());
         if let (Some(f), true, true) = (&t.forum_channel, forum, thread_id.is_some()) {
-            cx.error(
+            return kit::reject(
+                cx,
                 Some(f.span()),
                 "`forum_channel = true` opens a forum post per topic, `thread_id` posts into one existing thread: set one of them",
             );
-            return None;
         }
         Some(Box::new(DiscordChat {
             instance: self,
@@ -227,6 +178,15 @@ fn looks_like_webhook(url: &str) -> bool {
     matches!(rest, ["webhooks", id, token] if !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) && !token.is_empty())
 }
 
+/// The path segment `n` places after `webhooks` in a webhook URL (1: the
+/// webhook's id, 2: its token).
+fn hook_segment(url: &str, n: usize) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let segs: Vec<&str> = u.path_segments()?.collect();
+    let i = segs.iter().position(|s| *s == "webhooks")?;
+    segs.get(i + n).map(|s| s.to_string())
+}
+
 #[derive(Debug)]
 struct DiscordChat {
     instance: Arc<Discord>,
@@ -235,6 +195,24 @@ struct DiscordChat {
     /// A forum channel's webhook: messages open or join a forum post.
     forum: bool,
 }
+
+/// Errors: `{"code": 10015, "message": "Unknown Webhook"}`, as
+/// `HTTP 404 10015 Unknown Webhook`.
+const SPEC: Spec = Spec {
+    prefix: "discord",
+    id_ptr: None,
+    error: |_, body| {
+        let clip = |m: &str| truncate(m.trim(), 200);
+        match (body["code"].as_u64(), body["message"].as_str()) {
+            (Some(c), Some(m)) => Some(format!(" {c} {}", clip(m))),
+            (None, Some(m)) => Some(format!(" {}", clip(m))),
+            (Some(c), None) => Some(format!(" {c}")),
+            (None, None) => None,
+        }
+    },
+    sep: "",
+    hint: kit::no_hint,
+};
 
 impl Destination for DiscordChat {
     fn kind(&self) -> &'static str {
@@ -246,34 +224,26 @@ impl Destination for DiscordChat {
     }
 
     fn capabilities(&self) -> Capabilities {
-        // `wait=true` returns the message id, and the webhook can edit and
-        // delete its own messages (`/messages/{id}`); but a webhook can only
-        // open threads in a forum channel (`thread_name`), not reply to a
-        // message in a text channel.
+        // `wait=true` answers the message id, and a webhook can edit and
+        // delete its own messages; but it can only open threads in a forum
+        // channel (`thread_name`), not reply in a text channel.
         Capabilities {
             thread: self.forum,
-            edit: true,
-            delete: true,
+            ..Capabilities::ALL
         }
     }
 
     fn default_rate(&self) -> Option<Rate> {
-        // Commonly observed per-webhook bucket: 5 requests per 2 seconds
-        // (unofficial; Discord says to follow the headers, which the 429
-        // classification does).
+        // Commonly observed per-webhook bucket (unofficial; Discord says to
+        // follow the headers, which the 429 classification does).
         Some(Rate::per_secs(5, 2))
     }
 
     fn target(&self) -> String {
         // The webhook id is not a secret (the token after it is).
-        let id = url::Url::parse(self.url.expose()).ok().and_then(|u| {
-            let segs: Vec<String> = u.path_segments()?.map(str::to_string).collect();
-            let i = segs.iter().position(|s| s == "webhooks")?;
-            segs.get(i + 1)
-                .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()))
-                .cloned()
-        });
-        let hook = match id {
+        let hook = match hook_segment(self.url.expose(), 1)
+            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
+        {
             Some(id) => format!("webhook {id}"),
             None => "webhook".to_string(),
         };
@@ -303,16 +273,9 @@ impl Destination for DiscordChat {
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         // The sender redacts the whole URL; an answer quoting only its path
         // would still show the token, so that goes too.
-        match (self.classify_answer(resp), webhook_token(self.url.expose())) {
-            (Outcome::Retry { reason, after }, Some(t)) => Outcome::Retry {
-                reason: reason.replace(&t, "[redacted]"),
-                after,
-            },
-            (Outcome::Permanent { reason }, Some(t)) => Outcome::Permanent {
-                reason: reason.replace(&t, "[redacted]"),
-            },
-            (o, _) => o,
-        }
+        let token = hook_segment(self.url.expose(), 2).filter(|t| t.len() >= 8);
+        let token: Vec<Secret> = token.into_iter().map(Secret::new).collect();
+        kit::scrub(self.classify_answer(resp), &token)
     }
 
     fn chat_ids(&self) -> Vec<String> {
@@ -321,40 +284,23 @@ impl Destination for DiscordChat {
     }
 }
 
-/// The token segment of a webhook URL (`…/webhooks/ID/TOKEN`), when long
-/// enough to be worth scrubbing.
-fn webhook_token(url: &str) -> Option<String> {
-    let u = url::Url::parse(url).ok()?;
-    let segs: Vec<&str> = u.path_segments()?.collect();
-    let i = segs.iter().position(|s| *s == "webhooks")?;
-    segs.get(i + 2)
-        .filter(|t| t.len() >= 8)
-        .map(|t| t.to_string())
-}
-
 impl DiscordChat {
     /// Execute Webhook: a new message, in the chat's thread, in the forum
     /// topic's forum post (`root`), or opening that post (`thread_name`).
     fn execute(&self, msg: &Message<'_>, content: &str, thread: Option<Thread<'_>>) -> Outbound {
-        let mut body = json!({
-            "content": content,
-            "allowed_mentions": {"parse": []},
-        });
-        if let Some(u) = &self.instance.username {
-            body["username"] = json!(u);
-        }
-        if let Some(a) = &self.instance.avatar_url {
-            body["avatar_url"] = json!(a);
-        }
-        if self.instance.suppress_embeds {
-            body["flags"] = json!(SUPPRESS_EMBEDS);
-        }
+        let i = &self.instance;
+        let mut body = json!({"content": content, "allowed_mentions": {"parse": []}});
+        kit::put(&mut body, "username", i.username.as_ref());
+        kit::put(&mut body, "avatar_url", i.avatar_url.as_ref());
+        kit::put(
+            &mut body,
+            "flags",
+            i.suppress_embeds.then_some(SUPPRESS_EMBEDS),
+        );
         let base = self.url.expose();
         let sep = if base.contains('?') { '&' } else { '?' };
         let mut url = format!("{base}{sep}wait=true");
-        let root_thread = thread
-            .and_then(|t| t.root)
-            .and_then(|root| self.locate(root).1);
+        let root_thread = (thread.and_then(|t| t.root)).and_then(|root| self.locate(root).1);
         if let Some(t) = root_thread.or(self.thread_id.as_deref()) {
             url.push_str("&thread_id=");
             url.push_str(&path_segment(t));
@@ -382,134 +328,103 @@ impl DiscordChat {
     /// query the configured URL may have.
     fn message_url(&self, message_id: &str, thread: Option<&str>) -> String {
         let base = self.url.expose();
-        let (path, query) = match base.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (base, None),
-        };
-        let mut url = format!(
-            "{}/messages/{}",
-            path.trim_end_matches('/'),
-            path_segment(message_id)
-        );
-        let mut sep = '?';
-        if let Some(q) = query.filter(|q| !q.is_empty()) {
-            url.push(sep);
-            url.push_str(q);
-            sep = '&';
+        let (path, query) = base.split_once('?').unwrap_or((base, ""));
+        let path = path.trim_end_matches('/');
+        let url = format!("{path}/messages/{}", path_segment(message_id));
+        let thread = thread.map(|t| format!("thread_id={}", path_segment(t)));
+        let params: Vec<&str> = [Some(query), thread.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|q| !q.is_empty())
+            .collect();
+        if params.is_empty() {
+            url
+        } else {
+            format!("{url}?{}", params.join("&"))
         }
-        if let Some(t) = thread {
-            url.push(sep);
-            url.push_str("thread_id=");
-            url.push_str(&path_segment(t));
-        }
-        url
     }
 
     fn classify_answer(&self, resp: &HttpResponse) -> Outcome {
         let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        if (200..300).contains(&resp.status) {
-            // The status is authoritative: the message exists even if the
-            // answer is odd, so never retry (that would post it twice).
-            let id = body["id"].as_str();
-            // In a thread the message's `channel_id` is the thread, which
-            // edits, deletes and replies need (see `locate`).
-            let in_thread = self.forum || self.thread_id.is_some();
-            return Outcome::Sent {
-                remote_id: match (id, body["channel_id"].as_str()) {
-                    (Some(id), Some(thread)) if in_thread => Some(format!("{thread}/{id}")),
-                    (id, _) => id.map(str::to_string),
-                },
-            };
-        }
         let code = body["code"].as_u64();
-        let message = body["message"].as_str();
-        let detail = match (code, message) {
-            (Some(c), Some(m)) => format!(" {c} {}", clip(m)),
-            (None, Some(m)) => format!(" {}", clip(m)),
-            (Some(c), None) => format!(" {c}"),
-            (None, None) => {
-                let s = resp.body_snippet();
-                if s.is_empty() { s } else { format!(": {s}") }
+        match resp.status {
+            // The status is authoritative: the message exists even if the
+            // answer is odd, so never retry (that would post it twice). In a
+            // thread, its `channel_id` is the thread, which edits, deletes
+            // and replies need (see `locate`).
+            200..=299 => {
+                let in_thread = self.forum || self.thread_id.is_some();
+                Outcome::Sent {
+                    remote_id: match (body["id"].as_str(), body["channel_id"].as_str()) {
+                        (Some(id), Some(thread)) if in_thread => Some(format!("{thread}/{id}")),
+                        (id, _) => id.map(str::to_string),
+                    },
+                }
             }
-        };
-        let status = resp.status;
-        if status == 429 {
-            let after = retry_hint::json_secs(&body["retry_after"]).or_else(|| resp.retry_after());
-            let scope = if body["global"].as_bool() == Some(true) {
-                " (global limit)"
-            } else {
-                ""
-            };
-            return Outcome::Retry {
-                reason: format!("discord: HTTP 429{detail}{scope}"),
-                after,
-            };
-        }
-        if code == Some(10008) {
+            429 => Outcome::Retry {
+                reason: format!(
+                    "discord: {}{}",
+                    SPEC.describe(resp, &body),
+                    match body["global"].as_bool() {
+                        Some(true) => " (global limit)",
+                        _ => "",
+                    }
+                ),
+                after: retry_hint::json_secs(&body["retry_after"]).or_else(|| resp.retry_after()),
+            },
             // Unknown Message: deleted in the chat already. A delete has
             // nothing left to do, and an edit never can.
-            return Outcome::Sent { remote_id: None };
+            _ if code == Some(10008) => Outcome::Sent { remote_id: None },
+            status => kit::hinted(classify_json(resp, &SPEC), hint(status, code)),
         }
-        let hint = match (status, code) {
-            (_, Some(10003)) => {
-                " (unknown channel or thread: check thread_id, or the forum post was deleted)"
-            }
-            (404, _) | (_, Some(10015)) => {
-                " (the webhook was deleted: create a new one and update webhook_url)"
-            }
-            (401, _) | (_, Some(50027)) => {
-                " (the webhook token is invalid: copy the webhook URL again)"
-            }
-            (_, Some(220001)) => {
-                " (a forum channel: set `forum_channel = true` for a forum post per topic, or `thread_id`)"
-            }
-            (_, Some(220003)) => " (`forum_channel = true` needs the webhook of a forum channel)",
-            (_, Some(50083)) => " (the thread is archived)",
-            (_, Some(50006)) => " (the message is empty: check the template)",
-            (_, Some(50035)) => " (Discord refused the message: check username and avatar_url)",
-            (403, _) => " (the webhook lacks permission to post there)",
-            _ => "",
-        };
-        match classify_status(resp) {
-            Outcome::Retry { after, .. } => Outcome::Retry {
-                reason: format!("discord: HTTP {status}{detail}"),
-                after,
-            },
-            _ => Outcome::Permanent {
-                reason: format!("discord: HTTP {status}{detail}{hint}"),
-            },
+    }
+}
+
+/// What to check, for a permanent failure (Discord's JSON error codes).
+fn hint(status: u16, code: Option<u64>) -> &'static str {
+    match (status, code) {
+        (_, Some(10003)) => {
+            " (unknown channel or thread: check thread_id, or the forum post was deleted)"
         }
+        (404, _) | (_, Some(10015)) => {
+            " (the webhook was deleted: create a new one and update webhook_url)"
+        }
+        (401, _) | (_, Some(50027)) => {
+            " (the webhook token is invalid: copy the webhook URL again)"
+        }
+        (_, Some(220001)) => {
+            " (a forum channel: set `forum_channel = true` for a forum post per topic, or `thread_id`)"
+        }
+        (_, Some(220003)) => " (`forum_channel = true` needs the webhook of a forum channel)",
+        (_, Some(50083)) => " (the thread is archived)",
+        (_, Some(50006)) => " (the message is empty: check the template)",
+        (_, Some(50035)) => " (Discord refused the message: check username and avatar_url)",
+        (403, _) => " (the webhook lacks permission to post there)",
+        _ => "",
     }
 }
 
 /// A forum post's title: the topic's title on one line, cut to Discord's
 /// limit (never empty: Discord refuses that).
 fn thread_name(context: &serde_json::Value) -> String {
-    let title = context["topic"]["title"].as_str().unwrap_or("");
-    let title = collapse_whitespace(&strip_controls(title));
-    if title.is_empty() {
-        match context["topic"]["id"].as_u64() {
-            Some(id) => format!("Forum topic {id}"),
-            None => "Forum topic".to_string(),
-        }
-    } else {
-        truncate(&title, MAX_THREAD_NAME)
+    let title = collapse_whitespace(&strip_controls(
+        context["topic"]["title"].as_str().unwrap_or(""),
+    ));
+    match context["topic"]["id"].as_u64() {
+        _ if !title.is_empty() => truncate(&title, MAX_THREAD_NAME),
+        Some(id) => format!("Forum topic {id}"),
+        None => "Forum topic".to_string(),
     }
-}
-
-fn clip(s: &str) -> String {
-    truncate(s.trim(), 200)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::providers::Instance;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{body, configure, http, post, reply, request, resp};
     use std::time::Duration;
 
     const HOOK: &str = "https://discord.com/api/webhooks/112233445566778899/canary-discord-token";
+    const IN_POST: &str = "1300000000000000001/1300000000000000002";
 
     fn chat(username: Option<&str>, thread: Option<&str>) -> DiscordChat {
         DiscordChat {
@@ -531,6 +446,8 @@ mod tests {
         }
     }
 
+    /// The request for `action` in a topic titled `title`, and its JSON body
+    /// (`null` when it has none).
     fn req(c: &DiscordChat, action: Action<'_>, title: &str) -> (HttpRequest, serde_json::Value) {
         let ctx = json!({"topic": {"id": 7, "title": title}});
         let r = http(c.request(&Message {
@@ -540,12 +457,12 @@ mod tests {
             action,
             delivery: None,
         }));
-        let body = if r.body.is_empty() {
-            serde_json::Value::Null
+        let b = if r.body.is_empty() {
+            json!(null)
         } else {
-            serde_json::from_str(&r.body).unwrap()
+            body(&r)
         };
-        (r, body)
+        (r, b)
     }
 
     #[test]
@@ -554,12 +471,12 @@ mod tests {
         assert!(c.capabilities().thread && !chat(None, None).capabilities().thread);
         // The topic's first message opens a forum post named after it; so
         // does any message without a known root (a forum takes no other).
-        for thread in [Some(Thread { root: None }), None] {
-            let (r, body) = req(&c, Action::Post { thread }, "Printer\non fire");
+        for action in [reply(None), Action::default()] {
+            let (r, b) = req(&c, action, "Printer\non fire");
             assert_eq!(r.method, "POST");
             assert_eq!(r.url.expose(), format!("{HOOK}?wait=true"));
             assert_eq!(
-                body,
+                b,
                 json!({
                     "content": "new @\u{200B}everyone",
                     "allowed_mentions": {"parse": []},
@@ -568,63 +485,46 @@ mod tests {
                 })
             );
         }
-        let (_, body) = req(&c, Action::default(), &"long title ".repeat(20));
-        let name = body["thread_name"].as_str().unwrap();
+        let (_, b) = req(&c, Action::default(), &"long title ".repeat(20));
+        let name = b["thread_name"].as_str().unwrap_or_default();
         assert!(name.chars().count() <= MAX_THREAD_NAME && name.ends_with('…'));
-        let (_, body) = req(&c, Action::default(), " ");
-        assert_eq!(body["thread_name"], "Forum topic 7");
+        assert_eq!(
+            req(&c, Action::default(), " ").1["thread_name"],
+            "Forum topic 7"
+        );
 
         // Replies go into the post the root names.
-        let root = Thread {
-            root: Some("1300000000000000001/1300000000000000001"),
-        };
-        let (r, body) = req(&c, Action::Post { thread: Some(root) }, "T");
+        let (r, b) = req(
+            &c,
+            reply(Some("1300000000000000001/1300000000000000001")),
+            "T",
+        );
         assert_eq!(
             r.url.expose(),
             format!("{HOOK}?wait=true&thread_id=1300000000000000001")
         );
-        assert!(body.get("thread_name").is_none());
+        assert!(b.get("thread_name").is_none());
 
-        let (r, body) = req(
-            &c,
-            Action::Edit {
-                remote_id: "1300000000000000001/1300000000000000002",
-            },
-            "T",
-        );
-        assert_eq!(r.method, "PATCH");
-        assert_eq!(
-            r.url.expose(),
-            format!("{HOOK}/messages/1300000000000000002?thread_id=1300000000000000001")
-        );
-        assert_eq!(
-            body,
-            json!({"content": "new @\u{200B}everyone", "allowed_mentions": {"parse": []}})
-        );
-        let (r, body) = req(
-            &c,
-            Action::Delete {
-                remote_id: "1300000000000000001/1300000000000000002",
-            },
-            "T",
-        );
-        assert_eq!(r.method, "DELETE");
-        assert_eq!(
-            r.url.expose(),
-            format!("{HOOK}/messages/1300000000000000002?thread_id=1300000000000000001")
-        );
-        assert!(body.is_null());
+        let in_post = format!("{HOOK}/messages/1300000000000000002?thread_id=1300000000000000001");
+        let edited = json!({"content": "new @\u{200B}everyone", "allowed_mentions": {"parse": []}});
+        for (action, method, want) in [
+            (Action::Edit { remote_id: IN_POST }, "PATCH", edited),
+            (Action::Delete { remote_id: IN_POST }, "DELETE", json!(null)),
+        ] {
+            let (r, b) = req(&c, action, "T");
+            assert_eq!(
+                (r.method, r.url.expose(), b),
+                (method, in_post.as_str(), want)
+            );
+        }
     }
 
     #[test]
     fn text_channel_and_fixed_thread_edits() {
-        let (r, _) = req(
-            &chat(None, None),
-            Action::Edit {
-                remote_id: "1300000000000000002",
-            },
-            "T",
-        );
+        let edit = Action::Edit {
+            remote_id: "1300000000000000002",
+        };
+        let r = request(&chat(None, None), "x", edit);
         assert_eq!(r.method, "PATCH");
         assert_eq!(
             r.url.expose(),
@@ -634,7 +534,7 @@ mod tests {
         // finds it.
         let c = chat(None, Some("998877"));
         for id in ["998877/1300000000000000002", "1300000000000000002"] {
-            let (r, _) = req(&c, Action::Delete { remote_id: id }, "T");
+            let r = request(&c, "x", Action::Delete { remote_id: id });
             assert_eq!(
                 r.url.expose(),
                 format!("{HOOK}/messages/1300000000000000002?thread_id=998877")
@@ -645,118 +545,27 @@ mod tests {
             url: Secret::new(format!("{HOOK}?x=1")),
             ..chat(None, None)
         };
-        let (r, _) = req(&c, Action::Delete { remote_id: "1?y=2" }, "T");
+        let r = request(&c, "x", Action::Delete { remote_id: "1?y=2" });
         assert_eq!(r.url.expose(), format!("{HOOK}/messages/1%3Fy%3D2?x=1"));
     }
 
     #[test]
-    fn classifies_thread_edit_and_delete_answers() {
-        let msg = r#"{"id":"1300000000000000002","type":0,"content":"x","channel_id":"1300000000000000001"}"#;
-        // In a thread the id names the thread too; elsewhere just the message.
-        assert_eq!(
-            forum_chat().classify(&resp(200, &[], msg)),
-            Outcome::Sent {
-                remote_id: Some("1300000000000000001/1300000000000000002".into())
-            }
-        );
-        assert_eq!(
-            chat(None, Some("1300000000000000001")).classify(&resp(200, &[], msg)),
-            Outcome::Sent {
-                remote_id: Some("1300000000000000001/1300000000000000002".into())
-            }
-        );
-        assert_eq!(
-            chat(None, None).classify(&resp(200, &[], msg)),
-            Outcome::Sent {
-                remote_id: Some("1300000000000000002".into())
-            }
-        );
-        // DELETE answers 204; a message already gone is done.
-        let c = forum_chat();
-        assert_eq!(
-            c.classify(&resp(204, &[], "")),
-            Outcome::Sent { remote_id: None }
-        );
-        assert_eq!(
-            c.classify(&resp(
-                404,
-                &[],
-                r#"{"message": "Unknown Message", "code": 10008}"#
-            )),
-            Outcome::Sent { remote_id: None }
-        );
-        // An unknown webhook stays permanent.
-        assert!(matches!(
-            c.classify(&resp(
-                404,
-                &[],
-                r#"{"message": "Unknown Webhook", "code": 10015}"#
-            )),
-            Outcome::Permanent { .. }
-        ));
-        for (body, want) in [
-            (
-                r#"{"message": "Unknown Channel", "code": 10003}"#,
-                "forum post was deleted",
-            ),
-            (
-                r#"{"message": "Webhooks can only create threads in forum and media channels", "code": 220003}"#,
-                "needs the webhook of a forum channel",
-            ),
-        ] {
-            let out = c.classify(&resp(400, &[], body));
-            assert!(
-                matches!(&out, Outcome::Permanent { reason } if reason.contains(want) && !reason.contains("canary")),
-                "{out:?}"
-            );
-        }
-    }
-
-    use crate::providers::http::tests::resp;
-
-    fn http(out: Outbound) -> HttpRequest {
-        match out {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
-        }
-    }
-
-    #[test]
     fn request_shape() {
-        let ctx = json!({});
         let text = "**[title](https://f/t/1)** @\u{200B}everyone";
-        let r = http(chat(Some("Forum"), Some("998877")).request(&Message {
-            chat: "c",
-            text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
+        let r = post(&chat(Some("Forum"), Some("998877")), text);
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), format!("{HOOK}?wait=true&thread_id=998877"));
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({"content": text, "allowed_mentions": {"parse": []}, "username": "Forum"})
         );
-        let c = chat(None, None);
-        assert_eq!(c.target(), "webhook 112233445566778899");
-        assert!(!c.target().contains("canary"));
+        assert_eq!(chat(None, None).target(), "webhook 112233445566778899");
     }
 
     #[test]
     fn long_content_is_cut_at_a_char_boundary() {
-        let ctx = json!({});
-        let text = "é😀".repeat(1500);
-        let r = http(chat(None, None).request(&Message {
-            chat: "c",
-            text: &text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        let content = body["content"].as_str().unwrap();
+        let b = body(&post(&chat(None, None), &"é😀".repeat(1500)));
+        let content = b["content"].as_str().unwrap_or_default();
         assert_eq!(content.chars().count(), MAX_CONTENT);
         assert!(content.ends_with('…'));
     }
@@ -764,20 +573,28 @@ mod tests {
     #[test]
     fn classifies_discord_answers() {
         let c = chat(None, None);
-        assert_eq!(
-            c.classify(&resp(
-                200,
-                &[],
-                r#"{"id":"1234567890123456789","type":0,"content":"x","channel_id":"1"}"#
-            )),
-            Outcome::Sent {
-                remote_id: Some("1234567890123456789".into())
-            }
-        );
-        assert_eq!(
-            c.classify(&resp(204, &[], "")),
-            Outcome::Sent { remote_id: None }
-        );
+        let msg = r#"{"id":"1300000000000000002","type":0,"content":"x","channel_id":"1300000000000000001"}"#;
+        // In a thread the id names the thread too; elsewhere just the message.
+        for (chat, id) in [
+            (forum_chat(), IN_POST),
+            (chat(None, Some("1300000000000000001")), IN_POST),
+            (chat(None, None), "1300000000000000002"),
+        ] {
+            assert_eq!(
+                chat.classify(&resp(200, &[], msg)),
+                Outcome::Sent {
+                    remote_id: Some(id.into())
+                }
+            );
+        }
+        // DELETE answers 204; a message already gone is done.
+        for (status, body) in [
+            (204, ""),
+            (404, r#"{"message": "Unknown Message", "code": 10008}"#),
+        ] {
+            let out = forum_chat().classify(&resp(status, &[], body));
+            assert_eq!(out, Outcome::Sent { remote_id: None }, "{body}");
+        }
         assert_eq!(
             c.classify(&resp(
                 429,
@@ -800,33 +617,56 @@ mod tests {
         ));
         let cases = [
             (
+                &c,
                 404,
                 r#"{"message": "Unknown Webhook", "code": 10015}"#,
                 "10015 Unknown Webhook (the webhook was deleted",
             ),
             (
+                &c,
                 401,
                 r#"{"message": "Invalid Webhook Token", "code": 50027}"#,
                 "50027 Invalid Webhook Token (the webhook token is invalid",
             ),
             (
+                &c,
                 400,
                 r#"{"message": "Webhooks posted to forum channels must have a thread_name or thread_id", "code": 220001}"#,
                 "set `forum_channel = true`",
             ),
             (
+                &c,
                 400,
                 r#"{"message": "Invalid Form Body", "code": 50035, "errors": {}}"#,
                 "50035 Invalid Form Body",
             ),
             (
+                &c,
                 403,
                 r#"{"message": "Missing Permissions", "code": 50013}"#,
                 "lacks permission",
             ),
+            (
+                &forum_chat(),
+                404,
+                r#"{"message": "Unknown Webhook", "code": 10015}"#,
+                "(the webhook was deleted",
+            ),
+            (
+                &forum_chat(),
+                400,
+                r#"{"message": "Unknown Channel", "code": 10003}"#,
+                "forum post was deleted",
+            ),
+            (
+                &forum_chat(),
+                400,
+                r#"{"message": "Webhooks can only create threads in forum and media channels", "code": 220003}"#,
+                "needs the webhook of a forum channel",
+            ),
         ];
-        for (status, body, want) in cases {
-            let out = c.classify(&resp(status, &[], body));
+        for (chat, status, body, want) in cases {
+            let out = chat.classify(&resp(status, &[], body));
             let Outcome::Permanent { reason } = &out else {
                 panic!("{body} should be permanent: {out:?}")
             };
@@ -848,50 +688,36 @@ mod tests {
         ));
         assert!(!looks_like_webhook("https://discord.com/channels/1/2"));
 
-        let env: HashMap<String, String> = [
+        let env = [
+            ("HOOK", "https://discord.com/channels/1/secretish"),
+            ("GOOD", HOOK),
+        ];
+        for (target, want) in [
+            ("{ webhook_url = \"${HOOK}\" }", "not a Discord webhook URL"),
             (
-                "HOOK".to_string(),
-                "https://discord.com/channels/1/secretish".to_string(),
-            ),
-            ("GOOD".to_string(), HOOK.to_string()),
-        ]
-        .into();
-        let inst = Arc::new(Discord {
-            username: None,
-            avatar_url: None,
-            suppress_embeds: false,
-        });
-        for (text, want) in [
-            (
-                "t = { webhook_url = \"${HOOK}\" }",
-                "not a Discord webhook URL",
-            ),
-            (
-                "t = { webhook_url = \"https://discord.com/api/webhooks/1/literal\" }",
+                "{ webhook_url = \"https://discord.com/api/webhooks/1/literal\" }",
                 "must be an environment reference",
             ),
-            ("t = { thread_id = 5 }", "needs `webhook_url"),
+            ("{ thread_id = 5 }", "needs `webhook_url"),
             (
-                "t = { webhook_url = \"${GOOD}\", thread_id = 5, forum_channel = true }",
+                "{ webhook_url = \"${GOOD}\", thread_id = 5, forum_channel = true }",
                 "set one of them",
             ),
         ] {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(text.to_string()).unwrap();
-            assert!(inst.clone().bind(&doc["t"], Some(0..1), &mut cx).is_none());
-            let p = &cx.problems()[0];
-            assert!(p.message.contains(want), "{text}: {}", p.message);
-            assert!(!p.message.contains("secretish") && !p.message.contains("literal"));
+            let (d, problems) = configure(&REGISTRATION, "{}", target, &env);
+            assert!(d.is_none(), "{target}");
+            let p = &problems[0].message;
+            assert!(p.contains(want), "{target}: {p}");
+            assert!(!p.contains("secretish") && !p.contains("literal"));
         }
-        for (text, want) in [
-            ("username = \"Discord Bot\"", "\"discord\" or \"clyde\""),
-            ("username = \"\"", "1 to 80"),
-            ("avatar_url = \"not a url\"", "absolute http"),
+        for (settings, want) in [
+            ("{ username = \"Discord Bot\" }", "\"discord\" or \"clyde\""),
+            ("{ username = \"\" }", "1 to 80"),
+            ("{ avatar_url = \"not a url\" }", "absolute http"),
         ] {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(format!("[p]\n{text}\n")).unwrap();
-            assert!((REGISTRATION.parse)(&doc["p"], &mut cx).is_none(), "{text}");
-            assert!(cx.problems()[0].message.contains(want), "{text}");
+            let (d, problems) = configure(&REGISTRATION, settings, "{}", &[]);
+            assert!(d.is_none(), "{settings}");
+            assert!(problems[0].message.contains(want), "{settings}");
         }
     }
 }

@@ -478,6 +478,183 @@ pub(crate) use push_template;
 // ---- kit additions, group C (telegram, discord, mattermost, slack, rocketchat) ----
 // (keep additions inside this section until the groups are merged)
 
+/// `Capabilities::ALL` when the platform's answers carry the message's id
+/// (threads, edits and deletes need it), none otherwise (a webhook's `ok`).
+pub fn capabilities_if(answers_ids: bool) -> super::Capabilities {
+    if answers_ids {
+        super::Capabilities::ALL
+    } else {
+        super::Capabilities::default()
+    }
+}
+
+/// The tag (`<…>`), entity (`&amp;`, `&#39;`) or character at the start of
+/// `s`: what an HTML-aware cut keeps whole.
+pub fn html_token(s: &str) -> Option<&str> {
+    let c = s.chars().next()?;
+    if c == '<'
+        && let Some(end) = s.find('>')
+    {
+        return Some(&s[..=end]);
+    }
+    if c == '&'
+        && let Some(end) = s
+            .char_indices()
+            .take(12)
+            .find(|(_, c)| *c == ';')
+            .map(|(i, _)| i)
+        && end > 1
+        && s[1..end]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '#')
+    {
+        return Some(&s[..=end]);
+    }
+    Some(&s[..c.len_utf8()])
+}
+
+/// Keeps `open`, the elements open so far, up to date with one token of
+/// [`html_token`] (text, comments, `<x/>` and `void` elements leave it alone).
+pub fn track_tag(token: &str, open: &mut Vec<String>, void: &[&str]) {
+    if token.len() < 2 || !token.starts_with('<') || !token.ends_with('>') {
+        return;
+    }
+    let inner = token.trim_start_matches('<').trim_end_matches('>').trim();
+    if inner.ends_with('/') || inner.starts_with('!') {
+        return;
+    }
+    let name = |s: &str| {
+        s.split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    if let Some(closing) = inner.strip_prefix('/') {
+        let n = name(closing.trim());
+        if let Some(i) = open.iter().rposition(|o| *o == n) {
+            open.truncate(i);
+        }
+    } else {
+        let n = name(inner);
+        if !n.is_empty() && !void.contains(&n.as_str()) {
+            open.push(n);
+        }
+    }
+}
+
+/// What a provider file names on every page: `use super::kit::prelude::*;`.
+pub mod prelude {
+    pub use std::ops::Range;
+    pub use std::sync::Arc;
+
+    pub use schemars::JsonSchema;
+    pub use serde::Deserialize;
+    pub use serde_json::json;
+    pub use serde_spanned::Spanned;
+
+    pub use crate::config::{Rate, de::Ctx, env::Secret};
+    pub use crate::providers::http::{classify_status, id_url, path_segment, retry_hint};
+    pub use crate::providers::kit::{self, OneOf, Provider, Spec, classify_json};
+    pub use crate::providers::{
+        Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
+        Registration, Thread,
+    };
+    pub use crate::render::Dialect;
+}
+
+/// Reports `message` at `span` and gives `None`: `return kit::reject(cx, span, "…")`.
+pub fn reject<T>(
+    cx: &mut Ctx<'_>,
+    span: Option<Range<usize>>,
+    message: impl Into<String>,
+) -> Option<T> {
+    cx.error(span, message);
+    None
+}
+
+/// An optional URL setting that is not a secret (an avatar, a server).
+pub fn opt_url(
+    cx: &mut Ctx<'_>,
+    field: &str,
+    v: &Option<serde_spanned::Spanned<String>>,
+) -> Option<Option<String>> {
+    match v {
+        Some(u) => Some(Some(cx.url(field, u, false)?.expose().to_string())),
+        None => Some(None),
+    }
+}
+
+/// An optional field that `check` accepts (`Ok`) or refuses with a message
+/// reported at the field: `Some(None)` when unset, `None` when refused.
+pub fn opt_field<T, U, E: Into<String>>(
+    cx: &mut Ctx<'_>,
+    v: &Option<serde_spanned::Spanned<T>>,
+    check: impl FnOnce(&T) -> Result<U, E>,
+) -> Option<Option<U>> {
+    let Some(v) = v else { return Some(None) };
+    match check(v.get_ref()) {
+        Ok(u) => Some(Some(u)),
+        Err(e) => reject(cx, Some(v.span()), e),
+    }
+}
+
+/// Which of a chat's two exclusive fields is set (an API target such as a
+/// channel id, or a webhook URL).
+pub enum OneOf<'a> {
+    First(&'a serde_spanned::Spanned<String>),
+    Second(&'a serde_spanned::Spanned<String>),
+}
+
+/// The one of `first` and `second` that is set; `both` is reported at
+/// `first` when both are, `neither` at the chat when none is.
+pub fn one_of<'a>(
+    cx: &mut Ctx<'_>,
+    first: &'a Option<serde_spanned::Spanned<String>>,
+    second: &'a Option<serde_spanned::Spanned<String>>,
+    chat: Option<Range<usize>>,
+    both: &str,
+    neither: &str,
+) -> Option<OneOf<'a>> {
+    match (first, second) {
+        (Some(a), None) => Some(OneOf::First(a)),
+        (None, Some(b)) => Some(OneOf::Second(b)),
+        (Some(a), Some(_)) => reject(cx, Some(a.span()), both),
+        (None, None) => reject(cx, chat, neither),
+    }
+}
+
+/// Sets `body[key]` when `v` is there (an optional field of a JSON body).
+pub fn put(body: &mut Value, key: &str, v: Option<impl serde::Serialize>) {
+    if let Some(v) = v {
+        body[key] = serde_json::json!(v);
+    }
+}
+
+/// `o` with `hint` after its reason when it is a permanent failure.
+pub fn hinted(o: Outcome, hint: &str) -> Outcome {
+    match o {
+        Outcome::Permanent { reason } => Outcome::Permanent {
+            reason: reason + hint,
+        },
+        o => o,
+    }
+}
+
+/// A 2xx whose body is not the platform's answer (a proxy's page): the
+/// message may not have gone out, so it is retried.
+pub fn unreadable(prefix: &str, resp: &HttpResponse) -> Outcome {
+    Outcome::Retry {
+        reason: format!("{prefix}: unreadable answer: {}", resp.body_snippet()),
+        after: None,
+    }
+}
+
+/// `(container, message)` a remote id names: `CONTAINER/MESSAGE` as stored
+/// from an answer that named both, or a bare message id in `default`.
+pub fn split_id<'a>(remote_id: &'a str, default: &'a str) -> (&'a str, &'a str) {
+    remote_id.split_once('/').unwrap_or((default, remote_id))
+}
+
 // ---- kit additions, group D (irc, xmpp, smtp, persistent) ----
 // (keep additions inside this section until the groups are merged)
 

@@ -1,41 +1,19 @@
-//! `mattermost`: the REST API (`POST /api/v4/posts` with a bot or personal
-//! access token, which returns the post and its `id`) or an incoming
-//! webhook URL (answers a plain `ok`). Dialect: Markdown, escaped by the
-//! renderer: backslashes before Markdown punctuation (which also breaks the
-//! Slack-compatible `<!channel>`/`<url|text>` forms webhooks translate) and
-//! `@channel`/`@all`/`@here`/`@name` broken with a zero-width space.
-//! Mattermost has no API switch to disable mentions, so the escaping is
-//! what keeps a post from pinging.
+//! `mattermost`: the REST API (`POST {api_url}/api/v4/posts`, a bot or personal
+//! token as `Bearer`; the post's `id` is the `remote_id`: replies set `root_id`,
+//! edits `PUT …/posts/{id}/patch`, deletes `DELETE …/posts/{id}`) or an incoming
+//! webhook URL (the credential; answers `ok`). Body: JSON `{"channel_id", "message"}`
+//! or `{"text"}`.
 //!
-//! Lifecycle (REST only; a webhook answers no post id): a thread reply sets
-//! `root_id`, an edit is `PUT /api/v4/posts/{id}/patch`, a delete
-//! `DELETE /api/v4/posts/{id}`. The `remote_id` is the post id.
+//! Dialect: Markdown (backslashes, U+200B after a mentioning `@`: Mattermost
+//! cannot switch mentions off), checked with `marked` in tests/parser_escaping.rs.
+//! Limit: 16,383 characters.
 //!
-//! Errors: REST answers JSON `{"id":"…app_error","message",…}` with the
-//! status; webhooks a status with JSON or text. The rate limiter answers
-//! 429 with `Retry-After` and `X-Ratelimit-Reset`. See shared/providers.md
-//! §2.4 and mattermost `api/v4/source/introduction.yaml`.
+//! Answers: JSON `{"id":"…app_error","message"}` with the status; 429 carries
+//! `Retry-After` and `X-Ratelimit-Reset`. See shared/providers.md §2.4.
 
-use std::ops::Range;
-use std::sync::Arc;
 use std::time::Duration;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
-
-use super::http::retry_hint;
-use super::kit::{self, Provider};
-use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-    Registration,
-    http::{classify_status, id_url, path_segment},
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
+use super::kit::prelude::*;
 use crate::render::text::truncate;
 
 pub const REGISTRATION: Registration = kit::registration::<Mattermost>(
@@ -92,24 +70,16 @@ impl Provider for Mattermost {
 
     fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
         let token = cx.opt_secret("token", &s.token)?;
-        let api_url = match &s.api_url {
-            Some(u) => {
-                let u = cx.url("api_url", u, false)?;
-                // Accept the API root too: `https://h/api/v4` means `https://h`.
-                let base = u.expose().trim_end_matches('/');
-                Some(base.strip_suffix("/api/v4").unwrap_or(base).to_string())
-            }
-            None => None,
-        };
-        let icon_url = match &s.icon_url {
-            Some(u) => Some(cx.url("icon_url", u, false)?.expose().to_string()),
-            None => None,
-        };
+        // Accept the API root too: `https://h/api/v4` means `https://h`.
+        let api_url = kit::opt_url(cx, "api_url", &s.api_url)?.map(|u| {
+            let base = u.trim_end_matches('/');
+            base.strip_suffix("/api/v4").unwrap_or(base).to_string()
+        });
         Some(Mattermost {
             token,
             api_url,
             username: s.username,
-            icon_url,
+            icon_url: kit::opt_url(cx, "icon_url", &s.icon_url)?,
         })
     }
 
@@ -119,34 +89,35 @@ impl Provider for Mattermost {
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let mode = match (&t.channel_id, &t.webhook_url) {
-            (Some(c), None) => {
+        let both =
+            "set either `channel_id` (REST API) or `webhook_url` (incoming webhook), not both";
+        let neither = "a mattermost chat needs `channel_id` (with a token) or `webhook_url`";
+        let mode = match kit::one_of(cx, &t.channel_id, &t.webhook_url, chat, both, neither)? {
+            OneOf::First(c) => {
                 if let Some(ch) = &t.channel {
-                    cx.error(
+                    return kit::reject(
+                        cx,
                         Some(ch.span()),
                         "`channel` is for incoming webhooks; a REST chat names its channel with `channel_id` only",
                     );
-                    return None;
                 }
                 let channel_id = c.get_ref().trim().to_string();
                 let is_id = channel_id.len() == 26
-                    && channel_id
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+                    && (channel_id.chars()).all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
                 if !is_id {
-                    cx.error(
+                    return kit::reject(
+                        cx,
                         Some(c.span()),
                         "`channel_id` must be a channel id (26 lowercase letters and digits, from the channel's \"View Info\"), not a channel name",
                     );
-                    return None;
                 }
                 let (Some(token), Some(api_url)) = (self.token.clone(), self.api_url.clone())
                 else {
-                    cx.error(
+                    return kit::reject(
+                        cx,
                         Some(c.span()),
                         "posting to a `channel_id` needs `token = \"${MATTERMOST_TOKEN}\"` and `api_url` on a [providers.NAME] table with kind = \"mattermost\", or use `webhook_url`",
                     );
-                    return None;
                 };
                 Mode::Api {
                     token,
@@ -154,34 +125,14 @@ impl Provider for Mattermost {
                     channel_id,
                 }
             }
-            (None, Some(u)) => {
+            OneOf::Second(u) => {
                 let url = cx.url("webhook_url", u, true)?;
-                let channel = match &t.channel {
-                    Some(ch) => {
-                        let name = ch.get_ref().trim().trim_start_matches('#').to_string();
-                        if name.is_empty() {
-                            cx.error(Some(ch.span()), "`channel` is empty");
-                            return None;
-                        }
-                        Some(name)
-                    }
-                    None => None,
-                };
+                let channel =
+                    kit::opt_field(cx, &t.channel, |c| match c.trim().trim_start_matches('#') {
+                        "" => Err("`channel` is empty"),
+                        name => Ok(name.to_string()),
+                    })?;
                 Mode::Webhook { url, channel }
-            }
-            (Some(c), Some(_)) => {
-                cx.error(
-                    Some(c.span()),
-                    "set either `channel_id` (REST API) or `webhook_url` (incoming webhook), not both",
-                );
-                return None;
-            }
-            (None, None) => {
-                cx.error(
-                    chat,
-                    "a mattermost chat needs `channel_id` (with a token) or `webhook_url`",
-                );
-                return None;
             }
         };
         Some(Box::new(MattermostChat {
@@ -210,6 +161,22 @@ struct MattermostChat {
     mode: Mode,
 }
 
+/// Errors: `{"id":"api.context.session_expired.app_error","message"}`, as
+/// `HTTP 401 id: message` (`HTTP 400: message` without an id).
+const SPEC: Spec = Spec {
+    prefix: "mattermost",
+    id_ptr: None,
+    error: |_, body| {
+        let m = truncate(body["message"].as_str()?.trim(), 200);
+        Some(match body["id"].as_str() {
+            Some(id) => format!(" {id}: {m}"),
+            None => format!(": {m}"),
+        })
+    },
+    sep: "",
+    hint: kit::no_hint,
+};
+
 impl Destination for MattermostChat {
     fn kind(&self) -> &'static str {
         REGISTRATION.kind
@@ -224,13 +191,8 @@ impl Destination for MattermostChat {
     }
 
     fn capabilities(&self) -> Capabilities {
-        match self.mode {
-            // The REST API returns the post id: replies (`root_id`), patches
-            // and deletes can use it.
-            Mode::Api { .. } => Capabilities::ALL,
-            // A webhook answers just `ok`.
-            Mode::Webhook { .. } => Capabilities::default(),
-        }
+        // REST answers the post id (replies, patches, deletes); a webhook just `ok`.
+        kit::capabilities_if(!self.is_webhook())
     }
 
     fn default_rate(&self) -> Option<Rate> {
@@ -251,78 +213,47 @@ impl Destination for MattermostChat {
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let text = truncate(msg.text, MAX_MESSAGE);
-        match &self.mode {
+        let (token, api_url, channel_id) = match &self.mode {
             Mode::Api {
                 token,
                 api_url,
                 channel_id,
-            } => {
-                let req = match msg.action {
-                    Action::Post { thread } => {
-                        let mut body = json!({"channel_id": channel_id, "message": text});
-                        if let Some(root) = thread.and_then(|t| t.root) {
-                            body["root_id"] = json!(root);
-                        }
-                        let url = Secret::new(format!("{api_url}/api/v4/posts"));
-                        HttpRequest::post_json(&url, &body)
-                    }
-                    Action::Edit { remote_id } => {
-                        // `patch` changes only the fields given: the
-                        // post's props and thread stay.
-                        let url = Secret::new(format!(
-                            "{api_url}/api/v4/posts/{}/patch",
-                            path_segment(remote_id)
-                        ));
-                        HttpRequest::put_json(&url, &json!({"message": text}))
-                    }
-                    Action::Delete { remote_id } => {
-                        HttpRequest::delete(id_url(&format!("{api_url}/api/v4/posts"), remote_id))
-                    }
-                };
-                Outbound::Http(req.bearer(token))
-            }
+            } => (token, api_url, channel_id),
             Mode::Webhook { url, channel } => {
                 let mut body = json!({"text": text});
-                if let Some(c) = channel {
-                    body["channel"] = json!(c);
-                }
-                if let Some(u) = &self.instance.username {
-                    body["username"] = json!(u);
-                }
-                if let Some(i) = &self.instance.icon_url {
-                    body["icon_url"] = json!(i);
-                }
-                Outbound::Http(HttpRequest::post_json(url, &body))
+                kit::put(&mut body, "channel", channel.as_ref());
+                kit::put(&mut body, "username", self.instance.username.as_ref());
+                kit::put(&mut body, "icon_url", self.instance.icon_url.as_ref());
+                return Outbound::Http(HttpRequest::post_json(url, &body));
             }
-        }
+        };
+        let posts = format!("{api_url}/api/v4/posts");
+        let req = match msg.action {
+            Action::Post { thread } => {
+                let mut body = json!({"channel_id": channel_id, "message": text});
+                kit::put(&mut body, "root_id", thread.and_then(|t| t.root));
+                HttpRequest::post_json(&Secret::new(posts), &body)
+            }
+            // `patch` changes only the fields given: the post's props and thread stay.
+            Action::Edit { remote_id } => {
+                let url = Secret::new(format!("{}/patch", id_url(&posts, remote_id).expose()));
+                HttpRequest::put_json(&url, &json!({"message": text}))
+            }
+            Action::Delete { remote_id } => HttpRequest::delete(id_url(&posts, remote_id)),
+        };
+        Outbound::Http(req.bearer(token))
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        let outcome = self.classify_answer(resp);
         // The sender redacts the whole webhook URL; an answer quoting only
         // its `/hooks/KEY` path would still show the key.
-        let Some(key) = self.webhook_key() else {
-            return outcome;
-        };
-        match outcome {
-            Outcome::Retry { reason, after } => Outcome::Retry {
-                reason: reason.replace(&key, "[redacted]"),
-                after,
-            },
-            Outcome::Permanent { reason } => Outcome::Permanent {
-                reason: reason.replace(&key, "[redacted]"),
-            },
-            sent => sent,
-        }
+        kit::scrub(self.classify_answer(resp), &self.webhook_key())
     }
 
     fn chat_ids(&self) -> Vec<String> {
         match &self.mode {
             Mode::Api { channel_id, .. } => vec![channel_id.clone()],
-            Mode::Webhook {
-                channel: Some(c), ..
-            } => vec![c.clone()],
-            Mode::Webhook { channel: None, .. } => vec![],
+            Mode::Webhook { channel, .. } => channel.iter().cloned().collect(),
         }
     }
 }
@@ -332,95 +263,72 @@ impl MattermostChat {
         matches!(self.mode, Mode::Webhook { .. })
     }
 
-    fn webhook_key(&self) -> Option<String> {
+    fn webhook_key(&self) -> Vec<Secret> {
         let Mode::Webhook { url, .. } = &self.mode else {
-            return None;
+            return vec![];
         };
-        let u = url::Url::parse(url.expose()).ok()?;
-        u.path_segments()?
-            .next_back()
-            .filter(|k| k.len() >= 8)
-            .map(str::to_string)
+        let key = url::Url::parse(url.expose()).ok().and_then(|u| {
+            let key = u.path_segments()?.next_back()?;
+            (key.len() >= 8).then(|| Secret::new(key))
+        });
+        key.into_iter().collect()
     }
 
     fn classify_answer(&self, resp: &HttpResponse) -> Outcome {
-        let status = resp.status;
+        let (status, webhook) = (resp.status, self.is_webhook());
         let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        if (200..300).contains(&status) {
+        let reason = || format!("mattermost: {}", SPEC.describe(resp, &body));
+        match status {
             // The status is authoritative: retrying would post twice.
-            return Outcome::Sent {
-                remote_id: if self.is_webhook() {
-                    None
-                } else {
-                    body["id"].as_str().map(str::to_string)
-                },
-            };
-        }
-        let detail = match (body["id"].as_str(), body["message"].as_str()) {
-            (Some(id), Some(m)) => format!(" {id}: {}", truncate(m.trim(), 200)),
-            (None, Some(m)) => format!(": {}", truncate(m.trim(), 200)),
-            _ => {
-                let s = resp.body_snippet();
-                if s.is_empty() { s } else { format!(": {s}") }
-            }
-        };
-        let reason = |hint: &str| format!("mattermost: HTTP {status}{detail}{hint}");
-        if status == 404 && body["id"].as_str() == Some("app.post.get.app_error") {
+            200..=299 => Outcome::Sent {
+                remote_id: (body["id"].as_str().filter(|_| !webhook)).map(str::to_string),
+            },
             // The post is gone (deleted in the chat): a delete has nothing
             // left to do, and an edit never can.
-            return Outcome::Sent { remote_id: None };
-        }
-        if status == 429 {
-            return Outcome::Retry {
-                reason: reason(""),
+            404 if body["id"].as_str() == Some("app.post.get.app_error") => {
+                Outcome::Sent { remote_id: None }
+            }
+            429 => Outcome::Retry {
+                reason: reason(),
                 after: resp.retry_after().or_else(|| ratelimit_reset(resp)),
-            };
-        }
-        if status == 501 {
+            },
             // "Not implemented": the feature is switched off server-wide.
-            return Outcome::Permanent {
-                reason: reason(if self.is_webhook() {
-                    " (incoming webhooks are disabled on this server)"
-                } else {
-                    " (the API is disabled on this server)"
-                }),
-            };
-        }
-        let text = format!(
-            "{} {}",
-            body["message"].as_str().unwrap_or(""),
-            resp.body_snippet()
-        )
-        .to_ascii_lowercase();
-        let hint = match (status, self.is_webhook()) {
-            (401, _) => " (the token was rejected: check it, and that the bot account is enabled)",
-            (403, false) => {
-                " (the token's account may not post in this channel: add the bot to the team and the channel)"
-            }
-            (403, true) => " (the webhook may not post to that channel)",
-            (404, false) => " (check channel_id: the channel is unknown or the bot cannot see it)",
-            (404, true) => " (the webhook was deleted: create a new one and update webhook_url)",
-            (400, true) if text.contains("couldn't find the channel") => {
-                " (check `channel`: no such channel for this webhook's team)"
-            }
-            (400, true) if text.contains("invalid webhook") => {
-                " (the webhook was deleted: create a new one and update webhook_url)"
-            }
-            (400, _) if text.contains("archived") => " (the channel is archived)",
-            (400, false) if text.contains("root_id") || text.contains("rootid") => {
-                " (the thread's first message was deleted in the chat)"
-            }
-            _ => "",
-        };
-        match classify_status(resp) {
-            Outcome::Retry { after, .. } => Outcome::Retry {
-                reason: reason(""),
-                after,
+            501 => Outcome::Permanent {
+                reason: reason()
+                    + if webhook {
+                        " (incoming webhooks are disabled on this server)"
+                    } else {
+                        " (the API is disabled on this server)"
+                    },
             },
-            _ => Outcome::Permanent {
-                reason: reason(hint),
-            },
+            _ => kit::hinted(classify_json(resp, &SPEC), hint(resp, &body, webhook)),
         }
+    }
+}
+
+/// What to check, for a permanent failure (by status, mode and the error's text).
+fn hint(resp: &HttpResponse, body: &serde_json::Value, webhook: bool) -> &'static str {
+    let message = body["message"].as_str().unwrap_or("");
+    let text = format!("{message} {}", resp.body_snippet()).to_ascii_lowercase();
+    match (resp.status, webhook) {
+        (401, _) => " (the token was rejected: check it, and that the bot account is enabled)",
+        (403, false) => {
+            " (the token's account may not post in this channel: add the bot to the team and the channel)"
+        }
+        (403, true) => " (the webhook may not post to that channel)",
+        (404, false) => " (check channel_id: the channel is unknown or the bot cannot see it)",
+        (404, true) => " (the webhook was deleted: create a new one and update webhook_url)",
+        (400, true) if text.contains("couldn't find the channel") => {
+            " (check `channel`: no such channel for this webhook's team)"
+        }
+        (400, true) if text.contains("invalid webhook") => {
+            " (the webhook was deleted: create a new one and update webhook_url)"
+        }
+        (400, _) if text.contains("archived") => " (the channel is archived)",
+        (400, false) if text.contains("root_id") || text.contains("rootid") => {
+            " (the thread's first message was deleted in the chat)"
+        }
+        _ => "",
     }
 }
 
@@ -439,13 +347,14 @@ fn ratelimit_reset(resp: &HttpResponse) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::providers::Instance;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{
+        bind_chat, body, configure, header, post, reply, request, resp,
+    };
 
     const TOKEN: &str = "canary-mm-token-8u3k2";
     const CHANNEL: &str = "4xp9fdt77pncbef59f4k1qe83o";
     const HOOK: &str = "https://chat.example.org/hooks/canaryhookkey12345";
+    const POST: &str = "ab1cd2ef3gh4ij5kl6mn7op8qr";
 
     fn instance() -> Arc<Mattermost> {
         Arc::new(Mattermost {
@@ -477,42 +386,24 @@ mod tests {
         }
     }
 
-    use crate::providers::http::tests::resp;
-
-    fn http(out: Outbound) -> HttpRequest {
-        match out {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
-        }
+    fn bearer(r: &HttpRequest) -> bool {
+        header(r, "Authorization") == Some(&format!("Bearer {TOKEN}"))
     }
 
     #[test]
     fn rest_and_webhook_request_shapes() {
-        let ctx = json!({});
-        let msg = Message {
-            chat: "c",
-            text: "**[t](https://f/t/1)** @\u{200B}channel",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        };
-        let r = http(api_chat().request(&msg));
+        let text = "**[t](https://f/t/1)** @\u{200B}channel";
+        let r = post(&api_chat(), text);
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/api/v4/posts");
-        assert!(
-            r.headers
-                .iter()
-                .any(|(k, v)| k == "Authorization" && v.expose() == format!("Bearer {TOKEN}"))
-        );
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        assert_eq!(body, json!({"channel_id": CHANNEL, "message": msg.text}));
+        assert!(bearer(&r));
+        assert_eq!(body(&r), json!({"channel_id": CHANNEL, "message": text}));
 
-        let r = http(hook_chat(Some("town-square")).request(&msg));
+        let r = post(&hook_chat(Some("town-square")), text);
         assert_eq!(r.url.expose(), HOOK);
-        assert!(r.headers.iter().all(|(k, _)| k != "Authorization"));
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(header(&r, "Authorization"), None);
         assert_eq!(
-            body,
-            json!({"text": msg.text, "channel": "town-square", "username": "Forum"})
+            body(&r),
+            json!({"text": text, "channel": "town-square", "username": "Forum"})
         );
         assert_eq!(api_chat().target(), format!("channel {CHANNEL}"));
         assert!(!hook_chat(None).target().contains("canary"));
@@ -521,51 +412,36 @@ mod tests {
 
     #[test]
     fn long_messages_are_cut() {
-        let ctx = json!({});
-        let text = "word ".repeat(4000);
-        let r = http(api_chat().request(&Message {
-            chat: "c",
-            text: &text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        let m = body["message"].as_str().unwrap();
+        let b = body(&post(&api_chat(), &"word ".repeat(4000)));
+        let m = b["message"].as_str().unwrap_or_default();
         assert!(m.chars().count() <= MAX_MESSAGE && m.ends_with("word…"));
     }
 
     #[test]
     fn classifies_answers() {
-        let api = api_chat();
-        let hook = hook_chat(None);
+        let (api, hook) = (api_chat(), hook_chat(None));
+        let created = r#"{"id":"ab1cd2ef3gh4ij5kl6mn7op8qr","channel_id":"x","message":"m"}"#;
         assert_eq!(
-            api.classify(&resp(
-                201,
-                &[],
-                r#"{"id":"ab1cd2ef3gh4ij5kl6mn7op8qr","channel_id":"x","message":"m"}"#
-            )),
+            api.classify(&resp(201, &[], created)),
             Outcome::Sent {
-                remote_id: Some("ab1cd2ef3gh4ij5kl6mn7op8qr".into())
+                remote_id: Some(POST.into())
             }
         );
         assert_eq!(
             hook.classify(&resp(200, &[], "ok")),
             Outcome::Sent { remote_id: None }
         );
+        let reset = [("X-Ratelimit-Reset", "4"), ("X-Ratelimit-Remaining", "0")];
         assert_eq!(
-            api.classify(&resp(
-                429,
-                &[("X-Ratelimit-Reset", "4"), ("X-Ratelimit-Remaining", "0")],
-                "limit exceeded"
-            )),
+            api.classify(&resp(429, &reset, "limit exceeded")),
             Outcome::Retry {
                 reason: "mattermost: HTTP 429: limit exceeded".into(),
-                after: Some(Duration::from_secs(4))
+                after: Some(std::time::Duration::from_secs(4))
             }
         );
+        let both = [("Retry-After", "2"), ("X-Ratelimit-Reset", "9")];
         assert!(matches!(
-            api.classify(&resp(429, &[("Retry-After", "2"), ("X-Ratelimit-Reset", "9")], "")),
+            api.classify(&resp(429, &both, "")),
             Outcome::Retry { after: Some(d), .. } if d.as_secs() == 2
         ));
         assert!(matches!(
@@ -609,6 +485,16 @@ mod tests {
                 "check channel_id",
             ),
             (
+                &api,
+                400,
+                err(
+                    "api.post.create_post.root_id.app_error",
+                    "Invalid RootId parameter.",
+                    400,
+                ),
+                "first message was deleted",
+            ),
+            (
                 &hook,
                 400,
                 err(
@@ -644,118 +530,71 @@ mod tests {
             !format!("{out:?}").contains("canaryhookkey12345"),
             "{out:?}"
         );
+        // PATCH answers the post; DELETE `{"status":"OK"}`; a post already
+        // deleted in the chat is done.
+        let edited =
+            r#"{"id":"ab1cd2ef3gh4ij5kl6mn7op8qr","message":"new","edit_at":1700000000000}"#;
+        assert_eq!(
+            api.classify(&resp(200, &[], edited)),
+            Outcome::Sent {
+                remote_id: Some(POST.into())
+            }
+        );
+        let gone = err("app.post.get.app_error", "Unable to get the post.", 404);
+        for (status, body) in [(200, r#"{"status":"OK"}"#), (404, gone.as_str())] {
+            let out = api.classify(&resp(status, &[], body));
+            assert_eq!(out, Outcome::Sent { remote_id: None }, "{body}");
+        }
     }
 
     #[test]
     fn thread_edit_and_delete_requests() {
-        use super::super::Thread;
-        const POST: &str = "ab1cd2ef3gh4ij5kl6mn7op8qr";
-        let ctx = json!({});
-        let req = |action| {
-            http(api_chat().request(&Message {
-                chat: "c",
-                text: "new **text**",
-                context: &ctx,
-                action,
-                delivery: None,
-            }))
-        };
-        let bearer = |r: &HttpRequest| {
-            r.headers
-                .iter()
-                .any(|(k, v)| k == "Authorization" && v.expose() == format!("Bearer {TOKEN}"))
-        };
-        let opens = req(Action::Post {
-            thread: Some(Thread { root: None }),
-        });
-        let body: serde_json::Value = serde_json::from_str(&opens.body).unwrap();
+        let req = |action| request(&api_chat(), "new **text**", action);
+        let opens = req(reply(None));
         assert_eq!(
-            body,
+            body(&opens),
             json!({"channel_id": CHANNEL, "message": "new **text**"})
         );
-
-        let reply = req(Action::Post {
-            thread: Some(Thread { root: Some(POST) }),
-        });
-        assert_eq!(reply.method, "POST");
-        assert_eq!(reply.url.expose(), "http://127.0.0.1:9/api/v4/posts");
-        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
-        assert_eq!(
-            body,
-            json!({"channel_id": CHANNEL, "message": "new **text**", "root_id": POST})
-        );
-        assert!(bearer(&reply));
-
-        let edit = req(Action::Edit { remote_id: POST });
-        assert_eq!(edit.method, "PUT");
-        assert_eq!(
-            edit.url.expose(),
-            format!("http://127.0.0.1:9/api/v4/posts/{POST}/patch")
-        );
-        let body: serde_json::Value = serde_json::from_str(&edit.body).unwrap();
-        assert_eq!(body, json!({"message": "new **text**"}));
-        assert!(bearer(&edit));
-
-        let delete = req(Action::Delete { remote_id: POST });
-        assert_eq!(delete.method, "DELETE");
-        assert_eq!(
-            delete.url.expose(),
-            format!("http://127.0.0.1:9/api/v4/posts/{POST}")
-        );
-        assert!(delete.body.is_empty());
-        assert!(bearer(&delete));
+        let posts = "http://127.0.0.1:9/api/v4/posts";
+        let delete = format!("{posts}/{POST}");
+        let patch = format!("{delete}/patch");
+        for (action, method, url, want) in [
+            (
+                reply(Some(POST)),
+                "POST",
+                posts,
+                json!({"channel_id": CHANNEL, "message": "new **text**", "root_id": POST}),
+            ),
+            (
+                Action::Edit { remote_id: POST },
+                "PUT",
+                &patch,
+                json!({"message": "new **text**"}),
+            ),
+            (
+                Action::Delete { remote_id: POST },
+                "DELETE",
+                &delete,
+                json!(null),
+            ),
+        ] {
+            let r = req(action);
+            assert_eq!((r.method, r.url.expose()), (method, url));
+            assert!(bearer(&r));
+            match want {
+                serde_json::Value::Null => assert!(r.body.is_empty()),
+                want => assert_eq!(body(&r), want),
+            }
+        }
         // A stored id can never leave its path segment.
         let odd = req(Action::Delete {
             remote_id: "x/../../users?y",
         });
-        assert_eq!(
-            odd.url.expose(),
-            "http://127.0.0.1:9/api/v4/posts/x%2F..%2F..%2Fusers%3Fy"
-        );
-    }
-
-    #[test]
-    fn classifies_edit_and_delete_answers() {
-        let api = api_chat();
-        // PATCH answers the post; DELETE `{"status":"OK"}`.
-        assert_eq!(
-            api.classify(&resp(
-                200,
-                &[],
-                r#"{"id":"ab1cd2ef3gh4ij5kl6mn7op8qr","message":"new","edit_at":1700000000000}"#
-            )),
-            Outcome::Sent {
-                remote_id: Some("ab1cd2ef3gh4ij5kl6mn7op8qr".into())
-            }
-        );
-        assert_eq!(
-            api.classify(&resp(200, &[], r#"{"status":"OK"}"#)),
-            Outcome::Sent { remote_id: None }
-        );
-        // The post was already deleted in the chat: done.
-        assert_eq!(
-            api.classify(&resp(
-                404,
-                &[],
-                r#"{"id":"app.post.get.app_error","message":"Unable to get the post.","detailed_error":"","request_id":"r","status_code":404}"#
-            )),
-            Outcome::Sent { remote_id: None }
-        );
-        // A reply to a deleted thread root fails, saying why.
-        let out = api.classify(&resp(
-            400,
-            &[],
-            r#"{"id":"api.post.create_post.root_id.app_error","message":"Invalid RootId parameter.","detailed_error":"","request_id":"r","status_code":400}"#,
-        ));
-        assert!(
-            matches!(&out, Outcome::Permanent { reason } if reason.contains("first message was deleted")),
-            "{out:?}"
-        );
+        assert_eq!(odd.url.expose(), format!("{posts}/x%2F..%2F..%2Fusers%3Fy"));
     }
 
     #[test]
     fn fields_are_validated() {
-        let env = HashMap::<String, String>::new();
         let no_token = Arc::new(Mattermost {
             token: None,
             api_url: Some("https://chat.example.org".into()),
@@ -765,64 +604,50 @@ mod tests {
         let cases: [(&Arc<Mattermost>, String, &str); 6] = [
             (
                 &no_token,
-                format!("t = {{ channel_id = \"{CHANNEL}\" }}"),
+                format!("{{ channel_id = \"{CHANNEL}\" }}"),
                 "needs `token",
             ),
             (
                 &instance(),
-                "t = { channel_id = \"town-square\" }".into(),
+                "{ channel_id = \"town-square\" }".into(),
                 "not a channel name",
             ),
             (
                 &instance(),
-                format!("t = {{ channel_id = \"{CHANNEL}\", channel = \"x\" }}"),
+                format!("{{ channel_id = \"{CHANNEL}\", channel = \"x\" }}"),
                 "`channel` is for incoming webhooks",
             ),
             (
                 &instance(),
-                format!("t = {{ channel_id = \"{CHANNEL}\", webhook_url = \"${{H}}\" }}"),
+                format!("{{ channel_id = \"{CHANNEL}\", webhook_url = \"${{H}}\" }}"),
                 "not both",
             ),
             (
                 &instance(),
-                "t = { webhook_url = \"https://chat.example.org/hooks/literal\" }".into(),
+                "{ webhook_url = \"https://chat.example.org/hooks/literal\" }".into(),
                 "environment reference",
             ),
             (
                 &instance(),
-                "t = { channel = \"town-square\" }".into(),
+                "{ channel = \"town-square\" }".into(),
                 "needs `channel_id`",
             ),
         ];
         for (inst, text, want) in cases {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(text.clone()).unwrap();
-            assert!(
-                inst.clone().bind(&doc["t"], Some(0..1), &mut cx).is_none(),
-                "{text}"
-            );
-            let p = &cx.problems()[0];
+            let (d, problems) = bind_chat(inst.clone(), &text, Some(0..1));
+            assert!(d.is_none(), "{text}");
+            let p = &problems[0];
             assert!(p.message.contains(want), "{text}: {}", p.message);
             assert!(p.span.is_some());
         }
         // `api_url` may be given as the API root.
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let doc = toml_edit::Document::parse(
-            "[p]\ntoken = \"${T}\"\napi_url = \"https://chat.example.org/api/v4/\"\n".to_string(),
-        )
-        .unwrap();
-        let inst = (REGISTRATION.parse)(&doc["p"], &mut cx).unwrap();
-        let doc =
-            toml_edit::Document::parse(format!("t = {{ channel_id = \"{CHANNEL}\" }}")).unwrap();
-        let d = inst.bind(&doc["t"], None, &mut cx).unwrap();
-        let ctx = json!({});
-        let r = http(d.request(&Message {
-            chat: "c",
-            text: "x",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
-        assert_eq!(r.url.expose(), "https://chat.example.org/api/v4/posts");
+        let settings = "{ token = \"${T}\", api_url = \"https://chat.example.org/api/v4/\" }";
+        let target = format!("{{ channel_id = \"{CHANNEL}\" }}");
+        let (d, _) = configure(&REGISTRATION, settings, &target, &[]);
+        let d = d.expect("a REST chat");
+        assert_eq!(
+            post(d.as_ref(), "x").url.expose(),
+            "https://chat.example.org/api/v4/posts"
+        );
     }
 }

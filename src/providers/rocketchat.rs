@@ -1,49 +1,21 @@
-//! `rocketchat`: a Rocket.Chat incoming webhook (`POST {webhook_url}`, the
-//! URL `https://HOST/hooks/ID/TOKEN` is the credential) with `{"text": …}`,
-//! or the REST API (`POST {server_url}/api/v1/chat.postMessage` with the
-//! `X-User-Id` and `X-Auth-Token` headers of a bot or personal access token)
-//! for a `room_id`: REST answers name the message, so threads (`tmid`),
-//! edits (`chat.update`) and deletes (`chat.delete`) work there.
+//! `rocketchat`: an incoming webhook (`POST {webhook_url}`; the URL
+//! `https://HOST/hooks/ID/TOKEN` is the credential) or, for a `room_id`, the REST
+//! API (`POST {server_url}/api/v1/chat.postMessage`, `chat.update`, `chat.delete`
+//! with `X-User-Id` and `X-Auth-Token`), whose answers name the message
+//! (`remote_id` = `ROOM_ID/MESSAGE_ID`). Body: JSON `{"text", "parseUrls": false}`.
 //!
-//! Dialect: Rocket.Chat's own ([`Dialect::RocketChat`]): its message parser
-//! (`@rocket.chat/message-parser`) honours a backslash only before a few
-//! characters and never inside a link label, so Markdown's `\[text\](url)`
-//! would be a live link there (and take over the relay's linked title).
-//! Link, spoiler, KaTeX and emphasis characters from posts are sent as
-//! look-alikes (`［ ］ ＜ ＞ ∗ ＿ ～ ｀`) or with U+200B after them (`| # \`), and
-//! every `@` that could mention (`@all`, `@here`, `@user`) gets U+200B,
-//! which the parser does not accept in a name. Checked with the parser
-//! itself in tests/parser_escaping.rs. Webhooks have no switch for mentions. Link previews are off
-//! (`parseUrls: false`), like Slack's unfurling. Texts longer than the
-//! default `Message_MaxAllowedSize` (5000) are cut at a word boundary.
+//! Dialect: [`Dialect::RocketChat`]: its parser honours a backslash only before a
+//! few characters and never in a link label, so link, spoiler, KaTeX and emphasis
+//! characters go as look-alikes or with U+200B (as does every mentioning `@`);
+//! checked with `@rocket.chat/message-parser` in tests/parser_escaping.rs.
+//! Limit: 5000 characters.
 //!
-//! Answers: `{"success":true}`; failures `{"success":false,"error":…}`,
-//! usually with 400 (`invalid-channel`, script errors), 429 from the REST
-//! rate limiter ("You must wait N seconds"), 503 when the integration is
-//! disabled; a script's own response can come back as 200 with
-//! `success:false`. See shared/providers.md §2.7 and RocketChat/Rocket.Chat
-//! `apps/meteor/app/integrations/server/api/api.ts`,
-//! `app/lib/server/functions/processWebhookMessage.ts`.
+//! Answers: `{"success":true}`, or `{"success":false,"error"}` with 400, 429 ("You
+//! must wait N seconds"), 503 (disabled), or 200 from a script. shared/providers.md §2.7.
 
-use std::ops::Range;
-use std::sync::Arc;
 use std::time::Duration;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
-
-use super::http::retry_hint;
-use super::kit::{self, Provider};
-use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-    Registration, http::classify_status,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
+use super::kit::prelude::*;
 use crate::render::text::truncate;
 
 pub const REGISTRATION: Registration = kit::registration::<RocketChat>(
@@ -109,27 +81,22 @@ impl Provider for RocketChat {
     type Target = Target;
 
     fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
-        let avatar = match &s.avatar {
-            Some(a) => Some(cx.url("avatar", a, false)?.expose().to_string()),
-            None => None,
-        };
+        let avatar = kit::opt_url(cx, "avatar", &s.avatar)?;
         let non_empty =
             |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let rest = match (&s.server_url, &s.user_id, &s.auth_token) {
             (None, None, None) => None,
-            (Some(server), Some(user), Some(token)) => Some(Arc::new(Rest {
-                server: (cx.url("server_url", server, false)?.expose())
-                    .trim_end_matches('/')
-                    .to_string(),
+            (Some(_), Some(user), Some(token)) => Some(Arc::new(Rest {
+                server: cx.base_url("server_url", &s.server_url, "")?,
                 user_id: cx.string(user)?,
                 token: cx.secret("auth_token", token)?,
             })),
             _ => {
-                cx.error(
+                return kit::reject(
+                    cx,
                     None,
                     "the Rocket.Chat REST API needs all of `server_url`, `user_id` and `auth_token = \"${ROCKETCHAT_TOKEN}\"`",
                 );
-                return None;
             }
         };
         Some(RocketChat {
@@ -146,39 +113,26 @@ impl Provider for RocketChat {
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let mode = match (&t.webhook_url, &t.room_id) {
-            (Some(u), None) => Mode::Webhook {
-                url: cx.url("webhook_url", u, true)?,
-            },
-            (None, Some(room)) => {
+        let both = "set either `webhook_url` (incoming webhook) or `room_id` (REST API), not both";
+        let neither = "a rocketchat chat needs `webhook_url = \"${ROCKETCHAT_HOOK}\"` (incoming webhook) or `room_id` (REST API)";
+        let mode = match kit::one_of(cx, &t.room_id, &t.webhook_url, chat, both, neither)? {
+            OneOf::First(room) => {
                 let Some(rest) = self.rest.clone() else {
-                    cx.error(
+                    return kit::reject(
+                        cx,
                         Some(room.span()),
                         "`room_id` needs the REST API: set `server_url`, `user_id` and `auth_token` on a [providers.NAME] table with kind = \"rocketchat\"",
                     );
-                    return None;
                 };
                 let room = room.get_ref().trim().to_string();
                 if room.is_empty() {
-                    cx.error(None, "`room_id` is empty");
-                    return None;
+                    return kit::reject(cx, None, "`room_id` is empty");
                 }
                 Mode::Rest { room, rest }
             }
-            (Some(_), Some(r)) => {
-                cx.error(
-                    Some(r.span()),
-                    "set either `webhook_url` (incoming webhook) or `room_id` (REST API), not both",
-                );
-                return None;
-            }
-            (None, None) => {
-                cx.error(
-                    chat,
-                    "a rocketchat chat needs `webhook_url = \"${ROCKETCHAT_HOOK}\"` (incoming webhook) or `room_id` (REST API)",
-                );
-                return None;
-            }
+            OneOf::Second(u) => Mode::Webhook {
+                url: cx.url("webhook_url", u, true)?,
+            },
         };
         Some(Box::new(RocketChatChat {
             instance: self,
@@ -213,12 +167,8 @@ impl Destination for RocketChatChat {
     }
 
     fn capabilities(&self) -> Capabilities {
-        match self.mode {
-            // REST answers carry the message `_id`.
-            Mode::Rest { .. } => Capabilities::ALL,
-            // The webhook answers just `success`: no message id to thread or edit.
-            Mode::Webhook { .. } => Capabilities::default(),
-        }
+        // REST answers carry the message `_id`; the webhook just `success`.
+        kit::capabilities_if(matches!(self.mode, Mode::Rest { .. }))
     }
 
     fn default_rate(&self) -> Option<Rate> {
@@ -240,41 +190,30 @@ impl Destination for RocketChatChat {
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let text = truncate(msg.text, TEXT_MAX);
-        let post = || {
-            let mut body = json!({"text": text, "parseUrls": false});
-            let i = &self.instance;
-            if let Some(a) = &i.alias {
-                body["alias"] = json!(a);
-            }
-            if let Some(a) = &i.avatar {
-                body["avatar"] = json!(a);
-            }
-            if let Some(e) = &i.emoji {
-                body["emoji"] = json!(e);
-            }
-            body
-        };
+        let i = &self.instance;
+        let mut post = json!({"text": text, "parseUrls": false});
+        kit::put(&mut post, "alias", i.alias.as_ref());
+        kit::put(&mut post, "avatar", i.avatar.as_ref());
+        kit::put(&mut post, "emoji", i.emoji.as_ref());
         let (room, rest) = match &self.mode {
-            Mode::Webhook { url } => return Outbound::Http(HttpRequest::post_json(url, &post())),
+            Mode::Webhook { url } => return Outbound::Http(HttpRequest::post_json(url, &post)),
             Mode::Rest { room, rest } => (room, rest),
         };
         let (method, body) = match msg.action {
             Action::Post { thread } => {
-                let mut body = post();
-                body["roomId"] = json!(room);
-                if let Some(root) = thread.and_then(|t| t.root) {
-                    body["tmid"] = json!(MessageId::parse(root, room).id);
-                }
-                ("chat.postMessage", body)
+                post["roomId"] = json!(room);
+                let root = thread.and_then(|t| t.root);
+                kit::put(&mut post, "tmid", root.map(|r| kit::split_id(r, room).1));
+                ("chat.postMessage", post)
             }
             Action::Edit { remote_id } => {
-                let id = MessageId::parse(remote_id, room);
-                let body = json!({"roomId": id.room, "msgId": id.id, "text": text});
+                let (room, id) = kit::split_id(remote_id, room);
+                let body = json!({"roomId": room, "msgId": id, "text": text});
                 ("chat.update", body)
             }
             Action::Delete { remote_id } => {
-                let id = MessageId::parse(remote_id, room);
-                ("chat.delete", json!({"roomId": id.room, "msgId": id.id}))
+                let (room, id) = kit::split_id(remote_id, room);
+                ("chat.delete", json!({"roomId": room, "msgId": id}))
             }
         };
         let url = Secret::new(format!("{}/api/v1/{method}", rest.server));
@@ -286,47 +225,34 @@ impl Destination for RocketChatChat {
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        let parsed: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
-        let success = parsed
-            .as_ref()
-            .and_then(|b| b.get("success"))
-            .and_then(|v| v.as_bool());
+        let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
         // Webhooks and REST say `error`; REST auth failures say `message`.
-        let error = parsed
-            .as_ref()
-            .and_then(|b| b.get("error").or_else(|| b.get("message")))
-            .map(|e| match e.as_str() {
-                Some(s) => s.to_string(),
-                None => e.to_string(),
-            })
-            .map(|e| e.chars().take(200).collect::<String>());
-        let reason = |e: &str| {
-            format!(
-                "rocketchat: HTTP {}: {e}{}",
-                resp.status,
-                hint(e, resp.status)
+        let error = (body.get("error").or_else(|| body.get("message"))).map(|e| {
+            kit::clip(
+                &e.as_str().map_or_else(|| e.to_string(), str::to_string),
+                200,
             )
+        });
+        let reason = |e: &str| {
+            let hint = hint(e, resp.status);
+            format!("rocketchat: HTTP {}: {e}{hint}", resp.status)
         };
-        if let Some(e) = &error
-            && e.contains("Invalid integration id or token")
-        {
-            return Outcome::Permanent { reason: reason(e) };
-        }
-        if let Some(e) = &error
-            && (e.contains("No message found") || e.contains("error-message-not-found"))
-        {
-            // Edited or deleted after someone removed it in Rocket.Chat: done.
-            return Outcome::Sent { remote_id: None };
+        if let Some(e) = &error {
+            if e.contains("Invalid integration id or token") {
+                return Outcome::Permanent { reason: reason(e) };
+            }
+            if e.contains("No message found") || e.contains("error-message-not-found") {
+                // Edited or deleted after someone removed it in Rocket.Chat: done.
+                return Outcome::Sent { remote_id: None };
+            }
         }
         if (200..300).contains(&resp.status) {
-            return match (success, &error) {
+            let m = &body["message"];
+            return match (body["success"].as_bool(), &error) {
+                // REST: `message._id` in room `message.rid`; webhooks name none.
                 (Some(true), _) => Outcome::Sent {
-                    // REST: `message._id` in room `message.rid`; webhooks name none.
-                    remote_id: parsed.as_ref().and_then(|b| {
-                        let m = b.get("message")?;
-                        let (rid, id) = (m.get("rid")?.as_str()?, m.get("_id")?.as_str()?);
-                        Some(format!("{rid}/{id}"))
-                    }),
+                    remote_id: (m["rid"].as_str().zip(m["_id"].as_str()))
+                        .map(|(rid, id)| format!("{rid}/{id}")),
                 },
                 (Some(false), e) => Outcome::Permanent {
                     reason: reason(e.as_deref().unwrap_or("success: false")),
@@ -345,35 +271,13 @@ impl Destination for RocketChatChat {
                 },
             };
         }
-        let base = classify_status(resp);
-        let Some(e) = &error else {
-            return base;
-        };
-        match base {
-            Outcome::Retry { after, .. } => Outcome::Retry {
+        match (classify_status(resp), &error) {
+            (base, None) => base,
+            (Outcome::Retry { after, .. }, Some(e)) => Outcome::Retry {
                 reason: reason(e),
                 after: after.or_else(|| wait_seconds(e)),
             },
-            _ => Outcome::Permanent { reason: reason(e) },
-        }
-    }
-}
-
-/// A message as the relay remembers it: `ROOM_ID/MESSAGE_ID` (REST
-/// answers name both), or a bare message id in the configured room.
-struct MessageId<'a> {
-    room: &'a str,
-    id: &'a str,
-}
-
-impl<'a> MessageId<'a> {
-    fn parse(remote_id: &'a str, room: &'a str) -> Self {
-        match remote_id.split_once('/') {
-            Some((room, id)) => Self { room, id },
-            None => Self {
-                room,
-                id: remote_id,
-            },
+            (_, Some(e)) => Outcome::Permanent { reason: reason(e) },
         }
     }
 }
@@ -405,9 +309,7 @@ fn hint(error: &str, status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::providers::Instance;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{body, configure, header, post, reply, request, resp};
 
     const HOOK: &str = "http://127.0.0.1:9/hooks/abc/hooksecret42";
 
@@ -446,190 +348,148 @@ mod tests {
     }
 
     fn act(action: Action<'_>) -> (String, serde_json::Value) {
-        let ctx = json!({});
-        let Outbound::Http(r) = rest_chat().request(&Message {
-            chat: "c",
-            text: "new text",
-            context: &ctx,
-            action,
-            delivery: None,
-        }) else {
-            panic!("expected HTTP")
-        };
-        let header = |k: &str| {
-            r.headers
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.expose().to_string())
-        };
-        assert_eq!(header("X-Auth-Token").as_deref(), Some("canary-rc-token"));
-        assert_eq!(header("X-User-Id").as_deref(), Some("botuser1"));
-        (
-            r.url.expose().to_string(),
-            serde_json::from_str(&r.body).unwrap(),
-        )
+        let r = request(&rest_chat(), "new text", action);
+        assert_eq!(header(&r, "X-Auth-Token"), Some("canary-rc-token"));
+        assert_eq!(header(&r, "X-User-Id"), Some("botuser1"));
+        (r.url.expose().to_string(), body(&r))
     }
 
     #[test]
     fn rest_posts_threads_edits_and_deletes() {
-        use crate::providers::Thread;
-        let (url, body) = act(Action::Post { thread: None });
+        let (url, b) = act(Action::Post { thread: None });
         assert_eq!(url, "http://127.0.0.1:9/api/v1/chat.postMessage");
         assert_eq!(
-            body,
+            b,
             json!({"roomId": "GENERAL", "text": "new text", "parseUrls": false})
         );
         let root = "GENERAL/mRoot1";
-        let (_, body) = act(Action::Post {
-            thread: Some(Thread { root: Some(root) }),
-        });
-        assert_eq!(body["tmid"], "mRoot1");
-        let (url, body) = act(Action::Edit { remote_id: root });
+        assert_eq!(act(reply(Some(root))).1["tmid"], "mRoot1");
+        let (url, b) = act(Action::Edit { remote_id: root });
         assert_eq!(url, "http://127.0.0.1:9/api/v1/chat.update");
         assert_eq!(
-            body,
+            b,
             json!({"roomId": "GENERAL", "msgId": "mRoot1", "text": "new text"})
         );
-        let (url, body) = act(Action::Delete { remote_id: root });
+        let (url, b) = act(Action::Delete { remote_id: root });
         assert_eq!(url, "http://127.0.0.1:9/api/v1/chat.delete");
-        assert_eq!(body, json!({"roomId": "GENERAL", "msgId": "mRoot1"}));
+        assert_eq!(b, json!({"roomId": "GENERAL", "msgId": "mRoot1"}));
 
         let c = rest_chat();
         assert!(c.capabilities().thread && c.capabilities().edit);
         assert!(!chat(None).capabilities().thread);
+        let sent = r#"{"ts":1,"channel":"general","message":{"_id":"m9","rid":"GENERAL","msg":"x"},"success":true}"#;
         assert_eq!(
-            c.classify(&resp(
-                200,
-                &[],
-                r#"{"ts":1,"channel":"general","message":{"_id":"m9","rid":"GENERAL","msg":"x"},"success":true}"#
-            )),
+            c.classify(&resp(200, &[], sent)),
             Outcome::Sent {
                 remote_id: Some("GENERAL/m9".into())
             }
         );
+        let gone = r#"{"success":false,"error":"No message found with the id of \"m9\".","errorType":"error-message-not-found"}"#;
         assert_eq!(
-            c.classify(&resp(
-                400,
-                &[],
-                r#"{"success":false,"error":"No message found with the id of \"m9\".","errorType":"error-message-not-found"}"#
-            )),
+            c.classify(&resp(400, &[], gone)),
             Outcome::Sent { remote_id: None }
         );
-        let Outcome::Permanent { reason } = c.classify(&resp(
-            401,
-            &[],
-            r#"{"status":"error","message":"You must be logged in to do this."}"#,
-        )) else {
+        let login = r#"{"status":"error","message":"You must be logged in to do this."}"#;
+        let Outcome::Permanent { reason } = c.classify(&resp(401, &[], login)) else {
             panic!("401 is permanent")
         };
         assert!(!reason.contains("canary-rc-token"));
     }
 
-    use crate::providers::http::tests::resp;
-
-    fn request(c: &RocketChatChat, text: &str) -> HttpRequest {
-        let ctx = json!({});
-        match c.request(&Message {
-            chat: "c",
-            text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }) {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
-        }
-    }
-
     #[test]
     fn request_shape_and_limit() {
-        let r = request(&chat(Some("Forum")), "@\u{200B}all \\*x\\*");
+        let r = post(&chat(Some("Forum")), "@\u{200B}all \\*x\\*");
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), HOOK);
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({"text": "@\u{200B}all \\*x\\*", "parseUrls": false, "alias": "Forum", "emoji": ":speech_balloon:"})
         );
-        let long = "word ".repeat(2000);
-        let body: serde_json::Value =
-            serde_json::from_str(&request(&chat(None), &long).body).unwrap();
-        let text = body["text"].as_str().unwrap();
+        let b = body(&post(&chat(None), &"word ".repeat(2000)));
+        let text = b["text"].as_str().unwrap_or_default();
         assert!(text.chars().count() <= TEXT_MAX && text.ends_with('…'));
-        assert!(body.get("alias").is_none());
+        assert!(b.get("alias").is_none());
         assert_eq!(chat(None).target(), "http://127.0.0.1/hooks/…");
     }
 
     #[test]
     fn classifies_rocketchat_answers_without_the_url() {
-        let c = chat(None);
-        assert_eq!(
-            c.classify(&resp(200, &[], r#"{"success":true}"#)),
-            Outcome::Sent { remote_id: None }
-        );
-        assert_eq!(
-            c.classify(&resp(204, &[], "")),
-            Outcome::Sent { remote_id: None }
-        );
-        assert!(matches!(
-            c.classify(&resp(200, &[], r#"{"success":false,"error":"error-running-script"}"#)),
-            Outcome::Permanent { reason } if reason.contains("error-running-script")
-        ));
-        assert!(matches!(
-            c.classify(&resp(200, &[], "<!DOCTYPE html><html>")),
-            Outcome::Permanent { reason } if reason.contains("check `webhook_url`")
-        ));
-        assert!(matches!(
-            c.classify(&resp(400, &[], r#"{"success":false,"error":"invalid-channel"}"#)),
-            Outcome::Permanent { reason } if reason.contains("invalid-channel")
-        ));
+        let c = |status, headers: &[(&str, &str)], body: &str| {
+            chat(None).classify(&resp(status, headers, body))
+        };
+        let sent = Outcome::Sent { remote_id: None };
+        assert_eq!(c(200, &[], r#"{"success":true}"#), sent);
+        assert_eq!(c(204, &[], ""), sent);
         let limited = r#"{"success":false,"error":"Error, too many requests. Please slow down. You must wait 42 seconds before trying this endpoint again. [error-too-many-requests]"}"#;
-        assert!(matches!(
-            c.classify(&resp(429, &[], limited)),
-            Outcome::Retry { after: Some(d), .. } if d == Duration::from_secs(42)
-        ));
-        assert!(matches!(
-            c.classify(&resp(429, &[("Retry-After", "5")], limited)),
-            Outcome::Retry { after: Some(d), .. } if d == Duration::from_secs(5)
-        ));
-        assert!(matches!(
-            c.classify(&resp(503, &[], r#"{"success":false,"error":"Service Unavailable"}"#)),
-            Outcome::Retry { reason, .. } if reason.contains("disabled")
-        ));
-        assert!(matches!(
-            c.classify(&resp(502, &[], "bad gateway")),
-            Outcome::Retry { .. }
-        ));
+        for (status, headers, body, retried, want) in [
+            (
+                200,
+                &[][..],
+                r#"{"success":false,"error":"error-running-script"}"#,
+                false,
+                "error-running-script",
+            ),
+            (
+                200,
+                &[],
+                "<!DOCTYPE html><html>",
+                false,
+                "check `webhook_url`",
+            ),
+            (
+                400,
+                &[],
+                r#"{"success":false,"error":"invalid-channel"}"#,
+                false,
+                "invalid-channel",
+            ),
+            (
+                503,
+                &[],
+                r#"{"success":false,"error":"Service Unavailable"}"#,
+                true,
+                "disabled",
+            ),
+            (502, &[], "bad gateway", true, "HTTP 502"),
+            (404, &[], "Not Found", false, "HTTP 404"),
+            (429, &[], limited, true, "must wait 42"),
+            (429, &[("Retry-After", "5")], limited, true, "must wait 42"),
+        ] {
+            let out = c(status, headers, body);
+            let (Outcome::Retry { reason, .. } | Outcome::Permanent { reason }) = &out else {
+                panic!("{body} was sent")
+            };
+            assert_eq!(matches!(out, Outcome::Retry { .. }), retried, "{out:?}");
+            assert!(reason.contains(want), "{reason} lacks {want}");
+        }
+        let after = |headers| match c(429, headers, limited) {
+            Outcome::Retry { after, .. } => after.map(|d| d.as_secs()),
+            o => panic!("{o:?}"),
+        };
+        assert_eq!(
+            (after(&[]), after(&[("Retry-After", "5")])),
+            (Some(42), Some(5))
+        );
         // A wrong token, whatever status the version answers it with.
         for status in [401, 403, 500] {
-            let o = c.classify(&resp(
+            let o = c(
                 status,
                 &[],
                 r#"{"success":false,"error":"Invalid integration id or token provided."}"#,
-            ));
+            );
             assert!(
                 matches!(&o, Outcome::Permanent { reason } if !reason.contains("hooksecret42")),
                 "{o:?}"
             );
         }
-        assert!(matches!(
-            c.classify(&resp(404, &[], "Not Found")),
-            Outcome::Permanent { .. }
-        ));
     }
 
     #[test]
     fn webhook_url_is_a_secret_url() {
-        let env = HashMap::from([("HOOK".to_string(), HOOK.to_string())]);
         let check = |target: &str| {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(format!(
-                "s = {{ alias = \"Forum\", avatar = \"https://f.example/a.png\" }}\nt = {target}\n"
-            ))
-            .unwrap();
-            let d = (REGISTRATION.parse)(&doc["s"], &mut cx)
-                .and_then(|i| i.bind(&doc["t"], None, &mut cx));
-            let msgs: Vec<String> = cx.problems().iter().map(|p| p.message.clone()).collect();
+            let settings = "{ alias = \"Forum\", avatar = \"https://f.example/a.png\" }";
+            let (d, p) = configure(&REGISTRATION, settings, target, &[("HOOK", HOOK)]);
+            let msgs: Vec<String> = p.into_iter().map(|p| p.message).collect();
             (d.is_some(), msgs)
         };
         assert_eq!(check(r#"{ webhook_url = "${HOOK}" }"#), (true, vec![]));

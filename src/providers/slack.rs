@@ -1,28 +1,16 @@
-//! `slack`: the Web API (`chat.postMessage` with a bot token) or an incoming
-//! webhook URL. Dialect: mrkdwn, escaped by the renderer (`&`, `<`, `>`), and
-//! `link_names` never set, so `<!channel>` or `@here` in a post stays text.
+//! `slack`: the Web API (`POST {api_url}/chat.postMessage`, `chat.update`,
+//! `chat.delete`, bot token as `Bearer`; `remote_id` = `CHANNEL_ID/ts`) or an
+//! incoming webhook URL (the credential). Body: JSON `{"channel", "text"}`,
+//! unfurling off.
 //!
-//! Errors: the Web API answers HTTP 200 with `{"ok":false,"error":...}`;
-//! webhooks answer with a status and a plain-text code. See
-//! shared/providers.md §2.1 and docs.slack.dev `/reference/methods/chat.postMessage`.
+//! Dialect: mrkdwn (`&`, `<`, `>` escaped; `link_names` never set, so
+//! `<!channel>` or `@here` stays text): the strictest reading of Slack's
+//! formatting docs, as no Slack parser is available to test with.
+//!
+//! Answers: the Web API says 200 with `{"ok":false,"error"}` (a few codes are
+//! transient); webhooks a status and a text code. See shared/providers.md §2.1.
 
-use std::ops::Range;
-use std::sync::Arc;
-
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
-
-use super::kit::{self, Provider};
-use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-    Registration, http::classify_status,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
+use super::kit::prelude::*;
 
 pub const REGISTRATION: Registration =
     kit::registration::<Slack>("slack", "Slack Web API (bot token) or incoming webhook");
@@ -78,11 +66,9 @@ impl Provider for Slack {
     type Target = Target;
 
     fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
-        let token = cx.opt_secret("token", &s.token)?;
-        let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
         Some(Slack {
-            token,
-            api_url,
+            token: cx.opt_secret("token", &s.token)?,
+            api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,
             username: s.username,
             icon_url: s.icon_url,
         })
@@ -94,39 +80,24 @@ impl Provider for Slack {
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let mode = match (&t.channel, &t.webhook_url) {
-            (Some(c), None) => {
-                let Some(token) = self.token.clone() else {
-                    cx.error(
-                        Some(c.span()),
-                        "posting to a `channel` needs a bot token: set `token = \"${SLACK_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"slack\", or use `webhook_url`",
-                    );
-                    return None;
-                };
+        let both = "set either `channel` (Web API) or `webhook_url` (incoming webhook), not both";
+        let neither = "a slack chat needs `channel` (with a bot token) or `webhook_url`";
+        let mode = match kit::one_of(cx, &t.channel, &t.webhook_url, chat, both, neither)? {
+            OneOf::First(c) => {
+                let token = cx.require_token(
+                    &self.token,
+                    Some(c.span()),
+                    "posting to a `channel` needs a bot token: set `token = \"${SLACK_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"slack\", or use `webhook_url`",
+                )?;
                 let channel = c.get_ref().trim().trim_start_matches('#').to_string();
                 if channel.is_empty() {
-                    cx.error(Some(c.span()), "`channel` is empty");
-                    return None;
+                    return kit::reject(cx, Some(c.span()), "`channel` is empty");
                 }
                 Mode::Api { token, channel }
             }
-            (None, Some(u)) => Mode::Webhook {
+            OneOf::Second(u) => Mode::Webhook {
                 url: cx.url("webhook_url", u, true)?,
             },
-            (Some(c), Some(_)) => {
-                cx.error(
-                    Some(c.span()),
-                    "set either `channel` (Web API) or `webhook_url` (incoming webhook), not both",
-                );
-                return None;
-            }
-            (None, None) => {
-                cx.error(
-                    chat,
-                    "a slack chat needs `channel` (with a bot token) or `webhook_url`",
-                );
-                return None;
-            }
         };
         Some(Box::new(SlackChat {
             instance: self,
@@ -161,16 +132,11 @@ impl Destination for SlackChat {
     }
 
     fn capabilities(&self) -> Capabilities {
-        match self.mode {
-            // The Web API returns the message `ts`: threads and edits work.
-            Mode::Api { .. } => Capabilities::ALL,
-            // A webhook answers just `ok`: nothing to thread under or edit.
-            Mode::Webhook { .. } => Capabilities::default(),
-        }
+        // The Web API answers the message `ts`; a webhook just `ok`.
+        kit::capabilities_if(matches!(self.mode, Mode::Api { .. }))
     }
 
     fn default_rate(&self) -> Option<Rate> {
-        // chat.postMessage and webhooks: about one message per second per channel.
         Some(Rate::per_second(1))
     }
 
@@ -182,44 +148,40 @@ impl Destination for SlackChat {
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        match &self.mode {
-            Mode::Api { token, channel } => {
-                // `concat`, not `format!`: this runs for every delivery.
-                let url =
-                    |method: &str| Secret::new([&self.instance.api_url, "/", method].concat());
-                let req = match msg.action {
-                    Action::Post { thread } => {
-                        let body = PostMessage {
-                            channel,
-                            text: msg.text,
-                            unfurl_links: false,
-                            unfurl_media: false,
-                            username: self.instance.username.as_deref(),
-                            icon_url: self.instance.icon_url.as_deref(),
-                            thread_ts: (thread.and_then(|t| t.root))
-                                .map(|root| MessageId::parse(root, channel).ts),
-                        };
-                        HttpRequest::post_json(&url("chat.postMessage"), &body)
-                    }
-                    // Edits and deletes need the channel ID the post answer named.
-                    Action::Edit { remote_id } => {
-                        let id = MessageId::parse(remote_id, channel);
-                        let body = json!({"channel": id.channel, "ts": id.ts, "text": msg.text});
-                        HttpRequest::post_json(&url("chat.update"), &body)
-                    }
-                    Action::Delete { remote_id } => {
-                        let id = MessageId::parse(remote_id, channel);
-                        let body = json!({"channel": id.channel, "ts": id.ts});
-                        HttpRequest::post_json(&url("chat.delete"), &body)
-                    }
-                };
-                Outbound::Http(req.bearer(token))
-            }
+        let (token, channel) = match &self.mode {
+            Mode::Api { token, channel } => (token, channel.as_str()),
             Mode::Webhook { url } => {
                 let body = json!({"text": msg.text, "unfurl_links": false});
-                Outbound::Http(HttpRequest::post_json(url, &body))
+                return Outbound::Http(HttpRequest::post_json(url, &body));
             }
-        }
+        };
+        // `concat`, not `format!`: this runs for every delivery.
+        let url = |method: &str| Secret::new([&self.instance.api_url, "/", method].concat());
+        let req = match msg.action {
+            Action::Post { thread } => {
+                let body = PostMessage {
+                    channel,
+                    text: msg.text,
+                    unfurl_links: false,
+                    unfurl_media: false,
+                    username: self.instance.username.as_deref(),
+                    icon_url: self.instance.icon_url.as_deref(),
+                    thread_ts: (thread.and_then(|t| t.root)).map(|r| kit::split_id(r, channel).1),
+                };
+                HttpRequest::post_json(&url("chat.postMessage"), &body)
+            }
+            // `chat.update` refuses channel names: the id comes from the post's answer.
+            Action::Edit { remote_id } => {
+                let (channel, ts) = kit::split_id(remote_id, channel);
+                let body = json!({"channel": channel, "ts": ts, "text": msg.text});
+                HttpRequest::post_json(&url("chat.update"), &body)
+            }
+            Action::Delete { remote_id } => {
+                let (channel, ts) = kit::split_id(remote_id, channel);
+                HttpRequest::post_json(&url("chat.delete"), &json!({"channel": channel, "ts": ts}))
+            }
+        };
+        Outbound::Http(req.bearer(token))
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
@@ -232,35 +194,26 @@ impl Destination for SlackChat {
         let body: serde_json::Value = match serde_json::from_slice::<serde_json::Value>(&resp.body)
         {
             Ok(v) if v["ok"].is_boolean() => v,
-            _ => {
-                return Outcome::Retry {
-                    reason: format!("slack: unreadable answer: {}", resp.body_snippet()),
-                    after: None,
-                };
-            }
+            _ => return kit::unreadable("slack", resp),
         };
         if body["ok"].as_bool() == Some(true) {
             let remote_id = match (body["channel"].as_str(), body["ts"].as_str()) {
                 (Some(channel), Some(ts)) => Some(format!("{channel}/{ts}")),
-                (None, Some(ts)) => Some(ts.to_string()),
+                (None, ts) => ts.map(str::to_string),
                 _ => None,
             };
             return Outcome::Sent { remote_id };
         }
-        let code = body["error"].as_str().unwrap_or("unknown_error");
-        if code == "message_not_found" {
+        match body["error"].as_str().unwrap_or("unknown_error") {
             // Edited or deleted after someone removed it in Slack: nothing left to do.
-            return Outcome::Sent { remote_id: None };
-        }
-        if TRANSIENT_ERRORS.contains(&code) {
-            Outcome::Retry {
+            "message_not_found" => Outcome::Sent { remote_id: None },
+            code if TRANSIENT_ERRORS.contains(&code) => Outcome::Retry {
                 reason: format!("slack: {code}"),
                 after: resp.retry_after(),
-            }
-        } else {
-            Outcome::Permanent {
+            },
+            code => Outcome::Permanent {
                 reason: format!("slack: {code}{}", hint(code)),
-            }
+            },
         }
     }
 
@@ -289,26 +242,6 @@ struct PostMessage<'a> {
     thread_ts: Option<&'a str>,
 }
 
-/// A message as the relay remembers it: `CHANNEL_ID/ts` (the channel ID
-/// from the post answer, since `chat.update` refuses channel names), or a
-/// bare `ts` in the configured channel.
-struct MessageId<'a> {
-    channel: &'a str,
-    ts: &'a str,
-}
-
-impl<'a> MessageId<'a> {
-    fn parse(remote_id: &'a str, channel: &'a str) -> Self {
-        match remote_id.split_once('/') {
-            Some((channel, ts)) => Self { channel, ts },
-            None => Self {
-                channel,
-                ts: remote_id,
-            },
-        }
-    }
-}
-
 fn hint(code: &str) -> &'static str {
     match code {
         "channel_not_found" => " (check the channel, and invite the bot to private channels)",
@@ -329,179 +262,126 @@ fn hint(code: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::providers::Instance;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{bind_chat, body, header, post, reply, request, resp};
     use std::time::Duration;
+
+    const TOKEN: &str = "xoxb-canary-123";
 
     fn api_chat() -> SlackChat {
         SlackChat {
             instance: Arc::new(Slack {
-                token: Some(Secret::new("xoxb-canary-123")),
+                token: Some(Secret::new(TOKEN)),
                 api_url: "http://127.0.0.1:9/api".into(),
                 username: None,
                 icon_url: None,
             }),
             mode: Mode::Api {
-                token: Secret::new("xoxb-canary-123"),
+                token: Secret::new(TOKEN),
                 channel: "general".into(),
             },
         }
     }
 
-    use crate::providers::http::tests::resp;
-
     #[test]
     fn web_api_request_shape() {
-        let ctx = json!({});
-        let out = api_chat().request(&Message {
-            chat: "c",
-            text: "&lt;!channel&gt; hi",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        });
-        let Outbound::Http(r) = out else {
-            panic!("expected HTTP")
-        };
+        let r = post(&api_chat(), "&lt;!channel&gt; hi");
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/api/chat.postMessage");
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({"channel": "general", "text": "&lt;!channel&gt; hi", "unfurl_links": false, "unfurl_media": false})
         );
-        assert!(body.get("link_names").is_none());
-        assert!(
-            r.headers
-                .iter()
-                .any(|(k, v)| k == "Authorization" && v.expose() == "Bearer xoxb-canary-123")
-        );
-    }
-
-    fn api_request(action: Action<'_>) -> (String, serde_json::Value) {
-        let ctx = json!({});
-        let out = api_chat().request(&Message {
-            chat: "c",
-            text: "new text",
-            context: &ctx,
-            action,
-            delivery: None,
-        });
-        let Outbound::Http(r) = out else {
-            panic!("expected HTTP")
-        };
-        (
-            r.url.expose().to_string(),
-            serde_json::from_str(&r.body).unwrap(),
-        )
+        assert!(body(&r).get("link_names").is_none());
+        assert_eq!(header(&r, "Authorization"), Some("Bearer xoxb-canary-123"));
     }
 
     #[test]
     fn thread_edit_and_delete_requests() {
-        use crate::providers::Thread;
         let root = "C0123/1700000000.000100";
-        let (url, body) = api_request(Action::Post {
-            thread: Some(Thread { root: Some(root) }),
-        });
+        let api = |action| {
+            let r = request(&api_chat(), "new text", action);
+            (r.url.expose().to_string(), body(&r))
+        };
+        let (url, b) = api(reply(Some(root)));
         assert!(url.ends_with("/chat.postMessage"));
-        assert_eq!(body["thread_ts"], "1700000000.000100");
-        assert_eq!(body["channel"], "general");
+        assert_eq!(b["thread_ts"], "1700000000.000100");
+        assert_eq!(b["channel"], "general");
         // Opening a thread is an ordinary message.
-        let (_, body) = api_request(Action::Post {
-            thread: Some(Thread { root: None }),
-        });
-        assert!(body.get("thread_ts").is_none());
-
-        let (url, body) = api_request(Action::Edit { remote_id: root });
+        assert!(api(reply(None)).1.get("thread_ts").is_none());
+        let (url, b) = api(Action::Edit { remote_id: root });
         assert!(url.ends_with("/chat.update"));
         assert_eq!(
-            body,
+            b,
             json!({"channel": "C0123", "ts": "1700000000.000100", "text": "new text"})
         );
-        let (url, body) = api_request(Action::Delete { remote_id: root });
+        let (url, b) = api(Action::Delete { remote_id: root });
         assert!(url.ends_with("/chat.delete"));
-        assert_eq!(body, json!({"channel": "C0123", "ts": "1700000000.000100"}));
+        assert_eq!(b, json!({"channel": "C0123", "ts": "1700000000.000100"}));
         // A bare ts (older refs) uses the configured channel.
-        let (_, body) = api_request(Action::Delete {
+        let bare = api(Action::Delete {
             remote_id: "1700000000.000100",
         });
-        assert_eq!(body["channel"], "general");
+        assert_eq!(bare.1["channel"], "general");
     }
 
     #[test]
     fn classifies_web_api_answers_without_leaking_the_token() {
-        let c = api_chat();
+        let c = |status, headers: &[(&str, &str)], body: &str| {
+            api_chat().classify(&resp(status, headers, body))
+        };
+        let sent = r#"{"ok":true,"channel":"C0123","ts":"1700000000.000100"}"#;
         assert_eq!(
-            c.classify(&resp(
-                200,
-                &[],
-                r#"{"ok":true,"channel":"C0123","ts":"1700000000.000100"}"#
-            )),
+            c(200, &[], sent),
             Outcome::Sent {
                 remote_id: Some("C0123/1700000000.000100".into())
             }
         );
         // Changing a message that is gone already: done.
+        let gone = r#"{"ok":false,"error":"message_not_found"}"#;
+        assert_eq!(c(200, &[], gone), Outcome::Sent { remote_id: None });
         assert_eq!(
-            c.classify(&resp(
-                200,
-                &[],
-                r#"{"ok":false,"error":"message_not_found"}"#
-            )),
-            Outcome::Sent { remote_id: None }
-        );
-        assert_eq!(
-            c.classify(&resp(429, &[("Retry-After", "3")], "")),
+            c(429, &[("Retry-After", "3")], ""),
             Outcome::Retry {
                 reason: "HTTP 429".into(),
                 after: Some(Duration::from_secs(3))
             }
         );
+        assert!(matches!(c(502, &[], ""), Outcome::Retry { .. }));
         // Slack's error answers can quote the request back (`warning`,
         // `response_metadata`): the reason is built from the error code,
         // never from the rest of the body, so the token quoted there stays
         // out. (Non-2xx answers carry a body snippet; the sender passes
         // those through the redactor: tests/provider_slack.rs.)
-        let quoting = |code: &str| {
-            format!(
-                r#"{{"ok":false,"error":"{code}","warning":"echo: Authorization: Bearer xoxb-canary-123","response_metadata":{{"messages":["[ERROR] token xoxb-canary-123 rejected"]}}}}"#
-            )
-        };
-        let out = c.classify(&resp(200, &[], &quoting("ratelimited")));
-        let Outcome::Retry { reason, .. } = out else {
-            panic!("ratelimited should be retried: {out:?}")
-        };
-        assert!(reason.contains("ratelimited"), "{reason}");
-        assert!(!reason.contains("xoxb-canary-123"), "{reason}");
-        assert!(matches!(
-            c.classify(&resp(502, &[], "")),
-            Outcome::Retry { .. }
-        ));
-        for code in ["invalid_auth", "channel_not_found"] {
-            let out = c.classify(&resp(200, &[], &quoting(code)));
-            let Outcome::Permanent { reason } = out else {
-                panic!("{code} should be permanent")
+        for (code, retried) in [
+            ("ratelimited", true),
+            ("invalid_auth", false),
+            ("channel_not_found", false),
+        ] {
+            let quoting = format!(
+                r#"{{"ok":false,"error":"{code}","warning":"echo: Authorization: Bearer {TOKEN}","response_metadata":{{"messages":["[ERROR] token {TOKEN} rejected"]}}}}"#
+            );
+            let (Outcome::Retry { reason, .. } | Outcome::Permanent { reason }) =
+                c(200, &[], &quoting)
+            else {
+                panic!("{code} was sent")
             };
-            assert!(reason.contains(code), "{reason}");
-            assert!(!reason.contains("xoxb-canary-123"), "{reason}");
+            let out = c(200, &[], &quoting);
+            assert_eq!(matches!(out, Outcome::Retry { .. }), retried, "{out:?}");
+            assert!(reason.contains(code) && !reason.contains(TOKEN), "{reason}");
         }
     }
 
     #[test]
     fn channel_without_token_is_a_located_error() {
-        let env = HashMap::<String, String>::new();
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
         let inst = Arc::new(Slack {
             token: None,
             api_url: DEFAULT_API_URL.into(),
             username: None,
             icon_url: None,
         });
-        let doc = toml_edit::Document::parse("t = { channel = \"#general\" }".to_string()).unwrap();
-        assert!(inst.bind(&doc["t"], None, &mut cx).is_none());
-        let p = &cx.problems()[0];
-        assert!(p.message.contains("needs a bot token"));
-        assert_eq!(p.span, Some(16..26));
+        let (d, problems) = bind_chat(inst, "{ channel = \"#general\" }", None);
+        assert!(d.is_none());
+        assert!(problems[0].message.contains("needs a bot token"));
+        assert_eq!(problems[0].span, Some(16..26));
     }
 }

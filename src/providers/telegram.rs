@@ -1,39 +1,18 @@
-//! `telegram`: the Bot API's `sendMessage` with `parse_mode = HTML`. The
-//! rendered text is already HTML-escaped by the renderer (entities, and
-//! `@name` broken with a zero-width space), link previews are turned off,
-//! and a forum supergroup's topic can be targeted with `message_thread_id`.
+//! `telegram`: the Bot API, `POST {api_url}/bot{token}/sendMessage` (the token
+//! is in the path: the whole URL is a secret), JSON `{"chat_id", "text",
+//! "parse_mode": "HTML"}` with link previews off and `message_thread_id` for a
+//! forum topic. The `remote_id` is the `message_id`: replies set
+//! `reply_parameters`, edits are `editMessageText`, deletes `deleteMessage`.
 //!
-//! Lifecycle: a reply in a forum topic's thread answers the topic's first
-//! message (`reply_parameters`), an edit is `editMessageText`, a delete
-//! `deleteMessage`. The `remote_id` is the decimal `message_id`; the chat
-//! is the destination's own.
+//! Dialect: HTML (entities, U+200B after a mentioning `@`), checked with an HTML
+//! parser in tests/parser_escaping.rs. Limit: 4096 UTF-16 units of text.
 //!
-//! The bot token is part of the URL path (`/bot<token>/sendMessage`), so the
-//! whole URL is a secret. Errors are JSON with the matching HTTP status:
-//! `{"ok":false,"error_code":N,"description":...,"parameters"?}`, where
-//! `parameters.retry_after` (429) and `parameters.migrate_to_chat_id` (a
-//! group upgraded to a supergroup) carry the actionable part.
-//! See shared/providers.md §2.3 and core.telegram.org/bots/api#sendmessage.
+//! Answers: `{"ok":false,"error_code","description","parameters"?}` with the
+//! status; `retry_after` and `migrate_to_chat_id` say what to do. shared/providers.md §2.3.
 
 use std::borrow::Cow;
-use std::ops::Range;
-use std::sync::Arc;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
-
-use super::http::retry_hint;
-use super::kit::{self, Provider};
-use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-    Registration, http::classify_status,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
+use super::kit::prelude::*;
 
 pub const REGISTRATION: Registration =
     kit::registration::<Telegram>("telegram", "Telegram Bot API (sendMessage, HTML)");
@@ -77,43 +56,30 @@ pub enum ChatIdValue {
     Text(String),
 }
 
-/// A validated chat id, as the Bot API takes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A validated chat id, as the Bot API takes it (a number, or `@name`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
 enum ChatId {
     Id(i64),
     Username(String),
 }
 
 impl ChatId {
-    fn json(&self) -> serde_json::Value {
-        match self {
-            ChatId::Id(n) => json!(n),
-            ChatId::Username(u) => json!(u),
-        }
-    }
-
     fn read(v: &ChatIdValue) -> Result<Self, &'static str> {
         const HELP: &str =
             "`chat_id` must be a chat id like -1001234567890 or a public channel's \"@username\"";
-        match v {
-            ChatIdValue::Id(0) => Err(HELP),
-            ChatIdValue::Id(n) => Ok(ChatId::Id(*n)),
-            ChatIdValue::Text(s) => {
-                let s = s.trim();
-                if let Ok(n) = s.parse::<i64>() {
-                    return if n == 0 { Err(HELP) } else { Ok(ChatId::Id(n)) };
-                }
-                let name = s.strip_prefix('@').ok_or(HELP)?;
-                // Telegram usernames: 4 to 32 of a-z, 0-9 and `_`.
-                let ok = (4..=32).contains(&name.len())
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if ok {
-                    Ok(ChatId::Username(s.to_string()))
-                } else {
-                    Err(HELP)
-                }
-            }
+        let s = match v {
+            ChatIdValue::Id(n) => return (*n != 0).then_some(ChatId::Id(*n)).ok_or(HELP),
+            ChatIdValue::Text(s) => s.trim(),
+        };
+        if let Ok(n) = s.parse::<i64>() {
+            return (n != 0).then_some(ChatId::Id(n)).ok_or(HELP);
         }
+        let name = s.strip_prefix('@').ok_or(HELP)?;
+        // Telegram usernames: 4 to 32 of a-z, 0-9 and `_`.
+        let ok = (4..=32).contains(&name.len())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        ok.then(|| ChatId::Username(s.to_string())).ok_or(HELP)
     }
 }
 
@@ -129,11 +95,9 @@ impl Provider for Telegram {
     type Target = Target;
 
     fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
-        let token = cx.opt_secret("token", &s.token)?;
-        let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
         Some(Telegram {
-            token,
-            api_url,
+            token: cx.opt_secret("token", &s.token)?,
+            api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,
             disable_notification: s.disable_notification.unwrap_or(false),
         })
     }
@@ -145,37 +109,22 @@ impl Provider for Telegram {
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
         let Some(raw) = &t.chat_id else {
-            cx.error(
-                chat,
-                "a telegram chat needs `chat_id` (e.g. -1001234567890, or \"@channelname\")",
-            );
-            return None;
+            let msg = "a telegram chat needs `chat_id` (e.g. -1001234567890, or \"@channelname\")";
+            return kit::reject(cx, chat, msg);
         };
         let chat_id = match ChatId::read(raw.get_ref()) {
             Ok(c) => c,
-            Err(msg) => {
-                cx.error(Some(raw.span()), msg);
-                return None;
-            }
+            Err(msg) => return kit::reject(cx, Some(raw.span()), msg),
         };
-        let thread = match &t.message_thread_id {
-            Some(n) if *n.get_ref() <= 0 => {
-                cx.error(
-                    Some(n.span()),
-                    "`message_thread_id` must be a positive forum topic id",
-                );
-                return None;
-            }
-            Some(n) => Some(*n.get_ref()),
-            None => None,
-        };
-        let Some(token) = self.token.clone() else {
-            cx.error(
-                Some(raw.span()),
-                "a telegram chat needs a bot token: set `token = \"${TELEGRAM_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"telegram\"",
-            );
-            return None;
-        };
+        let thread = kit::opt_field(cx, &t.message_thread_id, |n| match *n {
+            n if n > 0 => Ok(n),
+            _ => Err("`message_thread_id` must be a positive forum topic id"),
+        })?;
+        let token = cx.require_token(
+            &self.token,
+            Some(raw.span()),
+            "a telegram chat needs a bot token: set `token = \"${TELEGRAM_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"telegram\"",
+        )?;
         Some(Box::new(TelegramChat {
             instance: self,
             token,
@@ -192,6 +141,12 @@ struct TelegramChat {
     chat_id: ChatId,
     thread: Option<i64>,
 }
+
+/// An answer that is not the Bot API's JSON (a proxy, a load balancer page).
+const NOT_BOT_API: Spec = Spec {
+    hint: status_hint,
+    ..Spec::plain("telegram")
+};
 
 impl Destination for TelegramChat {
     fn kind(&self) -> &'static str {
@@ -234,72 +189,46 @@ impl Destination for TelegramChat {
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let text = truncate_html(msg.text, MAX_TEXT);
-        let (method, body) = match msg.action {
+        let chat_id = &self.chat_id;
+        let mut body = json!({
+            "chat_id": chat_id,
+            "text": text,
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": true},
+        });
+        let method = match msg.action {
             Action::Post { thread } => {
-                let mut body = json!({
-                    "chat_id": self.chat_id.json(),
-                    "text": text,
-                    "parse_mode": "HTML",
-                    "link_preview_options": {"is_disabled": true},
+                kit::put(&mut body, "message_thread_id", self.thread);
+                // A reply to the topic's first message; if that message was
+                // deleted in the chat, post anyway rather than fail.
+                let reply = (thread.and_then(|t| t.root)).map(|root| {
+                    json!({"message_id": message_id(root), "allow_sending_without_reply": true})
                 });
-                if let Some(t) = self.thread {
-                    body["message_thread_id"] = json!(t);
-                }
-                if let Some(root) = thread.and_then(|t| t.root) {
-                    // A reply to the topic's first message; if that message
-                    // was deleted in the chat, post anyway rather than fail.
-                    body["reply_parameters"] = json!({
-                        "message_id": message_id(root),
-                        "allow_sending_without_reply": true,
-                    });
-                }
-                if self.instance.disable_notification {
-                    body["disable_notification"] = json!(true);
-                }
-                ("sendMessage", body)
+                kit::put(&mut body, "reply_parameters", reply);
+                let silent = self.instance.disable_notification;
+                kit::put(&mut body, "disable_notification", silent.then_some(true));
+                "sendMessage"
             }
-            Action::Edit { remote_id } => (
-                "editMessageText",
-                json!({
-                    "chat_id": self.chat_id.json(),
-                    "message_id": message_id(remote_id),
-                    "text": text,
-                    "parse_mode": "HTML",
-                    "link_preview_options": {"is_disabled": true},
-                }),
-            ),
-            Action::Delete { remote_id } => (
-                "deleteMessage",
-                json!({
-                    "chat_id": self.chat_id.json(),
-                    "message_id": message_id(remote_id),
-                }),
-            ),
+            Action::Edit { remote_id } => {
+                body["message_id"] = message_id(remote_id);
+                "editMessageText"
+            }
+            Action::Delete { remote_id } => {
+                body = json!({"chat_id": chat_id, "message_id": message_id(remote_id)});
+                "deleteMessage"
+            }
         };
-        let url = Secret::new(format!(
-            "{}/bot{}/{method}",
-            self.instance.api_url,
-            self.token.expose()
-        ));
+        let (api, token) = (&self.instance.api_url, self.token.expose());
+        let url = Secret::new(format!("{api}/bot{token}/{method}"));
         Outbound::Http(HttpRequest::post_json(&url, &body))
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         let body: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
-        let Some(body) = body.filter(|b| b.get("ok").and_then(|o| o.as_bool()).is_some()) else {
-            // Not the Bot API's JSON (a proxy, a load balancer page).
-            return match classify_status(resp) {
-                Outcome::Sent { .. } => Outcome::Retry {
-                    reason: format!("telegram: unreadable answer: {}", resp.body_snippet()),
-                    after: None,
-                },
-                Outcome::Retry { reason, after } => Outcome::Retry {
-                    reason: format!("telegram: {reason}"),
-                    after,
-                },
-                Outcome::Permanent { reason } => Outcome::Permanent {
-                    reason: format!("telegram: {reason}{}", status_hint(resp.status)),
-                },
+        let Some(body) = body.filter(|b| b["ok"].is_boolean()) else {
+            return match classify_json(resp, &NOT_BOT_API) {
+                Outcome::Sent { .. } => kit::unreadable("telegram", resp),
+                o => o,
             };
         };
         if body["ok"].as_bool() == Some(true) && (200..300).contains(&resp.status) {
@@ -337,22 +266,15 @@ fn classify_error(resp: &HttpResponse, body: &serde_json::Value) -> Outcome {
     // server's trouble" (a proxy's 502 with a stale body) wins over it.
     let code = match resp.status {
         408 | 429 | 500..=599 => resp.status,
-        _ => body["error_code"]
-            .as_u64()
+        _ => (body["error_code"].as_u64())
             .and_then(|c| u16::try_from(c).ok())
             .unwrap_or(resp.status),
     };
-    let description = body["description"]
-        .as_str()
-        .map(|d| d.chars().take(200).collect::<String>())
-        .unwrap_or_default();
+    let description = kit::clip(body["description"].as_str().unwrap_or(""), 200);
     let params = &body["parameters"];
-    let reason = |hint: &str| {
-        if description.is_empty() {
-            format!("telegram: {code}{hint}")
-        } else {
-            format!("telegram: {code} {description}{hint}")
-        }
+    let reason = |hint: &str| match description.as_str() {
+        "" => format!("telegram: {code}{hint}"),
+        d => format!("telegram: {code} {d}{hint}"),
     };
     if let Some(new_id) = params["migrate_to_chat_id"].as_i64() {
         return Outcome::Permanent {
@@ -362,16 +284,10 @@ fn classify_error(resp: &HttpResponse, body: &serde_json::Value) -> Outcome {
         };
     }
     let retry_after = retry_hint::json_secs(&params["retry_after"]);
-    if code == 429 || retry_after.is_some() {
+    if code == 429 || retry_after.is_some() || code >= 500 || code == 408 {
         return Outcome::Retry {
             reason: reason(""),
             after: retry_after.or_else(|| resp.retry_after()),
-        };
-    }
-    if code >= 500 || code == 408 {
-        return Outcome::Retry {
-            reason: reason(""),
-            after: resp.retry_after(),
         };
     }
     let lower = description.to_ascii_lowercase();
@@ -383,7 +299,14 @@ fn classify_error(resp: &HttpResponse, body: &serde_json::Value) -> Outcome {
     {
         return Outcome::Sent { remote_id: None };
     }
-    let hint = if lower.contains("chat not found") {
+    Outcome::Permanent {
+        reason: reason(hint(&lower, code)),
+    }
+}
+
+/// What to check, by the description's words (then by the code).
+fn hint(lower: &str, code: u16) -> &'static str {
+    if lower.contains("chat not found") {
         " (check chat_id, and that the bot has been added to the chat)"
     } else if lower.contains("thread not found") {
         " (check message_thread_id: the forum topic may have been deleted)"
@@ -403,9 +326,6 @@ fn classify_error(resp: &HttpResponse, body: &serde_json::Value) -> Outcome {
         " (the bot cannot post there: add it to the chat again, with the right to post)"
     } else {
         status_hint(code)
-    };
-    Outcome::Permanent {
-        reason: reason(hint),
     }
 }
 
@@ -432,7 +352,7 @@ fn truncate_html(html: &str, max: usize) -> Cow<'_, str> {
     let mut rest = html;
     while let Some((token, units)) = next_token(rest) {
         if units == 0 {
-            track_tag(token, &mut open);
+            kit::track_tag(token, &mut open, &[]);
         } else if used + units > budget {
             break;
         } else {
@@ -462,106 +382,51 @@ fn visible_units(html: &str) -> usize {
 
 /// The next tag (0 units), entity (1 unit) or character at the start of `s`.
 fn next_token(s: &str) -> Option<(&str, usize)> {
-    let c = s.chars().next()?;
-    if c == '<'
-        && let Some(end) = s.find('>')
-    {
-        return Some((&s[..=end], 0));
-    }
-    if c == '&'
-        && let Some(end) = s
-            .char_indices()
-            .take(12)
-            .find(|(_, c)| *c == ';')
-            .map(|(i, _)| i)
-        && s[1..end]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '#')
-        && end > 1
-    {
-        return Some((&s[..=end], 1));
-    }
-    Some((&s[..c.len_utf8()], c.len_utf16()))
-}
-
-/// Keeps the stack of open elements up to date with one tag.
-fn track_tag(tag: &str, open: &mut Vec<String>) {
-    let inner = tag.trim_start_matches('<').trim_end_matches('>').trim();
-    if inner.ends_with('/') || inner.starts_with('!') {
-        return;
-    }
-    let name = |s: &str| {
-        s.split(|c: char| c.is_whitespace() || c == '/')
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase()
+    let token = kit::html_token(s)?;
+    let units = match token.chars().next() {
+        Some('<') if token.len() > 1 => 0,
+        Some('&') if token.len() > 1 => 1,
+        c => c.map_or(0, char::len_utf16),
     };
-    if let Some(closing) = inner.strip_prefix('/') {
-        let n = name(closing.trim());
-        if let Some(i) = open.iter().rposition(|o| *o == n) {
-            open.truncate(i);
-        }
-    } else {
-        let n = name(inner);
-        if !n.is_empty() {
-            open.push(n);
-        }
-    }
+    Some((token, units))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use crate::providers::Instance;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{bind_chat, body, post, reply, request, resp};
     use std::time::Duration;
 
     const TOKEN: &str = "123456:canary-telegram-token";
 
+    fn instance(token: Option<&str>) -> Arc<Telegram> {
+        Arc::new(Telegram {
+            token: token.map(Secret::new),
+            api_url: "http://127.0.0.1:9".into(),
+            disable_notification: false,
+        })
+    }
+
     fn chat(chat_id: ChatId, thread: Option<i64>) -> TelegramChat {
         TelegramChat {
-            instance: Arc::new(Telegram {
-                token: Some(Secret::new(TOKEN)),
-                api_url: "http://127.0.0.1:9".into(),
-                disable_notification: false,
-            }),
+            instance: instance(Some(TOKEN)),
             token: Secret::new(TOKEN),
             chat_id,
             thread,
         }
     }
 
-    use crate::providers::http::tests::resp;
-
-    fn http(out: Outbound) -> HttpRequest {
-        match out {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
-        }
-    }
-
     #[test]
     fn request_shape() {
-        let ctx = json!({});
         let text = "<b><a href=\"https://f/t/1\">&lt;b&gt;hi</a></b> by @\u{200B}bob";
-        let r = http(
-            chat(ChatId::Id(-1001234567890), Some(42)).request(&Message {
-                chat: "c",
-                text,
-                context: &ctx,
-                action: Default::default(),
-                delivery: None,
-            }),
-        );
+        let r = post(&chat(ChatId::Id(-1001234567890), Some(42)), text);
         assert_eq!(r.method, "POST");
         assert_eq!(
             r.url.expose(),
             format!("http://127.0.0.1:9/bot{TOKEN}/sendMessage")
         );
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({
                 "chat_id": -1001234567890i64,
                 "text": text,
@@ -575,20 +440,9 @@ mod tests {
         assert!(r.headers.iter().all(|(_, v)| !v.expose().contains(TOKEN)));
 
         let c = chat(ChatId::Username("@forum_news".into()), None);
-        let body: serde_json::Value = serde_json::from_str(
-            &http(c.request(&Message {
-                chat: "c",
-                text: "x",
-                context: &ctx,
-                action: Default::default(),
-                delivery: None,
-            }))
-            .body,
-        )
-        .unwrap();
-        assert_eq!(body["chat_id"], "@forum_news");
-        assert!(body.get("message_thread_id").is_none());
-        assert!(!c.target().contains(TOKEN));
+        let b = body(&post(&c, "x"));
+        assert_eq!(b["chat_id"], "@forum_news");
+        assert!(b.get("message_thread_id").is_none());
         assert_eq!(c.target(), "@forum_news");
     }
 
@@ -604,24 +458,38 @@ mod tests {
             read(ChatIdValue::Text("@forum_news".into())),
             Ok(ChatId::Username("@forum_news".into()))
         );
-        for bad in ["forum_news", "@ab", "@has space", "", "@"] {
+        for bad in ["forum_news", "@ab", "@has space", "", "@", "0"] {
             assert!(read(ChatIdValue::Text(bad.into())).is_err(), "{bad}");
         }
         assert!(read(ChatIdValue::Id(0)).is_err());
     }
 
+    /// `{"ok":false,...}` for `code` and `description`.
+    fn failure(code: u16, description: &str) -> String {
+        format!(r#"{{"ok":false,"error_code":{code},"description":"{description}"}}"#)
+    }
+
     #[test]
     fn classifies_bot_api_answers() {
         let c = chat(ChatId::Id(-100123), None);
+        let sent = |body: &str| c.classify(&resp(200, &[], body));
+        let id = |id: &str| Outcome::Sent {
+            remote_id: Some(id.into()),
+        };
         assert_eq!(
-            c.classify(&resp(
-                200,
-                &[],
-                r#"{"ok":true,"result":{"message_id":77,"chat":{"id":-100123}}}"#
-            )),
-            Outcome::Sent {
-                remote_id: Some("77".into())
-            }
+            sent(r#"{"ok":true,"result":{"message_id":77,"chat":{"id":-100123}}}"#),
+            id("77")
+        );
+        // editMessageText answers the edited message; deleteMessage `true`.
+        assert_eq!(
+            sent(
+                r#"{"ok":true,"result":{"message_id":77,"chat":{"id":-100123},"edit_date":1700000100,"text":"new"}}"#
+            ),
+            id("77")
+        );
+        assert_eq!(
+            sent(r#"{"ok":true,"result":true}"#),
+            Outcome::Sent { remote_id: None }
         );
         assert_eq!(
             c.classify(&resp(
@@ -634,66 +502,48 @@ mod tests {
                 after: Some(Duration::from_secs(31))
             }
         );
-        assert!(matches!(
-            c.classify(&resp(502, &[], "<html>Bad Gateway</html>")),
-            Outcome::Retry { .. }
-        ));
-        assert!(matches!(
-            c.classify(&resp(
-                500,
-                &[],
-                r#"{"ok":false,"error_code":500,"description":"Internal Server Error"}"#
-            )),
-            Outcome::Retry { .. }
-        ));
-        assert!(matches!(
-            c.classify(&resp(200, &[], "not json")),
-            Outcome::Retry { .. }
-        ));
+        for (status, body) in [
+            (502, "<html>Bad Gateway</html>".to_string()),
+            (500, failure(500, "Internal Server Error")),
+            (200, "not json".to_string()),
+        ] {
+            let out = c.classify(&resp(status, &[], &body));
+            assert!(matches!(out, Outcome::Retry { .. }), "{body}: {out:?}");
+        }
+        // Already in the wanted state: done, not failed.
+        for done in [
+            "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+            "Bad Request: message to delete not found",
+        ] {
+            let out = c.classify(&resp(400, &[], &failure(400, done)));
+            assert_eq!(out, Outcome::Sent { remote_id: None }, "{done}");
+        }
         let cases = [
-            (
-                401,
-                r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#,
-                "token was rejected",
-            ),
-            (
-                404,
-                r#"{"ok":false,"error_code":404,"description":"Not Found"}"#,
-                "check the bot token",
-            ),
-            (
-                400,
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
-                "check chat_id",
-            ),
+            (401, failure(401, "Unauthorized"), "token was rejected"),
+            (404, failure(404, "Not Found"), "check the bot token"),
+            (400, failure(400, "Bad Request: chat not found"), "check chat_id"),
             (
                 403,
-                r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was kicked from the supergroup chat"}"#,
+                failure(403, "Forbidden: bot was kicked from the supergroup chat"),
                 "add it to the chat again",
             ),
-            (
-                403,
-                r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#,
-                "bot was blocked",
-            ),
+            (403, failure(403, "Forbidden: bot was blocked by the user"), "bot was blocked"),
+            (400, failure(400, "Bad Request: message thread not found"), "message_thread_id"),
             (
                 400,
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: message thread not found"}"#,
-                "message_thread_id",
-            ),
-            (
-                400,
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: can't parse entities: Unsupported start tag \"x\""}"#,
+                failure(400, r#"Bad Request: can't parse entities: Unsupported start tag \"x\""#),
                 "use only b, i",
             ),
             (
                 400,
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":-1009876543210}}"#,
+                r#"{"ok":false,"error_code":400,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":-1009876543210}}"#.to_string(),
                 "set `chat_id = -1009876543210`",
             ),
+            (400, failure(400, "Bad Request: message to edit not found"), "deleted in the chat"),
+            (400, failure(400, "Bad Request: message can't be deleted"), "48 hours"),
         ];
         for (status, body, want) in cases {
-            let out = c.classify(&resp(status, &[], body));
+            let out = c.classify(&resp(status, &[], &body));
             let Outcome::Permanent { reason } = &out else {
                 panic!("{body} should be permanent: {out:?}")
             };
@@ -702,116 +552,48 @@ mod tests {
         }
     }
 
-    fn body_of(c: &TelegramChat, action: Action<'_>) -> (String, serde_json::Value) {
-        let ctx = json!({"topic": {"id": 5, "title": "T"}});
-        let r = http(c.request(&Message {
-            chat: "c",
-            text: "<b>new</b>",
-            context: &ctx,
-            action,
-            delivery: None,
-        }));
-        assert_eq!(r.method, "POST");
-        let path = r
-            .url
-            .expose()
-            .trim_start_matches(&format!("http://127.0.0.1:9/bot{TOKEN}/"))
-            .to_string();
-        (path, serde_json::from_str(&r.body).unwrap())
-    }
-
     #[test]
     fn thread_edit_and_delete_requests() {
-        use super::super::Thread;
         let c = chat(ChatId::Id(-1001234567890), Some(42));
+        let req = |action| {
+            let r = request(&c, "<b>new</b>", action);
+            assert_eq!(r.method, "POST");
+            let url = r.url.expose();
+            let path = url.trim_start_matches(&format!("http://127.0.0.1:9/bot{TOKEN}/"));
+            (path.to_string(), body(&r))
+        };
         // The message that opens the thread is a plain post.
-        let (path, body) = body_of(
-            &c,
-            Action::Post {
-                thread: Some(Thread { root: None }),
-            },
-        );
+        let (path, b) = req(reply(None));
         assert_eq!(path, "sendMessage");
-        assert!(body.get("reply_parameters").is_none());
-        let (path, body) = body_of(
-            &c,
-            Action::Post {
-                thread: Some(Thread { root: Some("77") }),
-            },
-        );
-        assert_eq!(path, "sendMessage");
-        assert_eq!(
-            body,
-            json!({
-                "chat_id": -1001234567890i64,
-                "text": "<b>new</b>",
-                "parse_mode": "HTML",
-                "link_preview_options": {"is_disabled": true},
-                "message_thread_id": 42,
-                "reply_parameters": {"message_id": 77, "allow_sending_without_reply": true},
-            })
-        );
-        let (path, body) = body_of(&c, Action::Edit { remote_id: "77" });
-        assert_eq!(path, "editMessageText");
-        assert_eq!(
-            body,
-            json!({
-                "chat_id": -1001234567890i64,
-                "message_id": 77,
-                "text": "<b>new</b>",
-                "parse_mode": "HTML",
-                "link_preview_options": {"is_disabled": true},
-            })
-        );
-        let (path, body) = body_of(&c, Action::Delete { remote_id: "77" });
-        assert_eq!(path, "deleteMessage");
-        assert_eq!(
-            body,
-            json!({"chat_id": -1001234567890i64, "message_id": 77})
-        );
-    }
-
-    #[test]
-    fn classifies_edit_and_delete_answers() {
-        let c = chat(ChatId::Id(-100123), None);
-        let sent = |status, body: &str| c.classify(&resp(status, &[], body));
-        // editMessageText answers the edited message.
-        assert_eq!(
-            sent(
-                200,
-                r#"{"ok":true,"result":{"message_id":77,"chat":{"id":-100123},"edit_date":1700000100,"text":"new"}}"#
-            ),
-            Outcome::Sent {
-                remote_id: Some("77".into())
-            }
-        );
-        // deleteMessage answers `true`.
-        assert_eq!(
-            sent(200, r#"{"ok":true,"result":true}"#),
-            Outcome::Sent { remote_id: None }
-        );
-        // Already in the wanted state: done, not failed.
-        for done in [
-            r#"{"ok":false,"error_code":400,"description":"Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message"}"#,
-            r#"{"ok":false,"error_code":400,"description":"Bad Request: message to delete not found"}"#,
-        ] {
-            assert_eq!(sent(400, done), Outcome::Sent { remote_id: None }, "{done}");
-        }
-        for (body, want) in [
+        assert!(b.get("reply_parameters").is_none());
+        let edited = json!({
+            "chat_id": -1001234567890i64,
+            "message_id": 77,
+            "text": "<b>new</b>",
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": true},
+        });
+        for (action, method, want) in [
             (
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: message to edit not found"}"#,
-                "deleted in the chat",
+                reply(Some("77")),
+                "sendMessage",
+                json!({
+                    "chat_id": -1001234567890i64,
+                    "text": "<b>new</b>",
+                    "parse_mode": "HTML",
+                    "link_preview_options": {"is_disabled": true},
+                    "message_thread_id": 42,
+                    "reply_parameters": {"message_id": 77, "allow_sending_without_reply": true},
+                }),
             ),
+            (Action::Edit { remote_id: "77" }, "editMessageText", edited),
             (
-                r#"{"ok":false,"error_code":400,"description":"Bad Request: message can't be deleted"}"#,
-                "48 hours",
+                Action::Delete { remote_id: "77" },
+                "deleteMessage",
+                json!({"chat_id": -1001234567890i64, "message_id": 77}),
             ),
         ] {
-            let out = sent(400, body);
-            let Outcome::Permanent { reason } = &out else {
-                panic!("{body}: {out:?}")
-            };
-            assert!(reason.contains(want) && !reason.contains(TOKEN), "{reason}");
+            assert_eq!(req(action), (method.to_string(), want));
         }
     }
 
@@ -840,43 +622,28 @@ mod tests {
 
     #[test]
     fn missing_token_and_bad_fields_are_located_errors() {
-        let env = HashMap::<String, String>::new();
-        let inst = Arc::new(Telegram {
-            token: None,
-            api_url: DEFAULT_API_URL.into(),
-            disable_notification: false,
-        });
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let doc = toml_edit::Document::parse("t = { chat_id = -100123 }".to_string()).unwrap();
-        assert!(inst.clone().bind(&doc["t"], None, &mut cx).is_none());
-        assert!(cx.problems()[0].message.contains("needs a bot token"));
-
-        let inst = Arc::new(Telegram {
-            token: Some(Secret::new(TOKEN)),
-            api_url: DEFAULT_API_URL.into(),
-            disable_notification: false,
-        });
+        let (d, problems) = bind_chat(instance(None), "{ chat_id = -100123 }", None);
+        assert!(d.is_none());
+        assert!(problems[0].message.contains("needs a bot token"));
         for (text, want) in [
-            ("t = { chat_id = \"general\" }", "`chat_id` must be"),
+            ("{ chat_id = \"general\" }", "`chat_id` must be"),
             (
-                "t = { chat_id = 1, message_thread_id = 0 }",
+                "{ chat_id = 1, message_thread_id = 0 }",
                 "positive forum topic",
             ),
-            ("t = { message_thread_id = 3 }", "needs `chat_id`"),
+            ("{ message_thread_id = 3 }", "needs `chat_id`"),
         ] {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(text.to_string()).unwrap();
-            assert!(inst.clone().bind(&doc["t"], Some(0..1), &mut cx).is_none());
-            assert!(cx.problems()[0].message.contains(want), "{text}");
-            assert!(cx.problems()[0].span.is_some(), "{text}");
+            let (d, problems) = bind_chat(instance(Some(TOKEN)), text, Some(0..1));
+            assert!(d.is_none(), "{text}");
+            assert!(problems[0].message.contains(want), "{text}");
+            assert!(problems[0].span.is_some(), "{text}");
         }
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let doc = toml_edit::Document::parse(
-            "t = { chat_id = \"@forum_news\", message_thread_id = 5 }".to_string(),
-        )
-        .unwrap();
-        let d = inst.bind(&doc["t"], None, &mut cx).unwrap();
-        assert_eq!(d.target(), "@forum_news topic 5");
-        assert!(cx.problems().is_empty());
+        let target = "{ chat_id = \"@forum_news\", message_thread_id = 5 }";
+        let (d, problems) = bind_chat(instance(Some(TOKEN)), target, None);
+        assert_eq!(
+            d.map(|d| d.target()).as_deref(),
+            Some("@forum_news topic 5")
+        );
+        assert!(problems.is_empty());
     }
 }

@@ -101,6 +101,55 @@ pub fn bind_fields(
 // ---- testkit additions, group C ----
 // (keep additions inside this section until the groups are merged)
 
+/// `inst` bound to the chat `t = {target}` (a TOML inline table) with no
+/// environment: the destination, and the problems reported.
+pub fn bind_chat(
+    inst: std::sync::Arc<dyn super::Instance>,
+    target: &str,
+    chat: Option<std::ops::Range<usize>>,
+) -> (
+    Option<Box<dyn Destination>>,
+    Vec<crate::config::diag::Problem>,
+) {
+    with_config(&format!("t = {target}"), &[], |doc, cx| {
+        inst.bind(&doc["t"], chat, cx)
+    })
+}
+
+/// `s = {settings}` read by `reg` and bound to the chat `t = {target}`,
+/// with `env` as the environment.
+pub fn configure(
+    reg: &super::Registration,
+    settings: &str,
+    target: &str,
+    env: &[(&str, &str)],
+) -> (
+    Option<Box<dyn Destination>>,
+    Vec<crate::config::diag::Problem>,
+) {
+    with_config(
+        &format!("s = {settings}\nt = {target}\n"),
+        env,
+        |doc, cx| (reg.parse)(&doc["s"], cx).and_then(|i| i.bind(&doc["t"], None, cx)),
+    )
+}
+
+fn with_config<T>(
+    toml: &str,
+    env: &[(&str, &str)],
+    f: impl FnOnce(&toml_edit::Document<String>, &mut crate::config::de::Ctx<'_>) -> T,
+) -> (T, Vec<crate::config::diag::Problem>) {
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut cx = crate::config::de::Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+    let doc = toml_edit::Document::parse(toml.to_string())
+        .unwrap_or_else(|e| panic!("bad TOML ({e}): {toml}"));
+    let out = f(&doc, &mut cx);
+    (out, cx.problems().to_vec())
+}
+
 // ---- testkit additions, group D ----
 // (keep additions inside this section until the groups are merged)
 
