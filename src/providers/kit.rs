@@ -488,30 +488,6 @@ pub fn capabilities_if(answers_ids: bool) -> super::Capabilities {
     }
 }
 
-/// The tag (`<…>`), entity (`&amp;`, `&#39;`) or character at the start of
-/// `s`: what an HTML-aware cut keeps whole.
-pub fn html_token(s: &str) -> Option<&str> {
-    let c = s.chars().next()?;
-    if c == '<'
-        && let Some(end) = s.find('>')
-    {
-        return Some(&s[..=end]);
-    }
-    if c == '&'
-        && let Some(end) = s
-            .char_indices()
-            .take(12)
-            .find(|(_, c)| *c == ';')
-            .map(|(i, _)| i)
-        && end > 1
-        && s[1..end]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '#')
-    {
-        return Some(&s[..=end]);
-    }
-    Some(&s[..c.len_utf8()])
-}
 
 /// Keeps `open`, the elements open so far, up to date with one token of
 /// [`html_token`] (text, comments, `<x/>` and `void` elements leave it alone).
@@ -542,25 +518,6 @@ pub fn track_tag(token: &str, open: &mut Vec<String>, void: &[&str]) {
     }
 }
 
-/// What a provider file names on every page: `use super::kit::prelude::*;`.
-pub mod prelude {
-    pub use std::ops::Range;
-    pub use std::sync::Arc;
-
-    pub use schemars::JsonSchema;
-    pub use serde::Deserialize;
-    pub use serde_json::json;
-    pub use serde_spanned::Spanned;
-
-    pub use crate::config::{Rate, de::Ctx, env::Secret};
-    pub use crate::providers::http::{classify_status, id_url, path_segment, retry_hint};
-    pub use crate::providers::kit::{self, OneOf, Provider, Spec, classify_json};
-    pub use crate::providers::{
-        Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-        Registration, Thread,
-    };
-    pub use crate::render::Dialect;
-}
 
 /// Reports `message` at `span` and gives `None`: `return kit::reject(cx, span, "…")`.
 pub fn reject<T>(
@@ -677,11 +634,12 @@ pub mod prelude {
     pub use serde_json::{Value, json};
     pub use serde_spanned::Spanned;
 
+    pub use super::super::http::{classify_status, id_url, path_segment, retry_hint};
     pub use super::super::{
         Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-        Registration,
+        Registration, Thread,
     };
-    pub use super::{self as kit, Chat, Provider};
+    pub use super::{self as kit, Chat, OneOf, Provider, Spec, classify_json};
     pub use crate::config::Rate;
     pub use crate::config::de::Ctx;
     pub use crate::config::env::Secret;
