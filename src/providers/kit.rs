@@ -334,6 +334,19 @@ pub fn chat_needs(kind: &str, what: &str) -> String {
     format!("a {kind} chat needs {what} on a [providers.NAME] table with kind = \"{kind}\"")
 }
 
+/// An optional API base URL ([`Ctx::base_url`]): `Some(None)` when it is
+/// not set, `None` when it is set but wrong (reported).
+pub fn opt_base_url(
+    cx: &mut Ctx<'_>,
+    field: &str,
+    v: &Option<serde_spanned::Spanned<String>>,
+) -> Option<Option<String>> {
+    match v {
+        Some(_) => cx.base_url(field, v, "").map(Some),
+        None => Some(None),
+    }
+}
+
 /// The body as JSON (`Value::Null` when it is not JSON).
 pub fn json_body(resp: &HttpResponse) -> Value {
     serde_json::from_slice(&resp.body).unwrap_or_default()
