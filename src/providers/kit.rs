@@ -334,6 +334,16 @@ pub fn chat_needs(kind: &str, what: &str) -> String {
     format!("a {kind} chat needs {what} on a [providers.NAME] table with kind = \"{kind}\"")
 }
 
+/// Reports `problem` at `span` and gives `None`: `return kit::refuse(…)`.
+pub fn refuse<T>(
+    cx: &mut Ctx<'_>,
+    span: Option<Range<usize>>,
+    problem: impl Into<String>,
+) -> Option<T> {
+    cx.error(span, problem);
+    None
+}
+
 /// An optional API base URL ([`Ctx::base_url`]): `Some(None)` when it is
 /// not set, `None` when it is set but wrong (reported).
 pub fn opt_base_url(

@@ -135,18 +135,17 @@ impl Provider for Mastodon {
                 Ok(n) if (MIN_MAX_CHARS..=MAX_MAX_CHARS).contains(&n) => n,
                 _ => {
                     let range = format!("between {MIN_MAX_CHARS} and {MAX_MAX_CHARS}");
-                    cx.error(Some(m.span()), format!("`max_chars` must be {range}"));
-                    return None;
+                    return kit::refuse(cx, Some(m.span()), format!("`max_chars` must be {range}"));
                 }
             },
         };
         let language = match &s.language {
             Some(l) if !is_language_code(l.get_ref().trim()) => {
-                cx.error(
+                return kit::refuse(
+                    cx,
                     Some(l.span()),
                     "`language` must be an ISO 639 code like \"en\" or \"pt-BR\"",
                 );
-                return None;
             }
             l => l.as_ref().map(|l| l.get_ref().trim().to_string()),
         };
@@ -172,8 +171,7 @@ impl Provider for Mastodon {
     ) -> Option<Box<dyn Destination>> {
         let (Some(instance), Some(token)) = (&self.instance, &self.token) else {
             let what = "`instance` and `access_token = \"${MASTODON_TOKEN}\"`";
-            cx.error(chat, kit::chat_needs("mastodon", what));
-            return None;
+            return kit::refuse(cx, chat, kit::chat_needs("mastodon", what));
         };
         let visibility = visibility(&t.visibility, cx).unwrap_or(self.visibility);
         let spoiler_text = match &t.spoiler_text {
@@ -228,13 +226,13 @@ fn spoiler(t: &Spanned<String>, max_chars: usize, cx: &mut Ctx<'_>) -> Option<Op
         return Some(None);
     }
     if weight(text) + MIN_MAX_CHARS / 2 > max_chars {
-        cx.error(
+        return kit::refuse(
+            cx,
             Some(t.span()),
             format!(
                 "`spoiler_text` counts toward the {max_chars} characters of a status and leaves too little room: shorten it"
             ),
         );
-        return None;
     }
     Some(Some(break_mentions(text)))
 }

@@ -143,8 +143,7 @@ impl Provider for Matrix {
         let Some(room) = &t.room else {
             let problem =
                 format!("a {kind} chat needs `room`, a room id like \"!AbCdEf123:example.org\"");
-            cx.error(chat, problem);
-            return None;
+            return kit::refuse(cx, chat, problem);
         };
         let room = room_id(room, cx)?;
         let (Some(homeserver), Some(token)) = (&self.homeserver, &self.token) else {
@@ -153,8 +152,7 @@ impl Provider for Matrix {
                 None => format!("`homeserver` and {token}"),
                 Some(_) => token,
             };
-            cx.error(chat, kit::chat_needs(kind, &needs));
-            return None;
+            return kit::refuse(cx, chat, kit::chat_needs(kind, &needs));
         };
         Some(Box::new(MatrixChat {
             kind,
@@ -184,21 +182,21 @@ impl kit::Complete for Matrix {
 fn room_id(room: &Spanned<String>, cx: &mut Ctx<'_>) -> Option<String> {
     let id = room.get_ref().trim();
     if id.starts_with('#') {
-        cx.error(
+        return kit::refuse(
+            cx,
             Some(room.span()),
             "`room` must be a room id (`!…`), not an alias: find the id in Element under Room settings → Advanced, or with GET /_matrix/client/v3/directory/room/%23ALIAS:SERVER",
         );
-        return None;
     }
     let valid = id.len() > 1
         && id.starts_with('!')
         && !id.chars().any(|c| c.is_whitespace() || c.is_control());
     if !valid {
-        cx.error(
+        return kit::refuse(
+            cx,
             Some(room.span()),
             "`room` must be a room id like \"!AbCdEf123:example.org\"",
         );
-        return None;
     }
     Some(id.to_string())
 }

@@ -155,11 +155,11 @@ impl Provider for Messenger {
         let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
         let version = match &s.api_version {
             Some(v) if !is_version(v.get_ref().trim()) => {
-                cx.error(
+                return kit::refuse(
+                    cx,
                     Some(v.span()),
                     "`api_version` must be a Graph API version like \"v21.0\"",
                 );
-                return None;
             }
             Some(v) => v.get_ref().trim(),
             None => DEFAULT_API_VERSION,
@@ -179,18 +179,18 @@ impl Provider for Messenger {
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
         let Some(raw) = &t.psid else {
-            cx.error(
+            return kit::refuse(
+                cx,
                 chat,
                 "a messenger chat needs `psid`, the page-scoped id of a person who messaged the Page",
             );
-            return None;
         };
         let Some(psid) = raw.get_ref().digits() else {
-            cx.error(
+            return kit::refuse(
+                cx,
                 Some(raw.span()),
                 "`psid` must be a page-scoped id (digits, the `sender.id` of a webhook event of the Page)",
             );
-            return None;
         };
         let needs = kit::chat_needs("messenger", "`page_token = \"${MESSENGER_PAGE_TOKEN}\"`");
         let token = cx.require_token(&self.token, chat, &needs)?;

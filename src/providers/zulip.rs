@@ -117,24 +117,26 @@ impl Provider for Zulip {
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
         let Some(stream) = &t.stream else {
-            cx.error(
+            return kit::refuse(
+                cx,
                 chat,
                 "a zulip chat needs `stream`, the channel's name (or numeric id)",
             );
-            return None;
         };
         let name = stream.get_ref().trim().trim_start_matches('#').trim();
         if name.is_empty() || name.chars().any(char::is_control) {
-            cx.error(Some(stream.span()), "`stream` must be a channel name or id");
-            return None;
+            return kit::refuse(
+                cx,
+                Some(stream.span()),
+                "`stream` must be a channel name or id",
+            );
         }
         let stream = if !name.bytes().all(|b| b.is_ascii_digit()) {
             Stream::Name(name.to_string())
         } else if let Ok(id) = name.parse::<u64>() {
             Stream::Id(id)
         } else {
-            cx.error(Some(stream.span()), "`stream` id is out of range");
-            return None;
+            return kit::refuse(cx, Some(stream.span()), "`stream` id is out of range");
         };
         let topic = match &t.topic {
             Some(topic) => Some(fixed_topic(topic, cx)?),
@@ -143,8 +145,7 @@ impl Provider for Zulip {
         let (Some(realm), Some(email), Some(api_key)) = (&self.realm, &self.email, &self.api_key)
         else {
             let what = "`realm`, `email` and `api_key = \"${ZULIP_API_KEY}\"`";
-            cx.error(chat, kit::chat_needs("zulip", what));
-            return None;
+            return kit::refuse(cx, chat, kit::chat_needs("zulip", what));
         };
         Some(Box::new(ZulipChat {
             url: messages_url(realm, email.expose(), api_key.expose()),
@@ -177,8 +178,7 @@ fn checked(
     let Some(v) = v else { return Some(None) };
     let value = read(cx, v)?;
     if !value.expose().contains("${") && !ok(value.expose()) {
-        cx.error(Some(v.span()), problem);
-        return None;
+        return kit::refuse(cx, Some(v.span()), problem);
     }
     Some(Some(value))
 }
@@ -187,16 +187,15 @@ fn checked(
 fn fixed_topic(topic: &Spanned<String>, cx: &mut Ctx<'_>) -> Option<String> {
     let v = topic.get_ref().trim();
     if v.is_empty() || v.chars().any(char::is_control) {
-        cx.error(
+        return kit::refuse(
+            cx,
             Some(topic.span()),
             "`topic` must be a non-empty line of text",
         );
-        return None;
     }
     if v.chars().count() > TOPIC_MAX {
         let problem = format!("`topic` is longer than Zulip's {TOPIC_MAX} characters");
-        cx.error(Some(topic.span()), problem);
-        return None;
+        return kit::refuse(cx, Some(topic.span()), problem);
     }
     Some(v.to_string())
 }
