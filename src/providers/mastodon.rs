@@ -451,7 +451,9 @@ fn reset_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{body, header, http, post, reply, request, resp};
+    use crate::providers::testkit::{
+        body, header, http, post, reply, request, resp, settings_problems,
+    };
     use std::collections::HashMap;
     use toml_edit::{Document, Item};
 
@@ -783,10 +785,8 @@ mod tests {
                 "too little room",
             ),
         ] {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = Document::parse(format!("[p]\n{text}\n")).unwrap();
-            assert!((REGISTRATION.parse)(&doc["p"], &mut cx).is_none(), "{text}");
-            let msgs: Vec<&str> = cx.problems().iter().map(|p| p.message.as_str()).collect();
+            let (parsed, msgs) = settings_problems(&REGISTRATION, &[("TOK", TOKEN)], text);
+            assert!(!parsed, "{text}");
             assert!(msgs.iter().any(|m| m.contains(want)), "{text}: {msgs:?}");
             assert!(
                 msgs.iter()

@@ -487,19 +487,16 @@ mod tests {
         }
     }
 
-    use crate::providers::http::tests::resp;
+    use crate::providers::testkit::{body, header, http, reply, resp};
 
     fn request(c: &MatrixChat, chat: &str, text: &str, ctx: &serde_json::Value) -> HttpRequest {
-        match c.request(&Message {
+        http(c.request(&Message {
             chat,
             text,
             context: ctx,
             action: Default::default(),
             delivery: None,
-        }) {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
-        }
+        }))
     }
 
     #[test]
@@ -515,15 +512,13 @@ mod tests {
         let txn = &url[prefix.len()..];
         assert_eq!(txn.len(), 64);
         assert!(txn.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert!(
-            r.headers
-                .iter()
-                .any(|(k, v)| k == "Authorization" && v.expose() == format!("Bearer {TOKEN}"))
+        assert_eq!(
+            header(&r, "Authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
         );
         assert!(!url.contains(TOKEN));
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({
                 "msgtype": "m.notice",
                 "body": "Hi & <b> (https://f.example/t/x/7/1) by @\u{200B}room\nquoted",
@@ -536,45 +531,27 @@ mod tests {
 
     fn act(action: Action<'_>, delivery: Option<&str>) -> (String, serde_json::Value) {
         let ctx = json!({"event": "post_created", "topic": {"id": 7}, "post": {"id": 9}});
-        let Outbound::Http(r) = chat().request(&Message {
+        let r = http(chat().request(&Message {
             chat: "c",
             text: "<b>new</b> text",
             context: &ctx,
             action,
             delivery,
-        }) else {
-            panic!("expected HTTP")
-        };
+        }));
         assert_eq!(r.method, "PUT");
-        (
-            r.url.expose().to_string(),
-            serde_json::from_str(&r.body).unwrap(),
-        )
+        (r.url.expose().to_string(), body(&r))
     }
 
     #[test]
     fn threads_edits_and_redactions() {
-        use crate::providers::Thread;
         let room = "http://127.0.0.1:9/_matrix/client/v3/rooms/%21AbC%3Aexample.org";
-        let (url, body) = act(
-            Action::Post {
-                thread: Some(Thread {
-                    root: Some("$root"),
-                }),
-            },
-            Some("c#2@1"),
-        );
+        let (url, body) = act(reply(Some("$root")), Some("c#2@1"));
         assert!(url.starts_with(&format!("{room}/send/m.room.message/")));
         assert_eq!(
             body["m.relates_to"],
             json!({"rel_type": "m.thread", "event_id": "$root", "is_falling_back": true, "m.in_reply_to": {"event_id": "$root"}})
         );
-        let (_, body) = act(
-            Action::Post {
-                thread: Some(Thread { root: None }),
-            },
-            None,
-        );
+        let (_, body) = act(reply(None), None);
         assert!(
             body.get("m.relates_to").is_none(),
             "the first message opens the thread"

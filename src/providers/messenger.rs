@@ -367,7 +367,7 @@ fn usage_wait(resp: &HttpResponse) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{body, header, post, resp};
+    use crate::providers::testkit::{body, header, post, resp, settings_problems};
     use std::collections::HashMap;
     use toml_edit::{Document, Item};
 
@@ -573,10 +573,8 @@ mod tests {
                 "absolute http",
             ),
         ] {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = Document::parse(format!("[p]\n{text}\n")).unwrap();
-            assert!((REGISTRATION.parse)(&doc["p"], &mut cx).is_none(), "{text}");
-            let msgs: Vec<&str> = cx.problems().iter().map(|p| p.message.as_str()).collect();
+            let (parsed, msgs) = settings_problems(&REGISTRATION, &[("TOK", TOKEN)], text);
+            assert!(!parsed, "{text}");
             assert!(msgs.iter().any(|m| m.contains(want)), "{text}: {msgs:?}");
             assert!(
                 msgs.iter()

@@ -64,6 +64,27 @@ pub fn body(r: &HttpRequest) -> Value {
 // ---- testkit additions, group B ----
 // (keep additions inside this section until the groups are merged)
 
+/// What `reg` makes of a `[providers.NAME]` table of `settings` (TOML
+/// lines), with `env` set: whether it parsed, and every problem's message.
+pub fn settings_problems(
+    reg: &super::Registration,
+    env: &[(&str, &str)],
+    settings: &str,
+) -> (bool, Vec<String>) {
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut cx = crate::config::de::Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+    let doc = toml_edit::Document::parse(format!("[p]\n{settings}\n"))
+        .unwrap_or_else(|e| panic!("bad TOML ({e}): {settings}"));
+    let parsed = (reg.parse)(&doc["p"], &mut cx).is_some();
+    (
+        parsed,
+        cx.problems().iter().map(|p| p.message.clone()).collect(),
+    )
+}
+
 // ---- testkit additions, group C ----
 // (keep additions inside this section until the groups are merged)
 
