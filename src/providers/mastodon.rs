@@ -1,23 +1,19 @@
-//! `mastodon`: a status on one account, `POST {instance}/api/v1/statuses`
-//! with the access token as `Authorization: Bearer` (scope
-//! `write:statuses`); body `{"status","visibility","spoiler_text"?,
-//! "language"?}`. The "chat" is the account's timeline; each chat may set
-//! its own `visibility` and content warning.
+//! `mastodon`: a status, `POST {instance}/api/v1/statuses`, with the
+//! account's token as `Authorization: Bearer` (scope `write:statuses`); body
+//! `{"status","visibility","spoiler_text"?,"language"?}`. The "chat" is the
+//! account's timeline, with its own `visibility` and content warning.
 //!
-//! Plain text, but Mastodon turns `@user[@domain]` into mentions that
-//! notify: [`break_mentions`] puts U+200B after every `@` its
-//! `Account::MENTION_RE` would take (strictest reading: in the whole text,
-//! template included; unit-tested against its cases), leaving
-//! `bob@example.com` and `https://host/@user` intact.
+//! Plain text, but `@user[@domain]` notifies: `break_mentions` puts U+200B
+//! after every `@` Mastodon's `Account::MENTION_RE` would take, template
+//! included (strictest reading; unit-tested on its cases). `max_chars`
+//! (default 500) covers status and warning; a URL, which Mastodon counts
+//! as 23, is counted as its length plus 12, so a cut status always fits.
 //!
-//! Length: `max_chars` (default 500) covers status and content warning;
-//! Mastodon counts a URL as 23, the cut here as its length plus 12 (never
-//! less), ending in `…`. An `Idempotency-Key` (kept an hour) makes a retry
-//! return the first status. The status `id` is the remote id: replies
-//! (`in_reply_to_id`), edits (`PUT /api/v1/statuses/:id`), deletes.
-//!
-//! Errors `{"error"}`: 429 waits for `X-RateLimit-Reset` (ISO 8601), other
-//! 4xx are permanent with a hint. See shared/providers.md §3.
+//! An `Idempotency-Key` (kept an hour) makes a retry return the first
+//! status. The status `id` is the remote id for replies (`in_reply_to_id`),
+//! edits (`PUT /api/v1/statuses/:id`) and deletes. Errors `{"error"}`: 429
+//! waits for `X-RateLimit-Reset`, other 4xx are permanent with a hint
+//! (shared/providers.md §3).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -183,8 +179,7 @@ impl Provider for Mastodon {
             token: token.clone(),
             visibility,
             spoiler_text,
-            language: self.language.clone(),
-            max_chars: self.max_chars,
+            provider: self,
         }))
     }
 }
@@ -255,8 +250,8 @@ struct MastodonChat {
     token: Secret,
     visibility: Visibility,
     spoiler_text: Option<String>,
-    language: Option<String>,
-    max_chars: usize,
+    /// The `language` and `max_chars` of every chat of the account.
+    provider: Arc<Mastodon>,
 }
 
 impl Destination for MastodonChat {
@@ -289,6 +284,7 @@ impl Destination for MastodonChat {
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let budget = self
+            .provider
             .max_chars
             .saturating_sub(self.spoiler_text.as_deref().map_or(0, weight));
         let mut body = json!({
@@ -298,7 +294,7 @@ impl Destination for MastodonChat {
         if let Some(s) = &self.spoiler_text {
             body["spoiler_text"] = json!(s);
         }
-        if let Some(l) = &self.language {
+        if let Some(l) = &self.provider.language {
             body["language"] = json!(l);
         }
         let statuses = format!("{}/api/v1/statuses", self.instance);
@@ -459,14 +455,20 @@ mod tests {
 
     const TOKEN: &str = "canary-mastodon-token-4242";
 
-    fn chat(spoiler: Option<&str>, max_chars: usize) -> MastodonChat {
+    fn chat(spoiler: Option<&str>, max_chars: usize, language: Option<&str>) -> MastodonChat {
         MastodonChat {
             instance: "https://social.example.org".into(),
             token: Secret::new(TOKEN),
             visibility: Visibility::Unlisted,
             spoiler_text: spoiler.map(str::to_string),
-            language: None,
-            max_chars,
+            provider: Arc::new(Mastodon {
+                instance: Some("https://social.example.org".into()),
+                token: Some(Secret::new(TOKEN)),
+                visibility: Visibility::Unlisted,
+                spoiler_text: None,
+                language: language.map(str::to_string),
+                max_chars,
+            }),
         }
     }
 
@@ -492,8 +494,7 @@ mod tests {
 
     #[test]
     fn request_shape() {
-        let mut c = chat(Some("forum"), 500);
-        c.language = Some("en".into());
+        let c = chat(Some("forum"), 500, Some("en"));
         let r = post(&c, "Hello @everyone (https://f.example/t/x/7/1)");
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "https://social.example.org/api/v1/statuses");
@@ -515,7 +516,7 @@ mod tests {
 
     #[test]
     fn thread_edit_and_delete_requests() {
-        let c = chat(Some("forum"), 500);
+        let c = chat(Some("forum"), 500, None);
         let req = |action| request(&c, "new @alice", action);
         let opens = req(reply(None));
         assert!(body(&opens).get("in_reply_to_id").is_none());
@@ -591,12 +592,12 @@ mod tests {
             let r = request_in(c, name, text, ctx);
             header(&r, "Idempotency-Key").unwrap().to_string()
         };
-        let c = chat(None, 500);
+        let c = chat(None, 500, None);
         assert_eq!(key(&c, "a", "x", &ctx), key(&c, "a", "x", &ctx));
         assert_ne!(key(&c, "a", "x", &ctx), key(&c, "b", "x", &ctx));
         assert_ne!(key(&c, "a", "x", &ctx), key(&c, "a", "y", &ctx));
         assert_ne!(key(&c, "a", "x", &ctx), key(&c, "a", "x", &other));
-        let mut public = chat(None, 500);
+        let mut public = chat(None, 500, None);
         public.visibility = Visibility::Public;
         assert_ne!(key(&c, "a", "x", &ctx), key(&public, "a", "x", &ctx));
         // The key of a fixed message stays what it was (a retry after an
@@ -645,7 +646,7 @@ mod tests {
             "Title (https://f.example/t/1) by me\n{}",
             "word ".repeat(200)
         );
-        let c = chat(Some("CW"), 500);
+        let c = chat(Some("CW"), 500, None);
         let b = body(&request_in(&c, "c", &text, &json!({})));
         let status = b["status"].as_str().unwrap();
         assert!(status.ends_with('…'), "{status}");

@@ -1,20 +1,17 @@
-//! `messenger`: Facebook Messenger's Send API, `POST {api_url}/{api_version}/me/messages`
-//! with the Page access token as `Authorization: Bearer` (not Meta's
-//! `access_token` query: a header keeps it out of URLs and logs; apps that
-//! require `appsecret_proof` are not supported). Body `{"recipient":{"id"},
-//! "messaging_type","message":{"text"}}`, one message to one person (PSID).
+//! `messenger`: Facebook Messenger's Send API, `POST
+//! {api_url}/{api_version}/me/messages`, body `{"recipient":{"id"},
+//! "messaging_type","message":{"text"}}`: one message to one person (PSID).
+//! The Page token goes as `Authorization: Bearer`, not Meta's query
+//! parameter, to stay out of URLs and logs (`appsecret_proof` unsupported).
 //!
-//! A poor fit for forum notifications: free-form messages pass only within
-//! 24 hours of the person's last message to the Page (`messaging_type`
-//! `UPDATE`, the default; outside it Meta answers 10/2018278, permanent);
-//! `tag` opts into `MESSAGE_TAG` for messages that really fit a Meta tag.
-//! No threads, edits or deletes.
-//!
-//! Plain text, no mentions, so nothing to escape; at most 2000 characters,
-//! counted in UTF-16 units (never fewer than Meta's count). Errors are Graph
-//! JSON `{"error":{"message","code","error_subcode"}}`, mostly HTTP 400, so
-//! the code decides: rate-limit and temporary codes retry, the rest are
-//! permanent with a hint. See shared/providers.md §2.15.
+//! A poor fit for forum notifications: free-form messages (`UPDATE`, the
+//! default) pass only within 24 hours of the person's last message to the
+//! Page, else Meta answers 10/2018278 (permanent); `tag` opts into
+//! `MESSAGE_TAG` for messages that really fit a Meta tag. No threads,
+//! edits or deletes. Plain text without mentions: nothing to escape; at most
+//! 2000 characters, counted in UTF-16 units (never fewer than Meta counts).
+//! Graph errors `{"error":{"message","code","error_subcode"}}` come mostly
+//! as HTTP 400: the code decides (shared/providers.md §2.15).
 
 use std::sync::Arc;
 use std::time::Duration;
