@@ -473,7 +473,6 @@ fn push_text(out: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::time::Duration;
 
     const TOKEN: &str = "syt_canary_4242";
@@ -487,7 +486,7 @@ mod tests {
         }
     }
 
-    use crate::providers::testkit::{body, header, http, reply, resp};
+    use crate::providers::testkit::{bind_problems, body, header, http, reply, resp};
 
     fn request(c: &MatrixChat, chat: &str, text: &str, ctx: &serde_json::Value) -> HttpRequest {
         http(c.request(&Message {
@@ -670,13 +669,7 @@ mod tests {
     }
 
     fn bind(settings: &str, target: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        let env = HashMap::from([("MATRIX_TOKEN".to_string(), TOKEN.to_string())]);
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let doc = toml_edit::Document::parse(format!("s = {settings}\nt = {target}\n")).unwrap();
-        let dest = (REGISTRATION.parse)(&doc["s"], &mut cx)
-            .and_then(|inst| inst.bind(&doc["t"], Some(0..1), &mut cx));
-        let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
-        (dest, problems)
+        bind_problems(&REGISTRATION, &[("MATRIX_TOKEN", TOKEN)], settings, target)
     }
 
     #[test]

@@ -85,6 +85,30 @@ pub fn settings_problems(
     )
 }
 
+/// The destination `reg` makes of the settings `s` and the chat `t` (TOML
+/// inline tables; the chat located at `0..1`), with `env` set, and every
+/// problem's message.
+pub fn bind_problems(
+    reg: &super::Registration,
+    env: &[(&str, &str)],
+    s: &str,
+    t: &str,
+) -> (Option<Box<dyn Destination>>, Vec<String>) {
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut cx = crate::config::de::Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+    let doc = toml_edit::Document::parse(format!("s = {s}\nt = {t}\n"))
+        .unwrap_or_else(|e| panic!("bad TOML ({e}): {s} {t}"));
+    let dest =
+        (reg.parse)(&doc["s"], &mut cx).and_then(|inst| inst.bind(&doc["t"], Some(0..1), &mut cx));
+    (
+        dest,
+        cx.problems().iter().map(|p| p.message.clone()).collect(),
+    )
+}
+
 // ---- testkit additions, group C ----
 // (keep additions inside this section until the groups are merged)
 

@@ -391,7 +391,7 @@ fn hint(code: &str, msg: &str, status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{http, resp};
+    use crate::providers::testkit::{bind_problems, http, resp};
     use serde_json::json;
     use std::collections::HashMap;
     use std::time::Duration;
@@ -621,13 +621,7 @@ mod tests {
     }
 
     fn bind(settings: &str, target: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        let env = HashMap::from([("ZULIP_API_KEY".to_string(), KEY.to_string())]);
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let doc = toml_edit::Document::parse(format!("s = {settings}\nt = {target}\n")).unwrap();
-        let dest = (REGISTRATION.parse)(&doc["s"], &mut cx)
-            .and_then(|inst| inst.bind(&doc["t"], Some(0..1), &mut cx));
-        let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
-        (dest, problems)
+        bind_problems(&REGISTRATION, &[("ZULIP_API_KEY", KEY)], settings, target)
     }
 
     #[test]
