@@ -64,6 +64,13 @@ pub fn body(r: &HttpRequest) -> Value {
 // ---- testkit additions, group B ----
 // (keep additions inside this section until the groups are merged)
 
+/// `env` as the map a `Ctx` reads.
+fn env_of(env: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    env.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// What `reg` makes of a `[providers.NAME]` table of `settings` (TOML
 /// lines), with `env` set: whether it parsed, and every problem's message.
 pub fn settings_problems(
@@ -71,10 +78,7 @@ pub fn settings_problems(
     env: &[(&str, &str)],
     settings: &str,
 ) -> (bool, Vec<String>) {
-    let env: std::collections::HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env = env_of(env);
     let mut cx = crate::config::de::Ctx::new(&env, crate::config::de::MissingEnv::Warn);
     let doc = toml_edit::Document::parse(format!("[p]\n{settings}\n"))
         .unwrap_or_else(|e| panic!("bad TOML ({e}): {settings}"));
@@ -94,10 +98,7 @@ pub fn bind_problems(
     s: &str,
     t: &str,
 ) -> (Option<Box<dyn Destination>>, Vec<String>) {
-    let env: std::collections::HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env = env_of(env);
     let mut cx = crate::config::de::Ctx::new(&env, crate::config::de::MissingEnv::Warn);
     let doc = toml_edit::Document::parse(format!("s = {s}\nt = {t}\n"))
         .unwrap_or_else(|e| panic!("bad TOML ({e}): {s} {t}"));
