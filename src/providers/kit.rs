@@ -475,6 +475,140 @@ pub(crate) use push_template;
 // ---- kit additions, group B (zulip, matrix, gitter, mastodon, messenger) ----
 // (keep additions inside this section until the groups are merged)
 
+/// A [`Provider`] whose `[providers.NAME]` table, once it sets anything,
+/// must set every required key. An empty table (a chat naming the kind
+/// directly) is not an error: each chat that needs the keys says so.
+pub trait Complete: Provider {
+    /// The problem of a table that lacks a required key ([`needs`]).
+    fn incomplete(&self) -> Option<String>;
+}
+
+/// [`registration`] for a [`Complete`] provider.
+pub const fn registration_complete<P: Complete>(
+    kind: &'static str,
+    about: &'static str,
+) -> Registration {
+    Registration {
+        parse: parse_complete::<P>,
+        ..registration::<P>(kind, about)
+    }
+}
+
+fn parse_complete<P: Complete>(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    let s = cx.deserialize::<P::Settings>(item)?;
+    complete(item, P::new(s, cx)?, cx)
+}
+
+/// `p`, unless `item` sets something and `p` is incomplete (reported at
+/// the table).
+pub fn complete<P: Complete>(item: &Item, p: P, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    if item.as_table_like().is_some_and(|t| !t.is_empty())
+        && let Some(problem) = p.incomplete()
+    {
+        cx.error(item.span(), problem);
+        return None;
+    }
+    Some(Arc::new(p))
+}
+
+/// `a {kind} provider needs A{sep}B`, naming the keys flagged missing;
+/// `None` when none is.
+pub fn needs(kind: &str, sep: &str, keys: &[(bool, &str)]) -> Option<String> {
+    let missing: Vec<&str> = keys.iter().filter(|(m, _)| *m).map(|(_, k)| *k).collect();
+    (!missing.is_empty()).then(|| format!("a {kind} provider needs {}", missing.join(sep)))
+}
+
+/// The problem of a chat whose provider lacks `what` (a bare
+/// `provider = "kind"`, or an empty table).
+pub fn chat_needs(kind: &str, what: &str) -> String {
+    format!("a {kind} chat needs {what} on a [providers.NAME] table with kind = \"{kind}\"")
+}
+
+/// Reports `problem` at `span` and gives `None`: `return kit::refuse(…)`.
+pub fn refuse<T>(
+    cx: &mut Ctx<'_>,
+    span: Option<Range<usize>>,
+    problem: impl Into<String>,
+) -> Option<T> {
+    cx.error(span, problem);
+    None
+}
+
+/// An optional API base URL ([`Ctx::base_url`]): `Some(None)` when it is
+/// not set, `None` when it is set but wrong (reported).
+pub fn opt_base_url(
+    cx: &mut Ctx<'_>,
+    field: &str,
+    v: &Option<serde_spanned::Spanned<String>>,
+) -> Option<Option<String>> {
+    match v {
+        Some(_) => cx.base_url(field, v, "").map(Some),
+        None => Some(None),
+    }
+}
+
+/// The body as JSON (`Value::Null` when it is not JSON).
+pub fn json_body(resp: &HttpResponse) -> Value {
+    serde_json::from_slice(&resp.body).unwrap_or_default()
+}
+
+/// An error answer the platform explained in `reason`: retried with
+/// `after()` when `transient`, otherwise as its status says (408/429/5xx
+/// retried with their `Retry-After`, the rest permanent).
+pub fn explained(
+    resp: &HttpResponse,
+    reason: String,
+    transient: bool,
+    after: impl FnOnce() -> Option<Duration>,
+) -> Outcome {
+    if transient {
+        return Outcome::Retry {
+            reason,
+            after: after(),
+        };
+    }
+    match classify_status(resp) {
+        Outcome::Retry { after, .. } => Outcome::Retry { reason, after },
+        _ => Outcome::Permanent { reason },
+    }
+}
+
+/// `o` with `prefix: ` before its reason.
+pub fn prefixed(prefix: &str, o: Outcome) -> Outcome {
+    match o {
+        Outcome::Retry { reason, after } => Outcome::Retry {
+            reason: format!("{prefix}: {reason}"),
+            after,
+        },
+        Outcome::Permanent { reason } => Outcome::Permanent {
+            reason: format!("{prefix}: {reason}"),
+        },
+        sent => sent,
+    }
+}
+
+/// A key that names one message for a platform's deduplication (Matrix
+/// transaction ids, Mastodon's `Idempotency-Key`): the SHA-256, in hex, of
+/// `[tag, chat, event, topic id, post id, rest…]` as JSON.
+pub fn message_key(tag: &str, msg: &super::Message<'_>, rest: &[&Value]) -> String {
+    let c = msg.context;
+    let mut key = vec![
+        Value::from(tag),
+        Value::from(msg.chat),
+        c["event"].clone(),
+        c["topic"]["id"].clone(),
+        c["post"]["id"].clone(),
+    ];
+    key.extend(rest.iter().map(|v| (*v).clone()));
+    sha256_hex(&Value::Array(key))
+}
+
+/// The SHA-256 of `key` as JSON, in hex.
+pub fn sha256_hex(key: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(key.to_string().as_bytes()))
+}
+
 // ---- kit additions, group C (telegram, discord, mattermost, slack, rocketchat) ----
 // (keep additions inside this section until the groups are merged)
 

@@ -1,54 +1,34 @@
-//! `mastodon`: a status on a Mastodon account, `POST {instance}/api/v1/statuses`
-//! with the account's access token as `Authorization: Bearer` (scope
-//! `write:statuses`). The "chat" is the account's timeline; each chat may
-//! choose its own `visibility` and content warning.
+//! `mastodon`: a status, `POST {instance}/api/v1/statuses`, with the
+//! account's token as `Authorization: Bearer` (scope `write:statuses`); body
+//! `{"status","visibility","spoiler_text"?,"language"?}`. The "chat" is the
+//! account's timeline, with its own `visibility` and content warning.
 //!
-//! Plain text ([`Dialect::Plain`]): Mastodon has no markup in statuses, but
-//! it turns `@user` and `@user@domain` into mentions that notify, and the
-//! renderer's plain dialect leaves `@` alone. So the provider breaks every
-//! `@` that Mastodon would read as a mention (its `Account::MENTION_RE`: an
-//! `@` not after a word character, `=` or `/`, followed by a username
-//! character) with a zero-width space after it, in the whole rendered text:
-//! template text included, because a relay must never ping. `bob@example.com`
-//! and `https://host/@user` stay intact. Hashtags are left alone: they notify
-//! nobody (and `unlisted`, the default, keeps statuses off hashtag pages).
+//! Plain text, but `@user[@domain]` notifies: `break_mentions` puts U+200B
+//! after every `@` Mastodon's `Account::MENTION_RE` would take, template
+//! included (strictest reading; unit-tested on its cases). `max_chars`
+//! (default 500) covers status and warning; a URL, which Mastodon counts
+//! as 23, is counted as its length plus 12, so a cut status always fits.
 //!
-//! Length: the instance's limit (`max_chars`, default 500) covers the status
-//! and the content warning together. Mastodon counts every URL as 23
-//! characters; the cut here counts each URL as its length plus 12, which can
-//! never be less than what Mastodon counts (a URL is at least 11 characters
-//! long), so a cut status is never refused. It ends with `…`.
-//!
-//! Each request carries an `Idempotency-Key` (a SHA-256 of the chat, the
-//! event's ids and the text), so a retry after a lost answer returns the
-//! first status instead of posting twice; Mastodon remembers keys for an
-//! hour. The answer's status `id` is the remote id: thread replies answer
-//! the topic's first status (`in_reply_to_id`), edits are `PUT
-//! /api/v1/statuses/:id` (Mastodon 3.5+), deletes `DELETE` of that path.
-//!
-//! Errors are JSON `{"error": "..."}`. 429 comes with `X-RateLimit-Reset`
-//! (an ISO 8601 time, no `Retry-After`); 401 (token), 403 (scope, suspended
-//! account), 404 (not a Mastodon API) and 422 (validation: too long, empty)
-//! are permanent. See shared/providers.md §3 and docs.joinmastodon.org
-//! `methods/statuses` and `api/rate-limits`.
+//! An `Idempotency-Key` (kept an hour) makes a retry return the first
+//! status. The status `id` is the remote id for replies (`in_reply_to_id`),
+//! edits (`PUT /api/v1/statuses/:id`) and deletes. Errors `{"error"}`: 429
+//! waits for `X-RateLimit-Reset`, other 4xx are permanent with a hint
+//! (shared/providers.md §3).
 
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_spanned::Spanned;
-use sha2::{Digest, Sha256};
-use toml_edit::Item;
 
-use super::http::retry_hint;
+use super::http::{id_url, retry_hint};
+use super::kit::{self, Provider, Spec};
 use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
-    Outcome, Registration,
-    http::{classify_status, id_url},
-    schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
+    Registration,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -56,23 +36,17 @@ use crate::config::env::Secret;
 use crate::render::Dialect;
 use crate::render::text::truncate;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "mastodon",
-    about: "Mastodon status on an account (access token)",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration = kit::registration_complete::<Mastodon>(
+    "mastodon",
+    "Mastodon status on an account (access token)",
+);
 
 /// Mastodon's default status limit (`StatusLengthValidator::MAX_CHARS`);
-/// instances may raise it (`/api/v2/instance`:
-/// `configuration.statuses.max_characters`).
+/// instances may raise it (`/api/v2/instance`).
 const DEFAULT_MAX_CHARS: usize = 500;
 
-/// Smallest `max_chars` accepted: room for a title and a link.
+/// The `max_chars` accepted: room for a title and a link, at least.
 const MIN_MAX_CHARS: usize = 50;
-
-/// Largest `max_chars` accepted.
 const MAX_MAX_CHARS: usize = 100_000;
 
 /// What a URL may add to the count beyond its own length: Mastodon counts a
@@ -83,11 +57,8 @@ const URL_SLACK: usize = 23 - 11;
 /// `RateLimiter` family `statuses`).
 const STATUSES_PER_3H: u32 = 300;
 
-/// Inserted after an `@` to break a mention.
-const ZWSP: char = '\u{200B}';
-
 /// Who sees a status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 #[schemars(rename = "MastodonVisibility")]
 pub enum Visibility {
@@ -99,17 +70,6 @@ pub enum Visibility {
     Private,
     /// Mentioned accounts only: since the relay breaks every mention, nobody but the account itself.
     Direct,
-}
-
-impl Visibility {
-    fn as_str(self) -> &'static str {
-        match self {
-            Visibility::Public => "public",
-            Visibility::Unlisted => "unlisted",
-            Visibility::Private => "private",
-            Visibility::Direct => "direct",
-        }
-    }
 }
 
 /// `[providers.NAME]` for `kind = "mastodon"`: one account on one instance.
@@ -158,81 +118,86 @@ struct Mastodon {
     max_chars: usize,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let instance = match &s.instance {
-        Some(u) => Some(
-            cx.url("instance", u, false)?
-                .expose()
-                .trim_end_matches('/')
-                .to_string(),
-        ),
-        None => None,
-    };
-    let token = cx.opt_secret("access_token", &s.access_token)?;
-    let max_chars = match &s.max_chars {
-        Some(m) => match usize::try_from(*m.get_ref()) {
-            Ok(n) if (MIN_MAX_CHARS..=MAX_MAX_CHARS).contains(&n) => n,
-            _ => {
-                cx.error(
-                    Some(m.span()),
-                    format!("`max_chars` must be between {MIN_MAX_CHARS} and {MAX_MAX_CHARS}"),
-                );
-                return None;
-            }
-        },
-        None => DEFAULT_MAX_CHARS,
-    };
-    let language = match &s.language {
-        Some(l) => {
-            let code = l.get_ref().trim();
-            if !is_language_code(code) {
-                cx.error(
+impl Provider for Mastodon {
+    type Settings = Settings;
+    type Target = Target;
+
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        let instance = kit::opt_base_url(cx, "instance", &s.instance)?;
+        let token = cx.opt_secret("access_token", &s.access_token)?;
+        let max_chars = match &s.max_chars {
+            None => DEFAULT_MAX_CHARS,
+            Some(m) => match usize::try_from(*m.get_ref()) {
+                Ok(n) if (MIN_MAX_CHARS..=MAX_MAX_CHARS).contains(&n) => n,
+                _ => {
+                    let range = format!("between {MIN_MAX_CHARS} and {MAX_MAX_CHARS}");
+                    return kit::refuse(cx, Some(m.span()), format!("`max_chars` must be {range}"));
+                }
+            },
+        };
+        let language = match &s.language {
+            Some(l) if !is_language_code(l.get_ref().trim()) => {
+                return kit::refuse(
+                    cx,
                     Some(l.span()),
                     "`language` must be an ISO 639 code like \"en\" or \"pt-BR\"",
                 );
-                return None;
             }
-            Some(code.to_string())
-        }
-        None => None,
-    };
-    let spoiler_text = match &s.spoiler_text {
-        Some(t) => spoiler(t, max_chars, cx)?,
-        None => None,
-    };
-    let visibility = match &s.visibility {
-        Some(v) => {
-            warn_direct(v, cx);
-            *v.get_ref()
-        }
-        None => Visibility::Unlisted,
-    };
-    let has_settings = item.as_table_like().is_some_and(|t| !t.is_empty());
-    if has_settings {
-        let mut missing = Vec::new();
-        if instance.is_none() {
-            missing.push("`instance` (e.g. \"https://mastodon.social\")");
-        }
-        if token.is_none() {
-            missing.push("`access_token` (e.g. \"${MASTODON_TOKEN}\")");
-        }
-        if !missing.is_empty() {
-            cx.error(
-                item.span(),
-                format!("a mastodon provider needs {}", missing.join(" and ")),
-            );
-            return None;
-        }
+            l => l.as_ref().map(|l| l.get_ref().trim().to_string()),
+        };
+        let spoiler_text = match &s.spoiler_text {
+            Some(t) => spoiler(t, max_chars, cx)?,
+            None => None,
+        };
+        Some(Mastodon {
+            instance,
+            token,
+            visibility: visibility(&s.visibility, cx).unwrap_or(Visibility::Unlisted),
+            spoiler_text,
+            language,
+            max_chars,
+        })
     }
-    Some(Arc::new(Mastodon {
-        instance,
-        token,
-        visibility,
-        spoiler_text,
-        language,
-        max_chars,
-    }))
+
+    fn bind_target(
+        self: Arc<Self>,
+        t: Target,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let (Some(instance), Some(token)) = (&self.instance, &self.token) else {
+            let what = "`instance` and `access_token = \"${MASTODON_TOKEN}\"`";
+            return kit::refuse(cx, chat, kit::chat_needs("mastodon", what));
+        };
+        let visibility = visibility(&t.visibility, cx).unwrap_or(self.visibility);
+        let spoiler_text = match &t.spoiler_text {
+            Some(s) => spoiler(s, self.max_chars, cx)?,
+            None => self.spoiler_text.clone(),
+        };
+        Some(Box::new(MastodonChat {
+            instance: instance.clone(),
+            token: token.clone(),
+            visibility,
+            spoiler_text,
+            provider: self,
+        }))
+    }
+}
+
+impl kit::Complete for Mastodon {
+    fn incomplete(&self) -> Option<String> {
+        let keys = [
+            (
+                self.instance.is_none(),
+                "`instance` (e.g. \"https://mastodon.social\")",
+            ),
+            (
+                self.token.is_none(),
+                "`access_token` (e.g. \"${MASTODON_TOKEN}\")",
+            ),
+        ];
+        kit::needs("mastodon", " and ", &keys)
+    }
 }
 
 /// `en`, `fra`, `pt-BR`, `zh-Hant`: a language and an optional subtag.
@@ -256,61 +221,27 @@ fn spoiler(t: &Spanned<String>, max_chars: usize, cx: &mut Ctx<'_>) -> Option<Op
         return Some(None);
     }
     if weight(text) + MIN_MAX_CHARS / 2 > max_chars {
-        cx.error(
+        return kit::refuse(
+            cx,
             Some(t.span()),
             format!(
                 "`spoiler_text` counts toward the {max_chars} characters of a status and leaves too little room: shorten it"
             ),
         );
-        return None;
     }
     Some(Some(break_mentions(text)))
 }
 
-fn warn_direct(v: &Spanned<Visibility>, cx: &mut Ctx<'_>) {
+/// The visibility set, if any; `direct` is worth a warning.
+fn visibility(v: &Option<Spanned<Visibility>>, cx: &mut Ctx<'_>) -> Option<Visibility> {
+    let v = v.as_ref()?;
     if *v.get_ref() == Visibility::Direct {
         cx.warning(
             Some(v.span()),
             "`direct` statuses reach only the accounts they mention, and the relay breaks every mention: only the posting account will see them",
         );
     }
-}
-
-impl Instance for Mastodon {
-    fn bind(
-        self: Arc<Self>,
-        target: &Item,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
-        let (Some(instance), Some(token)) = (&self.instance, &self.token) else {
-            cx.error(
-                chat,
-                "a mastodon chat needs `instance` and `access_token = \"${MASTODON_TOKEN}\"` on a [providers.NAME] table with kind = \"mastodon\"",
-            );
-            return None;
-        };
-        let visibility = match &t.visibility {
-            Some(v) => {
-                warn_direct(v, cx);
-                *v.get_ref()
-            }
-            None => self.visibility,
-        };
-        let spoiler_text = match &t.spoiler_text {
-            Some(s) => spoiler(s, self.max_chars, cx)?,
-            None => self.spoiler_text.clone(),
-        };
-        Some(Box::new(MastodonChat {
-            instance: instance.clone(),
-            token: token.clone(),
-            visibility,
-            spoiler_text,
-            language: self.language.clone(),
-            max_chars: self.max_chars,
-        }))
-    }
+    Some(*v.get_ref())
 }
 
 #[derive(Debug)]
@@ -319,8 +250,8 @@ struct MastodonChat {
     token: Secret,
     visibility: Visibility,
     spoiler_text: Option<String>,
-    language: Option<String>,
-    max_chars: usize,
+    /// The `language` and `max_chars` of every chat of the account.
+    provider: Arc<Mastodon>,
 }
 
 impl Destination for MastodonChat {
@@ -347,22 +278,23 @@ impl Destination for MastodonChat {
             .ok()
             .and_then(|u| u.host_str().map(str::to_string))
             .unwrap_or_else(|| "mastodon".to_string());
-        format!("{host} ({})", self.visibility.as_str())
+        let visibility = json!(self.visibility);
+        format!("{host} ({})", visibility.as_str().unwrap_or_default())
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let budget = self
+            .provider
             .max_chars
             .saturating_sub(self.spoiler_text.as_deref().map_or(0, weight));
-        let status = fit(&break_mentions(msg.text), budget);
         let mut body = json!({
-            "status": status,
-            "visibility": self.visibility.as_str(),
+            "status": fit(&break_mentions(msg.text), budget),
+            "visibility": self.visibility,
         });
         if let Some(s) = &self.spoiler_text {
             body["spoiler_text"] = json!(s);
         }
-        if let Some(l) = &self.language {
+        if let Some(l) = &self.provider.language {
             body["language"] = json!(l);
         }
         let statuses = format!("{}/api/v1/statuses", self.instance);
@@ -371,13 +303,13 @@ impl Destination for MastodonChat {
                 if let Some(root) = thread.and_then(|t| t.root) {
                     body["in_reply_to_id"] = json!(root);
                 }
-                let key = idempotency_key(msg, &body);
+                // Retries of one delivery share it; two posts never do.
+                let key = kit::message_key("discourse-relay/mastodon/1", msg, &[&body]);
                 HttpRequest::post_json(&Secret::new(statuses), &body)
                     .header("Idempotency-Key", Secret::new(key))
             }
             Action::Edit { remote_id } => {
-                // An edit cannot change the visibility: `PUT` takes no
-                // such field (the status keeps its own).
+                // `PUT` takes no visibility: the status keeps its own.
                 if let Some(o) = body.as_object_mut() {
                     o.remove("visibility");
                 }
@@ -393,22 +325,6 @@ impl Destination for MastodonChat {
     }
 }
 
-/// The key Mastodon deduplicates posts by: the chat, the event's ids and
-/// the exact body, hashed. Retries of one delivery share it; two posts never
-/// do, even with the same text.
-fn idempotency_key(msg: &Message<'_>, body: &serde_json::Value) -> String {
-    let c = msg.context;
-    let key = json!([
-        "discourse-relay/mastodon/1",
-        msg.chat,
-        c["event"],
-        c["topic"]["id"],
-        c["post"]["id"],
-        body,
-    ]);
-    hex::encode(Sha256::digest(key.to_string().as_bytes()))
-}
-
 /// `text` with a zero-width space after every `@` that Mastodon would take
 /// for the start of a mention: not after a word character, `=` or `/`, and
 /// followed by a letter, digit or `_`. Any non-ASCII character before an `@`
@@ -418,9 +334,6 @@ fn break_mentions(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     for (i, &c) in chars.iter().enumerate() {
         out.push(c);
-        if c != '@' {
-            continue;
-        }
         let next_starts_name = chars
             .get(i + 1)
             .is_some_and(|n| n.is_alphanumeric() || *n == '_');
@@ -428,8 +341,8 @@ fn break_mentions(text: &str) -> String {
             let p = chars[p];
             p.is_ascii_alphanumeric() || matches!(p, '_' | '=' | '/')
         });
-        if next_starts_name && !glued {
-            out.push(ZWSP);
+        if c == '@' && next_starts_name && !glued {
+            out.push('\u{200B}');
         }
     }
     out
@@ -469,65 +382,56 @@ fn fit(text: &str, budget: usize) -> String {
     truncate(text, lo)
 }
 
+/// Mastodon's `{"error"}`; OAuth (Doorkeeper) errors may add
+/// `error_description`, which is then the better text.
+const SPEC: Spec = Spec {
+    error: |_, body| {
+        let m = body["error_description"]
+            .as_str()
+            .or(body["error"].as_str())?;
+        Some(truncate(m.trim(), 200)).filter(|m| !m.is_empty())
+    },
+    ..Spec::plain("mastodon")
+};
+
 fn classify_answer(resp: &HttpResponse, now: jiff::Timestamp) -> Outcome {
-    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-    let status = resp.status;
-    if (200..300).contains(&status) {
+    let body = kit::json_body(resp);
+    match resp.status {
         // The status exists even if the answer is odd: never post it twice.
-        return Outcome::Sent {
+        200..=299 => Outcome::Sent {
             remote_id: body["id"].as_str().map(str::to_string),
-        };
+        },
+        // Deleted on the instance: nothing left to delete, nothing to edit
+        // (a reply to a deleted status answers another 404: an error).
+        404 if body["error"] == "Record not found" => Outcome::Sent { remote_id: None },
+        429 => Outcome::Retry {
+            reason: format!("mastodon: {}", SPEC.describe(resp, &body)),
+            after: resp
+                .retry_after()
+                .or_else(|| reset_after(resp.header("X-RateLimit-Reset")?, now)),
+        },
+        status => match kit::classify_json(resp, &SPEC) {
+            Outcome::Permanent { reason } => Outcome::Permanent {
+                reason: format!("{reason}{}", hint(status, &reason)),
+            },
+            other => other,
+        },
     }
-    // Mastodon: `{"error": "..."}`; OAuth (Doorkeeper) errors may add
-    // `error_description`.
-    let message = body["error_description"]
-        .as_str()
-        .or_else(|| body["error"].as_str())
-        .map(|m| truncate(m.trim(), 200));
-    let detail = match message {
-        Some(m) if !m.is_empty() => format!(": {m}"),
-        _ => {
-            let s = resp.body_snippet();
-            if s.is_empty() { s } else { format!(": {s}") }
-        }
-    };
-    if status == 404 && body["error"].as_str() == Some("Record not found") {
-        // The status is gone (deleted on the instance): a delete has nothing
-        // left to do, and an edit never can. (A reply to a deleted status
-        // answers 404 with another message: that stays an error.)
-        return Outcome::Sent { remote_id: None };
-    }
-    if status == 429 {
-        let after = resp.retry_after().or_else(|| {
-            resp.header("X-RateLimit-Reset")
-                .and_then(|v| reset_after(v, now))
-        });
-        return Outcome::Retry {
-            reason: format!("mastodon: HTTP 429{detail}"),
-            after,
-        };
-    }
-    let hint = match status {
+}
+
+fn hint(status: u16, reason: &str) -> &'static str {
+    match status {
         401 => " (the access token was rejected: revoked or mistyped; create a new one)",
         403 => {
             " (the token lacks the write:statuses scope, or the account is disabled or suspended)"
         }
-        404 if detail.contains("reply to") => " (the status this replies to was deleted)",
+        404 if reason.contains("reply to") => " (the status this replies to was deleted)",
         404 => " (no Mastodon API there: check `instance`)",
-        422 if detail.contains("character limit") => {
+        422 if reason.contains("character limit") => {
             " (the status is too long for the instance: lower `max_chars`)"
         }
         422 => " (Mastodon refused the status: check the template and settings)",
         _ => "",
-    };
-    match classify_status(resp) {
-        Outcome::Retry { after, .. } => Outcome::Retry {
-            reason: format!("mastodon: HTTP {status}{detail}"),
-            after,
-        },
-        _ => Outcome::Permanent {
-            reason: format!("mastodon: HTTP {status}{detail}{hint}"),
-        },
     }
 }
 
@@ -543,54 +447,59 @@ fn reset_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testkit::{
+        body, header, http, post, reply, request, resp, settings_problems,
+    };
     use std::collections::HashMap;
+    use toml_edit::{Document, Item};
 
     const TOKEN: &str = "canary-mastodon-token-4242";
 
-    fn chat(spoiler: Option<&str>, max_chars: usize) -> MastodonChat {
+    fn chat(spoiler: Option<&str>, max_chars: usize, language: Option<&str>) -> MastodonChat {
         MastodonChat {
             instance: "https://social.example.org".into(),
             token: Secret::new(TOKEN),
             visibility: Visibility::Unlisted,
             spoiler_text: spoiler.map(str::to_string),
-            language: None,
-            max_chars,
+            provider: Arc::new(Mastodon {
+                instance: Some("https://social.example.org".into()),
+                token: Some(Secret::new(TOKEN)),
+                visibility: Visibility::Unlisted,
+                spoiler_text: None,
+                language: language.map(str::to_string),
+                max_chars,
+            }),
         }
     }
 
-    use crate::providers::http::tests::resp;
-
-    fn http(out: Outbound) -> HttpRequest {
-        match out {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
-        }
+    /// The request for `text` in chat `name` against `ctx`.
+    fn request_in(
+        c: &MastodonChat,
+        name: &str,
+        text: &str,
+        ctx: &serde_json::Value,
+    ) -> HttpRequest {
+        http(c.request(&Message {
+            chat: name,
+            text,
+            context: ctx,
+            action: Default::default(),
+            delivery: None,
+        }))
     }
 
-    fn header<'a>(r: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        r.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.expose())
+    fn bearer(r: &HttpRequest) -> Option<&str> {
+        header(r, "Authorization")
     }
 
     #[test]
     fn request_shape() {
-        let ctx = json!({"event": "post_created", "topic": {"id": 7}, "post": {"id": 9}});
-        let mut c = chat(Some("forum"), 500);
-        c.language = Some("en".into());
-        let r = http(c.request(&Message {
-            chat: "toots",
-            text: "Hello @everyone (https://f.example/t/x/7/1)",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
+        let c = chat(Some("forum"), 500, Some("en"));
+        let r = post(&c, "Hello @everyone (https://f.example/t/x/7/1)");
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "https://social.example.org/api/v1/statuses");
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({
                 "status": "Hello @\u{200B}everyone (https://f.example/t/x/7/1)",
                 "visibility": "unlisted",
@@ -598,10 +507,7 @@ mod tests {
                 "language": "en",
             })
         );
-        assert_eq!(
-            header(&r, "Authorization"),
-            Some(format!("Bearer {TOKEN}").as_str())
-        );
+        assert_eq!(bearer(&r), Some(format!("Bearer {TOKEN}").as_str()));
         let key = header(&r, "Idempotency-Key").unwrap();
         assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()));
         assert!(!r.body.contains(TOKEN) && !r.url.expose().contains(TOKEN));
@@ -610,32 +516,14 @@ mod tests {
 
     #[test]
     fn thread_edit_and_delete_requests() {
-        use super::super::Thread;
-        let ctx = json!({"event": "post_created", "topic": {"id": 7}, "post": {"id": 9}});
-        let c = chat(Some("forum"), 500);
-        let req = |action| {
-            http(c.request(&Message {
-                chat: "toots",
-                text: "new @alice",
-                context: &ctx,
-                action,
-                delivery: None,
-            }))
-        };
-        let opens = req(Action::Post {
-            thread: Some(Thread { root: None }),
-        });
-        let body: serde_json::Value = serde_json::from_str(&opens.body).unwrap();
-        assert!(body.get("in_reply_to_id").is_none());
-        let reply = req(Action::Post {
-            thread: Some(Thread {
-                root: Some("109876543210"),
-            }),
-        });
-        assert_eq!(reply.method, "POST");
-        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        let c = chat(Some("forum"), 500, None);
+        let req = |action| request(&c, "new @alice", action);
+        let opens = req(reply(None));
+        assert!(body(&opens).get("in_reply_to_id").is_none());
+        let answer = req(reply(Some("109876543210")));
+        assert_eq!(answer.method, "POST");
         assert_eq!(
-            body,
+            body(&answer),
             json!({
                 "status": "new @\u{200B}alice",
                 "visibility": "unlisted",
@@ -646,41 +534,25 @@ mod tests {
         // The reply is another post than the opening one: another key.
         assert_ne!(
             header(&opens, "Idempotency-Key"),
-            header(&reply, "Idempotency-Key")
+            header(&answer, "Idempotency-Key")
         );
-
+        let url = "https://social.example.org/api/v1/statuses/109876543210";
         let edit = req(Action::Edit {
             remote_id: "109876543210",
         });
-        assert_eq!(edit.method, "PUT");
+        assert_eq!((edit.method, edit.url.expose()), ("PUT", url));
         assert_eq!(
-            edit.url.expose(),
-            "https://social.example.org/api/v1/statuses/109876543210"
-        );
-        let body: serde_json::Value = serde_json::from_str(&edit.body).unwrap();
-        assert_eq!(
-            body,
+            body(&edit),
             json!({"status": "new @\u{200B}alice", "spoiler_text": "forum"})
         );
-        assert_eq!(
-            header(&edit, "Authorization"),
-            Some(format!("Bearer {TOKEN}").as_str())
-        );
+        assert_eq!(bearer(&edit), Some(format!("Bearer {TOKEN}").as_str()));
         assert!(header(&edit, "Idempotency-Key").is_none());
-
         let delete = req(Action::Delete {
             remote_id: "109876543210",
         });
-        assert_eq!(delete.method, "DELETE");
-        assert_eq!(
-            delete.url.expose(),
-            "https://social.example.org/api/v1/statuses/109876543210"
-        );
+        assert_eq!((delete.method, delete.url.expose()), ("DELETE", url));
         assert!(delete.body.is_empty());
-        assert_eq!(
-            header(&delete, "Authorization"),
-            Some(format!("Bearer {TOKEN}").as_str())
-        );
+        assert_eq!(bearer(&delete), Some(format!("Bearer {TOKEN}").as_str()));
     }
 
     #[test]
@@ -717,23 +589,30 @@ mod tests {
         let ctx = json!({"event": "post_created", "topic": {"id": 7}, "post": {"id": 9}});
         let other = json!({"event": "post_created", "topic": {"id": 7}, "post": {"id": 10}});
         let key = |c: &MastodonChat, name: &str, text: &str, ctx: &serde_json::Value| {
-            let r = http(c.request(&Message {
-                chat: name,
-                text,
-                context: ctx,
-                action: Default::default(),
-                delivery: None,
-            }));
+            let r = request_in(c, name, text, ctx);
             header(&r, "Idempotency-Key").unwrap().to_string()
         };
-        let c = chat(None, 500);
+        let c = chat(None, 500, None);
         assert_eq!(key(&c, "a", "x", &ctx), key(&c, "a", "x", &ctx));
         assert_ne!(key(&c, "a", "x", &ctx), key(&c, "b", "x", &ctx));
         assert_ne!(key(&c, "a", "x", &ctx), key(&c, "a", "y", &ctx));
         assert_ne!(key(&c, "a", "x", &ctx), key(&c, "a", "x", &other));
-        let mut public = chat(None, 500);
+        let mut public = chat(None, 500, None);
         public.visibility = Visibility::Public;
         assert_ne!(key(&c, "a", "x", &ctx), key(&public, "a", "x", &ctx));
+        // The key of a fixed message stays what it was (a retry after an
+        // upgrade must not post twice).
+        assert_eq!(
+            key(&c, "a", "x", &ctx),
+            crate::providers::kit::sha256_hex(&json!([
+                "discourse-relay/mastodon/1",
+                "a",
+                "post_created",
+                7,
+                9,
+                {"status": "x", "visibility": "unlisted"}
+            ]))
+        );
     }
 
     #[test]
@@ -763,21 +642,13 @@ mod tests {
 
     #[test]
     fn long_statuses_fit_mastodons_count() {
-        let ctx = json!({});
         let text = format!(
             "Title (https://f.example/t/1) by me\n{}",
             "word ".repeat(200)
         );
-        let c = chat(Some("CW"), 500);
-        let r = http(c.request(&Message {
-            chat: "c",
-            text: &text,
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        let status = body["status"].as_str().unwrap();
+        let c = chat(Some("CW"), 500, None);
+        let b = body(&request_in(&c, "c", &text, &json!({})));
+        let status = b["status"].as_str().unwrap();
         assert!(status.ends_with('…'), "{status}");
         assert!(status.starts_with("Title (https://f.example/t/1) by me\nword"));
         // Mastodon's count: URL as 23, plus the content warning.
@@ -797,31 +668,28 @@ mod tests {
     #[test]
     fn classifies_mastodon_answers() {
         let now: jiff::Timestamp = "2026-11-25T04:00:00Z".parse().unwrap();
+        let c = |status, headers: &[(&str, &str)], body| {
+            classify_answer(&resp(status, headers, body), now)
+        };
         assert_eq!(
-            classify_answer(
-                &resp(
-                    200,
-                    &[],
-                    r#"{"id":"113456789012345678","content":"<p>x</p>"}"#
-                ),
-                now
+            c(
+                200,
+                &[],
+                r#"{"id":"113456789012345678","content":"<p>x</p>"}"#
             ),
             Outcome::Sent {
                 remote_id: Some("113456789012345678".into())
             }
         );
         assert_eq!(
-            classify_answer(
-                &resp(
-                    429,
-                    &[
-                        ("X-RateLimit-Limit", "300"),
-                        ("X-RateLimit-Remaining", "0"),
-                        ("X-RateLimit-Reset", "2026-11-25T04:05:30.123456Z")
-                    ],
-                    r#"{"error":"Too many requests"}"#
-                ),
-                now
+            c(
+                429,
+                &[
+                    ("X-RateLimit-Limit", "300"),
+                    ("X-RateLimit-Remaining", "0"),
+                    ("X-RateLimit-Reset", "2026-11-25T04:05:30.123456Z")
+                ],
+                r#"{"error":"Too many requests"}"#
             ),
             Outcome::Retry {
                 reason: "mastodon: HTTP 429: Too many requests".into(),
@@ -830,15 +698,15 @@ mod tests {
         );
         // A reset in the past: retry now; garbage: the backoff decides.
         assert!(matches!(
-            classify_answer(&resp(429, &[("X-RateLimit-Reset", "2026-11-25T03:00:00Z")], ""), now),
+            c(429, &[("X-RateLimit-Reset", "2026-11-25T03:00:00Z")], ""),
             Outcome::Retry { after: Some(d), .. } if d.is_zero()
         ));
         assert!(matches!(
-            classify_answer(&resp(429, &[("X-RateLimit-Reset", "soon")], ""), now),
+            c(429, &[("X-RateLimit-Reset", "soon")], ""),
             Outcome::Retry { after: None, .. }
         ));
         assert!(matches!(
-            classify_answer(&resp(502, &[], "<html>Bad Gateway</html>"), now),
+            c(502, &[], "<html>Bad Gateway</html>"),
             Outcome::Retry { .. }
         ));
         let cases = [
@@ -870,13 +738,21 @@ mod tests {
             ),
         ];
         for (status, body, want) in cases {
-            let out = classify_answer(&resp(status, &[], body), now);
+            let out = c(status, &[], body);
             let Outcome::Permanent { reason } = &out else {
                 panic!("{status} {body} should be permanent: {out:?}")
             };
             assert!(reason.contains(want), "{reason} lacks {want}");
             assert!(!reason.contains(TOKEN));
         }
+        // The reason's exact text, hint included.
+        assert_eq!(
+            c(404, &[], r#"{"error":"  Not here "}"#),
+            Outcome::Permanent {
+                reason: "mastodon: HTTP 404: Not here (no Mastodon API there: check `instance`)"
+                    .into()
+            }
+        );
     }
 
     #[test]
@@ -910,10 +786,8 @@ mod tests {
                 "too little room",
             ),
         ] {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(format!("[p]\n{text}\n")).unwrap();
-            assert!(parse(&doc["p"], &mut cx).is_none(), "{text}");
-            let msgs: Vec<&str> = cx.problems().iter().map(|p| p.message.as_str()).collect();
+            let (parsed, msgs) = settings_problems(&REGISTRATION, &[("TOK", TOKEN)], text);
+            assert!(!parsed, "{text}");
             assert!(msgs.iter().any(|m| m.contains(want)), "{text}: {msgs:?}");
             assert!(
                 msgs.iter()
@@ -923,8 +797,8 @@ mod tests {
         // A bare `provider = "mastodon"` chat: reported at the chat.
         let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
         let empty = Item::Table(toml_edit::Table::new());
-        let inst = parse(&empty, &mut cx).unwrap();
-        let doc = toml_edit::Document::parse("t = {}".to_string()).unwrap();
+        let inst = (REGISTRATION.parse)(&empty, &mut cx).unwrap();
+        let doc = Document::parse("t = {}".to_string()).unwrap();
         assert!(inst.bind(&doc["t"], Some(0..1), &mut cx).is_none());
         assert!(cx.problems()[0].message.contains("needs `instance`"));
     }
@@ -933,33 +807,25 @@ mod tests {
     fn chats_override_visibility_and_spoiler() {
         let env: HashMap<String, String> = [("TOK".to_string(), TOKEN.to_string())].into();
         let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Error);
-        let doc = toml_edit::Document::parse(
+        let doc = Document::parse(
             "[p]\ninstance = \"https://m.example/\"\naccess_token = \"${TOK}\"\nspoiler_text = \"forum @staff\"\n[t]\nvisibility = \"direct\"\n[u]\nspoiler_text = \"\"\n".to_string(),
         )
         .unwrap();
-        let inst = parse(&doc["p"], &mut cx).unwrap();
-        let ctx = json!({});
-        let msg = Message {
-            chat: "c",
-            text: "x",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        };
+        let inst = (REGISTRATION.parse)(&doc["p"], &mut cx).unwrap();
         let d = inst.clone().bind(&doc["t"], None, &mut cx).unwrap();
         assert_eq!(d.target(), "m.example (direct)");
-        let body: serde_json::Value = serde_json::from_str(&http(d.request(&msg)).body).unwrap();
-        assert_eq!(body["visibility"], "direct");
-        assert_eq!(body["spoiler_text"], "forum @\u{200B}staff");
+        let b = body(&post(&*d, "x"));
+        assert_eq!(b["visibility"], "direct");
+        assert_eq!(b["spoiler_text"], "forum @\u{200B}staff");
         assert!(
             cx.problems()[0]
                 .message
                 .contains("only the posting account")
         );
         let d = inst.bind(&doc["u"], None, &mut cx).unwrap();
-        let body: serde_json::Value = serde_json::from_str(&http(d.request(&msg)).body).unwrap();
-        assert_eq!(body["visibility"], "unlisted");
-        assert!(body.get("spoiler_text").is_none());
+        let b = body(&post(&*d, "x"));
+        assert_eq!(b["visibility"], "unlisted");
+        assert!(b.get("spoiler_text").is_none());
         assert!(!cx.has_errors());
     }
 }

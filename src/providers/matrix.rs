@@ -1,21 +1,19 @@
-//! `matrix`: a message event in a Matrix room through the client-server API
-//! v3 (`PUT /_matrix/client/v3/rooms/{roomId}/send/m.room.message/{txnId}`),
-//! as an account with an access token (`Authorization: Bearer`, never the
-//! deprecated `?access_token=` query). The `gitter` kind (`super::gitter`) is
-//! this provider with Gitter's homeserver as the default.
+//! `matrix`: a message event through the client-server API v3, `PUT
+//! {homeserver}/_matrix/client/v3/rooms/{roomId}/send/m.room.message/{txnId}`,
+//! with an access token as `Authorization: Bearer` (never the deprecated
+//! `?access_token=`). The `gitter` kind (`super::gitter`) is this provider
+//! with Gitter's homeserver as the default.
 //!
-//! Dialect: HTML. The rendered text is the `formatted_body` (values escaped
-//! as entities, `@name` broken with U+200B); `body` is that HTML as plain
-//! text, links kept as `text (url)`. `"m.mentions": {}` declares that the
-//! event mentions nobody, so `@room` or a display name in a post cannot
-//! notify (the legacy body-keyword push rules are skipped for events that
-//! carry `m.mentions`); `m.notice` marks the event as a bot's.
+//! HTML: the rendered text is the `formatted_body` (values escaped as
+//! entities, `@name` broken with U+200B; checked by Matrix's parser in
+//! tests/parser_escaping.rs); `body` is that HTML as plain text, links kept
+//! as `text (url)`. `"m.mentions": {}` says the event mentions nobody, so
+//! `@room` or a display name cannot notify; `m.notice` marks a bot.
 //!
-//! The transaction id is a hash of the chat and the message, so a retry of
-//! the same delivery reuses it and the homeserver answers with the first
-//! event instead of posting twice. Errors are `{"errcode","error"}`;
-//! see shared/providers.md §2.5 and matrix-org/matrix-spec
-//! `data/api/client-server/room_send.yaml`.
+//! The transaction id is a hash of the delivery, so a retry gets the first
+//! event back instead of a second post. The `event_id` is the remote id:
+//! `m.thread` replies, `m.replace` edits, redactions. Errors
+//! `{"errcode","error"}`; see shared/providers.md §2.5.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -24,27 +22,21 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 use serde_spanned::Spanned;
-use sha2::{Digest, Sha256};
 use toml_edit::Item;
 
-use super::http::path_segment;
-use super::http::retry_hint;
+use super::http::{classify_status, path_segment, retry_hint};
+use super::kit::{self, Provider};
 use super::{
     Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
-    Outcome, Registration, http::classify_status, schema_of,
+    Outcome, Registration,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
 use crate::render::Dialect;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "matrix",
-    about: "Matrix room (client-server API, access token)",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration_complete::<Matrix>("matrix", "Matrix room (client-server API, access token)");
 
 /// `[providers.NAME]` for `kind = "matrix"`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -90,20 +82,7 @@ pub(crate) struct Matrix {
     token: Option<Secret>,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    parse_settings(
-        MATRIX,
-        item,
-        s.homeserver.as_ref(),
-        s.access_token.as_ref(),
-        cx,
-    )
-}
-
-/// Reads the settings shared by `matrix` and `gitter`. A table that sets
-/// something but misses a required key is an error here; an empty one (a
-/// chat naming the kind directly) is reported at each chat that needs it.
+/// Reads the settings shared by `matrix` and `gitter` ([`kit::Complete`]).
 pub(crate) fn parse_settings(
     flavor: Flavor,
     item: &Item,
@@ -111,85 +90,90 @@ pub(crate) fn parse_settings(
     access_token: Option<&Spanned<String>>,
     cx: &mut Ctx<'_>,
 ) -> Option<Arc<dyn Instance>> {
-    let homeserver = match homeserver {
-        Some(u) => Some(
-            cx.url("homeserver", u, false)?
-                .expose()
-                .trim_end_matches('/')
-                .to_string(),
-        ),
-        None => flavor.default_homeserver.map(str::to_string),
-    };
-    let token = match access_token {
-        Some(t) => Some(cx.secret("access_token", t)?),
-        None => None,
-    };
-    let has_settings = item.as_table_like().is_some_and(|t| !t.is_empty());
-    if has_settings {
-        let mut missing = Vec::new();
-        if homeserver.is_none() {
-            missing.push("`homeserver` (e.g. \"https://matrix.example.org\")");
-        }
-        let token_example = format!(
-            "`access_token` (e.g. \"${{{}_TOKEN}}\")",
-            flavor.kind.to_uppercase()
-        );
-        if token.is_none() {
-            missing.push(&token_example);
-        }
-        if !missing.is_empty() {
-            cx.error(
-                item.span(),
-                format!("a {} provider needs {}", flavor.kind, missing.join(" and ")),
-            );
-            return None;
-        }
-    }
-    Some(Arc::new(Matrix {
-        flavor,
-        homeserver,
-        token,
-    }))
+    kit::complete(
+        item,
+        Matrix::read(flavor, homeserver, access_token, cx)?,
+        cx,
+    )
 }
 
-impl Instance for Matrix {
-    fn bind(
+impl Matrix {
+    fn read(
+        flavor: Flavor,
+        homeserver: Option<&Spanned<String>>,
+        access_token: Option<&Spanned<String>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Self> {
+        let homeserver = match homeserver {
+            Some(u) => Some(cx.url("homeserver", u, false)?.expose().to_string()),
+            None => flavor.default_homeserver.map(str::to_string),
+        };
+        let token = match access_token {
+            Some(t) => Some(cx.secret("access_token", t)?),
+            None => None,
+        };
+        Some(Matrix {
+            flavor,
+            homeserver: homeserver.map(|h| h.trim_end_matches('/').to_string()),
+            token,
+        })
+    }
+
+    /// `${MATRIX_TOKEN}` for the flavor's kind, in problems.
+    fn token_var(&self) -> String {
+        format!("${{{}_TOKEN}}", self.flavor.kind.to_uppercase())
+    }
+}
+
+impl Provider for Matrix {
+    type Settings = Settings;
+    type Target = Target;
+
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        Matrix::read(MATRIX, s.homeserver.as_ref(), s.access_token.as_ref(), cx)
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
         let kind = self.flavor.kind;
-        let t = cx.deserialize::<Target>(target)?;
         let Some(room) = &t.room else {
-            cx.error(
-                chat,
-                format!("a {kind} chat needs `room`, a room id like \"!AbCdEf123:example.org\""),
-            );
-            return None;
+            let problem =
+                format!("a {kind} chat needs `room`, a room id like \"!AbCdEf123:example.org\"");
+            return kit::refuse(cx, chat, problem);
         };
-        let room_id = room_id(room, cx)?;
+        let room = room_id(room, cx)?;
         let (Some(homeserver), Some(token)) = (&self.homeserver, &self.token) else {
-            let token = format!("`access_token = \"${{{}_TOKEN}}\"`", kind.to_uppercase());
-            let needs = if self.homeserver.is_none() {
-                format!("`homeserver` and {token}")
-            } else {
-                token
+            let token = format!("`access_token = \"{}\"`", self.token_var());
+            let needs = match self.homeserver {
+                None => format!("`homeserver` and {token}"),
+                Some(_) => token,
             };
-            cx.error(
-                chat,
-                format!(
-                    "a {kind} chat needs {needs} on a [providers.NAME] table with kind = \"{kind}\""
-                ),
-            );
-            return None;
+            return kit::refuse(cx, chat, kit::chat_needs(kind, &needs));
         };
         Some(Box::new(MatrixChat {
             kind,
             homeserver: homeserver.clone(),
             token: token.clone(),
-            room: room_id,
+            room,
         }))
+    }
+}
+
+impl kit::Complete for Matrix {
+    fn incomplete(&self) -> Option<String> {
+        let token = format!("`access_token` (e.g. \"{}\")", self.token_var());
+        let keys = [
+            (
+                self.homeserver.is_none(),
+                "`homeserver` (e.g. \"https://matrix.example.org\")",
+            ),
+            (self.token.is_none(), token.as_str()),
+        ];
+        kit::needs(self.flavor.kind, " and ", &keys)
     }
 }
 
@@ -198,21 +182,21 @@ impl Instance for Matrix {
 fn room_id(room: &Spanned<String>, cx: &mut Ctx<'_>) -> Option<String> {
     let id = room.get_ref().trim();
     if id.starts_with('#') {
-        cx.error(
+        return kit::refuse(
+            cx,
             Some(room.span()),
             "`room` must be a room id (`!…`), not an alias: find the id in Element under Room settings → Advanced, or with GET /_matrix/client/v3/directory/room/%23ALIAS:SERVER",
         );
-        return None;
     }
     let valid = id.len() > 1
         && id.starts_with('!')
         && !id.chars().any(|c| c.is_whitespace() || c.is_control());
     if !valid {
-        cx.error(
+        return kit::refuse(
+            cx,
             Some(room.span()),
             "`room` must be a room id like \"!AbCdEf123:example.org\"",
         );
-        return None;
     }
     Some(id.to_string())
 }
@@ -250,7 +234,6 @@ impl Destination for MatrixChat {
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        let room = path_segment(&self.room);
         let txn = txn_id(msg);
         let notice = || {
             json!({
@@ -290,26 +273,19 @@ impl Destination for MatrixChat {
             ),
         };
         let url = Secret::new(format!(
-            "{}/_matrix/client/v3/rooms/{room}/{path}",
-            self.homeserver
+            "{}/_matrix/client/v3/rooms/{}/{path}",
+            self.homeserver,
+            path_segment(&self.room)
         ));
-        let mut req = HttpRequest::post_json(&url, &content).bearer(&self.token);
-        req.method = "PUT";
-        Outbound::Http(req)
+        Outbound::Http(HttpRequest::put_json(&url, &content).bearer(&self.token))
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        let body: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
-        let field = |k: &str| {
-            body.as_ref()
-                .and_then(|b| b.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
+        let body = kit::json_body(resp);
         if (200..300).contains(&resp.status) {
-            return match field("event_id") {
+            return match body["event_id"].as_str() {
                 Some(id) => Outcome::Sent {
-                    remote_id: Some(id),
+                    remote_id: Some(id.to_string()),
                 },
                 // Retrying is safe: the same transaction id cannot post twice.
                 None => Outcome::Retry {
@@ -322,38 +298,26 @@ impl Destination for MatrixChat {
                 },
             };
         }
-        let Some(errcode) = field("errcode") else {
+        let Some(errcode) = body["errcode"].as_str() else {
             return classify_status(resp);
         };
-        let error = field("error").map(|e| clip(&e, 200)).unwrap_or_default();
-        let reason = if error.is_empty() {
-            format!(
-                "{}: HTTP {} {errcode}{}",
-                self.kind,
-                resp.status,
-                hint(&errcode)
-            )
-        } else {
-            format!(
-                "{}: HTTP {} {errcode}: {error}{}",
-                self.kind,
-                resp.status,
-                hint(&errcode)
-            )
+        let error = match body["error"].as_str().unwrap_or("") {
+            "" => String::new(),
+            e if e.chars().count() > 200 => format!(": {}…", kit::clip(e, 200)),
+            e => format!(": {e}"),
         };
-        if errcode == "M_LIMIT_EXCEEDED" || resp.status == 429 {
-            // `Retry-After` since v1.10; `retry_after_ms` before (deprecated).
-            let after = resp.retry_after().or_else(|| {
-                body.as_ref()
-                    .and_then(|b| b.get("retry_after_ms"))
-                    .and_then(retry_hint::json_millis)
-            });
-            return Outcome::Retry { reason, after };
-        }
-        match classify_status(resp) {
-            Outcome::Retry { after, .. } => Outcome::Retry { reason, after },
-            _ => Outcome::Permanent { reason },
-        }
+        let reason = format!(
+            "{}: HTTP {} {errcode}{error}{}",
+            self.kind,
+            resp.status,
+            hint(errcode)
+        );
+        let limited = errcode == "M_LIMIT_EXCEEDED" || resp.status == 429;
+        // `Retry-After` since v1.10; `retry_after_ms` before (deprecated).
+        kit::explained(resp, reason, limited, || {
+            resp.retry_after()
+                .or_else(|| retry_hint::json_millis(&body["retry_after_ms"]))
+        })
     }
 }
 
@@ -372,44 +336,24 @@ fn hint(errcode: &str) -> &'static str {
     }
 }
 
-/// The transaction id of a message: a hash of the chat, the event's ids and
-/// the text, so retries of one delivery share it (the homeserver then returns
-/// the first event) while different posts never collide, even with the same
-/// text. Homeservers remember transaction ids for a limited time (Synapse:
-/// about 30 minutes), after which a retry could post again.
-/// The transaction id: Synapse answers a repeated one with the first
-/// event instead of posting again, so a retry never doubles a message. It
-/// is derived from the delivery id where there is one (a re-post after a
-/// recovery is a new delivery, so a new event), else from the content.
+/// The transaction id: Synapse answers a repeated one with the first event
+/// instead of posting again (for about 30 minutes), so a retry never
+/// doubles a message. It is derived from the delivery id where there is
+/// one (a re-post after a recovery is a new delivery, so a new event),
+/// else from the chat, the event's ids and the text.
 fn txn_id(msg: &Message<'_>) -> String {
-    let c = msg.context;
     let action = match msg.action {
         Action::Post { .. } => "post".to_string(),
         Action::Edit { remote_id } => format!("edit {remote_id}"),
         Action::Delete { remote_id } => format!("delete {remote_id}"),
     };
-    let key = match msg.delivery {
-        Some(id) => json!(["discourse-relay/2", msg.chat, id, action]),
-        None => json!([
+    match msg.delivery {
+        Some(id) => kit::sha256_hex(&json!(["discourse-relay/2", msg.chat, id, action])),
+        None => kit::message_key(
             "discourse-relay/1",
-            msg.chat,
-            c["event"],
-            c["topic"]["id"],
-            c["post"]["id"],
-            msg.text,
-            action,
-        ]),
-    };
-    hex::encode(Sha256::digest(key.to_string().as_bytes()))
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(max).collect();
-        out.push('…');
-        out
+            msg,
+            &[&json!(msg.text), &json!(action)],
+        ),
     }
 }
 
@@ -428,6 +372,29 @@ pub(crate) fn html_to_plain(html: &str) -> String {
     std::panic::catch_unwind(|| convert(html)).unwrap_or_default()
 }
 
+/// Elements that start or end a line.
+const LINE_BREAKS: &[&[u8]] = &[
+    b"br",
+    b"p",
+    b"div",
+    b"blockquote",
+    b"pre",
+    b"ul",
+    b"ol",
+    b"li",
+    b"h1",
+    b"h2",
+    b"h3",
+    b"h4",
+    b"h5",
+    b"h6",
+    b"hr",
+    b"table",
+    b"tr",
+    b"details",
+    b"summary",
+];
+
 fn convert(html: &str) -> String {
     use html5gum::{Token, Tokenizer};
 
@@ -437,33 +404,22 @@ fn convert(html: &str) -> String {
     let mut hidden: Option<Vec<u8>> = None;
     for token in Tokenizer::new(html).flatten() {
         match token {
-            Token::StartTag(tag) => {
+            Token::StartTag(tag) if hidden.is_none() => {
                 let name = tag.name.0.to_ascii_lowercase();
-                if hidden.is_some() {
-                    continue;
-                }
-                if matches!(name.as_slice(), b"script" | b"style" | b"head" | b"title")
-                    && !tag.self_closing
-                {
-                    hidden = Some(name);
-                    continue;
-                }
+                let attr = |a: &[u8]| {
+                    let v = tag.attributes.get(a)?;
+                    Some(String::from_utf8_lossy(&v.value).into_owned())
+                };
                 match name.as_slice() {
+                    b"script" | b"style" | b"head" | b"title" if !tag.self_closing => {
+                        hidden = Some(name);
+                    }
                     b"a" => {
-                        let href = tag
-                            .attributes
-                            .get(b"href".as_slice())
-                            .map(|v| String::from_utf8_lossy(&v.value).trim().to_string())
-                            .unwrap_or_default();
-                        links.push((href, out.len()));
+                        let href = attr(b"href").unwrap_or_default();
+                        links.push((href.trim().to_string(), out.len()));
                     }
-                    b"img" => {
-                        if let Some(alt) = tag.attributes.get(b"alt".as_slice()) {
-                            push_text(&mut out, &String::from_utf8_lossy(&alt.value));
-                        }
-                    }
-                    b"br" => out.push('\n'),
-                    n if is_block(n) => out.push('\n'),
+                    b"img" => push_text(&mut out, &attr(b"alt").unwrap_or_default()),
+                    n if LINE_BREAKS.contains(&n) => out.push('\n'),
                     _ => {}
                 }
             }
@@ -482,14 +438,11 @@ fn convert(html: &str) -> String {
                             if text.is_empty() {
                                 push_text(&mut out, &href);
                             } else if !href.is_empty() && text != href {
-                                out.push_str(" (");
-                                out.push_str(&href);
-                                out.push(')');
+                                out.push_str(&format!(" ({href})"));
                             }
                         }
                     }
-                    b"br" => out.push('\n'),
-                    n if is_block(n) => out.push('\n'),
+                    n if LINE_BREAKS.contains(&n) => out.push('\n'),
                     _ => {}
                 }
             }
@@ -517,33 +470,9 @@ fn push_text(out: &mut String, text: &str) {
     }
 }
 
-fn is_block(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b"p" | b"div"
-            | b"blockquote"
-            | b"pre"
-            | b"ul"
-            | b"ol"
-            | b"li"
-            | b"h1"
-            | b"h2"
-            | b"h3"
-            | b"h4"
-            | b"h5"
-            | b"h6"
-            | b"hr"
-            | b"table"
-            | b"tr"
-            | b"details"
-            | b"summary"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::time::Duration;
 
     const TOKEN: &str = "syt_canary_4242";
@@ -557,19 +486,16 @@ mod tests {
         }
     }
 
-    use crate::providers::http::tests::resp;
+    use crate::providers::testkit::{bind_problems, body, header, http, reply, resp};
 
     fn request(c: &MatrixChat, chat: &str, text: &str, ctx: &serde_json::Value) -> HttpRequest {
-        match c.request(&Message {
+        http(c.request(&Message {
             chat,
             text,
             context: ctx,
             action: Default::default(),
             delivery: None,
-        }) {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
-        }
+        }))
     }
 
     #[test]
@@ -585,15 +511,13 @@ mod tests {
         let txn = &url[prefix.len()..];
         assert_eq!(txn.len(), 64);
         assert!(txn.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert!(
-            r.headers
-                .iter()
-                .any(|(k, v)| k == "Authorization" && v.expose() == format!("Bearer {TOKEN}"))
+        assert_eq!(
+            header(&r, "Authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
         );
         assert!(!url.contains(TOKEN));
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({
                 "msgtype": "m.notice",
                 "body": "Hi & <b> (https://f.example/t/x/7/1) by @\u{200B}room\nquoted",
@@ -606,45 +530,27 @@ mod tests {
 
     fn act(action: Action<'_>, delivery: Option<&str>) -> (String, serde_json::Value) {
         let ctx = json!({"event": "post_created", "topic": {"id": 7}, "post": {"id": 9}});
-        let Outbound::Http(r) = chat().request(&Message {
+        let r = http(chat().request(&Message {
             chat: "c",
             text: "<b>new</b> text",
             context: &ctx,
             action,
             delivery,
-        }) else {
-            panic!("expected HTTP")
-        };
+        }));
         assert_eq!(r.method, "PUT");
-        (
-            r.url.expose().to_string(),
-            serde_json::from_str(&r.body).unwrap(),
-        )
+        (r.url.expose().to_string(), body(&r))
     }
 
     #[test]
     fn threads_edits_and_redactions() {
-        use crate::providers::Thread;
         let room = "http://127.0.0.1:9/_matrix/client/v3/rooms/%21AbC%3Aexample.org";
-        let (url, body) = act(
-            Action::Post {
-                thread: Some(Thread {
-                    root: Some("$root"),
-                }),
-            },
-            Some("c#2@1"),
-        );
+        let (url, body) = act(reply(Some("$root")), Some("c#2@1"));
         assert!(url.starts_with(&format!("{room}/send/m.room.message/")));
         assert_eq!(
             body["m.relates_to"],
             json!({"rel_type": "m.thread", "event_id": "$root", "is_falling_back": true, "m.in_reply_to": {"event_id": "$root"}})
         );
-        let (_, body) = act(
-            Action::Post {
-                thread: Some(Thread { root: None }),
-            },
-            None,
-        );
+        let (_, body) = act(reply(None), None);
         assert!(
             body.get("m.relates_to").is_none(),
             "the first message opens the thread"
@@ -763,13 +669,7 @@ mod tests {
     }
 
     fn bind(settings: &str, target: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        let env = HashMap::from([("MATRIX_TOKEN".to_string(), TOKEN.to_string())]);
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let doc = toml_edit::Document::parse(format!("s = {settings}\nt = {target}\n")).unwrap();
-        let dest =
-            parse(&doc["s"], &mut cx).and_then(|inst| inst.bind(&doc["t"], Some(0..1), &mut cx));
-        let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
-        (dest, problems)
+        bind_problems(&REGISTRATION, &[("MATRIX_TOKEN", TOKEN)], settings, target)
     }
 
     #[test]

@@ -1,55 +1,31 @@
 //! `messenger`: Facebook Messenger's Send API, `POST
-//! {api_url}/{api_version}/me/messages`, one message to one person.
+//! {api_url}/{api_version}/me/messages`, body `{"recipient":{"id"},
+//! "messaging_type","message":{"text"}}`: one message to one person (PSID).
+//! The Page token goes as `Authorization: Bearer`, not Meta's query
+//! parameter, to stay out of URLs and logs (`appsecret_proof` unsupported).
 //!
-//! **A poor fit for forum notifications.** Messenger has no group or channel
-//! a Page can post to: each chat is one person (a page-scoped id, PSID) who
-//! must have messaged the Page first. Meta allows free-form messages only
-//! within 24 hours of that person's last message to the Page (the "standard
-//! messaging window"); after that only messages with an approved *message
-//! tag* go through, and tags have narrow allowed uses (an update to the
-//! person's own account, an event they registered for, a purchase, a human
-//! agent's reply), none of which a forum digest honestly is; misusing them
-//! can get the Page's messaging restricted. So by default messages are sent
-//! as `"messaging_type": "UPDATE"`, which works only inside the 24-hour
-//! window: outside it Meta answers error 10 / 2018278, which is a permanent
-//! failure with a readable reason (the person has to message the Page
-//! again). `tag` opts into `MESSAGE_TAG` for deployments whose messages
-//! really fit one of Meta's tags. No threads, no edits.
-//!
-//! The Page access token travels as `Authorization: Bearer` rather than the
-//! `access_token` query parameter of Meta's examples: the Graph API accepts
-//! OAuth 2.0 bearer headers on every endpoint (the WhatsApp Cloud API on the
-//! same host documents only that form), and a header keeps the token out of
-//! URLs, proxy logs and error messages. Apps with "Require app secret"
-//! turned on (which needs `appsecret_proof`) are not supported.
-//!
-//! Plain text ([`Dialect::Plain`]), at most 2000 characters (counted here in
-//! UTF-16 units, never fewer than Meta's count); Messenger has no mentions.
-//!
-//! Errors are Graph JSON `{"error": {"message", "type", "code",
-//! "error_subcode", "fbtrace_id"}}`, mostly with HTTP 400 whatever the
-//! cause, so the code decides: 4, 17, 32, 613, 80006 (rate limits) and 1, 2,
-//! 1200 (temporary) retry; 190 (token), 10 (permission, outside the window),
-//! 100 (bad parameter, unknown PSID), 200–299 (permissions), 368
-//! (Page blocked), 551 (person unavailable) are permanent. See
-//! shared/providers.md §2.15 and developers.facebook.com
-//! `/docs/messenger-platform/reference/send-api`, `…/error-codes`,
-//! `…/policy/policy-overview`.
+//! A poor fit for forum notifications: free-form messages (`UPDATE`, the
+//! default) pass only within 24 hours of the person's last message to the
+//! Page, else Meta answers 10/2018278 (permanent); `tag` opts into
+//! `MESSAGE_TAG` for messages that really fit a Meta tag. No threads,
+//! edits or deletes. Plain text without mentions: nothing to escape; at most
+//! 2000 characters, counted in UTF-16 units (never fewer than Meta counts).
+//! Graph errors `{"error":{"message","code","error_subcode"}}` come mostly
+//! as HTTP 400: the code decides (shared/providers.md §2.15).
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
 use super::http::retry_hint;
+use super::kit::{self, Provider};
 use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound, Outcome,
-    Registration, http::classify_status, schema_of,
+    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
+    http::classify_status,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -57,33 +33,29 @@ use crate::config::env::Secret;
 use crate::render::Dialect;
 use crate::render::text::truncate;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "messenger",
-    about: "Facebook Messenger Send API, one person per chat (Page access token; 24-hour window)",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration = kit::registration_complete::<Messenger>(
+    "messenger",
+    "Facebook Messenger Send API, one person per chat (Page access token; 24-hour window)",
+);
 
 const DEFAULT_API_URL: &str = "https://graph.facebook.com";
 
-/// Graph API version used when the settings name none. Calls to a version
-/// past its end of life are served by the oldest available one.
+/// Used when the settings name none; Graph serves calls to a version past
+/// its end of life with the oldest available one.
 const DEFAULT_API_VERSION: &str = "v21.0";
 
 /// Send API text limit (`message.text`: "UTF-8, 2000 character limit").
 const MAX_TEXT: usize = 2000;
 
-/// Graph error codes that mean "too many calls, later": application (4),
-/// user (17), Page/business (32, 80006) and per-call-type (613) limits.
+/// "Too many calls, later": application (4), user (17), Page/business (32,
+/// 80006) and per-call-type (613) limits.
 const RATE_LIMIT_CODES: &[u64] = &[4, 17, 32, 613, 80006];
 
-/// Graph error codes Meta asks to retry: unknown (1), temporary (2),
-/// temporary send failure (1200).
+/// Codes Meta asks to retry: unknown (1), temporary (2), send failure (1200).
 const TRANSIENT_CODES: &[u64] = &[1, 2, 1200];
 
 /// A message tag, for sending outside the 24-hour window (Meta's allowed uses only; never promotional content).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[schemars(rename = "MessengerTag")]
 pub enum Tag {
@@ -97,19 +69,8 @@ pub enum Tag {
     HumanAgent,
 }
 
-impl Tag {
-    fn as_str(self) -> &'static str {
-        match self {
-            Tag::AccountUpdate => "ACCOUNT_UPDATE",
-            Tag::ConfirmedEventUpdate => "CONFIRMED_EVENT_UPDATE",
-            Tag::PostPurchaseUpdate => "POST_PURCHASE_UPDATE",
-            Tag::HumanAgent => "HUMAN_AGENT",
-        }
-    }
-}
-
 /// How the person's phone announces a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[schemars(rename = "MessengerNotificationType")]
 pub enum NotificationType {
@@ -119,16 +80,6 @@ pub enum NotificationType {
     SilentPush,
     /// No notification.
     NoPush,
-}
-
-impl NotificationType {
-    fn as_str(self) -> &'static str {
-        match self {
-            NotificationType::Regular => "REGULAR",
-            NotificationType::SilentPush => "SILENT_PUSH",
-            NotificationType::NoPush => "NO_PUSH",
-        }
-    }
 }
 
 /// `[providers.NAME]` for `kind = "messenger"`: one Facebook Page.
@@ -192,92 +143,75 @@ struct Messenger {
     notification_type: Option<NotificationType>,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let token = cx.opt_secret("page_token", &s.page_token)?;
-    let api_url = match &s.api_url {
-        Some(u) => cx.url("api_url", u, false)?.expose().to_string(),
-        None => DEFAULT_API_URL.to_string(),
-    };
-    let version = match &s.api_version {
-        Some(v) => {
-            let v = v.get_ref().trim();
-            if !is_version(v) {
-                cx.error(
-                    s.api_version.as_ref().map(Spanned::span),
+impl Provider for Messenger {
+    type Settings = Settings;
+    type Target = Target;
+
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        let token = cx.opt_secret("page_token", &s.page_token)?;
+        let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
+        let version = match &s.api_version {
+            Some(v) if !is_version(v.get_ref().trim()) => {
+                return kit::refuse(
+                    cx,
+                    Some(v.span()),
                     "`api_version` must be a Graph API version like \"v21.0\"",
                 );
-                return None;
             }
-            v.to_string()
-        }
-        None => DEFAULT_API_VERSION.to_string(),
-    };
-    let has_settings = item.as_table_like().is_some_and(|t| !t.is_empty());
-    if has_settings && token.is_none() {
-        cx.error(
-            item.span(),
-            "a messenger provider needs `page_token` (e.g. \"${MESSENGER_PAGE_TOKEN}\")",
-        );
-        return None;
-    }
-    Some(Arc::new(Messenger {
-        token,
-        endpoint: format!("{}/{version}/me/messages", api_url.trim_end_matches('/')),
-        tag: s.tag.as_ref().map(|t| *t.get_ref()),
-        notification_type: s.notification_type,
-    }))
-}
-
-/// `v21.0`.
-fn is_version(v: &str) -> bool {
-    v.strip_prefix('v')
-        .and_then(|rest| rest.split_once('.'))
-        .is_some_and(|(major, minor)| {
-            !major.is_empty()
-                && !minor.is_empty()
-                && major.len() <= 3
-                && minor.len() <= 3
-                && major.chars().all(|c| c.is_ascii_digit())
-                && minor.chars().all(|c| c.is_ascii_digit())
+            Some(v) => v.get_ref().trim(),
+            None => DEFAULT_API_VERSION,
+        };
+        Some(Messenger {
+            token,
+            endpoint: format!("{api_url}/{version}/me/messages"),
+            tag: s.tag.map(Spanned::into_inner),
+            notification_type: s.notification_type,
         })
-}
+    }
 
-impl Instance for Messenger {
-    fn bind(
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
-        chat: Option<Range<usize>>,
+        t: Target,
+        chat: Option<std::ops::Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
         let Some(raw) = &t.psid else {
-            cx.error(
+            return kit::refuse(
+                cx,
                 chat,
                 "a messenger chat needs `psid`, the page-scoped id of a person who messaged the Page",
             );
-            return None;
         };
         let Some(psid) = raw.get_ref().digits() else {
-            cx.error(
+            return kit::refuse(
+                cx,
                 Some(raw.span()),
                 "`psid` must be a page-scoped id (digits, the `sender.id` of a webhook event of the Page)",
             );
-            return None;
         };
-        let Some(token) = self.token.clone() else {
-            cx.error(
-                chat,
-                "a messenger chat needs `page_token = \"${MESSENGER_PAGE_TOKEN}\"` on a [providers.NAME] table with kind = \"messenger\"",
-            );
-            return None;
-        };
+        let needs = kit::chat_needs("messenger", "`page_token = \"${MESSENGER_PAGE_TOKEN}\"`");
+        let token = cx.require_token(&self.token, chat, &needs)?;
         Some(Box::new(MessengerChat {
             instance: self,
             token,
             psid,
         }))
     }
+}
+
+impl kit::Complete for Messenger {
+    fn incomplete(&self) -> Option<String> {
+        let token = "`page_token` (e.g. \"${MESSENGER_PAGE_TOKEN}\")";
+        kit::needs("messenger", "", &[(self.token.is_none(), token)])
+    }
+}
+
+/// `v21.0`.
+fn is_version(v: &str) -> bool {
+    let part = |s: &str| (1..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    v.strip_prefix('v')
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(major, minor)| part(major) && part(minor))
 }
 
 #[derive(Debug)]
@@ -320,10 +254,10 @@ impl Destination for MessengerChat {
         });
         if let Some(tag) = self.instance.tag {
             body["messaging_type"] = json!("MESSAGE_TAG");
-            body["tag"] = json!(tag.as_str());
+            body["tag"] = json!(tag);
         }
         if let Some(n) = self.instance.notification_type {
-            body["notification_type"] = json!(n.as_str());
+            body["notification_type"] = json!(n);
         }
         let url = Secret::new(self.instance.endpoint.clone());
         Outbound::Http(HttpRequest::post_json(&url, &body).bearer(&self.token))
@@ -347,7 +281,7 @@ fn fit(text: &str, max: usize) -> String {
 }
 
 fn classify_answer(resp: &HttpResponse) -> Outcome {
-    let body: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let body = kit::json_body(resp);
     let status = resp.status;
     if (200..300).contains(&status) {
         // The message was accepted: never send it twice.
@@ -358,38 +292,32 @@ fn classify_answer(resp: &HttpResponse) -> Outcome {
     let err = &body["error"];
     let Some(code) = err["code"].as_u64() else {
         // Not a Graph error (a proxy, an outage page): the status decides.
-        return match classify_status(resp) {
-            Outcome::Retry { reason, after } => Outcome::Retry {
-                reason: format!("messenger: {reason}"),
-                after,
-            },
-            Outcome::Permanent { reason } => Outcome::Permanent {
-                reason: format!("messenger: {reason}"),
-            },
-            sent => sent,
-        };
+        return kit::prefixed("messenger", classify_status(resp));
     };
     let subcode = err["error_subcode"].as_u64();
-    let message = err["message"]
-        .as_str()
-        .map(|m| truncate(m.trim(), 200))
-        .unwrap_or_default();
+    let message = err["message"].as_str().map(|m| truncate(m.trim(), 200));
     let sub = subcode.map(|s| format!("/{s}")).unwrap_or_default();
-    let reason =
-        |hint: &str| format!("messenger: HTTP {status} error {code}{sub}: {message}{hint}");
-    if RATE_LIMIT_CODES.contains(&code) || status == 429 {
-        return Outcome::Retry {
-            reason: reason(" (Graph API rate limit)"),
-            after: resp.retry_after().or_else(|| usage_wait(resp)),
-        };
-    }
-    if TRANSIENT_CODES.contains(&code) {
-        return Outcome::Retry {
-            reason: reason(""),
-            after: resp.retry_after(),
-        };
-    }
-    let hint = match (code, subcode) {
+    let rate = RATE_LIMIT_CODES.contains(&code) || status == 429;
+    let transient = TRANSIENT_CODES.contains(&code);
+    let hint = match (rate, transient) {
+        (true, _) => " (Graph API rate limit)",
+        (_, true) => "",
+        _ => hint(code, subcode),
+    };
+    let reason = format!(
+        "messenger: HTTP {status} error {code}{sub}: {}{hint}",
+        message.unwrap_or_default()
+    );
+    // A 5xx (or 408) is Meta's side whatever code it carries: retried (a
+    // real token error comes back as a 4xx on the next try).
+    kit::explained(resp, reason, rate || transient, || {
+        resp.retry_after()
+            .or_else(|| rate.then(|| usage_wait(resp)).flatten())
+    })
+}
+
+fn hint(code: u64, subcode: Option<u64>) -> &'static str {
+    match (code, subcode) {
         (190, _) => {
             " (the Page access token is invalid or expired: generate a new one and update page_token)"
         }
@@ -408,58 +336,37 @@ fn classify_answer(resp: &HttpResponse) -> Outcome {
         (200..=299, _) => " (the token lacks a permission: pages_messaging, granted for this Page)",
         (368, _) => " (the Page is temporarily blocked from messaging for policy violations)",
         _ => "",
-    };
-    match classify_status(resp) {
-        // A 5xx (or 408/429) is Meta's side whatever code it carries: try
-        // again (a real token error comes back as a 4xx on the next try).
-        Outcome::Retry { after, .. } => Outcome::Retry {
-            reason: reason(hint),
-            after,
-        },
-        _ => Outcome::Permanent {
-            reason: reason(hint),
-        },
     }
 }
 
-/// The wait Meta announces in `X-Business-Use-Case-Usage` (or
-/// `X-Page-Usage`): the largest `estimated_time_to_regain_access`, in
-/// minutes, of any entry.
+/// The wait Meta announces in `X-Business-Use-Case-Usage` (or `X-Page-Usage`,
+/// `X-App-Usage`): the largest `estimated_time_to_regain_access` (minutes).
 fn usage_wait(resp: &HttpResponse) -> Option<Duration> {
-    let mut minutes: Option<u64> = None;
-    for name in ["X-Business-Use-Case-Usage", "X-Page-Usage", "X-App-Usage"] {
-        let Some(v) = resp
-            .header(name)
-            .and_then(|h| serde_json::from_str::<serde_json::Value>(h).ok())
-        else {
-            continue;
-        };
-        let mut stack = vec![&v];
-        while let Some(node) = stack.pop() {
-            match node {
-                serde_json::Value::Object(map) => {
-                    if let Some(m) = map
-                        .get("estimated_time_to_regain_access")
-                        .and_then(serde_json::Value::as_u64)
-                    {
-                        minutes = Some(minutes.map_or(m, |old| old.max(m)));
-                    }
-                    stack.extend(map.values());
-                }
-                serde_json::Value::Array(items) => stack.extend(items),
-                _ => {}
+    let mut stack: Vec<Value> = ["X-Business-Use-Case-Usage", "X-Page-Usage", "X-App-Usage"]
+        .into_iter()
+        .filter_map(|h| serde_json::from_str(resp.header(h)?).ok())
+        .collect();
+    let mut minutes = 0;
+    while let Some(node) = stack.pop() {
+        match node {
+            Value::Object(map) => {
+                let m = map.get("estimated_time_to_regain_access");
+                minutes = minutes.max(m.and_then(Value::as_u64).unwrap_or(0));
+                stack.extend(map.into_iter().map(|(_, v)| v));
             }
+            Value::Array(items) => stack.extend(items),
+            _ => {}
         }
     }
-    minutes
-        .filter(|m| *m > 0)
-        .map(|m| retry_hint::secs_u64(m.saturating_mul(60)))
+    (minutes > 0).then(|| retry_hint::secs_u64(minutes.saturating_mul(60)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testkit::{body, header, post, resp, settings_problems};
     use std::collections::HashMap;
+    use toml_edit::{Document, Item};
 
     const TOKEN: &str = "EAAcanaryMessengerToken4242";
 
@@ -476,8 +383,6 @@ mod tests {
         }
     }
 
-    use crate::providers::http::tests::resp;
-
     fn graph_error(status: u16, code: u64, subcode: Option<u64>, message: &str) -> HttpResponse {
         let mut err = json!({"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbC123xyz"});
         if let Some(s) = subcode {
@@ -486,23 +391,9 @@ mod tests {
         resp(status, &[], &json!({ "error": err }).to_string())
     }
 
-    fn http(out: Outbound) -> HttpRequest {
-        match out {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
-        }
-    }
-
     #[test]
     fn request_shape() {
-        let ctx = json!({});
-        let r = http(chat(None, None).request(&Message {
-            chat: "c",
-            text: "New topic <b>x</b> @everyone",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
+        let r = post(&chat(None, None), "New topic <b>x</b> @everyone");
         assert_eq!(r.method, "POST");
         assert_eq!(
             r.url.expose(),
@@ -512,37 +403,26 @@ mod tests {
             !r.url.expose().contains(TOKEN),
             "the token stays out of the URL"
         );
-        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(
-            body,
+            body(&r),
             json!({
                 "recipient": {"id": "6543210987654321"},
                 "messaging_type": "UPDATE",
                 "message": {"text": "New topic <b>x</b> @everyone"},
             })
         );
-        assert!(
-            r.headers
-                .iter()
-                .any(|(k, v)| k == "Authorization" && v.expose() == format!("Bearer {TOKEN}"))
+        assert_eq!(
+            header(&r, "Authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
         );
-        let tagged = http(
-            chat(
-                Some(Tag::ConfirmedEventUpdate),
-                Some(NotificationType::SilentPush),
-            )
-            .request(&Message {
-                chat: "c",
-                text: "x",
-                context: &ctx,
-                action: Default::default(),
-                delivery: None,
-            }),
+        let tagged = chat(
+            Some(Tag::ConfirmedEventUpdate),
+            Some(NotificationType::SilentPush),
         );
-        let body: serde_json::Value = serde_json::from_str(&tagged.body).unwrap();
-        assert_eq!(body["messaging_type"], "MESSAGE_TAG");
-        assert_eq!(body["tag"], "CONFIRMED_EVENT_UPDATE");
-        assert_eq!(body["notification_type"], "SILENT_PUSH");
+        let b = body(&post(&tagged, "x"));
+        assert_eq!(b["messaging_type"], "MESSAGE_TAG");
+        assert_eq!(b["tag"], "CONFIRMED_EVENT_UPDATE");
+        assert_eq!(b["notification_type"], "SILENT_PUSH");
         assert_eq!(chat(None, None).target(), "psid 6543210987654321");
     }
 
@@ -590,85 +470,72 @@ mod tests {
                 Outcome::Retry { after: None, .. }
             ));
         }
-        assert!(matches!(
-            classify_answer(&graph_error(
-                500,
+        for (code, message) in [
+            (
                 2,
-                None,
-                "An unexpected error has occurred. Please retry your request later."
-            )),
-            Outcome::Retry { .. }
-        ));
-        assert!(matches!(
-            classify_answer(&graph_error(
-                500,
+                "An unexpected error has occurred. Please retry your request later.",
+            ),
+            (
                 1200,
-                None,
-                "Temporary send message failure. Please try again later"
-            )),
-            Outcome::Retry { .. }
-        ));
+                "Temporary send message failure. Please try again later",
+            ),
+        ] {
+            assert!(matches!(
+                classify_answer(&graph_error(500, code, None, message)),
+                Outcome::Retry { .. }
+            ));
+        }
         assert!(matches!(
             classify_answer(&resp(502, &[], "<html>Bad Gateway</html>")),
             Outcome::Retry { .. }
         ));
         let cases = [
             (
-                graph_error(
-                    400,
-                    190,
-                    Some(463),
-                    "Error validating access token: Session has expired",
-                ),
+                400,
+                190,
+                Some(463),
+                "Error validating access token: Session has expired",
                 "generate a new one",
             ),
             (
-                graph_error(
-                    400,
-                    10,
-                    Some(2018278),
-                    "(#10) This message is sent outside of allowed window.",
-                ),
+                400,
+                10,
+                Some(2018278),
+                "(#10) This message is sent outside of allowed window.",
                 "24-hour messaging window",
             ),
             (
-                graph_error(
-                    400,
-                    551,
-                    Some(1545041),
-                    "This person isn't available right now.",
-                ),
+                400,
+                551,
+                Some(1545041),
+                "This person isn't available right now.",
                 "blocked it",
             ),
             (
-                graph_error(400, 100, Some(2018001), "(#100) No matching user found"),
+                400,
+                100,
+                Some(2018001),
+                "(#100) No matching user found",
                 "page-scoped",
             ),
             (
-                graph_error(
-                    403,
-                    200,
-                    None,
-                    "(#200) Requires pages_messaging permission to manage the object",
-                ),
+                403,
+                200,
+                None,
+                "(#200) Requires pages_messaging permission to manage the object",
                 "pages_messaging",
             ),
             (
-                graph_error(
-                    400,
-                    368,
-                    None,
-                    "(#368) The action attempted has been deemed abusive",
-                ),
+                400,
+                368,
+                None,
+                "(#368) The action attempted has been deemed abusive",
                 "temporarily blocked",
             ),
-            (
-                graph_error(400, 12345, None, "Something new"),
-                "Something new",
-            ),
+            (400, 12345, None, "Something new", "Something new"),
         ];
-        for (r, want) in cases {
-            let out = classify_answer(&r);
+        for (status, code, subcode, message, want) in cases {
+            let out = classify_answer(&graph_error(status, code, subcode, message));
             let Outcome::Permanent { reason } = &out else {
                 panic!("{want}: should be permanent: {out:?}")
             };
@@ -703,10 +570,8 @@ mod tests {
                 "absolute http",
             ),
         ] {
-            let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-            let doc = toml_edit::Document::parse(format!("[p]\n{text}\n")).unwrap();
-            assert!(parse(&doc["p"], &mut cx).is_none(), "{text}");
-            let msgs: Vec<&str> = cx.problems().iter().map(|p| p.message.as_str()).collect();
+            let (parsed, msgs) = settings_problems(&REGISTRATION, &[("TOK", TOKEN)], text);
+            assert!(!parsed, "{text}");
             assert!(msgs.iter().any(|m| m.contains(want)), "{text}: {msgs:?}");
             assert!(
                 msgs.iter()
@@ -714,17 +579,17 @@ mod tests {
             );
         }
         let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Error);
-        let doc = toml_edit::Document::parse(
+        let doc = Document::parse(
             "[p]\npage_token = \"${TOK}\"\napi_url = \"http://127.0.0.1:9/\"\napi_version = \"v23.0\"\n".to_string(),
         )
         .unwrap();
-        let inst = parse(&doc["p"], &mut cx).unwrap();
+        let inst = (REGISTRATION.parse)(&doc["p"], &mut cx).unwrap();
         for (text, want) in [
             ("t = { psid = \"12ab\" }", "must be a page-scoped id"),
             ("t = { psid = 0 }", "must be a page-scoped id"),
             ("t = {}", "needs `psid`"),
         ] {
-            let doc = toml_edit::Document::parse(text.to_string()).unwrap();
+            let doc = Document::parse(text.to_string()).unwrap();
             assert!(
                 inst.clone().bind(&doc["t"], Some(0..1), &mut cx).is_none(),
                 "{text}"
@@ -734,22 +599,13 @@ mod tests {
                 "{text}"
             );
         }
-        let doc =
-            toml_edit::Document::parse("t = { psid = 6543210987654321 }".to_string()).unwrap();
-        let d = inst.bind(&doc["t"], None, &mut cx).unwrap();
-        let ctx = json!({});
-        let r = http(d.request(&Message {
-            chat: "c",
-            text: "x",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }));
+        let doc = Document::parse("t = { psid = 6543210987654321 }".to_string()).unwrap();
+        let r = post(&*inst.bind(&doc["t"], None, &mut cx).unwrap(), "x");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/v23.0/me/messages");
         assert!(r.body.contains("\"id\":\"6543210987654321\""));
         // A bare `provider = "messenger"` chat has no token.
         let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let bare = parse(&Item::Table(toml_edit::Table::new()), &mut cx).unwrap();
+        let bare = (REGISTRATION.parse)(&Item::Table(toml_edit::Table::new()), &mut cx).unwrap();
         assert!(bare.bind(&doc["t"], Some(0..1), &mut cx).is_none());
         assert!(cx.problems()[0].message.contains("needs `page_token"));
     }

@@ -98,6 +98,52 @@ pub fn bind_fields(
 // ---- testkit additions, group B ----
 // (keep additions inside this section until the groups are merged)
 
+/// `env` as the map a `Ctx` reads.
+fn env_of(env: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    env.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// What `reg` makes of a `[providers.NAME]` table of `settings` (TOML
+/// lines), with `env` set: whether it parsed, and every problem's message.
+pub fn settings_problems(
+    reg: &super::Registration,
+    env: &[(&str, &str)],
+    settings: &str,
+) -> (bool, Vec<String>) {
+    let env = env_of(env);
+    let mut cx = crate::config::de::Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+    let doc = toml_edit::Document::parse(format!("[p]\n{settings}\n"))
+        .unwrap_or_else(|e| panic!("bad TOML ({e}): {settings}"));
+    let parsed = (reg.parse)(&doc["p"], &mut cx).is_some();
+    (
+        parsed,
+        cx.problems().iter().map(|p| p.message.clone()).collect(),
+    )
+}
+
+/// The destination `reg` makes of the settings `s` and the chat `t` (TOML
+/// inline tables; the chat located at `0..1`), with `env` set, and every
+/// problem's message.
+pub fn bind_problems(
+    reg: &super::Registration,
+    env: &[(&str, &str)],
+    s: &str,
+    t: &str,
+) -> (Option<Box<dyn Destination>>, Vec<String>) {
+    let env = env_of(env);
+    let mut cx = crate::config::de::Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+    let doc = toml_edit::Document::parse(format!("s = {s}\nt = {t}\n"))
+        .unwrap_or_else(|e| panic!("bad TOML ({e}): {s} {t}"));
+    let dest =
+        (reg.parse)(&doc["s"], &mut cx).and_then(|inst| inst.bind(&doc["t"], Some(0..1), &mut cx));
+    (
+        dest,
+        cx.problems().iter().map(|p| p.message.clone()).collect(),
+    )
+}
+
 // ---- testkit additions, group C ----
 // (keep additions inside this section until the groups are merged)
 

@@ -1,30 +1,19 @@
-//! `zulip`: a channel ("stream") message through `POST {realm}/api/v1/messages`
-//! as a bot (HTTP Basic `email:api_key`), form-encoded
-//! `type=stream&to=…&topic=…&content=…`.
+//! `zulip`: a channel ("stream") message, `POST {realm}/api/v1/messages`,
+//! form-encoded `type=stream&to=…&topic=…&content=…`, as a bot (HTTP Basic
+//! `email:api_key`). The credentials ride in the URL's userinfo, which the
+//! HTTP client turns into `Authorization: Basic` (and strips): a ready-made
+//! header would hold the key in base64, which the redactor cannot see.
 //!
-//! Dialect: Markdown, escaped by the renderer: `*`, `_` and friends get a
-//! backslash and every `@` that could mention gets U+200B after it, so
-//! `@**all**`, `@**everyone**`, `@**channel**`, `@**stream**`, `@**topic**`,
-//! `@*group*` and `@_**silent**` in a post stay text. Zulip has no API switch
-//! for mentions; escaping is the defence.
+//! Markdown: the renderer backslash-escapes `*`, `_`… and puts U+200B after
+//! every `@` that could mention, so `@**all**`, `@*group*`, `@_**silent**`
+//! in a post stay text (strictest reading: Zulip has no switch for
+//! mentions; unit-tested here, and in tests/provider_zulip.rs).
 //!
-//! Topic: fixed per chat (`topic`), or by default the forum topic's title cut
-//! to Zulip's 60 characters, so each forum topic gets its own Zulip topic.
-//!
-//! Lifecycle: the per-topic Zulip topic is the thread; an edit is
-//! `PATCH /api/v1/messages/{id}` with the new `content`, a delete `DELETE`
-//! of the same path. The `remote_id` is the message id.
-//!
-//! Credentials: the request URL carries them as `https://EMAIL:KEY@realm/…`,
-//! which the HTTP client sends as `Authorization: Basic …` (and strips from
-//! the URL). A ready-made `Basic` header would hold the key in base64, which
-//! the config's redactor cannot recognise; in the URL the key is verbatim and
-//! `explain` prints `[redacted]`. API keys are letters and digits, so
-//! percent-encoding leaves them intact.
-//!
-//! Errors: `{"result":"error","code":…,"msg":…}`; decisions use `code`, not
-//! the translated `msg`. See shared/providers.md §2.6 and zulip/zulip
-//! `zerver/openapi/zulip.yaml` (`/messages` POST).
+//! The topic is the chat's `topic`, or the forum topic's title cut to 60
+//! characters (each forum topic its own Zulip topic: the thread). Edits are
+//! `PATCH /api/v1/messages/{id}` with `content`, deletes `DELETE`; the
+//! message id is the remote id. Errors `{"result":"error","code","msg"}`:
+//! decisions use `code`, not the translated `msg`. See shared/providers.md §2.6.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -32,14 +21,12 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
-use super::http::retry_hint;
+use super::http::{classify_status, id_url, path_segment, retry_hint};
+use super::kit::{self, Provider};
 use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
-    Outcome, Registration,
-    http::{classify_status, id_url, path_segment},
-    schema_of,
+    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
+    Registration,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -48,13 +35,8 @@ use crate::render::Dialect;
 use crate::render::escape::strip_controls;
 use crate::render::text::{collapse_whitespace, truncate};
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "zulip",
-    about: "Zulip channel message (bot email + API key)",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration =
+    kit::registration_complete::<Zulip>("zulip", "Zulip channel message (bot email + API key)");
 
 /// Zulip's default `max_topic_length`, in characters.
 const TOPIC_MAX: usize = 60;
@@ -96,132 +78,74 @@ struct Zulip {
     api_key: Option<Secret>,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let realm = match &s.realm {
-        Some(u) => Some(
-            cx.url("realm", u, false)?
-                .expose()
-                .trim_end_matches('/')
-                .to_string(),
-        ),
-        None => None,
-    };
-    let email = match &s.email {
-        Some(e) => {
-            let v = cx.string(e)?;
-            let shown = v.expose();
-            if !shown.contains("${") && (!shown.contains('@') || shown.trim() != shown) {
-                cx.error(
-                    Some(e.span()),
-                    "`email` must be the bot's email address, like \"relay-bot@chat.example.org\"",
-                );
-                return None;
-            }
-            Some(v)
-        }
-        None => None,
-    };
-    let api_key = match &s.api_key {
-        Some(k) => {
-            let v = cx.secret("api_key", k)?;
-            let shown = v.expose();
-            if !shown.contains("${") && (shown.is_empty() || !shown.bytes().all(is_unreserved)) {
-                // Never echo the value: it is the secret.
-                cx.error(
-                    Some(k.span()),
-                    "`api_key` does not look like a Zulip API key (letters and digits)",
-                );
-                return None;
-            }
-            Some(v)
-        }
-        None => None,
-    };
-    let has_settings = item.as_table_like().is_some_and(|t| !t.is_empty());
-    if has_settings {
-        let missing: Vec<&str> = [
-            (realm.is_none(), "`realm`"),
-            (email.is_none(), "`email`"),
-            (api_key.is_none(), "`api_key = \"${ZULIP_API_KEY}\"`"),
-        ]
-        .into_iter()
-        .filter_map(|(m, k)| m.then_some(k))
-        .collect();
-        if !missing.is_empty() {
-            cx.error(
-                item.span(),
-                format!("a zulip provider needs {}", missing.join(", ")),
-            );
-            return None;
-        }
-    }
-    Some(Arc::new(Zulip {
-        realm,
-        email,
-        api_key,
-    }))
-}
+impl Provider for Zulip {
+    type Settings = Settings;
+    type Target = Target;
 
-impl Instance for Zulip {
-    fn bind(
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        let realm = kit::opt_base_url(cx, "realm", &s.realm)?;
+        let email = checked(
+            cx,
+            &s.email,
+            |cx, e| cx.string(e),
+            |v| v.contains('@') && v.trim() == v,
+            "`email` must be the bot's email address, like \"relay-bot@chat.example.org\"",
+        )?;
+        // API keys are letters and digits: percent-encoding leaves them intact.
+        let api_key = checked(
+            cx,
+            &s.api_key,
+            |cx, k| cx.secret("api_key", k),
+            |v| {
+                !v.is_empty()
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            },
+            "`api_key` does not look like a Zulip API key (letters and digits)",
+        )?;
+        Some(Zulip {
+            realm,
+            email,
+            api_key,
+        })
+    }
+
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
         let Some(stream) = &t.stream else {
-            cx.error(
+            return kit::refuse(
+                cx,
                 chat,
                 "a zulip chat needs `stream`, the channel's name (or numeric id)",
             );
-            return None;
         };
         let name = stream.get_ref().trim().trim_start_matches('#').trim();
         if name.is_empty() || name.chars().any(char::is_control) {
-            cx.error(Some(stream.span()), "`stream` must be a channel name or id");
-            return None;
+            return kit::refuse(
+                cx,
+                Some(stream.span()),
+                "`stream` must be a channel name or id",
+            );
         }
-        let stream = if name.bytes().all(|b| b.is_ascii_digit()) {
-            match name.parse::<u64>() {
-                Ok(id) => Stream::Id(id),
-                Err(_) => {
-                    cx.error(Some(stream.span()), "`stream` id is out of range");
-                    return None;
-                }
-            }
-        } else {
+        let stream = if !name.bytes().all(|b| b.is_ascii_digit()) {
             Stream::Name(name.to_string())
+        } else if let Ok(id) = name.parse::<u64>() {
+            Stream::Id(id)
+        } else {
+            return kit::refuse(cx, Some(stream.span()), "`stream` id is out of range");
         };
         let topic = match &t.topic {
-            Some(topic) => {
-                let v = topic.get_ref().trim();
-                if v.is_empty() || v.chars().any(char::is_control) {
-                    cx.error(
-                        Some(topic.span()),
-                        "`topic` must be a non-empty line of text",
-                    );
-                    return None;
-                }
-                if v.chars().count() > TOPIC_MAX {
-                    cx.error(
-                        Some(topic.span()),
-                        format!("`topic` is longer than Zulip's {TOPIC_MAX} characters"),
-                    );
-                    return None;
-                }
-                Some(v.to_string())
-            }
+            Some(topic) => Some(fixed_topic(topic, cx)?),
             None => None,
         };
         let (Some(realm), Some(email), Some(api_key)) = (&self.realm, &self.email, &self.api_key)
         else {
-            cx.error(
-                chat,
-                "a zulip chat needs `realm`, `email` and `api_key = \"${ZULIP_API_KEY}\"` on a [providers.NAME] table with kind = \"zulip\"",
-            );
-            return None;
+            let what = "`realm`, `email` and `api_key = \"${ZULIP_API_KEY}\"`";
+            return kit::refuse(cx, chat, kit::chat_needs("zulip", what));
         };
         Some(Box::new(ZulipChat {
             url: messages_url(realm, email.expose(), api_key.expose()),
@@ -229,6 +153,51 @@ impl Instance for Zulip {
             topic,
         }))
     }
+}
+
+impl kit::Complete for Zulip {
+    fn incomplete(&self) -> Option<String> {
+        let keys = [
+            (self.realm.is_none(), "`realm`"),
+            (self.email.is_none(), "`email`"),
+            (self.api_key.is_none(), "`api_key = \"${ZULIP_API_KEY}\"`"),
+        ];
+        kit::needs("zulip", ", ", &keys)
+    }
+}
+
+/// `v` as `read` gives it, refused with `problem` unless `ok` (a value
+/// still holding an unset `${VAR}` passes). Never echoes the value.
+fn checked(
+    cx: &mut Ctx<'_>,
+    v: &Option<Spanned<String>>,
+    read: impl FnOnce(&mut Ctx<'_>, &Spanned<String>) -> Option<Secret>,
+    ok: fn(&str) -> bool,
+    problem: &str,
+) -> Option<Option<Secret>> {
+    let Some(v) = v else { return Some(None) };
+    let value = read(cx, v)?;
+    if !value.expose().contains("${") && !ok(value.expose()) {
+        return kit::refuse(cx, Some(v.span()), problem);
+    }
+    Some(Some(value))
+}
+
+/// A chat's `topic`: one line of text within Zulip's limit.
+fn fixed_topic(topic: &Spanned<String>, cx: &mut Ctx<'_>) -> Option<String> {
+    let v = topic.get_ref().trim();
+    if v.is_empty() || v.chars().any(char::is_control) {
+        return kit::refuse(
+            cx,
+            Some(topic.span()),
+            "`topic` must be a non-empty line of text",
+        );
+    }
+    if v.chars().count() > TOPIC_MAX {
+        let problem = format!("`topic` is longer than Zulip's {TOPIC_MAX} characters");
+        return kit::refuse(cx, Some(topic.span()), problem);
+    }
+    Some(v.to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,10 +237,6 @@ fn messages_url(realm: &str, email: &str, api_key: &str) -> Secret {
     Secret::new(url)
 }
 
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
 impl ZulipChat {
     fn topic(&self, context: &serde_json::Value) -> String {
         if let Some(t) = &self.topic {
@@ -299,8 +264,7 @@ impl Destination for ZulipChat {
     fn capabilities(&self) -> Capabilities {
         // Topics are Zulip's threads: without a fixed `topic`, every message
         // already goes to the forum topic's own Zulip topic. The answer
-        // carries the message `id` for edits (`PATCH /messages/{id}`) and
-        // deletions (`DELETE /messages/{id}`).
+        // carries the message `id` for edits and deletions.
         Capabilities {
             thread: self.topic.is_none(),
             edit: true,
@@ -319,105 +283,83 @@ impl Destination for ZulipChat {
             Stream::Name(n) => format!("#{n}"),
             Stream::Id(id) => format!("channel {id}"),
         };
-        match &self.topic {
-            Some(t) => format!("{stream} > {t}"),
-            None => format!("{stream} > (forum topic title)"),
-        }
+        let topic = self.topic.as_deref().unwrap_or("(forum topic title)");
+        format!("{stream} > {topic}")
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        let form = |method, url, body| Outbound::Http(HttpRequest::form(method, url, body));
-        let message_url = |id: &str| id_url(self.url.expose(), id);
-        match msg.action {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        let req = match msg.action {
             // A thread needs nothing more: the topic already is the forum
             // topic's title when the chat fixes none.
             Action::Post { .. } => {
-                // `to` is JSON (the spec's encoding): a quoted name can never be
-                // mistaken for an id, nor a name like `[1]` for a list.
+                // `to` is JSON (the spec's encoding): a quoted name can never
+                // be mistaken for an id, nor a name like `[1]` for a list.
                 let to = match &self.stream {
-                    Stream::Name(n) => serde_json::Value::String(n.clone()).to_string(),
+                    Stream::Name(n) => serde_json::Value::from(n.as_str()).to_string(),
                     Stream::Id(id) => id.to_string(),
                 };
-                let body = url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("type", "stream")
+                form.append_pair("type", "stream")
                     .append_pair("to", &to)
                     .append_pair("topic", &self.topic(msg.context))
-                    .append_pair("content", msg.text)
-                    .finish();
-                form("POST", self.url.clone(), body)
+                    .append_pair("content", msg.text);
+                HttpRequest::form("POST", self.url.clone(), form.finish())
             }
             // Only the content: the message stays in its topic.
             Action::Edit { remote_id } => {
-                let body = url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("content", msg.text)
-                    .finish();
-                form("PATCH", message_url(remote_id), body)
+                form.append_pair("content", msg.text);
+                HttpRequest::form("PATCH", id_url(self.url.expose(), remote_id), form.finish())
             }
             Action::Delete { remote_id } => {
-                Outbound::Http(HttpRequest::delete(message_url(remote_id)))
+                HttpRequest::delete(id_url(self.url.expose(), remote_id))
             }
-        }
+        };
+        Outbound::Http(req)
     }
 
     fn classify(&self, resp: &HttpResponse) -> Outcome {
-        let body: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
-        let field = |k: &str| {
-            body.as_ref()
-                .and_then(|b| b.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
-        let result = field("result");
-        if (200..300).contains(&resp.status) && result.as_deref() == Some("success") {
-            return Outcome::Sent {
-                remote_id: body
-                    .as_ref()
-                    .and_then(|b| b.get("id"))
-                    .and_then(|v| v.as_u64())
-                    .map(|id| id.to_string()),
-            };
+        let body = kit::json_body(resp);
+        match body["result"].as_str() {
+            Some("success") if (200..300).contains(&resp.status) => {
+                let id = body["id"].as_u64();
+                return Outcome::Sent {
+                    remote_id: id.map(|id| id.to_string()),
+                };
+            }
+            Some("error") => {}
+            // A 2xx that is not Zulip's JSON: `realm` points elsewhere (a
+            // login page, a proxy). Retrying could post twice if it did land.
+            _ => {
+                return match classify_status(resp) {
+                    Outcome::Sent { .. } => Outcome::Permanent {
+                        reason: format!(
+                            "zulip: not a Zulip API answer (check `realm`): HTTP {}: {}",
+                            resp.status,
+                            resp.body_snippet()
+                        ),
+                    },
+                    other => other,
+                };
+            }
         }
-        if result.as_deref() != Some("error") {
-            return match classify_status(resp) {
-                // A 2xx that is not Zulip's JSON: `realm` points elsewhere (a
-                // login page, a proxy). Retrying could post twice if it did land.
-                Outcome::Sent { .. } => Outcome::Permanent {
-                    reason: format!(
-                        "zulip: not a Zulip API answer (check `realm`): HTTP {}: {}",
-                        resp.status,
-                        resp.body_snippet()
-                    ),
-                },
-                other => other,
-            };
-        }
-        let code = field("code").unwrap_or_else(|| "BAD_REQUEST".into());
-        let msg: String = field("msg")
-            .map(|m| m.chars().take(200).collect())
-            .unwrap_or_default();
+        let code = body["code"].as_str().unwrap_or("BAD_REQUEST");
+        let msg = kit::clip(body["msg"].as_str().unwrap_or(""), 200);
         if code == "BAD_REQUEST" && msg == "Invalid message(s)" {
-            // The message no longer exists (deleted in the chat): a delete
-            // has nothing left to do, and an edit never can. Zulip says so
-            // only in `msg` (English unless the bot's language differs).
+            // The message no longer exists (deleted in the chat): nothing
+            // left to delete, and no edit can land. Zulip says so only in
+            // `msg` (English unless the bot's language differs).
             return Outcome::Sent { remote_id: None };
         }
+        let status = resp.status;
         let reason = format!(
-            "zulip: HTTP {} {code}: {msg}{}",
-            resp.status,
-            hint(&code, &msg, resp.status)
+            "zulip: HTTP {status} {code}: {msg}{}",
+            hint(code, &msg, status)
         );
-        if resp.status == 429 || TRANSIENT_CODES.contains(&code.as_str()) {
-            let after = resp.retry_after().or_else(|| {
-                body.as_ref()
-                    .and_then(|b| b.get("retry-after"))
-                    .and_then(retry_hint::json_secs)
-            });
-            return Outcome::Retry { reason, after };
-        }
-        match classify_status(resp) {
-            Outcome::Retry { after, .. } => Outcome::Retry { reason, after },
-            _ => Outcome::Permanent { reason },
-        }
+        let transient = status == 429 || TRANSIENT_CODES.contains(&code);
+        kit::explained(resp, reason, transient, || {
+            resp.retry_after()
+                .or_else(|| retry_hint::json_secs(&body["retry-after"]))
+        })
     }
 }
 
@@ -449,6 +391,7 @@ fn hint(code: &str, msg: &str, status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::testkit::{bind_problems, http, resp};
     use serde_json::json;
     use std::collections::HashMap;
     use std::time::Duration;
@@ -463,8 +406,6 @@ mod tests {
         }
     }
 
-    use crate::providers::http::tests::resp;
-
     fn form(body: &str) -> Vec<(String, String)> {
         url::form_urlencoded::parse(body.as_bytes())
             .into_owned()
@@ -472,16 +413,13 @@ mod tests {
     }
 
     fn request(c: &ZulipChat, text: &str, ctx: &serde_json::Value) -> HttpRequest {
-        match c.request(&Message {
+        http(c.request(&Message {
             chat: "c",
             text,
             context: ctx,
             action: Default::default(),
             delivery: None,
-        }) {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
-        }
+        }))
     }
 
     #[test]
@@ -609,15 +547,14 @@ mod tests {
         use super::super::Thread;
         let c = chat(Stream::Name("forum feed".into()), None);
         let ctx = json!({"topic": {"id": 7, "title": "Printer on fire"}});
-        let req = |action| match c.request(&Message {
-            chat: "c",
-            text: "new **text**",
-            context: &ctx,
-            action,
-            delivery: None,
-        }) {
-            Outbound::Http(r) => r,
-            Outbound::Stdout(_) | Outbound::Native(_) => panic!("expected HTTP"),
+        let req = |action| {
+            http(c.request(&Message {
+                chat: "c",
+                text: "new **text**",
+                context: &ctx,
+                action,
+                delivery: None,
+            }))
         };
         let base = format!("http://relay-bot%40z.example:{KEY}@127.0.0.1:9/api/v1/messages");
         // Replies and the message opening the thread: the topic is the title.
@@ -684,13 +621,7 @@ mod tests {
     }
 
     fn bind(settings: &str, target: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        let env = HashMap::from([("ZULIP_API_KEY".to_string(), KEY.to_string())]);
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-        let doc = toml_edit::Document::parse(format!("s = {settings}\nt = {target}\n")).unwrap();
-        let dest =
-            parse(&doc["s"], &mut cx).and_then(|inst| inst.bind(&doc["t"], Some(0..1), &mut cx));
-        let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
-        (dest, problems)
+        bind_problems(&REGISTRATION, &[("ZULIP_API_KEY", KEY)], settings, target)
     }
 
     #[test]
@@ -750,7 +681,7 @@ mod tests {
             format!("s = {ok}\n").replace("https://z.example/", "https://z.example"),
         )
         .unwrap();
-        assert!(parse(&doc["s"], &mut cx).is_none());
+        assert!((REGISTRATION.parse)(&doc["s"], &mut cx).is_none());
         let m = &cx.problems()[0].message;
         assert!(
             m.contains("does not look like") && !m.contains("bad key"),
