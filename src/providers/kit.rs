@@ -547,11 +547,6 @@ pub fn opt_base_url(
     }
 }
 
-/// The body as JSON (`Value::Null` when it is not JSON).
-pub fn json_body(resp: &HttpResponse) -> Value {
-    serde_json::from_slice(&resp.body).unwrap_or_default()
-}
-
 /// An error answer the platform explained in `reason`: retried with
 /// `after()` when `transient`, otherwise as its status says (408/429/5xx
 /// retried with their `Retry-After`, the rest permanent).
