@@ -70,5 +70,42 @@ pub fn body(r: &HttpRequest) -> Value {
 // ---- testkit additions, group D ----
 // (keep additions inside this section until the groups are merged)
 
+/// What `reg` makes of `[s]` = `settings` and a chat `[t]` = `target`,
+/// with `env` set: the destination, and every problem's message.
+pub fn load(
+    reg: &super::Registration,
+    settings: &str,
+    target: &str,
+    env: &[(&str, &str)],
+) -> (Option<Box<dyn Destination>>, Vec<String>) {
+    use crate::config::de::{Ctx, MissingEnv};
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut cx = Ctx::new(&env, MissingEnv::Error);
+    let doc = toml_edit::Document::parse(format!("[s]\n{settings}\n[t]\n{target}\n"))
+        .unwrap_or_else(|e| panic!("bad TOML: {e}"));
+    let dest = (reg.parse)(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
+    let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
+    (dest, problems)
+}
+
+/// The native message `dest` builds for `text` in `context`; panics on any
+/// other kind of outbound.
+pub fn native(dest: &dyn Destination, text: &str, context: &Value) -> super::NativeMessage {
+    let out = dest.request(&Message {
+        chat: "c",
+        text,
+        context,
+        action: Action::default(),
+        delivery: None,
+    });
+    match out {
+        Outbound::Native(m) => m,
+        _ => panic!("expected a native message"),
+    }
+}
+
 // ---- testkit additions, group E ----
 // (keep additions inside this section until the groups are merged)
