@@ -1,20 +1,17 @@
 //! `irc`: a channel on an IRC server (RFC 1459/2812) over one persistent
-//! connection per provider instance (= per server), shared by its chats and
-//! kept across a reload that leaves the settings alone. [`conn`] opens it on
-//! the first send: TLS (platform roots) unless `tls = false`; auth by `PASS`,
-//! SASL PLAIN or NickServ; a taken nick grows `_`. Channels are joined on
-//! demand and again after a reconnect (backoff 1 s doubling to 5 min).
+//! connection per server, shared by its chats and kept across a reload that
+//! leaves the settings alone. [`conn`] connects on the first send: TLS unless
+//! `tls = false`; `PASS`, SASL PLAIN or NickServ; a taken nick grows `_`.
 //!
-//! Body: one `PRIVMSG` (or `NOTICE`) per line, dialect plain. Escaping is
-//! the strictest reading: every control character goes (no CR/LF, NUL, CTCP
-//! or formatting code from a post), and lines are split on UTF-8 boundaries
-//! so `:nick!user@host PRIVMSG #chan :text\r\n` fits 512 bytes. Lines are
-//! paced per connection (`burst`, `line_rate`); a `PING` after the last one
-//! confirms them, so an error numeric is seen before `Sent`.
+//! Body: one `PRIVMSG` (or `NOTICE`) per line, dialect plain. Escaping is the
+//! strictest reading: every control character goes (no CR/LF, CTCP or
+//! formatting code from a post) and lines split on UTF-8 boundaries so the
+//! relayed line fits 512 bytes. Lines are paced (`burst`, `line_rate`); a
+//! `PING` after the last confirms them, so an error numeric precedes `Sent`.
 //!
-//! Answers: refused or lost links and timeouts → Retry; 464, 465, 432, SASL
-//! failures, JOIN refusals (403/405/473/474/475/477) and 404 → Permanent.
-//! See shared/providers.md §3 (IRC).
+//! Answers: lost links and timeouts → Retry; 464, 465, 432, SASL failures,
+//! JOIN refusals (403/473/474/475/477) and 404 → Permanent. See
+//! shared/providers.md §3 (IRC).
 
 mod conn;
 
@@ -29,7 +26,7 @@ use serde_spanned::Spanned;
 
 use super::kit::{self, Provider, ensure};
 use super::persistent::is_loopback;
-use super::{Capabilities, Destination, Message, NativeMessage, Outbound, Registration};
+use super::{Capabilities, Destination, Message, Outbound, Registration};
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
@@ -332,21 +329,15 @@ impl Destination for IrcChat {
             .map(|l| format!("{command} {} :{l}", self.channel))
             .collect();
         let scheme = if cfg.tls { "ircs" } else { "irc" };
-        Outbound::Native(NativeMessage {
-            shown: json!({
-                "method": command,
-                "url": format!("{scheme}://{}/{}", cfg.addr(), self.channel),
-                "headers": {},
-                "body": body.join("\r\n"),
-            }),
-            payload: json!({
-                "channel": self.channel,
-                "key": self.key.as_ref().map(Secret::expose),
-                "command": command,
-                "lines": lines,
-            }),
-            sender: self.instance.sender.clone(),
-        })
+        let url = format!("{scheme}://{}/{}", cfg.addr(), self.channel);
+        let payload = json!({
+            "channel": self.channel,
+            "key": self.key.as_ref().map(Secret::expose),
+            "command": command,
+            "lines": lines,
+        });
+        let shown = [command, &url, &body.join("\r\n")];
+        kit::native(shown, json!({}), payload, self.instance.sender.clone())
     }
 }
 

@@ -335,6 +335,22 @@ pub fn host(
     Some(h)
 }
 
+/// A message for a provider that speaks its own protocol, shown to
+/// `explain` as `{"method", "url", "headers", "body"}`.
+pub fn native(
+    [method, url, body]: [&str; 3],
+    headers: Value,
+    payload: Value,
+    sender: Arc<dyn super::NativeSender>,
+) -> super::Outbound {
+    let shown = serde_json::json!({"method": method, "url": url, "headers": headers, "body": body});
+    super::Outbound::Native(super::NativeMessage {
+        shown,
+        payload,
+        sender,
+    })
+}
+
 /// `host:port`, with an IPv6 address in brackets.
 pub fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') {

@@ -1,19 +1,17 @@
-//! `smtp`: email through a submission server (RFC 5321/5322), with
-//! [`lettre`] over tokio and rustls (the HTTP providers' TLS stack and
-//! platform roots); one connection per message (notifications are rare).
+//! `smtp`: email through a submission server (RFC 5321/5322) with
+//! [`lettre`] over tokio and rustls (platform roots); one connection per
+//! message. TLS: `starttls` (default, port 587, required), `tls` (465) or
+//! `none` (25, loopback only).
 //!
-//! Body: one message per delivery to every address in `to`, dialect plain
-//! (`text/plain; charset=utf-8`; lettre picks quoted-printable or base64 so
-//! no line exceeds 998 octets). `Subject` is the topic's title with every
-//! control character removed (strictest reading: a title can never add a
-//! header; non-ASCII is RFC 2047-encoded by lettre); `References` names the
-//! topic so mail clients thread it. TLS: `starttls` (default, port 587,
-//! required), `tls` (port 465) or `none` (port 25, loopback only).
+//! Body: one `text/plain; charset=utf-8` message (dialect plain) to every
+//! address in `to`; `References` names the topic so clients thread it. The
+//! `Subject` is the topic's title with every control character removed
+//! (strictest reading: a title can never add a header; lettre encodes
+//! non-ASCII per RFC 2047 and keeps lines under 998 octets).
 //!
-//! Answers: connection, TLS, timeouts and 4xx replies → Retry; 5xx replies
-//! (550, 553, 554, 535...) → Permanent; a rejected recipient fails the whole
-//! message. Reasons carry lettre's text of the reply, never the password.
-//! See shared/providers.md §3 (SMTP).
+//! Answers: connection, TLS, timeouts and 4xx → Retry; 5xx (550, 553, 554,
+//! 535...) → Permanent; a refused recipient fails the whole message. See
+//! shared/providers.md §3 (Email).
 
 use std::ops::Range;
 use std::str::FromStr;
@@ -31,10 +29,7 @@ use serde_spanned::Spanned;
 
 use super::kit::{self, Provider, ensure};
 use super::persistent::{is_loopback, permanent, retry};
-use super::{
-    Capabilities, Destination, Message, NativeMessage, NativeSender, Outbound, Outcome,
-    Registration,
-};
+use super::{Capabilities, Destination, Message, NativeSender, Outbound, Outcome, Registration};
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::render::Dialect;
@@ -248,22 +243,15 @@ impl Destination for SmtpChat {
         if let Some(r) = &references {
             headers["References"] = json!(r);
         }
-        Outbound::Native(NativeMessage {
-            shown: json!({
-                "method": "SMTP",
-                "url": format!("{scheme}://{}", kit::host_port(&send.server, send.port)),
-                "headers": headers,
-                "body": msg.text,
-            }),
-            payload: json!({
-                "from": inst.from.to_string(),
-                "to": to,
-                "subject": subject,
-                "body": msg.text,
-                "references": references,
-            }),
-            sender: send.clone(),
-        })
+        let url = format!("{scheme}://{}", kit::host_port(&send.server, send.port));
+        let payload = json!({
+            "from": inst.from.to_string(),
+            "to": to,
+            "subject": subject,
+            "body": msg.text,
+            "references": references,
+        });
+        kit::native(["SMTP", &url, msg.text], headers, payload, send.clone())
     }
 }
 

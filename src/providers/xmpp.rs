@@ -1,23 +1,17 @@
 //! `xmpp`: a multi-user chat room (XEP-0045) over one persistent client
 //! connection per provider instance (= per bot account), shared by its
-//! chats. [`conn`] opens it on the first send: TCP to `server` (default the
+//! chats. [`conn`] logs in on the first send: TCP to `server` (default the
 //! JID's domain, no SRV) port 5222, STARTTLS checked for the JID's domain
-//! (`tls = "none"` only on the loopback), SASL SCRAM-SHA-1 or PLAIN ([`sasl`]),
-//! resource binding (the server picks it unless `jid` names one). Rooms are
-//! joined on demand (no history) and again after a reconnect (backoff 1 s
-//! doubling to 5 min); an idle link gets whitespace and, when silent, a ping.
+//! (`tls = "none"` only on the loopback), SASL SCRAM-SHA-1 or PLAIN, bind.
 //!
 //! Body: `<message type="groupchat">` with an origin id (XEP-0359), dialect
-//! plain, XML-escaped by [`xml::escape`] with the characters XML 1.0 forbids
-//! removed (strictest reading: a title `</body><message to="x">` arrives as
-//! text; the unit tests parse the stanza back). `Sent` (no remote id) only
-//! once the room reflected the message, so its refusal is seen first.
+//! plain, escaped by [`xml::escape`] (strictest reading: the characters XML
+//! 1.0 forbids go, a title `</body><message>` arrives as text; the unit
+//! tests parse the stanza back). `Sent` (no remote id) once the room echoed it.
 //!
-//! Answers: refused or lost links, timeouts and `wait` errors → Retry; SASL
-//! failures (but `temporary-auth-failure`), no STARTTLS, unknown hosts and
-//! room refusals (`forbidden`, `item-not-found`, `registration-required`,
-//! `not-authorized`, `conflict`) → Permanent. See shared/providers.md §3
-//! (XMPP), RFC 6120, RFC 5802 and XEP-0045 §7.2.
+//! Answers: lost links, timeouts, `wait` errors → Retry; login failures, no
+//! STARTTLS and room refusals (`forbidden`, `item-not-found`, members-only,
+//! password, nick `conflict`) → Permanent. See shared/providers.md §3 (XMPP).
 
 mod conn;
 mod sasl;
@@ -33,7 +27,7 @@ use serde_spanned::Spanned;
 
 use super::kit::{self, Provider, ensure};
 use super::persistent::is_loopback;
-use super::{Capabilities, Destination, Message, NativeMessage, Outbound, Registration};
+use super::{Capabilities, Destination, Message, Outbound, Registration};
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
@@ -231,16 +225,10 @@ impl Destination for XmppChat {
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let body = message_body(msg.text);
-        Outbound::Native(NativeMessage {
-            shown: json!({
-                "method": "groupchat",
-                "url": format!("xmpp:{}", self.room),
-                "headers": {},
-                "body": body,
-            }),
-            payload: json!({"room": self.room, "body": body}),
-            sender: self.instance.sender.clone(),
-        })
+        let url = format!("xmpp:{}", self.room);
+        let payload = json!({"room": self.room, "body": body});
+        let sender = self.instance.sender.clone();
+        kit::native(["groupchat", &url, &body], json!({}), payload, sender)
     }
 }
 
