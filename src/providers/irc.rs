@@ -25,12 +25,11 @@ use serde_json::json;
 use serde_spanned::Spanned;
 
 use super::kit::{self, Provider, ensure};
-use super::persistent::is_loopback;
-use super::{Capabilities, Destination, Message, Outbound, Registration};
+use super::persistent::{NativeChat, is_loopback};
+use super::{Destination, Message, Outbound, Registration};
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
-use crate::render::Dialect;
 
 pub const REGISTRATION: Registration = kit::registration::<Irc>(
     "irc",
@@ -291,31 +290,17 @@ struct IrcChat {
     key: Option<Secret>,
 }
 
-impl Destination for IrcChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
+impl NativeChat for IrcChat {
+    const KIND: &'static str = REGISTRATION.kind;
+    // A message is a few lines, paced at `line_rate` per connection:
+    // one message every 2 s per channel keeps the queue short.
+    const RATE: Rate = Rate::per_minute(30);
 
-    fn dialect(&self) -> Dialect {
-        Dialect::Plain
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // PRIVMSG returns nothing to thread under, edit or delete.
-        Capabilities::default()
-    }
-
-    fn target(&self) -> String {
+    fn place(&self) -> String {
         format!("{} on {}", self.channel, self.instance.cfg.addr())
     }
 
-    fn default_rate(&self) -> Option<Rate> {
-        // A message is a few lines, paced at `line_rate` per connection:
-        // one message every 2 s per channel keeps the queue short.
-        Some(Rate::per_minute(30))
-    }
-
-    fn request(&self, msg: &Message<'_>) -> Outbound {
+    fn native(&self, msg: &Message<'_>) -> Outbound {
         let cfg = &self.instance.cfg;
         let command = if self.instance.notice {
             "NOTICE"

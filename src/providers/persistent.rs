@@ -24,7 +24,9 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::delivery::limits::backoff;
 
-use crate::providers::{NativeSender, Outcome};
+use crate::config::Rate;
+use crate::providers::{Capabilities, Destination, Message, NativeSender, Outbound, Outcome};
+use crate::render::Dialect;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -138,6 +140,44 @@ where
         Err(_) => Err(retry(format!(
             "{name}: TLS handshake with {addr} timed out"
         ))),
+    }
+}
+
+/// A chat of a provider that speaks its own protocol (IRC, XMPP, SMTP):
+/// plain text, and no message ids (nothing to thread under, edit or delete).
+pub(crate) trait NativeChat: fmt::Debug + Send + Sync {
+    const KIND: &'static str;
+    /// The platform's pace for one chat ([`Destination::default_rate`]).
+    const RATE: Rate;
+    /// [`Destination::target`].
+    fn place(&self) -> String;
+    /// [`Destination::request`].
+    fn native(&self, msg: &Message<'_>) -> Outbound;
+}
+
+impl<T: NativeChat> Destination for T {
+    fn kind(&self) -> &'static str {
+        T::KIND
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Plain
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    fn target(&self) -> String {
+        self.place()
+    }
+
+    fn default_rate(&self) -> Option<Rate> {
+        Some(T::RATE)
+    }
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        self.native(msg)
     }
 }
 

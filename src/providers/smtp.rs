@@ -28,11 +28,10 @@ use serde_json::json;
 use serde_spanned::Spanned;
 
 use super::kit::{self, Provider, ensure};
-use super::persistent::{is_loopback, permanent, retry};
-use super::{Capabilities, Destination, Message, NativeSender, Outbound, Outcome, Registration};
+use super::persistent::{NativeChat, is_loopback, permanent, retry};
+use super::{Destination, Message, NativeSender, Outbound, Outcome, Registration};
 use crate::config::Rate;
 use crate::config::de::Ctx;
-use crate::render::Dialect;
 
 pub const REGISTRATION: Registration = kit::registration::<Smtp>(
     "smtp",
@@ -202,30 +201,17 @@ struct SmtpChat {
     to: Vec<Mailbox>,
 }
 
-impl Destination for SmtpChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
+impl NativeChat for SmtpChat {
+    const KIND: &'static str = REGISTRATION.kind;
+    // Submission servers throttle bulk senders; a forum rarely needs more.
+    const RATE: Rate = Rate::per_minute(30);
 
-    fn dialect(&self) -> Dialect {
-        Dialect::Plain
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    fn target(&self) -> String {
+    fn place(&self) -> String {
         let to: Vec<String> = self.to.iter().map(|m| m.email.to_string()).collect();
         to.join(", ")
     }
 
-    fn default_rate(&self) -> Option<Rate> {
-        // Submission servers throttle bulk senders; a forum rarely needs more.
-        Some(Rate::per_minute(30))
-    }
-
-    fn request(&self, msg: &Message<'_>) -> Outbound {
+    fn native(&self, msg: &Message<'_>) -> Outbound {
         let (inst, send) = (&self.instance, &self.instance.sender);
         let subject = subject(msg.context, msg.text);
         let to: Vec<String> = self.to.iter().map(ToString::to_string).collect();

@@ -26,12 +26,11 @@ use serde_json::json;
 use serde_spanned::Spanned;
 
 use super::kit::{self, Provider, ensure};
-use super::persistent::is_loopback;
-use super::{Capabilities, Destination, Message, Outbound, Registration};
+use super::persistent::{NativeChat, is_loopback};
+use super::{Destination, Message, Outbound, Registration};
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
-use crate::render::Dialect;
 
 pub const REGISTRATION: Registration = kit::registration::<Xmpp>(
     "xmpp",
@@ -200,30 +199,16 @@ struct XmppChat {
     room: String,
 }
 
-impl Destination for XmppChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
+impl NativeChat for XmppChat {
+    const KIND: &'static str = REGISTRATION.kind;
+    // Rooms (and servers' per-session limits) dislike bursts.
+    const RATE: Rate = Rate::per_second(1);
 
-    fn dialect(&self) -> Dialect {
-        Dialect::Plain
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // No message id is kept: nothing to thread under, correct or retract.
-        Capabilities::default()
-    }
-
-    fn target(&self) -> String {
+    fn place(&self) -> String {
         format!("{} as {}", self.room, self.instance.cfg.bare_jid())
     }
 
-    fn default_rate(&self) -> Option<Rate> {
-        // Rooms (and servers' per-session limits) dislike bursts.
-        Some(Rate::per_second(1))
-    }
-
-    fn request(&self, msg: &Message<'_>) -> Outbound {
+    fn native(&self, msg: &Message<'_>) -> Outbound {
         let body = message_body(msg.text);
         let url = format!("xmpp:{}", self.room);
         let payload = json!({"room": self.room, "body": body});
