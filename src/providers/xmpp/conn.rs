@@ -65,42 +65,37 @@ fn resource(jid: &str) -> Option<&str> {
 }
 
 /// The condition of an error element (its first child but `<text>`, in
-/// `ns` when one is), or `none`; and the `<text>`.
+/// `ns` when one is, or `none`), and it with the `<text>`: `condition: text`.
 fn condition(e: &Element, ns: Option<&str>, none: &str) -> (String, String) {
     let named = |c: &&Element| c.local() != "text";
     let name = (e.children.iter())
         .find(|c| named(c) && (ns.is_none() || c.ns() == ns))
         .or_else(|| e.children.iter().find(named))
         .map_or(none, |c| c.local());
-    let text = e.child("text").map(|t| short(&t.text)).unwrap_or_default();
-    (name.to_string(), text)
+    let what = match e.child("text").map(|t| short(&t.text)) {
+        Some(text) if !text.is_empty() => format!("{name}: {text}"),
+        _ => name.to_string(),
+    };
+    (name.to_string(), what)
 }
 
-/// A stanza error: `(type, condition, text)` from its `<error>` child.
+/// A stanza error: `(type, condition, condition: text)` from its `<error>`.
 fn stanza_error(el: &Element) -> (String, String, String) {
     let Some(e) = el.child("error") else {
-        return ("cancel".into(), "undefined-condition".into(), String::new());
+        let none = "undefined-condition".to_string();
+        return ("cancel".into(), none.clone(), none);
     };
-    let (condition, text) = condition(e, Some(NS_STANZAS), "undefined-condition");
+    let (condition, what) = condition(e, Some(NS_STANZAS), "undefined-condition");
     (
         e.attr("type").unwrap_or("cancel").to_string(),
         condition,
-        text,
+        what,
     )
-}
-
-fn with_text(condition: &str, text: &str) -> String {
-    if text.is_empty() {
-        condition.to_string()
-    } else {
-        format!("{condition}: {text}")
-    }
 }
 
 /// A `<stream:error>` as an outcome.
 fn stream_error(el: &Element, addr: &str) -> Outcome {
-    let (condition, text) = condition(el, Some(NS_STREAMS), "undefined-condition");
-    let what = with_text(&condition, &text);
+    let (condition, what) = condition(el, Some(NS_STREAMS), "undefined-condition");
     match condition.as_str() {
         "host-unknown" | "host-gone" => permanent(format!(
             "xmpp: {addr} does not serve the JID's domain ({what}; check `jid` and `server`)"
@@ -116,8 +111,7 @@ fn stream_error(el: &Element, addr: &str) -> Outcome {
 }
 
 fn sasl_failure(el: &Element, who: &str, addr: &str) -> Outcome {
-    let (condition, text) = condition(el, None, "failure");
-    let what = with_text(&condition, &text);
+    let (condition, what) = condition(el, None, "failure");
     match condition.as_str() {
         "temporary-auth-failure" => {
             retry(format!("xmpp: login as {who} failed on {addr} ({what})"))
@@ -416,64 +410,51 @@ async fn login(c: &mut Conn, cfg: &ConnConfig, deadline: Instant) -> Result<(), 
     let resource = (cfg.resource.as_ref())
         .map(|r| format!("<resource>{}</resource>", escape(r)))
         .unwrap_or_default();
-    let el = iq(
-        c,
-        deadline,
-        "bind",
-        &format!("<bind xmlns='{NS_BIND}'>{resource}</bind>"),
-        "resource binding",
-    )
-    .await?;
-    if el.attr("type") != Some("result") {
-        let (kind, condition, text) = stanza_error(&el);
-        let reason = format!(
-            "xmpp: {addr} refused resource binding ({})",
-            with_text(&condition, &text)
-        );
-        return Err(if kind == "wait" {
-            retry(reason)
-        } else {
-            permanent(reason)
-        });
-    }
+    let bind = format!("<bind xmlns='{NS_BIND}'>{resource}</bind>");
+    let el = match iq(c, deadline, ("bind", "resource binding"), &bind).await? {
+        Ok(el) => el,
+        Err((kind, what)) => {
+            let reason = format!("xmpp: {addr} refused resource binding ({what})");
+            return Err(if kind == "wait" {
+                retry(reason)
+            } else {
+                permanent(reason)
+            });
+        }
+    };
     c.jid = (el.child("bind").and_then(|b| b.child("jid")))
         .map(|j| j.text.trim().to_string())
         .unwrap_or(who);
     if let Some(s) = features.child_ns("session", NS_SESSION)
         && s.child("optional").is_none()
     {
-        let el = iq(
-            c,
-            deadline,
-            "session",
-            &format!("<session xmlns='{NS_SESSION}'/>"),
-            "session start",
-        )
-        .await?;
-        if el.attr("type") != Some("result") {
-            let (_, condition, text) = stanza_error(&el);
-            let what = with_text(&condition, &text);
+        let session = format!("<session xmlns='{NS_SESSION}'/>");
+        if let Err((_, what)) = iq(c, deadline, ("session", "session start"), &session).await? {
             return Err(retry(format!("xmpp: {addr} refused the session ({what})")));
         }
     }
     Ok(())
 }
 
-/// Sends `<iq type='set'>` with `child` and returns its answer.
+/// Sends `<iq type='set'>` with `child` (ids start with `id`; `what` it
+/// asks for, in reasons): its result, or its error's `(type, condition: text)`.
 async fn iq(
     c: &mut Conn,
     deadline: Instant,
-    id: &str,
+    (id, what): (&str, &str),
     child: &str,
-    what: &str,
-) -> Result<Element, Outcome> {
+) -> Result<Result<Element, (String, String)>, Outcome> {
     let id = c.id(id);
     c.write(&format!("<iq type='set' id='{id}'>{child}</iq>"))
         .await?;
     loop {
         let el = c.expect(deadline, what).await?;
         if el.local() == "iq" && el.attr("id") == Some(id.as_str()) {
-            return Ok(el);
+            if el.attr("type") == Some("result") {
+                return Ok(Ok(el));
+            }
+            let (kind, _, what) = stanza_error(&el);
+            return Ok(Err((kind, what)));
         }
     }
 }
@@ -602,8 +583,7 @@ impl Protocol for Session {
                 if !same_id && el.attr("id").is_some() {
                     continue;
                 }
-                let (kind, condition, text) = stanza_error(&el);
-                let what = with_text(&condition, &text);
+                let (kind, condition, what) = stanza_error(&el);
                 let room_ = &job.room;
                 return Ok(match condition.as_str() {
                     "not-acceptable" | "item-not-found" => {
@@ -657,8 +637,7 @@ async fn join(c: &mut Conn, room: &str, nick: &str) -> Result<Option<Outcome>, O
         {
             continue;
         }
-        let (kind, condition, text) = stanza_error(&el);
-        let what = with_text(&condition, &text);
+        let (kind, condition, what) = stanza_error(&el);
         let why = match condition.as_str() {
             "forbidden" => "the relay is banned from the room",
             "item-not-found" => {
@@ -713,7 +692,7 @@ mod tests {
             (
                 "auth".to_string(),
                 "registration-required".to_string(),
-                "Members only".to_string()
+                "registration-required: Members only".to_string()
             )
         );
         let mut buf = br#"<stream:error xmlns:stream='http://etherx.jabber.org/streams'><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"#.to_vec();
