@@ -525,23 +525,19 @@ mod tests {
 
     #[test]
     fn validates_nicks_channels_and_keys() {
-        assert!(check_nick("relaybot").is_ok());
-        assert!(check_nick("[bot]_2-x").is_ok());
-        for bad in [
+        let long_nick = "n".repeat(31);
+        let bad = [
             "",
             "9lives",
             "-x",
             "with space",
             "a,b",
             "nick\r\nQUIT",
-            &"n".repeat(31),
-        ] {
-            assert!(check_nick(bad).is_err(), "{bad:?}");
-        }
-        assert!(check_channel("#forum").is_ok());
-        assert!(check_channel("&local").is_ok());
-        assert!(check_channel("#ünï").is_ok());
-        for bad in [
+            &long_nick,
+        ];
+        testkit::accepts(check_nick, &["relaybot", "[bot]_2-x"], &bad);
+        let long = format!("#{}", "c".repeat(50));
+        let bad = [
             "forum",
             "#",
             "#a b",
@@ -549,14 +545,11 @@ mod tests {
             "#a\u{7}",
             "#x\r\nQUIT",
             "#a:b",
-            &format!("#{}", "c".repeat(50)),
-        ] {
-            assert!(check_channel(bad).is_err(), "{bad:?}");
-        }
-        assert!(valid_key("s3cret"));
-        for bad in ["", "a b", "a,b", "a\nb"] {
-            assert!(!valid_key(bad), "{bad:?}");
-        }
+            &long,
+        ];
+        testkit::accepts(check_channel, &["#forum", "&local", "#ünï"], &bad);
+        let key = |k: &str| valid_key(k).then_some(()).ok_or(());
+        testkit::accepts(key, &["s3cret"], &["", "a b", "a,b", "a\nb"]);
     }
 
     fn load(

@@ -107,5 +107,36 @@ pub fn native(dest: &dyn Destination, text: &str, context: &Value) -> super::Nat
     }
 }
 
+/// A loopback port nothing listens on (bound, then let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// A send to a port nothing listens on is a retry saying "cannot connect";
+/// the next, inside the backoff window, a retry with the wait left.
+pub async fn assert_refused_then_backoff(sender: &dyn super::NativeSender, payload: &Value) {
+    let super::Outcome::Retry { reason, .. } = sender.send(payload).await else {
+        panic!("refused must retry")
+    };
+    assert!(reason.contains("cannot connect"), "{reason}");
+    let super::Outcome::Retry { after, .. } = sender.send(payload).await else {
+        panic!("still retry")
+    };
+    assert!(after.is_some(), "inside the backoff window");
+}
+
+/// `check` takes every one of `good` and refuses every one of `bad`.
+pub fn accepts<T, E>(check: impl Fn(&str) -> Result<T, E>, good: &[&str], bad: &[&str]) {
+    for g in good {
+        assert!(check(g).is_ok(), "{g:?} should be accepted");
+    }
+    for b in bad {
+        assert!(check(b).is_err(), "{b:?} should be refused");
+    }
+}
+
 // ---- testkit additions, group E ----
 // (keep additions inside this section until the groups are merged)

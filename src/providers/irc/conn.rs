@@ -610,7 +610,7 @@ async fn join(c: &mut Conn, channel: &str, key: Option<&str>) -> Result<Option<O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::NativeSender;
+    use crate::providers::{NativeSender, testkit};
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpListener;
     use tokio::time::timeout;
@@ -809,19 +809,8 @@ mod tests {
         }
 
         // Nothing listening: retry, and the backoff is reported.
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let sender = IrcSender::new(config(port, Auth::Pass, None));
-        let Outcome::Retry { reason, .. } = sender.send(&payload(&["x"])).await else {
-            panic!("refused must retry")
-        };
-        assert!(reason.contains("cannot connect"), "{reason}");
-        let Outcome::Retry { after, .. } = sender.send(&payload(&["x"])).await else {
-            panic!("still retry")
-        };
-        assert!(after.is_some(), "inside the backoff window");
+        let sender = IrcSender::new(config(testkit::free_port(), Auth::Pass, None));
+        testkit::assert_refused_then_backoff(&sender, &payload(&["x"])).await;
     }
 
     #[tokio::test]

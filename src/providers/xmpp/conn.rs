@@ -676,7 +676,7 @@ async fn join(c: &mut Conn, room: &str, nick: &str) -> Result<Option<Outcome>, O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::NativeSender;
+    use crate::providers::{NativeSender, testkit};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use tokio::time::timeout;
@@ -847,19 +847,8 @@ mod tests {
         }
 
         // Nothing listening: retry, then the backoff is reported.
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let sender = XmppSender::new(config(port, Tls::None));
-        let Outcome::Retry { reason, .. } = sender.send(&payload()).await else {
-            panic!("refused must retry")
-        };
-        assert!(reason.contains("cannot connect"), "{reason}");
-        let Outcome::Retry { after, .. } = sender.send(&payload()).await else {
-            panic!("still retry")
-        };
-        assert!(after.is_some(), "inside the backoff window");
+        let sender = XmppSender::new(config(testkit::free_port(), Tls::None));
+        testkit::assert_refused_then_backoff(&sender, &payload()).await;
     }
 
     #[tokio::test]
