@@ -48,6 +48,14 @@ pub(crate) fn permanent(reason: impl Into<String>) -> Outcome {
     }
 }
 
+/// `o` with its retry's wait set to `after`.
+fn waiting(o: Outcome, after: Option<Duration>) -> Outcome {
+    match o {
+        Outcome::Retry { reason, .. } => Outcome::Retry { reason, after },
+        other => other,
+    }
+}
+
 pub(crate) fn reason_of(o: &Outcome) -> &str {
     match o {
         Outcome::Retry { reason, .. } | Outcome::Permanent { reason } => reason,
@@ -461,13 +469,7 @@ impl<P: Protocol> Supervisor<P> {
         if let Some((until, outcome)) = &self.failed {
             let now = Instant::now();
             if now < *until {
-                return Err(match outcome.clone() {
-                    Outcome::Retry { reason, .. } => Outcome::Retry {
-                        reason,
-                        after: Some(*until - now),
-                    },
-                    other => other,
-                });
+                return Err(waiting(outcome.clone(), Some(*until - now)));
             }
         }
         match self.p.connect().await {
@@ -501,13 +503,7 @@ impl<P: Protocol> Supervisor<P> {
             Err(o) => {
                 // The link failed mid-message: it may be half sent.
                 self.lost(o.clone());
-                match o {
-                    Outcome::Retry { reason, .. } => Outcome::Retry {
-                        reason,
-                        after: None,
-                    },
-                    other => other,
-                }
+                waiting(o, None)
             }
         }
     }
