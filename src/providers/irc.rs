@@ -1,34 +1,20 @@
-//! `irc`: a channel on an IRC server (RFC 1459/2812), through one persistent
-//! connection per provider instance (= per server), shared by its chats.
+//! `irc`: a channel on an IRC server (RFC 1459/2812) over one persistent
+//! connection per server, shared by its chats and kept across a reload that
+//! leaves the settings alone. [`conn`] connects on the first send: TLS unless
+//! `tls = false`; `PASS`, SASL PLAIN or NickServ; a taken nick grows `_`.
 //!
-//! The connection ([`conn`]) is opened on the first send: TLS (verified
-//! against the platform's roots) unless `tls = false`, optional `CAP REQ
-//! :sasl` / `PASS`, `NICK`/`USER`, then the `001` welcome (a taken nick gets
-//! `_` appended; the real nick is tried again later). Channels are joined on
-//! demand and remembered: after a reconnect they are joined again at once.
-//! `PING`s are answered while idle, and a silent link is probed and dropped.
-//! A dropped connection is reopened with backoff (1 s doubling to 5 min).
-//! A config reload that leaves a server's settings unchanged keeps its
-//! connection (the new instance reuses the live sender).
+//! Body: one `PRIVMSG` (or `NOTICE`) per line, dialect plain. Escaping is the
+//! strictest reading: every control character goes (no CR/LF, CTCP or
+//! formatting code from a post) and lines split on UTF-8 boundaries so the
+//! relayed line fits 512 bytes. Lines are paced (`burst`, `line_rate`); a
+//! `PING` after the last confirms them, so an error numeric precedes `Sent`.
 //!
-//! A message becomes one `PRIVMSG` (or `NOTICE`) per line of the rendered
-//! text. Lines are cleaned (every control character goes, so no CR/LF, NUL,
-//! CTCP `\x01` or formatting code can come from a post) and split at UTF-8
-//! character boundaries, preferring spaces, so that the line the server
-//! relays, `:nick!user@host PRIVMSG #chan :text\r\n`, fits in 512 bytes.
-//! Lines are paced by a token bucket per connection (`burst`, `line_rate`;
-//! default 4 at once, then 1/s). After the last line the relay sends a
-//! `PING` and waits for its `PONG`: the server has then processed every line,
-//! so an error numeric (404 moderated/banned...) is seen before `Sent`.
-//!
-//! Errors: connection refused, timeouts, dropped links → Retry; 464 bad
-//! password, 465 banned, 432 erroneous nick, SASL failures, 403/405/473/474/
-//! 475/477 on JOIN and 404 on PRIVMSG → Permanent with a readable reason.
-//! See shared/providers.md §3 (IRC) and RFC 2812 §3.
+//! Answers: lost links and timeouts → Retry; 464, 465, 432, SASL failures,
+//! JOIN refusals (403/473/474/475/477) and 404 → Permanent. See
+//! shared/providers.md §3 (IRC).
 
 mod conn;
 
-use crate::providers::persistent::{is_loopback, valid_host};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -37,23 +23,18 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
-use super::{
-    Capabilities, Destination, Instance, Message, NativeMessage, Outbound, Registration, schema_of,
-};
+use super::kit::{self, Provider, ensure};
+use super::persistent::{NativeChat, is_loopback};
+use super::{Destination, Message, Outbound, Registration};
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
-use crate::render::Dialect;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "irc",
-    about: "IRC channel over one persistent connection per server (TLS by default)",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration = kit::registration::<Irc>(
+    "irc",
+    "IRC channel over one persistent connection per server (TLS by default)",
+);
 
 /// An IRC line is at most 512 bytes including the final CR LF.
 pub const MAX_LINE: usize = 512;
@@ -62,8 +43,6 @@ const HOSTLEN: usize = 63;
 /// Underscores a taken nick may grow by before the budget is exceeded; the
 /// connection re-splits with the real nick anyway.
 const NICK_SLACK: usize = 3;
-const MAX_NICK: usize = 30;
-const MAX_CHANNEL: usize = 50;
 
 /// `[providers.NAME]` for `kind = "irc"`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -82,15 +61,20 @@ pub struct Settings {
     #[schemars(with = "Option<String>")]
     pub password: Option<Spanned<String>>,
     /// How `password` is used: `pass` (server password, `PASS`; the default), `sasl` (SASL PLAIN for `account`), `nickserv` (`IDENTIFY` to NickServ after connecting).
-    pub auth: Option<Auth>,
+    #[schemars(with = "Option<Auth>")]
+    pub auth: Option<Spanned<Auth>>,
     /// Account for `sasl` and `nickserv` (default: `nick`).
-    pub account: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub account: Option<Spanned<String>>,
     /// User name (ident) sent with `USER` (default: `nick`).
-    pub username: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub username: Option<Spanned<String>>,
     /// Real name sent with `USER` (default "discourse-relay").
-    pub realname: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub realname: Option<Spanned<String>>,
     /// Lines sent at once before pacing starts, for all chats on this server together (default 4).
-    pub burst: Option<u32>,
+    #[schemars(with = "Option<u32>")]
+    pub burst: Option<Spanned<u32>>,
     /// Lines per time after the burst, e.g. "1/s" (the default) or "30/m"; most servers disconnect flooding clients.
     #[schemars(with = "Option<String>")]
     pub line_rate: Option<Spanned<String>>,
@@ -142,11 +126,7 @@ pub(crate) struct ConnConfig {
 
 impl ConnConfig {
     fn addr(&self) -> String {
-        if self.server.contains(':') {
-            format!("[{}]:{}", self.server, self.port)
-        } else {
-            format!("{}:{}", self.server, self.port)
-        }
+        kit::host_port(&self.server, self.port)
     }
 }
 
@@ -157,130 +137,134 @@ struct Irc {
     notice: bool,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let server = cx.string(&s.server)?.expose().trim().to_string();
-    let mut ok = true;
-    if !server.contains("${") && !valid_host(&server) {
-        cx.error(
-            Some(s.server.span()),
+impl Provider for Irc {
+    type Settings = Settings;
+    type Target = Target;
+
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        let ok = &mut true;
+        let server = kit::host(
+            cx,
+            ok,
+            &s.server,
             "`server` must be a host name or address only, like \"irc.libera.chat\" (set `port` and `tls` separately)",
-        );
-        ok = false;
-    }
-    let nick = s.nick.get_ref().trim().to_string();
-    if let Err(why) = check_nick(&nick) {
-        cx.error(Some(s.nick.span()), format!("`nick` {why}"));
-        ok = false;
-    }
-    let tls = s.tls.unwrap_or(true);
-    let auth = s.auth.unwrap_or_default();
-    let password = match &s.password {
-        Some(p) => {
-            let secret = cx.secret("password", p)?;
-            if secret
-                .expose()
-                .chars()
-                .any(|c| matches!(c, '\r' | '\n' | '\0'))
-            {
-                cx.error(
-                    Some(p.span()),
-                    "`password` must not contain line breaks or NUL",
-                );
-                ok = false;
+        )?;
+        let nick = kit::checked(cx, ok, "nick", &s.nick, check_nick);
+        let tls = s.tls.unwrap_or(true);
+        let password = match &s.password {
+            Some(p) => {
+                let secret = cx.secret("password", p)?;
+                let clean = !secret.expose().contains(['\r', '\n', '\0']);
+                let msg = "`password` must not contain line breaks or NUL";
+                ensure(cx, ok, clean, Some(p.span()), msg);
+                Some(secret)
             }
-            Some(secret)
-        }
-        None => {
-            if s.auth.is_some_and(|a| a != Auth::Pass) {
-                cx.error(
-                    key_span(item, "auth"),
-                    "`auth` needs a `password = \"${IRC_PASSWORD}\"`",
-                );
-                ok = false;
-            }
-            None
-        }
-    };
-    if password.is_some() && !tls && !is_loopback(&server) {
-        cx.warning(
-            Some(s.server.span()),
-            "`tls = false` sends the IRC password in clear text",
-        );
-    }
-    let username = s.username.clone().unwrap_or_else(|| nick.clone());
-    if !username.is_empty()
-        && (username.len() > 32 || !username.chars().all(|c| c.is_ascii_graphic() && c != '@'))
-    {
-        cx.error(
-            key_span(item, "username"),
-            "`username` must be up to 32 visible ASCII characters without `@`",
-        );
-        ok = false;
-    }
-    let realname = s
-        .realname
-        .clone()
-        .unwrap_or_else(|| "discourse-relay".into());
-    if realname.chars().any(char::is_control) {
-        cx.error(
-            key_span(item, "realname"),
-            "`realname` must not contain control characters",
-        );
-        ok = false;
-    }
-    let account = s.account.clone().unwrap_or_else(|| nick.clone());
-    if account.is_empty() || account.chars().any(|c| c.is_control() || c == ' ') {
-        cx.error(
-            key_span(item, "account"),
-            "`account` must be a name without spaces or control characters",
-        );
-        ok = false;
-    }
-    let burst = s.burst.unwrap_or(4);
-    if burst == 0 || burst > 100 {
-        cx.error(key_span(item, "burst"), "`burst` must be between 1 and 100");
-        ok = false;
-    }
-    let line_interval = match &s.line_rate {
-        Some(r) => match Rate::parse(r.get_ref()) {
-            Some(rate) => rate.per / rate.count,
             None => {
-                cx.error(
-                    Some(r.span()),
-                    "`line_rate` must look like \"1/s\", \"30/m\" or \"100/h\"",
-                );
-                ok = false;
-                Duration::from_secs(1)
+                if let Some(a) = &s.auth {
+                    let msg = "`auth` needs a `password = \"${IRC_PASSWORD}\"`";
+                    ensure(cx, ok, *a.get_ref() == Auth::Pass, Some(a.span()), msg);
+                }
+                None
             }
-        },
-        None => Duration::from_secs(1),
-    };
-    if !ok {
-        return None;
+        };
+        if password.is_some() && !tls && !is_loopback(&server) {
+            let msg = "`tls = false` sends the IRC password in clear text";
+            cx.warning(Some(s.server.span()), msg);
+        }
+        // Unset, they are the nick, and their problems are shown at it.
+        let or_nick = |v: &Option<Spanned<String>>| match v {
+            Some(v) => (v.get_ref().clone(), v.span()),
+            None => (nick.clone(), s.nick.span()),
+        };
+        let (username, at) = or_nick(&s.username);
+        let fine =
+            username.len() <= 32 && !username.contains(|c: char| !c.is_ascii_graphic() || c == '@');
+        let msg = "`username` must be up to 32 visible ASCII characters without `@`";
+        ensure(cx, ok, fine, Some(at), msg);
+        let realname = s
+            .realname
+            .as_ref()
+            .map_or("discourse-relay", |r| r.get_ref());
+        let span = s.realname.as_ref().map(Spanned::span);
+        let msg = "`realname` must not contain control characters";
+        ensure(cx, ok, !realname.contains(char::is_control), span, msg);
+        let (account, at) = or_nick(&s.account);
+        let fine = !account.is_empty() && !account.contains(|c: char| c.is_control() || c == ' ');
+        let msg = "`account` must be a name without spaces or control characters";
+        ensure(cx, ok, fine, Some(at), msg);
+        let burst = s.burst.as_ref().map_or(4, |b| *b.get_ref());
+        let span = s.burst.as_ref().map(Spanned::span);
+        ensure(
+            cx,
+            ok,
+            (1..=100).contains(&burst),
+            span,
+            "`burst` must be between 1 and 100",
+        );
+        let mut line_interval = Duration::from_secs(1);
+        if let Some(r) = &s.line_rate {
+            let rate = Rate::parse(r.get_ref());
+            let msg = "`line_rate` must look like \"1/s\", \"30/m\" or \"100/h\"";
+            ensure(cx, ok, rate.is_some(), Some(r.span()), msg);
+            line_interval = rate.map_or(line_interval, |r| r.per / r.count);
+        }
+        if !*ok {
+            return None;
+        }
+        let cfg = Arc::new(ConnConfig {
+            server,
+            port: s.port.unwrap_or(if tls { 6697 } else { 6667 }),
+            tls,
+            nick,
+            username: if username.is_empty() {
+                "relay".into()
+            } else {
+                username
+            },
+            realname: realname.to_string(),
+            password,
+            auth: s.auth.map(Spanned::into_inner).unwrap_or_default(),
+            account,
+            burst,
+            line_interval,
+        });
+        Some(Irc {
+            sender: shared_sender(cfg.clone()),
+            cfg,
+            notice: s.notice.unwrap_or(false),
+        })
     }
-    let cfg = Arc::new(ConnConfig {
-        server,
-        port: s.port.unwrap_or(if tls { 6697 } else { 6667 }),
-        tls,
-        nick,
-        username: if username.is_empty() {
-            "relay".into()
-        } else {
-            username
-        },
-        realname,
-        password,
-        auth,
-        account,
-        burst,
-        line_interval,
-    });
-    Some(Arc::new(Irc {
-        sender: shared_sender(cfg.clone()),
-        cfg,
-        notice: s.notice.unwrap_or(false),
-    }))
+
+    fn bind_target(
+        self: Arc<Self>,
+        t: Target,
+        _chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let ok = &mut true;
+        let channel = kit::checked(cx, ok, "channel", &t.channel, check_channel);
+        if !*ok {
+            return None;
+        }
+        let key = match &t.key {
+            Some(k) => Some(cx.secret("key", k)?),
+            None => None,
+        };
+        if let (Some(k), Some(key)) = (&t.key, &key) {
+            let fine = key.expose().contains("${") || valid_key(key.expose());
+            // Never echo the value: it is a secret.
+            let msg = "`key` must be non-empty, without spaces, commas or control characters";
+            ensure(cx, ok, fine, Some(k.span()), msg);
+        }
+        if !*ok {
+            return None;
+        }
+        Some(Box::new(IrcChat {
+            instance: self,
+            channel,
+            key,
+        }))
+    }
 }
 
 /// The sender (and so the connection) for `cfg`: a live one with exactly
@@ -291,56 +275,12 @@ fn shared_sender(cfg: Arc<ConnConfig>) -> Arc<conn::IrcSender> {
     static LIVE: Mutex<Vec<Weak<conn::IrcSender>>> = Mutex::new(Vec::new());
     let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
     live.retain(|w| w.strong_count() > 0);
-    if let Some(s) = live
-        .iter()
-        .filter_map(Weak::upgrade)
-        .find(|s| *s.config() == *cfg)
-    {
+    if let Some(s) = live.iter().filter_map(Weak::upgrade).find(|s| s.cfg == cfg) {
         return s;
     }
     let s = Arc::new(conn::IrcSender::new(cfg));
     live.push(Arc::downgrade(&s));
     s
-}
-
-fn key_span(item: &Item, key: &str) -> Option<Range<usize>> {
-    crate::config::de::key_span(item, key).or_else(|| item.span())
-}
-
-impl Instance for Irc {
-    fn bind(
-        self: Arc<Self>,
-        target: &Item,
-        _chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
-        let channel = t.channel.get_ref().trim().to_string();
-        if let Err(why) = check_channel(&channel) {
-            cx.error(Some(t.channel.span()), format!("`channel` {why}"));
-            return None;
-        }
-        let key = match &t.key {
-            Some(k) => {
-                let key = cx.secret("key", k)?;
-                if !key.expose().contains("${") && !valid_key(key.expose()) {
-                    // Never echo the value: it is a secret.
-                    cx.error(
-                        Some(k.span()),
-                        "`key` must be non-empty, without spaces, commas or control characters",
-                    );
-                    return None;
-                }
-                Some(key)
-            }
-            None => None,
-        };
-        Some(Box::new(IrcChat {
-            instance: self,
-            channel,
-            key,
-        }))
-    }
 }
 
 #[derive(Debug)]
@@ -350,130 +290,83 @@ struct IrcChat {
     key: Option<Secret>,
 }
 
-impl IrcChat {
-    fn command(&self) -> &'static str {
-        if self.instance.notice {
-            "NOTICE"
-        } else {
-            "PRIVMSG"
-        }
-    }
-}
+impl NativeChat for IrcChat {
+    const KIND: &'static str = REGISTRATION.kind;
+    // A message is a few lines, paced at `line_rate` per connection:
+    // one message every 2 s per channel keeps the queue short.
+    const RATE: Rate = Rate::per_minute(30);
 
-impl Destination for IrcChat {
-    fn kind(&self) -> &'static str {
-        "irc"
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Plain
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // PRIVMSG returns nothing to thread under, edit or delete.
-        Capabilities::default()
-    }
-
-    fn target(&self) -> String {
+    fn place(&self) -> String {
         format!("{} on {}", self.channel, self.instance.cfg.addr())
     }
 
-    fn default_rate(&self) -> Option<Rate> {
-        // A message is a few lines, paced at `line_rate` per connection:
-        // one message every 2 s per channel keeps the queue short.
-        Some(Rate {
-            count: 30,
-            per: Duration::from_secs(60),
-        })
-    }
-
-    fn request(&self, msg: &Message<'_>) -> Outbound {
+    fn native(&self, msg: &Message<'_>) -> Outbound {
         let cfg = &self.instance.cfg;
-        let command = self.command();
+        let command = if self.instance.notice {
+            "NOTICE"
+        } else {
+            "PRIVMSG"
+        };
         let prefix = estimated_prefix_len(cfg.nick.len() + NICK_SLACK, cfg.username.len());
-        let budget = text_budget(prefix, command, &self.channel);
-        let lines = message_lines(msg.text, budget);
-        let body = lines
+        let lines = message_lines(msg.text, text_budget(prefix, command, &self.channel));
+        let body: Vec<String> = lines
             .iter()
             .map(|l| format!("{command} {} :{l}", self.channel))
-            .collect::<Vec<_>>()
-            .join("\r\n");
+            .collect();
         let scheme = if cfg.tls { "ircs" } else { "irc" };
-        let shown = json!({
-            "method": command,
-            "url": format!("{scheme}://{}/{}", cfg.addr(), self.channel),
-            "headers": {},
-            "body": body,
-        });
+        let url = format!("{scheme}://{}/{}", cfg.addr(), self.channel);
         let payload = json!({
             "channel": self.channel,
-            "key": self.key.as_ref().map(|k| k.expose()),
+            "key": self.key.as_ref().map(Secret::expose),
             "command": command,
             "lines": lines,
         });
-        Outbound::Native(NativeMessage {
-            shown,
-            payload,
-            sender: self.instance.sender.clone(),
-        })
+        let shown = [command, &url, &body.join("\r\n")];
+        kit::native(shown, json!({}), payload, self.instance.sender.clone())
     }
 }
-
-// ---------------------------------------------------------------------------
-// Validation
 
 /// RFC 2812 nick syntax (letters, digits, `-` and `[]\`_^{|}`, not starting
 /// with a digit or `-`), at most 30 bytes.
 pub(crate) fn check_nick(nick: &str) -> Result<(), &'static str> {
-    let special = |c: char| matches!(c, '[' | ']' | '\\' | '`' | '_' | '^' | '{' | '|' | '}');
-    let mut chars = nick.chars();
-    match chars.next() {
-        None => return Err("is empty"),
+    let special = |c: char| "[]\\`_^{|}".contains(c);
+    match nick.chars().next() {
+        None => Err("is empty"),
         Some(c) if !(c.is_ascii_alphabetic() || special(c)) => {
-            return Err("must start with a letter or one of [ ] \\ ` _ ^ { | }");
+            Err("must start with a letter or one of [ ] \\ ` _ ^ { | }")
         }
-        _ => {}
+        _ if nick.len() > 30 => Err("is longer than 30 characters"),
+        _ if !nick
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || special(c) || c == '-') =>
+        {
+            Err("may only hold letters, digits, `-` and [ ] \\ ` _ ^ { | }")
+        }
+        _ => Ok(()),
     }
-    if nick.len() > MAX_NICK {
-        return Err("is longer than 30 characters");
-    }
-    if !chars.all(|c| c.is_ascii_alphanumeric() || special(c) || c == '-') {
-        return Err("may only hold letters, digits, `-` and [ ] \\ ` _ ^ { | }");
-    }
-    Ok(())
 }
 
 /// A channel name: a `#&+!` prefix, then no space, comma, BEL, colon or
 /// other control character; at most 50 bytes.
 pub(crate) fn check_channel(chan: &str) -> Result<(), &'static str> {
+    let bad = |c: char| c.is_control() || c.is_whitespace() || matches!(c, ',' | ':');
     if !chan.starts_with(['#', '&', '+', '!']) {
-        return Err("must start with `#` (or `&`, `+`, `!`), like \"#forum\"");
+        Err("must start with `#` (or `&`, `+`, `!`), like \"#forum\"")
+    } else if chan.len() < 2 {
+        Err("needs a name after the `#`")
+    } else if chan.len() > 50 {
+        Err("is longer than 50 bytes")
+    } else if chan.contains(bad) {
+        Err("must not contain spaces, commas, colons or control characters")
+    } else {
+        Ok(())
     }
-    if chan.len() < 2 {
-        return Err("needs a name after the `#`");
-    }
-    if chan.len() > MAX_CHANNEL {
-        return Err("is longer than 50 bytes");
-    }
-    if chan
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || matches!(c, ',' | ':'))
-    {
-        return Err("must not contain spaces, commas, colons or control characters");
-    }
-    Ok(())
 }
 
 fn valid_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= 64
-        && !key
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || c == ',')
+    let bad = |c: char| c.is_control() || c.is_whitespace() || c == ',';
+    !key.is_empty() && key.len() <= 64 && !key.contains(bad)
 }
-
-// ---------------------------------------------------------------------------
-// Lines
 
 /// `:nick!~user@host ` as a server relays it, with the longest host.
 pub(crate) fn estimated_prefix_len(nick_len: usize, user_len: usize) -> usize {
@@ -492,15 +385,11 @@ pub(crate) fn text_budget(prefix_len: usize, command: &str, channel: &str) -> us
 /// U+2028 and U+2029 all end a line), control characters removed (tabs
 /// become spaces), blank lines dropped, long lines split to `budget` bytes.
 pub fn message_lines(text: &str, budget: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    for raw in text.split(['\n', '\r', '\u{2028}', '\u{2029}']) {
-        let clean = clean_line(raw);
-        let clean = clean.trim();
-        if !clean.is_empty() {
-            out.extend(split_line(clean, budget));
-        }
-    }
-    out
+    text.split(['\n', '\r', '\u{2028}', '\u{2029}'])
+        .map(clean_line)
+        .filter(|l| !l.trim().is_empty())
+        .flat_map(|l| split_line(l.trim(), budget))
+        .collect()
 }
 
 /// Removes every control character (C0 incl. CR, LF, NUL, CTCP `\x01` and
@@ -528,13 +417,10 @@ pub fn split_line(line: &str, max: usize) -> Vec<String> {
         while !rest.is_char_boundary(end) {
             end -= 1;
         }
-        let cut = if rest[end..].starts_with(' ') {
-            end
-        } else {
-            match rest[..end].rfind(' ') {
-                Some(i) if i >= max / 2 => i,
-                _ => end,
-            }
+        let cut = match rest[..end].rfind(' ') {
+            _ if rest[end..].starts_with(' ') => end,
+            Some(i) if i >= max / 2 => i,
+            _ => end,
         };
         let piece = rest[..cut].trim_end();
         if !piece.is_empty() {
@@ -551,7 +437,7 @@ pub fn split_line(line: &str, max: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{self, native};
 
     #[test]
     fn split_keeps_multibyte_chars_whole_and_fits_the_budget() {
@@ -639,23 +525,19 @@ mod tests {
 
     #[test]
     fn validates_nicks_channels_and_keys() {
-        assert!(check_nick("relaybot").is_ok());
-        assert!(check_nick("[bot]_2-x").is_ok());
-        for bad in [
+        let long_nick = "n".repeat(31);
+        let bad = [
             "",
             "9lives",
             "-x",
             "with space",
             "a,b",
             "nick\r\nQUIT",
-            &"n".repeat(31),
-        ] {
-            assert!(check_nick(bad).is_err(), "{bad:?}");
-        }
-        assert!(check_channel("#forum").is_ok());
-        assert!(check_channel("&local").is_ok());
-        assert!(check_channel("#ünï").is_ok());
-        for bad in [
+            &long_nick,
+        ];
+        testkit::accepts(check_nick, &["relaybot", "[bot]_2-x"], &bad);
+        let long = format!("#{}", "c".repeat(50));
+        let bad = [
             "forum",
             "#",
             "#a b",
@@ -663,20 +545,11 @@ mod tests {
             "#a\u{7}",
             "#x\r\nQUIT",
             "#a:b",
-            &format!("#{}", "c".repeat(50)),
-        ] {
-            assert!(check_channel(bad).is_err(), "{bad:?}");
-        }
-        assert!(valid_key("s3cret"));
-        for bad in ["", "a b", "a,b", "a\nb"] {
-            assert!(!valid_key(bad), "{bad:?}");
-        }
-        assert!(valid_host("irc.libera.chat"));
-        assert!(valid_host("127.0.0.1"));
-        assert!(valid_host("::1"));
-        for bad in ["", "irc://x", "host:6667", "a b", "h/x"] {
-            assert!(!valid_host(bad), "{bad:?}");
-        }
+            &long,
+        ];
+        testkit::accepts(check_channel, &["#forum", "&local", "#ünï"], &bad);
+        let key = |k: &str| valid_key(k).then_some(()).ok_or(());
+        testkit::accepts(key, &["s3cret"], &["", "a b", "a,b", "a\nb"]);
     }
 
     fn load(
@@ -684,15 +557,7 @@ mod tests {
         target: &str,
         env: &[(&str, &str)],
     ) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Error);
-        let doc = toml_edit::Document::parse(format!("[s]\n{settings}\n[t]\n{target}\n")).unwrap();
-        let dest = parse(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
-        let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
-        (dest, problems)
+        testkit::load(&REGISTRATION, settings, target, env)
     }
 
     #[test]
@@ -744,38 +609,16 @@ mod tests {
 
     #[test]
     fn identical_settings_share_one_connection_across_reloads() {
-        let env = HashMap::<String, String>::new();
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Error);
-        let doc = toml_edit::Document::parse(
-            "[a]\nserver = \"share.example\"\nnick = \"relay\"\n[b]\nserver = \"share.example\"\nnick = \"other\"\n"
-                .to_string(),
-        )
-        .unwrap();
-        let sender = |cx: &mut Ctx<'_>, k: &str| {
-            let d = parse(&doc[k], cx)
-                .and_then(|i| i.bind(&doc_target(), None, cx))
-                .unwrap();
-            let ctx = json!({});
-            let Outbound::Native(m) = d.request(&Message {
-                chat: "c",
-                text: "x",
-                context: &ctx,
-                action: Default::default(),
-                delivery: None,
-            }) else {
-                panic!("native")
-            };
-            m.sender
+        let sender = |settings: &str| {
+            let (d, p) = load(settings, "channel = \"#c\"", &[]);
+            let d = d.unwrap_or_else(|| panic!("{p:?}"));
+            native(d.as_ref(), "x", &json!({})).sender
         };
-        let first = sender(&mut cx, "a");
-        let reloaded = sender(&mut cx, "a");
-        let other = sender(&mut cx, "b");
+        let first = sender("server = \"share.example\"\nnick = \"relay\"");
+        let reloaded = sender("server = \"share.example\"\nnick = \"relay\"");
+        let other = sender("server = \"share.example\"\nnick = \"other\"");
         assert!(Arc::ptr_eq(&first, &reloaded));
         assert!(!Arc::ptr_eq(&first, &other));
-    }
-
-    fn doc_target() -> Item {
-        toml_edit::Document::parse("t = { channel = \"#c\" }".to_string()).unwrap()["t"].clone()
     }
 
     #[test]
@@ -786,17 +629,11 @@ mod tests {
             &[("K", "chankey123")],
         );
         let d = d.unwrap_or_else(|| panic!("{p:?}"));
-        let ctx = json!({});
-        let out = d.request(&Message {
-            chat: "c",
-            text: "Title (https://f/t/1)\r\nQUIT :x\nexcerpt",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        });
-        let Outbound::Native(m) = out else {
-            panic!("expected native")
-        };
+        let m = native(
+            d.as_ref(),
+            "Title (https://f/t/1)\r\nQUIT :x\nexcerpt",
+            &json!({}),
+        );
         assert_eq!(m.shown["method"], "PRIVMSG");
         assert_eq!(m.shown["url"], "irc://127.0.0.1:6667/#forum");
         assert_eq!(

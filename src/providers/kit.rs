@@ -744,6 +744,75 @@ pub fn split_id<'a>(remote_id: &'a str, default: &'a str) -> (&'a str, &'a str) 
 // ---- kit additions, group D (irc, xmpp, smtp, persistent) ----
 // (keep additions inside this section until the groups are merged)
 
+/// Reports `msg` at `span` unless `cond`, clearing `ok` (settings checks go
+/// on after a failure, to report every problem at once).
+pub fn ensure(
+    cx: &mut Ctx<'_>,
+    ok: &mut bool,
+    cond: bool,
+    span: Option<Range<usize>>,
+    msg: impl Into<String>,
+) {
+    if !cond {
+        cx.error(span, msg);
+        *ok = false;
+    }
+}
+
+/// The trimmed text of `v`; "`field` why" is reported at it when `check` refuses it.
+pub fn checked(
+    cx: &mut Ctx<'_>,
+    ok: &mut bool,
+    field: &str,
+    v: &serde_spanned::Spanned<String>,
+    check: impl Fn(&str) -> Result<(), &'static str>,
+) -> String {
+    let s = v.get_ref().trim().to_string();
+    if let Err(why) = check(&s) {
+        ensure(cx, ok, false, Some(v.span()), format!("`{field}` {why}"));
+    }
+    s
+}
+
+/// A `server` that is a host name or address only (`msg` otherwise), as
+/// the socket providers take it; `${VAR}`s are expanded.
+pub fn host(
+    cx: &mut Ctx<'_>,
+    ok: &mut bool,
+    v: &serde_spanned::Spanned<String>,
+    msg: &str,
+) -> Option<String> {
+    let h = cx.string(v)?.expose().trim().to_string();
+    let valid = h.contains("${") || super::persistent::valid_host(&h);
+    ensure(cx, ok, valid, Some(v.span()), msg);
+    Some(h)
+}
+
+/// A message for a provider that speaks its own protocol, shown to
+/// `explain` as `{"method", "url", "headers", "body"}`.
+pub fn native(
+    [method, url, body]: [&str; 3],
+    headers: Value,
+    payload: Value,
+    sender: Arc<dyn super::NativeSender>,
+) -> super::Outbound {
+    let shown = serde_json::json!({"method": method, "url": url, "headers": headers, "body": body});
+    super::Outbound::Native(super::NativeMessage {
+        shown,
+        payload,
+        sender,
+    })
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 // ---- kit additions, group E (dingtalk, lark, wecom, googlechat, teams, groupme, webex, webhook, console) ----
 // (keep additions inside this section until the groups are merged)
 

@@ -1,27 +1,35 @@
 //! The kit for providers that hold one persistent connection (IRC, XMPP):
-//! a task per provider instance that owns the socket, connects lazily on
-//! the first send, reconnects with jittered backoff while it has channels
-//! or rooms to sit in, keeps the link alive while idle, and closes it when
-//! the instance is dropped (config reload). Each protocol implements
-//! [`Protocol`] and keeps only its wire dialogue.
+//! a task per provider instance owns the socket, connects on the first
+//! send, reconnects with jittered backoff while it has channels or rooms to
+//! sit in, keeps the link alive while idle, and says goodbye when the
+//! instance is dropped (config reload). A protocol implements [`Protocol`]
+//! and keeps only its wire dialogue; [`Wire`] is the socket both share.
 //!
-//! The send-with-ack contract: [`Link::send`] answers `Sent` only after the
-//! server confirmed the message (IRC: a PING answered after the lines; XMPP:
-//! the room's echo); a link lost mid-message is a `Retry` without a delay
-//! (it may be half sent; at-least-once), and a send inside the backoff
-//! window answers the last failure with the time left as `after`.
+//! [`Sender::send`] answers `Sent` only once the server confirmed the
+//! message (IRC: a PING answered after the lines; XMPP: the room's echo); a
+//! link lost mid-message is a `Retry` without a delay (it may be half sent;
+//! at-least-once), and a send inside the backoff window answers the last
+//! failure with the time left as `after`. See shared/providers.md §3.
 
+use std::fmt;
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, sleep_until, timeout};
 
 use super::kit::backoff;
 
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-use crate::providers::Outcome;
+use crate::config::Rate;
+use crate::providers::{Capabilities, Destination, Message, NativeSender, Outbound, Outcome};
+use crate::render::Dialect;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connected socket, plain or TLS.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -40,11 +48,28 @@ pub(crate) fn permanent(reason: impl Into<String>) -> Outcome {
     }
 }
 
+/// `o` with its retry's wait set to `after`.
+fn waiting(o: Outcome, after: Option<Duration>) -> Outcome {
+    match o {
+        Outcome::Retry { reason, .. } => Outcome::Retry { reason, after },
+        other => other,
+    }
+}
+
 pub(crate) fn reason_of(o: &Outcome) -> &str {
     match o {
         Outcome::Retry { reason, .. } | Outcome::Permanent { reason } => reason,
         Outcome::Sent { .. } => "sent",
     }
+}
+
+/// Server text for a reason: at most 200 characters, then `…`.
+pub(crate) fn short(clean: &str) -> String {
+    let mut out: String = clean.chars().take(200).collect();
+    if clean.chars().count() > 200 {
+        out.push('…');
+    }
+    out
 }
 
 /// A host name or IP address (no scheme, no `host:port`), as the socket
@@ -86,7 +111,7 @@ pub(crate) async fn dial(
     addr: &str,
 ) -> Result<tokio::net::TcpStream, Outcome> {
     let connect = tokio::net::TcpStream::connect((server, port));
-    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+    match timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
             Ok(s)
@@ -99,13 +124,14 @@ pub(crate) async fn dial(
     }
 }
 
-/// Wraps `io` in TLS for the certificate name `sni`, by `deadline`.
+/// Wraps `io` in TLS for the certificate name `sni`, by `deadline` (or
+/// `CONNECT_TIMEOUT` from now).
 pub(crate) async fn tls_wrap<S>(
     name: &str,
     sni: &str,
     addr: &str,
     io: S,
-    deadline: Instant,
+    deadline: Option<Instant>,
 ) -> Result<tokio_rustls::client::TlsStream<S>, Outcome>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -113,6 +139,7 @@ where
     let connector = tls_connector().map_err(|e| retry(format!("{name}: TLS setup: {e}")))?;
     let server = tokio_rustls::rustls::pki_types::ServerName::try_from(sni.to_string())
         .map_err(|_| permanent(format!("{name}: `{sni}` is not a valid TLS server name")))?;
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + CONNECT_TIMEOUT);
     match tokio::time::timeout_at(deadline, connector.connect(server, io)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(retry(format!(
@@ -124,15 +151,136 @@ where
     }
 }
 
+/// A chat of a provider that speaks its own protocol (IRC, XMPP, SMTP):
+/// plain text, and no message ids (nothing to thread under, edit or delete).
+pub(crate) trait NativeChat: fmt::Debug + Send + Sync {
+    const KIND: &'static str;
+    /// The platform's pace for one chat ([`Destination::default_rate`]).
+    const RATE: Rate;
+    /// [`Destination::target`].
+    fn place(&self) -> String;
+    /// [`Destination::request`].
+    fn native(&self, msg: &Message<'_>) -> Outbound;
+}
+
+impl<T: NativeChat> Destination for T {
+    fn kind(&self) -> &'static str {
+        T::KIND
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Plain
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    fn target(&self) -> String {
+        self.place()
+    }
+
+    fn default_rate(&self) -> Option<Rate> {
+        Some(T::RATE)
+    }
+
+    fn request(&self, msg: &Message<'_>) -> Outbound {
+        self.native(msg)
+    }
+}
+
+/// The socket of one connection: bytes read but not yet parsed, bounded
+/// writes, and the reasons a lost link gives (`name: … addr …`).
+pub(crate) struct Wire {
+    pub io: Box<dyn Io>,
+    pub buf: Vec<u8>,
+    pub addr: String,
+    name: &'static str,
+    pub last_tx: Instant,
+}
+
+impl Wire {
+    pub(crate) fn new(name: &'static str, io: Box<dyn Io>, addr: String) -> Self {
+        Self {
+            io,
+            buf: Vec::new(),
+            addr,
+            name,
+            last_tx: Instant::now(),
+        }
+    }
+
+    /// Reads more bytes into `buf`; past `max` unparsed bytes the server is
+    /// `too_long`. Cancel safe: bytes are kept only once a read completed,
+    /// so a `select!` may drop this future at any time.
+    pub(crate) async fn fill(&mut self, max: usize, too_long: &str) -> io::Result<()> {
+        if self.buf.len() > max {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, too_long));
+        }
+        let mut chunk = [0u8; 8192];
+        let n = self.io.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// Writes `data`, bounded by `WRITE_TIMEOUT`.
+    pub(crate) async fn write(&mut self, data: &str) -> Result<(), Outcome> {
+        let write = async {
+            self.io.write_all(data.as_bytes()).await?;
+            self.io.flush().await
+        };
+        match timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => {
+                self.last_tx = Instant::now();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(retry(format!(
+                "{}: connection to {} lost while sending: {e}",
+                self.name, self.addr
+            ))),
+            Err(_) => Err(retry(format!(
+                "{}: {} stopped reading for {} s",
+                self.name,
+                self.addr,
+                WRITE_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// The link failed while reading.
+    pub(crate) fn lost(&self, e: io::Error) -> Outcome {
+        retry(format!(
+            "{}: connection to {} lost: {e}",
+            self.name, self.addr
+        ))
+    }
+
+    /// A last line before closing, if the server takes it within 2 s.
+    pub(crate) async fn bye(&mut self, data: &str) {
+        let _ = timeout(Duration::from_secs(2), self.write(data)).await;
+    }
+}
+
 /// One protocol's side of the connection task. `Err(Outcome)` from any
 /// method means the link failed (the supervisor drops it and backs off);
 /// `Ok(outcome)` from [`Protocol::send`] is the message's own answer.
 pub(crate) trait Protocol: Send + 'static {
+    type Config: fmt::Debug + Send + Sync + 'static;
     type Job: Send + Sync + 'static;
     type Conn: Send;
     /// `irc`, `xmpp`: the first word of logs and reasons.
     const NAME: &'static str;
 
+    /// The task's state, on first use.
+    fn start(cfg: Arc<Self::Config>) -> Self;
+    /// The job a payload asks for (`Err`: the message's outcome).
+    fn job(payload: &serde_json::Value) -> Result<Self::Job, Outcome>;
     fn addr(&self) -> String;
     /// Opens the socket and logs in.
     fn connect(&mut self) -> impl Future<Output = Result<Self::Conn, Outcome>> + Send;
@@ -163,48 +311,49 @@ struct Request<J> {
     reply: oneshot::Sender<Outcome>,
 }
 
-/// The handle a `NativeSender` holds: the connection task's queue, the
-/// task started on first use.
-pub(crate) struct Link<J> {
-    tx: Mutex<Option<mpsc::Sender<Request<J>>>>,
+/// The [`NativeSender`] of one provider instance: its settings and the
+/// connection task's queue, the task started on first use.
+pub(crate) struct Sender<P: Protocol> {
+    pub cfg: Arc<P::Config>,
+    tx: Mutex<Option<mpsc::Sender<Request<P::Job>>>>,
 }
 
-impl<J: Send + Sync + 'static> Link<J> {
-    pub(crate) fn new() -> Self {
+impl<P: Protocol> fmt::Debug for Sender<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(P::NAME).field("cfg", &self.cfg).finish()
+    }
+}
+
+impl<P: Protocol> Sender<P> {
+    pub(crate) fn new(cfg: Arc<P::Config>) -> Self {
         Self {
+            cfg,
             tx: Mutex::new(None),
         }
     }
 
-    /// The task's queue, starting it (`start()` builds its protocol) when
-    /// there is none (first send) or it is gone (its runtime ended).
-    fn queue<P: Protocol<Job = J>>(
-        &self,
-        start: &impl Fn() -> P,
-    ) -> Option<mpsc::Sender<Request<J>>> {
+    /// The task's queue, starting it when there is none (first send) or
+    /// it is gone (its runtime ended).
+    fn queue(&self) -> Option<mpsc::Sender<Request<P::Job>>> {
         let mut slot = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = slot.as_ref().filter(|tx| !tx.is_closed()) {
             return Some(tx.clone());
         }
         let handle = tokio::runtime::Handle::try_current().ok()?;
         let (tx, rx) = mpsc::channel(256);
-        handle.spawn(run(start(), rx));
+        handle.spawn(run(P::start(self.cfg.clone()), rx));
         *slot = Some(tx.clone());
         Some(tx)
     }
 
     /// Hands `job` to the connection task and waits for its outcome.
-    pub(crate) async fn send<P: Protocol<Job = J>>(
-        &self,
-        job: J,
-        start: impl Fn() -> P,
-    ) -> Outcome {
+    async fn enqueue(&self, job: P::Job) -> Outcome {
         let name = P::NAME;
         let (reply, answer) = oneshot::channel();
         let mut req = Request { job, reply };
         // Twice: a task whose runtime ended is replaced once.
         for _ in 0..2 {
-            let Some(tx) = self.queue(&start) else {
+            let Some(tx) = self.queue() else {
                 return retry(format!("{name}: no async runtime to run the connection on"));
             };
             match tx.send(req).await {
@@ -219,6 +368,20 @@ impl<J: Send + Sync + 'static> Link<J> {
             }
         }
         retry(format!("{name}: the connection task is not running"))
+    }
+}
+
+impl<P: Protocol> NativeSender for Sender<P> {
+    fn send<'a>(
+        &'a self,
+        payload: &'a serde_json::Value,
+    ) -> Pin<Box<dyn Future<Output = Outcome> + Send + 'a>> {
+        Box::pin(async move {
+            match P::job(payload) {
+                Ok(job) => self.enqueue(job).await,
+                Err(o) => o,
+            }
+        })
     }
 }
 
@@ -306,13 +469,7 @@ impl<P: Protocol> Supervisor<P> {
         if let Some((until, outcome)) = &self.failed {
             let now = Instant::now();
             if now < *until {
-                return Err(match outcome.clone() {
-                    Outcome::Retry { reason, .. } => Outcome::Retry {
-                        reason,
-                        after: Some(*until - now),
-                    },
-                    other => other,
-                });
+                return Err(waiting(outcome.clone(), Some(*until - now)));
             }
         }
         match self.p.connect().await {
@@ -346,13 +503,7 @@ impl<P: Protocol> Supervisor<P> {
             Err(o) => {
                 // The link failed mid-message: it may be half sent.
                 self.lost(o.clone());
-                match o {
-                    Outcome::Retry { reason, .. } => Outcome::Retry {
-                        reason,
-                        after: None,
-                    },
-                    other => other,
-                }
+                waiting(o, None)
             }
         }
     }
@@ -367,7 +518,16 @@ mod tests {
         assert!(valid_host("irc.libera.chat"));
         assert!(valid_host("127.0.0.1"));
         assert!(valid_host("::1"));
-        for bad in ["", "irc.example:6697", "ircs://irc.example", "a b", "a/b"] {
+        let bad = [
+            "",
+            "irc.example:6697",
+            "ircs://irc.example",
+            "a b",
+            "a/b",
+            "irc://x",
+            "h/x",
+        ];
+        for bad in bad {
             assert!(!valid_host(bad), "{bad:?}");
         }
         assert!(is_loopback("localhost") && is_loopback("127.0.0.1") && is_loopback("::1"));

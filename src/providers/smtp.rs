@@ -1,26 +1,18 @@
-//! `smtp`: email through a submission server (RFC 5321/5322), with
-//! [`lettre`] over tokio and rustls (the same TLS stack and platform
-//! certificate roots as the HTTP providers).
+//! `smtp`: email through a submission server (RFC 5321/5322) with
+//! [`lettre`] over tokio and rustls (platform roots); one connection per
+//! message. TLS: `starttls` (default, port 587, required), `tls` (465) or
+//! `none` (25, loopback only).
 //!
-//! One message per delivery, to every address in the chat's `to`:
-//! `Subject` = the forum topic's title (every control character removed, so
-//! a title can never add a header; non-ASCII is RFC 2047-encoded by lettre),
-//! body = the rendered template as `text/plain; charset=utf-8` (dialect
-//! plain: the honest choice for a notification, readable in every client;
-//! lettre picks quoted-printable or base64 so no line exceeds 998 octets).
-//! `References` names the topic, so mail clients thread a topic's posts.
+//! Body: one `text/plain; charset=utf-8` message (dialect plain) to every
+//! address in `to`; `References` names the topic so clients thread it. The
+//! `Subject` is the topic's title with every control character removed
+//! (strictest reading: a title can never add a header; lettre encodes
+//! non-ASCII per RFC 2047 and keeps lines under 998 octets).
 //!
-//! TLS: `starttls` (default, port 587, the upgrade is required), `tls`
-//! (implicit TLS, port 465) or `none` (port 25, clear text; refused unless
-//! the server is loopback: it exists for a local test sink).
-//!
-//! Errors: connection, TLS, timeouts and 4xx replies (421, 450, 451, 452...)
-//! → Retry; 5xx replies (550 mailbox unavailable, 553, 554, 535 auth
-//! failed...) → Permanent. A rejected recipient fails the whole message.
-//! Reasons carry lettre's text of the server reply, never the password.
-//! One connection per message (notifications are rare; no pool to keep).
+//! Answers: connection, TLS, timeouts and 4xx → Retry; 5xx (550, 553, 554,
+//! 535...) → Permanent; a refused recipient fails the whole message. See
+//! shared/providers.md §3 (Email).
 
-use crate::providers::persistent::{is_loopback, valid_host};
 use std::ops::Range;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -34,23 +26,17 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
-use super::{
-    Capabilities, Destination, Instance, Message, NativeMessage, NativeSender, Outbound, Outcome,
-    Registration, schema_of,
-};
+use super::kit::{self, Provider, ensure};
+use super::persistent::{NativeChat, is_loopback, permanent, retry};
+use super::{Destination, Message, NativeSender, Outbound, Outcome, Registration};
 use crate::config::Rate;
 use crate::config::de::Ctx;
-use crate::render::Dialect;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "smtp",
-    about: "email through an SMTP submission server (STARTTLS by default)",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration = kit::registration::<Smtp>(
+    "smtp",
+    "email through an SMTP submission server (STARTTLS by default)",
+);
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// The whole SMTP exchange of one message.
@@ -68,9 +54,11 @@ pub struct Settings {
     /// Port: default 587 with `starttls`, 465 with `tls`, 25 with `none`.
     pub port: Option<u16>,
     /// `starttls` (default: plain connection upgraded with STARTTLS, required), `tls` (implicit TLS, "SMTPS"), or `none` (clear text, only for a server on localhost, for testing).
-    pub tls: Option<TlsMode>,
+    #[schemars(with = "Option<TlsMode>")]
+    pub tls: Option<Spanned<TlsMode>>,
     /// Login name for SMTP AUTH (needs `password`).
-    pub username: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub username: Option<Spanned<String>>,
     /// Password for SMTP AUTH, as `${VAR}`.
     #[schemars(with = "Option<String>")]
     pub password: Option<Spanned<String>>,
@@ -112,123 +100,97 @@ pub struct Target {
 
 #[derive(Debug)]
 struct Smtp {
-    server: String,
-    port: u16,
-    tls: TlsMode,
     from: Mailbox,
     sender: Arc<SmtpSender>,
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let server = cx.string(&s.server)?.expose().trim().to_string();
-    let tls = s.tls.unwrap_or_default();
-    let mut ok = true;
-    if !server.contains("${") && !valid_host(&server) {
-        cx.error(
-            Some(s.server.span()),
+impl Provider for Smtp {
+    type Settings = Settings;
+    type Target = Target;
+
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        let ok = &mut true;
+        let server = kit::host(
+            cx,
+            ok,
+            &s.server,
             "`server` must be a host name or address only, like \"smtp.example.org\" (set `port` and `tls` separately)",
-        );
-        ok = false;
-    }
-    if tls == TlsMode::None && !server.contains("${") && !is_loopback(&server) {
-        cx.error(
-            key_span(item, "tls"),
+        )?;
+        let tls = s.tls.as_ref().map_or(TlsMode::Starttls, |t| *t.get_ref());
+        ensure(
+            cx,
+            ok,
+            tls != TlsMode::None || server.contains("${") || is_loopback(&server),
+            s.tls.as_ref().map(Spanned::span),
             "`tls = \"none\"` sends mail (and any password) in clear text and is only allowed for a server on localhost (a test sink); use \"starttls\" or \"tls\"",
         );
-        ok = false;
+        let password = cx.opt_secret("password", &s.password)?;
+        let credentials = match (&s.username, password) {
+            (Some(u), Some(p)) => Some(Credentials::new(u.get_ref().clone(), p.expose().into())),
+            (Some(u), None) => {
+                let msg = "`username` needs `password = \"${SMTP_PASSWORD}\"`";
+                ensure(cx, ok, false, Some(u.span()), msg);
+                None
+            }
+            (None, Some(_)) => {
+                let span = s.password.as_ref().map(Spanned::span);
+                ensure(cx, ok, false, span, "`password` needs a `username`");
+                None
+            }
+            (None, None) => None,
+        };
+        let from = cx.string(&s.from)?;
+        let from = parse_mailbox(from.expose())
+            .map_err(|why| cx.error(Some(s.from.span()), format!("`from` {why}")))
+            .ok();
+        let (true, Some(from)) = (*ok, from) else {
+            return None;
+        };
+        let port = s.port.unwrap_or(match tls {
+            TlsMode::Starttls => 587,
+            TlsMode::Tls => 465,
+            TlsMode::None => 25,
+        });
+        let sender = Arc::new(SmtpSender {
+            server,
+            port,
+            tls,
+            credentials,
+            transport: OnceLock::new(),
+        });
+        Some(Smtp { from, sender })
     }
-    let password = match &s.password {
-        Some(p) => Some(cx.secret("password", p)?),
-        None => None,
-    };
-    let credentials = match (&s.username, password) {
-        (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.expose().to_string())),
-        (None, None) => None,
-        (Some(_), None) => {
-            cx.error(
-                key_span(item, "username"),
-                "`username` needs `password = \"${SMTP_PASSWORD}\"`",
-            );
-            ok = false;
-            None
-        }
-        (None, Some(_)) => {
-            cx.error(key_span(item, "password"), "`password` needs a `username`");
-            ok = false;
-            None
-        }
-    };
-    let from = cx.string(&s.from)?;
-    let from = match parse_mailbox(from.expose()) {
-        Ok(m) => Some(m),
-        Err(why) => {
-            cx.error(Some(s.from.span()), format!("`from` {why}"));
-            None
-        }
-    };
-    let (true, Some(from)) = (ok, from) else {
-        return None;
-    };
-    let port = s.port.unwrap_or(match tls {
-        TlsMode::Starttls => 587,
-        TlsMode::Tls => 465,
-        TlsMode::None => 25,
-    });
-    let sender = Arc::new(SmtpSender {
-        server: server.clone(),
-        port,
-        tls,
-        credentials,
-        transport: OnceLock::new(),
-    });
-    Some(Arc::new(Smtp {
-        server,
-        port,
-        tls,
-        from,
-        sender,
-    }))
-}
 
-fn key_span(item: &Item, key: &str) -> Option<Range<usize>> {
-    crate::config::de::key_span(item, key).or_else(|| item.span())
-}
-
-impl Instance for Smtp {
-    fn bind(
+    fn bind_target(
         self: Arc<Self>,
-        target: &Item,
+        t: Target,
         _chat: Option<Range<usize>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
         let span = t.to.span();
-        let list: Vec<String> = match t.to.into_inner() {
+        let list = match t.to.into_inner() {
             Recipients::One(a) => vec![a],
             Recipients::Many(v) => v,
         };
-        if list.is_empty() {
-            cx.error(Some(span), "`to` needs at least one address");
+        let problem = if list.is_empty() {
+            Some("`to` needs at least one address".to_string())
+        } else if list.len() > MAX_RECIPIENTS {
+            Some(format!(
+                "`to` has more than {MAX_RECIPIENTS} addresses; use a mailing list"
+            ))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            cx.error(Some(span), p);
             return None;
         }
-        if list.len() > MAX_RECIPIENTS {
-            cx.error(
-                Some(span),
-                format!("`to` has more than {MAX_RECIPIENTS} addresses; use a mailing list"),
-            );
-            return None;
-        }
-        let mut to = Vec::new();
-        for a in &list {
-            match parse_mailbox(a) {
-                Ok(m) => to.push(m),
-                Err(why) => {
-                    cx.error(Some(span.clone()), format!("`to`: {a:?} {why}"));
-                    return None;
-                }
-            }
-        }
+        let to = list
+            .iter()
+            .map(|a| parse_mailbox(a).map_err(|why| format!("`to`: {a:?} {why}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|p| cx.error(Some(span), p))
+            .ok()?;
         Some(Box::new(SmtpChat { instance: self, to }))
     }
 }
@@ -239,38 +201,22 @@ struct SmtpChat {
     to: Vec<Mailbox>,
 }
 
-impl Destination for SmtpChat {
-    fn kind(&self) -> &'static str {
-        "smtp"
-    }
+impl NativeChat for SmtpChat {
+    const KIND: &'static str = REGISTRATION.kind;
+    // Submission servers throttle bulk senders; a forum rarely needs more.
+    const RATE: Rate = Rate::per_minute(30);
 
-    fn dialect(&self) -> Dialect {
-        Dialect::Plain
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    fn target(&self) -> String {
+    fn place(&self) -> String {
         let to: Vec<String> = self.to.iter().map(|m| m.email.to_string()).collect();
         to.join(", ")
     }
 
-    fn default_rate(&self) -> Option<Rate> {
-        // Submission servers throttle bulk senders; a forum rarely needs more.
-        Some(Rate {
-            count: 30,
-            per: Duration::from_secs(60),
-        })
-    }
-
-    fn request(&self, msg: &Message<'_>) -> Outbound {
-        let inst = &self.instance;
+    fn native(&self, msg: &Message<'_>) -> Outbound {
+        let (inst, send) = (&self.instance, &self.instance.sender);
         let subject = subject(msg.context, msg.text);
         let to: Vec<String> = self.to.iter().map(ToString::to_string).collect();
         let references = topic_reference(msg.context);
-        let scheme = match inst.tls {
+        let scheme = match send.tls {
             TlsMode::Tls => "smtps",
             TlsMode::Starttls | TlsMode::None => "smtp",
         };
@@ -283,17 +229,7 @@ impl Destination for SmtpChat {
         if let Some(r) = &references {
             headers["References"] = json!(r);
         }
-        let host = if inst.server.contains(':') {
-            format!("[{}]", inst.server)
-        } else {
-            inst.server.clone()
-        };
-        let shown = json!({
-            "method": "SMTP",
-            "url": format!("{scheme}://{host}:{}", inst.port),
-            "headers": headers,
-            "body": msg.text,
-        });
+        let url = format!("{scheme}://{}", kit::host_port(&send.server, send.port));
         let payload = json!({
             "from": inst.from.to_string(),
             "to": to,
@@ -301,11 +237,7 @@ impl Destination for SmtpChat {
             "body": msg.text,
             "references": references,
         });
-        Outbound::Native(NativeMessage {
-            shown,
-            payload,
-            sender: inst.sender.clone(),
-        })
+        kit::native(["SMTP", &url, msg.text], headers, payload, send.clone())
     }
 }
 
@@ -313,22 +245,16 @@ impl Destination for SmtpChat {
 /// removed, whitespace runs collapsed, cut to [`MAX_SUBJECT`] characters.
 /// Without a title: the first line of the text.
 pub fn subject(context: &serde_json::Value, text: &str) -> String {
-    let title = context["topic"]["title"].as_str().unwrap_or("");
-    let s = one_line(title);
-    let s = if s.is_empty() {
-        one_line(text.lines().next().unwrap_or(""))
-    } else {
-        s
-    };
-    let s = if s.is_empty() {
-        "Forum notification".to_string()
-    } else {
-        s
-    };
+    let s = [
+        one_line(context["topic"]["title"].as_str().unwrap_or("")),
+        one_line(text.lines().next().unwrap_or("")),
+    ]
+    .into_iter()
+    .find(|s| !s.is_empty())
+    .unwrap_or_else(|| "Forum notification".into());
     if s.chars().count() > MAX_SUBJECT {
-        let mut cut: String = s.chars().take(MAX_SUBJECT - 1).collect();
-        cut.push('…');
-        cut
+        let cut: String = s.chars().take(MAX_SUBJECT - 1).collect();
+        cut + "…"
     } else {
         s
     }
@@ -358,19 +284,17 @@ pub fn parse_mailbox(s: &str) -> Result<Mailbox, &'static str> {
     if t.is_empty() {
         return Err("is empty");
     }
-    if t.chars().any(char::is_control) {
+    if t.contains(char::is_control) {
         return Err("must not contain line breaks or control characters");
     }
     let m = Mailbox::from_str(t).map_err(
         |_| "is not an email address like \"name@example.org\" or \"Name <name@example.org>\"",
     )?;
     // The parser stops after one mailbox: refuse anything it left behind.
-    let whole = if t.contains('<') {
-        t.ends_with('>')
-            && t.rsplit_once('<')
-                .is_some_and(|(_, a)| a.trim_end_matches('>').trim() == m.email.to_string())
-    } else {
-        t == m.email.to_string()
+    let email = m.email.to_string();
+    let whole = match t.rsplit_once('<') {
+        Some((_, a)) => t.ends_with('>') && a.trim_end_matches('>').trim() == email,
+        None => t == email,
     };
     if !whole {
         return Err(
@@ -382,9 +306,6 @@ pub fn parse_mailbox(s: &str) -> Result<Mailbox, &'static str> {
     }
     Ok(m)
 }
-
-// ---------------------------------------------------------------------------
-// Sending
 
 /// The [`NativeSender`] of one `[providers.NAME]` of kind `smtp`: a lettre
 /// transport built on first use (TLS roots load then, not at `validate`).
@@ -408,24 +329,22 @@ impl std::fmt::Debug for SmtpSender {
 
 impl SmtpSender {
     fn transport(&self) -> Result<&AsyncSmtpTransport<Tokio1Executor>, String> {
+        type T = AsyncSmtpTransport<Tokio1Executor>;
+        let build = || {
+            let builder = match self.tls {
+                TlsMode::Starttls => T::starttls_relay(&self.server),
+                TlsMode::Tls => T::relay(&self.server),
+                TlsMode::None => Ok(T::builder_dangerous(&self.server)),
+            }
+            .map_err(|e| format!("smtp: TLS setup for {}: {e}", self.server))?;
+            let mut builder = builder.port(self.port).timeout(Some(TIMEOUT));
+            if let Some(c) = &self.credentials {
+                builder = builder.credentials(c.clone());
+            }
+            Ok(builder.build())
+        };
         self.transport
-            .get_or_init(|| {
-                let builder = match self.tls {
-                    TlsMode::Starttls => {
-                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&self.server)
-                    }
-                    TlsMode::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&self.server),
-                    TlsMode::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-                        &self.server,
-                    )),
-                }
-                .map_err(|e| format!("smtp: TLS setup for {}: {e}", self.server))?;
-                let mut builder = builder.port(self.port).timeout(Some(TIMEOUT));
-                if let Some(c) = &self.credentials {
-                    builder = builder.credentials(c.clone());
-                }
-                Ok(builder.build())
-            })
+            .get_or_init(build)
             .as_ref()
             .map_err(Clone::clone)
     }
@@ -433,31 +352,23 @@ impl SmtpSender {
     async fn deliver(&self, payload: &serde_json::Value) -> Outcome {
         let email = match build_email(payload) {
             Ok(e) => e,
-            Err(reason) => return Outcome::Permanent { reason },
+            Err(reason) => return permanent(reason),
         };
         let transport = match self.transport() {
             Ok(t) => t,
-            Err(reason) => {
-                return Outcome::Retry {
-                    reason,
-                    after: None,
-                };
-            }
+            Err(reason) => return retry(reason),
         };
         // lettre's own timeout covers connecting; this bounds a server that
         // stalls mid-conversation, so a delivery never hangs its chat.
         match tokio::time::timeout(SEND_TIMEOUT, transport.send(email)).await {
             Ok(Ok(_)) => Outcome::Sent { remote_id: None },
             Ok(Err(e)) => classify(&e),
-            Err(_) => Outcome::Retry {
-                reason: format!(
-                    "smtp: {}:{} did not complete the exchange within {} s",
-                    self.server,
-                    self.port,
-                    SEND_TIMEOUT.as_secs()
-                ),
-                after: None,
-            },
+            Err(_) => retry(format!(
+                "smtp: {}:{} did not complete the exchange within {} s",
+                self.server,
+                self.port,
+                SEND_TIMEOUT.as_secs()
+            )),
         }
     }
 }
@@ -473,10 +384,8 @@ impl NativeSender for SmtpSender {
 
 fn build_email(p: &serde_json::Value) -> Result<lettre::Message, String> {
     let bad = |what: &str| format!("smtp: malformed message ({what})");
-    let from = p["from"]
-        .as_str()
-        .and_then(|f| parse_mailbox(f).ok())
-        .ok_or_else(|| bad("from"))?;
+    let mailbox = |v: &serde_json::Value| v.as_str().and_then(|a| parse_mailbox(a).ok());
+    let from = mailbox(&p["from"]).ok_or_else(|| bad("from"))?;
     // Whatever built the payload, the subject is one clean line here.
     let subject = one_line(p["subject"].as_str().unwrap_or(""));
     let mut b = lettre::Message::builder()
@@ -489,11 +398,7 @@ fn build_email(p: &serde_json::Value) -> Result<lettre::Message, String> {
         return Err(bad("no recipient"));
     }
     for a in to {
-        let m = a
-            .as_str()
-            .and_then(|a| parse_mailbox(a).ok())
-            .ok_or_else(|| bad("to"))?;
-        b = b.to(m);
+        b = b.to(mailbox(a).ok_or_else(|| bad("to"))?);
     }
     if let Some(r) = p["references"].as_str().filter(|r| is_message_id(r)) {
         b = b.references(r.to_string());
@@ -507,7 +412,7 @@ fn is_message_id(r: &str) -> bool {
     r.starts_with('<')
         && r.ends_with('>')
         && r.contains('@')
-        && !r.chars().any(|c| c.is_control() || c.is_whitespace())
+        && !r.contains(|c: char| c.is_control() || c.is_whitespace())
 }
 
 /// 4xx, connection, TLS and timeout errors are worth retrying; 5xx replies
@@ -515,38 +420,33 @@ fn is_message_id(r: &str) -> bool {
 fn classify(e: &lettre::transport::smtp::Error) -> Outcome {
     let code = e.status().map(u16::from);
     let hint = match code {
-        Some(535) | Some(534) | Some(530) => " (check `username` and `password`)",
-        Some(550) | Some(551) | Some(553) => " (check the `to` addresses and that `from` may send)",
+        Some(530 | 534 | 535) => " (check `username` and `password`)",
+        Some(550 | 551 | 553) => " (check the `to` addresses and that `from` may send)",
         Some(554) => " (the server refused the message)",
         _ => "",
     };
     let reason = format!("smtp: {e}{hint}");
     if e.is_permanent() || (e.is_client() && code.is_none()) {
-        Outcome::Permanent { reason }
+        permanent(reason)
     } else {
-        Outcome::Retry {
-            reason,
-            after: None,
-        }
+        retry(reason)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{self, native};
 
     #[test]
     fn mailbox_validation() {
-        for good in [
+        let good = [
             "forum@example.org",
             "Forum <forum@example.org>",
             "\"Doe, John\" <j.doe@example.org>",
             "root@localhost",
-        ] {
-            assert!(parse_mailbox(good).is_ok(), "{good}");
-        }
-        for bad in [
+        ];
+        let bad = [
             "",
             "not an address",
             "a@b.org\r\nBcc: victim@evil.example",
@@ -556,9 +456,8 @@ mod tests {
             "a@b.org junk",
             "@b.org",
             "a@",
-        ] {
-            assert!(parse_mailbox(bad).is_err(), "{bad:?} should be refused");
-        }
+        ];
+        testkit::accepts(parse_mailbox, &good, &bad);
     }
 
     #[test]
@@ -611,15 +510,7 @@ mod tests {
         target: &str,
         env: &[(&str, &str)],
     ) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Error);
-        let doc = toml_edit::Document::parse(format!("[s]\n{settings}\n[t]\n{target}\n")).unwrap();
-        let dest = parse(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
-        let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
-        (dest, problems)
+        testkit::load(&REGISTRATION, settings, target, env)
     }
 
     #[test]
@@ -682,15 +573,7 @@ mod tests {
         );
         let d = d.unwrap_or_else(|| panic!("{p:?}"));
         let ctx = json!({"topic": {"id": 101, "title": "Hi\r\nBcc: x@evil.example", "url": "https://forum.example.org/t/hi/101"}});
-        let Outbound::Native(m) = d.request(&Message {
-            chat: "c",
-            text: "body",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }) else {
-            panic!("native")
-        };
+        let m = native(d.as_ref(), "body", &ctx);
         assert_eq!(m.shown["url"], "smtp://smtp.example.org:587");
         assert_eq!(m.shown["headers"]["Subject"], "Hi Bcc: x@evil.example");
         assert_eq!(

@@ -199,6 +199,74 @@ fn with_config<T>(
 // ---- testkit additions, group D ----
 // (keep additions inside this section until the groups are merged)
 
+/// What `reg` makes of `[s]` = `settings` and a chat `[t]` = `target`,
+/// with `env` set: the destination, and every problem's message.
+pub fn load(
+    reg: &super::Registration,
+    settings: &str,
+    target: &str,
+    env: &[(&str, &str)],
+) -> (Option<Box<dyn Destination>>, Vec<String>) {
+    use crate::config::de::{Ctx, MissingEnv};
+    let env: std::collections::HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut cx = Ctx::new(&env, MissingEnv::Error);
+    let doc = toml_edit::Document::parse(format!("[s]\n{settings}\n[t]\n{target}\n"))
+        .unwrap_or_else(|e| panic!("bad TOML: {e}"));
+    let dest = (reg.parse)(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
+    let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
+    (dest, problems)
+}
+
+/// The native message `dest` builds for `text` in `context`; panics on any
+/// other kind of outbound.
+pub fn native(dest: &dyn Destination, text: &str, context: &Value) -> super::NativeMessage {
+    let out = dest.request(&Message {
+        chat: "c",
+        text,
+        context,
+        action: Action::default(),
+        delivery: None,
+    });
+    match out {
+        Outbound::Native(m) => m,
+        _ => panic!("expected a native message"),
+    }
+}
+
+/// A loopback port nothing listens on (bound, then let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// A send to a port nothing listens on is a retry saying "cannot connect";
+/// the next, inside the backoff window, a retry with the wait left.
+pub async fn assert_refused_then_backoff(sender: &dyn super::NativeSender, payload: &Value) {
+    let super::Outcome::Retry { reason, .. } = sender.send(payload).await else {
+        panic!("refused must retry")
+    };
+    assert!(reason.contains("cannot connect"), "{reason}");
+    let super::Outcome::Retry { after, .. } = sender.send(payload).await else {
+        panic!("still retry")
+    };
+    assert!(after.is_some(), "inside the backoff window");
+}
+
+/// `check` takes every one of `good` and refuses every one of `bad`.
+pub fn accepts<T, E>(check: impl Fn(&str) -> Result<T, E>, good: &[&str], bad: &[&str]) {
+    for g in good {
+        assert!(check(g).is_ok(), "{g:?} should be accepted");
+    }
+    for b in bad {
+        assert!(check(b).is_err(), "{b:?} should be refused");
+    }
+}
+
 // ---- testkit additions, group E ----
 // (keep additions inside this section until the groups are merged)
 

@@ -1,68 +1,41 @@
-//! `xmpp`: a multi-user chat room (XEP-0045) on an XMPP server, through one
-//! persistent client connection per provider instance (= per bot account),
-//! shared by its chats.
+//! `xmpp`: a multi-user chat room (XEP-0045) over one persistent client
+//! connection per provider instance (= per bot account), shared by its
+//! chats. [`conn`] logs in on the first send: TCP to `server` (default the
+//! JID's domain, no SRV) port 5222, STARTTLS checked for the JID's domain
+//! (`tls = "none"` only on the loopback), SASL SCRAM-SHA-1 or PLAIN, bind.
 //!
-//! The connection ([`conn`]) is opened on the first send: TCP to `server`
-//! (default: the JID's domain; no SRV lookup) port 5222, STARTTLS with the
-//! certificate checked for the JID's domain against the platform's roots
-//! (`tls = "none"` only for a test server on the loopback), SASL
-//! SCRAM-SHA-1 when offered, else PLAIN (only ever inside TLS, or on the
-//! loopback when the server offers it), resource binding (the server picks
-//! the resource unless `jid` names one, so two relays never kick each
-//! other), and the legacy session when the server asks for it. Rooms are
-//! joined on demand with a presence to `room/nick` (no history) and the
-//! relay waits for its own presence back (status 110); joined rooms are
-//! remembered and joined again after a reconnect. While idle the link gets a
-//! whitespace keepalive every minute, and an XMPP ping when the server has
-//! been silent for three; a dropped link is reopened with backoff (1 s
-//! doubling to 5 min). Server pings and other requests are answered.
+//! Body: `<message type="groupchat">` with an origin id (XEP-0359), dialect
+//! plain, escaped by [`xml::escape`] (strictest reading: the characters XML
+//! 1.0 forbids go, a title `</body><message>` arrives as text; the unit
+//! tests parse the stanza back). `Sent` (no remote id) once the room echoed it.
 //!
-//! A message is `<message type="groupchat" to="room"><body>text</body></message>`
-//! with an origin id (XEP-0359). The text (dialect plain) is XML-escaped
-//! (`& < > " '`) and stripped of the characters XML 1.0 forbids, so a post
-//! titled `</body><message to="x">` arrives as text. The room reflects every
-//! message to its sender: the relay reports `Sent` (no remote id) only once
-//! its own message came back, and a room's refusal is seen first.
-//!
-//! Errors: refused or timed-out connections, dropped links, `wait` errors →
-//! Retry; SASL `not-authorized` (and other SASL failures but
-//! `temporary-auth-failure`), a missing STARTTLS, unknown hosts, and room
-//! refusals (`forbidden` = banned, `item-not-found` = no such room and no
-//! right to create it, `registration-required` = members only,
-//! `not-authorized` = password-protected, `conflict` = nick taken) →
-//! Permanent with a readable reason. See shared/providers.md §3 (XMPP),
-//! RFC 6120, RFC 5802 and XEP-0045 §7.2.
+//! Answers: lost links, timeouts, `wait` errors → Retry; login failures, no
+//! STARTTLS and room refusals (`forbidden`, `item-not-found`, members-only,
+//! password, nick `conflict`) → Permanent. See shared/providers.md §3 (XMPP).
 
 mod conn;
 mod sasl;
 pub mod xml;
 
-use crate::providers::persistent::{is_loopback, valid_host};
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_spanned::Spanned;
-use toml_edit::Item;
 
-use super::{
-    Capabilities, Destination, Instance, Message, NativeMessage, Outbound, Registration, schema_of,
-};
+use super::kit::{self, Provider, ensure};
+use super::persistent::{NativeChat, is_loopback};
+use super::{Destination, Message, Outbound, Registration};
 use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
-use crate::render::Dialect;
 
-pub const REGISTRATION: Registration = Registration {
-    kind: "xmpp",
-    about: "XMPP multi-user chat room over one persistent client connection (STARTTLS)",
-    parse,
-    settings_schema: schema_of::<Settings>,
-    target_schema: schema_of::<Target>,
-};
+pub const REGISTRATION: Registration = kit::registration::<Xmpp>(
+    "xmpp",
+    "XMPP multi-user chat room over one persistent client connection (STARTTLS)",
+);
 
 /// Longest message body sent, in bytes (servers often limit a stanza to
 /// 64 KiB; longer text is cut at a character boundary with "…").
@@ -83,9 +56,11 @@ pub struct Settings {
     #[schemars(with = "Option<String>")]
     pub server: Option<Spanned<String>>,
     /// TCP port (default 5222).
-    pub port: Option<u16>,
+    #[schemars(with = "Option<u16>")]
+    pub port: Option<Spanned<u16>>,
     /// `starttls` (the default: TLS is required, the certificate is checked for the JID's domain) or `none` (clear text, password included: only allowed when `server` is 127.0.0.1, ::1 or localhost, for test servers).
-    pub tls: Option<Tls>,
+    #[schemars(with = "Option<Tls>")]
+    pub tls: Option<Spanned<Tls>>,
     /// The bot's nickname in rooms (default: the JID's name part).
     #[schemars(with = "Option<String>")]
     pub nick: Option<Spanned<String>>,
@@ -128,11 +103,7 @@ pub(crate) struct ConnConfig {
 
 impl ConnConfig {
     pub(crate) fn addr(&self) -> String {
-        if self.server.contains(':') {
-            format!("[{}]:{}", self.server, self.port)
-        } else {
-            format!("{}:{}", self.server, self.port)
-        }
+        kit::host_port(&self.server, self.port)
     }
 
     pub(crate) fn bare_jid(&self) -> String {
@@ -144,6 +115,106 @@ impl ConnConfig {
 struct Xmpp {
     cfg: Arc<ConnConfig>,
     sender: Arc<conn::XmppSender>,
+}
+
+impl Provider for Xmpp {
+    type Settings = Settings;
+    type Target = Target;
+
+    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+        let ok = &mut true;
+        let jid = s.jid.get_ref().trim();
+        let (user, domain, resource) = match parse_jid(jid) {
+            Ok(j) => (j.node.to_string(), j.domain.to_lowercase(), j.resource),
+            Err(why) => {
+                cx.error(Some(s.jid.span()), format!("`jid` {why}"));
+                return None;
+            }
+        };
+        let password = cx.secret("password", &s.password)?;
+        let server = match &s.server {
+            Some(v) => kit::host(
+                cx,
+                ok,
+                v,
+                "`server` must be a host name or address only, like \"xmpp.example.org\" (set `port` separately)",
+            )?,
+            None => domain.clone(),
+        };
+        let tls = s.tls.as_ref().map_or(Tls::Starttls, |t| *t.get_ref());
+        ensure(
+            cx,
+            ok,
+            tls != Tls::None || is_loopback(&server),
+            s.tls.as_ref().map(Spanned::span),
+            "`tls = \"none\"` sends the password in clear text: it is only allowed for a test server on 127.0.0.1, ::1 or localhost (set `server`)",
+        );
+        let nick = match &s.nick {
+            Some(n) => kit::checked(cx, ok, "nick", n, check_nick),
+            None => user.clone(),
+        };
+        let port = s.port.as_ref().map_or(5222, |p| *p.get_ref());
+        let span = s.port.as_ref().map(Spanned::span);
+        ensure(cx, ok, port != 0, span, "`port` must not be 0");
+        if !*ok {
+            return None;
+        }
+        let cfg = Arc::new(ConnConfig {
+            user,
+            domain,
+            resource: resource.map(str::to_string),
+            server,
+            port,
+            tls,
+            password,
+            nick,
+        });
+        Some(Xmpp {
+            sender: Arc::new(conn::XmppSender::new(cfg.clone())),
+            cfg,
+        })
+    }
+
+    fn bind_target(
+        self: Arc<Self>,
+        t: Target,
+        _chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let ok = &mut true;
+        let room = kit::checked(cx, ok, "room", &t.room, check_room);
+        // The service part is case-insensitive; keep the room name as written.
+        let (name, service) = room.split_once('@').filter(|_| *ok)?;
+        let room = format!("{name}@{}", service.to_lowercase());
+        Some(Box::new(XmppChat {
+            instance: self,
+            room,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct XmppChat {
+    instance: Arc<Xmpp>,
+    room: String,
+}
+
+impl NativeChat for XmppChat {
+    const KIND: &'static str = REGISTRATION.kind;
+    // Rooms (and servers' per-session limits) dislike bursts.
+    const RATE: Rate = Rate::per_second(1);
+
+    fn place(&self) -> String {
+        format!("{} as {}", self.room, self.instance.cfg.bare_jid())
+    }
+
+    fn native(&self, msg: &Message<'_>) -> Outbound {
+        let body = message_body(msg.text);
+        let url = format!("xmpp:{}", self.room);
+        let payload = json!({"room": self.room, "body": body});
+        let sender = self.instance.sender.clone();
+        kit::native(["groupchat", &url, &body], json!({}), payload, sender)
+    }
 }
 
 /// A JID split into its parts.
@@ -164,61 +235,53 @@ pub fn parse_jid(s: &str) -> Result<Jid<'_>, &'static str> {
     let Some((node, domain)) = bare.split_once('@') else {
         return Err("must look like name@example.org");
     };
+    let bad_node = |c: char| c.is_whitespace() || c.is_control() || "\"&'/:<>@".contains(c);
+    let bad = |c: char| c.is_control() || !xml::allowed(c);
     if node.is_empty() {
-        return Err("needs a name before the `@`");
+        Err("needs a name before the `@`")
+    } else if node.len() > MAX_PART {
+        Err("has a name part longer than 1023 bytes")
+    } else if node.contains(bad_node) {
+        Err("has a name part with a space, a control character or one of \" & ' / : < > @")
+    } else if !valid_domain(domain) {
+        Err("has an invalid domain after the `@`")
+    } else if resource.is_some_and(|r| r.is_empty() || r.len() > MAX_PART || r.contains(bad)) {
+        Err("has an empty or invalid resource after the `/`")
+    } else {
+        Ok(Jid {
+            node,
+            domain,
+            resource,
+        })
     }
-    if node.len() > MAX_PART {
-        return Err("has a name part longer than 1023 bytes");
-    }
-    if node
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || "\"&'/:<>@".contains(c))
-    {
-        return Err("has a name part with a space, a control character or one of \" & ' / : < > @");
-    }
-    if !valid_domain(domain) {
-        return Err("has an invalid domain after the `@`");
-    }
-    if let Some(r) = resource
-        && (r.is_empty()
-            || r.len() > MAX_PART
-            || r.chars().any(|c| c.is_control() || !xml::allowed(c)))
-    {
-        return Err("has an empty or invalid resource after the `/`");
-    }
-    Ok(Jid {
-        node,
-        domain,
-        resource,
-    })
 }
 
 fn valid_domain(d: &str) -> bool {
+    let fine = |c: char| {
+        c.is_alphanumeric()
+            || matches!(c, '.' | '-' | '_')
+            || (!c.is_ascii() && !c.is_whitespace() && !c.is_control())
+    };
     !d.is_empty()
         && d.len() <= 253
         && !d.starts_with('.')
         && !d.ends_with('.')
         && !d.contains("..")
-        && d.chars().all(|c| {
-            c.is_alphanumeric()
-                || matches!(c, '.' | '-' | '_')
-                || (!c.is_ascii() && !c.is_whitespace() && !c.is_control())
-        })
+        && d.chars().all(fine)
 }
 
 /// A room nickname: non-empty, at most 1023 bytes, no control characters
 /// (it becomes the resource of `room@service/nick`).
 pub fn check_nick(nick: &str) -> Result<(), &'static str> {
     if nick.trim().is_empty() {
-        return Err("is empty");
+        Err("is empty")
+    } else if nick.len() > MAX_PART {
+        Err("is longer than 1023 bytes")
+    } else if nick.contains(|c: char| c.is_control() || !xml::allowed(c)) {
+        Err("must not contain control characters")
+    } else {
+        Ok(())
     }
-    if nick.len() > MAX_PART {
-        return Err("is longer than 1023 bytes");
-    }
-    if nick.chars().any(|c| c.is_control() || !xml::allowed(c)) {
-        return Err("must not contain control characters");
-    }
-    Ok(())
 }
 
 /// A room address: `room@service`, no resource.
@@ -231,207 +294,34 @@ pub fn check_room(room: &str) -> Result<(), &'static str> {
     parse_jid(room).map(|_| ())
 }
 
-fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<Settings>(item)?;
-    let mut ok = true;
-    let jid_text = s.jid.get_ref().trim().to_string();
-    let (user, domain, resource) = match parse_jid(&jid_text) {
-        Ok(j) => (
-            j.node.to_string(),
-            j.domain.to_lowercase(),
-            j.resource.map(str::to_string),
-        ),
-        Err(why) => {
-            cx.error(Some(s.jid.span()), format!("`jid` {why}"));
-            return None;
-        }
-    };
-    let password = cx.secret("password", &s.password)?;
-    let server = match &s.server {
-        Some(v) => {
-            let server = cx.string(v)?.expose().trim().to_string();
-            if !server.contains("${") && !valid_host(&server) {
-                cx.error(
-                    Some(v.span()),
-                    "`server` must be a host name or address only, like \"xmpp.example.org\" (set `port` separately)",
-                );
-                ok = false;
-            }
-            server
-        }
-        None => domain.clone(),
-    };
-    let tls = s.tls.unwrap_or_default();
-    if tls == Tls::None && !is_loopback(&server) {
-        cx.error(
-            crate::config::de::key_span(item, "tls").or_else(|| item.span()),
-            "`tls = \"none\"` sends the password in clear text: it is only allowed for a test server on 127.0.0.1, ::1 or localhost (set `server`)",
-        );
-        ok = false;
-    }
-    let nick = match &s.nick {
-        Some(n) => {
-            let nick = n.get_ref().trim().to_string();
-            if let Err(why) = check_nick(&nick) {
-                cx.error(Some(n.span()), format!("`nick` {why}"));
-                ok = false;
-            }
-            nick
-        }
-        None => user.clone(),
-    };
-    if s.port == Some(0) {
-        cx.error(
-            crate::config::de::key_span(item, "port").or_else(|| item.span()),
-            "`port` must not be 0",
-        );
-        ok = false;
-    }
-    if !ok {
-        return None;
-    }
-    let cfg = Arc::new(ConnConfig {
-        user,
-        domain,
-        resource,
-        server,
-        port: s.port.unwrap_or(5222),
-        tls,
-        password,
-        nick,
-    });
-    Some(Arc::new(Xmpp {
-        sender: Arc::new(conn::XmppSender::new(cfg.clone())),
-        cfg,
-    }))
-}
-
-impl Instance for Xmpp {
-    fn bind(
-        self: Arc<Self>,
-        target: &Item,
-        _chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<Target>(target)?;
-        let room = t.room.get_ref().trim().to_string();
-        if let Err(why) = check_room(&room) {
-            cx.error(Some(t.room.span()), format!("`room` {why}"));
-            return None;
-        }
-        // The service part is case-insensitive; keep the room name as written.
-        let room = match room.split_once('@') {
-            Some((n, d)) => format!("{n}@{}", d.to_lowercase()),
-            None => room,
-        };
-        Some(Box::new(XmppChat {
-            instance: self,
-            room,
-        }))
-    }
-}
-
-#[derive(Debug)]
-struct XmppChat {
-    instance: Arc<Xmpp>,
-    room: String,
-}
-
-impl Destination for XmppChat {
-    fn kind(&self) -> &'static str {
-        "xmpp"
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Plain
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // No message id is kept: nothing to thread under, correct or retract.
-        Capabilities::default()
-    }
-
-    fn target(&self) -> String {
-        format!("{} as {}", self.room, self.instance.cfg.bare_jid())
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // Rooms (and servers' per-session limits) dislike bursts.
-        Some(Rate {
-            count: 1,
-            per: Duration::from_secs(1),
-        })
-    }
-
-    fn request(&self, msg: &Message<'_>) -> Outbound {
-        let body = message_body(msg.text);
-        let shown = json!({
-            "method": "groupchat",
-            "url": format!("xmpp:{}", self.room),
-            "headers": {},
-            "body": body,
-        });
-        let payload = json!({
-            "room": self.room,
-            "body": body,
-        });
-        Outbound::Native(NativeMessage {
-            shown,
-            payload,
-            sender: self.instance.sender.clone(),
-        })
-    }
-}
-
 /// The text as it will arrive: characters XML 1.0 forbids removed, CR LF and
 /// CR made LF, outer blank lines trimmed, cut to [`MAX_BODY`] bytes.
 pub fn message_body(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\r' => out.push('\n'),
-            c if xml::allowed(c) => out.push(c),
-            _ => {}
-        }
-    }
-    let trimmed = out.trim_matches(|c: char| c == '\n' || c == ' ' || c == '\t');
-    if trimmed.len() <= MAX_BODY {
-        return trimmed.to_string();
-    }
-    let mut end = MAX_BODY - '…'.len_utf8();
-    while !trimmed.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &trimmed[..end])
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let text = text.replace(|c| !xml::allowed(c), "");
+    kit::truncate_bytes(text.trim_matches(['\n', ' ', '\t']), MAX_BODY)
 }
 
 /// The groupchat stanza for `body` (already cleaned by [`message_body`]).
 pub fn message_stanza(room: &str, id: &str, body: &str) -> String {
+    let (room, id, body) = (xml::escape(room), xml::escape(id), xml::escape(body));
     format!(
-        "<message type='groupchat' to='{}' id='{}'><body>{}</body><origin-id xmlns='urn:xmpp:sid:0' id='{}'/></message>",
-        xml::escape(room),
-        xml::escape(id),
-        xml::escape(body),
-        xml::escape(id)
+        "<message type='groupchat' to='{room}' id='{id}'><body>{body}</body><origin-id xmlns='urn:xmpp:sid:0' id='{id}'/></message>"
     )
 }
 
 /// The join presence for `room` as `nick`, asking for no history.
 pub fn join_stanza(room: &str, nick: &str, id: &str) -> String {
+    let (room, nick, id) = (xml::escape(room), xml::escape(nick), xml::escape(id));
     format!(
-        "<presence to='{}/{}' id='{}'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>",
-        xml::escape(room),
-        xml::escape(nick),
-        xml::escape(id)
+        "<presence to='{room}/{nick}' id='{id}'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::providers::testkit::{self, native};
 
     #[test]
     fn stanza_escapes_everything_and_parses_back() {
@@ -483,9 +373,7 @@ mod tests {
                 resource: Some("relay")
             })
         );
-        assert!(parse_jid("bot@localhost").is_ok());
-        assert!(parse_jid("bøt@exämple.org").is_ok());
-        for bad in [
+        let bad = [
             "",
             "example.org",
             "@example.org",
@@ -496,23 +384,23 @@ mod tests {
             "bot@example..org",
             "bot@example.org/",
             "a@b@c",
-        ] {
-            assert!(parse_jid(bad).is_err(), "{bad:?}");
-        }
-        assert!(check_room("forum@conference.example.org").is_ok());
-        for bad in [
+        ];
+        testkit::accepts(
+            |j| parse_jid(j).map(|_| ()),
+            &["bot@localhost", "bøt@exämple.org"],
+            &bad,
+        );
+        let bad = [
             "forum",
             "#forum",
             "forum@conference.example.org/nick",
             "fo rum@conference.example.org",
             "forum@",
-        ] {
-            assert!(check_room(bad).is_err(), "{bad:?}");
-        }
-        assert!(check_nick("Forum relay ☺").is_ok());
-        for bad in ["", "  ", "a\nb", "a\u{0}b", &"n".repeat(1024)] {
-            assert!(check_nick(bad).is_err(), "{bad:?}");
-        }
+        ];
+        testkit::accepts(check_room, &["forum@conference.example.org"], &bad);
+        let long = "n".repeat(1024);
+        let bad = ["", "  ", "a\nb", "a\u{0}b", &long];
+        testkit::accepts(check_nick, &["Forum relay ☺"], &bad);
     }
 
     fn load(
@@ -520,15 +408,7 @@ mod tests {
         target: &str,
         env: &[(&str, &str)],
     ) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let mut cx = Ctx::new(&env, crate::config::de::MissingEnv::Error);
-        let doc = toml_edit::Document::parse(format!("[s]\n{settings}\n[t]\n{target}\n")).unwrap();
-        let dest = parse(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
-        let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
-        (dest, problems)
+        testkit::load(&REGISTRATION, settings, target, env)
     }
 
     const PW: &[(&str, &str)] = &[("XMPP_PASSWORD", "xmpp-canary-pw")];
@@ -611,16 +491,7 @@ mod tests {
             PW,
         );
         let d = d.unwrap_or_else(|| panic!("{p:?}"));
-        let ctx = json!({});
-        let Outbound::Native(m) = d.request(&Message {
-            chat: "c",
-            text: "T </body> & x\u{1}",
-            context: &ctx,
-            action: Default::default(),
-            delivery: None,
-        }) else {
-            panic!("expected native")
-        };
+        let m = native(d.as_ref(), "T </body> & x\u{1}", &json!({}));
         assert_eq!(
             m.shown,
             json!({"method": "groupchat", "url": "xmpp:forum@conference.localhost", "headers": {}, "body": "T </body> & x"})

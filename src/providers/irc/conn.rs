@@ -1,31 +1,28 @@
-//! The IRC connection of one provider instance: a task that owns the socket,
-//! started on the first send and ended (with `QUIT`) when the instance is
-//! dropped (config reload). Sends reach it through a channel and get their
-//! [`Outcome`] back; while idle it answers `PING`s, probes a silent link,
-//! and reconnects (with backoff) when it has channels to sit in.
+//! The IRC side of the connection task ([`persistent`]): registration
+//! (PASS, SASL PLAIN, NICK/USER, a taken nick grows `_`), joins, lines paced
+//! by a token bucket, a PING after the last line whose PONG confirms them,
+//! PINGs answered and a silent link probed while idle, `QUIT` on close.
+//!
+//! [`persistent`]: crate::providers::persistent
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::{Instant, timeout_at};
 
 use super::{Auth, ConnConfig, estimated_prefix_len, message_lines, text_budget};
-use crate::providers::persistent::{Io, Link, Protocol, dial, permanent, retry, tls_wrap};
-use crate::providers::{NativeSender, Outcome};
+use crate::providers::Outcome;
+use crate::providers::persistent::{
+    Protocol, Sender, Wire, dial, permanent, retry, short as clip, tls_wrap,
+};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// After the last line, how long the server may take to answer our PING.
 const ACK_TIMEOUT: Duration = Duration::from_secs(60);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Silence after which the link is probed with a PING; no answer within
 /// the same time again and it is dropped.
 const KEEPALIVE: Duration = Duration::from_secs(120);
@@ -35,9 +32,12 @@ const MAX_NICK_TRIES: usize = 8;
 /// Server lines longer than this (tags included) end the connection.
 const MAX_READ_LINE: usize = 16 * 1024;
 
+/// The [`NativeSender`](crate::providers::NativeSender) of one `[providers.NAME]` of kind `irc`.
+pub(crate) type IrcSender = Sender<Session>;
+
 /// One message for one channel, as built by `IrcChat::request`.
 #[derive(Debug)]
-struct Job {
+pub(crate) struct Job {
     channel: String,
     key: Option<String>,
     command: String,
@@ -46,10 +46,9 @@ struct Job {
 
 impl Job {
     fn from_payload(p: &serde_json::Value) -> Option<Self> {
-        let command = p["command"].as_str()?;
-        if command != "PRIVMSG" && command != "NOTICE" {
-            return None;
-        }
+        let command = p["command"]
+            .as_str()
+            .filter(|c| matches!(*c, "PRIVMSG" | "NOTICE"))?;
         let channel = p["channel"].as_str()?;
         super::check_channel(channel).ok()?;
         Some(Self {
@@ -64,63 +63,6 @@ impl Job {
         })
     }
 }
-
-/// The [`NativeSender`] of one `[providers.NAME]` of kind `irc`.
-pub(crate) struct IrcSender {
-    cfg: Arc<ConnConfig>,
-    link: Link<Job>,
-}
-
-impl fmt::Debug for IrcSender {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IrcSender")
-            .field("server", &self.cfg.addr())
-            .finish()
-    }
-}
-
-impl IrcSender {
-    pub(crate) fn new(cfg: Arc<ConnConfig>) -> Self {
-        Self {
-            cfg,
-            link: Link::new(),
-        }
-    }
-
-    pub(crate) fn config(&self) -> &ConnConfig {
-        &self.cfg
-    }
-}
-
-impl NativeSender for IrcSender {
-    fn send<'a>(
-        &'a self,
-        payload: &'a serde_json::Value,
-    ) -> Pin<Box<dyn Future<Output = Outcome> + Send + 'a>> {
-        Box::pin(async move {
-            let Some(job) = Job::from_payload(payload) else {
-                return Outcome::Permanent {
-                    reason: "irc: malformed message (no channel, command or lines)".into(),
-                };
-            };
-            if job.lines.is_empty() {
-                return Outcome::Permanent {
-                    reason: "irc: the rendered message is empty".into(),
-                };
-            }
-            self.link
-                .send(job, || Irc {
-                    bucket: Bucket::new(self.cfg.burst, self.cfg.line_interval),
-                    cfg: self.cfg.clone(),
-                    wanted: HashMap::new(),
-                })
-                .await
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Protocol lines
 
 /// One parsed server line (tags skipped).
 #[derive(Debug, PartialEq, Eq)]
@@ -145,10 +87,7 @@ impl<'a> Msg<'a> {
             }
             None => None,
         };
-        let (command, mut rest) = match rest.split_once(' ') {
-            Some((c, r)) => (c, r),
-            None => (rest, ""),
-        };
+        let (command, mut rest) = rest.split_once(' ').unwrap_or((rest, ""));
         if command.is_empty() {
             return None;
         }
@@ -162,16 +101,9 @@ impl<'a> Msg<'a> {
                 params.push(trailing);
                 break;
             }
-            match rest.split_once(' ') {
-                Some((p, r)) => {
-                    params.push(p);
-                    rest = r;
-                }
-                None => {
-                    params.push(rest);
-                    break;
-                }
-            }
+            let (p, r) = rest.split_once(' ').unwrap_or((rest, ""));
+            params.push(p);
+            rest = r;
         }
         Some(Self {
             prefix,
@@ -208,21 +140,11 @@ pub(crate) fn fold(s: &str) -> String {
 
 /// Server text for a reason: one line, bounded.
 fn short(s: &str) -> String {
-    let clean = super::clean_line(s);
-    let mut out: String = clean.chars().take(200).collect();
-    if clean.chars().count() > 200 {
-        out.push('…');
-    }
-    out
+    clip(&super::clean_line(s))
 }
 
-// ---------------------------------------------------------------------------
-// The connection
-
-struct Conn {
-    io: Box<dyn Io>,
-    buf: Vec<u8>,
-    addr: String,
+pub(crate) struct Conn {
+    w: Wire,
     /// Our nick as the server knows it.
     nick: String,
     /// `:nick!user@host ` as the server relays our lines, learned from our JOIN.
@@ -236,61 +158,27 @@ struct Conn {
 }
 
 impl Conn {
-    /// Reads one line (cancel safe: data is buffered only after a read
-    /// completes, so a `select!` may drop this future at any time).
+    /// Reads one line (cancel safe, as [`Wire::fill`]).
     async fn read_line(&mut self) -> io::Result<String> {
         loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
+            if let Some(pos) = self.w.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.w.buf.drain(..=pos).collect();
                 self.last_rx = Instant::now();
                 self.probing = false;
-                return Ok(String::from_utf8_lossy(&line).into_owned());
+                let line = String::from_utf8_lossy(&line);
+                return Ok(line.trim_end_matches(['\r', '\n']).to_string());
             }
-            if self.buf.len() > MAX_READ_LINE {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "the server sent an over-long line",
-                ));
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.io.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection",
-                ));
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.w
+                .fill(MAX_READ_LINE, "the server sent an over-long line")
+                .await?;
         }
     }
 
     /// Writes one line; CR, LF and NUL can never reach the wire.
     async fn write_line(&mut self, line: &str) -> Result<(), Outcome> {
-        let mut wire: String = line
-            .chars()
-            .filter(|c| !matches!(c, '\r' | '\n' | '\0'))
-            .collect();
+        let mut wire: String = line.replace(['\r', '\n', '\0'], "");
         wire.push_str("\r\n");
-        let write = async {
-            self.io.write_all(wire.as_bytes()).await?;
-            self.io.flush().await
-        };
-        match timeout(WRITE_TIMEOUT, write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(retry(format!(
-                "irc: connection to {} lost while sending: {e}",
-                self.addr
-            ))),
-            Err(_) => Err(retry(format!(
-                "irc: {} stopped reading for {} s",
-                self.addr,
-                WRITE_TIMEOUT.as_secs()
-            ))),
-        }
+        self.w.write(&wire).await
     }
 
     /// The next server line before `deadline` (`None` at the deadline),
@@ -299,10 +187,7 @@ impl Conn {
     async fn next(&mut self, deadline: Instant) -> Result<Option<String>, Outcome> {
         let line = match timeout_at(deadline, self.read_line()).await {
             Err(_) => return Ok(None),
-            Ok(Err(e)) => {
-                return Err(retry(format!("irc: connection to {} lost: {e}", self.addr)));
-            }
-            Ok(Ok(line)) => line,
+            Ok(r) => r.map_err(|e| self.w.lost(e))?,
         };
         self.observe(&line).await?;
         Ok(Some(line))
@@ -314,15 +199,12 @@ impl Conn {
         };
         let ours = m.nick().is_some_and(|n| fold(n) == fold(&self.nick));
         match m.command {
-            "PING" => {
-                let token = m.last().to_string();
-                self.write_line(&format!("PONG :{token}")).await?;
-            }
+            "PING" => self.write_line(&format!("PONG :{}", m.last())).await?,
             "ERROR" => {
+                let why = short(m.last());
                 return Err(retry(format!(
-                    "irc: {} closed the link: {}",
-                    self.addr,
-                    short(m.last())
+                    "irc: {} closed the link: {why}",
+                    self.w.addr
                 )));
             }
             "NICK" if ours => self.nick = m.param(0).to_string(),
@@ -330,23 +212,13 @@ impl Conn {
                 self.joined.insert(fold(m.param(0)));
                 self.prefix_len = m.prefix.map(|p| p.len() + 2);
             }
-            "PART" if ours => {
-                self.joined.remove(&fold(m.param(0)));
-            }
+            "PART" if ours => _ = self.joined.remove(&fold(m.param(0))),
             "KICK" if fold(m.param(1)) == fold(&self.nick) => {
                 self.joined.remove(&fold(m.param(0)));
             }
             _ => {}
         }
         Ok(())
-    }
-
-    async fn quit(&mut self) {
-        let _ = timeout(
-            Duration::from_secs(2),
-            self.write_line("QUIT :discourse-relay: configuration changed"),
-        )
-        .await;
     }
 }
 
@@ -355,17 +227,14 @@ impl Conn {
 async fn connect(cfg: &ConnConfig) -> Result<Conn, Outcome> {
     let addr = cfg.addr();
     let tcp = dial("irc", &cfg.server, cfg.port, &addr).await?;
-    let io: Box<dyn Io> = if cfg.tls {
-        let deadline = Instant::now() + CONNECT_TIMEOUT;
-        Box::new(tls_wrap("irc", &cfg.server, &addr, tcp, deadline).await?)
+    let io: Box<dyn crate::providers::persistent::Io> = if cfg.tls {
+        Box::new(tls_wrap("irc", &cfg.server, &addr, tcp, None).await?)
     } else {
         Box::new(tcp)
     };
     let now = Instant::now();
     let mut conn = Conn {
-        io,
-        buf: Vec::new(),
-        addr,
+        w: Wire::new("irc", io, addr),
         nick: cfg.nick.clone(),
         prefix_len: None,
         joined: HashSet::new(),
@@ -379,7 +248,7 @@ async fn connect(cfg: &ConnConfig) -> Result<Conn, Outcome> {
 }
 
 async fn register(conn: &mut Conn, cfg: &ConnConfig) -> Result<(), Outcome> {
-    let addr = conn.addr.clone();
+    let addr = conn.w.addr.clone();
     let password = cfg.password.as_ref().map(|p| p.expose().to_string());
     let sasl = cfg.auth == Auth::Sasl && password.is_some();
     if sasl {
@@ -389,12 +258,9 @@ async fn register(conn: &mut Conn, cfg: &ConnConfig) -> Result<(), Outcome> {
         conn.write_line(&format!("PASS :{pw}")).await?;
     }
     conn.write_line(&format!("NICK {}", conn.nick)).await?;
-    conn.write_line(&format!(
-        "USER {} 0 * :{}",
-        cfg.username,
-        super::clean_line(&cfg.realname)
-    ))
-    .await?;
+    let realname = super::clean_line(&cfg.realname);
+    conn.write_line(&format!("USER {} 0 * :{realname}", cfg.username))
+        .await?;
     let deadline = Instant::now() + REGISTER_TIMEOUT;
     let mut tries = 0;
     loop {
@@ -413,7 +279,8 @@ async fn register(conn: &mut Conn, cfg: &ConnConfig) -> Result<(), Outcome> {
             )));
         };
         let Some(m) = Msg::parse(&line) else { continue };
-        match m.command {
+        let (code, text) = (m.command, short(m.last()));
+        let refused = match code {
             "001" => {
                 if !m.param(0).is_empty() {
                     conn.nick = m.param(0).to_string();
@@ -423,78 +290,56 @@ async fn register(conn: &mut Conn, cfg: &ConnConfig) -> Result<(), Outcome> {
             "433" | "436" | "437" => {
                 tries += 1;
                 if tries > MAX_NICK_TRIES {
-                    return Err(permanent(format!(
+                    format!(
                         "irc: the nick `{}` and {MAX_NICK_TRIES} variants are taken on {addr}",
                         cfg.nick
-                    )));
+                    )
+                } else {
+                    conn.nick.push('_');
+                    conn.write_line(&format!("NICK {}", conn.nick)).await?;
+                    continue;
                 }
-                conn.nick.push('_');
-                conn.write_line(&format!("NICK {}", conn.nick)).await?;
             }
-            "432" => {
-                return Err(permanent(format!(
-                    "irc: {addr} refuses the nick `{}` (432 {})",
-                    conn.nick,
-                    short(m.last())
-                )));
+            "432" => format!("irc: {addr} refuses the nick `{}` (432 {text})", conn.nick),
+            "464" => format!("irc: {addr} rejected the password (464 {text})"),
+            "465" | "466" => format!("irc: banned from {addr} ({code} {text})"),
+            "CAP" if sasl && m.param(1) == "NAK" => {
+                format!("irc: {addr} does not offer SASL; use auth = \"nickserv\" or \"pass\"")
             }
-            "464" => {
-                return Err(permanent(format!(
-                    "irc: {addr} rejected the password (464 {})",
-                    short(m.last())
-                )));
-            }
-            "465" | "466" => {
-                return Err(permanent(format!(
-                    "irc: banned from {addr} ({} {})",
-                    m.command,
-                    short(m.last())
-                )));
-            }
-            "CAP" if sasl => match m.param(1) {
-                "ACK" if m.last().split(' ').any(|c| c.eq_ignore_ascii_case("sasl")) => {
+            "CAP" if sasl && m.param(1) == "ACK" => {
+                if m.last().split(' ').any(|c| c.eq_ignore_ascii_case("sasl")) {
                     conn.write_line("AUTHENTICATE PLAIN").await?;
                 }
-                "NAK" => {
-                    return Err(permanent(format!(
-                        "irc: {addr} does not offer SASL; use auth = \"nickserv\" or \"pass\""
-                    )));
-                }
-                _ => {}
-            },
+                continue;
+            }
             "AUTHENTICATE" if sasl && m.param(0) == "+" => {
                 let pw = password.as_deref().unwrap_or("");
                 let token = base64::engine::general_purpose::STANDARD
                     .encode(format!("{0}\0{0}\0{pw}", cfg.account));
                 // SASL payloads go in chunks of 400; an exact multiple ends with "+".
-                let chunks: Vec<&str> = token
-                    .as_bytes()
-                    .chunks(400)
-                    .filter_map(|c| std::str::from_utf8(c).ok())
-                    .collect();
-                for c in &chunks {
+                for c in token.as_bytes().chunks(400) {
+                    let c = String::from_utf8_lossy(c);
                     conn.write_line(&format!("AUTHENTICATE {c}")).await?;
                 }
                 if token.len() % 400 == 0 {
                     conn.write_line("AUTHENTICATE +").await?;
                 }
+                continue;
             }
-            "903" if sasl => conn.write_line("CAP END").await?,
-            "902" | "904" | "905" | "906" | "908" if sasl => {
-                return Err(permanent(format!(
-                    "irc: SASL login as `{}` failed on {addr} ({} {})",
-                    cfg.account,
-                    m.command,
-                    short(m.last())
-                )));
+            "903" if sasl => {
+                conn.write_line("CAP END").await?;
+                continue;
             }
-            "421" if sasl && m.param(1).eq_ignore_ascii_case("CAP") => {
-                return Err(permanent(format!(
-                    "irc: {addr} does not support CAP/SASL; use auth = \"nickserv\" or \"pass\""
-                )));
-            }
-            _ => {}
-        }
+            "902" | "904" | "905" | "906" | "908" if sasl => format!(
+                "irc: SASL login as `{}` failed on {addr} ({code} {text})",
+                cfg.account
+            ),
+            "421" if sasl && m.param(1).eq_ignore_ascii_case("CAP") => format!(
+                "irc: {addr} does not support CAP/SASL; use auth = \"nickserv\" or \"pass\""
+            ),
+            _ => continue,
+        };
+        return Err(permanent(refused));
     }
     if let (Auth::Nickserv, Some(pw)) = (cfg.auth, &password) {
         conn.write_line(&format!("PRIVMSG NickServ :IDENTIFY {} {pw}", cfg.account))
@@ -502,9 +347,6 @@ async fn register(conn: &mut Conn, cfg: &ConnConfig) -> Result<(), Outcome> {
     }
     Ok(())
 }
-
-// ---------------------------------------------------------------------------
-// Flood control
 
 /// Token bucket over lines, shared by every channel of the connection.
 struct Bucket {
@@ -528,9 +370,8 @@ impl Bucket {
     fn reserve(&mut self, now: Instant) -> Instant {
         let per = self.interval.as_secs_f64().max(1e-6);
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed / per).min(self.burst);
+        self.tokens = (self.tokens + elapsed / per).min(self.burst) - 1.0;
         self.last = now;
-        self.tokens -= 1.0;
         if self.tokens >= 0.0 {
             now
         } else {
@@ -539,21 +380,37 @@ impl Bucket {
     }
 }
 
-// ---------------------------------------------------------------------------
-// The task
-
 /// The IRC side of the connection task.
-struct Irc {
+pub(crate) struct Session {
     cfg: Arc<ConnConfig>,
     bucket: Bucket,
     /// Channels to sit in (folded name → (name, key)), joined again after a reconnect.
     wanted: HashMap<String, (String, Option<String>)>,
 }
 
-impl Protocol for Irc {
+impl Protocol for Session {
+    type Config = ConnConfig;
     type Job = Job;
     type Conn = Conn;
     const NAME: &'static str = "irc";
+
+    fn start(cfg: Arc<ConnConfig>) -> Self {
+        Self {
+            bucket: Bucket::new(cfg.burst, cfg.line_interval),
+            cfg,
+            wanted: HashMap::new(),
+        }
+    }
+
+    fn job(payload: &serde_json::Value) -> Result<Job, Outcome> {
+        match Job::from_payload(payload) {
+            None => Err(permanent(
+                "irc: malformed message (no channel, command or lines)",
+            )),
+            Some(j) if j.lines.is_empty() => Err(permanent("irc: the rendered message is empty")),
+            Some(j) => Ok(j),
+        }
+    }
 
     fn addr(&self) -> String {
         self.cfg.addr()
@@ -584,7 +441,7 @@ impl Protocol for Irc {
         if c.probing {
             return Err(retry(format!(
                 "irc: {} stopped answering (no PONG within {} s)",
-                c.addr,
+                c.w.addr,
                 KEEPALIVE.as_secs()
             )));
         }
@@ -594,40 +451,22 @@ impl Protocol for Irc {
     }
 
     async fn read_idle(c: &mut Conn) -> Result<(), Outcome> {
-        let line = c
-            .read_line()
-            .await
-            .map_err(|e| retry(format!("irc: connection to {} lost: {e}", c.addr)))?;
+        let line = c.read_line().await.map_err(|e| c.w.lost(e))?;
         c.observe(&line).await
     }
 
+    /// `Err` = the connection failed; `Ok` = the message's outcome.
     async fn send(&mut self, c: &mut Conn, job: &Job) -> Result<Outcome, Outcome> {
         let folded = fold(&job.channel);
         self.wanted
             .insert(folded.clone(), (job.channel.clone(), job.key.clone()));
-        self.send_lines(c, job, &folded).await
-    }
-
-    async fn close(c: &mut Conn) {
-        c.quit().await;
-    }
-}
-
-impl Irc {
-    /// `Err` = the connection failed; `Ok` = the message's outcome.
-    async fn send_lines(
-        &mut self,
-        c: &mut Conn,
-        job: &Job,
-        folded: &str,
-    ) -> Result<Outcome, Outcome> {
         let cfg = self.cfg.clone();
         // Claim our nick back when we had to take `nick_`.
         if fold(&c.nick) != fold(&cfg.nick) && c.last_reclaim.elapsed() >= RECLAIM_EVERY {
             c.last_reclaim = Instant::now();
             c.write_line(&format!("NICK {}", cfg.nick)).await?;
         }
-        if !c.joined.contains(folded)
+        if !c.joined.contains(&folded)
             && let Some(o) = join(c, &job.channel, job.key.as_deref()).await?
         {
             return Ok(o);
@@ -637,16 +476,12 @@ impl Irc {
             .unwrap_or(0)
             .max(estimated_prefix_len(c.nick.len(), cfg.username.len()));
         let budget = text_budget(prefix, &job.command, &job.channel);
-        let lines: Vec<String> = job
-            .lines
-            .iter()
-            .flat_map(|l| message_lines(l, budget))
-            .collect();
+        let lines = job.lines.iter().flat_map(|l| message_lines(l, budget));
         let mut error = None;
-        for line in &lines {
+        for line in lines {
             let at = self.bucket.reserve(Instant::now());
-            if let Some(o) = pump(c, at, &job.channel).await? {
-                error = Some(o);
+            error = pump(c, at, &job.channel).await?;
+            if error.is_some() {
                 break;
             }
             c.write_line(&format!("{} {} :{line}", job.command, job.channel))
@@ -656,10 +491,8 @@ impl Irc {
         c.pings += 1;
         let token = format!("relay-ack-{}", c.pings);
         let at = self.bucket.reserve(Instant::now());
-        if error.is_none()
-            && let Some(o) = pump(c, at, &job.channel).await?
-        {
-            error = Some(o);
+        if error.is_none() {
+            error = pump(c, at, &job.channel).await?;
         }
         c.write_line(&format!("PING :{token}")).await?;
         let deadline = Instant::now() + ACK_TIMEOUT;
@@ -667,7 +500,7 @@ impl Irc {
             let Some(line) = c.next(deadline).await? else {
                 return Err(retry(format!(
                     "irc: {} did not confirm the message within {} s",
-                    c.addr,
+                    c.w.addr,
                     ACK_TIMEOUT.as_secs()
                 )));
             };
@@ -680,6 +513,11 @@ impl Irc {
             }
         }
         Ok(error.unwrap_or(Outcome::Sent { remote_id: None }))
+    }
+
+    async fn close(c: &mut Conn) {
+        c.w.bye("QUIT :discourse-relay: configuration changed\r\n")
+            .await;
     }
 }
 
@@ -704,14 +542,13 @@ fn send_error(m: &Msg<'_>, channel: &str, c: &mut Conn) -> Option<Outcome> {
     if fold(m.param(1)) != fold(channel) {
         return None;
     }
-    let text = short(m.last());
-    match m.command {
+    let (code, text) = (m.command, short(m.last()));
+    match code {
         "404" => Some(permanent(format!(
             "irc: cannot send to {channel}: {text} (404; the channel may be moderated (+m) or the relay banned)"
         ))),
         "401" | "403" => Some(permanent(format!(
-            "irc: no such channel {channel} ({} {text})",
-            m.command
+            "irc: no such channel {channel} ({code} {text})"
         ))),
         "442" => {
             // We thought we were in: join again on the next attempt.
@@ -748,8 +585,8 @@ async fn join(c: &mut Conn, channel: &str, key: Option<&str>) -> Result<Option<O
         if fold(m.param(1)) != folded {
             continue;
         }
-        let text = short(m.last());
-        let why = match m.command {
+        let (code, text) = (m.command, short(m.last()));
+        let why = match code {
             "403" => "no such channel",
             "405" => "the relay is in too many channels",
             "473" => "the channel is invite-only (+i): invite the relay's nick",
@@ -765,18 +602,18 @@ async fn join(c: &mut Conn, channel: &str, key: Option<&str>) -> Result<Option<O
             }
             _ => continue,
         };
-        return Ok(Some(permanent(format!(
-            "irc: cannot join {channel}: {why} ({} {text})",
-            m.command
-        ))));
+        let reason = format!("irc: cannot join {channel}: {why} ({code} {text})");
+        return Ok(Some(permanent(reason)));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncBufReadExt, BufReader};
+    use crate::providers::{NativeSender, testkit};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpListener;
+    use tokio::time::timeout;
 
     #[test]
     fn parses_server_lines() {
@@ -972,19 +809,8 @@ mod tests {
         }
 
         // Nothing listening: retry, and the backoff is reported.
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let sender = IrcSender::new(config(port, Auth::Pass, None));
-        let Outcome::Retry { reason, .. } = sender.send(&payload(&["x"])).await else {
-            panic!("refused must retry")
-        };
-        assert!(reason.contains("cannot connect"), "{reason}");
-        let Outcome::Retry { after, .. } = sender.send(&payload(&["x"])).await else {
-            panic!("still retry")
-        };
-        assert!(after.is_some(), "inside the backoff window");
+        let sender = IrcSender::new(config(testkit::free_port(), Auth::Pass, None));
+        testkit::assert_refused_then_backoff(&sender, &payload(&["x"])).await;
     }
 
     #[tokio::test]

@@ -1,32 +1,27 @@
-//! The XMPP client connection of one provider instance: a task that owns
-//! the socket, started on the first send and ended (closing the stream)
-//! when the instance is dropped (config reload). Sends reach it through a
-//! channel and get their [`Outcome`] back; while idle it answers the
-//! server's requests, keeps the link alive, notices being kicked from a
-//! room, and reconnects (with backoff) when it has rooms to sit in.
+//! The XMPP side of the connection task ([`persistent`]): the client login
+//! (stream, STARTTLS, SASL, bind, session), room joins, messages confirmed
+//! by the room's echo; while idle, server requests answered, room exits
+//! noticed, and a whitespace keepalive or a ping; `</stream:stream>` on close.
+//!
+//! [`persistent`]: crate::providers::persistent
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::{Instant, timeout_at};
 
 use super::xml::{self, Element, Item, escape};
 use super::{ConnConfig, Tls, check_room, join_stanza, message_stanza, sasl};
-use crate::providers::persistent::{Io, Link, Protocol, dial, permanent, retry, tls_wrap};
-use crate::providers::{NativeSender, Outcome};
+use crate::providers::Outcome;
+use crate::providers::persistent::{Protocol, Sender, Wire, dial, permanent, retry, tls_wrap};
 
 /// Stream negotiation (TLS, SASL, bind) as a whole.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the room may take to reflect our message.
 const ECHO_TIMEOUT: Duration = Duration::from_secs(30);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A single space is written after this long without writing anything.
 const WHITESPACE_EVERY: Duration = Duration::from_secs(60);
 /// Server silence after which an XMPP ping is sent; the link is dropped
@@ -45,82 +40,19 @@ const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 const NS_PING: &str = "urn:xmpp:ping";
 const NS_SID: &str = "urn:xmpp:sid:0";
 
+/// The [`NativeSender`](crate::providers::NativeSender) of one `[providers.NAME]` of kind `xmpp`.
+pub(crate) type XmppSender = Sender<Session>;
+
 /// One message for one room, as built by `XmppChat::request`.
 #[derive(Debug)]
-struct Job {
+pub(crate) struct Job {
     room: String,
     body: String,
 }
 
-impl Job {
-    fn from_payload(p: &serde_json::Value) -> Option<Self> {
-        let room = p["room"].as_str()?;
-        check_room(room).ok()?;
-        Some(Self {
-            room: room.to_string(),
-            body: p["body"].as_str()?.to_string(),
-        })
-    }
-}
-
-/// The [`NativeSender`] of one `[providers.NAME]` of kind `xmpp`.
-pub(crate) struct XmppSender {
-    cfg: Arc<ConnConfig>,
-    link: Link<Job>,
-}
-
-impl fmt::Debug for XmppSender {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("XmppSender")
-            .field("jid", &self.cfg.bare_jid())
-            .field("server", &self.cfg.addr())
-            .finish()
-    }
-}
-
-impl XmppSender {
-    pub(crate) fn new(cfg: Arc<ConnConfig>) -> Self {
-        Self {
-            cfg,
-            link: Link::new(),
-        }
-    }
-}
-
-impl NativeSender for XmppSender {
-    fn send<'a>(
-        &'a self,
-        payload: &'a serde_json::Value,
-    ) -> Pin<Box<dyn Future<Output = Outcome> + Send + 'a>> {
-        Box::pin(async move {
-            let Some(job) = Job::from_payload(payload) else {
-                return permanent("xmpp: malformed message (no room or body)");
-            };
-            if job.body.trim().is_empty() {
-                return permanent("xmpp: the rendered message is empty");
-            }
-            self.link
-                .send(job, || Xmpp {
-                    cfg: self.cfg.clone(),
-                    wanted: HashSet::new(),
-                })
-                .await
-        })
-    }
-}
-
 /// Server text for a reason: one line, bounded.
 fn short(s: &str) -> String {
-    let clean: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let clean = clean.trim();
-    let mut out: String = clean.chars().take(200).collect();
-    if clean.chars().count() > 200 {
-        out.push('…');
-    }
-    out
+    crate::providers::persistent::short(s.replace(char::is_control, " ").trim())
 }
 
 /// The bare part of a JID (`room@service/nick` → `room@service`), lower-cased.
@@ -132,45 +64,38 @@ fn resource(jid: &str) -> Option<&str> {
     jid.split_once('/').map(|(_, r)| r)
 }
 
-/// A stanza error: `(type, condition, text)` from its `<error>` child.
+/// The condition of an error element (its first child but `<text>`, in
+/// `ns` when one is, or `none`), and it with the `<text>`: `condition: text`.
+fn condition(e: &Element, ns: Option<&str>, none: &str) -> (String, String) {
+    let named = |c: &&Element| c.local() != "text";
+    let name = (e.children.iter())
+        .find(|c| named(c) && (ns.is_none() || c.ns() == ns))
+        .or_else(|| e.children.iter().find(named))
+        .map_or(none, |c| c.local());
+    let what = match e.child("text").map(|t| short(&t.text)) {
+        Some(text) if !text.is_empty() => format!("{name}: {text}"),
+        _ => name.to_string(),
+    };
+    (name.to_string(), what)
+}
+
+/// A stanza error: `(type, condition, condition: text)` from its `<error>`.
 fn stanza_error(el: &Element) -> (String, String, String) {
     let Some(e) = el.child("error") else {
-        return ("cancel".into(), "undefined-condition".into(), String::new());
+        let none = "undefined-condition".to_string();
+        return ("cancel".into(), none.clone(), none);
     };
-    let condition = e
-        .children
-        .iter()
-        .find(|c| c.local() != "text" && c.ns() == Some(NS_STANZAS))
-        .or_else(|| e.children.iter().find(|c| c.local() != "text"))
-        .map(|c| c.local().to_string())
-        .unwrap_or_else(|| "undefined-condition".into());
-    let text = e.child("text").map(|t| short(&t.text)).unwrap_or_default();
+    let (condition, what) = condition(e, Some(NS_STANZAS), "undefined-condition");
     (
         e.attr("type").unwrap_or("cancel").to_string(),
         condition,
-        text,
+        what,
     )
-}
-
-fn with_text(condition: &str, text: &str) -> String {
-    if text.is_empty() {
-        condition.to_string()
-    } else {
-        format!("{condition}: {text}")
-    }
 }
 
 /// A `<stream:error>` as an outcome.
 fn stream_error(el: &Element, addr: &str) -> Outcome {
-    let condition = el
-        .children
-        .iter()
-        .find(|c| c.local() != "text" && c.ns() == Some(NS_STREAMS))
-        .or_else(|| el.children.iter().find(|c| c.local() != "text"))
-        .map(|c| c.local().to_string())
-        .unwrap_or_else(|| "undefined-condition".into());
-    let text = el.child("text").map(|t| short(&t.text)).unwrap_or_default();
-    let what = with_text(&condition, &text);
+    let (condition, what) = condition(el, Some(NS_STREAMS), "undefined-condition");
     match condition.as_str() {
         "host-unknown" | "host-gone" => permanent(format!(
             "xmpp: {addr} does not serve the JID's domain ({what}; check `jid` and `server`)"
@@ -185,103 +110,62 @@ fn stream_error(el: &Element, addr: &str) -> Outcome {
     }
 }
 
-// ---------------------------------------------------------------------------
-// The connection
+fn sasl_failure(el: &Element, who: &str, addr: &str) -> Outcome {
+    let (condition, what) = condition(el, None, "failure");
+    match condition.as_str() {
+        "temporary-auth-failure" => {
+            retry(format!("xmpp: login as {who} failed on {addr} ({what})"))
+        }
+        "not-authorized" => permanent(format!(
+            "xmpp: login as {who} refused by {addr} ({what}; check `jid` and `password`)"
+        )),
+        "account-disabled" | "credentials-expired" => permanent(format!(
+            "xmpp: the account {who} cannot log in on {addr} ({what})"
+        )),
+        _ => permanent(format!("xmpp: login as {who} failed on {addr} ({what})")),
+    }
+}
 
-struct Conn {
-    io: Box<dyn Io>,
-    buf: Vec<u8>,
-    addr: String,
+pub(crate) struct Conn {
+    w: Wire,
     /// Our full JID, as bound.
     jid: String,
     /// Rooms we are in (bare, lower-cased) → our nick there.
     joined: HashMap<String, String>,
     last_rx: Instant,
-    last_tx: Instant,
     /// When a silence probe (ping) was sent, until anything arrives.
     probe_at: Option<Instant>,
     ids: u64,
 }
 
 impl Conn {
-    fn new(io: Box<dyn Io>, addr: String) -> Self {
-        let now = Instant::now();
-        Self {
-            io,
-            buf: Vec::new(),
-            addr,
-            jid: String::new(),
-            joined: HashMap::new(),
-            last_rx: now,
-            last_tx: now,
-            probe_at: None,
-            ids: 0,
-        }
-    }
-
     fn id(&mut self, what: &str) -> String {
         self.ids += 1;
         format!("relay-{what}-{}", self.ids)
     }
 
-    /// Reads the next item (cancel safe: bytes are buffered only after a
-    /// read completes, so a `select!` may drop this future at any time).
+    async fn write(&mut self, data: &str) -> Result<(), Outcome> {
+        self.w.write(data).await
+    }
+
+    /// Reads the next item (cancel safe, as [`Wire::fill`]).
     async fn read_item(&mut self) -> io::Result<Item> {
         loop {
-            match xml::next_item(&mut self.buf) {
-                Ok(Some(item)) => {
-                    self.last_rx = Instant::now();
-                    self.probe_at = None;
-                    return Ok(item);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("the server sent bad XML ({e})"),
-                    ));
-                }
+            let item = xml::next_item(&mut self.w.buf).map_err(|e| {
+                let e = format!("the server sent bad XML ({e})");
+                io::Error::new(io::ErrorKind::InvalidData, e)
+            })?;
+            if let Some(item) = item {
+                self.last_rx = Instant::now();
+                self.probe_at = None;
+                return Ok(item);
             }
-            if self.buf.len() > MAX_BUFFER {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "the server sent an over-long stanza",
-                ));
-            }
-            let mut chunk = [0u8; 8192];
-            let n = self.io.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection",
-                ));
-            }
+            self.w
+                .fill(MAX_BUFFER, "the server sent an over-long stanza")
+                .await?;
             // Any bytes (a whitespace keepalive too) show the link is alive.
             self.last_rx = Instant::now();
             self.probe_at = None;
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    async fn write(&mut self, data: &str) -> Result<(), Outcome> {
-        let write = async {
-            self.io.write_all(data.as_bytes()).await?;
-            self.io.flush().await
-        };
-        match timeout(WRITE_TIMEOUT, write).await {
-            Ok(Ok(())) => {
-                self.last_tx = Instant::now();
-                Ok(())
-            }
-            Ok(Err(e)) => Err(retry(format!(
-                "xmpp: connection to {} lost while sending: {e}",
-                self.addr
-            ))),
-            Err(_) => Err(retry(format!(
-                "xmpp: {} stopped reading for {} s",
-                self.addr,
-                WRITE_TIMEOUT.as_secs()
-            ))),
         }
     }
 
@@ -292,23 +176,17 @@ impl Conn {
         loop {
             let item = match timeout_at(deadline, self.read_item()).await {
                 Err(_) => return Ok(None),
-                Ok(Err(e)) => {
-                    return Err(retry(format!(
-                        "xmpp: connection to {} lost: {e}",
-                        self.addr
-                    )));
-                }
-                Ok(Ok(item)) => item,
+                Ok(r) => r.map_err(|e| self.w.lost(e))?,
             };
             match item {
                 Item::StreamOpen(_) => continue,
                 Item::StreamClose => {
-                    return Err(retry(format!("xmpp: {} closed the stream", self.addr)));
+                    return Err(retry(format!("xmpp: {} closed the stream", self.w.addr)));
+                }
+                Item::Element(el) if el.local() == "error" && el.name.contains(':') => {
+                    return Err(stream_error(&el, &self.w.addr));
                 }
                 Item::Element(el) => {
-                    if el.local() == "error" && el.name.contains(':') {
-                        return Err(stream_error(&el, &self.addr));
-                    }
                     self.observe(&el).await?;
                     return Ok(Some(el));
                 }
@@ -335,8 +213,7 @@ impl Conn {
             }
             "presence" => {
                 let from = el.attr("from").unwrap_or("");
-                let room = bare(from);
-                let nick = resource(from).unwrap_or("");
+                let (room, nick) = (bare(from), resource(from).unwrap_or(""));
                 let self_presence = el.child_ns("x", NS_MUC_USER).is_some_and(|x| {
                     x.children
                         .iter()
@@ -360,8 +237,57 @@ impl Conn {
         Ok(())
     }
 
-    async fn close(&mut self) {
-        let _ = timeout(Duration::from_secs(2), self.write("</stream:stream>")).await;
+    /// Sends a stream header and returns the server's `<stream:features>`.
+    async fn open_stream(
+        &mut self,
+        cfg: &ConnConfig,
+        deadline: Instant,
+    ) -> Result<Element, Outcome> {
+        self.w.buf.clear();
+        self.write(&format!(
+            "<?xml version='1.0'?><stream:stream to='{}' version='1.0' xml:lang='en' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
+            escape(&cfg.domain)
+        ))
+        .await?;
+        loop {
+            let el = self.expect(deadline, "").await?;
+            if el.local() == "features" {
+                return Ok(el);
+            }
+        }
+    }
+
+    /// The next element; none by `deadline` is a retryable timeout
+    /// (`what` was not answered; "" = no stream features came).
+    async fn expect(&mut self, deadline: Instant, what: &str) -> Result<Element, Outcome> {
+        match self.next(deadline).await? {
+            Some(el) => Ok(el),
+            None if what.is_empty() => Err(retry(format!(
+                "xmpp: {} sent no stream features within {} s",
+                self.w.addr,
+                LOGIN_TIMEOUT.as_secs()
+            ))),
+            None => Err(retry(format!(
+                "xmpp: {} did not answer {what} within {} s",
+                self.w.addr,
+                LOGIN_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// The next element named one of `ends`; others are skipped.
+    async fn until(
+        &mut self,
+        deadline: Instant,
+        what: &str,
+        ends: &[&str],
+    ) -> Result<Element, Outcome> {
+        loop {
+            let el = self.expect(deadline, what).await?;
+            if ends.contains(&el.local()) {
+                return Ok(el);
+            }
+        }
     }
 }
 
@@ -370,102 +296,65 @@ impl Conn {
 async fn connect(cfg: &ConnConfig) -> Result<Conn, Outcome> {
     let addr = cfg.addr();
     let tcp = dial("xmpp", &cfg.server, cfg.port, &addr).await?;
-    let mut conn = Conn::new(Box::new(tcp), addr);
-    let deadline = Instant::now() + LOGIN_TIMEOUT;
-    login(&mut conn, cfg, deadline).await?;
-    Ok(conn)
-}
-
-/// Sends a stream header and returns the server's `<stream:features>`.
-async fn open_stream(
-    c: &mut Conn,
-    cfg: &ConnConfig,
-    deadline: Instant,
-) -> Result<Element, Outcome> {
-    c.buf.clear();
-    c.write(&format!(
-        "<?xml version='1.0'?><stream:stream to='{}' version='1.0' xml:lang='en' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>",
-        escape(&cfg.domain)
-    ))
-    .await?;
-    loop {
-        let Some(el) = c.next(deadline).await? else {
-            return Err(retry(format!(
-                "xmpp: {} sent no stream features within {} s",
-                c.addr,
-                LOGIN_TIMEOUT.as_secs()
-            )));
-        };
-        if el.local() == "features" {
-            return Ok(el);
-        }
-    }
-}
-
-/// Waits for the next element (no deadline answer = a retryable timeout).
-async fn expect(c: &mut Conn, deadline: Instant, what: &str) -> Result<Element, Outcome> {
-    match c.next(deadline).await? {
-        Some(el) => Ok(el),
-        None => Err(retry(format!(
-            "xmpp: {} did not answer {what} within {} s",
-            c.addr,
-            LOGIN_TIMEOUT.as_secs()
-        ))),
-    }
+    let mut c = Conn {
+        w: Wire::new("xmpp", Box::new(tcp), addr),
+        jid: String::new(),
+        joined: HashMap::new(),
+        last_rx: Instant::now(),
+        probe_at: None,
+        ids: 0,
+    };
+    login(&mut c, cfg, Instant::now() + LOGIN_TIMEOUT).await?;
+    Ok(c)
 }
 
 async fn login(c: &mut Conn, cfg: &ConnConfig, deadline: Instant) -> Result<(), Outcome> {
-    let mut features = open_stream(c, cfg, deadline).await?;
-
-    // 1. STARTTLS
+    let mut features = c.open_stream(cfg, deadline).await?;
+    let addr = c.w.addr.clone();
     if cfg.tls == Tls::Starttls {
         if features.child_ns("starttls", NS_TLS).is_none() {
             return Err(permanent(format!(
-                "xmpp: {} does not offer STARTTLS; the relay will not log in without TLS",
-                c.addr
+                "xmpp: {addr} does not offer STARTTLS; the relay will not log in without TLS"
             )));
         }
         c.write(&format!("<starttls xmlns='{NS_TLS}'/>")).await?;
-        loop {
-            let el = expect(c, deadline, "STARTTLS").await?;
-            match el.local() {
-                "proceed" => break,
-                "failure" => {
-                    return Err(retry(format!("xmpp: {} refused STARTTLS", c.addr)));
-                }
-                _ => {}
-            }
+        if c.until(deadline, "STARTTLS", &["proceed", "failure"])
+            .await?
+            .local()
+            == "failure"
+        {
+            return Err(retry(format!("xmpp: {addr} refused STARTTLS")));
         }
-        let plain = std::mem::replace(&mut c.io, Box::new(tokio::io::duplex(1).0));
+        let plain = std::mem::replace(&mut c.w.io, Box::new(tokio::io::duplex(1).0));
         // The certificate names the XMPP domain, not the host connected to.
-        let tls = tls_wrap("xmpp", &cfg.domain, &c.addr, plain, deadline).await?;
-        c.io = Box::new(tls);
-        features = open_stream(c, cfg, deadline).await?;
+        let tls = tls_wrap("xmpp", &cfg.domain, &addr, plain, Some(deadline)).await?;
+        c.w.io = Box::new(tls);
+        features = c.open_stream(cfg, deadline).await?;
     }
 
-    // 2. SASL
     let offered: Vec<String> = features
         .child_ns("mechanisms", NS_SASL)
         .map(|m| {
-            m.children
-                .iter()
+            (m.children.iter())
                 .filter(|c| c.local() == "mechanism")
                 .map(|c| c.text.trim().to_string())
                 .collect()
         })
         .unwrap_or_default();
-    let user = &cfg.user;
-    let password = cfg.password.expose();
-    let who = cfg.bare_jid();
+    let (user, password, who) = (&cfg.user, cfg.password.expose(), cfg.bare_jid());
+    let scram_failed = |e: String| format!("xmpp: SCRAM login to {addr} failed: {e}");
+    let login = "the SASL login";
     if offered.iter().any(|m| m == "SCRAM-SHA-1") {
-        let (mut scram, first) = sasl::Scram::start(user, password)
-            .map_err(|e| retry(format!("xmpp: SCRAM login to {} failed: {e}", c.addr)))?;
+        let (mut scram, first) =
+            sasl::Scram::start(user, password).map_err(|e| retry(scram_failed(e)))?;
         c.write(&format!(
             "<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-1'>{first}</auth>"
         ))
         .await?;
         loop {
-            let el = expect(c, deadline, "the SASL login").await?;
+            let el = c
+                .until(deadline, login, &["challenge", "success", "failure"])
+                .await?;
             match el.local() {
                 "challenge" => {
                     // PBKDF2 with the server's iteration count: CPU work,
@@ -476,158 +365,131 @@ async fn login(c: &mut Conn, cfg: &ConnConfig, deadline: Instant) -> Result<(), 
                         (scram, reply)
                     })
                     .await
-                    .map_err(|e| retry(format!("xmpp: SCRAM login to {} failed: {e}", c.addr)))?;
+                    .map_err(|e| retry(scram_failed(e.to_string())))?;
                     scram = back;
-                    let reply = reply.map_err(|e| {
-                        permanent(format!("xmpp: SCRAM login to {} failed: {e}", c.addr))
-                    })?;
+                    let reply = reply.map_err(|e| permanent(scram_failed(e)))?;
                     c.write(&format!("<response xmlns='{NS_SASL}'>{reply}</response>"))
                         .await?;
                 }
                 "success" => {
-                    scram.verify(&el.text).map_err(|e| {
-                        permanent(format!("xmpp: SCRAM login to {} failed: {e}", c.addr))
-                    })?;
+                    scram
+                        .verify(&el.text)
+                        .map_err(|e| permanent(scram_failed(e)))?;
                     break;
                 }
-                "failure" => return Err(sasl_failure(&el, &who, &c.addr)),
-                _ => {}
+                _ => return Err(sasl_failure(&el, &who, &addr)),
             }
         }
     } else if offered.iter().any(|m| m == "PLAIN") {
+        let plain = sasl::plain(user, password);
         c.write(&format!(
-            "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{}</auth>",
-            sasl::plain(user, password)
+            "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{plain}</auth>"
         ))
         .await?;
-        loop {
-            let el = expect(c, deadline, "the SASL login").await?;
-            match el.local() {
-                "success" => break,
-                "failure" => return Err(sasl_failure(&el, &who, &c.addr)),
-                _ => {}
-            }
+        let el = c.until(deadline, login, &["success", "failure"]).await?;
+        if el.local() == "failure" {
+            return Err(sasl_failure(&el, &who, &addr));
         }
     } else {
+        let offered = match offered.is_empty() {
+            true => "none".to_string(),
+            false => short(&offered.join(", ")),
+        };
         return Err(permanent(format!(
-            "xmpp: {} offers no login the relay supports (SCRAM-SHA-1, PLAIN); offered: {}",
-            c.addr,
-            if offered.is_empty() {
-                "none".to_string()
-            } else {
-                short(&offered.join(", "))
-            }
+            "xmpp: {addr} offers no login the relay supports (SCRAM-SHA-1, PLAIN); offered: {offered}"
         )));
     }
 
-    // 3. Resource binding (and the legacy session when required).
-    let features = open_stream(c, cfg, deadline).await?;
+    // Resource binding (and the legacy session when required).
+    let features = c.open_stream(cfg, deadline).await?;
     if features.child_ns("bind", NS_BIND).is_none() {
         return Err(retry(format!(
-            "xmpp: {} offered no resource binding after login",
-            c.addr
+            "xmpp: {addr} offered no resource binding after login"
         )));
     }
-    let bind_id = c.id("bind");
-    let resource = cfg
-        .resource
-        .as_ref()
+    let resource = (cfg.resource.as_ref())
         .map(|r| format!("<resource>{}</resource>", escape(r)))
         .unwrap_or_default();
-    c.write(&format!(
-        "<iq type='set' id='{bind_id}'><bind xmlns='{NS_BIND}'>{resource}</bind></iq>"
-    ))
-    .await?;
-    loop {
-        let el = expect(c, deadline, "resource binding").await?;
-        if el.local() != "iq" || el.attr("id") != Some(bind_id.as_str()) {
-            continue;
+    let bind = format!("<bind xmlns='{NS_BIND}'>{resource}</bind>");
+    let el = match iq(c, deadline, ("bind", "resource binding"), &bind).await? {
+        Ok(el) => el,
+        Err((kind, what)) => {
+            let reason = format!("xmpp: {addr} refused resource binding ({what})");
+            return Err(if kind == "wait" {
+                retry(reason)
+            } else {
+                permanent(reason)
+            });
         }
-        if el.attr("type") == Some("result") {
-            c.jid = el
-                .child("bind")
-                .and_then(|b| b.child("jid"))
-                .map(|j| j.text.trim().to_string())
-                .unwrap_or_else(|| who.clone());
-            break;
-        }
-        let (kind, condition, text) = stanza_error(&el);
-        let what = with_text(&condition, &text);
-        return Err(if kind == "wait" {
-            retry(format!(
-                "xmpp: {} refused resource binding ({what})",
-                c.addr
-            ))
-        } else {
-            permanent(format!(
-                "xmpp: {} refused resource binding ({what})",
-                c.addr
-            ))
-        });
-    }
+    };
+    c.jid = (el.child("bind").and_then(|b| b.child("jid")))
+        .map(|j| j.text.trim().to_string())
+        .unwrap_or(who);
     if let Some(s) = features.child_ns("session", NS_SESSION)
         && s.child("optional").is_none()
     {
-        let id = c.id("session");
-        c.write(&format!(
-            "<iq type='set' id='{id}'><session xmlns='{NS_SESSION}'/></iq>"
-        ))
-        .await?;
-        loop {
-            let el = expect(c, deadline, "session start").await?;
-            if el.local() == "iq" && el.attr("id") == Some(id.as_str()) {
-                if el.attr("type") == Some("result") {
-                    break;
-                }
-                let (_, condition, text) = stanza_error(&el);
-                return Err(retry(format!(
-                    "xmpp: {} refused the session ({})",
-                    c.addr,
-                    with_text(&condition, &text)
-                )));
-            }
+        let session = format!("<session xmlns='{NS_SESSION}'/>");
+        if let Err((_, what)) = iq(c, deadline, ("session", "session start"), &session).await? {
+            return Err(retry(format!("xmpp: {addr} refused the session ({what})")));
         }
     }
     Ok(())
 }
 
-fn sasl_failure(el: &Element, who: &str, addr: &str) -> Outcome {
-    let condition = el
-        .children
-        .iter()
-        .find(|c| c.local() != "text")
-        .map(|c| c.local().to_string())
-        .unwrap_or_else(|| "failure".into());
-    let text = el.child("text").map(|t| short(&t.text)).unwrap_or_default();
-    let what = with_text(&condition, &text);
-    match condition.as_str() {
-        "temporary-auth-failure" => {
-            retry(format!("xmpp: login as {who} failed on {addr} ({what})"))
+/// Sends `<iq type='set'>` with `child` (ids start with `id`; `what` it
+/// asks for, in reasons): its result, or its error's `(type, condition: text)`.
+async fn iq(
+    c: &mut Conn,
+    deadline: Instant,
+    (id, what): (&str, &str),
+    child: &str,
+) -> Result<Result<Element, (String, String)>, Outcome> {
+    let id = c.id(id);
+    c.write(&format!("<iq type='set' id='{id}'>{child}</iq>"))
+        .await?;
+    loop {
+        let el = c.expect(deadline, what).await?;
+        if el.local() == "iq" && el.attr("id") == Some(id.as_str()) {
+            if el.attr("type") == Some("result") {
+                return Ok(Ok(el));
+            }
+            let (kind, _, what) = stanza_error(&el);
+            return Ok(Err((kind, what)));
         }
-        "not-authorized" => permanent(format!(
-            "xmpp: login as {who} refused by {addr} ({what}; check `jid` and `password`)"
-        )),
-        "account-disabled" | "credentials-expired" => permanent(format!(
-            "xmpp: the account {who} cannot log in on {addr} ({what})"
-        )),
-        _ => permanent(format!("xmpp: login as {who} failed on {addr} ({what})")),
     }
 }
 
-// ---------------------------------------------------------------------------
-// The task
-
 /// The XMPP side of the connection task.
-struct Xmpp {
+pub(crate) struct Session {
     cfg: Arc<ConnConfig>,
     /// Rooms to sit in (bare, as configured), joined again after a reconnect.
     wanted: HashSet<String>,
 }
 
-impl Protocol for Xmpp {
+impl Protocol for Session {
+    type Config = ConnConfig;
     type Job = Job;
     type Conn = Conn;
     const NAME: &'static str = "xmpp";
+
+    fn start(cfg: Arc<ConnConfig>) -> Self {
+        Self {
+            cfg,
+            wanted: HashSet::new(),
+        }
+    }
+
+    fn job(p: &serde_json::Value) -> Result<Job, Outcome> {
+        let room = p["room"].as_str().filter(|r| check_room(r).is_ok());
+        let (Some(room), Some(body)) = (room, p["body"].as_str()) else {
+            return Err(permanent("xmpp: malformed message (no room or body)"));
+        };
+        if body.trim().is_empty() {
+            return Err(permanent("xmpp: the rendered message is empty"));
+        }
+        let (room, body) = (room.to_string(), body.to_string());
+        Ok(Job { room, body })
+    }
 
     fn addr(&self) -> String {
         self.cfg.addr()
@@ -652,10 +514,7 @@ impl Protocol for Xmpp {
     }
 
     fn keepalive_at(c: &Conn) -> Instant {
-        match c.probe_at {
-            Some(p) => p + WHITESPACE_EVERY,
-            None => c.last_tx + WHITESPACE_EVERY,
-        }
+        c.probe_at.unwrap_or(c.w.last_tx) + WHITESPACE_EVERY
     }
 
     async fn keepalive(&mut self, c: &mut Conn) -> Result<(), Outcome> {
@@ -665,7 +524,7 @@ impl Protocol for Xmpp {
         {
             return Err(retry(format!(
                 "xmpp: {} stopped answering (no reply to a ping within {} s)",
-                c.addr,
+                c.w.addr,
                 WHITESPACE_EVERY.as_secs()
             )));
         }
@@ -687,25 +546,12 @@ impl Protocol for Xmpp {
         c.next(far).await.map(|_| ())
     }
 
-    async fn send(&mut self, c: &mut Conn, job: &Job) -> Result<Outcome, Outcome> {
-        self.send_message(c, job).await
-    }
-
-    async fn close(c: &mut Conn) {
-        c.close().await;
-    }
-}
-
-impl Xmpp {
     /// `Err` = the connection failed; `Ok` = the message's outcome.
-    async fn send_message(&mut self, c: &mut Conn, job: &Job) -> Result<Outcome, Outcome> {
-        let cfg = self.cfg.clone();
+    async fn send(&mut self, c: &mut Conn, job: &Job) -> Result<Outcome, Outcome> {
         let room = bare(&job.room);
         if !c.joined.contains_key(&room) {
-            match join(c, &job.room, &cfg.nick).await? {
-                None => {
-                    self.wanted.insert(job.room.clone());
-                }
+            match join(c, &job.room, &self.cfg.nick).await? {
+                None => _ = self.wanted.insert(job.room.clone()),
                 Some(o) => {
                     if matches!(o, Outcome::Permanent { .. }) {
                         self.wanted.remove(&job.room);
@@ -725,7 +571,8 @@ impl Xmpp {
                     ECHO_TIMEOUT.as_secs()
                 )));
             };
-            if el.local() != "message" || bare(el.attr("from").unwrap_or("")) != room {
+            let from = el.attr("from").unwrap_or("");
+            if el.local() != "message" || bare(from) != room {
                 continue;
             }
             let same_id = el.attr("id") == Some(id.as_str())
@@ -736,35 +583,35 @@ impl Xmpp {
                 if !same_id && el.attr("id").is_some() {
                     continue;
                 }
-                let (kind, condition, text) = stanza_error(&el);
-                let what = with_text(&condition, &text);
+                let (kind, condition, what) = stanza_error(&el);
+                let room_ = &job.room;
                 return Ok(match condition.as_str() {
                     "not-acceptable" | "item-not-found" => {
                         // Not (or no longer) an occupant: join again next time.
                         c.joined.remove(&room);
                         retry(format!(
-                            "xmpp: {} refused the message: not in the room ({what})",
-                            job.room
+                            "xmpp: {room_} refused the message: not in the room ({what})"
                         ))
                     }
                     "forbidden" => permanent(format!(
-                        "xmpp: {} refused the message ({what}; the room may be moderated and the relay only a visitor: give it voice)",
-                        job.room
+                        "xmpp: {room_} refused the message ({what}; the room may be moderated and the relay only a visitor: give it voice)"
                     )),
                     _ if kind == "wait" => retry(format!(
-                        "xmpp: {} refused the message for now ({what})",
-                        job.room
+                        "xmpp: {room_} refused the message for now ({what})"
                     )),
-                    _ => permanent(format!("xmpp: {} refused the message ({what})", job.room)),
+                    _ => permanent(format!("xmpp: {room_} refused the message ({what})")),
                 });
             }
-            let ours_by_text = resource(el.attr("from").unwrap_or(""))
-                == c.joined.get(&room).map(String::as_str)
+            let ours_by_text = resource(from) == c.joined.get(&room).map(String::as_str)
                 && el.child("body").is_some_and(|b| b.text == job.body);
             if same_id || ours_by_text {
                 return Ok(Outcome::Sent { remote_id: None });
             }
         }
+    }
+
+    async fn close(c: &mut Conn) {
+        c.w.bye("</stream:stream>").await;
     }
 }
 
@@ -790,8 +637,7 @@ async fn join(c: &mut Conn, room: &str, nick: &str) -> Result<Option<Outcome>, O
         {
             continue;
         }
-        let (kind, condition, text) = stanza_error(&el);
-        let what = with_text(&condition, &text);
+        let (kind, condition, what) = stanza_error(&el);
         let why = match condition.as_str() {
             "forbidden" => "the relay is banned from the room",
             "item-not-found" => {
@@ -830,7 +676,10 @@ async fn join(c: &mut Conn, room: &str, nick: &str) -> Result<Option<Outcome>, O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::{NativeSender, testkit};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
+    use tokio::time::timeout;
 
     #[test]
     fn classifies_stanza_and_stream_errors() {
@@ -843,7 +692,7 @@ mod tests {
             (
                 "auth".to_string(),
                 "registration-required".to_string(),
-                "Members only".to_string()
+                "registration-required: Members only".to_string()
             )
         );
         let mut buf = br#"<stream:error xmlns:stream='http://etherx.jabber.org/streams'><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"#.to_vec();
@@ -998,19 +847,8 @@ mod tests {
         }
 
         // Nothing listening: retry, then the backoff is reported.
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let sender = XmppSender::new(config(port, Tls::None));
-        let Outcome::Retry { reason, .. } = sender.send(&payload()).await else {
-            panic!("refused must retry")
-        };
-        assert!(reason.contains("cannot connect"), "{reason}");
-        let Outcome::Retry { after, .. } = sender.send(&payload()).await else {
-            panic!("still retry")
-        };
-        assert!(after.is_some(), "inside the backoff window");
+        let sender = XmppSender::new(config(testkit::free_port(), Tls::None));
+        testkit::assert_refused_then_backoff(&sender, &payload()).await;
     }
 
     #[tokio::test]

@@ -106,14 +106,9 @@ pub fn next_item(buf: &mut Vec<u8>) -> Result<Option<Item>, String> {
         let Some(len) = buf[start..].iter().position(|&b| b == b'>') else {
             return Ok(None);
         };
-        let name = String::from_utf8_lossy(&buf[start + 2..start + len])
-            .trim()
-            .to_string();
+        let name = String::from_utf8_lossy(&buf[start + 2..start + len]).into_owned();
         buf.drain(..start + len + 1);
-        if name.rsplit(':').next() == Some("stream") {
-            return Ok(Some(Item::StreamClose));
-        }
-        return Err(format!("unexpected closing tag </{name}>"));
+        return closing(name.trim());
     }
     let mut reader = Reader::from_reader(&buf[..]);
     reader.config_mut().check_end_names = true;
@@ -125,7 +120,7 @@ pub fn next_item(buf: &mut Vec<u8>) -> Result<Option<Item>, String> {
             Err(_) => return Ok(None),
         };
         let consumed = reader.buffer_position() as usize;
-        match event {
+        let done = match event {
             Event::Eof => {
                 if stack.is_empty() {
                     // Only whitespace/declarations so far: drop them.
@@ -133,7 +128,6 @@ pub fn next_item(buf: &mut Vec<u8>) -> Result<Option<Item>, String> {
                 }
                 return Ok(None);
             }
-            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
             Event::Start(start) => {
                 let el = open(&start)?;
                 if stack.is_empty() && el.local() == "stream" {
@@ -141,46 +135,33 @@ pub fn next_item(buf: &mut Vec<u8>) -> Result<Option<Item>, String> {
                     return Ok(Some(Item::StreamOpen(el)));
                 }
                 stack.push(el);
+                None
             }
-            Event::Empty(start) => {
-                let el = open(&start)?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(el),
-                    None => {
-                        buf.drain(..consumed);
-                        return Ok(Some(Item::Element(el)));
-                    }
-                }
-            }
+            Event::Empty(start) => Some(open(&start)?),
             Event::End(end) => match stack.pop() {
-                Some(el) => match stack.last_mut() {
-                    Some(parent) => parent.children.push(el),
-                    None => {
-                        buf.drain(..consumed);
-                        return Ok(Some(Item::Element(el)));
-                    }
-                },
+                Some(el) => Some(el),
                 None => {
                     let name = end.name().as_ref().to_string();
-                    if name.rsplit(':').next() == Some("stream") {
-                        buf.drain(..consumed);
-                        return Ok(Some(Item::StreamClose));
-                    }
-                    return Err(format!("unexpected closing tag </{name}>"));
+                    buf.drain(..consumed);
+                    return closing(&name);
                 }
             },
             Event::Text(t) => {
                 let text = t.xml10_content();
-                if let Some(el) = stack.last_mut() {
-                    el.text.push_str(&text);
-                } else if !text.chars().all(|c| c.is_ascii_whitespace()) {
-                    return Err("text outside of any element".into());
+                match stack.last_mut() {
+                    Some(el) => el.text.push_str(&text),
+                    None if !text.chars().all(|c| c.is_ascii_whitespace()) => {
+                        return Err("text outside of any element".into());
+                    }
+                    None => {}
                 }
+                None
             }
             Event::CData(t) => {
                 if let Some(el) = stack.last_mut() {
                     el.text.push_str(&t.xml10_content());
                 }
+                None
             }
             Event::GeneralRef(r) => {
                 let Some(el) = stack.last_mut() else {
@@ -190,15 +171,34 @@ pub fn next_item(buf: &mut Vec<u8>) -> Result<Option<Item>, String> {
                     Ok(Some(c)) => el.text.push(c),
                     Ok(None) => {
                         let name = r.xml10_content();
-                        match resolve_predefined_entity(&name) {
-                            Some(s) => el.text.push_str(s),
-                            None => return Err(format!("unknown entity &{name};")),
-                        }
+                        let s = resolve_predefined_entity(&name)
+                            .ok_or_else(|| format!("unknown entity &{name};"))?;
+                        el.text.push_str(s);
                     }
                     Err(e) => return Err(format!("bad character reference: {e}")),
                 }
+                None
+            }
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => None,
+        };
+        if let Some(el) = done {
+            match stack.last_mut() {
+                Some(parent) => parent.children.push(el),
+                None => {
+                    buf.drain(..consumed);
+                    return Ok(Some(Item::Element(el)));
+                }
             }
         }
+    }
+}
+
+/// A closing tag without its start: the server ending the stream, or an error.
+fn closing(name: &str) -> Result<Option<Item>, String> {
+    if name.rsplit(':').next() == Some("stream") {
+        Ok(Some(Item::StreamClose))
+    } else {
+        Err(format!("unexpected closing tag </{name}>"))
     }
 }
 
