@@ -43,7 +43,7 @@ fn posts_before(mock: &Mock, marker: &str) -> Vec<String> {
 fn the_first_post_of_an_unlisted_topic_reaches_no_chat() {
     let mock = Mock::start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "relay.toml", &config(&mock.url("/api"), "0s"));
+    let cfg = write(dir.path(), "relay.toml", config(&mock.url("/api"), "0s"));
     let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", "xoxb-u")]);
     // The topic event first: the relay learns the topic is unlisted.
     assert_eq!(relay.post_fixture("topic_created_unlisted").0, 202);
@@ -62,7 +62,7 @@ fn an_unlisted_topic_event_arriving_after_the_post_still_stops_it() {
     let mock = Mock::start();
     let dir = tempfile::tempdir().unwrap();
     // The post waits out its delay; the topic event arrives inside it.
-    let cfg = write(dir.path(), "relay.toml", &config(&mock.url("/api"), "2s"));
+    let cfg = write(dir.path(), "relay.toml", config(&mock.url("/api"), "2s"));
     let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", "xoxb-u")]);
     assert_eq!(
         relay
@@ -81,7 +81,7 @@ fn an_unlisted_topic_event_arriving_after_the_post_still_stops_it() {
 fn unlisting_a_topic_deletes_its_announcement_and_listing_it_again_posts_it() {
     let mock = Mock::start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "relay.toml", &config(&mock.url("/api"), "0s"));
+    let cfg = write(dir.path(), "relay.toml", config(&mock.url("/api"), "0s"));
     let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", "xoxb-u")]);
     assert_eq!(relay.post_fixture("post_created_first_post").0, 202);
     let sent = mock.wait_for(1, Duration::from_secs(15));

@@ -572,7 +572,8 @@ mod tests {
         assert_eq!(body(&r)["notify"], true);
         assert_eq!(body(&r)["color"], "red");
         // A bare `provider = "hipchat"` chat has no server.
-        let (d, msgs) = testkit::bind_fields(&REGISTRATION, "", "room = 7, token = \"${TOK}\"", &env);
+        let (d, msgs) =
+            testkit::bind_fields(&REGISTRATION, "", "room = 7, token = \"${TOK}\"", &env);
         assert!(d.is_none());
         assert!(msgs[0].contains("needs `server`"), "{msgs:?}");
     }

@@ -617,7 +617,6 @@ pub fn capabilities_if(answers_ids: bool) -> super::Capabilities {
     }
 }
 
-
 /// Keeps `open`, the elements open so far, up to date with one token of
 /// [`html_token`] (text, comments, `<x/>` and `void` elements leave it alone).
 pub fn track_tag(token: &str, open: &mut Vec<String>, void: &[&str]) {
@@ -646,7 +645,6 @@ pub fn track_tag(token: &str, open: &mut Vec<String>, void: &[&str]) {
         }
     }
 }
-
 
 /// Reports `message` at `span` and gives `None`: `return kit::reject(cx, span, "…")`.
 pub fn reject<T>(

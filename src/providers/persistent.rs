@@ -25,7 +25,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use super::kit::backoff;
 
 use crate::config::Rate;
-use crate::providers::{Capabilities, Destination, Message, NativeSender, Outbound, Outcome};
+use crate::providers::{Message, NativeSender, Outbound, Outcome};
 use crate::render::Dialect;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -163,25 +163,19 @@ pub(crate) trait NativeChat: fmt::Debug + Send + Sync {
     fn native(&self, msg: &Message<'_>) -> Outbound;
 }
 
-impl<T: NativeChat> Destination for T {
-    fn kind(&self) -> &'static str {
-        T::KIND
-    }
+/// Never consulted: a native chat's sends are answered by its connection,
+/// not over HTTP.
+const NO_HTTP: super::kit::Spec = super::kit::Spec::plain("native");
 
-    fn dialect(&self) -> Dialect {
-        Dialect::Plain
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
+impl<T: NativeChat> super::kit::Chat for T {
+    const KIND: &'static str = T::KIND;
+    const TARGET: &'static str = T::KIND;
+    const DIALECT: Dialect = Dialect::Plain;
+    const RATE: Option<Rate> = Some(T::RATE);
+    const ANSWERS: &'static dyn super::kit::Answers = &NO_HTTP;
 
     fn target(&self) -> String {
         self.place()
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        Some(T::RATE)
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
