@@ -73,10 +73,12 @@ fn events() -> Vec<Event> {
         });
         e.topic.tags = vec![
             Tag {
+                hidden: false,
                 name: format!("tag{}", (i * 101) % 5000),
                 slug: format!("tag{}", (i * 101) % 5000),
             },
             Tag {
+                hidden: false,
                 name: "release-1-2".into(),
                 slug: "release-1-2".into(),
             },

@@ -38,6 +38,10 @@ pub struct Discourse {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, CategoryEntry>")]
     pub categories: BTreeMap<String, Spanned<CategoryEntry>>,
+    /// Staff-only tags, as globs over tag names or slugs (e.g. `["staff-*"]`): never shown in a message, and matched only by rules naming the tag exactly.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub hidden_tags: Vec<Spanned<String>>,
 }
 
 /// The `[server]` table: where `serve` listens and how it delivers.
@@ -290,6 +294,8 @@ pub struct Forum {
     pub api_username: String,
     pub delay: Duration,
     pub categories: Vec<StaticCategory>,
+    /// `hidden_tags`, compiled (lower-case); `None` when the file names none.
+    pub hidden_tags: Option<std::sync::Arc<globset::GlobSet>>,
 }
 
 /// The forum of `forums` whose base URL is `url` (as `X-Discourse-Instance`

@@ -1957,6 +1957,7 @@ pub(crate) mod tests {
         let read = store.due_events(10, 1).unwrap().remove(0);
         // Late tags arrive between the scheduler's read and its commit.
         let tags = vec![crate::ingest::Tag {
+            hidden: false,
             name: "Late".into(),
             slug: "late".into(),
         }];

@@ -402,6 +402,7 @@ subscribe = ["all"]
             p.raw = "edited".into();
         }
         let tags = [crate::ingest::Tag {
+            hidden: false,
             name: "Rust".into(),
             slug: "rust".into(),
         }];
@@ -429,6 +430,7 @@ subscribe = ["all"]
         store.accept(&[inbound(1, 10), other], 1).unwrap();
         let main = inbound(1, 10).event;
         let tags = [crate::ingest::Tag {
+            hidden: false,
             name: "Rust".into(),
             slug: "rust".into(),
         }];

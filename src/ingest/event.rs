@@ -118,6 +118,10 @@ pub struct Category {
 pub struct Tag {
     pub name: String,
     pub slug: String,
+    /// Staff-only (`[discourse] hidden_tags`): never shown in a message, and
+    /// matched only by rules naming it exactly.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +211,7 @@ impl Event {
                     unresolved: false,
                 }),
                 tags: vec![Tag {
+                    hidden: false,
                     name: "async".into(),
                     slug: "async".into(),
                 }],

@@ -43,6 +43,8 @@ pub struct ForumState {
     fail_closed: bool,
     topics: HashMap<u64, TopicInfo>,
     order: VecDeque<u64>,
+    /// Staff-only tag globs (lower-case), from `[discourse] hidden_tags`.
+    hidden_tags: Option<std::sync::Arc<globset::GlobSet>>,
 }
 
 impl ForumState {
@@ -173,7 +175,43 @@ impl ForumState {
 
     /// Learns from a topic event or a `GET /t/{id}.json` response: fields the
     /// payload carries replace what was known, absent ones keep it.
+    /// Marks the tags matching `globs` as hidden from messages.
+    pub fn hiding_tags(mut self, globs: Option<std::sync::Arc<globset::GlobSet>>) -> Self {
+        self.hidden_tags = globs;
+        self
+    }
+
+    /// New `hidden_tags` (a reload): the tags learned so far are marked anew.
+    pub fn set_hidden_tags(&mut self, globs: Option<std::sync::Arc<globset::GlobSet>>) {
+        self.hidden_tags = globs;
+        let mut topics = std::mem::take(&mut self.topics);
+        for tag in topics
+            .values_mut()
+            .flat_map(|t| t.tags.iter_mut().flatten())
+        {
+            tag.hidden = self.hides(&tag.name, &tag.slug);
+        }
+        self.topics = topics;
+    }
+
+    /// Whether a tag is staff-only (by name or slug).
+    fn hides(&self, name: &str, slug: &str) -> bool {
+        self.hidden_tags
+            .as_ref()
+            .is_some_and(|g| g.is_match(name.to_lowercase()) || g.is_match(slug.to_lowercase()))
+    }
+
     pub fn learn_topic(&mut self, t: &TopicPayload) {
+        let tags: Option<Vec<Tag>> = t.tags.as_ref().map(|tags| {
+            tags.iter()
+                .cloned()
+                .map(|tag| {
+                    let (name, slug) = tag.into_parts();
+                    let hidden = self.hides(&name, &slug);
+                    Tag { name, slug, hidden }
+                })
+                .collect()
+        });
         let entry = match self.topics.get_mut(&t.id) {
             Some(e) => e,
             None => {
@@ -201,16 +239,8 @@ impl ForumState {
         if t.visible.is_some() {
             entry.visible = t.visible;
         }
-        if let Some(tags) = &t.tags {
-            entry.tags = Some(
-                tags.iter()
-                    .cloned()
-                    .map(|tag| {
-                        let (name, slug) = tag.into_parts();
-                        Tag { name, slug }
-                    })
-                    .collect(),
-            );
+        if tags.is_some() {
+            entry.tags = tags;
         }
         if let Some(d) = &t.details {
             entry.pm_groups = Some(

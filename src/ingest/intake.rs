@@ -146,8 +146,16 @@ impl Intake {
         intake
     }
 
-    /// Takes the API clients of a new config (a reload).
+    /// Takes the API clients and hidden tags of a new config (a reload).
     pub fn configure(&self, forums: &[Forum]) {
+        {
+            let mut states = self.forums.lock().unwrap_or_else(|e| e.into_inner());
+            for f in forums {
+                if let Some(state) = states.get_mut(&f.url) {
+                    state.set_hidden_tags(f.hidden_tags.clone());
+                }
+            }
+        }
         let apis = forums
             .iter()
             .filter_map(|f| {
@@ -412,7 +420,9 @@ impl Intake {
 /// unknown categories held for the API where it has one.
 fn fresh_state(forum: Option<&Forum>) -> ForumState {
     match forum {
-        Some(f) => ForumState::new(&f.categories).learning_from_api(f.api_key.is_some()),
+        Some(f) => ForumState::new(&f.categories)
+            .learning_from_api(f.api_key.is_some())
+            .hiding_tags(f.hidden_tags.clone()),
         None => ForumState::new(&[]),
     }
 }

@@ -351,6 +351,7 @@ fn read_forum(name: &str, item: &Item, cx: &mut Ctx<'_>) -> Option<Forum> {
             restricted,
         });
     }
+    let hidden_tags = hidden_tags(&d.hidden_tags, cx)?;
     Some(Forum {
         name: name.to_string(),
         url,
@@ -359,7 +360,44 @@ fn read_forum(name: &str, item: &Item, cx: &mut Ctx<'_>) -> Option<Forum> {
         api_username,
         delay,
         categories,
+        hidden_tags,
     })
+}
+
+/// `hidden_tags` compiled into one set (lower-case, as tags are matched);
+/// `None` after reporting a bad glob.
+fn hidden_tags(
+    globs: &[Spanned<String>],
+    cx: &mut Ctx<'_>,
+) -> Option<Option<Arc<globset::GlobSet>>> {
+    if globs.is_empty() {
+        return Some(None);
+    }
+    let mut set = globset::GlobSetBuilder::new();
+    for g in globs {
+        match globset::Glob::new(&g.get_ref().trim().to_lowercase()) {
+            Ok(glob) => {
+                set.add(glob);
+            }
+            Err(e) => {
+                cx.error(
+                    Some(g.span()),
+                    format!("invalid hidden_tags glob `{}`: {}", g.get_ref(), e.kind()),
+                );
+                return None;
+            }
+        }
+    }
+    match set.build() {
+        Ok(set) => Some(Some(Arc::new(set))),
+        Err(e) => {
+            cx.error(
+                globs.first().map(Spanned::span),
+                format!("cannot compile hidden_tags: {e}"),
+            );
+            None
+        }
+    }
 }
 
 /// The longest duration any key accepts. Durations are added to instants

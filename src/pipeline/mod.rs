@@ -142,7 +142,9 @@ impl Pipeline {
     /// seeded with its static category map.
     pub fn forum_state(&self, forum: usize) -> ForumState {
         match self.config.forums.get(forum) {
-            Some(f) => ForumState::new(&f.categories).learning_from_api(f.api_key.is_some()),
+            Some(f) => ForumState::new(&f.categories)
+                .learning_from_api(f.api_key.is_some())
+                .hiding_tags(f.hidden_tags.clone()),
             None => ForumState::new(&[]),
         }
     }

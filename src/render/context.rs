@@ -58,7 +58,7 @@ pub(super) fn context_with_excerpt(event: &Event, chat: &str, excerpt: &str) -> 
             "title": topic.title,
             "slug": topic.slug,
             "url": topic.url,
-            "tags": topic.tags.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            "tags": topic.tags.iter().filter(|t| !t.hidden).map(|t| t.name.as_str()).collect::<Vec<_>>(),
             "category": category,
             "private_message": topic.private_message,
         },

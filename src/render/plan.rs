@@ -282,6 +282,11 @@ fn block(ht: &HelperTemplate) -> Option<Node> {
 
 /// Renders `plan`; `None` when Handlebars must decide (see the module doc).
 pub fn render(plan: &Plan, dialect: Dialect, cx: &RenderContext<'_>) -> Option<String> {
+    // Hidden tags are left out of the template context; Handlebars renders
+    // those (rare) events rather than every tag path here filtering them.
+    if cx.event.topic.tags.iter().any(|t| t.hidden) {
+        return None;
+    }
     let mut out = String::with_capacity(256);
     write(&plan.0, dialect, cx, &mut out)?;
     Some(out)

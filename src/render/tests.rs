@@ -304,6 +304,7 @@ fn bold_join_truncate_and_date() {
     assert_eq!(render(bold, Dialect::Plain, &event), "a*b <c>");
 
     event.topic.tags.push(crate::ingest::Tag {
+        hidden: false,
         name: "a|b".into(),
         slug: "a-b".into(),
     });
@@ -616,6 +617,7 @@ fn plan_events() -> Vec<Event> {
     e.topic.tags = ["a", "b <c>", "@here"]
         .iter()
         .map(|t| crate::ingest::Tag {
+            hidden: false,
             name: t.to_string(),
             slug: t.to_string(),
         })

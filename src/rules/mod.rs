@@ -170,6 +170,8 @@ pub struct Matcher {
     restricted_categories: BoundedCache<Arc<CategoryEntry>>,
 
     tag_globs: GlobIndex,
+    /// Tag globs without wildcards (lower-case text → glob id).
+    tag_literals: HashMap<String, u32>,
     /// Per tag glob: normal rules listing it, ascending ids.
     tag_normal: Vec<Vec<u32>>,
     /// Tag name or slug → matching tag glob ids, ascending.
@@ -275,6 +277,14 @@ impl Matcher {
             .map(|g| !g.contains(GLOB_META))
             .collect();
         let category_globs = categories.build("category", &mut problems);
+        // Hidden tags match only rules that name them exactly.
+        let tag_literals: HashMap<String, u32> = tags
+            .texts()
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| !g.contains(GLOB_META))
+            .map(|(id, g)| (g.clone(), id as u32))
+            .collect();
         let tag_globs = tags.build("tag", &mut problems);
         if !problems.is_empty() {
             return Err(problems);
@@ -341,6 +351,7 @@ impl Matcher {
             open_categories: BoundedCache::default(),
             restricted_categories: BoundedCache::default(),
             tag_globs,
+            tag_literals,
             tag_normal,
             tag_cache: BoundedCache::default(),
             group_message,
@@ -531,6 +542,12 @@ impl Matcher {
             return ids;
         }
         for tag in &topic.tags {
+            if tag.hidden {
+                for text in [&tag.name, &tag.slug] {
+                    ids.extend(self.tag_literals.get(&text.to_lowercase()));
+                }
+                continue;
+            }
             ids.extend_from_slice(&self.tag_matches(&tag.name));
             if tag.slug != tag.name {
                 ids.extend_from_slice(&self.tag_matches(&tag.slug));

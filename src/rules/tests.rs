@@ -75,6 +75,7 @@ fn with_tags(mut e: Event, tags: &[(&str, &str)]) -> Event {
     e.topic.tags = tags
         .iter()
         .map(|(name, slug)| Tag {
+            hidden: false,
             name: name.to_string(),
             slug: slug.to_string(),
         })
@@ -846,6 +847,7 @@ fn indexed_matcher_agrees_with_naive_router() {
             .map(|_| {
                 let (name, slug) = rng.pick(&tags);
                 Tag {
+                    hidden: false,
                     name: name.to_string(),
                     slug: slug.to_string(),
                 }
@@ -912,6 +914,7 @@ fn throughput() {
                 .map(|_| {
                     let name = rng.pick(&tag_names);
                     Tag {
+                        hidden: false,
                         slug: name.clone(),
                         name,
                     }

@@ -1,8 +1,10 @@
-//! Unlisted topics are never announced, whatever the rule, through the real
-//! binary and a mock Slack: the first post of a topic created unlisted
-//! (whichever of the two events arrives first), and a topic unlisted after
-//! its announcement, whose message then follows the chat's `on_delete` and
-//! comes back when the topic is listed again.
+//! Safe by default, through the real binary and a mock Slack. Unlisted
+//! topics are never announced, whatever the rule: the first post of a topic
+//! created unlisted (whichever of the two events arrives first), and a topic
+//! unlisted after its announcement, whose message then follows the chat's
+//! `on_delete` and comes back when the topic is listed again. Staff-only
+//! tags (`hidden_tags`) never appear in a message and reach only rules that
+//! name them exactly.
 
 mod common;
 
@@ -119,4 +121,86 @@ fn unlisting_a_topic_deletes_its_announcement_and_listing_it_again_posts_it() {
         "{}",
         again[3].json()
     );
+}
+
+#[test]
+fn hidden_tags_never_show_and_reach_only_rules_naming_them() {
+    let mock = Mock::start();
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        r##"[discourse]
+url = "https://forum.example.org"
+webhook_secret = "${{DISCOURSE_WEBHOOK_SECRET}}"
+delay = "0s"
+hidden_tags = ["WEB*"]
+
+[providers.slack]
+kind = "slack"
+token = "${{SLACK_TOKEN}}"
+api_url = "{api}"
+
+[templates]
+tags = "tags=[{{{{join topic.tags \",\"}}}}] {{{{#each topic.tags}}}}({{{{this}}}}){{{{/each}}}}"
+
+[[chat]]
+name = "shown"
+provider = "slack"
+channel = "#shown"
+template = "tags"
+subscribe = ["all"]
+
+[[chat]]
+name = "named"
+provider = "slack"
+channel = "#named"
+template = "tags"
+subscribe = ["t/web_sockets"]
+
+[[chat]]
+name = "globbed"
+provider = "slack"
+channel = "#globbed"
+template = "tags"
+subscribe = ["t/web*"]
+"##,
+        api = mock.url("/api")
+    );
+    let cfg = write(dir.path(), "relay.toml", toml);
+    let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", "xoxb-h")]);
+    // Topic 101 is tagged `async` and `web_sockets` (slug `web-sockets`).
+    assert_eq!(relay.post_fixture("topic_created").0, 202);
+    assert_eq!(relay.post_fixture("post_created_first_post").0, 202);
+    let sent = mock.wait_for(2, Duration::from_secs(15));
+    let mut by_channel: Vec<(String, String)> = sent
+        .iter()
+        .map(|r| {
+            let b = r.json();
+            (
+                b["channel"].as_str().unwrap_or("").to_string(),
+                b["text"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    by_channel.sort();
+    assert_eq!(
+        by_channel,
+        [
+            ("named".to_string(), "tags=[async] (async)".to_string()),
+            ("shown".to_string(), "tags=[async] (async)".to_string()),
+        ]
+    );
+    // Routing is one transaction: with the others delivered, `globbed` got
+    // nothing queued at all.
+    let status = relay.wait_status("the two deliveries acknowledged", |s| {
+        s["chats"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().filter(|c| c["delivered"] == 1).count() == 2)
+    });
+    let globbed = status["chats"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == "globbed"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(globbed["delivered"], 0, "{status:#}");
+    assert_eq!(globbed["queue_depth"], 0, "{status:#}");
 }
