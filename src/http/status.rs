@@ -113,8 +113,9 @@ dl.facts dt { font-weight: 600; }
 dl.facts dd { margin: 0; overflow-wrap: anywhere; }
 pre.errors { background: var(--bad-bg); border-left: 3px solid var(--err); padding: .5rem .75rem; }
 table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; vertical-align: top; padding: .4rem .5rem; border-bottom: 1px solid var(--line); overflow-wrap: anywhere; }
-thead th { font-size: .85rem; color: var(--muted); }
+th, td { text-align: left; vertical-align: top; padding: .4rem .5rem; border-bottom: 1px solid var(--line); overflow-wrap: break-word; }
+/* Headings and words are never broken inside (`anywhere` would size columns by the letter); only an overlong token (a URL) wraps. */
+thead th { font-size: .85rem; color: var(--muted); white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 ul.rules { list-style: none; margin: 0; padding: 0; }
 ul.rules li { white-space: pre-wrap; }
