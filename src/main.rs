@@ -88,6 +88,36 @@ enum Command {
         config: PathBuf,
         chat: String,
     },
+    /// List, send again or drop the dead letters of a running relay's chat
+    /// (through its admin listener).
+    DeadLetters {
+        /// The relay's admin listener (`[server] admin_listen`).
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        admin: String,
+        /// The environment variable holding `[server] admin_token`, when one is set.
+        #[arg(long, default_value = "RELAY_ADMIN_TOKEN")]
+        token_env: String,
+        #[command(subcommand)]
+        action: DeadLetterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterCommand {
+    /// The chat's dead letters, newest first: id, when, attempts, reason, what.
+    List { chat: String },
+    /// Queue them again behind what is queued (all, or each `--id N`).
+    Resend {
+        chat: String,
+        #[arg(long = "id")]
+        ids: Vec<u64>,
+    },
+    /// Forget them (all, or each `--id N`).
+    Drop {
+        chat: String,
+        #[arg(long = "id")]
+        ids: Vec<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -116,6 +146,11 @@ fn main() -> ExitCode {
             admin_listen,
         }),
         Command::SendTest { config, chat } => send_test(&config, &chat),
+        Command::DeadLetters {
+            admin,
+            token_env,
+            action,
+        } => dead_letters(&admin, &token_env, action),
     };
     match result {
         Ok(code) => code,
@@ -190,6 +225,83 @@ fn send_test(config: &Path, chat: &str) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// One admin API call per command; the relay does the work and answers.
+fn dead_letters(admin: &str, token_env: &str, action: DeadLetterCommand) -> Result<ExitCode> {
+    let admin = admin.trim_end_matches('/');
+    let segment = |chat: &str| discourse_relay::http::status::path_segment(chat);
+    let client = reqwest::Client::new();
+    let token = std::env::var(token_env).ok().filter(|t| !t.is_empty());
+    let with_token = |req: reqwest::RequestBuilder| match &token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    };
+    let (req, chat) = match &action {
+        DeadLetterCommand::List { chat } => (
+            client.get(format!("{admin}/api/chats/{}/dead-letters", segment(chat))),
+            chat,
+        ),
+        DeadLetterCommand::Resend { chat, ids } | DeadLetterCommand::Drop { chat, ids } => {
+            let verb = if matches!(action, DeadLetterCommand::Resend { .. }) {
+                "resend"
+            } else {
+                "drop"
+            };
+            let body = if ids.is_empty() {
+                serde_json::json!({})
+            } else {
+                serde_json::json!({ "ids": ids })
+            };
+            (
+                client
+                    .post(format!(
+                        "{admin}/api/chats/{}/dead-letters/{verb}",
+                        segment(chat)
+                    ))
+                    .json(&body),
+                chat,
+            )
+        }
+    };
+    let rt = runtime()?;
+    let (status, text) = rt.block_on(async {
+        let resp = with_token(req).send().await?;
+        let status = resp.status();
+        Ok::<_, reqwest::Error>((status, resp.text().await?))
+    })?;
+    if !status.is_success() {
+        anyhow::bail!("the relay answered {status}: {}", text.trim());
+    }
+    let answer: serde_json::Value = serde_json::from_str(&text)?;
+    match action {
+        DeadLetterCommand::List { .. } => {
+            let letters = answer.as_array().map(Vec::as_slice).unwrap_or_default();
+            if letters.is_empty() {
+                println!("no dead letters in `{chat}`");
+            }
+            for d in letters {
+                println!(
+                    "{}\t{}\t{} attempts\t{}\t{}",
+                    d["id"],
+                    d["failed_at"].as_str().unwrap_or(""),
+                    d["attempts"],
+                    d["reason"].as_str().unwrap_or(""),
+                    d["what"].as_str().unwrap_or(""),
+                );
+            }
+        }
+        DeadLetterCommand::Resend { .. } => {
+            println!(
+                "queued {} dead letter(s) of `{chat}` again",
+                answer["count"]
+            );
+        }
+        DeadLetterCommand::Drop { .. } => {
+            println!("dropped {} dead letter(s) of `{chat}`", answer["count"]);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate(files: &[PathBuf]) -> Result<ExitCode> {

@@ -267,6 +267,32 @@ impl App {
         self.delivery.dead_letters(chat, limit).await.map(Some)
     }
 
+    /// Sends dead letters of `chat` again (`ids`, or all), behind what is
+    /// queued; `None` if there is no such chat.
+    pub async fn resend_dead_letters(
+        &self,
+        chat: &str,
+        ids: Option<Vec<u64>>,
+    ) -> Result<Option<u64>, StoreError> {
+        if self.pipeline.load().chat_index(chat).is_none() {
+            return Ok(None);
+        }
+        self.delivery.resend_dead_letters(chat, ids).await.map(Some)
+    }
+
+    /// Drops dead letters of `chat` (`ids`, or all); `None` if there is no
+    /// such chat.
+    pub async fn drop_dead_letters(
+        &self,
+        chat: &str,
+        ids: Option<Vec<u64>>,
+    ) -> Result<Option<u64>, StoreError> {
+        if self.pipeline.load().chat_index(chat).is_none() {
+            return Ok(None);
+        }
+        self.delivery.drop_dead_letters(chat, ids).await.map(Some)
+    }
+
     /// Everything the status page and `/api/status` show.
     pub async fn status(&self) -> StatusReport {
         let p = self.pipeline.load_full();

@@ -289,6 +289,17 @@ mod tests {
         fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
             self.inner.dead_letter_counts()
         }
+        fn resend_dead_letters(
+            &self,
+            chat: &str,
+            ids: Option<&[u64]>,
+            now: u64,
+        ) -> Result<u64, StoreError> {
+            self.inner.resend_dead_letters(chat, ids, now)
+        }
+        fn drop_dead_letters(&self, chat: &str, ids: Option<&[u64]>) -> Result<u64, StoreError> {
+            self.inner.drop_dead_letters(chat, ids)
+        }
         fn sync(&self) -> Result<(), StoreError> {
             self.inner.sync()
         }

@@ -537,15 +537,21 @@ impl<'t> Queues<'t> {
         })
     }
 
-    /// Appends at the chat's next seq. The counter outlives the queue's
-    /// rows, so a seq is never handed out twice.
-    fn append(&mut self, d: &NewDelivery, now_ms: u64) -> R<u64> {
-        let chat = d.chat.as_str();
+    /// The chat's next seq. The counter outlives the queue's rows, so a seq
+    /// is never handed out twice.
+    fn next_seq(&mut self, chat: &str) -> R<u64> {
         let seq = self.seqs.get(chat)?.map(|g| g.value()).unwrap_or(1);
         let next = seq
             .checked_add(1)
             .ok_or_else(|| StoreError::Io(format!("the sequence of chat {chat} is exhausted")))?;
         self.seqs.insert(chat, next)?;
+        Ok(seq)
+    }
+
+    /// Appends at the chat's next seq.
+    fn append(&mut self, d: &NewDelivery, now_ms: u64) -> R<u64> {
+        let chat = d.chat.as_str();
+        let seq = self.next_seq(chat)?;
         let record = encode(&QueuedDeliveryRef {
             chat,
             seq,
@@ -554,6 +560,25 @@ impl<'t> Queues<'t> {
             attempts: 0,
             next_attempt_at_ms: now_ms,
             last_error: None,
+        })?;
+        self.queue.insert((chat, seq), record.as_slice())?;
+        bump(&mut self.depth, chat, 1)?;
+        Ok(seq)
+    }
+
+    /// Queues `d` again at its chat's next seq (a resent dead letter): its
+    /// payload, first queue time, attempts and last reason kept, due now.
+    fn requeue(&mut self, d: &QueuedDelivery, now_ms: u64) -> R<u64> {
+        let chat = d.chat.as_str();
+        let seq = self.next_seq(chat)?;
+        let record = encode(&QueuedDeliveryRef {
+            chat,
+            seq,
+            payload: &d.payload,
+            created_at_ms: d.created_at_ms,
+            attempts: d.attempts,
+            next_attempt_at_ms: now_ms,
+            last_error: d.last_error.as_deref(),
         })?;
         self.queue.insert((chat, seq), record.as_slice())?;
         bump(&mut self.depth, chat, 1)?;
@@ -1355,12 +1380,13 @@ impl Store for RedbStore {
                     return put_quarantine(txn, &bad, now_ms);
                 }
             };
+            let id = next_meta(&mut txn.open_table(META)?, NEXT_DEAD_ID)?;
             let letter = DeadLetter {
+                id,
                 delivery,
                 reason: reason.to_string(),
                 failed_at_ms: now_ms,
             };
-            let id = next_meta(&mut txn.open_table(META)?, NEXT_DEAD_ID)?;
             txn.open_table(DEAD)?
                 .insert(id, encode(&letter)?.as_slice())?;
             txn.open_table(DEAD_BY_CHAT)?.insert((chat, id), ())?;
@@ -1383,8 +1409,11 @@ impl Store for RedbStore {
             let mut out: Vec<DeadLetter> = Vec::new();
             let mut bad = Vec::new();
             let take = |out: &mut Vec<DeadLetter>, bad: &mut Vec<Unreadable>, id, bytes: &[u8]| {
-                match decode(bytes) {
-                    Ok(d) => out.push(d),
+                match decode::<DeadLetter>(bytes) {
+                    Ok(mut d) => {
+                        d.id = id;
+                        out.push(d)
+                    }
                     Err(e) => {
                         let chat = chat.map(str::to_string);
                         bad.push(Unreadable::new(Row::Dead { id, chat }, bytes, e));
@@ -1423,6 +1452,50 @@ impl Store for RedbStore {
 
     fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.read(|txn| counters(&txn.open_table(DEAD_COUNT)?))
+    }
+
+    fn resend_dead_letters(
+        &self,
+        chat: &str,
+        ids: Option<&[u64]>,
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        self.write(Commit::Durable, |txn| {
+            let chosen = dead_ids(txn, chat, ids)?;
+            let mut letters = Vec::with_capacity(chosen.len());
+            {
+                let dead = txn.open_table(DEAD)?;
+                for id in &chosen {
+                    // An unreadable row stays where it is: the listing
+                    // quarantines it, and nothing here can send it.
+                    if let Some(row) = dead.get(*id)?
+                        && let Ok(letter) = decode::<DeadLetter>(row.value())
+                    {
+                        letters.push((*id, letter));
+                    }
+                }
+            }
+            let mut queues = Queues::open(txn)?;
+            for (_, letter) in &letters {
+                queues.requeue(&letter.delivery, now_ms)?;
+            }
+            drop(queues);
+            let rows: Vec<(u64, Option<String>)> = letters
+                .iter()
+                .map(|(id, _)| (*id, Some(chat.to_string())))
+                .collect();
+            remove_dead(txn, &rows)
+        })
+    }
+
+    fn drop_dead_letters(&self, chat: &str, ids: Option<&[u64]>) -> Result<u64, StoreError> {
+        self.write(Commit::Durable, |txn| {
+            let rows: Vec<(u64, Option<String>)> = dead_ids(txn, chat, ids)?
+                .into_iter()
+                .map(|id| (id, Some(chat.to_string())))
+                .collect();
+            remove_dead(txn, &rows)
+        })
     }
 
     fn sync(&self) -> Result<(), StoreError> {
@@ -1611,6 +1684,21 @@ struct DeadChat {
 }
 
 /// Removes dead letters with their index rows and counts.
+/// The ids of `chat`'s dead letters, oldest first: all, or those of `ids`
+/// that are the chat's.
+fn dead_ids(txn: &WriteTransaction, chat: &str, ids: Option<&[u64]>) -> R<Vec<u64>> {
+    let index = txn.open_table(DEAD_BY_CHAT)?;
+    let mut out = Vec::new();
+    for item in index.range((chat, 0)..=(chat, u64::MAX))? {
+        let (key, _) = item?;
+        let (_, id) = key.value();
+        if ids.is_none_or(|ids| ids.contains(&id)) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
 fn remove_dead(txn: &WriteTransaction, rows: &[(u64, Option<String>)]) -> R<u64> {
     let mut dead = txn.open_table(DEAD)?;
     let mut index = txn.open_table(DEAD_BY_CHAT)?;
@@ -2323,6 +2411,59 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn dead_letters_are_resent_to_the_end_of_the_queue_or_dropped() {
+        let (_dir, store) = temp();
+        let mut ids = Vec::new();
+        for at in [10, 20, 30] {
+            let seq = store.enqueue(&test_delivery("a"), at).unwrap();
+            store.reschedule("a", seq, at + 1, "HTTP 500").unwrap();
+            store
+                .dead_letter("a", seq, &format!("gave up at {at}"), at)
+                .unwrap();
+            ids.push(store.dead_letters(Some("a"), 1).unwrap()[0].id);
+        }
+        let other = store.enqueue(&test_delivery("b"), 5).unwrap();
+        store.dead_letter("b", other, "b's", 5).unwrap();
+        // Something queued meanwhile: resent letters go behind it.
+        let queued = store.enqueue(&test_delivery("a"), 40).unwrap();
+
+        // One by id; an id of another chat is not this chat's.
+        let b_id = store.dead_letters(Some("b"), 1).unwrap()[0].id;
+        assert_eq!(
+            store
+                .resend_dead_letters("a", Some(&[ids[1], b_id]), 50)
+                .unwrap(),
+            1
+        );
+        let q = store.heads("a", 10).unwrap();
+        assert_eq!(q.len(), 2);
+        assert_eq!(q[0].seq, queued);
+        assert!(q[1].seq > queued, "behind what was queued");
+        assert_eq!(q[1].attempts, 1, "its history is kept");
+        assert_eq!(q[1].created_at_ms, 20);
+        assert_eq!(q[1].next_attempt_at_ms, 50, "due at once");
+        assert_eq!(
+            store.dead_letter_counts().unwrap(),
+            vec![("a".to_string(), 2), ("b".to_string(), 1)]
+        );
+        // The rest, oldest first.
+        assert_eq!(store.resend_dead_letters("a", None, 60).unwrap(), 2);
+        let created: Vec<u64> = store
+            .heads("a", 10)
+            .unwrap()
+            .iter()
+            .map(|d| d.created_at_ms)
+            .collect();
+        assert_eq!(created, vec![40, 20, 10, 30]);
+        assert_eq!(store.resend_dead_letters("a", None, 70).unwrap(), 0);
+        // Dropping: only the chat's.
+        assert_eq!(store.drop_dead_letters("a", None).unwrap(), 0);
+        assert_eq!(store.drop_dead_letters("b", Some(&[b_id])).unwrap(), 1);
+        assert!(store.dead_letter_counts().unwrap().is_empty());
+        assert_eq!(store.queue_depths().unwrap(), vec![("a".to_string(), 4)]);
+    }
+
+    #[test]
     fn dead_letters_are_pruned_by_age_and_count_keeping_the_newest() {
         let (_dir, store) = temp();
         for (chat, at) in [
@@ -2727,6 +2868,7 @@ pub(crate) mod tests {
             last_error: Some("HTTP 502".into()),
         };
         let dead = DeadLetter {
+            id: 0,
             delivery: q.clone(),
             reason: "gone".into(),
             failed_at_ms: 9,

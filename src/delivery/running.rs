@@ -298,6 +298,46 @@ impl Delivery {
         blocking(&self.store, move |s| s.dead_letters(Some(&name), limit)).await
     }
 
+    /// Moves dead letters of `chat` (`ids`, or all) back to its queue and
+    /// starts its worker; how many moved.
+    pub async fn resend_dead_letters(
+        &self,
+        chat: &str,
+        ids: Option<Vec<u64>>,
+    ) -> Result<u64, StoreError> {
+        let (name, now) = (chat.to_string(), now_ms());
+        let moved = blocking(&self.store, move |s| {
+            s.resend_dead_letters(&name, ids.as_deref(), now)
+        })
+        .await;
+        self.storage_result(moved.as_ref().err());
+        let moved = moved?;
+        if moved > 0 {
+            tracing::info!(chat, count = moved, "dead letters queued again");
+            self.workers.wake(chat);
+        }
+        Ok(moved)
+    }
+
+    /// Drops dead letters of `chat` (`ids`, or all); how many went.
+    pub async fn drop_dead_letters(
+        &self,
+        chat: &str,
+        ids: Option<Vec<u64>>,
+    ) -> Result<u64, StoreError> {
+        let name = chat.to_string();
+        let dropped = blocking(&self.store, move |s| {
+            s.drop_dead_letters(&name, ids.as_deref())
+        })
+        .await;
+        self.storage_result(dropped.as_ref().err());
+        let dropped = dropped?;
+        if dropped > 0 {
+            tracing::info!(chat, count = dropped, "dead letters dropped");
+        }
+        Ok(dropped)
+    }
+
     /// Lets workers finish their current send and flushes the store (a clean
     /// close makes cheap-durability acks durable). The caller cancels first.
     pub async fn stop(&self) {

@@ -134,6 +134,9 @@ pub struct QueuedDelivery {
 /// A delivery given up on, with the reason shown on the status page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {
+    /// The dead letter's own id (its key in the store; not in the row).
+    #[serde(skip)]
+    pub id: u64,
     pub delivery: QueuedDelivery,
     #[serde(default)]
     pub reason: String,
@@ -362,6 +365,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Dead-letter count per chat.
     fn dead_letter_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Moves dead letters of `chat` (those with `ids`, or all) back to the
+    /// end of its queue, oldest first, in one transaction: each keeps its
+    /// attempts and last reason and is due at once. Returns how many moved.
+    fn resend_dead_letters(
+        &self,
+        chat: &str,
+        ids: Option<&[u64]>,
+        now_ms: u64,
+    ) -> Result<u64, StoreError>;
+
+    /// Drops dead letters of `chat` (those with `ids`, or all). Returns how
+    /// many went.
+    fn drop_dead_letters(&self, chat: &str, ids: Option<&[u64]>) -> Result<u64, StoreError>;
 
     /// Makes every earlier cheap commit (acks, reschedules) durable; a
     /// no-op when there is none.

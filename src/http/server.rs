@@ -473,6 +473,14 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .route("/-/reload", post(reload))
         .route("/api/chats/{name}/test", post(test_message))
         .route("/api/chats/{name}/dead-letters", get(dead_letters_json))
+        .route(
+            "/api/chats/{name}/dead-letters/{action}",
+            post(dead_letters_act_json),
+        )
+        .route(
+            "/chats/{name}/dead-letters/{action}",
+            post(dead_letters_act_from_pane),
+        )
         .route("/chats/{name}/test", post(test_from_pane))
         .route("/chats/{name}/dead-letters", get(dead_letters_page))
         .route("/logout", post(logout))
@@ -818,6 +826,7 @@ fn dead_letter_view(d: DeadLetter) -> DeadLetterView {
         }
     };
     DeadLetterView {
+        id: d.id,
         failed_at: rfc3339(d.failed_at_ms),
         reason: d.reason,
         attempts: d.delivery.attempts,
@@ -827,9 +836,128 @@ fn dead_letter_view(d: DeadLetter) -> DeadLetterView {
     }
 }
 
-async fn dead_letters_page(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+async fn dead_letters_page(
+    State(app): State<Arc<App>>,
+    axum::Extension(keys): axum::Extension<Arc<PaneKeys>>,
+    Path(name): Path<String>,
+) -> Response {
     match dead_letter_views(&app, &name).await {
-        Ok(v) => (pane_headers(), Html(render_dead_letters(&name, &v))).into_response(),
+        Ok(v) => (
+            pane_headers(),
+            Html(render_dead_letters(&name, &v, &keys.csrf)),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// What can be done to dead letters: send them again or drop them.
+#[derive(Clone, Copy)]
+enum DeadLetterAction {
+    Resend,
+    Drop,
+}
+
+impl DeadLetterAction {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "resend" => Some(Self::Resend),
+            "drop" => Some(Self::Drop),
+            _ => None,
+        }
+    }
+
+    /// Does it to `chat`'s dead letters (`ids`, or all): how many, or the
+    /// answer when there is no such chat or the store failed.
+    async fn run(self, app: &App, chat: &str, ids: Option<Vec<u64>>) -> Result<u64, Response> {
+        let done = match self {
+            Self::Resend => app.resend_dead_letters(chat, ids).await,
+            Self::Drop => app.drop_dead_letters(chat, ids).await,
+        };
+        match done {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => {
+                Err((StatusCode::NOT_FOUND, format!("no chat named `{chat}`\n")).into_response())
+            }
+            Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()),
+        }
+    }
+}
+
+/// `POST /api/chats/{name}/dead-letters/{resend|drop}`, with an optional
+/// JSON body `{"ids": [..]}` (none: all of the chat's).
+async fn dead_letters_act_json(
+    State(app): State<Arc<App>>,
+    Path((name, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let Some(act) = DeadLetterAction::parse(&action) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no dead-letter action `{action}` (resend, drop)\n"),
+        )
+            .into_response();
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Chosen {
+        ids: Option<Vec<u64>>,
+    }
+    let ids = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<Chosen>(&body) {
+            Ok(c) => c.ids,
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("the body must be {{\"ids\": [..]}} or empty: {e}\n"),
+                )
+                    .into_response();
+            }
+        }
+    };
+    match act.run(&app, &name, ids).await {
+        Ok(n) => axum::Json(json!({"chat": name, "action": action, "count": n})).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The dead-letter page's buttons: CSRF-checked form posts (`id`: one
+/// letter, none: all), then back to the page (303).
+async fn dead_letters_act_from_pane(
+    State(app): State<Arc<App>>,
+    axum::Extension(keys): axum::Extension<Arc<PaneKeys>>,
+    Path((name, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    if let Err(why) = check_form(&headers, &keys, &form) {
+        return forbidden(why);
+    }
+    let Some(act) = DeadLetterAction::parse(&action) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no dead-letter action `{action}`\n"),
+        )
+            .into_response();
+    };
+    let ids = match form.get("id").map(|v| v.parse::<u64>()) {
+        None => None,
+        Some(Ok(id)) => Some(vec![id]),
+        Some(Err(_)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "`id` must be a dead letter's number\n",
+            )
+                .into_response();
+        }
+    };
+    match act.run(&app, &name, ids).await {
+        Ok(_) => {
+            Redirect::to(&format!("/chats/{}/dead-letters", path_segment(&name))).into_response()
+        }
         Err(r) => r,
     }
 }

@@ -43,6 +43,8 @@ pub struct Pane<'a> {
 /// One dead letter, as the pane shows it.
 #[derive(Serialize, Clone, Debug)]
 pub struct DeadLetterView {
+    /// Its id, for sending it again or dropping it.
+    pub id: u64,
     /// When it was given up on, RFC 3339.
     pub failed_at: String,
     /// The platform's (or the relay's) reason.
@@ -195,7 +197,7 @@ pub fn render_html(report: &StatusReport, pane: &Pane<'_>) -> String {
 }
 
 /// A chat's dead letters: what failed, when, and the platform's reason.
-pub fn render_dead_letters(chat: &str, letters: &[DeadLetterView]) -> String {
+pub fn render_dead_letters(chat: &str, letters: &[DeadLetterView], csrf: &str) -> String {
     let mut out = String::with_capacity(4096 + letters.len() * 512);
     head(
         &mut out,
@@ -209,13 +211,31 @@ pub fn render_dead_letters(chat: &str, letters: &[DeadLetterView]) -> String {
         chat_row_id(chat),
         escape_html(chat),
     );
+    let base = format!("/chats/{}/dead-letters", path_segment(chat));
+    let form = |action: &str, id: Option<u64>, label: &str| {
+        format!(
+            "<form method=\"post\" action=\"{base}/{action}\" class=\"inline\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">{}\
+             <button type=\"submit\">{label}</button></form>",
+            escape_html(csrf),
+            id.map(|id| format!("<input type=\"hidden\" name=\"id\" value=\"{id}\">"))
+                .unwrap_or_default(),
+        )
+    };
     if letters.is_empty() {
         out.push_str("<p class=\"muted\">None.</p>\n");
     } else {
+        let _ = writeln!(
+            out,
+            "<p class=\"actions\">{} {}</p>",
+            form("resend", None, "Send all again"),
+            form("drop", None, "Drop all"),
+        );
         out.push_str(
             "<table class=\"dead-letters\">\n<thead><tr><th scope=\"col\">Failed at</th>\
              <th scope=\"col\">Message</th><th scope=\"col\">Reason</th>\
-             <th scope=\"col\">Attempts</th><th scope=\"col\">Queued at</th></tr></thead>\n<tbody>\n",
+             <th scope=\"col\">Attempts</th><th scope=\"col\">Queued at</th>\
+             <th scope=\"col\"></th></tr></thead>\n<tbody>\n",
         );
         for d in letters {
             let what = match &d.url {
@@ -232,11 +252,12 @@ pub fn render_dead_letters(chat: &str, letters: &[DeadLetterView]) -> String {
                  <td data-label=\"Message\">{what}</td>\
                  <td data-label=\"Reason\"><pre class=\"reason\">{}</pre></td>\
                  <td data-label=\"Attempts\" class=\"num\">{}</td>\
-                 <td data-label=\"Queued at\">{}</td></tr>",
+                 <td data-label=\"Queued at\">{}</td><td>{}</td></tr>",
                 time(&d.failed_at),
                 escape_html(&d.reason),
                 d.attempts,
                 time(&d.queued_at),
+                form("resend", Some(d.id), "Send again"),
             );
         }
         out.push_str("</tbody>\n</table>\n");
@@ -800,6 +821,7 @@ mod tests {
         let html = render_dead_letters(
             "a&b",
             &[DeadLetterView {
+                id: 42,
                 failed_at: "2025-06-01T12:00:00Z".into(),
                 reason: "slack: channel_not_found <x>".into(),
                 attempts: 1,
@@ -807,11 +829,23 @@ mod tests {
                 what: "Title <i>".into(),
                 url: Some("https://forum.example.org/t/x/1/2".into()),
             }],
+            "tok<",
         );
         assert!(html.contains("<h1>Dead letters of a&amp;b</h1>"));
+        // One letter, and all of them, can be sent again; the forms carry the CSRF token.
+        assert!(
+            html.contains("action=\"/chats/a%26b/dead-letters/resend\""),
+            "{html}"
+        );
+        assert!(html.contains("name=\"id\" value=\"42\""), "{html}");
+        assert!(
+            html.contains("action=\"/chats/a%26b/dead-letters/drop\""),
+            "{html}"
+        );
+        assert!(html.contains("name=\"csrf\" value=\"tok&lt;\""), "{html}");
         assert!(html.contains("slack: channel_not_found &lt;x&gt;"));
         assert!(html.contains("<a href=\"https://forum.example.org/t/x/1/2\">Title &lt;i&gt;</a>"));
-        assert!(render_dead_letters("x", &[]).contains("None."));
+        assert!(render_dead_letters("x", &[], "c").contains("None."));
         let login = render_login("abc", true);
         assert!(login.contains("name=\"csrf\" value=\"abc\""));
         assert!(login.contains("type=\"password\""));
