@@ -567,10 +567,30 @@ fn render_chats(out: &mut String, chats: &[ChatStatus], pane: &Pane<'_>) {
     out.push_str("</tbody>\n</table>\n</section>\n");
 }
 
-/// `<time>` for an RFC 3339 string (shown as given).
+/// `<time>` for an RFC 3339 string: how long ago ("3 min ago"), with the
+/// exact time on hover and in `datetime`; as given when it does not parse.
 fn time(at: &str) -> String {
+    let shown = match at.parse::<jiff::Timestamp>() {
+        Ok(t) => ago(jiff::Timestamp::now().as_second() - t.as_second()),
+        Err(_) => at.to_string(),
+    };
     let at = escape_html(at);
-    format!("<time datetime=\"{at}\">{at}</time>")
+    format!(
+        "<time datetime=\"{at}\" title=\"{at}\">{}</time>",
+        escape_html(&shown)
+    )
+}
+
+/// `secs` seconds ago, in the largest unit that fits (a time slightly in
+/// the future, from clock skew, reads "just now").
+fn ago(secs: i64) -> String {
+    match secs {
+        ..=9 => "just now".into(),
+        10..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
+    }
 }
 
 fn outcome(ok: bool) -> &'static str {
@@ -814,6 +834,23 @@ mod tests {
         assert!(html.contains("action=\"/chats/%3Cscript%3Ealert%281%29%3C%2Fscript%3E/test\""));
         assert!(html.contains("href=\"/chats/general/dead-letters\""));
         assert!(html.contains("Test message queued for chat <strong>general</strong>."));
+    }
+
+    #[test]
+    fn times_read_as_how_long_ago_with_the_exact_time_on_hover() {
+        assert_eq!(ago(-5), "just now");
+        assert_eq!(ago(42), "42 s ago");
+        assert_eq!(ago(3 * 60 + 59), "3 min ago");
+        assert_eq!(ago(5 * 3600), "5 h ago");
+        assert_eq!(ago(3 * 86_400 + 1), "3 days ago");
+        let an_hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3700);
+        let html = time(&an_hour_ago.to_string());
+        assert!(html.contains(">1 h ago</time>"), "{html}");
+        assert!(html.contains(&format!("title=\"{an_hour_ago}\"")), "{html}");
+        assert_eq!(
+            time("not a time"),
+            "<time datetime=\"not a time\" title=\"not a time\">not a time</time>"
+        );
     }
 
     #[test]
