@@ -82,11 +82,16 @@ enum Command {
         #[arg(long)]
         admin_listen: Option<std::net::SocketAddr>,
     },
-    /// Send the test message to one chat now, without a running relay.
+    /// Send the test message to one chat now, without a running relay; with
+    /// `--post`, a real forum post (fetched through the API) as that chat
+    /// would get it.
     SendTest {
         #[arg(long)]
         config: PathBuf,
         chat: String,
+        /// A post id, or a post or topic URL (`https://forum/t/slug/101/3`).
+        #[arg(long)]
+        post: Option<String>,
     },
     /// List, send again or drop the dead letters of a running relay's chat
     /// (through its admin listener).
@@ -145,7 +150,7 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
         }),
-        Command::SendTest { config, chat } => send_test(&config, &chat),
+        Command::SendTest { config, chat, post } => send_test(&config, &chat, post.as_deref()),
         Command::DeadLetters {
             admin,
             token_env,
@@ -193,7 +198,7 @@ fn serve(opts: ServeOptions) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn send_test(config: &Path, chat: &str) -> Result<ExitCode> {
+fn send_test(config: &Path, chat: &str, post: Option<&str>) -> Result<ExitCode> {
     let (p, _) = match pipeline::load(config, &ProcessEnv, MissingEnv::Error) {
         Ok(loaded) => loaded,
         Err(diags) => {
@@ -205,15 +210,36 @@ fn send_test(config: &Path, chat: &str) -> Result<ExitCode> {
         let names: Vec<&str> = p.config.chats.iter().map(|c| c.name.as_str()).collect();
         anyhow::bail!("no chat named `{chat}` (chats: {})", names.join(", "));
     };
+    let rt = runtime()?;
+    let (event, what) = match post {
+        None => (p.test_event(), "the test message".to_string()),
+        Some(post) => {
+            let event = rt.block_on(fetch_post(&p, idx, post))?;
+            // Only what the chat's rules would give it: the same safety as serving.
+            match p.route(&event) {
+                discourse_relay::rules::Routing::Matched(ms)
+                    if ms.iter().any(|m| m.chat == idx) => {}
+                discourse_relay::rules::Routing::Skipped(why) => {
+                    anyhow::bail!(
+                        "not sent: the relay would not relay this post to any chat ({why})"
+                    )
+                }
+                _ => anyhow::bail!(
+                    "not sent: `{chat}`'s rules do not take this post (see `explain`)"
+                ),
+            }
+            (event, format!("post {post}"))
+        }
+    };
     let (_, outbound) = p
-        .message(idx, &p.test_event())
-        .map_err(|e| anyhow::anyhow!("cannot render the test message: {e}"))?;
+        .message(idx, &event)
+        .map_err(|e| anyhow::anyhow!("cannot render {what}: {e}"))?;
     let dest = &p.config.chats[idx].destination;
     let sender = Sender::new()?;
-    let outcome = runtime()?.block_on(sender.send(dest.as_ref(), &outbound, &p.config.redactor));
+    let outcome = rt.block_on(sender.send(dest.as_ref(), &outbound, &p.config.redactor));
     match outcome {
         Outcome::Sent { .. } => {
-            println!("sent the test message to `{chat}` ({})", dest.target());
+            println!("sent {what} to `{chat}` ({})", dest.target());
             Ok(ExitCode::SUCCESS)
         }
         Outcome::Retry { reason, .. } => {
@@ -302,6 +328,40 @@ fn dead_letters(admin: &str, token_env: &str, action: DeadLetterCommand) -> Resu
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The post `post` names as a `post_created` event, through the chat's
+/// forum's API (site, topic and post).
+async fn fetch_post(
+    p: &pipeline::Pipeline,
+    chat: usize,
+    post: &str,
+) -> Result<discourse_relay::ingest::Event> {
+    use discourse_relay::ingest::api::{DiscourseApi, PostRef};
+    let which = PostRef::parse(post).ok_or_else(|| {
+        anyhow::anyhow!("`{post}` is neither a post id nor a post URL (https://forum/t/slug/101/3)")
+    })?;
+    let forum_idx = p.config.chats[chat].forum;
+    let forum = &p.config.forums[forum_idx];
+    let Some(key) = &forum.api_key else {
+        anyhow::bail!(
+            "--post fetches the post through the Discourse API: set `api_key` for {}",
+            forum.url
+        );
+    };
+    let api = DiscourseApi::new(&forum.url, key.clone(), &forum.api_username)?;
+    let mut state = p.forum_state(forum_idx);
+    let site = api.site().await?;
+    state.learn_site(&site);
+    let answer = api.post(which).await?;
+    let topic_id = answer
+        .get("topic_id")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| anyhow::anyhow!("the forum's answer for post {post} has no topic_id"))?;
+    let topic = api.topic(topic_id).await?;
+    Ok(discourse_relay::ingest::event_from_api(
+        answer, &topic, &mut state, &forum.url,
+    )?)
 }
 
 fn validate(files: &[PathBuf]) -> Result<ExitCode> {

@@ -74,4 +74,60 @@ impl DiscourseApi {
     pub async fn topic(&self, id: u64) -> Result<TopicPayload, ApiError> {
         self.get(&format!("/t/{id}.json")).await
     }
+
+    /// One post as the API shows it (`/posts/{id}.json`, or
+    /// `/posts/by_number/{topic}/{n}.json`), kept as JSON: it becomes a
+    /// webhook-shaped payload in [`super::normalize::event_from_api`].
+    pub async fn post(
+        &self,
+        which: PostRef,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+        match which {
+            PostRef::Id(id) => self.get(&format!("/posts/{id}.json")).await,
+            PostRef::InTopic { topic, number } => {
+                self.get(&format!("/posts/by_number/{topic}/{number}.json"))
+                    .await
+            }
+        }
+    }
+}
+
+/// A forum post named on the command line: its id, or its URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostRef {
+    Id(u64),
+    /// `/t/SLUG/TOPIC/N` (or `/t/SLUG/TOPIC`: the first post).
+    InTopic {
+        topic: u64,
+        number: u64,
+    },
+}
+
+impl PostRef {
+    /// `1002`, `https://forum.example.org/t/slug/101/3`, `/t/slug/101`;
+    /// `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        if let Ok(id) = s.parse() {
+            return Some(Self::Id(id));
+        }
+        let path = match s.find("/t/") {
+            Some(at) => &s[at + 3..],
+            None => return None,
+        };
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let number = |p: &str| p.parse::<u64>().ok();
+        match parts.as_slice() {
+            [_, topic] => Some(Self::InTopic {
+                topic: number(topic)?,
+                number: 1,
+            }),
+            [_, topic, n] => Some(Self::InTopic {
+                topic: number(topic)?,
+                number: number(n)?,
+            }),
+            _ => None,
+        }
+    }
 }

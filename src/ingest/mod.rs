@@ -15,5 +15,7 @@ pub mod request;
 
 pub use event::{Category, Event, EventKind, Post, PostType, Tag, Topic};
 pub use forum::{ForumState, StaticCategory};
-pub use normalize::{IngestError, Ingested, Parsed, learn_api_response, normalize, parse};
+pub use normalize::{
+    IngestError, Ingested, Parsed, event_from_api, learn_api_response, normalize, parse,
+};
 pub use request::WebhookRequest;

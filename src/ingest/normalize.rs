@@ -174,6 +174,40 @@ impl Parsed {
     }
 }
 
+/// A post fetched through the API (`/posts/ID.json`) as the `post_created`
+/// event its webhook would have been: the topic's title, category and
+/// archetype (which the post answer lacks) merged in from `topic`
+/// (`/t/ID.json`, learned into `state` first: tags, PM groups, visibility),
+/// then normalized like any webhook.
+pub fn event_from_api(
+    mut post: serde_json::Map<String, serde_json::Value>,
+    topic: &super::payload::TopicPayload,
+    state: &mut ForumState,
+    forum_url: &str,
+) -> Result<Event, IngestError> {
+    state.learn_topic(topic);
+    let fields = [
+        ("topic_title", topic.title.clone().map(Into::into)),
+        ("category_id", topic.category_id.map(Into::into)),
+        ("topic_archetype", topic.archetype.clone().map(Into::into)),
+    ];
+    for (key, value) in fields {
+        if let Some(v) = value {
+            post.entry(key).or_insert(v);
+        }
+    }
+    let body = serde_json::to_vec(&serde_json::json!({ "post": post }))
+        .map_err(|e| IngestError::BadJson(e.to_string()))?;
+    let req = WebhookRequest {
+        headers: vec![("X-Discourse-Event".into(), "post_created".into())],
+        body,
+    };
+    match normalize(&req, state, forum_url)? {
+        Ingested::Event(e) => Ok(*e),
+        _ => Err(IngestError::BadEnvelope("not a post".into())),
+    }
+}
+
 /// Learns from an API response file (`/site.json` or `/t/{id}.json`);
 /// returns what it was, or `None` if it is neither.
 pub fn learn_api_response(
