@@ -91,7 +91,7 @@ impl Provider for Discord {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let username = kit::opt_field(cx, &s.username, |u| {
             let name = u.trim();
             let lower = name.to_lowercase();

@@ -12,26 +12,10 @@
 //! stored message (`id` is the `remote_id`); errors `{"error",
 //! "errorDescription"}`, 400/401/403 permanent. See shared/providers.md §3.
 
-use std::ops::Range;
-use std::sync::Arc;
-
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
-use toml_edit::Item;
-
-use super::kit::{self, AtTable, Provider, Spec, classify_json};
-use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
+use super::kit::prelude::*;
 
 pub const REGISTRATION: Registration =
-    kit::registration_at::<Gotify>("gotify", "Gotify push notifications (self-hosted)");
+    kit::registration::<Gotify>("gotify", "Gotify push notifications (self-hosted)");
 
 /// `[providers.NAME]` for `kind = "gotify"`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -73,11 +57,14 @@ fn priority(p: &Option<Spanned<i64>>, cx: &mut Ctx<'_>) -> Option<Option<u8>> {
     kit::ranged(cx, p, 0..=10, "`priority` must be between 0 and 10")
 }
 
-impl AtTable for Gotify {
-    fn new_at(s: Settings, table: &Item, cx: &mut Ctx<'_>) -> Option<Self> {
+impl Provider for Gotify {
+    type Settings = Settings;
+    type Target = Target;
+
+    fn new(s: Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let Some(raw) = &s.server else {
             cx.error(
-                table.span(),
+                table.span.clone(),
                 "a gotify provider needs `server`: define [providers.NAME] with kind = \"gotify\", `server` and `token`",
             );
             return None;
@@ -90,15 +77,6 @@ impl AtTable for Gotify {
             priority: priority(&s.priority, cx)?,
             markdown: s.markdown.unwrap_or(true),
         })
-    }
-}
-
-impl Provider for Gotify {
-    type Settings = Settings;
-    type Target = Target;
-
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
-        Self::new_at(s, &Item::None, cx)
     }
 
     fn bind_target(

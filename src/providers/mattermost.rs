@@ -11,8 +11,6 @@
 //! Answers: JSON `{"id":"…app_error","message"}` with the status; 429 carries
 //! `Retry-After` and `X-Ratelimit-Reset`. See shared/providers.md §2.4.
 
-use std::time::Duration;
-
 use super::kit::prelude::*;
 use crate::render::text::truncate;
 
@@ -68,7 +66,7 @@ impl Provider for Mattermost {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let token = cx.opt_secret("token", &s.token)?;
         // Accept the API root too: `https://h/api/v4` means `https://h`.
         let api_url = kit::opt_url(cx, "api_url", &s.api_url)?.map(|u| {

@@ -12,23 +12,10 @@
 //! 403, "error"}`; 429 (code 429xx) when the visitor's budget, one request
 //! per 5 s, is spent. See shared/providers.md §3.
 
-use std::ops::Range;
-use std::sync::Arc;
-
+use super::kit::prelude::*;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_spanned::Spanned;
 
-use super::kit::{self, Provider, Spec, classify_json, truncate_bytes};
-use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
 use crate::render::escape::strip_controls;
 
 pub const REGISTRATION: Registration =
@@ -82,7 +69,7 @@ impl Provider for Ntfy {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let server = cx.base_url("server", &s.server, DEFAULT_SERVER)?;
         Some(Ntfy {
             host: match &s.server {

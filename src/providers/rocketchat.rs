@@ -13,8 +13,6 @@
 //! Answers: `{"success":true}`, or `{"success":false,"error"}` with 400, 429 ("You
 //! must wait N seconds"), 503 (disabled), or 200 from a script. shared/providers.md §2.7.
 
-use std::time::Duration;
-
 use super::kit::prelude::*;
 use crate::render::text::truncate;
 
@@ -80,7 +78,7 @@ impl Provider for RocketChat {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let avatar = kit::opt_url(cx, "avatar", &s.avatar)?;
         let non_empty =
             |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());

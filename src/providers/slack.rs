@@ -65,7 +65,7 @@ impl Provider for Slack {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         Some(Slack {
             token: cx.opt_secret("token", &s.token)?,
             api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,

@@ -11,9 +11,7 @@
 //! only in its run history); 4xx permanent, 429 and 5xx retry. See
 //! shared/providers.md §2.8.
 
-use super::http::fit;
 use super::kit::prelude::*;
-use super::kit::{Spec, classify_json};
 
 pub const REGISTRATION: Registration = kit::registration::<Teams>(
     "teams",
@@ -65,7 +63,7 @@ impl Provider for Teams {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, _: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, _: &mut Ctx<'_>) -> Option<Self> {
         let button = s.button.as_deref().map(str::trim).filter(|b| !b.is_empty());
         let button = button.unwrap_or(DEFAULT_BUTTON).to_string();
         Some(Teams { button })

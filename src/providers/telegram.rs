@@ -10,9 +10,8 @@
 //! Answers: `{"ok":false,"error_code","description","parameters"?}` with the
 //! status; `retry_after` and `migrate_to_chat_id` say what to do. shared/providers.md §2.3.
 
-use std::borrow::Cow;
-
 use super::kit::prelude::*;
+use std::borrow::Cow;
 
 pub const REGISTRATION: Registration =
     kit::registration::<Telegram>("telegram", "Telegram Bot API (sendMessage, HTML)");
@@ -94,7 +93,7 @@ impl Provider for Telegram {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         Some(Telegram {
             token: cx.opt_secret("token", &s.token)?,
             api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,
