@@ -36,25 +36,13 @@ impl Provider for Console {
     }
 }
 
-impl Destination for Console {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Plain
-    }
+impl kit::Chat for Console {
+    const KIND: &str = REGISTRATION.kind;
+    const TARGET: &str = "stdout";
+    const DIALECT: Dialect = Dialect::Plain;
 
     fn reads_context(&self) -> bool {
         false
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    fn target(&self) -> String {
-        "stdout".into()
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {

@@ -96,7 +96,7 @@ const CODES: CodeSpec = CodeSpec {
     ..kit::ERRCODE
 };
 
-impl Chat for DingTalkChat {
+impl kit::Chat for DingTalkChat {
     const KIND: &str = REGISTRATION.kind;
     const TARGET: &str = "dingtalk robot";
     const DIALECT: Dialect = Dialect::Markdown;

@@ -214,14 +214,12 @@ const SPEC: Spec = Spec {
     hint: kit::no_hint,
 };
 
-impl Destination for DiscordChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Markdown
-    }
+impl kit::Chat for DiscordChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Markdown;
+    // Commonly observed per-webhook bucket (unofficial; Discord says to
+    // follow the headers, which the 429 classification does).
+    const RATE: Option<Rate> = Some(Rate::per_secs(5, 2));
 
     fn capabilities(&self) -> Capabilities {
         // `wait=true` answers the message id, and a webhook can edit and
@@ -231,12 +229,6 @@ impl Destination for DiscordChat {
             thread: self.forum,
             ..Capabilities::ALL
         }
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // Commonly observed per-webhook bucket (unofficial; Discord says to
-        // follow the headers, which the 429 classification does).
-        Some(Rate::per_secs(5, 2))
     }
 
     fn target(&self) -> String {

@@ -114,7 +114,7 @@ const SPEC: Spec = Spec {
     },
 };
 
-impl Chat for GoogleChatChat {
+impl kit::Chat for GoogleChatChat {
     const KIND: &str = REGISTRATION.kind;
     // The space id is not secret, but it sits next to the key and token.
     const TARGET: &str = "Google Chat webhook";

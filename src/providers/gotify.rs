@@ -107,26 +107,17 @@ struct GotifyChat {
     priority: Option<u8>,
 }
 
-impl Destination for GotifyChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
+impl kit::Chat for GotifyChat {
+    const KIND: &str = REGISTRATION.kind;
+    /// Unless the `markdown` setting says otherwise ([`kit::Chat::dialect`]).
+    const DIALECT: Dialect = Dialect::Markdown;
+    // Self-hosted, no documented limit: polite, like the generic webhook.
+    const RATE: Option<Rate> = Some(Rate::per_second(10));
+    const TEMPLATE: Option<&str> = Some(kit::push_template!("\n\n"));
+    const ANSWERS: &dyn kit::Answers = &SPEC;
 
     fn dialect(&self) -> Dialect {
         kit::markdown_if(self.instance.markdown)
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    fn default_template(&self) -> Option<&'static str> {
-        Some(kit::push_template!("\n\n"))
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // Self-hosted, no documented limit: polite, like the generic webhook.
-        Some(Rate::per_second(10))
     }
 
     fn target(&self) -> String {
@@ -161,10 +152,6 @@ impl Destination for GotifyChat {
         Outbound::Http(
             HttpRequest::post_json(&url, &body).header("X-Gotify-Key", self.token.clone()),
         )
-    }
-
-    fn classify(&self, resp: &HttpResponse) -> Outcome {
-        classify_json(resp, &SPEC)
     }
 }
 

@@ -102,7 +102,7 @@ const SPEC: Spec = Spec {
     },
 };
 
-impl Chat for GroupMeChat {
+impl kit::Chat for GroupMeChat {
     const KIND: &str = REGISTRATION.kind;
     const TARGET: &str = "GroupMe bot";
     const DIALECT: Dialect = Dialect::Plain;

@@ -203,24 +203,12 @@ struct HipChatChat {
     room: String,
 }
 
-impl Destination for HipChatChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Html
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // `204 No Content`: no message id to thread under or edit.
-        Capabilities::default()
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // Room flood control: 30 messages a minute per room.
-        Some(Rate::per_minute(30))
-    }
+impl kit::Chat for HipChatChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Html;
+    // No CAPS: `204 No Content`, no message id to thread under or edit.
+    // Room flood control: 30 messages a minute per room.
+    const RATE: Option<Rate> = Some(Rate::per_minute(30));
 
     fn target(&self) -> String {
         format!("room {}", self.room)

@@ -5,7 +5,9 @@
 //! JSON error envelope or 200 with a result code in the body, described
 //! once per platform as a [`Spec`] or [`CodeSpec`]); cutting text to a
 //! platform's limits; and [`Chat`], a destination as its platform's facts.
-//! A provider file starts with `use super::kit::prelude::*;`.
+//! A provider file starts with `use super::kit::prelude::*;` and implements
+//! `kit::Chat` by its path (the prelude leaves the trait out of scope, so a
+//! concrete chat's methods are [`Destination`]'s alone).
 //!
 //! Reasons are built from the platform's own words, cut short; secrets are
 //! redacted later, for every provider, by delivery (`send::redact_outcome`).
@@ -48,8 +50,7 @@ pub mod prelude {
         Registration, Thread,
     };
     pub use super::{
-        self as kit, Chat, CodeSpec, Hook, OneOf, Provider, Spec, Table, classify_json,
-        truncate_bytes,
+        self as kit, CodeSpec, Hook, OneOf, Provider, Spec, Table, classify_json, truncate_bytes,
     };
     pub use crate::config::Rate;
     pub use crate::config::de::Ctx;
@@ -837,7 +838,7 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
     /// `REGISTRATION.kind`.
     const KIND: &'static str;
     /// Where messages go, for people (status page, explain): never a secret.
-    const TARGET: &'static str;
+    const TARGET: &'static str = Self::KIND;
     const DIALECT: Dialect;
     /// [`Capabilities::ALL`] only when answers carry the message's id.
     const CAPS: Capabilities = Capabilities {
@@ -869,6 +870,10 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
     /// [`Chat::CAPS`], unless the chat's kind of address decides them.
     fn capabilities(&self) -> Capabilities {
         Self::CAPS
+    }
+    /// [`Chat::RATE`], unless the platform's limit depends on the chat.
+    fn default_rate(&self) -> Option<Rate> {
+        Self::RATE
     }
     /// [`Destination::reads_context`].
     fn reads_context(&self) -> bool {
@@ -924,7 +929,7 @@ impl<C: Chat> Destination for C {
         C::TEMPLATE
     }
     fn default_rate(&self) -> Option<Rate> {
-        C::RATE
+        Chat::default_rate(self)
     }
     fn request(&self, msg: &Message<'_>) -> Outbound {
         Chat::request(self, msg)

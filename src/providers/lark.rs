@@ -114,7 +114,7 @@ const CODES: CodeSpec = CodeSpec {
     },
 };
 
-impl Chat for LarkChat {
+impl kit::Chat for LarkChat {
     const KIND: &str = REGISTRATION.kind;
     const TARGET: &str = "lark custom bot";
     const DIALECT: Dialect = Dialect::Plain;

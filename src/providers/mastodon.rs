@@ -239,24 +239,13 @@ struct MastodonChat {
     provider: Arc<Mastodon>,
 }
 
-impl Destination for MastodonChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Plain
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // The answer is the status, with its `id`: replies (`in_reply_to_id`),
-        // edits (`PUT /api/v1/statuses/:id`) and deletions all work.
-        Capabilities::ALL
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        Some(Rate::per_secs(STATUSES_PER_3H, 3 * 3600))
-    }
+impl kit::Chat for MastodonChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Plain;
+    // The answer is the status, with its `id`: replies (`in_reply_to_id`),
+    // edits (`PUT /api/v1/statuses/:id`) and deletions all work.
+    const CAPS: Capabilities = Capabilities::ALL;
+    const RATE: Option<Rate> = Some(Rate::per_secs(STATUSES_PER_3H, 3 * 3600));
 
     fn target(&self) -> String {
         let host = url::Url::parse(&self.instance)

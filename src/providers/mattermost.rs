@@ -175,14 +175,12 @@ const SPEC: Spec = Spec {
     hint: kit::no_hint,
 };
 
-impl Destination for MattermostChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Markdown
-    }
+impl kit::Chat for MattermostChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Markdown;
+    // The server's rate limiter defaults to 10 requests/s per user or
+    // IP (when enabled, with a burst of 100).
+    const RATE: Option<Rate> = Some(Rate::per_second(10));
 
     fn reads_context(&self) -> bool {
         false
@@ -191,12 +189,6 @@ impl Destination for MattermostChat {
     fn capabilities(&self) -> Capabilities {
         // REST answers the post id (replies, patches, deletes); a webhook just `ok`.
         kit::capabilities_if(!self.is_webhook())
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // The server's rate limiter defaults to 10 requests/s per user or
-        // IP (when enabled, with a burst of 100).
-        Some(Rate::per_second(10))
     }
 
     fn target(&self) -> String {

@@ -209,26 +209,14 @@ struct MessengerChat {
     psid: String,
 }
 
-impl Destination for MessengerChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Plain
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // The answer has a `message_id`, but the Send API cannot reply in a
-        // thread, edit or delete a message.
-        Capabilities::default()
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // One person's inbox: at most one message a second (a courtesy; the
-        // Page-wide Graph limits are signalled by the error codes).
-        Some(Rate::per_second(1))
-    }
+impl kit::Chat for MessengerChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Plain;
+    // No CAPS: the answer has a `message_id`, but the Send API cannot reply
+    // in a thread, edit or delete a message.
+    // One person's inbox: at most one message a second (a courtesy; the
+    // Page-wide Graph limits are signalled by the error codes).
+    const RATE: Option<Rate> = Some(Rate::per_second(1));
 
     fn target(&self) -> String {
         format!("psid {}", self.psid)

@@ -129,26 +129,17 @@ struct NtfyChat {
     topic_shown: String,
 }
 
-impl Destination for NtfyChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
+impl kit::Chat for NtfyChat {
+    const KIND: &str = REGISTRATION.kind;
+    /// Unless the `markdown` setting says otherwise ([`kit::Chat::dialect`]).
+    const DIALECT: Dialect = Dialect::Plain;
+    // ntfy.sh refills a visitor's request budget by one every 5 s.
+    const RATE: Option<Rate> = Some(Rate::per_minute(12));
+    const TEMPLATE: Option<&str> = Some(kit::push_template!("\n"));
+    const ANSWERS: &dyn kit::Answers = &SPEC;
 
     fn dialect(&self) -> Dialect {
         kit::markdown_if(self.instance.markdown)
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    fn default_template(&self) -> Option<&'static str> {
-        Some(kit::push_template!("\n"))
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // ntfy.sh refills a visitor's request budget by one every 5 s.
-        Some(Rate::per_minute(12))
     }
 
     fn target(&self) -> String {
@@ -204,10 +195,6 @@ impl Destination for NtfyChat {
             req = req.bearer(token);
         }
         Outbound::Http(req)
-    }
-
-    fn classify(&self, resp: &HttpResponse) -> Outcome {
-        classify_json(resp, &SPEC)
     }
 }
 

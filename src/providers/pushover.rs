@@ -113,27 +113,12 @@ struct PushoverChat {
     device: Option<String>,
 }
 
-impl Destination for PushoverChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Html
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    fn default_template(&self) -> Option<&'static str> {
-        Some(kit::push_template!("\n"))
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // No per-second limit is documented (the quota is monthly): one a second.
-        Some(Rate::per_second(1))
-    }
+impl kit::Chat for PushoverChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Html;
+    // No per-second limit is documented (the quota is monthly): one a second.
+    const RATE: Option<Rate> = Some(Rate::per_second(1));
+    const TEMPLATE: Option<&str> = Some(kit::push_template!("\n"));
 
     fn target(&self) -> String {
         match &self.device {

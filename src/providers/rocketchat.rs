@@ -151,14 +151,12 @@ struct RocketChatChat {
     mode: Mode,
 }
 
-impl Destination for RocketChatChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::RocketChat
-    }
+impl kit::Chat for RocketChatChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::RocketChat;
+    // The REST rate limiter's defaults, which also cover /hooks: 10 calls
+    // per 60 s per route (API_Enable_Rate_Limiter_Limit_Calls_Default).
+    const RATE: Option<Rate> = Some(Rate::per_minute(10));
 
     fn reads_context(&self) -> bool {
         false
@@ -167,12 +165,6 @@ impl Destination for RocketChatChat {
     fn capabilities(&self) -> Capabilities {
         // REST answers carry the message `_id`; the webhook just `success`.
         kit::capabilities_if(matches!(self.mode, Mode::Rest { .. }))
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // The REST rate limiter's defaults, which also cover /hooks: 10 calls
-        // per 60 s per route (API_Enable_Rate_Limiter_Limit_Calls_Default).
-        Some(Rate::per_minute(10))
     }
 
     fn target(&self) -> String {

@@ -163,7 +163,7 @@ const SPEC: Spec = Spec {
     },
 };
 
-impl Chat for TeamsChat {
+impl kit::Chat for TeamsChat {
     const KIND: &str = REGISTRATION.kind;
     const TARGET: &str = "Workflows webhook";
     const DIALECT: Dialect = Dialect::Markdown;

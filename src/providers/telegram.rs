@@ -147,23 +147,15 @@ const NOT_BOT_API: Spec = Spec {
     ..Spec::plain("telegram")
 };
 
-impl Destination for TelegramChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Html
-    }
+impl kit::Chat for TelegramChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Html;
+    // sendMessage returns `message_id`: replies (`reply_parameters`),
+    // `editMessageText` and `deleteMessage` can use it.
+    const CAPS: Capabilities = Capabilities::ALL;
 
     fn reads_context(&self) -> bool {
         false
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // sendMessage returns `message_id`: replies (`reply_parameters`),
-        // `editMessageText` and `deleteMessage` can use it.
-        Capabilities::ALL
     }
 
     fn default_rate(&self) -> Option<Rate> {

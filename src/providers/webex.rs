@@ -105,7 +105,7 @@ const SPEC: Spec = Spec {
     },
 };
 
-impl Chat for WebexChat {
+impl kit::Chat for WebexChat {
     const KIND: &str = REGISTRATION.kind;
     const TARGET: &str = "room";
     const DIALECT: Dialect = Dialect::Markdown;

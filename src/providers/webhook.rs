@@ -96,26 +96,14 @@ struct WebhookChat {
     headers: BTreeMap<String, Secret>,
 }
 
-impl Destination for WebhookChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Json
-    }
+impl kit::Chat for WebhookChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Json;
+    // Unknown receivers: polite by default, `rate_limit` raises it.
+    const RATE: Option<Rate> = Some(Rate::per_second(10));
 
     fn reads_context(&self) -> bool {
         false
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // Unknown receivers: polite by default, `rate_limit` raises it.
-        Some(Rate::per_second(10))
     }
 
     fn target(&self) -> String {

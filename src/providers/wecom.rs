@@ -80,7 +80,7 @@ const CODES: CodeSpec = CodeSpec {
     ..kit::ERRCODE
 };
 
-impl Chat for WeComChat {
+impl kit::Chat for WeComChat {
     const KIND: &str = REGISTRATION.kind;
     const TARGET: &str = "wecom group robot";
     const DIALECT: Dialect = Dialect::Markdown;

@@ -239,14 +239,12 @@ impl ZulipChat {
     }
 }
 
-impl Destination for ZulipChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Markdown
-    }
+impl kit::Chat for ZulipChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Markdown;
+    // Zulip's default: 200 requests a minute per user, shared by every
+    // chat of the bot; 1/s with bursts of 10 leaves room for others.
+    const RATE: Option<Rate> = Some(Rate::per_secs(10, 10));
 
     fn capabilities(&self) -> Capabilities {
         // Topics are Zulip's threads: without a fixed `topic`, every message
@@ -257,12 +255,6 @@ impl Destination for ZulipChat {
             edit: true,
             delete: true,
         }
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // Zulip's default: 200 requests a minute per user, shared by every
-        // chat of the bot; 1/s with bursts of 10 leaves room for others.
-        Some(Rate::per_secs(10, 10))
     }
 
     fn target(&self) -> String {
