@@ -154,7 +154,7 @@ mod tests {
     fn request_shape_signed_and_unsigned() {
         let text = "**x** \\_y\\_";
         let ctx = json!({"topic": {"title": "Line\nbreak\u{7} title"}});
-        let r = post_in(&chat(true), text, ctx);
+        let r = post_in(&chat(true), text, &ctx);
         assert_eq!(r.method, "POST");
         assert_eq!(
             r.url.expose(),
@@ -177,7 +177,7 @@ mod tests {
         );
         // post_ctx's topic is "Hello"; without a title: "Discourse".
         assert_eq!(body(&r)["markdown"]["title"], "Hello");
-        let r = post_in(&chat(false), text, json!({}));
+        let r = post_in(&chat(false), text, &json!({}));
         assert_eq!(body(&r)["markdown"]["title"], "Discourse");
         assert!(!r.body.contains(TOKEN) && !r.body.contains(SECRET));
     }

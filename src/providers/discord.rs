@@ -412,7 +412,7 @@ fn thread_name(context: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{body, configure, http, post, reply, request, resp};
+    use crate::providers::testkit::{bind, body, http, post, reply, request, resp};
     use std::time::Duration;
 
     const HOOK: &str = "https://discord.com/api/webhooks/112233445566778899/canary-discord-token";
@@ -696,7 +696,7 @@ mod tests {
                 "set one of them",
             ),
         ] {
-            let (d, problems) = configure(&REGISTRATION, "{}", target, &env);
+            let (d, problems) = bind(&REGISTRATION, "{}", target, &env);
             assert!(d.is_none(), "{target}");
             let p = &problems[0].message;
             assert!(p.contains(want), "{target}: {p}");
@@ -707,7 +707,7 @@ mod tests {
             ("{ username = \"\" }", "1 to 80"),
             ("{ avatar_url = \"not a url\" }", "absolute http"),
         ] {
-            let (d, problems) = configure(&REGISTRATION, settings, "{}", &[]);
+            let (d, problems) = bind(&REGISTRATION, settings, "{}", &[]);
             assert!(d.is_none(), "{settings}");
             assert!(problems[0].message.contains(want), "{settings}");
         }

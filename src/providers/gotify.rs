@@ -174,7 +174,7 @@ const SPEC: Spec = Spec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{self, body, header, post_against, resp};
+    use crate::providers::testkit::{self, body, header, post_in, resp};
 
     const TOKEN: &str = "AcanaryGotify42";
 
@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn request_shape() {
         let ctx = json!({"topic": {"title": "Hi\u{7}\u{1b}[31m there ", "url": "https://f.example/t/x/1"}, "post": {"url": "https://f.example/t/x/1/2"}});
-        let r = post_against(&chat(true, Some(8)), &ctx, "by **Bob**");
+        let r = post_in(&chat(true, Some(8)), "by **Bob**", &ctx);
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/gotify/message");
         assert_eq!(header(&r, "X-Gotify-Key"), Some(TOKEN));
@@ -220,7 +220,7 @@ mod tests {
         let c = chat(false, None);
         assert_eq!(c.dialect(), Dialect::Plain);
         assert_eq!(
-            body(&post_against(&c, &ctx, "m")),
+            body(&post_in(&c, "m", &ctx)),
             json!({"title": "T", "message": "m"})
         );
     }

@@ -464,7 +464,7 @@ mod tests {
         }
     }
 
-    use crate::providers::testkit::{bind_problems, body, header, http, reply, resp};
+    use crate::providers::testkit::{body, header, http, messages, reply, resp};
 
     fn request(c: &MatrixChat, chat: &str, text: &str, ctx: &serde_json::Value) -> HttpRequest {
         http(c.request(&Message {
@@ -647,7 +647,13 @@ mod tests {
     }
 
     fn bind(settings: &str, target: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        bind_problems(&REGISTRATION, &[("MATRIX_TOKEN", TOKEN)], settings, target)
+        let (d, p) = crate::providers::testkit::bind(
+            &REGISTRATION,
+            settings,
+            target,
+            &[("MATRIX_TOKEN", TOKEN)],
+        );
+        (d, messages(&p))
     }
 
     #[test]

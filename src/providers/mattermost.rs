@@ -337,9 +337,7 @@ fn ratelimit_reset(resp: &HttpResponse) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{
-        bind_chat, body, configure, header, post, reply, request, resp,
-    };
+    use crate::providers::testkit::{bind, bind_chat, body, header, post, reply, request, resp};
 
     const TOKEN: &str = "canary-mm-token-8u3k2";
     const CHANNEL: &str = "4xp9fdt77pncbef59f4k1qe83o";
@@ -633,7 +631,7 @@ mod tests {
         // `api_url` may be given as the API root.
         let settings = "{ token = \"${T}\", api_url = \"https://chat.example.org/api/v4/\" }";
         let target = format!("{{ channel_id = \"{CHANNEL}\" }}");
-        let (d, _) = configure(&REGISTRATION, settings, &target, &[]);
+        let (d, _) = bind(&REGISTRATION, settings, &target, &[]);
         let d = d.expect("a REST chat");
         assert_eq!(
             post(d.as_ref(), "x").url.expose(),

@@ -257,7 +257,7 @@ fn header_text(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{self, header, post_against, resp};
+    use crate::providers::testkit::{self, header, post_in, resp};
     use serde_json::json;
     use std::time::Duration;
 
@@ -284,7 +284,7 @@ mod tests {
             "topic": {"title": "Ünïcode\r\nInjected: yes", "url": "https://f.example/t/x/1", "tags": ["rust", "a,b"]},
             "post": {"url": "https://f.example/t/wörld/1/2"},
         });
-        let r = post_against(&chat(false, true), &ctx, "by Bob\n@everyone <b>");
+        let r = post_in(&chat(false, true), "by Bob\n@everyone <b>", &ctx);
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/forum-alerts");
         assert_eq!(r.body, "by Bob\n@everyone <b>");
@@ -318,7 +318,7 @@ mod tests {
         let ctx = json!({"topic": {"title": "Plain", "url": "javascript:alert(1)", "tags": []}, "post": null});
         let c = chat(true, false);
         assert_eq!(c.dialect(), Dialect::Markdown);
-        let r = post_against(&c, &ctx, "x");
+        let r = post_in(&c, "x", &ctx);
         assert_eq!(header(&r, "Markdown"), Some("yes"));
         assert_eq!(header(&r, "Title"), Some("Plain"));
         assert_eq!(header(&r, "Click"), None, "only web links");

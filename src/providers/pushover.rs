@@ -265,7 +265,7 @@ mod tests {
 
     /// The form fields of the request for `text` in `ctx`.
     fn form(ctx: serde_json::Value, text: &str) -> Vec<(String, String)> {
-        let r = testkit::post_against(&chat(), &ctx, text);
+        let r = testkit::post_in(&chat(), text, &ctx);
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/1/messages.json");
         assert_eq!(

@@ -299,7 +299,7 @@ fn hint(error: &str, status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{body, configure, header, post, reply, request, resp};
+    use crate::providers::testkit::{bind, body, header, post, reply, request, resp};
 
     const HOOK: &str = "http://127.0.0.1:9/hooks/abc/hooksecret42";
 
@@ -478,7 +478,7 @@ mod tests {
     fn webhook_url_is_a_secret_url() {
         let check = |target: &str| {
             let settings = "{ alias = \"Forum\", avatar = \"https://f.example/a.png\" }";
-            let (d, p) = configure(&REGISTRATION, settings, target, &[("HOOK", HOOK)]);
+            let (d, p) = bind(&REGISTRATION, settings, target, &[("HOOK", HOOK)]);
             let msgs: Vec<String> = p.into_iter().map(|p| p.message).collect();
             (d.is_some(), msgs)
         };

@@ -211,7 +211,7 @@ mod tests {
 
     /// The request for `text` against `ctx` (the link comes from it).
     fn send(text: &str, ctx: Value) -> (HttpRequest, Value) {
-        let r = post_in(&chat(), text, ctx);
+        let r = post_in(&chat(), text, &ctx);
         let v = body(&r);
         (r, v)
     }
@@ -377,7 +377,7 @@ mod tests {
                 &env,
             );
             let d = d.unwrap_or_else(|| panic!("{settings}"));
-            let v = body(&post_in(d.as_ref(), "t", ctx.clone()));
+            let v = body(&post_in(d.as_ref(), "t", &ctx));
             assert_eq!(v["attachments"][0]["content"]["actions"][0]["title"], want);
         }
     }

@@ -370,7 +370,7 @@ fn hint(code: &str, msg: &str, status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{bind_problems, http, resp};
+    use crate::providers::testkit::{http, messages, resp};
     use serde_json::json;
     use std::collections::HashMap;
     use std::time::Duration;
@@ -600,7 +600,13 @@ mod tests {
     }
 
     fn bind(settings: &str, target: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        bind_problems(&REGISTRATION, &[("ZULIP_API_KEY", KEY)], settings, target)
+        let (d, p) = crate::providers::testkit::bind(
+            &REGISTRATION,
+            settings,
+            target,
+            &[("ZULIP_API_KEY", KEY)],
+        );
+        (d, messages(&p))
     }
 
     #[test]
