@@ -2,17 +2,7 @@
 //! trying the relay out (the quick start) and debugging rules. No settings,
 //! no network: plain text, nothing to escape, no answers to classify.
 
-use std::ops::Range;
-use std::sync::Arc;
-
-use schemars::JsonSchema;
-use serde::Deserialize;
-
-use super::kit::{self, Provider};
-use super::{Capabilities, Destination, Message, Outbound, Registration};
-use crate::config::de::Ctx;
-use crate::render::Dialect;
-
+use super::kit::prelude::*;
 pub const REGISTRATION: Registration =
     kit::registration::<Console>("console", "prints messages to standard output");
 
@@ -32,7 +22,7 @@ impl Provider for Console {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(_: Settings, _: &mut Ctx<'_>) -> Option<Self> {
+    fn new(_: Settings, _: &Table, _: &mut Ctx<'_>) -> Option<Self> {
         Some(Console)
     }
 
@@ -46,25 +36,13 @@ impl Provider for Console {
     }
 }
 
-impl Destination for Console {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Plain
-    }
+impl kit::Chat for Console {
+    const KIND: &str = REGISTRATION.kind;
+    const TARGET: &str = "stdout";
+    const DIALECT: Dialect = Dialect::Plain;
 
     fn reads_context(&self) -> bool {
         false
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    fn target(&self) -> String {
-        "stdout".into()
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {

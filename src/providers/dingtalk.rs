@@ -12,9 +12,8 @@
 //! fast" (20 a minute per robot) and -1 busy retry, other codes are permanent
 //! (310000 security check, 300001 bad token). See shared/providers.md §3.
 
-use super::http::{Clock, retry_hint, system_clock};
+use super::http::{Clock, system_clock};
 use super::kit::prelude::*;
-use super::kit::{CodeSpec, Hook};
 use crate::render::escape::strip_controls;
 use crate::render::text::collapse_whitespace;
 
@@ -51,8 +50,8 @@ impl kit::HookTarget for Target {
             let signed = params.iter().any(|(k, _)| k == "timestamp" || k == "sign");
             let no_token = "`webhook_url` has no `access_token=` parameter: copy the robot's whole webhook address";
             let presigned = "`webhook_url` must not carry `timestamp` or `sign`: set `secret` and the relay signs each request";
-            kit::check(cx, token, &span, no_token)?;
-            kit::check(cx, !signed, &span, presigned)?;
+            kit::check(cx, token, Some(span.clone()), no_token)?;
+            kit::check(cx, !signed, Some(span.clone()), presigned)?;
         }
         let secret = cx.opt_secret("secret", &self.secret)?;
         Some(Box::new(DingTalkChat {
@@ -97,7 +96,7 @@ const CODES: CodeSpec = CodeSpec {
     ..kit::ERRCODE
 };
 
-impl Chat for DingTalkChat {
+impl kit::Chat for DingTalkChat {
     const KIND: &str = REGISTRATION.kind;
     const TARGET: &str = "dingtalk robot";
     const DIALECT: Dialect = Dialect::Markdown;
@@ -155,7 +154,7 @@ mod tests {
     fn request_shape_signed_and_unsigned() {
         let text = "**x** \\_y\\_";
         let ctx = json!({"topic": {"title": "Line\nbreak\u{7} title"}});
-        let r = post_in(&chat(true), text, ctx);
+        let r = post_in(&chat(true), text, &ctx);
         assert_eq!(r.method, "POST");
         assert_eq!(
             r.url.expose(),
@@ -178,7 +177,7 @@ mod tests {
         );
         // post_ctx's topic is "Hello"; without a title: "Discourse".
         assert_eq!(body(&r)["markdown"]["title"], "Hello");
-        let r = post_in(&chat(false), text, json!({}));
+        let r = post_in(&chat(false), text, &json!({}));
         assert_eq!(body(&r)["markdown"]["title"], "Discourse");
         assert!(!r.body.contains(TOKEN) && !r.body.contains(SECRET));
     }

@@ -91,7 +91,7 @@ impl Provider for Discord {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let username = kit::opt_field(cx, &s.username, |u| {
             let name = u.trim();
             let lower = name.to_lowercase();
@@ -214,14 +214,12 @@ const SPEC: Spec = Spec {
     hint: kit::no_hint,
 };
 
-impl Destination for DiscordChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Markdown
-    }
+impl kit::Chat for DiscordChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Markdown;
+    // Commonly observed per-webhook bucket (unofficial; Discord says to
+    // follow the headers, which the 429 classification does).
+    const RATE: Option<Rate> = Some(Rate::per_secs(5, 2));
 
     fn capabilities(&self) -> Capabilities {
         // `wait=true` answers the message id, and a webhook can edit and
@@ -231,12 +229,6 @@ impl Destination for DiscordChat {
             thread: self.forum,
             ..Capabilities::ALL
         }
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // Commonly observed per-webhook bucket (unofficial; Discord says to
-        // follow the headers, which the 429 classification does).
-        Some(Rate::per_secs(5, 2))
     }
 
     fn target(&self) -> String {
@@ -420,7 +412,7 @@ fn thread_name(context: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{body, configure, http, post, reply, request, resp};
+    use crate::providers::testkit::{bind, body, http, post, reply, request, resp};
     use std::time::Duration;
 
     const HOOK: &str = "https://discord.com/api/webhooks/112233445566778899/canary-discord-token";
@@ -704,7 +696,7 @@ mod tests {
                 "set one of them",
             ),
         ] {
-            let (d, problems) = configure(&REGISTRATION, "{}", target, &env);
+            let (d, problems) = bind(&REGISTRATION, "{}", target, &env);
             assert!(d.is_none(), "{target}");
             let p = &problems[0].message;
             assert!(p.contains(want), "{target}: {p}");
@@ -715,7 +707,7 @@ mod tests {
             ("{ username = \"\" }", "1 to 80"),
             ("{ avatar_url = \"not a url\" }", "absolute http"),
         ] {
-            let (d, problems) = configure(&REGISTRATION, settings, "{}", &[]);
+            let (d, problems) = bind(&REGISTRATION, settings, "{}", &[]);
             assert!(d.is_none(), "{settings}");
             assert!(problems[0].message.contains(want), "{settings}");
         }

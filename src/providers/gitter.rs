@@ -6,23 +6,21 @@
 //! account joined to the room (Gitter: All settings → Help & About → Access
 //! token). See shared/providers.md §2.13.
 
-use std::sync::Arc;
-
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_spanned::Spanned;
+use super::kit::prelude::*;
 use toml_edit::Item;
 
-use super::kit;
 use super::matrix::{self, Flavor};
-use super::{Instance, Registration};
-use crate::config::de::Ctx;
+use super::{Instance, schema_of};
 
-pub const REGISTRATION: Registration = kit::registration_parsed::<Settings, Target>(
-    "gitter",
-    "a Matrix room on Gitter's homeserver (gitter.im)",
+/// Gitter's own settings and chat fields (their schema) read into a
+/// [`matrix::Matrix`]: the one provider whose instance is another's.
+pub const REGISTRATION: Registration = Registration {
+    kind: "gitter",
+    about: "a Matrix room on Gitter's homeserver (gitter.im)",
     parse,
-);
+    settings_schema: schema_of::<Settings>,
+    target_schema: schema_of::<Target>,
+};
 
 const GITTER: Flavor = Flavor {
     kind: "gitter",
@@ -53,7 +51,8 @@ pub struct Target {
 fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
     let s = cx.deserialize::<Settings>(item)?;
     let (homeserver, token) = (s.homeserver.as_ref(), s.access_token.as_ref());
-    matrix::parse_settings(GITTER, item, homeserver, token, cx)
+    let m = matrix::Matrix::read(GITTER, &kit::Table::of(item), homeserver, token, cx)?;
+    Some(Arc::new(m))
 }
 
 #[cfg(test)]

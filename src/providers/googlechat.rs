@@ -12,9 +12,7 @@
 //! Answers: `{"error":{"code","message","status"}}` by status; the created
 //! message's `name` is its id. See shared/providers.md §2.9.
 
-use super::http::fit;
 use super::kit::prelude::*;
-use super::kit::{Hook, Spec, classify_json};
 
 pub const REGISTRATION: Registration =
     kit::registration::<Hook<Settings, Target>>("googlechat", "Google Chat space incoming webhook");
@@ -116,7 +114,7 @@ const SPEC: Spec = Spec {
     },
 };
 
-impl Chat for GoogleChatChat {
+impl kit::Chat for GoogleChatChat {
     const KIND: &str = REGISTRATION.kind;
     // The space id is not secret, but it sits next to the key and token.
     const TARGET: &str = "Google Chat webhook";

@@ -12,26 +12,10 @@
 //! stored message (`id` is the `remote_id`); errors `{"error",
 //! "errorDescription"}`, 400/401/403 permanent. See shared/providers.md §3.
 
-use std::ops::Range;
-use std::sync::Arc;
-
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
-use toml_edit::Item;
-
-use super::kit::{self, AtTable, Provider, Spec, classify_json};
-use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
+use super::kit::prelude::*;
 
 pub const REGISTRATION: Registration =
-    kit::registration_at::<Gotify>("gotify", "Gotify push notifications (self-hosted)");
+    kit::registration::<Gotify>("gotify", "Gotify push notifications (self-hosted)");
 
 /// `[providers.NAME]` for `kind = "gotify"`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -73,11 +57,14 @@ fn priority(p: &Option<Spanned<i64>>, cx: &mut Ctx<'_>) -> Option<Option<u8>> {
     kit::ranged(cx, p, 0..=10, "`priority` must be between 0 and 10")
 }
 
-impl AtTable for Gotify {
-    fn new_at(s: Settings, table: &Item, cx: &mut Ctx<'_>) -> Option<Self> {
+impl Provider for Gotify {
+    type Settings = Settings;
+    type Target = Target;
+
+    fn new(s: Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let Some(raw) = &s.server else {
             cx.error(
-                table.span(),
+                table.span.clone(),
                 "a gotify provider needs `server`: define [providers.NAME] with kind = \"gotify\", `server` and `token`",
             );
             return None;
@@ -90,15 +77,6 @@ impl AtTable for Gotify {
             priority: priority(&s.priority, cx)?,
             markdown: s.markdown.unwrap_or(true),
         })
-    }
-}
-
-impl Provider for Gotify {
-    type Settings = Settings;
-    type Target = Target;
-
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
-        Self::new_at(s, &Item::None, cx)
     }
 
     fn bind_target(
@@ -129,26 +107,17 @@ struct GotifyChat {
     priority: Option<u8>,
 }
 
-impl Destination for GotifyChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
+impl kit::Chat for GotifyChat {
+    const KIND: &str = REGISTRATION.kind;
+    /// Unless the `markdown` setting says otherwise ([`kit::Chat::dialect`]).
+    const DIALECT: Dialect = Dialect::Markdown;
+    // Self-hosted, no documented limit: polite, like the generic webhook.
+    const RATE: Option<Rate> = Some(Rate::per_second(10));
+    const TEMPLATE: Option<&str> = Some(kit::push_template!("\n\n"));
+    const ANSWERS: &dyn kit::Answers = &SPEC;
 
     fn dialect(&self) -> Dialect {
         kit::markdown_if(self.instance.markdown)
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    fn default_template(&self) -> Option<&'static str> {
-        Some(kit::push_template!("\n\n"))
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // Self-hosted, no documented limit: polite, like the generic webhook.
-        Some(Rate::per_second(10))
     }
 
     fn target(&self) -> String {
@@ -184,10 +153,6 @@ impl Destination for GotifyChat {
             HttpRequest::post_json(&url, &body).header("X-Gotify-Key", self.token.clone()),
         )
     }
-
-    fn classify(&self, resp: &HttpResponse) -> Outcome {
-        classify_json(resp, &SPEC)
-    }
 }
 
 /// Errors: `{"error": "Unauthorized", "errorDescription": "you need to provide…"}`
@@ -209,7 +174,7 @@ const SPEC: Spec = Spec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{self, body, header, post_against, resp};
+    use crate::providers::testkit::{self, body, header, post_in, resp};
 
     const TOKEN: &str = "AcanaryGotify42";
 
@@ -230,7 +195,7 @@ mod tests {
     #[test]
     fn request_shape() {
         let ctx = json!({"topic": {"title": "Hi\u{7}\u{1b}[31m there ", "url": "https://f.example/t/x/1"}, "post": {"url": "https://f.example/t/x/1/2"}});
-        let r = post_against(&chat(true, Some(8)), &ctx, "by **Bob**");
+        let r = post_in(&chat(true, Some(8)), "by **Bob**", &ctx);
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/gotify/message");
         assert_eq!(header(&r, "X-Gotify-Key"), Some(TOKEN));
@@ -255,7 +220,7 @@ mod tests {
         let c = chat(false, None);
         assert_eq!(c.dialect(), Dialect::Plain);
         assert_eq!(
-            body(&post_against(&c, &ctx, "m")),
+            body(&post_in(&c, "m", &ctx)),
             json!({"title": "T", "message": "m"})
         );
     }

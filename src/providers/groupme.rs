@@ -9,8 +9,6 @@
 //! Answers: `202 Accepted` with no body (no id to thread or edit with); errors
 //! `{"meta":{"errors":[…]}}` by status. See shared/providers.md §2.11.
 
-use super::http::fit;
-use super::kit::Spec;
 use super::kit::prelude::*;
 
 pub const REGISTRATION: Registration =
@@ -48,7 +46,7 @@ impl Provider for GroupMe {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
         let post_url = Secret::new(format!("{api_url}/v3/bots/post"));
         Some(GroupMe { post_url })
@@ -73,7 +71,7 @@ impl Provider for GroupMe {
         // only, never echoing them.
         let ok = v.contains("${") || (v.len() >= 3 && v.chars().all(|c| c.is_ascii_alphanumeric()));
         let shape = "`bot_id` must be a GroupMe bot id (letters and digits only, as shown on dev.groupme.com > Bots)";
-        kit::check(cx, ok, &raw.span(), shape)?;
+        kit::check(cx, ok, Some(raw.span()), shape)?;
         let url = self.post_url.clone();
         Some(Box::new(GroupMeChat { url, bot_id }))
     }
@@ -104,7 +102,7 @@ const SPEC: Spec = Spec {
     },
 };
 
-impl Chat for GroupMeChat {
+impl kit::Chat for GroupMeChat {
     const KIND: &str = REGISTRATION.kind;
     const TARGET: &str = "GroupMe bot";
     const DIALECT: Dialect = Dialect::Plain;

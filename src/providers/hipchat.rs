@@ -14,28 +14,12 @@
 //! or `X-Ratelimit-Reset` (per token); 401/403/404 permanent. See
 //! shared/providers.md §2.14.
 
-use std::ops::Range;
-use std::sync::Arc;
-use std::time::Duration;
+use super::kit::prelude::*;
+use serde::Serialize;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use serde_spanned::Spanned;
-use toml_edit::Item;
-
-use super::http::{path_segment, retry_hint};
-use super::kit::{self, AtTable, Provider, Spec, classify_json};
-use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
 use crate::render::text::truncate;
 
-pub const REGISTRATION: Registration = kit::registration_at::<HipChat>(
+pub const REGISTRATION: Registration = kit::registration::<HipChat>(
     "hipchat",
     "HipChat Server / Data Center room notification, API v2 (HipChat Cloud was retired in 2019)",
 );
@@ -109,8 +93,19 @@ struct HipChat {
     notify: bool,
 }
 
-impl AtTable for HipChat {
-    fn new_at(s: Settings, table: &Item, cx: &mut Ctx<'_>) -> Option<Self> {
+/// `hipchat.com` and its subdomains (`api.`, `TEAM.`): the retired cloud.
+fn is_cloud(url: &str) -> bool {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .is_some_and(|h| h == "hipchat.com" || h.ends_with(".hipchat.com"))
+}
+
+impl Provider for HipChat {
+    type Settings = Settings;
+    type Target = Target;
+
+    fn new(s: Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let server = match &s.server {
             Some(u) => {
                 let base = cx.base_url("server", &s.server, "")?;
@@ -141,9 +136,9 @@ impl AtTable for HipChat {
             None => None,
         };
         // A bare `provider = "hipchat"` chat says what is missing when bound.
-        if server.is_none() && table.as_table_like().is_some_and(|t| !t.is_empty()) {
+        if server.is_none() && table.set {
             cx.error(
-                table.span(),
+                table.span.clone(),
                 "a hipchat provider needs `server`, the base URL of the HipChat Server (e.g. \"https://hipchat.example.com\")",
             );
             return None;
@@ -155,23 +150,6 @@ impl AtTable for HipChat {
             color: s.color.unwrap_or(Color::Yellow),
             notify: s.notify.unwrap_or(false),
         })
-    }
-}
-
-/// `hipchat.com` and its subdomains (`api.`, `TEAM.`): the retired cloud.
-fn is_cloud(url: &str) -> bool {
-    url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-        .is_some_and(|h| h == "hipchat.com" || h.ends_with(".hipchat.com"))
-}
-
-impl Provider for HipChat {
-    type Settings = Settings;
-    type Target = Target;
-
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
-        Self::new_at(s, &Item::None, cx)
     }
 
     fn bind_target(
@@ -225,24 +203,12 @@ struct HipChatChat {
     room: String,
 }
 
-impl Destination for HipChatChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Html
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // `204 No Content`: no message id to thread under or edit.
-        Capabilities::default()
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // Room flood control: 30 messages a minute per room.
-        Some(Rate::per_minute(30))
-    }
+impl kit::Chat for HipChatChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Html;
+    // No CAPS: `204 No Content`, no message id to thread under or edit.
+    // Room flood control: 30 messages a minute per room.
+    const RATE: Option<Rate> = Some(Rate::per_minute(30));
 
     fn target(&self) -> String {
         format!("room {}", self.room)
@@ -286,7 +252,7 @@ fn cut_html(html: &str, max: usize) -> String {
     while let Some(token) = kit::html_token(rest) {
         let len = token.chars().count();
         let mut after = open.clone();
-        kit::track_open_elements(token, &mut after);
+        kit::track_tag(token, &mut after, &["br", "img", "hr", "wbr"]);
         // The token, then `…`, then what closes the elements still open.
         if used + len + 1 + closing(&after) > max {
             break;

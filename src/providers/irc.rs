@@ -15,21 +15,13 @@
 
 mod conn;
 
-use std::ops::Range;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use super::kit::prelude::*;
+use std::sync::{Mutex, Weak};
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use serde_spanned::Spanned;
+use serde::Serialize;
 
-use super::kit::{self, Provider, ensure};
+use super::kit::ensure;
 use super::persistent::{NativeChat, is_loopback};
-use super::{Destination, Message, Outbound, Registration};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
 
 pub const REGISTRATION: Registration = kit::registration::<Irc>(
     "irc",
@@ -141,7 +133,7 @@ impl Provider for Irc {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let ok = &mut true;
         let server = kit::host(
             cx,

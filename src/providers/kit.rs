@@ -1,25 +1,494 @@
-//! What HTTP providers share beyond the request and response types: the
-//! two answer shapes chat APIs use (an HTTP status with a JSON error
-//! envelope; or 200 with a result code in the body), described once per
-//! platform as a [`Spec`] or [`CodeSpec`] and classified here, plus small
-//! text helpers for platform size limits.
+//! What providers share, by topic: reading settings and chat fields with
+//! every problem located ([`reject`], [`check`], [`ensure`] and the field
+//! readers); the registry entry of a [`Provider`]; building requests;
+//! reading answers (the two shapes chat APIs use, an HTTP status with a
+//! JSON error envelope or 200 with a result code in the body, described
+//! once per platform as a [`Spec`] or [`CodeSpec`]); cutting text to a
+//! platform's limits; and [`Chat`], a destination as its platform's facts.
+//! A provider file starts with `use super::kit::prelude::*;` and implements
+//! `kit::Chat` by its path (the prelude leaves the trait out of scope, so a
+//! concrete chat's methods are [`Destination`]'s alone).
 //!
 //! Reasons are built from the platform's own words, cut short; secrets are
 //! redacted later, for every provider, by delivery (`send::redact_outcome`).
 
-use std::ops::Range;
+use std::marker::PhantomData;
+use std::ops::{Range, RangeInclusive};
 use std::sync::Arc;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_spanned::Spanned;
 use toml_edit::Item;
 
 use super::http::{HttpResponse, classify_status};
-use super::{Destination, Instance, Outcome, Registration, schema_of};
+use super::{
+    Capabilities, Destination, Instance, Message, NativeMessage, NativeSender, Outbound, Outcome,
+    Registration, schema_of,
+};
+use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
+use crate::render::Dialect;
+
+/// What every provider file names: `use super::kit::prelude::*;`.
+pub mod prelude {
+    pub use std::ops::Range;
+    pub use std::sync::Arc;
+    pub use std::time::Duration;
+
+    pub use schemars::JsonSchema;
+    pub use serde::Deserialize;
+    pub use serde_json::{Value, json};
+    pub use serde_spanned::Spanned;
+
+    pub use super::super::http::{classify_status, fit, id_url, path_segment, retry_hint};
+    pub use super::super::{
+        Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
+        Registration, Thread,
+    };
+    pub use super::{
+        self as kit, CodeSpec, Hook, OneOf, Provider, Spec, Table, classify_json, truncate_bytes,
+    };
+    pub use crate::config::Rate;
+    pub use crate::config::de::Ctx;
+    pub use crate::config::env::Secret;
+    pub use crate::render::Dialect;
+}
+
+// ---- Settings checks: every problem located, the value never echoed ----
+
+/// Reports `message` at `span` and gives `None`: `return kit::reject(cx, span, "…")`.
+pub fn reject<T>(
+    cx: &mut Ctx<'_>,
+    span: Option<Range<usize>>,
+    message: impl Into<String>,
+) -> Option<T> {
+    cx.error(span, message);
+    None
+}
+
+/// `Some(())` when `ok`; otherwise `message` is reported at `span`, and
+/// `kit::check(…)?` stops at this first problem.
+pub fn check(
+    cx: &mut Ctx<'_>,
+    ok: bool,
+    span: Option<Range<usize>>,
+    message: impl Into<String>,
+) -> Option<()> {
+    if !ok {
+        cx.error(span, message);
+    }
+    ok.then_some(())
+}
+
+/// [`check`] that goes on, clearing `all_ok`: settings with many checks
+/// report every problem at once.
+pub fn ensure(
+    cx: &mut Ctx<'_>,
+    all_ok: &mut bool,
+    ok: bool,
+    span: Option<Range<usize>>,
+    message: impl Into<String>,
+) {
+    if check(cx, ok, span, message).is_none() {
+        *all_ok = false;
+    }
+}
+
+/// The trimmed text of `v`; "`field` why" is reported at it ([`ensure`])
+/// when `valid` refuses it.
+pub fn checked(
+    cx: &mut Ctx<'_>,
+    all_ok: &mut bool,
+    field: &str,
+    v: &Spanned<String>,
+    valid: impl Fn(&str) -> Result<(), &'static str>,
+) -> String {
+    let s = v.get_ref().trim().to_string();
+    if let Err(why) = valid(&s) {
+        ensure(
+            cx,
+            all_ok,
+            false,
+            Some(v.span()),
+            format!("`{field}` {why}"),
+        );
+    }
+    s
+}
+
+/// A `server` that is a host name or address only (`message` otherwise,
+/// [`ensure`]), as the socket providers take it; `${VAR}`s are expanded.
+pub fn host(
+    cx: &mut Ctx<'_>,
+    all_ok: &mut bool,
+    v: &Spanned<String>,
+    message: &str,
+) -> Option<String> {
+    let h = cx.string(v)?.expose().trim().to_string();
+    let valid = h.contains("${") || super::persistent::valid_host(&h);
+    ensure(cx, all_ok, valid, Some(v.span()), message);
+    Some(h)
+}
+
+/// A required secret (`${VAR}`) field: `missing` is reported at `at` when
+/// it is absent. Returns the value and the field as written.
+pub fn required_secret<'v>(
+    cx: &mut Ctx<'_>,
+    v: &'v Option<Spanned<String>>,
+    field: &str,
+    at: Option<Range<usize>>,
+    missing: &str,
+) -> Option<(Secret, &'v Spanned<String>)> {
+    let Some(v) = v else {
+        return reject(cx, at, missing);
+    };
+    Some((cx.secret(field, v)?, v))
+}
+
+/// An optional integer setting that must lie in `range`; `message` is
+/// reported at the value when it does not.
+pub fn ranged<T: TryFrom<i64> + PartialOrd>(
+    cx: &mut Ctx<'_>,
+    v: &Option<Spanned<i64>>,
+    range: RangeInclusive<T>,
+    message: &str,
+) -> Option<Option<T>> {
+    opt_field(cx, v, |n| match T::try_from(*n) {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(message),
+    })
+}
+
+/// An optional field that `valid` accepts (`Ok`) or refuses with a message
+/// reported at the field: `Some(None)` when unset, `None` when refused.
+pub fn opt_field<T, U, E: Into<String>>(
+    cx: &mut Ctx<'_>,
+    v: &Option<Spanned<T>>,
+    valid: impl FnOnce(&T) -> Result<U, E>,
+) -> Option<Option<U>> {
+    let Some(v) = v else { return Some(None) };
+    match valid(v.get_ref()) {
+        Ok(u) => Some(Some(u)),
+        Err(e) => reject(cx, Some(v.span()), e),
+    }
+}
+
+/// An optional URL setting that is not a secret (an avatar, a server).
+pub fn opt_url(
+    cx: &mut Ctx<'_>,
+    field: &str,
+    v: &Option<Spanned<String>>,
+) -> Option<Option<String>> {
+    match v {
+        Some(u) => Some(Some(cx.url(field, u, false)?.expose().to_string())),
+        None => Some(None),
+    }
+}
+
+/// An optional API base URL ([`Ctx::base_url`]): `Some(None)` when it is
+/// not set, `None` when it is set but wrong (reported).
+pub fn opt_base_url(
+    cx: &mut Ctx<'_>,
+    field: &str,
+    v: &Option<Spanned<String>>,
+) -> Option<Option<String>> {
+    match v {
+        Some(_) => cx.base_url(field, v, "").map(Some),
+        None => Some(None),
+    }
+}
+
+/// Which of a chat's two exclusive fields is set (an API target such as a
+/// channel id, or a webhook URL).
+pub enum OneOf<'a> {
+    First(&'a Spanned<String>),
+    Second(&'a Spanned<String>),
+}
+
+/// The one of `first` and `second` that is set; `both` is reported at
+/// `first` when both are, `neither` at the chat when none is.
+pub fn one_of<'a>(
+    cx: &mut Ctx<'_>,
+    first: &'a Option<Spanned<String>>,
+    second: &'a Option<Spanned<String>>,
+    chat: Option<Range<usize>>,
+    both: &str,
+    neither: &str,
+) -> Option<OneOf<'a>> {
+    match (first, second) {
+        (Some(a), None) => Some(OneOf::First(a)),
+        (None, Some(b)) => Some(OneOf::Second(b)),
+        (Some(a), Some(_)) => reject(cx, Some(a.span()), both),
+        (None, None) => reject(cx, chat, neither),
+    }
+}
+
+/// `a {kind} provider needs A{sep}B`, naming the keys flagged missing;
+/// `None` when none is (for [`Table::complete`]).
+pub fn needs(kind: &str, sep: &str, keys: &[(bool, &str)]) -> Option<String> {
+    let missing: Vec<&str> = keys.iter().filter(|(m, _)| *m).map(|(_, k)| *k).collect();
+    (!missing.is_empty()).then(|| format!("a {kind} provider needs {}", missing.join(sep)))
+}
+
+/// The problem of a chat whose provider lacks `what` (a bare
+/// `provider = "kind"`, or an empty table).
+pub fn chat_needs(kind: &str, what: &str) -> String {
+    format!("a {kind} chat needs {what} on a [providers.NAME] table with kind = \"{kind}\"")
+}
+
+/// The host of a server URL, for `target()`; `None` while the URL as
+/// written holds a `${VAR}` (its value may be a secret).
+pub fn shown_host(written: &Spanned<String>, url: &str) -> Option<String> {
+    if written.get_ref().contains("${") {
+        return None;
+    }
+    url::Url::parse(url).ok()?.host_str().map(str::to_string)
+}
+
+/// The query parameters of `url`, decoded (none when it does not parse).
+pub fn query_pairs(url: &str) -> Vec<(String, String)> {
+    url::Url::parse(url)
+        .map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// Whether `url`'s query has `name` with a value that is not empty.
+pub fn has_param(url: &str, name: &str) -> bool {
+    query_pairs(url)
+        .iter()
+        .any(|(k, v)| k == name && !v.is_empty())
+}
+
+// ---- Registration: a provider as its settings, its chat fields, its binding ----
+
+/// A provider as its platform's facts: what `[providers.NAME]` sets, what
+/// a chat sets, and how a chat becomes a destination. [`registration`]
+/// does the reading (every problem located) and the schemas.
+pub trait Provider: std::fmt::Debug + Send + Sync + Sized + 'static {
+    type Settings: DeserializeOwned + JsonSchema;
+    type Target: DeserializeOwned + JsonSchema;
+    /// The instance from its settings, read from `table` (`None`: a
+    /// problem was reported).
+    fn new(s: Self::Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self>;
+    /// One chat's destination; `chat` locates "missing field" problems.
+    fn bind_target(
+        self: Arc<Self>,
+        t: Self::Target,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>>;
+}
+
+/// The `[providers.NAME]` table a provider's settings come from: where a
+/// missing required setting is reported.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    /// Its place in the file (`None` for a bare `provider = "kind"` chat).
+    pub span: Option<Range<usize>>,
+    /// Whether it sets anything: a chat naming the kind directly reads an
+    /// empty table, and each chat that needs a key then says so itself.
+    pub set: bool,
+}
+
+impl Table {
+    /// The table `item` is.
+    pub fn of(item: &Item) -> Self {
+        Table {
+            span: item.span(),
+            set: item.as_table_like().is_some_and(|t| !t.is_empty()),
+        }
+    }
+
+    /// `Some(())` unless the table sets something and lacks a required key:
+    /// `problem` ([`needs`]) is reported at the table.
+    pub fn complete(&self, cx: &mut Ctx<'_>, problem: Option<String>) -> Option<()> {
+        match problem {
+            Some(p) if self.set => reject(cx, self.span.clone(), p),
+            _ => Some(()),
+        }
+    }
+}
+
+/// The registry entry of a [`Provider`].
+pub const fn registration<P: Provider>(kind: &'static str, about: &'static str) -> Registration {
+    Registration {
+        kind,
+        about,
+        parse: parse::<P>,
+        settings_schema: schema_of::<P::Settings>,
+        target_schema: schema_of::<P::Target>,
+    }
+}
+
+fn parse<P: Provider>(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
+    let s = cx.deserialize::<P::Settings>(item)?;
+    Some(Arc::new(P::new(s, &Table::of(item), cx)?))
+}
+
+impl<P: Provider> Instance for P {
+    fn bind(
+        self: Arc<Self>,
+        target: &Item,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        let t = cx.deserialize::<P::Target>(target)?;
+        self.bind_target(t, chat, cx)
+    }
+}
+
+/// Settings of a provider that has none (each chat names its own webhook).
+#[derive(Debug, serde::Deserialize, JsonSchema)]
+pub struct NoSettings {}
+
+/// The chat fields of a provider with nothing to set on `[providers.NAME]`
+/// (each chat names its own webhook): they bind on their own, through [`Hook`].
+pub trait HookTarget: DeserializeOwned + JsonSchema + 'static {
+    fn bind(self, chat: Option<Range<usize>>, cx: &mut Ctx<'_>) -> Option<Box<dyn Destination>>;
+}
+
+/// The provider of webhook chats: settings `S` (documentation only) and
+/// chat fields `T`; `registration::<Hook<Settings, Target>>(…)`.
+pub struct Hook<S, T>(PhantomData<fn() -> (S, T)>);
+
+impl<S, T> std::fmt::Debug for Hook<S, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
+impl<S: DeserializeOwned + JsonSchema + 'static, T: HookTarget> Provider for Hook<S, T> {
+    type Settings = S;
+    type Target = T;
+
+    fn new(_: S, _: &Table, _: &mut Ctx<'_>) -> Option<Self> {
+        Some(Hook(PhantomData))
+    }
+
+    fn bind_target(
+        self: Arc<Self>,
+        t: T,
+        chat: Option<Range<usize>>,
+        cx: &mut Ctx<'_>,
+    ) -> Option<Box<dyn Destination>> {
+        t.bind(chat, cx)
+    }
+}
+
+// ---- Requests ----
+
+/// Sets `body[key]` when `v` is there (an optional field of a JSON body).
+pub fn put(body: &mut Value, key: &str, v: Option<impl serde::Serialize>) {
+    if let Some(v) = v {
+        body[key] = serde_json::json!(v);
+    }
+}
+
+/// `url` with `param` (`name=value`, encoded) added to its query.
+pub fn with_query(url: &Secret, param: &str) -> Secret {
+    let base = url.expose();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Secret::new(format!("{base}{sep}{param}"))
+}
+
+/// base64(HMAC-SHA256(key, message)), the signature of webhook robots.
+pub fn hmac_sha256_base64(key: &str, message: &str) -> String {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()) else {
+        unreachable!("HMAC takes keys of any length")
+    };
+    mac.update(message.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// A key that names one message for a platform's deduplication (Matrix
+/// transaction ids, Mastodon's `Idempotency-Key`): the SHA-256, in hex, of
+/// `[tag, chat, event, topic id, post id, rest…]` as JSON.
+pub fn message_key(tag: &str, msg: &Message<'_>, rest: &[&Value]) -> String {
+    let c = msg.context;
+    let mut key = vec![
+        Value::from(tag),
+        Value::from(msg.chat),
+        c["event"].clone(),
+        c["topic"]["id"].clone(),
+        c["post"]["id"].clone(),
+    ];
+    key.extend(rest.iter().map(|v| (*v).clone()));
+    sha256_hex(&Value::Array(key))
+}
+
+/// The SHA-256 of `key` as JSON, in hex.
+pub fn sha256_hex(key: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(key.to_string().as_bytes()))
+}
+
+/// The topic's title as a plain field of its own (push titles): control
+/// characters dropped, trimmed.
+pub fn topic_title(ctx: &Value) -> String {
+    ctx["topic"]["title"]
+        .as_str()
+        .map(|t| crate::render::escape::strip_controls(t).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The post's URL (the topic's for topic events) when it is a web link:
+/// what a push notification opens on tap.
+pub fn post_link(ctx: &Value) -> Option<&str> {
+    let url = ctx["post"]["url"]
+        .as_str()
+        .or_else(|| ctx["topic"]["url"].as_str())?
+        .trim();
+    (crate::render::escape::is_linkable(url) && !url.starts_with("mailto:")).then_some(url)
+}
+
+/// The default text of a push notification, whose title and link are
+/// fields of their own: the byline, then `$gap` and the excerpt.
+macro_rules! push_template {
+    ($gap:literal) => {
+        concat!(
+            "{{#if post}}by {{#if post.name}}{{post.name}}{{else}}{{post.username}}{{/if}}{{/if}}",
+            "{{#if topic.category}} in {{topic.category.path}}{{/if}}",
+            "{{#if topic.tags}} [{{join topic.tags \", \"}}]{{/if}}",
+            "{{#if post}}{{#if post.excerpt}}",
+            $gap,
+            "{{post.excerpt}}{{/if}}{{/if}}",
+        )
+    };
+}
+pub(crate) use push_template;
+
+/// A message for a provider that speaks its own protocol, shown to
+/// `explain` as `{"method", "url", "headers", "body"}`.
+pub fn native(
+    [method, url, body]: [&str; 3],
+    headers: Value,
+    payload: Value,
+    sender: Arc<dyn NativeSender>,
+) -> Outbound {
+    let shown = serde_json::json!({"method": method, "url": url, "headers": headers, "body": body});
+    Outbound::Native(NativeMessage {
+        shown,
+        payload,
+        sender,
+    })
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+// ---- Answers: outcomes from the platform's words ----
 
 /// The longest piece of a platform's error text a reason quotes.
 pub const MAX_DETAIL: usize = 300;
@@ -68,6 +537,7 @@ impl Spec {
     }
 }
 
+/// The hint of a platform with nothing to add to its permanent failures.
 pub fn no_hint(_: u16) -> &'static str {
     ""
 }
@@ -76,7 +546,7 @@ pub fn no_hint(_: u16) -> &'static str {
 /// `id_ptr` when sent, `prefix: HTTP n: error` otherwise, with the hint on
 /// permanent failures.
 pub fn classify_json(resp: &HttpResponse, spec: &Spec) -> Outcome {
-    let body: Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let body = json_body(resp);
     let reason = || format!("{}: {}", spec.prefix, spec.describe(resp, &body));
     match classify_status(resp) {
         Outcome::Sent { .. } => Outcome::Sent {
@@ -90,37 +560,6 @@ pub fn classify_json(resp: &HttpResponse, spec: &Spec) -> Outcome {
             reason: format!("{}{}", reason(), (spec.hint)(resp.status)),
         },
     }
-}
-
-/// A string (or number: some platforms send numeric ids) at `ptr`.
-pub fn id_at(body: &Value, ptr: &str) -> Option<String> {
-    match body.pointer(ptr)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// The first non-empty string at one of `ptrs`, cut to [`MAX_DETAIL`].
-pub fn first_str(body: &Value, ptrs: &[&str]) -> Option<String> {
-    ptrs.iter()
-        .find_map(|p| body.pointer(p)?.as_str().filter(|s| !s.is_empty()))
-        .map(|s| clip(s, MAX_DETAIL))
-}
-
-/// The strings at `ptrs` that are present and not empty, joined by
-/// `": "` (`CODE: message`), cut to [`MAX_DETAIL`]; `None` when there are none.
-pub fn joined(body: &Value, ptrs: &[&str]) -> Option<String> {
-    let parts: Vec<&str> = ptrs
-        .iter()
-        .filter_map(|p| body.pointer(p)?.as_str().filter(|s| !s.is_empty()))
-        .collect();
-    (!parts.is_empty()).then(|| clip(&parts.join(": "), MAX_DETAIL))
-}
-
-/// The first `max` characters of `s`.
-pub fn clip(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
 }
 
 /// How a platform answers with a result code in a JSON body (DingTalk,
@@ -139,10 +578,22 @@ pub struct CodeSpec {
     pub after: fn(&HttpResponse, &Value, Option<i64>) -> Option<Duration>,
 }
 
+/// The `{"errcode", "errmsg"}` answer of DingTalk and WeCom robots, to
+/// complete: `CodeSpec { prefix, transient, hint, after, ..kit::ERRCODE }`.
+pub const ERRCODE: CodeSpec = CodeSpec {
+    prefix: "",
+    word: "errcode",
+    code_ptrs: &["/errcode"],
+    msg_ptrs: &["/errmsg"],
+    transient: &[],
+    hint: |_| "",
+    after: |_, _, _| None,
+};
+
 /// Code 0 sent, a transient code or a retryable status retried, any other
 /// code permanent; a 2xx without a code is unconfirmed (retried).
 pub fn classify_code(resp: &HttpResponse, spec: &CodeSpec) -> Outcome {
-    let body: Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let body = json_body(resp);
     let code = spec
         .code_ptrs
         .iter()
@@ -178,14 +629,7 @@ pub fn classify_code(resp: &HttpResponse, spec: &CodeSpec) -> Outcome {
         Outcome::Sent { .. } => match code {
             Some(0) => Outcome::Sent { remote_id: None },
             Some(_) => Outcome::Permanent { reason: reason() },
-            None => Outcome::Retry {
-                reason: format!(
-                    "{}: unreadable answer: {}",
-                    spec.prefix,
-                    resp.body_snippet()
-                ),
-                after: None,
-            },
+            None => unreadable(spec.prefix, resp),
         },
         Outcome::Retry { .. } => Outcome::Retry {
             reason: reason(),
@@ -195,356 +639,35 @@ pub fn classify_code(resp: &HttpResponse, spec: &CodeSpec) -> Outcome {
     }
 }
 
-/// `o` with each of `parts` (pieces of a secret webhook URL: a key, a
-/// token, a signature) replaced in its reason: delivery's redactor knows
-/// the whole URL, and a platform may quote one piece of it.
-pub fn scrub(o: Outcome, parts: &[Secret]) -> Outcome {
-    let clean = |mut r: String| {
-        for s in parts.iter().map(Secret::expose).filter(|s| s.len() >= 3) {
-            r = r.replace(s, "[redacted]");
-        }
-        r
-    };
-    match o {
-        Outcome::Retry { reason, after } => Outcome::Retry {
-            reason: clean(reason),
-            after,
-        },
-        Outcome::Permanent { reason } => Outcome::Permanent {
-            reason: clean(reason),
-        },
-        sent => sent,
-    }
-}
-
-/// `text` cut to at most `max` bytes on a character boundary, with `…`.
-pub fn truncate_bytes(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let ellipsis = '…';
-    let mut end = max.saturating_sub(ellipsis.len_utf8());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{ellipsis}", &text[..end])
-}
-
-/// Exponential backoff with jitter (delivery retries, persistent-connection
-/// reconnects): 1 s, 2 s, 4 s ... capped at 5 minutes,
-/// each drawn from [50 %, 100 %] of the step so retries of many chats spread.
-pub fn backoff(attempts: u32) -> Duration {
-    const BASE_MS: u64 = 1_000;
-    const MAX_MS: u64 = 5 * 60 * 1_000;
-    let step = BASE_MS
-        .saturating_mul(1u64 << attempts.saturating_sub(1).min(20))
-        .min(MAX_MS);
-    Duration::from_millis(step / 2 + fastrand::u64(0..=step / 2))
-}
-
-/// A provider as its platform's facts: what `[providers.NAME]` sets, what
-/// a chat sets, and how a chat becomes a destination. [`registration`]
-/// does the reading (every problem located) and the schemas.
-pub trait Provider: std::fmt::Debug + Send + Sync + Sized + 'static {
-    type Settings: DeserializeOwned + JsonSchema;
-    type Target: DeserializeOwned + JsonSchema;
-    /// The instance from its settings (`None`: a problem was reported).
-    fn new(s: Self::Settings, cx: &mut Ctx<'_>) -> Option<Self>;
-    /// One chat's destination; `chat` locates "missing field" problems.
-    fn bind_target(
-        self: Arc<Self>,
-        t: Self::Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>>;
-}
-
-/// The registry entry of a [`Provider`].
-pub const fn registration<P: Provider>(kind: &'static str, about: &'static str) -> Registration {
-    Registration {
-        kind,
-        about,
-        parse: parse::<P>,
-        settings_schema: schema_of::<P::Settings>,
-        target_schema: schema_of::<P::Target>,
-    }
-}
-
-fn parse<P: Provider>(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<P::Settings>(item)?;
-    Some(Arc::new(P::new(s, cx)?))
-}
-
-impl<P: Provider> Instance for P {
-    fn bind(
-        self: Arc<Self>,
-        target: &Item,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
-        let t = cx.deserialize::<P::Target>(target)?;
-        self.bind_target(t, chat, cx)
-    }
-}
-
-/// Settings of a provider that has none (each chat names its own webhook).
-#[derive(Debug, serde::Deserialize, JsonSchema)]
-pub struct NoSettings {}
-
-// ---- kit additions, group A (hipchat, pushover, gotify, ntfy) ----
-// (keep additions inside this section until the groups are merged)
-
-/// A [`Provider`] that must see its `[providers.NAME]` table, to place a
-/// missing required setting on it: [`registration_at`] calls
-/// [`AtTable::new_at`] where [`registration`] calls [`Provider::new`].
-pub trait AtTable: Provider {
-    fn new_at(s: Self::Settings, table: &Item, cx: &mut Ctx<'_>) -> Option<Self>;
-}
-
-/// The registry entry of an [`AtTable`] provider.
-pub const fn registration_at<P: AtTable>(kind: &'static str, about: &'static str) -> Registration {
-    Registration {
-        parse: parse_at::<P>,
-        ..registration::<P>(kind, about)
-    }
-}
-
-fn parse_at<P: AtTable>(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<P::Settings>(item)?;
-    Some(Arc::new(P::new_at(s, item, cx)?))
-}
-
-/// The registry entry of a provider that reads its table with its own
-/// `parse` (one built on another provider's instance: gitter on matrix).
-pub const fn registration_parsed<S: JsonSchema, T: JsonSchema>(
-    kind: &'static str,
-    about: &'static str,
-    parse: fn(&Item, &mut Ctx<'_>) -> Option<Arc<dyn Instance>>,
-) -> Registration {
-    Registration {
-        kind,
-        about,
-        parse,
-        settings_schema: schema_of::<S>,
-        target_schema: schema_of::<T>,
-    }
-}
-
-/// A required secret (`${VAR}`) field: `missing` is reported at `at` when
-/// it is absent. Returns the value and the field as written.
-pub fn required_secret<'v>(
-    cx: &mut Ctx<'_>,
-    v: &'v Option<serde_spanned::Spanned<String>>,
-    field: &str,
-    at: Option<Range<usize>>,
-    missing: &str,
-) -> Option<(Secret, &'v serde_spanned::Spanned<String>)> {
-    let Some(v) = v else {
-        cx.error(at, missing);
-        return None;
-    };
-    Some((cx.secret(field, v)?, v))
-}
-
-/// An optional integer setting that must lie in `range`; `message` is
-/// reported at the value when it does not.
-pub fn ranged<T: TryFrom<i64> + PartialOrd>(
-    cx: &mut Ctx<'_>,
-    v: &Option<serde_spanned::Spanned<i64>>,
-    range: std::ops::RangeInclusive<T>,
-    message: &str,
-) -> Option<Option<T>> {
-    let Some(v) = v else { return Some(None) };
-    match T::try_from(*v.get_ref()) {
-        Ok(n) if range.contains(&n) => Some(Some(n)),
-        _ => {
-            cx.error(Some(v.span()), message);
-            None
-        }
-    }
-}
-
-/// The host of a server URL, for `target()`; `None` while the URL as
-/// written holds a `${VAR}` (its value may be a secret).
-pub fn shown_host(written: &serde_spanned::Spanned<String>, url: &str) -> Option<String> {
-    if written.get_ref().contains("${") {
-        return None;
-    }
-    url::Url::parse(url).ok()?.host_str().map(str::to_string)
-}
-
 /// The answer's body as JSON (`Value::Null` when it is not JSON).
 pub fn json_body(resp: &HttpResponse) -> Value {
     serde_json::from_slice(&resp.body).unwrap_or_default()
 }
 
-/// The topic's title as a plain field of its own (push titles): control
-/// characters dropped, trimmed.
-pub fn topic_title(ctx: &Value) -> String {
-    ctx["topic"]["title"]
-        .as_str()
-        .map(|t| crate::render::escape::strip_controls(t).trim().to_string())
-        .unwrap_or_default()
-}
-
-/// The post's URL (the topic's for topic events) when it is a web link:
-/// what a push notification opens on tap.
-pub fn post_link(ctx: &Value) -> Option<&str> {
-    let url = ctx["post"]["url"]
-        .as_str()
-        .or_else(|| ctx["topic"]["url"].as_str())?
-        .trim();
-    (crate::render::escape::is_linkable(url) && !url.starts_with("mailto:")).then_some(url)
-}
-
-/// The tag, entity or character at the start of `s` (for cutting HTML
-/// without breaking markup).
-pub fn html_token(s: &str) -> Option<&str> {
-    let c = s.chars().next()?;
-    if c == '<'
-        && let Some(end) = s.find('>')
-    {
-        return Some(&s[..=end]);
-    }
-    if c == '&'
-        && let Some((end, _)) = s.char_indices().take(12).find(|(_, c)| *c == ';')
-        && end > 1
-        && s[1..end]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '#')
-    {
-        return Some(&s[..=end]);
-    }
-    Some(&s[..c.len_utf8()])
-}
-
-/// Keeps the stack of open elements up to date with one [`html_token`]
-/// (text and void elements leave it alone).
-pub fn track_open_elements(token: &str, open: &mut Vec<String>) {
-    let Some(inner) = token.strip_prefix('<').and_then(|t| t.strip_suffix('>')) else {
-        return;
-    };
-    let inner = inner.trim();
-    if inner.ends_with('/') || inner.starts_with('!') {
-        return;
-    }
-    let name = |s: &str| {
-        s.split(|c: char| c.is_whitespace() || c == '/')
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
-    if let Some(closing) = inner.strip_prefix('/') {
-        let n = name(closing.trim());
-        if let Some(i) = open.iter().rposition(|o| *o == n) {
-            open.truncate(i);
-        }
-    } else {
-        let n = name(inner);
-        if !n.is_empty() && !["br", "img", "hr", "wbr"].contains(&n.as_str()) {
-            open.push(n);
-        }
+/// A string (or number: some platforms send numeric ids) at `ptr`.
+pub fn id_at(body: &Value, ptr: &str) -> Option<String> {
+    match body.pointer(ptr)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
-/// Markdown when a provider's `markdown` setting is on, else plain text.
-pub fn markdown_if(markdown: bool) -> crate::render::Dialect {
-    if markdown {
-        crate::render::Dialect::Markdown
-    } else {
-        crate::render::Dialect::Plain
-    }
+/// The first non-empty string at one of `ptrs`, cut to [`MAX_DETAIL`].
+pub fn first_str(body: &Value, ptrs: &[&str]) -> Option<String> {
+    ptrs.iter()
+        .find_map(|p| body.pointer(p)?.as_str().filter(|s| !s.is_empty()))
+        .map(|s| clip(s, MAX_DETAIL))
 }
 
-/// The default text of a push notification, whose title and link are
-/// fields of their own: the byline, then `$gap` and the excerpt.
-macro_rules! push_template {
-    ($gap:literal) => {
-        concat!(
-            "{{#if post}}by {{#if post.name}}{{post.name}}{{else}}{{post.username}}{{/if}}{{/if}}",
-            "{{#if topic.category}} in {{topic.category.path}}{{/if}}",
-            "{{#if topic.tags}} [{{join topic.tags \", \"}}]{{/if}}",
-            "{{#if post}}{{#if post.excerpt}}",
-            $gap,
-            "{{post.excerpt}}{{/if}}{{/if}}",
-        )
-    };
-}
-pub(crate) use push_template;
-
-// ---- kit additions, group B (zulip, matrix, gitter, mastodon, messenger) ----
-// (keep additions inside this section until the groups are merged)
-
-/// A [`Provider`] whose `[providers.NAME]` table, once it sets anything,
-/// must set every required key. An empty table (a chat naming the kind
-/// directly) is not an error: each chat that needs the keys says so.
-pub trait Complete: Provider {
-    /// The problem of a table that lacks a required key ([`needs`]).
-    fn incomplete(&self) -> Option<String>;
-}
-
-/// [`registration`] for a [`Complete`] provider.
-pub const fn registration_complete<P: Complete>(
-    kind: &'static str,
-    about: &'static str,
-) -> Registration {
-    Registration {
-        parse: parse_complete::<P>,
-        ..registration::<P>(kind, about)
-    }
-}
-
-fn parse_complete<P: Complete>(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    let s = cx.deserialize::<P::Settings>(item)?;
-    complete(item, P::new(s, cx)?, cx)
-}
-
-/// `p`, unless `item` sets something and `p` is incomplete (reported at
-/// the table).
-pub fn complete<P: Complete>(item: &Item, p: P, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {
-    if item.as_table_like().is_some_and(|t| !t.is_empty())
-        && let Some(problem) = p.incomplete()
-    {
-        cx.error(item.span(), problem);
-        return None;
-    }
-    Some(Arc::new(p))
-}
-
-/// `a {kind} provider needs A{sep}B`, naming the keys flagged missing;
-/// `None` when none is.
-pub fn needs(kind: &str, sep: &str, keys: &[(bool, &str)]) -> Option<String> {
-    let missing: Vec<&str> = keys.iter().filter(|(m, _)| *m).map(|(_, k)| *k).collect();
-    (!missing.is_empty()).then(|| format!("a {kind} provider needs {}", missing.join(sep)))
-}
-
-/// The problem of a chat whose provider lacks `what` (a bare
-/// `provider = "kind"`, or an empty table).
-pub fn chat_needs(kind: &str, what: &str) -> String {
-    format!("a {kind} chat needs {what} on a [providers.NAME] table with kind = \"{kind}\"")
-}
-
-/// Reports `problem` at `span` and gives `None`: `return kit::refuse(…)`.
-pub fn refuse<T>(
-    cx: &mut Ctx<'_>,
-    span: Option<Range<usize>>,
-    problem: impl Into<String>,
-) -> Option<T> {
-    cx.error(span, problem);
-    None
-}
-
-/// An optional API base URL ([`Ctx::base_url`]): `Some(None)` when it is
-/// not set, `None` when it is set but wrong (reported).
-pub fn opt_base_url(
-    cx: &mut Ctx<'_>,
-    field: &str,
-    v: &Option<serde_spanned::Spanned<String>>,
-) -> Option<Option<String>> {
-    match v {
-        Some(_) => cx.base_url(field, v, "").map(Some),
-        None => Some(None),
-    }
+/// The strings at `ptrs` that are present and not empty, joined by
+/// `": "` (`CODE: message`), cut to [`MAX_DETAIL`]; `None` when there are none.
+pub fn joined(body: &Value, ptrs: &[&str]) -> Option<String> {
+    let parts: Vec<&str> = ptrs
+        .iter()
+        .filter_map(|p| body.pointer(p)?.as_str().filter(|s| !s.is_empty()))
+        .collect();
+    (!parts.is_empty()).then(|| clip(&parts.join(": "), MAX_DETAIL))
 }
 
 /// An error answer the platform explained in `reason`: retried with
@@ -568,53 +691,113 @@ pub fn explained(
     }
 }
 
-/// `o` with `prefix: ` before its reason.
-pub fn prefixed(prefix: &str, o: Outcome) -> Outcome {
+/// A 2xx whose body is not the platform's answer (a proxy's page): the
+/// message may not have gone out, so it is retried.
+pub fn unreadable(prefix: &str, resp: &HttpResponse) -> Outcome {
+    Outcome::Retry {
+        reason: format!("{prefix}: unreadable answer: {}", resp.body_snippet()),
+        after: None,
+    }
+}
+
+/// `o`'s reason (a retry's or a permanent failure's) rewritten by `edit`.
+fn map_reason(o: Outcome, edit: impl FnOnce(String) -> String) -> Outcome {
     match o {
         Outcome::Retry { reason, after } => Outcome::Retry {
-            reason: format!("{prefix}: {reason}"),
+            reason: edit(reason),
             after,
         },
         Outcome::Permanent { reason } => Outcome::Permanent {
-            reason: format!("{prefix}: {reason}"),
+            reason: edit(reason),
         },
         sent => sent,
     }
 }
 
-/// A key that names one message for a platform's deduplication (Matrix
-/// transaction ids, Mastodon's `Idempotency-Key`): the SHA-256, in hex, of
-/// `[tag, chat, event, topic id, post id, rest…]` as JSON.
-pub fn message_key(tag: &str, msg: &super::Message<'_>, rest: &[&Value]) -> String {
-    let c = msg.context;
-    let mut key = vec![
-        Value::from(tag),
-        Value::from(msg.chat),
-        c["event"].clone(),
-        c["topic"]["id"].clone(),
-        c["post"]["id"].clone(),
-    ];
-    key.extend(rest.iter().map(|v| (*v).clone()));
-    sha256_hex(&Value::Array(key))
+/// `o` with `prefix: ` before its reason.
+pub fn prefixed(prefix: &str, o: Outcome) -> Outcome {
+    map_reason(o, |r| format!("{prefix}: {r}"))
 }
 
-/// The SHA-256 of `key` as JSON, in hex.
-pub fn sha256_hex(key: &Value) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(key.to_string().as_bytes()))
-}
-
-// ---- kit additions, group C (telegram, discord, mattermost, slack, rocketchat) ----
-// (keep additions inside this section until the groups are merged)
-
-/// `Capabilities::ALL` when the platform's answers carry the message's id
-/// (threads, edits and deletes need it), none otherwise (a webhook's `ok`).
-pub fn capabilities_if(answers_ids: bool) -> super::Capabilities {
-    if answers_ids {
-        super::Capabilities::ALL
-    } else {
-        super::Capabilities::default()
+/// `o` with `hint` after its reason when it is a permanent failure.
+pub fn hinted(o: Outcome, hint: &str) -> Outcome {
+    match o {
+        Outcome::Permanent { reason } => Outcome::Permanent {
+            reason: reason + hint,
+        },
+        o => o,
     }
+}
+
+/// `o` with each of `parts` (pieces of a secret webhook URL: a key, a
+/// token, a signature) replaced in its reason: delivery's redactor knows
+/// the whole URL, and a platform may quote one piece of it.
+pub fn scrub(o: Outcome, parts: &[Secret]) -> Outcome {
+    map_reason(o, |mut r| {
+        for s in parts.iter().map(Secret::expose).filter(|s| s.len() >= 3) {
+            r = r.replace(s, "[redacted]");
+        }
+        r
+    })
+}
+
+/// `(container, message)` a remote id names: `CONTAINER/MESSAGE` as stored
+/// from an answer that named both, or a bare message id in `default`.
+pub fn split_id<'a>(remote_id: &'a str, default: &'a str) -> (&'a str, &'a str) {
+    remote_id.split_once('/').unwrap_or((default, remote_id))
+}
+
+/// Exponential backoff with jitter (delivery retries, persistent-connection
+/// reconnects): 1 s, 2 s, 4 s ... capped at 5 minutes,
+/// each drawn from [50 %, 100 %] of the step so retries of many chats spread.
+pub fn backoff(attempts: u32) -> Duration {
+    const BASE_MS: u64 = 1_000;
+    const MAX_MS: u64 = 5 * 60 * 1_000;
+    let step = BASE_MS
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(20))
+        .min(MAX_MS);
+    Duration::from_millis(step / 2 + fastrand::u64(0..=step / 2))
+}
+
+// ---- Text cutting: platform size limits ----
+
+/// The first `max` characters of `s`.
+pub fn clip(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, with `…`.
+pub fn truncate_bytes(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let ellipsis = '…';
+    let mut end = max.saturating_sub(ellipsis.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ellipsis}", &text[..end])
+}
+
+/// The tag, entity or character at the start of `s` (for cutting HTML
+/// without breaking markup).
+pub fn html_token(s: &str) -> Option<&str> {
+    let c = s.chars().next()?;
+    if c == '<'
+        && let Some(end) = s.find('>')
+    {
+        return Some(&s[..=end]);
+    }
+    if c == '&'
+        && let Some((end, _)) = s.char_indices().take(12).find(|(_, c)| *c == ';')
+        && end > 1
+        && s[1..end]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '#')
+    {
+        return Some(&s[..=end]);
+    }
+    Some(&s[..c.len_utf8()])
 }
 
 /// Keeps `open`, the elements open so far, up to date with one token of
@@ -646,201 +829,7 @@ pub fn track_tag(token: &str, open: &mut Vec<String>, void: &[&str]) {
     }
 }
 
-/// Reports `message` at `span` and gives `None`: `return kit::reject(cx, span, "…")`.
-pub fn reject<T>(
-    cx: &mut Ctx<'_>,
-    span: Option<Range<usize>>,
-    message: impl Into<String>,
-) -> Option<T> {
-    cx.error(span, message);
-    None
-}
-
-/// An optional URL setting that is not a secret (an avatar, a server).
-pub fn opt_url(
-    cx: &mut Ctx<'_>,
-    field: &str,
-    v: &Option<serde_spanned::Spanned<String>>,
-) -> Option<Option<String>> {
-    match v {
-        Some(u) => Some(Some(cx.url(field, u, false)?.expose().to_string())),
-        None => Some(None),
-    }
-}
-
-/// An optional field that `check` accepts (`Ok`) or refuses with a message
-/// reported at the field: `Some(None)` when unset, `None` when refused.
-pub fn opt_field<T, U, E: Into<String>>(
-    cx: &mut Ctx<'_>,
-    v: &Option<serde_spanned::Spanned<T>>,
-    check: impl FnOnce(&T) -> Result<U, E>,
-) -> Option<Option<U>> {
-    let Some(v) = v else { return Some(None) };
-    match check(v.get_ref()) {
-        Ok(u) => Some(Some(u)),
-        Err(e) => reject(cx, Some(v.span()), e),
-    }
-}
-
-/// Which of a chat's two exclusive fields is set (an API target such as a
-/// channel id, or a webhook URL).
-pub enum OneOf<'a> {
-    First(&'a serde_spanned::Spanned<String>),
-    Second(&'a serde_spanned::Spanned<String>),
-}
-
-/// The one of `first` and `second` that is set; `both` is reported at
-/// `first` when both are, `neither` at the chat when none is.
-pub fn one_of<'a>(
-    cx: &mut Ctx<'_>,
-    first: &'a Option<serde_spanned::Spanned<String>>,
-    second: &'a Option<serde_spanned::Spanned<String>>,
-    chat: Option<Range<usize>>,
-    both: &str,
-    neither: &str,
-) -> Option<OneOf<'a>> {
-    match (first, second) {
-        (Some(a), None) => Some(OneOf::First(a)),
-        (None, Some(b)) => Some(OneOf::Second(b)),
-        (Some(a), Some(_)) => reject(cx, Some(a.span()), both),
-        (None, None) => reject(cx, chat, neither),
-    }
-}
-
-/// Sets `body[key]` when `v` is there (an optional field of a JSON body).
-pub fn put(body: &mut Value, key: &str, v: Option<impl serde::Serialize>) {
-    if let Some(v) = v {
-        body[key] = serde_json::json!(v);
-    }
-}
-
-/// `o` with `hint` after its reason when it is a permanent failure.
-pub fn hinted(o: Outcome, hint: &str) -> Outcome {
-    match o {
-        Outcome::Permanent { reason } => Outcome::Permanent {
-            reason: reason + hint,
-        },
-        o => o,
-    }
-}
-
-/// A 2xx whose body is not the platform's answer (a proxy's page): the
-/// message may not have gone out, so it is retried.
-pub fn unreadable(prefix: &str, resp: &HttpResponse) -> Outcome {
-    Outcome::Retry {
-        reason: format!("{prefix}: unreadable answer: {}", resp.body_snippet()),
-        after: None,
-    }
-}
-
-/// `(container, message)` a remote id names: `CONTAINER/MESSAGE` as stored
-/// from an answer that named both, or a bare message id in `default`.
-pub fn split_id<'a>(remote_id: &'a str, default: &'a str) -> (&'a str, &'a str) {
-    remote_id.split_once('/').unwrap_or((default, remote_id))
-}
-
-// ---- kit additions, group D (irc, xmpp, smtp, persistent) ----
-// (keep additions inside this section until the groups are merged)
-
-/// Reports `msg` at `span` unless `cond`, clearing `ok` (settings checks go
-/// on after a failure, to report every problem at once).
-pub fn ensure(
-    cx: &mut Ctx<'_>,
-    ok: &mut bool,
-    cond: bool,
-    span: Option<Range<usize>>,
-    msg: impl Into<String>,
-) {
-    if !cond {
-        cx.error(span, msg);
-        *ok = false;
-    }
-}
-
-/// The trimmed text of `v`; "`field` why" is reported at it when `check` refuses it.
-pub fn checked(
-    cx: &mut Ctx<'_>,
-    ok: &mut bool,
-    field: &str,
-    v: &serde_spanned::Spanned<String>,
-    check: impl Fn(&str) -> Result<(), &'static str>,
-) -> String {
-    let s = v.get_ref().trim().to_string();
-    if let Err(why) = check(&s) {
-        ensure(cx, ok, false, Some(v.span()), format!("`{field}` {why}"));
-    }
-    s
-}
-
-/// A `server` that is a host name or address only (`msg` otherwise), as
-/// the socket providers take it; `${VAR}`s are expanded.
-pub fn host(
-    cx: &mut Ctx<'_>,
-    ok: &mut bool,
-    v: &serde_spanned::Spanned<String>,
-    msg: &str,
-) -> Option<String> {
-    let h = cx.string(v)?.expose().trim().to_string();
-    let valid = h.contains("${") || super::persistent::valid_host(&h);
-    ensure(cx, ok, valid, Some(v.span()), msg);
-    Some(h)
-}
-
-/// A message for a provider that speaks its own protocol, shown to
-/// `explain` as `{"method", "url", "headers", "body"}`.
-pub fn native(
-    [method, url, body]: [&str; 3],
-    headers: Value,
-    payload: Value,
-    sender: Arc<dyn super::NativeSender>,
-) -> super::Outbound {
-    let shown = serde_json::json!({"method": method, "url": url, "headers": headers, "body": body});
-    super::Outbound::Native(super::NativeMessage {
-        shown,
-        payload,
-        sender,
-    })
-}
-
-/// `host:port`, with an IPv6 address in brackets.
-pub fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
-// ---- kit additions, group E (dingtalk, lark, wecom, googlechat, teams, groupme, webex, webhook, console) ----
-// (keep additions inside this section until the groups are merged)
-
-use super::{Capabilities, Message, Outbound};
-use crate::config::Rate;
-use crate::render::Dialect;
-use std::marker::PhantomData;
-
-/// What every provider file names: `use super::kit::prelude::*;`.
-pub mod prelude {
-    pub use std::ops::Range;
-    pub use std::sync::Arc;
-    pub use std::time::Duration;
-
-    pub use schemars::JsonSchema;
-    pub use serde::Deserialize;
-    pub use serde_json::{Value, json};
-    pub use serde_spanned::Spanned;
-
-    pub use super::super::http::{classify_status, id_url, path_segment, retry_hint};
-    pub use super::super::{
-        Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-        Registration, Thread,
-    };
-    pub use super::{self as kit, Chat, OneOf, Provider, Spec, classify_json};
-    pub use crate::config::Rate;
-    pub use crate::config::de::Ctx;
-    pub use crate::config::env::Secret;
-    pub use crate::render::Dialect;
-}
+// ---- Chat: a destination as its platform's facts ----
 
 /// A destination as its platform's facts plus what only it knows (where
 /// messages go, the request, the answer): every `Chat` is a [`Destination`]
@@ -849,7 +838,7 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
     /// `REGISTRATION.kind`.
     const KIND: &'static str;
     /// Where messages go, for people (status page, explain): never a secret.
-    const TARGET: &'static str;
+    const TARGET: &'static str = Self::KIND;
     const DIALECT: Dialect;
     /// [`Capabilities::ALL`] only when answers carry the message's id.
     const CAPS: Capabilities = Capabilities {
@@ -861,8 +850,9 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
     const RATE: Option<Rate> = None;
     /// The message for chats that name no template (`None`: the dialect's).
     const TEMPLATE: Option<&'static str> = None;
-    /// How answers map to outcomes: a [`Spec`] or a [`CodeSpec`].
-    const ANSWERS: &'static dyn Answers;
+    /// How answers map to outcomes: a [`Spec`] or a [`CodeSpec`] (by
+    /// default the status alone, [`classify_status`]).
+    const ANSWERS: &'static dyn Answers = &ByStatus;
 
     /// [`Chat::TARGET`], or more when the chat's ids are not secret.
     fn target(&self) -> String {
@@ -873,12 +863,41 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         Self::ANSWERS.classify(resp)
     }
+    /// [`Chat::DIALECT`], unless a setting chooses it.
+    fn dialect(&self) -> Dialect {
+        Self::DIALECT
+    }
+    /// [`Chat::CAPS`], unless the chat's kind of address decides them.
+    fn capabilities(&self) -> Capabilities {
+        Self::CAPS
+    }
+    /// [`Chat::RATE`], unless the platform's limit depends on the chat.
+    fn default_rate(&self) -> Option<Rate> {
+        Self::RATE
+    }
+    /// [`Destination::reads_context`].
+    fn reads_context(&self) -> bool {
+        true
+    }
+    /// [`Destination::chat_ids`].
+    fn chat_ids(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A way of reading answers: [`classify_json`] for a [`Spec`],
 /// [`classify_code`] for a [`CodeSpec`].
 pub trait Answers: Sync {
     fn classify(&self, resp: &HttpResponse) -> Outcome;
+}
+
+/// Answers read by their status alone ([`classify_status`]).
+pub struct ByStatus;
+
+impl Answers for ByStatus {
+    fn classify(&self, resp: &HttpResponse) -> Outcome {
+        classify_status(resp)
+    }
 }
 
 impl Answers for Spec {
@@ -898,10 +917,10 @@ impl<C: Chat> Destination for C {
         C::KIND
     }
     fn dialect(&self) -> Dialect {
-        C::DIALECT
+        Chat::dialect(self)
     }
     fn capabilities(&self) -> Capabilities {
-        C::CAPS
+        Chat::capabilities(self)
     }
     fn target(&self) -> String {
         Chat::target(self)
@@ -910,101 +929,39 @@ impl<C: Chat> Destination for C {
         C::TEMPLATE
     }
     fn default_rate(&self) -> Option<Rate> {
-        C::RATE
+        Chat::default_rate(self)
     }
     fn request(&self, msg: &Message<'_>) -> Outbound {
         Chat::request(self, msg)
     }
+    fn reads_context(&self) -> bool {
+        Chat::reads_context(self)
+    }
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         Chat::classify(self, resp)
     }
-}
-
-/// The chat fields of a provider with nothing to set on `[providers.NAME]`
-/// (each chat names its own webhook): they bind on their own, through [`Hook`].
-pub trait HookTarget: DeserializeOwned + JsonSchema + 'static {
-    fn bind(self, chat: Option<Range<usize>>, cx: &mut Ctx<'_>) -> Option<Box<dyn Destination>>;
-}
-
-/// The provider of webhook chats: settings `S` (documentation only) and
-/// chat fields `T`; `registration::<Hook<Settings, Target>>(…)`.
-pub struct Hook<S, T>(PhantomData<fn() -> (S, T)>);
-
-impl<S, T> std::fmt::Debug for Hook<S, T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Hook")
+    fn chat_ids(&self) -> Vec<String> {
+        Chat::chat_ids(self)
     }
 }
 
-impl<S: DeserializeOwned + JsonSchema + 'static, T: HookTarget> Provider for Hook<S, T> {
-    type Settings = S;
-    type Target = T;
-
-    fn new(_: S, _: &mut Ctx<'_>) -> Option<Self> {
-        Some(Hook(PhantomData))
-    }
-
-    fn bind_target(
-        self: Arc<Self>,
-        t: T,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
-        t.bind(chat, cx)
+/// `Capabilities::ALL` when the platform's answers carry the message's id
+/// (threads, edits and deletes need it), none otherwise (a webhook's `ok`).
+pub fn capabilities_if(answers_ids: bool) -> Capabilities {
+    if answers_ids {
+        Capabilities::ALL
+    } else {
+        Capabilities::default()
     }
 }
 
-/// The `{"errcode", "errmsg"}` answer of DingTalk and WeCom robots, to
-/// complete: `CodeSpec { prefix, transient, hint, after, ..kit::ERRCODE }`.
-pub const ERRCODE: CodeSpec = CodeSpec {
-    prefix: "",
-    word: "errcode",
-    code_ptrs: &["/errcode"],
-    msg_ptrs: &["/errmsg"],
-    transient: &[],
-    hint: |_| "",
-    after: |_, _, _| None,
-};
-
-/// `Some(())` when `ok`; otherwise `message` is reported at `span`:
-/// `kit::check(cx, ok, &span, "…")?`. The message must not quote the value.
-pub fn check(cx: &mut Ctx<'_>, ok: bool, span: &Range<usize>, message: &str) -> Option<()> {
-    if !ok {
-        cx.error(Some(span.clone()), message);
+/// Markdown when a provider's `markdown` setting is on, else plain text.
+pub fn markdown_if(markdown: bool) -> Dialect {
+    if markdown {
+        Dialect::Markdown
+    } else {
+        Dialect::Plain
     }
-    ok.then_some(())
-}
-
-/// The query parameters of `url`, decoded (none when it does not parse).
-pub fn query_pairs(url: &str) -> Vec<(String, String)> {
-    url::Url::parse(url)
-        .map(|u| u.query_pairs().into_owned().collect())
-        .unwrap_or_default()
-}
-
-/// Whether `url`'s query has `name` with a value that is not empty.
-pub fn has_param(url: &str, name: &str) -> bool {
-    query_pairs(url)
-        .iter()
-        .any(|(k, v)| k == name && !v.is_empty())
-}
-
-/// `url` with `param` (`name=value`, encoded) added to its query.
-pub fn with_query(url: &Secret, param: &str) -> Secret {
-    let base = url.expose();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    Secret::new(format!("{base}{sep}{param}"))
-}
-
-/// base64(HMAC-SHA256(key, message)), the signature of webhook robots.
-pub fn hmac_sha256_base64(key: &str, message: &str) -> String {
-    use base64::Engine;
-    use hmac::{KeyInit, Mac};
-    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()) else {
-        unreachable!("HMAC takes keys of any length")
-    };
-    mac.update(message.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
 #[cfg(test)]

@@ -12,9 +12,8 @@
 //! (9499 bad body, 19021 signature, 19022 IP list, 19024 keyword). See
 //! shared/providers.md §3.
 
-use super::http::{Clock, retry_hint, system_clock};
+use super::http::{Clock, system_clock};
 use super::kit::prelude::*;
-use super::kit::{CodeSpec, Hook, truncate_bytes};
 
 pub const REGISTRATION: Registration =
     kit::registration::<Hook<Settings, Target>>("lark", "Lark / Feishu custom bot webhook");
@@ -45,7 +44,7 @@ impl kit::HookTarget for Target {
         // Checked once the variables are set; the message never echoes the token.
         let shape = "`webhook_url` must end in /hook/<token>, like https://open.feishu.cn/open-apis/bot/v2/hook/<token>";
         let ok = url.expose().contains("${") || has_hook_token(url.expose());
-        kit::check(cx, ok, &span, shape)?;
+        kit::check(cx, ok, Some(span.clone()), shape)?;
         let secret = cx.opt_secret("secret", &self.secret)?;
         Some(Box::new(LarkChat {
             url,
@@ -115,7 +114,7 @@ const CODES: CodeSpec = CodeSpec {
     },
 };
 
-impl Chat for LarkChat {
+impl kit::Chat for LarkChat {
     const KIND: &str = REGISTRATION.kind;
     const TARGET: &str = "lark custom bot";
     const DIALECT: Dialect = Dialect::Plain;

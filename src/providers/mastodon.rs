@@ -15,31 +15,13 @@
 //! waits for `X-RateLimit-Reset`, other 4xx are permanent with a hint
 //! (shared/providers.md §3).
 
-use std::ops::Range;
-use std::sync::Arc;
-use std::time::Duration;
+use super::kit::prelude::*;
+use serde::Serialize;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use serde_spanned::Spanned;
-
-use super::http::{id_url, retry_hint};
-use super::kit::{self, Provider, Spec};
-use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-    Registration,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
 use crate::render::text::truncate;
 
-pub const REGISTRATION: Registration = kit::registration_complete::<Mastodon>(
-    "mastodon",
-    "Mastodon status on an account (access token)",
-);
+pub const REGISTRATION: Registration =
+    kit::registration::<Mastodon>("mastodon", "Mastodon status on an account (access token)");
 
 /// Mastodon's default status limit (`StatusLengthValidator::MAX_CHARS`);
 /// instances may raise it (`/api/v2/instance`).
@@ -122,7 +104,7 @@ impl Provider for Mastodon {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let instance = kit::opt_base_url(cx, "instance", &s.instance)?;
         let token = cx.opt_secret("access_token", &s.access_token)?;
         let max_chars = match &s.max_chars {
@@ -131,13 +113,13 @@ impl Provider for Mastodon {
                 Ok(n) if (MIN_MAX_CHARS..=MAX_MAX_CHARS).contains(&n) => n,
                 _ => {
                     let range = format!("between {MIN_MAX_CHARS} and {MAX_MAX_CHARS}");
-                    return kit::refuse(cx, Some(m.span()), format!("`max_chars` must be {range}"));
+                    return kit::reject(cx, Some(m.span()), format!("`max_chars` must be {range}"));
                 }
             },
         };
         let language = match &s.language {
             Some(l) if !is_language_code(l.get_ref().trim()) => {
-                return kit::refuse(
+                return kit::reject(
                     cx,
                     Some(l.span()),
                     "`language` must be an ISO 639 code like \"en\" or \"pt-BR\"",
@@ -149,14 +131,16 @@ impl Provider for Mastodon {
             Some(t) => spoiler(t, max_chars, cx)?,
             None => None,
         };
-        Some(Mastodon {
+        let p = Mastodon {
             instance,
             token,
             visibility: visibility(&s.visibility, cx).unwrap_or(Visibility::Unlisted),
             spoiler_text,
             language,
             max_chars,
-        })
+        };
+        table.complete(cx, p.incomplete())?;
+        Some(p)
     }
 
     fn bind_target(
@@ -167,7 +151,7 @@ impl Provider for Mastodon {
     ) -> Option<Box<dyn Destination>> {
         let (Some(instance), Some(token)) = (&self.instance, &self.token) else {
             let what = "`instance` and `access_token = \"${MASTODON_TOKEN}\"`";
-            return kit::refuse(cx, chat, kit::chat_needs("mastodon", what));
+            return kit::reject(cx, chat, kit::chat_needs("mastodon", what));
         };
         let visibility = visibility(&t.visibility, cx).unwrap_or(self.visibility);
         let spoiler_text = match &t.spoiler_text {
@@ -184,7 +168,8 @@ impl Provider for Mastodon {
     }
 }
 
-impl kit::Complete for Mastodon {
+impl Mastodon {
+    /// The problem of a table that lacks a required key ([`kit::needs`]).
     fn incomplete(&self) -> Option<String> {
         let keys = [
             (
@@ -221,7 +206,7 @@ fn spoiler(t: &Spanned<String>, max_chars: usize, cx: &mut Ctx<'_>) -> Option<Op
         return Some(None);
     }
     if weight(text) + MIN_MAX_CHARS / 2 > max_chars {
-        return kit::refuse(
+        return kit::reject(
             cx,
             Some(t.span()),
             format!(
@@ -254,24 +239,13 @@ struct MastodonChat {
     provider: Arc<Mastodon>,
 }
 
-impl Destination for MastodonChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Plain
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // The answer is the status, with its `id`: replies (`in_reply_to_id`),
-        // edits (`PUT /api/v1/statuses/:id`) and deletions all work.
-        Capabilities::ALL
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        Some(Rate::per_secs(STATUSES_PER_3H, 3 * 3600))
-    }
+impl kit::Chat for MastodonChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Plain;
+    // The answer is the status, with its `id`: replies (`in_reply_to_id`),
+    // edits (`PUT /api/v1/statuses/:id`) and deletions all work.
+    const CAPS: Capabilities = Capabilities::ALL;
+    const RATE: Option<Rate> = Some(Rate::per_secs(STATUSES_PER_3H, 3 * 3600));
 
     fn target(&self) -> String {
         let host = url::Url::parse(&self.instance)

@@ -15,28 +15,10 @@
 //! `m.thread` replies, `m.replace` edits, redactions. Errors
 //! `{"errcode","error"}`; see shared/providers.md §2.5.
 
-use std::ops::Range;
-use std::sync::Arc;
-
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::json;
-use serde_spanned::Spanned;
-use toml_edit::Item;
-
-use super::http::{classify_status, path_segment, retry_hint};
-use super::kit::{self, Provider};
-use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Instance, Message, Outbound,
-    Outcome, Registration,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
+use super::kit::prelude::*;
 
 pub const REGISTRATION: Registration =
-    kit::registration_complete::<Matrix>("matrix", "Matrix room (client-server API, access token)");
+    kit::registration::<Matrix>("matrix", "Matrix room (client-server API, access token)");
 
 /// `[providers.NAME]` for `kind = "matrix"`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -82,24 +64,11 @@ pub(crate) struct Matrix {
     token: Option<Secret>,
 }
 
-/// Reads the settings shared by `matrix` and `gitter` ([`kit::Complete`]).
-pub(crate) fn parse_settings(
-    flavor: Flavor,
-    item: &Item,
-    homeserver: Option<&Spanned<String>>,
-    access_token: Option<&Spanned<String>>,
-    cx: &mut Ctx<'_>,
-) -> Option<Arc<dyn Instance>> {
-    kit::complete(
-        item,
-        Matrix::read(flavor, homeserver, access_token, cx)?,
-        cx,
-    )
-}
-
 impl Matrix {
-    fn read(
+    /// Reads the settings shared by `matrix` and `gitter`, from `table`.
+    pub(crate) fn read(
         flavor: Flavor,
+        table: &Table,
         homeserver: Option<&Spanned<String>>,
         access_token: Option<&Spanned<String>>,
         cx: &mut Ctx<'_>,
@@ -112,11 +81,13 @@ impl Matrix {
             Some(t) => Some(cx.secret("access_token", t)?),
             None => None,
         };
-        Some(Matrix {
+        let p = Matrix {
             flavor,
             homeserver: homeserver.map(|h| h.trim_end_matches('/').to_string()),
             token,
-        })
+        };
+        table.complete(cx, p.incomplete())?;
+        Some(p)
     }
 
     /// `${MATRIX_TOKEN}` for the flavor's kind, in problems.
@@ -129,8 +100,14 @@ impl Provider for Matrix {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
-        Matrix::read(MATRIX, s.homeserver.as_ref(), s.access_token.as_ref(), cx)
+    fn new(s: Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
+        Matrix::read(
+            MATRIX,
+            table,
+            s.homeserver.as_ref(),
+            s.access_token.as_ref(),
+            cx,
+        )
     }
 
     fn bind_target(
@@ -143,7 +120,7 @@ impl Provider for Matrix {
         let Some(room) = &t.room else {
             let problem =
                 format!("a {kind} chat needs `room`, a room id like \"!AbCdEf123:example.org\"");
-            return kit::refuse(cx, chat, problem);
+            return kit::reject(cx, chat, problem);
         };
         let room = room_id(room, cx)?;
         let (Some(homeserver), Some(token)) = (&self.homeserver, &self.token) else {
@@ -152,7 +129,7 @@ impl Provider for Matrix {
                 None => format!("`homeserver` and {token}"),
                 Some(_) => token,
             };
-            return kit::refuse(cx, chat, kit::chat_needs(kind, &needs));
+            return kit::reject(cx, chat, kit::chat_needs(kind, &needs));
         };
         Some(Box::new(MatrixChat {
             kind,
@@ -163,7 +140,8 @@ impl Provider for Matrix {
     }
 }
 
-impl kit::Complete for Matrix {
+impl Matrix {
+    /// The problem of a table that lacks a required key ([`kit::needs`]).
     fn incomplete(&self) -> Option<String> {
         let token = format!("`access_token` (e.g. \"{}\")", self.token_var());
         let keys = [
@@ -182,7 +160,7 @@ impl kit::Complete for Matrix {
 fn room_id(room: &Spanned<String>, cx: &mut Ctx<'_>) -> Option<String> {
     let id = room.get_ref().trim();
     if id.starts_with('#') {
-        return kit::refuse(
+        return kit::reject(
             cx,
             Some(room.span()),
             "`room` must be a room id (`!…`), not an alias: find the id in Element under Room settings → Advanced, or with GET /_matrix/client/v3/directory/room/%23ALIAS:SERVER",
@@ -192,7 +170,7 @@ fn room_id(room: &Spanned<String>, cx: &mut Ctx<'_>) -> Option<String> {
         && id.starts_with('!')
         && !id.chars().any(|c| c.is_whitespace() || c.is_control());
     if !valid {
-        return kit::refuse(
+        return kit::reject(
             cx,
             Some(room.span()),
             "`room` must be a room id like \"!AbCdEf123:example.org\"",
@@ -486,7 +464,7 @@ mod tests {
         }
     }
 
-    use crate::providers::testkit::{bind_problems, body, header, http, reply, resp};
+    use crate::providers::testkit::{body, header, http, messages, reply, resp};
 
     fn request(c: &MatrixChat, chat: &str, text: &str, ctx: &serde_json::Value) -> HttpRequest {
         http(c.request(&Message {
@@ -669,7 +647,13 @@ mod tests {
     }
 
     fn bind(settings: &str, target: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        bind_problems(&REGISTRATION, &[("MATRIX_TOKEN", TOKEN)], settings, target)
+        let (d, p) = crate::providers::testkit::bind(
+            &REGISTRATION,
+            settings,
+            target,
+            &[("MATRIX_TOKEN", TOKEN)],
+        );
+        (d, messages(&p))
     }
 
     #[test]

@@ -11,8 +11,6 @@
 //! Answers: JSON `{"id":"…app_error","message"}` with the status; 429 carries
 //! `Retry-After` and `X-Ratelimit-Reset`. See shared/providers.md §2.4.
 
-use std::time::Duration;
-
 use super::kit::prelude::*;
 use crate::render::text::truncate;
 
@@ -68,7 +66,7 @@ impl Provider for Mattermost {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let token = cx.opt_secret("token", &s.token)?;
         // Accept the API root too: `https://h/api/v4` means `https://h`.
         let api_url = kit::opt_url(cx, "api_url", &s.api_url)?.map(|u| {
@@ -177,14 +175,12 @@ const SPEC: Spec = Spec {
     hint: kit::no_hint,
 };
 
-impl Destination for MattermostChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Markdown
-    }
+impl kit::Chat for MattermostChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Markdown;
+    // The server's rate limiter defaults to 10 requests/s per user or
+    // IP (when enabled, with a burst of 100).
+    const RATE: Option<Rate> = Some(Rate::per_second(10));
 
     fn reads_context(&self) -> bool {
         false
@@ -193,12 +189,6 @@ impl Destination for MattermostChat {
     fn capabilities(&self) -> Capabilities {
         // REST answers the post id (replies, patches, deletes); a webhook just `ok`.
         kit::capabilities_if(!self.is_webhook())
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // The server's rate limiter defaults to 10 requests/s per user or
-        // IP (when enabled, with a burst of 100).
-        Some(Rate::per_second(10))
     }
 
     fn target(&self) -> String {
@@ -347,9 +337,7 @@ fn ratelimit_reset(resp: &HttpResponse) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{
-        bind_chat, body, configure, header, post, reply, request, resp,
-    };
+    use crate::providers::testkit::{bind, bind_chat, body, header, post, reply, request, resp};
 
     const TOKEN: &str = "canary-mm-token-8u3k2";
     const CHANNEL: &str = "4xp9fdt77pncbef59f4k1qe83o";
@@ -643,7 +631,7 @@ mod tests {
         // `api_url` may be given as the API root.
         let settings = "{ token = \"${T}\", api_url = \"https://chat.example.org/api/v4/\" }";
         let target = format!("{{ channel_id = \"{CHANNEL}\" }}");
-        let (d, _) = configure(&REGISTRATION, settings, &target, &[]);
+        let (d, _) = bind(&REGISTRATION, settings, &target, &[]);
         let d = d.expect("a REST chat");
         assert_eq!(
             post(d.as_ref(), "x").url.expose(),

@@ -13,27 +13,12 @@
 //! Graph errors `{"error":{"message","code","error_subcode"}}` come mostly
 //! as HTTP 400: the code decides (shared/providers.md §2.15).
 
-use std::sync::Arc;
-use std::time::Duration;
+use super::kit::prelude::*;
+use serde::Serialize;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use serde_spanned::Spanned;
-
-use super::http::retry_hint;
-use super::kit::{self, Provider};
-use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
-    http::classify_status,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
 use crate::render::text::truncate;
 
-pub const REGISTRATION: Registration = kit::registration_complete::<Messenger>(
+pub const REGISTRATION: Registration = kit::registration::<Messenger>(
     "messenger",
     "Facebook Messenger Send API, one person per chat (Page access token; 24-hour window)",
 );
@@ -147,12 +132,12 @@ impl Provider for Messenger {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let token = cx.opt_secret("page_token", &s.page_token)?;
         let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
         let version = match &s.api_version {
             Some(v) if !is_version(v.get_ref().trim()) => {
-                return kit::refuse(
+                return kit::reject(
                     cx,
                     Some(v.span()),
                     "`api_version` must be a Graph API version like \"v21.0\"",
@@ -161,12 +146,14 @@ impl Provider for Messenger {
             Some(v) => v.get_ref().trim(),
             None => DEFAULT_API_VERSION,
         };
-        Some(Messenger {
+        let p = Messenger {
             token,
             endpoint: format!("{api_url}/{version}/me/messages"),
             tag: s.tag.map(Spanned::into_inner),
             notification_type: s.notification_type,
-        })
+        };
+        table.complete(cx, p.incomplete())?;
+        Some(p)
     }
 
     fn bind_target(
@@ -176,14 +163,14 @@ impl Provider for Messenger {
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
         let Some(raw) = &t.psid else {
-            return kit::refuse(
+            return kit::reject(
                 cx,
                 chat,
                 "a messenger chat needs `psid`, the page-scoped id of a person who messaged the Page",
             );
         };
         let Some(psid) = raw.get_ref().digits() else {
-            return kit::refuse(
+            return kit::reject(
                 cx,
                 Some(raw.span()),
                 "`psid` must be a page-scoped id (digits, the `sender.id` of a webhook event of the Page)",
@@ -199,7 +186,8 @@ impl Provider for Messenger {
     }
 }
 
-impl kit::Complete for Messenger {
+impl Messenger {
+    /// The problem of a table that lacks a required key ([`kit::needs`]).
     fn incomplete(&self) -> Option<String> {
         let token = "`page_token` (e.g. \"${MESSENGER_PAGE_TOKEN}\")";
         kit::needs("messenger", "", &[(self.token.is_none(), token)])
@@ -221,26 +209,14 @@ struct MessengerChat {
     psid: String,
 }
 
-impl Destination for MessengerChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Plain
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // The answer has a `message_id`, but the Send API cannot reply in a
-        // thread, edit or delete a message.
-        Capabilities::default()
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // One person's inbox: at most one message a second (a courtesy; the
-        // Page-wide Graph limits are signalled by the error codes).
-        Some(Rate::per_second(1))
-    }
+impl kit::Chat for MessengerChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Plain;
+    // No CAPS: the answer has a `message_id`, but the Send API cannot reply
+    // in a thread, edit or delete a message.
+    // One person's inbox: at most one message a second (a courtesy; the
+    // Page-wide Graph limits are signalled by the error codes).
+    const RATE: Option<Rate> = Some(Rate::per_second(1));
 
     fn target(&self) -> String {
         format!("psid {}", self.psid)

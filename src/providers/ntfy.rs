@@ -12,23 +12,10 @@
 //! 403, "error"}`; 429 (code 429xx) when the visitor's budget, one request
 //! per 5 s, is spent. See shared/providers.md §3.
 
-use std::ops::Range;
-use std::sync::Arc;
-
+use super::kit::prelude::*;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_spanned::Spanned;
 
-use super::kit::{self, Provider, Spec, classify_json, truncate_bytes};
-use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
 use crate::render::escape::strip_controls;
 
 pub const REGISTRATION: Registration =
@@ -82,7 +69,7 @@ impl Provider for Ntfy {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let server = cx.base_url("server", &s.server, DEFAULT_SERVER)?;
         Some(Ntfy {
             host: match &s.server {
@@ -142,26 +129,17 @@ struct NtfyChat {
     topic_shown: String,
 }
 
-impl Destination for NtfyChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
+impl kit::Chat for NtfyChat {
+    const KIND: &str = REGISTRATION.kind;
+    /// Unless the `markdown` setting says otherwise ([`kit::Chat::dialect`]).
+    const DIALECT: Dialect = Dialect::Plain;
+    // ntfy.sh refills a visitor's request budget by one every 5 s.
+    const RATE: Option<Rate> = Some(Rate::per_minute(12));
+    const TEMPLATE: Option<&str> = Some(kit::push_template!("\n"));
+    const ANSWERS: &dyn kit::Answers = &SPEC;
 
     fn dialect(&self) -> Dialect {
         kit::markdown_if(self.instance.markdown)
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    fn default_template(&self) -> Option<&'static str> {
-        Some(kit::push_template!("\n"))
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // ntfy.sh refills a visitor's request budget by one every 5 s.
-        Some(Rate::per_minute(12))
     }
 
     fn target(&self) -> String {
@@ -217,10 +195,6 @@ impl Destination for NtfyChat {
             req = req.bearer(token);
         }
         Outbound::Http(req)
-    }
-
-    fn classify(&self, resp: &HttpResponse) -> Outcome {
-        classify_json(resp, &SPEC)
     }
 }
 
@@ -283,7 +257,7 @@ fn header_text(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{self, header, post_against, resp};
+    use crate::providers::testkit::{self, header, post_in, resp};
     use serde_json::json;
     use std::time::Duration;
 
@@ -310,7 +284,7 @@ mod tests {
             "topic": {"title": "Ünïcode\r\nInjected: yes", "url": "https://f.example/t/x/1", "tags": ["rust", "a,b"]},
             "post": {"url": "https://f.example/t/wörld/1/2"},
         });
-        let r = post_against(&chat(false, true), &ctx, "by Bob\n@everyone <b>");
+        let r = post_in(&chat(false, true), "by Bob\n@everyone <b>", &ctx);
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/forum-alerts");
         assert_eq!(r.body, "by Bob\n@everyone <b>");
@@ -344,7 +318,7 @@ mod tests {
         let ctx = json!({"topic": {"title": "Plain", "url": "javascript:alert(1)", "tags": []}, "post": null});
         let c = chat(true, false);
         assert_eq!(c.dialect(), Dialect::Markdown);
-        let r = post_against(&c, &ctx, "x");
+        let r = post_in(&c, "x", &ctx);
         assert_eq!(header(&r, "Markdown"), Some("yes"));
         assert_eq!(header(&r, "Title"), Some("Plain"));
         assert_eq!(header(&r, "Click"), None, "only web links");

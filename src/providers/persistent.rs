@@ -163,16 +163,11 @@ pub(crate) trait NativeChat: fmt::Debug + Send + Sync {
     fn native(&self, msg: &Message<'_>) -> Outbound;
 }
 
-/// Never consulted: a native chat's sends are answered by its connection,
-/// not over HTTP.
-const NO_HTTP: super::kit::Spec = super::kit::Spec::plain("native");
-
 impl<T: NativeChat> super::kit::Chat for T {
     const KIND: &'static str = T::KIND;
     const TARGET: &'static str = T::KIND;
     const DIALECT: Dialect = Dialect::Plain;
     const RATE: Option<Rate> = Some(T::RATE);
-    const ANSWERS: &'static dyn super::kit::Answers = &NO_HTTP;
 
     fn target(&self) -> String {
         self.place()

@@ -13,29 +13,13 @@
 //! quota is spent; 5xx retried no sooner than 5 s, as Pushover asks. See
 //! shared/providers.md §3.
 
-use std::ops::Range;
-use std::sync::Arc;
-use std::time::Duration;
+use super::kit::prelude::*;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_spanned::Spanned;
-use toml_edit::Item;
-
-use super::http::classify_status;
-use super::kit::{self, AtTable, Provider, Spec};
-use super::{
-    Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome, Registration,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
 use crate::render::escape::escape;
 use crate::render::text::truncate;
 
 pub const REGISTRATION: Registration =
-    kit::registration_at::<Pushover>("pushover", "Pushover push notifications");
+    kit::registration::<Pushover>("pushover", "Pushover push notifications");
 
 const DEFAULT_API_URL: &str = "https://api.pushover.net/1";
 const MAX_MESSAGE_CHARS: usize = 1024;
@@ -79,10 +63,13 @@ struct Pushover {
     sound: Option<String>,
 }
 
-impl AtTable for Pushover {
-    fn new_at(s: Settings, table: &Item, cx: &mut Ctx<'_>) -> Option<Self> {
+impl Provider for Pushover {
+    type Settings = Settings;
+    type Target = Target;
+
+    fn new(s: Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let missing = "a pushover provider needs the application `token = \"${PUSHOVER_TOKEN}\"`: define [providers.NAME] with kind = \"pushover\"";
-        let (token, _) = kit::required_secret(cx, &s.token, "token", table.span(), missing)?;
+        let (token, _) = kit::required_secret(cx, &s.token, "token", table.span.clone(), missing)?;
         Some(Pushover {
             token,
             api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,
@@ -94,15 +81,6 @@ impl AtTable for Pushover {
             )?,
             sound: s.sound.filter(|v| !v.trim().is_empty()),
         })
-    }
-}
-
-impl Provider for Pushover {
-    type Settings = Settings;
-    type Target = Target;
-
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
-        Self::new_at(s, &Item::None, cx)
     }
 
     fn bind_target(
@@ -135,27 +113,12 @@ struct PushoverChat {
     device: Option<String>,
 }
 
-impl Destination for PushoverChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Html
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    fn default_template(&self) -> Option<&'static str> {
-        Some(kit::push_template!("\n"))
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // No per-second limit is documented (the quota is monthly): one a second.
-        Some(Rate::per_second(1))
-    }
+impl kit::Chat for PushoverChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Html;
+    // No per-second limit is documented (the quota is monthly): one a second.
+    const RATE: Option<Rate> = Some(Rate::per_second(1));
+    const TEMPLATE: Option<&str> = Some(kit::push_template!("\n"));
 
     fn target(&self) -> String {
         match &self.device {
@@ -302,7 +265,7 @@ mod tests {
 
     /// The form fields of the request for `text` in `ctx`.
     fn form(ctx: serde_json::Value, text: &str) -> Vec<(String, String)> {
-        let r = testkit::post_against(&chat(), &ctx, text);
+        let r = testkit::post_in(&chat(), text, &ctx);
         assert_eq!(r.method, "POST");
         assert_eq!(r.url.expose(), "http://127.0.0.1:9/1/messages.json");
         assert_eq!(

@@ -13,8 +13,6 @@
 //! Answers: `{"success":true}`, or `{"success":false,"error"}` with 400, 429 ("You
 //! must wait N seconds"), 503 (disabled), or 200 from a script. shared/providers.md §2.7.
 
-use std::time::Duration;
-
 use super::kit::prelude::*;
 use crate::render::text::truncate;
 
@@ -80,7 +78,7 @@ impl Provider for RocketChat {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let avatar = kit::opt_url(cx, "avatar", &s.avatar)?;
         let non_empty =
             |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
@@ -153,14 +151,12 @@ struct RocketChatChat {
     mode: Mode,
 }
 
-impl Destination for RocketChatChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::RocketChat
-    }
+impl kit::Chat for RocketChatChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::RocketChat;
+    // The REST rate limiter's defaults, which also cover /hooks: 10 calls
+    // per 60 s per route (API_Enable_Rate_Limiter_Limit_Calls_Default).
+    const RATE: Option<Rate> = Some(Rate::per_minute(10));
 
     fn reads_context(&self) -> bool {
         false
@@ -169,12 +165,6 @@ impl Destination for RocketChatChat {
     fn capabilities(&self) -> Capabilities {
         // REST answers carry the message `_id`; the webhook just `success`.
         kit::capabilities_if(matches!(self.mode, Mode::Rest { .. }))
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // The REST rate limiter's defaults, which also cover /hooks: 10 calls
-        // per 60 s per route (API_Enable_Rate_Limiter_Limit_Calls_Default).
-        Some(Rate::per_minute(10))
     }
 
     fn target(&self) -> String {
@@ -309,7 +299,7 @@ fn hint(error: &str, status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{body, configure, header, post, reply, request, resp};
+    use crate::providers::testkit::{bind, body, header, post, reply, request, resp};
 
     const HOOK: &str = "http://127.0.0.1:9/hooks/abc/hooksecret42";
 
@@ -488,7 +478,7 @@ mod tests {
     fn webhook_url_is_a_secret_url() {
         let check = |target: &str| {
             let settings = "{ alias = \"Forum\", avatar = \"https://f.example/a.png\" }";
-            let (d, p) = configure(&REGISTRATION, settings, target, &[("HOOK", HOOK)]);
+            let (d, p) = bind(&REGISTRATION, settings, target, &[("HOOK", HOOK)]);
             let msgs: Vec<String> = p.into_iter().map(|p| p.message).collect();
             (d.is_some(), msgs)
         };

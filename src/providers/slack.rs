@@ -65,7 +65,7 @@ impl Provider for Slack {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         Some(Slack {
             token: cx.opt_secret("token", &s.token)?,
             api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,
@@ -118,14 +118,10 @@ struct SlackChat {
     mode: Mode,
 }
 
-impl Destination for SlackChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::SlackMrkdwn
-    }
+impl kit::Chat for SlackChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::SlackMrkdwn;
+    const RATE: Option<Rate> = Some(Rate::per_second(1));
 
     fn reads_context(&self) -> bool {
         false
@@ -134,10 +130,6 @@ impl Destination for SlackChat {
     fn capabilities(&self) -> Capabilities {
         // The Web API answers the message `ts`; a webhook just `ok`.
         kit::capabilities_if(matches!(self.mode, Mode::Api { .. }))
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        Some(Rate::per_second(1))
     }
 
     fn target(&self) -> String {

@@ -13,25 +13,19 @@
 //! 535...) → Permanent; a refused recipient fails the whole message. See
 //! shared/providers.md §3 (Email).
 
-use std::ops::Range;
+use super::kit::prelude::*;
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
 
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use serde_spanned::Spanned;
+use serde::Serialize;
 
-use super::kit::{self, Provider, ensure};
+use super::NativeSender;
+use super::kit::ensure;
 use super::persistent::{NativeChat, is_loopback, permanent, retry};
-use super::{Destination, Message, NativeSender, Outbound, Outcome, Registration};
-use crate::config::Rate;
-use crate::config::de::Ctx;
 
 pub const REGISTRATION: Registration = kit::registration::<Smtp>(
     "smtp",
@@ -108,7 +102,7 @@ impl Provider for Smtp {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let ok = &mut true;
         let server = kit::host(
             cx,

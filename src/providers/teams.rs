@@ -11,9 +11,7 @@
 //! only in its run history); 4xx permanent, 429 and 5xx retry. See
 //! shared/providers.md §2.8.
 
-use super::http::fit;
 use super::kit::prelude::*;
-use super::kit::{Spec, classify_json};
 
 pub const REGISTRATION: Registration = kit::registration::<Teams>(
     "teams",
@@ -65,7 +63,7 @@ impl Provider for Teams {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, _: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, _: &mut Ctx<'_>) -> Option<Self> {
         let button = s.button.as_deref().map(str::trim).filter(|b| !b.is_empty());
         let button = button.unwrap_or(DEFAULT_BUTTON).to_string();
         Some(Teams { button })
@@ -165,7 +163,7 @@ const SPEC: Spec = Spec {
     },
 };
 
-impl Chat for TeamsChat {
+impl kit::Chat for TeamsChat {
     const KIND: &str = REGISTRATION.kind;
     const TARGET: &str = "Workflows webhook";
     const DIALECT: Dialect = Dialect::Markdown;
@@ -213,7 +211,7 @@ mod tests {
 
     /// The request for `text` against `ctx` (the link comes from it).
     fn send(text: &str, ctx: Value) -> (HttpRequest, Value) {
-        let r = post_in(&chat(), text, ctx);
+        let r = post_in(&chat(), text, &ctx);
         let v = body(&r);
         (r, v)
     }
@@ -379,7 +377,7 @@ mod tests {
                 &env,
             );
             let d = d.unwrap_or_else(|| panic!("{settings}"));
-            let v = body(&post_in(d.as_ref(), "t", ctx.clone()));
+            let v = body(&post_in(d.as_ref(), "t", &ctx));
             assert_eq!(v["attachments"][0]["content"]["actions"][0]["title"], want);
         }
     }

@@ -10,9 +10,8 @@
 //! Answers: `{"ok":false,"error_code","description","parameters"?}` with the
 //! status; `retry_after` and `migrate_to_chat_id` say what to do. shared/providers.md §2.3.
 
-use std::borrow::Cow;
-
 use super::kit::prelude::*;
+use std::borrow::Cow;
 
 pub const REGISTRATION: Registration =
     kit::registration::<Telegram>("telegram", "Telegram Bot API (sendMessage, HTML)");
@@ -94,7 +93,7 @@ impl Provider for Telegram {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         Some(Telegram {
             token: cx.opt_secret("token", &s.token)?,
             api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,
@@ -148,23 +147,15 @@ const NOT_BOT_API: Spec = Spec {
     ..Spec::plain("telegram")
 };
 
-impl Destination for TelegramChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Html
-    }
+impl kit::Chat for TelegramChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Html;
+    // sendMessage returns `message_id`: replies (`reply_parameters`),
+    // `editMessageText` and `deleteMessage` can use it.
+    const CAPS: Capabilities = Capabilities::ALL;
 
     fn reads_context(&self) -> bool {
         false
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // sendMessage returns `message_id`: replies (`reply_parameters`),
-        // `editMessageText` and `deleteMessage` can use it.
-        Capabilities::ALL
     }
 
     fn default_rate(&self) -> Option<Rate> {

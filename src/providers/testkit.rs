@@ -7,7 +7,11 @@ use serde_json::{Value, json};
 
 #[allow(unused_imports)] // until the provider tests move onto the testkit
 pub(crate) use super::http::tests::resp;
-use super::{Action, Destination, HttpRequest, Message, Outbound, Thread};
+use super::{Action, Destination, HttpRequest, Message, Outbound, Registration, Thread};
+use crate::config::de::{Ctx, MissingEnv};
+use crate::config::diag::Problem;
+
+// ---- Requests and answers ----
 
 /// The context most unit tests render against: a post in topic 7.
 pub fn post_ctx() -> Value {
@@ -59,12 +63,17 @@ pub fn body(r: &HttpRequest) -> Value {
     serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", r.body))
 }
 
-// ---- testkit additions, group A ----
-// (keep additions inside this section until the groups are merged)
+/// The reason of a retry or a permanent failure; panics on `Sent`.
+pub fn reason(o: super::Outcome) -> String {
+    match o {
+        super::Outcome::Retry { reason, .. } | super::Outcome::Permanent { reason } => reason,
+        sent => panic!("expected a failure, got {sent:?}"),
+    }
+}
 
-/// The request `dest` builds for a new message `text` rendered against
-/// `ctx` (for providers that send context fields: titles, links, tags).
-pub fn post_against(dest: &dyn Destination, ctx: &Value, text: &str) -> HttpRequest {
+/// A new message's request for `text` against `ctx` instead of [`post_ctx`]
+/// (for providers that send context fields: titles, links, tags).
+pub fn post_in(dest: &dyn Destination, text: &str, ctx: &Value) -> HttpRequest {
     http(dest.request(&Message {
         chat: "test-chat",
         text,
@@ -74,151 +83,128 @@ pub fn post_against(dest: &dyn Destination, ctx: &Value, text: &str) -> HttpRequ
     }))
 }
 
-/// `reg` reading `settings` and binding a chat with `target` (each the
-/// inside of an inline table), with `env` set and unset variables only
-/// warned about: the destination and every problem's message, in order.
-pub fn bind_fields(
-    reg: &super::Registration,
-    settings: &str,
-    target: &str,
-    env: &[(&str, &str)],
-) -> (Option<Box<dyn Destination>>, Vec<String>) {
-    let env: std::collections::HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let mut cx = crate::config::de::Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-    let doc = toml_edit::Document::parse(format!("s = {{ {settings} }}\nt = {{ {target} }}"))
-        .unwrap_or_else(|e| panic!("bad test TOML: {e}"));
-    let dest = (reg.parse)(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
-    let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
-    (dest, problems)
-}
+// ---- Binding configurations: one reader, four layouts ----
 
-// ---- testkit additions, group B ----
-// (keep additions inside this section until the groups are merged)
-
-/// `env` as the map a `Ctx` reads.
-fn env_of(env: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
-    env.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// What `reg` makes of a `[providers.NAME]` table of `settings` (TOML
-/// lines), with `env` set: whether it parsed, and every problem's message.
-pub fn settings_problems(
-    reg: &super::Registration,
-    env: &[(&str, &str)],
-    settings: &str,
-) -> (bool, Vec<String>) {
-    let env = env_of(env);
-    let mut cx = crate::config::de::Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-    let doc = toml_edit::Document::parse(format!("[p]\n{settings}\n"))
-        .unwrap_or_else(|e| panic!("bad TOML ({e}): {settings}"));
-    let parsed = (reg.parse)(&doc["p"], &mut cx).is_some();
-    (
-        parsed,
-        cx.problems().iter().map(|p| p.message.clone()).collect(),
-    )
-}
-
-/// The destination `reg` makes of the settings `s` and the chat `t` (TOML
-/// inline tables; the chat located at `0..1`), with `env` set, and every
-/// problem's message.
-pub fn bind_problems(
-    reg: &super::Registration,
-    env: &[(&str, &str)],
-    s: &str,
-    t: &str,
-) -> (Option<Box<dyn Destination>>, Vec<String>) {
-    let env = env_of(env);
-    let mut cx = crate::config::de::Ctx::new(&env, crate::config::de::MissingEnv::Warn);
-    let doc = toml_edit::Document::parse(format!("s = {s}\nt = {t}\n"))
-        .unwrap_or_else(|e| panic!("bad TOML ({e}): {s} {t}"));
-    let dest =
-        (reg.parse)(&doc["s"], &mut cx).and_then(|inst| inst.bind(&doc["t"], Some(0..1), &mut cx));
-    (
-        dest,
-        cx.problems().iter().map(|p| p.message.clone()).collect(),
-    )
-}
-
-// ---- testkit additions, group C ----
-// (keep additions inside this section until the groups are merged)
-
-/// `inst` bound to the chat `t = {target}` (a TOML inline table) with no
-/// environment: the destination, and the problems reported.
-pub fn bind_chat(
-    inst: std::sync::Arc<dyn super::Instance>,
-    target: &str,
-    chat: Option<std::ops::Range<usize>>,
-) -> (
-    Option<Box<dyn Destination>>,
-    Vec<crate::config::diag::Problem>,
-) {
-    with_config(&format!("t = {target}"), &[], |doc, cx| {
-        inst.bind(&doc["t"], chat, cx)
-    })
-}
-
-/// `s = {settings}` read by `reg` and bound to the chat `t = {target}`,
-/// with `env` as the environment.
-pub fn configure(
-    reg: &super::Registration,
-    settings: &str,
-    target: &str,
-    env: &[(&str, &str)],
-) -> (
-    Option<Box<dyn Destination>>,
-    Vec<crate::config::diag::Problem>,
-) {
-    with_config(
-        &format!("s = {settings}\nt = {target}\n"),
-        env,
-        |doc, cx| (reg.parse)(&doc["s"], cx).and_then(|i| i.bind(&doc["t"], None, cx)),
-    )
-}
-
+/// `toml` read with `env` set (`missing`: what an unset `${VAR}` is), and
+/// `f` run against it: its result and every problem, in order.
 fn with_config<T>(
     toml: &str,
     env: &[(&str, &str)],
-    f: impl FnOnce(&toml_edit::Document<String>, &mut crate::config::de::Ctx<'_>) -> T,
-) -> (T, Vec<crate::config::diag::Problem>) {
+    missing: MissingEnv,
+    f: impl FnOnce(&toml_edit::Document<String>, &mut Ctx<'_>) -> T,
+) -> (T, Vec<Problem>) {
     let env: std::collections::HashMap<String, String> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let mut cx = crate::config::de::Ctx::new(&env, crate::config::de::MissingEnv::Warn);
+    let mut cx = Ctx::new(&env, missing);
     let doc = toml_edit::Document::parse(toml.to_string())
         .unwrap_or_else(|e| panic!("bad TOML ({e}): {toml}"));
     let out = f(&doc, &mut cx);
     (out, cx.problems().to_vec())
 }
 
-// ---- testkit additions, group D ----
-// (keep additions inside this section until the groups are merged)
+/// The binder: a chat of `reg`'s kind bound from TOML inline tables
+/// (settings `s`, chat fields `t`, whose spans count from the document's
+/// start: `t = {…`; the chat located at `0..1`) with `env` as the
+/// environment: the destination and the problems.
+pub fn bind(
+    reg: &Registration,
+    s: &str,
+    t: &str,
+    env: &[(&str, &str)],
+) -> (Option<Box<dyn Destination>>, Vec<Problem>) {
+    with_config(
+        &format!("t = {t}\ns = {s}"),
+        env,
+        MissingEnv::Warn,
+        |doc, cx| (reg.parse)(&doc["s"], cx).and_then(|i| i.bind(&doc["t"], Some(0..1), cx)),
+    )
+}
 
-/// What `reg` makes of `[s]` = `settings` and a chat `[t]` = `target`,
-/// with `env` set: the destination, and every problem's message.
-pub fn load(
-    reg: &super::Registration,
+/// The messages of [`bind`]'s problems.
+pub fn messages(problems: &[Problem]) -> Vec<String> {
+    problems.iter().map(|p| p.message.clone()).collect()
+}
+
+/// [`bind`] of the insides of the two inline tables, for the messages.
+pub fn bind_fields(
+    reg: &Registration,
     settings: &str,
     target: &str,
     env: &[(&str, &str)],
 ) -> (Option<Box<dyn Destination>>, Vec<String>) {
-    use crate::config::de::{Ctx, MissingEnv};
-    let env: std::collections::HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let mut cx = Ctx::new(&env, MissingEnv::Error);
-    let doc = toml_edit::Document::parse(format!("[s]\n{settings}\n[t]\n{target}\n"))
-        .unwrap_or_else(|e| panic!("bad TOML: {e}"));
-    let dest = (reg.parse)(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], None, &mut cx));
-    let problems = cx.problems().iter().map(|p| p.message.clone()).collect();
-    (dest, problems)
+    let (dest, p) = bind(
+        reg,
+        &format!("{{ {settings} }}"),
+        &format!("{{ {target} }}"),
+        env,
+    );
+    (dest, messages(&p))
 }
+
+/// What `reg` makes of `[s]` = `settings` and a chat `[t]` = `target` (TOML
+/// lines, for the many settings of native providers), with `env` set and
+/// an unset variable an error: the destination, and every problem's message.
+pub fn load(
+    reg: &Registration,
+    settings: &str,
+    target: &str,
+    env: &[(&str, &str)],
+) -> (Option<Box<dyn Destination>>, Vec<String>) {
+    let toml = format!("[s]\n{settings}\n[t]\n{target}\n");
+    let (dest, p) = with_config(&toml, env, MissingEnv::Error, |doc, cx| {
+        (reg.parse)(&doc["s"], cx).and_then(|i| i.bind(&doc["t"], None, cx))
+    });
+    (dest, messages(&p))
+}
+
+/// What `reg` makes of a `[providers.NAME]` table of `settings` (TOML
+/// lines) alone, with `env` set: whether it parsed, and every problem's message.
+pub fn settings_problems(
+    reg: &Registration,
+    env: &[(&str, &str)],
+    settings: &str,
+) -> (bool, Vec<String>) {
+    let toml = format!("[p]\n{settings}\n");
+    let (parsed, p) = with_config(&toml, env, MissingEnv::Warn, |doc, cx| {
+        (reg.parse)(&doc["p"], cx).is_some()
+    });
+    (parsed, messages(&p))
+}
+
+/// `inst`, an instance already read, bound to the chat `t = {target}` (a
+/// TOML inline table) with no environment: the destination, and the problems.
+pub fn bind_chat(
+    inst: std::sync::Arc<dyn super::Instance>,
+    target: &str,
+    chat: Option<std::ops::Range<usize>>,
+) -> (Option<Box<dyn Destination>>, Vec<Problem>) {
+    with_config(
+        &format!("t = {target}"),
+        &[],
+        MissingEnv::Warn,
+        |doc, cx| inst.bind(&doc["t"], chat, cx),
+    )
+}
+
+/// Each case's chat fields (inside `{ }`) bind no destination, and the first
+/// problem says the case's words without quoting `secret`.
+pub fn assert_rejected(
+    reg: &Registration,
+    env: &[(&str, &str)],
+    secret: &str,
+    cases: &[(&str, &str)],
+) {
+    for (t, want) in cases {
+        let (d, p) = bind(reg, "{}", &format!("{{ {t} }}"), env);
+        let first = p.first().map_or("", |p| p.message.as_str());
+        assert!(d.is_none() && first.contains(want), "{t}: {p:?}");
+        assert!(!first.contains(secret), "{first}");
+    }
+}
+
+// ---- Native providers ----
 
 /// The native message `dest` builds for `text` in `context`; panics on any
 /// other kind of outbound.
@@ -264,72 +250,5 @@ pub fn accepts<T, E>(check: impl Fn(&str) -> Result<T, E>, good: &[&str], bad: &
     }
     for b in bad {
         assert!(check(b).is_err(), "{b:?} should be refused");
-    }
-}
-
-// ---- testkit additions, group E ----
-// (keep additions inside this section until the groups are merged)
-
-use super::Registration;
-use crate::config::de::{Ctx, MissingEnv};
-use crate::config::diag::Problem;
-
-/// A chat of `reg`'s kind bound from TOML inline tables (settings `s`, chat
-/// fields `t`, whose spans count from the document's start: `t = {…`) with
-/// `env` as the environment: the destination and the problems.
-pub fn bind(
-    reg: &Registration,
-    s: &str,
-    t: &str,
-    env: &[(&str, &str)],
-) -> (Option<Box<dyn Destination>>, Vec<Problem>) {
-    let env: std::collections::HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let mut cx = Ctx::new(&env, MissingEnv::Warn);
-    let doc = toml_edit::Document::parse(format!("t = {t}\ns = {s}"))
-        .unwrap_or_else(|e| panic!("test TOML: {e}"));
-    let dest = (reg.parse)(&doc["s"], &mut cx).and_then(|i| i.bind(&doc["t"], Some(0..1), &mut cx));
-    (dest, cx.problems().to_vec())
-}
-
-/// The messages of `bind`'s problems.
-pub fn messages(problems: &[Problem]) -> Vec<String> {
-    problems.iter().map(|p| p.message.clone()).collect()
-}
-
-/// The reason of a retry or a permanent failure; panics on `Sent`.
-pub fn reason(o: super::Outcome) -> String {
-    match o {
-        super::Outcome::Retry { reason, .. } | super::Outcome::Permanent { reason } => reason,
-        sent => panic!("expected a failure, got {sent:?}"),
-    }
-}
-
-/// A new message's request for `text` against `ctx` instead of [`post_ctx`].
-pub fn post_in(dest: &dyn Destination, text: &str, ctx: Value) -> HttpRequest {
-    http(dest.request(&Message {
-        chat: "test-chat",
-        text,
-        context: &ctx,
-        action: Action::default(),
-        delivery: None,
-    }))
-}
-
-/// Each case's chat fields (inside `{ }`) bind no destination, and the first
-/// problem says the case's words without quoting `secret`.
-pub fn assert_rejected(
-    reg: &Registration,
-    env: &[(&str, &str)],
-    secret: &str,
-    cases: &[(&str, &str)],
-) {
-    for (t, want) in cases {
-        let (d, p) = bind(reg, "{}", &format!("{{ {t} }}"), env);
-        let first = p.first().map_or("", |p| p.message.as_str());
-        assert!(d.is_none() && first.contains(want), "{t}: {p:?}");
-        assert!(!first.contains(secret), "{first}");
     }
 }

@@ -11,9 +11,7 @@
 //! retry after `Retry-After`; a 404 about a message (deleted) is done. See
 //! shared/providers.md §2.10.
 
-use super::http::{fit, id_url};
 use super::kit::prelude::*;
-use super::kit::{Spec, classify_json};
 
 pub const REGISTRATION: Registration =
     kit::registration::<Webex>("webex", "Webex Messages API (bot token)");
@@ -53,7 +51,7 @@ impl Provider for Webex {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         Some(Webex {
             token: cx.opt_secret("token", &s.token)?,
             api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,
@@ -107,7 +105,7 @@ const SPEC: Spec = Spec {
     },
 };
 
-impl Chat for WebexChat {
+impl kit::Chat for WebexChat {
     const KIND: &str = REGISTRATION.kind;
     const TARGET: &str = "room";
     const DIALECT: Dialect = Dialect::Markdown;

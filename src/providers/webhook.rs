@@ -10,20 +10,8 @@
 //! No limits beyond a polite default rate; answers by status alone (2xx
 //! sent, 408/429/5xx retried with `Retry-After`, other 4xx permanent).
 
+use super::kit::prelude::*;
 use std::collections::BTreeMap;
-use std::ops::Range;
-use std::sync::Arc;
-
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_spanned::Spanned;
-
-use super::kit::{self, Provider};
-use super::{Capabilities, Destination, HttpRequest, Message, Outbound, Registration};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
 
 pub const REGISTRATION: Registration =
     kit::registration::<Webhook>("webhook", "generic JSON POST to a URL");
@@ -72,7 +60,7 @@ impl Provider for Webhook {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let url = match &s.url {
             Some(u) => Some(cx.url("url", u, false)?),
             None => None,
@@ -108,26 +96,14 @@ struct WebhookChat {
     headers: BTreeMap<String, Secret>,
 }
 
-impl Destination for WebhookChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Json
-    }
+impl kit::Chat for WebhookChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Json;
+    // Unknown receivers: polite by default, `rate_limit` raises it.
+    const RATE: Option<Rate> = Some(Rate::per_second(10));
 
     fn reads_context(&self) -> bool {
         false
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // Unknown receivers: polite by default, `rate_limit` raises it.
-        Some(Rate::per_second(10))
     }
 
     fn target(&self) -> String {

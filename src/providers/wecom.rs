@@ -11,7 +11,6 @@
 //! See shared/providers.md §3, apprise `wecombot.py`.
 
 use super::kit::prelude::*;
-use super::kit::{CodeSpec, Hook};
 
 pub const REGISTRATION: Registration =
     kit::registration::<Hook<Settings, Target>>("wecom", "WeCom (WeChat Work) group robot webhook");
@@ -43,7 +42,7 @@ impl kit::HookTarget for Target {
         let no_key =
             "`webhook_url` has no `key=` parameter: copy the robot's whole webhook address";
         let ok = url.expose().contains("${") || kit::has_param(url.expose(), "key");
-        kit::check(cx, ok, &span, no_key)?;
+        kit::check(cx, ok, Some(span.clone()), no_key)?;
         Some(Box::new(WeComChat { url }))
     }
 }
@@ -81,7 +80,7 @@ const CODES: CodeSpec = CodeSpec {
     ..kit::ERRCODE
 };
 
-impl Chat for WeComChat {
+impl kit::Chat for WeComChat {
     const KIND: &str = REGISTRATION.kind;
     const TARGET: &str = "wecom group robot";
     const DIALECT: Dialect = Dialect::Markdown;

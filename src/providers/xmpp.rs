@@ -15,22 +15,13 @@
 
 mod conn;
 mod sasl;
+use super::kit::prelude::*;
 pub mod xml;
 
-use std::ops::Range;
-use std::sync::Arc;
+use serde::Serialize;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use serde_spanned::Spanned;
-
-use super::kit::{self, Provider, ensure};
+use super::kit::ensure;
 use super::persistent::{NativeChat, is_loopback};
-use super::{Destination, Message, Outbound, Registration};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
 
 pub const REGISTRATION: Registration = kit::registration::<Xmpp>(
     "xmpp",
@@ -121,7 +112,7 @@ impl Provider for Xmpp {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let ok = &mut true;
         let jid = s.jid.get_ref().trim();
         let (user, domain, resource) = match parse_jid(jid) {

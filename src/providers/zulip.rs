@@ -15,28 +15,12 @@
 //! message id is the remote id. Errors `{"result":"error","code","msg"}`:
 //! decisions use `code`, not the translated `msg`. See shared/providers.md §2.6.
 
-use std::ops::Range;
-use std::sync::Arc;
-
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_spanned::Spanned;
-
-use super::http::{classify_status, id_url, path_segment, retry_hint};
-use super::kit::{self, Provider};
-use super::{
-    Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-    Registration,
-};
-use crate::config::Rate;
-use crate::config::de::Ctx;
-use crate::config::env::Secret;
-use crate::render::Dialect;
+use super::kit::prelude::*;
 use crate::render::escape::strip_controls;
 use crate::render::text::{collapse_whitespace, truncate};
 
 pub const REGISTRATION: Registration =
-    kit::registration_complete::<Zulip>("zulip", "Zulip channel message (bot email + API key)");
+    kit::registration::<Zulip>("zulip", "Zulip channel message (bot email + API key)");
 
 /// Zulip's default `max_topic_length`, in characters.
 const TOPIC_MAX: usize = 60;
@@ -82,7 +66,7 @@ impl Provider for Zulip {
     type Settings = Settings;
     type Target = Target;
 
-    fn new(s: Settings, cx: &mut Ctx<'_>) -> Option<Self> {
+    fn new(s: Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let realm = kit::opt_base_url(cx, "realm", &s.realm)?;
         let email = checked(
             cx,
@@ -103,11 +87,13 @@ impl Provider for Zulip {
             },
             "`api_key` does not look like a Zulip API key (letters and digits)",
         )?;
-        Some(Zulip {
+        let p = Zulip {
             realm,
             email,
             api_key,
-        })
+        };
+        table.complete(cx, p.incomplete())?;
+        Some(p)
     }
 
     fn bind_target(
@@ -117,7 +103,7 @@ impl Provider for Zulip {
         cx: &mut Ctx<'_>,
     ) -> Option<Box<dyn Destination>> {
         let Some(stream) = &t.stream else {
-            return kit::refuse(
+            return kit::reject(
                 cx,
                 chat,
                 "a zulip chat needs `stream`, the channel's name (or numeric id)",
@@ -125,7 +111,7 @@ impl Provider for Zulip {
         };
         let name = stream.get_ref().trim().trim_start_matches('#').trim();
         if name.is_empty() || name.chars().any(char::is_control) {
-            return kit::refuse(
+            return kit::reject(
                 cx,
                 Some(stream.span()),
                 "`stream` must be a channel name or id",
@@ -136,7 +122,7 @@ impl Provider for Zulip {
         } else if let Ok(id) = name.parse::<u64>() {
             Stream::Id(id)
         } else {
-            return kit::refuse(cx, Some(stream.span()), "`stream` id is out of range");
+            return kit::reject(cx, Some(stream.span()), "`stream` id is out of range");
         };
         let topic = match &t.topic {
             Some(topic) => Some(fixed_topic(topic, cx)?),
@@ -145,7 +131,7 @@ impl Provider for Zulip {
         let (Some(realm), Some(email), Some(api_key)) = (&self.realm, &self.email, &self.api_key)
         else {
             let what = "`realm`, `email` and `api_key = \"${ZULIP_API_KEY}\"`";
-            return kit::refuse(cx, chat, kit::chat_needs("zulip", what));
+            return kit::reject(cx, chat, kit::chat_needs("zulip", what));
         };
         Some(Box::new(ZulipChat {
             url: messages_url(realm, email.expose(), api_key.expose()),
@@ -155,7 +141,8 @@ impl Provider for Zulip {
     }
 }
 
-impl kit::Complete for Zulip {
+impl Zulip {
+    /// The problem of a table that lacks a required key ([`kit::needs`]).
     fn incomplete(&self) -> Option<String> {
         let keys = [
             (self.realm.is_none(), "`realm`"),
@@ -178,7 +165,7 @@ fn checked(
     let Some(v) = v else { return Some(None) };
     let value = read(cx, v)?;
     if !value.expose().contains("${") && !ok(value.expose()) {
-        return kit::refuse(cx, Some(v.span()), problem);
+        return kit::reject(cx, Some(v.span()), problem);
     }
     Some(Some(value))
 }
@@ -187,7 +174,7 @@ fn checked(
 fn fixed_topic(topic: &Spanned<String>, cx: &mut Ctx<'_>) -> Option<String> {
     let v = topic.get_ref().trim();
     if v.is_empty() || v.chars().any(char::is_control) {
-        return kit::refuse(
+        return kit::reject(
             cx,
             Some(topic.span()),
             "`topic` must be a non-empty line of text",
@@ -195,7 +182,7 @@ fn fixed_topic(topic: &Spanned<String>, cx: &mut Ctx<'_>) -> Option<String> {
     }
     if v.chars().count() > TOPIC_MAX {
         let problem = format!("`topic` is longer than Zulip's {TOPIC_MAX} characters");
-        return kit::refuse(cx, Some(topic.span()), problem);
+        return kit::reject(cx, Some(topic.span()), problem);
     }
     Some(v.to_string())
 }
@@ -252,14 +239,12 @@ impl ZulipChat {
     }
 }
 
-impl Destination for ZulipChat {
-    fn kind(&self) -> &'static str {
-        REGISTRATION.kind
-    }
-
-    fn dialect(&self) -> Dialect {
-        Dialect::Markdown
-    }
+impl kit::Chat for ZulipChat {
+    const KIND: &str = REGISTRATION.kind;
+    const DIALECT: Dialect = Dialect::Markdown;
+    // Zulip's default: 200 requests a minute per user, shared by every
+    // chat of the bot; 1/s with bursts of 10 leaves room for others.
+    const RATE: Option<Rate> = Some(Rate::per_secs(10, 10));
 
     fn capabilities(&self) -> Capabilities {
         // Topics are Zulip's threads: without a fixed `topic`, every message
@@ -270,12 +255,6 @@ impl Destination for ZulipChat {
             edit: true,
             delete: true,
         }
-    }
-
-    fn default_rate(&self) -> Option<Rate> {
-        // Zulip's default: 200 requests a minute per user, shared by every
-        // chat of the bot; 1/s with bursts of 10 leaves room for others.
-        Some(Rate::per_secs(10, 10))
     }
 
     fn target(&self) -> String {
@@ -391,7 +370,7 @@ fn hint(code: &str, msg: &str, status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{bind_problems, http, resp};
+    use crate::providers::testkit::{http, messages, resp};
     use serde_json::json;
     use std::collections::HashMap;
     use std::time::Duration;
@@ -621,7 +600,13 @@ mod tests {
     }
 
     fn bind(settings: &str, target: &str) -> (Option<Box<dyn Destination>>, Vec<String>) {
-        bind_problems(&REGISTRATION, &[("ZULIP_API_KEY", KEY)], settings, target)
+        let (d, p) = crate::providers::testkit::bind(
+            &REGISTRATION,
+            settings,
+            target,
+            &[("ZULIP_API_KEY", KEY)],
+        );
+        (d, messages(&p))
     }
 
     #[test]
