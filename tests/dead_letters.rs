@@ -168,3 +168,55 @@ fn a_dead_letter_is_sent_again_after_the_token_is_fixed_from_the_cli_and_the_pan
     let (ok, said) = cli(&relay, &["resend", "nope"]);
     assert!(!ok && said.contains("no chat named `nope`"), "{said}");
 }
+
+#[test]
+fn a_failing_chat_is_announced_once_in_the_alerts_chat() {
+    let mock = Mock::start();
+    mock.set_route(
+        POST,
+        Reply::new(200, r#"{"ok":false,"error":"invalid_auth"}"#),
+    );
+    mock.set_route("/hooks/ops", Reply::new(200, "ok"));
+    let dir = tempfile::tempdir().unwrap();
+    let toml = config(&mock.url("/api"), "BAD")
+        .replace("[[chat]]", "[server]\nalerts = \"ops\"\n\n[[chat]]")
+        + &format!(
+            r#"
+[[chat]]
+name = "ops"
+provider = "webhook"
+url = "{}"
+"#,
+            mock.url("/hooks/ops")
+        );
+    let cfg = write(dir.path(), "relay.toml", toml);
+    let relay = Relay::start(&cfg, &dir.path().join("data"), &[("BAD", "xoxb-bad")]);
+
+    // Two dead letters in `dev`: one alert (at most one per chat per 15 min).
+    assert_eq!(relay.post_fixture("post_created_first_post").0, 202);
+    let reply = edited_fixture("post_created_reply_group_mention", |_| {});
+    assert_eq!(relay.post(&reply.headers, reply.body).0, 202);
+    relay.wait_status("both dead-lettered", |s| chat(s)["dead_letters"] == 2);
+    let end = std::time::Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        if let Some(r) = mock.requests().into_iter().find(|r| r.path == "/hooks/ops") {
+            break r.body;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "no alert: {:?}",
+            mock.requests()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(body.contains("dev is failing"), "{body}");
+    assert!(body.contains("invalid_auth"), "{body}");
+    assert!(!body.contains("xoxb-bad"), "{body}");
+    std::thread::sleep(Duration::from_millis(500));
+    let alerts = mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/hooks/ops")
+        .count();
+    assert_eq!(alerts, 1, "one alert per chat per alert_every");
+}

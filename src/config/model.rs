@@ -83,6 +83,12 @@ pub struct Server {
     pub max_retry_delay: Option<Spanned<String>>,
     /// Most connections each listener (public, admin) serves at once (default 1024); more are answered 503 at once.
     pub max_connections: Option<u64>,
+    /// A chat of this file that hears when another chat fails: a delivery given up on (dead letter) or a crashed worker, one message per failing chat per `alert_every`. Default: none.
+    #[schemars(with = "Option<String>")]
+    pub alerts: Option<Spanned<String>>,
+    /// Least time between two alerts about the same chat (default `15m`).
+    #[schemars(with = "Option<String>")]
+    pub alert_every: Option<Spanned<String>>,
 }
 
 /// Chat command settings a `[providers.NAME]` table of the matching kind may

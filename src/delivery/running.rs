@@ -29,6 +29,10 @@ use crate::observe::metrics::{DeliveryResult, Metrics};
 use crate::observe::status::{ChatError, ChatStatus, QuarantinedView, StorageStatus, rfc3339};
 use crate::pipeline::Pipeline;
 
+/// Alerts waiting to be queued, at most (a burst of failures beyond this
+/// is one alert per chat anyway).
+const ALERTS_WAITING: usize = 256;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the data directory {0}: {1}")]
@@ -54,6 +58,8 @@ struct ChatStat {
 struct Stats {
     metrics: Arc<Metrics>,
     chats: Mutex<HashMap<String, ChatStat>>,
+    /// (chat, why) of each failure worth an alert; bounded, dropped when full.
+    alerts: tokio::sync::mpsc::Sender<(String, String)>,
 }
 
 impl Stats {
@@ -88,6 +94,9 @@ impl Observer for Stats {
 
     fn dead_letter(&self, chat: &str, provider: &str, reason: &str) {
         self.failed(chat, reason, true);
+        let _ = self
+            .alerts
+            .try_send((chat.to_string(), format!("gave up on a message: {reason}")));
         self.metrics
             .delivery(chat, provider, DeliveryResult::DeadLetter);
         self.metrics.dead_letter(chat);
@@ -98,6 +107,9 @@ impl Observer for Stats {
             s.worker_restarts += 1;
             s.last_error = Some((now_ms(), reason.to_string()));
         });
+        let _ = self
+            .alerts
+            .try_send((chat.to_string(), format!("its worker crashed: {reason}")));
         self.metrics.worker_restart(chat);
     }
 }
@@ -131,9 +143,11 @@ impl Delivery {
         let db = data_dir.join("relay.redb");
         let store: Arc<dyn Store> =
             Arc::new(tokio::task::spawn_blocking(move || RedbStore::open(&db)).await??);
+        let (alerts, alert_notes) = tokio::sync::mpsc::channel(ALERTS_WAITING);
         let stats = Arc::new(Stats {
             metrics: metrics.clone(),
             chats: Mutex::new(HashMap::new()),
+            alerts,
         });
         let workers = Workers::new(Arc::new(WorkerCtx {
             store: store.clone(),
@@ -177,7 +191,51 @@ impl Delivery {
             shutdown,
         });
         delivery.clone().spawn_housekeeping();
+        delivery.clone().spawn_alerts(alert_notes);
         Ok(delivery)
+    }
+
+    /// Queues an alert to the `[server] alerts` chat for each failing chat,
+    /// at most one per chat per `alert_every`; never about the alerts chat
+    /// itself (its own failures would alert it forever).
+    fn spawn_alerts(self: Arc<Self>, mut notes: tokio::sync::mpsc::Receiver<(String, String)>) {
+        tokio::spawn(async move {
+            let mut last: HashMap<String, u64> = HashMap::new();
+            loop {
+                let (about, reason) = tokio::select! {
+                    note = notes.recv() => match note {
+                        Some(n) => n,
+                        None => return,
+                    },
+                    _ = self.shutdown.cancelled() => return,
+                };
+                let (target, every) = {
+                    let p = self.pipeline.load();
+                    let s = &p.config.server;
+                    let every = u64::try_from(s.alert_every.as_millis()).unwrap_or(u64::MAX);
+                    (s.alerts.clone(), every)
+                };
+                let Some(target) = target.filter(|t| *t != about) else {
+                    continue;
+                };
+                let now = now_ms();
+                if last
+                    .get(&about)
+                    .is_some_and(|at| now.saturating_sub(*at) < every)
+                {
+                    continue;
+                }
+                last.insert(about.clone(), now);
+                let d = NewDelivery {
+                    chat: target.clone(),
+                    payload: Payload::Alert { about, reason },
+                };
+                match blocking(&self.store, move |s| s.enqueue(&d, now)).await {
+                    Ok(_) => self.workers.wake(&target),
+                    Err(e) => tracing::warn!(error = %e, "cannot queue an alert"),
+                }
+            }
+        });
     }
 
     /// Stores an admitted event (one fsync with its batch). An event due at

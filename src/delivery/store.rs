@@ -93,6 +93,8 @@ pub enum Payload {
     Delete { event: Box<Event> },
     /// The test message (`send-test`, the status page button).
     Test { requested_by: String },
+    /// To the `[server] alerts` chat: chat `about` is failing, and why.
+    Alert { about: String, reason: String },
 }
 
 /// An inbox entry routed: removed from the inbox, these appended.

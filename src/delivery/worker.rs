@@ -48,7 +48,7 @@ fn needs_refs(payload: &Payload) -> bool {
     match payload {
         Payload::Event { filter, .. } => *filter == Filter::Thread,
         Payload::Edit { .. } | Payload::Delete { .. } => true,
-        Payload::Test { .. } => false,
+        Payload::Test { .. } | Payload::Alert { .. } => false,
     }
 }
 
@@ -554,6 +554,10 @@ impl Workers {
         let (event, todo) = match &d.payload {
             Payload::Test { .. } => {
                 return send(&p.test_event(), Action::default(), false, Remember::Nothing);
+            }
+            Payload::Alert { about, reason } => {
+                let alert = p.alert_event(about, reason);
+                return send(&alert, Action::default(), false, Remember::Nothing);
             }
             Payload::Event { event, filter } => (event, Todo::Post(*filter)),
             Payload::Edit { event, strike } => (event, Todo::Edit { strike: *strike }),

@@ -824,6 +824,7 @@ fn dead_letter_view(d: DeadLetter) -> DeadLetterView {
         Payload::Test { requested_by } => {
             (format!("test message requested by {requested_by}"), None)
         }
+        Payload::Alert { about, .. } => (format!("alert: chat {about} is failing"), None),
     };
     DeadLetterView {
         id: d.id,

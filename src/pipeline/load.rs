@@ -96,6 +96,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// A platform's retry hint is cut to this.
     pub max_retry_delay: Duration,
+    /// The chat that hears about failing chats (`[server] alerts`).
+    pub alerts: Option<String>,
+    /// Least time between two alerts about one chat.
+    pub alert_every: Duration,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +118,8 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
             max_retry_delay: Duration::from_secs(3600),
+            alerts: None,
+            alert_every: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -224,7 +230,7 @@ pub fn parse(
     let mut doc = doc.into_table();
     let chat = doc.remove("chat");
     let forums = read_forums(&doc, &mut cx);
-    let server = read_server(&doc, &mut cx);
+    let (server, alerts_span) = read_server(&doc, &mut cx);
     let templates = read_templates(&doc, source.text(), &mut cx);
     let (instances, commands) = read_providers(&doc, &mut cx);
     let chats = read_chats(
@@ -236,6 +242,18 @@ pub fn parse(
         &mut cx,
     );
 
+    if let Some(alerts) = &server.alerts
+        && !chats.iter().any(|c| &c.name == alerts)
+    {
+        let names: Vec<&str> = chats.iter().map(|c| c.name.as_str()).collect();
+        cx.error(
+            alerts_span,
+            format!(
+                "`alerts` names no chat of this file: `{alerts}`{}",
+                did_you_mean(alerts, names.iter().copied())
+            ),
+        );
+    }
     let hash = hex::encode(Sha256::digest(source.text().as_bytes()));
     let (problems, redactor) = cx.finish();
     // Even with errors, hand on what was read so later checks (globs,
@@ -433,13 +451,16 @@ fn duration(cx: &mut Ctx<'_>, key: &str, v: &Spanned<String>, default: Duration)
     }
 }
 
-fn read_server(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> ServerConfig {
+/// `[server]` with defaults applied, and where `alerts` names its chat
+/// (checked once the chats are read).
+fn read_server(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> (ServerConfig, Option<Range<usize>>) {
     let mut out = ServerConfig::default();
+    let alerts_span;
     let Some(item) = doc.get("server") else {
-        return out;
+        return (out, None);
     };
     let Some(s) = cx.deserialize::<model::Server>(item) else {
-        return out;
+        return (out, None);
     };
     let addr = |cx: &mut Ctx<'_>, v: &Option<Spanned<String>>, slot: &mut SocketAddr| {
         if let Some(v) = v {
@@ -488,6 +509,11 @@ fn read_server(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> ServerConfig {
     if let Some(r) = &s.max_retry_delay {
         out.max_retry_delay = duration(cx, "max_retry_delay", r, out.max_retry_delay);
     }
+    if let Some(r) = &s.alert_every {
+        out.alert_every = duration(cx, "alert_every", r, out.alert_every);
+    }
+    out.alerts = s.alerts.as_ref().map(|a| a.get_ref().trim().to_string());
+    alerts_span = s.alerts.as_ref().map(Spanned::span);
     out.config_edit_url = s
         .config_edit_url
         .as_ref()
@@ -507,7 +533,7 @@ fn read_server(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> ServerConfig {
             }
         }
     }
-    out
+    (out, alerts_span)
 }
 
 fn read_templates(

@@ -349,6 +349,28 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// The alert that chat `about` is failing, for the `[server] alerts`
+    /// chat: an event its template renders like the test message (title:
+    /// which chat; text: why, and where to look).
+    pub fn alert_event(&self, about: &str, reason: &str) -> Event {
+        let mut e = self.test_event();
+        e.topic.title = format!("discourse-relay: chat {about} is failing");
+        if let Some(p) = e.post.as_mut() {
+            p.raw = format!(
+                "{reason} (dead letters and the pane: /chats/{about}/dead-letters on the admin listener)"
+            );
+            let html = p
+                .raw
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
+            p.cooked = format!("<p>{html}</p>");
+        }
+        e
+    }
+}
+
 /// Whether a template may render differently per chat: it names `chat`,
 /// or reaches the root context in a way a text search cannot follow.
 fn may_depend_on_chat(source: &str) -> bool {
