@@ -455,7 +455,6 @@ fn duration(cx: &mut Ctx<'_>, key: &str, v: &Spanned<String>, default: Duration)
 /// (checked once the chats are read).
 fn read_server(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> (ServerConfig, Option<Range<usize>>) {
     let mut out = ServerConfig::default();
-    let alerts_span;
     let Some(item) = doc.get("server") else {
         return (out, None);
     };
@@ -513,7 +512,7 @@ fn read_server(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> (ServerConfig, Optio
         out.alert_every = duration(cx, "alert_every", r, out.alert_every);
     }
     out.alerts = s.alerts.as_ref().map(|a| a.get_ref().trim().to_string());
-    alerts_span = s.alerts.as_ref().map(Spanned::span);
+    let alerts_span = s.alerts.as_ref().map(Spanned::span);
     out.config_edit_url = s
         .config_edit_url
         .as_ref()
