@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::env::ProcessEnv;
 use crate::config::{Diagnostics, MissingEnv};
-use crate::delivery::running::{Delivery, StartError};
+use crate::delivery::running::{DeadLetterChange, Delivery, StartError};
 use crate::delivery::store::{AcceptOutcome, DeadLetter, DedupeKey, InboundEvent, StoreError};
 use crate::delivery::worker::now_ms;
 use crate::ingest::WebhookRequest;
@@ -268,29 +268,20 @@ impl App {
     }
 
     /// Sends dead letters of `chat` again (`ids`, or all), behind what is
-    /// queued; `None` if there is no such chat.
-    pub async fn resend_dead_letters(
+    /// queued, or drops them; `None` if there is no such chat.
+    pub async fn change_dead_letters(
         &self,
         chat: &str,
+        change: DeadLetterChange,
         ids: Option<Vec<u64>>,
     ) -> Result<Option<u64>, StoreError> {
         if self.pipeline.load().chat_index(chat).is_none() {
             return Ok(None);
         }
-        self.delivery.resend_dead_letters(chat, ids).await.map(Some)
-    }
-
-    /// Drops dead letters of `chat` (`ids`, or all); `None` if there is no
-    /// such chat.
-    pub async fn drop_dead_letters(
-        &self,
-        chat: &str,
-        ids: Option<Vec<u64>>,
-    ) -> Result<Option<u64>, StoreError> {
-        if self.pipeline.load().chat_index(chat).is_none() {
-            return Ok(None);
-        }
-        self.delivery.drop_dead_letters(chat, ids).await.map(Some)
+        self.delivery
+            .change_dead_letters(chat, change, ids)
+            .await
+            .map(Some)
     }
 
     /// Everything the status page and `/api/status` show.

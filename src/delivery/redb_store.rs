@@ -548,37 +548,36 @@ impl<'t> Queues<'t> {
         Ok(seq)
     }
 
-    /// Appends at the chat's next seq.
+    /// Appends at the chat's next seq, due now.
     fn append(&mut self, d: &NewDelivery, now_ms: u64) -> R<u64> {
-        let chat = d.chat.as_str();
-        let seq = self.next_seq(chat)?;
-        let record = encode(&QueuedDeliveryRef {
-            chat,
-            seq,
-            payload: &d.payload,
-            created_at_ms: now_ms,
-            attempts: 0,
-            next_attempt_at_ms: now_ms,
-            last_error: None,
-        })?;
-        self.queue.insert((chat, seq), record.as_slice())?;
-        bump(&mut self.depth, chat, 1)?;
-        Ok(seq)
+        self.insert(&d.chat, &d.payload, (now_ms, 0, None), now_ms)
     }
 
     /// Queues `d` again at its chat's next seq (a resent dead letter): its
     /// payload, first queue time, attempts and last reason kept, due now.
     fn requeue(&mut self, d: &QueuedDelivery, now_ms: u64) -> R<u64> {
-        let chat = d.chat.as_str();
+        let history = (d.created_at_ms, d.attempts, d.last_error.as_deref());
+        self.insert(&d.chat, &d.payload, history, now_ms)
+    }
+
+    /// `payload` at the chat's next seq with its history (first queued,
+    /// attempts, last error), due at `due_ms`.
+    fn insert(
+        &mut self,
+        chat: &str,
+        payload: &Payload,
+        (created_at_ms, attempts, last_error): (u64, u32, Option<&str>),
+        due_ms: u64,
+    ) -> R<u64> {
         let seq = self.next_seq(chat)?;
         let record = encode(&QueuedDeliveryRef {
             chat,
             seq,
-            payload: &d.payload,
-            created_at_ms: d.created_at_ms,
-            attempts: d.attempts,
-            next_attempt_at_ms: now_ms,
-            last_error: d.last_error.as_deref(),
+            payload,
+            created_at_ms,
+            attempts,
+            next_attempt_at_ms: due_ms,
+            last_error,
         })?;
         self.queue.insert((chat, seq), record.as_slice())?;
         bump(&mut self.depth, chat, 1)?;

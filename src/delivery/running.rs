@@ -29,6 +29,33 @@ use crate::observe::metrics::{DeliveryResult, Metrics};
 use crate::observe::status::{ChatError, ChatStatus, QuarantinedView, StorageStatus, rfc3339};
 use crate::pipeline::Pipeline;
 
+/// What can be done to dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterChange {
+    /// Queue them again, behind what the chat has queued.
+    Resend,
+    /// Forget them.
+    Drop,
+}
+
+impl DeadLetterChange {
+    /// `resend` or `drop`, as the admin API and the CLI spell them.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "resend" => Some(Self::Resend),
+            "drop" => Some(Self::Drop),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Resend => "resend",
+            Self::Drop => "drop",
+        }
+    }
+}
+
 /// Alerts waiting to be queued, at most (a burst of failures beyond this
 /// is one alert per chat anyway).
 const ALERTS_WAITING: usize = 256;
@@ -356,44 +383,34 @@ impl Delivery {
         blocking(&self.store, move |s| s.dead_letters(Some(&name), limit)).await
     }
 
-    /// Moves dead letters of `chat` (`ids`, or all) back to its queue and
-    /// starts its worker; how many moved.
-    pub async fn resend_dead_letters(
+    /// Sends dead letters of `chat` (`ids`, or all) again, behind what is
+    /// queued, or drops them; how many.
+    pub async fn change_dead_letters(
         &self,
         chat: &str,
+        change: DeadLetterChange,
         ids: Option<Vec<u64>>,
     ) -> Result<u64, StoreError> {
         let (name, now) = (chat.to_string(), now_ms());
-        let moved = blocking(&self.store, move |s| {
-            s.resend_dead_letters(&name, ids.as_deref(), now)
+        let done = blocking(&self.store, move |s| match change {
+            DeadLetterChange::Resend => s.resend_dead_letters(&name, ids.as_deref(), now),
+            DeadLetterChange::Drop => s.drop_dead_letters(&name, ids.as_deref()),
         })
         .await;
-        self.storage_result(moved.as_ref().err());
-        let moved = moved?;
-        if moved > 0 {
-            tracing::info!(chat, count = moved, "dead letters queued again");
-            self.workers.wake(chat);
+        self.storage_result(done.as_ref().err());
+        let done = done?;
+        if done > 0 {
+            tracing::info!(
+                chat,
+                count = done,
+                change = change.as_str(),
+                "dead letters changed"
+            );
+            if matches!(change, DeadLetterChange::Resend) {
+                self.workers.wake(chat);
+            }
         }
-        Ok(moved)
-    }
-
-    /// Drops dead letters of `chat` (`ids`, or all); how many went.
-    pub async fn drop_dead_letters(
-        &self,
-        chat: &str,
-        ids: Option<Vec<u64>>,
-    ) -> Result<u64, StoreError> {
-        let name = chat.to_string();
-        let dropped = blocking(&self.store, move |s| {
-            s.drop_dead_letters(&name, ids.as_deref())
-        })
-        .await;
-        self.storage_result(dropped.as_ref().err());
-        let dropped = dropped?;
-        if dropped > 0 {
-            tracing::info!(chat, count = dropped, "dead letters dropped");
-        }
-        Ok(dropped)
+        Ok(done)
     }
 
     /// Lets workers finish their current send and flushes the store (a clean

@@ -31,6 +31,7 @@ use super::status::{
     DeadLetterView, FILTER_SCRIPT, Pane, path_segment, render_dead_letters, render_html,
     render_login,
 };
+use crate::delivery::running::DeadLetterChange;
 use crate::delivery::store::{DeadLetter, Payload};
 use crate::ingest::WebhookRequest;
 use crate::observe::metrics::{CONTENT_TYPE, EventOutcome};
@@ -852,36 +853,20 @@ async fn dead_letters_page(
     }
 }
 
-/// What can be done to dead letters: send them again or drop them.
-#[derive(Clone, Copy)]
-enum DeadLetterAction {
-    Resend,
-    Drop,
-}
-
-impl DeadLetterAction {
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "resend" => Some(Self::Resend),
-            "drop" => Some(Self::Drop),
-            _ => None,
+/// Does `change` to `chat`'s dead letters (`ids`, or all): how many, or the
+/// answer when there is no such chat or the store failed.
+async fn change_dead_letters(
+    app: &App,
+    chat: &str,
+    change: DeadLetterChange,
+    ids: Option<Vec<u64>>,
+) -> Result<u64, Response> {
+    match app.change_dead_letters(chat, change, ids).await {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => {
+            Err((StatusCode::NOT_FOUND, format!("no chat named `{chat}`\n")).into_response())
         }
-    }
-
-    /// Does it to `chat`'s dead letters (`ids`, or all): how many, or the
-    /// answer when there is no such chat or the store failed.
-    async fn run(self, app: &App, chat: &str, ids: Option<Vec<u64>>) -> Result<u64, Response> {
-        let done = match self {
-            Self::Resend => app.resend_dead_letters(chat, ids).await,
-            Self::Drop => app.drop_dead_letters(chat, ids).await,
-        };
-        match done {
-            Ok(Some(n)) => Ok(n),
-            Ok(None) => {
-                Err((StatusCode::NOT_FOUND, format!("no chat named `{chat}`\n")).into_response())
-            }
-            Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()),
-        }
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()),
     }
 }
 
@@ -892,7 +877,7 @@ async fn dead_letters_act_json(
     Path((name, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let Some(act) = DeadLetterAction::parse(&action) else {
+    let Some(change) = DeadLetterChange::parse(&action) else {
         return (
             StatusCode::NOT_FOUND,
             format!("no dead-letter action `{action}` (resend, drop)\n"),
@@ -918,7 +903,7 @@ async fn dead_letters_act_json(
             }
         }
     };
-    match act.run(&app, &name, ids).await {
+    match change_dead_letters(&app, &name, change, ids).await {
         Ok(n) => axum::Json(json!({"chat": name, "action": action, "count": n})).into_response(),
         Err(r) => r,
     }
@@ -937,10 +922,10 @@ async fn dead_letters_act_from_pane(
     if let Err(why) = check_form(&headers, &keys, &form) {
         return forbidden(why);
     }
-    let Some(act) = DeadLetterAction::parse(&action) else {
+    let Some(change) = DeadLetterChange::parse(&action) else {
         return (
             StatusCode::NOT_FOUND,
-            format!("no dead-letter action `{action}`\n"),
+            format!("no dead-letter action `{action}` (resend, drop)\n"),
         )
             .into_response();
     };
@@ -955,7 +940,7 @@ async fn dead_letters_act_from_pane(
                 .into_response();
         }
     };
-    match act.run(&app, &name, ids).await {
+    match change_dead_letters(&app, &name, change, ids).await {
         Ok(_) => {
             Redirect::to(&format!("/chats/{}/dead-letters", path_segment(&name))).into_response()
         }
