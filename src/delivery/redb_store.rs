@@ -2867,7 +2867,8 @@ pub(crate) mod tests {
             last_error: Some("HTTP 502".into()),
         };
         let dead = DeadLetter {
-            id: 0,
+            // Its key below: ids are read from the key.
+            id: 1,
             delivery: q.clone(),
             reason: "gone".into(),
             failed_at_ms: 9,
