@@ -704,3 +704,63 @@ fn an_edit_after_the_mapping_expired_is_ignored_with_a_debug_log() {
         relay.logs()
     );
 }
+
+/// A topic closed, then pinned: the message its first post became is edited
+/// each time to show the state (🔒, 📌) in the default template; opened
+/// again, the mark goes.
+#[test]
+fn topic_states_follow_on_the_first_posts_message() {
+    let mock = Mock::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "relay.toml", slack_config(&mock.url("/api")));
+    let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", TOKEN)]);
+    assert_eq!(relay.post_fixture("post_created_first_post").0, 202);
+    mock.wait_for(2, Duration::from_secs(15));
+
+    // The recorded close is of topic 102; the same event for topic 101.
+    let closed = edited_fixture("topic_closed_status_updated", |v| {
+        let t = &mut v["topic"];
+        t["id"] = 101.into();
+        t["title"] = "How do I share state between async tasks?".into();
+        t["slug"] = "how-do-i-share-state-between-async-tasks".into();
+        t["category_id"] = 7.into();
+    });
+    assert_eq!(relay.post(&closed.headers, closed.body).0, 202);
+    let s = seen(&mock);
+    let s = if s.calls.len() < 4 {
+        mock.wait_for(4, Duration::from_secs(15));
+        seen(&mock)
+    } else {
+        s
+    };
+    for (method, body) in &s.calls[2..4] {
+        assert_eq!(method, "chat.update", "{body}");
+        let text = body["text"].as_str().unwrap_or("");
+        assert!(text.starts_with("🔒 "), "{text}");
+        assert!(text.contains("How do I share state"), "{text}");
+    }
+
+    // Pinned too (the recorded pin is of topic 101, still open there).
+    let pinned = edited_fixture("topic_pinned_status_updated", |v| {
+        v["topic"]["closed"] = true.into();
+    });
+    assert_eq!(relay.post(&pinned.headers, pinned.body).0, 202);
+    mock.wait_for(6, Duration::from_secs(15));
+    let s = seen(&mock);
+    for (method, body) in &s.calls[4..6] {
+        assert_eq!(method, "chat.update", "{body}");
+        let text = body["text"].as_str().unwrap_or("");
+        assert!(text.starts_with("🔒 📌 "), "{text}");
+    }
+
+    // Opened again: the lock goes, the pin stays.
+    let opened = edited_fixture("topic_pinned_status_updated", |_| {});
+    assert_eq!(relay.post(&opened.headers, opened.body).0, 202);
+    mock.wait_for(8, Duration::from_secs(15));
+    let s = seen(&mock);
+    for (method, body) in &s.calls[6..8] {
+        assert_eq!(method, "chat.update", "{body}");
+        let text = body["text"].as_str().unwrap_or("");
+        assert!(text.starts_with("📌 *"), "{text}");
+    }
+}

@@ -21,11 +21,17 @@ pub fn target(event: &Event) -> Option<PostKey> {
         EventKind::PostEdited | EventKind::PostDestroyed | EventKind::PostRecovered => {
             PostKey::of(event)
         }
-        EventKind::TopicEdited | EventKind::TopicVisibleStatusUpdated => Some(PostKey {
-            forum: event.forum.clone(),
-            topic: event.topic.id,
-            number: 1,
-        }),
+        ref k
+            if *k == EventKind::TopicEdited
+                || *k == EventKind::TopicVisibleStatusUpdated
+                || k.is_topic_state() =>
+        {
+            Some(PostKey {
+                forum: event.forum.clone(),
+                topic: event.topic.id,
+                number: 1,
+            })
+        }
         _ => None,
     }
 }
@@ -55,8 +61,9 @@ pub fn merge_topic(into: &mut Event, topic: &Event) {
     if !topic.topic.title.is_empty() {
         into.topic.title = topic.topic.title.clone();
     }
-    // Topic payloads always say whether the topic is listed.
+    // Topic payloads always say whether the topic is listed, and its state.
     into.topic.unlisted = topic.topic.unlisted;
+    into.topic.state = topic.topic.state;
 }
 
 /// The record to store and the steps for each chat the post went to.
@@ -73,7 +80,11 @@ pub fn plan(
     let visible = |r: &PostRecord| !r.deleted && !r.event.topic.unlisted;
     let was_visible = visible(&record);
     match arrived.kind {
-        EventKind::PostEdited | EventKind::TopicEdited => {
+        ref k
+            if *k == EventKind::PostEdited
+                || *k == EventKind::TopicEdited
+                || k.is_topic_state() =>
+        {
             let mut merged = record.event.clone();
             match arrived.kind {
                 EventKind::PostEdited => merge_post(&mut merged, arrived),

@@ -199,15 +199,16 @@ fn follow_up(
 /// Whether [`absorb`] can change anything for an event of this kind (so
 /// callers skip the store round trip for the common `post_created`).
 pub fn absorbs(kind: &EventKind) -> bool {
-    matches!(
-        kind,
-        EventKind::PostDestroyed
-            | EventKind::PostEdited
-            | EventKind::TopicCreated
-            | EventKind::TopicEdited
-            | EventKind::TopicDestroyed
-            | EventKind::TopicVisibleStatusUpdated
-    )
+    kind.is_topic_state()
+        || matches!(
+            kind,
+            EventKind::PostDestroyed
+                | EventKind::PostEdited
+                | EventKind::TopicCreated
+                | EventKind::TopicEdited
+                | EventKind::TopicDestroyed
+                | EventKind::TopicVisibleStatusUpdated
+        )
 }
 
 /// What `arrived` does to one pending event: a deleted post cancels its
@@ -228,7 +229,12 @@ pub fn absorb_into(pending: &mut StoredEvent, arrived: &Event) -> PendingChange 
             lifecycle::merge_post(e, arrived);
             PendingChange::Update
         }
-        EventKind::TopicCreated | EventKind::TopicEdited | EventKind::TopicVisibleStatusUpdated => {
+        ref k
+            if *k == EventKind::TopicCreated
+                || *k == EventKind::TopicEdited
+                || *k == EventKind::TopicVisibleStatusUpdated
+                || k.is_topic_state() =>
+        {
             lifecycle::merge_topic(e, arrived);
             PendingChange::Update
         }

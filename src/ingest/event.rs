@@ -21,6 +21,12 @@ pub enum EventKind {
     TopicRecovered,
     /// A topic unlisted (`visible: false`) or listed again.
     TopicVisibleStatusUpdated,
+    /// A topic closed or opened, archived or not, pinned (in its category,
+    /// or globally) or unpinned: its messages' marks follow.
+    TopicClosedStatusUpdated,
+    TopicArchivedStatusUpdated,
+    TopicPinnedStatusUpdated,
+    TopicPinnedGloballyStatusUpdated,
     Ping,
     /// Any other event name, kept verbatim.
     Other(String),
@@ -40,6 +46,17 @@ impl<'de> Deserialize<'de> for EventKind {
 }
 
 impl EventKind {
+    /// A topic's closed, archived or pinned state changed.
+    pub fn is_topic_state(&self) -> bool {
+        matches!(
+            self,
+            Self::TopicClosedStatusUpdated
+                | Self::TopicArchivedStatusUpdated
+                | Self::TopicPinnedStatusUpdated
+                | Self::TopicPinnedGloballyStatusUpdated
+        )
+    }
+
     pub fn parse(name: &str) -> Self {
         match name {
             "post_created" => Self::PostCreated,
@@ -51,6 +68,10 @@ impl EventKind {
             "topic_destroyed" => Self::TopicDestroyed,
             "topic_recovered" => Self::TopicRecovered,
             "topic_visible_status_updated" => Self::TopicVisibleStatusUpdated,
+            "topic_closed_status_updated" => Self::TopicClosedStatusUpdated,
+            "topic_archived_status_updated" => Self::TopicArchivedStatusUpdated,
+            "topic_pinned_status_updated" => Self::TopicPinnedStatusUpdated,
+            "topic_pinned_globally_status_updated" => Self::TopicPinnedGloballyStatusUpdated,
             "ping" => Self::Ping,
             other => Self::Other(other.to_string()),
         }
@@ -67,6 +88,10 @@ impl EventKind {
             Self::TopicDestroyed => "topic_destroyed",
             Self::TopicRecovered => "topic_recovered",
             Self::TopicVisibleStatusUpdated => "topic_visible_status_updated",
+            Self::TopicClosedStatusUpdated => "topic_closed_status_updated",
+            Self::TopicArchivedStatusUpdated => "topic_archived_status_updated",
+            Self::TopicPinnedStatusUpdated => "topic_pinned_status_updated",
+            Self::TopicPinnedGloballyStatusUpdated => "topic_pinned_globally_status_updated",
             Self::Ping => "ping",
             Self::Other(s) => s,
         }
@@ -140,6 +165,20 @@ pub struct Topic {
     /// events never say): nothing of it is announced.
     #[serde(default)]
     pub unlisted: bool,
+    /// Closed, archived, pinned: marks on its messages.
+    #[serde(default)]
+    pub state: TopicState,
+}
+
+/// What a topic's messages show of its state (each as last learned).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicState {
+    #[serde(default)]
+    pub closed: bool,
+    #[serde(default)]
+    pub archived: bool,
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +256,7 @@ impl Event {
                 }],
                 pm_groups: vec![],
                 unlisted: false,
+                state: TopicState::default(),
             },
             post: Some(Post {
                 id: 1001,

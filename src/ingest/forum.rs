@@ -3,6 +3,8 @@
 //! map in the config, from topic events, and from API responses.
 
 pub use crate::config::model::StaticCategory;
+
+use super::event::TopicState;
 use std::collections::{HashMap, VecDeque};
 
 use super::event::{Category, Tag};
@@ -33,6 +35,8 @@ pub struct TopicInfo {
     pub pm_groups: Option<Vec<String>>,
     /// `Some(false)`: unlisted; `None`: not learned yet.
     pub visible: Option<bool>,
+    /// Closed, archived, pinned, as last learned.
+    pub state: TopicState,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -238,6 +242,16 @@ impl ForumState {
         }
         if t.visible.is_some() {
             entry.visible = t.visible;
+        }
+        let s = &mut entry.state;
+        for (slot, value) in [
+            (&mut s.closed, t.closed),
+            (&mut s.archived, t.archived),
+            (&mut s.pinned, t.pinned),
+        ] {
+            if let Some(v) = value {
+                *slot = v;
+            }
         }
         if tags.is_some() {
             entry.tags = tags;

@@ -13,7 +13,7 @@ pub mod normalize;
 pub mod payload;
 pub mod request;
 
-pub use event::{Category, Event, EventKind, Post, PostType, Tag, Topic};
+pub use event::{Category, Event, EventKind, Post, PostType, Tag, Topic, TopicState};
 pub use forum::{ForumState, StaticCategory};
 pub use normalize::{
     IngestError, Ingested, Parsed, event_from_api, learn_api_response, normalize, parse,

@@ -267,6 +267,7 @@ fn topic_from(state: &ForumState, forum: &str, id: u64, post: Option<&PostPayloa
         tags: known.tags.unwrap_or_default(),
         pm_groups: known.pm_groups.unwrap_or_default(),
         unlisted: known.visible == Some(false),
+        state: known.state,
     }
 }
 

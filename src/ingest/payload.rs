@@ -66,6 +66,13 @@ pub struct TopicPayload {
     /// post events never say).
     #[serde(default)]
     pub visible: Option<bool>,
+    /// The topic's state, as topic events and `GET /t/{id}.json` tell it.
+    #[serde(default)]
+    pub closed: Option<bool>,
+    #[serde(default)]
+    pub archived: Option<bool>,
+    #[serde(default)]
+    pub pinned: Option<bool>,
     /// Only in `GET /t/{id}.json`: PM recipients.
     #[serde(default)]
     pub details: Option<TopicDetails>,

@@ -9,7 +9,7 @@ use crate::ingest::Event;
 ///
 /// ```text
 /// { event, forum{url}, chat{name},
-///   topic{id,title,slug,url,tags[names],category{id,slug,path,name}|null,private_message},
+///   topic{id,title,slug,url,tags[names],category{id,slug,path,name}|null,private_message,closed,archived,pinned},
 ///   post{id,number,username,name,excerpt,raw,cooked,url,is_first,created_at,action_code}|null }
 /// ```
 ///
@@ -61,6 +61,9 @@ pub(super) fn context_with_excerpt(event: &Event, chat: &str, excerpt: &str) -> 
             "tags": topic.tags.iter().filter(|t| !t.hidden).map(|t| t.name.as_str()).collect::<Vec<_>>(),
             "category": category,
             "private_message": topic.private_message,
+            "closed": topic.state.closed,
+            "archived": topic.state.archived,
+            "pinned": topic.state.pinned,
         },
         "post": post,
     })

@@ -471,6 +471,13 @@ macro_rules! title_link {
         "{{#if post}}{{link post.url topic.title}}{{else}}{{link topic.url topic.title}}{{/if}}"
     };
 }
+/// The topic's state before its title: closed, archived, pinned (each
+/// message edited as the state changes).
+macro_rules! marks {
+    () => {
+        "{{#if topic.closed}}🔒 {{/if}}{{#if topic.archived}}🗄️ {{/if}}{{#if topic.pinned}}📌 {{/if}}"
+    };
+}
 macro_rules! byline {
     () => {
         concat!(
@@ -497,8 +504,16 @@ macro_rules! excerpt_line {
 /// own line. For [`Dialect::Json`], a document of the most useful fields.
 pub fn default_template(dialect: Dialect) -> &'static str {
     match dialect {
-        Dialect::SlackMrkdwn => concat!("*", title_link!(), "*", byline!(), excerpt_line!("", "")),
+        Dialect::SlackMrkdwn => concat!(
+            marks!(),
+            "*",
+            title_link!(),
+            "*",
+            byline!(),
+            excerpt_line!("", "")
+        ),
         Dialect::Markdown | Dialect::RocketChat => concat!(
+            marks!(),
             "**",
             title_link!(),
             "**",
@@ -506,13 +521,14 @@ pub fn default_template(dialect: Dialect) -> &'static str {
             excerpt_line!("> ", "")
         ),
         Dialect::Html => concat!(
+            marks!(),
             "<b>",
             title_link!(),
             "</b>",
             byline!(),
             excerpt_line!("<blockquote>", "</blockquote>")
         ),
-        Dialect::Plain => concat!(title_link!(), byline!(), excerpt_line!("", "")),
+        Dialect::Plain => concat!(marks!(), title_link!(), byline!(), excerpt_line!("", "")),
         Dialect::Json => JSON_TEMPLATE,
     }
 }
@@ -527,7 +543,10 @@ const JSON_TEMPLATE: &str = r#"{
     "url": "{{topic.url}}",
     "category": {{#if topic.category}}"{{topic.category.path}}"{{else}}null{{/if}},
     "tags": [{{#each topic.tags}}{{#unless @first}}, {{/unless}}"{{this}}"{{/each}}],
-    "private_message": {{topic.private_message}}
+    "private_message": {{topic.private_message}},
+    "closed": {{topic.closed}},
+    "archived": {{topic.archived}},
+    "pinned": {{topic.pinned}}
   },
   "post": {{#if post}}{
     "id": {{post.id}},

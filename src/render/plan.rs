@@ -89,6 +89,9 @@ enum Field {
     TopicUrl,
     TopicTags,
     TopicPrivate,
+    TopicClosed,
+    TopicArchived,
+    TopicPinned,
     Category,
     CategoryId,
     CategorySlug,
@@ -124,6 +127,9 @@ impl Field {
             ["topic", "url"] => TopicUrl,
             ["topic", "tags"] => TopicTags,
             ["topic", "private_message"] => TopicPrivate,
+            ["topic", "closed"] => TopicClosed,
+            ["topic", "archived"] => TopicArchived,
+            ["topic", "pinned"] => TopicPinned,
             ["topic", "category"] => Category,
             ["topic", "category", "id"] => CategoryId,
             ["topic", "category", "slug"] => CategorySlug,
@@ -409,6 +415,9 @@ fn resolve<'a>(field: Field, cx: &'a RenderContext<'_>) -> Option<V<'a>> {
         TopicUrl => str(&topic.url),
         TopicTags => Some(V::Tags(&topic.tags)),
         TopicPrivate => Some(V::Bool(topic.private_message)),
+        TopicClosed => Some(V::Bool(topic.state.closed)),
+        TopicArchived => Some(V::Bool(topic.state.archived)),
+        TopicPinned => Some(V::Bool(topic.state.pinned)),
         Category => Some(if topic.category.is_some() {
             V::Object
         } else {
