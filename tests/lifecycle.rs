@@ -764,3 +764,37 @@ fn topic_states_follow_on_the_first_posts_message() {
         assert!(text.starts_with("📌 *"), "{text}");
     }
 }
+
+/// An accepted answer marks the topic's first message solved (✅); the
+/// answer unaccepted, the mark goes. The solved events notify nobody.
+#[test]
+fn a_solved_topic_is_marked_on_its_first_message() {
+    let mock = Mock::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "relay.toml", slack_config(&mock.url("/api")));
+    let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", TOKEN)]);
+    assert_eq!(relay.post_fixture("post_created_first_post").0, 202);
+    mock.wait_for(2, Duration::from_secs(15));
+
+    assert_eq!(relay.post_fixture("accepted_solution").0, 202);
+    mock.wait_for(4, Duration::from_secs(15));
+    let s = seen(&mock);
+    for (method, body) in &s.calls[2..4] {
+        assert_eq!(method, "chat.update", "{body}");
+        let text = body["text"].as_str().unwrap_or("");
+        assert!(text.starts_with("✅ *"), "{text}");
+    }
+
+    assert_eq!(relay.post_fixture("unaccepted_solution").0, 202);
+    mock.wait_for(6, Duration::from_secs(15));
+    let s = seen(&mock);
+    for (method, body) in &s.calls[4..6] {
+        assert_eq!(method, "chat.update", "{body}");
+        let text = body["text"].as_str().unwrap_or("");
+        assert!(text.starts_with('*'), "{text}");
+    }
+    // Nothing else: the answer post itself is not announced again.
+    let marker = relay.post_marker("post_created_first_post");
+    let before = mock.before_marker(&marker, Duration::from_secs(15));
+    assert_eq!(before.len(), 6, "{before:?}");
+}

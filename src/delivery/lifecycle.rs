@@ -61,9 +61,19 @@ pub fn merge_topic(into: &mut Event, topic: &Event) {
     if !topic.topic.title.is_empty() {
         into.topic.title = topic.topic.title.clone();
     }
-    // Topic payloads always say whether the topic is listed, and its state.
-    into.topic.unlisted = topic.topic.unlisted;
-    into.topic.state = topic.topic.state;
+    // The solved events carry the answer post, not the topic: they change
+    // only the solved mark. Topic payloads say whether the topic is listed
+    // and its state, but not whether it is solved.
+    match topic.kind {
+        EventKind::AcceptedSolution => into.topic.state.solved = true,
+        EventKind::UnacceptedSolution => into.topic.state.solved = false,
+        _ => {
+            into.topic.unlisted = topic.topic.unlisted;
+            let solved = into.topic.state.solved;
+            into.topic.state = topic.topic.state;
+            into.topic.state.solved = solved;
+        }
+    }
 }
 
 /// The record to store and the steps for each chat the post went to.

@@ -27,6 +27,9 @@ pub enum EventKind {
     TopicArchivedStatusUpdated,
     TopicPinnedStatusUpdated,
     TopicPinnedGloballyStatusUpdated,
+    /// A post accepted as the topic's answer (discourse-solved), or no more.
+    AcceptedSolution,
+    UnacceptedSolution,
     Ping,
     /// Any other event name, kept verbatim.
     Other(String),
@@ -46,7 +49,7 @@ impl<'de> Deserialize<'de> for EventKind {
 }
 
 impl EventKind {
-    /// A topic's closed, archived or pinned state changed.
+    /// A topic's closed, archived, pinned or solved state changed.
     pub fn is_topic_state(&self) -> bool {
         matches!(
             self,
@@ -54,6 +57,8 @@ impl EventKind {
                 | Self::TopicArchivedStatusUpdated
                 | Self::TopicPinnedStatusUpdated
                 | Self::TopicPinnedGloballyStatusUpdated
+                | Self::AcceptedSolution
+                | Self::UnacceptedSolution
         )
     }
 
@@ -72,6 +77,8 @@ impl EventKind {
             "topic_archived_status_updated" => Self::TopicArchivedStatusUpdated,
             "topic_pinned_status_updated" => Self::TopicPinnedStatusUpdated,
             "topic_pinned_globally_status_updated" => Self::TopicPinnedGloballyStatusUpdated,
+            "accepted_solution" => Self::AcceptedSolution,
+            "unaccepted_solution" => Self::UnacceptedSolution,
             "ping" => Self::Ping,
             other => Self::Other(other.to_string()),
         }
@@ -92,6 +99,8 @@ impl EventKind {
             Self::TopicArchivedStatusUpdated => "topic_archived_status_updated",
             Self::TopicPinnedStatusUpdated => "topic_pinned_status_updated",
             Self::TopicPinnedGloballyStatusUpdated => "topic_pinned_globally_status_updated",
+            Self::AcceptedSolution => "accepted_solution",
+            Self::UnacceptedSolution => "unaccepted_solution",
             Self::Ping => "ping",
             Self::Other(s) => s,
         }
@@ -179,6 +188,10 @@ pub struct TopicState {
     pub archived: bool,
     #[serde(default)]
     pub pinned: bool,
+    /// An answer is accepted (discourse-solved). Known only from the
+    /// solved events: topic payloads do not carry it.
+    #[serde(default)]
+    pub solved: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -109,14 +109,29 @@ pub fn parse(req: &WebhookRequest, forum_url: &str) -> Result<Parsed, IngestErro
             | EventKind::PostDestroyed
             | EventKind::PostRecovered
     );
+    let solved_event = matches!(
+        kind,
+        EventKind::AcceptedSolution | EventKind::UnacceptedSolution
+    );
     match (key.as_str(), &kind) {
+        ("solved", _) if solved_event => {
+            let payload: Box<PostPayload> = serde_json::from_str(payload.get()).map_err(bad)?;
+            Ok(Parsed::Post {
+                post: Box::new(post_from(&forum, &payload)),
+                payload,
+                kind,
+                id,
+                forum,
+            })
+        }
         ("topic", _) if kind.as_str().starts_with("topic_") => Ok(Parsed::Topic {
             payload: serde_json::from_str(payload.get()).map_err(bad)?,
             kind,
             id,
             forum,
         }),
-        // `solved` carries a post too, but only post events notify.
+        // `solved` carries the answer post: it marks the topic (routing
+        // skips it, as every event but post_created).
         ("post", _) if is_post_event => {
             let payload: Box<PostPayload> = serde_json::from_str(payload.get()).map_err(bad)?;
             Ok(Parsed::Post {

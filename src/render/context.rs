@@ -9,7 +9,7 @@ use crate::ingest::Event;
 ///
 /// ```text
 /// { event, forum{url}, chat{name},
-///   topic{id,title,slug,url,tags[names],category{id,slug,path,name}|null,private_message,closed,archived,pinned},
+///   topic{id,title,slug,url,tags[names],category{id,slug,path,name}|null,private_message,closed,archived,pinned,solved},
 ///   post{id,number,username,name,excerpt,raw,cooked,url,is_first,created_at,action_code}|null }
 /// ```
 ///
@@ -64,6 +64,7 @@ pub(super) fn context_with_excerpt(event: &Event, chat: &str, excerpt: &str) -> 
             "closed": topic.state.closed,
             "archived": topic.state.archived,
             "pinned": topic.state.pinned,
+            "solved": topic.state.solved,
         },
         "post": post,
     })

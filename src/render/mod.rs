@@ -471,11 +471,14 @@ macro_rules! title_link {
         "{{#if post}}{{link post.url topic.title}}{{else}}{{link topic.url topic.title}}{{/if}}"
     };
 }
-/// The topic's state before its title: closed, archived, pinned (each
-/// message edited as the state changes).
+/// The topic's state before its title: solved, closed, archived, pinned
+/// (each message edited as the state changes).
 macro_rules! marks {
     () => {
-        "{{#if topic.closed}}🔒 {{/if}}{{#if topic.archived}}🗄️ {{/if}}{{#if topic.pinned}}📌 {{/if}}"
+        concat!(
+            "{{#if topic.solved}}✅ {{/if}}",
+            "{{#if topic.closed}}🔒 {{/if}}{{#if topic.archived}}🗄️ {{/if}}{{#if topic.pinned}}📌 {{/if}}"
+        )
     };
 }
 macro_rules! byline {
@@ -546,7 +549,8 @@ const JSON_TEMPLATE: &str = r#"{
     "private_message": {{topic.private_message}},
     "closed": {{topic.closed}},
     "archived": {{topic.archived}},
-    "pinned": {{topic.pinned}}
+    "pinned": {{topic.pinned}},
+    "solved": {{topic.solved}}
   },
   "post": {{#if post}}{
     "id": {{post.id}},

@@ -92,6 +92,7 @@ enum Field {
     TopicClosed,
     TopicArchived,
     TopicPinned,
+    TopicSolved,
     Category,
     CategoryId,
     CategorySlug,
@@ -130,6 +131,7 @@ impl Field {
             ["topic", "closed"] => TopicClosed,
             ["topic", "archived"] => TopicArchived,
             ["topic", "pinned"] => TopicPinned,
+            ["topic", "solved"] => TopicSolved,
             ["topic", "category"] => Category,
             ["topic", "category", "id"] => CategoryId,
             ["topic", "category", "slug"] => CategorySlug,
@@ -418,6 +420,7 @@ fn resolve<'a>(field: Field, cx: &'a RenderContext<'_>) -> Option<V<'a>> {
         TopicClosed => Some(V::Bool(topic.state.closed)),
         TopicArchived => Some(V::Bool(topic.state.archived)),
         TopicPinned => Some(V::Bool(topic.state.pinned)),
+        TopicSolved => Some(V::Bool(topic.state.solved)),
         Category => Some(if topic.category.is_some() {
             V::Object
         } else {
