@@ -705,6 +705,19 @@ fn an_edit_after_the_mapping_expired_is_ignored_with_a_debug_log() {
     );
 }
 
+/// The texts of requests `from..to`, each a `chat.update`.
+fn updated_texts(mock: &Mock, from: usize, to: usize) -> Vec<String> {
+    mock.wait_for(to, Duration::from_secs(15));
+    let s = seen(mock);
+    s.calls[from..to]
+        .iter()
+        .map(|(method, body)| {
+            assert_eq!(method, "chat.update", "{body}");
+            body["text"].as_str().unwrap_or("").to_string()
+        })
+        .collect()
+}
+
 /// A topic closed, then pinned: the message its first post became is edited
 /// each time to show the state (🔒, 📌) in the default template; opened
 /// again, the mark goes.
@@ -726,16 +739,7 @@ fn topic_states_follow_on_the_first_posts_message() {
         t["category_id"] = 7.into();
     });
     assert_eq!(relay.post(&closed.headers, closed.body).0, 202);
-    let s = seen(&mock);
-    let s = if s.calls.len() < 4 {
-        mock.wait_for(4, Duration::from_secs(15));
-        seen(&mock)
-    } else {
-        s
-    };
-    for (method, body) in &s.calls[2..4] {
-        assert_eq!(method, "chat.update", "{body}");
-        let text = body["text"].as_str().unwrap_or("");
+    for text in updated_texts(&mock, 2, 4) {
         assert!(text.starts_with("🔒 "), "{text}");
         assert!(text.contains("How do I share state"), "{text}");
     }
@@ -745,22 +749,14 @@ fn topic_states_follow_on_the_first_posts_message() {
         v["topic"]["closed"] = true.into();
     });
     assert_eq!(relay.post(&pinned.headers, pinned.body).0, 202);
-    mock.wait_for(6, Duration::from_secs(15));
-    let s = seen(&mock);
-    for (method, body) in &s.calls[4..6] {
-        assert_eq!(method, "chat.update", "{body}");
-        let text = body["text"].as_str().unwrap_or("");
+    for text in updated_texts(&mock, 4, 6) {
         assert!(text.starts_with("🔒 📌 "), "{text}");
     }
 
     // Opened again: the lock goes, the pin stays.
     let opened = edited_fixture("topic_pinned_status_updated", |_| {});
     assert_eq!(relay.post(&opened.headers, opened.body).0, 202);
-    mock.wait_for(8, Duration::from_secs(15));
-    let s = seen(&mock);
-    for (method, body) in &s.calls[6..8] {
-        assert_eq!(method, "chat.update", "{body}");
-        let text = body["text"].as_str().unwrap_or("");
+    for text in updated_texts(&mock, 6, 8) {
         assert!(text.starts_with("📌 *"), "{text}");
     }
 }
@@ -777,20 +773,12 @@ fn a_solved_topic_is_marked_on_its_first_message() {
     mock.wait_for(2, Duration::from_secs(15));
 
     assert_eq!(relay.post_fixture("accepted_solution").0, 202);
-    mock.wait_for(4, Duration::from_secs(15));
-    let s = seen(&mock);
-    for (method, body) in &s.calls[2..4] {
-        assert_eq!(method, "chat.update", "{body}");
-        let text = body["text"].as_str().unwrap_or("");
+    for text in updated_texts(&mock, 2, 4) {
         assert!(text.starts_with("✅ *"), "{text}");
     }
 
     assert_eq!(relay.post_fixture("unaccepted_solution").0, 202);
-    mock.wait_for(6, Duration::from_secs(15));
-    let s = seen(&mock);
-    for (method, body) in &s.calls[4..6] {
-        assert_eq!(method, "chat.update", "{body}");
-        let text = body["text"].as_str().unwrap_or("");
+    for text in updated_texts(&mock, 4, 6) {
         assert!(text.starts_with('*'), "{text}");
     }
     // Nothing else: the answer post itself is not announced again.

@@ -114,16 +114,6 @@ pub fn parse(req: &WebhookRequest, forum_url: &str) -> Result<Parsed, IngestErro
         EventKind::AcceptedSolution | EventKind::UnacceptedSolution
     );
     match (key.as_str(), &kind) {
-        ("solved", _) if solved_event => {
-            let payload: Box<PostPayload> = serde_json::from_str(payload.get()).map_err(bad)?;
-            Ok(Parsed::Post {
-                post: Box::new(post_from(&forum, &payload)),
-                payload,
-                kind,
-                id,
-                forum,
-            })
-        }
         ("topic", _) if kind.as_str().starts_with("topic_") => Ok(Parsed::Topic {
             payload: serde_json::from_str(payload.get()).map_err(bad)?,
             kind,
@@ -132,7 +122,9 @@ pub fn parse(req: &WebhookRequest, forum_url: &str) -> Result<Parsed, IngestErro
         }),
         // `solved` carries the answer post: it marks the topic (routing
         // skips it, as every event but post_created).
-        ("post", _) if is_post_event => {
+        ("post", _) | ("solved", _)
+            if (key == "post" && is_post_event) || (key == "solved" && solved_event) =>
+        {
             let payload: Box<PostPayload> = serde_json::from_str(payload.get()).map_err(bad)?;
             Ok(Parsed::Post {
                 post: Box::new(post_from(&forum, &payload)),
