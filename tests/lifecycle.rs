@@ -705,6 +705,18 @@ fn an_edit_after_the_mapping_expired_is_ignored_with_a_debug_log() {
     );
 }
 
+/// A relay on the two-chat Slack config whose first post of topic 101 went
+/// to both chats (requests 0 and 1). The temp dir lives as long as the relay.
+fn first_post_sent() -> (Mock, tempfile::TempDir, Relay) {
+    let mock = Mock::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "relay.toml", slack_config(&mock.url("/api")));
+    let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", TOKEN)]);
+    assert_eq!(relay.post_fixture("post_created_first_post").0, 202);
+    mock.wait_for(2, Duration::from_secs(15));
+    (mock, dir, relay)
+}
+
 /// The texts of requests `from..to`, each a `chat.update`.
 fn updated_texts(mock: &Mock, from: usize, to: usize) -> Vec<String> {
     mock.wait_for(to, Duration::from_secs(15));
@@ -723,12 +735,7 @@ fn updated_texts(mock: &Mock, from: usize, to: usize) -> Vec<String> {
 /// again, the mark goes.
 #[test]
 fn topic_states_follow_on_the_first_posts_message() {
-    let mock = Mock::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "relay.toml", slack_config(&mock.url("/api")));
-    let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", TOKEN)]);
-    assert_eq!(relay.post_fixture("post_created_first_post").0, 202);
-    mock.wait_for(2, Duration::from_secs(15));
+    let (mock, _dir, relay) = first_post_sent();
 
     // The recorded close is of topic 102; the same event for topic 101.
     let closed = edited_fixture("topic_closed_status_updated", |v| {
@@ -765,12 +772,7 @@ fn topic_states_follow_on_the_first_posts_message() {
 /// answer unaccepted, the mark goes. The solved events notify nobody.
 #[test]
 fn a_solved_topic_is_marked_on_its_first_message() {
-    let mock = Mock::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "relay.toml", slack_config(&mock.url("/api")));
-    let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", TOKEN)]);
-    assert_eq!(relay.post_fixture("post_created_first_post").0, 202);
-    mock.wait_for(2, Duration::from_secs(15));
+    let (mock, _dir, relay) = first_post_sent();
 
     assert_eq!(relay.post_fixture("accepted_solution").0, 202);
     for text in updated_texts(&mock, 2, 4) {

@@ -35,6 +35,7 @@ use crate::delivery::running::DeadLetterChange;
 use crate::delivery::store::{DeadLetter, Payload};
 use crate::ingest::WebhookRequest;
 use crate::observe::metrics::{CONTENT_TYPE, EventOutcome};
+use crate::observe::status::rfc3339;
 use crate::service::{App, ServeError, ServeOptions, Trigger, watch_config};
 
 /// Runs the relay until SIGTERM or SIGINT. `on_ready` gets the bound
@@ -792,11 +793,6 @@ async fn dead_letter_views(app: &App, name: &str) -> Result<Vec<DeadLetterView>,
 }
 
 fn dead_letter_view(d: DeadLetter) -> DeadLetterView {
-    let rfc3339 = |ms: u64| {
-        jiff::Timestamp::from_millisecond(ms as i64)
-            .map(|t| t.to_string())
-            .unwrap_or_default()
-    };
     let link = |event: &crate::ingest::Event| {
         event
             .post

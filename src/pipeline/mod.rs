@@ -360,12 +360,7 @@ impl Pipeline {
             p.raw = format!(
                 "{reason} (dead letters and the pane: /chats/{about}/dead-letters on the admin listener)"
             );
-            let html = p
-                .raw
-                .replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;");
-            p.cooked = format!("<p>{html}</p>");
+            p.cooked = format!("<p>{}</p>", render::escape::escape(Dialect::Html, &p.raw));
         }
         e
     }
