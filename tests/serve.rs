@@ -32,8 +32,12 @@ fn delivers_a_post_and_answers_discourse_correctly() {
         "How do I share state between async tasks?"
     );
 
-    // Not relayed, but never 404/410 (Discourse would disable the hook).
-    assert_eq!(relay.post_fixture("user_created").0, 200);
+    // No family takes logins: not relayed, but never 404/410 (Discourse
+    // would disable the hook). A signup is a `users` event: accepted.
+    let mut login = fixture("user_created");
+    login.set_header("X-Discourse-Event", "user_logged_in");
+    assert_eq!(relay.post(&login.headers, login.body).0, 200);
+    assert_eq!(relay.post_fixture("user_created").0, 202);
 
     // Bad requests get a 4xx with a reason.
     let mut f = fixture("post_created_first_post");

@@ -153,7 +153,7 @@ pub struct Chat {
     /// A `[templates]` name; default: the provider's own message.
     #[schemars(with = "Option<String>")]
     pub template: Option<Spanned<String>>,
-    /// Compact subscriptions, one `watch` rule each: `c/<category glob>`, `t/<tag glob>` or `all`.
+    /// Compact subscriptions, one `watch` rule each: `c/<category glob>`, `t/<tag glob>` or `all` for posts; an event family's name with its filters for the others (`review c/staff`, `users group:staff`, `chat channel:general`).
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub subscribe: Vec<Spanned<String>>,
@@ -212,9 +212,15 @@ pub struct Rule {
     #[serde(rename = "type")]
     #[schemars(with = "Option<RuleType>")]
     pub kind: Option<Spanned<RuleType>>,
-    /// The group for `group_message` and `group_mention` rules.
+    /// The group for `group_message` and `group_mention` rules; for the `users` and `assign` families, the group the event is about.
     #[schemars(with = "Option<String>")]
     pub group: Option<Spanned<String>>,
+    /// The events this rule is for: `posts` (default) or an event family (`review`, `users`, `solved`, `topics`, `likes`, `assign`, `chat`).
+    #[schemars(with = "Option<String>")]
+    pub family: Option<Spanned<String>>,
+    /// Glob over the Discourse chat channel's slug (or id): for `family = "chat"` rules.
+    #[schemars(with = "Option<String>")]
+    pub channel: Option<Spanned<String>>,
 }
 
 /// What a matching rule does. Precedence: mute > thread > watch > follow.

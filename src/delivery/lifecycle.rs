@@ -11,12 +11,20 @@
 
 use super::store::{FollowUp, Payload, PostKey, PostRecord};
 use crate::config::model::{OnDelete, OnEdit};
-use crate::ingest::{Event, EventKind};
+use crate::ingest::{Change, Event, EventKind, Notice};
 use crate::pipeline::Pipeline;
 
 /// The post whose chat messages `event` changes, for the events that
 /// change them. `topic_edited` is about the first post (its title).
 pub fn target(event: &Event) -> Option<PostKey> {
+    // A family item's later events (a review decided, a chat message
+    // edited) change the messages its first event became.
+    if let Some(n) = event.notice.as_ref().filter(|n| n.subject.is_some()) {
+        return match n.change {
+            Change::Opened => None,
+            _ => PostKey::of(event),
+        };
+    }
     match event.kind {
         EventKind::PostEdited | EventKind::PostDestroyed | EventKind::PostRecovered => {
             PostKey::of(event)
@@ -84,6 +92,9 @@ pub fn plan(
     arrived: &Event,
     mut record: PostRecord,
 ) -> Option<(PostRecord, Vec<FollowUp>)> {
+    if let Some(n) = arrived.notice.as_ref().filter(|n| n.subject.is_some()) {
+        return plan_notice(p, arrived, n, record);
+    }
     // A message shows while its post is not deleted and its topic listed;
     // an unlisted topic's announcement goes the way of a deleted post, and
     // listed again it comes back like a recovered one.
@@ -121,6 +132,58 @@ pub fn plan(
         // Remembered for later; nothing shows either way.
         (false, false) => return Some((record, vec![])),
     };
+    let steps = steps(p, &record, change, false);
+    Some((record, steps))
+}
+
+/// [`plan`] for a family item (a reviewable, a chat message): an update
+/// replaces what the messages show, removal and restoring act as a
+/// post's deletion and recovery. A platform that cannot edit gets the
+/// updated message as a follow-up, when the item's status changed (a
+/// review decided), not for every small change.
+fn plan_notice(
+    p: &Pipeline,
+    arrived: &Event,
+    notice: &Notice,
+    mut record: PostRecord,
+) -> Option<(PostRecord, Vec<FollowUp>)> {
+    let was_visible = !record.deleted;
+    let mut follow_up = false;
+    match notice.change {
+        Change::Updated => {
+            let mut merged = record.event.clone();
+            let old_status = (merged.notice.as_ref()).map(|n| n.status.clone());
+            follow_up = old_status.as_deref() != Some(notice.status.as_str());
+            merged.notice = Some(Box::new(notice.clone()));
+            merged.kind = arrived.kind.clone();
+            // What the first event knew of the topic stays where the
+            // update knows less.
+            if !arrived.topic.title.is_empty() || arrived.topic.category.is_some() {
+                merged.topic = arrived.topic.clone();
+            }
+            if merged == record.event {
+                return None;
+            }
+            record.event = merged;
+        }
+        Change::Removed if !record.deleted => record.deleted = true,
+        Change::Restored if record.deleted => record.deleted = false,
+        _ => return None,
+    }
+    let change = match (was_visible, !record.deleted) {
+        (true, false) => EventKind::PostDestroyed,
+        (false, true) => EventKind::PostRecovered,
+        (true, true) => EventKind::PostEdited,
+        (false, false) => return Some((record, vec![])),
+    };
+    let steps = steps(p, &record, change, follow_up);
+    Some((record, steps))
+}
+
+/// The step for each chat `record` went to. `change` is what happened to
+/// the message, as the post event it amounts to; `follow_up`: where the
+/// platform cannot edit, an edit is posted as a new message instead.
+fn steps(p: &Pipeline, record: &PostRecord, change: EventKind, follow_up: bool) -> Vec<FollowUp> {
     let event = Box::new(record.event.clone());
     let mut steps = Vec::with_capacity(record.chats.len());
     for c in &record.chats {
@@ -165,10 +228,15 @@ pub fn plan(
                 chat: c.chat.clone(),
                 queued: Some(c.seq),
                 if_queued: Some(post()),
-                otherwise: (chat.on_edit == OnEdit::Update).then(|| edit(false)),
+                otherwise: match chat.on_edit {
+                    OnEdit::Update if chat.destination.capabilities().edit => Some(edit(false)),
+                    _ if follow_up && !chat.destination.capabilities().edit => Some(post()),
+                    OnEdit::Update => Some(edit(false)),
+                    OnEdit::Ignore => None,
+                },
             },
         };
         steps.push(step);
     }
-    Some((record, steps))
+    steps
 }

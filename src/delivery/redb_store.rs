@@ -89,7 +89,6 @@ use super::store::{
     QueuedDelivery, RefChange, Routed, Store, StoreError, StoredEvent,
 };
 use crate::ingest::Event;
-use crate::ingest::EventKind;
 
 const INBOX: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("inbox");
 const INBOX_DUE: TableDefinition<(u64, u64), ()> = TableDefinition::new("inbox_due");
@@ -1148,7 +1147,7 @@ impl Store for RedbStore {
                 for d in deliveries {
                     let seq = queues.append(d, now_ms)?;
                     if let Payload::Event { event, filter } = &d.payload
-                        && event.kind == EventKind::PostCreated
+                        && PostKey::opens(event)
                         && let Some(key) = PostKey::of(event)
                     {
                         let (_, r) = record.get_or_insert_with(|| {
@@ -1249,7 +1248,10 @@ impl Store for RedbStore {
                         payload: payload.clone(),
                     };
                     let seq = queues.append(&new, now_ms)?;
-                    if let Payload::Event { .. } = payload
+                    // A re-post of the message moves the record's seq; an
+                    // announcement beside it (a solved note) does not.
+                    if let Payload::Event { event, .. } = payload
+                        && PostKey::of(event).as_ref() == Some(key)
                         && let Some(c) = record.as_mut().and_then(|r| r.chat_mut(chat))
                     {
                         c.seq = seq;

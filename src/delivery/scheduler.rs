@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::lifecycle;
 use super::store::{
-    NewDelivery, Payload, PendingChange, PostKey, Routed, Store, StoreError, StoredEvent,
+    FollowUp, NewDelivery, Payload, PendingChange, PostKey, Routed, Store, StoreError, StoredEvent,
 };
 use super::worker::{Workers, blocking, now_ms};
 use crate::ingest::{Event, EventKind};
@@ -173,6 +173,9 @@ fn follow_up(
     event: Event,
 ) -> Result<FollowedUp, StoreError> {
     let now = now_ms();
+    // A solved answer or a topic closed also announces itself to the chats
+    // whose family rules ask, beside what it does to sent messages.
+    let notes = announcements(pipeline, &event);
     let Some(record) = store.post_record(&key)? else {
         if event.kind == EventKind::PostRecovered {
             let mut again = event;
@@ -186,14 +189,41 @@ fn follow_up(
             "no chat message is known for this post (still waiting, never relayed, or remembered too long ago); ignored"
         );
         return store
-            .follow_up(id, &key, None, &[], now)
+            .follow_up(id, &key, None, &notes, now)
             .map(FollowedUp::Chats);
     };
     let changed = match lifecycle::plan(pipeline, &event, record) {
-        Some((record, steps)) => store.follow_up(id, &key, Some(record), &steps, now)?,
-        None => store.follow_up(id, &key, None, &[], now)?,
+        Some((record, mut steps)) => {
+            steps.extend(notes);
+            store.follow_up(id, &key, Some(record), &steps, now)?
+        }
+        None => store.follow_up(id, &key, None, &notes, now)?,
     };
     Ok(FollowedUp::Chats(changed))
+}
+
+/// The announcement an event that follows up sent messages also makes (a
+/// one-off family notice: a solved note, a topic closed), as a new message
+/// for each chat whose rules ask for it.
+fn announcements(pipeline: &Pipeline, event: &Event) -> Vec<FollowUp> {
+    if event.notice.as_ref().is_none_or(|n| n.subject.is_some()) {
+        return vec![];
+    }
+    let Routing::Matched(ms) = pipeline.route(event) else {
+        return vec![];
+    };
+    let event = Box::new(event.clone());
+    ms.into_iter()
+        .map(|m| FollowUp {
+            chat: pipeline.config.chats[m.chat].name.clone(),
+            queued: None,
+            if_queued: None,
+            otherwise: Some(Payload::Event {
+                event: event.clone(),
+                filter: m.filter,
+            }),
+        })
+        .collect()
 }
 
 /// Whether [`absorb`] can change anything for an event of this kind (so

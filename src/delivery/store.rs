@@ -207,13 +207,23 @@ pub struct PostKey {
 }
 
 impl PostKey {
-    /// The key of the post an event is about (`None` without a post).
+    /// The key of the post an event is about, or of the family item a
+    /// notice is about (`None` without either; see [`Event::message_slot`]).
     pub fn of(event: &Event) -> Option<Self> {
-        event.post.as_ref().map(|p| Self {
+        event.message_slot().map(|(topic, number)| Self {
             forum: event.forum.clone(),
-            topic: event.topic.id,
-            number: p.number,
+            topic,
+            number,
         })
+    }
+
+    /// Whether `event`, routed, opens a record: a new post, or a new item
+    /// of a family whose items change later.
+    pub fn opens(event: &Event) -> bool {
+        match &event.notice {
+            Some(n) => n.change == crate::ingest::Change::Opened && n.subject.is_some(),
+            None => event.kind == crate::ingest::EventKind::PostCreated,
+        }
     }
 }
 

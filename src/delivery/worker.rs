@@ -563,11 +563,10 @@ impl Workers {
             Payload::Edit { event, strike } => (event, Todo::Edit { strike: *strike }),
             Payload::Delete { event } => (event, Todo::Delete),
         };
-        let Some(number) = event.post.as_ref().map(|post| post.number) else {
-            // Topic events never reach a queue; sent as they are if one does.
+        let Some((topic, number)) = event.message_slot() else {
+            // A one-off note (a like, a topic closed): nothing edits it later.
             return send(event, Action::default(), false, Remember::Nothing);
         };
-        let topic = event.topic.id;
         let lookup = |number: u64| {
             let chat = d.chat.clone();
             blocking(&self.ctx.store, move |s| {

@@ -158,7 +158,7 @@ pub struct Tag {
     pub hidden: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topic {
     pub id: u64,
     pub title: String,
@@ -238,6 +238,89 @@ pub struct Event {
     pub topic: Topic,
     /// Absent for topic events.
     pub post: Option<Post>,
+    /// What an event family beyond posts says (a flag, a signup, a chat
+    /// message...): routed by that family's rules, rendered from these
+    /// fields. For a family not tied to a topic, `topic` is empty (id 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Box<Notice>>,
+}
+
+/// An event of a family beyond posts (`ingest::families`), normalized: what
+/// routing, rendering and the message lifecycle need of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// The family's name, as rules name it (`review`, `users`, `chat`...).
+    pub family: String,
+    /// What the event does to the family's item.
+    pub change: Change,
+    /// The item's id within its family (a reviewable, a chat message):
+    /// later events about it edit the messages it became. `None`: a
+    /// one-off note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<u64>,
+    /// Groups the event is about (lower-case): what `group` filters match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// The Discourse chat channel (slug, or its id where it has none): what
+    /// `channel` filters match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// About something private beyond the topic's own flags (a direct
+    /// message channel): only rules naming it exactly get it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
+    /// The message's parts, plain text (escaped per dialect when rendered):
+    /// a mark (`🚩`), a headline linked to `url`, a detail line, a quote.
+    pub mark: String,
+    pub title: String,
+    pub url: String,
+    #[serde(default)]
+    pub text: String,
+    /// Content quoted below, as cooked HTML (render makes the excerpt).
+    #[serde(default)]
+    pub cooked: String,
+    /// What the headline says to a chat that may not see the item (a flag
+    /// on a private message): no title, author or content.
+    #[serde(default)]
+    pub neutral: String,
+    /// The item's state, where it has one (`pending`, `approved`...).
+    #[serde(default)]
+    pub status: String,
+    /// The family's own fields, for custom templates (`notice.data.score`).
+    /// Never personal data (emails, IPs).
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+/// What an event does to its family's item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// A new item: a new message.
+    Opened,
+    /// The item changed: its messages are edited (or, where the platform
+    /// cannot edit, a short follow-up is sent).
+    Updated,
+    /// Removed (a trashed chat message): its messages follow `on_delete`.
+    Removed,
+    /// Back again: as a recovered post.
+    Restored,
+}
+
+impl Notice {
+    /// The notice as a chat that may not see the item gets it: the neutral
+    /// headline and link, nothing of its content.
+    pub fn redacted(&self) -> Notice {
+        Notice {
+            title: self.neutral.clone(),
+            text: String::new(),
+            cooked: String::new(),
+            data: serde_json::Value::Null,
+            // Nothing private is left in it.
+            private: false,
+            ..self.clone()
+        }
+    }
 }
 
 impl Event {
@@ -286,7 +369,57 @@ impl Event {
                 deleted: false,
                 mentions: vec![],
             }),
+            notice: None,
             forum,
+        }
+    }
+
+    /// This event as a chat that may not see its item gets it (see
+    /// [`Notice::redacted`]): nothing of the topic but its id.
+    pub fn neutral(&self) -> Event {
+        Event {
+            topic: Topic {
+                id: self.topic.id,
+                ..Topic::default()
+            },
+            post: None,
+            notice: self.notice.as_ref().map(|n| Box::new(n.redacted())),
+            ..self.clone()
+        }
+    }
+
+    /// A notice event with every field filled, for checking the notice
+    /// templates at load time.
+    pub fn sample_notice(forum: &str) -> Self {
+        let mut e = Self::sample(forum);
+        e.kind = EventKind::Other("reviewable_created".into());
+        e.post = None;
+        e.notice = Some(Box::new(Notice {
+            family: "review".into(),
+            change: Change::Opened,
+            subject: Some(7),
+            groups: vec![],
+            channel: None,
+            private: false,
+            mark: "🚩".into(),
+            title: "Post flagged for review".into(),
+            url: format!("{}/review/7", e.forum),
+            text: "by bob in support/rust".into(),
+            cooked: "<p>I have a <strong>shared</strong> map.</p>".into(),
+            neutral: "A post was flagged for review".into(),
+            status: "pending".into(),
+            data: serde_json::json!({"id": 7, "score": 3.0}),
+        }));
+        e
+    }
+
+    /// Where this event's chat messages are remembered: (topic id, post
+    /// number) for a post, (subject id, the family's slot) for a notice
+    /// about an item; `None` for what is never edited later.
+    pub fn message_slot(&self) -> Option<(u64, u64)> {
+        match &self.notice {
+            Some(n) => Some((n.subject?, super::families::slot(&n.family)?)),
+            None => self.post.as_ref().map(|p| (self.topic.id, p.number)),
         }
     }
 }

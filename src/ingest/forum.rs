@@ -8,7 +8,7 @@ use super::event::TopicState;
 use std::collections::{HashMap, VecDeque};
 
 use super::event::{Category, Tag};
-use super::payload::{Site, TopicPayload};
+use super::payload::{Site, TagPayload, TopicPayload};
 
 /// Topics remembered at most; the oldest learned are forgotten first. Enough
 /// for the posts that arrive while a topic is active, bounded for memory.
@@ -49,6 +49,8 @@ pub struct ForumState {
     order: VecDeque<u64>,
     /// Staff-only tag globs (lower-case), from `[discourse] hidden_tags`.
     hidden_tags: Option<std::sync::Arc<globset::GlobSet>>,
+    /// Group names by id, from `/site.json` (group events carry ids only).
+    groups: HashMap<u64, String>,
 }
 
 impl ForumState {
@@ -79,6 +81,9 @@ impl ForumState {
     /// Learns every category of `GET /site.json`. Restrictions and names from
     /// the API win; a static path is kept (the admin chose it on purpose).
     pub fn learn_site(&mut self, site: &Site) {
+        for g in &site.groups {
+            self.groups.insert(g.id, g.name.clone());
+        }
         for c in &site.categories {
             let path = self.categories.get(&c.id).and_then(|old| old.path.clone());
             self.categories.insert(
@@ -106,6 +111,7 @@ impl ForumState {
         Self {
             categories: self.categories.clone(),
             fail_closed: self.fail_closed,
+            groups: self.groups.clone(),
             ..Self::default()
         }
     }
@@ -205,17 +211,25 @@ impl ForumState {
             .is_some_and(|g| g.is_match(name.to_lowercase()) || g.is_match(slug.to_lowercase()))
     }
 
+    /// Tags as a payload names them, the staff-only ones marked.
+    pub fn tags_of(&self, tags: &[TagPayload]) -> Vec<Tag> {
+        tags.iter()
+            .cloned()
+            .map(|tag| {
+                let (name, slug) = tag.into_parts();
+                let hidden = self.hides(&name, &slug);
+                Tag { name, slug, hidden }
+            })
+            .collect()
+    }
+
+    /// A group's name, as `/site.json` listed it.
+    pub fn group_name(&self, id: u64) -> Option<&str> {
+        self.groups.get(&id).map(String::as_str)
+    }
+
     pub fn learn_topic(&mut self, t: &TopicPayload) {
-        let tags: Option<Vec<Tag>> = t.tags.as_ref().map(|tags| {
-            tags.iter()
-                .cloned()
-                .map(|tag| {
-                    let (name, slug) = tag.into_parts();
-                    let hidden = self.hides(&name, &slug);
-                    Tag { name, slug, hidden }
-                })
-                .collect()
-        });
+        let tags: Option<Vec<Tag>> = t.tags.as_deref().map(|tags| self.tags_of(tags));
         let entry = match self.topics.get_mut(&t.id) {
             Some(e) => e,
             None => {

@@ -7,13 +7,16 @@
 
 pub mod api;
 pub mod event;
+pub mod families;
 pub mod forum;
 pub mod intake;
 pub mod normalize;
 pub mod payload;
 pub mod request;
 
-pub use event::{Category, Event, EventKind, Post, PostType, Tag, Topic, TopicState};
+pub use event::{
+    Category, Change, Event, EventKind, Notice, Post, PostType, Tag, Topic, TopicState,
+};
 pub use forum::{ForumState, StaticCategory};
 pub use normalize::{
     IngestError, Ingested, Parsed, event_from_api, learn_api_response, normalize, parse,

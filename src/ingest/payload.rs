@@ -129,4 +129,13 @@ pub struct SiteCategory {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Site {
     pub categories: Vec<SiteCategory>,
+    /// The groups the API user can see (`{id, name}`): names for group events.
+    #[serde(default)]
+    pub groups: Vec<SiteGroup>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SiteGroup {
+    pub id: u64,
+    pub name: String,
 }

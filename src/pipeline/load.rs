@@ -22,6 +22,7 @@ use crate::config::model::{
     self, CategoryEntry, Filter, Forum, OnDelete, OnEdit, Rate, RuleType, StaticCategory,
     forum_index,
 };
+use crate::ingest::families;
 use crate::providers::{Destination, Instance, registry};
 use crate::rules::RuleDef;
 
@@ -919,7 +920,8 @@ fn read_chats(
         if let Some(dest) = &destination
             && !dest.capabilities().thread
         {
-            for r in &chat.rule {
+            // Family rules cannot thread at all (reported with the rule).
+            for r in chat.rule.iter().filter(|r| r.family.is_none()) {
                 if let Some(f) = &r.filter
                     && *f.get_ref() == Filter::Thread
                 {
@@ -1108,31 +1110,18 @@ fn rule_sources(
 fn read_rules(chat: &model::Chat, cx: &mut Ctx<'_>) -> Vec<RuleDef> {
     let mut rules = Vec::new();
     for s in &chat.subscribe {
-        let text = s.get_ref().trim();
-        let spanned = |v: &str| Spanned::new(s.span(), v.to_string());
-        let (category, tags) = if text == "all" {
-            (None, vec![])
-        } else if let Some(c) = text.strip_prefix("c/").filter(|c| !c.is_empty()) {
-            (Some(spanned(c)), vec![])
-        } else if let Some(t) = text.strip_prefix("t/").filter(|t| !t.is_empty()) {
-            (None, vec![spanned(t)])
-        } else {
-            cx.error(
-                Some(s.span()),
-                format!("`{text}` is not a subscription: write `c/<category path or glob>`, `t/<tag or glob>` or `all`"),
-            );
-            continue;
-        };
-        rules.push(RuleDef {
-            filter: Filter::Watch,
-            kind: RuleType::Normal,
-            category,
-            tags,
-            group: None,
-            span: Some(s.span()),
-        });
+        if let Some(rule) = compact_rule(s, cx) {
+            rules.push(rule);
+        }
     }
     for r in &chat.rule {
+        let family = match &r.family {
+            Some(f) => match family_named(f, cx) {
+                Ok(family) => family,
+                Err(()) => continue,
+            },
+            None => None,
+        };
         rules.push(RuleDef {
             filter: r
                 .filter
@@ -1147,14 +1136,118 @@ fn read_rules(chat: &model::Chat, cx: &mut Ctx<'_>) -> Vec<RuleDef> {
             category: r.category.clone(),
             tags: r.tags.clone(),
             group: r.group.clone(),
-            span: r
-                .kind
-                .as_ref()
-                .map(|k| k.span())
-                .or_else(|| r.filter.as_ref().map(|f| f.span())),
+            family,
+            channel: r.channel.clone(),
+            span: (r.kind.as_ref().map(|k| k.span()))
+                .or_else(|| r.filter.as_ref().map(|f| f.span()))
+                .or_else(|| r.family.as_ref().map(|f| f.span())),
         });
     }
     rules
+}
+
+/// `family = "..."`: `None` for posts, or the family; reported if unknown.
+fn family_named(
+    f: &Spanned<String>,
+    cx: &mut Ctx<'_>,
+) -> Result<Option<&'static families::Family>, ()> {
+    let name = f.get_ref().trim();
+    if name == "posts" {
+        return Ok(None);
+    }
+    match families::named(name) {
+        Some(family) => Ok(Some(family)),
+        None => {
+            let names = family_names();
+            cx.error(
+                Some(f.span()),
+                format!(
+                    "unknown event family `{name}`{} (families: {})",
+                    did_you_mean(name, names.iter().copied()),
+                    names.join(", ")
+                ),
+            );
+            Err(())
+        }
+    }
+}
+
+/// `posts` and every family, as rules name them.
+fn family_names() -> Vec<&'static str> {
+    std::iter::once("posts")
+        .chain(families::FAMILIES.iter().map(|f| f.name))
+        .collect()
+}
+
+/// One `subscribe` entry as a `watch` rule: `all`, `c/GLOB`, `t/GLOB` for
+/// posts, or a family's name and its filters (`review c/staff`,
+/// `users group:staff`, `chat channel:general`).
+fn compact_rule(s: &Spanned<String>, cx: &mut Ctx<'_>) -> Option<RuleDef> {
+    let text = s.get_ref().trim();
+    let spanned = |v: &str| Spanned::new(s.span(), v.to_string());
+    let mut words = text.split_whitespace().peekable();
+    let family = match words.peek() {
+        Some(&"posts") => {
+            words.next();
+            None
+        }
+        Some(w) => match families::named(w) {
+            Some(f) => {
+                words.next();
+                Some(f)
+            }
+            None => None,
+        },
+        None => None,
+    };
+    let mut rule = RuleDef {
+        filter: Filter::Watch,
+        kind: RuleType::Normal,
+        category: None,
+        tags: vec![],
+        group: None,
+        family,
+        channel: None,
+        span: Some(s.span()),
+    };
+    let mut any = false;
+    for word in words {
+        any = true;
+        if word == "all" {
+            continue;
+        } else if let Some(c) = word.strip_prefix("c/").filter(|c| !c.is_empty()) {
+            rule.category = Some(spanned(c));
+        } else if let Some(t) = word.strip_prefix("t/").filter(|t| !t.is_empty()) {
+            rule.tags.push(spanned(t));
+        } else if let Some(g) = word.strip_prefix("group:").filter(|_| family.is_some()) {
+            rule.group = Some(spanned(g));
+        } else if let Some(c) = word.strip_prefix("channel:").filter(|_| family.is_some()) {
+            rule.channel = Some(spanned(c));
+        } else {
+            let first = text.split_whitespace().next().unwrap_or(text);
+            let names = family_names();
+            cx.error(
+                Some(s.span()),
+                format!(
+                    "`{text}` is not a subscription: write `c/<category path or glob>`, `t/<tag or glob>` or `all`, or an event family ({}) with its filters (`review c/staff`, `chat channel:general`){}",
+                    names[1..].join(", "),
+                    match family {
+                        None => did_you_mean(first, names.iter().copied()),
+                        Some(_) => String::new(),
+                    }
+                ),
+            );
+            return None;
+        }
+    }
+    if !any && family.is_none() {
+        cx.error(
+            Some(s.span()),
+            "an empty subscription: write `all` for every post",
+        );
+        return None;
+    }
+    Some(rule)
 }
 
 #[cfg(test)]

@@ -123,6 +123,22 @@ impl Pipeline {
             per_chat.push(may_depend_on_chat(source));
         }
 
+        // Family events render from the notice template of the chat's dialect.
+        let dialects: std::collections::BTreeSet<Dialect> = config
+            .chats
+            .iter()
+            .map(|c| c.destination.dialect())
+            .collect();
+        for dialect in dialects {
+            let source = render::notice_template(dialect);
+            if let Err(p) = renderer.register(render::NOTICE_TEMPLATE, source, dialect) {
+                problems.push(Problem::error(
+                    None,
+                    format!("the notice template for {dialect:?}: {}", p.message),
+                ));
+            }
+        }
+
         match matcher {
             Ok(matcher) if problems.is_empty() => Ok(Self {
                 chat_by_name: (config.chats.iter().enumerate())
@@ -184,6 +200,19 @@ impl Pipeline {
         let mut failures = Vec::new();
         for (m, text) in rendered {
             match text {
+                Ok(_) if self.neutral(m.chat, event) => match self.message(m.chat, event) {
+                    Ok((text, outbound)) => deliveries.push(Delivery {
+                        chat: m.chat,
+                        filter: m.filter,
+                        rule: m.rule,
+                        text,
+                        outbound,
+                    }),
+                    Err(error) => failures.push(ChatFailure {
+                        chat: m.chat,
+                        error,
+                    }),
+                },
                 Ok(text) => {
                     let (text, outbound) =
                         self.request(m.chat, text, &mut context, Action::default(), None);
@@ -226,7 +255,20 @@ impl Pipeline {
         let mut shared: HashMap<(&str, Dialect), Result<String, String>> = HashMap::new();
         let mut out = Vec::with_capacity(matches.len());
         for m in matches {
-            let text = match self.per_chat[m.chat] {
+            // A notice renders one template per dialect, but its neutral
+            // form is per chat.
+            let per_chat = match context.event().notice {
+                Some(_) => true,
+                None => self.per_chat[m.chat],
+            };
+            let text = match per_chat {
+                // Rendered from the neutral form, never from the item.
+                true if self.neutral(m.chat, context.event()) => {
+                    let neutral = context.event().neutral();
+                    let mut cx = RenderContext::new(&neutral);
+                    cx.set_chat(&self.config.chats[m.chat].name);
+                    self.render(m.chat, &cx)
+                }
                 true => {
                     context.set_chat(&self.config.chats[m.chat].name);
                     self.render(m.chat, context)
@@ -283,9 +325,20 @@ impl Pipeline {
 
     fn render(&self, chat: usize, context: &RenderContext) -> Result<String, String> {
         let dialect = self.config.chats[chat].destination.dialect();
+        let event = context.event();
+        let template = match event.notice {
+            Some(_) => render::NOTICE_TEMPLATE,
+            None => &self.chat_templates[chat],
+        };
         self.renderer
-            .render_context(&self.chat_templates[chat], dialect, context)
+            .render_context(template, dialect, context)
             .map_err(|e| self.config.redactor.redact(&e.to_string()))
+    }
+
+    /// Whether chat `chat` gets only the neutral form of `event` (a family
+    /// event about a private item its rule does not name).
+    fn neutral(&self, chat: usize, event: &Event) -> bool {
+        event.notice.is_some() && self.matcher.neutral_for(chat, event)
     }
 
     fn message_with(
@@ -301,6 +354,18 @@ impl Pipeline {
             .chats
             .get(chat)
             .ok_or_else(|| format!("no chat #{chat}"))?;
+        if self.neutral(chat, context.event()) {
+            // The text and the request (providers may read the context)
+            // come from the neutral form alone.
+            let neutral = context.event().neutral();
+            return self.message_with(
+                chat,
+                &mut RenderContext::new(&neutral),
+                action,
+                strike,
+                delivery,
+            );
+        }
         context.set_chat(&c.name);
         let mut text = self.render(chat, context)?;
         if strike {

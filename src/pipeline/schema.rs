@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::load::COMMAND_KEYS;
 use crate::config::model;
+use crate::ingest::families;
 use crate::providers::registry::PROVIDERS;
 
 /// The whole schema, as pretty JSON text with a trailing newline.
@@ -116,6 +117,18 @@ pub fn schema() -> Value {
         }
     }
     chat["additionalProperties"] = json!(false);
+
+    // A rule's family is one of the registry's names.
+    if let Some(family) = defs
+        .get_mut("Rule")
+        .and_then(|r| r["properties"].get_mut("family"))
+    {
+        let names: Vec<&str> = std::iter::once("posts")
+            .chain(families::FAMILIES.iter().map(|f| f.name))
+            .collect();
+        family["type"] = json!("string");
+        family["enum"] = json!(names);
+    }
 
     // Every table the loader reads rejects unknown keys; say so in the schema.
     for def in defs.values_mut() {

@@ -10,14 +10,17 @@ use crate::ingest::Event;
 /// ```text
 /// { event, forum{url}, chat{name},
 ///   topic{id,title,slug,url,tags[names],category{id,slug,path,name}|null,private_message,closed,archived,pinned,solved},
-///   post{id,number,username,name,excerpt,raw,cooked,url,is_first,created_at,action_code}|null }
+///   post{id,number,username,name,excerpt,raw,cooked,url,is_first,created_at,action_code}|null,
+///   notice{family,mark,title,url,text,excerpt,status,data}|null }
 /// ```
 ///
 /// Every key is always present (null when unknown) so strict mode never
 /// trips on a real event that the sample did not; `topic.category` and
 /// `post` are null for uncategorised topics and topic events, so templates
 /// guard them with `{{#if}}`. `post.excerpt` is the cooked HTML as
-/// collapsed plain text, at most 300 characters.
+/// collapsed plain text, at most 300 characters. `notice` is set for the
+/// event families beyond posts (a flag, a signup, a chat message), null
+/// otherwise; its `excerpt` is made like `post.excerpt`.
 pub fn context(event: &Event, chat: &str) -> Value {
     let excerpt = (event.post.as_ref()).map(|p| text::excerpt(&p.cooked, text::EXCERPT_MAX));
     context_with_excerpt(event, chat, excerpt.as_deref().unwrap_or_default())
@@ -49,6 +52,18 @@ pub(super) fn context_with_excerpt(event: &Event, chat: &str, excerpt: &str) -> 
             "action_code": p.action_code,
         })
     });
+    let notice = event.notice.as_ref().map(|n| {
+        json!({
+            "family": n.family,
+            "mark": n.mark,
+            "title": n.title,
+            "url": n.url,
+            "text": n.text,
+            "excerpt": text::excerpt(&n.cooked, text::EXCERPT_MAX),
+            "status": n.status,
+            "data": n.data,
+        })
+    });
     json!({
         "event": event.kind.as_str(),
         "forum": { "url": event.forum },
@@ -67,5 +82,6 @@ pub(super) fn context_with_excerpt(event: &Event, chat: &str, excerpt: &str) -> 
             "solved": topic.state.solved,
         },
         "post": post,
+        "notice": notice,
     })
 }

@@ -343,7 +343,20 @@ fn check_samples(
     name: &str,
     dialect: Dialect,
 ) -> Result<(), TemplateProblem> {
-    let [sample, bare] = sample_events();
+    let ([sample, bare], what) = match name {
+        NOTICE_TEMPLATE => {
+            let notice = Event::sample_notice(SAMPLE_FORUM);
+            let neutral = notice.neutral();
+            ([notice, neutral], ["the sample notice", "a neutral notice"])
+        }
+        _ => (
+            sample_events(),
+            [
+                "the sample post event",
+                "a topic event without post, category or tags",
+            ],
+        ),
+    };
     let data = context(&sample, SAMPLE_CHAT);
     let output = registry
         .render(name, &data)
@@ -351,9 +364,9 @@ fn check_samples(
     if dialect != Dialect::Json {
         return Ok(());
     }
-    check_json(&output, "the sample post event")?;
+    check_json(&output, what[0])?;
     if let Ok(output) = registry.render(name, &context(&bare, SAMPLE_CHAT)) {
-        check_json(&output, "a topic event without post, category or tags")?;
+        check_json(&output, what[1])?;
     }
     Ok(())
 }
@@ -535,6 +548,70 @@ pub fn default_template(dialect: Dialect) -> &'static str {
         Dialect::Json => JSON_TEMPLATE,
     }
 }
+
+// Pieces of the notice templates (the event families beyond posts).
+macro_rules! notice_head {
+    ($open:literal, $close:literal) => {
+        concat!(
+            "{{#if notice.mark}}{{notice.mark}} {{/if}}",
+            $open,
+            "{{link notice.url notice.title}}",
+            $close,
+            "{{#if topic.title}}: “{{topic.title}}”",
+            "{{#if topic.category}} in {{topic.category.path}}{{/if}}{{/if}}",
+            "{{#if notice.text}} ({{notice.text}}){{/if}}",
+        )
+    };
+}
+macro_rules! notice_quote {
+    ($open:literal, $close:literal) => {
+        concat!(
+            "{{#if notice.excerpt}}\n",
+            $open,
+            "{{notice.excerpt}}",
+            $close,
+            "{{/if}}"
+        )
+    };
+}
+
+/// The message of an event family's notice for `dialect`: its mark and
+/// headline linked to the item, the topic and category it is about, the
+/// detail line, and the content quoted (each where the notice has it).
+pub fn notice_template(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::SlackMrkdwn => concat!(notice_head!("*", "*"), notice_quote!("", "")),
+        Dialect::Markdown | Dialect::RocketChat => {
+            concat!(notice_head!("**", "**"), notice_quote!("> ", ""))
+        }
+        Dialect::Html => concat!(
+            notice_head!("<b>", "</b>"),
+            notice_quote!("<blockquote>", "</blockquote>")
+        ),
+        Dialect::Plain => concat!(notice_head!("", ""), notice_quote!("", "")),
+        Dialect::Json => NOTICE_JSON_TEMPLATE,
+    }
+}
+
+/// The name the notice template of each dialect is registered under.
+pub const NOTICE_TEMPLATE: &str = "@notice";
+
+const NOTICE_JSON_TEMPLATE: &str = r#"{
+  "event": "{{event}}",
+  "forum": "{{forum.url}}",
+  "chat": "{{chat.name}}",
+  "family": "{{notice.family}}",
+  "title": "{{notice.title}}",
+  "url": "{{notice.url}}",
+  "text": "{{notice.text}}",
+  "status": "{{notice.status}}",
+  "excerpt": "{{notice.excerpt}}",
+  "topic": {{#if topic.title}}{
+    "id": {{topic.id}},
+    "title": "{{topic.title}}",
+    "category": {{#if topic.category}}"{{topic.category.path}}"{{else}}null{{/if}}
+  }{{else}}null{{/if}}
+}"#;
 
 const JSON_TEMPLATE: &str = r#"{
   "event": "{{event}}",

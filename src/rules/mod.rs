@@ -10,6 +10,7 @@
 //! each chat is that chat's deciding rule. Candidates come from indexes:
 //! category globs (cached per category path), tag globs, and group names.
 
+mod families;
 mod index;
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,7 @@ use serde_spanned::Spanned;
 
 use crate::config::Problem;
 use crate::config::model::{Filter, RuleType};
+use crate::ingest::families::Family;
 use crate::ingest::{Event, EventKind, Post, PostType, Topic};
 
 use index::{BoundedCache, GlobIndex, GlobInterner};
@@ -35,8 +37,13 @@ pub struct RuleDef {
     pub category: Option<Spanned<String>>,
     /// Globs over tag names (or slugs); empty = any tags.
     pub tags: Vec<Spanned<String>>,
-    /// Group name for `group_message` / `group_mention` rules.
+    /// Group name for `group_message` / `group_mention` rules, and for the
+    /// families whose events are about groups.
     pub group: Option<Spanned<String>>,
+    /// The event family beyond posts this rule is for; `None`: posts.
+    pub family: Option<&'static Family>,
+    /// Glob over the Discourse chat channel (the `chat` family).
+    pub channel: Option<Spanned<String>>,
     /// Where the rule is written (its `type` or `filter` value, or the
     /// `subscribe` entry), for problems about the rule as a whole.
     pub span: Option<std::ops::Range<usize>>,
@@ -48,6 +55,18 @@ impl RuleDef {
     /// `watch group_message:support-team`, `thread group_mention:staff-group c/general`.
     pub fn compact(&self) -> String {
         let mut out = String::from(self.filter.as_str());
+        if let Some(f) = self.family {
+            out.push(' ');
+            out.push_str(f.name);
+            if let Some(g) = &self.group {
+                out.push_str(" group:");
+                out.push_str(g.get_ref());
+            }
+            if let Some(c) = &self.channel {
+                out.push_str(" channel:");
+                out.push_str(c.get_ref());
+            }
+        }
         let group = self.group.as_ref().map_or("?", |g| g.get_ref().as_str());
         match self.kind {
             RuleType::GroupMessage | RuleType::GroupMention => {
@@ -68,7 +87,8 @@ impl RuleDef {
             out.push_str(" t/");
             out.push_str(tag.get_ref());
         }
-        if self.kind == RuleType::Normal && self.category.is_none() && self.tags.is_empty() {
+        let open = self.category.is_none() && self.tags.is_empty();
+        if self.kind == RuleType::Normal && open && self.family.is_none() {
             out.push_str(" all");
         }
         out
@@ -180,6 +200,9 @@ pub struct Matcher {
     /// Lower-case group name → rule ids, ascending.
     group_message: HashMap<String, Vec<u32>>,
     group_mention: HashMap<String, Vec<u32>>,
+
+    /// The rules of the families beyond posts.
+    families: families::FamilyRules,
 }
 
 impl std::fmt::Debug for Matcher {
@@ -237,6 +260,15 @@ impl Matcher {
             order.sort_by_key(|&i| (defs[i].kind, defs[i].filter, defs[i].category.is_none(), i));
             for i in order {
                 let def = &defs[i];
+                if def.family.is_some() {
+                    continue; // see `families`
+                }
+                if let Some(c) = &def.channel {
+                    problems.push(Problem::error(
+                        Some(c.span()),
+                        "`channel` is for Discourse chat rules: add `family = \"chat\"`",
+                    ));
+                }
                 let group = validate_group(def, &mut problems);
                 if def.kind == RuleType::GroupMessage
                     && let Some(category) = &def.category
@@ -286,6 +318,7 @@ impl Matcher {
             .map(|(id, g)| (g.clone(), id as u32))
             .collect();
         let tag_globs = tags.build("tag", &mut problems);
+        let families = families::FamilyRules::compile(chats, &mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -356,10 +389,23 @@ impl Matcher {
             tag_cache: BoundedCache::default(),
             group_message,
             group_mention,
+            families,
         })
     }
 
+    /// Whether chat `chat` gets only the neutral form of a family event
+    /// (its rule does not name the private item the event is about).
+    pub fn neutral_for(&self, chat: usize, event: &Event) -> bool {
+        !self.families.is_empty() && self.families.neutral_for(chat, event)
+    }
+
     pub fn route(&self, event: &Event) -> Routing {
+        if let Some(notice) = &event.notice {
+            return match self.families.route(event, notice) {
+                Ok(ms) => Routing::Matched(ms),
+                Err(reason) => Routing::Skipped(reason),
+            };
+        }
         let post = match (&event.kind, &event.post) {
             (EventKind::PostCreated, Some(post)) => post,
             (kind, _) => {

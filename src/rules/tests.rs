@@ -27,6 +27,8 @@ fn rule(filter: Filter, category: Option<&str>) -> RuleDef {
         category: category.map(sp),
         tags: vec![],
         group: None,
+        family: None,
+        channel: None,
         span: None,
     }
 }
@@ -40,12 +42,9 @@ fn tagged(filter: Filter, category: Option<&str>, tags: &[&str]) -> RuleDef {
 
 fn group(filter: Filter, kind: RuleType, name: &str) -> RuleDef {
     RuleDef {
-        filter,
         kind,
-        category: None,
-        tags: vec![],
         group: Some(sp(name)),
-        span: None,
+        ..rule(filter, None)
     }
 }
 
@@ -816,7 +815,7 @@ fn indexed_matcher_agrees_with_naive_router() {
                         category,
                         tags,
                         group: (kind != Normal).then(|| sp(rng.pick(&groups))),
-                        span: None,
+                        ..rule(Filter::Watch, None)
                     }
                 })
                 .collect()
