@@ -270,3 +270,101 @@ fn validate_exit_codes_and_format() {
     );
     assert!(out.contains("examples/quickstart.toml: ok"), "{out}");
 }
+
+/// Runs explain --json with `config` over every recorded webhook (after
+/// `/site.json`), keyed by file name.
+fn explain_all(config: &str) -> Vec<(String, Value)> {
+    let dir = root().join("tests/fixtures/webhooks");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    let out = Command::new(BIN)
+        .arg("explain")
+        .arg("--json")
+        .arg("--config")
+        .arg(root().join(config))
+        .arg(root().join("tests/fixtures/api/site.json"))
+        .args(names.iter().map(|n| dir.join(n)))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), names.len(), "one line per webhook");
+    names
+        .into_iter()
+        .map(|n| n.trim_end_matches(".json").to_string())
+        .zip(lines)
+        .collect()
+}
+
+#[test]
+fn every_fixture_gets_a_decision_and_the_families_route_by_their_rules() {
+    let out = explain_all("tests/configs/good/families.toml");
+    assert!(out.len() >= 36, "fixtures missing");
+    let by: std::collections::HashMap<&str, &Value> =
+        out.iter().map(|(n, v)| (n.as_str(), v)).collect();
+    for (name, v) in &out {
+        let skipped = v["skipped"].as_str().unwrap_or("");
+        assert!(!skipped.contains("not relayed"), "{name}: {v}");
+    }
+    let routed = |name: &str| {
+        let mut c = chats(by[name]);
+        c.sort_unstable();
+        c
+    };
+    // Flags and queued posts: the mods everywhere, support in Support.
+    assert_eq!(routed("reviewable_created"), ["mods"], "a flag in General");
+    assert_eq!(
+        routed("reviewable_created_queued_post"),
+        ["mods", "support"]
+    );
+    assert_eq!(routed("reviewable_transitioned_to_approved"), ["mods"]);
+    let text = delivery(by["reviewable_transitioned_to_approved"], "mods")["text"]
+        .as_str()
+        .unwrap();
+    assert!(
+        text.starts_with("✅ Flagged post: agreed (https://forum.example.org/review/7)"),
+        "{text}"
+    );
+    assert_eq!(
+        delivery(by["reviewable_created_queued_post"], "support")["rule"],
+        "watch review c/support"
+    );
+    // Users: the mods; a member added to staff-group: the team too.
+    assert_eq!(routed("user_created"), ["mods"]);
+    assert_eq!(routed("user_added_to_group"), ["mods", "team"]);
+    assert_eq!(
+        delivery(by["user_added_to_group"], "team")["rule"],
+        "watch users group:staff-group"
+    );
+    // Solved and likes in Support > Rust.
+    assert_eq!(routed("accepted_solution"), ["support"]);
+    assert_eq!(routed("post_liked"), ["support"]);
+    // Topic states: the team's topics rule, but Support muted for it.
+    assert_eq!(
+        routed("topic_closed_status_updated"),
+        ["team"],
+        "Development is not Support"
+    );
+    assert_eq!(
+        routed("topic_pinned_status_updated"),
+        ["support"],
+        "muted for the team"
+    );
+    assert_eq!(routed("assigned"), ["team"]);
+    assert_eq!(routed("chat_message_created"), ["team"]);
+    // Not notifying: a ping, edits, unlisting.
+    assert_eq!(by["ping"]["skipped"], "ping: nothing to relay");
+    assert!(routed("topic_visible_status_updated").is_empty());
+}

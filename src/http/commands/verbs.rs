@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use super::Command;
 use crate::config::model::Filter;
+use crate::ingest::families::{self, FilterKind};
 use crate::pipeline::Pipeline;
 use crate::service::App;
 
@@ -118,8 +119,12 @@ enum Verb {
 /// The argument of `watch`/`follow`/`mute`/`thread`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct Subscription {
+    /// An event family beyond posts (`review`...); `None`: posts.
+    family: Option<&'static str>,
     category: Option<String>,
     tags: Vec<String>,
+    group: Option<String>,
+    channel: Option<String>,
 }
 
 fn parse(text: &str) -> Verb {
@@ -159,18 +164,44 @@ fn shown(s: &str) -> String {
 
 fn subscription(args: &[&str]) -> Result<Subscription, String> {
     if args.is_empty() {
-        return Err("say what to subscribe to: `c/<category>`, `t/<tag>` or `all`".into());
-    }
-    if args == ["all"] {
-        return Ok(Subscription::default());
+        return Err(
+            "say what to subscribe to: `c/<category>`, `t/<tag>`, `all`, or an event family (`review`, `users`, `chat channel:<slug>`...)"
+                .into(),
+        );
     }
     let mut s = Subscription::default();
+    let mut args = args;
+    if let Some(f) = args
+        .first()
+        .and_then(|a| families::named(&a.to_ascii_lowercase()))
+    {
+        s.family = Some(f.name);
+        args = &args[1..];
+    }
+    if args == ["all"] || (args.is_empty() && s.family.is_some()) {
+        return Ok(s);
+    }
     for arg in args {
-        let bad = || format!("`{}` is not `c/<category>`, `t/<tag>` or `all`", shown(arg));
-        let (is_category, value) = if let Some(c) = arg.strip_prefix("c/") {
-            (true, c)
+        let bad = || {
+            format!(
+                "`{}` is not `c/<category>`, `t/<tag>`, `group:<name>`, `channel:<slug>` or `all`",
+                shown(arg)
+            )
+        };
+        enum Part {
+            Category,
+            Tag,
+            Group,
+            Channel,
+        }
+        let (part, value) = if let Some(c) = arg.strip_prefix("c/") {
+            (Part::Category, c)
         } else if let Some(t) = arg.strip_prefix("t/") {
-            (false, t)
+            (Part::Tag, t)
+        } else if let Some(g) = arg.strip_prefix("group:").filter(|_| s.family.is_some()) {
+            (Part::Group, g)
+        } else if let Some(c) = arg.strip_prefix("channel:").filter(|_| s.family.is_some()) {
+            (Part::Channel, c)
         } else {
             return Err(bad());
         };
@@ -183,13 +214,37 @@ fn subscription(args: &[&str]) -> Result<Subscription, String> {
         if !clean {
             return Err(bad());
         }
-        if is_category {
-            if s.category.is_some() {
-                return Err("one `c/<category>` per rule".into());
+        let one = |slot: &mut Option<String>, what: &str, v: String| match slot {
+            Some(_) => Err(format!("one `{what}` per rule")),
+            None => {
+                *slot = Some(v);
+                Ok(())
             }
-            s.category = Some(value.trim_end_matches('/').to_string());
-        } else {
-            s.tags.push(value.to_string());
+        };
+        match part {
+            Part::Category => one(
+                &mut s.category,
+                "c/<category>",
+                value.trim_end_matches('/').to_string(),
+            )?,
+            Part::Tag => s.tags.push(value.to_string()),
+            Part::Group => one(&mut s.group, "group:<name>", value.to_string())?,
+            Part::Channel => one(&mut s.channel, "channel:<slug>", value.to_string())?,
+        }
+    }
+    // What the family takes is checked here, as the loader would.
+    if let Some(f) = s.family.and_then(families::named) {
+        let refused = [
+            (
+                s.category.is_some() || !s.tags.is_empty(),
+                FilterKind::Topic,
+                "c/ and t/",
+            ),
+            (s.group.is_some(), FilterKind::Group, "group:"),
+            (s.channel.is_some(), FilterKind::Channel, "channel:"),
+        ];
+        if let Some((_, _, what)) = refused.iter().find(|(used, k, _)| *used && !f.allows(*k)) {
+            return Err(format!("{} rules do not take {what}", f.name));
         }
     }
     Ok(s)
@@ -261,7 +316,9 @@ fn help(cmd: &Command) -> Reply {
              {c} thread <what>     like watch, replies in the topic's thread\n\
              {c} test              send the test message here\n\
              {c} help              this text\n\
-             <what>: c/<category path or glob>, t/<tag>, both, or all"
+             <what>: c/<category path or glob>, t/<tag>, both, or all (posts);\n\
+             or an event family: review, users, solved, topics, likes, assign [c/… t/…],\n\
+             users group:<name>, chat channel:<slug>"
         ))
 }
 
@@ -330,6 +387,15 @@ fn subscribe(
     s: &Subscription,
 ) -> Reply {
     let mut rule = format!("[[chat.rule]]\nfilter = \"{}\"", filter.as_str());
+    if let Some(f) = s.family {
+        let _ = write!(rule, "\nfamily = {}", toml_str(f));
+    }
+    if let Some(g) = &s.group {
+        let _ = write!(rule, "\ngroup = {}", toml_str(g));
+    }
+    if let Some(c) = &s.channel {
+        let _ = write!(rule, "\nchannel = {}", toml_str(c));
+    }
     if let Some(c) = &s.category {
         let _ = write!(rule, "\ncategory = {}", toml_str(c));
     }
@@ -385,13 +451,22 @@ fn subscribe(
 /// The same compact form [`crate::rules::RuleDef::compact`] prints.
 fn compact(filter: Filter, s: &Subscription) -> String {
     let mut out = filter.as_str().to_string();
+    if let Some(f) = s.family {
+        let _ = write!(out, " {f}");
+    }
+    if let Some(g) = &s.group {
+        let _ = write!(out, " group:{g}");
+    }
+    if let Some(c) = &s.channel {
+        let _ = write!(out, " channel:{c}");
+    }
     if let Some(c) = &s.category {
         let _ = write!(out, " c/{c}");
     }
     for t in &s.tags {
         let _ = write!(out, " t/{t}");
     }
-    if s.category.is_none() && s.tags.is_empty() {
+    if s.category.is_none() && s.tags.is_empty() && s.family.is_none() {
         out.push_str(" all");
     }
     out
@@ -424,6 +499,18 @@ mod tests {
                 Subscription {
                     category: Some("support".into()),
                     tags: vec!["bug".into(), "release-*".into()],
+                    ..Subscription::default()
+                }
+            )
+        );
+        assert_eq!(
+            parse("watch chat channel:general"),
+            Verb::Subscribe(
+                Filter::Watch,
+                Subscription {
+                    family: Some("chat"),
+                    channel: Some("general".into()),
+                    ..Subscription::default()
                 }
             )
         );
@@ -435,6 +522,9 @@ mod tests {
             "mute c/\"x",
             "thread t/[",
             "frobnicate",
+            "watch group:staff",
+            "watch users c/support",
+            "watch chat group:staff",
         ] {
             assert!(matches!(parse(bad), Verb::Bad(_)), "{bad}");
         }
@@ -449,9 +539,33 @@ mod tests {
         let s = Subscription {
             category: Some("support/**".into()),
             tags: vec!["bug".into()],
+            ..Subscription::default()
         };
         assert_eq!(compact(Filter::Watch, &s), "watch c/support/** t/bug");
         assert_eq!(compact(Filter::Mute, &Subscription::default()), "mute all");
+        let users = Subscription {
+            family: Some("users"),
+            group: Some("staff".into()),
+            ..Subscription::default()
+        };
+        let sp = |v: &str| serde_spanned::Spanned::new(0..0, v.to_string());
+        let rule = crate::rules::RuleDef {
+            filter: Filter::Watch,
+            kind: crate::config::model::RuleType::Normal,
+            category: None,
+            tags: vec![],
+            group: Some(sp("staff")),
+            family: families::named("users"),
+            channel: None,
+            span: None,
+        };
+        assert_eq!(compact(Filter::Watch, &users), rule.compact());
+        assert_eq!(rule.compact(), "watch users group:staff");
+        let review = Subscription {
+            family: Some("review"),
+            ..Subscription::default()
+        };
+        assert_eq!(compact(Filter::Mute, &review), "mute review");
     }
 
     #[test]
