@@ -32,11 +32,9 @@ pub struct Settings {}
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// The robot's webhook URL, `https://oapi.dingtalk.com/robot/send?access_token=<token>`, with the token as `${VAR}`.
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
     /// Signing secret (`SEC…`), as `${VAR}`, when the robot's security setting is "signature".
-    #[schemars(with = "Option<String>")]
-    pub secret: Option<Spanned<String>>,
+    pub secret: Option<Located<String>>,
 }
 
 impl kit::HookTarget for Target {

@@ -34,11 +34,9 @@ const SUPPRESS_EMBEDS: u64 = 1 << 2;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Display name instead of the webhook's own (1 to 80 characters; Discord refuses names containing "discord" or "clyde").
-    #[schemars(with = "Option<String>")]
-    pub username: Option<Spanned<String>>,
+    pub username: Option<Located<String>>,
     /// Avatar image URL instead of the webhook's own.
-    #[schemars(with = "Option<String>")]
-    pub avatar_url: Option<Spanned<String>>,
+    pub avatar_url: Option<Located<String>>,
     /// Hide the link previews (embeds) Discord adds for URLs in the message (default false).
     pub suppress_embeds: Option<bool>,
 }
@@ -47,14 +45,11 @@ pub struct Settings {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// The channel's webhook URL (`https://discord.com/api/webhooks/ID/TOKEN`), as `${VAR}`: the URL is the credential.
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
     /// Post into this existing thread (or forum post) of the webhook's channel, by id. A forum channel needs this or `forum_channel = true`.
-    #[schemars(with = "Option<SnowflakeValue>")]
-    pub thread_id: Option<Spanned<SnowflakeValue>>,
+    pub thread_id: Option<Located<SnowflakeValue>>,
     /// The webhook belongs to a Discord forum channel: each forum topic opens a forum post named after its title, and `thread` rules put the replies into it (default false). Not with `thread_id`.
-    #[schemars(with = "Option<bool>")]
-    pub forum_channel: Option<Spanned<bool>>,
+    pub forum_channel: Option<Located<bool>>,
 }
 
 /// A Discord id: an integer, or the same digits as a string.

@@ -32,8 +32,7 @@ pub struct Target {
     /// The space's incoming webhook URL
     /// (`https://chat.googleapis.com/v1/spaces/…/messages?key=…&token=…`),
     /// as `${VAR}`: the URL is the credential.
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
 }
 
 impl kit::HookTarget for Target {

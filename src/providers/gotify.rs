@@ -21,14 +21,11 @@ pub const REGISTRATION: Registration =
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Gotify server base URL, e.g. `https://push.example.org` (required).
-    #[schemars(with = "Option<String>")]
-    pub server: Option<Spanned<String>>,
+    pub server: Option<Located<String>>,
     /// Application token (Apps → token), as `${VAR}`; sent as `X-Gotify-Key`. Chats may set their own.
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// Message priority, 0 to 10 (Android: 0 silent, 1–3 quiet, 4–7 sound, 8–10 persistent); default: the application's.
-    #[schemars(with = "Option<i64>")]
-    pub priority: Option<Spanned<i64>>,
+    pub priority: Option<Located<i64>>,
     /// Send Markdown (`client::display` contentType `text/markdown`), the default; `false` sends plain text.
     pub markdown: Option<bool>,
 }
@@ -37,11 +34,9 @@ pub struct Settings {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// Application token for this chat, as `${VAR}` (messages show under that application).
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// Message priority for this chat, 0 to 10.
-    #[schemars(with = "Option<i64>")]
-    pub priority: Option<Spanned<i64>>,
+    pub priority: Option<Located<i64>>,
 }
 
 #[derive(Debug)]
@@ -53,7 +48,7 @@ struct Gotify {
     markdown: bool,
 }
 
-fn priority(p: &Option<Spanned<i64>>, cx: &mut Ctx<'_>) -> Option<Option<u8>> {
+fn priority(p: &Option<Located<i64>>, cx: &mut Ctx<'_>) -> Option<Option<u8>> {
     kit::ranged(cx, p, 0..=10, "`priority` must be between 0 and 10")
 }
 

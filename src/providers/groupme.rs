@@ -24,16 +24,14 @@ const MAX_TEXT: usize = 1000;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// API base URL (default `https://api.groupme.com`).
-    #[schemars(with = "Option<String>")]
-    pub api_url: Option<Spanned<String>>,
+    pub api_url: Option<Located<String>>,
 }
 
 /// Chat fields for a GroupMe chat.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// The bot's id (dev.groupme.com > Bots), as `${VAR}`: whoever has it can post as the bot.
-    #[schemars(with = "Option<String>")]
-    pub bot_id: Option<Spanned<String>>,
+    pub bot_id: Option<Located<String>>,
 }
 
 #[derive(Debug)]

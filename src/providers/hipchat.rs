@@ -49,14 +49,11 @@ pub enum Color {
 #[schemars(rename = "HipchatSettings")]
 pub struct Settings {
     /// Base URL of the self-hosted HipChat Server or Data Center, e.g. `https://hipchat.example.com` (without `/v2`). Required: HipChat Cloud (`api.hipchat.com`) was retired on 2019-02-15.
-    #[schemars(with = "Option<String>")]
-    pub server: Option<Spanned<String>>,
+    pub server: Option<Located<String>>,
     /// Token for every chat of this provider that sets none, as `${VAR}`: a user token with the `send_notification` scope (a room notification token works only for its own room). Sent as `Authorization: Bearer`.
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// A label shown next to the sender's name (up to 64 characters).
-    #[schemars(with = "Option<String>")]
-    pub from: Option<Spanned<String>>,
+    pub from: Option<Located<String>>,
     /// Background colour: `yellow` (default), `green`, `red`, `purple`, `gray` or `random`.
     pub color: Option<Color>,
     /// Whether messages notify the room's members (sound, tab colour, phones); default false.
@@ -68,11 +65,9 @@ pub struct Settings {
 #[schemars(rename = "HipchatTarget")]
 pub struct Target {
     /// The room: its numeric id or its name.
-    #[schemars(with = "Option<RoomValue>")]
-    pub room: Option<Spanned<RoomValue>>,
+    pub room: Option<Located<RoomValue>>,
     /// This room's notification token (Room → Integrations → Build your own), as `${VAR}`, instead of the provider's `token`.
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
 }
 
 /// A room id (integer) or name (string).

@@ -17,10 +17,10 @@ use std::ops::{Range, RangeInclusive};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::Located;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use serde_spanned::Spanned;
 use toml_edit::Item;
 
 use super::http::{HttpResponse, classify_status};
@@ -39,10 +39,10 @@ pub mod prelude {
     pub use std::sync::Arc;
     pub use std::time::Duration;
 
+    pub use crate::config::Located;
     pub use schemars::JsonSchema;
     pub use serde::Deserialize;
     pub use serde_json::{Value, json};
-    pub use serde_spanned::Spanned;
 
     pub use super::super::http::{classify_status, fit, id_url, path_segment, retry_hint};
     pub use super::super::{
@@ -104,7 +104,7 @@ pub fn checked(
     cx: &mut Ctx<'_>,
     all_ok: &mut bool,
     field: &str,
-    v: &Spanned<String>,
+    v: &Located<String>,
     valid: impl Fn(&str) -> Result<(), &'static str>,
 ) -> String {
     let s = v.get_ref().trim().to_string();
@@ -125,7 +125,7 @@ pub fn checked(
 pub fn host(
     cx: &mut Ctx<'_>,
     all_ok: &mut bool,
-    v: &Spanned<String>,
+    v: &Located<String>,
     message: &str,
 ) -> Option<String> {
     let h = cx.string(v)?.expose().trim().to_string();
@@ -138,11 +138,11 @@ pub fn host(
 /// it is absent. Returns the value and the field as written.
 pub fn required_secret<'v>(
     cx: &mut Ctx<'_>,
-    v: &'v Option<Spanned<String>>,
+    v: &'v Option<Located<String>>,
     field: &str,
     at: Option<Range<usize>>,
     missing: &str,
-) -> Option<(Secret, &'v Spanned<String>)> {
+) -> Option<(Secret, &'v Located<String>)> {
     let Some(v) = v else {
         return reject(cx, at, missing);
     };
@@ -153,7 +153,7 @@ pub fn required_secret<'v>(
 /// reported at the value when it does not.
 pub fn ranged<T: TryFrom<i64> + PartialOrd>(
     cx: &mut Ctx<'_>,
-    v: &Option<Spanned<i64>>,
+    v: &Option<Located<i64>>,
     range: RangeInclusive<T>,
     message: &str,
 ) -> Option<Option<T>> {
@@ -167,7 +167,7 @@ pub fn ranged<T: TryFrom<i64> + PartialOrd>(
 /// reported at the field: `Some(None)` when unset, `None` when refused.
 pub fn opt_field<T, U, E: Into<String>>(
     cx: &mut Ctx<'_>,
-    v: &Option<Spanned<T>>,
+    v: &Option<Located<T>>,
     valid: impl FnOnce(&T) -> Result<U, E>,
 ) -> Option<Option<U>> {
     let Some(v) = v else { return Some(None) };
@@ -181,7 +181,7 @@ pub fn opt_field<T, U, E: Into<String>>(
 pub fn opt_url(
     cx: &mut Ctx<'_>,
     field: &str,
-    v: &Option<Spanned<String>>,
+    v: &Option<Located<String>>,
 ) -> Option<Option<String>> {
     match v {
         Some(u) => Some(Some(cx.url(field, u, false)?.expose().to_string())),
@@ -194,7 +194,7 @@ pub fn opt_url(
 pub fn opt_base_url(
     cx: &mut Ctx<'_>,
     field: &str,
-    v: &Option<Spanned<String>>,
+    v: &Option<Located<String>>,
 ) -> Option<Option<String>> {
     match v {
         Some(_) => cx.base_url(field, v, "").map(Some),
@@ -205,16 +205,16 @@ pub fn opt_base_url(
 /// Which of a chat's two exclusive fields is set (an API target such as a
 /// channel id, or a webhook URL).
 pub enum OneOf<'a> {
-    First(&'a Spanned<String>),
-    Second(&'a Spanned<String>),
+    First(&'a Located<String>),
+    Second(&'a Located<String>),
 }
 
 /// The one of `first` and `second` that is set; `both` is reported at
 /// `first` when both are, `neither` at the chat when none is.
 pub fn one_of<'a>(
     cx: &mut Ctx<'_>,
-    first: &'a Option<Spanned<String>>,
-    second: &'a Option<Spanned<String>>,
+    first: &'a Option<Located<String>>,
+    second: &'a Option<Located<String>>,
     chat: Option<Range<usize>>,
     both: &str,
     neither: &str,
@@ -242,7 +242,7 @@ pub fn chat_needs(kind: &str, what: &str) -> String {
 
 /// The host of a server URL, for `target()`; `None` while the URL as
 /// written holds a `${VAR}` (its value may be a secret).
-pub fn shown_host(written: &Spanned<String>, url: &str) -> Option<String> {
+pub fn shown_host(written: &Located<String>, url: &str) -> Option<String> {
     if written.get_ref().contains("${") {
         return None;
     }

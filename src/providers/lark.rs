@@ -30,11 +30,9 @@ pub struct Settings {}
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// The bot's webhook URL, `https://open.feishu.cn/open-apis/bot/v2/hook/<token>` (or `open.larksuite.com`), with the token as `${VAR}`.
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
     /// Signing secret, as `${VAR}`, when the bot has signature verification on.
-    #[schemars(with = "Option<String>")]
-    pub secret: Option<Spanned<String>>,
+    pub secret: Option<Located<String>>,
 }
 
 impl kit::HookTarget for Target {

@@ -59,23 +59,18 @@ pub enum Visibility {
 #[schemars(rename = "MastodonSettings")]
 pub struct Settings {
     /// The instance's base URL, e.g. `https://mastodon.social`. Required.
-    #[schemars(with = "Option<String>")]
-    pub instance: Option<Spanned<String>>,
+    pub instance: Option<Located<String>>,
     /// Access token of the posting account, as `${VAR}` (Preferences → Development → New application, scope `write:statuses`). Sent as `Authorization: Bearer`. Required.
-    #[schemars(with = "Option<String>")]
-    pub access_token: Option<Spanned<String>>,
+    pub access_token: Option<Located<String>>,
     /// Who sees the statuses: `public`, `unlisted` (default), `private` (followers only) or `direct`. A chat may override it.
-    #[schemars(with = "Option<Visibility>")]
-    pub visibility: Option<Spanned<Visibility>>,
+    pub visibility: Option<Located<Visibility>>,
     /// Content warning shown before each status (Mastodon's `spoiler_text`); counts toward `max_chars`. A chat may override it. Default none.
-    #[schemars(with = "Option<String>")]
-    pub spoiler_text: Option<Spanned<String>>,
+    pub spoiler_text: Option<Located<String>>,
     /// ISO 639 language code of the statuses, e.g. `en`. Default: Mastodon guesses.
-    #[schemars(with = "Option<String>")]
-    pub language: Option<Spanned<String>>,
+    pub language: Option<Located<String>>,
     /// The instance's status length limit (default 500; see `/api/v2/instance` `configuration.statuses.max_characters`). Longer statuses are cut with `…`.
     #[schemars(with = "Option<u32>", range(min = 50, max = 100000))]
-    pub max_chars: Option<Spanned<i64>>,
+    pub max_chars: Option<Located<i64>>,
 }
 
 /// Chat fields for a Mastodon chat (all optional: the account is the destination).
@@ -83,11 +78,9 @@ pub struct Settings {
 #[schemars(rename = "MastodonTarget")]
 pub struct Target {
     /// This chat's status visibility, instead of the provider's: `public`, `unlisted`, `private` or `direct`.
-    #[schemars(with = "Option<Visibility>")]
-    pub visibility: Option<Spanned<Visibility>>,
+    pub visibility: Option<Located<Visibility>>,
     /// This chat's content warning, instead of the provider's (`""` for none).
-    #[schemars(with = "Option<String>")]
-    pub spoiler_text: Option<Spanned<String>>,
+    pub spoiler_text: Option<Located<String>>,
 }
 
 #[derive(Debug)]
@@ -200,7 +193,7 @@ fn is_language_code(code: &str) -> bool {
 
 /// A content warning: `None` when empty; an error when it leaves too little
 /// room for the status under `max_chars`.
-fn spoiler(t: &Spanned<String>, max_chars: usize, cx: &mut Ctx<'_>) -> Option<Option<String>> {
+fn spoiler(t: &Located<String>, max_chars: usize, cx: &mut Ctx<'_>) -> Option<Option<String>> {
     let text = t.get_ref().trim();
     if text.is_empty() {
         return Some(None);
@@ -218,7 +211,7 @@ fn spoiler(t: &Spanned<String>, max_chars: usize, cx: &mut Ctx<'_>) -> Option<Op
 }
 
 /// The visibility set, if any; `direct` is worth a warning.
-fn visibility(v: &Option<Spanned<Visibility>>, cx: &mut Ctx<'_>) -> Option<Visibility> {
+fn visibility(v: &Option<Located<Visibility>>, cx: &mut Ctx<'_>) -> Option<Visibility> {
     let v = v.as_ref()?;
     if *v.get_ref() == Visibility::Direct {
         cx.warning(

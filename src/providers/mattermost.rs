@@ -28,30 +28,24 @@ const MAX_MESSAGE: usize = 16_383;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Bot access token or personal access token, as `${VAR}`. Needed for chats that name a `channel_id`.
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// The Mattermost server (e.g. `https://chat.example.org`); posts go to `{api_url}/api/v4/posts`. Needed for chats that name a `channel_id`.
-    #[schemars(with = "Option<String>")]
-    pub api_url: Option<Spanned<String>>,
+    pub api_url: Option<Located<String>>,
     /// Display name for webhook posts (incoming webhooks only; needs "Enable integrations to override usernames" on the server).
     pub username: Option<String>,
     /// Profile picture URL for webhook posts (incoming webhooks only; needs "Enable integrations to override profile picture icons").
-    #[schemars(with = "Option<String>")]
-    pub icon_url: Option<Spanned<String>>,
+    pub icon_url: Option<Located<String>>,
 }
 
 /// Chat fields for a Mattermost chat: `channel_id` (REST API) or `webhook_url`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// Channel id (26 letters and digits, from the channel's "View Info"), for the REST API; the bot must be a member of the channel.
-    #[schemars(with = "Option<String>")]
-    pub channel_id: Option<Spanned<String>>,
+    pub channel_id: Option<Located<String>>,
     /// Incoming webhook URL (`https://chat.example.org/hooks/KEY`), as `${VAR}` (the URL is the credential).
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
     /// With `webhook_url`: post to this channel (its URL name, e.g. `town-square`) instead of the webhook's own, unless the webhook is locked to its channel.
-    #[schemars(with = "Option<String>")]
-    pub channel: Option<Spanned<String>>,
+    pub channel: Option<Located<String>>,
 }
 
 #[derive(Debug)]

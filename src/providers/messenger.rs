@@ -72,17 +72,13 @@ pub enum NotificationType {
 #[schemars(rename = "MessengerSettings")]
 pub struct Settings {
     /// The Page access token (permission `pages_messaging`), as `${VAR}`. Sent as `Authorization: Bearer`. Required.
-    #[schemars(with = "Option<String>")]
-    pub page_token: Option<Spanned<String>>,
+    pub page_token: Option<Located<String>>,
     /// Graph API base URL (default `https://graph.facebook.com`).
-    #[schemars(with = "Option<String>")]
-    pub api_url: Option<Spanned<String>>,
+    pub api_url: Option<Located<String>>,
     /// Graph API version, e.g. `v21.0` (the default).
-    #[schemars(with = "Option<String>")]
-    pub api_version: Option<Spanned<String>>,
+    pub api_version: Option<Located<String>>,
     /// Send as `MESSAGE_TAG` with this tag (`ACCOUNT_UPDATE`, `CONFIRMED_EVENT_UPDATE`, `POST_PURCHASE_UPDATE`, `HUMAN_AGENT`) so messages pass outside the 24-hour window. Only for messages that really fit the tag's allowed uses: forum notifications usually do not, and misuse can restrict the Page. Default: none (`messaging_type` `UPDATE`, inside the window only).
-    #[schemars(with = "Option<Tag>")]
-    pub tag: Option<Spanned<Tag>>,
+    pub tag: Option<Located<Tag>>,
     /// `REGULAR` (default), `SILENT_PUSH` or `NO_PUSH`.
     pub notification_type: Option<NotificationType>,
 }
@@ -92,8 +88,7 @@ pub struct Settings {
 #[schemars(rename = "MessengerTarget")]
 pub struct Target {
     /// The person's page-scoped id (PSID), from a webhook event of the same Page (`sender.id`) after they messaged it. Digits, as a string or an integer.
-    #[schemars(with = "Option<PsidValue>")]
-    pub psid: Option<Spanned<PsidValue>>,
+    pub psid: Option<Located<PsidValue>>,
 }
 
 /// A PSID: digits, as a string or an integer.
@@ -149,7 +144,7 @@ impl Provider for Messenger {
         let p = Messenger {
             token,
             endpoint: format!("{api_url}/{version}/me/messages"),
-            tag: s.tag.map(Spanned::into_inner),
+            tag: s.tag.map(Located::into_inner),
             notification_type: s.notification_type,
         };
         table.complete(cx, p.incomplete())?;

@@ -30,14 +30,11 @@ const MAX_BODY_BYTES: usize = 4096;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// ntfy server base URL (default `https://ntfy.sh`).
-    #[schemars(with = "Option<String>")]
-    pub server: Option<Spanned<String>>,
+    pub server: Option<Located<String>>,
     /// Access token (`tk_…`) for protected topics, as `${VAR}`; sent as `Authorization: Bearer`.
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// Message priority from 1 (min) to 5 (max); default: the server's (3).
-    #[schemars(with = "Option<i64>")]
-    pub priority: Option<Spanned<i64>>,
+    pub priority: Option<Located<i64>>,
     /// Tags sent before the topic's own tags; emoji short codes such as `speech_balloon` show as icons.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -50,8 +47,7 @@ pub struct Settings {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// Topic to publish to: letters, digits, `-` and `_`, at most 64. On a public server anyone who knows the name can subscribe: pick an unguessable one, or keep it in `${VAR}`.
-    #[schemars(with = "Option<String>")]
-    pub topic: Option<Spanned<String>>,
+    pub topic: Option<Located<String>>,
 }
 
 #[derive(Debug)]

@@ -33,14 +33,11 @@ const MIN_RETRY: Duration = Duration::from_secs(5);
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Application API token, as `${VAR}` (required; sent in the request body).
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// API base URL (default `https://api.pushover.net/1`).
-    #[schemars(with = "Option<String>")]
-    pub api_url: Option<Spanned<String>>,
+    pub api_url: Option<Located<String>>,
     /// Priority from -2 (no alert) to 1 (high, bypasses quiet hours); default 0. Emergency (2) is not supported.
-    #[schemars(with = "Option<i64>")]
-    pub priority: Option<Spanned<i64>>,
+    pub priority: Option<Located<i64>>,
     /// Notification sound name (e.g. `pushover`, `none`); default: the user's.
     pub sound: Option<String>,
 }
@@ -49,8 +46,7 @@ pub struct Settings {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// User or group key to notify, as `${VAR}` (sent in the request body).
-    #[schemars(with = "Option<String>")]
-    pub user: Option<Spanned<String>>,
+    pub user: Option<Located<String>>,
     /// Device name(s) to notify, comma-separated; default: all of the user's devices.
     pub device: Option<String>,
 }

@@ -31,19 +31,15 @@ pub struct Settings {
     /// Display name shown instead of the integration's user (`alias`).
     pub alias: Option<String>,
     /// Avatar image URL (`avatar`); takes precedence over `emoji`.
-    #[schemars(with = "Option<String>")]
-    pub avatar: Option<Spanned<String>>,
+    pub avatar: Option<Located<String>>,
     /// Emoji used as avatar, e.g. `:speech_balloon:` (`emoji`).
     pub emoji: Option<String>,
     /// The Rocket.Chat server (e.g. `https://chat.example.org`), for chats that name a `room_id` (REST API).
-    #[schemars(with = "Option<String>")]
-    pub server_url: Option<Spanned<String>>,
+    pub server_url: Option<Located<String>>,
     /// The bot's user id (`X-User-Id`), for the REST API.
-    #[schemars(with = "Option<String>")]
-    pub user_id: Option<Spanned<String>>,
+    pub user_id: Option<Located<String>>,
     /// The bot's personal access token (`X-Auth-Token`), as `${VAR}`, for the REST API.
-    #[schemars(with = "Option<String>")]
-    pub auth_token: Option<Spanned<String>>,
+    pub auth_token: Option<Located<String>>,
 }
 
 /// Chat fields for a Rocket.Chat chat.
@@ -51,11 +47,9 @@ pub struct Settings {
 #[schemars(rename = "RocketchatTarget")]
 pub struct Target {
     /// Incoming webhook URL (`https://HOST/hooks/ID/TOKEN`, Administration → Integrations), as `${VAR}`: the URL is the credential. The integration decides the channel.
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
     /// Room id (REST API; needs `server_url`, `user_id` and `auth_token` on the provider): threads, edits and deletes work.
-    #[schemars(with = "Option<String>")]
-    pub room_id: Option<Spanned<String>>,
+    pub room_id: Option<Located<String>>,
 }
 
 #[derive(Debug)]

@@ -31,11 +31,9 @@ const TRANSIENT_ERRORS: &[&str] = &[
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Bot token (`xoxb-…`) with `chat:write`, as `${VAR}`. Needed for chats that name a `channel`.
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// Web API base URL (default `https://slack.com/api`).
-    #[schemars(with = "Option<String>")]
-    pub api_url: Option<Spanned<String>>,
+    pub api_url: Option<Located<String>>,
     /// Display name override (needs `chat:write.customize`).
     pub username: Option<String>,
     /// Avatar URL override (needs `chat:write.customize`).
@@ -46,11 +44,9 @@ pub struct Settings {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// Channel id (`C0123…`) or name (`#general`), for the Web API.
-    #[schemars(with = "Option<String>")]
-    pub channel: Option<Spanned<String>>,
+    pub channel: Option<Located<String>>,
     /// Incoming webhook URL, as `${VAR}` (the URL is the credential).
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
 }
 
 #[derive(Debug)]

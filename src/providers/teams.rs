@@ -50,8 +50,7 @@ pub struct Settings {
 pub struct Target {
     /// The Workflows webhook URL ("When a Teams webhook request is received";
     /// it carries its signature as `sig=`), as `${VAR}`: the URL is the credential.
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
 }
 
 #[derive(Debug)]

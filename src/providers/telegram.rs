@@ -27,11 +27,9 @@ const MAX_TEXT: usize = 4096;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Bot token from @BotFather (`123456:ABC-…`), as `${VAR}`. Required: every telegram chat posts as this bot.
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// Bot API base URL (default `https://api.telegram.org`; a self-hosted `telegram-bot-api` server or a test mock).
-    #[schemars(with = "Option<String>")]
-    pub api_url: Option<Spanned<String>>,
+    pub api_url: Option<Located<String>>,
     /// Send silently: members get a notification without sound (default false).
     pub disable_notification: Option<bool>,
 }
@@ -40,11 +38,9 @@ pub struct Settings {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// Chat id (groups and channels are negative, e.g. `-1001234567890`) or a public channel's `@username`. The bot must be a member (an admin, in channels).
-    #[schemars(with = "Option<ChatIdValue>")]
-    pub chat_id: Option<Spanned<ChatIdValue>>,
+    pub chat_id: Option<Located<ChatIdValue>>,
     /// Forum topic to post in (`message_thread_id`), for supergroups with topics enabled.
-    #[schemars(with = "Option<i64>")]
-    pub message_thread_id: Option<Spanned<i64>>,
+    pub message_thread_id: Option<Located<i64>>,
 }
 
 /// A Telegram chat: an integer id, or a string (`"@channelname"`, or a numeric id).

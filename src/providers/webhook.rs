@@ -20,24 +20,20 @@ pub const REGISTRATION: Registration =
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Default URL for chats that set none. May contain `${VAR}`s.
-    #[schemars(with = "Option<String>")]
-    pub url: Option<Spanned<String>>,
+    pub url: Option<Located<String>>,
     /// Extra headers sent with every request (e.g. `Authorization = "Bearer ${HOOK_TOKEN}"`).
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, String>")]
-    pub headers: BTreeMap<String, Spanned<String>>,
+    pub headers: BTreeMap<String, Located<String>>,
 }
 
 /// Chat fields for a webhook chat.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// Where to POST (webhook provider). May contain `${VAR}`s.
-    #[schemars(with = "Option<String>")]
-    pub url: Option<Spanned<String>>,
+    pub url: Option<Located<String>>,
     /// Extra headers for this chat; they override the provider's.
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, String>")]
-    pub headers: BTreeMap<String, Spanned<String>>,
+    pub headers: BTreeMap<String, Located<String>>,
 }
 
 #[derive(Debug)]
@@ -48,7 +44,7 @@ struct Webhook {
 
 /// Header values may hold `${VAR}`s (a token): they are secrets.
 fn read_headers(
-    raw: &BTreeMap<String, Spanned<String>>,
+    raw: &BTreeMap<String, Located<String>>,
     cx: &mut Ctx<'_>,
 ) -> BTreeMap<String, Secret> {
     raw.iter()

@@ -30,8 +30,7 @@ pub struct Settings {}
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// The robot's webhook URL, `https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=<key>`, with the key as `${VAR}`.
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
 }
 
 impl kit::HookTarget for Target {

@@ -38,23 +38,17 @@ const MAX_PART: usize = 1023;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// The bot's account, `name@example.org` (a `/resource` may follow; without one the server picks it).
-    #[schemars(with = "String")]
-    pub jid: Spanned<String>,
+    pub jid: Located<String>,
     /// The account's password, as `${VAR}`.
-    #[schemars(with = "String")]
-    pub password: Spanned<String>,
+    pub password: Located<String>,
     /// Host to connect to (default: the JID's domain; no DNS SRV lookup).
-    #[schemars(with = "Option<String>")]
-    pub server: Option<Spanned<String>>,
+    pub server: Option<Located<String>>,
     /// TCP port (default 5222).
-    #[schemars(with = "Option<u16>")]
-    pub port: Option<Spanned<u16>>,
+    pub port: Option<Located<u16>>,
     /// `starttls` (the default: TLS is required, the certificate is checked for the JID's domain) or `none` (clear text, password included: only allowed when `server` is 127.0.0.1, ::1 or localhost, for test servers).
-    #[schemars(with = "Option<Tls>")]
-    pub tls: Option<Spanned<Tls>>,
+    pub tls: Option<Located<Tls>>,
     /// The bot's nickname in rooms (default: the JID's name part).
-    #[schemars(with = "Option<String>")]
-    pub nick: Option<Spanned<String>>,
+    pub nick: Option<Located<String>>,
 }
 
 /// Transport security of the client connection.
@@ -72,8 +66,7 @@ pub enum Tls {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// The room's address, `room@conference.example.org` (no `/nick`).
-    #[schemars(with = "String")]
-    pub room: Spanned<String>,
+    pub room: Located<String>,
 }
 
 /// Everything the connection needs; shared by the instance and its task.
@@ -137,7 +130,7 @@ impl Provider for Xmpp {
             cx,
             ok,
             tls != Tls::None || is_loopback(&server),
-            s.tls.as_ref().map(Spanned::span),
+            s.tls.as_ref().map(Located::span),
             "`tls = \"none\"` sends the password in clear text: it is only allowed for a test server on 127.0.0.1, ::1 or localhost (set `server`)",
         );
         let nick = match &s.nick {
@@ -145,7 +138,7 @@ impl Provider for Xmpp {
             None => user.clone(),
         };
         let port = s.port.as_ref().map_or(5222, |p| *p.get_ref());
-        let span = s.port.as_ref().map(Spanned::span);
+        let span = s.port.as_ref().map(Located::span);
         ensure(cx, ok, port != 0, span, "`port` must not be 0");
         if !*ok {
             return None;
