@@ -26,12 +26,7 @@ impl Provider for Console {
         Some(Console)
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        _: Target,
-        _: Option<Range<usize>>,
-        _: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, _: Target, _: Span, _: &mut Ctx<'_>) -> Bound {
         Some(Box::new(Console))
     }
 }

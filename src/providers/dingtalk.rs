@@ -38,7 +38,7 @@ pub struct Target {
 }
 
 impl kit::HookTarget for Target {
-    fn bind(self, chat: Option<Range<usize>>, cx: &mut Ctx<'_>) -> Option<Box<dyn Destination>> {
+    fn bind(self, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let missing = "a dingtalk chat needs `webhook_url` (the robot's webhook address, with its access_token as ${VAR})";
         let (url, span) = cx.required_url(&self.webhook_url, "webhook_url", chat, missing)?;
         // Checked once the variables are set; the messages never echo the token.

@@ -74,12 +74,7 @@ impl Provider for Gotify {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let token = cx.opt_secret("token", &t.token)?.or(self.token.clone());
         let token = cx.require_token(
             &token,

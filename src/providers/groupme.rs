@@ -50,12 +50,7 @@ impl Provider for GroupMe {
         Some(GroupMe { post_url })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let Some(raw) = &t.bot_id else {
             cx.error(
                 chat,

@@ -147,12 +147,7 @@ impl Provider for HipChat {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let Some(raw) = &t.room else {
             cx.error(chat, "a hipchat chat needs `room`, the room's id or name");
             return None;

@@ -216,12 +216,7 @@ impl Provider for Irc {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        _chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, _chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let ok = &mut true;
         let channel = kit::checked(cx, ok, "channel", &t.channel, check_channel);
         if !*ok {

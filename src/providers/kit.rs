@@ -13,7 +13,7 @@
 //! redacted later, for every provider, by delivery (`send::redact_outcome`).
 
 use std::marker::PhantomData;
-use std::ops::{Range, RangeInclusive};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +25,8 @@ use toml_edit::Item;
 
 use super::http::{HttpResponse, classify_status};
 use super::{
-    Capabilities, Destination, Instance, Message, NativeMessage, NativeSender, Outbound, Outcome,
-    Registration, schema_of,
+    Bound, Capabilities, Destination, Instance, Message, NativeMessage, NativeSender, Outbound,
+    Outcome, Registration, Span, schema_of,
 };
 use crate::config::Rate;
 use crate::config::de::Ctx;
@@ -46,8 +46,8 @@ pub mod prelude {
 
     pub use super::super::http::{classify_status, fit, id_url, path_segment, retry_hint};
     pub use super::super::{
-        Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-        Registration, Thread,
+        Action, Bound, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound,
+        Outcome, Registration, Span, Thread,
     };
     pub use super::{
         self as kit, CodeSpec, Hook, OneOf, Provider, Spec, Table, classify_json, truncate_bytes,
@@ -61,23 +61,14 @@ pub mod prelude {
 // ---- Settings checks: every problem located, the value never echoed ----
 
 /// Reports `message` at `span` and gives `None`: `return kit::reject(cx, span, "…")`.
-pub fn reject<T>(
-    cx: &mut Ctx<'_>,
-    span: Option<Range<usize>>,
-    message: impl Into<String>,
-) -> Option<T> {
+pub fn reject<T>(cx: &mut Ctx<'_>, span: Span, message: impl Into<String>) -> Option<T> {
     cx.error(span, message);
     None
 }
 
 /// `Some(())` when `ok`; otherwise `message` is reported at `span`, and
 /// `kit::check(…)?` stops at this first problem.
-pub fn check(
-    cx: &mut Ctx<'_>,
-    ok: bool,
-    span: Option<Range<usize>>,
-    message: impl Into<String>,
-) -> Option<()> {
+pub fn check(cx: &mut Ctx<'_>, ok: bool, span: Span, message: impl Into<String>) -> Option<()> {
     if !ok {
         cx.error(span, message);
     }
@@ -90,7 +81,7 @@ pub fn ensure(
     cx: &mut Ctx<'_>,
     all_ok: &mut bool,
     ok: bool,
-    span: Option<Range<usize>>,
+    span: Span,
     message: impl Into<String>,
 ) {
     if check(cx, ok, span, message).is_none() {
@@ -140,7 +131,7 @@ pub fn required_secret<'v>(
     cx: &mut Ctx<'_>,
     v: &'v Option<Located<String>>,
     field: &str,
-    at: Option<Range<usize>>,
+    at: Span,
     missing: &str,
 ) -> Option<(Secret, &'v Located<String>)> {
     let Some(v) = v else {
@@ -215,7 +206,7 @@ pub fn one_of<'a>(
     cx: &mut Ctx<'_>,
     first: &'a Option<Located<String>>,
     second: &'a Option<Located<String>>,
-    chat: Option<Range<usize>>,
+    chat: Span,
     both: &str,
     neither: &str,
 ) -> Option<OneOf<'a>> {
@@ -275,12 +266,7 @@ pub trait Provider: std::fmt::Debug + Send + Sync + Sized + 'static {
     /// problem was reported).
     fn new(s: Self::Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self>;
     /// One chat's destination; `chat` locates "missing field" problems.
-    fn bind_target(
-        self: Arc<Self>,
-        t: Self::Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>>;
+    fn bind_target(self: Arc<Self>, t: Self::Target, chat: Span, cx: &mut Ctx<'_>) -> Bound;
 }
 
 /// The `[providers.NAME]` table a provider's settings come from: where a
@@ -288,7 +274,7 @@ pub trait Provider: std::fmt::Debug + Send + Sync + Sized + 'static {
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     /// Its place in the file (`None` for a bare `provider = "kind"` chat).
-    pub span: Option<Range<usize>>,
+    pub span: Span,
     /// Whether it sets anything: a chat naming the kind directly reads an
     /// empty table, and each chat that needs a key then says so itself.
     pub set: bool,
@@ -330,12 +316,7 @@ fn parse<P: Provider>(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>
 }
 
 impl<P: Provider> Instance for P {
-    fn bind(
-        self: Arc<Self>,
-        target: &Item,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind(self: Arc<Self>, target: &Item, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let t = cx.deserialize::<P::Target>(target)?;
         self.bind_target(t, chat, cx)
     }
@@ -348,7 +329,7 @@ pub struct NoSettings {}
 /// The chat fields of a provider with nothing to set on `[providers.NAME]`
 /// (each chat names its own webhook): they bind on their own, through [`Hook`].
 pub trait HookTarget: DeserializeOwned + JsonSchema + 'static {
-    fn bind(self, chat: Option<Range<usize>>, cx: &mut Ctx<'_>) -> Option<Box<dyn Destination>>;
+    fn bind(self, chat: Span, cx: &mut Ctx<'_>) -> Bound;
 }
 
 /// The provider of webhook chats: settings `S` (documentation only) and
@@ -369,12 +350,7 @@ impl<S: DeserializeOwned + JsonSchema + 'static, T: HookTarget> Provider for Hoo
         Some(Hook(PhantomData))
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: T,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: T, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         t.bind(chat, cx)
     }
 }

@@ -136,12 +136,7 @@ impl Provider for Mastodon {
         Some(p)
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let (Some(instance), Some(token)) = (&self.instance, &self.token) else {
             let what = "`instance` and `access_token = \"${MASTODON_TOKEN}\"`";
             return kit::reject(cx, chat, kit::chat_needs("mastodon", what));

@@ -107,12 +107,7 @@ impl Provider for Matrix {
         )
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let kind = self.flavor.kind;
         let Some(room) = &t.room else {
             let problem =

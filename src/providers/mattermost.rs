@@ -75,12 +75,7 @@ impl Provider for Mattermost {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let both =
             "set either `channel_id` (REST API) or `webhook_url` (incoming webhook), not both";
         let neither = "a mattermost chat needs `channel_id` (with a token) or `webhook_url`";

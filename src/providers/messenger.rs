@@ -156,7 +156,7 @@ impl Provider for Messenger {
         t: Target,
         chat: Option<std::ops::Range<usize>>,
         cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    ) -> Bound {
         let Some(raw) = &t.psid else {
             return kit::reject(
                 cx,

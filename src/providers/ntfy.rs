@@ -85,12 +85,7 @@ impl Provider for Ntfy {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let Some(raw) = &t.topic else {
             cx.error(chat, "an ntfy chat needs `topic`");
             return None;

@@ -79,12 +79,7 @@ impl Provider for Pushover {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let missing = "a pushover chat needs `user = \"${PUSHOVER_USER}\"` (a user or group key)";
         let (user, raw) = kit::required_secret(cx, &t.user, "user", chat, missing)?;
         if user.expose().trim().is_empty() {

@@ -99,12 +99,7 @@ impl Provider for RocketChat {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let both = "set either `webhook_url` (incoming webhook) or `room_id` (REST API), not both";
         let neither = "a rocketchat chat needs `webhook_url = \"${ROCKETCHAT_HOOK}\"` (incoming webhook) or `room_id` (REST API)";
         let mode = match kit::one_of(cx, &t.room_id, &t.webhook_url, chat, both, neither)? {

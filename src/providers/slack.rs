@@ -70,12 +70,7 @@ impl Provider for Slack {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let both = "set either `channel` (Web API) or `webhook_url` (incoming webhook), not both";
         let neither = "a slack chat needs `channel` (with a bot token) or `webhook_url`";
         let mode = match kit::one_of(cx, &t.channel, &t.webhook_url, chat, both, neither)? {

@@ -149,12 +149,7 @@ impl Provider for Smtp {
         Some(Smtp { from, sender })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        _chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, _chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let span = t.to.span();
         let list = match t.to.into_inner() {
             Recipients::One(a) => vec![a],

@@ -97,12 +97,7 @@ impl Provider for Telegram {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let Some(raw) = &t.chat_id else {
             let msg = "a telegram chat needs `chat_id` (e.g. -1001234567890, or \"@channelname\")";
             return kit::reject(cx, chat, msg);

@@ -55,12 +55,7 @@ impl Provider for Webex {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let missing = "a webex chat needs `room_id` (the space's id)";
         let (room_id, span) = cx.required_str(&t.room_id, "room_id", chat, missing)?;
         let no_token = "posting to a webex room needs a bot token: set `token = \"${WEBEX_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"webex\"";

@@ -65,12 +65,7 @@ impl Provider for Webhook {
         Some(Webhook { url, headers })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let url = match &t.url {
             Some(u) => Some(cx.url("url", u, false)?),
             None => self.url.clone(),

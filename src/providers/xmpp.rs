@@ -159,12 +159,7 @@ impl Provider for Xmpp {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        _chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, _chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let ok = &mut true;
         let room = kit::checked(cx, ok, "room", &t.room, check_room);
         // The service part is case-insensitive; keep the room name as written.

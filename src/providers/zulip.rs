@@ -91,12 +91,7 @@ impl Provider for Zulip {
         Some(p)
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let Some(stream) = &t.stream else {
             return kit::reject(
                 cx,
