@@ -35,10 +35,7 @@ impl kit::Chat for Console {
     const KIND: &str = REGISTRATION.kind;
     const TARGET: &str = "stdout";
     const DIALECT: Dialect = Dialect::Plain;
-
-    fn reads_context(&self) -> bool {
-        false
-    }
+    const READS_CONTEXT: bool = false;
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         Outbound::Stdout(format!("[{}] {}", msg.chat, msg.text))

@@ -174,10 +174,8 @@ pub fn opt_url(
     field: &str,
     v: &Option<Located<String>>,
 ) -> Option<Option<String>> {
-    match v {
-        Some(u) => Some(Some(cx.url(field, u, false)?.expose().to_string())),
-        None => Some(None),
-    }
+    let Some(u) = v else { return Some(None) };
+    Some(Some(cx.url(field, u, false)?.expose().to_string()))
 }
 
 /// An optional API base URL ([`Ctx::base_url`]): `Some(None)` when it is
@@ -187,10 +185,8 @@ pub fn opt_base_url(
     field: &str,
     v: &Option<Located<String>>,
 ) -> Option<Option<String>> {
-    match v {
-        Some(_) => cx.base_url(field, v, "").map(Some),
-        None => Some(None),
-    }
+    let Some(_) = v else { return Some(None) };
+    cx.base_url(field, v, "").map(Some)
 }
 
 /// Which of a chat's two exclusive fields is set (an API target such as a
@@ -321,10 +317,6 @@ impl<P: Provider> Instance for P {
         self.bind_target(t, chat, cx)
     }
 }
-
-/// Settings of a provider that has none (each chat names its own webhook).
-#[derive(Debug, serde::Deserialize, JsonSchema)]
-pub struct NoSettings {}
 
 /// The chat fields of a provider with nothing to set on `[providers.NAME]`
 /// (each chat names its own webhook): they bind on their own, through [`Hook`].
@@ -829,6 +821,8 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
     /// How answers map to outcomes: a [`Spec`] or a [`CodeSpec`] (by
     /// default the status alone, [`classify_status`]).
     const ANSWERS: &'static dyn Answers = &ByStatus;
+    /// [`Destination::reads_context`].
+    const READS_CONTEXT: bool = true;
 
     /// [`Chat::TARGET`], or more when the chat's ids are not secret.
     fn target(&self) -> String {
@@ -850,10 +844,6 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
     /// [`Chat::RATE`], unless the platform's limit depends on the chat.
     fn default_rate(&self) -> Option<Rate> {
         Self::RATE
-    }
-    /// [`Destination::reads_context`].
-    fn reads_context(&self) -> bool {
-        true
     }
     /// [`Destination::chat_ids`].
     fn chat_ids(&self) -> Vec<String> {
@@ -911,7 +901,7 @@ impl<C: Chat> Destination for C {
         Chat::request(self, msg)
     }
     fn reads_context(&self) -> bool {
-        Chat::reads_context(self)
+        C::READS_CONTEXT
     }
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         Chat::classify(self, resp)

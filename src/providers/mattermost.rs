@@ -170,10 +170,7 @@ impl kit::Chat for MattermostChat {
     // The server's rate limiter defaults to 10 requests/s per user or
     // IP (when enabled, with a burst of 100).
     const RATE: Option<Rate> = Some(Rate::per_second(10));
-
-    fn reads_context(&self) -> bool {
-        false
-    }
+    const READS_CONTEXT: bool = false;
 
     fn capabilities(&self) -> Capabilities {
         // REST answers the post id (replies, patches, deletes); a webhook just `ok`.

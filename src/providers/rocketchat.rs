@@ -146,10 +146,7 @@ impl kit::Chat for RocketChatChat {
     // The REST rate limiter's defaults, which also cover /hooks: 10 calls
     // per 60 s per route (API_Enable_Rate_Limiter_Limit_Calls_Default).
     const RATE: Option<Rate> = Some(Rate::per_minute(10));
-
-    fn reads_context(&self) -> bool {
-        false
-    }
+    const READS_CONTEXT: bool = false;
 
     fn capabilities(&self) -> Capabilities {
         // REST answers carry the message `_id`; the webhook just `success`.

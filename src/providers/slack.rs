@@ -113,10 +113,7 @@ impl kit::Chat for SlackChat {
     const KIND: &str = REGISTRATION.kind;
     const DIALECT: Dialect = Dialect::SlackMrkdwn;
     const RATE: Option<Rate> = Some(Rate::per_second(1));
-
-    fn reads_context(&self) -> bool {
-        false
-    }
+    const READS_CONTEXT: bool = false;
 
     fn capabilities(&self) -> Capabilities {
         // The Web API answers the message `ts`; a webhook just `ok`.

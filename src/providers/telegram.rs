@@ -144,10 +144,7 @@ impl kit::Chat for TelegramChat {
     // sendMessage returns `message_id`: replies (`reply_parameters`),
     // `editMessageText` and `deleteMessage` can use it.
     const CAPS: Capabilities = Capabilities::ALL;
-
-    fn reads_context(&self) -> bool {
-        false
-    }
+    const READS_CONTEXT: bool = false;
 
     fn default_rate(&self) -> Option<Rate> {
         // Bot FAQ: about 1 message/s per chat, at most 20/min in a group or

@@ -92,10 +92,7 @@ impl kit::Chat for WebhookChat {
     const DIALECT: Dialect = Dialect::Json;
     // Unknown receivers: polite by default, `rate_limit` raises it.
     const RATE: Option<Rate> = Some(Rate::per_second(10));
-
-    fn reads_context(&self) -> bool {
-        false
-    }
+    const READS_CONTEXT: bool = false;
 
     fn target(&self) -> String {
         // The URL may carry a token in its path: show only its origin.
