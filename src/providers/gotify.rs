@@ -57,13 +57,8 @@ impl Provider for Gotify {
     type Target = Target;
 
     fn new(s: Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
-        let Some(raw) = &s.server else {
-            cx.error(
-                table.span.clone(),
-                "a gotify provider needs `server`: define [providers.NAME] with kind = \"gotify\", `server` and `token`",
-            );
-            return None;
-        };
+        let missing = "a gotify provider needs `server`: define [providers.NAME] with kind = \"gotify\", `server` and `token`";
+        let raw = kit::required(cx, &s.server, table.span.clone(), missing)?;
         let server = cx.base_url("server", &s.server, "")?;
         Some(Gotify {
             host: kit::shown_host(raw, &server),

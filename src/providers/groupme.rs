@@ -51,14 +51,8 @@ impl Provider for GroupMe {
     }
 
     fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
-        let Some(raw) = &t.bot_id else {
-            cx.error(
-                chat,
-                "a groupme chat needs `bot_id = \"${GROUPME_BOT_ID}\"`",
-            );
-            return None;
-        };
-        let bot_id = cx.secret("bot_id", raw)?;
+        let missing = "a groupme chat needs `bot_id = \"${GROUPME_BOT_ID}\"`";
+        let (bot_id, raw) = kit::required_secret(cx, &t.bot_id, "bot_id", chat, missing)?;
         let v = bot_id.expose();
         // An unset variable stays `${VAR}` (validate/explain): check real values
         // only, never echoing them.

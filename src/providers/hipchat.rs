@@ -119,25 +119,17 @@ impl Provider for HipChat {
         let from = match &s.from {
             Some(f) => {
                 let label = f.get_ref().trim();
-                if label.chars().count() > MAX_FROM || label.chars().any(char::is_control) {
-                    cx.error(
-                        Some(f.span()),
-                        format!("`from` must be a label of at most {MAX_FROM} characters"),
-                    );
-                    return None;
-                }
+                let ok = label.chars().count() <= MAX_FROM && !label.chars().any(char::is_control);
+                let shape = format!("`from` must be a label of at most {MAX_FROM} characters");
+                kit::check(cx, ok, Some(f.span()), shape)?;
                 (!label.is_empty()).then(|| label.to_string())
             }
             None => None,
         };
         // A bare `provider = "hipchat"` chat says what is missing when bound.
-        if server.is_none() && table.set {
-            cx.error(
-                table.span.clone(),
-                "a hipchat provider needs `server`, the base URL of the HipChat Server (e.g. \"https://hipchat.example.com\")",
-            );
-            return None;
-        }
+        let missing = "a hipchat provider needs `server`, the base URL of the HipChat Server (e.g. \"https://hipchat.example.com\")";
+        let ok = server.is_some() || !table.set;
+        kit::check(cx, ok, table.span.clone(), missing)?;
         Some(HipChat {
             server,
             token,
@@ -148,10 +140,8 @@ impl Provider for HipChat {
     }
 
     fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
-        let Some(raw) = &t.room else {
-            cx.error(chat, "a hipchat chat needs `room`, the room's id or name");
-            return None;
-        };
+        let missing = "a hipchat chat needs `room`, the room's id or name";
+        let raw = kit::required(cx, &t.room, chat.clone(), missing)?;
         let room = match raw.get_ref() {
             RoomValue::Id(0) => None,
             RoomValue::Id(n) => Some(n.to_string()),
@@ -160,11 +150,9 @@ impl Provider for HipChat {
             }),
         };
         let Some(room) = room else {
-            cx.error(
-                Some(raw.span()),
-                format!("`room` must be a room id or a room name of 1 to {MAX_ROOM} characters"),
-            );
-            return None;
+            let shape =
+                format!("`room` must be a room id or a room name of 1 to {MAX_ROOM} characters");
+            return kit::reject(cx, Some(raw.span()), shape);
         };
         let token = cx.opt_secret("token", &t.token)?.or(self.token.clone());
         let (Some(server), Some(token)) = (self.server.clone(), token) else {
@@ -173,8 +161,7 @@ impl Provider for HipChat {
             } else {
                 "a `token = \"${HIPCHAT_ROOM_TOKEN}\"` (the room's notification token) or a `token` on its provider"
             };
-            cx.error(chat, format!("a hipchat chat needs {needs}"));
-            return None;
+            return kit::reject(cx, chat, format!("a hipchat chat needs {needs}"));
         };
         Some(Box::new(HipChatChat {
             instance: self,

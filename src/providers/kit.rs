@@ -125,8 +125,21 @@ pub fn host(
     Some(h)
 }
 
-/// A required secret (`${VAR}`) field: `missing` is reported at `at` when
-/// it is absent. Returns the value and the field as written.
+/// A required field: `missing` is reported at `at` (the chat, or the
+/// provider's table) when it is absent.
+pub fn required<'v, T>(
+    cx: &mut Ctx<'_>,
+    v: &'v Option<Located<T>>,
+    at: Span,
+    missing: &str,
+) -> Option<&'v Located<T>> {
+    match v {
+        Some(v) => Some(v),
+        None => reject(cx, at, missing),
+    }
+}
+
+/// A [`required`] secret (`${VAR}`) field: the value and the field as written.
 pub fn required_secret<'v>(
     cx: &mut Ctx<'_>,
     v: &'v Option<Located<String>>,
@@ -134,9 +147,7 @@ pub fn required_secret<'v>(
     at: Span,
     missing: &str,
 ) -> Option<(Secret, &'v Located<String>)> {
-    let Some(v) = v else {
-        return reject(cx, at, missing);
-    };
+    let v = required(cx, v, at, missing)?;
     Some((cx.secret(field, v)?, v))
 }
 

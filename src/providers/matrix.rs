@@ -109,11 +109,9 @@ impl Provider for Matrix {
 
     fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let kind = self.flavor.kind;
-        let Some(room) = &t.room else {
-            let problem =
-                format!("a {kind} chat needs `room`, a room id like \"!AbCdEf123:example.org\"");
-            return kit::reject(cx, chat, problem);
-        };
+        let missing =
+            format!("a {kind} chat needs `room`, a room id like \"!AbCdEf123:example.org\"");
+        let room = kit::required(cx, &t.room, chat.clone(), &missing)?;
         let room = room_id(room, cx)?;
         let (Some(homeserver), Some(token)) = (&self.homeserver, &self.token) else {
             let token = format!("`access_token = \"{}\"`", self.token_var());

@@ -151,19 +151,10 @@ impl Provider for Messenger {
         Some(p)
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<std::ops::Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Bound {
-        let Some(raw) = &t.psid else {
-            return kit::reject(
-                cx,
-                chat,
-                "a messenger chat needs `psid`, the page-scoped id of a person who messaged the Page",
-            );
-        };
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
+        let missing =
+            "a messenger chat needs `psid`, the page-scoped id of a person who messaged the Page";
+        let raw = kit::required(cx, &t.psid, chat.clone(), missing)?;
         let Some(psid) = raw.get_ref().digits() else {
             return kit::reject(
                 cx,

@@ -86,24 +86,16 @@ impl Provider for Ntfy {
     }
 
     fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
-        let Some(raw) = &t.topic else {
-            cx.error(chat, "an ntfy chat needs `topic`");
-            return None;
-        };
+        let raw = kit::required(cx, &t.topic, chat, "an ntfy chat needs `topic`")?;
         let topic = cx.string(raw)?;
         let v = topic.expose();
         // A topic still holding an unset `${VAR}` (validate, explain) is checked at serve time.
         let valid = (1..=64).contains(&v.len())
             && v.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !v.contains("${") && !valid {
-            // Never echo the value: it may come from the environment.
-            cx.error(
-                Some(raw.span()),
-                "`topic` must be 1 to 64 letters, digits, `-` or `_`",
-            );
-            return None;
-        }
+        // Never echo the value: it may come from the environment.
+        let shape = "`topic` must be 1 to 64 letters, digits, `-` or `_`";
+        kit::check(cx, v.contains("${") || valid, Some(raw.span()), shape)?;
         Some(Box::new(NtfyChat {
             instance: self,
             topic,

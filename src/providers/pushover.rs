@@ -82,10 +82,8 @@ impl Provider for Pushover {
     fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let missing = "a pushover chat needs `user = \"${PUSHOVER_USER}\"` (a user or group key)";
         let (user, raw) = kit::required_secret(cx, &t.user, "user", chat, missing)?;
-        if user.expose().trim().is_empty() {
-            cx.error(Some(raw.span()), "`user` is empty");
-            return None;
-        }
+        let ok = !user.expose().trim().is_empty();
+        kit::check(cx, ok, Some(raw.span()), "`user` is empty")?;
         Some(Box::new(PushoverChat {
             instance: self,
             user,

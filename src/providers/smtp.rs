@@ -165,8 +165,7 @@ impl Provider for Smtp {
             None
         };
         if let Some(p) = problem {
-            cx.error(Some(span), p);
-            return None;
+            return kit::reject(cx, Some(span), p);
         }
         let to = list
             .iter()

@@ -98,10 +98,8 @@ impl Provider for Telegram {
     }
 
     fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
-        let Some(raw) = &t.chat_id else {
-            let msg = "a telegram chat needs `chat_id` (e.g. -1001234567890, or \"@channelname\")";
-            return kit::reject(cx, chat, msg);
-        };
+        let missing = "a telegram chat needs `chat_id` (e.g. -1001234567890, or \"@channelname\")";
+        let raw = kit::required(cx, &t.chat_id, chat.clone(), missing)?;
         let chat_id = match ChatId::read(raw.get_ref()) {
             Ok(c) => c,
             Err(msg) => return kit::reject(cx, Some(raw.span()), msg),

@@ -110,10 +110,7 @@ impl Provider for Xmpp {
         let jid = s.jid.get_ref().trim();
         let (user, domain, resource) = match parse_jid(jid) {
             Ok(j) => (j.node.to_string(), j.domain.to_lowercase(), j.resource),
-            Err(why) => {
-                cx.error(Some(s.jid.span()), format!("`jid` {why}"));
-                return None;
-            }
+            Err(why) => return kit::reject(cx, Some(s.jid.span()), format!("`jid` {why}")),
         };
         let password = cx.secret("password", &s.password)?;
         let server = match &s.server {

@@ -92,13 +92,8 @@ impl Provider for Zulip {
     }
 
     fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
-        let Some(stream) = &t.stream else {
-            return kit::reject(
-                cx,
-                chat,
-                "a zulip chat needs `stream`, the channel's name (or numeric id)",
-            );
-        };
+        let missing = "a zulip chat needs `stream`, the channel's name (or numeric id)";
+        let stream = kit::required(cx, &t.stream, chat.clone(), missing)?;
         let name = stream.get_ref().trim().trim_start_matches('#').trim();
         if name.is_empty() || name.chars().any(char::is_control) {
             return kit::reject(
