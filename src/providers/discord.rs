@@ -106,19 +106,12 @@ impl Provider for Discord {
     }
 
     fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
-        let (url, raw_span) = cx.required_url(
-            &t.webhook_url,
-            "webhook_url",
-            chat,
-            "a discord chat needs `webhook_url = \"${DISCORD_WEBHOOK_URL}\"` (channel settings > Integrations > Webhooks)",
-        )?;
+        let missing = "a discord chat needs `webhook_url = \"${DISCORD_WEBHOOK_URL}\"` (channel settings > Integrations > Webhooks)";
+        let (url, raw_span) = cx.required_url(&t.webhook_url, "webhook_url", chat, missing)?;
         if !looks_like_webhook(url.expose()) {
             // Never echo the URL: it holds the webhook's token.
-            return kit::reject(
-                cx,
-                Some(raw_span),
-                "`webhook_url` is not a Discord webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)",
-            );
+            let msg = "`webhook_url` is not a Discord webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)";
+            return kit::reject(cx, Some(raw_span), msg);
         }
         let thread_id = kit::opt_field(cx, &t.thread_id, |v| {
             v.digits()
@@ -126,11 +119,8 @@ impl Provider for Discord {
         })?;
         let forum = t.forum_channel.as_ref().is_some_and(|f| *f.get_ref());
         if let (Some(f), true, true) = (&t.forum_channel, forum, thread_id.is_some()) {
-            return kit::reject(
-                cx,
-                Some(f.span()),
-                "`forum_channel = true` opens a forum post per topic, `thread_id` posts into one existing thread: set one of them",
-            );
+            let msg = "`forum_channel = true` opens a forum post per topic, `thread_id` posts into one existing thread: set one of them";
+            return kit::reject(cx, Some(f.span()), msg);
         }
         Some(Box::new(DiscordChat {
             instance: self,

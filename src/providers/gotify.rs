@@ -71,11 +71,8 @@ impl Provider for Gotify {
 
     fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let token = cx.opt_secret("token", &t.token)?.or(self.token.clone());
-        let token = cx.require_token(
-            &token,
-            chat,
-            "a gotify chat needs an application `token = \"${GOTIFY_TOKEN}\"` (on the chat or its provider)",
-        )?;
+        let missing = "a gotify chat needs an application `token = \"${GOTIFY_TOKEN}\"` (on the chat or its provider)";
+        let token = cx.require_token(&token, chat, missing)?;
         let priority = priority(&t.priority, cx)?.or(self.priority);
         Some(Box::new(GotifyChat {
             instance: self,

@@ -106,10 +106,8 @@ impl Provider for HipChat {
                 let base = cx.base_url("server", &s.server, "")?;
                 let base = base.strip_suffix("/v2").unwrap_or(&base).to_string();
                 if is_cloud(&base) {
-                    cx.warning(
-                        Some(u.span()),
-                        "HipChat Cloud was retired on 2019-02-15 and its servers no longer answer: `server` must be a self-hosted HipChat Server or Data Center",
-                    );
+                    let msg = "HipChat Cloud was retired on 2019-02-15 and its servers no longer answer: `server` must be a self-hosted HipChat Server or Data Center";
+                    cx.warning(Some(u.span()), msg);
                 }
                 Some(base)
             }

@@ -124,12 +124,8 @@ impl Provider for Irc {
 
     fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let ok = &mut true;
-        let server = kit::host(
-            cx,
-            ok,
-            &s.server,
-            "`server` must be a host name or address only, like \"irc.libera.chat\" (set `port` and `tls` separately)",
-        )?;
+        let msg = "`server` must be a host name or address only, like \"irc.libera.chat\" (set `port` and `tls` separately)";
+        let server = kit::host(cx, ok, &s.server, msg)?;
         let nick = kit::checked(cx, ok, "nick", &s.nick, check_nick);
         let tls = s.tls.unwrap_or(true);
         let password = match &s.password {
@@ -175,13 +171,8 @@ impl Provider for Irc {
         ensure(cx, ok, fine, Some(at), msg);
         let burst = s.burst.as_ref().map_or(4, |b| *b.get_ref());
         let span = s.burst.as_ref().map(Located::span);
-        ensure(
-            cx,
-            ok,
-            (1..=100).contains(&burst),
-            span,
-            "`burst` must be between 1 and 100",
-        );
+        let msg = "`burst` must be between 1 and 100";
+        ensure(cx, ok, (1..=100).contains(&burst), span, msg);
         let mut line_interval = Duration::from_secs(1);
         if let Some(r) = &s.line_rate {
             let rate = Rate::parse(r.get_ref());

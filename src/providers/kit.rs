@@ -100,13 +100,8 @@ pub fn checked(
 ) -> String {
     let s = v.get_ref().trim().to_string();
     if let Err(why) = valid(&s) {
-        ensure(
-            cx,
-            all_ok,
-            false,
-            Some(v.span()),
-            format!("`{field}` {why}"),
-        );
+        let msg = format!("`{field}` {why}");
+        ensure(cx, all_ok, false, Some(v.span()), msg);
     }
     s
 }

@@ -112,11 +112,8 @@ impl Provider for Mastodon {
         };
         let language = match &s.language {
             Some(l) if !is_language_code(l.get_ref().trim()) => {
-                return kit::reject(
-                    cx,
-                    Some(l.span()),
-                    "`language` must be an ISO 639 code like \"en\" or \"pt-BR\"",
-                );
+                let msg = "`language` must be an ISO 639 code like \"en\" or \"pt-BR\"";
+                return kit::reject(cx, Some(l.span()), msg);
             }
             l => l.as_ref().map(|l| l.get_ref().trim().to_string()),
         };
@@ -194,13 +191,10 @@ fn spoiler(t: &Located<String>, max_chars: usize, cx: &mut Ctx<'_>) -> Option<Op
         return Some(None);
     }
     if weight(text) + MIN_MAX_CHARS / 2 > max_chars {
-        return kit::reject(
-            cx,
-            Some(t.span()),
-            format!(
-                "`spoiler_text` counts toward the {max_chars} characters of a status and leaves too little room: shorten it"
-            ),
+        let msg = format!(
+            "`spoiler_text` counts toward the {max_chars} characters of a status and leaves too little room: shorten it"
         );
+        return kit::reject(cx, Some(t.span()), msg);
     }
     Some(Some(break_mentions(text)))
 }
@@ -209,10 +203,8 @@ fn spoiler(t: &Located<String>, max_chars: usize, cx: &mut Ctx<'_>) -> Option<Op
 fn visibility(v: &Option<Located<Visibility>>, cx: &mut Ctx<'_>) -> Option<Visibility> {
     let v = v.as_ref()?;
     if *v.get_ref() == Visibility::Direct {
-        cx.warning(
-            Some(v.span()),
-            "`direct` statuses reach only the accounts they mention, and the relay breaks every mention: only the posting account will see them",
-        );
+        let msg = "`direct` statuses reach only the accounts they mention, and the relay breaks every mention: only the posting account will see them";
+        cx.warning(Some(v.span()), msg);
     }
     Some(*v.get_ref())
 }

@@ -150,21 +150,15 @@ impl Matrix {
 fn room_id(room: &Located<String>, cx: &mut Ctx<'_>) -> Option<String> {
     let id = room.get_ref().trim();
     if id.starts_with('#') {
-        return kit::reject(
-            cx,
-            Some(room.span()),
-            "`room` must be a room id (`!…`), not an alias: find the id in Element under Room settings → Advanced, or with GET /_matrix/client/v3/directory/room/%23ALIAS:SERVER",
-        );
+        let msg = "`room` must be a room id (`!…`), not an alias: find the id in Element under Room settings → Advanced, or with GET /_matrix/client/v3/directory/room/%23ALIAS:SERVER";
+        return kit::reject(cx, Some(room.span()), msg);
     }
     let valid = id.len() > 1
         && id.starts_with('!')
         && !id.chars().any(|c| c.is_whitespace() || c.is_control());
     if !valid {
-        return kit::reject(
-            cx,
-            Some(room.span()),
-            "`room` must be a room id like \"!AbCdEf123:example.org\"",
-        );
+        let msg = "`room` must be a room id like \"!AbCdEf123:example.org\"";
+        return kit::reject(cx, Some(room.span()), msg);
     }
     Some(id.to_string())
 }

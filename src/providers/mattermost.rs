@@ -82,29 +82,20 @@ impl Provider for Mattermost {
         let mode = match kit::one_of(cx, &t.channel_id, &t.webhook_url, chat, both, neither)? {
             OneOf::First(c) => {
                 if let Some(ch) = &t.channel {
-                    return kit::reject(
-                        cx,
-                        Some(ch.span()),
-                        "`channel` is for incoming webhooks; a REST chat names its channel with `channel_id` only",
-                    );
+                    let msg = "`channel` is for incoming webhooks; a REST chat names its channel with `channel_id` only";
+                    return kit::reject(cx, Some(ch.span()), msg);
                 }
                 let channel_id = c.get_ref().trim().to_string();
                 let is_id = channel_id.len() == 26
                     && (channel_id.chars()).all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
                 if !is_id {
-                    return kit::reject(
-                        cx,
-                        Some(c.span()),
-                        "`channel_id` must be a channel id (26 lowercase letters and digits, from the channel's \"View Info\"), not a channel name",
-                    );
+                    let msg = "`channel_id` must be a channel id (26 lowercase letters and digits, from the channel's \"View Info\"), not a channel name";
+                    return kit::reject(cx, Some(c.span()), msg);
                 }
                 let (Some(token), Some(api_url)) = (self.token.clone(), self.api_url.clone())
                 else {
-                    return kit::reject(
-                        cx,
-                        Some(c.span()),
-                        "posting to a `channel_id` needs `token = \"${MATTERMOST_TOKEN}\"` and `api_url` on a [providers.NAME] table with kind = \"mattermost\", or use `webhook_url`",
-                    );
+                    let msg = "posting to a `channel_id` needs `token = \"${MATTERMOST_TOKEN}\"` and `api_url` on a [providers.NAME] table with kind = \"mattermost\", or use `webhook_url`";
+                    return kit::reject(cx, Some(c.span()), msg);
                 };
                 Mode::Api {
                     token,

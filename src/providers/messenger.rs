@@ -132,11 +132,8 @@ impl Provider for Messenger {
         let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
         let version = match &s.api_version {
             Some(v) if !is_version(v.get_ref().trim()) => {
-                return kit::reject(
-                    cx,
-                    Some(v.span()),
-                    "`api_version` must be a Graph API version like \"v21.0\"",
-                );
+                let msg = "`api_version` must be a Graph API version like \"v21.0\"";
+                return kit::reject(cx, Some(v.span()), msg);
             }
             Some(v) => v.get_ref().trim(),
             None => DEFAULT_API_VERSION,
@@ -156,11 +153,8 @@ impl Provider for Messenger {
             "a messenger chat needs `psid`, the page-scoped id of a person who messaged the Page";
         let raw = kit::required(cx, &t.psid, chat.clone(), missing)?;
         let Some(psid) = raw.get_ref().digits() else {
-            return kit::reject(
-                cx,
-                Some(raw.span()),
-                "`psid` must be a page-scoped id (digits, the `sender.id` of a webhook event of the Page)",
-            );
+            let msg = "`psid` must be a page-scoped id (digits, the `sender.id` of a webhook event of the Page)";
+            return kit::reject(cx, Some(raw.span()), msg);
         };
         let needs = kit::chat_needs("messenger", "`page_token = \"${MESSENGER_PAGE_TOKEN}\"`");
         let token = cx.require_token(&self.token, chat, &needs)?;

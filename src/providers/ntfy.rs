@@ -67,6 +67,7 @@ impl Provider for Ntfy {
 
     fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let server = cx.base_url("server", &s.server, DEFAULT_SERVER)?;
+        let priority = "`priority` must be between 1 (min) and 5 (max)";
         Some(Ntfy {
             host: match &s.server {
                 Some(u) => kit::shown_host(u, &server),
@@ -74,12 +75,7 @@ impl Provider for Ntfy {
             },
             server,
             token: cx.opt_secret("token", &s.token)?,
-            priority: kit::ranged(
-                cx,
-                &s.priority,
-                1..=5,
-                "`priority` must be between 1 (min) and 5 (max)",
-            )?,
+            priority: kit::ranged(cx, &s.priority, 1..=5, priority)?,
             tags: s.tags,
             markdown: s.markdown,
         })

@@ -66,15 +66,11 @@ impl Provider for Pushover {
     fn new(s: Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let missing = "a pushover provider needs the application `token = \"${PUSHOVER_TOKEN}\"`: define [providers.NAME] with kind = \"pushover\"";
         let (token, _) = kit::required_secret(cx, &s.token, "token", table.span.clone(), missing)?;
+        let priority = "`priority` must be between -2 and 1 (emergency priority 2 needs acknowledgements the relay does not handle)";
         Some(Pushover {
             token,
             api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,
-            priority: kit::ranged(
-                cx,
-                &s.priority,
-                -2..=1,
-                "`priority` must be between -2 and 1 (emergency priority 2 needs acknowledgements the relay does not handle)",
-            )?,
+            priority: kit::ranged(cx, &s.priority, -2..=1, priority)?,
             sound: s.sound.filter(|v| !v.trim().is_empty()),
         })
     }

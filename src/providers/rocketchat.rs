@@ -84,11 +84,8 @@ impl Provider for RocketChat {
                 token: cx.secret("auth_token", token)?,
             })),
             _ => {
-                return kit::reject(
-                    cx,
-                    None,
-                    "the Rocket.Chat REST API needs all of `server_url`, `user_id` and `auth_token = \"${ROCKETCHAT_TOKEN}\"`",
-                );
+                let msg = "the Rocket.Chat REST API needs all of `server_url`, `user_id` and `auth_token = \"${ROCKETCHAT_TOKEN}\"`";
+                return kit::reject(cx, None, msg);
             }
         };
         Some(RocketChat {
@@ -105,11 +102,8 @@ impl Provider for RocketChat {
         let mode = match kit::one_of(cx, &t.room_id, &t.webhook_url, chat, both, neither)? {
             OneOf::First(room) => {
                 let Some(rest) = self.rest.clone() else {
-                    return kit::reject(
-                        cx,
-                        Some(room.span()),
-                        "`room_id` needs the REST API: set `server_url`, `user_id` and `auth_token` on a [providers.NAME] table with kind = \"rocketchat\"",
-                    );
+                    let msg = "`room_id` needs the REST API: set `server_url`, `user_id` and `auth_token` on a [providers.NAME] table with kind = \"rocketchat\"";
+                    return kit::reject(cx, Some(room.span()), msg);
                 };
                 let room = room.get_ref().trim().to_string();
                 if room.is_empty() {

@@ -75,11 +75,8 @@ impl Provider for Slack {
         let neither = "a slack chat needs `channel` (with a bot token) or `webhook_url`";
         let mode = match kit::one_of(cx, &t.channel, &t.webhook_url, chat, both, neither)? {
             OneOf::First(c) => {
-                let token = cx.require_token(
-                    &self.token,
-                    Some(c.span()),
-                    "posting to a `channel` needs a bot token: set `token = \"${SLACK_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"slack\", or use `webhook_url`",
-                )?;
+                let missing = "posting to a `channel` needs a bot token: set `token = \"${SLACK_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"slack\", or use `webhook_url`";
+                let token = cx.require_token(&self.token, Some(c.span()), missing)?;
                 let channel = c.get_ref().trim().trim_start_matches('#').to_string();
                 if channel.is_empty() {
                     return kit::reject(cx, Some(c.span()), "`channel` is empty");

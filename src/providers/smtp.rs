@@ -98,20 +98,12 @@ impl Provider for Smtp {
 
     fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let ok = &mut true;
-        let server = kit::host(
-            cx,
-            ok,
-            &s.server,
-            "`server` must be a host name or address only, like \"smtp.example.org\" (set `port` and `tls` separately)",
-        )?;
+        let msg = "`server` must be a host name or address only, like \"smtp.example.org\" (set `port` and `tls` separately)";
+        let server = kit::host(cx, ok, &s.server, msg)?;
         let tls = s.tls.as_ref().map_or(TlsMode::Starttls, |t| *t.get_ref());
-        ensure(
-            cx,
-            ok,
-            tls != TlsMode::None || server.contains("${") || is_loopback(&server),
-            s.tls.as_ref().map(Located::span),
-            "`tls = \"none\"` sends mail (and any password) in clear text and is only allowed for a server on localhost (a test sink); use \"starttls\" or \"tls\"",
-        );
+        let msg = "`tls = \"none\"` sends mail (and any password) in clear text and is only allowed for a server on localhost (a test sink); use \"starttls\" or \"tls\"";
+        let clear_ok = tls != TlsMode::None || server.contains("${") || is_loopback(&server);
+        ensure(cx, ok, clear_ok, s.tls.as_ref().map(Located::span), msg);
         let password = cx.opt_secret("password", &s.password)?;
         let credentials = match (&s.username, password) {
             (Some(u), Some(p)) => Some(Credentials::new(u.get_ref().clone(), p.expose().into())),

@@ -108,11 +108,8 @@ impl Provider for Telegram {
             n if n > 0 => Ok(n),
             _ => Err("`message_thread_id` must be a positive forum topic id"),
         })?;
-        let token = cx.require_token(
-            &self.token,
-            Some(raw.span()),
-            "a telegram chat needs a bot token: set `token = \"${TELEGRAM_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"telegram\"",
-        )?;
+        let missing = "a telegram chat needs a bot token: set `token = \"${TELEGRAM_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"telegram\"";
+        let token = cx.require_token(&self.token, Some(raw.span()), missing)?;
         Some(Box::new(TelegramChat {
             instance: self,
             token,

@@ -70,11 +70,8 @@ impl Provider for Webhook {
             Some(u) => Some(cx.url("url", u, false)?),
             None => self.url.clone(),
         };
-        let url = cx.require_token(
-            &url,
-            chat,
-            "a webhook chat needs `url` (or a `url` on its provider)",
-        )?;
+        let missing = "a webhook chat needs `url` (or a `url` on its provider)";
+        let url = cx.require_token(&url, chat, missing)?;
         let mut headers = self.headers.clone();
         headers.extend(read_headers(&t.headers, cx));
         Some(Box::new(WebhookChat { url, headers }))

@@ -113,23 +113,15 @@ impl Provider for Xmpp {
             Err(why) => return kit::reject(cx, Some(s.jid.span()), format!("`jid` {why}")),
         };
         let password = cx.secret("password", &s.password)?;
+        let msg = "`server` must be a host name or address only, like \"xmpp.example.org\" (set `port` separately)";
         let server = match &s.server {
-            Some(v) => kit::host(
-                cx,
-                ok,
-                v,
-                "`server` must be a host name or address only, like \"xmpp.example.org\" (set `port` separately)",
-            )?,
+            Some(v) => kit::host(cx, ok, v, msg)?,
             None => domain.clone(),
         };
         let tls = s.tls.as_ref().map_or(Tls::Starttls, |t| *t.get_ref());
-        ensure(
-            cx,
-            ok,
-            tls != Tls::None || is_loopback(&server),
-            s.tls.as_ref().map(Located::span),
-            "`tls = \"none\"` sends the password in clear text: it is only allowed for a test server on 127.0.0.1, ::1 or localhost (set `server`)",
-        );
+        let msg = "`tls = \"none\"` sends the password in clear text: it is only allowed for a test server on 127.0.0.1, ::1 or localhost (set `server`)";
+        let clear_ok = tls != Tls::None || is_loopback(&server);
+        ensure(cx, ok, clear_ok, s.tls.as_ref().map(Located::span), msg);
         let nick = match &s.nick {
             Some(n) => kit::checked(cx, ok, "nick", n, check_nick),
             None => user.clone(),

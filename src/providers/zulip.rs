@@ -96,11 +96,8 @@ impl Provider for Zulip {
         let stream = kit::required(cx, &t.stream, chat.clone(), missing)?;
         let name = stream.get_ref().trim().trim_start_matches('#').trim();
         if name.is_empty() || name.chars().any(char::is_control) {
-            return kit::reject(
-                cx,
-                Some(stream.span()),
-                "`stream` must be a channel name or id",
-            );
+            let msg = "`stream` must be a channel name or id";
+            return kit::reject(cx, Some(stream.span()), msg);
         }
         let stream = if !name.bytes().all(|b| b.is_ascii_digit()) {
             Stream::Name(name.to_string())
@@ -159,11 +156,8 @@ fn checked(
 fn fixed_topic(topic: &Located<String>, cx: &mut Ctx<'_>) -> Option<String> {
     let v = topic.get_ref().trim();
     if v.is_empty() || v.chars().any(char::is_control) {
-        return kit::reject(
-            cx,
-            Some(topic.span()),
-            "`topic` must be a non-empty line of text",
-        );
+        let msg = "`topic` must be a non-empty line of text";
+        return kit::reject(cx, Some(topic.span()), msg);
     }
     if v.chars().count() > TOPIC_MAX {
         let problem = format!("`topic` is longer than Zulip's {TOPIC_MAX} characters");
