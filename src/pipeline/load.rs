@@ -15,12 +15,11 @@ use serde_spanned::Spanned;
 use sha2::{Digest, Sha256};
 use toml_edit::{Item, Value};
 
-use crate::config::Located;
 use crate::config::de::{Ctx, MissingEnv, key_span, known_keys};
 use crate::config::diag::{Problem, SourceMap, did_you_mean};
 use crate::config::env::{Env, Redactor, Secret};
 use crate::config::model::{
-    self, CategoryEntry, Filter, Forum, OnDelete, OnEdit, Rate, RuleType, StaticCategory,
+    self, CategoryEntry, Filter, Forum, Located, OnDelete, OnEdit, Rate, RuleType, StaticCategory,
     forum_index,
 };
 use crate::providers::{Destination, Instance, registry};

@@ -17,7 +17,6 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Located;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -28,9 +27,9 @@ use super::{
     Bound, Capabilities, Destination, Instance, Message, NativeMessage, NativeSender, Outbound,
     Outcome, Registration, Span, schema_of,
 };
-use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
+use crate::config::{Located, Rate};
 use crate::render::Dialect;
 
 /// What every provider file names: `use super::kit::prelude::*;`.
@@ -39,7 +38,6 @@ pub mod prelude {
     pub use std::sync::Arc;
     pub use std::time::Duration;
 
-    pub use crate::config::Located;
     pub use schemars::JsonSchema;
     pub use serde::Deserialize;
     pub use serde_json::{Value, json};
@@ -52,9 +50,9 @@ pub mod prelude {
     pub use super::{
         self as kit, CodeSpec, Hook, OneOf, Provider, Spec, Table, classify_json, truncate_bytes,
     };
-    pub use crate::config::Rate;
     pub use crate::config::de::Ctx;
     pub use crate::config::env::Secret;
+    pub use crate::config::{Located, Rate};
     pub use crate::render::Dialect;
 }
 
@@ -191,8 +189,10 @@ pub fn opt_base_url(
     field: &str,
     v: &Option<Located<String>>,
 ) -> Option<Option<String>> {
-    let Some(_) = v else { return Some(None) };
-    cx.base_url(field, v, "").map(Some)
+    match v {
+        Some(_) => cx.base_url(field, v, "").map(Some),
+        None => Some(None),
+    }
 }
 
 /// Which of a chat's two exclusive fields is set (an API target such as a
