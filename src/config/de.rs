@@ -13,6 +13,7 @@ use toml_edit::Item;
 
 use super::diag::{Problem, did_you_mean};
 use super::env::{Env, EnvTemplate, Redactor, Secret};
+use super::model::Located;
 
 /// What to do with a `${VAR}` whose variable is not set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,7 +231,7 @@ impl<'a> Ctx<'a> {
     pub fn opt_secret(
         &mut self,
         field: &str,
-        v: &Option<Spanned<String>>,
+        v: &Option<Located<String>>,
     ) -> Option<Option<Secret>> {
         match v {
             Some(v) => self.secret(field, v).map(Some),
@@ -243,7 +244,7 @@ impl<'a> Ctx<'a> {
     pub fn base_url(
         &mut self,
         field: &str,
-        v: &Option<Spanned<String>>,
+        v: &Option<Located<String>>,
         default: &str,
     ) -> Option<String> {
         let url = match v {
@@ -258,7 +259,7 @@ impl<'a> Ctx<'a> {
     /// the field when it is blank. The span is the field's.
     pub fn required_str(
         &mut self,
-        v: &Option<Spanned<String>>,
+        v: &Option<Located<String>>,
         field: &str,
         chat: Option<Range<usize>>,
         missing: &str,
@@ -279,7 +280,7 @@ impl<'a> Ctx<'a> {
     /// `missing` is reported at the chat when it is absent.
     pub fn required_url(
         &mut self,
-        v: &Option<Spanned<String>>,
+        v: &Option<Located<String>>,
         field: &str,
         chat: Option<Range<usize>>,
         missing: &str,

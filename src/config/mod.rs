@@ -14,7 +14,7 @@ pub mod model;
 
 pub use de::MissingEnv;
 pub use diag::{Diagnostic, Diagnostics, Problem, Severity, SourceMap};
-pub use model::{Forum, Rate, StaticCategory};
+pub use model::{Forum, Located, Rate, StaticCategory};
 
 impl Rate {
     /// `count` messages a second.

@@ -6,89 +6,133 @@
 //! `pipeline::load` and the stages it calls. Provider-specific settings and
 //! chat target fields are not here: each provider file owns its own.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::{Deref, Range};
 use std::time::Duration;
 
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use super::env::Secret;
+
+/// A value of the file with its place in it: a [`Spanned`] whose JSON
+/// Schema is its value's, so a field of this type needs no
+/// `#[schemars(with = …)]`. Read through [`Deref`] (`span()`, `get_ref()`);
+/// it serializes as its value, which is how schemars writes the `default`
+/// of a `#[serde(default)]` field.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
+// Transparent: serde_spanned recognises itself by the struct name it asks the
+// deserializer for, and the wrapper forwards that request untouched.
+#[serde(transparent)]
+pub struct Located<T>(pub Spanned<T>);
+
+// Inherent as well as through `Deref`, so they can be named as paths
+// (`.map(Located::span)`).
+impl<T> Located<T> {
+    pub fn span(&self) -> Range<usize> {
+        self.0.span()
+    }
+
+    pub fn into_inner(self) -> T {
+        self.0.into_inner()
+    }
+}
+
+impl<T> Deref for Located<T> {
+    type Target = Spanned<T>;
+
+    fn deref(&self) -> &Spanned<T> {
+        &self.0
+    }
+}
+
+impl<T> From<Located<T>> for Spanned<T> {
+    fn from(v: Located<T>) -> Self {
+        v.0
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Located<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Located<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
 
 /// The `[discourse]` table: the forum this relay listens to. `[forums.NAME]`
 /// tables have the same keys, for more forums pointing at one relay.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct Discourse {
     /// Base URL of the forum, e.g. `https://forum.example.org`; prefixes links.
-    #[schemars(with = "String")]
-    pub url: Spanned<String>,
+    pub url: Located<String>,
     /// Secret of the Discourse webhook, as `${VAR}`. Without it, signatures are not checked.
-    #[schemars(with = "Option<String>")]
-    pub webhook_secret: Option<Spanned<String>>,
+    pub webhook_secret: Option<Located<String>>,
     /// Discourse API key, as `${VAR}`; lets the relay fetch categories, tags and PM groups.
-    #[schemars(with = "Option<String>")]
-    pub api_key: Option<Spanned<String>>,
+    pub api_key: Option<Located<String>>,
     /// User the API key acts as (default `system`).
-    #[schemars(with = "Option<String>")]
-    pub api_username: Option<Spanned<String>>,
+    pub api_username: Option<Located<String>>,
     /// How long to hold a post before notifying (edits and deletes in the window count), e.g. `20s`.
-    #[schemars(with = "Option<String>")]
-    pub delay: Option<Spanned<String>>,
+    pub delay: Option<Located<String>>,
     /// Static map of category id to slug path, for offline use and forums without an API key.
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, CategoryEntry>")]
-    pub categories: BTreeMap<String, Spanned<CategoryEntry>>,
+    pub categories: BTreeMap<String, Located<CategoryEntry>>,
     /// Staff-only tags, as globs over tag names or slugs (e.g. `["staff-*"]`): never shown in a message, and matched only by rules naming the tag exactly.
     #[serde(default)]
-    #[schemars(with = "Vec<String>")]
-    pub hidden_tags: Vec<Spanned<String>>,
+    pub hidden_tags: Vec<Located<String>>,
 }
 
 /// The `[server]` table: where `serve` listens and how it delivers.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 pub struct Server {
     /// Public listener for Discourse webhooks (default `127.0.0.1:8080`).
-    #[schemars(with = "Option<String>")]
-    pub listen: Option<Spanned<String>>,
+    pub listen: Option<Located<String>>,
     /// Admin listener: status page, metrics, reload, test (default `127.0.0.1:9090`).
-    #[schemars(with = "Option<String>")]
-    pub admin_listen: Option<Spanned<String>>,
+    pub admin_listen: Option<Located<String>>,
     /// Bearer token required on the admin listener, as `${VAR}`; unset = no token.
-    #[schemars(with = "Option<String>")]
-    pub admin_token: Option<Spanned<String>>,
+    pub admin_token: Option<Located<String>>,
     /// Largest accepted webhook body in bytes (default 1048576).
     pub body_limit: Option<u64>,
     /// Give up on a delivery this long after it was queued (default `24h`); it goes to dead letters.
-    #[schemars(with = "Option<String>")]
-    pub max_age: Option<Spanned<String>>,
+    pub max_age: Option<Located<String>>,
     /// How long the relay remembers which chat message each post became, for threads, edits and deletes (default `30d`).
-    #[schemars(with = "Option<String>")]
-    pub remember: Option<Spanned<String>>,
+    pub remember: Option<Located<String>>,
     /// Dead letters older than this are deleted (default `30d`).
-    #[schemars(with = "Option<String>")]
-    pub dead_letter_max_age: Option<Spanned<String>>,
+    pub dead_letter_max_age: Option<Located<String>>,
     /// A chat keeps at most this many dead letters, its newest (default 10000; 0 keeps none).
     pub dead_letter_max_count: Option<u64>,
     /// Where people edit this file in its repository (e.g. `https://github.com/org/relay-config/edit/main/subscriptions.toml`); chat command replies link to it.
-    #[schemars(with = "Option<String>")]
-    pub config_edit_url: Option<Spanned<String>>,
+    pub config_edit_url: Option<Located<String>>,
     /// A client must send a request's complete headers within this (default `30s`); slower ones are disconnected.
-    #[schemars(with = "Option<String>")]
-    pub header_timeout: Option<Spanned<String>>,
+    pub header_timeout: Option<Located<String>>,
     /// A client must send a request's complete body within this after its headers (default `30s`); slower ones get 408.
-    #[schemars(with = "Option<String>")]
-    pub body_timeout: Option<Spanned<String>>,
+    pub body_timeout: Option<Located<String>>,
     /// Longest wait a chat platform's retry hint (`Retry-After`, `retry_after`...) may impose before the next attempt (default `1h`); longer hints are cut to this.
-    #[schemars(with = "Option<String>")]
-    pub max_retry_delay: Option<Spanned<String>>,
+    pub max_retry_delay: Option<Located<String>>,
     /// Most connections each listener (public, admin) serves at once (default 1024); more are answered 503 at once.
     pub max_connections: Option<u64>,
     /// A chat of this file that hears when another chat fails: a delivery given up on (dead letter) or a crashed worker, one message per failing chat per `alert_every`. Default: none.
-    #[schemars(with = "Option<String>")]
-    pub alerts: Option<Spanned<String>>,
+    pub alerts: Option<Located<String>>,
     /// Least time between two alerts about the same chat (default `15m`).
-    #[schemars(with = "Option<String>")]
-    pub alert_every: Option<Spanned<String>>,
+    pub alert_every: Option<Located<String>>,
 }
 
 /// Chat command settings a `[providers.NAME]` table of the matching kind may
@@ -97,17 +141,13 @@ pub struct Server {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 pub struct CommandSettings {
     /// slack: the app's signing secret, as `${VAR}`; enables `POST /commands/slack` (slash commands, signed `v0` HMAC).
-    #[schemars(with = "Option<String>")]
-    pub signing_secret: Option<Spanned<String>>,
+    pub signing_secret: Option<Located<String>>,
     /// mattermost: the slash command's token, as `${VAR}`; enables `POST /commands/mattermost`.
-    #[schemars(with = "Option<String>")]
-    pub command_token: Option<Spanned<String>>,
+    pub command_token: Option<Located<String>>,
     /// telegram: the `secret_token` given to `setWebhook` (1-256 of `A-Z a-z 0-9 _ -`), as `${VAR}`; enables `POST /commands/telegram`.
-    #[schemars(with = "Option<String>")]
-    pub webhook_secret_token: Option<Spanned<String>>,
+    pub webhook_secret_token: Option<Located<String>>,
     /// discord: the application's public key (64 hex digits, not a secret); enables `POST /commands/discord` (interactions, Ed25519).
-    #[schemars(with = "Option<String>")]
-    pub public_key: Option<Spanned<String>>,
+    pub public_key: Option<Located<String>>,
 }
 
 /// A category in the static map: a slug path, or a table with more detail.
@@ -136,46 +176,35 @@ pub struct CategoryDetail {
 /// The `[templates]` table: name = Handlebars text.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(transparent)]
-pub struct Templates(
-    #[schemars(with = "BTreeMap<String, String>")] pub BTreeMap<String, Spanned<String>>,
-);
+pub struct Templates(pub BTreeMap<String, Located<String>>);
 
 /// One `[[chat]]`: a destination and what it subscribes to. Provider-specific
 /// target fields (`channel`, `url`, ...) sit beside these and belong to the provider.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct Chat {
     /// Unique name, used in logs, metrics, the status page and commands.
-    #[schemars(with = "String")]
-    pub name: Spanned<String>,
+    pub name: Located<String>,
     /// A `[providers.NAME]` instance, or a provider kind that needs no settings.
-    #[schemars(with = "String")]
-    pub provider: Spanned<String>,
+    pub provider: Located<String>,
     /// A `[templates]` name; default: the provider's own message.
-    #[schemars(with = "Option<String>")]
-    pub template: Option<Spanned<String>>,
+    pub template: Option<Located<String>>,
     /// Compact subscriptions, one `watch` rule each: `c/<category glob>`, `t/<tag glob>` or `all` for posts; an event family's name with its filters for the others (`review c/staff`, `users group:staff`, `chat channel:general`).
     #[serde(default)]
-    #[schemars(with = "Vec<String>")]
-    pub subscribe: Vec<Spanned<String>>,
+    pub subscribe: Vec<Located<String>>,
     /// Full rules.
     #[serde(default)]
     pub rule: Vec<Rule>,
     /// The forum whose events this chat receives: a `[forums.NAME]`; default `[discourse]`.
-    #[schemars(with = "Option<String>")]
-    pub forum: Option<Spanned<String>>,
+    pub forum: Option<Located<String>>,
     /// Most messages sent to this chat, e.g. `"1/s"`, `"20/m"`; default: the provider's.
-    #[schemars(with = "Option<String>")]
-    pub rate_limit: Option<Spanned<String>>,
+    pub rate_limit: Option<Located<String>>,
     /// When a forum post is edited: `update` the chat message (default where the platform can edit) or `ignore`.
-    #[schemars(with = "Option<OnEdit>")]
-    pub on_edit: Option<Spanned<OnEdit>>,
+    pub on_edit: Option<Located<OnEdit>>,
     /// When a forum post is deleted: `delete` the chat message (default where the platform can), `strike` it through, or `ignore`.
-    #[schemars(with = "Option<OnDelete>")]
-    pub on_delete: Option<Spanned<OnDelete>>,
+    pub on_delete: Option<Located<OnDelete>>,
     /// Platform channel ids whose chat commands speak for this chat, beside the one its target names (a Discord or incoming-webhook target names none).
     #[serde(default)]
-    #[schemars(with = "Vec<String>")]
-    pub command_channels: Vec<Spanned<String>>,
+    pub command_channels: Vec<Located<String>>,
 }
 
 /// What an edited forum post does to the chat messages it became.
@@ -199,28 +228,21 @@ pub enum OnDelete {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct Rule {
     /// `watch` (every post, default), `follow` (new topics only), `mute`, or `thread`.
-    #[schemars(with = "Option<Filter>")]
-    pub filter: Option<Spanned<Filter>>,
+    pub filter: Option<Located<Filter>>,
     /// Glob over the category slug path (`support/**`); absent = any category.
-    #[schemars(with = "Option<String>")]
-    pub category: Option<Spanned<String>>,
+    pub category: Option<Located<String>>,
     /// Globs over tag names; the rule matches when any topic tag matches any of them.
     #[serde(default)]
-    #[schemars(with = "Vec<String>")]
-    pub tags: Vec<Spanned<String>>,
+    pub tags: Vec<Located<String>>,
     /// `normal` (default), `group_message` (PMs to `group`) or `group_mention` (posts mentioning `@group`).
     #[serde(rename = "type")]
-    #[schemars(with = "Option<RuleType>")]
-    pub kind: Option<Spanned<RuleType>>,
+    pub kind: Option<Located<RuleType>>,
     /// The group for `group_message` and `group_mention` rules; for the `users` and `assign` families, the group the event is about.
-    #[schemars(with = "Option<String>")]
-    pub group: Option<Spanned<String>>,
+    pub group: Option<Located<String>>,
     /// The events this rule is for: `posts` (default) or an event family (`review`, `users`, `solved`, `topics`, `likes`, `assign`, `chat`).
-    #[schemars(with = "Option<String>")]
-    pub family: Option<Spanned<String>>,
+    pub family: Option<Located<String>>,
     /// Glob over the Discourse chat channel's slug (or id): for `family = "chat"` rules.
-    #[schemars(with = "Option<String>")]
-    pub channel: Option<Spanned<String>>,
+    pub channel: Option<Located<String>>,
 }
 
 /// What a matching rule does. Precedence: mute > thread > watch > follow.

@@ -19,7 +19,7 @@ use crate::config::de::{Ctx, MissingEnv, key_span, known_keys};
 use crate::config::diag::{Problem, SourceMap, did_you_mean};
 use crate::config::env::{Env, Redactor, Secret};
 use crate::config::model::{
-    self, CategoryEntry, Filter, Forum, OnDelete, OnEdit, Rate, RuleType, StaticCategory,
+    self, CategoryEntry, Filter, Forum, Located, OnDelete, OnEdit, Rate, RuleType, StaticCategory,
     forum_index,
 };
 use crate::ingest::families;
@@ -386,7 +386,7 @@ fn read_forum(name: &str, item: &Item, cx: &mut Ctx<'_>) -> Option<Forum> {
 /// `hidden_tags` compiled into one set (lower-case, as tags are matched);
 /// `None` after reporting a bad glob.
 fn hidden_tags(
-    globs: &[Spanned<String>],
+    globs: &[Located<String>],
     cx: &mut Ctx<'_>,
 ) -> Option<Option<Arc<globset::GlobSet>>> {
     if globs.is_empty() {
@@ -411,7 +411,7 @@ fn hidden_tags(
         Ok(set) => Some(Some(Arc::new(set))),
         Err(e) => {
             cx.error(
-                globs.first().map(Spanned::span),
+                globs.first().map(Located::span),
                 format!("cannot compile hidden_tags: {e}"),
             );
             None
@@ -462,7 +462,7 @@ fn read_server(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> (ServerConfig, Optio
     let Some(s) = cx.deserialize::<model::Server>(item) else {
         return (out, None);
     };
-    let addr = |cx: &mut Ctx<'_>, v: &Option<Spanned<String>>, slot: &mut SocketAddr| {
+    let addr = |cx: &mut Ctx<'_>, v: &Option<Located<String>>, slot: &mut SocketAddr| {
         if let Some(v) = v {
             match v.get_ref().parse::<SocketAddr>() {
                 Ok(a) => *slot = a,
@@ -513,7 +513,7 @@ fn read_server(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> (ServerConfig, Optio
         out.alert_every = duration(cx, "alert_every", r, out.alert_every);
     }
     out.alerts = s.alerts.as_ref().map(|a| a.get_ref().trim().to_string());
-    let alerts_span = s.alerts.as_ref().map(Spanned::span);
+    let alerts_span = s.alerts.as_ref().map(Located::span);
     out.config_edit_url = s
         .config_edit_url
         .as_ref()
@@ -949,7 +949,7 @@ fn read_chats(
                 name,
                 provider,
                 destination,
-                template: chat.template,
+                template: chat.template.map(Spanned::from),
                 rules,
                 forum,
                 rate_limit,
@@ -1133,11 +1133,11 @@ fn read_rules(chat: &model::Chat, cx: &mut Ctx<'_>) -> Vec<RuleDef> {
                 .as_ref()
                 .map(|k| *k.get_ref())
                 .unwrap_or(RuleType::Normal),
-            category: r.category.clone(),
-            tags: r.tags.clone(),
-            group: r.group.clone(),
+            category: r.category.clone().map(Spanned::from),
+            tags: r.tags.iter().cloned().map(Spanned::from).collect(),
+            group: r.group.clone().map(Spanned::from),
             family,
-            channel: r.channel.clone(),
+            channel: r.channel.clone().map(Spanned::from),
             span: (r.kind.as_ref().map(|k| k.span()))
                 .or_else(|| r.filter.as_ref().map(|f| f.span()))
                 .or_else(|| r.family.as_ref().map(|f| f.span())),

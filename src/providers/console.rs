@@ -26,12 +26,7 @@ impl Provider for Console {
         Some(Console)
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        _: Target,
-        _: Option<Range<usize>>,
-        _: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, _: Target, _: Span, _: &mut Ctx<'_>) -> Bound {
         Some(Box::new(Console))
     }
 }
@@ -40,10 +35,7 @@ impl kit::Chat for Console {
     const KIND: &str = REGISTRATION.kind;
     const TARGET: &str = "stdout";
     const DIALECT: Dialect = Dialect::Plain;
-
-    fn reads_context(&self) -> bool {
-        false
-    }
+    const READS_CONTEXT: bool = false;
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         Outbound::Stdout(format!("[{}] {}", msg.chat, msg.text))

@@ -32,15 +32,13 @@ pub struct Settings {}
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// The robot's webhook URL, `https://oapi.dingtalk.com/robot/send?access_token=<token>`, with the token as `${VAR}`.
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
     /// Signing secret (`SEC…`), as `${VAR}`, when the robot's security setting is "signature".
-    #[schemars(with = "Option<String>")]
-    pub secret: Option<Spanned<String>>,
+    pub secret: Option<Located<String>>,
 }
 
 impl kit::HookTarget for Target {
-    fn bind(self, chat: Option<Range<usize>>, cx: &mut Ctx<'_>) -> Option<Box<dyn Destination>> {
+    fn bind(self, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let missing = "a dingtalk chat needs `webhook_url` (the robot's webhook address, with its access_token as ${VAR})";
         let (url, span) = cx.required_url(&self.webhook_url, "webhook_url", chat, missing)?;
         // Checked once the variables are set; the messages never echo the token.

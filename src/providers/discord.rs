@@ -34,11 +34,9 @@ const SUPPRESS_EMBEDS: u64 = 1 << 2;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Display name instead of the webhook's own (1 to 80 characters; Discord refuses names containing "discord" or "clyde").
-    #[schemars(with = "Option<String>")]
-    pub username: Option<Spanned<String>>,
+    pub username: Option<Located<String>>,
     /// Avatar image URL instead of the webhook's own.
-    #[schemars(with = "Option<String>")]
-    pub avatar_url: Option<Spanned<String>>,
+    pub avatar_url: Option<Located<String>>,
     /// Hide the link previews (embeds) Discord adds for URLs in the message (default false).
     pub suppress_embeds: Option<bool>,
 }
@@ -47,14 +45,11 @@ pub struct Settings {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// The channel's webhook URL (`https://discord.com/api/webhooks/ID/TOKEN`), as `${VAR}`: the URL is the credential.
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
     /// Post into this existing thread (or forum post) of the webhook's channel, by id. A forum channel needs this or `forum_channel = true`.
-    #[schemars(with = "Option<SnowflakeValue>")]
-    pub thread_id: Option<Spanned<SnowflakeValue>>,
+    pub thread_id: Option<Located<SnowflakeValue>>,
     /// The webhook belongs to a Discord forum channel: each forum topic opens a forum post named after its title, and `thread` rules put the replies into it (default false). Not with `thread_id`.
-    #[schemars(with = "Option<bool>")]
-    pub forum_channel: Option<Spanned<bool>>,
+    pub forum_channel: Option<Located<bool>>,
 }
 
 /// A Discord id: an integer, or the same digits as a string.
@@ -110,25 +105,13 @@ impl Provider for Discord {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
-        let (url, raw_span) = cx.required_url(
-            &t.webhook_url,
-            "webhook_url",
-            chat,
-            "a discord chat needs `webhook_url = \"${DISCORD_WEBHOOK_URL}\"` (channel settings > Integrations > Webhooks)",
-        )?;
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
+        let missing = "a discord chat needs `webhook_url = \"${DISCORD_WEBHOOK_URL}\"` (channel settings > Integrations > Webhooks)";
+        let (url, raw_span) = cx.required_url(&t.webhook_url, "webhook_url", chat, missing)?;
         if !looks_like_webhook(url.expose()) {
             // Never echo the URL: it holds the webhook's token.
-            return kit::reject(
-                cx,
-                Some(raw_span),
-                "`webhook_url` is not a Discord webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)",
-            );
+            let msg = "`webhook_url` is not a Discord webhook URL (expected https://discord.com/api/webhooks/ID/TOKEN)";
+            return kit::reject(cx, Some(raw_span), msg);
         }
         let thread_id = kit::opt_field(cx, &t.thread_id, |v| {
             v.digits()
@@ -136,11 +119,8 @@ impl Provider for Discord {
         })?;
         let forum = t.forum_channel.as_ref().is_some_and(|f| *f.get_ref());
         if let (Some(f), true, true) = (&t.forum_channel, forum, thread_id.is_some()) {
-            return kit::reject(
-                cx,
-                Some(f.span()),
-                "`forum_channel = true` opens a forum post per topic, `thread_id` posts into one existing thread: set one of them",
-            );
+            let msg = "`forum_channel = true` opens a forum post per topic, `thread_id` posts into one existing thread: set one of them";
+            return kit::reject(cx, Some(f.span()), msg);
         }
         Some(Box::new(DiscordChat {
             instance: self,

@@ -32,11 +32,9 @@ const GITTER: Flavor = Flavor {
 #[schemars(rename = "GitterSettings")]
 pub struct Settings {
     /// Client-server API base URL (default `https://gitter.ems.host`, Gitter's homeserver).
-    #[schemars(with = "Option<String>")]
-    pub homeserver: Option<Spanned<String>>,
+    pub homeserver: Option<Located<String>>,
     /// Access token of the Matrix account that posts, as `${VAR}`; it must have joined the room. Sent as `Authorization: Bearer`. Required.
-    #[schemars(with = "Option<String>")]
-    pub access_token: Option<Spanned<String>>,
+    pub access_token: Option<Located<String>>,
 }
 
 /// Chat fields for a Gitter chat.
@@ -44,8 +42,7 @@ pub struct Settings {
 #[schemars(rename = "GitterTarget")]
 pub struct Target {
     /// Matrix room id, e.g. `!AbCdEf123:gitter.im` (Element: Room settings → Advanced → Internal room ID). Aliases like `#org_room:gitter.im` are refused: resolve one once with `GET /_matrix/client/v3/directory/room/{alias}`.
-    #[schemars(with = "Option<String>")]
-    pub room: Option<Spanned<String>>,
+    pub room: Option<Located<String>>,
 }
 
 fn parse(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>> {

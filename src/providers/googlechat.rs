@@ -32,12 +32,11 @@ pub struct Target {
     /// The space's incoming webhook URL
     /// (`https://chat.googleapis.com/v1/spaces/…/messages?key=…&token=…`),
     /// as `${VAR}`: the URL is the credential.
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
 }
 
 impl kit::HookTarget for Target {
-    fn bind(self, chat: Option<Range<usize>>, cx: &mut Ctx<'_>) -> Option<Box<dyn Destination>> {
+    fn bind(self, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let missing = "a googlechat chat needs `webhook_url = \"${GOOGLE_CHAT_WEBHOOK_URL}\"` (the space's incoming webhook URL)";
         let (url, span) = cx.required_url(&self.webhook_url, "webhook_url", chat, missing)?;
         let mut scrub = vec![url.clone()];

@@ -21,14 +21,11 @@ pub const REGISTRATION: Registration =
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Gotify server base URL, e.g. `https://push.example.org` (required).
-    #[schemars(with = "Option<String>")]
-    pub server: Option<Spanned<String>>,
+    pub server: Option<Located<String>>,
     /// Application token (Apps → token), as `${VAR}`; sent as `X-Gotify-Key`. Chats may set their own.
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// Message priority, 0 to 10 (Android: 0 silent, 1–3 quiet, 4–7 sound, 8–10 persistent); default: the application's.
-    #[schemars(with = "Option<i64>")]
-    pub priority: Option<Spanned<i64>>,
+    pub priority: Option<Located<i64>>,
     /// Send Markdown (`client::display` contentType `text/markdown`), the default; `false` sends plain text.
     pub markdown: Option<bool>,
 }
@@ -37,11 +34,9 @@ pub struct Settings {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// Application token for this chat, as `${VAR}` (messages show under that application).
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// Message priority for this chat, 0 to 10.
-    #[schemars(with = "Option<i64>")]
-    pub priority: Option<Spanned<i64>>,
+    pub priority: Option<Located<i64>>,
 }
 
 #[derive(Debug)]
@@ -53,7 +48,7 @@ struct Gotify {
     markdown: bool,
 }
 
-fn priority(p: &Option<Spanned<i64>>, cx: &mut Ctx<'_>) -> Option<Option<u8>> {
+fn priority(p: &Option<Located<i64>>, cx: &mut Ctx<'_>) -> Option<Option<u8>> {
     kit::ranged(cx, p, 0..=10, "`priority` must be between 0 and 10")
 }
 
@@ -62,13 +57,8 @@ impl Provider for Gotify {
     type Target = Target;
 
     fn new(s: Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
-        let Some(raw) = &s.server else {
-            cx.error(
-                table.span.clone(),
-                "a gotify provider needs `server`: define [providers.NAME] with kind = \"gotify\", `server` and `token`",
-            );
-            return None;
-        };
+        let missing = "a gotify provider needs `server`: define [providers.NAME] with kind = \"gotify\", `server` and `token`";
+        let raw = kit::required(cx, &s.server, table.span.clone(), missing)?;
         let server = cx.base_url("server", &s.server, "")?;
         Some(Gotify {
             host: kit::shown_host(raw, &server),
@@ -79,18 +69,10 @@ impl Provider for Gotify {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let token = cx.opt_secret("token", &t.token)?.or(self.token.clone());
-        let token = cx.require_token(
-            &token,
-            chat,
-            "a gotify chat needs an application `token = \"${GOTIFY_TOKEN}\"` (on the chat or its provider)",
-        )?;
+        let missing = "a gotify chat needs an application `token = \"${GOTIFY_TOKEN}\"` (on the chat or its provider)";
+        let token = cx.require_token(&token, chat, missing)?;
         let priority = priority(&t.priority, cx)?.or(self.priority);
         Some(Box::new(GotifyChat {
             instance: self,

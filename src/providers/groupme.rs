@@ -24,16 +24,14 @@ const MAX_TEXT: usize = 1000;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// API base URL (default `https://api.groupme.com`).
-    #[schemars(with = "Option<String>")]
-    pub api_url: Option<Spanned<String>>,
+    pub api_url: Option<Located<String>>,
 }
 
 /// Chat fields for a GroupMe chat.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// The bot's id (dev.groupme.com > Bots), as `${VAR}`: whoever has it can post as the bot.
-    #[schemars(with = "Option<String>")]
-    pub bot_id: Option<Spanned<String>>,
+    pub bot_id: Option<Located<String>>,
 }
 
 #[derive(Debug)]
@@ -52,20 +50,9 @@ impl Provider for GroupMe {
         Some(GroupMe { post_url })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
-        let Some(raw) = &t.bot_id else {
-            cx.error(
-                chat,
-                "a groupme chat needs `bot_id = \"${GROUPME_BOT_ID}\"`",
-            );
-            return None;
-        };
-        let bot_id = cx.secret("bot_id", raw)?;
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
+        let missing = "a groupme chat needs `bot_id = \"${GROUPME_BOT_ID}\"`";
+        let (bot_id, raw) = kit::required_secret(cx, &t.bot_id, "bot_id", chat, missing)?;
         let v = bot_id.expose();
         // An unset variable stays `${VAR}` (validate/explain): check real values
         // only, never echoing them.

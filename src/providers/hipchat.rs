@@ -49,14 +49,11 @@ pub enum Color {
 #[schemars(rename = "HipchatSettings")]
 pub struct Settings {
     /// Base URL of the self-hosted HipChat Server or Data Center, e.g. `https://hipchat.example.com` (without `/v2`). Required: HipChat Cloud (`api.hipchat.com`) was retired on 2019-02-15.
-    #[schemars(with = "Option<String>")]
-    pub server: Option<Spanned<String>>,
+    pub server: Option<Located<String>>,
     /// Token for every chat of this provider that sets none, as `${VAR}`: a user token with the `send_notification` scope (a room notification token works only for its own room). Sent as `Authorization: Bearer`.
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// A label shown next to the sender's name (up to 64 characters).
-    #[schemars(with = "Option<String>")]
-    pub from: Option<Spanned<String>>,
+    pub from: Option<Located<String>>,
     /// Background colour: `yellow` (default), `green`, `red`, `purple`, `gray` or `random`.
     pub color: Option<Color>,
     /// Whether messages notify the room's members (sound, tab colour, phones); default false.
@@ -68,11 +65,9 @@ pub struct Settings {
 #[schemars(rename = "HipchatTarget")]
 pub struct Target {
     /// The room: its numeric id or its name.
-    #[schemars(with = "Option<RoomValue>")]
-    pub room: Option<Spanned<RoomValue>>,
+    pub room: Option<Located<RoomValue>>,
     /// This room's notification token (Room → Integrations → Build your own), as `${VAR}`, instead of the provider's `token`.
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
 }
 
 /// A room id (integer) or name (string).
@@ -111,10 +106,8 @@ impl Provider for HipChat {
                 let base = cx.base_url("server", &s.server, "")?;
                 let base = base.strip_suffix("/v2").unwrap_or(&base).to_string();
                 if is_cloud(&base) {
-                    cx.warning(
-                        Some(u.span()),
-                        "HipChat Cloud was retired on 2019-02-15 and its servers no longer answer: `server` must be a self-hosted HipChat Server or Data Center",
-                    );
+                    let msg = "HipChat Cloud was retired on 2019-02-15 and its servers no longer answer: `server` must be a self-hosted HipChat Server or Data Center";
+                    cx.warning(Some(u.span()), msg);
                 }
                 Some(base)
             }
@@ -124,25 +117,17 @@ impl Provider for HipChat {
         let from = match &s.from {
             Some(f) => {
                 let label = f.get_ref().trim();
-                if label.chars().count() > MAX_FROM || label.chars().any(char::is_control) {
-                    cx.error(
-                        Some(f.span()),
-                        format!("`from` must be a label of at most {MAX_FROM} characters"),
-                    );
-                    return None;
-                }
+                let ok = label.chars().count() <= MAX_FROM && !label.chars().any(char::is_control);
+                let shape = format!("`from` must be a label of at most {MAX_FROM} characters");
+                kit::check(cx, ok, Some(f.span()), shape)?;
                 (!label.is_empty()).then(|| label.to_string())
             }
             None => None,
         };
         // A bare `provider = "hipchat"` chat says what is missing when bound.
-        if server.is_none() && table.set {
-            cx.error(
-                table.span.clone(),
-                "a hipchat provider needs `server`, the base URL of the HipChat Server (e.g. \"https://hipchat.example.com\")",
-            );
-            return None;
-        }
+        let missing = "a hipchat provider needs `server`, the base URL of the HipChat Server (e.g. \"https://hipchat.example.com\")";
+        let ok = server.is_some() || !table.set;
+        kit::check(cx, ok, table.span.clone(), missing)?;
         Some(HipChat {
             server,
             token,
@@ -152,16 +137,9 @@ impl Provider for HipChat {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
-        let Some(raw) = &t.room else {
-            cx.error(chat, "a hipchat chat needs `room`, the room's id or name");
-            return None;
-        };
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
+        let missing = "a hipchat chat needs `room`, the room's id or name";
+        let raw = kit::required(cx, &t.room, chat.clone(), missing)?;
         let room = match raw.get_ref() {
             RoomValue::Id(0) => None,
             RoomValue::Id(n) => Some(n.to_string()),
@@ -170,11 +148,9 @@ impl Provider for HipChat {
             }),
         };
         let Some(room) = room else {
-            cx.error(
-                Some(raw.span()),
-                format!("`room` must be a room id or a room name of 1 to {MAX_ROOM} characters"),
-            );
-            return None;
+            let shape =
+                format!("`room` must be a room id or a room name of 1 to {MAX_ROOM} characters");
+            return kit::reject(cx, Some(raw.span()), shape);
         };
         let token = cx.opt_secret("token", &t.token)?.or(self.token.clone());
         let (Some(server), Some(token)) = (self.server.clone(), token) else {
@@ -183,8 +159,7 @@ impl Provider for HipChat {
             } else {
                 "a `token = \"${HIPCHAT_ROOM_TOKEN}\"` (the room's notification token) or a `token` on its provider"
             };
-            cx.error(chat, format!("a hipchat chat needs {needs}"));
-            return None;
+            return kit::reject(cx, chat, format!("a hipchat chat needs {needs}"));
         };
         Some(Box::new(HipChatChat {
             instance: self,

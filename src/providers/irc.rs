@@ -40,36 +40,27 @@ const NICK_SLACK: usize = 3;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Server host name or address, e.g. `irc.libera.chat` (no scheme, no port).
-    #[schemars(with = "String")]
-    pub server: Spanned<String>,
+    pub server: Located<String>,
     /// TCP port: default 6697 with TLS, 6667 with `tls = false`.
     pub port: Option<u16>,
     /// TLS, with the certificate checked against the system's roots (default true). `false` sends everything, the password included, in clear text.
     pub tls: Option<bool>,
     /// The relay's nick. When it is taken, `_` is appended until one is free, and the nick is claimed again later.
-    #[schemars(with = "String")]
-    pub nick: Spanned<String>,
+    pub nick: Located<String>,
     /// Password, as `${VAR}`; `auth` says how it is used.
-    #[schemars(with = "Option<String>")]
-    pub password: Option<Spanned<String>>,
+    pub password: Option<Located<String>>,
     /// How `password` is used: `pass` (server password, `PASS`; the default), `sasl` (SASL PLAIN for `account`), `nickserv` (`IDENTIFY` to NickServ after connecting).
-    #[schemars(with = "Option<Auth>")]
-    pub auth: Option<Spanned<Auth>>,
+    pub auth: Option<Located<Auth>>,
     /// Account for `sasl` and `nickserv` (default: `nick`).
-    #[schemars(with = "Option<String>")]
-    pub account: Option<Spanned<String>>,
+    pub account: Option<Located<String>>,
     /// User name (ident) sent with `USER` (default: `nick`).
-    #[schemars(with = "Option<String>")]
-    pub username: Option<Spanned<String>>,
+    pub username: Option<Located<String>>,
     /// Real name sent with `USER` (default "discourse-relay").
-    #[schemars(with = "Option<String>")]
-    pub realname: Option<Spanned<String>>,
+    pub realname: Option<Located<String>>,
     /// Lines sent at once before pacing starts, for all chats on this server together (default 4).
-    #[schemars(with = "Option<u32>")]
-    pub burst: Option<Spanned<u32>>,
+    pub burst: Option<Located<u32>>,
     /// Lines per time after the burst, e.g. "1/s" (the default) or "30/m"; most servers disconnect flooding clients.
-    #[schemars(with = "Option<String>")]
-    pub line_rate: Option<Spanned<String>>,
+    pub line_rate: Option<Located<String>>,
     /// Send `NOTICE` instead of `PRIVMSG` (bots never auto-reply to a notice; some clients show it less prominently).
     pub notice: Option<bool>,
 }
@@ -92,11 +83,9 @@ pub enum Auth {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// Channel, e.g. `#forum` (starts with `#`, `&`, `+` or `!`; no spaces, commas or control characters; at most 50 bytes).
-    #[schemars(with = "String")]
-    pub channel: Spanned<String>,
+    pub channel: Located<String>,
     /// Channel key (mode +k), as `${VAR}`.
-    #[schemars(with = "Option<String>")]
-    pub key: Option<Spanned<String>>,
+    pub key: Option<Located<String>>,
 }
 
 /// Everything the connection needs; shared by the instance and its task.
@@ -135,12 +124,8 @@ impl Provider for Irc {
 
     fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let ok = &mut true;
-        let server = kit::host(
-            cx,
-            ok,
-            &s.server,
-            "`server` must be a host name or address only, like \"irc.libera.chat\" (set `port` and `tls` separately)",
-        )?;
+        let msg = "`server` must be a host name or address only, like \"irc.libera.chat\" (set `port` and `tls` separately)";
+        let server = kit::host(cx, ok, &s.server, msg)?;
         let nick = kit::checked(cx, ok, "nick", &s.nick, check_nick);
         let tls = s.tls.unwrap_or(true);
         let password = match &s.password {
@@ -164,7 +149,7 @@ impl Provider for Irc {
             cx.warning(Some(s.server.span()), msg);
         }
         // Unset, they are the nick, and their problems are shown at it.
-        let or_nick = |v: &Option<Spanned<String>>| match v {
+        let or_nick = |v: &Option<Located<String>>| match v {
             Some(v) => (v.get_ref().clone(), v.span()),
             None => (nick.clone(), s.nick.span()),
         };
@@ -177,7 +162,7 @@ impl Provider for Irc {
             .realname
             .as_ref()
             .map_or("discourse-relay", |r| r.get_ref());
-        let span = s.realname.as_ref().map(Spanned::span);
+        let span = s.realname.as_ref().map(Located::span);
         let msg = "`realname` must not contain control characters";
         ensure(cx, ok, !realname.contains(char::is_control), span, msg);
         let (account, at) = or_nick(&s.account);
@@ -185,14 +170,9 @@ impl Provider for Irc {
         let msg = "`account` must be a name without spaces or control characters";
         ensure(cx, ok, fine, Some(at), msg);
         let burst = s.burst.as_ref().map_or(4, |b| *b.get_ref());
-        let span = s.burst.as_ref().map(Spanned::span);
-        ensure(
-            cx,
-            ok,
-            (1..=100).contains(&burst),
-            span,
-            "`burst` must be between 1 and 100",
-        );
+        let span = s.burst.as_ref().map(Located::span);
+        let msg = "`burst` must be between 1 and 100";
+        ensure(cx, ok, (1..=100).contains(&burst), span, msg);
         let mut line_interval = Duration::from_secs(1);
         if let Some(r) = &s.line_rate {
             let rate = Rate::parse(r.get_ref());
@@ -215,7 +195,7 @@ impl Provider for Irc {
             },
             realname: realname.to_string(),
             password,
-            auth: s.auth.map(Spanned::into_inner).unwrap_or_default(),
+            auth: s.auth.map(Located::into_inner).unwrap_or_default(),
             account,
             burst,
             line_interval,
@@ -227,12 +207,7 @@ impl Provider for Irc {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        _chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, _chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let ok = &mut true;
         let channel = kit::checked(cx, ok, "channel", &t.channel, check_channel);
         if !*ok {

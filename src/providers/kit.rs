@@ -13,24 +13,23 @@
 //! redacted later, for every provider, by delivery (`send::redact_outcome`).
 
 use std::marker::PhantomData;
-use std::ops::{Range, RangeInclusive};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use serde_spanned::Spanned;
 use toml_edit::Item;
 
 use super::http::{HttpResponse, classify_status};
 use super::{
-    Capabilities, Destination, Instance, Message, NativeMessage, NativeSender, Outbound, Outcome,
-    Registration, schema_of,
+    Bound, Capabilities, Destination, Instance, Message, NativeMessage, NativeSender, Outbound,
+    Outcome, Registration, Span, schema_of,
 };
-use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Secret;
+use crate::config::{Located, Rate};
 use crate::render::Dialect;
 
 /// What every provider file names: `use super::kit::prelude::*;`.
@@ -42,42 +41,32 @@ pub mod prelude {
     pub use schemars::JsonSchema;
     pub use serde::Deserialize;
     pub use serde_json::{Value, json};
-    pub use serde_spanned::Spanned;
 
     pub use super::super::http::{classify_status, fit, id_url, path_segment, retry_hint};
     pub use super::super::{
-        Action, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound, Outcome,
-        Registration, Thread,
+        Action, Bound, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound,
+        Outcome, Registration, Span, Thread,
     };
     pub use super::{
         self as kit, CodeSpec, Hook, OneOf, Provider, Spec, Table, classify_json, truncate_bytes,
     };
-    pub use crate::config::Rate;
     pub use crate::config::de::Ctx;
     pub use crate::config::env::Secret;
+    pub use crate::config::{Located, Rate};
     pub use crate::render::Dialect;
 }
 
 // ---- Settings checks: every problem located, the value never echoed ----
 
 /// Reports `message` at `span` and gives `None`: `return kit::reject(cx, span, "…")`.
-pub fn reject<T>(
-    cx: &mut Ctx<'_>,
-    span: Option<Range<usize>>,
-    message: impl Into<String>,
-) -> Option<T> {
+pub fn reject<T>(cx: &mut Ctx<'_>, span: Span, message: impl Into<String>) -> Option<T> {
     cx.error(span, message);
     None
 }
 
 /// `Some(())` when `ok`; otherwise `message` is reported at `span`, and
 /// `kit::check(…)?` stops at this first problem.
-pub fn check(
-    cx: &mut Ctx<'_>,
-    ok: bool,
-    span: Option<Range<usize>>,
-    message: impl Into<String>,
-) -> Option<()> {
+pub fn check(cx: &mut Ctx<'_>, ok: bool, span: Span, message: impl Into<String>) -> Option<()> {
     if !ok {
         cx.error(span, message);
     }
@@ -90,7 +79,7 @@ pub fn ensure(
     cx: &mut Ctx<'_>,
     all_ok: &mut bool,
     ok: bool,
-    span: Option<Range<usize>>,
+    span: Span,
     message: impl Into<String>,
 ) {
     if check(cx, ok, span, message).is_none() {
@@ -104,18 +93,13 @@ pub fn checked(
     cx: &mut Ctx<'_>,
     all_ok: &mut bool,
     field: &str,
-    v: &Spanned<String>,
+    v: &Located<String>,
     valid: impl Fn(&str) -> Result<(), &'static str>,
 ) -> String {
     let s = v.get_ref().trim().to_string();
     if let Err(why) = valid(&s) {
-        ensure(
-            cx,
-            all_ok,
-            false,
-            Some(v.span()),
-            format!("`{field}` {why}"),
-        );
+        let msg = format!("`{field}` {why}");
+        ensure(cx, all_ok, false, Some(v.span()), msg);
     }
     s
 }
@@ -125,7 +109,7 @@ pub fn checked(
 pub fn host(
     cx: &mut Ctx<'_>,
     all_ok: &mut bool,
-    v: &Spanned<String>,
+    v: &Located<String>,
     message: &str,
 ) -> Option<String> {
     let h = cx.string(v)?.expose().trim().to_string();
@@ -134,18 +118,29 @@ pub fn host(
     Some(h)
 }
 
-/// A required secret (`${VAR}`) field: `missing` is reported at `at` when
-/// it is absent. Returns the value and the field as written.
+/// A required field: `missing` is reported at `at` (the chat, or the
+/// provider's table) when it is absent.
+pub fn required<'v, T>(
+    cx: &mut Ctx<'_>,
+    v: &'v Option<Located<T>>,
+    at: Span,
+    missing: &str,
+) -> Option<&'v Located<T>> {
+    match v {
+        Some(v) => Some(v),
+        None => reject(cx, at, missing),
+    }
+}
+
+/// A [`required`] secret (`${VAR}`) field: the value and the field as written.
 pub fn required_secret<'v>(
     cx: &mut Ctx<'_>,
-    v: &'v Option<Spanned<String>>,
+    v: &'v Option<Located<String>>,
     field: &str,
-    at: Option<Range<usize>>,
+    at: Span,
     missing: &str,
-) -> Option<(Secret, &'v Spanned<String>)> {
-    let Some(v) = v else {
-        return reject(cx, at, missing);
-    };
+) -> Option<(Secret, &'v Located<String>)> {
+    let v = required(cx, v, at, missing)?;
     Some((cx.secret(field, v)?, v))
 }
 
@@ -153,7 +148,7 @@ pub fn required_secret<'v>(
 /// reported at the value when it does not.
 pub fn ranged<T: TryFrom<i64> + PartialOrd>(
     cx: &mut Ctx<'_>,
-    v: &Option<Spanned<i64>>,
+    v: &Option<Located<i64>>,
     range: RangeInclusive<T>,
     message: &str,
 ) -> Option<Option<T>> {
@@ -167,7 +162,7 @@ pub fn ranged<T: TryFrom<i64> + PartialOrd>(
 /// reported at the field: `Some(None)` when unset, `None` when refused.
 pub fn opt_field<T, U, E: Into<String>>(
     cx: &mut Ctx<'_>,
-    v: &Option<Spanned<T>>,
+    v: &Option<Located<T>>,
     valid: impl FnOnce(&T) -> Result<U, E>,
 ) -> Option<Option<U>> {
     let Some(v) = v else { return Some(None) };
@@ -181,12 +176,10 @@ pub fn opt_field<T, U, E: Into<String>>(
 pub fn opt_url(
     cx: &mut Ctx<'_>,
     field: &str,
-    v: &Option<Spanned<String>>,
+    v: &Option<Located<String>>,
 ) -> Option<Option<String>> {
-    match v {
-        Some(u) => Some(Some(cx.url(field, u, false)?.expose().to_string())),
-        None => Some(None),
-    }
+    let Some(u) = v else { return Some(None) };
+    Some(Some(cx.url(field, u, false)?.expose().to_string()))
 }
 
 /// An optional API base URL ([`Ctx::base_url`]): `Some(None)` when it is
@@ -194,7 +187,7 @@ pub fn opt_url(
 pub fn opt_base_url(
     cx: &mut Ctx<'_>,
     field: &str,
-    v: &Option<Spanned<String>>,
+    v: &Option<Located<String>>,
 ) -> Option<Option<String>> {
     match v {
         Some(_) => cx.base_url(field, v, "").map(Some),
@@ -205,17 +198,17 @@ pub fn opt_base_url(
 /// Which of a chat's two exclusive fields is set (an API target such as a
 /// channel id, or a webhook URL).
 pub enum OneOf<'a> {
-    First(&'a Spanned<String>),
-    Second(&'a Spanned<String>),
+    First(&'a Located<String>),
+    Second(&'a Located<String>),
 }
 
 /// The one of `first` and `second` that is set; `both` is reported at
 /// `first` when both are, `neither` at the chat when none is.
 pub fn one_of<'a>(
     cx: &mut Ctx<'_>,
-    first: &'a Option<Spanned<String>>,
-    second: &'a Option<Spanned<String>>,
-    chat: Option<Range<usize>>,
+    first: &'a Option<Located<String>>,
+    second: &'a Option<Located<String>>,
+    chat: Span,
     both: &str,
     neither: &str,
 ) -> Option<OneOf<'a>> {
@@ -242,7 +235,7 @@ pub fn chat_needs(kind: &str, what: &str) -> String {
 
 /// The host of a server URL, for `target()`; `None` while the URL as
 /// written holds a `${VAR}` (its value may be a secret).
-pub fn shown_host(written: &Spanned<String>, url: &str) -> Option<String> {
+pub fn shown_host(written: &Located<String>, url: &str) -> Option<String> {
     if written.get_ref().contains("${") {
         return None;
     }
@@ -275,12 +268,7 @@ pub trait Provider: std::fmt::Debug + Send + Sync + Sized + 'static {
     /// problem was reported).
     fn new(s: Self::Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self>;
     /// One chat's destination; `chat` locates "missing field" problems.
-    fn bind_target(
-        self: Arc<Self>,
-        t: Self::Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>>;
+    fn bind_target(self: Arc<Self>, t: Self::Target, chat: Span, cx: &mut Ctx<'_>) -> Bound;
 }
 
 /// The `[providers.NAME]` table a provider's settings come from: where a
@@ -288,7 +276,7 @@ pub trait Provider: std::fmt::Debug + Send + Sync + Sized + 'static {
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     /// Its place in the file (`None` for a bare `provider = "kind"` chat).
-    pub span: Option<Range<usize>>,
+    pub span: Span,
     /// Whether it sets anything: a chat naming the kind directly reads an
     /// empty table, and each chat that needs a key then says so itself.
     pub set: bool,
@@ -330,25 +318,16 @@ fn parse<P: Provider>(item: &Item, cx: &mut Ctx<'_>) -> Option<Arc<dyn Instance>
 }
 
 impl<P: Provider> Instance for P {
-    fn bind(
-        self: Arc<Self>,
-        target: &Item,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind(self: Arc<Self>, target: &Item, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let t = cx.deserialize::<P::Target>(target)?;
         self.bind_target(t, chat, cx)
     }
 }
 
-/// Settings of a provider that has none (each chat names its own webhook).
-#[derive(Debug, serde::Deserialize, JsonSchema)]
-pub struct NoSettings {}
-
 /// The chat fields of a provider with nothing to set on `[providers.NAME]`
 /// (each chat names its own webhook): they bind on their own, through [`Hook`].
 pub trait HookTarget: DeserializeOwned + JsonSchema + 'static {
-    fn bind(self, chat: Option<Range<usize>>, cx: &mut Ctx<'_>) -> Option<Box<dyn Destination>>;
+    fn bind(self, chat: Span, cx: &mut Ctx<'_>) -> Bound;
 }
 
 /// The provider of webhook chats: settings `S` (documentation only) and
@@ -369,12 +348,7 @@ impl<S: DeserializeOwned + JsonSchema + 'static, T: HookTarget> Provider for Hoo
         Some(Hook(PhantomData))
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: T,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: T, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         t.bind(chat, cx)
     }
 }
@@ -853,6 +827,8 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
     /// How answers map to outcomes: a [`Spec`] or a [`CodeSpec`] (by
     /// default the status alone, [`classify_status`]).
     const ANSWERS: &'static dyn Answers = &ByStatus;
+    /// [`Destination::reads_context`].
+    const READS_CONTEXT: bool = true;
 
     /// [`Chat::TARGET`], or more when the chat's ids are not secret.
     fn target(&self) -> String {
@@ -874,10 +850,6 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
     /// [`Chat::RATE`], unless the platform's limit depends on the chat.
     fn default_rate(&self) -> Option<Rate> {
         Self::RATE
-    }
-    /// [`Destination::reads_context`].
-    fn reads_context(&self) -> bool {
-        true
     }
     /// [`Destination::chat_ids`].
     fn chat_ids(&self) -> Vec<String> {
@@ -935,7 +907,7 @@ impl<C: Chat> Destination for C {
         Chat::request(self, msg)
     }
     fn reads_context(&self) -> bool {
-        Chat::reads_context(self)
+        C::READS_CONTEXT
     }
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         Chat::classify(self, resp)

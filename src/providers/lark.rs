@@ -30,15 +30,13 @@ pub struct Settings {}
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// The bot's webhook URL, `https://open.feishu.cn/open-apis/bot/v2/hook/<token>` (or `open.larksuite.com`), with the token as `${VAR}`.
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
     /// Signing secret, as `${VAR}`, when the bot has signature verification on.
-    #[schemars(with = "Option<String>")]
-    pub secret: Option<Spanned<String>>,
+    pub secret: Option<Located<String>>,
 }
 
 impl kit::HookTarget for Target {
-    fn bind(self, chat: Option<Range<usize>>, cx: &mut Ctx<'_>) -> Option<Box<dyn Destination>> {
+    fn bind(self, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let missing = "a lark chat needs `webhook_url` (the custom bot's webhook address, with its token as ${VAR})";
         let (url, span) = cx.required_url(&self.webhook_url, "webhook_url", chat, missing)?;
         // Checked once the variables are set; the message never echoes the token.

@@ -59,23 +59,18 @@ pub enum Visibility {
 #[schemars(rename = "MastodonSettings")]
 pub struct Settings {
     /// The instance's base URL, e.g. `https://mastodon.social`. Required.
-    #[schemars(with = "Option<String>")]
-    pub instance: Option<Spanned<String>>,
+    pub instance: Option<Located<String>>,
     /// Access token of the posting account, as `${VAR}` (Preferences → Development → New application, scope `write:statuses`). Sent as `Authorization: Bearer`. Required.
-    #[schemars(with = "Option<String>")]
-    pub access_token: Option<Spanned<String>>,
+    pub access_token: Option<Located<String>>,
     /// Who sees the statuses: `public`, `unlisted` (default), `private` (followers only) or `direct`. A chat may override it.
-    #[schemars(with = "Option<Visibility>")]
-    pub visibility: Option<Spanned<Visibility>>,
+    pub visibility: Option<Located<Visibility>>,
     /// Content warning shown before each status (Mastodon's `spoiler_text`); counts toward `max_chars`. A chat may override it. Default none.
-    #[schemars(with = "Option<String>")]
-    pub spoiler_text: Option<Spanned<String>>,
+    pub spoiler_text: Option<Located<String>>,
     /// ISO 639 language code of the statuses, e.g. `en`. Default: Mastodon guesses.
-    #[schemars(with = "Option<String>")]
-    pub language: Option<Spanned<String>>,
+    pub language: Option<Located<String>>,
     /// The instance's status length limit (default 500; see `/api/v2/instance` `configuration.statuses.max_characters`). Longer statuses are cut with `…`.
     #[schemars(with = "Option<u32>", range(min = 50, max = 100000))]
-    pub max_chars: Option<Spanned<i64>>,
+    pub max_chars: Option<Located<i64>>,
 }
 
 /// Chat fields for a Mastodon chat (all optional: the account is the destination).
@@ -83,11 +78,9 @@ pub struct Settings {
 #[schemars(rename = "MastodonTarget")]
 pub struct Target {
     /// This chat's status visibility, instead of the provider's: `public`, `unlisted`, `private` or `direct`.
-    #[schemars(with = "Option<Visibility>")]
-    pub visibility: Option<Spanned<Visibility>>,
+    pub visibility: Option<Located<Visibility>>,
     /// This chat's content warning, instead of the provider's (`""` for none).
-    #[schemars(with = "Option<String>")]
-    pub spoiler_text: Option<Spanned<String>>,
+    pub spoiler_text: Option<Located<String>>,
 }
 
 #[derive(Debug)]
@@ -119,11 +112,8 @@ impl Provider for Mastodon {
         };
         let language = match &s.language {
             Some(l) if !is_language_code(l.get_ref().trim()) => {
-                return kit::reject(
-                    cx,
-                    Some(l.span()),
-                    "`language` must be an ISO 639 code like \"en\" or \"pt-BR\"",
-                );
+                let msg = "`language` must be an ISO 639 code like \"en\" or \"pt-BR\"";
+                return kit::reject(cx, Some(l.span()), msg);
             }
             l => l.as_ref().map(|l| l.get_ref().trim().to_string()),
         };
@@ -143,12 +133,7 @@ impl Provider for Mastodon {
         Some(p)
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let (Some(instance), Some(token)) = (&self.instance, &self.token) else {
             let what = "`instance` and `access_token = \"${MASTODON_TOKEN}\"`";
             return kit::reject(cx, chat, kit::chat_needs("mastodon", what));
@@ -200,31 +185,26 @@ fn is_language_code(code: &str) -> bool {
 
 /// A content warning: `None` when empty; an error when it leaves too little
 /// room for the status under `max_chars`.
-fn spoiler(t: &Spanned<String>, max_chars: usize, cx: &mut Ctx<'_>) -> Option<Option<String>> {
+fn spoiler(t: &Located<String>, max_chars: usize, cx: &mut Ctx<'_>) -> Option<Option<String>> {
     let text = t.get_ref().trim();
     if text.is_empty() {
         return Some(None);
     }
     if weight(text) + MIN_MAX_CHARS / 2 > max_chars {
-        return kit::reject(
-            cx,
-            Some(t.span()),
-            format!(
-                "`spoiler_text` counts toward the {max_chars} characters of a status and leaves too little room: shorten it"
-            ),
+        let msg = format!(
+            "`spoiler_text` counts toward the {max_chars} characters of a status and leaves too little room: shorten it"
         );
+        return kit::reject(cx, Some(t.span()), msg);
     }
     Some(Some(break_mentions(text)))
 }
 
 /// The visibility set, if any; `direct` is worth a warning.
-fn visibility(v: &Option<Spanned<Visibility>>, cx: &mut Ctx<'_>) -> Option<Visibility> {
+fn visibility(v: &Option<Located<Visibility>>, cx: &mut Ctx<'_>) -> Option<Visibility> {
     let v = v.as_ref()?;
     if *v.get_ref() == Visibility::Direct {
-        cx.warning(
-            Some(v.span()),
-            "`direct` statuses reach only the accounts they mention, and the relay breaks every mention: only the posting account will see them",
-        );
+        let msg = "`direct` statuses reach only the accounts they mention, and the relay breaks every mention: only the posting account will see them";
+        cx.warning(Some(v.span()), msg);
     }
     Some(*v.get_ref())
 }

@@ -25,11 +25,9 @@ pub const REGISTRATION: Registration =
 #[schemars(rename = "MatrixSettings")]
 pub struct Settings {
     /// Client-server API base URL of the homeserver, e.g. `https://matrix.example.org`: the `m.homeserver` `base_url` of `https://SERVER/.well-known/matrix/client`, which may differ from the server name in ids. Required.
-    #[schemars(with = "Option<String>")]
-    pub homeserver: Option<Spanned<String>>,
+    pub homeserver: Option<Located<String>>,
     /// Access token of the account that posts, as `${VAR}`. The account must have joined every room it posts to. Sent as `Authorization: Bearer`. Required.
-    #[schemars(with = "Option<String>")]
-    pub access_token: Option<Spanned<String>>,
+    pub access_token: Option<Located<String>>,
 }
 
 /// Chat fields for a Matrix chat.
@@ -37,8 +35,7 @@ pub struct Settings {
 #[schemars(rename = "MatrixTarget")]
 pub struct Target {
     /// Room id, e.g. `!AbCdEf123:example.org` (Element: Room settings → Advanced → Internal room ID). Aliases (`#room:example.org`) are refused: resolve one once with `GET /_matrix/client/v3/directory/room/{alias}`.
-    #[schemars(with = "Option<String>")]
-    pub room: Option<Spanned<String>>,
+    pub room: Option<Located<String>>,
 }
 
 /// What differs between the kinds built on this provider.
@@ -69,8 +66,8 @@ impl Matrix {
     pub(crate) fn read(
         flavor: Flavor,
         table: &Table,
-        homeserver: Option<&Spanned<String>>,
-        access_token: Option<&Spanned<String>>,
+        homeserver: Option<&Located<String>>,
+        access_token: Option<&Located<String>>,
         cx: &mut Ctx<'_>,
     ) -> Option<Self> {
         let homeserver = match homeserver {
@@ -110,18 +107,11 @@ impl Provider for Matrix {
         )
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let kind = self.flavor.kind;
-        let Some(room) = &t.room else {
-            let problem =
-                format!("a {kind} chat needs `room`, a room id like \"!AbCdEf123:example.org\"");
-            return kit::reject(cx, chat, problem);
-        };
+        let missing =
+            format!("a {kind} chat needs `room`, a room id like \"!AbCdEf123:example.org\"");
+        let room = kit::required(cx, &t.room, chat.clone(), &missing)?;
         let room = room_id(room, cx)?;
         let (Some(homeserver), Some(token)) = (&self.homeserver, &self.token) else {
             let token = format!("`access_token = \"{}\"`", self.token_var());
@@ -157,24 +147,18 @@ impl Matrix {
 
 /// Checks a `room` value: a room id, never an alias. Room ids are `!` and an
 /// opaque part, with `:server` before room version 12 and without it since.
-fn room_id(room: &Spanned<String>, cx: &mut Ctx<'_>) -> Option<String> {
+fn room_id(room: &Located<String>, cx: &mut Ctx<'_>) -> Option<String> {
     let id = room.get_ref().trim();
     if id.starts_with('#') {
-        return kit::reject(
-            cx,
-            Some(room.span()),
-            "`room` must be a room id (`!…`), not an alias: find the id in Element under Room settings → Advanced, or with GET /_matrix/client/v3/directory/room/%23ALIAS:SERVER",
-        );
+        let msg = "`room` must be a room id (`!…`), not an alias: find the id in Element under Room settings → Advanced, or with GET /_matrix/client/v3/directory/room/%23ALIAS:SERVER";
+        return kit::reject(cx, Some(room.span()), msg);
     }
     let valid = id.len() > 1
         && id.starts_with('!')
         && !id.chars().any(|c| c.is_whitespace() || c.is_control());
     if !valid {
-        return kit::reject(
-            cx,
-            Some(room.span()),
-            "`room` must be a room id like \"!AbCdEf123:example.org\"",
-        );
+        let msg = "`room` must be a room id like \"!AbCdEf123:example.org\"";
+        return kit::reject(cx, Some(room.span()), msg);
     }
     Some(id.to_string())
 }

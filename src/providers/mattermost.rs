@@ -28,30 +28,24 @@ const MAX_MESSAGE: usize = 16_383;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Bot access token or personal access token, as `${VAR}`. Needed for chats that name a `channel_id`.
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// The Mattermost server (e.g. `https://chat.example.org`); posts go to `{api_url}/api/v4/posts`. Needed for chats that name a `channel_id`.
-    #[schemars(with = "Option<String>")]
-    pub api_url: Option<Spanned<String>>,
+    pub api_url: Option<Located<String>>,
     /// Display name for webhook posts (incoming webhooks only; needs "Enable integrations to override usernames" on the server).
     pub username: Option<String>,
     /// Profile picture URL for webhook posts (incoming webhooks only; needs "Enable integrations to override profile picture icons").
-    #[schemars(with = "Option<String>")]
-    pub icon_url: Option<Spanned<String>>,
+    pub icon_url: Option<Located<String>>,
 }
 
 /// Chat fields for a Mattermost chat: `channel_id` (REST API) or `webhook_url`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// Channel id (26 letters and digits, from the channel's "View Info"), for the REST API; the bot must be a member of the channel.
-    #[schemars(with = "Option<String>")]
-    pub channel_id: Option<Spanned<String>>,
+    pub channel_id: Option<Located<String>>,
     /// Incoming webhook URL (`https://chat.example.org/hooks/KEY`), as `${VAR}` (the URL is the credential).
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
     /// With `webhook_url`: post to this channel (its URL name, e.g. `town-square`) instead of the webhook's own, unless the webhook is locked to its channel.
-    #[schemars(with = "Option<String>")]
-    pub channel: Option<Spanned<String>>,
+    pub channel: Option<Located<String>>,
 }
 
 #[derive(Debug)]
@@ -81,41 +75,27 @@ impl Provider for Mattermost {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let both =
             "set either `channel_id` (REST API) or `webhook_url` (incoming webhook), not both";
         let neither = "a mattermost chat needs `channel_id` (with a token) or `webhook_url`";
         let mode = match kit::one_of(cx, &t.channel_id, &t.webhook_url, chat, both, neither)? {
             OneOf::First(c) => {
                 if let Some(ch) = &t.channel {
-                    return kit::reject(
-                        cx,
-                        Some(ch.span()),
-                        "`channel` is for incoming webhooks; a REST chat names its channel with `channel_id` only",
-                    );
+                    let msg = "`channel` is for incoming webhooks; a REST chat names its channel with `channel_id` only";
+                    return kit::reject(cx, Some(ch.span()), msg);
                 }
                 let channel_id = c.get_ref().trim().to_string();
                 let is_id = channel_id.len() == 26
                     && (channel_id.chars()).all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
                 if !is_id {
-                    return kit::reject(
-                        cx,
-                        Some(c.span()),
-                        "`channel_id` must be a channel id (26 lowercase letters and digits, from the channel's \"View Info\"), not a channel name",
-                    );
+                    let msg = "`channel_id` must be a channel id (26 lowercase letters and digits, from the channel's \"View Info\"), not a channel name";
+                    return kit::reject(cx, Some(c.span()), msg);
                 }
                 let (Some(token), Some(api_url)) = (self.token.clone(), self.api_url.clone())
                 else {
-                    return kit::reject(
-                        cx,
-                        Some(c.span()),
-                        "posting to a `channel_id` needs `token = \"${MATTERMOST_TOKEN}\"` and `api_url` on a [providers.NAME] table with kind = \"mattermost\", or use `webhook_url`",
-                    );
+                    let msg = "posting to a `channel_id` needs `token = \"${MATTERMOST_TOKEN}\"` and `api_url` on a [providers.NAME] table with kind = \"mattermost\", or use `webhook_url`";
+                    return kit::reject(cx, Some(c.span()), msg);
                 };
                 Mode::Api {
                     token,
@@ -181,10 +161,7 @@ impl kit::Chat for MattermostChat {
     // The server's rate limiter defaults to 10 requests/s per user or
     // IP (when enabled, with a burst of 100).
     const RATE: Option<Rate> = Some(Rate::per_second(10));
-
-    fn reads_context(&self) -> bool {
-        false
-    }
+    const READS_CONTEXT: bool = false;
 
     fn capabilities(&self) -> Capabilities {
         // REST answers the post id (replies, patches, deletes); a webhook just `ok`.

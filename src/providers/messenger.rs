@@ -72,17 +72,13 @@ pub enum NotificationType {
 #[schemars(rename = "MessengerSettings")]
 pub struct Settings {
     /// The Page access token (permission `pages_messaging`), as `${VAR}`. Sent as `Authorization: Bearer`. Required.
-    #[schemars(with = "Option<String>")]
-    pub page_token: Option<Spanned<String>>,
+    pub page_token: Option<Located<String>>,
     /// Graph API base URL (default `https://graph.facebook.com`).
-    #[schemars(with = "Option<String>")]
-    pub api_url: Option<Spanned<String>>,
+    pub api_url: Option<Located<String>>,
     /// Graph API version, e.g. `v21.0` (the default).
-    #[schemars(with = "Option<String>")]
-    pub api_version: Option<Spanned<String>>,
+    pub api_version: Option<Located<String>>,
     /// Send as `MESSAGE_TAG` with this tag (`ACCOUNT_UPDATE`, `CONFIRMED_EVENT_UPDATE`, `POST_PURCHASE_UPDATE`, `HUMAN_AGENT`) so messages pass outside the 24-hour window. Only for messages that really fit the tag's allowed uses: forum notifications usually do not, and misuse can restrict the Page. Default: none (`messaging_type` `UPDATE`, inside the window only).
-    #[schemars(with = "Option<Tag>")]
-    pub tag: Option<Spanned<Tag>>,
+    pub tag: Option<Located<Tag>>,
     /// `REGULAR` (default), `SILENT_PUSH` or `NO_PUSH`.
     pub notification_type: Option<NotificationType>,
 }
@@ -92,8 +88,7 @@ pub struct Settings {
 #[schemars(rename = "MessengerTarget")]
 pub struct Target {
     /// The person's page-scoped id (PSID), from a webhook event of the same Page (`sender.id`) after they messaged it. Digits, as a string or an integer.
-    #[schemars(with = "Option<PsidValue>")]
-    pub psid: Option<Spanned<PsidValue>>,
+    pub psid: Option<Located<PsidValue>>,
 }
 
 /// A PSID: digits, as a string or an integer.
@@ -137,11 +132,8 @@ impl Provider for Messenger {
         let api_url = cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?;
         let version = match &s.api_version {
             Some(v) if !is_version(v.get_ref().trim()) => {
-                return kit::reject(
-                    cx,
-                    Some(v.span()),
-                    "`api_version` must be a Graph API version like \"v21.0\"",
-                );
+                let msg = "`api_version` must be a Graph API version like \"v21.0\"";
+                return kit::reject(cx, Some(v.span()), msg);
             }
             Some(v) => v.get_ref().trim(),
             None => DEFAULT_API_VERSION,
@@ -149,32 +141,20 @@ impl Provider for Messenger {
         let p = Messenger {
             token,
             endpoint: format!("{api_url}/{version}/me/messages"),
-            tag: s.tag.map(Spanned::into_inner),
+            tag: s.tag.map(Located::into_inner),
             notification_type: s.notification_type,
         };
         table.complete(cx, p.incomplete())?;
         Some(p)
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<std::ops::Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
-        let Some(raw) = &t.psid else {
-            return kit::reject(
-                cx,
-                chat,
-                "a messenger chat needs `psid`, the page-scoped id of a person who messaged the Page",
-            );
-        };
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
+        let missing =
+            "a messenger chat needs `psid`, the page-scoped id of a person who messaged the Page";
+        let raw = kit::required(cx, &t.psid, chat.clone(), missing)?;
         let Some(psid) = raw.get_ref().digits() else {
-            return kit::reject(
-                cx,
-                Some(raw.span()),
-                "`psid` must be a page-scoped id (digits, the `sender.id` of a webhook event of the Page)",
-            );
+            let msg = "`psid` must be a page-scoped id (digits, the `sender.id` of a webhook event of the Page)";
+            return kit::reject(cx, Some(raw.span()), msg);
         };
         let needs = kit::chat_needs("messenger", "`page_token = \"${MESSENGER_PAGE_TOKEN}\"`");
         let token = cx.require_token(&self.token, chat, &needs)?;

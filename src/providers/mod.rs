@@ -285,16 +285,17 @@ pub trait Destination: Send + Sync + fmt::Debug {
     }
 }
 
+/// A chat bound to its platform, or `None` when a problem was reported.
+pub type Bound = Option<Box<dyn Destination>>;
+
+/// Where in the file a problem is reported (`None`: nowhere in particular).
+pub type Span = Option<Range<usize>>;
+
 /// A configured provider instance (`[providers.NAME]`), ready to bind chats.
 pub trait Instance: Send + Sync + fmt::Debug {
     /// Reads a chat's target fields (`target` holds only those) and binds a
     /// destination. `chat` locates the chat for "missing field" problems.
-    fn bind(
-        self: Arc<Self>,
-        target: &Item,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>>;
+    fn bind(self: Arc<Self>, target: &Item, chat: Span, cx: &mut Ctx<'_>) -> Bound;
 }
 
 /// How the registry knows a provider: its kind name, how to read its

@@ -30,14 +30,11 @@ const MAX_BODY_BYTES: usize = 4096;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// ntfy server base URL (default `https://ntfy.sh`).
-    #[schemars(with = "Option<String>")]
-    pub server: Option<Spanned<String>>,
+    pub server: Option<Located<String>>,
     /// Access token (`tk_…`) for protected topics, as `${VAR}`; sent as `Authorization: Bearer`.
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// Message priority from 1 (min) to 5 (max); default: the server's (3).
-    #[schemars(with = "Option<i64>")]
-    pub priority: Option<Spanned<i64>>,
+    pub priority: Option<Located<i64>>,
     /// Tags sent before the topic's own tags; emoji short codes such as `speech_balloon` show as icons.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -50,8 +47,7 @@ pub struct Settings {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// Topic to publish to: letters, digits, `-` and `_`, at most 64. On a public server anyone who knows the name can subscribe: pick an unguessable one, or keep it in `${VAR}`.
-    #[schemars(with = "Option<String>")]
-    pub topic: Option<Spanned<String>>,
+    pub topic: Option<Located<String>>,
 }
 
 #[derive(Debug)]
@@ -71,6 +67,7 @@ impl Provider for Ntfy {
 
     fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let server = cx.base_url("server", &s.server, DEFAULT_SERVER)?;
+        let priority = "`priority` must be between 1 (min) and 5 (max)";
         Some(Ntfy {
             host: match &s.server {
                 Some(u) => kit::shown_host(u, &server),
@@ -78,41 +75,23 @@ impl Provider for Ntfy {
             },
             server,
             token: cx.opt_secret("token", &s.token)?,
-            priority: kit::ranged(
-                cx,
-                &s.priority,
-                1..=5,
-                "`priority` must be between 1 (min) and 5 (max)",
-            )?,
+            priority: kit::ranged(cx, &s.priority, 1..=5, priority)?,
             tags: s.tags,
             markdown: s.markdown,
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
-        let Some(raw) = &t.topic else {
-            cx.error(chat, "an ntfy chat needs `topic`");
-            return None;
-        };
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
+        let raw = kit::required(cx, &t.topic, chat, "an ntfy chat needs `topic`")?;
         let topic = cx.string(raw)?;
         let v = topic.expose();
         // A topic still holding an unset `${VAR}` (validate, explain) is checked at serve time.
         let valid = (1..=64).contains(&v.len())
             && v.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !v.contains("${") && !valid {
-            // Never echo the value: it may come from the environment.
-            cx.error(
-                Some(raw.span()),
-                "`topic` must be 1 to 64 letters, digits, `-` or `_`",
-            );
-            return None;
-        }
+        // Never echo the value: it may come from the environment.
+        let shape = "`topic` must be 1 to 64 letters, digits, `-` or `_`";
+        kit::check(cx, v.contains("${") || valid, Some(raw.span()), shape)?;
         Some(Box::new(NtfyChat {
             instance: self,
             topic,

@@ -33,14 +33,11 @@ const MIN_RETRY: Duration = Duration::from_secs(5);
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Application API token, as `${VAR}` (required; sent in the request body).
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// API base URL (default `https://api.pushover.net/1`).
-    #[schemars(with = "Option<String>")]
-    pub api_url: Option<Spanned<String>>,
+    pub api_url: Option<Located<String>>,
     /// Priority from -2 (no alert) to 1 (high, bypasses quiet hours); default 0. Emergency (2) is not supported.
-    #[schemars(with = "Option<i64>")]
-    pub priority: Option<Spanned<i64>>,
+    pub priority: Option<Located<i64>>,
     /// Notification sound name (e.g. `pushover`, `none`); default: the user's.
     pub sound: Option<String>,
 }
@@ -49,8 +46,7 @@ pub struct Settings {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// User or group key to notify, as `${VAR}` (sent in the request body).
-    #[schemars(with = "Option<String>")]
-    pub user: Option<Spanned<String>>,
+    pub user: Option<Located<String>>,
     /// Device name(s) to notify, comma-separated; default: all of the user's devices.
     pub device: Option<String>,
 }
@@ -70,31 +66,20 @@ impl Provider for Pushover {
     fn new(s: Settings, table: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let missing = "a pushover provider needs the application `token = \"${PUSHOVER_TOKEN}\"`: define [providers.NAME] with kind = \"pushover\"";
         let (token, _) = kit::required_secret(cx, &s.token, "token", table.span.clone(), missing)?;
+        let priority = "`priority` must be between -2 and 1 (emergency priority 2 needs acknowledgements the relay does not handle)";
         Some(Pushover {
             token,
             api_url: cx.base_url("api_url", &s.api_url, DEFAULT_API_URL)?,
-            priority: kit::ranged(
-                cx,
-                &s.priority,
-                -2..=1,
-                "`priority` must be between -2 and 1 (emergency priority 2 needs acknowledgements the relay does not handle)",
-            )?,
+            priority: kit::ranged(cx, &s.priority, -2..=1, priority)?,
             sound: s.sound.filter(|v| !v.trim().is_empty()),
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let missing = "a pushover chat needs `user = \"${PUSHOVER_USER}\"` (a user or group key)";
         let (user, raw) = kit::required_secret(cx, &t.user, "user", chat, missing)?;
-        if user.expose().trim().is_empty() {
-            cx.error(Some(raw.span()), "`user` is empty");
-            return None;
-        }
+        let ok = !user.expose().trim().is_empty();
+        kit::check(cx, ok, Some(raw.span()), "`user` is empty")?;
         Some(Box::new(PushoverChat {
             instance: self,
             user,

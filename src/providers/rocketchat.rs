@@ -31,19 +31,15 @@ pub struct Settings {
     /// Display name shown instead of the integration's user (`alias`).
     pub alias: Option<String>,
     /// Avatar image URL (`avatar`); takes precedence over `emoji`.
-    #[schemars(with = "Option<String>")]
-    pub avatar: Option<Spanned<String>>,
+    pub avatar: Option<Located<String>>,
     /// Emoji used as avatar, e.g. `:speech_balloon:` (`emoji`).
     pub emoji: Option<String>,
     /// The Rocket.Chat server (e.g. `https://chat.example.org`), for chats that name a `room_id` (REST API).
-    #[schemars(with = "Option<String>")]
-    pub server_url: Option<Spanned<String>>,
+    pub server_url: Option<Located<String>>,
     /// The bot's user id (`X-User-Id`), for the REST API.
-    #[schemars(with = "Option<String>")]
-    pub user_id: Option<Spanned<String>>,
+    pub user_id: Option<Located<String>>,
     /// The bot's personal access token (`X-Auth-Token`), as `${VAR}`, for the REST API.
-    #[schemars(with = "Option<String>")]
-    pub auth_token: Option<Spanned<String>>,
+    pub auth_token: Option<Located<String>>,
 }
 
 /// Chat fields for a Rocket.Chat chat.
@@ -51,11 +47,9 @@ pub struct Settings {
 #[schemars(rename = "RocketchatTarget")]
 pub struct Target {
     /// Incoming webhook URL (`https://HOST/hooks/ID/TOKEN`, Administration → Integrations), as `${VAR}`: the URL is the credential. The integration decides the channel.
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
     /// Room id (REST API; needs `server_url`, `user_id` and `auth_token` on the provider): threads, edits and deletes work.
-    #[schemars(with = "Option<String>")]
-    pub room_id: Option<Spanned<String>>,
+    pub room_id: Option<Located<String>>,
 }
 
 #[derive(Debug)]
@@ -90,11 +84,8 @@ impl Provider for RocketChat {
                 token: cx.secret("auth_token", token)?,
             })),
             _ => {
-                return kit::reject(
-                    cx,
-                    None,
-                    "the Rocket.Chat REST API needs all of `server_url`, `user_id` and `auth_token = \"${ROCKETCHAT_TOKEN}\"`",
-                );
+                let msg = "the Rocket.Chat REST API needs all of `server_url`, `user_id` and `auth_token = \"${ROCKETCHAT_TOKEN}\"`";
+                return kit::reject(cx, None, msg);
             }
         };
         Some(RocketChat {
@@ -105,22 +96,14 @@ impl Provider for RocketChat {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let both = "set either `webhook_url` (incoming webhook) or `room_id` (REST API), not both";
         let neither = "a rocketchat chat needs `webhook_url = \"${ROCKETCHAT_HOOK}\"` (incoming webhook) or `room_id` (REST API)";
         let mode = match kit::one_of(cx, &t.room_id, &t.webhook_url, chat, both, neither)? {
             OneOf::First(room) => {
                 let Some(rest) = self.rest.clone() else {
-                    return kit::reject(
-                        cx,
-                        Some(room.span()),
-                        "`room_id` needs the REST API: set `server_url`, `user_id` and `auth_token` on a [providers.NAME] table with kind = \"rocketchat\"",
-                    );
+                    let msg = "`room_id` needs the REST API: set `server_url`, `user_id` and `auth_token` on a [providers.NAME] table with kind = \"rocketchat\"";
+                    return kit::reject(cx, Some(room.span()), msg);
                 };
                 let room = room.get_ref().trim().to_string();
                 if room.is_empty() {
@@ -157,10 +140,7 @@ impl kit::Chat for RocketChatChat {
     // The REST rate limiter's defaults, which also cover /hooks: 10 calls
     // per 60 s per route (API_Enable_Rate_Limiter_Limit_Calls_Default).
     const RATE: Option<Rate> = Some(Rate::per_minute(10));
-
-    fn reads_context(&self) -> bool {
-        false
-    }
+    const READS_CONTEXT: bool = false;
 
     fn capabilities(&self) -> Capabilities {
         // REST answers carry the message `_id`; the webhook just `success`.

@@ -31,11 +31,9 @@ const TRANSIENT_ERRORS: &[&str] = &[
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Bot token (`xoxb-…`) with `chat:write`, as `${VAR}`. Needed for chats that name a `channel`.
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// Web API base URL (default `https://slack.com/api`).
-    #[schemars(with = "Option<String>")]
-    pub api_url: Option<Spanned<String>>,
+    pub api_url: Option<Located<String>>,
     /// Display name override (needs `chat:write.customize`).
     pub username: Option<String>,
     /// Avatar URL override (needs `chat:write.customize`).
@@ -46,11 +44,9 @@ pub struct Settings {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// Channel id (`C0123…`) or name (`#general`), for the Web API.
-    #[schemars(with = "Option<String>")]
-    pub channel: Option<Spanned<String>>,
+    pub channel: Option<Located<String>>,
     /// Incoming webhook URL, as `${VAR}` (the URL is the credential).
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
 }
 
 #[derive(Debug)]
@@ -74,21 +70,13 @@ impl Provider for Slack {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let both = "set either `channel` (Web API) or `webhook_url` (incoming webhook), not both";
         let neither = "a slack chat needs `channel` (with a bot token) or `webhook_url`";
         let mode = match kit::one_of(cx, &t.channel, &t.webhook_url, chat, both, neither)? {
             OneOf::First(c) => {
-                let token = cx.require_token(
-                    &self.token,
-                    Some(c.span()),
-                    "posting to a `channel` needs a bot token: set `token = \"${SLACK_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"slack\", or use `webhook_url`",
-                )?;
+                let missing = "posting to a `channel` needs a bot token: set `token = \"${SLACK_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"slack\", or use `webhook_url`";
+                let token = cx.require_token(&self.token, Some(c.span()), missing)?;
                 let channel = c.get_ref().trim().trim_start_matches('#').to_string();
                 if channel.is_empty() {
                     return kit::reject(cx, Some(c.span()), "`channel` is empty");
@@ -122,10 +110,7 @@ impl kit::Chat for SlackChat {
     const KIND: &str = REGISTRATION.kind;
     const DIALECT: Dialect = Dialect::SlackMrkdwn;
     const RATE: Option<Rate> = Some(Rate::per_second(1));
-
-    fn reads_context(&self) -> bool {
-        false
-    }
+    const READS_CONTEXT: bool = false;
 
     fn capabilities(&self) -> Capabilities {
         // The Web API answers the message `ts`; a webhook just `ok`.

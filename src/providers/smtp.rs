@@ -43,22 +43,17 @@ const MAX_RECIPIENTS: usize = 100;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// SMTP server host name, e.g. `smtp.example.org` (no scheme, no port).
-    #[schemars(with = "String")]
-    pub server: Spanned<String>,
+    pub server: Located<String>,
     /// Port: default 587 with `starttls`, 465 with `tls`, 25 with `none`.
     pub port: Option<u16>,
     /// `starttls` (default: plain connection upgraded with STARTTLS, required), `tls` (implicit TLS, "SMTPS"), or `none` (clear text, only for a server on localhost, for testing).
-    #[schemars(with = "Option<TlsMode>")]
-    pub tls: Option<Spanned<TlsMode>>,
+    pub tls: Option<Located<TlsMode>>,
     /// Login name for SMTP AUTH (needs `password`).
-    #[schemars(with = "Option<String>")]
-    pub username: Option<Spanned<String>>,
+    pub username: Option<Located<String>>,
     /// Password for SMTP AUTH, as `${VAR}`.
-    #[schemars(with = "Option<String>")]
-    pub password: Option<Spanned<String>>,
+    pub password: Option<Located<String>>,
     /// Sender, e.g. "Forum <forum@example.org>" or "forum@example.org".
-    #[schemars(with = "String")]
-    pub from: Spanned<String>,
+    pub from: Located<String>,
 }
 
 /// How the SMTP connection is protected.
@@ -88,8 +83,7 @@ pub enum Recipients {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// Recipient address, or a list of them: "team@example.org" or ["a@example.org", "B <b@example.org>"].
-    #[schemars(with = "Recipients")]
-    pub to: Spanned<Recipients>,
+    pub to: Located<Recipients>,
 }
 
 #[derive(Debug)]
@@ -104,20 +98,12 @@ impl Provider for Smtp {
 
     fn new(s: Settings, _: &Table, cx: &mut Ctx<'_>) -> Option<Self> {
         let ok = &mut true;
-        let server = kit::host(
-            cx,
-            ok,
-            &s.server,
-            "`server` must be a host name or address only, like \"smtp.example.org\" (set `port` and `tls` separately)",
-        )?;
+        let msg = "`server` must be a host name or address only, like \"smtp.example.org\" (set `port` and `tls` separately)";
+        let server = kit::host(cx, ok, &s.server, msg)?;
         let tls = s.tls.as_ref().map_or(TlsMode::Starttls, |t| *t.get_ref());
-        ensure(
-            cx,
-            ok,
-            tls != TlsMode::None || server.contains("${") || is_loopback(&server),
-            s.tls.as_ref().map(Spanned::span),
-            "`tls = \"none\"` sends mail (and any password) in clear text and is only allowed for a server on localhost (a test sink); use \"starttls\" or \"tls\"",
-        );
+        let msg = "`tls = \"none\"` sends mail (and any password) in clear text and is only allowed for a server on localhost (a test sink); use \"starttls\" or \"tls\"";
+        let clear_ok = tls != TlsMode::None || server.contains("${") || is_loopback(&server);
+        ensure(cx, ok, clear_ok, s.tls.as_ref().map(Located::span), msg);
         let password = cx.opt_secret("password", &s.password)?;
         let credentials = match (&s.username, password) {
             (Some(u), Some(p)) => Some(Credentials::new(u.get_ref().clone(), p.expose().into())),
@@ -127,7 +113,7 @@ impl Provider for Smtp {
                 None
             }
             (None, Some(_)) => {
-                let span = s.password.as_ref().map(Spanned::span);
+                let span = s.password.as_ref().map(Located::span);
                 ensure(cx, ok, false, span, "`password` needs a `username`");
                 None
             }
@@ -155,12 +141,7 @@ impl Provider for Smtp {
         Some(Smtp { from, sender })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        _chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, _chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let span = t.to.span();
         let list = match t.to.into_inner() {
             Recipients::One(a) => vec![a],
@@ -176,8 +157,7 @@ impl Provider for Smtp {
             None
         };
         if let Some(p) = problem {
-            cx.error(Some(span), p);
-            return None;
+            return kit::reject(cx, Some(span), p);
         }
         let to = list
             .iter()

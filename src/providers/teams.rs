@@ -50,8 +50,7 @@ pub struct Settings {
 pub struct Target {
     /// The Workflows webhook URL ("When a Teams webhook request is received";
     /// it carries its signature as `sig=`), as `${VAR}`: the URL is the credential.
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
 }
 
 #[derive(Debug)]
@@ -69,12 +68,7 @@ impl Provider for Teams {
         Some(Teams { button })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let missing =
             "a teams chat needs `webhook_url = \"${TEAMS_WEBHOOK_URL}\"` (a Workflows webhook URL)";
         let (url, span) = cx.required_url(&t.webhook_url, "webhook_url", chat, missing)?;

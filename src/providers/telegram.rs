@@ -27,11 +27,9 @@ const MAX_TEXT: usize = 4096;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Bot token from @BotFather (`123456:ABC-…`), as `${VAR}`. Required: every telegram chat posts as this bot.
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// Bot API base URL (default `https://api.telegram.org`; a self-hosted `telegram-bot-api` server or a test mock).
-    #[schemars(with = "Option<String>")]
-    pub api_url: Option<Spanned<String>>,
+    pub api_url: Option<Located<String>>,
     /// Send silently: members get a notification without sound (default false).
     pub disable_notification: Option<bool>,
 }
@@ -40,11 +38,9 @@ pub struct Settings {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// Chat id (groups and channels are negative, e.g. `-1001234567890`) or a public channel's `@username`. The bot must be a member (an admin, in channels).
-    #[schemars(with = "Option<ChatIdValue>")]
-    pub chat_id: Option<Spanned<ChatIdValue>>,
+    pub chat_id: Option<Located<ChatIdValue>>,
     /// Forum topic to post in (`message_thread_id`), for supergroups with topics enabled.
-    #[schemars(with = "Option<i64>")]
-    pub message_thread_id: Option<Spanned<i64>>,
+    pub message_thread_id: Option<Located<i64>>,
 }
 
 /// A Telegram chat: an integer id, or a string (`"@channelname"`, or a numeric id).
@@ -101,16 +97,9 @@ impl Provider for Telegram {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
-        let Some(raw) = &t.chat_id else {
-            let msg = "a telegram chat needs `chat_id` (e.g. -1001234567890, or \"@channelname\")";
-            return kit::reject(cx, chat, msg);
-        };
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
+        let missing = "a telegram chat needs `chat_id` (e.g. -1001234567890, or \"@channelname\")";
+        let raw = kit::required(cx, &t.chat_id, chat.clone(), missing)?;
         let chat_id = match ChatId::read(raw.get_ref()) {
             Ok(c) => c,
             Err(msg) => return kit::reject(cx, Some(raw.span()), msg),
@@ -119,11 +108,8 @@ impl Provider for Telegram {
             n if n > 0 => Ok(n),
             _ => Err("`message_thread_id` must be a positive forum topic id"),
         })?;
-        let token = cx.require_token(
-            &self.token,
-            Some(raw.span()),
-            "a telegram chat needs a bot token: set `token = \"${TELEGRAM_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"telegram\"",
-        )?;
+        let missing = "a telegram chat needs a bot token: set `token = \"${TELEGRAM_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"telegram\"";
+        let token = cx.require_token(&self.token, Some(raw.span()), missing)?;
         Some(Box::new(TelegramChat {
             instance: self,
             token,
@@ -153,10 +139,7 @@ impl kit::Chat for TelegramChat {
     // sendMessage returns `message_id`: replies (`reply_parameters`),
     // `editMessageText` and `deleteMessage` can use it.
     const CAPS: Capabilities = Capabilities::ALL;
-
-    fn reads_context(&self) -> bool {
-        false
-    }
+    const READS_CONTEXT: bool = false;
 
     fn default_rate(&self) -> Option<Rate> {
         // Bot FAQ: about 1 message/s per chat, at most 20/min in a group or

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 #[allow(unused_imports)] // until the provider tests move onto the testkit
 pub(crate) use super::http::tests::resp;
-use super::{Action, Destination, HttpRequest, Message, Outbound, Registration, Thread};
+use super::{
+    Action, Bound, Destination, HttpRequest, Message, Outbound, Registration, Span, Thread,
+};
 use crate::config::de::{Ctx, MissingEnv};
 use crate::config::diag::Problem;
 
@@ -108,12 +110,7 @@ fn with_config<T>(
 /// (settings `s`, chat fields `t`, whose spans count from the document's
 /// start: `t = {…`; the chat located at `0..1`) with `env` as the
 /// environment: the destination and the problems.
-pub fn bind(
-    reg: &Registration,
-    s: &str,
-    t: &str,
-    env: &[(&str, &str)],
-) -> (Option<Box<dyn Destination>>, Vec<Problem>) {
+pub fn bind(reg: &Registration, s: &str, t: &str, env: &[(&str, &str)]) -> (Bound, Vec<Problem>) {
     with_config(
         &format!("t = {t}\ns = {s}"),
         env,
@@ -133,7 +130,7 @@ pub fn bind_fields(
     settings: &str,
     target: &str,
     env: &[(&str, &str)],
-) -> (Option<Box<dyn Destination>>, Vec<String>) {
+) -> (Bound, Vec<String>) {
     let (dest, p) = bind(
         reg,
         &format!("{{ {settings} }}"),
@@ -151,7 +148,7 @@ pub fn load(
     settings: &str,
     target: &str,
     env: &[(&str, &str)],
-) -> (Option<Box<dyn Destination>>, Vec<String>) {
+) -> (Bound, Vec<String>) {
     let toml = format!("[s]\n{settings}\n[t]\n{target}\n");
     let (dest, p) = with_config(&toml, env, MissingEnv::Error, |doc, cx| {
         (reg.parse)(&doc["s"], cx).and_then(|i| i.bind(&doc["t"], None, cx))
@@ -178,8 +175,8 @@ pub fn settings_problems(
 pub fn bind_chat(
     inst: std::sync::Arc<dyn super::Instance>,
     target: &str,
-    chat: Option<std::ops::Range<usize>>,
-) -> (Option<Box<dyn Destination>>, Vec<Problem>) {
+    chat: Span,
+) -> (Bound, Vec<Problem>) {
     with_config(
         &format!("t = {target}"),
         &[],

@@ -26,19 +26,16 @@ const MAX_MARKDOWN_BYTES: usize = 7439;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Bot access token, as `${VAR}` (developer.webex.com > My Webex Apps > bot).
-    #[schemars(with = "Option<String>")]
-    pub token: Option<Spanned<String>>,
+    pub token: Option<Located<String>>,
     /// API base URL (default `https://webexapis.com`).
-    #[schemars(with = "Option<String>")]
-    pub api_url: Option<Spanned<String>>,
+    pub api_url: Option<Located<String>>,
 }
 
 /// Chat fields for a Webex chat.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// The room (space) id, `Y2lzY29zcGFyazovL…`; the bot must be a member of the room.
-    #[schemars(with = "Option<String>")]
-    pub room_id: Option<Spanned<String>>,
+    pub room_id: Option<Located<String>>,
 }
 
 #[derive(Debug)]
@@ -58,12 +55,7 @@ impl Provider for Webex {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let missing = "a webex chat needs `room_id` (the space's id)";
         let (room_id, span) = cx.required_str(&t.room_id, "room_id", chat, missing)?;
         let no_token = "posting to a webex room needs a bot token: set `token = \"${WEBEX_BOT_TOKEN}\"` on a [providers.NAME] table with kind = \"webex\"";

@@ -20,24 +20,20 @@ pub const REGISTRATION: Registration =
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// Default URL for chats that set none. May contain `${VAR}`s.
-    #[schemars(with = "Option<String>")]
-    pub url: Option<Spanned<String>>,
+    pub url: Option<Located<String>>,
     /// Extra headers sent with every request (e.g. `Authorization = "Bearer ${HOOK_TOKEN}"`).
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, String>")]
-    pub headers: BTreeMap<String, Spanned<String>>,
+    pub headers: BTreeMap<String, Located<String>>,
 }
 
 /// Chat fields for a webhook chat.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// Where to POST (webhook provider). May contain `${VAR}`s.
-    #[schemars(with = "Option<String>")]
-    pub url: Option<Spanned<String>>,
+    pub url: Option<Located<String>>,
     /// Extra headers for this chat; they override the provider's.
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, String>")]
-    pub headers: BTreeMap<String, Spanned<String>>,
+    pub headers: BTreeMap<String, Located<String>>,
 }
 
 #[derive(Debug)]
@@ -48,7 +44,7 @@ struct Webhook {
 
 /// Header values may hold `${VAR}`s (a token): they are secrets.
 fn read_headers(
-    raw: &BTreeMap<String, Spanned<String>>,
+    raw: &BTreeMap<String, Located<String>>,
     cx: &mut Ctx<'_>,
 ) -> BTreeMap<String, Secret> {
     raw.iter()
@@ -69,21 +65,13 @@ impl Provider for Webhook {
         Some(Webhook { url, headers })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let url = match &t.url {
             Some(u) => Some(cx.url("url", u, false)?),
             None => self.url.clone(),
         };
-        let url = cx.require_token(
-            &url,
-            chat,
-            "a webhook chat needs `url` (or a `url` on its provider)",
-        )?;
+        let missing = "a webhook chat needs `url` (or a `url` on its provider)";
+        let url = cx.require_token(&url, chat, missing)?;
         let mut headers = self.headers.clone();
         headers.extend(read_headers(&t.headers, cx));
         Some(Box::new(WebhookChat { url, headers }))
@@ -101,10 +89,7 @@ impl kit::Chat for WebhookChat {
     const DIALECT: Dialect = Dialect::Json;
     // Unknown receivers: polite by default, `rate_limit` raises it.
     const RATE: Option<Rate> = Some(Rate::per_second(10));
-
-    fn reads_context(&self) -> bool {
-        false
-    }
+    const READS_CONTEXT: bool = false;
 
     fn target(&self) -> String {
         // The URL may carry a token in its path: show only its origin.

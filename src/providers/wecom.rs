@@ -30,12 +30,11 @@ pub struct Settings {}
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// The robot's webhook URL, `https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=<key>`, with the key as `${VAR}`.
-    #[schemars(with = "Option<String>")]
-    pub webhook_url: Option<Spanned<String>>,
+    pub webhook_url: Option<Located<String>>,
 }
 
 impl kit::HookTarget for Target {
-    fn bind(self, chat: Option<Range<usize>>, cx: &mut Ctx<'_>) -> Option<Box<dyn Destination>> {
+    fn bind(self, chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let missing = "a wecom chat needs `webhook_url` (the robot's webhook address, with its key as ${VAR})";
         let (url, span) = cx.required_url(&self.webhook_url, "webhook_url", chat, missing)?;
         // Checked once the variables are set; the message never echoes the key.

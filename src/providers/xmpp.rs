@@ -38,23 +38,17 @@ const MAX_PART: usize = 1023;
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
     /// The bot's account, `name@example.org` (a `/resource` may follow; without one the server picks it).
-    #[schemars(with = "String")]
-    pub jid: Spanned<String>,
+    pub jid: Located<String>,
     /// The account's password, as `${VAR}`.
-    #[schemars(with = "String")]
-    pub password: Spanned<String>,
+    pub password: Located<String>,
     /// Host to connect to (default: the JID's domain; no DNS SRV lookup).
-    #[schemars(with = "Option<String>")]
-    pub server: Option<Spanned<String>>,
+    pub server: Option<Located<String>>,
     /// TCP port (default 5222).
-    #[schemars(with = "Option<u16>")]
-    pub port: Option<Spanned<u16>>,
+    pub port: Option<Located<u16>>,
     /// `starttls` (the default: TLS is required, the certificate is checked for the JID's domain) or `none` (clear text, password included: only allowed when `server` is 127.0.0.1, ::1 or localhost, for test servers).
-    #[schemars(with = "Option<Tls>")]
-    pub tls: Option<Spanned<Tls>>,
+    pub tls: Option<Located<Tls>>,
     /// The bot's nickname in rooms (default: the JID's name part).
-    #[schemars(with = "Option<String>")]
-    pub nick: Option<Spanned<String>>,
+    pub nick: Option<Located<String>>,
 }
 
 /// Transport security of the client connection.
@@ -72,8 +66,7 @@ pub enum Tls {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Target {
     /// The room's address, `room@conference.example.org` (no `/nick`).
-    #[schemars(with = "String")]
-    pub room: Spanned<String>,
+    pub room: Located<String>,
 }
 
 /// Everything the connection needs; shared by the instance and its task.
@@ -117,35 +110,24 @@ impl Provider for Xmpp {
         let jid = s.jid.get_ref().trim();
         let (user, domain, resource) = match parse_jid(jid) {
             Ok(j) => (j.node.to_string(), j.domain.to_lowercase(), j.resource),
-            Err(why) => {
-                cx.error(Some(s.jid.span()), format!("`jid` {why}"));
-                return None;
-            }
+            Err(why) => return kit::reject(cx, Some(s.jid.span()), format!("`jid` {why}")),
         };
         let password = cx.secret("password", &s.password)?;
+        let msg = "`server` must be a host name or address only, like \"xmpp.example.org\" (set `port` separately)";
         let server = match &s.server {
-            Some(v) => kit::host(
-                cx,
-                ok,
-                v,
-                "`server` must be a host name or address only, like \"xmpp.example.org\" (set `port` separately)",
-            )?,
+            Some(v) => kit::host(cx, ok, v, msg)?,
             None => domain.clone(),
         };
         let tls = s.tls.as_ref().map_or(Tls::Starttls, |t| *t.get_ref());
-        ensure(
-            cx,
-            ok,
-            tls != Tls::None || is_loopback(&server),
-            s.tls.as_ref().map(Spanned::span),
-            "`tls = \"none\"` sends the password in clear text: it is only allowed for a test server on 127.0.0.1, ::1 or localhost (set `server`)",
-        );
+        let msg = "`tls = \"none\"` sends the password in clear text: it is only allowed for a test server on 127.0.0.1, ::1 or localhost (set `server`)";
+        let clear_ok = tls != Tls::None || is_loopback(&server);
+        ensure(cx, ok, clear_ok, s.tls.as_ref().map(Located::span), msg);
         let nick = match &s.nick {
             Some(n) => kit::checked(cx, ok, "nick", n, check_nick),
             None => user.clone(),
         };
         let port = s.port.as_ref().map_or(5222, |p| *p.get_ref());
-        let span = s.port.as_ref().map(Spanned::span);
+        let span = s.port.as_ref().map(Located::span);
         ensure(cx, ok, port != 0, span, "`port` must not be 0");
         if !*ok {
             return None;
@@ -166,12 +148,7 @@ impl Provider for Xmpp {
         })
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        _chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
+    fn bind_target(self: Arc<Self>, t: Target, _chat: Span, cx: &mut Ctx<'_>) -> Bound {
         let ok = &mut true;
         let room = kit::checked(cx, ok, "room", &t.room, check_room);
         // The service part is case-insensitive; keep the room name as written.

@@ -33,14 +33,11 @@ const TRANSIENT_CODES: &[&str] = &["RATE_LIMIT_HIT", "REQUEST_TIMEOUT", "SERVER_
 #[schemars(rename = "ZulipSettings")]
 pub struct Settings {
     /// Organization URL, e.g. `https://chat.example.org` or `https://example.zulipchat.com` (`/api/v1/messages` is added). Required.
-    #[schemars(with = "Option<String>")]
-    pub realm: Option<Spanned<String>>,
+    pub realm: Option<Located<String>>,
     /// The bot's email address (Personal settings → Bots), e.g. `relay-bot@chat.example.org`. Required.
-    #[schemars(with = "Option<String>")]
-    pub email: Option<Spanned<String>>,
+    pub email: Option<Located<String>>,
     /// The bot's API key, as `${VAR}`. Required.
-    #[schemars(with = "Option<String>")]
-    pub api_key: Option<Spanned<String>>,
+    pub api_key: Option<Located<String>>,
 }
 
 /// Chat fields for a Zulip chat.
@@ -48,11 +45,9 @@ pub struct Settings {
 #[schemars(rename = "ZulipTarget")]
 pub struct Target {
     /// Channel (stream) name, or its numeric id (digits only; survives renames). The bot must be subscribed to private channels.
-    #[schemars(with = "Option<String>")]
-    pub stream: Option<Spanned<String>>,
+    pub stream: Option<Located<String>>,
     /// A fixed topic for every message (at most 60 characters). Default: the forum topic's title, cut to 60 characters, so each forum topic gets its own Zulip topic.
-    #[schemars(with = "Option<String>")]
-    pub topic: Option<Spanned<String>>,
+    pub topic: Option<Located<String>>,
 }
 
 #[derive(Debug)]
@@ -96,26 +91,13 @@ impl Provider for Zulip {
         Some(p)
     }
 
-    fn bind_target(
-        self: Arc<Self>,
-        t: Target,
-        chat: Option<Range<usize>>,
-        cx: &mut Ctx<'_>,
-    ) -> Option<Box<dyn Destination>> {
-        let Some(stream) = &t.stream else {
-            return kit::reject(
-                cx,
-                chat,
-                "a zulip chat needs `stream`, the channel's name (or numeric id)",
-            );
-        };
+    fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
+        let missing = "a zulip chat needs `stream`, the channel's name (or numeric id)";
+        let stream = kit::required(cx, &t.stream, chat.clone(), missing)?;
         let name = stream.get_ref().trim().trim_start_matches('#').trim();
         if name.is_empty() || name.chars().any(char::is_control) {
-            return kit::reject(
-                cx,
-                Some(stream.span()),
-                "`stream` must be a channel name or id",
-            );
+            let msg = "`stream` must be a channel name or id";
+            return kit::reject(cx, Some(stream.span()), msg);
         }
         let stream = if !name.bytes().all(|b| b.is_ascii_digit()) {
             Stream::Name(name.to_string())
@@ -157,8 +139,8 @@ impl Zulip {
 /// still holding an unset `${VAR}` passes). Never echoes the value.
 fn checked(
     cx: &mut Ctx<'_>,
-    v: &Option<Spanned<String>>,
-    read: impl FnOnce(&mut Ctx<'_>, &Spanned<String>) -> Option<Secret>,
+    v: &Option<Located<String>>,
+    read: impl FnOnce(&mut Ctx<'_>, &Located<String>) -> Option<Secret>,
     ok: fn(&str) -> bool,
     problem: &str,
 ) -> Option<Option<Secret>> {
@@ -171,14 +153,11 @@ fn checked(
 }
 
 /// A chat's `topic`: one line of text within Zulip's limit.
-fn fixed_topic(topic: &Spanned<String>, cx: &mut Ctx<'_>) -> Option<String> {
+fn fixed_topic(topic: &Located<String>, cx: &mut Ctx<'_>) -> Option<String> {
     let v = topic.get_ref().trim();
     if v.is_empty() || v.chars().any(char::is_control) {
-        return kit::reject(
-            cx,
-            Some(topic.span()),
-            "`topic` must be a non-empty line of text",
-        );
+        let msg = "`topic` must be a non-empty line of text";
+        return kit::reject(cx, Some(topic.span()), msg);
     }
     if v.chars().count() > TOPIC_MAX {
         let problem = format!("`topic` is longer than Zulip's {TOPIC_MAX} characters");
