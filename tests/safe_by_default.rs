@@ -204,3 +204,91 @@ subscribe = ["t/web*"]
     assert_eq!(globbed["delivered"], 0, "{status:#}");
     assert_eq!(globbed["queue_depth"], 0, "{status:#}");
 }
+
+/// With an API key that may read `/tag_groups.json`, the tags of a tag
+/// group only some groups see are staff-only without `hidden_tags`: not in
+/// the message, and not matched by a glob.
+#[test]
+fn tags_of_restricted_tag_groups_are_learned_from_the_api_and_hidden() {
+    let forum = Mock::start();
+    let api_file = |name: &str| {
+        let text =
+            std::fs::read_to_string(root().join(format!("tests/fixtures/api/{name}"))).unwrap();
+        Reply::new(200, &text).header("content-type", "application/json")
+    };
+    forum.route("/site.json", api_file("site.json"));
+    forum.route("/tag_groups.json", api_file("tag_groups.json"));
+    forum.always(Reply::new(404, r#"{"errors":["not found"]}"#));
+    let chats = Mock::start();
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        r##"[discourse]
+url = "{forum}"
+webhook_secret = "${{DISCOURSE_WEBHOOK_SECRET}}"
+api_key = "${{DISCOURSE_API_KEY}}"
+delay = "0s"
+
+[providers.slack]
+kind = "slack"
+token = "${{SLACK_TOKEN}}"
+api_url = "{api}"
+
+[templates]
+tags = "tags=[{{{{join topic.tags \",\"}}}}]"
+
+[[chat]]
+name = "shown"
+provider = "slack"
+channel = "#shown"
+template = "tags"
+subscribe = ["all"]
+
+[[chat]]
+name = "globbed"
+provider = "slack"
+channel = "#globbed"
+template = "tags"
+subscribe = ["t/esc*"]
+"##,
+        forum = forum.url(""),
+        api = chats.url("/api")
+    );
+    let cfg = write(dir.path(), "relay.toml", toml);
+    let env = [
+        ("SLACK_TOKEN", "xoxb-h"),
+        ("DISCOURSE_API_KEY", "api-key-123"),
+    ];
+    let relay = Relay::start(&cfg, &dir.path().join("data"), &env);
+    relay.wait_log("categories learned", |l| {
+        l.contains("learned categories from /site.json")
+    });
+    let url = forum.url("");
+    let mut topic = edited_fixture("topic_created", |v| {
+        v["topic"]["tags"] = serde_json::json!([
+            {"id": 11, "name": "async", "slug": "async"},
+            {"id": 40, "name": "escalated", "slug": "escalated"}
+        ]);
+    });
+    topic.set_header("X-Discourse-Instance", &url);
+    assert_eq!(relay.post(&topic.headers, topic.body).0, 202);
+    let mut post = fixture("post_created_first_post");
+    post.set_header("X-Discourse-Instance", &url);
+    assert_eq!(relay.post(&post.headers, post.body).0, 202);
+    let sent = chats.wait_for(1, Duration::from_secs(15));
+    let b = sent[0].json();
+    assert_eq!(b["channel"], "shown", "{b}");
+    assert_eq!(b["text"], "tags=[async]", "escalated is staff-only: {b}");
+    // `globbed` got nothing: the status shows one delivery in all.
+    let status = relay.wait_status("the one delivery acknowledged", |s| {
+        s["chats"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .map(|c| c["delivered"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+                == 1
+        })
+    });
+    assert!(
+        chats.requests().iter().all(|r| !r.body.contains("globbed")),
+        "{status:#}"
+    );
+}

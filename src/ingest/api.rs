@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::payload::{Site, TopicPayload};
+use super::payload::{Site, TagGroups, TopicPayload};
 use crate::config::env::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,11 @@ impl DiscourseApi {
 
     pub async fn site(&self) -> Result<Site, ApiError> {
         self.get("/site.json").await
+    }
+
+    /// Tag groups and who may see them (admin keys; others get a 403).
+    pub async fn tag_groups(&self) -> Result<TagGroups, ApiError> {
+        self.get("/tag_groups.json").await
     }
 
     pub async fn topic(&self, id: u64) -> Result<TopicPayload, ApiError> {

@@ -8,7 +8,7 @@ use super::event::TopicState;
 use std::collections::{HashMap, VecDeque};
 
 use super::event::{Category, Tag};
-use super::payload::{Site, TagPayload, TopicPayload};
+use super::payload::{Site, TagGroups, TagPayload, TopicPayload};
 
 /// Topics remembered at most; the oldest learned are forgotten first. Enough
 /// for the posts that arrive while a topic is active, bounded for memory.
@@ -51,6 +51,9 @@ pub struct ForumState {
     hidden_tags: Option<std::sync::Arc<globset::GlobSet>>,
     /// Group names by id, from `/site.json` (group events carry ids only).
     groups: HashMap<u64, String>,
+    /// Tags of restricted tag groups (lower-case), from `/tag_groups.json`:
+    /// hidden like `hidden_tags`.
+    restricted_tags: std::collections::HashSet<String>,
 }
 
 impl ForumState {
@@ -112,6 +115,8 @@ impl ForumState {
             categories: self.categories.clone(),
             fail_closed: self.fail_closed,
             groups: self.groups.clone(),
+            restricted_tags: self.restricted_tags.clone(),
+            hidden_tags: self.hidden_tags.clone(),
             ..Self::default()
         }
     }
@@ -204,11 +209,23 @@ impl ForumState {
         self.topics = topics;
     }
 
-    /// Whether a tag is staff-only (by name or slug).
+    /// Whether a tag is staff-only (by name or slug): named by
+    /// `hidden_tags`, or in a tag group only some groups may see.
     fn hides(&self, name: &str, slug: &str) -> bool {
-        self.hidden_tags
-            .as_ref()
-            .is_some_and(|g| g.is_match(name.to_lowercase()) || g.is_match(slug.to_lowercase()))
+        let (name, slug) = (name.to_lowercase(), slug.to_lowercase());
+        self.restricted_tags.contains(&name)
+            || self.restricted_tags.contains(&slug)
+            || (self.hidden_tags.as_ref()).is_some_and(|g| g.is_match(&name) || g.is_match(&slug))
+    }
+
+    /// Learns which tags are staff-only from `/tag_groups.json`; the tags
+    /// learned so far are marked anew.
+    pub fn learn_tag_groups(&mut self, groups: &TagGroups) {
+        self.restricted_tags = (groups.tag_groups.iter())
+            .filter(|g| g.restricted())
+            .flat_map(|g| g.tag_names.iter().map(|t| t.to_lowercase()))
+            .collect();
+        self.set_hidden_tags(self.hidden_tags.clone());
     }
 
     /// Tags as a payload names them, the staff-only ones marked.

@@ -320,8 +320,20 @@ impl Intake {
                     match api.site().await {
                         Ok(site) => {
                             let n = site.categories.len();
+                            // Staff-only tags, where the key may see tag
+                            // groups; otherwise `hidden_tags` alone.
+                            let groups = match api.tag_groups().await {
+                                Ok(g) => Some(g),
+                                Err(e) => {
+                                    tracing::debug!(forum = %url, error = %e, "no /tag_groups.json; staff-only tags only from hidden_tags");
+                                    None
+                                }
+                            };
                             let known = self.with_url(url, |f| {
                                 f.learn_site(&site);
+                                if let Some(g) = &groups {
+                                    f.learn_tag_groups(g);
+                                }
                                 f.categories_only()
                             });
                             tracing::info!(forum = %url, categories = n, "learned categories from /site.json");

@@ -306,6 +306,11 @@ pub fn learn_api_response(
         state.learn_site(&site);
         return Some("site");
     }
+    if json.get("tag_groups").is_some_and(|g| g.is_array()) {
+        let groups = serde_json::from_value(json.clone()).ok()?;
+        state.learn_tag_groups(&groups);
+        return Some("tag groups");
+    }
     if json.get("post_stream").is_some() && json.get("id").is_some() {
         let t: TopicPayload = serde_json::from_value(json.clone()).ok()?;
         state.learn_topic(&t);

@@ -139,3 +139,27 @@ pub struct SiteGroup {
     pub id: u64,
     pub name: String,
 }
+
+/// `GET /tag_groups.json` (admin keys): which tags only some groups see.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TagGroups {
+    #[serde(default)]
+    pub tag_groups: Vec<TagGroup>,
+}
+
+/// One tag group (`TagGroupSerializer`): its tags, and which groups see
+/// them (`{"staff": 1}`; `everyone` when anybody may).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TagGroup {
+    #[serde(default)]
+    pub tag_names: Vec<String>,
+    #[serde(default)]
+    pub permissions: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl TagGroup {
+    /// Only some groups may see its tags (no `everyone` permission).
+    pub fn restricted(&self) -> bool {
+        !self.permissions.is_empty() && !self.permissions.contains_key("everyone")
+    }
+}

@@ -265,3 +265,21 @@ fn every_family_event_of_the_fixtures_is_understood() {
     }
     assert!(seen >= 36, "fixtures missing: {seen}");
 }
+
+#[test]
+fn tags_of_restricted_tag_groups_are_hidden_once_learned() {
+    let mut s = state();
+    assert_eq!(
+        learn_api_response(&fixture_json("api/tag_groups"), &mut s),
+        Some("tag groups")
+    );
+    // A flag on a topic tagged with a staff-only tag and a public one.
+    let req = edited("reviewable_created", |b| {
+        b["reviewable"]["topic_tags"] = serde_json::json!(["escalated", "async"]);
+    });
+    let e = event_in(&mut s, &req);
+    let hidden: Vec<(&str, bool)> = (e.topic.tags.iter())
+        .map(|t| (t.name.as_str(), t.hidden))
+        .collect();
+    assert_eq!(hidden, [("escalated", true), ("async", false)]);
+}
