@@ -329,13 +329,22 @@ fn users_and_assignments_and_nothing_for_unlisted_or_staff_only_topics() {
         "{calls:?}"
     );
 
-    // A like on a topic tagged only with a staff-only tag: `likes t/*`
-    // does not name it, so nothing.
+    // A like in a tagged topic: `likes t/*`.
+    s.send_fixture("topic_created");
+    s.send_fixture("post_liked");
+    let calls = s.calls(2, 3);
+    let t = text(&calls[0].1);
+    assert!(
+        t.starts_with("❤️ *<https://forum.example.org/t/how-do-i-share-state-between-async-tasks/101/2|bob liked a post by alice>*: “How do I share state between async tasks?” in support/rust"),
+        "{t}"
+    );
+    // Tagged only with a staff-only tag now: `likes t/*` does not name
+    // it, so nothing.
     let staff = edited_fixture("topic_created", |v| {
         v["topic"]["tags"] = json!([{"id": 9, "name": "staff-notes", "slug": "staff-notes"}]);
     });
     s.send(staff);
-    s.send_fixture("post_liked");
+    s.send(edited_fixture("post_liked", |_| {}));
     // An unlisted topic's first post and its likes: nothing anywhere.
     s.send_fixture("topic_created_unlisted");
     s.send_fixture("post_created_unlisted_topic_first_post");
@@ -343,5 +352,5 @@ fn users_and_assignments_and_nothing_for_unlisted_or_staff_only_topics() {
         v["like"]["post"]["topic_id"] = json!(106);
     });
     s.send(unlisted_like);
-    s.nothing_more_than(2);
+    s.nothing_more_than(3);
 }
