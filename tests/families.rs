@@ -143,6 +143,26 @@ fn text(body: &Value) -> &str {
 #[test]
 fn a_flag_is_edited_where_the_platform_can_and_followed_up_where_it_cannot() {
     let s = start();
+    // The pane and /api/status list family rules in compact form.
+    let status = s.relay.status();
+    let mods = (status["chats"].as_array().unwrap().iter())
+        .find(|c| c["name"] == "mods")
+        .unwrap();
+    let rules: Vec<&str> = (mods["rules"].as_array().unwrap().iter())
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(&rules[..2], ["watch review", "watch users"], "{mods}");
+    assert!(rules.contains(&"watch chat channel:general"), "{rules:?}");
+    let html = reqwest::blocking::Client::new()
+        .get(s.relay.admin_url("/"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        html.contains("watch likes t/*"),
+        "the pane shows family rules"
+    );
     s.send_fixture("reviewable_created");
     let calls = s.calls(0, 2);
     let at = calls
