@@ -125,15 +125,23 @@ pub fn plan(
         }
         _ => return None,
     }
-    let change = match (was_visible, visible(&record)) {
-        (true, false) => EventKind::PostDestroyed,
-        (false, true) => EventKind::PostRecovered,
-        (true, true) => EventKind::PostEdited,
-        // Remembered for later; nothing shows either way.
-        (false, false) => return Some((record, vec![])),
+    let steps = match shown_change(was_visible, visible(&record)) {
+        Some(change) => steps(p, &record, change, false),
+        None => vec![],
     };
-    let steps = steps(p, &record, change, false);
     Some((record, steps))
+}
+
+/// What a change of whether the message shows amounts to, as the post
+/// event that does it; `None`: it shows neither before nor after
+/// (remembered for later).
+fn shown_change(was: bool, now: bool) -> Option<EventKind> {
+    match (was, now) {
+        (true, false) => Some(EventKind::PostDestroyed),
+        (false, true) => Some(EventKind::PostRecovered),
+        (true, true) => Some(EventKind::PostEdited),
+        (false, false) => None,
+    }
 }
 
 /// [`plan`] for a family item (a reviewable, a chat message): an update
@@ -170,13 +178,10 @@ fn plan_notice(
         Change::Restored if record.deleted => record.deleted = false,
         _ => return None,
     }
-    let change = match (was_visible, !record.deleted) {
-        (true, false) => EventKind::PostDestroyed,
-        (false, true) => EventKind::PostRecovered,
-        (true, true) => EventKind::PostEdited,
-        (false, false) => return Some((record, vec![])),
+    let steps = match shown_change(was_visible, !record.deleted) {
+        Some(change) => steps(p, &record, change, follow_up),
+        None => vec![],
     };
-    let steps = steps(p, &record, change, follow_up);
     Some((record, steps))
 }
 

@@ -199,31 +199,20 @@ impl Pipeline {
         let mut deliveries = Vec::with_capacity(rendered.len());
         let mut failures = Vec::new();
         for (m, text) in rendered {
-            match text {
-                Ok(_) if self.neutral(m.chat, event) => match self.message(m.chat, event) {
-                    Ok((text, outbound)) => deliveries.push(Delivery {
-                        chat: m.chat,
-                        filter: m.filter,
-                        rule: m.rule,
-                        text,
-                        outbound,
-                    }),
-                    Err(error) => failures.push(ChatFailure {
-                        chat: m.chat,
-                        error,
-                    }),
-                },
-                Ok(text) => {
-                    let (text, outbound) =
-                        self.request(m.chat, text, &mut context, Action::default(), None);
-                    deliveries.push(Delivery {
-                        chat: m.chat,
-                        filter: m.filter,
-                        rule: m.rule,
-                        text,
-                        outbound,
-                    });
-                }
+            let built = match text {
+                // The neutral form is built from scratch, request and all.
+                Ok(_) if self.neutral(m.chat, event) => self.message(m.chat, event),
+                Ok(text) => Ok(self.request(m.chat, text, &mut context, Action::default(), None)),
+                Err(error) => Err(error),
+            };
+            match built {
+                Ok((text, outbound)) => deliveries.push(Delivery {
+                    chat: m.chat,
+                    filter: m.filter,
+                    rule: m.rule,
+                    text,
+                    outbound,
+                }),
                 Err(error) => failures.push(ChatFailure {
                     chat: m.chat,
                     error,
