@@ -948,3 +948,107 @@ fn throughput() {
         reached as f64 / (n + events.len()) as f64
     );
 }
+
+// --- event families (`families.rs`) ---
+
+fn family_rule(family: &str, filter: Filter, category: Option<&str>) -> RuleDef {
+    RuleDef {
+        family: crate::ingest::families::named(family),
+        ..rule(filter, category)
+    }
+}
+
+/// A review item in `path` (restricted or not), as ingest makes it.
+fn review_item(path: Option<&str>, restricted: bool) -> Event {
+    let mut e = Event::sample_notice("https://forum.example.org");
+    e.topic.category = path.map(|p| category(p, restricted));
+    e
+}
+
+#[test]
+fn family_rules_decide_per_chat_with_mute_first_and_ignore_posts() {
+    let m = compile(&[
+        // 0: all reviews, but Support's muted.
+        vec![
+            family_rule("review", Watch, None),
+            family_rule("review", Mute, Some("support/**")),
+        ],
+        // 1: posts only: never a review item.
+        vec![rule(Watch, None)],
+        // 2: Support's reviews only; a catch-all `follow` after it.
+        vec![
+            family_rule("review", Follow, None),
+            family_rule("review", Watch, Some("support/**")),
+        ],
+    ]);
+    let chats = |e: &Event| -> Vec<(usize, Filter)> {
+        matches(&m, e).iter().map(|x| (x.chat, x.filter)).collect()
+    };
+    assert_eq!(
+        chats(&review_item(Some("general"), false)),
+        [(0, Watch), (2, Follow)]
+    );
+    assert_eq!(
+        chats(&review_item(Some("support/rust"), false)),
+        [(2, Watch)]
+    );
+    // Posts never reach family rules.
+    assert_eq!(chats(&post(Some("support/rust"), 1)), [(1, Watch)]);
+}
+
+#[test]
+fn a_private_review_item_is_neutral_unless_the_rule_names_it() {
+    let m = compile(&[
+        vec![family_rule("review", Watch, None)],
+        vec![family_rule("review", Watch, Some("staff"))],
+        vec![family_rule("review", Watch, Some("sta*"))],
+    ]);
+    let e = review_item(Some("staff"), true);
+    let routed: Vec<usize> = matches(&m, &e).iter().map(|x| x.chat).collect();
+    assert_eq!(
+        routed,
+        [0, 1, 2],
+        "the review queue tells every chat, some neutrally"
+    );
+    assert!(m.neutral_for(0, &e), "a catch-all does not name it");
+    assert!(!m.neutral_for(1, &e), "the literal category names it");
+    assert!(m.neutral_for(2, &e), "a glob does not name it");
+    // A public item: nobody gets the neutral form.
+    let open = review_item(Some("general"), false);
+    assert!(!m.neutral_for(0, &open));
+}
+
+#[test]
+fn private_items_of_other_families_reach_only_rules_naming_them() {
+    let rule_for = |channel: &str| RuleDef {
+        channel: Some(sp(channel)),
+        ..family_rule("chat", Watch, None)
+    };
+    let m = compile(&[
+        vec![rule_for("dm/*")],
+        vec![rule_for("dm/3")],
+        vec![rule_for("general")],
+    ]);
+    let mut e = review_item(None, false);
+    if let Some(n) = e.notice.as_mut() {
+        n.family = "chat".into();
+        n.channel = Some("dm/3".into());
+        n.private = true;
+    }
+    let routed: Vec<usize> = matches(&m, &e).iter().map(|x| x.chat).collect();
+    assert_eq!(routed, [1], "only the exact name, no neutral form for chat");
+    if let Some(n) = e.notice.as_mut() {
+        n.channel = Some("general".into());
+        n.private = false;
+    }
+    let routed: Vec<usize> = matches(&m, &e).iter().map(|x| x.chat).collect();
+    assert_eq!(routed, [2]);
+}
+
+#[test]
+fn an_unlisted_topic_is_never_announced_by_a_family_either() {
+    let m = compile(&[vec![family_rule("review", Watch, None)]]);
+    let mut e = review_item(Some("general"), false);
+    e.topic.unlisted = true;
+    assert_eq!(m.route(&e), Routing::Skipped(SkipReason::Unlisted));
+}
