@@ -20,7 +20,7 @@ OUT = os.path.join(ROOT, "fuzz", "corpus")
 # Same order as EVENTS in fuzz_targets/webhook.rs.
 EVENTS = [
     "post_created", "post_edited", "post_destroyed", "post_recovered",
-    "topic_created", "topic_edited", "topic_destroyed", "topic_recovered",
+    "topic_created", "topic_edited", "topic_destroyed", "chat_message_trashed",
     "ping", "user_created", "accepted_solution", "reviewable_created",
     "category_created", "", "Post_Created",
 ]
@@ -55,6 +55,17 @@ def webhook():
         if topic in bodies and post in bodies:
             t, p = bodies[topic], bodies[post]
             put("webhook", bytes([t[0]]) + t[1] + b"\xff" + bytes([p[0]]) + p[1])
+    # Family bodies under the family names EVENTS has (and a chat message
+    # created, then trashed: the lifecycle of an item).
+    for name, event in [
+        ("chat_message_created", "chat_message_trashed"),
+        ("reviewable_transitioned_to_approved", "reviewable_created"),
+        ("reviewable_created_queued_post", "reviewable_created"),
+        ("user_added_to_group", "user_created"),
+        ("user_approved", "user_created"),
+    ]:
+        if name in bodies:
+            put("webhook", bytes([EVENTS.index(event) | 0x10]) + bodies[name][1])
     # The second forum.
     if "post_created_subcategory" in bodies:
         s, b = bodies["post_created_subcategory"]

@@ -108,6 +108,18 @@ name = "console"
 provider = "console"
 subscribe = ["all"]
 
+# Every event family, in plain text and in the default JSON document.
+[[chat]]
+name = "mods"
+provider = "console"
+subscribe = ["review", "users", "solved", "topics", "likes", "assign", "chat channel:*", "chat channel:dm/1"]
+
+[[chat]]
+name = "families-json"
+provider = "webhook"
+url = "http://127.0.0.1:9/families"
+subscribe = ["review c/staff", "users group:staff", "chat channel:general", "likes t/*"]
+
 [[chat]]
 name = "second-console"
 provider = "console"
@@ -123,7 +135,7 @@ const EVENTS: [&str; 15] = [
     "topic_created",
     "topic_edited",
     "topic_destroyed",
-    "topic_recovered",
+    "chat_message_trashed",
     "ping",
     "user_created",
     "accepted_solution",
