@@ -352,3 +352,117 @@ fn an_unknown_chat_is_an_error() {
         run.stderr
     );
 }
+
+/// Mattermost, Zulip, Webex and Mastodon: their checks pass on their own
+/// answers; a rejected Zulip key fails.
+#[test]
+fn rest_platforms_are_checked() {
+    let mock = Mock::start();
+    let toml = format!(
+        r##"[discourse]
+url = "https://forum.example.org"
+[providers.mm]
+kind = "mattermost"
+token = "${{MM_TOKEN}}"
+api_url = "{base}/mm"
+[providers.zulip]
+realm = "{base}/z"
+email = "bot@z.example"
+api_key = "${{ZULIP_KEY}}"
+[providers.webex]
+token = "${{WEBEX_TOKEN}}"
+api_url = "{base}/wx"
+[providers.mastodon]
+instance = "{base}/md"
+access_token = "${{MD_TOKEN}}"
+[[chat]]
+name = "mm"
+provider = "mm"
+channel_id = "abcdefghijklmnopqrstuvwxyz"
+subscribe = ["all"]
+[[chat]]
+name = "z"
+provider = "zulip"
+stream = "forum news"
+subscribe = ["all"]
+[[chat]]
+name = "wx"
+provider = "webex"
+room_id = "room9"
+subscribe = ["all"]
+[[chat]]
+name = "md"
+provider = "mastodon"
+subscribe = ["all"]
+"##,
+        base = mock.url("")
+    );
+    mock.route(
+        "/mm/api/v4/users/me",
+        Reply::new(200, r#"{"username":"relaybot"}"#),
+    );
+    mock.route(
+        "/mm/api/v4/channels/abcdefghijklmnopqrstuvwxyz",
+        Reply::new(200, r#"{"name":"town-square"}"#),
+    );
+    mock.route(
+        "/z/api/v1/users/me",
+        Reply::new(
+            401,
+            r#"{"result":"error","code":"UNAUTHORIZED","msg":"Invalid API key"}"#,
+        ),
+    );
+    mock.route(
+        "/wx/v1/people/me",
+        Reply::new(200, r#"{"displayName":"Relay"}"#),
+    );
+    mock.route(
+        "/wx/v1/rooms/room9",
+        Reply::new(200, r#"{"title":"Forum"}"#),
+    );
+    mock.route(
+        "/md/api/v1/accounts/verify_credentials",
+        Reply::new(200, r#"{"acct":"relay"}"#),
+    );
+    let dir = temp();
+    let cfg = write(dir.path(), "relay.toml", toml);
+    let secrets = [
+        ("MM_TOKEN", "mm-canary-1"),
+        ("ZULIP_KEY", "zulipcanary2"),
+        ("WEBEX_TOKEN", "wx-canary-3"),
+        ("MD_TOKEN", "md-canary-4"),
+    ];
+    let out = Command::new(env!("CARGO_BIN_EXE_discourse-relay"))
+        .args(["doctor", "--config"])
+        .arg(&cfg)
+        .envs(secrets)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for (_, s) in secrets {
+        assert!(!stdout.contains(s), "{stdout}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    for want in [
+        "PASS chat mm (mattermost",
+        "users/me: token works: @relaybot",
+        "the channel: sees ~town-square",
+        "FAIL chat z (zulip",
+        "UNAUTHORIZED: Invalid API key",
+        "people/me: token works: Relay",
+        "the room: sees room \"Forum\"",
+        "verify_credentials: token works: @relay",
+        "INFO forum",
+    ] {
+        assert!(stdout.contains(want), "{want}:\n{stdout}");
+    }
+    // Zulip's stream is not asked after its key failed.
+    assert!(!stdout.contains("the stream exists"), "{stdout}");
+    // Zulip's credentials went as HTTP Basic, not in the recorded path.
+    assert!(
+        mock.requests()
+            .iter()
+            .all(|r| !r.path.contains("zulipcanary2"))
+    );
+}
