@@ -161,6 +161,10 @@ pub(crate) trait NativeChat: fmt::Debug + Send + Sync {
     fn place(&self) -> String;
     /// [`Destination::request`].
     fn native(&self, msg: &Message<'_>) -> Outbound;
+    /// [`Destination::probe`].
+    fn probe(&self) -> super::probe::Probe {
+        super::probe::Probe::none()
+    }
 }
 
 impl<T: NativeChat> super::kit::Chat for T {
@@ -175,6 +179,10 @@ impl<T: NativeChat> super::kit::Chat for T {
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         self.native(msg)
+    }
+
+    fn probe(&self) -> super::probe::Probe {
+        NativeChat::probe(self)
     }
 }
 
