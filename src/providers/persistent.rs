@@ -368,6 +368,34 @@ impl<P: Protocol> Sender<P> {
     }
 }
 
+/// `doctor`'s check: a connection of its own (not the task's), opened and
+/// logged in as a send would, then closed; no channel or room is joined and
+/// nothing is said. A relay running with the same nick may make the server
+/// refuse or rename this one.
+impl<P: Protocol> super::probe::NativeProbe for Sender<P>
+where
+    P::Config: Sync,
+{
+    fn run(&self) -> Pin<Box<dyn Future<Output = Vec<super::probe::NativeCheck>> + Send + '_>> {
+        use super::probe::{Judgement, NativeCheck};
+        Box::pin(async move {
+            let mut p = P::start(self.cfg.clone());
+            let addr = p.addr();
+            let judgement = match p.connect().await {
+                Ok(mut c) => {
+                    P::close(&mut c).await;
+                    Judgement::pass(format!("{addr} accepted the connection and the login"))
+                }
+                Err(o) => {
+                    Judgement::fail(reason_of(&o), "check server, port, tls and the credentials")
+                }
+            };
+            let what = "connect and log in (joining is not checked)".to_string();
+            vec![NativeCheck { what, judgement }]
+        })
+    }
+}
+
 impl<P: Protocol> NativeSender for Sender<P> {
     fn send<'a>(
         &'a self,
