@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod delivery;
+pub mod doctor;
 pub mod fuzzing;
 pub mod http;
 pub mod ingest;

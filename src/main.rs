@@ -93,6 +93,18 @@ enum Command {
         #[arg(long)]
         post: Option<String>,
     },
+    /// Online, read-only checks of every chat's platform and the forum
+    /// (tokens, rooms, the forum's webhook); exits 0 all pass, 1 warnings, 2 failures.
+    Doctor {
+        #[arg(long)]
+        config: PathBuf,
+        /// Check this chat only (and its forum).
+        #[arg(long)]
+        chat: Option<String>,
+        /// One JSON object per check, one per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// List, send again or drop the dead letters of a running relay's chat
     /// (through its admin listener).
     DeadLetters {
@@ -151,6 +163,7 @@ fn main() -> ExitCode {
             admin_listen,
         }),
         Command::SendTest { config, chat, post } => send_test(&config, &chat, post.as_deref()),
+        Command::Doctor { config, chat, json } => doctor(&config, chat.as_deref(), json),
         Command::DeadLetters {
             admin,
             token_env,
@@ -251,6 +264,28 @@ fn send_test(config: &Path, chat: &str, post: Option<&str>) -> Result<ExitCode> 
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn doctor(config: &Path, chat: Option<&str>, as_json: bool) -> Result<ExitCode> {
+    // The checks need the secrets, like `serve`.
+    let (p, _) = match pipeline::load(config, &ProcessEnv, MissingEnv::Error) {
+        Ok(loaded) => loaded,
+        Err(diags) => {
+            eprintln!("{diags}");
+            anyhow::bail!("{} is not valid", config.display());
+        }
+    };
+    let sender = Sender::new()?;
+    let checks = runtime()?.block_on(discourse_relay::doctor::run(&p, chat, &sender))?;
+    let mut out = std::io::stdout().lock();
+    for c in &checks {
+        if as_json {
+            writeln!(out, "{}", serde_json::to_string(c)?)?;
+        } else {
+            writeln!(out, "{}", c.line())?;
+        }
+    }
+    Ok(ExitCode::from(discourse_relay::doctor::exit_code(&checks)))
 }
 
 /// One admin API call per command; the relay does the work and answers.

@@ -17,6 +17,7 @@ const LAYERS: &[&str] = &[
     "providers",
     "pipeline",
     "delivery",
+    "doctor",
     "service",
     "http",
     "fuzzing",

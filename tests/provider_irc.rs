@@ -607,3 +607,38 @@ fn connection_refused_is_a_retry() {
     };
     assert!(reason.contains("cannot connect"), "{reason}");
 }
+
+/// `doctor` against the real ngircd: the login passes, a wrong password
+/// fails with the server's words and without either password.
+#[test]
+fn doctor_logs_in_and_reports_a_bad_password() {
+    let bin = require_ngircd!();
+    let ircd = Ircd::start(&bin);
+    let dir = temp();
+    let cfg = write(dir.path(), "irc.toml", config(ircd.port));
+    let doctor = |chat: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_discourse-relay"))
+            .args(["doctor", "--config"])
+            .arg(&cfg)
+            .args(["--chat", chat])
+            .envs(ENV.iter().copied())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !text.contains(SERVER_PASS) && !text.contains("wrong-password-canary"),
+            "{text}"
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = doctor("forum");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("PASS chat forum (irc, "), "{text}");
+    let (code, text) = doctor("badpass");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("FAIL chat badpass (irc, ") && text.contains("Bad password"),
+        "{text}"
+    );
+}

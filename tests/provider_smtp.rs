@@ -409,3 +409,44 @@ fn server_refusals_are_classified_without_the_password() {
     let port = free_port();
     check(send(port, "team", "t", "b"), false, "");
 }
+
+/// `doctor` against the real aiosmtpd: the login passes, a wrong password
+/// fails with the server's code, neither password is printed, and no mail
+/// is sent.
+#[test]
+fn doctor_logs_in_without_sending_mail() {
+    let py = require_aiosmtpd!();
+    let sink = Sink::start(&py);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("smtp.toml");
+    std::fs::write(&cfg, config(sink.port)).unwrap();
+    let doctor = |chat: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_discourse-relay"))
+            .args(["doctor", "--config"])
+            .arg(&cfg)
+            .args(["--chat", chat])
+            .envs(ENV.iter().copied())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !text.contains(SMTP_PASS) && !text.contains("wrong-smtp-canary"),
+            "{text}"
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = doctor("team");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("PASS chat team (smtp, ") && text.contains("and the login"),
+        "{text}"
+    );
+    let (code, text) = doctor("wrongpass");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("FAIL chat wrongpass (smtp, ") && text.contains("username"),
+        "{text}"
+    );
+    assert_eq!(sink.count(), 0, "doctor sent mail");
+}

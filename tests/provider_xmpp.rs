@@ -624,3 +624,54 @@ subscribe = ["all"]
         other => panic!("closed: expected retry, got {other:?}"),
     }
 }
+
+/// `doctor` against the real prosody: the login passes, a wrong password
+/// fails, and neither password is printed.
+#[test]
+fn doctor_logs_in_and_reports_a_bad_password() {
+    let s = require_xmpp!();
+    let room = unique_room(&s, "doctor");
+    let extra = format!(
+        r##"
+[providers.badpass]
+kind = "xmpp"
+jid = "{bot}"
+password = "${{XMPP_BAD_PASSWORD}}"
+server = "127.0.0.1"
+port = {port}
+tls = "none"
+
+[[chat]]
+name = "badpass"
+provider = "badpass"
+room = "{room}"
+subscribe = ["all"]
+"##,
+        bot = s.bot,
+        port = s.port,
+    );
+    let dir = temp();
+    let cfg = write(dir.path(), "xmpp.toml", config(&s, &room, &extra));
+    let doctor = |chat: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_discourse-relay"))
+            .args(["doctor", "--config"])
+            .arg(&cfg)
+            .args(["--chat", chat])
+            .envs(env(&s))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !text.contains(&s.bot_pass) && !text.contains("wrong-password-canary"),
+            "{text}"
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = doctor("forum");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("PASS chat forum (xmpp, "), "{text}");
+    let (code, text) = doctor("badpass");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("FAIL chat badpass (xmpp, "), "{text}");
+}

@@ -424,3 +424,39 @@ filter = "thread"
     }
     assert!(!relay.logs().contains(&s.bot_token));
 }
+
+/// `doctor` against the real homeserver: the bot's token and its room pass;
+/// a token Synapse does not know fails with M_UNKNOWN_TOKEN, never shown.
+#[test]
+fn doctor_checks_a_real_synapse_account_and_room() {
+    let Some(s) = synapse() else {
+        peer_missing(
+            "synapse",
+            "SYNAPSE_URL is not set (run scripts/ci/start-synapse, source target/synapse/env)",
+        );
+        return;
+    };
+    let dir = temp();
+    let cfg = write(dir.path(), "relay.toml", config(&s.url, &s.room, "mx"));
+    let run = |token: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_discourse-relay"))
+            .args(["doctor", "--config"])
+            .arg(&cfg)
+            .env("SYNAPSE_BOT_TOKEN", token)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!text.contains(token), "{text}");
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&s.bot_token);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("PASS chat mx (matrix, ") && text.contains("the room is joined"),
+        "{text}"
+    );
+    let (code, text) = run("syt_doctor_not_a_real_token_0000");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("M_UNKNOWN_TOKEN"), "{text}");
+}

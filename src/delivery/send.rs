@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::config::env::Redactor;
-use crate::providers::{Destination, HttpResponse, Outbound, Outcome};
+use crate::providers::{Destination, HttpRequest, HttpResponse, Outbound, Outcome};
 
 /// Answers larger than this are cut: error bodies are for people, and a
 /// hostile server must not make the relay buffer gigabytes.
@@ -60,46 +60,56 @@ impl Sender {
                 }
             }
             Outbound::Native(m) => redact_outcome(m.sender.send(&m.payload).await, redactor),
-            Outbound::Http(req) => {
-                let method = reqwest::Method::from_bytes(req.method.as_bytes())
-                    .unwrap_or(reqwest::Method::POST);
-                let mut builder = self.client.request(method, req.url.expose());
-                for (k, v) in &req.headers {
-                    builder = builder.header(k.as_str(), v.expose());
-                }
-                let result = builder.body(req.body.clone()).send().await;
-                let resp = match result {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let kind = if e.is_timeout() {
-                            "timed out"
-                        } else if e.is_connect() {
-                            "connection failed"
-                        } else {
-                            "request failed"
-                        };
-                        let detail = redactor.redact(&e.without_url().to_string());
-                        return Outcome::Retry {
-                            reason: format!("{kind}: {detail}"),
-                            after: None,
-                        };
-                    }
-                };
-                let status = resp.status().as_u16();
-                let headers = resp
-                    .headers()
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
-                    .collect();
-                let body = read_capped(resp).await;
-                let outcome = dest.classify(&HttpResponse {
-                    status,
-                    headers,
-                    body,
-                });
-                redact_outcome(outcome, redactor)
-            }
+            Outbound::Http(req) => match self.fetch(req, redactor).await {
+                Ok(resp) => redact_outcome(dest.classify(&resp), redactor),
+                Err(reason) => Outcome::Retry {
+                    reason,
+                    after: None,
+                },
+            },
         }
+    }
+
+    /// Sends `req` and reads the answer (capped), for delivery and for
+    /// `doctor`'s read-only checks. The error is a redacted reason without
+    /// the URL (`timed out: …`, `connection failed: …`).
+    pub async fn fetch(
+        &self,
+        req: &HttpRequest,
+        redactor: &Redactor,
+    ) -> Result<HttpResponse, String> {
+        let method =
+            reqwest::Method::from_bytes(req.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let mut builder = self.client.request(method, req.url.expose());
+        for (k, v) in &req.headers {
+            builder = builder.header(k.as_str(), v.expose());
+        }
+        let resp = match builder.body(req.body.clone()).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
+                let detail = redactor.redact(&e.without_url().to_string());
+                return Err(format!("{kind}: {detail}"));
+            }
+        };
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let body = read_capped(resp).await;
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 

@@ -67,6 +67,26 @@ impl DiscourseApi {
         })
     }
 
+    /// `GET path` as the forum answered it, whatever the status (`doctor`
+    /// quotes the forum's own error): the status and at most 1 MiB of body.
+    pub async fn get_raw(&self, path: &str) -> Result<(u16, Vec<u8>), ApiError> {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("Api-Key", self.key.expose())
+            .header("Api-Username", &self.username)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| ApiError::Request(e.without_url().to_string()))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| ApiError::Body {
+            path: path.to_string(),
+            reason: e.without_url().to_string(),
+        })?;
+        Ok((status, body[..body.len().min(1 << 20)].to_vec()))
+    }
+
     pub async fn site(&self) -> Result<Site, ApiError> {
         self.get("/site.json").await
     }

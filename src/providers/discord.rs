@@ -225,6 +225,12 @@ impl kit::Chat for DiscordChat {
         }
     }
 
+    fn probe(&self) -> Probe {
+        // GET on the webhook URL answers the webhook object; nothing is posted.
+        let get = HttpRequest::get(self.url.clone());
+        Probe::Http(vec![probe::step("the webhook exists", get, judge_webhook)])
+    }
+
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let content = truncate(msg.text, MAX_CONTENT);
         let (message_id, thread) = match msg.action {
@@ -387,6 +393,25 @@ fn thread_name(context: &serde_json::Value) -> String {
         Some(id) => format!("Forum topic {id}"),
         None => "Forum topic".to_string(),
     }
+}
+
+/// Discord's answer to `GET` on a webhook URL: the webhook (never quoted
+/// whole: it echoes the token) or `{"code", "message"}`.
+fn judge_webhook(resp: &HttpResponse) -> Judgement {
+    let error = |b: &Value| (SPEC.error)(&HttpResponse::default(), b).map(|e| e.trim().to_string());
+    probe::rest(
+        resp,
+        |b| {
+            let name = probe::text(b, "/name");
+            Judgement::pass(format!(
+                "webhook \"{name}\" of channel {}",
+                probe::text(b, "/channel_id")
+            ))
+        },
+        error,
+        "the webhook's token was rejected: copy the URL again (channel settings > Integrations > Webhooks)",
+        "the webhook was deleted (10015 Unknown Webhook): create a new one and update webhook_url",
+    )
 }
 
 #[cfg(test)]

@@ -62,6 +62,16 @@ impl HttpRequest {
         Self::json("PATCH", url, body)
     }
 
+    /// A `GET` that asks for JSON (`doctor`'s read-only checks).
+    pub fn get(url: Secret) -> Self {
+        Self {
+            method: "GET",
+            url,
+            headers: vec![("Accept".into(), Secret::new("application/json"))],
+            body: String::new(),
+        }
+    }
+
     /// A `DELETE` without a body.
     pub fn delete(url: Secret) -> Self {
         Self {

@@ -259,6 +259,10 @@ struct IrcChat {
 
 impl NativeChat for IrcChat {
     const KIND: &'static str = REGISTRATION.kind;
+
+    fn probe(&self) -> super::probe::Probe {
+        super::probe::Probe::Native(self.instance.sender.clone())
+    }
     // A message is a few lines, paced at `line_rate` per connection:
     // one message every 2 s per channel keeps the queue short.
     const RATE: Rate = Rate::per_minute(30);

@@ -43,6 +43,7 @@ pub mod prelude {
     pub use serde_json::{Value, json};
 
     pub use super::super::http::{classify_status, fit, id_url, path_segment, retry_hint};
+    pub use super::super::probe::{self, Judgement, Probe};
     pub use super::super::{
         Action, Bound, Capabilities, Destination, HttpRequest, HttpResponse, Message, Outbound,
         Outcome, Registration, Span, Thread,
@@ -855,6 +856,10 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
     fn chat_ids(&self) -> Vec<String> {
         Vec::new()
     }
+    /// [`Destination::probe`]: the platform's read-only checks, if any.
+    fn probe(&self) -> super::probe::Probe {
+        super::probe::Probe::none()
+    }
 }
 
 /// A way of reading answers: [`classify_json`] for a [`Spec`],
@@ -914,6 +919,9 @@ impl<C: Chat> Destination for C {
     }
     fn chat_ids(&self) -> Vec<String> {
         Chat::chat_ids(self)
+    }
+    fn probe(&self) -> super::probe::Probe {
+        Chat::probe(self)
     }
 }
 

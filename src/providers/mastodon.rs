@@ -221,6 +221,31 @@ struct MastodonChat {
 
 impl kit::Chat for MastodonChat {
     const KIND: &str = REGISTRATION.kind;
+
+    fn probe(&self) -> Probe {
+        let url = format!("{}/api/v1/accounts/verify_credentials", self.instance);
+        let get = HttpRequest::get(Secret::new(url)).bearer(&self.token);
+        Probe::Http(vec![probe::step("verify_credentials", get, |r| {
+            let ok =
+                |b: &Value| Judgement::pass(format!("token works: @{}", probe::text(b, "/acct")));
+            let err = |b: &Value| kit::first_str(b, &["/error"]);
+            // 403: a valid token without a read scope (posting may still work).
+            if r.status == 403 {
+                let said = probe::status_text(r);
+                return Judgement::warn(
+                    said,
+                    "the token cannot read its account (no read:accounts or profile scope): posting is not checked",
+                );
+            }
+            probe::rest(
+                r,
+                ok,
+                err,
+                "the access token was rejected (or lacks read:accounts / profile)",
+                "no Mastodon API there: check instance",
+            )
+        })])
+    }
     const DIALECT: Dialect = Dialect::Plain;
     // The answer is the status, with its `id`: replies (`in_reply_to_id`),
     // edits (`PUT /api/v1/statuses/:id`) and deletions all work.

@@ -242,6 +242,18 @@ impl Destination for MatrixChat {
         Outbound::Http(HttpRequest::put_json(&url, &content).bearer(&self.token))
     }
 
+    fn probe(&self) -> Probe {
+        let url = |path: &str| Secret::new(format!("{}/_matrix/client/v3/{path}", self.homeserver));
+        let get = |path| HttpRequest::get(url(path)).bearer(&self.token);
+        let room = self.room.clone();
+        Probe::Http(vec![
+            probe::step("account/whoami", get("account/whoami"), judge_whoami),
+            probe::step("the room is joined", get("joined_rooms"), move |r| {
+                judge_joined(r, &room)
+            }),
+        ])
+    }
+
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         let body = kit::json_body(resp);
         if (200..300).contains(&resp.status) {
@@ -430,6 +442,38 @@ fn push_text(out: &mut String, text: &str) {
             out.push(c);
         }
     }
+}
+
+/// Matrix errors: `{"errcode": "M_UNKNOWN_TOKEN", "error": "…"}`.
+fn matrix_error(b: &Value) -> Option<String> {
+    kit::joined(b, &["/errcode", "/error"])
+}
+
+const TOKEN_HINT: &str = "the access token was rejected (M_UNKNOWN_TOKEN: logged out or expired): log the account in again and update access_token";
+
+fn judge_whoami(resp: &HttpResponse) -> Judgement {
+    let ok = |b: &Value| Judgement::pass(format!("token works: {}", probe::text(b, "/user_id")));
+    let missing =
+        "no client-server API there: check homeserver (the .well-known m.homeserver base_url)";
+    probe::rest(resp, ok, matrix_error, TOKEN_HINT, missing)
+}
+
+fn judge_joined(resp: &HttpResponse, room: &str) -> Judgement {
+    let ok = |b: &Value| {
+        let rooms = b["joined_rooms"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if rooms.iter().any(|r| r.as_str() == Some(room)) {
+            Judgement::pass(format!("joined {room}"))
+        } else {
+            Judgement::fail(
+                format!("{room} is not among the {} joined rooms", rooms.len()),
+                "invite the account to the room and join it (the relay never joins by itself)",
+            )
+        }
+    };
+    probe::rest(resp, ok, matrix_error, TOKEN_HINT, "")
 }
 
 #[cfg(test)]

@@ -157,6 +157,45 @@ const SPEC: Spec = Spec {
 
 impl kit::Chat for MattermostChat {
     const KIND: &str = REGISTRATION.kind;
+
+    fn probe(&self) -> Probe {
+        let Mode::Api {
+            token,
+            api_url,
+            channel_id,
+        } = &self.mode
+        else {
+            return Probe::webhook();
+        };
+        let get = |path: &str| {
+            HttpRequest::get(Secret::new(format!("{api_url}/api/v4/{path}"))).bearer(token)
+        };
+        let channel = format!("channels/{}", path_segment(channel_id));
+        Probe::Http(vec![
+            probe::step("users/me", get("users/me"), |r| {
+                let ok = |b: &Value| {
+                    Judgement::pass(format!("token works: @{}", probe::text(b, "/username")))
+                };
+                probe::rest(
+                    r,
+                    ok,
+                    mm_error,
+                    "the token was rejected: check it, and that the bot account is enabled",
+                    "no Mattermost API there: check api_url",
+                )
+            }),
+            probe::step("the channel", get(&channel), |r| {
+                let ok = |b: &Value| Judgement::pass(format!("sees ~{}", probe::text(b, "/name")));
+                probe::rest(
+                    r,
+                    ok,
+                    mm_error,
+                    "the bot may not see this channel: add it to the team and the channel",
+                    "no such channel (or the bot is not in its team): check channel_id",
+                )
+            }),
+        ])
+    }
     const DIALECT: Dialect = Dialect::Markdown;
     // The server's rate limiter defaults to 10 requests/s per user or
     // IP (when enabled, with a burst of 100).
@@ -309,6 +348,11 @@ fn ratelimit_reset(resp: &HttpResponse) -> Option<Duration> {
     } else {
         retry_hint::secs_u64(v)
     })
+}
+
+/// Mattermost's `{"id", "message"}` error, as `id: message`.
+fn mm_error(b: &Value) -> Option<String> {
+    kit::joined(b, &["/id", "/message"])
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod mattermost;
 pub mod messenger;
 pub mod ntfy;
 pub(crate) mod persistent;
+pub mod probe;
 pub mod pushover;
 pub mod registry;
 pub mod rocketchat;
@@ -282,6 +283,12 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// when the target names none (an incoming webhook URL).
     fn chat_ids(&self) -> Vec<String> {
         vec![]
+    }
+
+    /// The read-only checks `doctor` runs for this chat. Pure: no I/O; by
+    /// default none ([`probe::NO_CHECK`]), which never fails a check.
+    fn probe(&self) -> probe::Probe {
+        probe::Probe::none()
     }
 }
 

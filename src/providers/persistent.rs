@@ -161,6 +161,10 @@ pub(crate) trait NativeChat: fmt::Debug + Send + Sync {
     fn place(&self) -> String;
     /// [`Destination::request`].
     fn native(&self, msg: &Message<'_>) -> Outbound;
+    /// [`Destination::probe`].
+    fn probe(&self) -> super::probe::Probe {
+        super::probe::Probe::none()
+    }
 }
 
 impl<T: NativeChat> super::kit::Chat for T {
@@ -175,6 +179,10 @@ impl<T: NativeChat> super::kit::Chat for T {
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
         self.native(msg)
+    }
+
+    fn probe(&self) -> super::probe::Probe {
+        NativeChat::probe(self)
     }
 }
 
@@ -357,6 +365,34 @@ impl<P: Protocol> Sender<P> {
             }
         }
         retry(format!("{name}: the connection task is not running"))
+    }
+}
+
+/// `doctor`'s check: a connection of its own (not the task's), opened and
+/// logged in as a send would, then closed; no channel or room is joined and
+/// nothing is said. A relay running with the same nick may make the server
+/// refuse or rename this one.
+impl<P: Protocol> super::probe::NativeProbe for Sender<P>
+where
+    P::Config: Sync,
+{
+    fn run(&self) -> Pin<Box<dyn Future<Output = Vec<super::probe::NativeCheck>> + Send + '_>> {
+        use super::probe::{Judgement, NativeCheck};
+        Box::pin(async move {
+            let mut p = P::start(self.cfg.clone());
+            let addr = p.addr();
+            let judgement = match p.connect().await {
+                Ok(mut c) => {
+                    P::close(&mut c).await;
+                    Judgement::pass(format!("{addr} accepted the connection and the login"))
+                }
+                Err(o) => {
+                    Judgement::fail(reason_of(&o), "check server, port, tls and the credentials")
+                }
+            };
+            let what = "connect and log in (joining is not checked)".to_string();
+            vec![NativeCheck { what, judgement }]
+        })
     }
 }
 

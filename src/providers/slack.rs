@@ -201,6 +201,85 @@ impl kit::Chat for SlackChat {
             Mode::Webhook { .. } => vec![],
         }
     }
+
+    fn probe(&self) -> Probe {
+        let Mode::Api { token, channel } = &self.mode else {
+            return Probe::webhook();
+        };
+        let url = |method: &str| format!("{}/{method}", self.instance.api_url);
+        let get = |url: Secret| HttpRequest::get(url).bearer(token);
+        let auth = get(Secret::new(url("auth.test")));
+        let mut steps = vec![probe::step("auth.test", auth, judge_auth)];
+        // conversations.info takes ids only; a name would read as channel_not_found.
+        if looks_like_id(channel) {
+            let info = get(probe::query(&url("conversations.info"), "channel", channel));
+            steps.push(probe::step("the bot is in the channel", info, judge_member));
+        }
+        Probe::Http(steps)
+    }
+}
+
+/// Channel ids are upper-case letters and digits starting C, G or D.
+fn looks_like_id(channel: &str) -> bool {
+    channel.starts_with(['C', 'G', 'D'])
+        && channel.len() >= 9
+        && channel
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// Slack's `ok:false` answer as a judgement (`ratelimited` and server
+/// errors warn, every other code fails with the delivery hint).
+fn judge_error(resp: &HttpResponse, body: &Value) -> Judgement {
+    let code = match body["error"].as_str() {
+        Some(c) => c.to_string(),
+        None => {
+            return Judgement::fail(
+                probe::status_text(resp),
+                "an unreadable answer: check api_url",
+            );
+        }
+    };
+    let hint = hint(&code)
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')');
+    if TRANSIENT_ERRORS.contains(&code.as_str()) || resp.status >= 500 {
+        return Judgement::warn(
+            format!("slack: {code}"),
+            "Slack is busy: run doctor again later",
+        );
+    }
+    Judgement::fail(format!("slack: {code}"), hint)
+}
+
+fn judge_auth(resp: &HttpResponse) -> Judgement {
+    let b = probe::body(resp);
+    if b["ok"].as_bool() != Some(true) {
+        return judge_error(resp, &b);
+    }
+    let (user, team) = (probe::text(&b, "/user"), probe::text(&b, "/team"));
+    Judgement::pass(format!("token works: bot {user} in {team}"))
+}
+
+fn judge_member(resp: &HttpResponse) -> Judgement {
+    let b = probe::body(resp);
+    if b["ok"].as_bool() != Some(true) {
+        return judge_error(resp, &b);
+    }
+    let name = probe::text(&b, "/channel/name");
+    match b["channel"]["is_member"].as_bool() {
+        Some(true) => Judgement::pass(format!("member of #{name}")),
+        Some(false) if b["channel"]["is_archived"].as_bool() == Some(true) => Judgement::fail(
+            format!("#{name} is archived"),
+            "unarchive it or choose another channel",
+        ),
+        Some(false) => Judgement::warn(
+            format!("not a member of #{name} (is_member: false)"),
+            "invite the bot to the channel (/invite @bot); posting works without it only with chat:write.public in public channels",
+        ),
+        None => Judgement::warn("the answer does not say whether the bot is a member", ""),
+    }
 }
 
 /// The `chat.postMessage` body, serialized straight from borrowed fields

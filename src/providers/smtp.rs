@@ -213,6 +213,54 @@ impl NativeChat for SmtpChat {
         });
         kit::native(["SMTP", &url, msg.text], headers, payload, send.clone())
     }
+
+    fn probe(&self) -> Probe {
+        Probe::Native(self.instance.sender.clone())
+    }
+}
+
+/// Connect, TLS, EHLO and AUTH (when credentials are set), then NOOP and
+/// QUIT (lettre's `test_connection`): no mail is sent.
+impl probe::NativeProbe for SmtpSender {
+    fn run(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<probe::NativeCheck>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let what = "connect and authenticate".to_string();
+            let addr = kit::host_port(&self.server, self.port);
+            let judgement = match self.transport() {
+                Err(reason) => Judgement::fail(reason, ""),
+                Ok(t) => match tokio::time::timeout(SEND_TIMEOUT, t.test_connection()).await {
+                    Ok(Ok(true)) => Judgement::pass(format!(
+                        "{addr} accepted the connection{}",
+                        if self.credentials.is_some() {
+                            " and the login"
+                        } else {
+                            ""
+                        }
+                    )),
+                    Ok(Ok(false)) => Judgement::fail(format!("{addr} did not answer NOOP"), ""),
+                    Ok(Err(e)) => {
+                        let hint = if e
+                            .status()
+                            .is_some_and(|c| matches!(u16::from(c), 530 | 534 | 535))
+                        {
+                            "check `username` and `password`"
+                        } else {
+                            "check server, port and tls"
+                        };
+                        Judgement::fail(format!("smtp: {e}"), hint)
+                    }
+                    Err(_) => Judgement::fail(
+                        format!("{addr} did not finish within {} s", SEND_TIMEOUT.as_secs()),
+                        "check server, port and tls",
+                    ),
+                },
+            };
+            vec![probe::NativeCheck { what, judgement }]
+        })
+    }
 }
 
 /// The topic title as a one-line subject: control characters (CR, LF...)

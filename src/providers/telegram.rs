@@ -222,6 +222,64 @@ impl kit::Chat for TelegramChat {
             ChatId::Username(u) => vec![u.clone()],
         }
     }
+
+    fn probe(&self) -> Probe {
+        let (api, token) = (&self.instance.api_url, self.token.expose());
+        let me = Secret::new(format!("{api}/bot{token}/getMe"));
+        let chat = match &self.chat_id {
+            ChatId::Id(n) => n.to_string(),
+            ChatId::Username(u) => u.clone(),
+        };
+        let get_chat = probe::query(&format!("{api}/bot{token}/getChat"), "chat_id", &chat);
+        Probe::Http(vec![
+            probe::step("getMe", HttpRequest::get(me), judge_me),
+            probe::step("getChat", HttpRequest::get(get_chat), judge_chat),
+        ])
+    }
+}
+
+/// The Bot API's `{"ok": false, "error_code", "description"}` as a judgement.
+fn judge_error(resp: &HttpResponse, body: &Value, hint: &str) -> Judgement {
+    let said = match body["description"].as_str() {
+        Some(d) => format!("telegram: {} {}", body["error_code"], kit::clip(d, 200)),
+        None => probe::status_text(resp),
+    };
+    match resp.status {
+        401 | 404 => Judgement::fail(
+            said,
+            "the bot token was rejected: check it (@BotFather) and api_url",
+        ),
+        429 | 500..=599 => Judgement::warn(said, "Telegram is busy: run doctor again later"),
+        _ => Judgement::fail(said, hint),
+    }
+}
+
+fn judge_me(resp: &HttpResponse) -> Judgement {
+    let b = probe::body(resp);
+    if b["ok"].as_bool() != Some(true) {
+        return judge_error(resp, &b, "");
+    }
+    Judgement::pass(format!(
+        "token works: bot @{}",
+        probe::text(&b, "/result/username")
+    ))
+}
+
+fn judge_chat(resp: &HttpResponse) -> Judgement {
+    let b = probe::body(resp);
+    if b["ok"].as_bool() != Some(true) {
+        let hint = "check chat_id, and that the bot has been added to the chat";
+        return judge_error(resp, &b, hint);
+    }
+    let r = &b["result"];
+    let name = r["title"]
+        .as_str()
+        .or(r["username"].as_str())
+        .unwrap_or("?");
+    Judgement::pass(format!(
+        "the bot sees {} {name}",
+        probe::text(&b, "/result/type")
+    ))
 }
 
 /// The Bot API's integer `message_id` for a `remote_id` (which is the

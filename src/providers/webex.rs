@@ -99,6 +99,34 @@ const SPEC: Spec = Spec {
 
 impl kit::Chat for WebexChat {
     const KIND: &str = REGISTRATION.kind;
+
+    fn probe(&self) -> Probe {
+        let api = self.messages.trim_end_matches("/messages");
+        let get = |path: String| {
+            HttpRequest::get(Secret::new(format!("{api}/{path}"))).bearer(&self.token)
+        };
+        let room = format!("rooms/{}", path_segment(&self.room_id));
+        Probe::Http(vec![
+            probe::step("people/me", get("people/me".into()), |r| {
+                let ok = |b: &Value| {
+                    Judgement::pass(format!("token works: {}", probe::text(b, "/displayName")))
+                };
+                probe::rest(r, ok, webex_error, "the bot token was rejected", "")
+            }),
+            probe::step("the room", get(room), |r| {
+                let ok = |b: &Value| {
+                    Judgement::pass(format!("sees room \"{}\"", probe::text(b, "/title")))
+                };
+                probe::rest(
+                    r,
+                    ok,
+                    webex_error,
+                    "the bot may not see this room: add it to the room",
+                    "no such room for this bot: check room_id, and add the bot to the room",
+                )
+            }),
+        ])
+    }
     const TARGET: &str = "room";
     const DIALECT: Dialect = Dialect::Markdown;
     const CAPS: Capabilities = Capabilities::ALL;
@@ -147,6 +175,11 @@ impl kit::Chat for WebexChat {
             _ => classify_json(resp, &SPEC),
         }
     }
+}
+
+/// Webex's `{"message", "trackingId"}` error.
+fn webex_error(b: &Value) -> Option<String> {
+    kit::first_str(b, &["/message", "/errors/0/description"])
 }
 
 #[cfg(test)]

@@ -169,6 +169,10 @@ struct XmppChat {
 
 impl NativeChat for XmppChat {
     const KIND: &'static str = REGISTRATION.kind;
+
+    fn probe(&self) -> super::probe::Probe {
+        super::probe::Probe::Native(self.instance.sender.clone())
+    }
     // Rooms (and servers' per-session limits) dislike bursts.
     const RATE: Rate = Rate::per_second(1);
 

@@ -220,6 +220,35 @@ impl ZulipChat {
 
 impl kit::Chat for ZulipChat {
     const KIND: &str = REGISTRATION.kind;
+
+    fn probe(&self) -> Probe {
+        // The messages URL carries the credentials; its siblings share them.
+        let base = self.url.expose().trim_end_matches("/messages");
+        let me = HttpRequest::get(Secret::new(format!("{base}/users/me")));
+        let mut steps = vec![probe::step("users/me", me, |r| {
+            let ok =
+                |b: &Value| Judgement::pass(format!("key works: {}", probe::text(b, "/full_name")));
+            probe::rest(
+                r,
+                ok,
+                zulip_error,
+                "the key was rejected: check `email` and `api_key`",
+                "no Zulip API there: check realm",
+            )
+        })];
+        if let Stream::Name(name) = &self.stream {
+            let url = probe::query(&format!("{base}/get_stream_id"), "stream", name);
+            steps.push(probe::step(
+                "the stream exists",
+                HttpRequest::get(url),
+                |r| {
+                    let ok = |b: &Value| Judgement::pass(format!("stream id {}", b["stream_id"]));
+                    probe::rest(r, ok, zulip_error, "", "")
+                },
+            ));
+        }
+        Probe::Http(steps)
+    }
     const DIALECT: Dialect = Dialect::Markdown;
     // Zulip's default: 200 requests a minute per user, shared by every
     // chat of the bot; 1/s with bursts of 10 leaves room for others.
@@ -344,6 +373,11 @@ fn hint(code: &str, msg: &str, status: u16) -> &'static str {
         _ if status == 401 => " (check `email` and `api_key`)",
         _ => "",
     }
+}
+
+/// Zulip's `{"result": "error", "code", "msg"}`, as `code: msg`.
+fn zulip_error(b: &Value) -> Option<String> {
+    kit::joined(b, &["/code", "/msg"])
 }
 
 #[cfg(test)]
