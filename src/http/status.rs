@@ -611,7 +611,9 @@ fn short_hash(hash: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::status::{ChatError, HISTORY_LIMIT, QuarantinedView, ReloadStatus};
+    use crate::observe::status::{
+        CHART_HOURS, ChatError, HISTORY_LIMIT, HourStatus, QuarantinedView, ReloadStatus,
+    };
 
     const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
@@ -627,6 +629,23 @@ mod tests {
                 "subscriptions.toml:20:11: error: template `x` uses <unknown> helper".into(),
             ],
         }
+    }
+
+    /// 24 empty hours from 2025-06-01T00:00Z, with (index, delivered,
+    /// failed, retried) filled in.
+    fn hours(filled: &[(usize, u64, u64, u64)]) -> Vec<HourStatus> {
+        let mut out: Vec<HourStatus> = (0..CHART_HOURS)
+            .map(|i| HourStatus {
+                start: format!("2025-06-01T{i:02}:00:00Z"),
+                ..HourStatus::default()
+            })
+            .collect();
+        for &(i, delivered, failed, retried) in filled {
+            out[i].delivered = delivered;
+            out[i].failed = failed;
+            out[i].retried = retried;
+        }
+        out
     }
 
     fn report() -> StatusReport {
@@ -671,6 +690,7 @@ mod tests {
                         reason: "HTTP 503".into(),
                     }),
                     worker_restarts: 0,
+                    hours: hours(&[(23, 5, 0, 0), (22, 2, 1, 3)]),
                 },
                 ChatStatus {
                     name: "<script>alert(1)</script>".into(),
@@ -688,6 +708,7 @@ mod tests {
                         reason: "HTTP 400: <b>bad</b> & \"worse\"".into(),
                     }),
                     worker_restarts: 2,
+                    hours: hours(&[]),
                 },
             ],
         }
