@@ -181,8 +181,9 @@ svg.hours.big { width: 40rem; height: 6rem; }
 svg.hours .bar-ok { fill: var(--ok); }
 svg.hours .bar-retry { fill: #bf8700; }
 svg.hours .bar-err { fill: var(--err); }
-svg.hours .hit { fill: transparent; }
-svg.hours .hit:hover { fill: rgba(110, 119, 129, .2); }
+svg.hours .hit { fill: rgba(110, 119, 129, .07); }
+svg.hours g.hour:hover .hit { fill: rgba(110, 119, 129, .25); }
+p.axis { display: flex; justify-content: space-between; width: 40rem; max-width: 100%; font-size: .8rem; margin: .1rem 0 0; }
 svg.hours .base { stroke: var(--line); stroke-width: 1; }
 .legend { font-size: .85rem; color: var(--muted); margin: 0 0 .5rem; }
 .legend i { display: inline-block; width: .7em; height: .7em; margin: 0 .25em 0 .6em; vertical-align: baseline; }
@@ -541,7 +542,7 @@ fn render_chats(out: &mut String, chats: &[ChatStatus], pane: &Pane<'_>) {
         out.push_str("<p class=\"muted\">No chats configured.</p>\n</section>\n");
         return;
     }
-    out.push_str(LEGEND);
+    out.push_str(&legend("Each chat's last 24 hours"));
     out.push_str(
         "<table class=\"chats\">\n<thead><tr><th scope=\"col\">Chat</th>\
          <th scope=\"col\">Chat system</th><th scope=\"col\">Chat id</th>\
@@ -633,9 +634,13 @@ fn render_chats(out: &mut String, chats: &[ChatStatus], pane: &Pane<'_>) {
     out.push_str("</tbody>\n</table>\n</section>\n");
 }
 
-/// What the chart's colours mean (bars are stacked in this order).
-const LEGEND: &str = "<p class=\"legend\">Each chat's last 24 hours, one bar per hour (hover for the counts):\
-<i class=\"ok\"></i>delivered<i class=\"retry\"></i>retried<i class=\"err\"></i>failed</p>\n";
+/// What the chart's colours mean (bars are stacked in this order), after `intro`.
+fn legend(intro: &str) -> String {
+    format!(
+        "<p class=\"legend\">{intro}, one bar per hour (hover for the counts):\
+         <i class=\"ok\"></i>delivered<i class=\"retry\"></i>retried<i class=\"err\"></i>failed</p>\n"
+    )
+}
 
 /// A chat's hourly buckets as an inline SVG bar chart: per hour delivered
 /// (bottom), retried, then failed (top), scaled to the busiest hour; each
@@ -733,7 +738,8 @@ pub fn render_chat(chat: &ChatStatus, deliveries: &[DeliveryView]) -> String {
         "<header>\n<p><a href=\"/#{}\">← all chats</a></p>\n<h1>{}</h1>\n\
          <p class=\"muted\">{} <span>({})</span> · <code>{}</code> · \
          <a href=\"/chats/{seg}/dead-letters\">{} dead letter{}</a> · queue {}</p>\n</header>\n<main>\n\
-         <section id=\"hours\"><h2>Last 24 hours</h2>\n{}{}</section>\n",
+         <section id=\"hours\"><h2>Last 24 hours</h2>\n{}{}\
+         <p class=\"axis muted\"><span>24 h ago</span><span>now</span></p></section>\n",
         chat_row_id(&chat.name),
         escape_html(&chat.name),
         escape_html(&chat.provider),
@@ -742,7 +748,7 @@ pub fn render_chat(chat: &ChatStatus, deliveries: &[DeliveryView]) -> String {
         chat.dead_letters,
         if chat.dead_letters == 1 { "" } else { "s" },
         chat.queue_depth,
-        LEGEND.replace("Each chat's last 24 hours", "One bar per hour"),
+        legend("Oldest on the left, the current hour on the right"),
         hours_chart(&chat.name, &chat.hours, true),
     );
     let _ = writeln!(
