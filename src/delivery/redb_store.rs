@@ -1332,7 +1332,7 @@ impl Store for RedbStore {
             let mut queues = Queues::open(txn)?;
             let mut refs = txn.open_table(REFS)?;
             let mut by_time = txn.open_table(REFS_BY_TIME)?;
-            let mut activity = Activity::open(txn, chat)?;
+            let mut settled = Vec::with_capacity(acks.len());
             for Ack {
                 seq,
                 refs: changes,
@@ -1341,7 +1341,7 @@ impl Store for RedbStore {
             {
                 // Already acked (a re-sent batch): counted the first time.
                 if queues.remove(chat, *seq)?.is_some() {
-                    activity.add(record)?;
+                    settled.push(record);
                 }
                 for change in changes {
                     let (topic, number, new) = match change {
@@ -1364,7 +1364,7 @@ impl Store for RedbStore {
                     }
                 }
             }
-            Ok(())
+            record_activity(txn, chat, settled)
         })
     }
 
@@ -1395,7 +1395,7 @@ impl Store for RedbStore {
                 reason: error.to_string(),
                 next_attempt_at_ms,
             };
-            Activity::open(txn, chat)?.add(&DeliveryRecord::of(&d, now_ms, result))?;
+            record_activity(txn, chat, [&DeliveryRecord::of(&d, now_ms, result)])?;
             Ok(())
         })
     }
@@ -1432,7 +1432,7 @@ impl Store for RedbStore {
             let result = AttemptResult::DeadLettered {
                 reason: reason.to_string(),
             };
-            Activity::open(txn, chat)?.add(&DeliveryRecord::of(&delivery, now_ms, result))?;
+            record_activity(txn, chat, [&DeliveryRecord::of(&delivery, now_ms, result)])?;
             let id = next_meta(&mut txn.open_table(META)?, NEXT_DEAD_ID)?;
             let letter = DeadLetter {
                 id,
@@ -1926,68 +1926,69 @@ fn prune_timed(
     Ok(())
 }
 
-/// A chat's activity rows, written in the transaction of the ack,
-/// reschedule or dead letter they record.
-struct Activity<'t, 'c> {
-    chat: &'c str,
-    hourly: Table<'t, (u64, &'static str), (u64, u64, u64)>,
-    recent: Table<'t, (&'static str, u64), &'static [u8]>,
-    /// The chat's next log number (read once per transaction).
-    next: Option<u64>,
-}
-
-impl<'t, 'c> Activity<'t, 'c> {
-    fn open(txn: &'t WriteTransaction, chat: &'c str) -> R<Self> {
-        Ok(Self {
-            chat,
-            hourly: txn.open_table(HOURLY)?,
-            recent: txn.open_table(RECENT)?,
-            next: None,
-        })
-    }
-
-    /// Counts `r` in its hour and appends it to the chat's log, dropping
-    /// what falls beyond [`RECENT_PER_CHAT`].
-    fn add(&mut self, r: &DeliveryRecord) -> R<()> {
-        let chat = self.chat;
-        let (d, f, t) = match r.result {
-            AttemptResult::Sent { .. } => (1, 0, 0),
-            AttemptResult::DeadLettered { .. } => (0, 1, 0),
-            AttemptResult::Retried { .. } => (0, 0, 1),
-            AttemptResult::Skipped { .. } => (0, 0, 0),
+/// Writes a chat's activity rows for `records`, in the transaction of the
+/// ack, reschedule or dead letter they record: each counted in its hour
+/// (one row written per hour, however many records) and appended to the
+/// chat's log, dropping what falls beyond [`RECENT_PER_CHAT`] (once, after
+/// the appends).
+fn record_activity<'r>(
+    txn: &WriteTransaction,
+    chat: &str,
+    records: impl IntoIterator<Item = &'r DeliveryRecord>,
+) -> R<()> {
+    let mut recent = txn.open_table(RECENT)?;
+    let mut hours: Vec<(u64, [u64; 3])> = Vec::new();
+    let mut next: Option<u64> = None;
+    for r in records {
+        let slot = match r.result {
+            AttemptResult::Sent { .. } => Some(0),
+            AttemptResult::DeadLettered { .. } => Some(1),
+            AttemptResult::Retried { .. } => Some(2),
+            AttemptResult::Skipped { .. } => None,
         };
-        if (d, f, t) != (0, 0, 0) {
-            let key = (r.at_ms / HOUR_MS, chat);
-            let (od, of, ot) = self.hourly.get(key)?.map_or((0, 0, 0), |g| g.value());
-            self.hourly.insert(
-                key,
-                (
-                    od.saturating_add(d),
-                    of.saturating_add(f),
-                    ot.saturating_add(t),
-                ),
-            )?;
+        if let Some(slot) = slot {
+            let hour = r.at_ms / HOUR_MS;
+            match hours.iter_mut().find(|(h, _)| *h == hour) {
+                Some((_, c)) => c[slot] += 1,
+                None => {
+                    let mut c = [0; 3];
+                    c[slot] = 1;
+                    hours.push((hour, c));
+                }
+            }
         }
-        let n = match self.next {
+        let n = match next {
             Some(n) => n,
-            None => match self.recent.range((chat, 0)..=(chat, u64::MAX))?.next_back() {
+            None => match recent.range((chat, 0)..=(chat, u64::MAX))?.next_back() {
                 Some(item) => item?.0.value().1.saturating_add(1),
                 None => 1,
             },
         };
-        self.recent.insert((chat, n), encode(r)?.as_slice())?;
-        self.next = Some(n.saturating_add(1));
-        // Usually one row: the one that just fell out of the window.
-        if let Some(first_kept) = n.checked_sub(RECENT_PER_CHAT - 1).filter(|k| *k > 0) {
-            let old: Vec<u64> = (self.recent.range((chat, 0)..(chat, first_kept))?)
-                .map(|item| item.map(|(k, _)| k.value().1))
-                .collect::<Result<_, _>>()?;
-            for k in old {
-                self.recent.remove((chat, k))?;
-            }
-        }
-        Ok(())
+        recent.insert((chat, n), encode(r)?.as_slice())?;
+        next = Some(n.saturating_add(1));
     }
+    let Some(next) = next else {
+        return Ok(());
+    };
+    // Usually as many rows as were appended: those that fell out of the window.
+    let first_kept = next.saturating_sub(RECENT_PER_CHAT);
+    let old: Vec<u64> = (recent.range((chat, 0)..(chat, first_kept))?)
+        .map(|item| item.map(|(k, _)| k.value().1))
+        .collect::<Result<_, _>>()?;
+    for k in old {
+        recent.remove((chat, k))?;
+    }
+    let mut hourly = txn.open_table(HOURLY)?;
+    for (hour, [d, f, t]) in hours {
+        let (od, of, ot) = hourly.get((hour, chat))?.map_or((0, 0, 0), |g| g.value());
+        let counts = (
+            od.saturating_add(d),
+            of.saturating_add(f),
+            ot.saturating_add(t),
+        );
+        hourly.insert((hour, chat), counts)?;
+    }
+    Ok(())
 }
 
 /// Reads a per-chat counter table (one row per chat).
@@ -2851,11 +2852,16 @@ pub(crate) mod tests {
             .reschedule("a", 1, 50, "HTTP 503 <b>busy</b>", 10)
             .unwrap();
         store.dead_letter("a", 1, "HTTP 400", 20).unwrap();
-        for i in 2..=n {
+        for i in 2..=60 {
             store
                 .ack("a", sent_at(i, 100 + i, &format!("m{i}")))
                 .unwrap();
         }
+        // One batch across the bound: the oldest fall out together.
+        let batch: Vec<Ack> = (61..=n)
+            .map(|i| sent_at(i, 100 + i, &format!("m{i}")))
+            .collect();
+        store.ack_many("a", &batch).unwrap();
         let all = store.recent_deliveries("a", 1000).unwrap();
         assert_eq!(all.len() as u64, RECENT_PER_CHAT);
         assert_eq!(all[0].seq, n);
@@ -2866,6 +2872,7 @@ pub(crate) mod tests {
             }
         );
         assert!(all.windows(2).all(|w| w[0].at_ms > w[1].at_ms));
+        assert_eq!(all.last().unwrap().seq, n - RECENT_PER_CHAT + 1);
         // The retry and dead letter fell out of the window; a short read has them.
         let (_dir, store) = temp();
         store.enqueue(&delivery("a", 1), 1).unwrap();
