@@ -3,13 +3,21 @@
 //! each batch one durable commit (fsync), in a fresh data dir under
 //! `$TMPDIR`. Only the accept is timed; each batch is then routed to no chat
 //! (untimed), so the inbox stays as small as in a relay that keeps up.
+//! `store_ack`: `Store::ack_many` of a worker's batch (32 sent deliveries
+//! of one chat, a cheap commit, with each one's hourly count and log line),
+//! the acks built inside the timed part as the worker builds them; the
+//! batch is enqueued untimed first.
 //! Results and the command: BENCHMARKS.md.
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use discourse_relay::config::model::Filter;
 use discourse_relay::delivery::redb_store::RedbStore;
-use discourse_relay::delivery::store::{AcceptOutcome, DedupeKey, InboundEvent, Routed, Store};
+use discourse_relay::delivery::store::{
+    AcceptOutcome, Ack, AttemptResult, DedupeKey, DeliveryRecord, InboundEvent, NewDelivery,
+    Payload, Routed, Store,
+};
 use discourse_relay::ingest::Event;
 
 #[global_allocator]
@@ -78,5 +86,53 @@ fn accept(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, accept);
+fn ack(c: &mut Criterion) {
+    const BATCH: usize = 32;
+    let sample = Event::sample("https://forum.example.org");
+    let mut g = c.benchmark_group("store_ack");
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(BenchmarkId::new("cheap", BATCH), |b| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = RedbStore::open(&dir.path().join("relay.redb")).expect("open");
+        let d = NewDelivery {
+            chat: "general".into(),
+            payload: Payload::Event {
+                event: Box::new(sample.clone()),
+                filter: Filter::Watch,
+            },
+        };
+        let mut now = 1_700_000_000_000u64;
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                for _ in 0..BATCH {
+                    store.enqueue(&d, now).expect("enqueue");
+                }
+                let heads = store.heads("general", BATCH).expect("heads");
+                now += 1_000;
+                let start = Instant::now();
+                let acks: Vec<Ack> = (heads.iter())
+                    .map(|h| Ack {
+                        seq: h.seq,
+                        refs: vec![],
+                        record: DeliveryRecord::of(
+                            h,
+                            now,
+                            AttemptResult::Sent {
+                                remote_id: Some("1700000000.000100".into()),
+                            },
+                        ),
+                    })
+                    .collect();
+                store.ack_many("general", &acks).expect("ack");
+                spent += start.elapsed();
+            }
+            spent
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, accept, ack);
 criterion_main!(benches);

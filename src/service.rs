@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::env::ProcessEnv;
 use crate::config::{Diagnostics, MissingEnv};
 use crate::delivery::running::{DeadLetterChange, Delivery, StartError};
-use crate::delivery::store::{AcceptOutcome, DeadLetter, DedupeKey, InboundEvent, StoreError};
+use crate::delivery::store::{
+    AcceptOutcome, DeadLetter, DedupeKey, DeliveryRecord, InboundEvent, StoreError,
+};
 use crate::delivery::worker::now_ms;
 use crate::ingest::WebhookRequest;
 use crate::ingest::intake::{Admission, Intake};
@@ -265,6 +267,19 @@ impl App {
             return Ok(None);
         }
         self.delivery.dead_letters(chat, limit).await.map(Some)
+    }
+
+    /// The newest `limit` settled attempts of `chat`, newest first; `None`
+    /// if there is no such chat.
+    pub async fn recent_deliveries(
+        &self,
+        chat: &str,
+        limit: usize,
+    ) -> Result<Option<Vec<DeliveryRecord>>, StoreError> {
+        if self.pipeline.load().chat_index(chat).is_none() {
+            return Ok(None);
+        }
+        self.delivery.recent_deliveries(chat, limit).await.map(Some)
     }
 
     /// Sends dead letters of `chat` again (`ids`, or all), behind what is

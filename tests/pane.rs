@@ -1,7 +1,9 @@
 //! The admin pane over HTTP, as a browser without JavaScript uses it: log in
 //! with the admin token, read chats and rules, filter with `?q=`, press
 //! "send test message" (a CSRF-checked form) and see the mock receive it,
-//! open a chat's dead letters. Forged form posts are refused.
+//! open a chat's dead letters. Forged form posts are refused. Each chat's
+//! row has a chart of its last 24 hours and links to its page of recent
+//! deliveries; both survive a restart.
 //! (`scripts/ci/browser-test` drives the same pane in headless Chromium.)
 
 mod common;
@@ -291,4 +293,169 @@ fn pane_login_filter_test_button_and_dead_letters() {
             .unwrap()
             .contains("Max-Age=0")
     );
+}
+
+/// The chart (`<svg class="hours" ...>...</svg>`) in `html`'s row of `chat`.
+fn chart_of<'a>(html: &'a str, chat: &str) -> &'a str {
+    let row = &html[html
+        .find(&format!("data-chat=\"{chat}\""))
+        .unwrap_or_else(|| panic!("no row for {chat}: {html}"))..];
+    let svg = &row[row
+        .find("<svg class=\"hours\"")
+        .expect("a chart in the row")..];
+    &svg[..svg.find("</svg>").expect("the chart ends") + 6]
+}
+
+/// (delivered, retried, failed) summed over a chart's bar titles, and how
+/// many bars it has.
+fn bar_totals(svg: &str) -> ((u64, u64, u64), usize) {
+    let mut sum = (0, 0, 0);
+    let mut bars = 0;
+    for title in svg.split("<title>").skip(1) {
+        let title = &title[..title.find("</title>").unwrap()];
+        let counts = title.rsplit(": ").next().unwrap();
+        let n: Vec<u64> = counts
+            .split(", ")
+            .map(|c| c.split(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(
+            counts.ends_with(" failed") && counts.contains(" delivered, "),
+            "{title}"
+        );
+        sum = (sum.0 + n[0], sum.1 + n[1], sum.2 + n[2]);
+        bars += 1;
+    }
+    (sum, bars)
+}
+
+#[test]
+fn pane_charts_each_chats_hours_and_lists_its_deliveries_across_a_restart() {
+    let mock = Mock::start();
+    mock.route("/broken", Reply::new(400, "bad payload"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("relay.toml");
+    std::fs::write(
+        &cfg,
+        config(
+            "0s",
+            &[
+                ("support-hook", &mock.url("/hook")),
+                ("broken hook", &mock.url("/broken")),
+            ],
+            "admin_token = \"${RELAY_ADMIN_TOKEN}\"\n",
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let env = [("RELAY_ADMIN_TOKEN", TOKEN)];
+    let http = Client::builder().redirect(Policy::none()).build().unwrap();
+    let get = |relay: &Relay, path: &str| {
+        http.get(relay.admin_url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap()
+    };
+    let mut relay = Relay::start(&cfg, &data, &env);
+
+    // Three posts reach both chats: sent to one, dead letters in the other.
+    let markers: Vec<String> = (0..3)
+        .map(|_| relay.post_marker("post_created_first_post"))
+        .collect();
+    let end = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let s: serde_json::Value = get(&relay, "/api/status").json().unwrap();
+        let chats = s["chats"].as_array().unwrap();
+        let of = |name: &str| chats.iter().find(|c| c["name"] == name).unwrap().clone();
+        if of("support-hook")["delivered"] == 3 && of("broken hook")["dead_letters"] == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "not delivered: {s:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let check_pane = |relay: &Relay| {
+        let html = get(relay, "/").text().unwrap();
+        let ok = chart_of(&html, "support-hook");
+        assert!(ok.contains("role=\"img\""), "{ok}");
+        assert!(
+            ok.contains(
+                "aria-label=\"support-hook: last 24 hours, 3 delivered, 0 retried, 0 failed\""
+            ),
+            "{ok}"
+        );
+        // The bars' titles say the same (hour by hour, however the hours fell).
+        assert_eq!(bar_totals(ok), ((3, 0, 0), 24), "{ok}");
+        let broken = chart_of(&html, "broken hook");
+        assert_eq!(bar_totals(broken), ((0, 0, 3), 24), "{broken}");
+        assert!(broken.contains("class=\"bar-err\""), "{broken}");
+        assert!(!broken.contains("class=\"bar-ok\""), "{broken}");
+        assert!(
+            html.contains("<a href=\"/chats/broken%20hook\" class=\"chat-link\">broken hook</a>")
+        );
+    };
+    check_pane(&relay);
+
+    let check_pages = |relay: &Relay| {
+        // The chat's page lists what was sent, newest first.
+        let r = get(relay, "/chats/support-hook");
+        assert_eq!(r.status(), 200);
+        let page = r.text().unwrap();
+        assert!(page.contains("<h1>support-hook</h1>"), "{page}");
+        assert_eq!(
+            page.matches("<tr class=\"delivery sent\">").count(),
+            3,
+            "{page}"
+        );
+        let (first, last) = (
+            page.find(markers[2].as_str()).unwrap(),
+            page.find(markers[0].as_str()).unwrap(),
+        );
+        assert!(first < last, "newest first: {page}");
+        assert!(page.contains("post created · topic "), "{page}");
+        assert!(page.contains("<svg class=\"hours big\" role=\"img\""));
+        let v: serde_json::Value = get(relay, "/api/chats/support-hook/deliveries")
+            .json()
+            .unwrap();
+        let titles: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["title"].as_str().unwrap())
+            .collect();
+        assert_eq!(titles, [&markers[2], &markers[1], &markers[0]], "{v:#}");
+        assert!(v.as_array().unwrap().iter().all(|d| d["result"] == "sent"
+            && d["kind"] == "post_created"
+            && d["latency_ms"].is_u64()));
+        // The failing chat's page says why.
+        let page = get(relay, "/chats/broken%20hook").text().unwrap();
+        assert_eq!(
+            page.matches("<tr class=\"delivery dead_lettered\">")
+                .count(),
+            3,
+            "{page}"
+        );
+        assert!(page.contains("<span class=\"error\">dead-lettered</span><pre class=\"reason\">"));
+        assert!(page.contains("400"), "{page}");
+        let v: serde_json::Value = get(relay, "/api/chats/broken%20hook/deliveries")
+            .json()
+            .unwrap();
+        assert!(v[0]["reason"].as_str().unwrap().contains("400"), "{v:#}");
+    };
+    check_pages(&relay);
+
+    // Unknown chats are 404; without the token, 401.
+    assert_eq!(get(&relay, "/chats/nope").status(), 404);
+    assert_eq!(get(&relay, "/api/chats/nope/deliveries").status(), 404);
+    for path in ["/chats/support-hook", "/api/chats/support-hook/deliveries"] {
+        let r = http.get(relay.admin_url(path)).send().unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+
+    // A clean restart keeps the counts and the log (they are in the store).
+    relay.signal("TERM");
+    let _ = relay.child.wait();
+    drop(relay);
+    let relay = Relay::start(&cfg, &data, &env);
+    check_pane(&relay);
+    check_pages(&relay);
 }

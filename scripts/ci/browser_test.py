@@ -1,4 +1,7 @@
-"""The admin pane in a real browser (see scripts/ci/browser-test).
+"""The admin pane in a real browser (see scripts/ci/browser-test): login,
+chats and rules, the filter, test messages, each chat's 24-hour chart,
+relative times with the exact time on hover, a chat's page of recent
+deliveries; screenshots at 1280 px and phone width (and of the chat page).
 
 Starts a chat sink (records every request), the relay binary with a config
 pointing at it, and headless Chromium driven over the DevTools protocol.
@@ -284,9 +287,65 @@ def main():
         b.goto(base + "/")
         b.wait("!!document.querySelector('table.chats')", "the pane")
 
+        # Each chat's row has its chart of the last 24 hours: present, laid
+        # out, with a title per bar carrying the counts.
+        charts = b.eval("[...document.querySelectorAll('tr.chat')].map(r => { "
+                        "const s = r.querySelector('th svg.hours[role=img]'); if (!s) return null; "
+                        "const box = s.getBoundingClientRect(); "
+                        "return {chat: r.dataset.chat, w: box.width, h: box.height, "
+                        "visible: getComputedStyle(s).visibility === 'visible' && box.width > 0 && box.height > 0, "
+                        "bars: s.querySelectorAll('g.hour > title').length, "
+                        "label: s.getAttribute('aria-label'), "
+                        "titles: [...s.querySelectorAll('title')].map(t => t.textContent)}; })")
+        check(all(c and c["visible"] for c in charts), f"a visible chart in every chat row: {charts and [(c['chat'], c['w'], c['h']) for c in charts if c]}")
+        check(all(c["bars"] == 24 for c in charts), "every chart has 24 hourly bars")
+        support = next(c for c in charts if c["chat"] == "support")
+        check(support["label"].startswith("support: last 24 hours, 1 delivered"), f"chart summary: {support['label']}")
+        check(any(re.search(r"UTC: 1 delivered, 0 retried, 0 failed$", t) for t in support["titles"]),
+              "the current hour's bar title shows the test message")
+        check(b.eval("!!document.querySelector('tr[data-chat=support] svg.hours rect.bar-ok')"),
+              "the delivered bar is drawn")
+
+        # Relative times read "… ago", the exact time on hover (title). The
+        # relay started moments ago: wait until its start reads in seconds.
+        started = b.eval("document.querySelector('header time').getAttribute('datetime')")
+        b.wait("(Date.now() - Date.parse(document.querySelector('header time').getAttribute('datetime'))) > 11000",
+               "the relay to be up for 11 s", timeout=20)
+        b.goto(base + "/")
+        b.wait("!!document.querySelector('table.chats')", "the pane")
+        times = b.eval("[...document.querySelectorAll('time')].map(t => ({text: t.textContent, "
+                       "title: t.getAttribute('title'), datetime: t.getAttribute('datetime')}))")
+        check(any(t["text"].endswith(" ago") for t in times), f"relative times shown: {[t['text'] for t in times]}")
+        check(all(t["title"] and t["title"] == t["datetime"] and not t["title"].endswith("ago") for t in times),
+              "each relative time has the exact time in its title (on hover)")
+        check(started in [t["title"] for t in times], f"the start time on hover: {started}")
+
+        # A chat's name opens its page: recent deliveries with their results.
+        b.eval("document.querySelector('tr[data-chat=support] a.chat-link').click()")
+        b.wait("location.pathname === '/chats/support' && document.readyState === 'complete' "
+               "&& !!document.querySelector('h1')", "the chat's page")
+        title = b.eval("document.querySelector('h1').textContent")
+        check(title == "support", f"the chat page's heading: {title}")
+        rows = b.eval("[...document.querySelectorAll('tr.delivery')].map(r => r.textContent)")
+        check(len(rows) == 1 and "test message requested by admin pane" in rows[0] and "sent" in rows[0],
+              f"the chat page lists the test message, sent: {rows}")
+        check(b.eval("(() => { const t = document.querySelector('tr.delivery time'); "
+                     "return !!t && t.getAttribute('title') === t.getAttribute('datetime'); })()"),
+              "the delivery's time has its exact time on hover")
+        check(b.eval("(() => { const s = document.querySelector('svg.hours.big'); "
+                     "return !!s && s.getBoundingClientRect().width > 200; })()"),
+              "the chat page shows the 24-hour chart")
         os.makedirs(os.path.dirname(png) or ".", exist_ok=True)
+        b.screenshot(os.path.join(os.path.dirname(png) or ".", "pane-chat.png"), 1280, 900)
+        b.goto(base + "/")
+        b.wait("!!document.querySelector('table.chats')", "the pane")
+
         b.screenshot(png, 1280, 900)
         b.screenshot(phone_png, 390, 844, mobile=True)
+        # At phone width the charts stay inside the screen and headings whole.
+        fits = b.eval("[...document.querySelectorAll('svg.hours')].every(s => "
+                      "s.getBoundingClientRect().right <= window.innerWidth)")
+        check(fits, "at phone width every chart fits the screen")
         print("browser-test: all checks passed")
     except Exception:
         print("browser-test: relay log:\n" + "".join(log[-40:]), file=sys.stderr)

@@ -199,8 +199,8 @@ mod tests {
     use crate::delivery::redb_store::RedbStore;
     use crate::delivery::redb_store::tests::inbound;
     use crate::delivery::store::{
-        DeadLetter, FollowUp, MessageRef, NewDelivery, PendingChange, PostKey, PostRecord,
-        QuarantineSummary, QueuedDelivery, RefChange, Routed, StoredEvent,
+        Ack, DeadLetter, DeliveryRecord, FollowUp, HourCount, MessageRef, NewDelivery,
+        PendingChange, PostKey, PostRecord, QuarantineSummary, QueuedDelivery, Routed, StoredEvent,
     };
 
     /// Delegates to a [`RedbStore`], counting and optionally slowing (like a
@@ -267,11 +267,31 @@ mod tests {
         fn head(&self, chat: &str) -> Result<Option<QueuedDelivery>, StoreError> {
             self.inner.head(chat)
         }
-        fn ack_many(&self, chat: &str, acks: &[(u64, Vec<RefChange>)]) -> Result<(), StoreError> {
+        fn ack_many(&self, chat: &str, acks: &[Ack]) -> Result<(), StoreError> {
             self.inner.ack_many(chat, acks)
         }
-        fn reschedule(&self, chat: &str, seq: u64, at: u64, e: &str) -> Result<(), StoreError> {
-            self.inner.reschedule(chat, seq, at, e)
+        fn reschedule(
+            &self,
+            chat: &str,
+            seq: u64,
+            at: u64,
+            e: &str,
+            now: u64,
+        ) -> Result<(), StoreError> {
+            self.inner.reschedule(chat, seq, at, e, now)
+        }
+        fn hourly_counts(&self, since_ms: u64) -> Result<Vec<HourCount>, StoreError> {
+            self.inner.hourly_counts(since_ms)
+        }
+        fn recent_deliveries(
+            &self,
+            chat: &str,
+            limit: usize,
+        ) -> Result<Vec<DeliveryRecord>, StoreError> {
+            self.inner.recent_deliveries(chat, limit)
+        }
+        fn prune_hourly_counts(&self, before_ms: u64) -> Result<(), StoreError> {
+            self.inner.prune_hourly_counts(before_ms)
         }
         fn dead_letter(&self, chat: &str, seq: u64, r: &str, now: u64) -> Result<(), StoreError> {
             self.inner.dead_letter(chat, seq, r, now)

@@ -28,6 +28,8 @@
 //! | `message_refs_by_time` | (`stored_at_ms`, chat, topic, number) | `()` — index for `prune` |
 //! | `posts`          | (forum URL, topic id, post number) | (`stored_at_ms`, JSON [`PostRecord`]) |
 //! | `posts_by_time`  | (`stored_at_ms`, forum, topic, number) | `()` — index for `prune`      |
+//! | `hourly_counts`  | (hour = ms / 3 600 000, chat)   | (delivered, failed, retried) — see [`Store::hourly_counts`] |
+//! | `recent_deliveries` | (chat, n)                    | JSON [`DeliveryRecord`]: the chat's newest [`RECENT_PER_CHAT`] |
 //! | `meta`           | name                            | `u64` (schema, next ids)           |
 //! | `quarantine`     | id `u64`                        | (when, table, key, error, raw bytes) of an unreadable row |
 //!
@@ -39,7 +41,12 @@
 //!
 //! The counters (`queue_depth`, `dead_count`) are kept in the same
 //! transactions as the rows they count, so the status page reads one row per
-//! chat instead of scanning the queues.
+//! chat instead of scanning the queues. So are a chat's activity rows: an
+//! ack, reschedule or dead letter adds to its hour in `hourly_counts` and
+//! appends to `recent_deliveries` (dropping the oldest beyond
+//! [`RECENT_PER_CHAT`]) in its own transaction, costing no commit of its own.
+//! `hourly_counts` is keyed hour first so that the pane's last 24 hours and
+//! pruning are each one range.
 //!
 //! # Durability
 //!
@@ -84,9 +91,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::store::{
-    AcceptOutcome, DeadLetter, DedupeKey, FollowUp, InboundEvent, MessageRef, NewDelivery, Payload,
-    PendingChange, PostChat, PostKey, PostRecord, QuarantineSummary, QuarantinedRow,
-    QueuedDelivery, RefChange, Routed, Store, StoreError, StoredEvent,
+    AcceptOutcome, Ack, AttemptResult, DeadLetter, DedupeKey, DeliveryRecord, FollowUp, HOUR_MS,
+    HourCount, InboundEvent, MessageRef, NewDelivery, Payload, PendingChange, PostChat, PostKey,
+    PostRecord, QuarantineSummary, QuarantinedRow, QueuedDelivery, RECENT_PER_CHAT, RefChange,
+    Routed, Store, StoreError, StoredEvent,
 };
 use crate::ingest::Event;
 
@@ -113,6 +121,11 @@ const POSTS_BY_TIME: TableDefinition<(u64, &str, u64, u64), ()> =
     TableDefinition::new("posts_by_time");
 /// The refs of the first releases (keyed by post id alone): dropped at open.
 const OLD_REFS: [&str; 2] = ["refs", "refs_by_time"];
+/// (hour, chat) -> (delivered, failed, retried): fixed-width numbers, like
+/// the other counters, so no row format to version.
+const HOURLY: TableDefinition<(u64, &str), (u64, u64, u64)> = TableDefinition::new("hourly_counts");
+/// (chat, n) -> JSON [`DeliveryRecord`]; `n` grows per chat.
+const RECENT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("recent_deliveries");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Rows that could not be read: (when, table, key, error, raw bytes).
 const QUARANTINE: TableDefinition<u64, (u64, &str, &str, &str, &[u8])> =
@@ -290,6 +303,10 @@ enum Row {
         topic: u64,
         number: u64,
     },
+    Recent {
+        chat: String,
+        n: u64,
+    },
 }
 
 impl Row {
@@ -300,6 +317,7 @@ impl Row {
             Row::Dead { .. } => "dead",
             Row::Post { .. } => "posts",
             Row::Ref { .. } => "message_refs",
+            Row::Recent { .. } => "recent_deliveries",
         }
     }
 
@@ -307,6 +325,7 @@ impl Row {
         match self {
             Row::Inbox { id } | Row::Dead { id, .. } => id.to_string(),
             Row::Queue { chat, seq } => format!("{chat}#{seq}"),
+            Row::Recent { chat, n } => format!("{chat}#{n}"),
             Row::Post {
                 forum,
                 topic,
@@ -440,6 +459,15 @@ fn set_aside(txn: &WriteTransaction, bad: &Unreadable, at_ms: u64) -> R<bool> {
             if !remove_timed(txn, REFS, REFS_BY_TIME, k, &bad.raw)? {
                 return Ok(false);
             }
+        }
+        Row::Recent { chat, n } => {
+            let mut recent = txn.open_table(RECENT)?;
+            let current = recent.get((chat.as_str(), *n))?;
+            if !same(current.as_ref().map(|g| g.value())) {
+                return Ok(false);
+            }
+            drop(current);
+            recent.remove((chat.as_str(), *n))?;
         }
     }
     put_quarantine(txn, bad, at_ms)?;
@@ -755,6 +783,8 @@ impl RedbStore {
             txn.open_table(POSTS)?;
             txn.open_table(POSTS_BY_TIME)?;
             txn.open_table(QUARANTINE)?;
+            txn.open_table(HOURLY)?;
+            txn.open_table(RECENT)?;
             for old in OLD_REFS {
                 txn.delete_table(redb::TableDefinition::<(&str, u64), ()>::new(old))?;
             }
@@ -1291,18 +1321,28 @@ impl Store for RedbStore {
         heads
     }
 
-    fn ack_many(&self, chat: &str, acks: &[(u64, Vec<RefChange>)]) -> Result<(), StoreError> {
+    fn ack_many(&self, chat: &str, acks: &[Ack]) -> Result<(), StoreError> {
         if acks.is_empty() {
             return Ok(());
         }
         // Cheap: a lost ack re-sends after a crash (module docs); the refs
-        // go with it, so they never name a message the queue forgot.
+        // and the activity go with it, so they never name a message the
+        // queue forgot.
         self.write(Commit::Cheap, |txn| {
             let mut queues = Queues::open(txn)?;
             let mut refs = txn.open_table(REFS)?;
             let mut by_time = txn.open_table(REFS_BY_TIME)?;
-            for (seq, changes) in acks {
-                queues.remove(chat, *seq)?;
+            let mut settled = Vec::with_capacity(acks.len());
+            for Ack {
+                seq,
+                refs: changes,
+                record,
+            } in acks
+            {
+                // Already acked (a re-sent batch): counted the first time.
+                if queues.remove(chat, *seq)?.is_some() {
+                    settled.push(record);
+                }
                 for change in changes {
                     let (topic, number, new) = match change {
                         RefChange::Put { topic, number, r } => (*topic, *number, Some(r)),
@@ -1324,7 +1364,7 @@ impl Store for RedbStore {
                     }
                 }
             }
-            Ok(())
+            record_activity(txn, chat, settled)
         })
     }
 
@@ -1334,6 +1374,7 @@ impl Store for RedbStore {
         seq: u64,
         next_attempt_at_ms: u64,
         error: &str,
+        now_ms: u64,
     ) -> Result<(), StoreError> {
         // Cheap: a lost reschedule retries early after a crash (module docs).
         self.write(Commit::Cheap, |txn| {
@@ -1343,12 +1384,18 @@ impl Store for RedbStore {
             };
             let mut d: QueuedDelivery = match decode(&bytes) {
                 Ok(d) => d,
-                Err(e) => return queues.set_aside(txn, chat, seq, bytes, e, wall_ms()),
+                Err(e) => return queues.set_aside(txn, chat, seq, bytes, e, now_ms),
             };
             d.attempts = d.attempts.saturating_add(1);
             d.next_attempt_at_ms = next_attempt_at_ms;
             d.last_error = Some(error.to_string());
             queues.queue.insert((chat, seq), encode(&d)?.as_slice())?;
+            drop(queues);
+            let result = AttemptResult::Retried {
+                reason: error.to_string(),
+                next_attempt_at_ms,
+            };
+            record_activity(txn, chat, [&DeliveryRecord::of(&d, now_ms, result)])?;
             Ok(())
         })
     }
@@ -1381,6 +1428,11 @@ impl Store for RedbStore {
                     return put_quarantine(txn, &bad, now_ms);
                 }
             };
+            drop(queues);
+            let result = AttemptResult::DeadLettered {
+                reason: reason.to_string(),
+            };
+            record_activity(txn, chat, [&DeliveryRecord::of(&delivery, now_ms, result)])?;
             let id = next_meta(&mut txn.open_table(META)?, NEXT_DEAD_ID)?;
             let letter = DeadLetter {
                 id,
@@ -1649,6 +1701,70 @@ impl Store for RedbStore {
         Ok(total)
     }
 
+    fn hourly_counts(&self, since_ms: u64) -> Result<Vec<HourCount>, StoreError> {
+        let mut out = self.read(|txn| {
+            let mut out = Vec::new();
+            for item in txn.open_table(HOURLY)?.range((since_ms / HOUR_MS, "")..)? {
+                let (key, value) = item?;
+                let (hour, chat) = key.value();
+                let (delivered, failed, retried) = value.value();
+                out.push(HourCount {
+                    chat: chat.to_string(),
+                    hour,
+                    delivered,
+                    failed,
+                    retried,
+                });
+            }
+            Ok(out)
+        })?;
+        out.sort_by(|a, b| (&a.chat, a.hour).cmp(&(&b.chat, b.hour)));
+        Ok(out)
+    }
+
+    fn recent_deliveries(
+        &self,
+        chat: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let (out, bad) = self.read(|txn| {
+            let (mut out, mut bad) = (Vec::new(), Vec::new());
+            let recent = txn.open_table(RECENT)?;
+            for item in recent.range((chat, 0)..=(chat, u64::MAX))?.rev() {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, row) = item?;
+                match decode::<DeliveryRecord>(row.value()) {
+                    Ok(r) => out.push(r),
+                    Err(e) => {
+                        let row_key = Row::Recent {
+                            chat: chat.to_string(),
+                            n: key.value().1,
+                        };
+                        bad.push(Unreadable::new(row_key, row.value(), e));
+                    }
+                }
+            }
+            Ok((out, bad))
+        })?;
+        self.set_aside_all(&bad);
+        Ok(out)
+    }
+
+    fn prune_hourly_counts(&self, before_ms: u64) -> Result<(), StoreError> {
+        self.write_if(Commit::Durable, |txn| {
+            let mut hourly = txn.open_table(HOURLY)?;
+            let old: Vec<(u64, String)> = (hourly.range(..(before_ms / HOUR_MS, ""))?)
+                .map(|item| item.map(|(k, _)| (k.value().0, k.value().1.to_string())))
+                .collect::<Result<_, _>>()?;
+            for (hour, chat) in &old {
+                hourly.remove((*hour, chat.as_str()))?;
+            }
+            Ok(((), !old.is_empty()))
+        })
+    }
+
     fn quarantined(&self) -> Result<QuarantineSummary, StoreError> {
         self.read(|txn| {
             let q = txn.open_table(QUARANTINE)?;
@@ -1810,6 +1926,71 @@ fn prune_timed(
     Ok(())
 }
 
+/// Writes a chat's activity rows for `records`, in the transaction of the
+/// ack, reschedule or dead letter they record: each counted in its hour
+/// (one row written per hour, however many records) and appended to the
+/// chat's log, dropping what falls beyond [`RECENT_PER_CHAT`] (once, after
+/// the appends).
+fn record_activity<'r>(
+    txn: &WriteTransaction,
+    chat: &str,
+    records: impl IntoIterator<Item = &'r DeliveryRecord>,
+) -> R<()> {
+    let mut recent = txn.open_table(RECENT)?;
+    let mut hours: Vec<(u64, [u64; 3])> = Vec::new();
+    let mut next: Option<u64> = None;
+    for r in records {
+        let slot = match r.result {
+            AttemptResult::Sent { .. } => Some(0),
+            AttemptResult::DeadLettered { .. } => Some(1),
+            AttemptResult::Retried { .. } => Some(2),
+            AttemptResult::Skipped { .. } => None,
+        };
+        if let Some(slot) = slot {
+            let hour = r.at_ms / HOUR_MS;
+            match hours.iter_mut().find(|(h, _)| *h == hour) {
+                Some((_, c)) => c[slot] += 1,
+                None => {
+                    let mut c = [0; 3];
+                    c[slot] = 1;
+                    hours.push((hour, c));
+                }
+            }
+        }
+        let n = match next {
+            Some(n) => n,
+            None => match recent.range((chat, 0)..=(chat, u64::MAX))?.next_back() {
+                Some(item) => item?.0.value().1.saturating_add(1),
+                None => 1,
+            },
+        };
+        recent.insert((chat, n), encode(r)?.as_slice())?;
+        next = Some(n.saturating_add(1));
+    }
+    let Some(next) = next else {
+        return Ok(());
+    };
+    // Usually as many rows as were appended: those that fell out of the window.
+    let first_kept = next.saturating_sub(RECENT_PER_CHAT);
+    let old: Vec<u64> = (recent.range((chat, 0)..(chat, first_kept))?)
+        .map(|item| item.map(|(k, _)| k.value().1))
+        .collect::<Result<_, _>>()?;
+    for k in old {
+        recent.remove((chat, k))?;
+    }
+    let mut hourly = txn.open_table(HOURLY)?;
+    for (hour, [d, f, t]) in hours {
+        let (od, of, ot) = hourly.get((hour, chat))?.map_or((0, 0, 0), |g| g.value());
+        let counts = (
+            od.saturating_add(d),
+            of.saturating_add(f),
+            ot.saturating_add(t),
+        );
+        hourly.insert((hour, chat), counts)?;
+    }
+    Ok(())
+}
+
 /// Reads a per-chat counter table (one row per chat).
 fn counters(table: &impl ReadableTable<&'static str, u64>) -> R<Vec<(String, u64)>> {
     let mut out = Vec::new();
@@ -1868,6 +2049,27 @@ pub(crate) mod tests {
         }
     }
 
+    /// An ack of a sent delivery (no remote id), settled at time 1.
+    pub(crate) fn sent(seq: u64, refs: &[RefChange]) -> Ack {
+        let d = QueuedDelivery {
+            chat: String::new(),
+            seq,
+            payload: Payload::Test {
+                requested_by: "tester".into(),
+            },
+            created_at_ms: 0,
+            attempts: 0,
+            next_attempt_at_ms: 0,
+            last_error: None,
+        };
+        let result = AttemptResult::Sent { remote_id: None };
+        Ack {
+            seq,
+            refs: refs.to_vec(),
+            record: DeliveryRecord::of(&d, 1, result),
+        }
+    }
+
     fn test_delivery(chat: &str) -> NewDelivery {
         NewDelivery {
             chat: chat.into(),
@@ -1894,7 +2096,7 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         while let Some(d) = store.head(chat).unwrap() {
             out.push(d.seq);
-            store.ack(chat, d.seq, &[]).unwrap();
+            store.ack(chat, sent(d.seq, &[])).unwrap();
         }
         out
     }
@@ -2135,8 +2337,8 @@ pub(crate) mod tests {
         }
         store.enqueue(&test_delivery("b"), 10).unwrap();
 
-        store.reschedule("a", 1, 500, "HTTP 502").unwrap();
-        store.reschedule("a", 1, 900, "HTTP 503").unwrap();
+        store.reschedule("a", 1, 500, "HTTP 502", 1).unwrap();
+        store.reschedule("a", 1, 900, "HTTP 503", 1).unwrap();
         let head = store.head("a").unwrap().unwrap();
         assert_eq!(
             (head.seq, head.attempts, head.next_attempt_at_ms),
@@ -2144,7 +2346,7 @@ pub(crate) mod tests {
         );
         assert_eq!(head.last_error.as_deref(), Some("HTTP 503"));
         // A missing row is not an error (acked meanwhile).
-        store.reschedule("a", 99, 1, "x").unwrap();
+        store.reschedule("a", 99, 1, "x", 1).unwrap();
 
         store
             .dead_letter("a", 1, "HTTP 404: no such channel", 1000)
@@ -2152,7 +2354,7 @@ pub(crate) mod tests {
         store.dead_letter("b", 1, "revoked", 1100).unwrap();
         store.dead_letter("a", 2, "too old", 1200).unwrap();
         store.dead_letter("a", 2, "again", 1300).unwrap(); // already moved: no-op
-        store.ack("a", 2, &[]).unwrap(); // gone: no-op
+        store.ack("a", sent(2, &[])).unwrap(); // gone: no-op
         assert_eq!(store.queue_depths().unwrap(), vec![("a".to_string(), 1)]);
         assert_eq!(
             store.dead_letter_counts().unwrap(),
@@ -2179,7 +2381,7 @@ pub(crate) mod tests {
         assert_eq!(store.dead_letters(None, 2).unwrap().len(), 2);
         assert!(store.dead_letters(Some("zzz"), 10).unwrap().is_empty());
 
-        store.ack("a", 3, &[]).unwrap();
+        store.ack("a", sent(3, &[])).unwrap();
         assert!(store.queue_depths().unwrap().is_empty());
         assert_eq!(store.head("a").unwrap(), None);
     }
@@ -2195,7 +2397,7 @@ pub(crate) mod tests {
             number: 1,
             r,
         };
-        store.ack(chat, u64::MAX, &[change]).unwrap();
+        store.ack(chat, sent(u64::MAX, &[change])).unwrap();
     }
 
     #[test]
@@ -2231,11 +2433,13 @@ pub(crate) mod tests {
         store
             .ack(
                 "a",
-                1,
-                &[RefChange::Remove {
-                    topic: 2,
-                    number: 1,
-                }],
+                sent(
+                    1,
+                    &[RefChange::Remove {
+                        topic: 2,
+                        number: 1,
+                    }],
+                ),
             )
             .unwrap();
         assert_eq!(store.message_ref("a", 2, 1).unwrap(), None);
@@ -2312,7 +2516,7 @@ pub(crate) mod tests {
             r: r.clone(),
         };
         store
-            .ack_many("c", &[(1, vec![put]), (2, vec![]), (3, vec![])])
+            .ack_many("c", &[sent(1, &[put]), sent(2, &[]), sent(3, &[])])
             .unwrap();
         assert_eq!(seqs_of(&store, "c"), vec![4, 5]);
         assert_eq!(store.message_ref("c", 9, 1).unwrap(), Some(r));
@@ -2417,7 +2621,7 @@ pub(crate) mod tests {
         let mut ids = Vec::new();
         for at in [10, 20, 30] {
             let seq = store.enqueue(&test_delivery("a"), at).unwrap();
-            store.reschedule("a", seq, at + 1, "HTTP 500").unwrap();
+            store.reschedule("a", seq, at + 1, "HTTP 500", 1).unwrap();
             store
                 .dead_letter("a", seq, &format!("gave up at {at}"), at)
                 .unwrap();
@@ -2567,6 +2771,150 @@ pub(crate) mod tests {
         assert_eq!(accept(&store, 4, 500), AcceptOutcome::Duplicate);
     }
 
+    /// An ack of `seq` sent at `at_ms` with `remote_id`.
+    fn sent_at(seq: u64, at_ms: u64, remote_id: &str) -> Ack {
+        let mut ack = sent(seq, &[]);
+        ack.record.at_ms = at_ms;
+        ack.record.result = AttemptResult::Sent {
+            remote_id: Some(remote_id.into()),
+        };
+        ack
+    }
+
+    fn hour(chat: &str, hour: u64, delivered: u64, failed: u64, retried: u64) -> HourCount {
+        HourCount {
+            chat: chat.into(),
+            hour,
+            delivered,
+            failed,
+            retried,
+        }
+    }
+
+    #[test]
+    fn hourly_counts_increment_roll_over_prune_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.redb");
+        let h = 490_000; // an hour in 2025
+        let t = |hour: u64, ms: u64| hour * HOUR_MS + ms;
+        {
+            let store = RedbStore::open(&path).unwrap();
+            for n in 1..=4 {
+                store.enqueue(&delivery("a", n), t(h, 0)).unwrap();
+            }
+            store.enqueue(&test_delivery("b"), t(h, 0)).unwrap();
+            store
+                .ack_many(
+                    "a",
+                    &[sent_at(1, t(h, 10), "m1"), sent_at(2, t(h, 20), "m2")],
+                )
+                .unwrap();
+            // Acked again (a batch re-sent after a lost commit): counted once.
+            store.ack("a", sent_at(1, t(h, 30), "m1")).unwrap();
+            store
+                .reschedule("a", 3, t(h, 5000), "HTTP 502", t(h, HOUR_MS - 1))
+                .unwrap();
+            // The next hour: a new bucket.
+            store.dead_letter("a", 3, "HTTP 400", t(h + 1, 0)).unwrap();
+            store.ack("a", sent_at(4, t(h + 1, 7), "m4")).unwrap();
+            store.ack("b", sent_at(1, t(h + 1, 8), "b1")).unwrap();
+            assert_eq!(
+                store.hourly_counts(t(h, 0)).unwrap(),
+                [
+                    hour("a", h, 2, 0, 1),
+                    hour("a", h + 1, 1, 1, 0),
+                    hour("b", h + 1, 1, 0, 0)
+                ]
+            );
+            // Any time inside an hour asks from that hour's start.
+            assert_eq!(store.hourly_counts(t(h + 1, 99)).unwrap().len(), 2);
+        }
+        // A restart keeps them (the acks were cheap commits: the close made them durable).
+        let store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.hourly_counts(0).unwrap().len(), 3);
+        store.prune_hourly_counts(t(h + 1, 500)).unwrap();
+        assert_eq!(
+            store.hourly_counts(0).unwrap(),
+            [hour("a", h + 1, 1, 1, 0), hour("b", h + 1, 1, 0, 0)]
+        );
+        store.prune_hourly_counts(t(h + 1, 500)).unwrap(); // nothing left to prune
+    }
+
+    #[test]
+    fn recent_deliveries_are_newest_first_bounded_and_say_what_happened() {
+        let (_dir, store) = temp();
+        let n = RECENT_PER_CHAT + 5;
+        for i in 1..=n {
+            store.enqueue(&delivery("a", i), i).unwrap();
+        }
+        store.enqueue(&test_delivery("b"), 1).unwrap();
+        store
+            .reschedule("a", 1, 50, "HTTP 503 <b>busy</b>", 10)
+            .unwrap();
+        store.dead_letter("a", 1, "HTTP 400", 20).unwrap();
+        for i in 2..=60 {
+            store
+                .ack("a", sent_at(i, 100 + i, &format!("m{i}")))
+                .unwrap();
+        }
+        // One batch across the bound: the oldest fall out together.
+        let batch: Vec<Ack> = (61..=n)
+            .map(|i| sent_at(i, 100 + i, &format!("m{i}")))
+            .collect();
+        store.ack_many("a", &batch).unwrap();
+        let all = store.recent_deliveries("a", 1000).unwrap();
+        assert_eq!(all.len() as u64, RECENT_PER_CHAT);
+        assert_eq!(all[0].seq, n);
+        assert_eq!(
+            all[0].result,
+            AttemptResult::Sent {
+                remote_id: Some(format!("m{n}"))
+            }
+        );
+        assert!(all.windows(2).all(|w| w[0].at_ms > w[1].at_ms));
+        assert_eq!(all.last().unwrap().seq, n - RECENT_PER_CHAT + 1);
+        // The retry and dead letter fell out of the window; a short read has them.
+        let (_dir, store) = temp();
+        store.enqueue(&delivery("a", 1), 1).unwrap();
+        store.reschedule("a", 1, 50, "HTTP 503", 10).unwrap();
+        store.dead_letter("a", 1, "HTTP 400", 20).unwrap();
+        let got = store.recent_deliveries("a", 10).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0].result,
+            AttemptResult::DeadLettered {
+                reason: "HTTP 400".into()
+            }
+        );
+        assert_eq!(
+            got[1].result,
+            AttemptResult::Retried {
+                reason: "HTTP 503".into(),
+                next_attempt_at_ms: 50
+            }
+        );
+        assert_eq!((got[1].created_at_ms, got[1].at_ms), (1, 10));
+        // What it was comes from the queued row itself.
+        assert_eq!(got[0].what.kind, "post_created");
+        assert_eq!(got[0].what.topic, Some(event(1).topic.id));
+        assert_eq!(got[0].what.title, event(1).topic.title);
+        assert!(store.recent_deliveries("b", 10).unwrap().is_empty());
+
+        // An unreadable log row is set aside; the rest are listed.
+        store
+            .write(Commit::Durable, |txn| {
+                txn.open_table(RECENT)?
+                    .insert(("a", 1), b"{\"v\":9}".as_slice())?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.recent_deliveries("a", 10).unwrap().len(), 1);
+        let q = store.quarantined().unwrap();
+        assert_eq!(q.count, 1);
+        assert_eq!(q.newest[0].table, "recent_deliveries");
+        assert_eq!(q.newest[0].key, "a#1");
+    }
+
     #[test]
     fn survives_drop_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -2586,8 +2934,8 @@ pub(crate) mod tests {
                     100,
                 )
                 .unwrap();
-            store.ack("a", 1, &[]).unwrap(); // cheap commit: made durable by the close
-            store.reschedule("b", 1, 777, "HTTP 500").unwrap();
+            store.ack("a", sent(1, &[])).unwrap(); // cheap commit: made durable by the close
+            store.reschedule("b", 1, 777, "HTTP 500", 1).unwrap();
             store.enqueue(&test_delivery("c"), 100).unwrap();
             store.dead_letter("c", 1, "gone", 200).unwrap();
             put_ref(&store, "a", 2, "m", 1);
@@ -2736,7 +3084,7 @@ pub(crate) mod tests {
 
         // A row spoiled under a reschedule or a dead letter is set aside too.
         spoil_queue(&store, "a", 4, b"[]");
-        store.reschedule("a", 4, 99, "HTTP 500").unwrap();
+        store.reschedule("a", 4, 99, "HTTP 500", 1).unwrap();
         spoil_queue(&store, "a", 5, b"[]");
         store.dead_letter("a", 5, "gone", 7).unwrap();
         assert!(store.dead_letter_counts().unwrap().is_empty());
@@ -2746,7 +3094,7 @@ pub(crate) mod tests {
             vec![("a".to_string(), 1), ("b".to_string(), 1)]
         );
         assert_eq!(store.quarantined().unwrap().count, 4);
-        store.ack("a", 2, &[]).unwrap();
+        store.ack("a", sent(2, &[])).unwrap();
         assert_eq!(store.head("a").unwrap(), None);
         assert_eq!(store.queue_depths().unwrap(), vec![("b".to_string(), 1)]);
         assert_eq!(seqs_of(&store, "b"), vec![1]);
@@ -3093,7 +3441,7 @@ pub(crate) mod tests {
         }
         let head = t.elapsed() / chats.len() as u32;
         let t = Instant::now();
-        store.ack(&chats[0], 6, &[]).unwrap();
+        store.ack(&chats[0], sent(6, &[])).unwrap();
         let ack = t.elapsed();
         eprintln!(
             "100k queued rows: route (one txn) {route:?}; queue_depths + dead_letter_counts \

@@ -20,13 +20,16 @@ use super::redb_store::RedbStore;
 use super::scheduler::{Scheduler, refresh_topic};
 use super::send::Sender;
 use super::store::{
-    AcceptOutcome, DeadLetter, InboundEvent, NewDelivery, Payload, PendingChange, Store, StoreError,
+    AcceptOutcome, DeadLetter, DeliveryRecord, HOUR_MS, HourCount, InboundEvent, NewDelivery,
+    Payload, PendingChange, Store, StoreError,
 };
 use super::worker::{Observer, WorkerCtx, Workers, blocking, now_ms};
 use crate::ingest::EventKind;
 use crate::ingest::intake::Learned;
 use crate::observe::metrics::{DeliveryResult, Metrics};
-use crate::observe::status::{ChatError, ChatStatus, QuarantinedView, StorageStatus, rfc3339};
+use crate::observe::status::{
+    CHART_HOURS, ChatError, ChatStatus, HourStatus, QuarantinedView, StorageStatus, rfc3339,
+};
 use crate::pipeline::Pipeline;
 
 /// What can be done to dead letters.
@@ -413,6 +416,16 @@ impl Delivery {
         Ok(done)
     }
 
+    /// The newest `limit` settled attempts of `chat`, newest first.
+    pub async fn recent_deliveries(
+        &self,
+        chat: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let name = chat.to_string();
+        blocking(&self.store, move |s| s.recent_deliveries(&name, limit)).await
+    }
+
     /// Lets workers finish their current send and flushes the store (a clean
     /// close makes cheap-durability acks durable). The caller cancels first.
     pub async fn stop(&self) {
@@ -451,6 +464,30 @@ impl Delivery {
         let quarantine = blocking(&self.store, |s| s.quarantined())
             .await
             .unwrap_or_default();
+        let now_hour = now_ms() / HOUR_MS;
+        let first_hour = now_hour.saturating_sub(CHART_HOURS as u64 - 1);
+        let counts: HashMap<(String, u64), HourCount> =
+            blocking(&self.store, move |s| s.hourly_counts(first_hour * HOUR_MS))
+                .await
+                .map(|v| {
+                    v.into_iter()
+                        .map(|c| ((c.chat.clone(), c.hour), c))
+                        .collect()
+                })
+                .unwrap_or_default();
+        let hours = |chat: &str| -> Vec<HourStatus> {
+            (first_hour..=now_hour)
+                .map(|hour| {
+                    let c = counts.get(&(chat.to_string(), hour));
+                    HourStatus {
+                        start: rfc3339(hour * HOUR_MS),
+                        delivered: c.map_or(0, |c| c.delivered),
+                        failed: c.map_or(0, |c| c.failed),
+                        retried: c.map_or(0, |c| c.retried),
+                    }
+                })
+                .collect()
+        };
         let stats = self
             .stats
             .chats
@@ -479,6 +516,7 @@ impl Delivery {
                         reason,
                     }),
                     worker_restarts: s.worker_restarts,
+                    hours: hours(&c.name),
                 }
             })
             .collect();
@@ -507,7 +545,8 @@ impl Delivery {
     }
 
     /// Makes acks durable each idle second, prunes the dedupe window, old
-    /// message refs and dead letters, and refreshes the store gauges.
+    /// message refs, dead letters and hourly counts, and refreshes the
+    /// store gauges.
     fn spawn_housekeeping(self: Arc<Self>) {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -536,6 +575,8 @@ impl Delivery {
                     let dead_age = u64::try_from(dead_age.as_millis()).unwrap_or(u64::MAX);
                     match blocking(&self.store, move |s| {
                         s.prune(now.saturating_sub(day), now.saturating_sub(remember))?;
+                        // The pane charts 24 hours; the hour before them may be partial.
+                        s.prune_hourly_counts(now.saturating_sub(day + HOUR_MS))?;
                         s.prune_dead_letters(now.saturating_sub(dead_age), dead_count)
                     })
                     .await

@@ -1,6 +1,7 @@
 //! The durable state of the relay behind one small interface: the inbox of
 //! accepted events (held for `delay`), the per-chat delivery queues, the
-//! dead-letter list, the dedupe window, and the message-id map.
+//! dead-letter list, the dedupe window, the message-id map, and each chat's
+//! recent activity (hourly counts and the last deliveries, for the pane).
 //!
 //! The embedded redb store ([`super::redb_store::RedbStore`]) is the default;
 //! the trait is what a shared backend (NATS JetStream streams + KV) would
@@ -274,6 +275,153 @@ pub struct FollowUp {
     pub otherwise: Option<Payload>,
 }
 
+/// What a delivery was, in a few words, for a chat's page. Taken from the
+/// payload when the delivery is settled, so the page never decodes queued
+/// events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct What {
+    /// The forum event (`post_created`...), `edit`, `delete`, `test` or `alert`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post: Option<u64>,
+    /// The topic's title, the test's requester or the alert's chat (user
+    /// content: escaped where shown), at most [`WHAT_TITLE_CHARS`].
+    #[serde(default)]
+    pub title: String,
+}
+
+/// How much of a title a [`What`] keeps (the log is bounded in bytes too).
+pub const WHAT_TITLE_CHARS: usize = 120;
+
+impl What {
+    pub fn of(payload: &Payload) -> Self {
+        let forum = |kind: &str, e: &Event| What {
+            kind: kind.to_string(),
+            topic: Some(e.topic.id).filter(|id| *id != 0),
+            post: e.post.as_ref().map(|p| p.number),
+            title: e.topic.title.chars().take(WHAT_TITLE_CHARS).collect(),
+        };
+        match payload {
+            Payload::Event { event, .. } => forum(event.kind.as_str(), event),
+            Payload::Edit { event, .. } => forum("edit", event),
+            Payload::Delete { event } => forum("delete", event),
+            Payload::Test { requested_by } => What {
+                kind: "test".into(),
+                title: requested_by.chars().take(WHAT_TITLE_CHARS).collect(),
+                ..What::default()
+            },
+            Payload::Alert { about, .. } => What {
+                kind: "alert".into(),
+                title: about.chars().take(WHAT_TITLE_CHARS).collect(),
+                ..What::default()
+            },
+        }
+    }
+}
+
+/// How a delivery attempt ended, as a chat's page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum AttemptResult {
+    /// The platform accepted it (`remote_id`: its message id, when it gave one).
+    Sent { remote_id: Option<String> },
+    /// Settled without sending (an edit of a message the relay never knew).
+    Skipped { reason: String },
+    /// Failed; tried again at `next_attempt_at_ms`.
+    Retried {
+        reason: String,
+        next_attempt_at_ms: u64,
+    },
+    /// Given up on: moved to the dead letters.
+    DeadLettered { reason: String },
+}
+
+/// One settled attempt of a delivery, kept in its chat's recent log (the
+/// newest [`RECENT_PER_CHAT`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub seq: u64,
+    /// When it was settled (acked, rescheduled, dead-lettered).
+    pub at_ms: u64,
+    /// When it was queued: `at_ms - created_at_ms` is its latency.
+    pub created_at_ms: u64,
+    pub what: What,
+    #[serde(flatten)]
+    pub result: AttemptResult,
+}
+
+impl DeliveryRecord {
+    /// A settled attempt of `d` at `at_ms`.
+    /// Reasons and ids are cut to [`RESULT_CHARS`] (a platform's error
+    /// body can be long; the log is bounded in rows).
+    pub fn of(d: &QueuedDelivery, at_ms: u64, result: AttemptResult) -> Self {
+        let cut = |s: String| match s.char_indices().nth(RESULT_CHARS) {
+            Some((i, _)) => format!("{}…", &s[..i]),
+            None => s,
+        };
+        let result = match result {
+            AttemptResult::Sent { remote_id } => AttemptResult::Sent {
+                remote_id: remote_id.map(cut),
+            },
+            AttemptResult::Skipped { reason } => AttemptResult::Skipped {
+                reason: cut(reason),
+            },
+            AttemptResult::Retried {
+                reason,
+                next_attempt_at_ms,
+            } => AttemptResult::Retried {
+                reason: cut(reason),
+                next_attempt_at_ms,
+            },
+            AttemptResult::DeadLettered { reason } => AttemptResult::DeadLettered {
+                reason: cut(reason),
+            },
+        };
+        Self {
+            seq: d.seq,
+            at_ms,
+            created_at_ms: d.created_at_ms,
+            what: What::of(&d.payload),
+            result,
+        }
+    }
+}
+
+/// How much of a reason or remote id a [`DeliveryRecord`] keeps.
+pub const RESULT_CHARS: usize = 500;
+
+/// How many settled attempts a chat's log keeps.
+pub const RECENT_PER_CHAT: u64 = 100;
+
+/// One chat's deliveries in one hour (UTC, `hour` = Unix ms / 3 600 000).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourCount {
+    pub chat: String,
+    pub hour: u64,
+    /// Accepted by the platform.
+    pub delivered: u64,
+    /// Given up on (dead-lettered).
+    pub failed: u64,
+    /// Failed attempts that were retried.
+    pub retried: u64,
+}
+
+/// Milliseconds in an hour bucket of [`HourCount`].
+pub const HOUR_MS: u64 = 3_600_000;
+
+/// A delivery its worker sent (or settled without sending), to remove from
+/// the queue with [`Store::ack_many`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ack {
+    pub seq: u64,
+    /// What it did to the message refs.
+    pub refs: Vec<RefChange>,
+    /// What the chat's log keeps of it; its `result` decides how it counts.
+    pub record: DeliveryRecord,
+}
+
 pub trait Store: Send + Sync + 'static {
     /// Deduplicates and stores a batch of accepted events in ONE durable
     /// commit (the group commit: many requests, one fsync). Outcomes are in
@@ -342,24 +490,31 @@ pub trait Store: Send + Sync + 'static {
     /// the worker may already have sent.
     fn heads(&self, chat: &str, limit: usize) -> Result<Vec<QueuedDelivery>, StoreError>;
 
-    /// Removes a delivered head and records what it did to the message refs.
-    fn ack(&self, chat: &str, seq: u64, refs: &[RefChange]) -> Result<(), StoreError> {
-        self.ack_many(chat, &[(seq, refs.to_vec())])
+    /// Removes a delivered head, records what it did to the message refs,
+    /// and counts and logs it (see [`Store::ack_many`]).
+    fn ack(&self, chat: &str, ack: Ack) -> Result<(), StoreError> {
+        self.ack_many(chat, &[ack])
     }
 
-    /// [`Store::ack`] for several deliveries of one chat in one commit.
-    fn ack_many(&self, chat: &str, acks: &[(u64, Vec<RefChange>)]) -> Result<(), StoreError>;
+    /// Removes several delivered deliveries of one chat in one commit, with
+    /// their message refs; in the same transaction each is counted in its
+    /// hour ([`Store::hourly_counts`]) and kept in the chat's log
+    /// ([`Store::recent_deliveries`]), so the pane costs no commit of its own.
+    fn ack_many(&self, chat: &str, acks: &[Ack]) -> Result<(), StoreError>;
 
-    /// Records a failed attempt and when to try again.
+    /// Records a failed attempt and when to try again (counted as retried
+    /// and logged at `now_ms`, in the same transaction).
     fn reschedule(
         &self,
         chat: &str,
         seq: u64,
         next_attempt_at_ms: u64,
         error: &str,
+        now_ms: u64,
     ) -> Result<(), StoreError>;
 
-    /// Moves a delivery to the dead-letter list with the reason.
+    /// Moves a delivery to the dead-letter list with the reason (counted as
+    /// failed and logged, in the same transaction).
     fn dead_letter(
         &self,
         chat: &str,
@@ -403,6 +558,21 @@ pub trait Store: Send + Sync + 'static {
     /// Drops dead letters that failed before `before_ms`, and the oldest of
     /// a chat's beyond its newest `max_per_chat`. Returns how many went.
     fn prune_dead_letters(&self, before_ms: u64, max_per_chat: u64) -> Result<u64, StoreError>;
+
+    /// Every chat's [`HourCount`]s from the hour holding `since_ms` on,
+    /// by chat then hour; hours without deliveries are absent.
+    fn hourly_counts(&self, since_ms: u64) -> Result<Vec<HourCount>, StoreError>;
+
+    /// A chat's newest settled attempts, newest first (at most `limit`,
+    /// and the store keeps [`RECENT_PER_CHAT`]).
+    fn recent_deliveries(
+        &self,
+        chat: &str,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// Forgets hourly counts of the hours before the one holding `before_ms`.
+    fn prune_hourly_counts(&self, before_ms: u64) -> Result<(), StoreError>;
 
     /// How many stored rows could not be read and were set aside, and the
     /// newest of them.

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::limits::{RateLimiter, backoff};
 use super::send::Sender;
 use super::store::{
-    MessageRef, Payload, QueuedDelivery, RefChange, Store, StoreError, THREAD_ROOT,
+    Ack, AttemptResult, DeliveryRecord, MessageRef, Payload, QueuedDelivery, RefChange, Store,
+    StoreError, THREAD_ROOT,
 };
 use crate::config::Rate;
 use crate::config::model::Filter;
@@ -32,7 +33,7 @@ struct WorkerState {
     chat: String,
     limiter: Option<(Rate, RateLimiter)>,
     /// Sent deliveries not yet recorded, with their message-ref changes.
-    acks: Vec<(u64, Vec<RefChange>)>,
+    acks: Vec<Ack>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -154,7 +155,7 @@ pub struct WorkerCtx {
 
 /// Commits sent deliveries' acks. A failure is logged, not returned: the
 /// deliveries stay queued and are sent again (at-least-once).
-fn record_acks(store: &dyn Store, chat: &str, acks: &[(u64, Vec<RefChange>)]) {
+fn record_acks(store: &dyn Store, chat: &str, acks: &[Ack]) {
     if !acks.is_empty()
         && let Err(e) = store.ack_many(chat, acks)
     {
@@ -484,7 +485,12 @@ impl Workers {
             Step::Send { outbound, remember } => (outbound, remember),
             Step::Skip(why) => {
                 tracing::debug!(chat = %d.chat, seq = d.seq, "nothing to send: {why}");
-                state.acks.push((d.seq, vec![]));
+                let reason = why.to_string();
+                state.acks.push(Ack {
+                    seq: d.seq,
+                    refs: vec![],
+                    record: DeliveryRecord::of(d, now_ms(), AttemptResult::Skipped { reason }),
+                });
                 return Next::Continue;
             }
         };
@@ -494,10 +500,16 @@ impl Workers {
             .await;
         match outcome {
             Outcome::Sent { remote_id } => {
-                state
-                    .acks
-                    .push((d.seq, remember.changes(remote_id, now_ms())));
-                let latency = Duration::from_millis(now_ms().saturating_sub(d.created_at_ms));
+                let at = now_ms();
+                let result = AttemptResult::Sent {
+                    remote_id: remote_id.clone(),
+                };
+                state.acks.push(Ack {
+                    seq: d.seq,
+                    refs: remember.changes(remote_id, at),
+                    record: DeliveryRecord::of(d, at, result),
+                });
+                let latency = Duration::from_millis(at.saturating_sub(d.created_at_ms));
                 ctx.observer.sent(&d.chat, provider, latency);
                 Next::Continue
             }
@@ -656,7 +668,7 @@ impl Workers {
         self.ctx.observer.retry(&d.chat, provider, &reason);
         let (chat, seq) = (d.chat.clone(), d.seq);
         if let Err(e) = blocking(&self.ctx.store, move |s| {
-            s.reschedule(&chat, seq, next, &reason)
+            s.reschedule(&chat, seq, next, &reason, now_ms())
         })
         .await
         {

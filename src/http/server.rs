@@ -3,9 +3,10 @@
 //! - public (`[server] listen`): `POST /webhooks/discourse`, chat commands
 //!   (`POST /commands/{slack,mattermost,telegram,discord}`, see [`super::commands`]);
 //! - admin (`[server] admin_listen`, optional token as bearer or login
-//!   cookie): the pane (`/`, dead letters, "send test message" forms with a
-//!   CSRF token), `/api/status`, `/metrics`, `POST /-/reload`, test messages,
-//!   health.
+//!   cookie): the pane (`/`, a chat's page `/chats/{name}` with its recent
+//!   deliveries, dead letters, "send test message" forms with a CSRF token),
+//!   `/api/status`, `/api/chats/{name}/deliveries`, `/metrics`,
+//!   `POST /-/reload`, test messages, health.
 //!
 //! [`run`] starts everything and returns when SIGTERM/SIGINT has been
 //! handled: listeners stop accepting, workers finish their current send.
@@ -28,11 +29,11 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::status::{
-    DeadLetterView, FILTER_SCRIPT, Pane, path_segment, render_dead_letters, render_html,
-    render_login,
+    DeadLetterView, DeliveryView, FILTER_SCRIPT, Pane, path_segment, render_chat,
+    render_dead_letters, render_html, render_login,
 };
 use crate::delivery::running::DeadLetterChange;
-use crate::delivery::store::{DeadLetter, Payload};
+use crate::delivery::store::{AttemptResult, DeadLetter, DeliveryRecord, Payload};
 use crate::ingest::WebhookRequest;
 use crate::observe::metrics::{CONTENT_TYPE, EventOutcome};
 use crate::observe::status::rfc3339;
@@ -475,6 +476,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .route("/-/reload", post(reload))
         .route("/api/chats/{name}/test", post(test_message))
         .route("/api/chats/{name}/dead-letters", get(dead_letters_json))
+        .route("/api/chats/{name}/deliveries", get(deliveries_json))
         .route(
             "/api/chats/{name}/dead-letters/{action}",
             post(dead_letters_act_json),
@@ -485,6 +487,7 @@ pub fn admin_router(app: Arc<App>) -> Router {
         )
         .route("/chats/{name}/test", post(test_from_pane))
         .route("/chats/{name}/dead-letters", get(dead_letters_page))
+        .route("/chats/{name}", get(chat_page))
         .route("/logout", post(logout))
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -941,6 +944,72 @@ async fn dead_letters_act_from_pane(
             Redirect::to(&format!("/chats/{}/dead-letters", path_segment(&name))).into_response()
         }
         Err(r) => r,
+    }
+}
+
+/// How many recent deliveries a chat's page or answer shows (all the
+/// store keeps).
+const RECENT_LIMIT: usize = crate::delivery::store::RECENT_PER_CHAT as usize;
+
+async fn delivery_views(app: &App, name: &str) -> Result<Vec<DeliveryView>, Response> {
+    match app.recent_deliveries(name, RECENT_LIMIT).await {
+        Ok(Some(records)) => Ok(records.into_iter().map(delivery_view).collect()),
+        Ok(None) => {
+            Err((StatusCode::NOT_FOUND, format!("no chat named `{name}`\n")).into_response())
+        }
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()),
+    }
+}
+
+fn delivery_view(r: DeliveryRecord) -> DeliveryView {
+    let (result, remote_id, reason, next) = match r.result {
+        AttemptResult::Sent { remote_id } => ("sent", remote_id, None, None),
+        AttemptResult::Skipped { reason } => ("skipped", None, Some(reason), None),
+        AttemptResult::Retried {
+            reason,
+            next_attempt_at_ms,
+        } => (
+            "retried",
+            None,
+            Some(reason),
+            Some(rfc3339(next_attempt_at_ms)),
+        ),
+        AttemptResult::DeadLettered { reason } => ("dead_lettered", None, Some(reason), None),
+    };
+    DeliveryView {
+        at: rfc3339(r.at_ms),
+        queued_at: rfc3339(r.created_at_ms),
+        latency_ms: r.at_ms.saturating_sub(r.created_at_ms),
+        kind: r.what.kind,
+        topic: r.what.topic,
+        post: r.what.post,
+        title: r.what.title,
+        result: result.to_string(),
+        remote_id,
+        reason,
+        next_attempt_at: next,
+    }
+}
+
+/// `GET /api/chats/{name}/deliveries`: the chat's recent deliveries, newest first.
+async fn deliveries_json(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    match delivery_views(&app, &name).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `GET /chats/{name}`: the chat's last 24 hours and recent deliveries.
+async fn chat_page(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    let deliveries = match delivery_views(&app, &name).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let report = app.status().await;
+    match report.chats.iter().find(|c| c.name == name) {
+        Some(chat) => (pane_headers(), Html(render_chat(chat, &deliveries))).into_response(),
+        // Removed by a reload in between.
+        None => (StatusCode::NOT_FOUND, format!("no chat named `{name}`\n")).into_response(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The admin pane: its data ([`StatusReport`], also served as JSON) and its
-//! server-rendered HTML ([`render_html`], [`render_dead_letters`],
-//! [`render_login`]).
+//! server-rendered HTML ([`render_html`], [`render_chat`],
+//! [`render_dead_letters`], [`render_login`]).
 //!
 //! Each page is one self-contained HTML5 document: inline CSS, a viewport
 //! meta tag, tables that stack into labelled cards on narrow screens, and
@@ -9,14 +9,16 @@
 //! `?q=` and the server hides the rows. Every dynamic string passes through
 //! [`escape_html`]; chat names in URLs through [`path_segment`]. Each chat
 //! row carries `id="chat-<name>"`, `data-chat="<name>"`, `data-search` and
-//! the class `chat ok` or `chat error` (see [`ChatStatus::is_failing`]).
+//! the class `chat ok` or `chat error` (see [`ChatStatus::is_failing`]);
+//! its name links to the chat's page, above an inline SVG chart of its last
+//! 24 hours ([`hours_chart`]: no script, a `<title>` per bar, `role="img"`).
 //! Rendering only: authentication and CSRF checks live in the server.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::observe::status::{ChatStatus, ConfigStatus, StatusReport, StorageStatus};
+use crate::observe::status::{ChatStatus, ConfigStatus, HourStatus, StatusReport, StorageStatus};
 
 /// The filter box's script: hides chat rows not containing the typed text.
 /// Its SHA-256 goes into the pages' Content-Security-Policy.
@@ -56,6 +58,55 @@ pub struct DeadLetterView {
     pub what: String,
     /// The forum post it was about.
     pub url: Option<String>,
+}
+
+/// One settled delivery attempt, as a chat's page and
+/// `/api/chats/{name}/deliveries` show it.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryView {
+    /// When it was settled (sent, retried, given up on), RFC 3339.
+    pub at: String,
+    /// When it was queued, RFC 3339.
+    pub queued_at: String,
+    /// From queued to settled.
+    pub latency_ms: u64,
+    /// The forum event (`post_created`...), `edit`, `delete`, `test` or `alert`.
+    pub kind: String,
+    pub topic: Option<u64>,
+    pub post: Option<u64>,
+    /// The topic's title, the test's requester or the alert's chat.
+    pub title: String,
+    /// `sent`, `skipped`, `retried` or `dead_lettered`.
+    pub result: String,
+    /// The platform's message id (`sent`, when it gave one).
+    pub remote_id: Option<String>,
+    /// Why it failed or was skipped.
+    pub reason: Option<String>,
+    /// When it is tried again (`retried`), RFC 3339.
+    pub next_attempt_at: Option<String>,
+}
+
+impl DeliveryView {
+    /// What it was, in words.
+    fn what(&self) -> String {
+        match self.kind.as_str() {
+            "test" => format!("test message requested by {}", self.title),
+            "alert" => format!("alert: chat {} is failing", self.title),
+            kind => {
+                let mut out = kind.replace('_', " ");
+                if let Some(t) = self.topic {
+                    let _ = write!(out, " · topic {t}");
+                }
+                if let Some(p) = self.post {
+                    let _ = write!(out, " post {p}");
+                }
+                if !self.title.is_empty() {
+                    let _ = write!(out, ": {}", self.title);
+                }
+                out
+            }
+        }
+    }
 }
 
 /// A chat name (or any text) as one URL path segment: everything but
@@ -125,6 +176,19 @@ tr.chat.ok > th { border-left: 4px solid var(--ok); }
 tr.chat.error { background: var(--bad-bg); }
 tr.chat.error > th { border-left: 4px solid var(--err); }
 [hidden] { display: none !important; }
+svg.hours { display: block; width: 10rem; max-width: 100%; height: 2.25rem; margin-top: .3rem; }
+svg.hours.big { width: 40rem; height: 6rem; }
+svg.hours .bar-ok { fill: var(--ok); }
+svg.hours .bar-retry { fill: #bf8700; }
+svg.hours .bar-err { fill: var(--err); }
+svg.hours .hit { fill: rgba(110, 119, 129, .07); }
+svg.hours g.hour:hover .hit { fill: rgba(110, 119, 129, .25); }
+p.axis { display: flex; justify-content: space-between; width: 40rem; max-width: 100%; font-size: .8rem; margin: .1rem 0 0; }
+svg.hours .base { stroke: var(--line); stroke-width: 1; }
+.legend { font-size: .85rem; color: var(--muted); margin: 0 0 .5rem; }
+.legend i { display: inline-block; width: .7em; height: .7em; margin: 0 .25em 0 .6em; vertical-align: baseline; }
+.legend i.ok { background: var(--ok); } .legend i.retry { background: #bf8700; } .legend i.err { background: var(--err); }
+span.warn { color: #9a6700; }
 a { color: inherit; }
 form.inline { display: inline; margin: 0; }
 button { font: inherit; padding: .3rem .7rem; border: 1px solid var(--line); border-radius: 6px; background: transparent; cursor: pointer; }
@@ -478,6 +542,7 @@ fn render_chats(out: &mut String, chats: &[ChatStatus], pane: &Pane<'_>) {
         out.push_str("<p class=\"muted\">No chats configured.</p>\n</section>\n");
         return;
     }
+    out.push_str(&legend("Each chat's last 24 hours"));
     out.push_str(
         "<table class=\"chats\">\n<thead><tr><th scope=\"col\">Chat</th>\
          <th scope=\"col\">Chat system</th><th scope=\"col\">Chat id</th>\
@@ -497,7 +562,7 @@ fn render_chats(out: &mut String, chats: &[ChatStatus], pane: &Pane<'_>) {
         let _ = write!(
             out,
             "<tr id=\"{}\" class=\"{class}\" data-chat=\"{name}\" data-search=\"{}\"{}>\
-             <th scope=\"row\">{name}</th>\
+             <th scope=\"row\"><a href=\"/chats/{}\" class=\"chat-link\">{name}</a>{}</th>\
              <td data-label=\"Chat system\">{} <span class=\"muted\">({})</span></td>\
              <td data-label=\"Chat id\"><code>{}</code></td>\
              <td data-label=\"Subscriptions\"><ul class=\"rules mono\">",
@@ -508,6 +573,8 @@ fn render_chats(out: &mut String, chats: &[ChatStatus], pane: &Pane<'_>) {
             } else {
                 " hidden"
             },
+            path_segment(&chat.name),
+            hours_chart(&chat.name, &chat.hours, false),
             escape_html(&chat.provider),
             escape_html(&chat.kind),
             escape_html(&chat.target),
@@ -567,6 +634,185 @@ fn render_chats(out: &mut String, chats: &[ChatStatus], pane: &Pane<'_>) {
     out.push_str("</tbody>\n</table>\n</section>\n");
 }
 
+/// What the chart's colours mean (bars are stacked in this order), after `intro`.
+fn legend(intro: &str) -> String {
+    format!(
+        "<p class=\"legend\">{intro}, one bar per hour (hover for the counts):\
+         <i class=\"ok\"></i>delivered<i class=\"retry\"></i>retried<i class=\"err\"></i>failed</p>\n"
+    )
+}
+
+/// A chat's hourly buckets as an inline SVG bar chart: per hour delivered
+/// (bottom), retried, then failed (top), scaled to the busiest hour; each
+/// hour has a `<title>` with its counts (a full-height hover area, so an
+/// empty hour shows its zeros too), the whole an `aria-label` summary.
+pub fn hours_chart(chat: &str, hours: &[HourStatus], big: bool) -> String {
+    const BAR: u64 = 10;
+    const HEIGHT: u64 = 40;
+    let total = |h: &HourStatus| h.delivered + h.failed + h.retried;
+    let max = hours.iter().map(total).max().unwrap_or(0).max(1);
+    let sum = |f: fn(&HourStatus) -> u64| hours.iter().map(f).sum::<u64>();
+    let (delivered, failed, retried) =
+        (sum(|h| h.delivered), sum(|h| h.failed), sum(|h| h.retried));
+    let width = BAR * hours.len().max(1) as u64;
+    let mut out = format!(
+        "<svg class=\"hours{}\" role=\"img\" viewBox=\"0 0 {width} {HEIGHT}\" preserveAspectRatio=\"none\" \
+         aria-label=\"{}: last {} hours, {delivered} delivered, {retried} retried, {failed} failed\" \
+         data-delivered=\"{delivered}\" data-failed=\"{failed}\" data-retried=\"{retried}\">",
+        if big { " big" } else { "" },
+        escape_html(chat),
+        hours.len(),
+    );
+    // Heights in whole units of the viewBox, at least 1 for a non-zero count.
+    let scale = |n: u64| if n == 0 { 0 } else { (n * HEIGHT / max).max(1) };
+    for (i, h) in hours.iter().enumerate() {
+        let x = i as u64 * BAR;
+        let _ = write!(
+            out,
+            "<g class=\"hour\"><title>{}: {} delivered, {} retried, {} failed</title>\
+             <rect class=\"hit\" x=\"{x}\" y=\"0\" width=\"{BAR}\" height=\"{HEIGHT}\"/>",
+            escape_html(&hour_label(&h.start)),
+            h.delivered,
+            h.retried,
+            h.failed,
+        );
+        let mut top = HEIGHT;
+        for (n, class) in [
+            (h.delivered, "bar-ok"),
+            (h.retried, "bar-retry"),
+            (h.failed, "bar-err"),
+        ] {
+            let height = scale(n).min(top);
+            if height == 0 {
+                continue;
+            }
+            top -= height;
+            let _ = write!(
+                out,
+                "<rect class=\"{class}\" x=\"{}\" y=\"{top}\" width=\"{}\" height=\"{height}\"/>",
+                x + 1,
+                BAR - 2,
+            );
+        }
+        out.push_str("</g>");
+    }
+    let _ = write!(
+        out,
+        "<line class=\"base\" x1=\"0\" y1=\"{HEIGHT}\" x2=\"{width}\" y2=\"{HEIGHT}\"/></svg>"
+    );
+    out
+}
+
+/// An hour's RFC 3339 start as `2025-06-01 14:00–15:00 UTC`.
+fn hour_label(start: &str) -> String {
+    match start.parse::<jiff::Timestamp>() {
+        Ok(t) => {
+            let end = t + jiff::SignedDuration::from_hours(1);
+            format!(
+                "{}–{} UTC",
+                t.strftime("%Y-%m-%d %H:%M"),
+                end.strftime("%H:%M")
+            )
+        }
+        Err(_) => start.to_string(),
+    }
+}
+
+/// A latency in the largest unit that reads well.
+fn latency(ms: u64) -> String {
+    match ms {
+        ..=999 => format!("{ms} ms"),
+        1000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..=3_599_999 => format!("{} min", ms / 60_000),
+        _ => format!("{:.1} h", ms as f64 / 3_600_000.0),
+    }
+}
+
+/// A chat's page: its last 24 hours and its recent deliveries, newest first.
+pub fn render_chat(chat: &ChatStatus, deliveries: &[DeliveryView]) -> String {
+    let mut out = String::with_capacity(4096 + deliveries.len() * 512);
+    head(&mut out, &format!("{} · discourse-relay", chat.name));
+    let seg = path_segment(&chat.name);
+    let _ = write!(
+        out,
+        "<header>\n<p><a href=\"/#{}\">← all chats</a></p>\n<h1>{}</h1>\n\
+         <p class=\"muted\">{} <span>({})</span> · <code>{}</code> · \
+         <a href=\"/chats/{seg}/dead-letters\">{} dead letter{}</a> · queue {}</p>\n</header>\n<main>\n\
+         <section id=\"hours\"><h2>Last 24 hours</h2>\n{}{}\
+         <p class=\"axis muted\"><span>24 h ago</span><span>now</span></p></section>\n",
+        chat_row_id(&chat.name),
+        escape_html(&chat.name),
+        escape_html(&chat.provider),
+        escape_html(&chat.kind),
+        escape_html(&chat.target),
+        chat.dead_letters,
+        if chat.dead_letters == 1 { "" } else { "s" },
+        chat.queue_depth,
+        legend("Oldest on the left, the current hour on the right"),
+        hours_chart(&chat.name, &chat.hours, true),
+    );
+    let _ = writeln!(
+        out,
+        "<section id=\"deliveries\"><h2>Recent deliveries</h2>\n<p class=\"muted\">The last {} \
+         settled attempts (sent, retried, given up on), newest first; latency is from queued to settled.</p>",
+        crate::delivery::store::RECENT_PER_CHAT,
+    );
+    if deliveries.is_empty() {
+        out.push_str("<p class=\"muted\">None yet.</p>\n");
+    } else {
+        out.push_str(
+            "<table class=\"deliveries\">\n<thead><tr><th scope=\"col\">When</th>\
+             <th scope=\"col\">What</th><th scope=\"col\">Latency</th>\
+             <th scope=\"col\">Result</th></tr></thead>\n<tbody>\n",
+        );
+        for d in deliveries {
+            let result = match d.result.as_str() {
+                "sent" => match &d.remote_id {
+                    Some(id) => format!(
+                        "<span class=\"ok\">sent</span> as <code>{}</code>",
+                        escape_html(id)
+                    ),
+                    None => "<span class=\"ok\">sent</span>".to_string(),
+                },
+                "retried" => format!(
+                    "<span class=\"warn\">retried</span>{}<pre class=\"reason\">{}</pre>",
+                    d.next_attempt_at
+                        .as_deref()
+                        .map(|at| format!(
+                            " (again at <time datetime=\"{0}\" title=\"{0}\">{0}</time>)",
+                            escape_html(at)
+                        ))
+                        .unwrap_or_default(),
+                    escape_html(d.reason.as_deref().unwrap_or("")),
+                ),
+                "dead_lettered" => format!(
+                    "<span class=\"error\">dead-lettered</span><pre class=\"reason\">{}</pre>",
+                    escape_html(d.reason.as_deref().unwrap_or(""))
+                ),
+                other => format!(
+                    "<span class=\"muted\">{}</span><pre class=\"reason\">{}</pre>",
+                    escape_html(other),
+                    escape_html(d.reason.as_deref().unwrap_or(""))
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "<tr class=\"delivery {}\"><td data-label=\"When\">{}</td>\
+                 <td data-label=\"What\">{}</td>\
+                 <td data-label=\"Latency\" class=\"num\">{}</td>\
+                 <td data-label=\"Result\">{result}</td></tr>",
+                escape_html(&d.result),
+                time(&d.at),
+                escape_html(&d.what()),
+                latency(d.latency_ms),
+            );
+        }
+        out.push_str("</tbody>\n</table>\n");
+    }
+    out.push_str("</section>\n</main>\n</body>\n</html>\n");
+    out
+}
+
 /// `<time>` for an RFC 3339 string: how long ago ("3 min ago"), with the
 /// exact time on hover and in `datetime`; as given when it does not parse.
 fn time(at: &str) -> String {
@@ -611,7 +857,9 @@ fn short_hash(hash: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::status::{ChatError, HISTORY_LIMIT, QuarantinedView, ReloadStatus};
+    use crate::observe::status::{
+        CHART_HOURS, ChatError, HISTORY_LIMIT, HourStatus, QuarantinedView, ReloadStatus,
+    };
 
     const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
@@ -627,6 +875,23 @@ mod tests {
                 "subscriptions.toml:20:11: error: template `x` uses <unknown> helper".into(),
             ],
         }
+    }
+
+    /// 24 empty hours from 2025-06-01T00:00Z, with (index, delivered,
+    /// failed, retried) filled in.
+    fn hours(filled: &[(usize, u64, u64, u64)]) -> Vec<HourStatus> {
+        let mut out: Vec<HourStatus> = (0..CHART_HOURS)
+            .map(|i| HourStatus {
+                start: format!("2025-06-01T{i:02}:00:00Z"),
+                ..HourStatus::default()
+            })
+            .collect();
+        for &(i, delivered, failed, retried) in filled {
+            out[i].delivered = delivered;
+            out[i].failed = failed;
+            out[i].retried = retried;
+        }
+        out
     }
 
     fn report() -> StatusReport {
@@ -671,6 +936,7 @@ mod tests {
                         reason: "HTTP 503".into(),
                     }),
                     worker_restarts: 0,
+                    hours: hours(&[(23, 5, 0, 0), (22, 2, 1, 3)]),
                 },
                 ChatStatus {
                     name: "<script>alert(1)</script>".into(),
@@ -688,6 +954,7 @@ mod tests {
                         reason: "HTTP 400: <b>bad</b> & \"worse\"".into(),
                     }),
                     worker_restarts: 2,
+                    hours: hours(&[]),
                 },
             ],
         }
@@ -957,6 +1224,7 @@ mod tests {
                 "dead_letters",
                 "delivered",
                 "failed",
+                "hours",
                 "kind",
                 "last_error",
                 "last_success_at",
@@ -970,6 +1238,11 @@ mod tests {
         );
         assert_eq!(keys(&value["chats"][1]["last_error"]), ["at", "reason"]);
         assert_eq!(
+            keys(&value["chats"][0]["hours"][22]),
+            ["delivered", "failed", "retried", "start"]
+        );
+        assert_eq!(value["chats"][0]["hours"][22]["retried"], 3);
+        assert_eq!(
             value["chats"][1]["last_success_at"],
             serde_json::Value::Null
         );
@@ -978,5 +1251,82 @@ mod tests {
             value["chats"][0]["rules"][0],
             serde_json::json!("watch c/support/** t/bug")
         );
+    }
+
+    #[test]
+    fn each_chat_has_a_chart_of_its_hours_with_counts_per_bar() {
+        let html = render_html(&report(), &Pane::default());
+        assert_eq!(html.matches("<svg class=\"hours\" role=\"img\"").count(), 2);
+        assert!(
+            html.contains(
+                "aria-label=\"general: last 24 hours, 7 delivered, 3 retried, 1 failed\""
+            )
+        );
+        assert!(html.contains(
+            "<title>2025-06-01 23:00–00:00 UTC: 5 delivered, 0 retried, 0 failed</title>"
+        ));
+        assert!(html.contains(
+            "<title>2025-06-01 22:00–23:00 UTC: 2 delivered, 3 retried, 1 failed</title>"
+        ));
+        // Every hour has its title, the empty ones too: 24 per chat.
+        assert_eq!(html.matches("<g class=\"hour\"><title>").count(), 48);
+        // Scaled to the busiest hour (6), stacked: delivered, retried, failed.
+        for bar in [
+            "<rect class=\"bar-ok\" x=\"221\" y=\"27\" width=\"8\" height=\"13\"/>",
+            "<rect class=\"bar-retry\" x=\"221\" y=\"7\" width=\"8\" height=\"20\"/>",
+            "<rect class=\"bar-err\" x=\"221\" y=\"1\" width=\"8\" height=\"6\"/>",
+            "<rect class=\"bar-ok\" x=\"231\" y=\"7\" width=\"8\" height=\"33\"/>",
+        ] {
+            assert!(html.contains(bar), "{bar}");
+        }
+        // The name links to the chat's page; hostile names stay escaped.
+        assert!(html.contains("<a href=\"/chats/general\" class=\"chat-link\">general</a><svg"));
+        assert!(html.contains(
+            "href=\"/chats/%3Cscript%3Ealert%281%29%3C%2Fscript%3E\" class=\"chat-link\">&lt;script&gt;"
+        ));
+        assert!(html.contains("aria-label=\"&lt;script&gt;alert(1)&lt;/script&gt;: last 24 hours"));
+        assert!(!html.contains("<script>alert"));
+    }
+
+    #[test]
+    fn chat_page_lists_deliveries_with_results_escaped() {
+        let chat = &report().chats[1];
+        let view = |result: &str, reason: Option<&str>| DeliveryView {
+            at: "2025-06-01T12:00:01Z".into(),
+            queued_at: "2025-06-01T12:00:00Z".into(),
+            latency_ms: 1500,
+            kind: "post_created".into(),
+            topic: Some(7),
+            post: Some(2),
+            title: "<img src=x onerror=alert(1)>".into(),
+            result: result.into(),
+            remote_id: (result == "sent").then(|| "<m1>".into()),
+            reason: reason.map(Into::into),
+            next_attempt_at: (result == "retried").then(|| "2025-06-01T12:01:00Z".into()),
+        };
+        let html = render_chat(
+            chat,
+            &[
+                view("sent", None),
+                view("retried", Some("HTTP 503 <b>")),
+                view("dead_lettered", Some("HTTP 400")),
+            ],
+        );
+        assert!(html.contains("<h1>&lt;script&gt;alert(1)&lt;/script&gt;</h1>"));
+        assert!(!html.contains("<img") && !html.contains("<b>") && !html.contains("<m1>"));
+        assert!(html.contains("post created · topic 7 post 2: &lt;img src=x onerror=alert(1)&gt;"));
+        assert!(html.contains("<span class=\"ok\">sent</span> as <code>&lt;m1&gt;</code>"));
+        assert!(html.contains("<span class=\"warn\">retried</span>"));
+        assert!(html.contains("HTTP 503 &lt;b&gt;"));
+        assert!(html.contains(
+            "<span class=\"error\">dead-lettered</span><pre class=\"reason\">HTTP 400</pre>"
+        ));
+        assert!(html.contains(">1.5 s</td>"));
+        assert!(html.contains("title=\"2025-06-01T12:00:01Z\""));
+        assert_eq!(html.matches("<tr class=\"delivery ").count(), 3);
+        assert!(html.contains("<svg class=\"hours big\" role=\"img\""));
+        assert!(render_chat(chat, &[]).contains("None yet."));
+        assert_eq!(latency(20), "20 ms");
+        assert_eq!(latency(3 * 60_000), "3 min");
     }
 }

@@ -112,6 +112,25 @@ pub struct ChatStatus {
     pub last_error: Option<ChatError>,
     /// Times the chat's worker crashed and its supervisor started it again.
     pub worker_restarts: u64,
+    /// The last [`CHART_HOURS`] hours, oldest first, the current (partial)
+    /// hour last; kept in the store, so a restart keeps them.
+    pub hours: Vec<HourStatus>,
+}
+
+/// How many hourly buckets [`ChatStatus::hours`] has.
+pub const CHART_HOURS: usize = 24;
+
+/// One hour of a chat's deliveries.
+#[derive(Serialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct HourStatus {
+    /// When the hour starts, RFC 3339 (UTC).
+    pub start: String,
+    /// Accepted by the platform.
+    pub delivered: u64,
+    /// Given up on (dead-lettered).
+    pub failed: u64,
+    /// Failed attempts that were tried again.
+    pub retried: u64,
 }
 
 impl ChatStatus {
