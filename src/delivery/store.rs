@@ -301,7 +301,7 @@ impl What {
             kind: kind.to_string(),
             topic: Some(e.topic.id).filter(|id| *id != 0),
             post: e.post.as_ref().map(|p| p.number),
-            title: e.topic.title.chars().take(WHAT_TITLE_CHARS).collect(),
+            title: e.headline().chars().take(WHAT_TITLE_CHARS).collect(),
         };
         match payload {
             Payload::Event { event, .. } => forum(event.kind.as_str(), event),

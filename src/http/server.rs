@@ -797,10 +797,8 @@ async fn dead_letter_views(app: &App, name: &str) -> Result<Vec<DeadLetterView>,
 
 fn dead_letter_view(d: DeadLetter) -> DeadLetterView {
     let link = |event: &crate::ingest::Event| {
-        event
-            .post
-            .as_ref()
-            .map(|p| p.url.clone())
+        (event.notice.as_ref().map(|n| n.url.clone()))
+            .or_else(|| event.post.as_ref().map(|p| p.url.clone()))
             .or_else(|| Some(event.topic.url.clone()))
             .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
     };
@@ -808,17 +806,17 @@ fn dead_letter_view(d: DeadLetter) -> DeadLetterView {
         Payload::Edit { event, strike } => (
             format!(
                 "{} ({} of the sent message)",
-                event.topic.title,
+                event.headline(),
                 if *strike { "strike-through" } else { "edit" }
             ),
             link(event),
         ),
         Payload::Delete { event } => (
-            format!("{} (deletion of the sent message)", event.topic.title),
+            format!("{} (deletion of the sent message)", event.headline()),
             link(event),
         ),
         Payload::Event { event, filter } => (
-            format!("{} ({})", event.topic.title, filter.as_str()),
+            format!("{} ({})", event.headline(), filter.as_str()),
             link(event),
         ),
         Payload::Test { requested_by } => {

@@ -374,6 +374,15 @@ impl Event {
         }
     }
 
+    /// What the event is about, in a few words, for operators (the pane,
+    /// dead letters): a family notice's headline, else the topic's title.
+    pub fn headline(&self) -> &str {
+        match &self.notice {
+            Some(n) => &n.title,
+            None => &self.topic.title,
+        }
+    }
+
     /// This event as a chat that may not see its item gets it (see
     /// [`Notice::redacted`]): nothing of the topic but its id.
     pub fn neutral(&self) -> Event {
