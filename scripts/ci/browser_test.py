@@ -39,8 +39,11 @@ class Sink(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length") or 0)
         HITS.append({"path": self.path, "body": self.rfile.read(n).decode(errors="replace")})
-        body = b'{"ok":true,"ts":"1700000000.000100"}'
-        self.send_response(200)
+        # `/rejecting` plays a chat whose credential is wrong: a permanent
+        # failure, so the message goes to the dead letters.
+        rejecting = self.path == "/rejecting"
+        body = b'{"error":"bad token"}' if rejecting else b'{"ok":true,"ts":"1700000000.000100"}'
+        self.send_response(401 if rejecting else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -50,7 +53,8 @@ class Sink(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def config(sink, broken=False):
+def config(sink, broken=False, fixed=False):
+    ops = "ops" if fixed else "rejecting"
     return f"""[discourse]
 url = "https://forum.example.org"
 delay = "0s"
@@ -87,6 +91,12 @@ subscribe = ["all"]
 [[chat.rule]]
 filter = "{'wach' if broken else 'mute'}"
 category = "lounge"
+
+[[chat]]
+name = "ops"
+provider = "webhook"
+url = "{sink}/{ops}"
+subscribe = ["c/ops"]
 """
 
 
@@ -238,12 +248,13 @@ def main():
         b.wait("!!document.querySelector('table.chats')", "the pane after logging in")
 
         chats = b.eval("[...document.querySelectorAll('tr.chat')].map(r => r.dataset.chat)")
-        check(chats == ["support", "announcements", "staff-room"], f"chats shown: {chats}")
+        check(chats == ["support", "announcements", "staff-room", "ops"], f"chats shown: {chats}")
         rules = b.eval("Object.fromEntries([...document.querySelectorAll('tr.chat')].map(r => "
                        "[r.dataset.chat, [...r.querySelectorAll('ul.rules li')].map(li => li.textContent)]))")
         check(rules == {"support": ["watch c/support/**", "watch t/bug"],
                         "announcements": ["follow c/announcements"],
-                        "staff-room": ["watch all", "mute c/lounge"]}, f"rules shown: {rules}")
+                        "staff-room": ["watch all", "mute c/lounge"],
+                        "ops": ["watch c/ops"]}, f"rules shown: {rules}")
         system = b.eval("document.querySelector('tr[data-chat=announcements] td[data-label=\"Chat system\"]').textContent")
         check(system == "team (slack)", f"chat system shown: {system}")
         errors = b.eval("[...document.querySelectorAll('pre.errors')].map(p => p.textContent).join('\\n')")
@@ -258,7 +269,7 @@ def main():
         check(b.eval("document.getElementById('shown').textContent") == "1", "the count follows the filter")
         b.eval("const q = document.getElementById('q'); q.value = ''; q.dispatchEvent(new Event('input'))")
         visible = b.eval("[...document.querySelectorAll('tr.chat')].filter(r => !r.hidden).length")
-        check(visible == 3, "clearing the filter shows every chat again")
+        check(visible == 4, "clearing the filter shows every chat again")
 
         before = len(HITS)
         b.eval("document.querySelector('tr[data-chat=support] button.send-test').click()")
@@ -337,6 +348,46 @@ def main():
               "the chat page shows the 24-hour chart")
         os.makedirs(os.path.dirname(png) or ".", exist_ok=True)
         b.screenshot(os.path.join(os.path.dirname(png) or ".", "pane-chat.png"), 1280, 900)
+
+        # A chat with a wrong credential: its test message is dead-lettered.
+        # Fix the config, reload, and send it again from the pane: the chat
+        # receives it once.
+        b.goto(base + "/")
+        b.wait("!!document.querySelector('table.chats')", "the pane")
+        b.eval("document.querySelector('tr[data-chat=ops] button.send-test').click()")
+        b.wait("location.search.includes('sent=ops') && document.readyState === 'complete'",
+               "the pane after the ops test message")
+        dead = None
+        end = time.time() + 15
+        while time.time() < end and dead != 1:
+            req = urllib.request.Request(f"{base}/api/status", headers={"Authorization": f"Bearer {TOKEN}"})
+            with urllib.request.urlopen(req) as r:
+                status = json.load(r)
+            dead = next(c for c in status["chats"] if c["name"] == "ops")["dead_letters"]
+            time.sleep(0.1)
+        check(dead == 1, "the rejected test message is a dead letter")
+        with open(cfg, "w") as f:
+            f.write(config(sink_url, fixed=True))
+        req = urllib.request.Request(f"{base}/-/reload", method="POST",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(req) as r:
+            check(r.status == 200, "the fixed config reloads")
+        b.goto(base + "/chats/ops/dead-letters")
+        b.wait("!!document.querySelector('tr.dead-letter')", "the ops dead letters")
+        reason = b.eval("document.querySelector('tr.dead-letter pre.reason').textContent")
+        check("401" in reason, f"the dead letter says why: {reason[:80]!r}")
+        before = len(HITS)
+        b.eval("document.querySelector('tr.dead-letter form button[type=submit]').click()")
+        b.wait("location.pathname === '/chats/ops/dead-letters' && document.readyState === 'complete' "
+               "&& !document.querySelector('tr.dead-letter')", "the dead letter sent again")
+        end = time.time() + 15
+        while time.time() < end and not any(h["path"] == "/ops" for h in HITS[before:]):
+            time.sleep(0.1)
+        time.sleep(1.0)  # a second copy would come right behind the first
+        resent = [h for h in HITS[before:] if h["path"] == "/ops"]
+        check(len(resent) == 1 and "Test message from discourse-relay" in resent[0]["body"],
+              f"the fixed chat received the resent message once ({len(resent)})")
+
         b.goto(base + "/")
         b.wait("!!document.querySelector('table.chats')", "the pane")
 
