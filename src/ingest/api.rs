@@ -44,16 +44,20 @@ impl DiscourseApi {
         })
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
-        let resp = self
-            .client
+    /// `GET path` with the key: the answer, whatever its status.
+    async fn send(&self, path: &str) -> Result<reqwest::Response, ApiError> {
+        self.client
             .get(format!("{}{path}", self.base))
             .header("Api-Key", self.key.expose())
             .header("Api-Username", &self.username)
             .header("Accept", "application/json")
             .send()
             .await
-            .map_err(|e| ApiError::Request(e.without_url().to_string()))?;
+            .map_err(|e| ApiError::Request(e.without_url().to_string()))
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        let resp = self.send(path).await?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             return Err(ApiError::Status {
@@ -70,15 +74,7 @@ impl DiscourseApi {
     /// `GET path` as the forum answered it, whatever the status (`doctor`
     /// quotes the forum's own error): the status and at most 1 MiB of body.
     pub async fn get_raw(&self, path: &str) -> Result<(u16, Vec<u8>), ApiError> {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .header("Api-Key", self.key.expose())
-            .header("Api-Username", &self.username)
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| ApiError::Request(e.without_url().to_string()))?;
+        let resp = self.send(path).await?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(|e| ApiError::Body {
             path: path.to_string(),

@@ -950,11 +950,7 @@ mod tests {
     use serde_json::json;
 
     fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        }
+        crate::providers::http::tests::resp(status, &[], body)
     }
 
     const SPEC: Spec = Spec {

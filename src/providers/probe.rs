@@ -210,11 +210,7 @@ mod tests {
     use super::*;
 
     fn resp(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        }
+        crate::providers::http::tests::resp(status, &[], body)
     }
 
     #[test]
