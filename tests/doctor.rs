@@ -375,6 +375,16 @@ api_url = "{base}/wx"
 [providers.mastodon]
 instance = "{base}/md"
 access_token = "${{MD_TOKEN}}"
+[providers.rc]
+kind = "rocketchat"
+server_url = "{base}/rc"
+user_id = "rcbotid"
+auth_token = "${{RC_TOKEN}}"
+[[chat]]
+name = "rc"
+provider = "rc"
+room_id = "GENERALx"
+subscribe = ["all"]
 [[chat]]
 name = "mm"
 provider = "mm"
@@ -424,6 +434,20 @@ subscribe = ["all"]
         "/md/api/v1/accounts/verify_credentials",
         Reply::new(200, r#"{"acct":"relay"}"#),
     );
+    mock.route(
+        "/rc/api/v1/me",
+        Reply::new(
+            200,
+            r#"{"_id":"rcbotid","username":"relay-bot","success":true}"#,
+        ),
+    );
+    mock.route(
+        "/rc/api/v1/rooms.info",
+        Reply::new(
+            400,
+            r#"{"success":false,"error":"The required \"roomId\" or \"roomName\" param provided does not match any channel [error-room-not-found]"}"#,
+        ),
+    );
     let dir = temp();
     let cfg = write(dir.path(), "relay.toml", toml);
     let secrets = [
@@ -431,6 +455,7 @@ subscribe = ["all"]
         ("ZULIP_KEY", "zulipcanary2"),
         ("WEBEX_TOKEN", "wx-canary-3"),
         ("MD_TOKEN", "md-canary-4"),
+        ("RC_TOKEN", "rc-canary-5"),
     ];
     let out = Command::new(env!("CARGO_BIN_EXE_discourse-relay"))
         .args(["doctor", "--config"])
@@ -453,6 +478,9 @@ subscribe = ["all"]
         "people/me: token works: Relay",
         "the room: sees room \"Forum\"",
         "verify_credentials: token works: @relay",
+        "FAIL chat rc (rocketchat",
+        "me: token works: @relay-bot",
+        "[error-room-not-found]",
         "INFO forum",
     ] {
         assert!(stdout.contains(want), "{want}:\n{stdout}");

@@ -158,6 +158,44 @@ impl kit::Chat for RocketChatChat {
         }
     }
 
+    fn probe(&self) -> Probe {
+        let Mode::Rest { room, rest } = &self.mode else {
+            return Probe::webhook();
+        };
+        let get = |url: Secret| {
+            HttpRequest::get(url)
+                .header("X-User-Id", rest.user_id.clone())
+                .header("X-Auth-Token", rest.token.clone())
+        };
+        let api = |method: &str| format!("{}/api/v1/{method}", rest.server);
+        let info = probe::query(&api("rooms.info"), "roomId", room);
+        Probe::Http(vec![
+            probe::step("me", get(Secret::new(api("me"))), |r| {
+                let ok = |b: &Value| {
+                    Judgement::pass(format!("token works: @{}", probe::text(b, "/username")))
+                };
+                probe::rest(
+                    r,
+                    ok,
+                    rc_error,
+                    "the user id or token was rejected: create a new personal access token",
+                    "no Rocket.Chat REST API there: check server_url",
+                )
+            }),
+            probe::step("the room", get(info), |r| {
+                let ok =
+                    |b: &Value| Judgement::pass(format!("sees #{}", probe::text(b, "/room/name")));
+                probe::rest(
+                    r,
+                    ok,
+                    rc_error,
+                    "the bot may not see this room: add it to the room",
+                    "no such room: check room_id (Room info, or the room's API id)",
+                )
+            }),
+        ])
+    }
+
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let text = truncate(msg.text, TEXT_MAX);
         let i = &self.instance;
@@ -274,6 +312,11 @@ fn hint(error: &str, status: u16) -> &'static str {
     } else {
         ""
     }
+}
+
+/// A REST error in words (`error`, or `message` on auth failures).
+fn rc_error(b: &Value) -> Option<String> {
+    kit::first_str(b, &["/error", "/message"])
 }
 
 #[cfg(test)]
