@@ -39,25 +39,27 @@ fn csrf_of(html: &str) -> String {
     html[at..].split('"').next().unwrap().to_string()
 }
 
+/// A config with a working hook and one that always fails permanently
+/// (`/broken` must answer 400), behind the admin token.
+fn two_hooks(mock: &Mock, dir: &std::path::Path) -> std::path::PathBuf {
+    let text = config(
+        "0s",
+        &[
+            ("support-hook", &mock.url("/hook")),
+            ("broken hook", &mock.url("/broken")),
+        ],
+        "admin_token = \"${RELAY_ADMIN_TOKEN}\"\n",
+    );
+    write(dir, "relay.toml", text)
+}
+
 #[test]
 fn pane_login_filter_test_button_and_dead_letters() {
     let mock = Mock::start();
     // The second chat always fails permanently: it ends in dead letters.
     mock.route("/broken", Reply::new(400, "bad payload"));
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("relay.toml");
-    std::fs::write(
-        &cfg,
-        config(
-            "0s",
-            &[
-                ("support-hook", &mock.url("/hook")),
-                ("broken hook", &mock.url("/broken")),
-            ],
-            "admin_token = \"${RELAY_ADMIN_TOKEN}\"\n",
-        ),
-    )
-    .unwrap();
+    let cfg = two_hooks(&mock, dir.path());
     let relay = Relay::start(
         &cfg,
         &dir.path().join("data"),
@@ -333,19 +335,7 @@ fn pane_charts_each_chats_hours_and_lists_its_deliveries_across_a_restart() {
     let mock = Mock::start();
     mock.route("/broken", Reply::new(400, "bad payload"));
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("relay.toml");
-    std::fs::write(
-        &cfg,
-        config(
-            "0s",
-            &[
-                ("support-hook", &mock.url("/hook")),
-                ("broken hook", &mock.url("/broken")),
-            ],
-            "admin_token = \"${RELAY_ADMIN_TOKEN}\"\n",
-        ),
-    )
-    .unwrap();
+    let cfg = two_hooks(&mock, dir.path());
     let data = dir.path().join("data");
     let env = [("RELAY_ADMIN_TOKEN", TOKEN)];
     let http = Client::builder().redirect(Policy::none()).build().unwrap();

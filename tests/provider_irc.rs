@@ -616,22 +616,8 @@ fn doctor_logs_in_and_reports_a_bad_password() {
     let ircd = Ircd::start(&bin);
     let dir = temp();
     let cfg = write(dir.path(), "irc.toml", config(ircd.port));
-    let doctor = |chat: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_discourse-relay"))
-            .args(["doctor", "--config"])
-            .arg(&cfg)
-            .args(["--chat", chat])
-            .envs(ENV.iter().copied())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !text.contains(SERVER_PASS) && !text.contains("wrong-password-canary"),
-            "{text}"
-        );
-        (out.status.code(), text)
-    };
+    let secrets = [SERVER_PASS, "wrong-password-canary"];
+    let doctor = |chat: &str| doctor_run(&cfg, &["--chat", chat], ENV, &secrets);
     let (code, text) = doctor("forum");
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("PASS chat forum (irc, "), "{text}");

@@ -420,22 +420,8 @@ fn doctor_logs_in_without_sending_mail() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("smtp.toml");
     std::fs::write(&cfg, config(sink.port)).unwrap();
-    let doctor = |chat: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_discourse-relay"))
-            .args(["doctor", "--config"])
-            .arg(&cfg)
-            .args(["--chat", chat])
-            .envs(ENV.iter().copied())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !text.contains(SMTP_PASS) && !text.contains("wrong-smtp-canary"),
-            "{text}"
-        );
-        (out.status.code(), text)
-    };
+    let secrets = [SMTP_PASS, "wrong-smtp-canary"];
+    let doctor = |chat: &str| doctor_run(&cfg, &["--chat", chat], ENV, &secrets);
     let (code, text) = doctor("team");
     assert_eq!(code, Some(0), "{text}");
     assert!(

@@ -652,22 +652,10 @@ subscribe = ["all"]
     );
     let dir = temp();
     let cfg = write(dir.path(), "xmpp.toml", config(&s, &room, &extra));
-    let doctor = |chat: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_discourse-relay"))
-            .args(["doctor", "--config"])
-            .arg(&cfg)
-            .args(["--chat", chat])
-            .envs(env(&s))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !text.contains(&s.bot_pass) && !text.contains("wrong-password-canary"),
-            "{text}"
-        );
-        (out.status.code(), text)
-    };
+    let vars = env(&s);
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let secrets = [s.bot_pass.as_str(), "wrong-password-canary"];
+    let doctor = |chat: &str| doctor_run(&cfg, &["--chat", chat], &vars, &secrets);
     let (code, text) = doctor("forum");
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("PASS chat forum (xmpp, "), "{text}");

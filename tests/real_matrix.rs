@@ -438,18 +438,7 @@ fn doctor_checks_a_real_synapse_account_and_room() {
     };
     let dir = temp();
     let cfg = write(dir.path(), "relay.toml", config(&s.url, &s.room, "mx"));
-    let run = |token: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_discourse-relay"))
-            .args(["doctor", "--config"])
-            .arg(&cfg)
-            .env("SYNAPSE_BOT_TOKEN", token)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(!text.contains(token), "{text}");
-        (out.status.code(), text)
-    };
+    let run = |token: &str| doctor_run(&cfg, &[], &[("SYNAPSE_BOT_TOKEN", token)], &[token]);
     let (code, text) = run(&s.bot_token);
     assert_eq!(code, Some(0), "{text}");
     assert!(

@@ -41,12 +41,18 @@ fn posts_before(mock: &Mock, marker: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_first_post_of_an_unlisted_topic_reaches_no_chat() {
+/// A relay with [`config`]'s one `all` chat on a mock Slack.
+fn everything_chat(delay: &str) -> (Mock, tempfile::TempDir, Relay) {
     let mock = Mock::start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "relay.toml", config(&mock.url("/api"), "0s"));
+    let cfg = write(dir.path(), "relay.toml", config(&mock.url("/api"), delay));
     let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", "xoxb-u")]);
+    (mock, dir, relay)
+}
+
+#[test]
+fn the_first_post_of_an_unlisted_topic_reaches_no_chat() {
+    let (mock, _dir, relay) = everything_chat("0s");
     // The topic event first: the relay learns the topic is unlisted.
     assert_eq!(relay.post_fixture("topic_created_unlisted").0, 202);
     assert_eq!(
@@ -61,11 +67,8 @@ fn the_first_post_of_an_unlisted_topic_reaches_no_chat() {
 
 #[test]
 fn an_unlisted_topic_event_arriving_after_the_post_still_stops_it() {
-    let mock = Mock::start();
-    let dir = tempfile::tempdir().unwrap();
     // The post waits out its delay; the topic event arrives inside it.
-    let cfg = write(dir.path(), "relay.toml", config(&mock.url("/api"), "2s"));
-    let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", "xoxb-u")]);
+    let (mock, _dir, relay) = everything_chat("2s");
     assert_eq!(
         relay
             .post_fixture("post_created_unlisted_topic_first_post")
@@ -81,10 +84,7 @@ fn an_unlisted_topic_event_arriving_after_the_post_still_stops_it() {
 
 #[test]
 fn unlisting_a_topic_deletes_its_announcement_and_listing_it_again_posts_it() {
-    let mock = Mock::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "relay.toml", config(&mock.url("/api"), "0s"));
-    let relay = Relay::start(&cfg, &dir.path().join("data"), &[("SLACK_TOKEN", "xoxb-u")]);
+    let (mock, _dir, relay) = everything_chat("0s");
     assert_eq!(relay.post_fixture("post_created_first_post").0, 202);
     let sent = mock.wait_for(1, Duration::from_secs(15));
     assert!(sent[0].path.ends_with("/chat.postMessage"), "{:?}", sent[0]);

@@ -786,8 +786,23 @@ async fn test_from_pane(
 const DEAD_LETTER_LIMIT: usize = 200;
 
 async fn dead_letter_views(app: &App, name: &str) -> Result<Vec<DeadLetterView>, Response> {
-    match app.dead_letters(name, DEAD_LETTER_LIMIT).await {
-        Ok(Some(letters)) => Ok(letters.into_iter().map(dead_letter_view).collect()),
+    chat_rows(
+        name,
+        app.dead_letters(name, DEAD_LETTER_LIMIT),
+        dead_letter_view,
+    )
+    .await
+}
+
+/// A chat's stored rows as views: 404 for an unknown chat, 503 when the
+/// store cannot answer.
+async fn chat_rows<T, V>(
+    name: &str,
+    found: impl Future<Output = Result<Option<Vec<T>>, crate::delivery::store::StoreError>>,
+    view: fn(T) -> V,
+) -> Result<Vec<V>, Response> {
+    match found.await {
+        Ok(Some(rows)) => Ok(rows.into_iter().map(view).collect()),
         Ok(None) => {
             Err((StatusCode::NOT_FOUND, format!("no chat named `{name}`\n")).into_response())
         }
@@ -950,13 +965,12 @@ async fn dead_letters_act_from_pane(
 const RECENT_LIMIT: usize = crate::delivery::store::RECENT_PER_CHAT as usize;
 
 async fn delivery_views(app: &App, name: &str) -> Result<Vec<DeliveryView>, Response> {
-    match app.recent_deliveries(name, RECENT_LIMIT).await {
-        Ok(Some(records)) => Ok(records.into_iter().map(delivery_view).collect()),
-        Ok(None) => {
-            Err((StatusCode::NOT_FOUND, format!("no chat named `{name}`\n")).into_response())
-        }
-        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()),
-    }
+    chat_rows(
+        name,
+        app.recent_deliveries(name, RECENT_LIMIT),
+        delivery_view,
+    )
+    .await
 }
 
 fn delivery_view(r: DeliveryRecord) -> DeliveryView {

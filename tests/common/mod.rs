@@ -645,3 +645,27 @@ fn send(
         &p.config.redactor,
     ))
 }
+
+/// Runs `discourse-relay doctor --config CFG [ARGS]` with `env`; returns its
+/// exit code and stdout + stderr, after checking that none of `secrets`
+/// appears in them.
+pub fn doctor_run(
+    cfg: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    secrets: &[&str],
+) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(["doctor", "--config"])
+        .arg(cfg)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    for s in secrets {
+        assert!(!text.contains(s), "a secret in doctor's output:\n{text}");
+    }
+    (out.status.code(), text)
+}
