@@ -70,6 +70,7 @@ fn events() -> Vec<Event> {
             name: "Sub".into(),
             restricted: false,
             unresolved: false,
+            color: Some("0088CC".into()),
         });
         e.topic.tags = vec![
             Tag {

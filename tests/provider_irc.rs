@@ -403,6 +403,8 @@ impl Relay {
             chat,
             text,
             context: &ctx,
+            card: None,
+            custom: None,
             action: Default::default(),
             delivery: None,
         });

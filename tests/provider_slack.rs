@@ -72,7 +72,13 @@ fn web_api_request_is_exact_and_escaped() {
         .collect();
     assert_eq!(
         keys,
-        vec!["channel", "text", "unfurl_links", "unfurl_media"]
+        vec![
+            "attachments",
+            "channel",
+            "text",
+            "unfurl_links",
+            "unfurl_media"
+        ]
     );
     assert_eq!(body["channel"], "general");
     let text = body["text"].as_str().unwrap();

@@ -278,6 +278,8 @@ fn send(port: u16, chat: &str, title: &str, text: &str) -> Outcome {
         chat,
         text,
         context: &ctx,
+        card: None,
+        custom: None,
         action: Default::default(),
         delivery: None,
     });

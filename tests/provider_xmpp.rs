@@ -347,6 +347,8 @@ impl Relay {
             chat,
             text,
             context: &ctx,
+            card: None,
+            custom: None,
             action: Default::default(),
             delivery: None,
         });

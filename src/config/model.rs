@@ -98,6 +98,10 @@ pub struct Discourse {
     /// Staff-only tags, as globs over tag names or slugs (e.g. `["staff-*"]`): never shown in a message, and matched only by rules naming the tag exactly.
     #[serde(default)]
     pub hidden_tags: Vec<Located<String>>,
+    /// The forum's name in card footers; default: from the API (`/site/basic-info.json`), else the forum's host.
+    pub title: Option<Located<String>>,
+    /// The forum's logo in card footers (an https URL); default: from the API.
+    pub logo_url: Option<Located<String>>,
 }
 
 /// The `[server]` table: where `serve` listens and how it delivers.
@@ -171,6 +175,8 @@ pub struct CategoryDetail {
     pub restricted: bool,
     /// Display name; defaults to the last slug.
     pub name: Option<String>,
+    /// The category's colour on cards, as hex (`"0088CC"` or `"#08c"`); with an API key, `/site.json` gives it.
+    pub color: Option<String>,
 }
 
 /// The `[templates]` table: name = Handlebars text.
@@ -188,6 +194,10 @@ pub struct Chat {
     pub provider: Located<String>,
     /// A `[templates]` name; default: the provider's own message.
     pub template: Option<Located<String>>,
+    /// `card`: the platform's richest message (Slack blocks, a Discord embed, an Adaptive Card...) with the rendered text as its fallback; `text`: the text alone. Default: `card` where the platform has one and the chat names no `template`.
+    pub style: Option<Located<Style>>,
+    /// A `[templates]` name whose text is the platform's card as JSON (Handlebars; every value is escaped for JSON and the platform's markup), instead of the default card. Checked at load against the platform's limits.
+    pub card: Option<Located<String>>,
     /// Compact subscriptions, one `watch` rule each: `c/<category glob>`, `t/<tag glob>` or `all` for posts; an event family's name with its filters for the others (`review c/staff`, `users group:staff`, `chat channel:general`).
     #[serde(default)]
     pub subscribe: Vec<Located<String>>,
@@ -205,6 +215,14 @@ pub struct Chat {
     /// Platform channel ids whose chat commands speak for this chat, beside the one its target names (a Discord or incoming-webhook target names none).
     #[serde(default)]
     pub command_channels: Vec<Located<String>>,
+}
+
+/// How a chat's messages look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Style {
+    Card,
+    Text,
 }
 
 /// What an edited forum post does to the chat messages it became.
@@ -316,6 +334,8 @@ pub struct StaticCategory {
     pub path: String,
     pub name: Option<String>,
     pub restricted: bool,
+    /// Six hex digits (`0088CC`).
+    pub color: Option<String>,
 }
 
 #[derive(Debug)]
@@ -330,6 +350,9 @@ pub struct Forum {
     pub categories: Vec<StaticCategory>,
     /// `hidden_tags`, compiled (lower-case); `None` when the file names none.
     pub hidden_tags: Option<std::sync::Arc<globset::GlobSet>>,
+    /// `title` and `logo_url` as the file gives them (`None`: ask the API).
+    pub title: Option<String>,
+    pub logo_url: Option<String>,
 }
 
 /// The forum of `forums` whose base URL is `url` (as `X-Discourse-Instance`

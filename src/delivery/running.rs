@@ -305,7 +305,7 @@ impl Delivery {
                     tracing::warn!(topic, error = %e, "cannot update waiting events");
                 }
             }
-            Learned::Categories { forum, known } => self.resolve_categories(forum, known).await,
+            Learned::Categories { forum, known } => self.resolve_categories(forum, *known).await,
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::payload::{Site, TagGroups, TopicPayload};
+use super::payload::{BasicInfo, Site, TagGroups, TopicPayload};
 use crate::config::env::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,11 @@ impl DiscourseApi {
 
     pub async fn site(&self) -> Result<Site, ApiError> {
         self.get("/site.json").await
+    }
+
+    /// The forum's title and logo.
+    pub async fn basic_info(&self) -> Result<BasicInfo, ApiError> {
+        self.get("/site/basic-info.json").await
     }
 
     /// Tag groups and who may see them (admin keys; others get a 403).

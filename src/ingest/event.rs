@@ -146,6 +146,10 @@ pub struct Category {
     /// (bounded) for `/site.json` to name it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unresolved: bool,
+    /// The category's colour as six hex digits (`0088CC`), from `/site.json`
+    /// or the static map: the bar or accent of a card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +217,11 @@ pub struct Post {
     pub deleted: bool,
     /// Groups and users mentioned in `raw` (`@name`, lower-case, outside code).
     pub mentions: Vec<String>,
+    /// The author's avatar as an absolute URL template with `{size}` in it
+    /// (Discourse's `avatar_template` prefixed with the forum); empty when
+    /// the payload has none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub avatar: String,
 }
 
 impl Post {
@@ -243,6 +252,19 @@ pub struct Event {
     /// fields. For a family not tied to a topic, `topic` is empty (id 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<Box<Notice>>,
+    /// The forum's title and logo, as known when the event arrived (the
+    /// file's `[discourse] title`/`logo_url`, else the API): the footer of
+    /// a card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<Brand>,
+}
+
+/// How a forum presents itself: its title and logo (an absolute URL).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Brand {
+    pub title: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub logo: String,
 }
 
 /// An event of a family beyond posts (`ingest::families`), normalized: what
@@ -344,6 +366,7 @@ impl Event {
                     name: "Rust".into(),
                     restricted: false,
                     unresolved: false,
+                    color: Some("F1592A".into()),
                 }),
                 tags: vec![Tag {
                     hidden: false,
@@ -368,8 +391,13 @@ impl Event {
                 hidden: false,
                 deleted: false,
                 mentions: vec![],
+                avatar: format!("{forum}/user_avatar/forum.example.org/bob/{{size}}/12_2.png"),
             }),
             notice: None,
+            brand: Some(Brand {
+                title: "Example Forum".into(),
+                logo: format!("{forum}/uploads/default/original/1X/logo.png"),
+            }),
             forum,
         }
     }

@@ -7,8 +7,8 @@ pub use crate::config::model::StaticCategory;
 use super::event::TopicState;
 use std::collections::{HashMap, VecDeque};
 
-use super::event::{Category, Tag};
-use super::payload::{Site, TagGroups, TagPayload, TopicPayload};
+use super::event::{Brand, Category, Tag};
+use super::payload::{BasicInfo, Site, TagGroups, TagPayload, TopicPayload};
 
 /// Topics remembered at most; the oldest learned are forgotten first. Enough
 /// for the posts that arrive while a topic is active, bounded for memory.
@@ -22,6 +22,8 @@ struct CategoryInfo {
     restricted: bool,
     /// A path given by the static map wins over one derived from parents.
     path: Option<String>,
+    /// Six hex digits (`/site.json`, or the static map's `color`).
+    color: Option<String>,
 }
 
 /// What a topic event or `GET /t/{id}.json` taught about a topic.
@@ -54,6 +56,10 @@ pub struct ForumState {
     /// Tags of restricted tag groups (lower-case), from `/tag_groups.json`:
     /// hidden like `hidden_tags`.
     restricted_tags: std::collections::HashSet<String>,
+    /// The forum's title and logo: the file's, else `/site/basic-info.json`.
+    brand: Option<Brand>,
+    /// The file set the brand: the API does not override it.
+    brand_configured: bool,
 }
 
 impl ForumState {
@@ -75,6 +81,7 @@ impl ForumState {
                     parent: None,
                     restricted: c.restricted,
                     path: Some(c.path.clone()),
+                    color: c.color.clone(),
                 },
             );
         }
@@ -88,7 +95,11 @@ impl ForumState {
             self.groups.insert(g.id, g.name.clone());
         }
         for c in &site.categories {
-            let path = self.categories.get(&c.id).and_then(|old| old.path.clone());
+            let old = self.categories.get(&c.id);
+            let path = old.and_then(|old| old.path.clone());
+            // The file's colour was chosen on purpose, like its path.
+            let color = (old.and_then(|old| old.color.clone()))
+                .or_else(|| c.color.as_deref().and_then(hex_color));
             self.categories.insert(
                 c.id,
                 CategoryInfo {
@@ -97,9 +108,44 @@ impl ForumState {
                     parent: c.parent_category_id,
                     restricted: c.read_restricted,
                     path,
+                    color,
                 },
             );
         }
+    }
+
+    /// The forum's title and logo as the file gives them; the API's
+    /// `/site/basic-info.json` fills in only when the file gives none.
+    pub fn branded(mut self, brand: Option<Brand>) -> Self {
+        self.brand_configured = brand.is_some();
+        self.brand = brand;
+        self
+    }
+
+    /// Learns the title and logo of `GET /site/basic-info.json` (unless
+    /// the file set them); a logo path is made absolute on `forum`.
+    pub fn learn_brand(&mut self, info: &BasicInfo, forum: &str) {
+        let Some(title) = info
+            .title
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
+            return;
+        };
+        if self.brand_configured {
+            return;
+        }
+        let logo = info.logo_url.as_deref().unwrap_or_default();
+        self.brand = Some(Brand {
+            title: title.to_string(),
+            logo: super::normalize::absolute(forum, logo),
+        });
+    }
+
+    /// What [`Self::branded`] or [`Self::learn_brand`] set.
+    pub fn brand(&self) -> Option<&Brand> {
+        self.brand.as_ref()
     }
 
     /// `has_api`: the forum has an API key, so `/site.json` will name the
@@ -117,6 +163,8 @@ impl ForumState {
             groups: self.groups.clone(),
             restricted_tags: self.restricted_tags.clone(),
             hidden_tags: self.hidden_tags.clone(),
+            brand: self.brand.clone(),
+            brand_configured: self.brand_configured,
             ..Self::default()
         }
     }
@@ -142,6 +190,7 @@ impl ForumState {
                 name: info.name.clone(),
                 restricted: info.restricted,
                 unresolved: false,
+                color: info.color.clone(),
             }),
             None if self.fail_closed => {
                 let slug = fallback_slug.unwrap_or_default();
@@ -152,6 +201,7 @@ impl ForumState {
                     name: slug.to_string(),
                     restricted: true,
                     unresolved: true,
+                    color: None,
                 })
             }
             None => fallback_slug.map(|slug| Category {
@@ -161,6 +211,7 @@ impl ForumState {
                 name: slug.to_string(),
                 restricted: false,
                 unresolved: false,
+                color: None,
             }),
         }
     }
@@ -298,6 +349,24 @@ impl ForumState {
     }
 }
 
+/// `0088CC`, `#08c` or `08C` as six upper-case hex digits; `None` if not a colour.
+pub fn hex_color(s: &str) -> Option<String> {
+    let s = s.trim().trim_start_matches('#');
+    if !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    match s.len() {
+        6 => Some(s.to_ascii_uppercase()),
+        3 => Some(
+            s.chars()
+                .flat_map(|c| [c, c])
+                .collect::<String>()
+                .to_ascii_uppercase(),
+        ),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +405,7 @@ mod tests {
             path: "help/rust".into(),
             name: None,
             restricted: false,
+            color: None,
         }];
         for f in [
             ForumState::new(&[]).learning_from_api(true),
@@ -362,6 +432,7 @@ mod tests {
             path: "help/rust".into(),
             name: None,
             restricted: false,
+            color: None,
         }]);
         f.learn_site(&site());
         assert_eq!(f.category(7, None).unwrap().path, "help/rust");

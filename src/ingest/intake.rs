@@ -60,7 +60,10 @@ pub enum Learned {
         visible: Option<bool>,
     },
     /// The forum's categories, from `/site.json`.
-    Categories { forum: String, known: ForumState },
+    Categories {
+        forum: String,
+        known: Box<ForumState>,
+    },
 }
 
 /// How one request was taken.
@@ -329,10 +332,22 @@ impl Intake {
                                     None
                                 }
                             };
+                            // The card footer's title and logo; cards fall
+                            // back to the forum's host without them.
+                            let brand = match api.basic_info().await {
+                                Ok(info) => Some(info),
+                                Err(e) => {
+                                    tracing::debug!(forum = %url, error = %e, "no /site/basic-info.json; cards show the forum's host");
+                                    None
+                                }
+                            };
                             let known = self.with_url(url, |f| {
                                 f.learn_site(&site);
                                 if let Some(g) = &groups {
                                     f.learn_tag_groups(g);
+                                }
+                                if let Some(info) = &brand {
+                                    f.learn_brand(info, url);
                                 }
                                 f.categories_only()
                             });
@@ -340,7 +355,10 @@ impl Intake {
                             let forum = url.clone();
                             if self
                                 .learned
-                                .send(Learned::Categories { forum, known })
+                                .send(Learned::Categories {
+                                    forum,
+                                    known: Box::new(known),
+                                })
                                 .await
                                 .is_err()
                             {

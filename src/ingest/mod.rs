@@ -15,7 +15,7 @@ pub mod payload;
 pub mod request;
 
 pub use event::{
-    Category, Change, Event, EventKind, Notice, Post, PostType, Tag, Topic, TopicState,
+    Brand, Category, Change, Event, EventKind, Notice, Post, PostType, Tag, Topic, TopicState,
 };
 pub use forum::{ForumState, StaticCategory};
 pub use normalize::{

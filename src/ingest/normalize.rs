@@ -187,6 +187,7 @@ impl Parsed {
                     topic,
                     post: None,
                     notice: None,
+                    brand: state.brand().cloned(),
                 }))
             }
             Parsed::Post {
@@ -204,6 +205,7 @@ impl Parsed {
                     topic,
                     post: Some(*post),
                     notice: None,
+                    brand: state.brand().cloned(),
                 }))
             }
             Parsed::Notice {
@@ -228,6 +230,7 @@ impl Parsed {
                     topic,
                     post: None,
                     notice: Some(Box::new(notice)),
+                    brand: state.brand().cloned(),
                 }))
             }
         }
@@ -389,6 +392,21 @@ pub(crate) fn post_from(forum: &str, p: &PostPayload) -> Post {
         created_at: p.created_at.clone().unwrap_or_default(),
         hidden: p.hidden.unwrap_or(false),
         deleted: p.deleted_at.is_some() || p.user_deleted.unwrap_or(false),
+        avatar: absolute(forum, p.avatar_template.as_deref().unwrap_or_default()),
+    }
+}
+
+/// A forum path (`/user_avatar/…`, `//cdn…/…`) as an absolute `https` URL;
+/// anything that is neither a path nor an `http(s)` URL is dropped.
+pub(crate) fn absolute(forum: &str, path: &str) -> String {
+    if let Some(rest) = path.strip_prefix("//") {
+        format!("https://{rest}")
+    } else if path.starts_with('/') {
+        format!("{forum}{path}")
+    } else if path.starts_with("https://") || path.starts_with("http://") {
+        path.to_string()
+    } else {
+        String::new()
     }
 }
 

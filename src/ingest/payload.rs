@@ -43,6 +43,10 @@ pub struct PostPayload {
     pub topic_archetype: Option<String>,
     #[serde(default)]
     pub action_code: Option<String>,
+    /// `/user_avatar/HOST/NAME/{size}/ID.png` or a letter avatar; `{size}`
+    /// is the pixel size to ask for.
+    #[serde(default)]
+    pub avatar_template: Option<String>,
 }
 
 /// `topic_*` events (`WebHookTopicViewSerializer`) and `GET /t/{id}.json`.
@@ -123,6 +127,9 @@ pub struct SiteCategory {
     pub parent_category_id: Option<u64>,
     #[serde(default)]
     pub read_restricted: bool,
+    /// Six hex digits, without `#`.
+    #[serde(default)]
+    pub color: Option<String>,
 }
 
 /// `GET /site.json`, the parts the relay reads.
@@ -132,6 +139,16 @@ pub struct Site {
     /// The groups the API user can see (`{id, name}`): names for group events.
     #[serde(default)]
     pub groups: Vec<SiteGroup>,
+}
+
+/// `GET /site/basic-info.json`: how the forum presents itself.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct BasicInfo {
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Absolute, or a path on the forum.
+    #[serde(default)]
+    pub logo_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -20,7 +20,7 @@ use crate::config::diag::{Problem, SourceMap, did_you_mean};
 use crate::config::env::{Env, Redactor, Secret};
 use crate::config::model::{
     self, CategoryEntry, Filter, Forum, Located, OnDelete, OnEdit, Rate, RuleType, StaticCategory,
-    forum_index,
+    Style, forum_index,
 };
 use crate::ingest::families;
 use crate::providers::{Destination, Instance, registry};
@@ -165,6 +165,10 @@ pub struct ChatConfig {
     pub provider: String,
     pub destination: Box<dyn Destination>,
     pub template: Option<Spanned<String>>,
+    /// `card` only where the destination has a card format.
+    pub style: Style,
+    /// The chat's own card template (a `[templates]` name), for `style = card`.
+    pub card: Option<Spanned<String>>,
     pub rules: Vec<RuleDef>,
     /// Index into [`Config::forums`] of the forum whose events it receives.
     pub forum: usize,
@@ -349,9 +353,30 @@ fn read_forum(name: &str, item: &Item, cx: &mut Ctx<'_>) -> Option<Forum> {
             );
             continue;
         };
-        let (path, name, restricted) = match entry.get_ref() {
-            CategoryEntry::Path(p) => (p.clone(), None, false),
-            CategoryEntry::Full(f) => (f.path.clone(), f.name.clone(), f.restricted),
+        let (path, name, restricted, color) = match entry.get_ref() {
+            CategoryEntry::Path(p) => (p.clone(), None, false, None),
+            CategoryEntry::Full(f) => (
+                f.path.clone(),
+                f.name.clone(),
+                f.restricted,
+                f.color.clone(),
+            ),
+        };
+        let color = match color
+            .as_deref()
+            .map(|c| (c, crate::ingest::forum::hex_color(c)))
+        {
+            None => None,
+            Some((_, Some(hex))) => Some(hex),
+            Some((written, None)) => {
+                cx.error(
+                    Some(entry.span()),
+                    format!(
+                        "`color = \"{written}\"` is not a hex colour like \"0088CC\" or \"#08c\""
+                    ),
+                );
+                None
+            }
         };
         let valid = !path.is_empty()
             && path.split('/').all(|s| !s.is_empty())
@@ -368,9 +393,14 @@ fn read_forum(name: &str, item: &Item, cx: &mut Ctx<'_>) -> Option<Forum> {
             path,
             name,
             restricted,
+            color,
         });
     }
     let hidden_tags = hidden_tags(&d.hidden_tags, cx)?;
+    let title = (d.title.as_ref()).map(|t| t.get_ref().trim().to_string());
+    let logo_url = (d.logo_url.as_ref())
+        .and_then(|u| cx.url("logo_url", u, false))
+        .map(|u| u.expose().to_string());
     Some(Forum {
         name: name.to_string(),
         url,
@@ -380,6 +410,8 @@ fn read_forum(name: &str, item: &Item, cx: &mut Ctx<'_>) -> Option<Forum> {
         delay,
         categories,
         hidden_tags,
+        title,
+        logo_url,
     })
 }
 
@@ -850,24 +882,13 @@ fn read_chats(
             )
         });
 
-        if let Some(t) = &chat.template
-            && !templates.contains_key(t.get_ref())
-        {
-            let defined: Vec<&str> = templates.keys().map(String::as_str).collect();
-            cx.error(
-                Some(t.span()),
-                format!(
-                    "unknown template `{}`{}; define it under [templates]{}",
-                    t.get_ref(),
-                    did_you_mean(t.get_ref(), defined.iter().copied()),
-                    if defined.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (defined: {})", defined.join(", "))
-                    }
-                ),
-            );
+        for t in [&chat.template, &chat.card].into_iter().flatten() {
+            known_template(t, templates, cx);
         }
+        let style = match &destination {
+            Some(dest) => style(&chat, dest.as_ref(), cx),
+            None => Style::Text,
+        };
 
         let rules = read_rules(&chat, cx);
         let rule_sources = rule_sources(source, &rule_spans, &chat, &rules);
@@ -950,6 +971,8 @@ fn read_chats(
                 provider,
                 destination,
                 template: chat.template.map(Spanned::from),
+                style,
+                card: chat.card.map(Spanned::from),
                 rules,
                 forum,
                 rate_limit,
@@ -962,6 +985,58 @@ fn read_chats(
         }
     }
     out
+}
+
+/// Reports `t` when `[templates]` does not define it.
+fn known_template(
+    t: &Located<String>,
+    templates: &BTreeMap<String, TemplateSource>,
+    cx: &mut Ctx<'_>,
+) {
+    if templates.contains_key(t.get_ref()) {
+        return;
+    }
+    let defined: Vec<&str> = templates.keys().map(String::as_str).collect();
+    cx.error(
+        Some(t.span()),
+        format!(
+            "unknown template `{}`{}; define it under [templates]{}",
+            t.get_ref(),
+            did_you_mean(t.get_ref(), defined.iter().copied()),
+            if defined.is_empty() {
+                String::new()
+            } else {
+                format!(" (defined: {})", defined.join(", "))
+            }
+        ),
+    );
+}
+
+/// The chat's style: as written, else `card` where the destination draws
+/// cards and the chat names no text `template` of its own (that template
+/// was written to be the message).
+fn style(chat: &model::Chat, dest: &dyn Destination, cx: &mut Ctx<'_>) -> Style {
+    let written = chat.style.as_ref().map(|s| *s.get_ref());
+    if let (Some(Style::Text), Some(card)) = (written, &chat.card) {
+        cx.error(
+            Some(card.span()),
+            "`card` is a card template, but this chat says `style = \"text\"`: remove one of them",
+        );
+    }
+    if !dest.cards() {
+        if let Some(card) = &chat.card {
+            cx.error(
+                Some(card.span()),
+                format!("{} chats have no card format: remove `card`", dest.kind()),
+            );
+        }
+        return Style::Text;
+    }
+    match written {
+        Some(s) => s,
+        None if chat.card.is_some() || chat.template.is_none() => Style::Card,
+        None => Style::Text,
+    }
 }
 
 /// Takes the keys of a chat table that are not common chat fields (its

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::config::model::Filter;
+use crate::config::model::{Filter, Style};
 use crate::config::{Diagnostics, MissingEnv, Problem, Severity, SourceMap, env::Env};
 use crate::ingest::{Event, ForumState};
 use crate::providers::{Action, Message, Outbound};
@@ -38,6 +38,8 @@ pub struct Pipeline {
     /// Whether each chat's template may depend on the chat (else one render
     /// per event serves every chat sharing the template and dialect).
     per_chat: Vec<bool>,
+    /// The card template each chat names (`card = "..."`), if any.
+    card_templates: Vec<Option<String>>,
     chat_by_name: HashMap<String, usize>,
 }
 
@@ -123,6 +125,57 @@ impl Pipeline {
             per_chat.push(may_depend_on_chat(source));
         }
 
+        let mut card_templates = Vec::with_capacity(config.chats.len());
+        let mut card_samples: HashMap<(String, Dialect), Option<Vec<serde_json::Value>>> =
+            HashMap::new();
+        for chat in &config.chats {
+            let dialect = chat.destination.dialect();
+            let named = chat.card.as_ref().filter(|_| chat.style == Style::Card);
+            let Some((name, src)) = named.and_then(|n| {
+                config
+                    .templates
+                    .get(n.get_ref())
+                    .map(|src| (n.get_ref(), src))
+            }) else {
+                card_templates.push(None);
+                continue;
+            };
+            let at = src.locate(Some(1), Some(1));
+            let samples = card_samples
+                .entry((name.clone(), dialect))
+                .or_insert_with(|| match renderer.register_card(name, &src.text, dialect) {
+                    Ok(samples) => Some(samples),
+                    Err(p) => {
+                        problems.push(Problem::error(
+                            Some(src.locate(p.line, p.col)),
+                            format!(
+                                "card template `{name}` (used by {} chat `{}`): {}",
+                                chat.destination.kind(),
+                                chat.name,
+                                p.message
+                            ),
+                        ));
+                        None
+                    }
+                });
+            // Each platform checks its own limits, even on a shared template.
+            for sample in samples.iter().flatten() {
+                if let Err(why) = chat.destination.check_card(sample) {
+                    problems.push(Problem::error(
+                        Some(at.clone()),
+                        format!(
+                            "card template `{name}` (used by {} chat `{}`) makes a card {} would refuse: {why}",
+                            chat.destination.kind(),
+                            chat.name,
+                            chat.destination.kind(),
+                        ),
+                    ));
+                    break;
+                }
+            }
+            card_templates.push(Some(name.clone()));
+        }
+
         // Family events render from the notice template of the chat's dialect.
         let dialects: std::collections::BTreeSet<Dialect> = config
             .chats
@@ -149,6 +202,7 @@ impl Pipeline {
                 renderer,
                 chat_templates,
                 per_chat,
+                card_templates,
             }),
             _ => Err(problems),
         }
@@ -159,6 +213,10 @@ impl Pipeline {
     pub fn forum_state(&self, forum: usize) -> ForumState {
         match self.config.forums.get(forum) {
             Some(f) => ForumState::new(&f.categories)
+                .branded(f.title.clone().map(|title| crate::ingest::Brand {
+                    title,
+                    logo: f.logo_url.clone().unwrap_or_default(),
+                }))
                 .learning_from_api(f.api_key.is_some())
                 .hiding_tags(f.hidden_tags.clone()),
             None => ForumState::new(&[]),
@@ -202,7 +260,9 @@ impl Pipeline {
             let built = match text {
                 // The neutral form is built from scratch, request and all.
                 Ok(_) if self.neutral(m.chat, event) => self.message(m.chat, event),
-                Ok(text) => Ok(self.request(m.chat, text, &mut context, Action::default(), None)),
+                Ok(text) => {
+                    self.request(m.chat, text, &mut context, Action::default(), None, false)
+                }
                 Err(error) => Err(error),
             };
             match built {
@@ -360,7 +420,7 @@ impl Pipeline {
         if strike {
             text = render::escape::strike(c.destination.dialect(), &text);
         }
-        Ok(self.request(chat, text, context, action, delivery))
+        self.request(chat, text, context, action, delivery, strike)
     }
 
     fn request(
@@ -370,10 +430,22 @@ impl Pipeline {
         context: &mut RenderContext,
         action: Action<'_>,
         delivery: Option<&str>,
-    ) -> (String, Outbound) {
+        struck: bool,
+    ) -> Result<(String, Outbound), String> {
         let c = &self.config.chats[chat];
+        // A struck-through message (a deleted post) is its text alone: a
+        // card has nothing to strike.
+        let card = c.style == Style::Card && !struck;
         // Providers may read the chat from the context too.
         context.set_chat(&c.name);
+        let custom = match &self.card_templates[chat] {
+            Some(name) if card => Some(
+                self.renderer
+                    .render_card(name, c.destination.dialect(), context)
+                    .map_err(|e| self.config.redactor.redact(&e.to_string()))?,
+            ),
+            _ => None,
+        };
         let outbound = c.destination.request(&Message {
             chat: &c.name,
             text: &text,
@@ -381,10 +453,12 @@ impl Pipeline {
                 true => context.data(),
                 false => &NO_CONTEXT,
             },
+            card: card.then(|| context.card()),
+            custom: custom.as_ref(),
             action,
             delivery,
         });
-        (text, outbound)
+        Ok((text, outbound))
     }
 
     /// The event a test message is rendered from: the sample post, titled so
@@ -640,6 +714,8 @@ subscribe = ["all"]
                     chat: &c.name,
                     text: "hello",
                     context,
+                    card: None,
+                    custom: None,
                     action,
                     delivery: Some("c#1@2"),
                 };

@@ -451,6 +451,8 @@ mod tests {
             chat: "c",
             text: "new @\u{200B}everyone",
             context: &ctx,
+            card: None,
+            custom: None,
             action,
             delivery: None,
         }));

@@ -55,6 +55,9 @@ pub mod prelude {
     pub use crate::config::env::Secret;
     pub use crate::config::{Located, Rate};
     pub use crate::render::Dialect;
+    pub use crate::render::card::{self, Card};
+    pub use crate::render::escape::escape;
+    pub use crate::render::helpers::{bold, link};
 }
 
 // ---- Settings checks: every problem located, the value never echoed ----
@@ -830,6 +833,18 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
     const ANSWERS: &'static dyn Answers = &ByStatus;
     /// [`Destination::reads_context`].
     const READS_CONTEXT: bool = true;
+    /// [`Destination::cards`]: the platform has a card format.
+    const CARDS: bool = false;
+
+    /// [`Chat::CARDS`], unless the chat's kind of address decides it.
+    fn cards(&self) -> bool {
+        Self::CARDS
+    }
+    /// [`Destination::check_card`]: a chat's own card within the platform's limits.
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        let _ = card;
+        Ok(())
+    }
 
     /// [`Chat::TARGET`], or more when the chat's ids are not secret.
     fn target(&self) -> String {
@@ -914,6 +929,12 @@ impl<C: Chat> Destination for C {
     fn reads_context(&self) -> bool {
         C::READS_CONTEXT
     }
+    fn cards(&self) -> bool {
+        Chat::cards(self)
+    }
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        Chat::check_card(self, card)
+    }
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         Chat::classify(self, resp)
     }
@@ -922,6 +943,15 @@ impl<C: Chat> Destination for C {
     }
     fn probe(&self) -> super::probe::Probe {
         Chat::probe(self)
+    }
+}
+
+/// A card field's length (`None`: absent) within `max` characters, or
+/// which field is too long (`at`, a JSON pointer): for `check_card`.
+pub fn ensure_len(at: &str, chars: Option<usize>, max: usize) -> Result<(), String> {
+    match chars {
+        Some(n) if n > max => Err(format!("{at} has {n} characters; at most {max}")),
+        _ => Ok(()),
     }
 }
 

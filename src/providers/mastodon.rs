@@ -462,6 +462,8 @@ mod tests {
             chat: name,
             text,
             context: ctx,
+            card: None,
+            custom: None,
             action: Default::default(),
             delivery: None,
         }))

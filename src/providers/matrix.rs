@@ -499,6 +499,8 @@ mod tests {
             chat,
             text,
             context: ctx,
+            card: None,
+            custom: None,
             action: Default::default(),
             delivery: None,
         }))
@@ -540,6 +542,8 @@ mod tests {
             chat: "c",
             text: "<b>new</b> text",
             context: &ctx,
+            card: None,
+            custom: None,
             action,
             delivery,
         }));

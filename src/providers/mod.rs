@@ -57,6 +57,7 @@ use crate::config::Rate;
 use crate::config::de::Ctx;
 use crate::config::env::Redactor;
 use crate::render::Dialect;
+use crate::render::card::Card;
 
 pub use http::{HttpRequest, HttpResponse};
 
@@ -91,6 +92,15 @@ pub struct Message<'a> {
     /// [`Destination::capabilities`] allows: a destination without `edit`
     /// never sees [`Action::Edit`].
     pub action: Action<'a>,
+    /// The event as a card, when the chat's style is `card` (only for a
+    /// destination that [`Destination::cards`]): its parts are plain text,
+    /// escaped by the provider for each field (see [`crate::render::card`]).
+    /// `None`: send [`Message::text`] alone.
+    pub card: Option<&'a Card>,
+    /// The chat's own card: its `card` template rendered (the platform's
+    /// JSON, every value already escaped), used instead of the default card
+    /// built from [`Message::card`], which is then set too.
+    pub custom: Option<&'a serde_json::Value>,
     /// This delivery's id (`chat#seq@created_ms`): the same across its retries,
     /// distinct from every other delivery, for platforms that take an
     /// idempotency key (Matrix transaction ids). `None` outside delivery
@@ -259,6 +269,18 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// renderer's default for the dialect.
     fn default_template(&self) -> Option<&'static str> {
         None
+    }
+    /// Whether it has a card format ([`Message::card`]): chats default to
+    /// `style = "card"` then.
+    fn cards(&self) -> bool {
+        false
+    }
+    /// Checks a chat's own card (its `card` template rendered for the
+    /// sample events) against the platform's limits and shape at load:
+    /// `Err` says what is wrong and where (a JSON pointer).
+    fn check_card(&self, card: &serde_json::Value) -> Result<(), String> {
+        let _ = card;
+        Ok(())
     }
     /// The platform's sending limit for one chat, used when the chat sets
     /// no `rate_limit`; `None` = unlimited.

@@ -7,6 +7,16 @@
 //! `<!channel>` or `@here` stays text): the strictest reading of Slack's
 //! formatting docs, as no Slack parser is available to test with.
 //!
+//! Cards: Block Kit blocks inside one attachment, for the category's colour
+//! bar (Slack draws a colour only on attachments): a context line with the
+//! avatar, author, what happened and the category; a section with the
+//! linked title and the excerpt; a context line with the tags, the forum
+//! and the time (`<!date>`, shown in each reader's zone). The rendered text
+//! stays the top-level `text`, what notifications and screen readers read.
+//! No button: a URL button on an app without interactivity shows a warning
+//! when clicked, and the title is the link. A chat's own card is an object
+//! with `blocks` and/or `attachments` (and optionally `text`).
+//!
 //! Answers: the Web API says 200 with `{"ok":false,"error"}` (a few codes are
 //! transient); webhooks a status and a text code. See shared/providers.md §2.1.
 
@@ -111,6 +121,11 @@ impl kit::Chat for SlackChat {
     const DIALECT: Dialect = Dialect::SlackMrkdwn;
     const RATE: Option<Rate> = Some(Rate::per_second(1));
     const READS_CONTEXT: bool = false;
+    const CARDS: bool = true;
+
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        check_card(card)
+    }
 
     fn capabilities(&self) -> Capabilities {
         // The Web API answers the message `ts`; a webhook just `ok`.
@@ -128,7 +143,8 @@ impl kit::Chat for SlackChat {
         let (token, channel) = match &self.mode {
             Mode::Api { token, channel } => (token, channel.as_str()),
             Mode::Webhook { url } => {
-                let body = json!({"text": msg.text, "unfurl_links": false});
+                let mut body = json!({"text": msg.text, "unfurl_links": false});
+                put_card(&mut body, msg);
                 return Outbound::Http(HttpRequest::post_json(url, &body));
             }
         };
@@ -145,12 +161,18 @@ impl kit::Chat for SlackChat {
                     icon_url: self.instance.icon_url.as_deref(),
                     thread_ts: (thread.and_then(|t| t.root)).map(|r| kit::split_id(r, channel).1),
                 };
+                let mut body = serde_json::to_value(&body).unwrap_or_default();
+                put_card(&mut body, msg);
                 HttpRequest::post_json(&url("chat.postMessage"), &body)
             }
             // `chat.update` refuses channel names: the id comes from the post's answer.
             Action::Edit { remote_id } => {
                 let (channel, ts) = kit::split_id(remote_id, channel);
-                let body = json!({"channel": channel, "ts": ts, "text": msg.text});
+                let mut body = json!({"channel": channel, "ts": ts, "text": msg.text});
+                // An update keeps what it does not name: a card turned
+                // into text (struck through) must clear its attachment.
+                body["attachments"] = json!([]);
+                put_card(&mut body, msg);
                 HttpRequest::post_json(&url("chat.update"), &body)
             }
             Action::Delete { remote_id } => {
@@ -298,6 +320,180 @@ struct PostMessage<'a> {
     thread_ts: Option<&'a str>,
 }
 
+// Block Kit's limits (api.slack.com/reference/block-kit/blocks).
+const MAX_BLOCKS: usize = 50;
+const MAX_SECTION: usize = 3000;
+const MAX_CONTEXT_ELEMENTS: usize = 10;
+/// `text` beyond this is cut by Slack; a card's own may not exceed it.
+const MAX_TEXT: usize = 40_000;
+const MAX_ATTACHMENTS: usize = 20;
+
+/// Adds the message's card (the chat's own, or the default) to `body`.
+fn put_card(body: &mut Value, msg: &Message<'_>) {
+    let Some(card) = msg.card else { return };
+    let part = match msg.custom {
+        Some(custom) => custom.clone(),
+        None => default_card(card),
+    };
+    let Value::Object(part) = part else { return };
+    for (key, value) in part {
+        // Only the message's look: where it goes stays the relay's.
+        if matches!(key.as_str(), "blocks" | "attachments" | "text") {
+            body[key] = value;
+        }
+    }
+}
+
+/// The default card: see the module doc. Every text fits its field by
+/// construction: pieces are cut as plain text, before escaping, against
+/// what their escaped form costs.
+fn default_card(card: &Card) -> Value {
+    const SLACK: Dialect = Dialect::SlackMrkdwn;
+    let md = |s: &str, max: usize| escape(SLACK, &card::cut(s, max));
+    let mut byline = Vec::new();
+    if let Some(a) = &card.author {
+        byline.push(format!(
+            "{} @{}",
+            bold(SLACK, &card::cut(&a.name, 80)),
+            md(&a.username, 60)
+        ));
+    }
+    byline.push(md(&card.label, 200));
+    if let Some(c) = &card.category {
+        byline.push(link(SLACK, &c.url, &card::cut(&c.text, 100)));
+    }
+    let mut head = Vec::new();
+    if let Some(a) = card.author.as_ref().filter(|a| !a.avatar.is_empty()) {
+        head.push(
+            json!({"type": "image", "image_url": a.avatar, "alt_text": card::cut(&a.name, 80)}),
+        );
+    }
+    head.push(mrkdwn(byline.join(" · ")));
+    let headline = card::cut(&card.headline(), 200);
+    // `bold` escapes what it is given: the link is wrapped by hand.
+    let mut title = format!("*{}*", link(SLACK, &card.url, &headline));
+    if title.chars().count() > MAX_SECTION {
+        title = bold(SLACK, &headline);
+    }
+    let room = MAX_SECTION.saturating_sub(title.chars().count() + 1);
+    if !card.text.is_empty() && room > 20 {
+        let excerpt = fit(&card.text, room, mrkdwn_cost);
+        title = format!("{title}\n{}", escape(SLACK, &excerpt));
+    }
+    let mut foot = Vec::new();
+    if !card.tags.is_empty() {
+        let tags: Vec<String> = (card.tags.iter().take(MAX_CONTEXT_ELEMENTS))
+            .map(|t| link(SLACK, &t.url, &card::cut(&t.text, 100)))
+            .collect();
+        foot.push(format!("🏷️ {}", tags.join(", ")));
+    }
+    foot.push(md(&card.footer.text, 200));
+    if let (Some(t), Some(shown)) = (card.time, &card.timestamp) {
+        foot.push(format!(
+            "<!date^{t}^{{date_short_pretty}} {{time}}|{}>",
+            md(shown, 40)
+        ));
+    }
+    let mut tail = Vec::new();
+    if !card.footer.url.is_empty() {
+        tail.push(json!({"type": "image", "image_url": card.footer.url, "alt_text": card::cut(&card.footer.text, 80)}));
+    }
+    tail.push(mrkdwn(foot.join(" · ")));
+    let blocks = json!([
+        {"type": "context", "elements": head},
+        {"type": "section", "text": mrkdwn(title)},
+        {"type": "context", "elements": tail},
+    ]);
+    let mut attachment = json!({"blocks": blocks});
+    kit::put(&mut attachment, "color", card.color.map(card::Color::hex));
+    json!({"attachments": [attachment]})
+}
+
+/// What a character costs once escaped for mrkdwn.
+fn mrkdwn_cost(c: char) -> usize {
+    match c {
+        '&' => 5,
+        '<' | '>' => 4,
+        _ => 1,
+    }
+}
+
+/// A mrkdwn text object. Its pieces were cut to fit; the cut here is the
+/// last guard (a forum with very long URLs), so Slack never refuses it.
+fn mrkdwn(text: String) -> Value {
+    let text = match text.chars().count() > MAX_SECTION {
+        true => card::cut(&text, MAX_SECTION),
+        false => text,
+    };
+    json!({"type": "mrkdwn", "text": text})
+}
+
+/// A chat's own card within Block Kit's limits.
+fn check_card(card: &Value) -> Result<(), String> {
+    let Some(obj) = card.as_object() else {
+        return Err("a slack card is an object with `blocks` and/or `attachments`".into());
+    };
+    if let Some(key) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "blocks" | "attachments" | "text"))
+    {
+        return Err(format!(
+            "`{key}` is not part of a slack card (blocks, attachments, text)"
+        ));
+    }
+    if !obj.contains_key("blocks") && !obj.contains_key("attachments") {
+        return Err("a slack card needs `blocks` or `attachments`".into());
+    }
+    if let Some(text) = obj.get("text") {
+        let n = text.as_str().map(|t| t.chars().count());
+        kit::ensure_len("/text", n, MAX_TEXT)?;
+    }
+    check_blocks("/blocks", obj.get("blocks"))?;
+    if let Some(atts) = obj.get("attachments") {
+        let atts = atts.as_array().ok_or("/attachments must be an array")?;
+        if atts.len() > MAX_ATTACHMENTS {
+            return Err(format!(
+                "/attachments has {} attachments; at most {MAX_ATTACHMENTS}",
+                atts.len()
+            ));
+        }
+        for (i, a) in atts.iter().enumerate() {
+            check_blocks(&format!("/attachments/{i}/blocks"), a.get("blocks"))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_blocks(at: &str, blocks: Option<&Value>) -> Result<(), String> {
+    let Some(blocks) = blocks else { return Ok(()) };
+    let blocks = blocks
+        .as_array()
+        .ok_or_else(|| format!("{at} must be an array"))?;
+    if blocks.len() > MAX_BLOCKS {
+        return Err(format!(
+            "{at} has {} blocks; Slack takes at most {MAX_BLOCKS}",
+            blocks.len()
+        ));
+    }
+    for (i, b) in blocks.iter().enumerate() {
+        let here = format!("{at}/{i}");
+        if !b["type"].is_string() {
+            return Err(format!("{here} has no `type`"));
+        }
+        let text = b["text"]["text"].as_str().map(|t| t.chars().count());
+        kit::ensure_len(&format!("{here}/text/text"), text, MAX_SECTION)?;
+        if let Some(els) = b["elements"].as_array().filter(|_| b["type"] == "context")
+            && els.len() > MAX_CONTEXT_ELEMENTS
+        {
+            return Err(format!(
+                "{here}/elements has {} elements; a context block takes at most {MAX_CONTEXT_ELEMENTS}",
+                els.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn hint(code: &str) -> &'static str {
     match code {
         "channel_not_found" => " (check the channel, and invite the bot to private channels)",
@@ -368,7 +564,7 @@ mod tests {
         assert!(url.ends_with("/chat.update"));
         assert_eq!(
             b,
-            json!({"channel": "C0123", "ts": "1700000000.000100", "text": "new text"})
+            json!({"channel": "C0123", "ts": "1700000000.000100", "text": "new text", "attachments": []})
         );
         let (url, b) = api(Action::Delete { remote_id: root });
         assert!(url.ends_with("/chat.delete"));

@@ -27,6 +27,8 @@ pub fn request(dest: &dyn Destination, text: &str, action: Action<'_>) -> HttpRe
         chat: "test-chat",
         text,
         context: &ctx,
+        card: None,
+        custom: None,
         action,
         delivery: Some("test-chat#1@1700000000000"),
     }))
@@ -80,6 +82,8 @@ pub fn post_in(dest: &dyn Destination, text: &str, ctx: &Value) -> HttpRequest {
         chat: "test-chat",
         text,
         context: ctx,
+        card: None,
+        custom: None,
         action: Action::default(),
         delivery: None,
     }))
@@ -210,6 +214,8 @@ pub fn native(dest: &dyn Destination, text: &str, context: &Value) -> super::Nat
         chat: "c",
         text,
         context,
+        card: None,
+        custom: None,
         action: Action::default(),
         delivery: None,
     });

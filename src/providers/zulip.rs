@@ -409,6 +409,8 @@ mod tests {
             chat: "c",
             text,
             context: ctx,
+            card: None,
+            custom: None,
             action: Default::default(),
             delivery: None,
         }))
@@ -544,6 +546,8 @@ mod tests {
                 chat: "c",
                 text: "new **text**",
                 context: &ctx,
+                card: None,
+                custom: None,
                 action,
                 delivery: None,
             }))

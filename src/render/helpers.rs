@@ -25,12 +25,18 @@ pub const DEFAULT_DATE_FORMAT: &str = "%Y-%m-%d %H:%M UTC";
 
 /// Registers every helper, the markup ones for `dialect`.
 pub fn register(registry: &mut Handlebars<'static>, dialect: Dialect) {
+    register_text(registry);
+    registry.register_helper("link", Box::new(Link(dialect)));
+    registry.register_helper("bold", Box::new(Bold(dialect)));
+}
+
+/// Registers the text helpers alone: what card templates get, since markup
+/// helpers write their markup unescaped for JSON.
+pub fn register_text(registry: &mut Handlebars<'static>) {
     registry.register_helper("excerpt", Box::new(Excerpt));
     registry.register_helper("truncate", Box::new(Truncate));
     registry.register_helper("date", Box::new(Date));
     registry.register_helper("join", Box::new(Join));
-    registry.register_helper("link", Box::new(Link(dialect)));
-    registry.register_helper("bold", Box::new(Bold(dialect)));
 }
 
 fn usage_error(usage: &str, problem: &str) -> RenderError {

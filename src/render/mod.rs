@@ -11,6 +11,7 @@
 //! template sees is [`context()`]. This stage knows nothing of providers or
 //! HTTP.
 
+pub mod card;
 mod context;
 pub mod escape;
 pub mod helpers;
@@ -84,6 +85,9 @@ pub struct RenderError {
 pub struct Renderer {
     registries: BTreeMap<Dialect, Handlebars<'static>>,
     plans: BTreeMap<Dialect, HashMap<String, plan::Plan>>,
+    /// Card templates (the platform's JSON), per the dialect of the
+    /// platform's markup: values escaped for it, then for JSON.
+    cards: BTreeMap<Dialect, Handlebars<'static>>,
 }
 
 impl Renderer {
@@ -128,6 +132,90 @@ impl Renderer {
             plans.insert(name.to_string(), plan);
         }
         Ok(())
+    }
+
+    /// Compiles a card template (the platform's JSON, as Handlebars) under
+    /// `name` for a platform whose markup is `dialect`: every value is
+    /// escaped for `dialect`, then as JSON string contents, and only the
+    /// text helpers exist (`link` and `bold` would write unescaped JSON).
+    /// Renders it against the sample events; the sample post must render.
+    /// Gives each sample's output (an object), for the platform's own
+    /// checks of its limits.
+    pub fn register_card(
+        &mut self,
+        name: &str,
+        source: &str,
+        dialect: Dialect,
+    ) -> Result<Vec<serde_json::Value>, TemplateProblem> {
+        let template = Template::compile_with_name(source, name.to_string())
+            .map_err(|e| syntax_problem(&e))?;
+        check_elements(&template)?;
+        let registry = self.cards.entry(dialect).or_insert_with(|| {
+            let mut r = Handlebars::new();
+            r.set_strict_mode(true);
+            r.register_escape_fn(move |v| {
+                escape::escape(Dialect::Json, &escape::escape(dialect, v))
+            });
+            helpers::register_text(&mut r);
+            r
+        });
+        registry.register_template(name, template);
+        let [post, bare] = sample_events();
+        let notice = Event::sample_notice(SAMPLE_FORUM);
+        let samples = [
+            (post, "the sample post event"),
+            (bare, "a topic event without post, category or tags"),
+            (notice, "the sample notice"),
+        ];
+        let mut outputs = Vec::new();
+        for (i, (event, what)) in samples.iter().enumerate() {
+            let data = context(event, SAMPLE_CHAT);
+            let output = match registry.render(name, &data) {
+                Ok(output) => output,
+                // A card may rightly be meant for posts alone.
+                Err(_) if i > 0 => continue,
+                Err(e) => {
+                    registry.unregister_template(name);
+                    return Err(render_problem(&e, &data));
+                }
+            };
+            let parsed = check_json(&output, what).and_then(|v| match v.is_object() {
+                true => Ok(v),
+                false => Err(TemplateProblem::at(
+                    None,
+                    None,
+                    format!("the card for {what} is not a JSON object"),
+                )),
+            });
+            match parsed {
+                Ok(v) => outputs.push(v),
+                Err(p) => {
+                    registry.unregister_template(name);
+                    return Err(p);
+                }
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// Renders card template `name` for the platform markup `dialect`.
+    pub fn render_card(
+        &self,
+        name: &str,
+        dialect: Dialect,
+        ctx: &RenderContext<'_>,
+    ) -> Result<serde_json::Value, RenderError> {
+        let fail = |message: String| RenderError {
+            template: name.to_string(),
+            message,
+        };
+        let registry = (self.cards.get(&dialect))
+            .filter(|r| r.has_template(name))
+            .ok_or_else(|| fail(format!("no card template `{name}` for {dialect:?}")))?;
+        let output = registry
+            .render_with_context(name, ctx.handlebars())
+            .map_err(|e| fail(render_problem(&e, ctx.data()).message))?;
+        serde_json::from_str(&output).map_err(|e| fail(format!("the card is not valid JSON: {e}")))
     }
 
     /// Renders template `name` of `dialect` for `event` sent to `chat`.
@@ -233,6 +321,7 @@ pub struct RenderContext<'e> {
     chat: String,
     excerpt: OnceCell<String>,
     json: OnceCell<handlebars::Context>,
+    card: OnceCell<card::Card>,
 }
 
 impl<'e> RenderContext<'e> {
@@ -242,6 +331,7 @@ impl<'e> RenderContext<'e> {
             chat: String::new(),
             excerpt: OnceCell::new(),
             json: OnceCell::new(),
+            card: OnceCell::new(),
         }
     }
 
@@ -273,6 +363,12 @@ impl<'e> RenderContext<'e> {
             let data = context::context_with_excerpt(self.event, &self.chat, self.excerpt());
             handlebars::Context::from(data)
         })
+    }
+
+    /// The event as a card, built once for every chat it goes to.
+    pub fn card(&self) -> &card::Card {
+        self.card
+            .get_or_init(|| card::Card::of(self.event, self.excerpt()))
     }
 
     /// The data as JSON (what providers get as `Message::context`).
@@ -371,8 +467,8 @@ fn check_samples(
     Ok(())
 }
 
-fn check_json(output: &str, what: &str) -> Result<(), TemplateProblem> {
-    serde_json::from_str::<serde_json::Value>(output).map(drop).map_err(|e| {
+fn check_json(output: &str, what: &str) -> Result<serde_json::Value, TemplateProblem> {
+    serde_json::from_str::<serde_json::Value>(output).map_err(|e| {
         TemplateProblem::at(
             None,
             None,

@@ -56,6 +56,7 @@ fn category(path: &str, restricted: bool) -> Category {
         name: path.to_string(),
         restricted,
         unresolved: false,
+        color: None,
     }
 }
 

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::{Draft, Family, FilterKind, Incoming, Private, Source, TopicHint, notice};
+use super::{Draft, Family, FilterKind, Incoming, Look, Private, Source, TopicHint, notice};
 use crate::ingest::event::Change;
 
 pub static FAMILY: Family = Family {
@@ -17,6 +17,10 @@ pub static FAMILY: Family = Family {
     slot: 6,
     source: Source::Payload(parse),
     finish: None,
+    look: Look {
+        color: 0x9B59B6,
+        action: "View topic",
+    },
 };
 
 #[derive(Debug, Deserialize)]

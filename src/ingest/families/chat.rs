@@ -10,7 +10,7 @@
 use serde::Deserialize;
 
 use super::{
-    Draft, Family, FilterKind, Incoming, Private, Source, TopicHint, UserRef, notice, who,
+    Draft, Family, FilterKind, Incoming, Look, Private, Source, TopicHint, UserRef, notice, who,
 };
 use crate::ingest::event::Change;
 
@@ -28,6 +28,10 @@ pub static FAMILY: Family = Family {
     slot: 7,
     source: Source::Payload(parse),
     finish: None,
+    look: Look {
+        color: 0x25AAE2,
+        action: "Open in chat",
+    },
 };
 
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,9 @@
 
 use serde::Deserialize;
 
-use super::{Draft, Family, FilterKind, Incoming, Private, Source, TopicHint, UserRef, notice};
+use super::{
+    Draft, Family, FilterKind, Incoming, Look, Private, Source, TopicHint, UserRef, notice,
+};
 use crate::ingest::event::Change;
 use crate::ingest::payload::PostPayload;
 
@@ -17,6 +19,10 @@ pub static FAMILY: Family = Family {
     slot: 5,
     source: Source::Payload(parse),
     finish: None,
+    look: Look {
+        color: 0xFA6C8D,
+        action: "View post",
+    },
 };
 
 #[derive(Debug, Deserialize)]

@@ -73,6 +73,17 @@ pub struct Family {
     /// Fills in what only the forum state knows (a group's name), after
     /// the topic is resolved.
     pub finish: Option<fn(&mut Notice, &super::forum::ForumState)>,
+    /// How its cards differ from a post's (a flag is not a new topic).
+    pub look: Look,
+}
+
+/// A family's card: its accent colour and the label of its button.
+#[derive(Debug, Clone, Copy)]
+pub struct Look {
+    /// `0xRRGGBB`.
+    pub color: u32,
+    /// The button that opens the item (`Review`, `View user`).
+    pub action: &'static str,
 }
 
 /// Where a family's notice comes from.

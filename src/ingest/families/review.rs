@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use super::{Draft, Family, FilterKind, Incoming, Private, Source, TopicHint, notice};
+use super::{Draft, Family, FilterKind, Incoming, Look, Private, Source, TopicHint, notice};
 use crate::ingest::event::Change;
 use crate::ingest::payload::TagPayload;
 
@@ -27,6 +27,10 @@ pub static FAMILY: Family = Family {
     slot: 1,
     source: Source::Payload(parse),
     finish: None,
+    look: Look {
+        color: 0xE45735,
+        action: "Review",
+    },
 };
 
 #[derive(Debug, Deserialize)]

@@ -2,7 +2,7 @@
 //! The event also does its usual work (the topic's sent first messages get
 //! or lose their ✅); this family adds an optional note for chats that ask.
 
-use super::{Family, FilterKind, Private, Source, notice};
+use super::{Family, FilterKind, Look, Private, Source, notice};
 use crate::ingest::event::{Change, Event, Notice};
 
 pub static FAMILY: Family = Family {
@@ -14,6 +14,10 @@ pub static FAMILY: Family = Family {
     slot: 3,
     source: Source::Event(announce),
     finish: None,
+    look: Look {
+        color: 0x1CA551,
+        action: "View answer",
+    },
 };
 
 fn announce(e: &Event) -> Option<Notice> {

@@ -3,7 +3,7 @@
 //! messages follow); this family adds an announcement for chats that ask.
 //! Unlisting is never announced (an unlisted topic is never shown).
 
-use super::{Family, FilterKind, Private, Source, notice};
+use super::{Family, FilterKind, Look, Private, Source, notice};
 use crate::ingest::event::{Change, Event, Notice};
 
 pub static FAMILY: Family = Family {
@@ -20,6 +20,10 @@ pub static FAMILY: Family = Family {
     slot: 4,
     source: Source::Event(announce),
     finish: None,
+    look: Look {
+        color: 0x919191,
+        action: "View topic",
+    },
 };
 
 fn announce(e: &Event) -> Option<Notice> {

@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use super::{Draft, Family, FilterKind, Incoming, Private, Source, notice, who};
+use super::{Draft, Family, FilterKind, Incoming, Look, Private, Source, notice, who};
 use crate::ingest::event::{Change, Notice};
 use crate::ingest::forum::ForumState;
 
@@ -33,6 +33,10 @@ pub static FAMILY: Family = Family {
     slot: 2,
     source: Source::Payload(parse),
     finish: Some(name_group),
+    look: Look {
+        color: 0x0E76BD,
+        action: "View user",
+    },
 };
 
 #[derive(Debug, Deserialize)]
