@@ -179,6 +179,13 @@ const LIVE: &[&str] = &[
     "</b>",
 ];
 
+/// Fields the platform shows as plain text, never parsed for markup or
+/// mentions, so a title stands there as written (kind, JSON pointer).
+const PLAIN_FIELDS: &[(&str, &str)] = &[
+    // A forum post's name is a channel name: Discord parses nothing in it.
+    ("discord", "/body/thread_name"),
+];
+
 /// Mentions that notify as plain words on Markdown platforms (Discord,
 /// Mattermost, Rocket.Chat, Zulip): escaping breaks them with U+200B.
 const MASS: &[&str] = &["@everyone", "@here", "@channel", "@room", "@all", "[link]("];
@@ -201,6 +208,14 @@ fn hostile_posts_are_inert_in_every_field_of_every_card() {
                 let mut all = Vec::new();
                 strings(&request, String::new(), &mut all);
                 for (at, s) in all {
+                    if PLAIN_FIELDS.contains(&(kind.as_str(), at.as_str())) {
+                        continue;
+                    }
+                    // A backslash-escaped character is text in Markdown.
+                    let s = match markdown {
+                        true => unescaped_markdown(s),
+                        false => s.to_string(),
+                    };
                     for live in &live {
                         assert!(
                             !s.contains(live),
@@ -211,6 +226,23 @@ fn hostile_posts_are_inert_in_every_field_of_every_card() {
             }
         }
     }
+}
+
+/// `s` with every backslash escape (`\\<`) and the character it escapes
+/// removed: what is left is what Markdown reads as markup.
+fn unescaped_markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+                out.push(' ');
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[test]

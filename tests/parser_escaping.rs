@@ -47,14 +47,35 @@ const HOSTILE: &[&str] = &[
     "color:#ff0000 $x$ $$y$$",
 ];
 
-/// The chats, one per provider whose platform parser runs here: the field
-/// of the request body that holds the text, and the parser to check it with.
-const CHATS: &[(&str, &str, &str)] = &[
-    ("rocketchat", "text", "rocketchat"),
-    ("discord", "content", "discord"),
-    ("mattermost", "text", "mattermost"),
-    ("telegram", "text", "telegram-html"),
-    ("matrix", "formatted_body", "matrix-html"),
+/// The cases, one per text field of each provider whose platform parser
+/// runs here: a label, the chat, the JSON pointer of the field in the
+/// request body, and the parser to check it with. Card chats (the default
+/// style) give one case per Markdown field of the card; their text twins
+/// (`style = "text"`) check the text message.
+const CHATS: &[(&str, &str, &str, &str)] = &[
+    ("rocketchat", "rocketchat", "/text", "rocketchat"),
+    ("discord", "discord", "/content", "discord"),
+    (
+        "discord-embed-title",
+        "discord-card",
+        "/embeds/0/title",
+        "discord",
+    ),
+    (
+        "discord-embed-description",
+        "discord-card",
+        "/embeds/0/description",
+        "discord",
+    ),
+    (
+        "discord-embed-category",
+        "discord-card",
+        "/embeds/0/fields/0/value",
+        "discord",
+    ),
+    ("mattermost", "mattermost", "/text", "mattermost"),
+    ("telegram", "telegram", "/text", "telegram-html"),
+    ("matrix", "matrix", "/formatted_body", "matrix-html"),
 ];
 
 const CONFIG: &str = r##"[discourse]
@@ -73,6 +94,12 @@ webhook_url = "${HOOK}"
 subscribe = ["all"]
 [[chat]]
 name = "discord"
+provider = "discord"
+webhook_url = "${HOOK}"
+style = "text"
+subscribe = ["all"]
+[[chat]]
+name = "discord-card"
 provider = "discord"
 webhook_url = "${HOOK}"
 subscribe = ["all"]
@@ -152,7 +179,7 @@ fn rendered(text: &str) -> Vec<(String, String, String)> {
     };
     CHATS
         .iter()
-        .map(|(chat, field, parser)| {
+        .map(|(label, chat, field, parser)| {
             let idx = p.chat_index(chat).unwrap();
             let (_, out) = p.message(idx, &event).unwrap();
             let Outbound::Http(r) = out else {
@@ -160,11 +187,12 @@ fn rendered(text: &str) -> Vec<(String, String, String)> {
             };
             let body: Value = serde_json::from_str(&r.body)
                 .unwrap_or_else(|e| panic!("{chat}: body is not JSON ({e}): {}", r.body));
-            let value = body[*field]
-                .as_str()
+            let value = body
+                .pointer(field)
+                .and_then(Value::as_str)
                 .unwrap_or_else(|| panic!("{chat}: no `{field}` in {body}"))
                 .to_string();
-            (chat.to_string(), parser.to_string(), value)
+            (label.to_string(), parser.to_string(), value)
         })
         .collect()
 }

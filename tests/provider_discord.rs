@@ -20,6 +20,7 @@ avatar_url = "https://forum.example.org/logo.png"
 name = "hook"
 provider = "discord"
 webhook_url = "${DISCORD_HOOK}"
+style = "text"
 subscribe = ["all"]
 [[chat]]
 name = "forum-thread"
@@ -311,8 +312,10 @@ fn forum_post_thread_reply_edit_and_delete_requests_are_exact() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys, vec!["allowed_mentions", "content"]);
+    // A card chat edits its embed; its text stays out of `content`.
+    assert_eq!(keys, vec!["allowed_mentions", "embeds"]);
     assert_eq!(body["allowed_mentions"], serde_json::json!({"parse": []}));
+    assert!(body["embeds"][0]["title"].is_string(), "{body}");
 
     for r in &reqs[3..] {
         assert_eq!(r.method, "DELETE");

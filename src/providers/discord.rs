@@ -8,6 +8,19 @@
 //! Dialect: Markdown (backslashes, U+200B after a mentioning `@`), checked with
 //! simple-markdown in tests/parser_escaping.rs. Limit: 2000 characters.
 //!
+//! Cards: one embed in the category's colour: the author (name, profile
+//! link, avatar), the title linked to the post, the excerpt as its
+//! description, the category and tags as inline fields of links, the
+//! forum (title and logo) and what happened in the footer, and the post's
+//! time (shown in each reader's zone). No `content`: the embed is the
+//! message (its title is what notifications show). Title, description and
+//! field values are Discord Markdown (escaped); author and footer are shown
+//! as written, so they are only cleaned. Limits hold by construction
+//! (embed 6000 characters in all, title 256, description 4096, field value
+//! 1024, footer 2048, author 256). A chat's own card is `{"embeds": [...]}`
+//! (and optionally `content`). `suppress_embeds` turns cards off: Discord
+//! would hide the embed too.
+//!
 //! Answers: JSON `{"code", "message"}`; 429 carries `retry_after`; 404 is
 //! permanent (Discord asks clients to stop). See shared/providers.md §2.2.
 
@@ -200,6 +213,15 @@ impl kit::Chat for DiscordChat {
     // Commonly observed per-webhook bucket (unofficial; Discord says to
     // follow the headers, which the 429 classification does).
     const RATE: Option<Rate> = Some(Rate::per_secs(5, 2));
+    const CARDS: bool = true;
+
+    fn cards(&self) -> bool {
+        !self.instance.suppress_embeds
+    }
+
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        check_card(card)
+    }
 
     fn capabilities(&self) -> Capabilities {
         // `wait=true` answers the message id, and a webhook can edit and
@@ -241,10 +263,14 @@ impl kit::Chat for DiscordChat {
         Outbound::Http(match msg.action {
             Action::Delete { .. } => HttpRequest::delete(url),
             // Mentions are parsed again on edit unless turned off again.
-            _ => HttpRequest::patch_json(
-                &url,
-                &json!({"content": content, "allowed_mentions": {"parse": []}}),
-            ),
+            _ => {
+                let mut body = json!({"content": content, "allowed_mentions": {"parse": []}});
+                // An edit keeps the embeds it does not name: a card struck
+                // through (text alone) must clear them.
+                body["embeds"] = json!([]);
+                put_card(&mut body, msg);
+                HttpRequest::patch_json(&url, &body)
+            }
         })
     }
 
@@ -268,6 +294,7 @@ impl DiscordChat {
     fn execute(&self, msg: &Message<'_>, content: &str, thread: Option<Thread<'_>>) -> Outbound {
         let i = &self.instance;
         let mut body = json!({"content": content, "allowed_mentions": {"parse": []}});
+        put_card(&mut body, msg);
         kit::put(&mut body, "username", i.username.as_ref());
         kit::put(&mut body, "avatar_url", i.avatar_url.as_ref());
         kit::put(
@@ -414,6 +441,183 @@ fn judge_webhook(resp: &HttpResponse) -> Judgement {
     )
 }
 
+// Embed limits (discord-api-docs `resources/message`, "Embed Limits").
+const MAX_EMBEDS: usize = 10;
+const MAX_EMBED_TOTAL: usize = 6000;
+const MAX_TITLE: usize = 256;
+const MAX_DESCRIPTION: usize = 4096;
+const MAX_FIELDS: usize = 25;
+const MAX_FIELD_NAME: usize = 256;
+const MAX_FIELD_VALUE: usize = 1024;
+const MAX_FOOTER: usize = 2048;
+const MAX_AUTHOR: usize = 256;
+
+/// Puts the message's card (the chat's own, or the default embed) in
+/// `body`. With a card the embed is the message: no `content`.
+fn put_card(body: &mut Value, msg: &Message<'_>) {
+    let Some(card) = msg.card else { return };
+    let part = match msg.custom {
+        Some(custom) => custom.clone(),
+        None => json!({"embeds": [embed(card)]}),
+    };
+    let Value::Object(part) = part else { return };
+    if let Some(o) = body.as_object_mut() {
+        o.remove("content");
+    }
+    for (key, value) in part {
+        if matches!(key.as_str(), "embeds" | "content") {
+            body[key] = value;
+        }
+    }
+}
+
+/// `s` escaped for Discord Markdown, within `max` characters once escaped.
+fn md(s: &str, max: usize) -> String {
+    let mut budget = max;
+    loop {
+        let out = escape(Dialect::Markdown, &card::cut(s, budget));
+        let n = out.chars().count();
+        if n <= max || budget <= 1 {
+            return out;
+        }
+        // Escapes lengthen the text: shrink the plain part by the excess.
+        budget = budget.saturating_sub((n - max).max(1));
+    }
+}
+
+/// The default embed: see the module doc.
+fn embed(card: &Card) -> Value {
+    let mut e = json!({
+        "title": md(&card.headline(), MAX_TITLE),
+        "url": card.url,
+    });
+    if !card.text.is_empty() {
+        e["description"] = json!(md(&card.text, 1500));
+    }
+    kit::put(&mut e, "color", card.color.map(|c| c.0));
+    if let Some(a) = &card.author {
+        let name = match a.name == a.username {
+            true => a.name.clone(),
+            false => format!("{} (@{})", a.name, a.username),
+        };
+        let mut author = json!({"name": card::cut(&name, MAX_AUTHOR), "url": a.url});
+        if !a.avatar.is_empty() {
+            author["icon_url"] = json!(a.avatar);
+        }
+        e["author"] = author;
+    }
+    let mut fields = Vec::new();
+    if let Some(c) = &card.category {
+        let name = card::cut(&c.text, 200);
+        let mut value = link(Dialect::Markdown, &c.url, &name);
+        // A URL too long for the field: the name alone.
+        if value.chars().count() > MAX_FIELD_VALUE {
+            value = md(&name, MAX_FIELD_VALUE);
+        }
+        fields.push(json!({"name": "Category", "value": value, "inline": true}));
+    }
+    if !card.tags.is_empty() {
+        // Whole links only: as many tags as the field holds.
+        let mut value = String::new();
+        for t in &card.tags {
+            let l = link(Dialect::Markdown, &t.url, &card::cut(&t.text, 100));
+            if value.chars().count() + l.chars().count() + 2 > MAX_FIELD_VALUE {
+                break;
+            }
+            if !value.is_empty() {
+                value.push_str(", ");
+            }
+            value.push_str(&l);
+        }
+        if !value.is_empty() {
+            fields.push(json!({"name": "Tags", "value": value, "inline": true}));
+        }
+    }
+    if !fields.is_empty() {
+        e["fields"] = json!(fields);
+    }
+    let footer = match card.label.is_empty() {
+        true => card.footer.text.clone(),
+        false => format!("{} · {}", card.footer.text, card.label),
+    };
+    let mut footer = json!({"text": card::cut(&footer, 300)});
+    if !card.footer.url.is_empty() {
+        footer["icon_url"] = json!(card.footer.url);
+    }
+    e["footer"] = footer;
+    kit::put(&mut e, "timestamp", card.timestamp.as_ref());
+    e
+}
+
+/// A chat's own card within Discord's embed limits.
+fn check_card(card: &Value) -> Result<(), String> {
+    let Some(obj) = card.as_object() else {
+        return Err("a discord card is an object with `embeds`".into());
+    };
+    if let Some(key) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "embeds" | "content"))
+    {
+        return Err(format!(
+            "`{key}` is not part of a discord card (embeds, content)"
+        ));
+    }
+    let chars = |v: &Value| v.as_str().map(|s| s.chars().count());
+    kit::ensure_len("/content", obj.get("content").and_then(chars), MAX_CONTENT)?;
+    let embeds = obj
+        .get("embeds")
+        .and_then(Value::as_array)
+        .ok_or("a discord card needs `embeds`, an array")?;
+    if embeds.len() > MAX_EMBEDS {
+        return Err(format!(
+            "/embeds has {} embeds; at most {MAX_EMBEDS}",
+            embeds.len()
+        ));
+    }
+    let mut total = 0;
+    for (i, e) in embeds.iter().enumerate() {
+        let at = |p: &str| format!("/embeds/{i}{p}");
+        let mut count = |p: &str, v: &Value, max: usize| -> Result<(), String> {
+            let n = chars(v);
+            total += n.unwrap_or(0);
+            kit::ensure_len(&at(p), n, max)
+        };
+        count("/title", &e["title"], MAX_TITLE)?;
+        count("/description", &e["description"], MAX_DESCRIPTION)?;
+        count("/footer/text", &e["footer"]["text"], MAX_FOOTER)?;
+        count("/author/name", &e["author"]["name"], MAX_AUTHOR)?;
+        let fields = e["fields"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if fields.len() > MAX_FIELDS {
+            return Err(format!(
+                "{} has {} fields; at most {MAX_FIELDS}",
+                at("/fields"),
+                fields.len()
+            ));
+        }
+        for (j, f) in fields.iter().enumerate() {
+            count(&format!("/fields/{j}/name"), &f["name"], MAX_FIELD_NAME)?;
+            count(&format!("/fields/{j}/value"), &f["value"], MAX_FIELD_VALUE)?;
+        }
+        if let Some(c) = e.get("color")
+            && !c.as_u64().is_some_and(|c| c <= 0xFF_FFFF)
+        {
+            return Err(format!(
+                "{} must be an integer 0 to 16777215 (0xRRGGBB)",
+                at("/color")
+            ));
+        }
+    }
+    if total > MAX_EMBED_TOTAL {
+        return Err(format!(
+            "the embeds have {total} characters in all; Discord takes at most {MAX_EMBED_TOTAL}"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,6 +669,44 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_post_still_makes_an_embed_discord_takes() {
+        let r = crate::providers::testkit::card_request(
+            &chat(None, None),
+            &crate::providers::testkit::huge_card(),
+        );
+        let b = crate::providers::testkit::body(&r);
+        assert_eq!(check_card(&json!({"embeds": b["embeds"]})), Ok(()));
+        assert!(b.get("content").is_none());
+        assert_eq!(b["embeds"][0]["color"], 0xF1592A);
+        // Whole tag links only, within the field.
+        let tags = b["embeds"][0]["fields"][1]["value"].as_str().unwrap();
+        assert!(
+            tags.ends_with(')') && tags.chars().count() <= MAX_FIELD_VALUE,
+            "{tags}"
+        );
+    }
+
+    #[test]
+    fn a_chats_own_card_is_checked_against_embed_limits() {
+        let ok = json!({"embeds": [{"title": "t", "description": "d", "color": 255}]});
+        assert_eq!(check_card(&ok), Ok(()));
+        let title = json!({"embeds": [{"title": "x".repeat(257)}]});
+        assert_eq!(
+            check_card(&title).unwrap_err(),
+            "/embeds/0/title has 257 characters; at most 256"
+        );
+        let total = json!({"embeds": [{"description": "x".repeat(4000)}, {"description": "x".repeat(2001)}]});
+        assert!(
+            check_card(&total)
+                .unwrap_err()
+                .contains("6001 characters in all")
+        );
+        let color = json!({"embeds": [{"color": "#fff"}]});
+        assert!(check_card(&color).unwrap_err().contains("/embeds/0/color"));
+        assert!(check_card(&json!({"username": "x", "embeds": []})).is_err());
+    }
+
+    #[test]
     fn forum_posts_threads_edits_and_deletes() {
         let c = forum_chat();
         assert!(c.capabilities().thread && !chat(None, None).capabilities().thread);
@@ -505,7 +747,7 @@ mod tests {
         assert!(b.get("thread_name").is_none());
 
         let in_post = format!("{HOOK}/messages/1300000000000000002?thread_id=1300000000000000001");
-        let edited = json!({"content": "new @\u{200B}everyone", "allowed_mentions": {"parse": []}});
+        let edited = json!({"content": "new @\u{200B}everyone", "allowed_mentions": {"parse": []}, "embeds": []});
         for (action, method, want) in [
             (Action::Edit { remote_id: IN_POST }, "PATCH", edited),
             (Action::Delete { remote_id: IN_POST }, "DELETE", json!(null)),

@@ -514,7 +514,9 @@ fn hint(code: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{bind_chat, body, header, post, reply, request, resp};
+    use crate::providers::testkit::{
+        bind_chat, body, card_request, header, huge_card, post, reply, request, resp,
+    };
     use std::time::Duration;
 
     const TOKEN: &str = "xoxb-canary-123";
@@ -545,6 +547,67 @@ mod tests {
         );
         assert!(body(&r).get("link_names").is_none());
         assert_eq!(header(&r, "Authorization"), Some("Bearer xoxb-canary-123"));
+    }
+
+    #[test]
+    fn a_huge_post_still_makes_a_card_slack_takes() {
+        let r = card_request(&api_chat(), &huge_card());
+        let b = body(&r);
+        let card = json!({"attachments": b["attachments"]});
+        assert_eq!(check_card(&card), Ok(()));
+        // The text pieces were cut before escaping: no entity is split.
+        let section = b["attachments"][0]["blocks"][1]["text"]["text"]
+            .as_str()
+            .unwrap();
+        assert!(section.chars().count() <= MAX_SECTION);
+        assert!(
+            !section.contains("&am…") && !section.contains("&l…"),
+            "{section}"
+        );
+        assert_eq!(b["attachments"][0]["color"], "#F1592A");
+    }
+
+    #[test]
+    fn a_chats_own_card_is_checked_against_block_kit_limits() {
+        let block = json!({"type": "section", "text": {"type": "mrkdwn", "text": "x"}});
+        assert_eq!(check_card(&json!({"blocks": [block]})), Ok(()));
+        let many = json!({"blocks": vec![block.clone(); 51]});
+        assert_eq!(
+            check_card(&many).unwrap_err(),
+            "/blocks has 51 blocks; Slack takes at most 50"
+        );
+        let long = json!({"attachments": [{"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x".repeat(3001)}}]}]});
+        assert_eq!(
+            check_card(&long).unwrap_err(),
+            "/attachments/0/blocks/0/text/text has 3001 characters; at most 3000"
+        );
+        assert!(
+            check_card(&json!({"channel": "C1", "blocks": []}))
+                .unwrap_err()
+                .contains("`channel`")
+        );
+        assert!(check_card(&json!({"text": "only text"})).is_err());
+    }
+
+    #[test]
+    fn a_chats_own_card_replaces_the_look_but_not_where_it_goes() {
+        let card = huge_card();
+        let custom = json!({"blocks": [{"type": "divider"}], "channel": "C_EVIL"});
+        let ctx = crate::providers::testkit::post_ctx();
+        let r = crate::providers::testkit::http(api_chat().request(&Message {
+            chat: "c",
+            text: "fallback",
+            context: &ctx,
+            card: Some(&card),
+            custom: Some(&custom),
+            action: Action::default(),
+            delivery: None,
+        }));
+        let b = body(&r);
+        assert_eq!(b["blocks"], json!([{"type": "divider"}]));
+        assert_eq!(b["channel"], "general");
+        assert_eq!(b["text"], "fallback");
+        assert!(b.get("attachments").is_none());
     }
 
     #[test]

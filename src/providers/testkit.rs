@@ -255,3 +255,61 @@ pub fn accepts<T, E>(check: impl Fn(&str) -> Result<T, E>, good: &[&str], bad: &
         assert!(check(b).is_err(), "{b:?} should be refused");
     }
 }
+
+// ---- Cards ----
+
+/// A card as large as a forum could make one: a 100 kB title, excerpt and
+/// names full of characters that escaping lengthens, 500 long tags.
+pub fn huge_card() -> crate::render::card::Card {
+    use crate::render::card::{Author, Card, Color, Link};
+    let long = |unit: &str| unit.repeat(100_000 / unit.len());
+    let forum = "https://forum.example.org";
+    Card {
+        marks: "✅ 🔒 ".into(),
+        title: long("<&> *x* @here "),
+        url: format!("{forum}/t/{}/1/1", "s".repeat(1500)),
+        label: long("Reply #3 "),
+        author: Some(Author {
+            name: long("Ünïcødé <b> "),
+            username: long("u_"),
+            url: format!("{forum}/u/{}", "u".repeat(1500)),
+            avatar: format!("{forum}/user_avatar/{}/96/1.png", "a".repeat(1500)),
+        }),
+        color: Some(Color(0xF1592A)),
+        text: long("[x](y) <z> & ||s|| "),
+        category: Some(Link {
+            text: long("Category "),
+            url: format!("{forum}/c/{}/4", "c".repeat(1500)),
+        }),
+        tags: (0..500)
+            .map(|i| Link {
+                text: format!("tag-{i}-{}", "t".repeat(90)),
+                url: format!("{forum}/tag/tag-{i}-{}", "t".repeat(90)),
+            })
+            .collect(),
+        footer: Link {
+            text: long("Forum "),
+            url: format!("{forum}/logo.png"),
+        },
+        timestamp: Some("2026-03-10T09:00:12.512Z".into()),
+        time: Some(1_773_133_212),
+        button: Link {
+            text: long("View "),
+            url: format!("{forum}/t/x/1"),
+        },
+    }
+}
+
+/// The request `dest` builds for a new message with `card`.
+pub fn card_request(dest: &dyn Destination, card: &crate::render::card::Card) -> HttpRequest {
+    let ctx = post_ctx();
+    http(dest.request(&Message {
+        chat: "test-chat",
+        text: "fallback text",
+        context: &ctx,
+        card: Some(card),
+        custom: None,
+        action: Action::default(),
+        delivery: None,
+    }))
+}
