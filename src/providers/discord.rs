@@ -602,7 +602,7 @@ fn check_card(card: &Value) -> Result<(), String> {
             count(&format!("/fields/{j}/value"), &f["value"], MAX_FIELD_VALUE)?;
         }
         if let Some(c) = e.get("color")
-            && !c.as_u64().is_some_and(|c| c <= 0xFF_FFFF)
+            && c.as_u64().is_none_or(|c| c > 0xFF_FFFF)
         {
             return Err(format!(
                 "{} must be an integer 0 to 16777215 (0xRRGGBB)",
