@@ -263,3 +263,52 @@ fn every_card_chat_sends_a_card() {
         }
     }
 }
+
+/// The example's own Discord card, for the hostile post: the platform's
+/// JSON from the template, every value escaped for Discord Markdown (then
+/// JSON), the destination's own fields kept.
+#[test]
+fn a_chats_own_card_is_its_template_with_every_value_escaped() {
+    let example = std::fs::read_to_string(root().join("examples/subscriptions.toml")).unwrap();
+    let doc: toml_edit::DocumentMut = example.parse().unwrap();
+    let template = doc["templates"]["release_card"].as_str().unwrap();
+    let config = format!(
+        "[discourse]\nurl = \"{FORUM}\"\n[templates]\nrelease_card = '''{template}'''\n\
+         [[chat]]\nname = \"releases\"\nprovider = \"discord\"\nwebhook_url = \"${{SECRET1}}\"\n\
+         card = \"release_card\"\nsubscribe = [\"all\"]\n"
+    );
+    let env: HashMap<String, String> = [(
+        "SECRET1".to_string(),
+        "https://discord.com/api/webhooks/1/tok".to_string(),
+    )]
+    .into();
+    let (p, _) = pipeline::load_str(
+        std::path::Path::new("own.toml"),
+        &config,
+        &env,
+        MissingEnv::Error,
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let event = event(&p, "post_created_hostile_content");
+    let (_, request) = requests(&p, &event).remove(0);
+    let body = &request["body"];
+    let embed = &body["embeds"][0];
+    let title = embed["title"].as_str().unwrap();
+    assert!(
+        title.starts_with("🚀 \\<!channel\\> @\u{200B}everyone"),
+        "{title}"
+    );
+    assert_eq!(
+        embed["color"], 0x25AAE2,
+        "the category's colour, as an integer"
+    );
+    assert_eq!(embed["footer"]["text"], "Example Forum · New topic");
+    assert!(
+        embed["description"]
+            .as_str()
+            .unwrap()
+            .contains("@\u{200B}here")
+    );
+    assert_eq!(body["allowed_mentions"], serde_json::json!({"parse": []}));
+    assert!(body.get("content").is_none());
+}

@@ -8,11 +8,17 @@ use crate::ingest::Event;
 /// The template context for one event and chat:
 ///
 /// ```text
-/// { event, forum{url}, chat{name},
-///   topic{id,title,slug,url,tags[names],category{id,slug,path,name}|null,private_message,closed,archived,pinned,solved},
-///   post{id,number,username,name,excerpt,raw,cooked,url,is_first,created_at,action_code}|null,
-///   notice{family,mark,title,url,text,excerpt,status,data}|null }
+/// { event, forum{url,title,logo_url}, chat{name},
+///   topic{id,title,slug,url,tags[names],tag_links[{name,url}],category{id,slug,path,name,url,color}|null,
+///         private_message,closed,archived,pinned,solved},
+///   post{id,number,username,name,excerpt,raw,cooked,url,is_first,created_at,action_code,avatar_url,user_url}|null,
+///   notice{family,mark,title,url,text,excerpt,status,data}|null,
+///   card{headline,url,label,color,color_int,text,author{name,username,url,avatar}|null,footer{text,url},button{text,url},timestamp} }
 /// ```
+///
+/// `card` is the event as the default cards show it ([`super::card`]):
+/// plain text parts, colours as `#RRGGBB` and as an integer (null without
+/// a category colour), for card templates.
 ///
 /// Every key is always present (null when unknown) so strict mode never
 /// trips on a real event that the sample did not; `topic.category` and
@@ -29,12 +35,15 @@ pub fn context(event: &Event, chat: &str) -> Value {
 /// [`context`] with `post.excerpt` already computed (`RenderContext` keeps it).
 pub(super) fn context_with_excerpt(event: &Event, chat: &str, excerpt: &str) -> Value {
     let topic = &event.topic;
+    let card = super::card::Card::of(event, excerpt);
     let category = topic.category.as_ref().map(|c| {
         json!({
             "id": c.id,
             "slug": c.slug,
             "path": c.path,
             "name": c.name,
+            "url": card.category.as_ref().map(|l| l.url.as_str()),
+            "color": c.color.as_deref().and_then(super::card::Color::parse).map(super::card::Color::hex),
         })
     });
     let post = event.post.as_ref().map(|p| {
@@ -50,6 +59,8 @@ pub(super) fn context_with_excerpt(event: &Event, chat: &str, excerpt: &str) -> 
             "is_first": p.is_first(),
             "created_at": p.created_at,
             "action_code": p.action_code,
+            "avatar_url": card.author.as_ref().map(|a| a.avatar.as_str()).filter(|a| !a.is_empty()),
+            "user_url": card.author.as_ref().map(|a| a.url.as_str()),
         })
     });
     let notice = event.notice.as_ref().map(|n| {
@@ -64,9 +75,27 @@ pub(super) fn context_with_excerpt(event: &Event, chat: &str, excerpt: &str) -> 
             "data": n.data,
         })
     });
+    let brand = event.brand.as_ref();
+    let card_json = json!({
+        "headline": card.headline(),
+        "url": card.url,
+        "label": card.label,
+        "color": card.color.map(super::card::Color::hex),
+        "color_int": card.color.map(|c| c.0),
+        "text": card.text,
+        "author": card.author,
+        "footer": card.footer,
+        "button": card.button,
+        "timestamp": card.timestamp,
+    });
     json!({
         "event": event.kind.as_str(),
-        "forum": { "url": event.forum },
+        "forum": {
+            "url": event.forum,
+            "title": brand.map(|b| b.title.as_str()),
+            "logo_url": Some(card.footer.url.as_str()).filter(|l| !l.is_empty()),
+        },
+        "card": card_json,
         "chat": { "name": chat },
         "topic": {
             "id": topic.id,
@@ -74,6 +103,7 @@ pub(super) fn context_with_excerpt(event: &Event, chat: &str, excerpt: &str) -> 
             "slug": topic.slug,
             "url": topic.url,
             "tags": topic.tags.iter().filter(|t| !t.hidden).map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            "tag_links": card.tags.iter().map(|t| json!({"name": t.text, "url": t.url})).collect::<Vec<_>>(),
             "category": category,
             "private_message": topic.private_message,
             "closed": topic.state.closed,

@@ -176,7 +176,15 @@ impl Renderer {
                 Err(_) if i > 0 => continue,
                 Err(e) => {
                     registry.unregister_template(name);
-                    return Err(render_problem(&e, &data));
+                    let mut problem = render_problem(&e, &data);
+                    if let RenderErrorReason::HelperNotFound(h) = e.reason()
+                        && matches!(h.as_str(), "link" | "bold")
+                    {
+                        problem.message = format!(
+                            "`{h}` writes chat markup, which a card does not take: put the URL and the text in the card's own fields (card templates have excerpt, truncate, date and join)"
+                        );
+                    }
+                    return Err(problem);
                 }
             };
             let parsed = check_json(&output, what).and_then(|v| match v.is_object() {
