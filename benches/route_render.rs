@@ -1,8 +1,11 @@
 //! Route + render at scale: 10,000 chats x 10 rules, one core.
 //!
 //! `route` measures the matcher alone; `route_render` routes and renders
-//! every matched chat's message (the issue-7 target); `decide` the whole
-//! offline path for one event (route, render, build the exact request). The generated forum has 1,000 top categories x 10 subcategories
+//! every matched chat's message (the issue-7 target); `route_render_cards`
+//! the same plus the event's card (built once per event, as render does);
+//! `decide` the whole offline path for one event (route, render, build the
+//! exact request: Slack Block Kit cards, the default), `decide_text` the
+//! same with `style = "text"` (what the cards cost per delivery). The generated forum has 1,000 top categories x 10 subcategories
 //! and 5,000 tags; each chat watches one subcategory, follows another, watches
 //! tags inside a category, mutes a noisy tag, and has group rules, so a
 //! typical event reaches a handful of chats (printed at start).
@@ -21,8 +24,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use discourse_relay::config::MissingEnv;
 use discourse_relay::ingest::{Category, Event, Tag};
 use discourse_relay::pipeline::{Pipeline, load_str};
+use discourse_relay::render::RenderContext;
 
-fn config(chats: usize) -> String {
+fn config(chats: usize, style: &str) -> String {
     let mut s = String::from(
         "[discourse]\nurl = \"https://forum.example.org\"\n\n[providers.slack]\nkind = \"slack\"\ntoken = \"${SLACK_BOT_TOKEN}\"\n\n",
     );
@@ -30,7 +34,7 @@ fn config(chats: usize) -> String {
         let cat = |n: usize| format!("cat{}/sub{}", n % 1000, (n / 1000) % 10);
         let _ = write!(
             s,
-            "[[chat]]\nname = \"chat-{k}\"\nprovider = \"slack\"\nchannel = \"C{k:06}\"\n\
+            "[[chat]]\nname = \"chat-{k}\"\nprovider = \"slack\"\nchannel = \"C{k:06}\"\nstyle = \"{style}\"\n\
 subscribe = [\"c/{}\", \"t/tag{}\"]\n\
 [[chat.rule]]\nfilter = \"follow\"\ncategory = \"{}\"\n\
 [[chat.rule]]\ncategory = \"cat{}/**\"\ntags = [\"tag{}\", \"release-{}-*\"]\n\
@@ -97,8 +101,8 @@ fn events() -> Vec<Event> {
     out
 }
 
-fn pipeline(chats: usize) -> Pipeline {
-    let text = config(chats);
+fn pipeline(chats: usize, style: &str) -> Pipeline {
+    let text = config(chats, style);
     let env: HashMap<String, String> =
         [("SLACK_BOT_TOKEN".to_string(), "xoxb-bench".to_string())].into();
     match load_str(Path::new("bench.toml"), &text, &env, MissingEnv::Error) {
@@ -112,7 +116,8 @@ fn bench(c: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let p = pipeline(chats);
+    let p = pipeline(chats, "card");
+    let text = pipeline(chats, "text");
     let events = events();
     let fanout: usize = events.iter().map(|e| p.decide(e).deliveries.len()).sum();
     eprintln!(
@@ -137,10 +142,26 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    g.bench_function("route_render_cards", |b| {
+        b.iter(|| {
+            for e in &events {
+                let cx = RenderContext::new(black_box(e));
+                black_box(cx.card());
+                black_box(p.render_routed(e).ok());
+            }
+        })
+    });
     g.bench_function("decide", |b| {
         b.iter(|| {
             for e in &events {
                 black_box(p.decide(black_box(e)));
+            }
+        })
+    });
+    g.bench_function("decide_text", |b| {
+        b.iter(|| {
+            for e in &events {
+                black_box(text.decide(black_box(e)));
             }
         })
     });
