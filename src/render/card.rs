@@ -127,10 +127,19 @@ impl Card {
             card.marks = mark(&n.mark);
             card.title = plain(&n.title);
             card.url = safe_url(&n.url, forum, &topic.url);
-            card.label = plain(&n.text);
+            // What it is about: the family's detail, then the topic.
+            let about =
+                (!topic.title.trim().is_empty()).then(|| format!("on “{}”", plain(&topic.title)));
+            card.label = [Some(plain(&n.text)), about]
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" · ");
             card.text = plain(&text::excerpt(&n.cooked, text::EXCERPT_MAX));
+            // A flag looks like a flag, whatever its category's colour.
             let look = families::named(&n.family).map(|f| f.look);
-            card.color = card.color.or(look.map(|l| Color(l.color)));
+            card.color = look.map(|l| Color(l.color)).or(card.color);
             card.button = Link {
                 text: look.map_or("Open", |l| l.action).to_string(),
                 url: card.url.clone(),
