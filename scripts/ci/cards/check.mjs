@@ -39,14 +39,11 @@ const ONLY_TEXT = "no card format (text-only platform)";
 // README say the same.
 const UNPUBLISHED = {
   dingtalk: "DingTalk publishes no schema or types for robot messages",
-  gitter: ONLY_TEXT,
   gotify: "Gotify publishes no client types for messages",
   groupme: "GroupMe publishes no schema or types",
   hipchat: "HipChat (retired) publishes nothing",
   irc: ONLY_TEXT,
-  lark: "Lark/Feishu publish no card schema on npm",
   mastodon: "Mastodon publishes no status schema on npm",
-  matrix: "Matrix's event schemas are not packaged for m.room.message HTML",
   messenger: "Messenger publishes no schema or types",
   ntfy: "ntfy publishes no schema or types",
   pushover: "Pushover publishes no schema or types",
@@ -81,6 +78,24 @@ const MM = [
 const RC = [
   `import type { MessageAttachment } from "@rocket.chat/core-typings";`,
   `type Json<T> = T extends Date ? string : T extends (infer U)[] ? Json<U>[] : T extends object ? { [K in keyof T]: Json<T[K]> } : T;`,
+];
+// matrix-js-sdk's event types use TS string enums (MsgType.Notice), which a
+// JSON string literal is not assignable to: Lit<> reads each enum as its
+// string values, nothing else.
+const MATRIX = [
+  `import type { RoomMessageEventContent, RoomMessageTextEventContent } from "matrix-js-sdk/lib/@types/events";`,
+  `import type { IEventRelation } from "matrix-js-sdk/lib/models/event";`,
+  // RoomMessageEventContent's relations cannot say a thread reply's reply
+  // fallback (is_falling_back + m.in_reply_to, as the spec and the SDK's own
+  // sends have it); a thread reply is read with the SDK's IEventRelation.
+  `type MatrixThreadReply = RoomMessageTextEventContent & { "m.relates_to": IEventRelation & { rel_type: "m.thread"; event_id: string } };`,
+  `type Lit<T> = T extends string ? \`\${T}\` : T extends (infer U)[] ? Lit<U>[] : T extends object ? { [K in keyof T]: Lit<T[K]> } : T;`,
+];
+// Lark's Node SDK types the message card (JSON 1.0: header, elements); the
+// custom bot's webhook envelope has no published type: its documented fields.
+const LARK = [
+  `import type { InteractiveCard } from "@larksuiteoapi/node-sdk";`,
+  `type LarkBotCard = { msg_type: "interactive"; card: InteractiveCard; timestamp?: string; sign?: string };`,
 ];
 const TEAMS_CARD = [`import type { IAdaptiveCard } from "@microsoft/teams.cards";`];
 
@@ -143,16 +158,36 @@ function checksFor(kindName, req) {
       const hook = `type RocketChatWebhook = { text?: string; alias?: string; emoji?: string; avatar?: string; channel?: string; roomId?: string; tmid?: string; attachments?: MessageAttachment[] };`;
       return [typed("Json<RocketChatWebhook>", [...RC, hook])];
     }
+    case "lark": {
+      if (body.msg_type !== "interactive") return { none: `msg_type ${JSON.stringify(body.msg_type)}: no card` };
+      // Card JSON 2.0 (`schema: "2.0"`, `body.elements`) is not in the SDK's types.
+      if (body.card && body.card.schema === "2.0") return { none: "card JSON 2.0 has no published type (the SDK types 1.0)" };
+      return [typed("LarkBotCard", LARK)];
+    }
+    case "matrix":
+    case "gitter": {
+      const thread = body["m.relates_to"] && body["m.relates_to"].rel_type === "m.thread";
+      const type = thread ? "Lit<MatrixThreadReply>" : "Lit<RoomMessageEventContent>";
+      if (method === "PUT" && /\/send\/m\.room\.message\/[^/]+$/.test(p)) return [typed(type, MATRIX)];
+      if (/\/redact\//.test(p)) return { none: "a redaction (no message content)" };
+      return { error: `no Matrix type for ${method} ${p}` };
+    }
     case "teams":
     case "webex": {
       const cards = adaptiveCards(body);
       if (kindName === "teams" && body.type !== "message") return { error: `/type is ${JSON.stringify(body.type)}; a Workflows webhook takes "message"` };
       if (kindName === "webex" && cards.length === 0) return { none: "a text message (no card attachment)" };
       if (cards.length === 0) return { error: "no Adaptive Card attachment" };
-      return cards.flatMap(({ card, at }) => [
+      // The envelopes are the platforms' documented fields (neither publishes
+      // a type for them); the cards inside are typed and parsed below.
+      const envelope = kindName === "teams"
+        ? `type TeamsMessage = { type: "message"; summary?: string; text?: string; attachments: { contentType: "${ADAPTIVE}"; contentUrl?: string | null; content: object }[] };`
+        : `type WebexMessage = { roomId?: string; toPersonId?: string; toPersonEmail?: string; parentId?: string; text?: string; markdown?: string; files?: string[]; attachments?: { contentType: "${ADAPTIVE}"; content: object }[] };`;
+      const name = kindName === "teams" ? "TeamsMessage" : "WebexMessage";
+      return [typed(name, [envelope]), ...cards.flatMap(({ card, at }) => [
         typed("IAdaptiveCard", TEAMS_CARD, card, at),
         { kind: "adaptive", card, at, host: kindName },
-      ]);
+      ])];
     }
     default:
       return { error: `no checker knows the kind "${kindName}" (add it to check.mjs, or to UNPUBLISHED with the reason)` };
@@ -366,7 +401,7 @@ function selfTest() {
     }
   });
   const kinds = new Set(results.map((r) => r.name.split(".")[0]));
-  for (const k of ["slack", "discord", "mattermost", "rocketchat", "teams", "webex"]) {
+  for (const k of ["slack", "discord", "mattermost", "rocketchat", "matrix", "lark", "teams", "webex"]) {
     for (const v of ["valid", "invalid"]) {
       if (!results.some((r) => r.name.startsWith(`${k}.${v}.`))) wrong.push(`no samples/${k}.${v}.*.json`);
     }
