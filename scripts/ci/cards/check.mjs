@@ -38,21 +38,22 @@ const ONLY_TEXT = "no card format (text-only platform)";
 // What each kind without a published schema or SDK types is; tests and the
 // README say the same.
 const UNPUBLISHED = {
-  dingtalk: "DingTalk publishes no schema or types for robot messages",
-  gotify: "Gotify publishes no client types for messages",
-  groupme: "GroupMe publishes no schema or types",
+  console: ONLY_TEXT,
+  dingtalk: "DingTalk's own npm packages (dingtalk-stream, dingtalk-jsapi) type no robot webhook message",
+  gotify: "Gotify publishes no official schema or types",
+  groupme: "GroupMe publishes no official schema or types",
   hipchat: "HipChat (retired) publishes nothing",
   irc: ONLY_TEXT,
-  mastodon: "Mastodon publishes no status schema on npm",
-  messenger: "Messenger publishes no schema or types",
-  ntfy: "ntfy publishes no schema or types",
-  pushover: "Pushover publishes no schema or types",
+  mastodon: "Mastodon publishes no official package (masto is a community client)",
+  messenger: "Messenger publishes no official schema or types on npm",
+  ntfy: "ntfy publishes no official schema or types",
+  pushover: "Pushover publishes no official schema or types",
   smtp: ONLY_TEXT,
-  telegram: "Telegram's Bot API has no official package",
+  telegram: "Telegram publishes no official package (@grammyjs/types, typegram are community typings)",
   webhook: "a generic webhook has no platform schema",
-  wecom: "WeCom publishes no schema or types",
+  wecom: "WeCom's own npm packages (@wecom/jssdk, @wecom/crypto) type no group robot message",
   xmpp: ONLY_TEXT,
-  zulip: "Zulip publishes no types on npm",
+  zulip: "Zulip's zulip-js has no message types",
 };
 
 // ---- which check applies ---------------------------------------------------
@@ -153,9 +154,9 @@ function checksFor(kindName, req) {
       const attachments = Array.isArray(body.attachments) ? [typed("Json<MessageAttachment>[]", RC, body.attachments, "/attachments")] : [];
       if (ep) return [{ kind: "rc-ajv", validator: `is${name}Props` }, ...attachments];
       if (p.includes("/api/")) return { error: `no Rocket.Chat type for ${p}` };
-      // An incoming webhook: the payload of Rocket.Chat's incoming integration
-      // (no published type for the envelope; its documented fields).
-      const hook = `type RocketChatWebhook = { text?: string; alias?: string; emoji?: string; avatar?: string; channel?: string; roomId?: string; tmid?: string; attachments?: MessageAttachment[] };`;
+      // An incoming webhook: no published type for the payload, so the
+      // fields the server's processWebhookMessage reads (it ignores others).
+      const hook = `type RocketChatWebhook = { text?: string; msg?: string; alias?: string; username?: string; emoji?: string; icon_emoji?: string; avatar?: string; icon_url?: string; channel?: string | string[]; roomId?: string | string[]; tmid?: string; parseUrls?: boolean; groupable?: boolean; bot?: Record<string, unknown>; customFields?: Record<string, unknown>; attachments?: MessageAttachment[] };`;
       return [typed("Json<RocketChatWebhook>", [...RC, hook])];
     }
     case "lark": {
@@ -175,16 +176,23 @@ function checksFor(kindName, req) {
     case "teams":
     case "webex": {
       const cards = adaptiveCards(body);
-      if (kindName === "teams" && body.type !== "message") return { error: `/type is ${JSON.stringify(body.type)}; a Workflows webhook takes "message"` };
-      if (kindName === "webex" && cards.length === 0) return { none: "a text message (no card attachment)" };
-      if (cards.length === 0) return { error: "no Adaptive Card attachment" };
       // The envelopes are the platforms' documented fields (neither publishes
-      // a type for them); the cards inside are typed and parsed below.
-      const envelope = kindName === "teams"
-        ? `type TeamsMessage = { type: "message"; summary?: string; text?: string; attachments: { contentType: "${ADAPTIVE}"; contentUrl?: string | null; content: object }[] };`
-        : `type WebexMessage = { roomId?: string; toPersonId?: string; toPersonEmail?: string; parentId?: string; text?: string; markdown?: string; files?: string[]; attachments?: { contentType: "${ADAPTIVE}"; content: object }[] };`;
-      const name = kindName === "teams" ? "TeamsMessage" : "WebexMessage";
-      return [typed(name, [envelope]), ...cards.flatMap(({ card, at }) => [
+      // a type for them); the cards inside are typed and parsed below. A
+      // Webex edit (PUT /v1/messages/{id}) takes roomId, text and markdown
+      // only: no attachments, so an edit cannot change a card.
+      let envelope;
+      if (kindName === "teams") {
+        if (body.type !== "message") return { error: `/type is ${JSON.stringify(body.type)}; a Workflows webhook takes "message"` };
+        if (cards.length === 0) return { error: "no Adaptive Card attachment" };
+        envelope = typed("TeamsMessage", [`type TeamsMessage = { type: "message"; summary?: string; text?: string; attachments: { contentType: "${ADAPTIVE}"; contentUrl?: string | null; content: object }[] };`]);
+      } else if (method === "PUT" && /\/v1\/messages\/[^/]+$/.test(p)) {
+        envelope = typed("WebexEdit", [`type WebexEdit = { roomId: string; text?: string; markdown?: string };`]);
+      } else if (method === "POST" && p.endsWith("/v1/messages")) {
+        envelope = typed("WebexMessage", [`type WebexMessage = { roomId?: string; toPersonId?: string; toPersonEmail?: string; parentId?: string; text?: string; markdown?: string; files?: string[]; attachments?: { contentType: "${ADAPTIVE}"; content: object }[] };`]);
+      } else {
+        return { error: `no Webex type for ${method} ${p}` };
+      }
+      return [envelope, ...cards.flatMap(({ card, at }) => [
         typed("IAdaptiveCard", TEAMS_CARD, card, at),
         { kind: "adaptive", card, at, host: kindName },
       ])];
