@@ -3,16 +3,19 @@
 //   node check.mjs DIR_OR_FILE...   check every KIND.CHAT.FIXTURE.json request
 //   node check.mjs --self-test      the samples/ must pass or fail as named
 //
-// A request is {"method","url","headers","body"} (tests/cards.rs writes them),
-// the body parsed JSON. Which check applies is chosen by the KIND prefix of the
-// file name and by the request's endpoint (URL and method): a Slack
-// chat.update body is not a chat.postMessage body. Typed checks write one .ts
-// file per body, `export const body = <json> satisfies T;`, so an unknown
-// property or a wrong type is a compile error, and run `tsc --noEmit --strict`
-// once over all of them; Adaptive Cards are also parsed with the Adaptive
-// Cards SDK, which reports unknown element types and invalid values. Google
-// Chat is check_google.py's (Google publishes a discovery document on PyPI,
-// not npm types). A kind that publishes nothing is reported as `none`, not ok.
+// A request is {"method","url","headers","body"} (tests/card_schemas.rs writes
+// them), the body parsed JSON. Which check applies is chosen by the KIND
+// prefix of the file name and by the request's endpoint (URL and method): a
+// Slack chat.update body is not a chat.postMessage body, a Discord PATCH is an
+// edit. Typed checks write one .ts file per body,
+// `export const body = (<json>) satisfies T;`, so an unknown property, a
+// missing one or a wrong type is a compile error, and run
+// `tsc --noEmit --strict` once over all of them, each error mapped back to the
+// body's file and JSON pointer. Adaptive Cards are also parsed with the
+// Adaptive Cards SDK; Rocket.Chat's REST bodies go through the validators its
+// server runs. Google Chat is check_google.py's (Google publishes a discovery
+// document on PyPI, not npm types). A kind that publishes nothing is reported
+// as `none`, never `ok`; a kind or endpoint this script does not know FAILs.
 //
 // Prints one line per request (`ok`, `FAIL`, `none`, `google`) and exits 1 if
 // any failed.
