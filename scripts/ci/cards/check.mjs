@@ -116,12 +116,16 @@ function checksFor(kindName, req) {
   if (typeof body !== "object" || Array.isArray(body)) return { error: "the body is not a JSON object" };
   switch (kindName) {
     case "slack": {
+      // The argument types let a block be the generic `Block` (any `type`),
+      // which Slack refuses as invalid_blocks: every blocks array is also
+      // checked as KnownBlock[].
+      const known = slackBlocks(body).map(({ blocks, at }) => typed("KnownBlock[]", [`import type { KnownBlock } from "@slack/types";`], blocks, at));
       const api = { "/api/chat.postMessage": "ChatPostMessageArguments", "/api/chat.update": "ChatUpdateArguments", "/api/chat.delete": "ChatDeleteArguments" }[p];
-      if (api) return [typed(api, SLACK_API(api))];
+      if (api) return [typed(api, SLACK_API(api)), ...known];
       if (p.startsWith("/api/")) return { error: `no type for the Slack Web API method ${p}` };
       // An incoming webhook (its URL redacted); an edit through one does not exist.
       if (method !== "POST") return { error: `a Slack incoming webhook takes POST, not ${method}` };
-      return [typed("IncomingWebhookSendArguments", [`import type { IncomingWebhookSendArguments } from "@slack/webhook";`])];
+      return [typed("IncomingWebhookSendArguments", [`import type { IncomingWebhookSendArguments } from "@slack/webhook";`]), ...known];
     }
     case "discord": {
       // The webhook URL is the credential, so only the method tells execute from edit;
@@ -203,6 +207,16 @@ function checksFor(kindName, req) {
     default:
       return { error: `no checker knows the kind "${kindName}" (add it to check.mjs, or to UNPUBLISHED with the reason)` };
   }
+}
+
+/** The blocks arrays of a Slack body (its own and its attachments'), with their JSON pointers. */
+function slackBlocks(body) {
+  const out = [];
+  if (Array.isArray(body.blocks)) out.push({ blocks: body.blocks, at: "/blocks" });
+  (Array.isArray(body.attachments) ? body.attachments : []).forEach((a, i) => {
+    if (a && Array.isArray(a.blocks)) out.push({ blocks: a.blocks, at: `/attachments/${i}/blocks` });
+  });
+  return out;
 }
 
 /** Every Adaptive Card in a Teams or Webex body, with its JSON pointer. */
