@@ -16,100 +16,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
+use common::cards::*;
 use common::*;
 use discourse_relay::config::MissingEnv;
-use discourse_relay::ingest::payload::{BasicInfo, Site};
-use discourse_relay::ingest::{Event, Ingested, WebhookRequest, normalize};
-use discourse_relay::pipeline::{self, Pipeline};
+use discourse_relay::pipeline;
 use discourse_relay::render::Dialect;
 use serde_json::Value;
-
-const FORUM: &str = "https://forum.example.org";
-/// A first post, a reply, and a flag (an event family's own look).
-const SHOWN: &[&str] = &[
-    "post_created_first_post",
-    "post_created_reply_group_mention",
-    "reviewable_created",
-];
-const HOSTILE: &[&str] = &[
-    "post_created_hostile_content",
-    "post_created_hostile_content_html_escaped_json",
-];
-
-fn cards_dir() -> PathBuf {
-    root().join("tests/cards")
-}
-
-/// Every `tests/cards/KIND.toml`, loaded with placeholder secrets.
-fn configs() -> Vec<(String, Pipeline)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(cards_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no tests/cards/*.toml");
-    let env: HashMap<String, String> = (1..=4)
-        .map(|i| {
-            (
-                format!("SECRET{i}"),
-                format!("https://chat.example.net/hook/secret{i}"),
-            )
-        })
-        .chain([("TOKEN".to_string(), "token-4242".to_string())])
-        .collect();
-    files
-        .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let (p, _) = pipeline::load_str(&path, &text, &env, MissingEnv::Error)
-                .unwrap_or_else(|d| panic!("{}:\n{d}", path.display()));
-            let kind = path.file_stem().unwrap().to_string_lossy().to_string();
-            (kind, p)
-        })
-        .collect()
-}
-
-/// The fixture as a relay with an API key normalizes it.
-fn event(p: &Pipeline, fixture_name: &str) -> Event {
-    let mut state = p.forum_state(0);
-    let read = |name: &str| std::fs::read(root().join("tests/fixtures/api").join(name)).unwrap();
-    let site: Site = serde_json::from_slice(&read("site.json")).unwrap();
-    let info: BasicInfo = serde_json::from_slice(&read("site_basic_info.json")).unwrap();
-    state.learn_site(&site);
-    state.learn_brand(&info, FORUM);
-    let f = fixture(fixture_name);
-    let req = WebhookRequest {
-        headers: f.headers,
-        body: f.body,
-    };
-    match normalize(&req, &mut state, FORUM) {
-        Ok(Ingested::Event(e)) => *e,
-        other => panic!("{fixture_name}: {other:?}"),
-    }
-}
-
-/// The request each chat of `p` gets for `event`, as `explain` shows it.
-fn requests(p: &Pipeline, event: &Event) -> Vec<(String, Value)> {
-    (p.config.chats.iter().enumerate())
-        .map(|(i, c)| {
-            let (_, out) = p
-                .message(i, event)
-                .unwrap_or_else(|e| panic!("{}: {e}", c.name));
-            let mut shown = out.redacted_json(&p.config.redactor);
-            // JSON bodies as JSON, so each of their strings is checked alone.
-            if let Some(body) = shown["body"]
-                .as_str()
-                .and_then(|b| serde_json::from_str::<Value>(b).ok())
-            {
-                shown["body"] = body;
-            }
-            (c.name.clone(), shown)
-        })
-        .collect()
-}
 
 /// Every string in `v` with its JSON pointer, keys included.
 fn strings<'a>(v: &'a Value, at: String, out: &mut Vec<(String, &'a str)>) {

@@ -480,6 +480,13 @@ fn check_blocks(at: &str, blocks: Option<&Value>) -> Result<(), String> {
         if !b["type"].is_string() {
             return Err(format!("{here} has no `type`"));
         }
+        if let Some(kind) = b["text"].get("type")
+            && !matches!(kind.as_str(), Some("plain_text" | "mrkdwn"))
+        {
+            return Err(format!(
+                "{here}/text/type must be \"plain_text\" or \"mrkdwn\""
+            ));
+        }
         let text = b["text"]["text"].as_str().map(|t| t.chars().count());
         kit::ensure_len(&format!("{here}/text/text"), text, MAX_SECTION)?;
         if let Some(els) = b["elements"].as_array().filter(|_| b["type"] == "context")

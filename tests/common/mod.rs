@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod cards;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_discourse-relay");
 pub const SECRET: &str = "fixture-secret";
 
