@@ -48,13 +48,17 @@ const HOSTILE: &[&str] = &[
 ];
 
 /// The chats, one per provider whose platform parser runs here: the field
-/// of the request body that holds the text, and the parser to check it with.
+/// of the request body that holds the text (a JSON pointer), and the parser
+/// to check it with. A chat that sends a card has a case per Markdown field
+/// of the card, named `chat/field`.
 const CHATS: &[(&str, &str, &str)] = &[
-    ("rocketchat", "text", "rocketchat"),
-    ("discord", "content", "discord"),
-    ("mattermost", "text", "mattermost"),
-    ("telegram", "text", "telegram-html"),
-    ("matrix", "formatted_body", "matrix-html"),
+    ("rocketchat", "/text", "rocketchat"),
+    ("discord", "/content", "discord"),
+    ("mattermost", "/text", "mattermost"),
+    ("mattermost-card", "/attachments/0/title", "mattermost"),
+    ("mattermost-card", "/attachments/0/text", "mattermost"),
+    ("telegram", "/text", "telegram-html"),
+    ("matrix", "/formatted_body", "matrix-html"),
 ];
 
 const CONFIG: &str = r##"[discourse]
@@ -78,6 +82,12 @@ webhook_url = "${HOOK}"
 subscribe = ["all"]
 [[chat]]
 name = "mattermost"
+provider = "mattermost"
+webhook_url = "${HOOK}"
+style = "text"
+subscribe = ["all"]
+[[chat]]
+name = "mattermost-card"
 provider = "mattermost"
 webhook_url = "${HOOK}"
 subscribe = ["all"]
@@ -160,11 +170,15 @@ fn rendered(text: &str) -> Vec<(String, String, String)> {
             };
             let body: Value = serde_json::from_str(&r.body)
                 .unwrap_or_else(|e| panic!("{chat}: body is not JSON ({e}): {}", r.body));
-            let value = body[*field]
-                .as_str()
+            let value = (body.pointer(field))
+                .and_then(Value::as_str)
                 .unwrap_or_else(|| panic!("{chat}: no `{field}` in {body}"))
                 .to_string();
-            (chat.to_string(), parser.to_string(), value)
+            let name = match field.matches('/').count() {
+                1 => chat.to_string(),
+                _ => format!("{chat}{field}"),
+            };
+            (name, parser.to_string(), value)
         })
         .collect()
 }

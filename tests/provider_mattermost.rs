@@ -32,6 +32,13 @@ provider = "mm"
 webhook_url = "${{MM_HOOK}}"
 channel = "town-square"
 subscribe = ["all"]
+[[chat]]
+name = "hook-text"
+provider = "mm"
+webhook_url = "${{MM_HOOK}}"
+channel = "town-square"
+style = "text"
+subscribe = ["all"]
 "##
     )
 }
@@ -120,16 +127,51 @@ fn rest_request_is_exact_and_escaped() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys, vec!["channel_id", "message"]);
+    assert_eq!(keys, vec!["channel_id", "message", "props"]);
     assert_eq!(body["channel_id"], CHANNEL);
-    assert_inert(body["message"].as_str().unwrap());
+    // The card alone: no text above it.
+    assert_eq!(body["message"], "");
+    let card = &body["props"]["attachments"][0];
+    assert_eq!(card["title"], CARD_TITLE);
+    assert_eq!(card["text"], CARD_TEXT);
+    assert_eq!(
+        card["author_name"],
+        "Mallory Mischief @\u{200B}mallory · New topic"
+    );
+    assert_eq!(
+        card["fallback"],
+        "<\u{200B}!channel> @\u{200B}everyone <\u{200B}script>alert(1)<\u{200B}/script> *bold* [link]\u{200B}(javascript:x) & <\u{200B}/b> · New topic by Mallory Mischief"
+    );
+    for field in [&card["title"], &card["text"], &card["fallback"]] {
+        let text = field.as_str().unwrap();
+        for active in [
+            "@everyone",
+            "@here",
+            "@channel",
+            "@room",
+            "<!",
+            "<s",
+            "<h",
+            "<@",
+        ] {
+            assert!(!text.contains(active), "{active} survived in {text}");
+        }
+    }
 }
+
+/// The hostile title and excerpt in the card's Markdown fields: escaped,
+/// `<` and `>` as entities (marked shows them as the same characters).
+const CARD_TITLE: &str = "&lt;!channel&gt; @\u{200B}everyone &lt;script&gt;alert(1)&lt;/script&gt; \\*bold\\* \\[link\\](javascript:x) & &lt;/b&gt;";
+const CARD_TEXT: &str = concat!(
+    "&lt;!channel&gt; @\u{200B}everyone &lt;script&gt;alert(1)&lt;/script&gt; bold \\[link\\](javascript:x) & &lt;/b&gt; ",
+    "@\u{200B}here @\u{200B}room &lt;@\u{200B}U024BE7LH&gt; &lt;https://evil.example\\|click me&gt; strike code \\|\\|spoiler\\|\\|"
+);
 
 #[test]
 fn webhook_request_is_exact_and_escaped() {
     let mock = Mock::start();
     mock.script([Reply::new(200, "ok").header("Content-Type", "text/plain")]);
-    let out = run(&mock, "hook", "post_created_hostile_content");
+    let out = run(&mock, "hook-text", "post_created_hostile_content");
     assert_eq!(out, Outcome::Sent { remote_id: None });
     let r = &mock.requests()[0];
     assert_eq!(r.method, "POST");
@@ -321,8 +363,16 @@ fn thread_reply_patch_and_delete_requests_are_exact() {
     assert_eq!(reqs[1].method, "PUT");
     assert_eq!(reqs[1].path, format!("/api/v4/posts/{ROOT}/patch"));
     let body = reqs[1].json();
-    assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
-    assert!(body["message"].as_str().unwrap().starts_with("**["));
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    // The card again, in place of the old one.
+    assert_eq!(body["message"], "");
+    let card = &body["props"]["attachments"][0];
+    assert!(
+        card["title_link"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://forum.example.org/t/")
+    );
 
     for r in &reqs[2..] {
         assert_eq!(r.method, "DELETE");
