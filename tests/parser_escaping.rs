@@ -53,6 +53,7 @@ const HOSTILE: &[&str] = &[
 /// of the card, named `chat/field`.
 const CHATS: &[(&str, &str, &str)] = &[
     ("rocketchat", "/text", "rocketchat"),
+    ("rocketchat-card", "/attachments/0/text", "rocketchat"),
     ("discord", "/content", "discord"),
     ("mattermost", "/text", "mattermost"),
     ("mattermost-card", "/attachments/0/title", "mattermost"),
@@ -72,6 +73,12 @@ homeserver = "https://matrix.example.org"
 access_token = "${MATRIX_TOKEN}"
 [[chat]]
 name = "rocketchat"
+provider = "rocketchat"
+webhook_url = "${HOOK}"
+style = "text"
+subscribe = ["all"]
+[[chat]]
+name = "rocketchat-card"
 provider = "rocketchat"
 webhook_url = "${HOOK}"
 subscribe = ["all"]
