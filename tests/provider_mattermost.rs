@@ -380,3 +380,62 @@ fn thread_reply_patch_and_delete_requests_are_exact() {
         assert!(r.body.is_empty());
     }
 }
+
+/// A chat's own card template: its values escaped for Markdown and JSON,
+/// sent in place of the default attachment; one over Mattermost's limits is
+/// refused at load, naming the field.
+#[test]
+fn a_chats_own_card_is_sent_and_checked_at_load() {
+    let with_card = |footer: &str| {
+        format!(
+            r##"{}
+[templates]
+mine = '{{"attachments": [{{"title": "{{{{topic.title}}}}", "footer": "{footer}"}}]}}'
+[[chat]]
+name = "own"
+provider = "mm"
+channel_id = "{CHANNEL}"
+card = "mine"
+subscribe = ["all"]
+"##,
+            config("http://127.0.0.1:9")
+        )
+    };
+    let env: std::collections::HashMap<String, String> =
+        [("MM_TOKEN", TOKEN), ("MM_HOOK", "https://h/hooks/x")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    let long = "x".repeat(301);
+    let err = discourse_relay::pipeline::load_str(
+        std::path::Path::new("mm.toml"),
+        &with_card(&long),
+        &env,
+        discourse_relay::config::MissingEnv::Error,
+    )
+    .err()
+    .expect("a footer over 300 characters is refused")
+    .to_string();
+    assert!(
+        err.contains("/attachments/0/footer has 301 characters; at most 300"),
+        "{err}"
+    );
+
+    let mock = Mock::start();
+    mock.script([post_reply("ab1cd2ef3gh4ij5kl6mn7op8qr")]);
+    let cfg = with_card("Forum").replace("http://127.0.0.1:9", &mock.url(""));
+    let env = [("MM_TOKEN", TOKEN), ("MM_HOOK", "https://h/hooks/x")];
+    let out = deliver(&cfg, "own", "post_created_hostile_content", &env);
+    assert!(matches!(out, Outcome::Sent { .. }), "{out:?}");
+    let body = mock.requests()[0].json();
+    assert_eq!(body["message"], "");
+    let card = &body["props"]["attachments"];
+    assert_eq!(card.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(card[0]["footer"], "Forum");
+    // The title as the template renders it for Markdown: escaped.
+    let title = card[0]["title"].as_str().unwrap();
+    assert!(
+        title.contains("\\<script\\>") && title.contains("@\u{200B}everyone"),
+        "{title}"
+    );
+}

@@ -488,7 +488,7 @@ fn md(s: &str) -> String {
 /// `&lt;` to the same `<` that `\<` shows, but no text of the card then
 /// holds a `<script` or `<!channel>` that a tool copying it somewhere else
 /// (or the server's Slack link translation) could take for live.
-pub(super) fn angles(md: String) -> String {
+fn angles(md: String) -> String {
     if !md.contains("\\<") && !md.contains("\\>") {
         return md;
     }
