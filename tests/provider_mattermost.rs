@@ -407,15 +407,16 @@ subscribe = ["all"]
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
     let long = "x".repeat(301);
-    let err = discourse_relay::pipeline::load_str(
+    let loaded = discourse_relay::pipeline::load_str(
         std::path::Path::new("mm.toml"),
         &with_card(&long),
         &env,
         discourse_relay::config::MissingEnv::Error,
-    )
-    .err()
-    .expect("a footer over 300 characters is refused")
-    .to_string();
+    );
+    let Err(err) = loaded else {
+        panic!("a footer over 300 characters is refused")
+    };
+    let err = err.to_string();
     assert!(
         err.contains("/attachments/0/footer has 301 characters; at most 300"),
         "{err}"
