@@ -495,10 +495,11 @@ fn angles(md: String) -> String {
     md.replace("\\<", "&lt;").replace("\\>", "&gt;")
 }
 
-/// Plain text for a field Mattermost (and Rocket.Chat) show as it is:
-/// a backslash escape would show, so the mention, tag and link starts are
-/// broken with U+200B instead (invisible; nothing pings or links there,
-/// and a copy of the text pasted elsewhere stays inert too).
+/// Plain text for a card field the platform shows as it is (Mattermost's
+/// and Rocket.Chat's author and title, DingTalk's and WeCom's plain
+/// fields): a backslash escape would show, so the mention, tag and link
+/// starts are broken with U+200B instead (invisible; nothing pings or
+/// links there, and a copy of the text pasted elsewhere stays inert too).
 pub(super) fn inert(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     let mut prev = '\0';
