@@ -468,7 +468,9 @@ fn default_card(card: &Card) -> Value {
         "footer_icon",
         Some(&card.footer.url).filter(|u| !u.is_empty()),
     );
-    kit::put(&mut a, "ts", card.time);
+    // A string: the server's check (`SlackAttachment.IsValid`) takes a
+    // string or an int64, and a JSON number reaches it as a float.
+    kit::put(&mut a, "ts", card.time.map(|t| t.to_string()));
     a
 }
 
@@ -552,6 +554,7 @@ fn check_card(card: &Value) -> Result<(), String> {
                 return Err(format!("{at}/{key} must be a string"));
             }
         }
+        check_attachment(&at, a)?;
         let footer = a
             .get("footer")
             .and_then(Value::as_str)
@@ -569,6 +572,47 @@ fn check_card(card: &Value) -> Result<(), String> {
     }
     let props = json!({"attachments": atts}).to_string().chars().count();
     kit::ensure_len("/attachments (as JSON)", Some(props), MAX_PROPS)
+}
+
+/// What the server's `SlackAttachment.IsValid` refuses: a colour other
+/// than a hex code or `good`/`warning`/`danger`, a link without its text,
+/// a URL that is not http(s), a `ts` other than a string or an integer
+/// (sent as a string: JSON numbers reach the check as floats).
+fn check_attachment(at: &str, a: &serde_json::Map<String, Value>) -> Result<(), String> {
+    let text = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or_default();
+    let color = text("color");
+    let hex = color
+        .strip_prefix('#')
+        .is_some_and(|h| matches!(h.len(), 3 | 6) && h.chars().all(|c| c.is_ascii_hexdigit()));
+    if !color.is_empty() && !hex && !matches!(color, "good" | "warning" | "danger") {
+        return Err(format!(
+            "{at}/color must be a hex colour (#RRGGBB) or good, warning, danger"
+        ));
+    }
+    for (link, of) in [("author_link", "author_name"), ("title_link", "title")] {
+        if !text(link).is_empty() && text(of).is_empty() {
+            return Err(format!("{at}/{link} needs `{of}`"));
+        }
+    }
+    for key in [
+        "author_link",
+        "author_icon",
+        "title_link",
+        "image_url",
+        "thumb_url",
+        "footer_icon",
+    ] {
+        let url = text(key);
+        if !url.is_empty() && !card::web_url(url) {
+            return Err(format!("{at}/{key} must be an http(s) URL"));
+        }
+    }
+    if let Some(ts) = a.get("ts")
+        && !(ts.is_string() || ts.is_i64())
+    {
+        return Err(format!("{at}/ts must be a string or an integer"));
+    }
+    Ok(())
 }
 
 /// Mattermost's `{"id", "message"}` error, as `id: message`.
@@ -911,7 +955,7 @@ mod tests {
             ],
             "footer": "Example Forum",
             "footer_icon": card.footer.url,
-            "ts": card.time,
+            "ts": card.time.map(|t| t.to_string()),
         }]);
         let rest = card_req(&api_chat(), &card, reply(Some(POST)));
         assert_eq!(
@@ -988,6 +1032,23 @@ mod tests {
         assert_eq!(err, "/attachments/1/footer has 301 characters; at most 300");
         let err = check_card(&json!({"attachments": [{"title": 3}]})).unwrap_err();
         assert_eq!(err, "/attachments/0/title must be a string");
+        let err = check_card(&json!({"attachments": [{"title_link": "https://f/1"}]}));
+        assert_eq!(err.unwrap_err(), "/attachments/0/title_link needs `title`");
+        let err = check_card(&json!({"attachments": [{"color": "blue"}]}));
+        assert!(
+            err.unwrap_err()
+                .starts_with("/attachments/0/color must be a hex")
+        );
+        let err = check_card(&json!({"attachments": [{"author_icon": "javascript:x"}]}));
+        assert_eq!(
+            err.unwrap_err(),
+            "/attachments/0/author_icon must be an http(s) URL"
+        );
+        let err = check_card(&json!({"attachments": [{"ts": 1.5}]}));
+        assert_eq!(
+            err.unwrap_err(),
+            "/attachments/0/ts must be a string or an integer"
+        );
         let big = json!({"attachments": [{"text": "x".repeat(MAX_PROPS)}]});
         assert!(
             check_card(&big)
