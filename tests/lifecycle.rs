@@ -352,7 +352,9 @@ channel_id = "4xp9fdt77pncbef59f4k1qe83o"
                     (method, path),
                     ("PUT", "/api/v4/posts/replyreplyreplyreplyrepl02/patch")
                 );
-                assert!(body["message"].as_str().unwrap().contains("DashMap"));
+                // The edit sends the card again: the new excerpt is its text.
+                let card = &body["props"]["attachments"][0];
+                assert!(card["text"].as_str().unwrap().contains("DashMap"));
                 let (method, path, _) = path_and_json(&r[3]);
                 assert_eq!(
                     (method, path),

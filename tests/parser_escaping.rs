@@ -54,6 +54,12 @@ const HOSTILE: &[&str] = &[
 /// (`style = "text"`) check the text message.
 const CHATS: &[(&str, &str, &str, &str)] = &[
     ("rocketchat", "rocketchat", "/text", "rocketchat"),
+    (
+        "rocketchat-card/attachments/0/text",
+        "rocketchat-card",
+        "/attachments/0/text",
+        "rocketchat",
+    ),
     ("discord", "discord", "/content", "discord"),
     (
         "discord-embed-title",
@@ -74,6 +80,18 @@ const CHATS: &[(&str, &str, &str, &str)] = &[
         "discord",
     ),
     ("mattermost", "mattermost", "/text", "mattermost"),
+    (
+        "mattermost-card/attachments/0/title",
+        "mattermost-card",
+        "/attachments/0/title",
+        "mattermost",
+    ),
+    (
+        "mattermost-card/attachments/0/text",
+        "mattermost-card",
+        "/attachments/0/text",
+        "mattermost",
+    ),
     ("telegram", "telegram", "/text", "telegram-html"),
     ("matrix", "matrix", "/formatted_body", "matrix-html"),
 ];
@@ -91,6 +109,12 @@ access_token = "${MATRIX_TOKEN}"
 name = "rocketchat"
 provider = "rocketchat"
 webhook_url = "${HOOK}"
+style = "text"
+subscribe = ["all"]
+[[chat]]
+name = "rocketchat-card"
+provider = "rocketchat"
+webhook_url = "${HOOK}"
 subscribe = ["all"]
 [[chat]]
 name = "discord"
@@ -105,6 +129,12 @@ webhook_url = "${HOOK}"
 subscribe = ["all"]
 [[chat]]
 name = "mattermost"
+provider = "mattermost"
+webhook_url = "${HOOK}"
+style = "text"
+subscribe = ["all"]
+[[chat]]
+name = "mattermost-card"
 provider = "mattermost"
 webhook_url = "${HOOK}"
 subscribe = ["all"]

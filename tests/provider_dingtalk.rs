@@ -40,9 +40,17 @@ fn run(mock: &Mock, chat: &str, fixture: &str) -> Outcome {
     deliver(&config(mock), chat, fixture, &ENV)
 }
 
-const TITLE: &str =
-    "<!channel> @everyone <script>alert(1)</script> *bold* [link](javascript:x) & </b>";
-const TEXT: &str = "**[\\<!channel\\> @\u{200B}everyone \\<script\\>alert(1)\\</script\\> \\*bold\\* \\[link\\](javascript:x) & \\</b\\>](https://forum.example.org/t/channel-everyone-script-alert-1-script-bold-link-javascript-x-b/105/1)** by Mallory Mischief in general\n> \\<!channel\\> @\u{200B}everyone \\<script\\>alert(1)\\</script\\> bold \\[link\\](javascript:x) & \\</b\\> @\u{200B}here @\u{200B}room \\<@\u{200B}U024BE7LH\\> \\<https://evil.example\\|click me\\> strike code \\|\\|spoiler\\|\\|";
+const POST_URL: &str = "https://forum.example.org/t/channel-everyone-script-alert-1-script-bold-link-javascript-x-b/105/1";
+/// The card's title is plain text: mentions, `<` and `](` broken by U+200B.
+const TITLE: &str = "<\u{200B}!channel> @\u{200B}everyone <\u{200B}script>alert(1)<\u{200B}/script> *bold* [link]\u{200B}(javascript:x) & <\u{200B}/b>";
+/// The card's text is Markdown, `<`/`>` as look-alikes.
+const TEXT: &str = concat!(
+    "#### [‹!channel› @\u{200B}everyone ‹script›alert(1)‹/script› \\*bold\\* \\[link\\](javascript:x) & ‹/b›](https://forum.example.org/t/channel-everyone-script-alert-1-script-bold-link-javascript-x-b/105/1)\n\n",
+    "**Mallory Mischief** @mallory · New topic · [general](https://forum.example.org/c/general/4)\n\n",
+    "> ‹!channel› @\u{200B}everyone ‹script›alert(1)‹/script› bold \\[link\\](javascript:x) & ‹/b› @\u{200B}here @\u{200B}room ‹@\u{200B}U024BE7LH› ‹https://evil.example\\|click me› strike code \\|\\|spoiler\\|\\|\n\n",
+    "forum.example.org"
+);
+const TEXT_MESSAGE: &str = "**[\\<!channel\\> @\u{200B}everyone \\<script\\>alert(1)\\</script\\> \\*bold\\* \\[link\\](javascript:x) & \\</b\\>](https://forum.example.org/t/channel-everyone-script-alert-1-script-bold-link-javascript-x-b/105/1)** by Mallory Mischief in general\n> \\<!channel\\> @\u{200B}everyone \\<script\\>alert(1)\\</script\\> bold \\[link\\](javascript:x) & \\</b\\> @\u{200B}here @\u{200B}room \\<@\u{200B}U024BE7LH\\> \\<https://evil.example\\|click me\\> strike code \\|\\|spoiler\\|\\|";
 
 #[test]
 fn signed_request_is_exact_and_escaped() {
@@ -81,11 +89,30 @@ fn signed_request_is_exact_and_escaped() {
     assert_eq!(
         r.json(),
         json!({
-            "msgtype": "markdown",
-            "markdown": {"title": TITLE, "text": TEXT},
+            "msgtype": "actionCard",
+            "actionCard": {
+                "title": TITLE,
+                "text": TEXT,
+                "btnOrientation": "0",
+                "singleTitle": "View topic",
+                "singleURL": POST_URL,
+            },
             "at": {"isAtAll": false},
         })
     );
+}
+
+#[test]
+fn a_text_chat_sends_markdown() {
+    let mock = Mock::start();
+    mock.always(Reply::new(200, OK));
+    let cfg = config(&mock).replace("name = \"plain\"\n", "name = \"plain\"\nstyle = \"text\"\n");
+    let out = deliver(&cfg, "plain", "post_created_hostile_content", &ENV);
+    assert_eq!(out, Outcome::Sent { remote_id: None });
+    let body = mock.requests()[0].json();
+    assert_eq!(body["msgtype"], "markdown");
+    assert_eq!(body["markdown"]["text"], TEXT_MESSAGE);
+    assert_eq!(body["at"], json!({"isAtAll": false}));
 }
 
 #[test]

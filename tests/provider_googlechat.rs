@@ -71,7 +71,25 @@ fn hostile_post_request_is_exact_and_inert() {
     let text = format!(
         "*<{POST_URL}|‹!channel› @everyone ‹script›alert(1)‹/script› *bold* [link](javascript:x) & ‹/b›>* by Mallory Mischief in general\n‹!channel› @everyone ‹script›alert(1)‹/script› bold [link](javascript:x) & ‹/b› @here @room ‹@U024BE7LH› ‹https://evil.example|click me› strike code ||spoiler||"
     );
-    assert_eq!(r.json(), json!({ "text": text }));
+    let body = r.json();
+    let keys: Vec<&str> = (body.as_object().unwrap().keys())
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["cardsV2", "text"]);
+    assert_eq!(body["text"], text);
+    // The card: the header is plain text (look-alikes, as in the text), the
+    // excerpt HTML (Chat's card subset): entities, no tag from the post.
+    let card = &body["cardsV2"][0]["card"];
+    assert_eq!(
+        card["header"]["title"],
+        "‹!channel› @everyone ‹script›alert(1)‹/script› *bold* [link](javascript:x) & ‹/b›"
+    );
+    assert_eq!(
+        card["sections"][0]["widgets"][0]["textParagraph"]["text"],
+        "&lt;!channel&gt; @\u{200B}everyone &lt;script&gt;alert(1)&lt;/script&gt; bold [link](javascript:x) &amp; &lt;/b&gt; @\u{200B}here @\u{200B}room &lt;@\u{200B}U024BE7LH&gt; &lt;https://evil.example|click me&gt; strike code ||spoiler||"
+    );
+    let button = &card["sections"][1]["widgets"][1]["buttonList"]["buttons"][0];
+    assert_eq!(button["onClick"]["openLink"]["url"], POST_URL);
     // The only `<…>` construct is the template's link to the post: no
     // mention (`<users/…>`) and no other link can come from the post.
     let sent = r.json()["text"].as_str().unwrap().to_string();

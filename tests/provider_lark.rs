@@ -28,6 +28,7 @@ subscribe = ["all"]
 name = "plain"
 provider = "lark"
 webhook_url = "${{LARK_HOOK}}"
+style = "text"
 subscribe = ["all"]
 "##,
         base = mock.url("")
@@ -74,15 +75,25 @@ fn signed_request_is_exact() {
     let mac =
         hmac::Hmac::<sha2::Sha256>::new_from_slice(format!("{ts}\n{SECRET}").as_bytes()).unwrap();
     let sign = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    // Plain text, no markup to escape; no mention tag in this text.
+    assert_eq!(body["timestamp"], ts);
+    assert_eq!(body["sign"], sign);
+    assert_eq!(body["msg_type"], "interactive");
+    // The card: the header is plain text with every `<` broken (no tag
+    // can come from the post); the excerpt is lark_md, every character it
+    // reads as a numeric entity.
+    let card = &body["card"];
     assert_eq!(
-        body,
-        json!({
-            "msg_type": "text",
-            "content": {"text": TEXT},
-            "timestamp": ts,
-            "sign": sign,
-        })
+        card["header"]["title"]["content"],
+        "<\u{200B}!channel> @everyone <\u{200B}script>alert(1)<\u{200B}/script> *bold* [link](javascript:x) & <\u{200B}/b>"
+    );
+    assert_eq!(
+        card["elements"][0]["text"]["content"],
+        "&#60;&#33;channel&#62; @everyone &#60;script&#62;alert&#40;1&#41;&#60;/script&#62; bold &#91;link&#93;&#40;javascript&#58;x&#41; &#38; &#60;/b&#62; @here @room &#60;@U024BE7LH&#62; &#60;https&#58;//evil.example&#124;click me&#62; strike code &#124;&#124;spoiler&#124;&#124;"
+    );
+    let button = &card["elements"][2]["actions"][0];
+    assert_eq!(
+        button["url"],
+        "https://forum.example.org/t/channel-everyone-script-alert-1-script-bold-link-javascript-x-b/105/1"
     );
 }
 

@@ -32,6 +32,13 @@ provider = "mm"
 webhook_url = "${{MM_HOOK}}"
 channel = "town-square"
 subscribe = ["all"]
+[[chat]]
+name = "hook-text"
+provider = "mm"
+webhook_url = "${{MM_HOOK}}"
+channel = "town-square"
+style = "text"
+subscribe = ["all"]
 "##
     )
 }
@@ -120,16 +127,51 @@ fn rest_request_is_exact_and_escaped() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(keys, vec!["channel_id", "message"]);
+    assert_eq!(keys, vec!["channel_id", "message", "props"]);
     assert_eq!(body["channel_id"], CHANNEL);
-    assert_inert(body["message"].as_str().unwrap());
+    // The card alone: no text above it.
+    assert_eq!(body["message"], "");
+    let card = &body["props"]["attachments"][0];
+    assert_eq!(card["title"], CARD_TITLE);
+    assert_eq!(card["text"], CARD_TEXT);
+    assert_eq!(
+        card["author_name"],
+        "Mallory Mischief @\u{200B}mallory · New topic"
+    );
+    assert_eq!(
+        card["fallback"],
+        "<\u{200B}!channel> @\u{200B}everyone <\u{200B}script>alert(1)<\u{200B}/script> *bold* [link]\u{200B}(javascript:x) & <\u{200B}/b> · New topic by Mallory Mischief"
+    );
+    for field in [&card["title"], &card["text"], &card["fallback"]] {
+        let text = field.as_str().unwrap();
+        for active in [
+            "@everyone",
+            "@here",
+            "@channel",
+            "@room",
+            "<!",
+            "<s",
+            "<h",
+            "<@",
+        ] {
+            assert!(!text.contains(active), "{active} survived in {text}");
+        }
+    }
 }
+
+/// The hostile title and excerpt in the card's Markdown fields: escaped,
+/// `<` and `>` as entities (marked shows them as the same characters).
+const CARD_TITLE: &str = "&lt;!channel&gt; @\u{200B}everyone &lt;script&gt;alert(1)&lt;/script&gt; \\*bold\\* \\[link\\](javascript:x) & &lt;/b&gt;";
+const CARD_TEXT: &str = concat!(
+    "&lt;!channel&gt; @\u{200B}everyone &lt;script&gt;alert(1)&lt;/script&gt; bold \\[link\\](javascript:x) & &lt;/b&gt; ",
+    "@\u{200B}here @\u{200B}room &lt;@\u{200B}U024BE7LH&gt; &lt;https://evil.example\\|click me&gt; strike code \\|\\|spoiler\\|\\|"
+);
 
 #[test]
 fn webhook_request_is_exact_and_escaped() {
     let mock = Mock::start();
     mock.script([Reply::new(200, "ok").header("Content-Type", "text/plain")]);
-    let out = run(&mock, "hook", "post_created_hostile_content");
+    let out = run(&mock, "hook-text", "post_created_hostile_content");
     assert_eq!(out, Outcome::Sent { remote_id: None });
     let r = &mock.requests()[0];
     assert_eq!(r.method, "POST");
@@ -321,12 +363,80 @@ fn thread_reply_patch_and_delete_requests_are_exact() {
     assert_eq!(reqs[1].method, "PUT");
     assert_eq!(reqs[1].path, format!("/api/v4/posts/{ROOT}/patch"));
     let body = reqs[1].json();
-    assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
-    assert!(body["message"].as_str().unwrap().starts_with("**["));
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    // The card again, in place of the old one.
+    assert_eq!(body["message"], "");
+    let card = &body["props"]["attachments"][0];
+    assert!(
+        card["title_link"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://forum.example.org/t/")
+    );
 
     for r in &reqs[2..] {
         assert_eq!(r.method, "DELETE");
         assert_eq!(r.path, format!("/api/v4/posts/{ROOT}"));
         assert!(r.body.is_empty());
     }
+}
+
+/// A chat's own card template: its values escaped for Markdown and JSON,
+/// sent in place of the default attachment; one over Mattermost's limits is
+/// refused at load, naming the field.
+#[test]
+fn a_chats_own_card_is_sent_and_checked_at_load() {
+    let with_card = |footer: &str| {
+        format!(
+            r##"{}
+[templates]
+mine = '{{"attachments": [{{"title": "{{{{topic.title}}}}", "footer": "{footer}"}}]}}'
+[[chat]]
+name = "own"
+provider = "mm"
+channel_id = "{CHANNEL}"
+card = "mine"
+subscribe = ["all"]
+"##,
+            config("http://127.0.0.1:9")
+        )
+    };
+    let env: std::collections::HashMap<String, String> =
+        [("MM_TOKEN", TOKEN), ("MM_HOOK", "https://h/hooks/x")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    let long = "x".repeat(301);
+    let loaded = discourse_relay::pipeline::load_str(
+        std::path::Path::new("mm.toml"),
+        &with_card(&long),
+        &env,
+        discourse_relay::config::MissingEnv::Error,
+    );
+    let Err(err) = loaded else {
+        panic!("a footer over 300 characters is refused")
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("/attachments/0/footer has 301 characters; at most 300"),
+        "{err}"
+    );
+
+    let mock = Mock::start();
+    mock.script([post_reply("ab1cd2ef3gh4ij5kl6mn7op8qr")]);
+    let cfg = with_card("Forum").replace("http://127.0.0.1:9", &mock.url(""));
+    let env = [("MM_TOKEN", TOKEN), ("MM_HOOK", "https://h/hooks/x")];
+    let out = deliver(&cfg, "own", "post_created_hostile_content", &env);
+    assert!(matches!(out, Outcome::Sent { .. }), "{out:?}");
+    let body = mock.requests()[0].json();
+    assert_eq!(body["message"], "");
+    let card = &body["props"]["attachments"];
+    assert_eq!(card.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(card[0]["footer"], "Forum");
+    // The title as the template renders it for Markdown: escaped.
+    let title = card[0]["title"].as_str().unwrap();
+    assert!(
+        title.contains("\\<script\\>") && title.contains("@\u{200B}everyone"),
+        "{title}"
+    );
 }

@@ -21,6 +21,12 @@ emoji = ":speech_balloon:"
 name = "hook"
 provider = "rc"
 webhook_url = "${ROCKETCHAT_HOOK}"
+style = "text"
+subscribe = ["all"]
+[[chat]]
+name = "card"
+provider = "rc"
+webhook_url = "${ROCKETCHAT_HOOK}"
 subscribe = ["all"]
 [[chat]]
 name = "bare"
@@ -100,6 +106,42 @@ fn hostile_post_request_is_exact_and_inert() {
     run_at(&mock.url(HOOK_PATH), "bare", "post_created_first_post");
     let body = mock.requests()[1].json();
     assert!(body.get("alias").is_none() && body.get("emoji").is_none());
+}
+
+#[test]
+fn hostile_post_card_is_exact_and_inert() {
+    let mock = rocketchat();
+    let out = run_at(&mock.url(HOOK_PATH), "card", "post_created_hostile_content");
+    assert_eq!(out, Outcome::Sent { remote_id: None });
+    let body = mock.requests()[0].json();
+    let keys: Vec<&str> = (body.as_object().unwrap().keys())
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, vec!["alias", "attachments", "emoji", "parseUrls"]);
+    let card = &body["attachments"][0];
+    // Plain-text fields: mentions, `<` and `](` broken with U+200B.
+    assert_eq!(
+        card["title"],
+        "<\u{200B}!channel> @\u{200B}everyone <\u{200B}script>alert(1)<\u{200B}/script> *bold* [link]\u{200B}(javascript:x) & <\u{200B}/b>"
+    );
+    assert_eq!(
+        card["author_name"],
+        "Mallory Mischief @\u{200B}mallory · New topic"
+    );
+    // The Markdown excerpt in the Rocket.Chat dialect: look-alikes.
+    let text = card["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "\u{FF1C}!channel\u{FF1E} @\u{200B}everyone \u{FF1C}script\u{FF1E}alert(1)"
+        ),
+        "{text}"
+    );
+    assert!(mentions_broken(text), "{text}");
+    assert!(
+        !text.contains('<') && !text.contains('[') && !text.contains("||"),
+        "{text}"
+    );
+    assert_eq!(card["mrkdwn_in"], serde_json::json!(["text", "fields"]));
 }
 
 #[test]

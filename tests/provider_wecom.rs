@@ -18,10 +18,16 @@ url = "https://forum.example.org"
 [[chat]]
 name = "group"
 provider = "wecom"
-webhook_url = "{}/cgi-bin/webhook/send?key=${{WECOM_KEY}}"
+webhook_url = "{base}/cgi-bin/webhook/send?key=${{WECOM_KEY}}"
+style = "text"
+subscribe = ["all"]
+[[chat]]
+name = "card"
+provider = "wecom"
+webhook_url = "{base}/cgi-bin/webhook/send?key=${{WECOM_KEY}}"
 subscribe = ["all"]
 "##,
-        mock.url("")
+        base = mock.url("")
     )
 }
 
@@ -52,6 +58,36 @@ fn request_is_exact_and_escaped() {
             "markdown": {"content": "**[\\<!channel\\> @\u{200B}everyone \\<script\\>alert(1)\\</script\\> \\*bold\\* \\[link\\](javascript:x) & \\</b\\>](https://forum.example.org/t/channel-everyone-script-alert-1-script-bold-link-javascript-x-b/105/1)** by Mallory Mischief in general\n> \\<!channel\\> @\u{200B}everyone \\<script\\>alert(1)\\</script\\> bold \\[link\\](javascript:x) & \\</b\\> @\u{200B}here @\u{200B}room \\<@\u{200B}U024BE7LH\\> \\<https://evil.example\\|click me\\> strike code \\|\\|spoiler\\|\\|"},
         })
     );
+}
+
+#[test]
+fn hostile_card_is_exact_and_inert() {
+    let mock = Mock::start();
+    mock.always(Reply::new(200, OK));
+    let out = deliver(
+        &config(&mock),
+        "card",
+        "post_created_hostile_content",
+        &[("WECOM_KEY", KEY)],
+    );
+    assert_eq!(out, Outcome::Sent { remote_id: None });
+    let body = mock.requests()[0].json();
+    assert_eq!(body["msgtype"], "template_card");
+    let t = &body["template_card"];
+    // Plain text everywhere: `@`, `<`, `](` and `$` broken by U+200B, each
+    // field within WeCom's recommended length.
+    assert_eq!(
+        t["main_title"]["title"],
+        "<\u{200B}!channel> @\u{200B}everyone…"
+    );
+    assert_eq!(t["main_title"]["desc"], "Mallory Mischief · New topic");
+    assert_eq!(
+        t["sub_title_text"],
+        "<\u{200B}!channel> @\u{200B}everyone <\u{200B}script>alert(1)<\u{200B}/script> bold [link]\u{200B}(javascript:x) & <\u{200B}/b> @\u{200B}here @\u{200B}room…"
+    );
+    let post = "https://forum.example.org/t/channel-everyone-script-alert-1-script-bold-link-javascript-x-b/105/1";
+    assert_eq!(t["card_action"], json!({"type": 1, "url": post}));
+    assert!(body.get("mentioned_list").is_none());
 }
 
 #[test]

@@ -8,6 +8,20 @@
 //! Dialect: Markdown, strictest reading (no parser test): the renderer escapes
 //! it, and mentions notify only when listed in `at`, where `isAtAll` is false.
 //!
+//! Cards: `msgtype: "actionCard"`: `title` (what the notification and the
+//! chat list show) the marks and topic title; `text` Markdown with the
+//! linked headline, the author, what happened and the category, the
+//! excerpt as a quote, the tags and the forum; one button (`singleTitle`
+//! "View topic", `singleURL` the post). `at.isAtAll` stays false. No
+//! avatar: a Markdown image would be drawn at full width. Escaping per
+//! field: `title` is plain text, so only `@`, `<` and `](` get U+200B
+//! ([`super::mattermost::inert`]); `text` gets the Markdown dialect with its
+//! escaped `<`/`>` as `‹`/`›` (DingTalk documents no entities or
+//! backslashes in its Markdown, and the look-alikes show the same
+//! whichever it honours). Limits: 20,000 bytes a message: the card drops
+//! its tags, then most of the excerpt, until it fits. A chat's own card
+//! is an object with `actionCard`.
+//!
 //! Answers: `{"errcode":0,"errmsg":"ok"}`, mostly HTTP 200; 130101 "send too
 //! fast" (20 a minute per robot) and -1 busy retry, other codes are permanent
 //! (310000 security check, 300001 bad token). See shared/providers.md §3.
@@ -22,6 +36,10 @@ pub const REGISTRATION: Registration =
 
 /// How long to wait after "send too fast" when the answer names no `wait`.
 const THROTTLE_WAIT: Duration = Duration::from_secs(60);
+/// A message's body in bytes (DingTalk refuses larger ones).
+const MAX_BODY_BYTES: usize = 20_000;
+/// Tags shown in the card.
+const MAX_TAGS: usize = 10;
 
 /// `[providers.NAME]` for `kind = "dingtalk"`: nothing to set (each robot
 /// belongs to one group, so everything is on the chat).
@@ -103,12 +121,25 @@ impl kit::Chat for DingTalkChat {
     const RATE: Option<Rate> = Some(Rate::per_secs(1, 3));
     const ANSWERS: &dyn kit::Answers = &CODES;
 
+    const CARDS: bool = true;
+
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        check_card(card)
+    }
+
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        let title = msg.context["topic"]["title"].as_str();
-        let title = title.map(|t| collapse_whitespace(&strip_controls(t)));
-        let title = title.filter(|t| !t.is_empty());
-        let markdown = json!({"title": title.as_deref().unwrap_or("Discourse"), "text": msg.text});
-        let body = json!({"msgtype": "markdown", "markdown": markdown, "at": {"isAtAll": false}});
+        let body = match (msg.card, msg.custom) {
+            (Some(_), Some(custom)) => action_card(custom["actionCard"].clone()),
+            (Some(card), None) => action_card(default_card(card)),
+            (None, _) => {
+                let title = msg.context["topic"]["title"].as_str();
+                let title = title.map(|t| collapse_whitespace(&strip_controls(t)));
+                let title = title.filter(|t| !t.is_empty());
+                let markdown =
+                    json!({"title": title.as_deref().unwrap_or("Discourse"), "text": msg.text});
+                json!({"msgtype": "markdown", "markdown": markdown, "at": {"isAtAll": false}})
+            }
+        };
         let url = match &self.secret {
             Some(secret) => {
                 let ts = (self.clock)();
@@ -119,6 +150,115 @@ impl kit::Chat for DingTalkChat {
         };
         Outbound::Http(HttpRequest::post_json(&url, &body))
     }
+}
+
+/// The body of an action card message; nobody is mentioned.
+fn action_card(card: Value) -> Value {
+    json!({"msgtype": "actionCard", "actionCard": card, "at": {"isAtAll": false}})
+}
+
+/// The default card: see the module doc. The largest that fits the body
+/// limit, dropping the tags, then most of the excerpt.
+fn default_card(card: &Card) -> Value {
+    for (excerpt, tags) in [(1000, MAX_TAGS), (1000, 0), (200, 0)] {
+        let built = card_of(card, excerpt, tags);
+        if action_card(built.clone()).to_string().len() <= MAX_BODY_BYTES {
+            return built;
+        }
+    }
+    card_of(card, 0, 0)
+}
+
+fn card_of(card: &Card, excerpt: usize, tags: usize) -> Value {
+    let headline = card::cut(&card.headline(), 200);
+    let mut text = vec![format!("#### {}", md_link(&card.url, &headline))];
+    let mut byline = Vec::new();
+    if let Some(a) = &card.author {
+        let name = md(&card::cut(&a.name, 80));
+        byline.push(format!("**{name}** @{}", md(&card::cut(&a.username, 60))));
+    }
+    byline.push(md(&card::cut(&card.label, 100)));
+    if let Some(c) = &card.category {
+        byline.push(md_link(&c.url, &card::cut(&c.text, 100)));
+    }
+    text.push(byline.join(" · "));
+    if !card.text.is_empty() && excerpt > 0 {
+        text.push(format!("> {}", md(&card::cut(&card.text, excerpt))));
+    }
+    let mut foot = Vec::new();
+    let tags: Vec<String> = (card.tags.iter().take(tags))
+        .map(|t| md_link(&t.url, &card::cut(&t.text, 60)))
+        .collect();
+    if !tags.is_empty() {
+        foot.push(format!("🏷️ {}", tags.join(", ")));
+    }
+    foot.push(md(&card::cut(&card.footer.text, 100)));
+    text.push(foot.join(" · "));
+    json!({
+        "title": super::mattermost::inert(&card::cut(&card.headline(), 100)),
+        "text": text.join("\n\n"),
+        "btnOrientation": "0",
+        "singleTitle": super::mattermost::inert(&card::cut(&card.button.text, 40)),
+        "singleURL": card.button.url,
+    })
+}
+
+/// `s` in the card's Markdown: the Markdown dialect, escaped `<`/`>` as
+/// `‹`/`›` (see the module doc).
+fn md(s: &str) -> String {
+    escape(Dialect::Markdown, s)
+        .replace("\\<", "‹")
+        .replace("\\>", "›")
+}
+
+fn md_link(url: &str, text: &str) -> String {
+    link(Dialect::Markdown, url, text)
+        .replace("\\<", "‹")
+        .replace("\\>", "›")
+}
+
+/// A chat's own card as DingTalk takes an action card: `title` and `text`,
+/// and one button (`singleTitle` and `singleURL`) or a list (`btns`, each
+/// with `title` and `actionURL`), within the message limit.
+fn check_card(card: &Value) -> Result<(), String> {
+    let Some(obj) = card.as_object() else {
+        return Err("a dingtalk card is an object with `actionCard`".into());
+    };
+    if let Some(key) = obj.keys().find(|k| k.as_str() != "actionCard") {
+        return Err(format!(
+            "`{key}` is not part of a dingtalk card (actionCard)"
+        ));
+    }
+    let ac = (obj.get("actionCard").and_then(Value::as_object))
+        .ok_or("a dingtalk card needs an `actionCard` object")?;
+    for key in ["title", "text"] {
+        if !ac.get(key).is_some_and(Value::is_string) {
+            return Err(format!("/actionCard/{key} must be a string"));
+        }
+    }
+    match ac.get("btns") {
+        Some(btns) => {
+            let btns = btns.as_array().ok_or("/actionCard/btns must be an array")?;
+            for (i, b) in btns.iter().enumerate() {
+                if !b["title"].is_string() || !b["actionURL"].is_string() {
+                    return Err(format!(
+                        "/actionCard/btns/{i} needs `title` and `actionURL`"
+                    ));
+                }
+            }
+        }
+        None if !ac.get("singleURL").is_some_and(Value::is_string) => {
+            return Err("/actionCard needs `singleTitle` and `singleURL`, or `btns`".into());
+        }
+        None => {}
+    }
+    let bytes = action_card(card["actionCard"].clone()).to_string().len();
+    if bytes > MAX_BODY_BYTES {
+        return Err(format!(
+            "the message has {bytes} bytes; DingTalk takes at most {MAX_BODY_BYTES}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -260,5 +400,71 @@ mod tests {
                 ),
             ],
         );
+    }
+
+    use crate::providers::card_tests;
+
+    #[test]
+    fn the_default_card_is_an_action_card_with_one_button() {
+        let card = card_tests::sample();
+        let r = card_tests::request(&chat(true), "t", Some(&card), None, Action::default());
+        assert!(r.url.expose().ends_with(&format!("&sign={SIGN}")));
+        let url = "https://forum.example.org/t/how-do-i-share-state-between-async-tasks/101/1";
+        let text = format!(
+            "#### [How do I share state between async tasks?]({url})\n\n**Bob Ramirez** @bob · New topic · [Rust](https://forum.example.org/c/support/rust/7)\n\n> I have a shared map & several ‹tasks›.\n\n🏷️ [async](https://forum.example.org/tag/async) · Example Forum"
+        );
+        assert_eq!(
+            body(&r),
+            json!({
+                "msgtype": "actionCard",
+                "actionCard": {
+                    "title": "How do I share state between async tasks?",
+                    "text": text,
+                    "btnOrientation": "0",
+                    "singleTitle": "View topic",
+                    "singleURL": url,
+                },
+                "at": {"isAtAll": false},
+            })
+        );
+    }
+
+    #[test]
+    fn a_chats_own_card_replaces_the_card() {
+        let custom = json!({"actionCard": {"title": "t", "text": "x", "btns": [{"title": "a", "actionURL": "https://f/1"}]}});
+        check_card(&custom).unwrap();
+        let card = card_tests::sample();
+        let r = card_tests::request(
+            &chat(false),
+            "t",
+            Some(&card),
+            Some(&custom),
+            Action::default(),
+        );
+        assert_eq!(body(&r), action_card(custom["actionCard"].clone()));
+        assert!(check_card(&json!({"actionCard": {"title": "t", "text": "x"}})).is_err());
+        assert!(check_card(&json!({"actionCard": {}, "at": {"isAtAll": true}})).is_err());
+    }
+
+    #[test]
+    fn a_huge_post_still_gives_a_card_within_every_limit() {
+        let mut card = card_tests::huge();
+        for t in &mut card.tags {
+            t.url = format!("https://forum.example.org/tag/{}", "x".repeat(1900));
+        }
+        let r = card_tests::request(&chat(true), "t", Some(&card), None, Action::default());
+        let b = body(&r);
+        check_card(&json!({"actionCard": b["actionCard"]})).unwrap();
+        assert!(r.body.len() <= MAX_BODY_BYTES, "{}", r.body.len());
+        assert_eq!(b["at"]["isAtAll"], false);
+        assert!(b["actionCard"]["title"].as_str().unwrap().chars().count() <= 200);
+    }
+
+    #[test]
+    fn check_card_names_what_is_over_the_limit() {
+        let big = json!({"actionCard": {"title": "t", "text": "x".repeat(20_000), "singleTitle": "v", "singleURL": "https://f/1"}});
+        assert!(check_card(&big).unwrap_err().contains("at most 20000"));
+        let err = check_card(&json!({"actionCard": {"title": "t", "text": 1}})).unwrap_err();
+        assert_eq!(err, "/actionCard/text must be a string");
     }
 }

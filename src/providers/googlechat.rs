@@ -9,6 +9,24 @@
 //! (librenms#18234), so [`readable`] turns `&lt;`/`&gt;` into `‹`/`›`: no `<`
 //! or `>` from a post reaches Chat, whether it decodes entities or not.
 //!
+//! Cards: one `cardsV2` card (Chat API `Message.cardsV2`, `CardWithId`,
+//! `GoogleAppsCardV1Card`), with the rendered `text` kept above it, what
+//! notifications show: a header with the marks and topic title (`title`),
+//! the author and what happened (`subtitle`) and the avatar (`imageUrl`,
+//! `imageType: CIRCLE`); a section with the excerpt (`textParagraph`); a
+//! section with the category (`decoratedText`, a dot in its colour before
+//! the link), the tags (`decoratedText`, links) and a `buttonList` whose
+//! button ("View topic", in the category's colour) opens the post
+//! (`openLink`). Escaping per field, from Chat's card reference: the header
+//! is plain text (no markup is read there), so its `<`/`>` become `‹`/`›`
+//! like the text's; `textParagraph` and `decoratedText` take a small HTML
+//! subset (`<a href>`, `<b>`, `<font color>`...) and get the HTML dialect,
+//! not Chat's text markup (`*bold*` or `<url|label>` mean nothing there);
+//! the button's text is plain. Limits by construction: 32,000 bytes a
+//! message (the text is cut to what the card leaves), 4,096 characters of
+//! text, 6 widgets of the 100 a card may hold. A chat's own card is an
+//! object with `cardsV2` (and optionally `text`).
+//!
 //! Answers: `{"error":{"code","message","status"}}` by status; the created
 //! message's `name` is its id. See shared/providers.md §2.9.
 
@@ -20,6 +38,12 @@ pub const REGISTRATION: Registration =
 /// Longest `text` Chat takes, counted here in UTF-16 units (never fewer than
 /// characters, so the cut is safe whichever way Google counts).
 const MAX_TEXT: usize = 4096;
+/// A message's whole JSON, text and cards, in bytes (Chat API limits).
+const MAX_MESSAGE_BYTES: usize = 32_000;
+/// Widgets a card may hold; Chat ignores any beyond.
+const MAX_WIDGETS: usize = 100;
+/// Tags shown in the card.
+const MAX_TAGS: usize = 10;
 
 /// `[providers.NAME]` for `kind = "googlechat"`: nothing to set (each chat
 /// names its own webhook).
@@ -129,9 +153,17 @@ impl kit::Chat for GoogleChatChat {
     // in it (developers.google.com/workspace/chat/limits).
     const RATE: Option<Rate> = Some(Rate::per_second(1));
     const ANSWERS: &dyn kit::Answers = &SPEC;
+    const CARDS: bool = true;
+
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        check_card(card)
+    }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        let mut body = json!({ "text": fit(&readable(msg.text), MAX_TEXT, char::len_utf16) });
+        let mut body = match msg.card {
+            Some(card) => card_body(msg, card),
+            None => json!({ "text": fit(&readable(msg.text), MAX_TEXT, char::len_utf16) }),
+        };
         let topic = msg.context["topic"]["id"].as_u64();
         // Only posts reach a webhook chat (no edit or delete capability).
         if let (Action::Post { thread: Some(_) }, Some(topic)) = (msg.action, topic) {
@@ -149,6 +181,169 @@ impl kit::Chat for GoogleChatChat {
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         kit::scrub(classify_json(resp, &SPEC), &self.scrub)
     }
+}
+
+/// The text and card of a card message: the chat's own card, or the
+/// default, with the rendered text cut to what the card leaves of the
+/// message limit (see the module doc).
+fn card_body(msg: &Message<'_>, card: &Card) -> Value {
+    let (text, cards) = match msg.custom {
+        // Only the message's look: where it goes stays the relay's.
+        Some(custom) => (
+            custom["text"].as_str().unwrap_or(msg.text),
+            custom["cardsV2"].clone(),
+        ),
+        None => (msg.text, json!([default_card(card)])),
+    };
+    let room = MAX_MESSAGE_BYTES.saturating_sub(cards.to_string().len() + 64);
+    let text = fit(&readable(text), MAX_TEXT, char::len_utf16);
+    let text = fit(&text, room, json_bytes);
+    let mut body = json!({ "text": text });
+    if !cards.is_null() {
+        body["cardsV2"] = cards;
+    }
+    body
+}
+
+/// What a character costs in the JSON body, in bytes.
+fn json_bytes(c: char) -> usize {
+    match c {
+        '"' | '\\' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// The default card: see the module doc. Each piece is cut as plain text
+/// before escaping; the whole stays under a third of the message limit.
+fn default_card(card: &Card) -> Value {
+    const HTML: Dialect = Dialect::Html;
+    let mut header = json!({ "title": plain(&card::cut(&card.headline(), 200)) });
+    let mut said = card::cut(&card.label, 100);
+    if let Some(a) = &card.author {
+        said = format!("{} · {said}", card::cut(&a.name, 80));
+        if !a.avatar.is_empty() {
+            header["imageUrl"] = json!(a.avatar);
+            header["imageType"] = json!("CIRCLE");
+            header["imageAltText"] = json!(plain(&card::cut(&a.name, 80)));
+        }
+    }
+    header["subtitle"] = json!(plain(&said));
+    let mut sections = Vec::new();
+    if !card.text.is_empty() {
+        let text = escape(HTML, &card::cut(&card.text, 1000));
+        sections.push(json!({"widgets": [{"textParagraph": {"text": text}}]}));
+    }
+    let mut widgets = Vec::new();
+    if let Some(c) = &card.category {
+        let mut text = link(HTML, &c.url, &card::cut(&c.text, 100));
+        if let Some(color) = card.color {
+            text = format!("<font color=\"{}\">●</font> {text}", color.hex());
+        }
+        widgets.push(json!({"decoratedText": {
+            "topLabel": "Category",
+            "text": text,
+            "startIcon": {"knownIcon": "BOOKMARK"},
+        }}));
+    }
+    if !card.tags.is_empty() {
+        let tags: Vec<String> = (card.tags.iter().take(MAX_TAGS))
+            .map(|t| link(HTML, &t.url, &card::cut(&t.text, 60)))
+            .collect();
+        widgets.push(json!({"decoratedText": {
+            "topLabel": "Tags",
+            "text": tags.join(", "),
+            "wrapText": true,
+            "startIcon": {"knownIcon": "OFFER"},
+        }}));
+    }
+    let mut button = json!({
+        "text": plain(&card::cut(&card.button.text, 40)),
+        "onClick": {"openLink": {"url": card.button.url}},
+    });
+    if let Some(color) = card.color {
+        let part = |shift: u32| f64::from((color.0 >> shift) & 0xFF) / 255.0;
+        let rgb = |v: f64| (v * 1000.0).round() / 1000.0;
+        button["color"] =
+            json!({"red": rgb(part(16)), "green": rgb(part(8)), "blue": rgb(part(0)), "alpha": 1});
+    }
+    widgets.push(json!({"buttonList": {"buttons": [button]}}));
+    sections.push(json!({ "widgets": widgets }));
+    json!({"cardId": "post", "card": {"header": header, "sections": sections}})
+}
+
+/// Plain text for a card field Chat shows as it is (the header, a
+/// button): `<` and `>` as `‹` `›`, as in the text (see [`readable`]).
+fn plain(s: &str) -> String {
+    s.replace('<', "‹").replace('>', "›")
+}
+
+/// A chat's own card within Chat's limits: the shape of `cardsV2`
+/// (`[{"cardId", "card": {"header", "sections": [{"widgets"}]}}]`), at
+/// most 100 widgets a card, 4,096 characters of text, and 32,000 bytes in
+/// all.
+fn check_card(card: &Value) -> Result<(), String> {
+    let Some(obj) = card.as_object() else {
+        return Err("a googlechat card is an object with `cardsV2`".into());
+    };
+    if let Some(key) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "cardsV2" | "text"))
+    {
+        return Err(format!(
+            "`{key}` is not part of a googlechat card (cardsV2, text)"
+        ));
+    }
+    if let Some(text) = obj.get("text") {
+        let t = text.as_str().ok_or("/text must be a string")?;
+        kit::ensure_len(
+            "/text",
+            Some(t.chars().map(char::len_utf16).sum()),
+            MAX_TEXT,
+        )?;
+    }
+    let cards = obj
+        .get("cardsV2")
+        .ok_or("a googlechat card needs `cardsV2`")?;
+    let cards = cards.as_array().ok_or("/cardsV2 must be an array")?;
+    for (i, c) in cards.iter().enumerate() {
+        let at = format!("/cardsV2/{i}");
+        if c.get("cardId").is_some_and(|id| !id.is_string()) {
+            return Err(format!("{at}/cardId must be a string"));
+        }
+        let card = (c.get("card").filter(|c| c.is_object()))
+            .ok_or_else(|| format!("{at} needs a `card` object"))?;
+        if card.get("header").is_some_and(|h| !h["title"].is_string()) {
+            return Err(format!("{at}/card/header needs a `title`"));
+        }
+        let sections = (card.get("sections").map(Value::as_array))
+            .unwrap_or(Some(&vec![]))
+            .cloned()
+            .ok_or_else(|| format!("{at}/card/sections must be an array"))?;
+        let mut widgets = 0;
+        for (j, s) in sections.iter().enumerate() {
+            let ws = (s["widgets"].as_array())
+                .ok_or_else(|| format!("{at}/card/sections/{j}/widgets must be an array"))?;
+            if ws.is_empty() {
+                return Err(format!(
+                    "{at}/card/sections/{j}/widgets is empty; a section needs a widget"
+                ));
+            }
+            widgets += ws.len();
+        }
+        if widgets > MAX_WIDGETS {
+            return Err(format!(
+                "{at}/card has {widgets} widgets; Chat shows at most {MAX_WIDGETS}"
+            ));
+        }
+    }
+    let bytes = card.to_string().len();
+    if bytes > MAX_MESSAGE_BYTES {
+        return Err(format!(
+            "the card has {bytes} bytes of JSON; a Chat message takes at most {MAX_MESSAGE_BYTES}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -312,5 +507,106 @@ mod tests {
             "{ webhook_url = \"https://chat.googleapis.com/v1/spaces/A/messages?key=k&token=t\" }",
         );
         assert!(!ok && p[0].contains("environment reference"), "{p:?}");
+    }
+
+    use crate::providers::card_tests;
+
+    #[test]
+    fn the_default_card_is_a_cards_v2_card_with_a_button() {
+        let card = card_tests::sample();
+        let r = card_tests::request(&chat(), "*hi* &lt;x&gt;", Some(&card), None, reply(None));
+        assert_eq!(
+            r.url.expose(),
+            format!("{URL}&messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD")
+        );
+        let url = "https://forum.example.org/t/how-do-i-share-state-between-async-tasks/101/1";
+        assert_eq!(
+            body(&r),
+            json!({
+                "text": "*hi* ‹x›",
+                "thread": {"threadKey": "topic-7"},
+                "cardsV2": [{"cardId": "post", "card": {
+                    "header": {
+                        "title": "How do I share state between async tasks?",
+                        "subtitle": "Bob Ramirez · New topic",
+                        "imageUrl": "https://forum.example.org/user_avatar/forum.example.org/bob/96/12_2.png",
+                        "imageType": "CIRCLE",
+                        "imageAltText": "Bob Ramirez",
+                    },
+                    "sections": [
+                        {"widgets": [{"textParagraph": {"text": "I have a shared map &amp; several &lt;tasks&gt;."}}]},
+                        {"widgets": [
+                            {"decoratedText": {
+                                "topLabel": "Category",
+                                "text": "<font color=\"#F1592A\">●</font> <a href=\"https://forum.example.org/c/support/rust/7\">Rust</a>",
+                                "startIcon": {"knownIcon": "BOOKMARK"},
+                            }},
+                            {"decoratedText": {
+                                "topLabel": "Tags",
+                                "text": "<a href=\"https://forum.example.org/tag/async\">async</a>",
+                                "wrapText": true,
+                                "startIcon": {"knownIcon": "OFFER"},
+                            }},
+                            {"buttonList": {"buttons": [{
+                                "text": "View topic",
+                                "onClick": {"openLink": {"url": url}},
+                                "color": {"red": 0.945, "green": 0.349, "blue": 0.165, "alpha": 1},
+                            }]}},
+                        ]},
+                    ],
+                }}],
+            })
+        );
+    }
+
+    #[test]
+    fn a_chats_own_card_replaces_the_card_and_nothing_else() {
+        let custom =
+            json!({"text": "mine", "cardsV2": [{"cardId": "c", "card": {"sections": []}}]});
+        check_card(&custom).unwrap();
+        let card = card_tests::sample();
+        let r = card_tests::request(&chat(), "t", Some(&card), Some(&custom), Action::default());
+        assert_eq!(body(&r), custom);
+        assert!(check_card(&json!({"cardsV2": [], "thread": {}})).is_err());
+    }
+
+    #[test]
+    fn a_huge_post_still_gives_a_card_within_every_limit() {
+        let card = card_tests::huge();
+        let text = "😀 <ab> ".repeat(20_000);
+        let r = card_tests::request(&chat(), &text, Some(&card), None, Action::default());
+        let b = body(&r);
+        check_card(&b).unwrap();
+        assert!(r.body.len() <= MAX_MESSAGE_BYTES, "{}", r.body.len());
+        let widgets = &b["cardsV2"][0]["card"]["sections"][1]["widgets"];
+        let tags = widgets[1]["decoratedText"]["text"].as_str().unwrap();
+        assert!(tags.contains("tag/t9\"") && !tags.contains("tag/t10\""));
+        // A card whose text would overflow the message: the text is cut.
+        let fat = "é".repeat(2000);
+        let custom = json!({"cardsV2": [{"card": {"sections": [{"widgets": [{"textParagraph": {"text": fat.repeat(7)}}]}]}}]});
+        let r = card_tests::request(
+            &chat(),
+            &text,
+            Some(&card),
+            Some(&custom),
+            Action::default(),
+        );
+        assert!(r.body.len() <= MAX_MESSAGE_BYTES, "{}", r.body.len());
+        assert!(body(&r)["text"].as_str().unwrap().ends_with('…'));
+    }
+
+    #[test]
+    fn check_card_names_what_is_over_the_limit() {
+        let widgets: Vec<Value> = (0..101).map(|_| json!({"divider": {}})).collect();
+        let many = json!({"cardsV2": [{"card": {"sections": [{"widgets": widgets}]}}]});
+        assert_eq!(
+            check_card(&many).unwrap_err(),
+            "/cardsV2/0/card has 101 widgets; Chat shows at most 100"
+        );
+        let big = json!({"cardsV2": [{"card": {"sections": [{"widgets": [{"textParagraph": {"text": "x".repeat(32_000)}}]}]}}]});
+        assert!(check_card(&big).unwrap_err().contains("at most 32000"));
+        let err = check_card(&json!({"cardsV2": [{"card": {"header": {}}}]})).unwrap_err();
+        assert_eq!(err, "/cardsV2/0/card/header needs a `title`");
+        assert!(check_card(&json!({"cardsV2": [{}]})).is_err());
     }
 }

@@ -7,6 +7,22 @@
 //! Dialect: plain text, strictest reading (no parser test): Lark reads
 //! `<at user_id="all">` in text, so every `<at` gets U+200B after `<`.
 //!
+//! Cards: `msg_type: "interactive"` with a card (message card JSON 1.0):
+//! a `header` with the marks and topic title (`plain_text`) and the
+//! `template` colour nearest the category's among Lark's named ones; a
+//! `div` with the excerpt (`lark_md`); a `note` with the author, what
+//! happened, the category and tags (`lark_md`, links) and the forum; an
+//! `action` with one `button` ("View topic", `primary`) opening the post.
+//! No avatar: card images take an uploaded `img_key`, not a URL. Escaping
+//! per field: `plain_text` is shown as it is, so only `<` gets U+200B (no
+//! tag from a post reads as one); `lark_md` is Lark's own Markdown, which
+//! reads `<at>`, `<font>`, `[t](u)`, `**`, `~~`... and takes HTML
+//! entities for its special characters, so every one of them goes as a
+//! numeric entity ([`lark_md`]). Limits: Lark refuses bodies over 20 KB
+//! (custom bots; a card alone may be 30 KB): the card drops its tags, then
+//! most of the excerpt, until the body fits. A chat's own card is an
+//! object with `card`.
+//!
 //! Answers: `{"code":0,"msg":"success"}` (older: `StatusCode`), HTTP 200 or 400;
 //! 11232 and 230020 (100/min, 5/s per bot) retry, other codes are permanent
 //! (9499 bad body, 19021 signature, 19022 IP list, 19024 keyword). See
@@ -20,6 +36,26 @@ pub const REGISTRATION: Registration =
 
 /// Lark refuses bodies over 20 KB; JSON escaping adds a little to the text.
 const MAX_TEXT_BYTES: usize = 16 * 1024;
+/// A custom bot's whole body, in bytes, less room for the signature.
+const MAX_CARD_BYTES: usize = 20_000 - 200;
+/// Tags shown in the card's note.
+const MAX_TAGS: usize = 10;
+
+/// Lark's header templates and their colours (Lark's palette, roughly).
+const TEMPLATES: &[(&str, u32)] = &[
+    ("blue", 0x3370FF),
+    ("wathet", 0x7BC8F8),
+    ("turquoise", 0x2EC1B5),
+    ("green", 0x34C724),
+    ("yellow", 0xFFC60A),
+    ("orange", 0xFF8800),
+    ("red", 0xF54A45),
+    ("carmine", 0xE03C8A),
+    ("violet", 0xA150E6),
+    ("purple", 0x7F3BF5),
+    ("indigo", 0x4954E6),
+    ("grey", 0x8F959E),
+];
 
 /// `[providers.NAME]` for `kind = "lark"`: nothing to set (each bot
 /// belongs to one group, so everything is on the chat).
@@ -119,10 +155,21 @@ impl kit::Chat for LarkChat {
     // 100/min and 5/s per bot: one a second stays under both.
     const RATE: Option<Rate> = Some(Rate::per_second(1));
     const ANSWERS: &dyn kit::Answers = &CODES;
+    const CARDS: bool = true;
+
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        check_card(card)
+    }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
-        let text = break_mentions(&truncate_bytes(msg.text, MAX_TEXT_BYTES));
-        let mut body = json!({"msg_type": "text", "content": {"text": text}});
+        let mut body = match (msg.card, msg.custom) {
+            (Some(_), Some(custom)) => json!({"msg_type": "interactive", "card": custom["card"]}),
+            (Some(card), None) => json!({"msg_type": "interactive", "card": default_card(card)}),
+            (None, _) => {
+                let text = break_mentions(&truncate_bytes(msg.text, MAX_TEXT_BYTES));
+                json!({"msg_type": "text", "content": {"text": text}})
+            }
+        };
         if let Some(secret) = &self.secret {
             let timestamp = (self.clock)() / 1000;
             body["timestamp"] = json!(timestamp.to_string());
@@ -130,6 +177,163 @@ impl kit::Chat for LarkChat {
         }
         Outbound::Http(HttpRequest::post_json(&self.url, &body))
     }
+}
+
+/// The default card: see the module doc. The largest that fits the body
+/// limit, dropping the tags, then most of the excerpt.
+fn default_card(card: &Card) -> Value {
+    for (excerpt, tags) in [(1000, MAX_TAGS), (1000, 0), (200, 0)] {
+        let built = card_of(card, excerpt, tags);
+        if built.to_string().len() <= MAX_CARD_BYTES {
+            return built;
+        }
+    }
+    card_of(card, 0, 0)
+}
+
+fn card_of(card: &Card, excerpt: usize, tags: usize) -> Value {
+    let template = card.color.map_or("blue", nearest_template);
+    let title = plain(&card::cut(&card.headline(), 200));
+    let mut elements = Vec::new();
+    if !card.text.is_empty() && excerpt > 0 {
+        let text = lark_md(&card::cut(&card.text, excerpt));
+        elements.push(json!({"tag": "div", "text": {"tag": "lark_md", "content": text}}));
+    }
+    let mut note = Vec::new();
+    if let Some(a) = &card.author {
+        note.push(format!(
+            "**{}** @{}",
+            lark_md(&card::cut(&a.name, 80)),
+            lark_md(&card::cut(&a.username, 60))
+        ));
+    }
+    note.push(lark_md(&card::cut(&card.label, 100)));
+    if let Some(c) = &card.category {
+        note.push(md_link(&c.url, &card::cut(&c.text, 100)));
+    }
+    let tags: Vec<String> = (card.tags.iter().take(tags))
+        .map(|t| md_link(&t.url, &card::cut(&t.text, 60)))
+        .collect();
+    if !tags.is_empty() {
+        note.push(tags.join(", "));
+    }
+    note.push(lark_md(&card::cut(&card.footer.text, 100)));
+    elements.push(
+        json!({"tag": "note", "elements": [{"tag": "lark_md", "content": note.join(" · ")}]}),
+    );
+    elements.push(json!({"tag": "action", "actions": [{
+        "tag": "button",
+        "text": {"tag": "plain_text", "content": plain(&card::cut(&card.button.text, 40))},
+        "type": "primary",
+        "url": card.button.url,
+    }]}));
+    json!({
+        "config": {"wide_screen_mode": true},
+        "header": {"title": {"tag": "plain_text", "content": title}, "template": template},
+        "elements": elements,
+    })
+}
+
+/// The header template nearest `color`: by hue (what a reader names a
+/// colour by; plain RGB distance takes sky blue for turquoise), grey for a
+/// colour with little saturation.
+fn nearest_template(color: card::Color) -> &'static str {
+    let Some(wanted) = hue(color.0) else {
+        return "grey";
+    };
+    let apart = |c: u32| {
+        let d = (hue(c).unwrap_or(0.0) - wanted).abs();
+        d.min(360.0 - d)
+    };
+    TEMPLATES
+        .iter()
+        .filter(|(name, _)| *name != "grey")
+        .min_by(|(_, a), (_, b)| apart(*a).total_cmp(&apart(*b)))
+        .map_or("blue", |(name, _)| name)
+}
+
+/// The hue of `rgb` in degrees; `None` when it is nearly grey.
+fn hue(rgb: u32) -> Option<f64> {
+    let [r, g, b] = [16, 8, 0].map(|s| f64::from((rgb >> s) & 0xFF) / 255.0);
+    let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+    let chroma = max - min;
+    if max == 0.0 || chroma / max < 0.2 {
+        return None;
+    }
+    let h = match max {
+        m if m == r => ((g - b) / chroma).rem_euclid(6.0),
+        m if m == g => (b - r) / chroma + 2.0,
+        _ => (r - g) / chroma + 4.0,
+    };
+    Some(h * 60.0)
+}
+
+/// Text for a `plain_text` field: shown as it is, so only tags are broken
+/// (U+200B after every `<`: no `<at>` or other tag can come from a post).
+fn plain(s: &str) -> String {
+    s.replace('<', "<\u{200B}")
+}
+
+/// Text for a `lark_md` field: every character Lark's Markdown reads
+/// (emphasis, links, `<at>`/`<font>` tags, lists, quotes, entities) as a
+/// numeric HTML entity, which Lark shows as the character itself.
+fn lark_md(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 4);
+    for c in s.chars() {
+        match c {
+            '&' | '<' | '>' | '*' | '_' | '~' | '`' | '[' | ']' | '(' | ')' | '#' | '+' | '-'
+            | '!' | '|' | '\\' | '"' | '\'' | '$' | '{' | '}' | ':' => {
+                out.push_str(&format!("&#{};", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A `lark_md` link: the text escaped, `(`/`)` in the URL encoded.
+fn md_link(url: &str, text: &str) -> String {
+    format!(
+        "[{}]({})",
+        lark_md(text),
+        url.replace('(', "%28").replace(')', "%29")
+    )
+}
+
+/// A chat's own card within Lark's limits: an object with `card`, itself
+/// an object with `elements` (or schema 2.0's `body`), whose JSON fits a
+/// custom bot's body.
+fn check_card(card: &Value) -> Result<(), String> {
+    let Some(obj) = card.as_object() else {
+        return Err("a lark card is an object with `card`".into());
+    };
+    if let Some(key) = obj.keys().find(|k| k.as_str() != "card") {
+        return Err(format!("`{key}` is not part of a lark card (card)"));
+    }
+    let card =
+        (obj.get("card").and_then(Value::as_object)).ok_or("a lark card needs a `card` object")?;
+    if let Some(h) = card.get("header")
+        && !h["title"]["content"].is_string()
+    {
+        return Err("/card/header/title needs `tag` and `content`".into());
+    }
+    let elements = match (card.get("elements"), card.get("body")) {
+        (Some(e), _) => e.as_array().ok_or("/card/elements must be an array")?,
+        (None, Some(b)) => {
+            (b["elements"].as_array()).ok_or("/card/body/elements must be an array")?
+        }
+        (None, None) => return Err("/card needs `elements`".into()),
+    };
+    if let Some(i) = elements.iter().position(|e| !e["tag"].is_string()) {
+        return Err(format!("/card/elements/{i} has no `tag`"));
+    }
+    let bytes = Value::Object(card.clone()).to_string().len();
+    if bytes > MAX_CARD_BYTES {
+        return Err(format!(
+            "/card has {bytes} bytes of JSON; a custom bot's message takes at most {MAX_CARD_BYTES}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -293,5 +497,91 @@ mod tests {
             &env,
         );
         assert!(d.is_some() && p[0].message.contains("not set"), "{p:?}");
+    }
+
+    use crate::providers::card_tests;
+
+    #[test]
+    fn the_default_card_is_an_interactive_card_with_a_button() {
+        let card = card_tests::sample();
+        let r = card_tests::request(&chat(true), "t", Some(&card), None, Action::default());
+        let url = "https://forum.example.org/t/how-do-i-share-state-between-async-tasks/101/1";
+        assert_eq!(
+            body(&r),
+            json!({
+                "msg_type": "interactive",
+                "card": {
+                    "config": {"wide_screen_mode": true},
+                    "header": {"title": {"tag": "plain_text", "content": "How do I share state between async tasks?"}, "template": "red"},
+                    "elements": [
+                        {"tag": "div", "text": {"tag": "lark_md", "content": "I have a shared map &#38; several &#60;tasks&#62;."}},
+                        {"tag": "note", "elements": [{"tag": "lark_md", "content": "**Bob Ramirez** @bob · New topic · [Rust](https://forum.example.org/c/support/rust/7) · [async](https://forum.example.org/tag/async) · Example Forum"}]},
+                        {"tag": "action", "actions": [{"tag": "button", "text": {"tag": "plain_text", "content": "View topic"}, "type": "primary", "url": url}]},
+                    ],
+                },
+                "timestamp": "1599360473",
+                "sign": SIGN,
+            })
+        );
+    }
+
+    #[test]
+    fn the_template_is_the_nearest_named_colour() {
+        let near = |c| nearest_template(card::Color(c));
+        assert_eq!(near(0x25AAE2), "wathet");
+        assert_eq!(near(0xF1592A), "red");
+        assert_eq!(near(0xF7941D), "orange");
+        assert_eq!(near(0x0E76BD), "wathet");
+        assert_eq!(near(0x2F6FE4), "blue");
+        assert_eq!(near(0x808281), "grey");
+        assert_eq!(near(0xBF1E2E), "red");
+        assert_eq!(near(0x3AB54A), "green");
+    }
+
+    #[test]
+    fn a_chats_own_card_replaces_the_card() {
+        let custom = json!({"card": {"elements": [{"tag": "markdown", "content": "mine"}]}});
+        check_card(&custom).unwrap();
+        let card = card_tests::sample();
+        let r = card_tests::request(
+            &chat(false),
+            "t",
+            Some(&card),
+            Some(&custom),
+            Action::default(),
+        );
+        assert_eq!(
+            body(&r),
+            json!({"msg_type": "interactive", "card": custom["card"]})
+        );
+        assert!(check_card(&json!({"card": {}, "msg_type": "text"})).is_err());
+    }
+
+    #[test]
+    fn a_huge_post_still_gives_a_card_within_every_limit() {
+        let mut card = card_tests::huge();
+        let r = card_tests::request(&chat(true), "t", Some(&card), None, Action::default());
+        check_card(&json!({"card": body(&r)["card"]})).unwrap();
+        assert!(r.body.len() <= 20_000, "{}", r.body.len());
+        // Long tag URLs: the tags go first, the card stays.
+        for t in &mut card.tags {
+            t.url = format!("https://forum.example.org/tag/{}", "x".repeat(1900));
+        }
+        let r = card_tests::request(&chat(true), "t", Some(&card), None, Action::default());
+        let b = body(&r);
+        check_card(&json!({"card": b["card"]})).unwrap();
+        assert!(r.body.len() <= 20_000, "{}", r.body.len());
+        assert!(!r.body.contains("/tag/"));
+        assert_eq!(b["card"]["elements"][2]["tag"], "action");
+    }
+
+    #[test]
+    fn check_card_names_what_is_wrong() {
+        let big =
+            json!({"card": {"elements": [{"tag": "markdown", "content": "x".repeat(20_000)}]}});
+        assert!(check_card(&big).unwrap_err().contains("at most 19800"));
+        let err = check_card(&json!({"card": {"elements": [{}]}})).unwrap_err();
+        assert_eq!(err, "/card/elements/0 has no `tag`");
+        assert!(check_card(&json!({"card": {"header": {"title": "x"}, "elements": []}})).is_err());
     }
 }

@@ -8,6 +8,27 @@
 //! cannot switch mentions off), checked with `marked` in tests/parser_escaping.rs.
 //! Limit: 16,383 characters.
 //!
+//! Cards: one message attachment (what the reference plugin sent), in
+//! `props.attachments` (REST) or `attachments` (webhook), with no message
+//! text above it (the card says it all; a text style chat keeps the text):
+//! the category's colour bar; `author_name` (name, `@username` and what
+//! happened), `author_icon` (the avatar) and `author_link` (the profile);
+//! `title` (marks and topic title) linked to the post by `title_link`; the
+//! excerpt as `text`; `fields` for the category and the tags (short,
+//! side by side, as links); `footer` (the forum) with its logo as
+//! `footer_icon`; `ts` (the post's time, shown in each reader's zone).
+//! `fallback`, what notifications and clients without attachments show, is
+//! plain text (the headline, what happened and who), not the rendered
+//! Markdown text, whose escapes would show there. No button: attachment buttons call
+//! an integration back (`integration.url`), they cannot open a link; the
+//! title is the link. Escaping per field, from Mattermost's renderer:
+//! `title`, `text` and field values go through its Markdown (and mention
+//! parsing in `text`), so they get the Markdown dialect; `author_name` and
+//! `footer` are shown as plain text, where a backslash would show, so they
+//! only get their `@`, `<` and `](` broken by U+200B ([`inert`]). A chat's
+//! own card is an object with `attachments` (and optionally `text`, the
+//! message above them).
+//!
 //! Answers: JSON `{"id":"…app_error","message"}` with the status; 429 carries
 //! `Retry-After` and `X-Ratelimit-Reset`. See shared/providers.md §2.4.
 
@@ -23,6 +44,14 @@ pub const REGISTRATION: Registration = kit::registration::<Mattermost>(
 /// (`model.PostMessageMaxRunesV2`). REST refuses longer posts; webhooks
 /// split them into several.
 const MAX_MESSAGE: usize = 16_383;
+
+/// `props` beyond this many characters (as JSON) are refused
+/// (`model.PostPropsMaxUserRunes`: 800,000 less 40,000 kept for the server).
+const MAX_PROPS: usize = 760_000;
+/// The web app cuts a footer at 300 characters (`MAX_ATTACHMENT_FOOTER_LENGTH`).
+const MAX_FOOTER: usize = 300;
+/// Tags shown in the card's field: more would wrap into a wall of links.
+const MAX_TAGS: usize = 10;
 
 /// `[providers.NAME]` for `kind = "mattermost"`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -201,6 +230,11 @@ impl kit::Chat for MattermostChat {
     // IP (when enabled, with a burst of 100).
     const RATE: Option<Rate> = Some(Rate::per_second(10));
     const READS_CONTEXT: bool = false;
+    const CARDS: bool = true;
+
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        check_card(card)
+    }
 
     fn capabilities(&self) -> Capabilities {
         // REST answers the post id (replies, patches, deletes); a webhook just `ok`.
@@ -230,6 +264,14 @@ impl kit::Chat for MattermostChat {
                 kit::put(&mut body, "channel", channel.as_ref());
                 kit::put(&mut body, "username", self.instance.username.as_ref());
                 kit::put(&mut body, "icon_url", self.instance.icon_url.as_ref());
+                if let Some((message, attachments)) = card_parts(msg) {
+                    // A webhook takes attachments alone; an empty `text` is no text.
+                    match (message.is_empty(), body.as_object_mut()) {
+                        (true, Some(o)) => drop(o.remove("text")),
+                        _ => body["text"] = json!(message),
+                    }
+                    body["attachments"] = attachments;
+                }
                 return Outbound::Http(HttpRequest::post_json(url, &body));
             }
         };
@@ -238,12 +280,21 @@ impl kit::Chat for MattermostChat {
             Action::Post { thread } => {
                 let mut body = json!({"channel_id": channel_id, "message": text});
                 kit::put(&mut body, "root_id", thread.and_then(|t| t.root));
+                if let Some((message, attachments)) = card_parts(msg) {
+                    body["message"] = json!(message);
+                    body["props"] = json!({"attachments": attachments});
+                }
                 HttpRequest::post_json(&Secret::new(posts), &body)
             }
-            // `patch` changes only the fields given: the post's props and thread stay.
+            // `patch` changes only the fields given: the thread stays. The
+            // props are named always: a card struck through (a deleted
+            // post, `card` unset) must lose its attachment.
             Action::Edit { remote_id } => {
                 let url = Secret::new(format!("{}/patch", id_url(&posts, remote_id).expose()));
-                HttpRequest::put_json(&url, &json!({"message": text}))
+                let (message, attachments) =
+                    card_parts(msg).unwrap_or_else(|| (text.clone(), json!([])));
+                let body = json!({"message": message, "props": {"attachments": attachments}});
+                HttpRequest::put_json(&url, &body)
             }
             Action::Delete { remote_id } => HttpRequest::delete(id_url(&posts, remote_id)),
         };
@@ -348,6 +399,220 @@ fn ratelimit_reset(resp: &HttpResponse) -> Option<Duration> {
     } else {
         retry_hint::secs_u64(v)
     })
+}
+
+/// The card of `msg` (the chat's own, or the default), as the message text
+/// above it and its attachments; `None` when the chat sends text.
+fn card_parts(msg: &Message<'_>) -> Option<(String, Value)> {
+    let card = msg.card?;
+    let Some(custom) = msg.custom else {
+        return Some((String::new(), json!([default_card(card)])));
+    };
+    // Only the message's look: where it goes stays the relay's.
+    let message = custom["text"].as_str().unwrap_or_default().to_string();
+    Some((message, custom["attachments"].clone()))
+}
+
+/// The default attachment: see the module doc. Every piece is cut as plain
+/// text before escaping, so each field and the whole stay far within
+/// Mattermost's limits whatever the post.
+fn default_card(card: &Card) -> Value {
+    const MD: Dialect = Dialect::Markdown;
+    let mut said = card::cut(&card.label, 100);
+    if let Some(au) = &card.author {
+        said = format!("{said} by {}", card::cut(&au.name, 80));
+    }
+    let fallback = format!("{} · {said}", card::cut(&card.headline(), 250));
+    let mut a = json!({
+        "fallback": inert(&fallback),
+        "title": md(&card::cut(&card.headline(), 250)),
+        "title_link": card.url,
+        "footer": inert(&card::cut(&card.footer.text, MAX_FOOTER / 2)),
+    });
+    kit::put(&mut a, "color", card.color.map(card::Color::hex));
+    let mut byline = Vec::new();
+    if let Some(au) = &card.author {
+        byline.push(format!(
+            "{} @{}",
+            card::cut(&au.name, 80),
+            card::cut(&au.username, 60)
+        ));
+        kit::put(&mut a, "author_link", Some(&au.url));
+        kit::put(
+            &mut a,
+            "author_icon",
+            Some(&au.avatar).filter(|u| !u.is_empty()),
+        );
+    }
+    byline.push(card::cut(&card.label, 200));
+    a["author_name"] = json!(inert(&byline.join(" · ")));
+    if !card.text.is_empty() {
+        a["text"] = json!(md(&card::cut(&card.text, 1000)));
+    }
+    let mut fields = Vec::new();
+    if let Some(c) = &card.category {
+        let value = angles(link(MD, &c.url, &card::cut(&c.text, 100)));
+        fields.push(json!({"title": "Category", "value": value, "short": true}));
+    }
+    if !card.tags.is_empty() {
+        let tags: Vec<String> = (card.tags.iter().take(MAX_TAGS))
+            .map(|t| angles(link(MD, &t.url, &card::cut(&t.text, 60))))
+            .collect();
+        fields.push(json!({"title": "Tags", "value": tags.join(", "), "short": true}));
+    }
+    if !fields.is_empty() {
+        a["fields"] = json!(fields);
+    }
+    kit::put(
+        &mut a,
+        "footer_icon",
+        Some(&card.footer.url).filter(|u| !u.is_empty()),
+    );
+    // No `ts`: the server takes it (Slack compatibility), but the web
+    // app's attachment (`@mattermost/types` MessageAttachment) has no such
+    // field and draws no time; the footer carries the forum instead.
+    a
+}
+
+/// `s` for a Markdown field of a card: [`angles`] of its Markdown escape,
+/// and `~` followed by U+200B: `\~town-square` still shows as a channel
+/// link (the Markdown dialect's known hole, tests/parser_escaping.rs), a
+/// broken name does not.
+fn md(s: &str) -> String {
+    let md = angles(escape(Dialect::Markdown, s));
+    match md.contains("\\~") {
+        true => md.replace("\\~", "\\~\u{200B}"),
+        false => md,
+    }
+}
+
+/// Markdown with its escaped angle brackets as entities: marked decodes
+/// `&lt;` to the same `<` that `\<` shows, but no text of the card then
+/// holds a `<script` or `<!channel>` that a tool copying it somewhere else
+/// (or the server's Slack link translation) could take for live.
+fn angles(md: String) -> String {
+    if !md.contains("\\<") && !md.contains("\\>") {
+        return md;
+    }
+    md.replace("\\<", "&lt;").replace("\\>", "&gt;")
+}
+
+/// Plain text for a card field the platform shows as it is (Mattermost's
+/// and Rocket.Chat's author and title, DingTalk's and WeCom's plain
+/// fields): a backslash escape would show, so the mention, tag and link
+/// starts are broken with U+200B instead (invisible; nothing pings or
+/// links there, and a copy of the text pasted elsewhere stays inert too).
+pub(super) fn inert(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut prev = '\0';
+    for c in s.chars() {
+        if c == '(' && prev == ']' {
+            out.push('\u{200B}');
+        }
+        out.push(c);
+        if matches!(c, '@' | '<') {
+            out.push('\u{200B}');
+        }
+        prev = c;
+    }
+    out
+}
+
+/// A chat's own card within Mattermost's limits.
+fn check_card(card: &Value) -> Result<(), String> {
+    let Some(obj) = card.as_object() else {
+        return Err("a mattermost card is an object with `attachments`".into());
+    };
+    if let Some(key) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "attachments" | "text"))
+    {
+        return Err(format!(
+            "`{key}` is not part of a mattermost card (attachments, text)"
+        ));
+    }
+    if let Some(text) = obj.get("text") {
+        let n = text
+            .as_str()
+            .ok_or("/text must be a string")?
+            .chars()
+            .count();
+        kit::ensure_len("/text", Some(n), MAX_MESSAGE)?;
+    }
+    let atts = obj
+        .get("attachments")
+        .ok_or("a mattermost card needs `attachments`")?;
+    let atts = atts.as_array().ok_or("/attachments must be an array")?;
+    for (i, a) in atts.iter().enumerate() {
+        let at = format!("/attachments/{i}");
+        let a = a
+            .as_object()
+            .ok_or_else(|| format!("{at} must be an object"))?;
+        for (key, v) in a {
+            let text_field = !matches!(key.as_str(), "fields" | "actions" | "ts");
+            if text_field && !v.is_string() {
+                return Err(format!("{at}/{key} must be a string"));
+            }
+        }
+        check_attachment(&at, a)?;
+        let footer = a
+            .get("footer")
+            .and_then(Value::as_str)
+            .map(|f| f.chars().count());
+        kit::ensure_len(&format!("{at}/footer"), footer, MAX_FOOTER)?;
+        if let Some(fields) = a.get("fields") {
+            let fields =
+                (fields.as_array()).ok_or_else(|| format!("{at}/fields must be an array"))?;
+            for (j, f) in fields.iter().enumerate() {
+                if !f["title"].is_string() && !f["value"].is_string() {
+                    return Err(format!("{at}/fields/{j} needs a `title` or a `value`"));
+                }
+            }
+        }
+    }
+    let props = json!({"attachments": atts}).to_string().chars().count();
+    kit::ensure_len("/attachments (as JSON)", Some(props), MAX_PROPS)
+}
+
+/// What the server's `SlackAttachment.IsValid` refuses: a colour other
+/// than a hex code or `good`/`warning`/`danger`, a link without its text,
+/// a URL that is not http(s), a `ts` other than a string or an integer
+/// (sent as a string: JSON numbers reach the check as floats).
+fn check_attachment(at: &str, a: &serde_json::Map<String, Value>) -> Result<(), String> {
+    let text = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or_default();
+    let color = text("color");
+    let hex = color
+        .strip_prefix('#')
+        .is_some_and(|h| matches!(h.len(), 3 | 6) && h.chars().all(|c| c.is_ascii_hexdigit()));
+    if !color.is_empty() && !hex && !matches!(color, "good" | "warning" | "danger") {
+        return Err(format!(
+            "{at}/color must be a hex colour (#RRGGBB) or good, warning, danger"
+        ));
+    }
+    for (link, of) in [("author_link", "author_name"), ("title_link", "title")] {
+        if !text(link).is_empty() && text(of).is_empty() {
+            return Err(format!("{at}/{link} needs `{of}`"));
+        }
+    }
+    for key in [
+        "author_link",
+        "author_icon",
+        "title_link",
+        "image_url",
+        "thumb_url",
+        "footer_icon",
+    ] {
+        let url = text(key);
+        if !url.is_empty() && !card::web_url(url) {
+            return Err(format!("{at}/{key} must be an http(s) URL"));
+        }
+    }
+    if let Some(ts) = a.get("ts")
+        && !(ts.is_string() || ts.is_i64())
+    {
+        return Err(format!("{at}/ts must be a string or an integer"));
+    }
+    Ok(())
 }
 
 /// Mattermost's `{"id", "message"}` error, as `id: message`.
@@ -578,7 +843,7 @@ mod tests {
                 Action::Edit { remote_id: POST },
                 "PUT",
                 &patch,
-                json!({"message": "new **text**"}),
+                json!({"message": "new **text**", "props": {"attachments": []}}),
             ),
             (
                 Action::Delete { remote_id: POST },
@@ -658,5 +923,138 @@ mod tests {
             post(d.as_ref(), "x").url.expose(),
             "https://chat.example.org/api/v4/posts"
         );
+    }
+
+    use crate::providers::card_tests;
+
+    fn card_req(chat: &MattermostChat, card: &Card, action: Action<'_>) -> Value {
+        body(&card_tests::request(
+            chat,
+            "the *text*",
+            Some(card),
+            None,
+            action,
+        ))
+    }
+
+    #[test]
+    fn the_default_card_is_one_attachment_with_a_plain_fallback() {
+        let card = card_tests::sample();
+        let want = json!([{
+            "fallback": "How do I share state between async tasks? · New topic by Bob Ramirez",
+            "color": "#F1592A",
+            "author_name": "Bob Ramirez @\u{200B}bob · New topic",
+            "author_link": "https://forum.example.org/u/bob",
+            "author_icon": "https://forum.example.org/user_avatar/forum.example.org/bob/96/12_2.png",
+            "title": "How do I share state between async tasks?",
+            "title_link": "https://forum.example.org/t/how-do-i-share-state-between-async-tasks/101/1",
+            "text": "I have a shared map & several &lt;tasks&gt;.",
+            "fields": [
+                {"title": "Category", "value": "[Rust](https://forum.example.org/c/support/rust/7)", "short": true},
+                {"title": "Tags", "value": "[async](https://forum.example.org/tag/async)", "short": true},
+            ],
+            "footer": "Example Forum",
+            "footer_icon": card.footer.url,
+        }]);
+        let rest = card_req(&api_chat(), &card, reply(Some(POST)));
+        assert_eq!(
+            rest,
+            json!({"channel_id": CHANNEL, "message": "", "root_id": POST, "props": {"attachments": want}})
+        );
+        let hook = card_req(&hook_chat(Some("town-square")), &card, Action::default());
+        assert_eq!(
+            hook,
+            json!({"channel": "town-square", "username": "Forum", "attachments": want})
+        );
+        // An edit replaces the card; one without a card (struck through)
+        // clears it.
+        let edit = card_req(&api_chat(), &card, Action::Edit { remote_id: POST });
+        assert_eq!(edit, json!({"message": "", "props": {"attachments": want}}));
+        let r = request(&api_chat(), "~~gone~~", Action::Edit { remote_id: POST });
+        assert_eq!(
+            body(&r),
+            json!({"message": "~~gone~~", "props": {"attachments": []}})
+        );
+    }
+
+    #[test]
+    fn a_chats_own_card_replaces_the_attachments_and_nothing_else() {
+        let custom = json!({"text": "hi", "attachments": [{"text": "mine"}], "channel_id": "x"});
+        assert!(check_card(&custom).is_err(), "only the look");
+        let custom = json!({"text": "hi", "attachments": [{"text": "mine"}]});
+        check_card(&custom).unwrap();
+        let card = card_tests::sample();
+        let r = card_tests::request(
+            &api_chat(),
+            "t",
+            Some(&card),
+            Some(&custom),
+            Action::default(),
+        );
+        assert_eq!(
+            body(&r),
+            json!({"channel_id": CHANNEL, "message": "hi", "props": {"attachments": [{"text": "mine"}]}})
+        );
+    }
+
+    #[test]
+    fn a_huge_post_still_gives_a_card_within_every_limit() {
+        let card = card_tests::huge();
+        let text = truncate(&"w ".repeat(60_000), MAX_MESSAGE);
+        let r = card_tests::request(&api_chat(), &text, Some(&card), None, Action::default());
+        let b = body(&r);
+        let a = &b["props"]["attachments"][0];
+        check_card(&json!({"text": b["message"], "attachments": b["props"]["attachments"]}))
+            .unwrap();
+        assert!(a["title"].as_str().unwrap().chars().count() <= 600);
+        assert!(a["text"].as_str().unwrap().chars().count() <= 2100);
+        assert!(
+            a["fields"][1]["value"]
+                .as_str()
+                .unwrap()
+                .contains("tag/t9)")
+        );
+        assert!(
+            !a["fields"][1]["value"]
+                .as_str()
+                .unwrap()
+                .contains("tag/t10)")
+        );
+        assert!(a["author_name"].as_str().unwrap().chars().count() <= 400);
+        assert!(r.body.chars().count() < 40_000, "{}", r.body.len());
+    }
+
+    #[test]
+    fn check_card_names_what_is_over_the_limit() {
+        let long = "x".repeat(301);
+        let err = check_card(&json!({"attachments": [{}, {"footer": long}]})).unwrap_err();
+        assert_eq!(err, "/attachments/1/footer has 301 characters; at most 300");
+        let err = check_card(&json!({"attachments": [{"title": 3}]})).unwrap_err();
+        assert_eq!(err, "/attachments/0/title must be a string");
+        let err = check_card(&json!({"attachments": [{"title_link": "https://f/1"}]}));
+        assert_eq!(err.unwrap_err(), "/attachments/0/title_link needs `title`");
+        let err = check_card(&json!({"attachments": [{"color": "blue"}]}));
+        assert!(
+            err.unwrap_err()
+                .starts_with("/attachments/0/color must be a hex")
+        );
+        let err = check_card(&json!({"attachments": [{"author_icon": "javascript:x"}]}));
+        assert_eq!(
+            err.unwrap_err(),
+            "/attachments/0/author_icon must be an http(s) URL"
+        );
+        let err = check_card(&json!({"attachments": [{"ts": 1.5}]}));
+        assert_eq!(
+            err.unwrap_err(),
+            "/attachments/0/ts must be a string or an integer"
+        );
+        let big = json!({"attachments": [{"text": "x".repeat(MAX_PROPS)}]});
+        assert!(
+            check_card(&big)
+                .unwrap_err()
+                .starts_with("/attachments (as JSON) has")
+        );
+        assert!(check_card(&json!({"text": "x"})).is_err());
+        assert!(check_card(&json!([])).is_err());
     }
 }

@@ -10,6 +10,8 @@
 //! Adding a platform: one file with a [`Registration`], one line in
 //! [`registry::PROVIDERS`].
 
+#[cfg(test)]
+pub(crate) mod card_tests;
 pub mod console;
 pub mod dingtalk;
 pub mod discord;

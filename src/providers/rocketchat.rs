@@ -10,6 +10,24 @@
 //! checked with `@rocket.chat/message-parser` in tests/parser_escaping.rs.
 //! Limit: 5000 characters.
 //!
+//! Cards: one attachment (what the reference plugin sent), with no message
+//! text above it: `color` the category's; `author_name` (name, `@username`
+//! and what happened) with `author_icon` (the avatar) and `author_link`
+//! (the profile); `title` (marks and topic title) linked by `title_link`;
+//! the excerpt as `text`; `fields` for the category and the tags (short,
+//! as links); `ts` (when the post was written, shown as a time).
+//! Rocket.Chat draws no attachment footer or button that opens a link, so
+//! the forum's name is left out and the title is the link. Escaping per
+//! field, from Rocket.Chat's renderer: `text` and field values are Markdown
+//! (`mrkdwn_in: ["text", "fields"]`, its message parser) and get the
+//! Rocket.Chat dialect; `author_name` and `title` are shown as plain text,
+//! where look-alikes would be a needless change, so they only get their
+//! `@`, `<` and `](` broken by U+200B ([`super::mattermost::inert`]). Edits
+//! change the text only: `chat.update` takes no attachments, so an edited
+//! post's new card goes as the message text above the old attachment,
+//! which stays (struck through, a deleted post's text shows above it). A
+//! chat's own card is an object with `attachments` (and optionally `text`).
+//!
 //! Answers: `{"success":true}`, or `{"success":false,"error"}` with 400, 429 ("You
 //! must wait N seconds"), 503 (disabled), or 200 from a script. shared/providers.md §2.7.
 
@@ -23,6 +41,8 @@ pub const REGISTRATION: Registration = kit::registration::<RocketChat>(
 
 /// Rocket.Chat's default `Message_MaxAllowedSize`, in characters.
 const TEXT_MAX: usize = 5000;
+/// Tags shown in the card's field.
+const MAX_TAGS: usize = 10;
 
 /// `[providers.NAME]` for `kind = "rocketchat"`: optional defaults for its chats.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -141,6 +161,11 @@ impl kit::Chat for RocketChatChat {
     // per 60 s per route (API_Enable_Rate_Limiter_Limit_Calls_Default).
     const RATE: Option<Rate> = Some(Rate::per_minute(10));
     const READS_CONTEXT: bool = false;
+    const CARDS: bool = true;
+
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        check_card(card)
+    }
 
     fn capabilities(&self) -> Capabilities {
         // REST answers carry the message `_id`; the webhook just `success`.
@@ -203,6 +228,17 @@ impl kit::Chat for RocketChatChat {
         kit::put(&mut post, "alias", i.alias.as_ref());
         kit::put(&mut post, "avatar", i.avatar.as_ref());
         kit::put(&mut post, "emoji", i.emoji.as_ref());
+        if !matches!(msg.action, Action::Edit { .. })
+            && let Some((message, attachments)) = card_parts(msg)
+            && let Some(o) = post.as_object_mut()
+        {
+            // With attachments, an empty text is no text.
+            match message.is_empty() {
+                true => drop(o.remove("text")),
+                false => drop(o.insert("text".into(), json!(truncate(&message, TEXT_MAX)))),
+            }
+            o.insert("attachments".into(), attachments);
+        }
         let (room, rest) = match &self.mode {
             Mode::Webhook { url } => return Outbound::Http(HttpRequest::post_json(url, &post)),
             Mode::Rest { room, rest } => (room, rest),
@@ -288,6 +324,139 @@ impl kit::Chat for RocketChatChat {
             (_, Some(e)) => Outcome::Permanent { reason: reason(e) },
         }
     }
+}
+
+/// The card of `msg` (the chat's own, or the default), as the message text
+/// above it and its attachments; `None` when the chat sends text.
+fn card_parts(msg: &Message<'_>) -> Option<(String, Value)> {
+    let card = msg.card?;
+    let Some(custom) = msg.custom else {
+        return Some((String::new(), json!([default_card(card)])));
+    };
+    // Only the message's look: where it goes stays the relay's.
+    let message = custom["text"].as_str().unwrap_or_default().to_string();
+    Some((message, custom["attachments"].clone()))
+}
+
+/// The default attachment: see the module doc. Every piece is cut as plain
+/// text before escaping, so it stays far within the message limit.
+fn default_card(card: &Card) -> Value {
+    use super::mattermost::inert;
+    const RC: Dialect = Dialect::RocketChat;
+    let mut a = json!({
+        "title": inert(&card::cut(&card.headline(), 250)),
+        "title_link": card.url,
+        "mrkdwn_in": ["text", "fields"],
+    });
+    kit::put(&mut a, "color", card.color.map(card::Color::hex));
+    let mut byline = Vec::new();
+    if let Some(au) = &card.author {
+        byline.push(format!(
+            "{} @{}",
+            card::cut(&au.name, 80),
+            card::cut(&au.username, 60)
+        ));
+        kit::put(&mut a, "author_link", Some(&au.url));
+        kit::put(
+            &mut a,
+            "author_icon",
+            Some(&au.avatar).filter(|u| !u.is_empty()),
+        );
+    }
+    byline.push(card::cut(&card.label, 200));
+    a["author_name"] = json!(inert(&byline.join(" · ")));
+    if !card.text.is_empty() {
+        a["text"] = json!(escape(RC, &card::cut(&card.text, 1000)));
+    }
+    let mut fields = Vec::new();
+    if let Some(c) = &card.category {
+        let value = link(RC, &c.url, &card::cut(&c.text, 100));
+        fields.push(json!({"title": "Category", "value": value, "short": true}));
+    }
+    if !card.tags.is_empty() {
+        let tags: Vec<String> = (card.tags.iter().take(MAX_TAGS))
+            .map(|t| link(RC, &t.url, &card::cut(&t.text, 60)))
+            .collect();
+        fields.push(json!({"title": "Tags", "value": tags.join(", "), "short": true}));
+    }
+    if !fields.is_empty() {
+        a["fields"] = json!(fields);
+    }
+    kit::put(&mut a, "ts", card.timestamp.as_ref());
+    a
+}
+
+/// A chat's own card as Rocket.Chat checks attachments
+/// (`validateAttachment`: strings where it takes strings, fields with a
+/// value), within the message size limit.
+fn check_card(card: &Value) -> Result<(), String> {
+    let Some(obj) = card.as_object() else {
+        return Err("a rocketchat card is an object with `attachments`".into());
+    };
+    if let Some(key) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "attachments" | "text"))
+    {
+        return Err(format!(
+            "`{key}` is not part of a rocketchat card (attachments, text)"
+        ));
+    }
+    if let Some(text) = obj.get("text") {
+        let n = text
+            .as_str()
+            .ok_or("/text must be a string")?
+            .chars()
+            .count();
+        kit::ensure_len("/text", Some(n), TEXT_MAX)?;
+    }
+    let atts = obj
+        .get("attachments")
+        .ok_or("a rocketchat card needs `attachments`")?;
+    let atts = atts.as_array().ok_or("/attachments must be an array")?;
+    const STRINGS: &[&str] = &[
+        "color",
+        "text",
+        "author_name",
+        "author_link",
+        "author_icon",
+        "title",
+        "title_link",
+        "image_url",
+        "thumb_url",
+        "message_link",
+    ];
+    for (i, a) in atts.iter().enumerate() {
+        let at = format!("/attachments/{i}");
+        let a = a
+            .as_object()
+            .ok_or_else(|| format!("{at} must be an object"))?;
+        if let Some(key) = STRINGS
+            .iter()
+            .find(|k| a.get(**k).is_some_and(|v| !v.is_string()))
+        {
+            return Err(format!("{at}/{key} must be a string"));
+        }
+        let text = a
+            .get("text")
+            .and_then(Value::as_str)
+            .map(|t| t.chars().count());
+        kit::ensure_len(&format!("{at}/text"), text, TEXT_MAX)?;
+        if let Some(fields) = a.get("fields") {
+            let fields =
+                (fields.as_array()).ok_or_else(|| format!("{at}/fields must be an array"))?;
+            for (j, f) in fields.iter().enumerate() {
+                let v = &f["value"];
+                if !(v.is_string() || v.is_number() || v.is_boolean()) {
+                    return Err(format!("{at}/fields/{j} needs a `value`"));
+                }
+                let n = v.as_str().map(|t| t.chars().count());
+                kit::ensure_len(&format!("{at}/fields/{j}/value"), n, TEXT_MAX)?;
+            }
+        }
+    }
+    let size = json!(atts).to_string().chars().count();
+    // Far above any card; what Rocket.Chat stores in one message document.
+    kit::ensure_len("/attachments (as JSON)", Some(size), 100 * TEXT_MAX)
 }
 
 /// The delay in the rate limiter's text: "… You must wait 42 seconds before
@@ -510,5 +679,107 @@ mod tests {
         assert!(!ok && p[0].contains("environment reference"), "{p:?}");
         let (ok, p) = check("{}");
         assert!(!ok && p[0].contains("needs `webhook_url"), "{p:?}");
+    }
+
+    use crate::providers::card_tests;
+
+    #[test]
+    fn the_default_card_is_one_attachment_without_text() {
+        let card = card_tests::sample();
+        let want = json!([{
+            "color": "#F1592A",
+            "author_name": "Bob Ramirez @\u{200B}bob · New topic",
+            "author_link": "https://forum.example.org/u/bob",
+            "author_icon": "https://forum.example.org/user_avatar/forum.example.org/bob/96/12_2.png",
+            "title": "How do I share state between async tasks?",
+            "title_link": "https://forum.example.org/t/how-do-i-share-state-between-async-tasks/101/1",
+            "text": "I have a shared map & several \u{FF1C}tasks\u{FF1E}.",
+            "mrkdwn_in": ["text", "fields"],
+            "fields": [
+                {"title": "Category", "value": "[Rust](https://forum.example.org/c/support/rust/7)", "short": true},
+                {"title": "Tags", "value": "[async](https://forum.example.org/tag/async)", "short": true},
+            ],
+            "ts": "2026-03-10T09:00:12.512Z",
+        }]);
+        let rest = card_tests::request(
+            &rest_chat(),
+            "t",
+            Some(&card),
+            None,
+            reply(Some("GENERAL/m1")),
+        );
+        assert_eq!(
+            body(&rest),
+            json!({"roomId": "GENERAL", "tmid": "m1", "parseUrls": false, "attachments": want})
+        );
+        let hook = card_tests::request(
+            &chat(Some("Forum")),
+            "t",
+            Some(&card),
+            None,
+            Action::default(),
+        );
+        assert_eq!(
+            body(&hook),
+            json!({"parseUrls": false, "alias": "Forum", "emoji": ":speech_balloon:", "attachments": want})
+        );
+        // `chat.update` takes no attachments: an edit changes the text.
+        let edit = card_tests::request(
+            &rest_chat(),
+            "new",
+            Some(&card),
+            None,
+            Action::Edit {
+                remote_id: "GENERAL/m1",
+            },
+        );
+        assert_eq!(
+            body(&edit),
+            json!({"roomId": "GENERAL", "msgId": "m1", "text": "new"})
+        );
+    }
+
+    #[test]
+    fn a_chats_own_card_replaces_the_attachments_and_nothing_else() {
+        let custom = json!({"text": "hi", "attachments": [{"text": "mine"}]});
+        check_card(&custom).unwrap();
+        let card = card_tests::sample();
+        let r = card_tests::request(
+            &rest_chat(),
+            "t",
+            Some(&card),
+            Some(&custom),
+            Action::default(),
+        );
+        assert_eq!(
+            body(&r),
+            json!({"roomId": "GENERAL", "text": "hi", "parseUrls": false, "attachments": [{"text": "mine"}]})
+        );
+        assert!(check_card(&json!({"attachments": [], "roomId": "x"})).is_err());
+    }
+
+    #[test]
+    fn a_huge_post_still_gives_a_card_within_every_limit() {
+        let card = card_tests::huge();
+        let r = card_tests::request(&rest_chat(), "t", Some(&card), None, Action::default());
+        let b = body(&r);
+        check_card(&json!({"attachments": b["attachments"]})).unwrap();
+        let a = &b["attachments"][0];
+        assert!(a["title"].as_str().unwrap().chars().count() <= 600);
+        let tags = a["fields"][1]["value"].as_str().unwrap();
+        assert!(tags.contains("tag/t9)") && !tags.contains("tag/t10)"));
+        assert!(r.body.chars().count() < TEXT_MAX * 3, "{}", r.body.len());
+    }
+
+    #[test]
+    fn check_card_names_what_is_wrong() {
+        let long = "x".repeat(TEXT_MAX + 1);
+        let err = check_card(&json!({"attachments": [{}, {"text": long}]})).unwrap_err();
+        assert_eq!(err, "/attachments/1/text has 5001 characters; at most 5000");
+        let err = check_card(&json!({"attachments": [{"title": 3}]})).unwrap_err();
+        assert_eq!(err, "/attachments/0/title must be a string");
+        let err = check_card(&json!({"attachments": [{"fields": [{"title": "t"}]}]})).unwrap_err();
+        assert_eq!(err, "/attachments/0/fields/0 needs a `value`");
+        assert!(check_card(&json!({"text": "x"})).is_err());
     }
 }
