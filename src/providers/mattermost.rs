@@ -445,7 +445,11 @@ fn default_card(card: &Card) -> Value {
         );
     }
     byline.push(card::cut(&card.label, 200));
-    a["author_name"] = json!(inert(&byline.join(" · ")));
+    byline.retain(|b| !b.is_empty());
+    // A notice about nobody in particular has no byline at all.
+    if !byline.is_empty() {
+        a["author_name"] = json!(inert(&byline.join(" · ")));
+    }
     if !card.text.is_empty() {
         a["text"] = json!(md(&card::cut(&card.text, 1000)));
     }
