@@ -10,6 +10,7 @@
 //! Adding a platform: one file with a [`Registration`], one line in
 //! [`registry::PROVIDERS`].
 
+pub(crate) mod adaptive;
 pub mod console;
 pub mod dingtalk;
 pub mod discord;
