@@ -55,6 +55,8 @@ const CHATS: &[(&str, &str, &str)] = &[
     ("mattermost", "text", "mattermost"),
     ("telegram", "text", "telegram-html"),
     ("matrix", "formatted_body", "matrix-html"),
+    // The default card's HTML (the other chats keep `style = "text"`).
+    ("matrix-card", "formatted_body", "matrix-html"),
 ];
 
 const CONFIG: &str = r##"[discourse]
@@ -88,6 +90,12 @@ chat_id = -1001234567890
 subscribe = ["all"]
 [[chat]]
 name = "matrix"
+provider = "mx"
+room = "!room:example.org"
+subscribe = ["all"]
+style = "text"
+[[chat]]
+name = "matrix-card"
 provider = "mx"
 room = "!room:example.org"
 subscribe = ["all"]
