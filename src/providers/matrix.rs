@@ -385,8 +385,9 @@ fn card_parts(card: &Card, custom: Option<&Value>) -> (String, String) {
 
 /// Plain text that no client reads as markup or a mention: `<`/`>` as
 /// look-alikes, U+200B after every `@` (Matrix's legacy push rules match
-/// `@room` in `body` on servers older than intentional mentions).
-fn inert_plain(text: &str) -> String {
+/// `@room` in `body` on servers older than intentional mentions). Email
+/// cards use it for their text part and subject too.
+pub(crate) fn inert_plain(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
