@@ -78,7 +78,7 @@ pub(crate) fn default_card(card: &Card, button: Option<&str>, flavor: &Flavor) -
 /// Escaped Markdown with the post's `<` and `>` as `‹` and `›`: see the
 /// module doc. (A link's URL has its `<>` percent-encoded and no `\\`.)
 pub(crate) fn inert(markdown: &str) -> String {
-    markdown.replace("\\<", "‹").replace("\\>", "›")
+    super::inert::markdown(markdown)
 }
 
 fn md(s: &str, max: usize) -> String {
@@ -361,6 +361,20 @@ pub(crate) fn huge_card() -> Card {
             url: url(0),
         },
     }
+}
+
+/// The request `dest` builds for a new message with `card` (text "text").
+#[cfg(test)]
+pub(crate) fn card_request(dest: &dyn Destination, card: &Card) -> HttpRequest {
+    crate::providers::testkit::http(dest.request(&Message {
+        chat: "test-chat",
+        text: "text",
+        context: &json!({}),
+        card: Some(card),
+        custom: None,
+        action: Action::default(),
+        delivery: None,
+    }))
 }
 
 #[cfg(test)]

@@ -378,32 +378,9 @@ fn card_parts(card: &Card, custom: Option<&Value>) -> (String, String) {
     };
     let plain = match custom.and_then(|c| c["body"].as_str()) {
         Some(body) => body.to_string(),
-        None => inert_plain(&html_to_plain(&html)),
+        None => super::inert::plain(&html_to_plain(&html)),
     };
     (html, truncate_bytes(&plain, MAX_CARD_BYTES))
-}
-
-/// Plain text that no client reads as markup or a mention: `<`/`>` as
-/// look-alikes, U+200B after every `@` (Matrix's legacy push rules match
-/// `@room` in `body` on servers older than intentional mentions). Email
-/// cards use it for their text part and subject too.
-pub(crate) fn inert_plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '<' => out.push('‹'),
-            '>' => out.push('›'),
-            '@' => {
-                out.push('@');
-                if chars.peek() != Some(&'\u{200B}') {
-                    out.push('\u{200B}');
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The default card as HTML (see the module doc), within

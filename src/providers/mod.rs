@@ -20,6 +20,7 @@ pub mod gotify;
 pub mod groupme;
 pub mod hipchat;
 pub mod http;
+pub(crate) mod inert;
 pub mod irc;
 pub mod kit;
 pub mod lark;

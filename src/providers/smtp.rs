@@ -207,8 +207,8 @@ impl NativeChat for SmtpChat {
             // Beside a card, the text part and the subject show a post's
             // `<`/`>` as the HTML part does not need to: look-alikes, so
             // no reader of any part can take them for markup.
-            subject = super::matrix::inert_plain(&subject);
-            text = std::borrow::Cow::Owned(super::matrix::inert_plain(msg.text));
+            subject = super::inert::plain(&subject);
+            text = std::borrow::Cow::Owned(super::inert::plain(msg.text));
         }
         let to: Vec<String> = self.to.iter().map(ToString::to_string).collect();
         let references = topic_reference(msg.context);
