@@ -239,7 +239,7 @@ pub(crate) fn style_of(color: Option<card::Color>) -> Option<&'static str> {
     let (r, g, b) = ((c >> 16) & 0xFF, (c >> 8) & 0xFF, c & 0xFF);
     let (max, min) = (r.max(g).max(b), r.min(g).min(b));
     if max < 40 || (max - min) * 100 < max * 25 {
-        return Some("emphasis").filter(|_| max >= 40 && max < 230);
+        return Some("emphasis").filter(|_| (40..230).contains(&max));
     }
     // Hue in degrees, 0..360.
     let d = (max - min) as f32;

@@ -21,7 +21,6 @@ import shutil
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from browser_test import Browser  # noqa: E402  (one DevTools client for both)
 
