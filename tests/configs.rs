@@ -86,6 +86,7 @@ fn serving_refuses_unset_secrets_and_accepts_them_set() {
         "SLACK_BOT_TOKEN",
         "SLACK_SIGNING_SECRET",
         "SLACK_ANNOUNCE_WEBHOOK_URL",
+        "DISCORD_RELEASES_WEBHOOK_URL",
         "CI_HOOK_TOKEN",
     ]
     .iter()

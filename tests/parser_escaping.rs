@@ -94,6 +94,13 @@ const CHATS: &[(&str, &str, &str, &str)] = &[
     ),
     ("telegram", "telegram", "/text", "telegram-html"),
     ("matrix", "matrix", "/formatted_body", "matrix-html"),
+    // The default card's HTML.
+    (
+        "matrix-card",
+        "matrix-card",
+        "/formatted_body",
+        "matrix-html",
+    ),
 ];
 
 const CONFIG: &str = r##"[discourse]
@@ -145,6 +152,12 @@ chat_id = -1001234567890
 subscribe = ["all"]
 [[chat]]
 name = "matrix"
+provider = "mx"
+room = "!room:example.org"
+subscribe = ["all"]
+style = "text"
+[[chat]]
+name = "matrix-card"
 provider = "mx"
 room = "!room:example.org"
 subscribe = ["all"]

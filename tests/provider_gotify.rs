@@ -23,12 +23,14 @@ priority = 5
 name = "md"
 provider = "gotify"
 subscribe = ["all"]
+style = "text"
 [[chat]]
 name = "own-app"
 provider = "gotify"
 token = "${{GOTIFY_CHAT_TOKEN}}"
 priority = 9
 subscribe = ["all"]
+style = "text"
 "##,
         mock.url("/gotify/")
     )

@@ -30,11 +30,13 @@ name = "room"
 provider = "mx"
 room = "!AbCdEf:example.org"
 subscribe = ["all"]
+style = "text"
 [[chat]]
 name = "gitter"
 provider = "gt"
 room = "!GiTtEr:gitter.im"
 subscribe = ["all"]
+style = "text"
 "##
     )
 }

@@ -27,11 +27,13 @@ name = "plain"
 provider = "ntfy"
 topic = "forum-alerts"
 subscribe = ["all"]
+style = "text"
 [[chat]]
 name = "md"
 provider = "ntfy-md"
 topic = "${{NTFY_TOPIC}}"
 subscribe = ["all"]
+style = "text"
 "##,
         server = mock.url("/ntfy")
     )

@@ -27,6 +27,7 @@ provider = "pushover"
 user = "${{PUSHOVER_USER}}"
 device = "pixel"
 subscribe = ["all"]
+style = "text"
 "##,
         mock.url("/1")
     )

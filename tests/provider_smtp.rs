@@ -47,6 +47,7 @@ class Handler:
         raw = envelope.original_content or envelope.content
         msg = email.message_from_bytes(raw, policy=policy.default)
         body = msg.get_body(preferencelist=("plain",))
+        html = msg.get_body(preferencelist=("html",))
         doc = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
@@ -58,6 +59,8 @@ class Handler:
             "content_type": msg.get_content_type(),
             "charset": msg.get_content_charset(),
             "body": body.get_content() if body is not None else None,
+            "html": html.get_content() if html is not None else None,
+            "parts": [p.get_content_type() for p in msg.walk()],
             "raw": raw.decode("utf-8", "replace"),
             "authenticated": bool(session.authenticated),
         }
@@ -225,6 +228,13 @@ name = "team"
 provider = "mail"
 to = ["team@example.org", "Ops <ops@example.org>"]
 subscribe = ["all"]
+style = "text"
+
+[[chat]]
+name = "cards"
+provider = "mail"
+to = "team@example.org"
+subscribe = ["all"]
 
 [[chat]]
 name = "anon"
@@ -343,6 +353,62 @@ fn hostile_fixture_arrives_with_exact_headers() {
     assert!(names.contains(&"message-id".to_string()), "{names:?}");
     assert!(names.contains(&"date".to_string()), "{names:?}");
     assert!(!m["raw"].as_str().unwrap().contains(SMTP_PASS));
+}
+
+/// The default card: multipart/alternative, the text part first and the
+/// HTML card second, as Python's `email` package reads them back; the
+/// hostile post's markup arrives as escaped text in the HTML part and as
+/// look-alikes in the text part and subject. The exact message is in
+/// tests/cards/smtp.*.json.
+#[test]
+fn a_card_arrives_as_multipart_alternative_with_an_inert_html_part() {
+    let py = require_aiosmtpd!();
+    let sink = Sink::start(&py);
+    for fixture in ["post_created_first_post", "post_created_hostile_content"] {
+        let out = deliver(&config(sink.port), "cards", fixture, ENV);
+        assert_eq!(out, Outcome::Sent { remote_id: None });
+    }
+    let m = sink.message(0);
+    assert_eq!(m["content_type"], "multipart/alternative");
+    assert_eq!(
+        m["parts"],
+        json!(["multipart/alternative", "text/plain", "text/html"])
+    );
+    let html = m["html"].as_str().unwrap();
+    assert!(
+        html.contains(">How do I share state between async tasks?</a>")
+            && html.contains("<a href=\"https://forum.example.org/t/how-do-i-share-state-between-async-tasks/101/1\""),
+        "{html}"
+    );
+    assert!(html.contains(">View topic</a>"), "{html}");
+    assert!(
+        m["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("How do I share state"),
+        "{m}"
+    );
+    let m = sink.message(1);
+    let html = m["html"].as_str().unwrap();
+    assert!(
+        !html.contains("<script") && !html.contains("href=\"javascript"),
+        "{html}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("<a href=").count(),
+        html.matches("<a href=\"https://forum.example.org/").count(),
+        "{html}"
+    );
+    let subject = m["subject"].as_str().unwrap();
+    assert!(
+        subject.starts_with("‹!channel› @\u{200B}everyone ‹script›"),
+        "{subject}"
+    );
+    assert!(!m["body"].as_str().unwrap().contains('<'), "{m}");
 }
 
 #[test]

@@ -24,6 +24,7 @@ name = "team"
 provider = "teams"
 webhook_url = "${TEAMS_WEBHOOK_URL}"
 subscribe = ["all"]
+style = "text"
 "##
     .to_string()
 }
@@ -103,6 +104,69 @@ fn hostile_post_becomes_an_exact_inert_card() {
     }
     assert!(sent.starts_with("**[") && sent.contains(&format!("]({POST_URL})** by")));
     assert!(!r.body.contains("<at>") && !r.body.contains("msteams"));
+}
+
+/// The default card for the hostile post: every text of it inert (no `<`
+/// or `>` from the post, every `@` broken, the only links the relay's), the
+/// button labelled by the `button` setting. The exact card for the usual
+/// posts is in tests/cards/teams.*.json.
+#[test]
+fn hostile_post_becomes_an_inert_default_card() {
+    let mock = Mock::start();
+    mock.script([Reply::new(202, "")]);
+    let url = mock.url(&trigger_path());
+    let config = config().replace("style = \"text\"\n", "");
+    let out = deliver(
+        &config,
+        "team",
+        "post_created_hostile_content",
+        &[("TEAMS_WEBHOOK_URL", &url)],
+    );
+    assert_eq!(out, Outcome::Sent { remote_id: None });
+    let card = mock.requests()[0].json()["attachments"][0]["content"].clone();
+    assert_eq!(card["version"], "1.4");
+    assert_eq!(
+        card["actions"],
+        json!([{"type": "Action.OpenUrl", "title": "Read on the forum", "url": POST_URL}])
+    );
+    let title = card["body"][1]["text"].as_str().unwrap();
+    assert!(
+        title.starts_with("**[‹!channel› @\u{200B}everyone ‹script›"),
+        "{title}"
+    );
+    let mut texts = Vec::new();
+    strings(&card, &mut texts);
+    for t in texts {
+        assert!(!t.contains('<') && !t.contains('>'), "{t}");
+        for (i, _) in t.match_indices('@') {
+            // The relay's own `@username` after the name: text on both platforms.
+            let own = t[i + 1..] == *"mallory";
+            assert!(
+                own || t[i + 1..].starts_with('\u{200B}'),
+                "live mention in {t}"
+            );
+        }
+        for (i, _) in t
+            .match_indices("](")
+            .filter(|(i, _)| !t[..*i].ends_with('\\'))
+        {
+            let to = &t[i + 2..];
+            assert!(
+                to.starts_with("https://forum.example.org/"),
+                "foreign link in {t}"
+            );
+        }
+    }
+}
+
+/// Every string value in `v`.
+fn strings<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
 }
 
 #[test]

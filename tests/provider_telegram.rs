@@ -105,7 +105,7 @@ fn send_message_request_is_exact_and_escaped() {
         concat!(
             "<b><a href=\"https://forum.example.org/t/channel-everyone-script-alert-1-script-bold-link-javascript-x-b/105/1\">",
             "&lt;!channel&gt; @\u{200B}everyone &lt;script&gt;alert(1)&lt;/script&gt; *bold* [link](javascript:x) &amp; &lt;/b&gt;",
-            "</a></b> by Mallory Mischief in general\n<blockquote>",
+            "</a></b>\nMallory Mischief · new topic · <a href=\"https://forum.example.org/c/general/4\">general</a>\n<blockquote>",
             "&lt;!channel&gt; @\u{200B}everyone &lt;script&gt;alert(1)&lt;/script&gt; bold [link](javascript:x) &amp; &lt;/b&gt; ",
             "@\u{200B}here @\u{200B}room &lt;@\u{200B}U024BE7LH&gt; &lt;https://evil.example|click me&gt; strike code ||spoiler||",
             "</blockquote>"
@@ -121,10 +121,16 @@ fn send_message_request_is_exact_and_escaped() {
         assert!(text.contains(inert), "{inert} missing in {text}");
     }
     assert!(!text.contains("<script") && !text.contains("javascript:x\""));
-    // The only markup is the default template's own: one bold title link.
+    // The only markup is the default template's own: one bold title link
+    // and the category's link.
     assert_eq!(text.matches("<b>").count(), 1, "{text}");
     assert_eq!(text.matches("</b>").count(), 1, "{text}");
-    assert_eq!(text.matches("<a ").count(), 1, "{text}");
+    assert_eq!(text.matches("<a ").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("<a href=\"https://forum.example.org/").count(),
+        2,
+        "{text}"
+    );
     assert!(text.starts_with("<b><a href=\"https://forum.example.org/t/"));
 }
 

@@ -26,6 +26,7 @@ name = "room"
 provider = "webex"
 room_id = "{ROOM}"
 subscribe = ["all"]
+style = "text"
 "##
     )
 }
@@ -98,6 +99,66 @@ fn hostile_post_request_is_exact_and_inert() {
         if *c == '@' {
             assert_eq!(chars.get(i + 1), Some(&z), "live mention at {i} in {sent}");
         }
+    }
+}
+
+/// The default card beside the text for the hostile post: an Adaptive Card
+/// 1.3 attachment whose every text is inert, and the `markdown` Webex
+/// requires with the same look-alike `‹ ›`. The exact card for the usual
+/// posts is in tests/cards/webex.*.json.
+#[test]
+fn hostile_post_becomes_an_inert_card_with_its_text() {
+    let mock = Mock::start();
+    mock.script([Reply::new(200, r#"{"id":"Y2lzMSG"}"#)]);
+    let config = config(&mock.url("/webex")).replace("style = \"text\"\n", "");
+    let out = deliver(
+        &config,
+        "room",
+        "post_created_hostile_content",
+        &[("WEBEX_BOT_TOKEN", TOKEN)],
+    );
+    assert_eq!(
+        out,
+        Outcome::Sent {
+            remote_id: Some("Y2lzMSG".into())
+        }
+    );
+    let body = mock.requests()[0].json();
+    let att = &body["attachments"][0];
+    assert_eq!(
+        att["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(att["content"]["version"], "1.3");
+    let markdown = body["markdown"].as_str().unwrap();
+    assert!(
+        markdown.starts_with("**[‹!channel› @\u{200B}everyone ‹script›"),
+        "{markdown}"
+    );
+    let mut texts = vec![];
+    strings(&body, &mut texts);
+    for t in texts {
+        assert!(!t.contains('<') && !t.contains('>') || t == markdown, "{t}");
+        for (i, _) in t.match_indices('@') {
+            // The relay's own `@username` after the name: text on both platforms.
+            let own = t[i + 1..] == *"mallory";
+            assert!(
+                own || t[i + 1..].starts_with('\u{200B}'),
+                "live mention in {t}"
+            );
+        }
+    }
+    // The text's only `>` is the quote that starts its excerpt.
+    assert_eq!(markdown.matches(['<', '>']).collect::<Vec<_>>(), vec![">"]);
+}
+
+/// Every string value in `v`.
+fn strings<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        _ => {}
     }
 }
 

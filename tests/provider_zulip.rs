@@ -169,17 +169,18 @@ fn hostile_post_request_is_exact_and_inert() {
     }
     assert!(!content.contains("@**") && !content.contains("@*a") && !content.contains("@_"));
     assert!(mentions_broken(content), "{content}");
-    // The only link is the template's, to the post.
+    // The only links are the template's, to the post and its category.
     for (i, _) in content.match_indices("](") {
         let escaped = content[..i].ends_with('\\');
-        let ours = content[i + 2..].starts_with("https://forum.example.org/t/");
+        let ours = content[i + 2..].starts_with("https://forum.example.org/t/")
+            || content[i + 2..].starts_with("https://forum.example.org/c/general/4)");
         assert!(escaped || ours, "live link at {i} in {content}");
     }
     assert!(
         content.starts_with("**[@\u{200B}\\*\\*all\\*\\* "),
         "{content}"
     );
-    assert!(content.contains("](https://forum.example.org/t/channel-everyone-script-alert-1-script-bold-link-javascript-x-b/105/1)** by Mallory Mischief in general\n> "), "{content}");
+    assert!(content.contains("](https://forum.example.org/t/channel-everyone-script-alert-1-script-bold-link-javascript-x-b/105/1)**\nMallory Mischief · new topic · [general](https://forum.example.org/c/general/4)\n> "), "{content}");
 }
 
 #[test]

@@ -65,6 +65,8 @@ name = "{chat}"
 provider = "synapse"
 room = "{room}"
 subscribe = ["all"]
+# The text path: tests/cards.rs has the card.
+style = "text"
 "#
     )
 }
@@ -353,6 +355,7 @@ name = "threaded"
 provider = "synapse"
 room = "{}"
 rate_limit = "100/s"
+style = "text"
 [[chat.rule]]
 filter = "thread"
 "#,

@@ -5,6 +5,17 @@
 //! and `extras["client::notification"]["click"]["url"]` (the post, opened on
 //! tap).
 //!
+//! Cards (the default style): `title` = the headline; `message` the card
+//! in lines (see `super::ntfy`: the author, @username · what happened ·
+//! the linked category, the excerpt as a quote, 🏷️ the linked tags, the
+//! forum and the time; plain with `markdown = false`);
+//! `extras["client::notification"]["click"]["url"]` = the post. Gotify
+//! documents `bigImageUrl` there too, but for a picture, not a 96 px
+//! avatar, and no icon per message (the application's is shown): so no
+//! image. A post's `<`/`>` show as `‹`/`›` and `@` is broken, in the title
+//! too. A chat's own card is an object with `message` and optionally
+//! `title`.
+//!
 //! Dialect: Markdown, declared by `extras["client::display"]["contentType"]`
 //! (`markdown = false`: plain text); no mentions exist. No parser test: the
 //! strictest reading (CommonMark escaping), checked on the hostile fixture in
@@ -109,8 +120,29 @@ impl kit::Chat for GotifyChat {
         }
     }
 
+    const CARDS: bool = true;
+
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        check_card(card)
+    }
+
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let mut body = json!({"title": kit::topic_title(msg.context), "message": msg.text});
+        if let Some(card) = msg.card {
+            let (title, message) = match msg.custom {
+                Some(c) => (
+                    c["title"]
+                        .as_str()
+                        .map_or_else(|| card.headline(), str::to_string),
+                    c["message"].as_str().unwrap_or_default().to_string(),
+                ),
+                None => (
+                    crate::providers::inert::plain(&card.headline()),
+                    super::ntfy::card_body(card, self.instance.markdown, MAX_CARD_BYTES),
+                ),
+            };
+            body = json!({"title": card::cut(&title, 250), "message": message});
+        }
         if let Some(p) = self.priority {
             body["priority"] = json!(p);
         }
@@ -121,7 +153,11 @@ impl kit::Chat for GotifyChat {
                 json!({"contentType": "text/markdown"}),
             );
         }
-        if let Some(url) = kit::post_link(msg.context) {
+        let link = match msg.card {
+            Some(card) => Some(card.url.as_str()),
+            None => kit::post_link(msg.context),
+        };
+        if let Some(url) = link {
             extras.insert(
                 "client::notification".into(),
                 json!({"click": {"url": url}}),
@@ -135,6 +171,38 @@ impl kit::Chat for GotifyChat {
             HttpRequest::post_json(&url, &body).header("X-Gotify-Key", self.token.clone()),
         )
     }
+}
+
+/// A card's message at most, in bytes: Gotify documents no limit; a
+/// notification is no place for more.
+const MAX_CARD_BYTES: usize = 8_192;
+
+/// A chat's own card: `{"message", "title"?}`.
+fn check_card(card: &Value) -> Result<(), String> {
+    let Some(obj) = card.as_object() else {
+        return Err("a gotify card is an object with `message` (and optionally `title`)".into());
+    };
+    if let Some(key) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "message" | "title"))
+    {
+        return Err(format!(
+            "`{key}` is not part of a gotify card (message, title)"
+        ));
+    }
+    let message = card["message"]
+        .as_str()
+        .ok_or("a gotify card needs `message`, a string")?;
+    if message.len() > MAX_CARD_BYTES {
+        return Err(format!(
+            "/message has {} bytes; at most {MAX_CARD_BYTES}",
+            message.len()
+        ));
+    }
+    if obj.get("title").is_some_and(|t| !t.is_string()) {
+        return Err("/title must be a string".into());
+    }
+    Ok(())
 }
 
 /// Errors: `{"error": "Unauthorized", "errorDescription": "you need to provide…"}`
@@ -159,6 +227,24 @@ mod tests {
     use crate::providers::testkit::{self, body, header, post_in, resp};
 
     const TOKEN: &str = "AcanaryGotify42";
+
+    #[test]
+    fn a_huge_post_gives_a_card_within_every_limit() {
+        use crate::providers::adaptive::{card_request, huge_card};
+        let card = huge_card();
+        let b = body(&card_request(&chat(true, None), &card));
+        let own = json!({"message": b["message"], "title": b["title"]});
+        assert_eq!(check_card(&own), Ok(()));
+        assert!(b["title"].as_str().unwrap_or_default().chars().count() <= 250);
+        assert_eq!(
+            b["extras"]["client::notification"]["click"]["url"],
+            card.url
+        );
+        assert_eq!(
+            b["extras"]["client::display"]["contentType"],
+            "text/markdown"
+        );
+    }
 
     fn chat(markdown: bool, priority: Option<u8>) -> GotifyChat {
         GotifyChat {

@@ -10,6 +10,20 @@
 //! as `text (url)`. `"m.mentions": {}` says the event mentions nobody, so
 //! `@room` or a display name cannot notify; `m.notice` marks a bot.
 //!
+//! Cards (the default style): HTML laid out like a card, within Element's
+//! `formatted_body` allowlist: the headline, bold and linked; the author
+//! (linked to their profile) and @username · what happened · a `■` in the
+//! category's colour (`<font color>`, the only colour Matrix clients draw)
+//! and the linked category; the excerpt in a `<blockquote>`; 🏷️ the tags as
+//! links; the forum and the time (UTC). No avatar: Matrix clients show
+//! images from `mxc://` URLs only, and uploading one per author is not a
+//! relay's job. `body` is that card as plain text, with a post's `<`/`>` as
+//! `‹`/`›` and `@` broken with U+200B, for clients without HTML and
+//! notifications. Everything else holds as for text: `m.notice`,
+//! `"m.mentions": {}`, threads, and edits carrying the card in
+//! `m.new_content`. A chat's own card is an object with `formatted_body`
+//! (and optionally `body`; else it is derived), at most 16 KB each.
+//!
 //! The transaction id is a hash of the delivery, so a retry gets the first
 //! event back instead of a second post. The `event_id` is the remote id:
 //! `m.thread` replies, `m.replace` edits, redactions. Errors
@@ -195,14 +209,26 @@ impl Destination for MatrixChat {
         self.room.clone()
     }
 
+    fn cards(&self) -> bool {
+        true
+    }
+
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        check_card(card)
+    }
+
     fn request(&self, msg: &Message<'_>) -> Outbound {
         let txn = txn_id(msg);
+        let (html, plain) = match msg.card {
+            Some(card) => card_parts(card, msg.custom),
+            None => (msg.text.to_string(), html_to_plain(msg.text)),
+        };
         let notice = || {
             json!({
                 "msgtype": "m.notice",
-                "body": html_to_plain(msg.text),
+                "body": plain,
                 "format": "org.matrix.custom.html",
-                "formatted_body": msg.text,
+                "formatted_body": html,
                 "m.mentions": {},
             })
         };
@@ -223,8 +249,8 @@ impl Destination for MatrixChat {
             Action::Edit { remote_id } => {
                 // The outer body is the fallback for clients without edits.
                 let mut content = notice();
-                content["body"] = json!(format!("* {}", html_to_plain(msg.text)));
-                content["formatted_body"] = json!(format!("* {}", msg.text));
+                content["body"] = json!(format!("* {plain}"));
+                content["formatted_body"] = json!(format!("* {html}"));
                 content["m.new_content"] = notice();
                 content["m.relates_to"] = json!({"rel_type": "m.replace", "event_id": remote_id});
                 (format!("send/m.room.message/{txn}"), content)
@@ -335,6 +361,124 @@ fn txn_id(msg: &Message<'_>) -> String {
 /// decoded, `<br>` and block elements as line breaks, whitespace collapsed
 /// within lines, and links as `text (url)` so clients that show `body` (and
 /// bridges) keep them. Input beyond the event size limit is ignored.
+/// A card's `formatted_body` and `body` at most, in bytes: twice each in an
+/// edit (the fallback and `m.new_content`) stays well inside the event's
+/// 64 KB.
+const MAX_CARD_BYTES: usize = 16_000;
+
+/// Tags shown at most.
+const MAX_TAGS: usize = 10;
+
+/// The card's (`formatted_body`, `body`): the chat's own, or the default.
+fn card_parts(card: &Card, custom: Option<&Value>) -> (String, String) {
+    let own = custom.and_then(|c| c["formatted_body"].as_str());
+    let html = match own {
+        Some(html) => html.to_string(),
+        None => card_html(card),
+    };
+    let plain = match custom.and_then(|c| c["body"].as_str()) {
+        Some(body) => body.to_string(),
+        None => super::inert::plain(&html_to_plain(&html)),
+    };
+    (html, truncate_bytes(&plain, MAX_CARD_BYTES))
+}
+
+/// The default card as HTML (see the module doc), within
+/// [`MAX_CARD_BYTES`]: the tags' links go first, then the tags.
+fn card_html(card: &Card) -> String {
+    for (tags, tag_links) in [(true, true), (true, false), (false, false)] {
+        let html = card_html_with(card, tags, tag_links);
+        if html.len() <= MAX_CARD_BYTES {
+            return html;
+        }
+    }
+    // Every other part is bounded (cut texts, four URLs of at most 2,000
+    // bytes): under 14 KB escaped, whatever the post.
+    card_html_with(card, false, false)
+}
+
+fn card_html_with(card: &Card, tags: bool, tag_links: bool) -> String {
+    const H: Dialect = Dialect::Html;
+    let text = |s: &str, max: usize| escape(H, &card::cut(s, max));
+    let linked = |url: &str, s: &str, max: usize| link(H, url, &card::cut(s, max));
+    let mut html = format!(
+        "<p><strong>{}</strong></p>",
+        linked(&card.url, &card.headline(), 200)
+    );
+    let mut byline = Vec::new();
+    if let Some(a) = &card.author {
+        byline.push(format!(
+            "{} @{}",
+            linked(&a.url, &a.name, 80),
+            text(&a.username, 60)
+        ));
+    }
+    byline.push(text(&card.label, 200));
+    if let Some(c) = &card.category {
+        let swatch = match card.color {
+            Some(color) => format!("<font color=\"{}\">■</font> ", color.hex()),
+            None => String::new(),
+        };
+        byline.push(format!("{swatch}{}", linked(&c.url, &c.text, 100)));
+    }
+    html += &format!("<p>{}</p>", byline.join(" · "));
+    if !card.text.is_empty() {
+        html += &format!("<blockquote>{}</blockquote>", text(&card.text, 300));
+    }
+    if tags && !card.tags.is_empty() {
+        let shown: Vec<String> = (card.tags.iter().take(MAX_TAGS))
+            .map(|t| match tag_links {
+                true => linked(&t.url, &t.text, 50),
+                false => text(&t.text, 50),
+            })
+            .collect();
+        html += &format!("<p>🏷️ {}</p>", shown.join(", "));
+    }
+    let mut foot = vec![text(&card.footer.text, 100)];
+    if let Some(t) = &card.timestamp {
+        // `2026-01-02T03:04:05Z` → `2026-01-02 03:04 UTC`.
+        foot.push(match (t.get(..10), t.get(11..16)) {
+            (Some(d), Some(hm)) if t.ends_with('Z') => format!("{d} {hm} UTC"),
+            _ => text(t, 40),
+        });
+    }
+    html += &format!("<p><sub>{}</sub></p>", foot.join(" · "));
+    html
+}
+
+/// A chat's own card: `formatted_body` (and optionally `body`) as strings
+/// of at most [`MAX_CARD_BYTES`].
+fn check_card(card: &Value) -> Result<(), String> {
+    let Some(obj) = card.as_object() else {
+        return Err(
+            "a matrix card is an object with `formatted_body` (and optionally `body`)".into(),
+        );
+    };
+    if let Some(key) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "formatted_body" | "body"))
+    {
+        return Err(format!(
+            "`{key}` is not part of a matrix card (formatted_body, body)"
+        ));
+    }
+    for key in ["formatted_body", "body"] {
+        match obj.get(key) {
+            None if key == "body" => {}
+            None => return Err("a matrix card needs `formatted_body`".into()),
+            Some(Value::String(s)) if s.len() > MAX_CARD_BYTES => {
+                return Err(format!(
+                    "/{key} has {} bytes; at most {MAX_CARD_BYTES}",
+                    s.len()
+                ));
+            }
+            Some(Value::String(_)) => {}
+            Some(_) => return Err(format!("/{key} must be a string")),
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn html_to_plain(html: &str) -> String {
     let mut end = html.len().min(EVENT_MAX_BYTES);
     while !html.is_char_boundary(end) {
@@ -504,6 +648,88 @@ mod tests {
             action: Default::default(),
             delivery: None,
         }))
+    }
+
+    fn card_request(card: &Card, action: Action<'_>) -> Value {
+        body(&http(chat().request(&Message {
+            chat: "c",
+            text: "<b>text</b>",
+            context: &json!({}),
+            card: Some(card),
+            custom: None,
+            action,
+            delivery: Some("c#1@1"),
+        })))
+    }
+
+    #[test]
+    fn a_huge_post_gives_a_card_within_every_limit() {
+        let card = crate::providers::adaptive::huge_card();
+        let b = card_request(&card, Action::Edit { remote_id: "$e" });
+        let new = &b["m.new_content"];
+        assert_eq!(
+            check_card(&json!({"formatted_body": new["formatted_body"], "body": new["body"]})),
+            Ok(())
+        );
+        let event = serde_json::to_vec(&b).unwrap_or_default().len();
+        assert!(event < EVENT_MAX_BYTES - 8_000, "{event}");
+        let html = new["formatted_body"].as_str().unwrap_or_default();
+        assert!(
+            html.starts_with("<p><strong><a href=") && html.ends_with("</sub></p>"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_card_keeps_notice_mentions_threads_and_edits() {
+        let card = Card {
+            title: "T <b>".into(),
+            url: "https://f.example/t/t/1/2".into(),
+            label: "Reply #2".into(),
+            text: "@room hi".into(),
+            color: Some(card::Color(0x0088CC)),
+            category: Some(card::Link {
+                text: "Dev".into(),
+                url: "https://f.example/c/dev/3".into(),
+            }),
+            footer: card::Link {
+                text: "Forum".into(),
+                url: String::new(),
+            },
+            ..Card::default()
+        };
+        let html = "<p><strong><a href=\"https://f.example/t/t/1/2\">T &lt;b&gt;</a></strong></p><p>Reply #2 · <font color=\"#0088CC\">■</font> <a href=\"https://f.example/c/dev/3\">Dev</a></p><blockquote>@\u{200B}room hi</blockquote><p><sub>Forum</sub></p>";
+        let plain = "T ‹b› (https://f.example/t/t/1/2)\nReply #2 · ■ Dev (https://f.example/c/dev/3)\n@\u{200B}room hi\nForum";
+        let notice = json!({"msgtype": "m.notice", "body": plain, "format": "org.matrix.custom.html", "formatted_body": html, "m.mentions": {}});
+        let mut threaded = notice.clone();
+        threaded["m.relates_to"] = json!({"rel_type": "m.thread", "event_id": "$root", "is_falling_back": true, "m.in_reply_to": {"event_id": "$root"}});
+        assert_eq!(card_request(&card, reply(Some("$root"))), threaded);
+        let edit = card_request(&card, Action::Edit { remote_id: "$e" });
+        assert_eq!(edit["m.new_content"], notice);
+        assert_eq!(edit["formatted_body"], format!("* {html}"));
+        assert_eq!(edit["m.mentions"], json!({}));
+        assert_eq!(
+            edit["m.relates_to"],
+            json!({"rel_type": "m.replace", "event_id": "$e"})
+        );
+    }
+
+    #[test]
+    fn own_cards_are_checked() {
+        assert_eq!(check_card(&json!({"formatted_body": "<p>x</p>"})), Ok(()));
+        for (bad, why) in [
+            (json!("x"), "is an object"),
+            (json!({"body": "x"}), "needs `formatted_body`"),
+            (
+                json!({"formatted_body": "x", "msgtype": "m.text"}),
+                "`msgtype` is not part",
+            ),
+            (json!({"formatted_body": 3}), "must be a string"),
+            (json!({"formatted_body": "x".repeat(16_001)}), "16001 bytes"),
+        ] {
+            let e = check_card(&bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

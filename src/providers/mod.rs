@@ -10,6 +10,7 @@
 //! Adding a platform: one file with a [`Registration`], one line in
 //! [`registry::PROVIDERS`].
 
+pub(crate) mod adaptive;
 #[cfg(test)]
 pub(crate) mod card_tests;
 pub mod console;
@@ -21,6 +22,7 @@ pub mod gotify;
 pub mod groupme;
 pub mod hipchat;
 pub mod http;
+pub(crate) mod inert;
 pub mod irc;
 pub mod kit;
 pub mod lark;

@@ -5,6 +5,16 @@
 //! topics). Header values carry no control characters and are RFC 2047
 //! encoded words when not plain ASCII.
 //!
+//! Cards (the default style): `Title` = the headline, `Click` = the post,
+//! `Icon` = the author's avatar, `Tags` = the settings' tags and the
+//! topic's; the body the card laid out in lines (Markdown with
+//! `markdown = true`, else plain): the author, @username · what happened ·
+//! the category (linked in Markdown), the excerpt (a quote in Markdown),
+//! 🏷️ the tags (linked in Markdown), the forum and the time (UTC); at most
+//! 4 096 bytes (the tags' links, then the tags, go first). A post's `<`/`>`
+//! show as `‹`/`›` and `@` is broken, in the title too. A chat's own card
+//! is an object with `message` (the body) and optionally `title`.
+//!
 //! Dialect: plain text, or Markdown with `markdown = true`; no mentions
 //! exist. No parser test: plain text is inert, Markdown the strictest
 //! reading, both checked on the hostile fixture in `tests/provider_ntfy.rs`.
@@ -129,6 +139,9 @@ impl kit::Chat for NtfyChat {
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
+        if let Some(card) = msg.card {
+            return self.card_request(card, msg.custom);
+        }
         let inst = &self.instance;
         let content_type = if inst.markdown {
             "text/markdown; charset=utf-8"
@@ -175,6 +188,165 @@ impl kit::Chat for NtfyChat {
         }
         Outbound::Http(req)
     }
+
+    const CARDS: bool = true;
+
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        check_card(card)
+    }
+}
+
+impl NtfyChat {
+    /// The card as a notification: see the module doc.
+    fn card_request(&self, card: &Card, custom: Option<&Value>) -> Outbound {
+        let inst = &self.instance;
+        let (title, body) = match custom {
+            Some(c) => (
+                c["title"].as_str().map(str::to_string),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            ),
+            None => (
+                Some(crate::providers::inert::plain(&card.headline())),
+                card_body(card, inst.markdown, MAX_BODY_BYTES),
+            ),
+        };
+        // A header is no tag cloud: the first few, each cut short.
+        let tags: Vec<String> = (inst.tags.iter().map(String::as_str))
+            .chain(card.tags.iter().take(MAX_TAGS).map(|t| t.text.as_str()))
+            .map(|t| card::cut(&t.replace(',', " "), 50).trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let content_type = match inst.markdown {
+            true => "text/markdown; charset=utf-8",
+            false => "text/plain; charset=utf-8",
+        };
+        let avatar = card.author.as_ref().map(|a| a.avatar.as_str());
+        let headers = [
+            ("Content-Type", Some(content_type.to_string())),
+            (
+                "Title",
+                title
+                    .as_deref()
+                    .and_then(|t| header_text(&card::cut(t, 250))),
+            ),
+            ("Click", Some(header_url(&card.url))),
+            ("Icon", avatar.filter(|a| !a.is_empty()).map(header_url)),
+            ("Tags", header_text(&tags.join(","))),
+            ("Priority", inst.priority.map(|p| p.to_string())),
+            ("Markdown", inst.markdown.then(|| "yes".to_string())),
+        ];
+        let mut req = HttpRequest {
+            method: "POST",
+            url: Secret::new(format!("{}/{}", inst.server, self.topic.expose())),
+            headers: vec![],
+            body: truncate_bytes(&body, MAX_BODY_BYTES),
+        };
+        for (name, value) in headers {
+            if let Some(v) = value {
+                req = req.header(name, Secret::new(v));
+            }
+        }
+        if let Some(token) = &inst.token {
+            req = req.bearer(token);
+        }
+        Outbound::Http(req)
+    }
+}
+
+/// Tags shown at most.
+const MAX_TAGS: usize = 10;
+
+/// The card's lines, Markdown or plain, within `max` bytes when it can be
+/// (without the tags' links, then the tags): also Gotify's message.
+pub(crate) fn card_body(card: &Card, markdown: bool, max: usize) -> String {
+    for tag_links in [true, false] {
+        let body = card_lines(card, markdown, tag_links);
+        if body.len() <= max {
+            return body;
+        }
+    }
+    let bare = Card {
+        tags: Vec::new(),
+        ..card.clone()
+    };
+    card_lines(&bare, markdown, false)
+}
+
+fn card_lines(card: &Card, markdown: bool, tag_links: bool) -> String {
+    use crate::providers::inert;
+    const MD: Dialect = Dialect::Markdown;
+    let text = |s: &str, max: usize| match markdown {
+        true => inert::markdown(&escape(MD, &card::cut(s, max))),
+        false => inert::plain(&card::cut(s, max)),
+    };
+    let linked = |url: &str, s: &str, max: usize| match markdown {
+        true => inert::markdown(&link(MD, url, &card::cut(s, max))),
+        false => inert::plain(&card::cut(s, max)),
+    };
+    let mut by = Vec::new();
+    if let Some(a) = &card.author {
+        let name = match markdown {
+            true => inert::markdown(&bold(MD, &card::cut(&a.name, 80))),
+            false => text(&a.name, 80),
+        };
+        by.push(format!("{name} @{}", text(&a.username, 60)));
+    }
+    by.push(text(&card.label, 200));
+    if let Some(c) = &card.category {
+        by.push(linked(&c.url, &c.text, 100));
+    }
+    let mut lines = vec![by.join(" · ")];
+    if !card.text.is_empty() {
+        let quote = if markdown { "> " } else { "" };
+        lines.push(format!("{quote}{}", text(&card.text, 300)));
+    }
+    let mut foot = Vec::new();
+    if !card.tags.is_empty() {
+        let tags: Vec<String> = (card.tags.iter().take(MAX_TAGS))
+            .map(|t| match tag_links {
+                true => linked(&t.url, &t.text, 50),
+                false => text(&t.text, 50),
+            })
+            .collect();
+        foot.push(format!("🏷️ {}", tags.join(", ")));
+    }
+    let mut forum = text(&card.footer.text, 100);
+    if let Some(t) = &card.timestamp
+        && let (Some(d), Some(hm), true) = (t.get(..10), t.get(11..16), t.ends_with('Z'))
+    {
+        forum = format!("{forum} · {d} {hm} UTC");
+    }
+    foot.push(forum);
+    lines.push(foot.join("\n"));
+    lines.join("\n\n")
+}
+
+/// A chat's own card: `{"message", "title"?}`, within ntfy's limits.
+fn check_card(card: &Value) -> Result<(), String> {
+    let Some(obj) = card.as_object() else {
+        return Err("an ntfy card is an object with `message` (and optionally `title`)".into());
+    };
+    if let Some(key) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "message" | "title"))
+    {
+        return Err(format!(
+            "`{key}` is not part of an ntfy card (message, title)"
+        ));
+    }
+    let message = card["message"]
+        .as_str()
+        .ok_or("an ntfy card needs `message`, a string")?;
+    if message.len() > MAX_BODY_BYTES {
+        return Err(format!(
+            "/message has {} bytes; at most {MAX_BODY_BYTES}",
+            message.len()
+        ));
+    }
+    if obj.get("title").is_some_and(|t| !t.is_string()) {
+        return Err("/title must be a string".into());
+    }
+    Ok(())
 }
 
 /// Errors: `{"code": 40301, "http": 403, "error": "forbidden"}`
@@ -241,6 +413,30 @@ mod tests {
     use std::time::Duration;
 
     const TOKEN: &str = "tk_canary4242";
+
+    #[test]
+    fn a_huge_post_gives_a_card_within_every_limit() {
+        use crate::providers::adaptive::{card_request, huge_card};
+        for markdown in [true, false] {
+            let r = card_request(&chat(markdown, false), &huge_card());
+            assert!(r.body.len() <= MAX_BODY_BYTES, "{}", r.body.len());
+            assert_eq!(check_card(&json!({"message": r.body})), Ok(()));
+            assert_eq!(header(&r, "Markdown").is_some(), markdown);
+            // Only optional parts went: the author line and the excerpt stay.
+            assert!(
+                r.body.contains("word word") && r.body.contains(" · "),
+                "{}",
+                r.body
+            );
+            for h in ["Title", "Click", "Icon", "Tags"] {
+                let v = header(&r, h).unwrap_or_default();
+                assert!(
+                    !v.is_empty() && v.len() < 8_000 && !v.contains(['\r', '\n']),
+                    "{h}: {v}"
+                );
+            }
+        }
+    }
 
     fn chat(markdown: bool, token: bool) -> NtfyChat {
         NtfyChat {

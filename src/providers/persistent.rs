@@ -157,6 +157,8 @@ pub(crate) trait NativeChat: fmt::Debug + Send + Sync {
     const KIND: &'static str;
     /// The platform's pace for one chat ([`Destination::default_rate`]).
     const RATE: Rate;
+    /// [`super::kit::Chat::CARDS`]: the protocol has a card format (email's HTML part).
+    const CARDS: bool = false;
     /// [`Destination::target`].
     fn place(&self) -> String;
     /// [`Destination::request`].
@@ -165,6 +167,11 @@ pub(crate) trait NativeChat: fmt::Debug + Send + Sync {
     fn probe(&self) -> super::probe::Probe {
         super::probe::Probe::none()
     }
+    /// [`Destination::check_card`].
+    fn check_card(&self, card: &serde_json::Value) -> Result<(), String> {
+        let _ = card;
+        Ok(())
+    }
 }
 
 impl<T: NativeChat> super::kit::Chat for T {
@@ -172,6 +179,7 @@ impl<T: NativeChat> super::kit::Chat for T {
     const TARGET: &'static str = T::KIND;
     const DIALECT: Dialect = Dialect::Plain;
     const RATE: Option<Rate> = Some(T::RATE);
+    const CARDS: bool = T::CARDS;
 
     fn target(&self) -> String {
         self.place()
@@ -183,6 +191,10 @@ impl<T: NativeChat> super::kit::Chat for T {
 
     fn probe(&self) -> super::probe::Probe {
         NativeChat::probe(self)
+    }
+
+    fn check_card(&self, card: &serde_json::Value) -> Result<(), String> {
+        NativeChat::check_card(self, card)
     }
 }
 

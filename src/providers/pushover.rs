@@ -4,6 +4,16 @@
 //! `message`, `html=1`, `title` (the topic), `url` (the post), `url_title`,
 //! and optional `device`, `priority`, `sound`.
 //!
+//! Cards (the default style): `title` = the headline, `url` = the post
+//! with `url_title` = "View topic"/"View reply", `timestamp` = when it was
+//! written, and an `html=1` message laid out in lines: the author,
+//! @username · what happened · the category in its colour (`<font
+//! color>`); the excerpt in italics; 🏷️ the tags; the forum and the time
+//! in grey. Every piece is cut by its escaped cost so the message stays
+//! within 1 024 characters (the excerpt takes what the rest leaves). No
+//! `<b>`: the title is bold already. A chat's own card is an object with
+//! `message` and optionally `title`, `url_title`.
+//!
 //! Dialect: HTML (Pushover renders `<b> <i> <u> <font color> <a href>`);
 //! values entity-escaped, no mentions exist. No parser test: the strictest
 //! reading, checked on the hostile fixture in `tests/provider_pushover.rs`.
@@ -112,7 +122,16 @@ impl kit::Chat for PushoverChat {
         }
     }
 
+    const CARDS: bool = true;
+
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        check_card(card)
+    }
+
     fn request(&self, msg: &Message<'_>) -> Outbound {
+        if let Some(card) = msg.card {
+            return self.card_request(card, msg.custom);
+        }
         let inst = &self.instance;
         let title = kit::topic_title(msg.context);
         let mut message = truncate_html(msg.text, MAX_MESSAGE_CHARS);
@@ -203,6 +222,124 @@ fn hint(body: &serde_json::Value) -> &'static str {
 
 /// `html` cut to at most `max` characters, with `…`, never inside a tag
 /// (`<a href=…`) or an entity (`&amp;`).
+impl PushoverChat {
+    /// The card as a notification: see the module doc.
+    fn card_request(&self, card: &Card, custom: Option<&Value>) -> Outbound {
+        let inst = &self.instance;
+        let own = |key: &str| custom.and_then(|c| c[key].as_str()).map(str::to_string);
+        let title =
+            own("title").unwrap_or_else(|| crate::providers::inert::plain(&card.headline()));
+        let message = match custom {
+            Some(_) => truncate_html(&own("message").unwrap_or_default(), MAX_MESSAGE_CHARS),
+            None => card_message(card),
+        };
+        let url_title = own("url_title").unwrap_or_else(|| card.button.text.clone());
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("token", inst.token.expose())
+            .append_pair("user", self.user.expose())
+            .append_pair("message", &message)
+            .append_pair("html", "1")
+            .append_pair("title", &truncate(&title, MAX_TITLE_CHARS));
+        if card.url.chars().count() <= MAX_URL_CHARS {
+            form.append_pair("url", &card.url)
+                .append_pair("url_title", &truncate(&url_title, MAX_URL_TITLE_CHARS));
+        }
+        if let Some(t) = card.time {
+            form.append_pair("timestamp", &t.to_string());
+        }
+        if let Some(d) = &self.device {
+            form.append_pair("device", d);
+        }
+        if let Some(p) = inst.priority {
+            form.append_pair("priority", &p.to_string());
+        }
+        if let Some(s) = &inst.sound {
+            form.append_pair("sound", s);
+        }
+        let url = Secret::new(format!("{}/messages.json", inst.api_url));
+        Outbound::Http(HttpRequest::form("POST", url, form.finish()))
+    }
+}
+
+/// What a character costs once HTML-escaped.
+fn html_cost(c: char) -> usize {
+    match c {
+        '&' => 5,
+        '<' | '>' => 4,
+        '"' | '\'' => 6,
+        _ => 1,
+    }
+}
+
+/// The card's message: each piece cut by its escaped cost, the excerpt
+/// taking what the rest leaves of [`MAX_MESSAGE_CHARS`].
+fn card_message(card: &Card) -> String {
+    let text = |s: &str, budget: usize| escape(Dialect::Html, &fit(s, budget, html_cost));
+    let mut by = Vec::new();
+    if let Some(a) = &card.author {
+        by.push(format!("{} @{}", text(&a.name, 80), text(&a.username, 60)));
+    }
+    by.push(text(&card.label, 100));
+    if let Some(c) = &card.category {
+        by.push(match card.color {
+            Some(color) => format!(
+                "<font color=\"{}\">{}</font>",
+                color.hex(),
+                text(&c.text, 80)
+            ),
+            None => text(&c.text, 80),
+        });
+    }
+    let head = by.join(" · ");
+    let mut foot = Vec::new();
+    if !card.tags.is_empty() {
+        let tags: Vec<&str> = card.tags.iter().take(10).map(|t| t.text.as_str()).collect();
+        foot.push(format!("🏷️ {}", text(&tags.join(", "), 150)));
+    }
+    let mut forum = text(&card.footer.text, 80);
+    if let Some(t) = &card.timestamp
+        && let (Some(d), Some(hm), true) = (t.get(..10), t.get(11..16), t.ends_with('Z'))
+    {
+        forum = format!("{forum} · {d} {hm} UTC");
+    }
+    foot.push(format!("<font color=\"#888888\">{forum}</font>"));
+    let foot = foot.join("\n");
+    // `\n\n<i>` + `</i>` around the excerpt, `\n\n` before the foot.
+    let used = head.chars().count() + foot.chars().count() + 2;
+    let room = MAX_MESSAGE_CHARS.saturating_sub(used + 9);
+    let message = match card.text.is_empty() || room < 20 {
+        true => format!("{head}\n\n{foot}"),
+        false => format!("{head}\n\n<i>{}</i>\n\n{foot}", text(&card.text, room)),
+    };
+    truncate_html(&message, MAX_MESSAGE_CHARS)
+}
+
+/// A chat's own card: `{"message", "title"?, "url_title"?}`.
+fn check_card(card: &Value) -> Result<(), String> {
+    let Some(obj) = card.as_object() else {
+        return Err(
+            "a pushover card is an object with `message` (and optionally `title`, `url_title`)"
+                .into(),
+        );
+    };
+    if let Some(key) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "message" | "title" | "url_title"))
+    {
+        return Err(format!(
+            "`{key}` is not part of a pushover card (message, title, url_title)"
+        ));
+    }
+    let len = |key: &str| card[key].as_str().map(|s| s.chars().count());
+    if len("message").is_none() {
+        return Err("a pushover card needs `message`, a string".into());
+    }
+    kit::ensure_len("/message", len("message"), MAX_MESSAGE_CHARS)?;
+    kit::ensure_len("/title", len("title"), MAX_TITLE_CHARS)?;
+    kit::ensure_len("/url_title", len("url_title"), MAX_URL_TITLE_CHARS)?;
+    Ok(())
+}
+
 fn truncate_html(html: &str, max: usize) -> String {
     if html.chars().count() <= max {
         return html.to_string();
@@ -233,6 +370,27 @@ mod tests {
 
     const TOKEN: &str = "azGDORePK8gMaC0QOYAMyEEuzJnyUi";
     const USER: &str = "uQiRzpo4DXghDmr9QzzfQu27cmVRsG";
+
+    #[test]
+    fn a_huge_post_gives_a_card_within_every_limit() {
+        use crate::providers::adaptive::{card_request, huge_card};
+        let r = card_request(&chat(), &huge_card());
+        let f: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(r.body.as_bytes())
+                .into_owned()
+                .collect();
+        let own = json!({"message": f["message"], "title": f["title"]});
+        assert_eq!(check_card(&own), Ok(()));
+        // The excerpt keeps its room: the rest was cut to leave it some.
+        assert!(
+            f["message"].contains("<i>&amp;&lt;") && f["message"].contains("…</i>\n\n🏷️"),
+            "{}",
+            f["message"]
+        );
+        // The URL is over Pushover's 512: left out rather than refused.
+        assert!(!f.contains_key("url"));
+        assert_eq!(f["timestamp"], "1767323045");
+    }
 
     fn chat() -> PushoverChat {
         PushoverChat {

@@ -9,6 +9,18 @@
 //! (strictest reading: a title can never add a header; lettre encodes
 //! non-ASCII per RFC 2047 and keeps lines under 998 octets).
 //!
+//! Cards (the default style): `multipart/alternative` with that text part
+//! first and an HTML part laid out as a card (inline styles and tables, as
+//! mail clients want): a bar in the category's colour down the left, the
+//! avatar (`img`, 40 px, round), the author and @username, what happened ·
+//! the linked category, the linked headline, the excerpt, 🏷️ the tags as
+//! links, a button to the post (in the category's colour), and the forum's
+//! logo, title and the time (UTC). Every value is HTML-escaped; the
+//! headers are the same as for text, so a post still cannot add one. A
+//! chat's own card is an object with `html` (a string of at most 64 KB).
+//! Beside a card, the text part and the subject show a post's `<`/`>` as
+//! `‹`/`›` and break `@` with U+200B, like the Matrix card's `body`.
+//!
 //! Answers: connection, TLS, timeouts and 4xx → Retry; 5xx (550, 553, 554,
 //! 535...) → Permanent; a refused recipient fails the whole message. See
 //! shared/providers.md §3 (Email).
@@ -18,6 +30,7 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 
 use lettre::message::Mailbox;
+use lettre::message::MultiPart;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -179,6 +192,7 @@ impl NativeChat for SmtpChat {
     const KIND: &'static str = REGISTRATION.kind;
     // Submission servers throttle bulk senders; a forum rarely needs more.
     const RATE: Rate = Rate::per_minute(30);
+    const CARDS: bool = true;
 
     fn place(&self) -> String {
         let to: Vec<String> = self.to.iter().map(|m| m.email.to_string()).collect();
@@ -187,7 +201,15 @@ impl NativeChat for SmtpChat {
 
     fn native(&self, msg: &Message<'_>) -> Outbound {
         let (inst, send) = (&self.instance, &self.instance.sender);
-        let subject = subject(msg.context, msg.text);
+        let mut subject = subject(msg.context, msg.text);
+        let mut text = std::borrow::Cow::Borrowed(msg.text);
+        if msg.card.is_some() {
+            // Beside a card, the text part and the subject show a post's
+            // `<`/`>` as the HTML part does not need to: look-alikes, so
+            // no reader of any part can take them for markup.
+            subject = super::inert::plain(&subject);
+            text = std::borrow::Cow::Owned(super::inert::plain(msg.text));
+        }
         let to: Vec<String> = self.to.iter().map(ToString::to_string).collect();
         let references = topic_reference(msg.context);
         let scheme = match send.tls {
@@ -200,6 +222,15 @@ impl NativeChat for SmtpChat {
             "Subject": subject,
             "Content-Type": "text/plain; charset=utf-8",
         });
+        let html = msg.card.map(|card| match msg.custom {
+            Some(custom) => custom["html"].as_str().unwrap_or_default().to_string(),
+            None => card_html(card),
+        });
+        if html.is_some() {
+            headers["Content-Type"] = json!(
+                "multipart/alternative (text/plain; charset=utf-8, text/html; charset=utf-8)"
+            );
+        }
         if let Some(r) = &references {
             headers["References"] = json!(r);
         }
@@ -208,14 +239,23 @@ impl NativeChat for SmtpChat {
             "from": inst.from.to_string(),
             "to": to,
             "subject": subject,
-            "body": msg.text,
+            "body": text,
+            "html": html,
             "references": references,
         });
-        kit::native(["SMTP", &url, msg.text], headers, payload, send.clone())
+        let mut out = kit::native(["SMTP", &url, &text], headers, payload, send.clone());
+        if let (Outbound::Native(n), Some(html)) = (&mut out, html) {
+            n.shown["html"] = json!(html);
+        }
+        out
     }
 
     fn probe(&self) -> Probe {
         Probe::Native(self.instance.sender.clone())
+    }
+
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        check_card(card)
     }
 }
 
@@ -425,9 +465,152 @@ fn build_email(p: &serde_json::Value) -> Result<lettre::Message, String> {
     if let Some(r) = p["references"].as_str().filter(|r| is_message_id(r)) {
         b = b.references(r.to_string());
     }
-    b.header(ContentType::TEXT_PLAIN)
-        .body(p["body"].as_str().unwrap_or("").to_string())
-        .map_err(|e| format!("smtp: cannot build the message: {e}"))
+    let text = p["body"].as_str().unwrap_or("").to_string();
+    let built = match p["html"].as_str() {
+        // lettre picks each part's transfer encoding (quoted-printable or
+        // base64 where needed), so no line passes 998 octets.
+        Some(html) => b.multipart(MultiPart::alternative_plain_html(text, html.to_string())),
+        None => b.header(ContentType::TEXT_PLAIN).body(text),
+    };
+    built.map_err(|e| format!("smtp: cannot build the message: {e}"))
+}
+
+/// A chat's own card's HTML at most, in bytes.
+const MAX_HTML_BYTES: usize = 65_536;
+/// Tags shown at most.
+const MAX_TAGS: usize = 10;
+
+/// A chat's own card: `{"html": "…"}`.
+fn check_card(card: &Value) -> Result<(), String> {
+    let Some(obj) = card.as_object() else {
+        return Err("an smtp card is an object with `html`".into());
+    };
+    if let Some(key) = obj.keys().find(|k| k.as_str() != "html") {
+        return Err(format!("`{key}` is not part of an smtp card (html)"));
+    }
+    let html = card["html"]
+        .as_str()
+        .ok_or("an smtp card needs `html`, a string")?;
+    if html.len() > MAX_HTML_BYTES {
+        return Err(format!(
+            "/html has {} bytes; at most {MAX_HTML_BYTES}",
+            html.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The default card's HTML part: see the module doc. Every text is cut
+/// and escaped, every URL is a card's (absolute http(s), at most 2,000
+/// bytes) escaped in its attribute: at most about 40 KB whatever the post.
+fn card_html(card: &Card) -> String {
+    const H: Dialect = Dialect::Html;
+    let text = |s: &str, max: usize| escape(H, &card::cut(s, max));
+    let attr = |s: &str| escape(H, s);
+    let color = card.color.map_or("#0088CC".to_string(), card::Color::hex);
+    // White on a light colour would not read: dark text there.
+    let on_color = match card.color.map_or(0, |c| {
+        let (r, g, b) = ((c.0 >> 16) & 0xFF, (c.0 >> 8) & 0xFF, c.0 & 0xFF);
+        (299 * r + 587 * g + 114 * b) / 1000
+    }) {
+        l if l > 160 => "#222222",
+        _ => "#FFFFFF",
+    };
+    let a = |url: &str, shown: String, style: &str| {
+        format!("<a href=\"{}\" style=\"{style}\">{shown}</a>", attr(url))
+    };
+    let mut h = String::with_capacity(4096);
+    h += "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head>";
+    h += "<body style=\"margin:0;padding:16px;background:#F4F4F5;font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;color:#222222\">";
+    h += &format!(
+        "<table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"max-width:600px;margin:0 auto;background:#FFFFFF;border-left:4px solid {color};border-radius:4px\"><tr><td style=\"padding:16px 20px\">"
+    );
+    // Who, what, where.
+    h += "<table role=\"presentation\" cellpadding=\"0\" cellspacing=\"0\"><tr>";
+    if let Some(au) = card.author.as_ref().filter(|a| !a.avatar.is_empty()) {
+        h += &format!(
+            "<td style=\"padding-right:10px;vertical-align:middle\"><img src=\"{}\" width=\"40\" height=\"40\" alt=\"{}\" style=\"display:block;border-radius:20px\"></td>",
+            attr(&au.avatar),
+            text(&au.name, 80)
+        );
+    }
+    h += "<td style=\"vertical-align:middle;font-size:14px;line-height:20px\">";
+    if let Some(au) = &card.author {
+        h += &format!(
+            "{} <span style=\"color:#666666\">@{}</span><br>",
+            a(
+                &au.url,
+                format!("<strong>{}</strong>", text(&au.name, 80)),
+                "color:#222222;text-decoration:none"
+            ),
+            text(&au.username, 60)
+        );
+    }
+    h += &format!("<span style=\"color:#666666\">{}", text(&card.label, 200));
+    if let Some(c) = &card.category {
+        h += &format!(
+            " · {}",
+            a(
+                &c.url,
+                text(&c.text, 100),
+                &format!("color:{color};text-decoration:none;font-weight:600")
+            )
+        );
+    }
+    h += "</span></td></tr></table>";
+    // The headline and the excerpt.
+    h += &format!(
+        "<p style=\"margin:14px 0 6px;font-size:18px;line-height:24px;font-weight:600\">{}</p>",
+        a(
+            &card.url,
+            text(&card.headline(), 200),
+            "color:#1A4F8B;text-decoration:none"
+        )
+    );
+    if !card.text.is_empty() {
+        h += &format!(
+            "<p style=\"margin:0 0 12px;font-size:14px;line-height:21px;color:#333333\">{}</p>",
+            text(&card.text, 300)
+        );
+    }
+    if !card.tags.is_empty() {
+        let tags: Vec<String> = (card.tags.iter().take(MAX_TAGS))
+            .map(|t| a(&t.url, text(&t.text, 50), "color:#555555"))
+            .collect();
+        h += &format!(
+            "<p style=\"margin:0 0 12px;font-size:13px;color:#555555\">🏷️ {}</p>",
+            tags.join(", ")
+        );
+    }
+    h += &format!(
+        "<p style=\"margin:16px 0\">{}</p>",
+        a(
+            &card.url,
+            text(&card.button.text, 40),
+            &format!(
+                "display:inline-block;padding:8px 16px;background:{color};color:{on_color};border-radius:4px;text-decoration:none;font-weight:600;font-size:14px"
+            )
+        )
+    );
+    // The forum and the time.
+    h += "<p style=\"margin:0;font-size:12px;line-height:16px;color:#888888\">";
+    if !card.footer.url.is_empty() {
+        h += &format!(
+            "<img src=\"{}\" height=\"16\" alt=\"\" style=\"vertical-align:middle;margin-right:6px\">",
+            attr(&card.footer.url)
+        );
+    }
+    h += &text(&card.footer.text, 100);
+    if let Some(t) = &card.timestamp {
+        // `2026-01-02T03:04:05Z` → `2026-01-02 03:04 UTC`.
+        let shown = match (t.get(..10), t.get(11..16)) {
+            (Some(d), Some(hm)) if t.ends_with('Z') => format!("{d} {hm} UTC"),
+            _ => text(t, 40),
+        };
+        h += &format!(" · {shown}");
+    }
+    h += "</p></td></tr></table></body></html>";
+    h
 }
 
 fn is_message_id(r: &str) -> bool {
@@ -525,6 +708,54 @@ mod tests {
         assert!(head.contains("Subject: =?utf-8?"), "{head}");
         let bad = json!({"from": "x", "to": ["a@example.org"], "subject": "", "body": ""});
         assert!(build_email(&bad).is_err());
+    }
+
+    #[test]
+    fn a_card_is_multipart_with_the_text_first_and_the_headers_unchanged() {
+        let mut card = crate::providers::adaptive::huge_card();
+        card.title = "Title\r\nBcc: evil@example.org <script>".into();
+        let html = card_html(&card);
+        // Every limit holds for a huge post: cut texts, ten tags.
+        assert_eq!(check_card(&json!({"html": html})), Ok(()));
+        assert!(html.len() < 45_000, "{}", html.len());
+        assert_eq!(html.matches("🏷️").count(), 1);
+        assert!(
+            !html.contains("<script") && html.contains("&lt;script&gt;"),
+            "{html}"
+        );
+        let payload = json!({
+            "from": "Forum <forum@example.org>",
+            "to": ["a@example.org"],
+            "subject": "Title\r\nBcc: evil@example.org",
+            "body": "the text",
+            "html": html,
+            "references": "<topic-1@forum.example.org>",
+        });
+        let raw = String::from_utf8(build_email(&payload).unwrap().formatted()).unwrap();
+        let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains("Content-Type: multipart/alternative;"),
+            "{head}"
+        );
+        assert!(!head.to_ascii_lowercase().contains("\r\nbcc:"), "{head}");
+        let plain = rest.find("Content-Type: text/plain").unwrap();
+        let html_at = rest.find("Content-Type: text/html").unwrap();
+        assert!(plain < html_at, "{rest}");
+        assert!(raw.lines().all(|l| l.len() <= 998));
+    }
+
+    #[test]
+    fn own_cards_are_checked() {
+        assert_eq!(check_card(&json!({"html": "<p>x</p>"})), Ok(()));
+        for (bad, why) in [
+            (json!([]), "is an object"),
+            (json!({"html": 1}), "needs `html`"),
+            (json!({"html": "x", "text": "y"}), "`text` is not part"),
+            (json!({"html": "x".repeat(70_000)}), "70000 bytes"),
+        ] {
+            let e = check_card(&bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     fn load(

@@ -1,8 +1,21 @@
 //! `teams`: Microsoft Teams through a Workflows webhook ("When a Teams webhook
 //! request is received"; the URL with its `sig=` is the credential). The body
-//! is a `message` with one Adaptive Card 1.4: the text in a wrapping `TextBlock`
-//! and an `Action.OpenUrl` button to the post, all under 28 KB. Retired Office
+//! is a `message` with one Adaptive Card 1.4, all under 28 KB. Retired Office
 //! 365 connector URLs draw a warning.
+//!
+//! Cards (the default style): the layout of [`super::adaptive`]: a header
+//! band with the avatar (`Image`, style `person`, small), the author's name
+//! and @username, what happened and the linked category; the linked
+//! headline (bolder, medium); the excerpt; the tags as links; the forum's
+//! logo, title and the time (`{{DATE()}}`/`{{TIME()}}`, in each reader's
+//! zone); an `Action.OpenUrl` button to the post (labelled by the `button`
+//! setting, else "View topic"/"View reply"). Adaptive Cards take no colour
+//! values: the category's colour is approximated by the header's container
+//! `style` (good, attention, warning, accent or emphasis, the nearest by
+//! hue; greys and no colour leave the default). The rendered text is the
+//! card's `fallbackText`. A chat's own card is an `AdaptiveCard` object (at
+//! most version 1.4, 6 actions, 24 KB), sent as the attachment's `content`.
+//! With `style = "text"`: the text in a wrapping `TextBlock` and a button.
 //!
 //! Dialect: Markdown (Teams' subset), strictest reading (no parser test): an
 //! @mention needs a `msteams.entities` entry, which the card never has.
@@ -11,6 +24,7 @@
 //! only in its run history); 4xx permanent, 429 and 5xx retry. See
 //! shared/providers.md §2.8.
 
+use super::adaptive::{self, Flavor};
 use super::kit::prelude::*;
 
 pub const REGISTRATION: Registration = kit::registration::<Teams>(
@@ -27,6 +41,21 @@ const MAX_URL_BYTES: usize = 2_048;
 
 const DEFAULT_BUTTON: &str = "Open in forum";
 
+/// Teams renders Adaptive Cards 1.4 from a Workflows webhook (1.5 features
+/// show as "card not supported" on some clients); the card keeps 4 KB of
+/// the 28 KB for the envelope and the fallback text.
+const FLAVOR: Flavor = Flavor {
+    version: "1.4",
+    dates: true,
+    max_bytes: 24_000,
+};
+
+/// Buttons Teams shows on one card.
+const MAX_ACTIONS: usize = 6;
+
+/// The card's `fallbackText` (the rendered text) at most, in JSON bytes.
+const MAX_FALLBACK_BYTES: usize = 2_000;
+
 /// The default message: like the renderer's Markdown one, but with the
 /// excerpt in its own paragraph (Teams has no block quotes, and only a blank
 /// line breaks a line in every Adaptive Card renderer).
@@ -41,7 +70,8 @@ const DEFAULT_TEMPLATE: &str = concat!(
 /// `[providers.NAME]` for `kind = "teams"`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct Settings {
-    /// Label of the card's button that opens the post (default "Open in forum").
+    /// Label of the card's button that opens the post (default: "View topic" or
+    /// "View reply" on a card, "Open in forum" on a text message).
     pub button: Option<String>,
 }
 
@@ -55,7 +85,7 @@ pub struct Target {
 
 #[derive(Debug)]
 struct Teams {
-    button: String,
+    button: Option<String>,
 }
 
 impl Provider for Teams {
@@ -64,8 +94,9 @@ impl Provider for Teams {
 
     fn new(s: Settings, _: &Table, _: &mut Ctx<'_>) -> Option<Self> {
         let button = s.button.as_deref().map(str::trim).filter(|b| !b.is_empty());
-        let button = button.unwrap_or(DEFAULT_BUTTON).to_string();
-        Some(Teams { button })
+        Some(Teams {
+            button: button.map(str::to_string),
+        })
     }
 
     fn bind_target(self: Arc<Self>, t: Target, chat: Span, cx: &mut Ctx<'_>) -> Bound {
@@ -93,13 +124,28 @@ impl Provider for Teams {
 
 #[derive(Debug)]
 struct TeamsChat {
-    button: String,
+    /// The `button` setting, when set.
+    button: Option<String>,
     url: Secret,
     /// Values no reason may show: the URL and its `sig`.
     scrub: Vec<Secret>,
 }
 
 impl TeamsChat {
+    /// The card message: the chat's own card or the default, with the
+    /// rendered text as its `fallbackText` (unless the chat's own names one).
+    fn card_message(&self, card: &Card, msg: &Message<'_>) -> Value {
+        let mut content = match msg.custom {
+            Some(custom) => custom.clone(),
+            None => adaptive::default_card(card, self.button.as_deref(), &FLAVOR),
+        };
+        if content.get("fallbackText").is_none() && content.is_object() {
+            let text = adaptive::inert(msg.text);
+            content["fallbackText"] = json!(fit(&text, MAX_FALLBACK_BYTES, json_len));
+        }
+        message(content)
+    }
+
     /// The Adaptive Card for `text`, with a button to `link` when there is one.
     fn card(&self, text: &str, link: Option<&str>) -> Value {
         let mut card = json!({
@@ -109,12 +155,18 @@ impl TeamsChat {
             "body": [{"type": "TextBlock", "text": text, "wrap": true}],
         });
         if let Some(url) = link {
-            card["actions"] = json!([{"type": "Action.OpenUrl", "title": self.button, "url": url}]);
+            let title = self.button.as_deref().unwrap_or(DEFAULT_BUTTON);
+            card["actions"] = json!([{"type": "Action.OpenUrl", "title": title, "url": url}]);
         }
-        let attachment =
-            json!({"contentType": "application/vnd.microsoft.card.adaptive", "content": card});
-        json!({"type": "message", "attachments": [attachment]})
+        message(card)
     }
+}
+
+/// The Workflows message carrying `card`.
+fn message(card: Value) -> Value {
+    let attachment =
+        json!({"contentType": "application/vnd.microsoft.card.adaptive", "content": card});
+    json!({"type": "message", "attachments": [attachment]})
 }
 
 /// The post's URL (or the topic's) from the template context, when it is a
@@ -167,8 +219,17 @@ impl kit::Chat for TeamsChat {
     const RATE: Option<Rate> = Some(Rate::per_second(1));
     const ANSWERS: &dyn kit::Answers = &SPEC;
     const TEMPLATE: Option<&'static str> = Some(DEFAULT_TEMPLATE);
+    const CARDS: bool = true;
+
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        adaptive::check_card(card, &FLAVOR, MAX_ACTIONS)
+    }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
+        if let Some(card) = msg.card {
+            let body = self.card_message(card, msg);
+            return Outbound::Http(HttpRequest::post_json(&self.url, &body));
+        }
         let link = post_link(msg.context);
         let envelope = self.card("", link.as_deref()).to_string().len();
         let text = fit(msg.text, MAX_BODY_BYTES.saturating_sub(envelope), json_len);
@@ -191,13 +252,13 @@ impl kit::Chat for TeamsChat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::testkit::{bind, body, messages, post_in, reason, resp};
+    use crate::providers::testkit::{bind, body, http, messages, post_in, reason, resp};
 
     const URL: &str = "https://prod-01.westeurope.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=canarySig123";
 
     fn chat() -> TeamsChat {
         TeamsChat {
-            button: DEFAULT_BUTTON.into(),
+            button: None,
             url: Secret::new(URL),
             scrub: vec![Secret::new(URL), Secret::new("canarySig123")],
         }
@@ -235,6 +296,31 @@ mod tests {
         assert_eq!(
             Destination::default_template(&chat()),
             Some(DEFAULT_TEMPLATE)
+        );
+    }
+
+    #[test]
+    fn a_huge_post_gives_a_card_within_every_limit() {
+        let card = adaptive::huge_card();
+        let text = "\"word\" ".repeat(10_000);
+        let r = http(chat().request(&Message {
+            chat: "test-chat",
+            text: &text,
+            context: &json!({}),
+            card: Some(&card),
+            custom: None,
+            action: Action::default(),
+            delivery: None,
+        }));
+        assert!(r.body.len() <= MAX_BODY_BYTES, "{}", r.body.len());
+        let content = &body(&r)["attachments"][0]["content"];
+        assert_eq!(chat().check_card(content), Ok(()));
+        assert_eq!(content["actions"][0]["type"], "Action.OpenUrl");
+        assert!(
+            content["fallbackText"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with('…')
         );
     }
 

@@ -133,9 +133,34 @@ const NOT_BOT_API: Spec = Spec {
     ..Spec::plain("telegram")
 };
 
+/// The default message, laid out as well as Telegram's HTML allows: the
+/// state marks and the bold linked title; the author · what happened · the
+/// linked category; the excerpt in a `<blockquote>`; 🏷️ the tags as links.
+/// No `@username`: an `@name` in a Telegram message mentions whoever holds
+/// that name there. Values are HTML-escaped by the renderer (in `href`s
+/// too, where the forum's URL and the category's path and id, or the tag,
+/// complete the link).
+const DEFAULT_TEMPLATE: &str = concat!(
+    "{{#if topic.solved}}✅ {{/if}}{{#if topic.closed}}🔒 {{/if}}",
+    "{{#if topic.archived}}🗄️ {{/if}}{{#if topic.pinned}}📌 {{/if}}",
+    "<b>{{#if post}}{{link post.url topic.title}}{{else}}{{link topic.url topic.title}}{{/if}}</b>",
+    "{{#if post}}\n{{#if post.name}}{{post.name}}{{else}}{{post.username}}{{/if}}",
+    " · {{#if post.is_first}}new topic{{else}}reply #{{post.number}}{{/if}}",
+    "{{#if topic.category}} · ",
+    "<a href=\"{{forum.url}}/c/{{topic.category.path}}/{{topic.category.id}}\">{{topic.category.name}}</a>",
+    "{{/if}}",
+    "{{else}}{{#if topic.category}}\n",
+    "<a href=\"{{forum.url}}/c/{{topic.category.path}}/{{topic.category.id}}\">{{topic.category.name}}</a>",
+    "{{/if}}{{/if}}",
+    "{{#if post}}{{#if post.excerpt}}\n<blockquote>{{post.excerpt}}</blockquote>{{/if}}{{/if}}",
+    "{{#if topic.tags}}\n🏷️ {{#each topic.tags}}{{#unless @first}}, {{/unless}}",
+    "<a href=\"{{@root.forum.url}}/tag/{{this}}\">{{this}}</a>{{/each}}{{/if}}",
+);
+
 impl kit::Chat for TelegramChat {
     const KIND: &str = REGISTRATION.kind;
     const DIALECT: Dialect = Dialect::Html;
+    const TEMPLATE: Option<&'static str> = Some(DEFAULT_TEMPLATE);
     // sendMessage returns `message_id`: replies (`reply_parameters`),
     // `editMessageText` and `deleteMessage` can use it.
     const CAPS: Capabilities = Capabilities::ALL;
@@ -426,6 +451,34 @@ fn next_token(s: &str) -> Option<(&str, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_template_lays_out_title_byline_quote_and_tag_links() {
+        use crate::ingest::Event;
+        use crate::render::Renderer;
+        let mut event = Event::sample("https://forum.example.org");
+        event.topic.tags.truncate(1);
+        event.topic.tags[0].name = "rust".into();
+        let mut hostile = event.clone();
+        hostile.topic.tags[0].name = "<b>&\"".into();
+        let mut r = Renderer::new();
+        r.register("d", DEFAULT_TEMPLATE, Dialect::Html).unwrap();
+        let out = r.render("d", Dialect::Html, &event, "c").unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        assert!(
+            lines[3].ends_with("<a href=\"https://forum.example.org/tag/rust\">rust</a>"),
+            "{out}"
+        );
+        let out = r.render("d", Dialect::Html, &hostile, "c").unwrap();
+        assert!(out.contains("&lt;b&gt;&amp;&quot;"), "{out}");
+        // Without a post: the title and the category.
+        let mut bare = event.clone();
+        bare.post = None;
+        bare.topic.tags.clear();
+        let out = r.render("d", Dialect::Html, &bare, "c").unwrap();
+        assert_eq!(out.lines().count(), 2, "{out}");
+    }
     use crate::providers::testkit::{bind_chat, body, post, reply, request, resp};
     use std::time::Duration;
 

@@ -3,6 +3,23 @@
 //! `id` is the `remote_id`: replies add `parentId`, edits `PUT` and deletes
 //! `DELETE /v1/messages/{id}`.
 //!
+//! Cards (the default style): one attachment of type
+//! `application/vnd.microsoft.card.adaptive`, an Adaptive Card 1.3 (the
+//! newest Webex renders) in the layout of [`super::adaptive`]: a header band
+//! with the avatar (`Image`, style `person`, small), the author, what
+//! happened and the linked category; the linked headline; the excerpt; the
+//! tags as links; the forum's logo, title and the time (written out in UTC:
+//! Webex documents no `{{DATE()}}` functions); a "View topic"/"View reply"
+//! `Action.OpenUrl` button. The category's colour is approximated by the
+//! header's container `style` (the nearest of good, attention, warning,
+//! accent, emphasis; greys and no colour leave the default). `markdown`
+//! stays: Webex requires text with a card, and shows it in notifications
+//! and in clients that cannot draw the card. Webex cannot edit a message
+//! with an attachment (its docs: 400 "not currently supported"): an edit
+//! sends the new `markdown` alone and fails with a hint to set
+//! `on_edit = "ignore"`. A chat's own card is an `AdaptiveCard` object (at
+//! most version 1.3, 5 buttons, 16 KB).
+//!
 //! Dialect: Webex Markdown, strictest reading (no parser test): the renderer
 //! escapes formatting characters and `<`, and puts U+200B after a mentioning
 //! `@`, so `<@all>` breaks whether Webex reads tags before the Markdown or after.
@@ -11,6 +28,7 @@
 //! retry after `Retry-After`; a 404 about a message (deleted) is done. See
 //! shared/providers.md §2.10.
 
+use super::adaptive::{self, Flavor};
 use super::kit::prelude::*;
 
 pub const REGISTRATION: Registration =
@@ -21,6 +39,17 @@ const DEFAULT_API_URL: &str = "https://webexapis.com";
 /// Longest `markdown` Webex accepts, in bytes (Webex docs; Alertmanager's
 /// `notify/webex` cuts at the same size).
 const MAX_MARKDOWN_BYTES: usize = 7439;
+
+/// Webex renders Adaptive Cards up to 1.3 ("Buttons and Cards" guide) and
+/// documents no size for a card: 16 KB is kept, twice the text's limit.
+const FLAVOR: Flavor = Flavor {
+    version: "1.3",
+    dates: false,
+    max_bytes: 16_000,
+};
+
+/// "Cards may include up to five buttons" (the same guide).
+const MAX_ACTIONS: usize = 5;
 
 /// `[providers.NAME]` for `kind = "webex"`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -133,20 +162,42 @@ impl kit::Chat for WebexChat {
     // No published numbers, 429 + Retry-After: one a second per room stays clear.
     const RATE: Option<Rate> = Some(Rate::per_second(1));
     const ANSWERS: &dyn kit::Answers = &SPEC;
+    const CARDS: bool = true;
+
+    fn check_card(&self, card: &Value) -> Result<(), String> {
+        adaptive::check_card(card, &FLAVOR, MAX_ACTIONS)
+    }
 
     fn target(&self) -> String {
         format!("{} {}", Self::TARGET, self.room_id)
     }
 
     fn request(&self, msg: &Message<'_>) -> Outbound {
+        // Beside a card, the text takes the card's look-alike `‹ ›` too
+        // (`adaptive::inert`): one reading of `<` in the whole message.
+        let text = match msg.card {
+            Some(_) => std::borrow::Cow::Owned(adaptive::inert(msg.text)),
+            None => std::borrow::Cow::Borrowed(msg.text),
+        };
         let mut body = json!({
             "roomId": self.room_id,
-            "markdown": fit(msg.text, MAX_MARKDOWN_BYTES, char::len_utf8),
+            "markdown": fit(&text, MAX_MARKDOWN_BYTES, char::len_utf8),
         });
         let req = match msg.action {
             Action::Post { thread } => {
                 if let Some(root) = thread.and_then(|t| t.root) {
                     body["parentId"] = json!(root);
+                }
+                if let Some(card) = msg.card {
+                    let content = match msg.custom {
+                        Some(custom) => custom.clone(),
+                        None => adaptive::default_card(card, None, &FLAVOR),
+                    };
+                    let attachment = json!({
+                        "contentType": "application/vnd.microsoft.card.adaptive",
+                        "content": content,
+                    });
+                    body["attachments"] = json!([attachment]);
                 }
                 HttpRequest::post_json(&Secret::new(self.messages.clone()), &body)
             }
@@ -171,6 +222,15 @@ impl kit::Chat for WebexChat {
             },
             404 if message.contains("message") && !message.contains("room") => {
                 Outcome::Sent { remote_id: None }
+            }
+            // Editing a message with a card (or a file): Webex cannot.
+            400 if message.contains("not currently supported")
+                || message.contains("unsupported") =>
+            {
+                kit::hinted(
+                    classify_json(resp, &SPEC),
+                    " (Webex cannot edit a message with a card: set on_edit = \"ignore\" and on_delete = \"ignore\" or \"delete\", or style = \"text\")",
+                )
             }
             _ => classify_json(resp, &SPEC),
         }
@@ -232,6 +292,40 @@ mod tests {
                 None => assert!(r.body.is_empty()),
             }
         }
+    }
+
+    #[test]
+    fn a_huge_post_gives_a_card_within_every_limit() {
+        let card = adaptive::huge_card();
+        let text = "é word ".repeat(2000);
+        let ctx = json!({});
+        let r = crate::providers::testkit::http(chat().request(&Message {
+            chat: "test-chat",
+            text: &text,
+            context: &ctx,
+            card: Some(&card),
+            custom: None,
+            action: reply(Some(ID)),
+            delivery: None,
+        }));
+        let b = body(&r);
+        assert_eq!(b["parentId"], ID);
+        assert!(b["markdown"].as_str().unwrap_or_default().len() <= MAX_MARKDOWN_BYTES);
+        let att = &b["attachments"][0];
+        assert_eq!(
+            att["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
+        assert_eq!(chat().check_card(&att["content"]), Ok(()));
+        assert_eq!(att["content"]["version"], "1.3");
+    }
+
+    #[test]
+    fn editing_a_card_is_refused_with_a_hint() {
+        let c: &dyn Destination = &chat();
+        let refused = r#"{"message":"Editing messages with attachments is not currently supported","trackingId":"ROUTER_9"}"#;
+        let r = reason(c.classify(&resp(400, &[], refused)));
+        assert!(r.contains("on_edit = \"ignore\""), "{r}");
     }
 
     #[test]

@@ -218,6 +218,29 @@ impl ZulipChat {
     }
 }
 
+/// The default message, laid out as well as Zulip's Markdown allows: the
+/// state marks and the bold linked title; the author · what happened · the
+/// linked category; the excerpt quoted; 🏷️ the tags as links. No
+/// `@username` (Zulip's mention syntax is `@**Name**`; a plain `@name`
+/// would not notify, but reads like it). Values are Markdown-escaped by
+/// the renderer, in link destinations too (where `\_` reads as `_`).
+const DEFAULT_TEMPLATE: &str = concat!(
+    "{{#if topic.solved}}✅ {{/if}}{{#if topic.closed}}🔒 {{/if}}",
+    "{{#if topic.archived}}🗄️ {{/if}}{{#if topic.pinned}}📌 {{/if}}",
+    "**{{#if post}}{{link post.url topic.title}}{{else}}{{link topic.url topic.title}}{{/if}}**",
+    "{{#if post}}\n{{#if post.name}}{{post.name}}{{else}}{{post.username}}{{/if}}",
+    " · {{#if post.is_first}}new topic{{else}}reply #{{post.number}}{{/if}}",
+    "{{#if topic.category}} · ",
+    "[{{topic.category.name}}]({{forum.url}}/c/{{topic.category.path}}/{{topic.category.id}})",
+    "{{/if}}",
+    "{{else}}{{#if topic.category}}\n",
+    "[{{topic.category.name}}]({{forum.url}}/c/{{topic.category.path}}/{{topic.category.id}})",
+    "{{/if}}{{/if}}",
+    "{{#if post}}{{#if post.excerpt}}\n> {{post.excerpt}}{{/if}}{{/if}}",
+    "{{#if topic.tags}}\n\n🏷️ {{#each topic.tags}}{{#unless @first}}, {{/unless}}",
+    "[{{this}}]({{@root.forum.url}}/tag/{{this}}){{/each}}{{/if}}",
+);
+
 impl kit::Chat for ZulipChat {
     const KIND: &str = REGISTRATION.kind;
 
@@ -250,6 +273,7 @@ impl kit::Chat for ZulipChat {
         Probe::Http(steps)
     }
     const DIALECT: Dialect = Dialect::Markdown;
+    const TEMPLATE: Option<&'static str> = Some(DEFAULT_TEMPLATE);
     // Zulip's default: 200 requests a minute per user, shared by every
     // chat of the bot; 1/s with bursts of 10 leaves room for others.
     const RATE: Option<Rate> = Some(Rate::per_secs(10, 10));
@@ -383,6 +407,36 @@ fn zulip_error(b: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_template_lays_out_title_byline_quote_and_tag_links() {
+        use crate::ingest::Event;
+        use crate::render::Renderer;
+        let mut event = Event::sample("https://forum.example.org");
+        event.topic.tags.truncate(1);
+        event.topic.tags[0].name = "rust".into();
+        let mut hostile = event.clone();
+        hostile.topic.tags[0].name = "<b>&\"".into();
+        let mut r = Renderer::new();
+        r.register("d", DEFAULT_TEMPLATE, Dialect::Markdown)
+            .unwrap();
+        let out = r.render("d", Dialect::Markdown, &event, "c").unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        // A blank line ends the quote (a next line would continue it).
+        assert_eq!(lines.len(), 5, "{out}");
+        assert!(
+            lines[3].is_empty() && lines[4].ends_with("[rust](https://forum.example.org/tag/rust)"),
+            "{out}"
+        );
+        let out = r.render("d", Dialect::Markdown, &hostile, "c").unwrap();
+        assert!(out.contains("\\<b\\>"), "{out}");
+        // Without a post: the title and the category.
+        let mut bare = event.clone();
+        bare.post = None;
+        bare.topic.tags.clear();
+        let out = r.render("d", Dialect::Markdown, &bare, "c").unwrap();
+        assert_eq!(out.lines().count(), 2, "{out}");
+    }
     use crate::providers::testkit::{http, messages, resp};
     use serde_json::json;
     use std::collections::HashMap;
