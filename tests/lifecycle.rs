@@ -435,7 +435,12 @@ forum_channel = true
                 assert_eq!(method, "PATCH");
                 assert_eq!(path, format!("{hook}/messages/901?thread_id=900"));
                 assert_eq!(body["allowed_mentions"], json!({"parse": []}));
-                assert!(body["content"].as_str().unwrap().contains("DashMap"));
+                // The card is edited: the new excerpt is the embed's.
+                let embed = &body["embeds"][0];
+                assert!(
+                    embed["description"].as_str().unwrap().contains("DashMap"),
+                    "{body}"
+                );
                 let (method, path, _) = path_and_json(&r[3]);
                 assert_eq!(method, "DELETE");
                 assert_eq!(path, format!("{hook}/messages/901?thread_id=900"));

@@ -959,7 +959,7 @@ fn read_chats(
         }
 
         let (on_edit, on_delete) = match &destination {
-            Some(dest) => lifecycle(&chat, dest.as_ref(), cx),
+            Some(dest) => lifecycle(&chat, dest.as_ref(), style, cx),
             None => (OnEdit::Ignore, OnDelete::Ignore),
         };
         if let Some(destination) = destination {
@@ -1082,16 +1082,31 @@ fn has_unknown_rule_keys(chat: &Item, fields: &[String]) -> bool {
 
 /// The chat's `on_edit`/`on_delete`: as set (an error where the platform
 /// cannot do it), else the most the platform can do.
-fn lifecycle(chat: &model::Chat, dest: &dyn Destination, cx: &mut Ctx<'_>) -> (OnEdit, OnDelete) {
-    let caps = dest.capabilities();
+fn lifecycle(
+    chat: &model::Chat,
+    dest: &dyn Destination,
+    style: Style,
+    cx: &mut Ctx<'_>,
+) -> (OnEdit, OnDelete) {
+    let mut caps = dest.capabilities();
+    // A card the platform cannot edit: neither updates nor strike-throughs.
+    let frozen = style == Style::Card && !dest.card_edits();
+    caps.edit &= !frozen;
     let mut refuse = |span: Range<usize>, key: &str, value: &str, needs: &str| {
-        cx.error(
-            Some(span),
-            format!(
-                "`{key} = \"{value}\"` needs a destination that can {needs} messages; this {} chat ({}) cannot: use \"ignore\"",
+        let why = match frozen {
+            true => format!(
+                "{} cannot edit a message sent as a card: use \"ignore\", or `style = \"text\"`",
+                dest.kind()
+            ),
+            false => format!(
+                "this {} chat ({}) cannot: use \"ignore\"",
                 dest.kind(),
                 dest.target()
             ),
+        };
+        cx.error(
+            Some(span),
+            format!("`{key} = \"{value}\"` needs a destination that can {needs} messages; {why}"),
         );
     };
     let on_edit = match &chat.on_edit {

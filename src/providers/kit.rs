@@ -835,6 +835,8 @@ pub trait Chat: Send + Sync + std::fmt::Debug {
     const READS_CONTEXT: bool = true;
     /// [`Destination::cards`]: the platform has a card format.
     const CARDS: bool = false;
+    /// [`Destination::card_edits`]: a card, once sent, can be edited.
+    const CARD_EDITS: bool = true;
 
     /// [`Chat::CARDS`], unless the chat's kind of address decides it.
     fn cards(&self) -> bool {
@@ -934,6 +936,9 @@ impl<C: Chat> Destination for C {
     }
     fn check_card(&self, card: &Value) -> Result<(), String> {
         Chat::check_card(self, card)
+    }
+    fn card_edits(&self) -> bool {
+        C::CARD_EDITS
     }
     fn classify(&self, resp: &HttpResponse) -> Outcome {
         Chat::classify(self, resp)

@@ -279,6 +279,12 @@ pub trait Destination: Send + Sync + fmt::Debug {
     fn cards(&self) -> bool {
         false
     }
+    /// Whether a message sent as a card can be edited (Webex refuses to
+    /// edit a message with an attachment): a card chat of a destination
+    /// that cannot gets no edits or strike-throughs.
+    fn card_edits(&self) -> bool {
+        true
+    }
     /// Checks a chat's own card (its `card` template rendered for the
     /// sample events) against the platform's limits and shape at load:
     /// `Err` says what is wrong and where (a JSON pointer).

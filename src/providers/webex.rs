@@ -15,9 +15,10 @@
 //! accent, emphasis; greys and no colour leave the default). `markdown`
 //! stays: Webex requires text with a card, and shows it in notifications
 //! and in clients that cannot draw the card. Webex cannot edit a message
-//! with an attachment (its docs: 400 "not currently supported"): an edit
-//! sends the new `markdown` alone and fails with a hint to set
-//! `on_edit = "ignore"`. A chat's own card is an `AdaptiveCard` object (at
+//! with an attachment (its docs: 400 "not currently supported"), so a card
+//! chat gets no edits or strike-throughs (`CARD_EDITS`: the loader defaults
+//! `on_edit` to `ignore` and refuses `update`); should one reach Webex
+//! anyway (a message sent before `style` changed), it fails with that hint. A chat's own card is an `AdaptiveCard` object (at
 //! most version 1.3, 5 buttons, 16 KB).
 //!
 //! Dialect: Webex Markdown, strictest reading (no parser test): the renderer
@@ -163,6 +164,8 @@ impl kit::Chat for WebexChat {
     const RATE: Option<Rate> = Some(Rate::per_second(1));
     const ANSWERS: &dyn kit::Answers = &SPEC;
     const CARDS: bool = true;
+    // Webex: 400 "not currently supported" for an edit of a message with an attachment.
+    const CARD_EDITS: bool = false;
 
     fn check_card(&self, card: &Value) -> Result<(), String> {
         adaptive::check_card(card, &FLAVOR, MAX_ACTIONS)
