@@ -457,6 +457,8 @@ api_url = "{api}"
 name = "c"
 provider = "wx"
 room_id = "Y2lzY29zcGFyazovL3VzL1JPT00vMQ"
+# Webex cannot edit a card: the text message is what edits here.
+style = "text"
 "#,
             env: ("WEBEX_TOKEN", "canary-webex"),
             mount: "",
