@@ -4,8 +4,9 @@
 //! recent activity (hourly counts and the last deliveries, for the pane).
 //!
 //! The embedded redb store ([`super::redb_store::RedbStore`]) is the default;
-//! the trait is what a shared backend (NATS JetStream streams + KV) would
-//! implement so several relays can split the work. Every method is blocking
+//! [`super::pg_store::PgStore`] implements the same trait on PostgreSQL, a
+//! store several relays can share. Both pass one behaviour suite
+//! (`store_suite.rs`). Every method is blocking
 //! (disk I/O): async callers go through `spawn_blocking` or the group-commit
 //! thread, never call these on the runtime directly.
 
