@@ -67,7 +67,7 @@ const MIGRATION_LOCK: i64 = 0x6472_656c_6179_0001;
 /// a few workers at once; more callers wait for one.
 const POOL_SIZE: u32 = 8;
 /// How long a caller waits for a connection (the database down: 503 after this).
-const POOL_WAIT: Duration = Duration::from_secs(5);
+const POOL_WAIT: Duration = Duration::from_secs(3);
 /// Connect timeout when the URL sets none.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many of the newest quarantined rows [`Store::quarantined`] lists.

@@ -532,6 +532,33 @@ pub fn peer_missing(peer: &str, what: &str) {
     eprintln!("SKIP: {what}");
 }
 
+/// A PostgreSQL store of its own for test `name`: a fresh schema in the
+/// test database (`DISCOURSE_RELAY_TEST_PG`, from scripts/ci/start-postgres),
+/// as a URL whose connections use it. `None` after [`peer_missing`] when the
+/// variable is not set (a failure under CI=true).
+pub fn postgres_store(name: &str) -> Option<String> {
+    let base = match std::env::var("DISCOURSE_RELAY_TEST_PG") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            peer_missing(
+                "postgres",
+                "DISCOURSE_RELAY_TEST_PG is not set (scripts/ci/start-postgres)",
+            );
+            return None;
+        }
+    };
+    let schema = format!("it{}_{name}", std::process::id());
+    let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+    c.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ))
+    .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!(
+        "{base}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
+    ))
+}
+
 /// A fresh temporary directory (removed when dropped).
 pub fn temp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
