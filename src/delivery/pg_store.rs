@@ -39,6 +39,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use postgres::{Client, NoTls, Transaction};
@@ -50,9 +51,9 @@ use super::redb_store::{
 };
 use super::store::{
     AcceptOutcome, Ack, AttemptResult, DeadLetter, DeliveryRecord, FollowUp, HOUR_MS, HourCount,
-    InboundEvent, MessageRef, NewDelivery, Payload, PendingChange, PostChat, PostKey, PostRecord,
-    QuarantineSummary, QuarantinedRow, QueuedDelivery, RECENT_PER_CHAT, RefChange, Routed, Store,
-    StoreError, StoredEvent,
+    InboundEvent, Lease, MessageRef, NewDelivery, Payload, PendingChange, PostChat, PostKey,
+    PostRecord, QuarantineSummary, QuarantinedRow, QueuedDelivery, RECENT_PER_CHAT, RefChange,
+    Routed, Store, StoreError, StoredEvent,
 };
 
 mod embedded {
@@ -230,6 +231,14 @@ pub struct PgStore {
     password: Option<String>,
     /// A cheap commit happened since the last durable one ([`Store::sync`]).
     cheap_pending: AtomicBool,
+    /// This relay's name in `chats.owner` (unique per process).
+    node: String,
+    /// The chats whose lease this store was granted, with its epoch (a
+    /// lost one is dropped: in leasing mode a chat not here is fenced).
+    held: Mutex<HashMap<String, i64>>,
+    /// Set by the first claim: from then on owner writes need the lease
+    /// (a relay that never claims, as today's single relay, is not fenced).
+    leasing: AtomicBool,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -317,7 +326,43 @@ impl PgStore {
             target,
             password,
             cheap_pending: AtomicBool::new(false),
+            node: format!("relay-{}-{:08x}", std::process::id(), fastrand::u32(..)),
+            held: Mutex::new(HashMap::new()),
+            leasing: AtomicBool::new(false),
         })
+    }
+
+    /// This relay's name as the `chats.owner` of the leases it holds.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn held(&self) -> MutexGuard<'_, HashMap<String, i64>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fences an owner write for `chat` in `tx`: once this store leases,
+    /// the chat's row must still name it with the epoch it was granted
+    /// (and, to take new work, an unexpired lease). The row is share-locked
+    /// until commit, so a claim by another relay waits for this write and
+    /// then fences the next.
+    fn fence(&self, tx: &mut Transaction<'_>, chat: &str, taking: bool) -> R<()> {
+        if !self.leasing.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let lost = || PgError::Store(StoreError::LostLease { chat: chat.into() });
+        let Some(epoch) = self.held().get(chat).copied() else {
+            return Err(lost());
+        };
+        let row = tx.query_opt(
+            "SELECT owner = $2 AND epoch = $3 AND ($4 = false OR lease_until > now()) \
+             FROM chats WHERE chat = $1 FOR SHARE",
+            &[&chat, &self.node, &epoch, &taking],
+        )?;
+        match row.map(|r| r.get::<_, Option<bool>>(0)) {
+            Some(Some(true)) => Ok(()),
+            _ => Err(lost()),
+        }
     }
 
     fn error(&self, e: PgError) -> StoreError {
@@ -1040,6 +1085,7 @@ impl Store for PgStore {
 
     fn heads(&self, chat: &str, max: usize) -> Result<Vec<QueuedDelivery>, StoreError> {
         self.write(|tx| {
+            self.fence(tx, chat, true)?;
             // The chat's row lock orders this against `follow_up`.
             let taken: Option<i64> = tx
                 .query_opt(
@@ -1073,6 +1119,7 @@ impl Store for PgStore {
             return Ok(());
         }
         self.write(|tx| {
+            self.fence(tx, chat, false)?;
             let seqs: Vec<i64> = acks.iter().map(|a| ms(a.seq)).collect();
             let mut removed: HashSet<i64> = tx
                 .query(
@@ -1150,6 +1197,7 @@ impl Store for PgStore {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
+            self.fence(tx, chat, false)?;
             let seq = ms(seq);
             let Some(row) = tx.query_opt(
                 "SELECT row FROM queue WHERE chat = $1 AND seq = $2 FOR UPDATE",
@@ -1192,6 +1240,7 @@ impl Store for PgStore {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
+            self.fence(tx, chat, false)?;
             let seq = ms(seq);
             let Some(row) = tx.query_opt(
                 "DELETE FROM queue WHERE chat = $1 AND seq = $2 RETURNING row",
@@ -1440,6 +1489,75 @@ impl Store for PgStore {
         })
     }
 
+    fn claim(&self, chat: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        self.leasing.store(true, Ordering::Release);
+        let granted = self.write(|tx| {
+            tx.execute(
+                "INSERT INTO chats (chat) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&chat],
+            )?;
+            // Free, expired or already ours (then renewed under the same
+            // epoch while unexpired); the expiry is the database's clock,
+            // the same for every relay.
+            let row = tx.query_opt(
+                "UPDATE chats SET \
+                 epoch = CASE WHEN owner = $2 AND lease_until > now() THEN epoch ELSE epoch + 1 END, \
+                 owner = $2, lease_until = now() + make_interval(secs => $3) \
+                 WHERE chat = $1 AND (owner IS NULL OR owner = $2 OR lease_until IS NULL \
+                 OR lease_until <= now()) RETURNING epoch",
+                &[&chat, &self.node, &ttl.as_secs_f64()],
+            )?;
+            Ok((row.map(|r| r.get::<_, i64>(0)), Commit::Durable))
+        })?;
+        let mut held = self.held();
+        match granted {
+            Some(epoch) => {
+                held.insert(chat.to_string(), epoch);
+                Ok(Some(Lease { epoch: un(epoch) }))
+            }
+            None => {
+                // Someone else's: anything this store held of it is lost.
+                held.remove(chat);
+                Ok(None)
+            }
+        }
+    }
+
+    fn renew(&self, chat: &str, ttl: Duration) -> Result<Lease, StoreError> {
+        let lost = || StoreError::LostLease { chat: chat.into() };
+        let Some(epoch) = self.held().get(chat).copied() else {
+            return Err(lost());
+        };
+        let renewed = self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE chats SET lease_until = now() + make_interval(secs => $4) \
+                 WHERE chat = $1 AND owner = $2 AND epoch = $3 AND lease_until > now()",
+                &[&chat, &self.node, &epoch, &ttl.as_secs_f64()],
+            )?;
+            Ok((n == 1, Commit::Durable))
+        })?;
+        if renewed {
+            Ok(Lease { epoch: un(epoch) })
+        } else {
+            self.held().remove(chat);
+            Err(lost())
+        }
+    }
+
+    fn release(&self, chat: &str) -> Result<(), StoreError> {
+        let Some(epoch) = self.held().remove(chat) else {
+            return Ok(());
+        };
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE chats SET lease_until = now() \
+                 WHERE chat = $1 AND owner = $2 AND epoch = $3",
+                &[&chat, &self.node, &epoch],
+            )?;
+            Ok(((), Commit::Durable))
+        })
+    }
+
     fn quarantined(&self) -> Result<QuarantineSummary, StoreError> {
         self.with(|c| {
             let count: i64 = c.query_one("SELECT count(*) FROM quarantine", &[])?.get(0);
@@ -1672,6 +1790,105 @@ pub(crate) mod tests {
             }
         };
         assert_eq!(head.map(|d| d.seq), Some(1));
+    }
+
+    /// The lease of `chat` runs out now (as if its ttl had passed).
+    fn expire(f: &PgFixture, chat: &str) {
+        let n = f
+            .client()
+            .execute(
+                "UPDATE chats SET lease_until = now() - interval '1 second' WHERE chat = $1",
+                &[&chat],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    fn sent(seq: u64) -> Ack {
+        crate::delivery::store_suite::sent(seq, &[])
+    }
+
+    fn lost(r: Result<impl std::fmt::Debug, StoreError>) -> bool {
+        matches!(r, Err(StoreError::LostLease { chat }) if chat == "c")
+    }
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn one_relay_holds_a_chat_until_its_lease_expires_then_another_with_a_higher_epoch() {
+        let Some(f) = fixture("lease_takeover") else {
+            return;
+        };
+        let a = f.store.as_ref().unwrap();
+        let b = PgStore::open(&f.url).unwrap();
+        for _ in 0..3 {
+            a.enqueue(&test("c"), 1).unwrap();
+        }
+        let first = a.claim("c", TTL).unwrap().expect("free");
+        // Claiming again renews, under the same epoch; renew does too.
+        assert_eq!(a.claim("c", TTL).unwrap(), Some(first));
+        assert_eq!(a.renew("c", TTL).unwrap(), first);
+        // The second relay cannot take it while it is held...
+        assert_eq!(b.claim("c", TTL).unwrap(), None);
+        assert!(lost(b.heads("c", 10)), "b sends nothing for c");
+        // ...and the owner works as usual.
+        assert_eq!(a.heads("c", 1).unwrap()[0].seq, 1);
+        a.ack("c", sent(1)).unwrap();
+
+        // The owner stops renewing (paused, partitioned): after the expiry
+        // the other relay takes over with a higher epoch.
+        expire(&f, "c");
+        let second = b.claim("c", TTL).unwrap().expect("expired");
+        assert!(second.epoch > first.epoch, "{second:?} after {first:?}");
+        let took: Vec<u64> = b.heads("c", 10).unwrap().iter().map(|d| d.seq).collect();
+        assert_eq!(took, vec![2, 3]);
+
+        // The old owner's late writes change nothing and say so.
+        assert!(lost(a.ack("c", sent(2))));
+        assert!(lost(a.reschedule("c", 3, 99, "HTTP 500", 1)));
+        assert!(lost(a.dead_letter("c", 3, "gone", 1)));
+        assert!(lost(a.heads("c", 10)));
+        assert!(lost(a.renew("c", TTL)));
+        assert_eq!(f.queued("c"), vec![2, 3], "nothing acked by the old owner");
+        assert!(a.dead_letter_counts().unwrap().is_empty());
+        let head = b.head("c").unwrap().unwrap();
+        assert_eq!((head.seq, head.attempts), (2, 0));
+        // It cannot take it back while the new owner holds it.
+        assert_eq!(a.claim("c", TTL).unwrap(), None);
+
+        // The new owner's acks go through.
+        b.ack_many("c", &[sent(2), sent(3)]).unwrap();
+        assert!(f.queued("c").is_empty());
+    }
+
+    #[test]
+    fn a_released_chat_is_claimed_at_once_and_other_chats_are_unaffected() {
+        let Some(f) = fixture("lease_release") else {
+            return;
+        };
+        let a = f.store.as_ref().unwrap();
+        let b = PgStore::open(&f.url).unwrap();
+        a.enqueue(&test("c"), 1).unwrap();
+        a.enqueue(&test("d"), 1).unwrap();
+        let first = a.claim("c", TTL).unwrap().unwrap();
+        assert_eq!(b.claim("d", TTL).unwrap().map(|l| l.epoch), Some(1));
+        a.release("c").unwrap();
+        a.release("c").unwrap(); // not held: nothing to do
+        let second = b.claim("c", TTL).unwrap().expect("released");
+        assert!(second.epoch > first.epoch);
+        // Once leasing, a relay writes only for the chats it holds.
+        assert!(lost(a.ack("c", sent(1))));
+        assert!(matches!(
+            a.heads("d", 10),
+            Err(StoreError::LostLease { chat }) if chat == "d"
+        ));
+        b.ack("d", sent(1)).unwrap();
+        b.ack("c", sent(1)).unwrap();
+        assert!(a.queue_depths().unwrap().is_empty());
+        // A relay that never claims (one relay alone) is not fenced.
+        let solo = PgStore::open(&f.url).unwrap();
+        solo.enqueue(&test("e"), 1).unwrap();
+        solo.ack("e", sent(1)).unwrap();
     }
 
     fn test(chat: &str) -> NewDelivery {

@@ -92,9 +92,9 @@ use sha2::{Digest, Sha256};
 
 use super::store::{
     AcceptOutcome, Ack, AttemptResult, DeadLetter, DedupeKey, DeliveryRecord, FollowUp, HOUR_MS,
-    HourCount, InboundEvent, MessageRef, NewDelivery, Payload, PendingChange, PostChat, PostKey,
-    PostRecord, QuarantineSummary, QuarantinedRow, QueuedDelivery, RECENT_PER_CHAT, RefChange,
-    Routed, Store, StoreError, StoredEvent,
+    HourCount, InboundEvent, Lease, MessageRef, NewDelivery, Payload, PendingChange, PostChat,
+    PostKey, PostRecord, QuarantineSummary, QuarantinedRow, QueuedDelivery, RECENT_PER_CHAT,
+    RefChange, Routed, Store, StoreError, StoredEvent,
 };
 use crate::ingest::Event;
 
@@ -1770,6 +1770,20 @@ impl Store for RedbStore {
         })
     }
 
+    // One relay opens the file (redb locks it), so it owns every chat:
+    // leases are granted and never lost.
+    fn claim(&self, _chat: &str, _ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        Ok(Some(Lease { epoch: 1 }))
+    }
+
+    fn renew(&self, _chat: &str, _ttl: Duration) -> Result<Lease, StoreError> {
+        Ok(Lease { epoch: 1 })
+    }
+
+    fn release(&self, _chat: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn quarantined(&self) -> Result<QuarantineSummary, StoreError> {
         self.read(|txn| {
             let q = txn.open_table(QUARANTINE)?;
@@ -2113,6 +2127,18 @@ pub(crate) mod tests {
                 Ok(out)
             })
             .unwrap()
+    }
+
+    #[test]
+    fn one_relay_owns_every_chat_so_leases_are_always_granted() {
+        let (_dir, store) = temp();
+        let ttl = Duration::from_secs(1);
+        assert_eq!(store.claim("a", ttl).unwrap(), Some(Lease { epoch: 1 }));
+        assert_eq!(store.renew("a", ttl).unwrap(), Lease { epoch: 1 });
+        store.release("a").unwrap();
+        store.enqueue(&test_delivery("a"), 1).unwrap();
+        store.ack("a", sent(1, &[])).unwrap();
+        assert!(store.queue_depths().unwrap().is_empty());
     }
 
     #[test]
