@@ -227,3 +227,29 @@ fn postgres_gone_mid_run_answers_503_and_recovers_by_itself() {
     relay.wait_status("storage ok again", |s| s["storage"]["ok"] == true);
     assert!(!relay.logs().contains("relay-ci-password"));
 }
+
+#[test]
+fn kill_9_after_the_queue_drained_re_sends_nothing() {
+    let Some(url) = postgres_store("drained") else {
+        return;
+    };
+    let dir = temp();
+    let mock = Mock::start();
+    let cfg = pg_config(dir.path(), &mock);
+    let env = [("RELAY_STORE", url.as_str())];
+    let relay = Relay::start(&cfg, &dir.path().join("data"), &env);
+    for n in [
+        "post_created_first_post",
+        "post_created_reply_group_mention",
+    ] {
+        assert_eq!(relay.post_fixture(n).0, 202);
+    }
+    mock.wait_for(2, WAIT);
+    // The ack that emptied the queue was a synchronous commit.
+    relay.wait_status("the queue drained", |s| s["chats"][0]["queue_depth"] == 0);
+    relay.kill9();
+    let relay = Relay::start(&cfg, &dir.path().join("data"), &env);
+    let marker = relay.post_marker("post_created_first_post");
+    let sent = relay.settle(&mock, &marker, 1);
+    assert_eq!(sent.len(), 2, "re-sent after the kill: {sent:#?}");
+}

@@ -51,7 +51,8 @@
 //! # Durability
 //!
 //! Every transaction is [`Durability::Immediate`] (fsync before returning),
-//! except [`Store::route_many`], [`Store::ack`] and [`Store::reschedule`]:
+//! except [`Store::route_many`], [`Store::ack`] (unless it empties the
+//! chat's queue) and [`Store::reschedule`]:
 //! they use [`Durability::None`], which redb makes durable with the next
 //! immediate commit (any accept, dead letter...), the relay's once-a-second
 //! [`Store::sync`], or a clean close. A crash loses at most the routes, acks
@@ -955,13 +956,21 @@ impl RedbStore {
         commit: Commit,
         f: impl FnOnce(&WriteTransaction) -> R<(T, bool)>,
     ) -> Result<T, StoreError> {
+        self.write_as(|txn| f(txn).map(|(out, keep)| (out, keep.then_some(commit))))
+    }
+
+    /// [`Self::write`] where `f` decides how it commits (`None`: abort).
+    fn write_as<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> R<(T, Option<Commit>)>,
+    ) -> Result<T, StoreError> {
         self.run(|db| {
             let mut txn = db.begin_write()?;
-            let (out, keep) = f(&txn)?;
-            if !keep {
+            let (out, commit) = f(&txn)?;
+            let Some(commit) = commit else {
                 txn.abort()?;
                 return Ok(out);
-            }
+            };
             // Decided inside the transaction: writers are serialized by redb.
             let durable = commit == Commit::Durable || {
                 let mut cheap = lock(&self.cheap);
@@ -1332,8 +1341,10 @@ impl Store for RedbStore {
         }
         // Cheap: a lost ack re-sends after a crash (module docs); the refs
         // and the activity go with it, so they never name a message the
-        // queue forgot.
-        self.write(Commit::Cheap, |txn| {
+        // queue forgot. Durable when it empties the chat's queue: a relay
+        // between bursts then has nothing to re-send after a crash, and
+        // under load this costs one fsync per drained batch at most.
+        self.write_as(|txn| {
             let mut queues = Queues::open(txn)?;
             let mut refs = txn.open_table(REFS)?;
             let mut by_time = txn.open_table(REFS_BY_TIME)?;
@@ -1369,7 +1380,16 @@ impl Store for RedbStore {
                     }
                 }
             }
-            record_activity(txn, chat, settled)
+            // `bump` drops a chat's depth row at zero.
+            let drained = queues.depth.get(chat)?.is_none();
+            drop(queues);
+            record_activity(txn, chat, settled)?;
+            let commit = if drained {
+                Commit::Durable
+            } else {
+                Commit::Cheap
+            };
+            Ok(((), Some(commit)))
         })
     }
 
