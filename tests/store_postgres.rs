@@ -252,4 +252,10 @@ fn kill_9_after_the_queue_drained_re_sends_nothing() {
     let marker = relay.post_marker("post_created_first_post");
     let sent = relay.settle(&mock, &marker, 1);
     assert_eq!(sent.len(), 2, "re-sent after the kill: {sent:#?}");
+    // A clean stop closes the store's connections without a panic (they
+    // must not be closed on the async runtime's threads).
+    let mut relay = relay;
+    relay.signal("TERM");
+    let status = relay.child.wait().unwrap();
+    assert!(status.success(), "{status:?}:\n{}", relay.logs());
 }

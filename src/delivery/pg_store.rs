@@ -66,7 +66,7 @@ const MIGRATIONS_TABLE: &str = "relay_schema_history";
 const MIGRATION_LOCK: i64 = 0x6472_656c_6179_0001;
 /// Connections per relay: the group commit, the scheduler, housekeeping and
 /// a few workers at once; more callers wait for one.
-const POOL_SIZE: u32 = 8;
+const POOL_SIZE: u32 = 16;
 /// How long a caller waits for a connection (the database down: 503 after this).
 const POOL_WAIT: Duration = Duration::from_secs(3);
 /// Connect timeout when the URL sets none.
@@ -224,7 +224,8 @@ fn set_aside(tx: &mut Transaction<'_>, bad: &Unreadable, at_ms: u64) -> R<()> {
 
 /// The [`Store`] on PostgreSQL; see the module docs.
 pub struct PgStore {
-    pool: Pool,
+    /// `None` only while dropping (see `Drop`).
+    pool: Option<Pool>,
     /// `user@host:port/db`, for messages (never the password).
     target: String,
     /// The password, to cut from any error text that might echo it.
@@ -322,7 +323,7 @@ impl PgStore {
             .build_unchecked(PostgresConnectionManager::new(config, NoTls));
         tracing::info!(store = %target, "using the PostgreSQL store");
         Ok(Self {
-            pool,
+            pool: Some(pool),
             target,
             password,
             cheap_pending: AtomicBool::new(false),
@@ -380,7 +381,9 @@ impl PgStore {
 
     /// Runs `f` on a pooled connection.
     fn with<T>(&self, f: impl FnOnce(&mut Client) -> R<T>) -> Result<T, StoreError> {
-        let mut conn = self.pool.get().map_err(|e| self.error(e.into()))?;
+        let pool =
+            (self.pool.as_ref()).ok_or_else(|| StoreError::Io("the store is closed".into()))?;
+        let mut conn = pool.get().map_err(|e| self.error(e.into()))?;
         f(&mut conn).map_err(|e| self.error(e))
     }
 
@@ -432,6 +435,22 @@ impl PgStore {
         });
         if let Err(e) = r {
             tracing::warn!(error = %e, "cannot move unreadable rows to the quarantine");
+        }
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // A `postgres::Client` closes with a `block_on` of its own, which
+        // panics on a thread that drives an async runtime (the relay drops
+        // its last store handle in a task at shutdown): close the pool's
+        // connections on a thread of their own.
+        if let Some(pool) = self.pool.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::spawn(move || drop(pool)).join();
+            } else {
+                drop(pool);
+            }
         }
     }
 }
@@ -549,17 +568,38 @@ fn append(
 }
 
 fn put_post(tx: &mut Transaction<'_>, k: &PostKey, r: &PostRecord, now_ms: u64) -> R<()> {
+    put_posts(tx, [(k, r)], now_ms)
+}
+
+/// Stores post records in one statement (a routed batch has one per new
+/// post); of two for one post, the later wins, as if stored in turn.
+fn put_posts<'r>(
+    tx: &mut Transaction<'_>,
+    records: impl IntoIterator<Item = (&'r PostKey, &'r PostRecord)>,
+    now_ms: u64,
+) -> R<()> {
+    let mut last: BTreeMap<(&str, i64, i64), &PostRecord> = BTreeMap::new();
+    for (k, r) in records {
+        last.insert((k.forum.as_str(), key(k.topic), key(k.number)), r);
+    }
+    if last.is_empty() {
+        return Ok(());
+    }
+    let (mut forums, mut topics, mut numbers, mut rows) = (vec![], vec![], vec![], vec![]);
+    for ((forum, topic, number), r) in last {
+        forums.push(forum);
+        topics.push(topic);
+        numbers.push(number);
+        rows.push(encode_row(r)?);
+    }
+    let bytes: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
     tx.execute(
-        "INSERT INTO posts (forum, topic, number, stored_at_ms, row) VALUES ($1, $2, $3, $4, $5) \
+        "INSERT INTO posts (forum, topic, number, stored_at_ms, row) \
+         SELECT f, t, n, $4, r FROM unnest($1::text[], $2::bigint[], $3::bigint[], $5::bytea[]) \
+         AS u(f, t, n, r) \
          ON CONFLICT (forum, topic, number) \
          DO UPDATE SET stored_at_ms = excluded.stored_at_ms, row = excluded.row",
-        &[
-            &k.forum,
-            &key(k.topic),
-            &key(k.number),
-            &ms(now_ms),
-            &encode_row(r)?,
-        ],
+        &[&forums, &topics, &numbers, &ms(now_ms), &bytes],
     )?;
     Ok(())
 }
@@ -654,15 +694,6 @@ fn record_activity<'r>(
     Ok(())
 }
 
-/// Whether `chat` has nothing queued (in `tx`).
-fn drained(tx: &mut Transaction<'_>, chat: &str) -> R<bool> {
-    let row = tx.query_one(
-        "SELECT NOT EXISTS (SELECT 1 FROM queue WHERE chat = $1)",
-        &[&chat],
-    )?;
-    Ok(row.get(0))
-}
-
 /// Rows of `(chat, count)` as the trait returns them.
 fn counted(rows: Vec<postgres::Row>) -> Vec<(String, u64)> {
     rows.iter()
@@ -713,25 +744,10 @@ impl Store for PgStore {
                 all.sort();
                 all
             };
-            // Keys already in the window (from any relay).
-            let known: HashSet<Vec<u8>> = tx
-                .query(
-                    "SELECT key FROM dedupe WHERE key = ANY($1)",
-                    &[&sorted(&keys)],
-                )?
-                .iter()
-                .map(|r| r.get::<_, Vec<u8>>(0))
-                .collect();
-            for k in &mut keys {
-                if k.as_ref()
-                    .is_some_and(|ks| ks.iter().any(|x| known.contains(x.as_slice())))
-                {
-                    *k = None;
-                }
-            }
-            // In key order, so that two relays inserting overlapping keys
-            // wait on each other instead of deadlocking; a key another relay
-            // committed meanwhile is not inserted again.
+            // A key that is not inserted is in the window already (or being
+            // committed by another relay: the insert waits for it), so its
+            // event is a duplicate. In key order, so that two relays inserting
+            // overlapping keys wait on each other instead of deadlocking.
             let inserted: HashSet<Vec<u8>> = tx
                 .query(
                     "INSERT INTO dedupe (key, seen_at_ms) \
@@ -952,9 +968,7 @@ impl Store for PgStore {
                 records.extend(record);
             }
             insert_queue(tx, &rows)?;
-            for (k, rec) in &records {
-                put_post(tx, k, rec, now_ms)?;
-            }
+            put_posts(tx, records.iter().map(|(k, r)| (k, r)), now_ms)?;
             // Cheap: a lost route is routed again from the inbox.
             Ok(((), Commit::Cheap))
         })
@@ -1121,14 +1135,16 @@ impl Store for PgStore {
         self.write(|tx| {
             self.fence(tx, chat, false)?;
             let seqs: Vec<i64> = acks.iter().map(|a| ms(a.seq)).collect();
-            let mut removed: HashSet<i64> = tx
-                .query(
-                    "DELETE FROM queue WHERE chat = $1 AND seq = ANY($2) RETURNING seq",
-                    &[&chat, &seqs],
-                )?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            // The statement sees the queue as it was before its delete: the
+            // rest of the chat's queue is what the acks do not name.
+            let row = tx.query_one(
+                "WITH d AS (DELETE FROM queue WHERE chat = $1 AND seq = ANY($2) RETURNING seq) \
+                 SELECT ARRAY(SELECT seq FROM d), \
+                 NOT EXISTS (SELECT 1 FROM queue WHERE chat = $1 AND seq <> ALL($2))",
+                &[&chat, &seqs],
+            )?;
+            let mut removed: HashSet<i64> = row.get::<_, Vec<i64>>(0).into_iter().collect();
+            let drained: bool = row.get(1);
             // Already acked (a re-sent batch): counted the first time only.
             let settled: Vec<&DeliveryRecord> = acks
                 .iter()
@@ -1179,7 +1195,7 @@ impl Store for PgStore {
             record_activity(tx, chat, settled)?;
             // Cheap, unless it drained the queue: then a crash right after
             // re-sends nothing (the relay is between bursts).
-            let commit = if drained(tx, chat)? {
+            let commit = if drained {
                 Commit::Durable
             } else {
                 Commit::Cheap
