@@ -42,6 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use postgres::types::Type;
 use postgres::{Client, NoTls, Transaction};
 use r2d2_postgres::{PostgresConnectionManager, r2d2};
 
@@ -487,12 +488,12 @@ fn alloc_seqs(tx: &mut Transaction<'_>, counts: &BTreeMap<&str, i64>) -> R<HashM
     }
     let chats: Vec<&str> = counts.keys().copied().collect();
     let ns: Vec<i64> = counts.values().copied().collect();
-    let rows = tx.query(
+    let rows = tx.query_typed(
         "INSERT INTO chats AS c (chat, next_seq) \
          SELECT chat, 1 + n FROM unnest($1::text[], $2::bigint[]) AS t(chat, n) ORDER BY chat \
          ON CONFLICT (chat) DO UPDATE SET next_seq = c.next_seq + excluded.next_seq - 1 \
          RETURNING chat, next_seq",
-        &[&chats, &ns],
+        &[(&chats, Type::TEXT_ARRAY), (&ns, Type::INT8_ARRAY)],
     )?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
@@ -518,10 +519,14 @@ fn insert_queue(tx: &mut Transaction<'_>, rows: &[NewRow]) -> R<()> {
     let chats: Vec<&str> = rows.iter().map(|r| r.chat.as_str()).collect();
     let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
     let bytes: Vec<&[u8]> = rows.iter().map(|r| r.row.as_slice()).collect();
-    tx.execute(
+    tx.execute_typed(
         "INSERT INTO queue (chat, seq, row) \
          SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])",
-        &[&chats, &seqs, &bytes],
+        &[
+            (&chats, Type::TEXT_ARRAY),
+            (&seqs, Type::INT8_ARRAY),
+            (&bytes, Type::BYTEA_ARRAY),
+        ],
     )?;
     Ok(())
 }
@@ -593,13 +598,19 @@ fn put_posts<'r>(
         rows.push(encode_row(r)?);
     }
     let bytes: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
-    tx.execute(
+    tx.execute_typed(
         "INSERT INTO posts (forum, topic, number, stored_at_ms, row) \
          SELECT f, t, n, $4, r FROM unnest($1::text[], $2::bigint[], $3::bigint[], $5::bytea[]) \
          AS u(f, t, n, r) \
          ON CONFLICT (forum, topic, number) \
          DO UPDATE SET stored_at_ms = excluded.stored_at_ms, row = excluded.row",
-        &[&forums, &topics, &numbers, &ms(now_ms), &bytes],
+        &[
+            (&forums, Type::TEXT_ARRAY),
+            (&topics, Type::INT8_ARRAY),
+            (&numbers, Type::INT8_ARRAY),
+            (&ms(now_ms), Type::INT8),
+            (&bytes, Type::BYTEA_ARRAY),
+        ],
     )?;
     Ok(())
 }
@@ -614,9 +625,9 @@ fn read_queue(
 ) -> R<(Vec<QueuedDelivery>, bool)> {
     let mut set_any = false;
     loop {
-        let rows = tx.query(
+        let rows = tx.query_typed(
             "SELECT seq, row FROM queue WHERE chat = $1 ORDER BY seq LIMIT $2",
-            &[&chat, &self::limit(limit)],
+            &[(&chat, Type::TEXT), (&self::limit(limit), Type::INT8)],
         )?;
         let mut out = Vec::with_capacity(rows.len());
         let mut bad = Vec::new();
@@ -665,30 +676,43 @@ fn record_activity<'r>(
         rows.push(encode_row(r)?);
     }
     let last: i64 = tx
-        .query_one(
+        .query_typed_one(
             "SELECT coalesce(max(n), 0) FROM recent_deliveries WHERE chat = $1",
-            &[&chat],
+            &[(&chat, Type::TEXT)],
         )?
         .get(0);
     let ns: Vec<i64> = (1..=limit(rows.len())).map(|i| last + i).collect();
     let bytes: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
-    tx.execute(
+    tx.execute_typed(
         "INSERT INTO recent_deliveries (chat, n, row) \
          SELECT $1, n, row FROM unnest($2::bigint[], $3::bytea[]) AS t(n, row)",
-        &[&chat, &ns, &bytes],
+        &[
+            (&chat, Type::TEXT),
+            (&ns, Type::INT8_ARRAY),
+            (&bytes, Type::BYTEA_ARRAY),
+        ],
     )?;
     let next = last + limit(rows.len()) + 1;
-    tx.execute(
+    tx.execute_typed(
         "DELETE FROM recent_deliveries WHERE chat = $1 AND n < $2",
-        &[&chat, &(next - ms(RECENT_PER_CHAT))],
+        &[
+            (&chat, Type::TEXT),
+            (&(next - ms(RECENT_PER_CHAT)), Type::INT8),
+        ],
     )?;
     for (hour, [d, f, t]) in hours {
-        tx.execute(
+        tx.execute_typed(
             "INSERT INTO hourly_counts AS h (hour, chat, delivered, failed, retried) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hour, chat) DO UPDATE SET \
              delivered = h.delivered + excluded.delivered, failed = h.failed + excluded.failed, \
              retried = h.retried + excluded.retried",
-            &[&hour, &chat, &d, &f, &t],
+            &[
+                (&hour, Type::INT8),
+                (&chat, Type::TEXT),
+                (&d, Type::INT8),
+                (&f, Type::INT8),
+                (&t, Type::INT8),
+            ],
         )?;
     }
     Ok(())
@@ -749,11 +773,14 @@ impl Store for PgStore {
             // event is a duplicate. In key order, so that two relays inserting
             // overlapping keys wait on each other instead of deadlocking.
             let inserted: HashSet<Vec<u8>> = tx
-                .query(
+                .query_typed(
                     "INSERT INTO dedupe (key, seen_at_ms) \
                      SELECT k, $2 FROM unnest($1::bytea[]) AS k ORDER BY k \
                      ON CONFLICT DO NOTHING RETURNING key",
-                    &[&sorted(&keys), &ms(now_ms)],
+                    &[
+                        (&sorted(&keys), Type::BYTEA_ARRAY),
+                        (&ms(now_ms), Type::INT8),
+                    ],
                 )?
                 .iter()
                 .map(|r| r.get::<_, Vec<u8>>(0))
@@ -773,13 +800,16 @@ impl Store for PgStore {
                 }
             }
             if !unwanted.is_empty() {
-                tx.execute("DELETE FROM dedupe WHERE key = ANY($1)", &[&unwanted])?;
+                tx.execute_typed(
+                    "DELETE FROM dedupe WHERE key = ANY($1)",
+                    &[(&unwanted, Type::BYTEA_ARRAY)],
+                )?;
             }
             let fresh = keys.iter().filter(|k| k.is_some()).count();
             let mut ids: Vec<i64> = tx
-                .query(
+                .query_typed(
                     "SELECT nextval('inbox_id_seq') FROM generate_series(1, $1::bigint)",
-                    &[&limit(fresh)],
+                    &[(&limit(fresh), Type::INT8)],
                 )?
                 .iter()
                 .map(|r| r.get(0))
@@ -807,10 +837,14 @@ impl Store for PgStore {
                 return Ok((out, Commit::Nothing));
             }
             let bytes: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
-            tx.execute(
+            tx.execute_typed(
                 "INSERT INTO inbox (id, due_at_ms, row) \
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])",
-                &[&row_ids, &dues, &bytes],
+                &[
+                    (&row_ids, Type::INT8_ARRAY),
+                    (&dues, Type::INT8_ARRAY),
+                    (&bytes, Type::BYTEA_ARRAY),
+                ],
             )?;
             Ok((out, Commit::Durable))
         })
@@ -818,9 +852,9 @@ impl Store for PgStore {
 
     fn due_events(&self, now_ms: u64, max: usize) -> Result<Vec<StoredEvent>, StoreError> {
         self.read(|c| {
-            let rows = c.query(
+            let rows = c.query_typed(
                 "SELECT id, row FROM inbox WHERE due_at_ms <= $1 ORDER BY due_at_ms, id LIMIT $2",
-                &[&ms(now_ms), &limit(max)],
+                &[(&ms(now_ms), Type::INT8), (&limit(max), Type::INT8)],
             )?;
             let (mut out, mut bad) = (Vec::new(), Vec::new());
             for row in &rows {
@@ -898,9 +932,9 @@ impl Store for PgStore {
         self.write(|tx| {
             let ids: Vec<i64> = routed.iter().map(|r| ms(r.id)).collect();
             let current: HashMap<i64, u64> = tx
-                .query(
+                .query_typed(
                     "SELECT id, row FROM inbox WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                    &[&ids],
+                    &[(&ids, Type::INT8_ARRAY)],
                 )?
                 .iter()
                 .map(|r| (r.get::<_, i64>(0), revision_of(r.get::<_, &[u8]>(1))))
@@ -922,7 +956,10 @@ impl Store for PgStore {
                 return Ok(((), Commit::Nothing));
             }
             let gone: Vec<i64> = done.iter().copied().collect();
-            tx.execute("DELETE FROM inbox WHERE id = ANY($1)", &[&gone])?;
+            tx.execute_typed(
+                "DELETE FROM inbox WHERE id = ANY($1)",
+                &[(&gone, Type::INT8_ARRAY)],
+            )?;
             let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
             for d in live.iter().flat_map(|r| &r.deliveries) {
                 *counts.entry(d.chat.as_str()).or_default() += 1;
@@ -1102,9 +1139,9 @@ impl Store for PgStore {
             self.fence(tx, chat, true)?;
             // The chat's row lock orders this against `follow_up`.
             let taken: Option<i64> = tx
-                .query_opt(
+                .query_typed_opt(
                     "SELECT taken_through FROM chats WHERE chat = $1 FOR UPDATE",
-                    &[&chat],
+                    &[(&chat, Type::TEXT)],
                 )?
                 .map(|r| r.get(0));
             let Some(taken) = taken else {
@@ -1120,9 +1157,9 @@ impl Store for PgStore {
                 };
                 return Ok((heads, commit));
             }
-            tx.execute(
+            tx.execute_typed(
                 "UPDATE chats SET taken_through = $2 WHERE chat = $1",
-                &[&chat, &now],
+                &[(&chat, Type::TEXT), (&now, Type::INT8)],
             )?;
             Ok((heads, Commit::Cheap))
         })
@@ -1137,11 +1174,11 @@ impl Store for PgStore {
             let seqs: Vec<i64> = acks.iter().map(|a| ms(a.seq)).collect();
             // The statement sees the queue as it was before its delete: the
             // rest of the chat's queue is what the acks do not name.
-            let row = tx.query_one(
+            let row = tx.query_typed_one(
                 "WITH d AS (DELETE FROM queue WHERE chat = $1 AND seq = ANY($2) RETURNING seq) \
                  SELECT ARRAY(SELECT seq FROM d), \
                  NOT EXISTS (SELECT 1 FROM queue WHERE chat = $1 AND seq <> ALL($2))",
-                &[&chat, &seqs],
+                &[(&chat, Type::TEXT), (&seqs, Type::INT8_ARRAY)],
             )?;
             let mut removed: HashSet<i64> = row.get::<_, Vec<i64>>(0).into_iter().collect();
             let drained: bool = row.get(1);
@@ -1178,12 +1215,12 @@ impl Store for PgStore {
             }
             if !topics.is_empty() {
                 let bytes: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
-                tx.execute(
+                tx.execute_typed(
                     "INSERT INTO message_refs (chat, topic, number, stored_at_ms, row) \
                      SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[]) \
                      ON CONFLICT (chat, topic, number) \
                      DO UPDATE SET stored_at_ms = excluded.stored_at_ms, row = excluded.row",
-                    &[&chat, &topics, &numbers, &ats, &bytes],
+                    &[(&chat, Type::TEXT), (&topics, Type::INT8_ARRAY), (&numbers, Type::INT8_ARRAY), (&ats, Type::INT8_ARRAY), (&bytes, Type::BYTEA_ARRAY)],
                 )?;
             }
             for (topic, number) in gone {
