@@ -75,6 +75,11 @@ enum Command {
         /// Where the durable queue lives (created if missing).
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
+        /// A PostgreSQL store instead of the redb file in --data-dir
+        /// (`postgres://user:password@host:5432/db`; overrides `[server] store`).
+        /// Prefer `[server] store = "${VAR}"`: a command line is visible to other users.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
         /// Override `[server] listen` (e.g. 127.0.0.1:0 for a free port).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
@@ -154,11 +159,13 @@ fn main() -> ExitCode {
         Command::Serve {
             config,
             data_dir,
+            store,
             listen,
             admin_listen,
         } => serve(ServeOptions {
             config,
             data_dir,
+            store: store.map(discourse_relay::config::env::Secret::new),
             listen,
             admin_listen,
         }),

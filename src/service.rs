@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::env::ProcessEnv;
+use crate::config::env::Secret;
 use crate::config::{Diagnostics, MissingEnv};
-use crate::delivery::running::{DeadLetterChange, Delivery, StartError};
+use crate::delivery::running::{DeadLetterChange, Delivery, StartError, StoreAt};
 use crate::delivery::store::{
     AcceptOutcome, DeadLetter, DedupeKey, DeliveryRecord, InboundEvent, StoreError,
 };
@@ -64,7 +65,10 @@ impl Answer {
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub config: PathBuf,
+    /// The redb store's directory, unless a PostgreSQL store is chosen.
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL (`serve --store`): overrides `[server] store`.
+    pub store: Option<Secret>,
     /// Override `[server] listen` (tests use port 0).
     pub listen: Option<std::net::SocketAddr>,
     pub admin_listen: Option<std::net::SocketAddr>,
@@ -122,8 +126,16 @@ impl App {
         let intake = Intake::new(&p.config.forums, learned_tx, shutdown.clone());
         let reloader = Reloader::new(&opts.config, p, metrics.clone(), now_ms());
         let pipeline = reloader.current.clone();
+        let store_at = match opts
+            .store
+            .clone()
+            .or(pipeline.load().config.server.store.clone())
+        {
+            Some(url) => StoreAt::Postgres(url),
+            None => StoreAt::Redb(opts.data_dir.clone()),
+        };
         let delivery = Delivery::start(
-            &opts.data_dir,
+            &store_at,
             pipeline.clone(),
             metrics.clone(),
             shutdown.clone(),

@@ -647,7 +647,9 @@ fn the_log_never_shows_a_canary_secret() {
 
 /// `RELIABILITY_CRASH_ROUNDS` (default 10) kill -9 at random moments under
 /// a steady load of `RELIABILITY_CRASH_RATE` webhooks/s (default 50), each
-/// followed by a restart on the same data dir.
+/// followed by a restart on the same data dir. Every other kill is "between
+/// bursts": the load pauses, the queue drains, and the kill comes at once
+/// (before the once-a-second sync); such a kill must re-send nothing.
 #[test]
 #[ignore = "long: run by scripts/reliability/crash-rounds"]
 fn crash_rounds_lose_nothing_accepted() {
@@ -670,6 +672,10 @@ fn crash_rounds_lose_nothing_accepted() {
     // answer recorded. Errors (relay down) are retried with the same event,
     // as Discourse does.
     let stop = Arc::new(AtomicBool::new(false));
+    // Set for a kill between bursts: no new event starts; `inflight` counts
+    // the posts still waiting for an answer.
+    let paused = Arc::new(AtomicBool::new(false));
+    let inflight = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(1));
     let answers = Arc::new(Mutex::new(HashMap::<u64, u16>::new()));
     let errors = Arc::new(AtomicU64::new(0));
@@ -682,6 +688,7 @@ fn crash_rounds_lose_nothing_accepted() {
                 errors.clone(),
                 url.clone(),
             );
+            let (paused, inflight) = (paused.clone(), inflight.clone());
             std::thread::spawn(move || {
                 let c = reqwest::blocking::Client::builder()
                     .timeout(Duration::from_secs(5))
@@ -689,6 +696,15 @@ fn crash_rounds_lose_nothing_accepted() {
                     .unwrap();
                 let every = Duration::from_micros(4_000_000 / rate);
                 while !stop.load(Ordering::Relaxed) {
+                    if paused.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                    inflight.fetch_add(1, Ordering::SeqCst);
+                    if paused.load(Ordering::SeqCst) {
+                        inflight.fetch_sub(1, Ordering::SeqCst);
+                        continue;
+                    }
                     let id = next.fetch_add(1, Ordering::Relaxed);
                     let ev = event(id, 0);
                     loop {
@@ -708,6 +724,7 @@ fn crash_rounds_lose_nothing_accepted() {
                             }
                         }
                     }
+                    inflight.fetch_sub(1, Ordering::SeqCst);
                     std::thread::sleep(every);
                 }
             })
@@ -716,18 +733,43 @@ fn crash_rounds_lose_nothing_accepted() {
 
     let started = Instant::now();
     let mut kills = Vec::new();
+    // The kills that came right after the queue drained.
+    let mut drained_kills = Vec::new();
     for round in 1..=rounds {
         let wait = Duration::from_millis(fastrand::u64(1_000..4_000));
         std::thread::sleep(wait);
+        let between_bursts = round % 2 == 0;
+        if between_bursts {
+            paused.store(true, Ordering::SeqCst);
+            wait_until(
+                "the posts in flight answered",
+                Duration::from_secs(20),
+                || inflight.load(Ordering::SeqCst) == 0,
+            );
+            relay.wait_status("the queue drained", |s| {
+                s["chats"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().all(|c| c["queue_depth"] == 0))
+            });
+        }
         relay.kill9();
         // After the process is gone: a send can start until the signal lands.
         let at = Instant::now();
         kills.push(at);
+        if between_bursts {
+            drained_kills.push(at);
+        }
         std::thread::sleep(Duration::from_millis(fastrand::u64(0..500)));
         relay = Relay::start(&cfg, &data, &[]);
         *url.lock().unwrap() = relay.webhook_url();
+        paused.store(false, Ordering::SeqCst);
         eprintln!(
-            "round {round}: killed after {wait:?}, back after {:?}",
+            "round {round}: killed after {wait:?}{}, back after {:?}",
+            if between_bursts {
+                " (queue drained)"
+            } else {
+                ""
+            },
             at.elapsed()
         );
     }
@@ -763,6 +805,9 @@ fn crash_rounds_lose_nothing_accepted() {
     let requests = mock.requests();
     let mut first: HashMap<u64, Instant> = HashMap::new();
     let (mut dups, mut unexplained) = (0, Vec::new());
+    // Duplicates whose first copy went out before a kill between bursts
+    // (the first kill after it): what that kill re-sent.
+    let mut drained_resends = Vec::new();
     // The longest time from a duplicate's first copy to the kill after it.
     let mut widest = Duration::ZERO;
     for r in &requests {
@@ -775,6 +820,10 @@ fn crash_rounds_lose_nothing_accepted() {
             }
             Some(t1) => {
                 dups += 1;
+                let cause = kills.iter().filter(|k| **k >= *t1 && r.at > **k).min();
+                if cause.is_some_and(|k| drained_kills.contains(k)) {
+                    drained_resends.push(id);
+                }
                 if let Some(gap) = kills
                     .iter()
                     .filter(|k| **k >= *t1 && r.at > **k)
@@ -802,18 +851,24 @@ fn crash_rounds_lose_nothing_accepted() {
         "RESULT crash-rounds: {rounds} kill -9 rounds at ~{rate} webhooks/s; {} webhooks answered \
          ({} x 202, {duplicates_answered} x 200 duplicate: stored, answer lost to the kill), \
          {} connection errors while down; {} deliveries: every accepted event delivered, {dups} delivered twice (all sent before a kill and again after it: {}; \
-         first copy at most {widest:?} before the kill)",
+         first copy at most {widest:?} before the kill); {} kills after the queue drained re-sent {}",
         answers.len(),
         accepted.len() - duplicates_answered,
         errors.load(Ordering::Relaxed),
         requests.len(),
-        unexplained.is_empty()
+        unexplained.is_empty(),
+        drained_kills.len(),
+        drained_resends.len()
     );
     assert!(accepted.len() > 100, "too little load: {}", accepted.len());
     assert!(
         unexplained.is_empty(),
         "duplicates not explained by a crash:\n{}",
         unexplained.join("\n")
+    );
+    assert!(
+        drained_resends.is_empty(),
+        "re-sent by a kill after the queue drained: posts {drained_resends:?}"
     );
     drop(relay);
 }

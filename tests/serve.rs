@@ -445,6 +445,36 @@ fn kill_9_loses_nothing_that_was_accepted() {
 }
 
 #[test]
+fn kill_9_after_the_queue_drained_re_sends_nothing() {
+    let mock = Mock::start();
+    let dir = temp();
+    let data = dir.path().join("data");
+    let cfg = write(
+        dir.path(),
+        "relay.toml",
+        config("0s", &[("hook", &mock.url("/hook"))], ""),
+    );
+    let relay = Relay::start(&cfg, &data, &[]);
+    let names = [
+        "post_created_first_post",
+        "post_created_reply_group_mention",
+        "post_created_subcategory",
+    ];
+    for n in names {
+        assert_eq!(relay.post_fixture(n).0, 202);
+    }
+    mock.wait_for(3, WAIT);
+    // Between bursts: the ack that emptied the queue was durable, so a
+    // kill at once (before the once-a-second sync) loses none of the acks.
+    relay.wait_status("the queue drained", |s| s["chats"][0]["queue_depth"] == 0);
+    relay.kill9();
+    let relay = Relay::start(&cfg, &data, &[]);
+    let marker = relay.post_marker("post_created_first_post");
+    let sent = relay.settle(&mock, &marker, 1);
+    assert_eq!(sent.len(), 3, "re-sent after the kill: {sent:#?}");
+}
+
+#[test]
 fn test_message_admin_token_and_graceful_stop() {
     let mock = Mock::start();
     let dir = temp();

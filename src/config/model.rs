@@ -137,6 +137,8 @@ pub struct Server {
     pub alerts: Option<Located<String>>,
     /// Least time between two alerts about the same chat (default `15m`).
     pub alert_every: Option<Located<String>>,
+    /// The durable queue: unset = a redb file in `serve --data-dir` (default); a PostgreSQL URL `postgres://user:password@host:port/database` as `${VAR}` (it holds a password) = a store that several relays can share. Read at start; `serve --store` overrides it.
+    pub store: Option<Located<String>>,
 }
 
 /// Chat command settings a `[providers.NAME]` table of the matching kind may

@@ -53,6 +53,7 @@ fn copy(e: &StoreError) -> StoreError {
     match e {
         StoreError::Io(m) => StoreError::Io(m.clone()),
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        StoreError::LostLease { chat } => StoreError::LostLease { chat: chat.clone() },
     }
 }
 
@@ -352,6 +353,23 @@ mod tests {
             number: u64,
         ) -> Result<Option<MessageRef>, StoreError> {
             self.inner.message_ref(chat, topic, number)
+        }
+        fn claim(
+            &self,
+            chat: &str,
+            ttl: std::time::Duration,
+        ) -> Result<Option<crate::delivery::store::Lease>, StoreError> {
+            self.inner.claim(chat, ttl)
+        }
+        fn renew(
+            &self,
+            chat: &str,
+            ttl: std::time::Duration,
+        ) -> Result<crate::delivery::store::Lease, StoreError> {
+            self.inner.renew(chat, ttl)
+        }
+        fn release(&self, chat: &str) -> Result<(), StoreError> {
+            self.inner.release(chat)
         }
     }
 

@@ -8,9 +8,12 @@
 pub mod group_commit;
 pub mod lifecycle;
 pub mod limits;
+pub mod pg_store;
 pub mod redb_store;
 pub mod running;
 pub mod scheduler;
 pub mod send;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod store_suite;
 pub mod worker;

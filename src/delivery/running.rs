@@ -7,7 +7,7 @@
 //! calls back into ingest.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::group_commit::GroupCommitter;
+use super::pg_store::PgStore;
 use super::redb_store::RedbStore;
 use super::scheduler::{Scheduler, refresh_topic};
 use super::send::Sender;
@@ -24,6 +25,7 @@ use super::store::{
     Payload, PendingChange, Store, StoreError,
 };
 use super::worker::{Observer, WorkerCtx, Workers, blocking, now_ms};
+use crate::config::env::Secret;
 use crate::ingest::EventKind;
 use crate::ingest::intake::Learned;
 use crate::observe::metrics::{DeliveryResult, Metrics};
@@ -56,6 +58,30 @@ impl DeadLetterChange {
             Self::Resend => "resend",
             Self::Drop => "drop",
         }
+    }
+}
+
+/// Where the durable state lives.
+#[derive(Debug, Clone)]
+pub enum StoreAt {
+    /// The embedded redb file, `relay.redb` in this directory (the default).
+    Redb(PathBuf),
+    /// A PostgreSQL database (`[server] store`, `serve --store`); the URL
+    /// holds a password, so it is a [`Secret`] and never printed.
+    Postgres(Secret),
+}
+
+impl StoreAt {
+    /// Opens the store (blocking: connects, migrates or reads the file).
+    pub fn open(&self) -> Result<Arc<dyn Store>, StartError> {
+        Ok(match self {
+            StoreAt::Redb(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
+                Arc::new(RedbStore::open(&dir.join("relay.redb"))?)
+            }
+            StoreAt::Postgres(url) => Arc::new(PgStore::open(url.expose())?),
+        })
     }
 }
 
@@ -160,19 +186,17 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Opens the store in `data_dir`, starts the scheduler and a worker for
-    /// every chat of the serving config and every chat with queued entries.
+    /// Opens the store, starts the scheduler and a worker for every chat
+    /// of the serving config and every chat with queued entries.
     pub async fn start(
-        data_dir: &Path,
+        at: &StoreAt,
         pipeline: Arc<ArcSwap<Pipeline>>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, StartError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| StartError::DataDir(data_dir.display().to_string(), e))?;
-        let db = data_dir.join("relay.redb");
-        let store: Arc<dyn Store> =
-            Arc::new(tokio::task::spawn_blocking(move || RedbStore::open(&db)).await??);
+        let at = at.clone();
+        // Off the runtime: the PostgreSQL client blocks (and would panic on it).
+        let store = tokio::task::spawn_blocking(move || at.open()).await??;
         let (alerts, alert_notes) = tokio::sync::mpsc::channel(ALERTS_WAITING);
         let stats = Arc::new(Stats {
             metrics: metrics.clone(),

@@ -4,8 +4,9 @@
 //! recent activity (hourly counts and the last deliveries, for the pane).
 //!
 //! The embedded redb store ([`super::redb_store::RedbStore`]) is the default;
-//! the trait is what a shared backend (NATS JetStream streams + KV) would
-//! implement so several relays can split the work. Every method is blocking
+//! [`super::pg_store::PgStore`] implements the same trait on PostgreSQL, a
+//! store several relays can share. Both pass one behaviour suite
+//! (`store_suite.rs`). Every method is blocking
 //! (disk I/O): async callers go through `spawn_blocking` or the group-commit
 //! thread, never call these on the runtime directly.
 
@@ -24,6 +25,19 @@ pub enum StoreError {
     /// encoded. (A single unreadable row is set aside, not an error.)
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// This relay no longer holds `chat`'s lease (it expired and another
+    /// relay claimed it, or it was released): the write changed nothing,
+    /// and the chat's worker must stop sending.
+    #[error("lost the lease of chat {chat}")]
+    LostLease { chat: String },
+}
+
+/// A chat's delivery lease: while it is held, this relay alone sends for
+/// the chat. `epoch` grows with every new owner, and fences the owner's
+/// writes: a relay whose lease was taken over changes nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub epoch: u64,
 }
 
 /// Identifies a webhook delivery for deduplication: Discourse's automatic
@@ -577,6 +591,23 @@ pub trait Store: Send + Sync + 'static {
     /// How many stored rows could not be read and were set aside, and the
     /// newest of them.
     fn quarantined(&self) -> Result<QuarantineSummary, StoreError>;
+
+    /// Claims `chat` for this relay for `ttl` (on the store's clock):
+    /// `None` while another relay holds it. Claiming a chat it holds renews
+    /// it under the same epoch; a new owner gets a higher epoch. Once a
+    /// relay has claimed any chat, its writes for a chat (`heads`, acks,
+    /// reschedules, dead letters) need that chat's lease, else they fail
+    /// with [`StoreError::LostLease`] and change nothing. A store that one
+    /// relay owns alone (redb) grants every claim.
+    fn claim(&self, chat: &str, ttl: std::time::Duration) -> Result<Option<Lease>, StoreError>;
+
+    /// Extends a held lease by `ttl` from now; [`StoreError::LostLease`]
+    /// when it is no longer this relay's.
+    fn renew(&self, chat: &str, ttl: std::time::Duration) -> Result<Lease, StoreError>;
+
+    /// Gives a held lease up at once (a clean stop, a rebalance), so
+    /// another relay can claim the chat without waiting for the expiry.
+    fn release(&self, chat: &str) -> Result<(), StoreError>;
 
     /// The chat message post `number` of `topic` became in `chat`
     /// ([`THREAD_ROOT`]: the message that opened the topic's thread).

@@ -101,6 +101,8 @@ pub struct ServerConfig {
     pub alerts: Option<String>,
     /// Least time between two alerts about one chat.
     pub alert_every: Duration,
+    /// `[server] store`: a PostgreSQL URL; `None` = the redb file.
+    pub store: Option<Secret>,
 }
 
 impl Default for ServerConfig {
@@ -121,6 +123,7 @@ impl Default for ServerConfig {
             max_retry_delay: Duration::from_secs(3600),
             alerts: None,
             alert_every: Duration::from_secs(15 * 60),
+            store: None,
         }
     }
 }
@@ -544,6 +547,7 @@ fn read_server(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> (ServerConfig, Optio
     if let Some(r) = &s.alert_every {
         out.alert_every = duration(cx, "alert_every", r, out.alert_every);
     }
+    out.store = s.store.as_ref().and_then(|v| store_url(cx, v));
     out.alerts = s.alerts.as_ref().map(|a| a.get_ref().trim().to_string());
     let alerts_span = s.alerts.as_ref().map(Located::span);
     out.config_edit_url = s
@@ -566,6 +570,29 @@ fn read_server(doc: &toml_edit::Table, cx: &mut Ctx<'_>) -> (ServerConfig, Optio
         }
     }
     (out, alerts_span)
+}
+
+/// `[server] store`: a `${VAR}` holding a `postgres://` (or `postgresql://`)
+/// URL. A value still holding an unset `${VAR}` (`validate` without the
+/// environment) is checked only for its scheme.
+fn store_url(cx: &mut Ctx<'_>, v: &Located<String>) -> Option<Secret> {
+    let value = cx.secret("store", v)?;
+    let s = value.expose();
+    let postgres = |s: &str| s.starts_with("postgres://") || s.starts_with("postgresql://");
+    let ok = if s.contains("${") {
+        s.starts_with("${") || postgres(s)
+    } else {
+        postgres(s) && url::Url::parse(s).is_ok()
+    };
+    if !ok {
+        // Never echo the value: it holds a password.
+        cx.error(
+            Some(v.span()),
+            "`store` must be a PostgreSQL URL like \"postgres://user:password@host:5432/database\"",
+        );
+        return None;
+    }
+    Some(value)
 }
 
 fn read_templates(
@@ -1414,6 +1441,27 @@ mod tests {
         assert_eq!(server.dead_letter_max_count, 50);
         let (_, problems) = load("dead_letter_max_age = \"soon\"");
         assert_eq!(errors(&problems).len(), 1, "{problems:?}");
+    }
+
+    #[test]
+    fn store_is_a_postgres_url_in_a_variable_never_echoed() {
+        let (config, problems) = load("");
+        assert!(errors(&problems).is_empty(), "{problems:?}");
+        assert!(config.unwrap().server.store.is_none(), "redb by default");
+        let (config, problems) = load("store = \"${RELAY_STORE}\"");
+        assert!(errors(&problems).is_empty(), "{problems:?}");
+        assert!(config.unwrap().server.store.is_some());
+        let (_, problems) = load("store = \"postgres://relay:${PW}@db:5432/relay\"");
+        assert!(errors(&problems).is_empty(), "{problems:?}");
+        let (_, problems) = load("store = \"postgres://relay:hunter2@db/relay\"");
+        assert_eq!(errors(&problems).len(), 1, "{problems:?}");
+        assert!(errors(&problems)[0].contains("secrets don't belong"));
+        let (_, problems) = load("store = \"mysql://relay:${PW}@db/relay\"");
+        let errors = errors(&problems);
+        assert_eq!(errors.len(), 1, "{problems:?}");
+        assert!(errors[0].starts_with("`store` must be a PostgreSQL URL"));
+        assert!(!errors[0].contains("mysql"), "never echoed: {}", errors[0]);
+        assert!(problems[0].span.is_some(), "located");
     }
 
     #[test]

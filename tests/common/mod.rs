@@ -279,6 +279,7 @@ impl Relay {
             .arg(config)
             .arg("--data-dir")
             .arg(data_dir)
+            .args(store_for(data_dir, env))
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .env("RUST_LOG", "info")
             .env("DISCOURSE_WEBHOOK_SECRET", SECRET)
@@ -532,6 +533,59 @@ pub fn peer_missing(peer: &str, what: &str) {
         );
     }
     eprintln!("SKIP: {what}");
+}
+
+/// `RELAY_TEST_STORE=postgres` runs every relay these tests start on the
+/// PostgreSQL store (`--store`), one schema per data dir (a restart on the
+/// same dir finds its queue): the serve, crash and reliability scenarios
+/// against the second backend. Unset: redb in the data dir, as users run it.
+/// A test that chooses its own store (`RELAY_STORE` in `env`) keeps it.
+fn store_for(data_dir: &Path, env: &[(&str, &str)]) -> Vec<String> {
+    let own = env.iter().any(|(k, _)| *k == "RELAY_STORE");
+    if own || std::env::var("RELAY_TEST_STORE").as_deref() != Ok("postgres") {
+        return vec![];
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    data_dir.hash(&mut h);
+    let schema = format!("dir_{:016x}", h.finish());
+    let base = std::env::var("DISCOURSE_RELAY_TEST_PG")
+        .expect("RELAY_TEST_STORE=postgres needs DISCOURSE_RELAY_TEST_PG");
+    let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+    c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    vec![
+        "--store".into(),
+        format!("{base}{sep}options=-csearch_path%3D{schema}"),
+    ]
+}
+
+/// A PostgreSQL store of its own for test `name`: a fresh schema in the
+/// test database (`DISCOURSE_RELAY_TEST_PG`, from scripts/ci/start-postgres),
+/// as a URL whose connections use it. `None` after [`peer_missing`] when the
+/// variable is not set (a failure under CI=true).
+pub fn postgres_store(name: &str) -> Option<String> {
+    let base = match std::env::var("DISCOURSE_RELAY_TEST_PG") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            peer_missing(
+                "postgres",
+                "DISCOURSE_RELAY_TEST_PG is not set (scripts/ci/start-postgres)",
+            );
+            return None;
+        }
+    };
+    let schema = format!("it{}_{name}", std::process::id());
+    let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+    c.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    ))
+    .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!(
+        "{base}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
+    ))
 }
 
 /// A fresh temporary directory (removed when dropped).
