@@ -23,13 +23,16 @@
 //! so does any durable commit. An ack that leaves its chat's queue empty
 //! commits durably, so a relay between bursts has nothing to re-send.
 //!
-//! # What it does not do (yet)
+//! # Leases, and what it does not do (yet)
 //!
-//! Several relays may share one database for a durable store, but nothing
-//! here stops two of them from delivering the same chat at once: that needs
-//! per-chat leases (issue 18). TLS to the database is not supported
-//! (`NoTls`): use a local socket, loopback or a private network. The
-//! password in the URL is never logged or put in an error.
+//! A chat's lease (`chats.owner`, `epoch`, `lease_until`, on the database's
+//! clock) says which relay delivers it; once a store has claimed a chat,
+//! its owner writes for chats are fenced by owner and epoch. The running
+//! relay does not claim yet, so several relays on one database would each
+//! deliver every chat: until the workers take leases, one relay per
+//! database. TLS to the database is not supported (`NoTls`): use a local
+//! socket, loopback or a private network. The password in the URL is never
+//! logged or put in an error.
 //!
 //! The client is the synchronous `postgres` crate: the trait is blocking
 //! and called from blocking threads only (`worker::blocking`, the
