@@ -104,7 +104,12 @@ fn build(card: &Card, button: Option<&str>, flavor: &Flavor, keep: Keep) -> Valu
     }
     let mut what = md(&card.label, 200);
     if let Some(c) = &card.category {
-        what = format!("{what} · {}", linked(&c.url, &c.text, 100));
+        let category = linked(&c.url, &c.text, 100);
+        // A notice may say nothing of what happened: the category alone.
+        what = match what.is_empty() {
+            true => category,
+            false => format!("{what} · {category}"),
+        };
     }
     who.push(
         text_block(what)
