@@ -221,14 +221,7 @@ fn md_link(url: &str, text: &str) -> String {
 /// and one button (`singleTitle` and `singleURL`) or a list (`btns`, each
 /// with `title` and `actionURL`), within the message limit.
 fn check_card(card: &Value) -> Result<(), String> {
-    let Some(obj) = card.as_object() else {
-        return Err("a dingtalk card is an object with `actionCard`".into());
-    };
-    if let Some(key) = obj.keys().find(|k| k.as_str() != "actionCard") {
-        return Err(format!(
-            "`{key}` is not part of a dingtalk card (actionCard)"
-        ));
-    }
+    let obj = kit::card_object(card, "a dingtalk card", "`actionCard`", &["actionCard"])?;
     let ac = (obj.get("actionCard").and_then(Value::as_object))
         .ok_or("a dingtalk card needs an `actionCard` object")?;
     for key in ["title", "text"] {

@@ -551,17 +551,7 @@ fn embed(card: &Card) -> Value {
 
 /// A chat's own card within Discord's embed limits.
 fn check_card(card: &Value) -> Result<(), String> {
-    let Some(obj) = card.as_object() else {
-        return Err("a discord card is an object with `embeds`".into());
-    };
-    if let Some(key) = obj
-        .keys()
-        .find(|k| !matches!(k.as_str(), "embeds" | "content"))
-    {
-        return Err(format!(
-            "`{key}` is not part of a discord card (embeds, content)"
-        ));
-    }
+    let obj = kit::card_object(card, "a discord card", "`embeds`", &["embeds", "content"])?;
     let chars = |v: &Value| v.as_str().map(|s| s.chars().count());
     kit::ensure_len("/content", obj.get("content").and_then(chars), MAX_CONTENT)?;
     let embeds = obj

@@ -283,17 +283,7 @@ fn plain(s: &str) -> String {
 /// most 100 widgets a card, 4,096 characters of text, and 32,000 bytes in
 /// all.
 fn check_card(card: &Value) -> Result<(), String> {
-    let Some(obj) = card.as_object() else {
-        return Err("a googlechat card is an object with `cardsV2`".into());
-    };
-    if let Some(key) = obj
-        .keys()
-        .find(|k| !matches!(k.as_str(), "cardsV2" | "text"))
-    {
-        return Err(format!(
-            "`{key}` is not part of a googlechat card (cardsV2, text)"
-        ));
-    }
+    let obj = kit::card_object(card, "a googlechat card", "`cardsV2`", &["cardsV2", "text"])?;
     if let Some(text) = obj.get("text") {
         let t = text.as_str().ok_or("/text must be a string")?;
         kit::ensure_len(

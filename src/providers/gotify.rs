@@ -179,17 +179,12 @@ const MAX_CARD_BYTES: usize = 8_192;
 
 /// A chat's own card: `{"message", "title"?}`.
 fn check_card(card: &Value) -> Result<(), String> {
-    let Some(obj) = card.as_object() else {
-        return Err("a gotify card is an object with `message` (and optionally `title`)".into());
-    };
-    if let Some(key) = obj
-        .keys()
-        .find(|k| !matches!(k.as_str(), "message" | "title"))
-    {
-        return Err(format!(
-            "`{key}` is not part of a gotify card (message, title)"
-        ));
-    }
+    let obj = kit::card_object(
+        card,
+        "a gotify card",
+        "`message` (and optionally `title`)",
+        &["message", "title"],
+    )?;
     let message = card["message"]
         .as_str()
         .ok_or("a gotify card needs `message`, a string")?;

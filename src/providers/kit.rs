@@ -951,6 +951,25 @@ impl<C: Chat> Destination for C {
     }
 }
 
+/// The opening of every `check_card`: a chat's own card is an object
+/// whose keys are all in `keys` (the look of the message, never where it
+/// goes). `what` names it (`"a slack card"`), `shape` says what it holds.
+pub fn card_object<'a>(
+    card: &'a Value,
+    what: &str,
+    shape: &str,
+    keys: &[&str],
+) -> Result<&'a serde_json::Map<String, Value>, String> {
+    let obj = (card.as_object()).ok_or_else(|| format!("{what} is an object with {shape}"))?;
+    match obj.keys().find(|k| !keys.contains(&k.as_str())) {
+        Some(key) => Err(format!(
+            "`{key}` is not part of {what} ({})",
+            keys.join(", ")
+        )),
+        None => Ok(obj),
+    }
+}
+
 /// A card field's length (`None`: absent) within `max` characters, or
 /// which field is too long (`at`, a JSON pointer): for `check_card`.
 pub fn ensure_len(at: &str, chars: Option<usize>, max: usize) -> Result<(), String> {

@@ -304,12 +304,7 @@ fn md_link(url: &str, text: &str) -> String {
 /// an object with `elements` (or schema 2.0's `body`), whose JSON fits a
 /// custom bot's body.
 fn check_card(card: &Value) -> Result<(), String> {
-    let Some(obj) = card.as_object() else {
-        return Err("a lark card is an object with `card`".into());
-    };
-    if let Some(key) = obj.keys().find(|k| k.as_str() != "card") {
-        return Err(format!("`{key}` is not part of a lark card (card)"));
-    }
+    let obj = kit::card_object(card, "a lark card", "`card`", &["card"])?;
     let card =
         (obj.get("card").and_then(Value::as_object)).ok_or("a lark card needs a `card` object")?;
     if let Some(h) = card.get("header")

@@ -449,19 +449,12 @@ fn card_html_with(card: &Card, tags: bool, tag_links: bool) -> String {
 /// A chat's own card: `formatted_body` (and optionally `body`) as strings
 /// of at most [`MAX_CARD_BYTES`].
 fn check_card(card: &Value) -> Result<(), String> {
-    let Some(obj) = card.as_object() else {
-        return Err(
-            "a matrix card is an object with `formatted_body` (and optionally `body`)".into(),
-        );
-    };
-    if let Some(key) = obj
-        .keys()
-        .find(|k| !matches!(k.as_str(), "formatted_body" | "body"))
-    {
-        return Err(format!(
-            "`{key}` is not part of a matrix card (formatted_body, body)"
-        ));
-    }
+    let obj = kit::card_object(
+        card,
+        "a matrix card",
+        "`formatted_body` (and optionally `body`)",
+        &["formatted_body", "body"],
+    )?;
     for key in ["formatted_body", "body"] {
         match obj.get(key) {
             None if key == "body" => {}

@@ -524,17 +524,12 @@ pub(super) fn inert(s: &str) -> String {
 
 /// A chat's own card within Mattermost's limits.
 fn check_card(card: &Value) -> Result<(), String> {
-    let Some(obj) = card.as_object() else {
-        return Err("a mattermost card is an object with `attachments`".into());
-    };
-    if let Some(key) = obj
-        .keys()
-        .find(|k| !matches!(k.as_str(), "attachments" | "text"))
-    {
-        return Err(format!(
-            "`{key}` is not part of a mattermost card (attachments, text)"
-        ));
-    }
+    let obj = kit::card_object(
+        card,
+        "a mattermost card",
+        "`attachments`",
+        &["attachments", "text"],
+    )?;
     if let Some(text) = obj.get("text") {
         let n = text
             .as_str()

@@ -323,17 +323,12 @@ fn card_lines(card: &Card, markdown: bool, tag_links: bool) -> String {
 
 /// A chat's own card: `{"message", "title"?}`, within ntfy's limits.
 fn check_card(card: &Value) -> Result<(), String> {
-    let Some(obj) = card.as_object() else {
-        return Err("an ntfy card is an object with `message` (and optionally `title`)".into());
-    };
-    if let Some(key) = obj
-        .keys()
-        .find(|k| !matches!(k.as_str(), "message" | "title"))
-    {
-        return Err(format!(
-            "`{key}` is not part of an ntfy card (message, title)"
-        ));
-    }
+    let obj = kit::card_object(
+        card,
+        "an ntfy card",
+        "`message` (and optionally `title`)",
+        &["message", "title"],
+    )?;
     let message = card["message"]
         .as_str()
         .ok_or("an ntfy card needs `message`, a string")?;

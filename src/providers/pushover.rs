@@ -316,20 +316,12 @@ fn card_message(card: &Card) -> String {
 
 /// A chat's own card: `{"message", "title"?, "url_title"?}`.
 fn check_card(card: &Value) -> Result<(), String> {
-    let Some(obj) = card.as_object() else {
-        return Err(
-            "a pushover card is an object with `message` (and optionally `title`, `url_title`)"
-                .into(),
-        );
-    };
-    if let Some(key) = obj
-        .keys()
-        .find(|k| !matches!(k.as_str(), "message" | "title" | "url_title"))
-    {
-        return Err(format!(
-            "`{key}` is not part of a pushover card (message, title, url_title)"
-        ));
-    }
+    kit::card_object(
+        card,
+        "a pushover card",
+        "`message` (and optionally `title`, `url_title`)",
+        &["message", "title", "url_title"],
+    )?;
     let len = |key: &str| card[key].as_str().map(|s| s.chars().count());
     if len("message").is_none() {
         return Err("a pushover card needs `message`, a string".into());

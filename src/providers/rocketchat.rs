@@ -394,17 +394,12 @@ fn default_card(card: &Card) -> Value {
 /// (`validateAttachment`: strings where it takes strings, fields with a
 /// value), within the message size limit.
 fn check_card(card: &Value) -> Result<(), String> {
-    let Some(obj) = card.as_object() else {
-        return Err("a rocketchat card is an object with `attachments`".into());
-    };
-    if let Some(key) = obj
-        .keys()
-        .find(|k| !matches!(k.as_str(), "attachments" | "text"))
-    {
-        return Err(format!(
-            "`{key}` is not part of a rocketchat card (attachments, text)"
-        ));
-    }
+    let obj = kit::card_object(
+        card,
+        "a rocketchat card",
+        "`attachments`",
+        &["attachments", "text"],
+    )?;
     if let Some(text) = obj.get("text") {
         let n = text
             .as_str()

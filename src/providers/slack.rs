@@ -430,17 +430,12 @@ fn mrkdwn(text: String) -> Value {
 
 /// A chat's own card within Block Kit's limits.
 fn check_card(card: &Value) -> Result<(), String> {
-    let Some(obj) = card.as_object() else {
-        return Err("a slack card is an object with `blocks` and/or `attachments`".into());
-    };
-    if let Some(key) = obj
-        .keys()
-        .find(|k| !matches!(k.as_str(), "blocks" | "attachments" | "text"))
-    {
-        return Err(format!(
-            "`{key}` is not part of a slack card (blocks, attachments, text)"
-        ));
-    }
+    let obj = kit::card_object(
+        card,
+        "a slack card",
+        "`blocks` and/or `attachments`",
+        &["blocks", "attachments", "text"],
+    )?;
     if !obj.contains_key("blocks") && !obj.contains_key("attachments") {
         return Err("a slack card needs `blocks` or `attachments`".into());
     }

@@ -482,12 +482,7 @@ const MAX_TAGS: usize = 10;
 
 /// A chat's own card: `{"html": "…"}`.
 fn check_card(card: &Value) -> Result<(), String> {
-    let Some(obj) = card.as_object() else {
-        return Err("an smtp card is an object with `html`".into());
-    };
-    if let Some(key) = obj.keys().find(|k| k.as_str() != "html") {
-        return Err(format!("`{key}` is not part of an smtp card (html)"));
-    }
+    kit::card_object(card, "an smtp card", "`html`", &["html"])?;
     let html = card["html"]
         .as_str()
         .ok_or("an smtp card needs `html`, a string")?;

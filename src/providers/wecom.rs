@@ -197,17 +197,12 @@ fn plain_cost(c: char) -> usize {
 /// articles, each with a `title` (≤ 128 bytes) and a `url`, descriptions
 /// ≤ 512 bytes.
 fn check_card(card: &Value) -> Result<(), String> {
-    let Some(obj) = card.as_object() else {
-        return Err("a wecom card is an object with `template_card` or `news`".into());
-    };
-    if let Some(key) = obj
-        .keys()
-        .find(|k| !matches!(k.as_str(), "template_card" | "news"))
-    {
-        return Err(format!(
-            "`{key}` is not part of a wecom card (template_card, news)"
-        ));
-    }
+    let obj = kit::card_object(
+        card,
+        "a wecom card",
+        "`template_card` or `news`",
+        &["template_card", "news"],
+    )?;
     match (obj.get("template_card"), obj.get("news")) {
         (Some(t), None) => check_template(t),
         (None, Some(n)) => check_news(n),
